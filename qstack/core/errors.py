@@ -1,0 +1,84 @@
+"""Error codes shared by every layer.
+
+Every failure that crosses a layer boundary or the wire carries a numeric code
+from one registry, so that a log line, a wire ERR message and an exception all
+name the same thing. Codes are grouped by layer in blocks of 100 (see
+``specs/errors.md``): core 1-99, physical 100-199, link 200-299, network
+300-399, transport 400-499, application 500-599, emulation 600-699.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """The registry of defined error codes (``specs/errors.md`` is normative)."""
+
+    # core: decoding and protocol plumbing (1-99)
+    MALFORMED = 1            # bytes are not a msgpack array of the right shape
+    UNKNOWN_TYPE = 2         # message type code not registered
+    UNSUPPORTED_VERSION = 3  # message version not understood
+    BAD_FIELD = 4            # a field has the wrong type or count
+    OUT_OF_RANGE = 5         # a field is outside its documented range
+    FRAME_TOO_LARGE = 6      # a frame exceeds the maximum size
+    UNEXPECTED_EVENT = 7     # a protocol got an event it has no handler for
+    BAD_CONFIG = 8           # a configuration file or value is invalid
+
+    # physical (100-199)
+    QUBIT_UNAVAILABLE = 100  # the qubit was measured, discarded or never existed
+    INVALID_PARAMETER = 101  # a physical parameter is out of its physical range
+    MEMORY_FULL = 102        # no free memory slot on the node
+
+    # link (200-299)
+    LINK_UNSUPPORTED = 200   # the request cannot be served by this hardware at all
+    LINK_NO_TIME = 201       # the hardware cannot meet the fidelity within the time asked
+    LINK_NO_RESOURCES = 202  # no memory or communication qubit available now
+    LINK_TIMEOUT = 203       # the request's maximum time ran out
+    LINK_REJECTED = 204      # the peer rejected the request
+    LINK_OUT_OF_MEMORY = 205  # memory exhausted while the request was served
+    LINK_EXPIRED = 206       # a delivered pair was lost (cut-off, peer reset)
+    LINK_UNKNOWN_PEER = 207  # no link to that node
+    LINK_QUEUE_FULL = 208    # the distributed queue is full
+
+    # network (300-399)
+    NET_NO_ROUTE = 300       # no path to the destination
+    NET_UNREACHABLE_FIDELITY = 301  # no path can meet the fidelity
+    NET_TIMEOUT = 302        # the request's maximum time ran out
+    NET_CIRCUIT_TORN_DOWN = 303  # a node or link on the circuit failed
+    NET_REJECTED = 304       # a node on the path refused the circuit
+    NET_UNKNOWN_CIRCUIT = 305  # a message names a circuit this node does not know
+
+    # transport (400-499)
+    TRANSPORT_NO_PAIR = 400  # no end-to-end pair could be had in time
+    TRANSPORT_NOT_CONNECTED = 401
+    TRANSPORT_CONNECTION_REFUSED = 402  # nobody listens on that port
+    TRANSPORT_TIMEOUT = 403
+    TRANSPORT_CLOSED = 404
+    TRANSPORT_PORT_IN_USE = 405
+    TRANSPORT_HEADER_MISMATCH = 406  # a header names a pair that does not exist
+
+    # application (500-599)
+    APP_ABORTED = 500        # a protocol aborted (e.g. QBER above threshold)
+
+    # emulation (600-699)
+    EMU_PEER_GONE = 600      # a peer process disappeared
+
+
+class QStackError(Exception):
+    """An error with a defined code. ``str(err)`` is ``"NAME (code): detail"``."""
+
+    def __init__(self, code: ErrorCode, detail: str = "") -> None:
+        self.code = ErrorCode(code)
+        self.detail = detail
+        super().__init__(f"{self.code.name} ({int(self.code)}): {detail}")
+
+
+class DecodeError(QStackError):
+    """Bytes that are not a valid message; raised by every decoder and nothing else."""
+
+
+class ConfigError(QStackError, ValueError):
+    """A configuration value or file is invalid; the detail names the field."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorCode.BAD_CONFIG, detail)

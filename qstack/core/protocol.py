@@ -1,0 +1,197 @@
+"""The one protocol interface every layer shares (sans-I/O).
+
+A protocol is a plain object, one per protocol per node, that takes an
+**event** and the current time and returns a list of **actions**. It never
+sleeps, never touches a socket or the simulator, and never reads a clock: the
+time comes in as ``now_ns``. Timers are asked for (:class:`StartTimer`) and come
+back as :class:`TimerFired`; quantum operations are asked for
+(:class:`QuantumOp`) and come back as :class:`OperationDone`. The two drivers,
+``qstack.sim`` and ``qstack.emu``, carry actions out and feed results back.
+
+Within a node, protocols are stacked by name: :class:`Deliver` hands an event
+to the protocol above (or a named one), :class:`Submit` hands a request to the
+protocol below (or a named one). Messages between nodes are
+:class:`~qstack.core.messages.Message` objects; the receiving node routes a
+message to the protocol named by its class's ``PROTOCOL``.
+
+Handlers are methods named for what arrived and registered with :func:`on`::
+
+    class Pinger(Protocol):
+        name = "demo.ping"
+
+        @on(MessageReceived)
+        def _message(self, event, now_ns):
+            return [SendMessage(event.src, Pong(...))]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Hashable
+
+from qstack.core.errors import ErrorCode
+from qstack.core.messages import Message
+
+__all__ = [
+    "Event", "Action", "Protocol", "on",
+    "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "Started",
+    "SendMessage", "StartTimer", "CancelTimer", "QuantumOp", "Deliver", "Submit", "Fail",
+]
+
+
+class Event:
+    """Marker base for events (things that happened, fed into a protocol)."""
+
+    __slots__ = ()
+
+
+class Action:
+    """Marker base for actions (things a protocol asks its driver to do)."""
+
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------- events
+
+@dataclass(frozen=True, slots=True)
+class Started(Event):
+    """The node came up; the protocol may start timers or announce itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(Event):
+    """A message from node ``src`` arrived."""
+
+    src: str
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired(Event):
+    """The timer the protocol started under ``key`` expired."""
+
+    key: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class OperationDone(Event):
+    """The quantum operation ``op_id`` finished; ``outcome`` is op-specific
+    (a measurement result, a herald, qubit handles, or an exception on failure)."""
+
+    op_id: int
+    outcome: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown(Event):
+    """The classical connection to node ``peer`` is gone (crash or reset)."""
+
+    peer: str
+
+
+# ---------------------------------------------------------------- actions
+
+@dataclass(frozen=True, slots=True)
+class SendMessage(Action):
+    """Send ``msg`` to node ``dst`` over the classical channel."""
+
+    dst: str
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer(Action):
+    """Fire :class:`TimerFired` (``key``) after ``delay_ns`` nanoseconds.
+    Starting a timer whose key is already running restarts it."""
+
+    key: Hashable
+    delay_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer(Action):
+    """Cancel the timer ``key``; cancelling an unknown key is a no-op."""
+
+    key: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class QuantumOp(Action):
+    """Carry out the physical operation ``op`` (an object from
+    ``qstack.physical.ops``); the driver answers with
+    :class:`OperationDone` (``op_id``) when it finishes."""
+
+    op_id: int
+    op: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(Action):
+    """Hand ``event`` to the protocol above on this node, or to the protocol
+    named ``to``, or to the application/user when nothing is above."""
+
+    event: Any
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Action):
+    """Hand the request ``request`` to the protocol below on this node, or to
+    the protocol named ``to``."""
+
+    request: Any
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fail(Action):
+    """Report an error with a defined code; the protocol goes on serving."""
+
+    code: ErrorCode
+    detail: str = ""
+    context: Any = field(default=None, compare=False)
+
+
+# ---------------------------------------------------------------- protocol base
+
+def on(*event_types: type) -> Callable:
+    """Register the decorated method as the handler of ``event_types``."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__qstack_handles__ = event_types
+        return fn
+
+    return mark
+
+
+class Protocol:
+    """Base of every sans-I/O protocol. Subclasses set ``name`` and register
+    handlers with :func:`on`; :meth:`handle` dispatches on the event's type
+    (the most specific registered base class wins).
+
+    ``node`` is the name of the node this instance runs on.
+    """
+
+    name: ClassVar[str] = ""
+    _handlers: ClassVar[dict[type, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[type, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, fn in vars(klass).items():
+                for tp in getattr(fn, "__qstack_handles__", ()):
+                    handlers[tp] = attr
+        cls._handlers = handlers
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def handle(self, event: Any, now_ns: int) -> list[Action]:
+        """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""
+        for klass in type(event).__mro__:
+            attr = self._handlers.get(klass)
+            if attr is not None:
+                return getattr(self, attr)(event, now_ns) or []
+        return [Fail(ErrorCode.UNEXPECTED_EVENT,
+                     f"{type(self).__name__} on {self.node} has no handler for "
+                     f"{type(event).__name__}", context=event)]
