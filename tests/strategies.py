@@ -1,6 +1,7 @@
 """Hypothesis strategies derived from message declarations (shared by the fuzz tests)."""
 from __future__ import annotations
 
+import sys
 import typing
 from enum import IntEnum
 
@@ -38,8 +39,24 @@ def _strategy(tp, fc) -> st.SearchStrategy:
     raise TypeError(inner)
 
 
+def _examples_of(cls: type[Message]) -> list[Message]:
+    """The instances of ``cls`` that protocol modules list in ``VECTOR_EXAMPLES``."""
+    found = []
+    for module in list(sys.modules.values()):
+        examples = getattr(module, "VECTOR_EXAMPLES", None)
+        if isinstance(examples, dict):
+            found.extend(m for m in examples.values() if type(m) is cls)
+    return found
+
+
 def message_strategy(cls: type[Message]) -> st.SearchStrategy:
-    """Valid instances of ``cls`` (cross-field rules may still reject some: filter)."""
+    """Valid instances of ``cls``.
+
+    Messages with cross-field rules reject most fully random field sets, so
+    besides fully random instances this also draws a listed example with some
+    fields replaced by random values: every field still gets explored, and
+    most draws satisfy the rules.
+    """
     fields = {fc.name: _strategy(fc.tp, fc) for fc in cls._FIELDS}
 
     def build(kwargs):
@@ -48,4 +65,18 @@ def message_strategy(cls: type[Message]) -> st.SearchStrategy:
         except (ValueError, TypeError):
             return None
 
-    return st.fixed_dictionaries(fields).map(build).filter(lambda m: m is not None)
+    fully_random = st.fixed_dictionaries(fields).map(build)
+    examples = _examples_of(cls)
+    if not examples:
+        return fully_random.filter(lambda m: m is not None)
+
+    @st.composite
+    def near_example(draw):
+        base = draw(st.sampled_from(examples))
+        names = draw(st.lists(st.sampled_from(list(fields)), max_size=2, unique=True))
+        kwargs = {fc.name: getattr(base, fc.name) for fc in cls._FIELDS}
+        for name in names:
+            kwargs[name] = draw(fields[name])
+        return build(kwargs)
+
+    return st.one_of(near_example(), fully_random).filter(lambda m: m is not None)

@@ -1,0 +1,272 @@
+"""Bell-diagonal two-qubit states: four probabilities instead of a 4x4 matrix.
+
+A Bell-diagonal state is ``rho = sum_b c_b |B_b><B_b|`` over the Bell basis,
+with Bell index ``b = (x << 1) | z`` naming ``(I (x) X^x Z^z)|Phi+>``
+(0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-). The family is closed under Pauli gates,
+Pauli channels on either qubit and entanglement swapping, so repeater chains
+with Pauli noise can be simulated exactly with a handful of float operations.
+
+Pauli index convention for :meth:`BellDiagonal.apply_pauli`: 0 = I, 1 = X,
+2 = Y, 3 = Z (the order of :data:`qstack.physical.gates.PAULIS`).
+
+Why no separate Pauli frame: a Pauli on either qubit only permutes the
+coefficients, ``b -> b XOR mask`` with mask I=0, X=2 (flips x), Y=3, Z=1
+(flips z), and the permutation is as cheap as updating a frame would be. The
+mask is the same for both qubits because ``(P (x) I)|Phi+> = (I (x) P^T)|Phi+>``
+and ``P^T = +-P``; for the same reason a Bell-diagonal state is symmetric
+under exchanging its two qubits.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .states import BELL_BASIS, BELL_NAMES, PHI_MINUS, PHI_PLUS, PSI_MINUS, PSI_PLUS
+
+__all__ = [
+    "BellDiagonal", "swap_bell_diagonal", "swap_average", "PAULI_TO_BELL_MASK",
+    "PHI_PLUS", "PHI_MINUS", "PSI_PLUS", "PSI_MINUS", "BELL_NAMES",
+]
+
+#: Bell-index XOR mask of the Pauli with index 0..3 (I, X, Y, Z).
+PAULI_TO_BELL_MASK = (0, 2, 3, 1)
+
+# Projectors |B_b><B_b|, shape (4, 4, 4).
+_PROJ = np.einsum("ib,jb->bij", BELL_BASIS, BELL_BASIS.conj())
+_PROJ.flags.writeable = False
+_PROJ_FLAT = _PROJ.reshape(4, 16)
+
+# Coefficients are kept as a tuple of four Python floats: every map here is a
+# dozen multiply-adds, and on four numbers plain float arithmetic beats numpy's
+# per-call overhead several times over (this is the repeater-chain hot path).
+
+
+def _xor_conv(a: tuple, b: tuple) -> tuple:
+    """``c[k] = sum_i a[i] b[i ^ k]`` written out."""
+    a0, a1, a2, a3 = a
+    b0, b1, b2, b3 = b
+    return (
+        a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3,
+        a0 * b1 + a1 * b0 + a2 * b3 + a3 * b2,
+        a0 * b2 + a1 * b3 + a2 * b0 + a3 * b1,
+        a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0,
+    )
+
+
+def _permute(c: tuple, m: int) -> tuple:
+    """``out[b] = c[b ^ m]``."""
+    if m == 0:
+        return c
+    c0, c1, c2, c3 = c
+    if m == 1:
+        return (c1, c0, c3, c2)
+    if m == 2:
+        return (c2, c3, c0, c1)
+    return (c3, c2, c1, c0)
+
+
+def _check_index(name: str, v: int, hi: int = 4) -> int:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= v < hi:
+        raise ValueError(f"{name} must be an int in 0..{hi - 1}, got {v!r}")
+    return int(v)
+
+
+_PAULI_IDS = frozenset((0, 1, 2, 3))  # fast path for valid indices; anything else gets checked
+
+
+def _check_side(side: int) -> None:
+    if side not in (0, 1):
+        raise ValueError(f"side must be 0 (first qubit) or 1 (second qubit), got {side!r}")
+
+
+class BellDiagonal:
+    """An immutable Bell-diagonal state: probabilities ``coeffs[b]`` of the four Bell states.
+
+    Every operation returns a new object. ``coeffs`` is a read-only float64
+    array summing to 1.
+    """
+
+    __slots__ = ("_c",)
+
+    def __init__(self, coeffs: Sequence[float], *, atol: float = 1e-9) -> None:
+        c = np.array(coeffs, dtype=np.float64).reshape(-1)
+        if c.shape != (4,):
+            raise ValueError(f"a Bell-diagonal state has 4 coefficients, got {c.shape[0]}")
+        if not np.all(np.isfinite(c)) or c.min() < -atol:
+            raise ValueError(f"Bell-diagonal coefficients must be finite and >= 0, got {c.tolist()}")
+        s = c.sum()
+        if abs(s - 1.0) > atol:
+            raise ValueError(f"Bell-diagonal coefficients must sum to 1, got sum {s!r}")
+        c = np.clip(c, 0.0, None)
+        c /= c.sum()
+        self._c = tuple(float(v) for v in c)
+
+    @classmethod
+    def _trusted(cls, c: tuple) -> "BellDiagonal":
+        # Internal constructor for results of exact coefficient maths: skips
+        # validation, which would otherwise dominate the cost of a swap.
+        obj = object.__new__(cls)
+        obj._c = c
+        return obj
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def werner(cls, fidelity: float, bell_index: int = PHI_PLUS) -> "BellDiagonal":
+        """``F`` on ``bell_index``, ``(1-F)/3`` on each of the other three Bell states."""
+        f = float(fidelity)
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"fidelity must be in [0, 1], got {fidelity!r}")
+        b = _check_index("bell_index", bell_index)
+        c = [(1.0 - f) / 3.0] * 4
+        c[b] = f
+        return cls._trusted(tuple(c))
+
+    @classmethod
+    def pure(cls, bell_index: int = PHI_PLUS) -> "BellDiagonal":
+        """The pure Bell state with this index."""
+        c = [0.0] * 4
+        c[_check_index("bell_index", bell_index)] = 1.0
+        return cls._trusted(tuple(c))
+
+    @classmethod
+    def from_density_matrix(cls, rho: np.ndarray) -> "BellDiagonal":
+        """Bell twirl of a two-qubit density matrix: keep its diagonal in the Bell basis.
+
+        Exact for a Bell-diagonal ``rho``; for any other state this is the
+        state after a (real, implementable) Bell twirl, which keeps every Bell
+        fidelity.
+        """
+        rho = np.asarray(rho, dtype=np.complex128)
+        if rho.shape != (4, 4):
+            raise ValueError(f"expected a 4x4 density matrix, got shape {rho.shape}")
+        c = np.real(np.einsum("bij,ji->b", _PROJ, rho))
+        c = np.clip(c, 0.0, None)
+        s = c.sum()
+        if not s > 0.0:
+            raise ValueError("density matrix has zero trace")
+        return cls._trusted(tuple(float(v) for v in c / s))
+
+    # -- views --------------------------------------------------------------
+    @property
+    def coeffs(self) -> np.ndarray:
+        """Read-only float64 array of the four Bell probabilities, in Bell-index order."""
+        a = np.array(self._c, dtype=np.float64)
+        a.flags.writeable = False
+        return a
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        """The four coefficients as plain floats."""
+        return self._c
+
+    def __getitem__(self, bell_index: int) -> float:
+        return self._c[bell_index]
+
+    def fidelity(self, bell_index: int = PHI_PLUS) -> float:
+        """Fidelity to the Bell state ``bell_index``: its coefficient."""
+        return self._c[_check_index("bell_index", bell_index)]
+
+    def to_density_matrix(self) -> np.ndarray:
+        """The 4x4 density matrix (first qubit most significant)."""
+        return (np.array(self._c) @ _PROJ_FLAT).reshape(4, 4)
+
+    def allclose(self, other: "BellDiagonal", atol: float = 1e-12) -> bool:
+        return all(abs(x - y) <= atol for x, y in zip(self._c, other._c))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BellDiagonal):
+            return NotImplemented
+        return self._c == other._c
+
+    def __hash__(self) -> int:
+        return hash(self._c)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}={v:.6g}" for n, v in zip(BELL_NAMES, self._c))
+        return f"BellDiagonal({parts})"
+
+    # -- Pauli operations ---------------------------------------------------
+    def apply_pauli(self, side: int, pauli: int) -> "BellDiagonal":
+        """Apply Pauli ``pauli`` (0 I, 1 X, 2 Y, 3 Z) to qubit ``side`` (0 first, 1 second).
+
+        The result does not depend on ``side`` (see the module docstring); the
+        argument is kept so callers say what they mean and get it checked.
+        """
+        _check_side(side)
+        if side != 0 and side != 1:
+            _check_side(side)
+        if pauli not in _PAULI_IDS:
+            _check_index("pauli", pauli)
+        return BellDiagonal._trusted(_permute(self._c, PAULI_TO_BELL_MASK[pauli]))
+
+    def pauli_channel(self, side: int, px: float, py: float, pz: float) -> "BellDiagonal":
+        """Apply X, Y, Z with probabilities px, py, pz to qubit ``side``."""
+        _check_side(side)
+        for name, v in (("px", px), ("py", py), ("pz", pz)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        pi = 1.0 - px - py - pz
+        if pi < -1e-12:
+            raise ValueError(f"px + py + pz must be <= 1, got {px + py + pz!r}")
+        pi = max(pi, 0.0)
+        c0, c1, c2, c3 = self._c
+        # out[b] = pI c[b] + pX c[b^2] + pY c[b^3] + pZ c[b^1]
+        return BellDiagonal._trusted((
+            pi * c0 + px * c2 + py * c3 + pz * c1,
+            pi * c1 + px * c3 + py * c2 + pz * c0,
+            pi * c2 + px * c0 + py * c1 + pz * c3,
+            pi * c3 + px * c1 + py * c0 + pz * c2,
+        ))
+
+    def depolarize(self, side: int, p: float) -> "BellDiagonal":
+        """Depolarising channel (replace by I/2 with probability p) on one qubit; F -> (1-p)F + p/4."""
+        q = p / 4.0
+        return self.pauli_channel(side, q, q, q)
+
+    def dephase(self, side: int, p: float) -> "BellDiagonal":
+        """Dephasing with coherences scaled by 1-p (Z with probability p/2), as ``channels_kraus.dephasing``."""
+        return self.pauli_channel(side, 0.0, 0.0, p / 2.0)
+
+    def bit_flip(self, side: int, p: float) -> "BellDiagonal":
+        """X with probability p on one qubit."""
+        return self.pauli_channel(side, p, 0.0, 0.0)
+
+    def phase_flip(self, side: int, p: float) -> "BellDiagonal":
+        """Z with probability p on one qubit."""
+        return self.pauli_channel(side, 0.0, 0.0, p)
+
+    # -- swapping -----------------------------------------------------------
+    def swap(self, other: "BellDiagonal") -> dict[int, "BellDiagonal"]:
+        """Post-swap states of the outer qubits for each BSM outcome (each has probability 1/4).
+
+        ``self`` is the pair (A0, A1), ``other`` is (B0, B1), the BSM acts on
+        (A1, B0); the returned states are of (A0, B1).
+        """
+        return {m: swap_bell_diagonal(self, other, m) for m in range(4)}
+
+    def swap_average(self, other: "BellDiagonal") -> "BellDiagonal":
+        """State after swapping with ``other`` and applying the Pauli correction; see :func:`swap_average`."""
+        return swap_average(self, other)
+
+
+def swap_average(a: BellDiagonal, b: BellDiagonal) -> BellDiagonal:
+    """Outer-pair state after swapping ``a`` and ``b`` and correcting the BSM outcome.
+
+    The XOR convolution ``c[k] = sum_i a[i] b[i ^ k]``: the Bell indices of the
+    two input pairs add up (XOR) in the output. For Werner inputs this is
+    ``F1 F2 + (1-F1)(1-F2)/3``. The correction for outcome ``m`` is the Pauli
+    ``X^x Z^z`` (``m = (x << 1) | z``) on either outer qubit.
+    """
+    return BellDiagonal._trusted(_xor_conv(a._c, b._c))
+
+
+def swap_bell_diagonal(a: BellDiagonal, b: BellDiagonal, bsm_outcome: int) -> BellDiagonal:
+    """Uncorrected outer-pair state after a BSM with outcome ``bsm_outcome`` on the inner qubits.
+
+    For pure inputs ``B_i`` and ``B_j`` and outcome ``m`` the outer pair is
+    ``B_(i ^ j ^ m)``; for mixtures, ``c[k] = (a * b)[k ^ m]`` with ``*`` the
+    XOR convolution. Every outcome has probability 1/4 for Bell-diagonal inputs.
+    """
+    if bsm_outcome not in _PAULI_IDS:
+        _check_index("bsm_outcome", bsm_outcome)
+    return BellDiagonal._trusted(_permute(_xor_conv(a._c, b._c), bsm_outcome))

@@ -1,0 +1,234 @@
+"""A node's quantum hardware: memory slots, gate and measurement noise, timing.
+
+The device carries out the local operations of :mod:`qstack.physical.ops` on
+the state engine and says how long each takes; the driver (simulator or
+emulator physics server) turns that duration into time. Memory decay is
+applied lazily: a stored qubit remembers when it was last brought up to date,
+and every operation that touches it first applies T1/T2 decay for the time it
+waited. Nobody pays for idle qubits until they are used.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.physical.ops import (
+    SINGLE_QUBIT_GATES, TWO_QUBIT_GATES, Allocate, BellMeasure, Discard, Gate, Measure,
+)
+
+__all__ = ["NodeHardware", "QuantumDevice"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHardware:
+    """Parameters of one node's processor and memory.
+
+    Defaults are of the order of a trapped-ion or NV-centre processing node
+    (gate times of microseconds, readout of a few microseconds, seconds-scale
+    memory coherence with dynamical decoupling), with noiseless gates: set the
+    error fields to study their effect.
+
+    Times are nanoseconds; ``t1_ns`` / ``t2_ns`` may be ``math.inf``.
+    ``*_depolar`` are depolarising probabilities applied to each qubit a gate
+    touches; ``measure_flip_prob`` flips each readout bit.
+    """
+
+    num_qubits: int = 8
+    t1_ns: float = math.inf
+    t2_ns: float = 1e9
+    gate_1q_ns: int = 100
+    gate_2q_ns: int = 1_000
+    measure_ns: int = 2_000
+    init_ns: int = 1_000
+    gate_1q_depolar: float = 0.0
+    gate_2q_depolar: float = 0.0
+    measure_flip_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_qubits, int) or self.num_qubits < 1:
+            raise ValueError(f"num_qubits: expected an integer >= 1, got {self.num_qubits!r}")
+        if not (self.t1_ns > 0 and self.t2_ns > 0):
+            raise ValueError("t1_ns and t2_ns: expected positive times in nanoseconds")
+        if self.t2_ns > 2 * self.t1_ns:
+            raise ValueError(f"t2_ns = {self.t2_ns} exceeds 2*t1_ns = {2 * self.t1_ns}: "
+                             "unphysical (T2 <= 2*T1)")
+        for name in ("gate_1q_ns", "gate_2q_ns", "measure_ns", "init_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a duration >= 0 ns")
+        for name in ("gate_1q_depolar", "gate_2q_depolar", "measure_flip_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1]")
+
+    @property
+    def bsm_ns(self) -> int:
+        """Duration of a deterministic Bell-state measurement (CNOT, H, two readouts)."""
+        return self.gate_2q_ns + self.gate_1q_ns + self.measure_ns
+
+    @property
+    def decays(self) -> bool:
+        return math.isfinite(self.t1_ns) or math.isfinite(self.t2_ns)
+
+
+class QuantumDevice:
+    """One node's memory and processor, acting on a shared state engine.
+
+    ``engine`` is a :class:`qstack.physical.engine.QuantumEngine`; ``rng`` a
+    numpy Generator for readout errors.
+    """
+
+    def __init__(self, node: str, engine: Any, hardware: NodeHardware, rng: Any) -> None:
+        self.node = node
+        self.engine = engine
+        self.hw = hardware
+        self.rng = rng
+        self._last_update: dict[Any, int] = {}   # stored qubit -> time its decay is applied to
+        self._reserved = 0
+
+    # ------------------------------------------------------------ memory slots
+    @property
+    def used_slots(self) -> int:
+        return len(self._last_update) + self._reserved
+
+    @property
+    def free_slots(self) -> int:
+        return self.hw.num_qubits - self.used_slots
+
+    def reserve(self) -> bool:
+        """Reserve a slot for a qubit that will arrive (e.g. a heralded pair)."""
+        if self.free_slots <= 0:
+            return False
+        self._reserved += 1
+        return True
+
+    def release_reservation(self) -> None:
+        if self._reserved <= 0:
+            raise RuntimeError("no reserved slot to release")
+        self._reserved -= 1
+
+    def store(self, qubit: Any, since_ns: int, reserved: bool = False) -> None:
+        """Put ``qubit`` in memory; it has been waiting since ``since_ns``."""
+        if reserved:
+            self.release_reservation()
+        elif self.free_slots <= 0:
+            raise QStackError(ErrorCode.MEMORY_FULL, f"{self.node}: all {self.hw.num_qubits} "
+                                                     "memory slots are in use")
+        self._last_update[qubit] = since_ns
+
+    def holds(self, qubit: Any) -> bool:
+        return qubit in self._last_update
+
+    def stored_qubits(self) -> list:
+        return list(self._last_update)
+
+    def update(self, qubit: Any, now_ns: int) -> None:
+        """Apply the memory decay ``qubit`` suffered since it was last updated."""
+        last = self._last_update.get(qubit)
+        if last is None:
+            raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
+                              f"{self.node}: qubit {qubit!r} is not in this node's memory")
+        if now_ns > last:
+            if self.hw.decays:
+                self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
+            self._last_update[qubit] = now_ns
+
+    def free(self, qubit: Any, discard: bool = True) -> None:
+        """Free ``qubit``'s slot (tracing it out of the engine if ``discard``)."""
+        self._last_update.pop(qubit, None)
+        if discard and qubit.alive:
+            self.engine.discard(qubit)
+
+    # ------------------------------------------------------------ operations
+    def execute(self, op: Any, now_ns: int) -> tuple[int, Any]:
+        """Carry out ``op`` at ``now_ns``; return (duration in ns, outcome).
+
+        A failure is returned as the outcome (a :class:`QStackError`), never
+        raised, so the calling protocol decides and the node keeps serving.
+        """
+        try:
+            handler = _HANDLERS[type(op)]
+        except KeyError:
+            return 0, QStackError(ErrorCode.INVALID_PARAMETER,
+                                  f"{self.node}: unknown operation {type(op).__name__}")
+        try:
+            return handler(self, op, now_ns)
+        except QStackError as err:
+            return 0, err
+
+    def _allocate(self, op: Allocate, now_ns: int) -> tuple[int, Any]:
+        if self.free_slots <= 0:
+            raise QStackError(ErrorCode.MEMORY_FULL, f"{self.node}: no free memory slot")
+        qubit = self.engine.qubit()
+        self.store(qubit, now_ns + self.hw.init_ns)
+        return self.hw.init_ns, qubit
+
+    def _gate(self, op: Gate, now_ns: int) -> tuple[int, Any]:
+        for q in op.qubits:
+            self.update(q, now_ns)
+        eng = self.engine
+        name = op.name
+        if name in SINGLE_QUBIT_GATES and len(op.qubits) == 1:
+            (q,) = op.qubits
+            if name in ("rx", "ry", "rz"):
+                getattr(eng, name)(q, *op.params)
+            elif name == "u":
+                eng.apply(op.params[0], [q])
+            elif name != "i":
+                getattr(eng, name)(q)
+            if self.hw.gate_1q_depolar:
+                eng.depolarize(q, self.hw.gate_1q_depolar)
+            duration = self.hw.gate_1q_ns
+        elif name in TWO_QUBIT_GATES and len(op.qubits) == 2:
+            getattr(eng, name)(*op.qubits)
+            if self.hw.gate_2q_depolar:
+                for q in op.qubits:
+                    eng.depolarize(q, self.hw.gate_2q_depolar)
+            duration = self.hw.gate_2q_ns
+        else:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"gate {name!r} on {len(op.qubits)} qubit(s) is not supported")
+        for q in op.qubits:
+            self._last_update[q] = now_ns + duration
+        return duration, None
+
+    def _readout(self, bit: int) -> int:
+        if self.hw.measure_flip_prob and self.rng.random() < self.hw.measure_flip_prob:
+            return bit ^ 1
+        return bit
+
+    def _measure(self, op: Measure, now_ns: int) -> tuple[int, Any]:
+        self.update(op.qubit, now_ns)
+        bit = self._readout(self.engine.measure(op.qubit, op.basis))
+        self.free(op.qubit)
+        return self.hw.measure_ns, bit
+
+    def _bell_measure(self, op: BellMeasure, now_ns: int) -> tuple[int, Any]:
+        a, b = op.qubit_a, op.qubit_b
+        self.update(a, now_ns)
+        self.update(b, now_ns)
+        if self.hw.gate_2q_depolar:
+            self.engine.depolarize(a, self.hw.gate_2q_depolar)
+            self.engine.depolarize(b, self.hw.gate_2q_depolar)
+        index = self.engine.bsm(a, b)
+        if self.hw.measure_flip_prob:
+            index = (self._readout(index >> 1) << 1) | self._readout(index & 1)
+        self._last_update.pop(a, None)
+        self._last_update.pop(b, None)
+        return self.hw.bsm_ns, index
+
+    def _discard(self, op: Discard, now_ns: int) -> tuple[int, Any]:
+        if not self.holds(op.qubit):
+            raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
+                              f"{self.node}: qubit {op.qubit!r} is not in memory")
+        self.free(op.qubit)
+        return 0, None
+
+
+_HANDLERS = {
+    Allocate: QuantumDevice._allocate,
+    Gate: QuantumDevice._gate,
+    Measure: QuantumDevice._measure,
+    BellMeasure: QuantumDevice._bell_measure,
+    Discard: QuantumDevice._discard,
+}

@@ -1,0 +1,840 @@
+"""The quantum state engine: qubit handles over per-group density matrices.
+
+Every qubit belongs to exactly one *group*, the smallest set of qubits whose
+joint state the engine keeps (a ``complex128`` density matrix, first member
+most significant). A fresh qubit is a group of one. Multi-qubit gates and
+channels merge the groups they touch (Kronecker product); measurement splits
+the measured qubit off (its post-measurement state is a basis state, so the
+joint state is a product); discard is a partial trace. A node therefore never
+pays for qubits it is not entangled with.
+
+Fast Bell-diagonal formalism ("bd"): a group of exactly two qubits may be held
+as a :class:`~qstack.physical.bell_diagonal.BellDiagonal` (four floats). Pauli
+gates and Pauli channels update the coefficients; a Bell-state measurement on
+halves of two different bd pairs is an exact swap that leaves the two remote
+halves as a new bd pair. Any other operation on a bd group first converts it
+to a density matrix, transparently (:meth:`QuantumEngine.formalism_of` tells
+which is in use), so one body of protocol code runs in both formalisms.
+Reading a state (``density_matrix``, ``fidelity``) never converts.
+
+Units: times in nanoseconds, angles in radians. Outcomes are ints 0/1; Bell
+outcomes are Bell indices 0..3 (``(x << 1) | z``: 0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+from qstack.core.errors import ErrorCode, QStackError
+
+from . import channels_kraus as _ck
+from . import gates as _g
+from .bell_diagonal import BellDiagonal, swap_bell_diagonal
+from .states import BELL_BASIS, _ptrace, is_valid_density_matrix, num_qubits_of
+from .states import fidelity as _fidelity
+
+__all__ = ["QuantumEngine", "Qubit", "QubitError", "Basis"]
+
+Basis = Union[str, tuple]
+
+
+class QubitError(QStackError, ValueError):
+    """Use of a qubit that was discarded, consumed by a BSM, or belongs to another engine.
+
+    Code QUBIT_UNAVAILABLE.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorCode.QUBIT_UNAVAILABLE, detail)
+
+
+# ---------------------------------------------------------------------------
+# Dense kernels on a group's density matrix (rho is 2^n x 2^n, positions are
+# indices into the group's member list, 0 = most significant).
+# ---------------------------------------------------------------------------
+
+def _permute_full(a: np.ndarray, pos: Sequence[int]) -> np.ndarray:
+    """Rewrite a k-qubit operator on targets at group positions ``pos`` (k == n) in group order."""
+    k = len(pos)
+    inv = [0] * k
+    for i, p in enumerate(pos):
+        inv[p] = i
+    t = a.reshape((2,) * (2 * k)).transpose(inv + [k + i for i in inv])
+    d = 1 << k
+    return t.reshape(d, d)
+
+
+def _sandwich(rho: np.ndarray, n: int, a: np.ndarray, pos: Sequence[int]) -> np.ndarray:
+    """``A rho A^dagger`` with the k-qubit operator A on group positions ``pos``."""
+    k = len(pos)
+    if k == n:
+        # The whole group: a plain matrix product is fastest (the 2-qubit-pair case).
+        if any(p != i for i, p in enumerate(pos)):
+            a = _permute_full(a, pos)
+        return a @ rho @ a.conj().T
+    d = 1 << n
+    if k == 1:
+        # One qubit inside a bigger group: view rows as (L, 2, R) and let matmul
+        # broadcast the 2x2 over the other axes; no kron, no big operator.
+        p = pos[0]
+        left = 1 << p
+        right = 1 << (n - p - 1)
+        r = np.matmul(a, rho.reshape(left, 2, right * d))
+        r = np.matmul(a.conj(), r.reshape(d * left, 2, right))
+        return r.reshape(d, d)
+    t = rho.reshape((2,) * (2 * n))
+    at = a.reshape((2,) * (2 * k))
+    ins = list(range(k, 2 * k))
+    t = np.tensordot(at, t, axes=(ins, list(pos)))
+    t = np.moveaxis(t, list(range(k)), list(pos))
+    cols = [n + p for p in pos]
+    t = np.tensordot(t, at.conj(), axes=(cols, ins))
+    t = np.moveaxis(t, list(range(2 * n - k, 2 * n)), cols)
+    return t.reshape(d, d)
+
+
+def _kron(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.kron`` for two square matrices, without its generic-shape overhead (~6x faster here)."""
+    da, db = a.shape[0], b.shape[0]
+    return (a[:, None, :, None] * b[None, :, None, :]).reshape(da * db, da * db)
+
+
+def _front(rho: np.ndarray, n: int, pos: Sequence[int]) -> np.ndarray:
+    """rho with the qubits at ``pos`` moved to the front (in that order), others after in their order."""
+    k = len(pos)
+    if all(p == i for i, p in enumerate(pos)):
+        return rho
+    others = [i for i in range(n) if i not in pos]
+    perm = list(pos) + others
+    d = 1 << n
+    return rho.reshape((2,) * (2 * n)).transpose(perm + [n + p for p in perm]).reshape(d, d)
+
+
+def _project(rho: np.ndarray, n: int, phi: np.ndarray, pos: Sequence[int]) -> np.ndarray:
+    """``<phi| rho |phi>`` on group positions ``pos``: unnormalised state of the other qubits."""
+    k = len(pos)
+    m = 1 << (n - k)
+    if k == 1:
+        # matmul broadcasting on reshaped views: no transpose copy needed.
+        p = pos[0]
+        d = 1 << n
+        left = 1 << p
+        right = 1 << (n - p - 1)
+        t = np.matmul(phi.conj(), rho.reshape(left, 2, right * d))  # (L, R*d)
+        t = np.matmul(phi, t.reshape(left * right * left, 2, right))  # (L*R*L, R)
+        return t.reshape(m, m)
+    big_k = 1 << k
+    r = _front(rho, n, pos)
+    t = np.matmul(phi.conj(), r.reshape(big_k, m * big_k * m))  # indices (m, k', m')
+    return np.matmul(phi, t.reshape(m, big_k, m))
+
+
+def _sample(probs: Sequence[float], u: float) -> int:
+    """Inverse-CDF sampling from (possibly slightly unnormalised) probabilities with one uniform draw."""
+    total = 0.0
+    for p in probs:
+        total += max(p, 0.0)
+    acc = 0.0
+    last = 0
+    for i, p in enumerate(probs):
+        if p <= 0.0:
+            continue
+        last = i
+        acc += p / total
+        if u < acc:
+            return i
+    return last  # u within round-off of 1: the last possible outcome
+
+
+# Measurement bases: (ket of outcome 0, ket of outcome 1).
+_R2 = 1.0 / math.sqrt(2.0)
+_BASES = {
+    "Z": (np.array([1, 0], dtype=np.complex128), np.array([0, 1], dtype=np.complex128)),
+    "X": (np.array([_R2, _R2], dtype=np.complex128), np.array([_R2, -_R2], dtype=np.complex128)),
+    "Y": (np.array([_R2, 1j * _R2], dtype=np.complex128), np.array([_R2, -1j * _R2], dtype=np.complex128)),
+}
+_BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
+_BELL_H = np.ascontiguousarray(BELL_BASIS.conj().T)
+_BELL_CONJ = BELL_BASIS.conj()
+_MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
+_KET0_DM = np.array([[1, 0], [0, 0]], dtype=np.complex128)
+
+
+def _gate2(u: np.ndarray) -> tuple:
+    """(U, U^dagger, U with its qubits exchanged, its dagger): precomputed for the 2-qubit fast path."""
+    sw = _g.SWAP @ u @ _g.SWAP
+    return (u, np.ascontiguousarray(u.conj().T), sw, np.ascontiguousarray(sw.conj().T))
+
+
+_GATE2_CNOT = _gate2(_g.CNOT)
+_GATE2_CZ = _gate2(_g.CZ)
+_GATE2_SWAP = _gate2(_g.SWAP)
+_DAG = {name: np.ascontiguousarray(getattr(_g, name).conj().T) for name in ("H", "S", "SDG", "T")}
+
+
+def _basis_kets(basis: Basis) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(basis, str):
+        try:
+            return _BASES[basis.upper()]
+        except KeyError:
+            raise ValueError(f"unknown basis {basis!r}; use 'Z', 'X', 'Y' or (theta, phi)") from None
+    try:
+        theta, phi = basis
+        theta, phi = float(theta), float(phi)
+    except (TypeError, ValueError):
+        raise ValueError(f"basis must be 'Z', 'X', 'Y' or a (theta, phi) pair, got {basis!r}") from None
+    c, s = math.cos(theta / 2), math.sin(theta / 2)
+    e = complex(math.cos(phi), math.sin(phi))
+    # Outcome 0 is the Bloch point (theta, phi), outcome 1 its antipode.
+    return (np.array([c, e * s], dtype=np.complex128), np.array([s, -e * c], dtype=np.complex128))
+
+
+class _Group:
+    """Joint state of a set of qubits: ``rho`` (dm) or ``bd`` (exactly two members)."""
+
+    __slots__ = ("members", "rho", "bd")
+
+    def __init__(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None):
+        self.members = members
+        self.rho = rho
+        self.bd = bd
+
+
+class Qubit:
+    """A handle on one qubit of a :class:`QuantumEngine`; the state lives in the engine.
+
+    Methods delegate to the engine (``q.h()`` is ``engine.h(q)``).
+    """
+
+    __slots__ = ("id", "engine")
+
+    def __init__(self, id: int, engine: "QuantumEngine") -> None:
+        self.id = id
+        self.engine = engine
+
+    @property
+    def alive(self) -> bool:
+        """False once the qubit was discarded or consumed by a Bell-state measurement."""
+        return self.id in self.engine._where
+
+    @property
+    def label(self) -> str | None:
+        return self.engine._labels.get(self.id)
+
+    def __repr__(self) -> str:
+        lab = self.engine._labels.get(self.id)
+        state = "" if self.alive else ", dead"
+        return f"Qubit({self.id}{', ' + repr(lab) if lab is not None else ''}{state})"
+
+    # single-qubit gates
+    def x(self) -> None: self.engine.x(self)
+    def y(self) -> None: self.engine.y(self)
+    def z(self) -> None: self.engine.z(self)
+    def h(self) -> None: self.engine.h(self)
+    def s(self) -> None: self.engine.s(self)
+    def sdg(self) -> None: self.engine.sdg(self)
+    def t(self) -> None: self.engine.t(self)
+    def rx(self, theta: float) -> None: self.engine.rx(self, theta)
+    def ry(self, theta: float) -> None: self.engine.ry(self, theta)
+    def rz(self, theta: float) -> None: self.engine.rz(self, theta)
+    def apply(self, u: np.ndarray) -> None: self.engine.apply(u, [self])
+
+    # two-qubit gates (self is control / first)
+    def cnot(self, target: "Qubit") -> None: self.engine.cnot(self, target)
+    def cz(self, other: "Qubit") -> None: self.engine.cz(self, other)
+    def swap(self, other: "Qubit") -> None: self.engine.swap(self, other)
+
+    # noise
+    def depolarize(self, p: float) -> None: self.engine.depolarize(self, p)
+    def dephase(self, p: float) -> None: self.engine.dephase(self, p)
+    def amplitude_damp(self, gamma: float) -> None: self.engine.amplitude_damp(self, gamma)
+    def bit_flip(self, p: float) -> None: self.engine.bit_flip(self, p)
+    def phase_flip(self, p: float) -> None: self.engine.phase_flip(self, p)
+
+    def memory_decay(self, wait_ns: float, t1_ns: float, t2_ns: float) -> None:
+        self.engine.memory_decay(self, wait_ns, t1_ns, t2_ns)
+
+    # measurement and lifetime
+    def measure(self, basis: Basis = "Z") -> int: return self.engine.measure(self, basis)
+    def bsm(self, other: "Qubit") -> int: return self.engine.bsm(self, other)
+    def reset(self) -> None: self.engine.reset(self)
+    def discard(self) -> None: self.engine.discard(self)
+    def density_matrix(self) -> np.ndarray: return self.engine.density_matrix([self])
+
+
+class QuantumEngine:
+    """Owns the quantum state of every qubit it created.
+
+    ``rng`` draws every measurement outcome (a ``numpy.random.Generator``; an
+    int seeds a new one). Same seed and same calls give the same outcomes.
+    """
+
+    def __init__(self, rng: np.random.Generator | int | None = None) -> None:
+        if rng is None or isinstance(rng, (int, np.integer)):
+            rng = np.random.default_rng(rng)
+        self.rng = rng
+        self._where: dict[int, _Group] = {}
+        self._groups: set[_Group] = set()
+        self._handles: dict[int, Qubit] = {}
+        self._labels: dict[int, str] = {}
+        self._next_id = 0
+
+    # -- bookkeeping --------------------------------------------------------
+    @property
+    def num_groups(self) -> int:
+        return len(self._groups)
+
+    @property
+    def num_live_qubits(self) -> int:
+        return len(self._where)
+
+    def __repr__(self) -> str:
+        return f"QuantumEngine(live_qubits={self.num_live_qubits}, groups={self.num_groups})"
+
+    def _new_qubit(self, label: str | None) -> Qubit:
+        qid = self._next_id
+        self._next_id += 1
+        q = Qubit(qid, self)
+        self._handles[qid] = q
+        if label is not None:
+            self._labels[qid] = label
+        return q
+
+    def _add_group(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None) -> _Group:
+        g = _Group(members, rho, bd)
+        self._groups.add(g)
+        where = self._where
+        for m in members:
+            where[m] = g
+        return g
+
+    def _forget(self, qid: int) -> None:
+        self._where.pop(qid, None)
+        self._handles.pop(qid, None)
+        self._labels.pop(qid, None)
+
+    def _group(self, q: Qubit) -> _Group:
+        try:
+            if q.engine is self:
+                return self._where[q.id]
+        except (KeyError, AttributeError):
+            pass
+        if not isinstance(q, Qubit):
+            raise TypeError(f"expected a Qubit, got {type(q).__name__}")
+        if q.engine is not self:
+            raise QubitError(f"{q!r} belongs to another engine")
+        raise QubitError(f"{q!r} is no longer available (discarded or consumed by a measurement)")
+
+    @staticmethod
+    def _to_dm(g: _Group) -> None:
+        if g.bd is not None:
+            g.rho = g.bd.to_density_matrix()
+            g.bd = None
+
+    def _gather(self, qubits: Sequence[Qubit]) -> tuple[_Group, list[int]]:
+        """One dm group holding all ``qubits`` (merging as needed) and their positions in it."""
+        groups: list[_Group] = []
+        for q in qubits:
+            g = self._group(q)
+            if g not in groups:
+                groups.append(g)
+        if len(qubits) > 1 and len({q.id for q in qubits}) != len(qubits):
+            raise QubitError(f"the same qubit appears twice in {list(qubits)!r}")
+        for g in groups:
+            self._to_dm(g)
+        if len(groups) == 1:
+            g = groups[0]
+        else:
+            members: list[int] = []
+            rho = None
+            for h in groups:
+                members.extend(h.members)
+                rho = h.rho if rho is None else _kron(rho, h.rho)
+                self._groups.discard(h)
+            g = self._add_group(members, rho)
+        idx = g.members.index
+        return g, [idx(q.id) for q in qubits]
+
+    def _split_off(self, g: _Group, pos: int, rest: np.ndarray | None) -> None:
+        """Remove member ``pos`` from ``g``; ``rest`` is the (normalised) state of the others."""
+        del g.members[pos]
+        if g.members:
+            g.rho = rest
+        else:
+            self._groups.discard(g)
+
+    # -- creation -----------------------------------------------------------
+    def qubit(self, label: str | None = None) -> Qubit:
+        """A new qubit in |0>, in a group of its own."""
+        q = self._new_qubit(label)
+        self._add_group([q.id], _KET0_DM.copy())
+        return q
+
+    def from_ket(self, psi: np.ndarray, labels: Sequence[str] | None = None) -> list[Qubit]:
+        """New qubits in the pure state ``psi`` (length 2^n, normalised), one group."""
+        psi = np.asarray(psi, dtype=np.complex128).reshape(-1)
+        n = num_qubits_of(psi)
+        norm = np.linalg.norm(psi)
+        if abs(norm - 1.0) > 1e-9:
+            raise ValueError(f"ket must be normalised, has norm {norm!r}")
+        return self._create(np.outer(psi, psi.conj()), n, labels)
+
+    def plus_theta(self, theta: float, label: str | None = None) -> Qubit:
+        """A new qubit in ``(|0> + e^{i theta}|1>)/sqrt2`` (theta in radians)."""
+        e = complex(math.cos(theta), math.sin(theta))
+        rho = 0.5 * np.array([[1, e.conjugate()], [e, 1]], dtype=np.complex128)
+        q = self._new_qubit(label)
+        self._add_group([q.id], rho)
+        return q
+
+    def from_density_matrix(self, rho: np.ndarray, formalism: str = "dm",
+                            labels: Sequence[str] | None = None, *, twirl: bool = False) -> list[Qubit]:
+        """New qubits jointly holding ``rho`` (first qubit = most significant), one group.
+
+        ``formalism="bd"`` needs two qubits. A ``rho`` that is not Bell-diagonal
+        (an off-diagonal element in the Bell basis above 1e-9) is refused
+        unless ``twirl=True``, which keeps only its Bell-basis diagonal (a Bell
+        twirl: every Bell fidelity is kept, coherences between Bell states are
+        dropped) -- so no state is approximated without the caller asking.
+        """
+        rho = np.asarray(rho, dtype=np.complex128)
+        if rho.ndim != 2 or rho.shape[0] != rho.shape[1]:
+            raise ValueError(f"density matrix must be square, got shape {rho.shape}")
+        n = num_qubits_of(rho)
+        if not is_valid_density_matrix(rho, atol=1e-9):
+            raise ValueError("not a density matrix (needs Hermitian, PSD, trace 1 within 1e-9)")
+        if formalism == "dm":
+            return self._create(rho.copy(), n, labels)
+        if formalism != "bd":
+            raise ValueError(f"formalism must be 'dm' or 'bd', got {formalism!r}")
+        if n != 2:
+            raise ValueError(f"the Bell-diagonal formalism holds exactly 2 qubits, rho has {n}")
+        in_bell = _BELL_H @ rho @ BELL_BASIS
+        off = in_bell - np.diag(np.diag(in_bell))
+        if not twirl and np.abs(off).max() > 1e-9:
+            raise ValueError(
+                "rho is not Bell-diagonal: pass twirl=True to keep only its Bell-basis "
+                "diagonal, or use formalism='dm' to keep it exactly"
+            )
+        return self._create_bd(BellDiagonal.from_density_matrix(rho), labels)
+
+    def _create(self, rho: np.ndarray, n: int, labels: Sequence[str] | None) -> list[Qubit]:
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} qubits")
+        qs = [self._new_qubit(None if labels is None else labels[i]) for i in range(n)]
+        self._add_group([q.id for q in qs], rho)
+        return qs
+
+    def _create_bd(self, bd: BellDiagonal, labels: Sequence[str] | None) -> list[Qubit]:
+        if labels is not None and len(labels) != 2:
+            raise ValueError(f"{len(labels)} labels for 2 qubits")
+        a = self._new_qubit(None if labels is None else labels[0])
+        b = self._new_qubit(None if labels is None else labels[1])
+        self._add_group([a.id, b.id], bd=bd)
+        return [a, b]
+
+    def bell_pair(self, bell_index: int = 0, fidelity: float = 1.0, formalism: str = "dm",
+                  labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
+        """A Werner pair: ``fidelity`` on Bell state ``bell_index``, (1-F)/3 on each other one."""
+        bd = BellDiagonal.werner(fidelity, bell_index)
+        return self.bell_pair_from(bd, formalism, labels)
+
+    def bell_pair_from(self, state: BellDiagonal, formalism: str = "dm",
+                       labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
+        """A new pair holding a given Bell-diagonal state, in either formalism."""
+        if formalism == "bd":
+            a, b = self._create_bd(state, labels)
+        elif formalism == "dm":
+            a, b = self._create(state.to_density_matrix(), 2, labels)
+        else:
+            raise ValueError(f"formalism must be 'dm' or 'bd', got {formalism!r}")
+        return a, b
+
+    # -- inspection ---------------------------------------------------------
+    def formalism_of(self, q: Qubit) -> str:
+        """"bd" if q's group is held as Bell-diagonal coefficients, else "dm"."""
+        return "bd" if self._group(q).bd is not None else "dm"
+
+    def group_members(self, q: Qubit) -> tuple[Qubit, ...]:
+        """The qubits sharing q's group (its own included), in the group's order."""
+        return tuple(self._handles[m] for m in self._group(q).members)
+
+    def bell_diagonal_of(self, q: Qubit) -> BellDiagonal | None:
+        """The Bell-diagonal coefficients of q's pair if held in the bd formalism, else None."""
+        return self._group(q).bd
+
+    def density_matrix(self, qubits: Sequence[Qubit] | Qubit) -> np.ndarray:
+        """Reduced density matrix of ``qubits``, first given = most significant. Does not convert bd groups."""
+        if isinstance(qubits, Qubit):
+            qubits = [qubits]
+        qubits = list(qubits)
+        if not qubits:
+            raise ValueError("density_matrix needs at least one qubit")
+        if len({q.id for q in qubits}) != len(qubits):
+            raise QubitError(f"the same qubit appears twice in {qubits!r}")
+        # Reduce each group to the requested members, kron, then reorder.
+        order: list[int] = []
+        rho = None
+        seen: list[_Group] = []
+        for q in qubits:
+            g = self._group(q)
+            if g in seen:
+                continue
+            seen.append(g)
+            want = [x.id for x in qubits if self._where[x.id] is g]
+            n = len(g.members)
+            keep = [g.members.index(i) for i in want]
+            if g.bd is not None:
+                grho = g.bd.to_density_matrix()  # fresh array, safe to hand out
+            else:
+                grho = g.rho.copy() if keep == list(range(n)) else g.rho
+            red = grho if keep == list(range(n)) else _ptrace(grho, n, keep)
+            rho = red if rho is None else _kron(rho, red)
+            order.extend(want)
+        target = [q.id for q in qubits]
+        if order != target:
+            # Old position i moves to the position its qubit has in the request.
+            rho = _permute_full(rho, [target.index(o) for o in order])
+        return rho
+
+    def fidelity(self, qubits: Sequence[Qubit] | Qubit, target: np.ndarray) -> float:
+        """Squared fidelity of the reduced state of ``qubits`` to a ket or density matrix."""
+        return _fidelity(self.density_matrix(qubits), np.asarray(target))
+
+    def bell_fidelity(self, a: Qubit, b: Qubit, bell_index: int = 0) -> float:
+        """``<B|rho_ab|B>`` for the Bell state ``bell_index`` with ``a`` as first qubit."""
+        ga = self._group(a)
+        if ga.bd is not None and self._group(b) is ga and a.id != b.id:
+            return ga.bd.fidelity(bell_index)
+        if bell_index not in (0, 1, 2, 3):
+            raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
+        rho = self.density_matrix([a, b])
+        v = _BELL_KETS[bell_index]
+        return float(np.real(np.vdot(v, rho @ v)))
+
+    # -- gates --------------------------------------------------------------
+    def apply(self, u: np.ndarray, qubits: Sequence[Qubit] | Qubit) -> None:
+        """Apply a unitary on 1..n qubits (first listed = most significant); merges their groups."""
+        if isinstance(qubits, Qubit):
+            qubits = [qubits]
+        u = np.asarray(u, dtype=np.complex128)
+        k = len(qubits)
+        if k == 0:
+            raise ValueError("apply needs at least one qubit")
+        if u.shape != (1 << k, 1 << k):
+            raise ValueError(f"a {k}-qubit gate must be {1 << k}x{1 << k}, got shape {u.shape}")
+        if not _g.is_unitary(u, atol=1e-9):
+            raise ValueError("gate matrix is not unitary (use apply_kraus for non-unitary maps)")
+        self._apply_op(u, qubits)
+
+    def _apply_op(self, u: np.ndarray, qubits: Sequence[Qubit]) -> None:
+        g, pos = self._gather(qubits)
+        g.rho = _sandwich(g.rho, len(g.members), u, pos)
+
+    def _apply1(self, u: np.ndarray, q: Qubit, uh: np.ndarray | None = None) -> None:
+        g = self._group(q)
+        if g.bd is not None:
+            self._to_dm(g)
+        members = g.members
+        if len(members) == 1:
+            g.rho = u @ g.rho @ (u.conj().T if uh is None else uh)
+        else:
+            g.rho = _sandwich(g.rho, len(members), u, [members.index(q.id)])
+
+    def _apply2(self, gate: tuple, a: Qubit, b: Qubit) -> None:
+        """Named two-qubit gate; fast path when a and b already form a 2-qubit dm group."""
+        where = self._where
+        ga = where.get(a.id)
+        if ga is not None and ga.bd is None and a.engine is self and b.engine is self:
+            members = ga.members
+            if len(members) == 2 and where.get(b.id) is ga:
+                if members[0] == a.id:
+                    ga.rho = gate[0] @ ga.rho @ gate[1]
+                else:  # group order is (b, a): use the gate conjugated by SWAP
+                    ga.rho = gate[2] @ ga.rho @ gate[3]
+                return
+        self._apply_op(gate[0], [a, b])
+
+    def _pauli(self, index: int, u: np.ndarray, q: Qubit) -> None:
+        g = self._group(q)
+        if g.bd is not None:
+            g.bd = g.bd.apply_pauli(g.members.index(q.id), index)
+        else:
+            self._apply1(u, q)
+
+    def x(self, q: Qubit) -> None:
+        """Pauli X (stays in the bd formalism)."""
+        self._pauli(1, _g.X, q)
+
+    def y(self, q: Qubit) -> None:
+        """Pauli Y (stays in the bd formalism)."""
+        self._pauli(2, _g.Y, q)
+
+    def z(self, q: Qubit) -> None:
+        """Pauli Z (stays in the bd formalism)."""
+        self._pauli(3, _g.Z, q)
+
+    def h(self, q: Qubit) -> None:
+        self._apply1(_g.H, q, _DAG["H"])
+
+    def s(self, q: Qubit) -> None:
+        self._apply1(_g.S, q, _DAG["S"])
+
+    def sdg(self, q: Qubit) -> None:
+        self._apply1(_g.SDG, q, _DAG["SDG"])
+
+    def t(self, q: Qubit) -> None:
+        self._apply1(_g.T, q, _DAG["T"])
+
+    def rx(self, q: Qubit, theta: float) -> None:
+        """``exp(-i theta X/2)``, theta in radians."""
+        self._apply1(_g.rx(theta), q)
+
+    def ry(self, q: Qubit, theta: float) -> None:
+        """``exp(-i theta Y/2)``, theta in radians."""
+        self._apply1(_g.ry(theta), q)
+
+    def rz(self, q: Qubit, theta: float) -> None:
+        """``exp(-i theta Z/2)``, theta in radians."""
+        self._apply1(_g.rz(theta), q)
+
+    def cnot(self, control: Qubit, target: Qubit) -> None:
+        self._apply2(_GATE2_CNOT, control, target)
+
+    def cz(self, a: Qubit, b: Qubit) -> None:
+        self._apply2(_GATE2_CZ, a, b)
+
+    def swap(self, a: Qubit, b: Qubit) -> None:
+        """Exchange the states of ``a`` and ``b`` (a gate; for entanglement swapping see :meth:`bsm`)."""
+        self._apply2(_GATE2_SWAP, a, b)
+
+    # -- noise --------------------------------------------------------------
+    def apply_kraus(self, kraus_ops: Sequence[np.ndarray], qubits: Sequence[Qubit] | Qubit) -> None:
+        """Apply the channel ``rho -> sum K rho K^dagger`` on ``qubits`` (checked trace preserving)."""
+        if isinstance(qubits, Qubit):
+            qubits = [qubits]
+        ops = [np.asarray(k, dtype=np.complex128) for k in kraus_ops]
+        k = len(qubits)
+        if k == 0:
+            raise ValueError("apply_kraus needs at least one qubit")
+        d = 1 << k
+        if not ops or any(o.shape != (d, d) for o in ops):
+            raise ValueError(f"Kraus operators on {k} qubit(s) must each be {d}x{d}")
+        if not _ck.is_trace_preserving(ops, atol=1e-9):
+            raise ValueError("Kraus operators are not trace preserving (sum K^dagger K != 1)")
+        self._kraus(ops, qubits)
+
+    def _kraus(self, ops: Sequence[np.ndarray], qubits: Sequence[Qubit]) -> None:
+        g, pos = self._gather(qubits)
+        n = len(g.members)
+        rho = g.rho
+        out = _sandwich(rho, n, ops[0], pos)
+        for k in ops[1:]:
+            out += _sandwich(rho, n, k, pos)
+        g.rho = out
+
+    def _pauli_noise(self, q: Qubit, px: float, py: float, pz: float, kraus_fn, p: float) -> None:
+        g = self._group(q)
+        if g.bd is not None:
+            g.bd = g.bd.pauli_channel(g.members.index(q.id), px, py, pz)
+        else:
+            self._kraus(kraus_fn(p), [q])
+
+    def depolarize(self, q: Qubit, p: float) -> None:
+        """Replace ``q`` by I/2 with probability p (``channels_kraus.depolarizing``). Stays bd."""
+        _ck._check_prob("depolarizing probability", p)
+        self._pauli_noise(q, p / 4, p / 4, p / 4, _ck.depolarizing, p)
+
+    def dephase(self, q: Qubit, p: float) -> None:
+        """Scale q's coherences by 1-p (Z with probability p/2; ``channels_kraus.dephasing``). Stays bd."""
+        _ck._check_prob("dephasing probability", p)
+        self._pauli_noise(q, 0.0, 0.0, p / 2, _ck.dephasing, p)
+
+    def bit_flip(self, q: Qubit, p: float) -> None:
+        """X with probability p. Stays bd."""
+        _ck._check_prob("bit-flip probability", p)
+        self._pauli_noise(q, p, 0.0, 0.0, _ck.bit_flip, p)
+
+    def phase_flip(self, q: Qubit, p: float) -> None:
+        """Z with probability p. Stays bd."""
+        _ck._check_prob("phase-flip probability", p)
+        self._pauli_noise(q, 0.0, 0.0, p, _ck.phase_flip, p)
+
+    def amplitude_damp(self, q: Qubit, gamma: float) -> None:
+        """|1> -> |0> with probability gamma (not Pauli: converts a bd group to dm)."""
+        self._kraus(_ck.amplitude_damping(gamma), [q])
+
+    def memory_decay(self, q: Qubit, wait_ns: float, t1_ns: float, t2_ns: float) -> None:
+        """Decay of a stored qubit over ``wait_ns`` with relaxation time T1 and coherence time T2 (ns).
+
+        Density-matrix groups get the exact channel (``channels_kraus.t1t2_decay``):
+        excited population decays as exp(-t/T1), coherences as exp(-t/T2).
+
+        Bell-diagonal groups stay Bell-diagonal by applying the channel's
+        *Pauli twirl*: the pure-dephasing part is Pauli already and exact, and
+        amplitude damping is replaced by X and Y flips with probability
+        gamma/4 each plus Z with probability (1-sqrt(1-gamma))^2/4. The twirl
+        keeps the coherence decay exp(-t/T2) and the loss of fidelity to the
+        Bell states exact to first order, but drops amplitude damping's drift
+        towards |0> (which would make the pair non-Bell-diagonal). This is
+        the approximation that keeps the fast formalism Pauli; use
+        ``formalism="dm"`` where the drift matters (long waits with T1 ~ t).
+
+        ``T2 > 2*T1`` raises ``InvalidParameterError`` (a ValueError); T1 or T2 may be ``math.inf``.
+        """
+        gamma, p = _ck.t1t2_rates(wait_ns, t1_ns, t2_ns)
+        if gamma == 0.0 and p == 0.0:
+            self._group(q)  # still refuse dead qubits
+            return
+        g = self._group(q)
+        if g.bd is not None:
+            s = math.sqrt(1.0 - gamma)
+            pxy = gamma / 4.0
+            pz_ad = (1.0 - s) ** 2 / 4.0
+            pz_ph = p / 2.0
+            # Compose the twirled damping with the dephasing Z flip: Z and (X or Y)
+            # combine into (Y or X), and two Zs cancel.
+            px = py = pxy  # X.Z = Y and Y.Z = X: equal X/Y flips stay equal
+            pz = pz_ad * (1 - pz_ph) + (1 - 2 * pxy - pz_ad) * pz_ph
+            g.bd = g.bd.pauli_channel(g.members.index(q.id), px, py, pz)
+        else:
+            self._kraus(_ck.t1t2_decay(wait_ns, t1_ns, t2_ns), [q])
+
+    # -- measurement --------------------------------------------------------
+    def measure(self, q: Qubit, basis: Basis = "Z") -> int:
+        """Measure ``q`` in ``basis`` and return 0 or 1 (Born rule, draws from the engine's rng).
+
+        ``basis``: "Z" (|0>, |1>), "X" (|+>, |->), "Y" (|+i>, |-i>) or a
+        ``(theta, phi)`` pair: outcome 0 is the Bloch point
+        ``cos(theta/2)|0> + e^{i phi} sin(theta/2)|1>``, outcome 1 its antipode.
+        The qubit stays alive in the measured basis state, in a group of its
+        own; the rest of its former group keeps the conditional state.
+        """
+        kets = _basis_kets(basis)
+        g = self._group(q)
+        if g.bd is not None:
+            self._to_dm(g)
+        n = len(g.members)
+        u = self.rng.random()
+        if n == 1:
+            rho = g.rho
+            v0 = kets[0]
+            p0 = float(np.real(np.vdot(v0, rho @ v0)))
+            outcome = 0 if u < p0 else 1
+            g.rho = np.outer(kets[outcome], kets[outcome].conj())
+            return outcome
+        pos = g.members.index(q.id)
+        rest = _project(g.rho, n, kets[0], [pos])
+        p0 = rest.trace().real
+        if u < p0:
+            outcome = 0
+        else:
+            outcome = 1
+            rest = _project(g.rho, n, kets[1], [pos])
+        p = rest.trace().real
+        self._split_off(g, pos, rest / p)
+        self._add_group([q.id], np.outer(kets[outcome], kets[outcome].conj()))
+        return outcome
+
+    def bsm(self, a: Qubit, b: Qubit) -> int:
+        """Bell-state measurement of (a, b); returns the Bell index of the projected state. Consumes a and b.
+
+        When ``a`` and ``b`` are halves of two different bd pairs this is an
+        exact entanglement swap in the fast formalism (each outcome has
+        probability 1/4) and the two remote halves become one bd pair in the
+        state :func:`~qstack.physical.bell_diagonal.swap_bell_diagonal` gives.
+        Correct outcome ``m = (x << 1) | z`` by applying X if x, then Z if z, to
+        either remote half. Otherwise groups are merged and projected exactly.
+        """
+        ga = self._group(a)
+        gb = self._group(b)
+        if a.id == b.id:
+            raise QubitError(f"bsm needs two different qubits, got {a!r} twice")
+        u = self.rng.random()
+        if ga.bd is not None and gb.bd is not None:
+            if ga is not gb:
+                # Uniform for Bell-diagonal inputs; same single draw and same
+                # inverse-CDF mapping as the dm path, so both formalisms
+                # give the same outcomes from the same seed.
+                outcome = int(u * 4.0)
+                ma, mb = ga.members, gb.members
+                pa = ma[1] if ma[0] == a.id else ma[0]
+                pb = mb[1] if mb[0] == b.id else mb[0]
+                new = swap_bell_diagonal(ga.bd, gb.bd, outcome)
+                self._groups.discard(ga)
+                self._groups.discard(gb)
+                self._forget(a.id)
+                self._forget(b.id)
+                self._add_group([pa, pb], bd=new)
+                return outcome
+            # Both halves of the same bd pair: Bell states are exchange
+            # symmetric up to sign, so the order of a and b does not matter.
+            outcome = _sample(ga.bd.as_tuple(), u)
+            self._groups.discard(ga)
+            self._forget(a.id)
+            self._forget(b.id)
+            return outcome
+        g, (pa_, pb_) = self._gather([a, b])
+        n = len(g.members)
+        if n == 2:
+            # Bell states are exchange symmetric up to a sign, so the Bell
+            # probabilities do not depend on which of a, b comes first.
+            probs = np.real(np.sum(_BELL_CONJ * (g.rho @ BELL_BASIS), axis=0))
+            outcome = _sample(probs.tolist(), u)
+            self._groups.discard(g)
+            self._forget(a.id)
+            self._forget(b.id)
+            return outcome
+        # Move a, b to the front once; the reduced state and the projection
+        # are then plain reshapes and matrix products.
+        m_dim = 1 << (n - 2)
+        r = _front(g.rho, n, [pa_, pb_])
+        red = r.reshape(4, m_dim, 4, m_dim).trace(axis1=1, axis2=3)
+        probs = np.real(np.sum(_BELL_CONJ * (red @ BELL_BASIS), axis=0))
+        outcome = _sample(probs.tolist(), u)
+        v = _BELL_KETS[outcome]
+        t = np.matmul(v.conj(), r.reshape(4, m_dim * 4 * m_dim))
+        rest = np.matmul(v, t.reshape(m_dim, 4, m_dim))
+        rest /= rest.trace().real
+        for qid in (a.id, b.id):
+            g.members.remove(qid)
+            self._forget(qid)
+        g.rho = rest
+        return outcome
+
+    def reset(self, q: Qubit) -> None:
+        """Trace ``q`` out of its group and re-prepare it in |0>, alone."""
+        self._remove(q)
+        self._add_group([q.id], _KET0_DM.copy())
+
+    def discard(self, q: Qubit) -> None:
+        """Trace ``q`` out; any later use of ``q`` raises :class:`QubitError`."""
+        self._remove(q)
+        self._forget(q.id)
+
+    def _remove(self, q: Qubit) -> None:
+        g = self._group(q)
+        members = g.members
+        if len(members) == 1:
+            self._groups.discard(g)
+            del self._where[q.id]
+            return
+        pos = members.index(q.id)
+        if g.bd is not None:
+            # The reduced state of either half of a Bell-diagonal pair is I/2.
+            other = members[1 - pos]
+            self._groups.discard(g)
+            del self._where[q.id]
+            self._add_group([other], _MAXMIX1.copy())
+            return
+        n = len(members)
+        keep = [i for i in range(n) if i != pos]
+        g.rho = _ptrace(g.rho, n, keep)
+        del members[pos]
+        del self._where[q.id]
+
+    def discard_all(self, qubits: Iterable[Qubit]) -> None:
+        for q in qubits:
+            self.discard(q)

@@ -1,0 +1,82 @@
+"""What a driver needs from a heralded-entanglement scheme's physics.
+
+A scheme model (single-click, double-click, midpoint source, sender-receiver:
+``qstack.link.schemes``) describes one link's hardware; the driver samples the
+number of attempts from :meth:`success_probability` (geometric skip-ahead:
+exact for independent attempts), places the heralded state in the engine and
+delivers a :class:`~qstack.physical.ops.Herald` to each end after
+:meth:`herald_delay_ns`.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class HeraldedPairModel(Protocol):
+    """The physics of one heralded link between two memories (sides 0 and 1)."""
+
+    def cycle_ns(self, param: float) -> int:
+        """Time between the starts of two attempts, nanoseconds (>= 1)."""
+
+    def success_probability(self, param: float) -> float:
+        """Probability that one attempt is heralded as a success."""
+
+    def herald_delay_ns(self, side: int) -> int:
+        """From the emission of an attempt at ``side`` until its herald reaches
+        that side, nanoseconds (the qubit waits in memory meanwhile)."""
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        """The 4x4 density matrix (qubit of side 0 first) of a pair heralded
+        as ``bell_index``, before memory decay."""
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        """The Bell index a successful herald announces."""
+
+
+class SimplePairModel:
+    """An abstract heralded link: Werner pairs of a fixed fidelity, heralded
+    with a fixed probability per attempt.
+
+    For network-level studies where the optics do not matter (the way
+    repeater-chain papers model links), and as the reference in driver tests.
+    ``cycle_ns`` is the attempt period, ``herald_delay_ns`` the time from
+    emission to the herald at either end (e.g. the light travel time to a
+    midpoint and back), ``classical_delay_ns`` the one-way node-to-node delay;
+    all in nanoseconds. Every herald announces ``bell_index``.
+    """
+
+    def __init__(self, success_probability: float = 0.1, fidelity: float = 1.0,
+                 cycle_ns: int = 1_000, herald_delay_ns: int = 0,
+                 classical_delay_ns: int = 0, bell_index: int = 0) -> None:
+        if not 0.0 <= success_probability <= 1.0:
+            raise ValueError("success_probability: expected a probability in [0, 1]")
+        if not 0.25 <= fidelity <= 1.0:
+            raise ValueError("fidelity: expected a Werner fidelity in [1/4, 1]")
+        if cycle_ns < 1 or herald_delay_ns < 0 or classical_delay_ns < 0:
+            raise ValueError("cycle_ns >= 1, herald_delay_ns >= 0, classical_delay_ns >= 0")
+        self.p = float(success_probability)
+        self.fidelity = float(fidelity)
+        self._cycle_ns = int(cycle_ns)
+        self._herald_delay_ns = int(herald_delay_ns)
+        self.classical_delay_ns = int(classical_delay_ns)
+        self.bell_index = int(bell_index)
+
+    def cycle_ns(self, param: float) -> int:
+        return self._cycle_ns
+
+    def success_probability(self, param: float) -> float:
+        return self.p
+
+    def herald_delay_ns(self, side: int) -> int:
+        return self._herald_delay_ns
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        from qstack.physical.bell_diagonal import BellDiagonal
+
+        return BellDiagonal.werner(self.fidelity, bell_index).to_density_matrix()
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        return self.bell_index

@@ -1,0 +1,438 @@
+"""QuantumEngine: groups, measurement statistics, BSM, teleportation, swapping, memory decay.
+
+Tolerances:
+* 1e-12 for exact state comparisons (a few dozen matrix operations on
+  O(1) entries; round-off ~1e-15 each).
+* Statistical tests use a fixed seed, so they are deterministic; the chi-square
+  significance level is 0.001 (a correct engine fails a given seed with
+  probability 0.1%, and each seed here was checked once, so the test is
+  stable; a wrong probability of even 2% absolute at these sample sizes gives
+  p-values far below 0.001).
+"""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from qstack.physical import gates as g
+from qstack.physical import states as st
+from qstack.physical.bell_diagonal import BellDiagonal, swap_bell_diagonal
+from qstack.physical.engine import QuantumEngine, QubitError
+
+ATOL = 1e-12
+ALPHA = 1e-3
+
+
+# -- groups -------------------------------------------------------------------
+
+def test_group_merge_and_split_sizes():
+    eng = QuantumEngine(np.random.default_rng(0))
+    qs = [eng.qubit() for _ in range(4)]
+    assert eng.num_groups == 4 and eng.num_live_qubits == 4
+    qs[0].h()
+    eng.cnot(qs[0], qs[1])
+    assert eng.num_groups == 3 and len(eng.group_members(qs[1])) == 2
+    eng.cnot(qs[1], qs[2])  # GHZ on 0,1,2
+    assert eng.num_groups == 2 and len(eng.group_members(qs[0])) == 3
+    assert len(eng.group_members(qs[3])) == 1
+    m = eng.measure(qs[1])
+    # The measured qubit leaves; the other two stay together in |mm>.
+    assert eng.num_groups == 3 and len(eng.group_members(qs[0])) == 2
+    assert eng.group_members(qs[1]) == (qs[1],)
+    np.testing.assert_allclose(eng.density_matrix([qs[0], qs[2]]), st.dm(st.ket(f"{m}{m}")), atol=ATOL)
+    eng.discard(qs[0])
+    assert eng.num_live_qubits == 3 and eng.group_members(qs[2]) == (qs[2],)
+    assert not qs[0].alive and qs[2].alive
+    eng.reset(qs[2])
+    np.testing.assert_allclose(eng.density_matrix(qs[2]), st.dm(st.ket("0")), atol=ATOL)
+
+
+def test_density_matrix_order_and_reduction():
+    rng = np.random.default_rng(1)
+    rho = st.random_density_matrix(rng, 3)
+    eng = QuantumEngine(rng)
+    a, b, c = eng.from_density_matrix(rho)
+    d = eng.from_ket(st.ket("1"))[0]
+    np.testing.assert_allclose(eng.density_matrix([c, a]), st.partial_trace(rho, [2, 0]), atol=ATOL)
+    # kron gives the order (b, a, d); the request is (b, d, a).
+    np.testing.assert_allclose(eng.density_matrix([b, d, a]),
+                               _reorder(np.kron(st.partial_trace(rho, [1, 0]), np.diag([0, 1])), [0, 2, 1]),
+                               atol=ATOL)
+    # The returned matrix is a copy: editing it leaves the engine alone.
+    out = eng.density_matrix([a, b, c])
+    out[:] = 0
+    np.testing.assert_allclose(eng.density_matrix([a, b, c]), rho, atol=ATOL)
+
+
+def _reorder(rho, perm):
+    """State of qubits listed as ``perm`` (indices into rho's qubits), first = most significant."""
+    n = len(perm)
+    t = rho.reshape([2] * 2 * n).transpose(list(perm) + [n + p for p in perm])
+    return t.reshape(1 << n, 1 << n)
+
+
+def test_dead_qubits_raise():
+    eng = QuantumEngine(0)
+    q, r = eng.qubit(), eng.qubit()
+    q.discard()
+    for call in (lambda: eng.h(q), lambda: eng.measure(q), lambda: eng.cnot(q, r),
+                 lambda: eng.discard(q), lambda: eng.density_matrix([q]), lambda: q.x()):
+        with pytest.raises(QubitError):
+            call()
+    with pytest.raises(QubitError):
+        eng.cnot(r, r)
+    other = QuantumEngine(1)
+    with pytest.raises(QubitError):
+        other.h(r)
+    err = pytest.raises(QubitError, eng.h, q).value
+    assert err.code.name == "QUBIT_UNAVAILABLE" and isinstance(err, ValueError)
+
+
+# -- measurement ----------------------------------------------------------------
+
+@pytest.mark.parametrize("basis", ["Z", "X", "Y", (1.1, 0.4)])
+def test_measurement_statistics_chi_square(basis):
+    # One fixed, non-trivial state, measured fresh N times; counts vs Born rule.
+    psi = st.ket_from_angles(1.0, 2.0)
+    if isinstance(basis, str):
+        v0 = {"Z": st.KET_0, "X": st.KET_PLUS, "Y": st.KET_PLUS_I}[basis]
+    else:
+        v0 = st.ket_from_angles(*basis)
+    p0 = abs(np.vdot(v0, psi)) ** 2
+    eng = QuantumEngine(np.random.default_rng(2024))
+    n = 4000
+    ones = 0
+    for _ in range(n):
+        (q,) = eng.from_ket(psi)
+        m = eng.measure(q, basis)
+        # The qubit stays alive in the basis state of its outcome.
+        assert eng.fidelity([q], v0) == pytest.approx(1.0 - m, abs=ATOL)
+        ones += m
+        q.discard()
+    assert chisquare([n - ones, ones], [n * p0, n * (1 - p0)]).pvalue > ALPHA
+
+
+def test_measurement_of_entangled_qubit_statistics_and_collapse():
+    # Three-qubit random state: measure qubit 1; check the conditional state of
+    # the rest exactly and the outcome frequencies with chi-square.
+    rng = np.random.default_rng(5)
+    psi = st.random_ket(rng, 3)
+    rho = st.dm(psi)
+    p1 = st.partial_trace(rho, [1])[1, 1].real
+    eng = QuantumEngine(np.random.default_rng(6))
+    n, ones = 3000, 0
+    for _ in range(n):
+        a, b, c = eng.from_ket(psi)
+        m = eng.measure(b)
+        ones += m
+        proj = psi.reshape(2, 2, 2)[:, m, :].reshape(4)
+        proj = proj / np.linalg.norm(proj)
+        np.testing.assert_allclose(eng.density_matrix([a, c]), st.dm(proj), atol=1e-10)
+        for q in (a, b, c):
+            q.discard()
+    assert eng.num_live_qubits == 0 and eng.num_groups == 0
+    assert chisquare([n - ones, ones], [n * (1 - p1), n * p1]).pvalue > ALPHA
+
+
+def test_bsm_outcome_distribution_general_state():
+    rng = np.random.default_rng(7)
+    rho = st.random_density_matrix(rng, 2)
+    probs = [st.fidelity(rho, st.bell_state(b)) for b in range(4)]
+    eng = QuantumEngine(np.random.default_rng(8))
+    n = 4000
+    counts = np.zeros(4)
+    for _ in range(n):
+        a, b = eng.from_density_matrix(rho)
+        counts[eng.bsm(a, b)] += 1
+        assert not a.alive and not b.alive
+    assert chisquare(counts, np.array(probs) * n).pvalue > ALPHA
+
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+def test_bsm_outcomes_uniform_for_bell_diagonal_swap(formalism):
+    eng = QuantumEngine(np.random.default_rng(9))
+    n = 2000
+    counts = np.zeros(4)
+    for _ in range(n):
+        a0, a1 = eng.bell_pair(0, 0.9, formalism)
+        b0, b1 = eng.bell_pair(2, 0.7, formalism)
+        counts[eng.bsm(a1, b0)] += 1
+        a0.discard()
+        b1.discard()
+    assert chisquare(counts, [n / 4] * 4).pvalue > ALPHA
+
+
+def test_bsm_on_one_bd_pair_samples_its_coefficients():
+    eng = QuantumEngine(np.random.default_rng(10))
+    bd = BellDiagonal([0.1, 0.2, 0.3, 0.4])
+    n = 4000
+    counts = np.zeros(4)
+    for _ in range(n):
+        a, b = eng.bell_pair_from(bd, "bd")
+        counts[eng.bsm(b, a)] += 1
+    assert chisquare(counts, bd.coeffs * n).pvalue > ALPHA
+
+
+def test_bsm_returns_projected_bell_index():
+    for b in range(4):
+        eng = QuantumEngine(0)
+        q0, q1 = eng.from_ket(st.bell_state(b))
+        assert eng.bsm(q0, q1) == b
+        q0, q1 = eng.from_ket(st.bell_state(b))
+        assert eng.bsm(q1, q0) == b  # exchange symmetric up to sign
+
+
+# -- Bell pairs, teleportation, swapping ------------------------------------------
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+@pytest.mark.parametrize("bell_index", [0, 1, 2, 3])
+def test_bell_pair_fidelity(formalism, bell_index):
+    eng = QuantumEngine(0)
+    a, b = eng.bell_pair(bell_index, 0.8, formalism)
+    assert eng.formalism_of(a) == formalism
+    assert eng.bell_fidelity(a, b, bell_index) == pytest.approx(0.8, abs=ATOL)
+    assert eng.fidelity([a, b], st.bell_state(bell_index)) == pytest.approx(0.8, abs=ATOL)
+    for other in set(range(4)) - {bell_index}:
+        assert eng.bell_fidelity(b, a, other) == pytest.approx(0.2 / 3, abs=ATOL)
+    np.testing.assert_allclose(eng.density_matrix([a]), np.eye(2) / 2, atol=ATOL)
+
+
+def teleport(eng, q, pair):
+    """Teleport q's state over ``pair`` = (sender half, receiver half); return the receiver half."""
+    a, b = pair
+    m = eng.bsm(q, a)
+    if m >> 1:
+        eng.x(b)
+    if m & 1:
+        eng.z(b)
+    return b
+
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+def test_teleportation_perfect_pair(formalism):
+    rng = np.random.default_rng(11)
+    eng = QuantumEngine(np.random.default_rng(12))
+    for _ in range(40):
+        psi = st.random_ket(rng)
+        (q,) = eng.from_ket(psi)
+        pair = eng.bell_pair(0, 1.0, formalism)
+        b = teleport(eng, q, pair)
+        assert eng.fidelity([b], psi) == pytest.approx(1.0, abs=ATOL)
+        b.discard()
+    assert eng.num_live_qubits == 0
+
+
+def test_teleportation_via_explicit_circuit():
+    # The textbook circuit (CNOT, H, two Z measurements, classically
+    # controlled X and Z) rather than the engine's bsm.
+    rng = np.random.default_rng(13)
+    eng = QuantumEngine(np.random.default_rng(14))
+    for _ in range(30):
+        psi = st.random_ket(rng)
+        (q,) = eng.from_ket(psi)
+        a, b = eng.qubit(), eng.qubit()
+        a.h()
+        a.cnot(b)
+        q.cnot(a)
+        q.h()
+        mz, mx = q.measure(), a.measure()
+        if mx:
+            b.x()
+        if mz:
+            b.z()
+        assert eng.fidelity(b, psi) == pytest.approx(1.0, abs=ATOL)
+        for r in (q, a, b):
+            r.discard()
+
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+@pytest.mark.parametrize("f", [1.0, 0.9, 0.7, 0.5])
+def test_teleportation_werner_pair_average_fidelity(formalism, f):
+    # With a Werner resource the corrected output is the depolarising channel
+    # rho -> F rho + (1-F)/3 (X rho X + Y rho Y + Z rho Z) for *every* BSM
+    # outcome, so each run's output fidelity is exactly (2F+1)/3 for a pure
+    # input; no statistics are needed. The average over inputs is then also
+    # (2F+1)/3 over any set of inputs; here 60 Haar-random ones.
+    rng = np.random.default_rng(15)
+    eng = QuantumEngine(np.random.default_rng(16))
+    fids = []
+    seen = set()
+    for _ in range(60):
+        psi = st.random_ket(rng)
+        (q,) = eng.from_ket(psi)
+        a, b = eng.bell_pair(0, f, formalism)
+        m = eng.bsm(q, a)
+        seen.add(m)
+        if m >> 1:
+            b.x()
+        if m & 1:
+            b.z()
+        fid = eng.fidelity([b], psi)
+        assert fid == pytest.approx((2 * f + 1) / 3, abs=ATOL)
+        fids.append(fid)
+        b.discard()
+    assert seen == {0, 1, 2, 3}  # every correction branch was exercised
+    assert np.mean(fids) == pytest.approx((2 * f + 1) / 3, abs=ATOL)
+
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+@pytest.mark.parametrize("f1,f2", [(1.0, 1.0), (0.95, 0.9), (0.8, 0.6), (0.5, 0.9)])
+def test_swap_werner_pairs(formalism, f1, f2):
+    expected = f1 * f2 + (1 - f1) * (1 - f2) / 3
+    for seed in range(8):
+        eng = QuantumEngine(np.random.default_rng(seed))
+        a0, a1 = eng.bell_pair(0, f1, formalism)
+        b0, b1 = eng.bell_pair(0, f2, formalism)
+        m = eng.bsm(a1, b0)
+        assert eng.formalism_of(a0) == formalism
+        assert eng.group_members(a0) == (a0, b1)
+        if m >> 1:
+            eng.x(b1)
+        if m & 1:
+            eng.z(b1)
+        assert eng.bell_fidelity(a0, b1) == pytest.approx(expected, abs=ATOL)
+        assert eng.num_live_qubits == 2 and eng.num_groups == 1
+
+
+def test_dm_swap_conditional_state_matches_bd_formula():
+    # For each sampled outcome the dm engine's uncorrected outer state equals
+    # swap_bell_diagonal exactly, including zero Bell-basis coherences.
+    rng = np.random.default_rng(17)
+    seen = set()
+    for seed in range(20):
+        A = BellDiagonal(rng.dirichlet(np.ones(4)))
+        B = BellDiagonal(rng.dirichlet(np.ones(4)))
+        eng = QuantumEngine(np.random.default_rng(seed))
+        a0, a1 = eng.bell_pair_from(A, "dm")
+        b0, b1 = eng.bell_pair_from(B, "dm")
+        m = eng.bsm(a1, b0)
+        seen.add(m)
+        np.testing.assert_allclose(eng.density_matrix([a0, b1]),
+                                   swap_bell_diagonal(A, B, m).to_density_matrix(), atol=ATOL)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_same_seed_same_outcomes_in_both_formalisms():
+    # The bd fast path draws the same single uniform per BSM as the dm path,
+    # so a repeater chain gives the same outcome sequence in both.
+    def chain(formalism):
+        eng = QuantumEngine(np.random.default_rng(99))
+        pairs = [eng.bell_pair(0, 0.97, formalism) for _ in range(6)]
+        left = pairs[0][0]
+        right = pairs[0][1]
+        out = []
+        for a, b in pairs[1:]:
+            out.append(eng.bsm(right, a))
+            right = b
+        return out, eng.bell_fidelity(left, right, 0)
+
+    (m_dm, f_dm), (m_bd, f_bd) = chain("dm"), chain("bd")
+    assert m_dm == m_bd
+    assert f_dm == pytest.approx(f_bd, abs=1e-10)
+
+
+def test_bd_converts_transparently():
+    eng = QuantumEngine(np.random.default_rng(18))
+    a, b = eng.bell_pair(0, 0.9, "bd")
+    eng.x(a)
+    eng.depolarize(b, 0.1)
+    assert eng.formalism_of(a) == "bd"
+    # X turns Phi+ into Psi+; depolarising p gives (1-p)F + p/4.
+    assert eng.bell_diagonal_of(a).fidelity(2) == pytest.approx(0.9 * 0.9 + 0.1 / 4, abs=ATOL)
+    expected = eng.density_matrix([a, b])  # reading does not convert
+    assert eng.formalism_of(a) == "bd"
+    eng.h(a)
+    assert eng.formalism_of(a) == "dm" and eng.formalism_of(b) == "dm"
+    eng.h(a)
+    np.testing.assert_allclose(eng.density_matrix([a, b]), expected, atol=ATOL)
+    # discarding one half of a bd pair leaves I/2
+    c, d = eng.bell_pair(1, 0.8, "bd")
+    c.discard()
+    np.testing.assert_allclose(eng.density_matrix(d), np.eye(2) / 2, atol=ATOL)
+
+
+def test_from_density_matrix_bd_requires_bell_diagonal():
+    eng = QuantumEngine(0)
+    with pytest.raises(ValueError, match="Bell-diagonal"):
+        eng.from_density_matrix(st.dm(st.ket("00")), formalism="bd")
+    a, b = eng.from_density_matrix(st.dm(st.ket("00")), formalism="bd", twirl=True)
+    assert eng.bell_diagonal_of(a).allclose(BellDiagonal([0.5, 0.5, 0, 0]))
+    with pytest.raises(ValueError):
+        eng.from_density_matrix(st.dm(st.ket("000")), formalism="bd")
+    with pytest.raises(ValueError):
+        eng.from_density_matrix(np.diag([1.5, -0.5]))
+
+
+def test_plus_theta_and_from_ket():
+    eng = QuantumEngine(0)
+    q = eng.plus_theta(0.6)
+    assert eng.fidelity(q, st.plus_theta(0.6)) == pytest.approx(1.0, abs=ATOL)
+    with pytest.raises(ValueError):
+        eng.from_ket(np.array([1.0, 1.0]))
+
+
+# -- noise ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("t", [0.0, 100.0, 1000.0, 5000.0])
+def test_memory_decay_t1_t2(t):
+    t1, t2 = 2000.0, 1500.0
+    eng = QuantumEngine(0)
+    plus = eng.from_ket(st.ket("+"))[0]
+    eng.memory_decay(plus, t, t1, t2)
+    assert abs(eng.density_matrix(plus)[0, 1]) == pytest.approx(0.5 * math.exp(-t / t2), abs=ATOL)
+    one = eng.from_ket(st.ket("1"))[0]
+    eng.memory_decay(one, t, t1, t2)
+    assert eng.density_matrix(one)[1, 1].real == pytest.approx(math.exp(-t / t1), abs=ATOL)
+    # In steps: decay composes (t/2 twice == t).
+    half = eng.from_ket(st.ket("+"))[0]
+    eng.memory_decay(half, t / 2, t1, t2)
+    eng.memory_decay(half, t / 2, t1, t2)
+    assert abs(eng.density_matrix(half)[0, 1]) == pytest.approx(0.5 * math.exp(-t / t2), abs=ATOL)
+
+
+def test_memory_decay_refuses_t2_above_2t1():
+    eng = QuantumEngine(0)
+    q = eng.qubit()
+    with pytest.raises(ValueError, match="T2"):
+        eng.memory_decay(q, 10.0, 1000.0, 2500.0)
+    eng.memory_decay(q, 10.0, math.inf, math.inf)
+    eng.memory_decay(q, 10.0, math.inf, 500.0)
+
+
+@pytest.mark.parametrize("t1", [math.inf, 3000.0])
+def test_memory_decay_on_bd_pair(t1):
+    # The twirled channel keeps coherence decay exact: a Phi+ pair with one
+    # half waiting t has <XX> = exp(-t/T2), and the Bell fidelity matches the
+    # twirl of the exact (dm) result.
+    t, t2 = 800.0, 1200.0
+    eng = QuantumEngine(0)
+    a, b = eng.bell_pair(0, 1.0, "bd")
+    eng.memory_decay(b, t, t1, t2)
+    assert eng.formalism_of(a) == "bd"
+    c, d = eng.bell_pair(0, 1.0, "dm")
+    eng.memory_decay(d, t, t1, t2)
+    bd_state = eng.bell_diagonal_of(a)
+    twirled = BellDiagonal.from_density_matrix(eng.density_matrix([c, d]))
+    assert bd_state.allclose(twirled, ATOL)
+    xx = np.kron(g.X, g.X)
+    assert np.trace(xx @ eng.density_matrix([a, b])).real == pytest.approx(math.exp(-t / t2), abs=ATOL)
+    if math.isinf(t1):  # pure dephasing: bd is exact, not just twirled
+        np.testing.assert_allclose(eng.density_matrix([a, b]), eng.density_matrix([c, d]), atol=ATOL)
+
+
+def test_apply_kraus_checks_and_acts():
+    eng = QuantumEngine(0)
+    a, b = eng.qubit(), eng.qubit()
+    with pytest.raises(ValueError):
+        eng.apply_kraus([np.eye(2) * 0.5], [a])
+    eng.x(a)
+    eng.amplitude_damp(a, 0.3)
+    np.testing.assert_allclose(eng.density_matrix(a), np.diag([0.3, 0.7]), atol=ATOL)
+    # a two-qubit channel: depolarise the pair jointly with probability p
+    p = 0.4
+    paulis2 = [np.kron(P, Q) for P in g.PAULIS for Q in g.PAULIS]
+    kraus = [math.sqrt(1 - p + p / 16) * paulis2[0]] + [math.sqrt(p / 16) * m for m in paulis2[1:]]
+    eng.apply_kraus(kraus, [a, b])
+    expected = (1 - p) * np.kron(np.diag([0.3, 0.7]), np.diag([1, 0])) + p * np.eye(4) / 4
+    np.testing.assert_allclose(eng.density_matrix([a, b]), expected, atol=ATOL)
