@@ -23,6 +23,8 @@ def teleport(engine: QuantumEngine, psi: np.ndarray, pair_fidelity: float) -> fl
     engine.cnot(q, a)
     engine.h(q)
     m_z, m_x = engine.measure(q), engine.measure(a)
+    engine.discard(q)       # measured qubits stay alive in the engine until discarded
+    engine.discard(a)
     if m_x:
         engine.x(b)
     if m_z:
