@@ -452,6 +452,34 @@ class QuantumEngine:
             raise ValueError(f"formalism must be 'dm' or 'bd', got {formalism!r}")
         return a, b
 
+    def prepare_pair(self, rho: np.ndarray, formalism: str = "dm", *,
+                     twirl: bool = False) -> "PreparedPair":
+        """Validate and convert a two-qubit state once, for many :meth:`new_pair` calls.
+
+        The checks and conversion of :meth:`from_density_matrix` (Hermitian,
+        PSD, trace 1; Bell-diagonal or ``twirl``) cost far more than creating
+        a pair; a heralded link creates the same state over and over.
+        """
+        rho = np.asarray(rho, dtype=np.complex128)
+        if rho.shape != (4, 4):
+            raise ValueError(f"a pair's density matrix is 4x4, got shape {rho.shape}")
+        probe = QuantumEngine(0)
+        (a, _b) = probe.from_density_matrix(rho, formalism, twirl=twirl)
+        bd = probe.bell_diagonal_of(a)
+        frozen = None if bd is not None else rho.copy()
+        if frozen is not None:
+            frozen.setflags(write=False)
+        return PreparedPair(formalism, bd, frozen)
+
+    def new_pair(self, prepared: "PreparedPair",
+                 labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
+        """A new pair in the state of ``prepared`` (see :meth:`prepare_pair`)."""
+        if prepared.bd is not None:
+            a, b = self._create_bd(prepared.bd, labels)
+        else:
+            a, b = self._create(prepared.rho.copy(), 2, labels)
+        return a, b
+
     # -- inspection ---------------------------------------------------------
     def formalism_of(self, q: Qubit) -> str:
         """"bd" if q's group is held as Bell-diagonal coefficients, else "dm"."""
@@ -838,3 +866,14 @@ class QuantumEngine:
     def discard_all(self, qubits: Iterable[Qubit]) -> None:
         for q in qubits:
             self.discard(q)
+
+
+class PreparedPair:
+    """A validated two-qubit state ready to instantiate (:meth:`QuantumEngine.prepare_pair`)."""
+
+    __slots__ = ("formalism", "bd", "rho")
+
+    def __init__(self, formalism: str, bd: BellDiagonal | None, rho: np.ndarray | None) -> None:
+        self.formalism = formalism
+        self.bd = bd
+        self.rho = rho

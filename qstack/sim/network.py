@@ -343,16 +343,22 @@ class SimNetwork:
         self.sim.schedule(0, self._op_done, node, protocol, op_id, herald)
 
     def _heralded_state(self, model: Any, param: float, bell_index: int):
-        key = (id(model), param, bell_index, self.formalism)
+        """(prepared pair, fidelity to the announced Bell state), computed once per
+        (model, param, Bell index): the herald state is deterministic."""
+        key = (id(model), param, bell_index)
         cached = self._state_cache.get(key)
         if cached is None:
+            from qstack.physical.states import bell_state, fidelity
+
             rho = model.heralded_state(param, bell_index)
-            from qstack.physical.states import fidelity as state_fidelity
-            from qstack.physical.states import bell_state
-            fid = float(state_fidelity(rho, bell_state(bell_index)))
-            cached = (rho, fid)
-            self._state_cache[key] = cached
-        return cached
+            # single-click heralds are not Bell-diagonal: the fast formalism keeps
+            # their Bell twirl (exact for the fidelity and for Pauli noise after it)
+            prepared = self.engine.prepare_pair(rho, self.formalism,
+                                                twirl=self.formalism == "bd")
+            cached = (prepared, float(fidelity(rho, bell_state(bell_index))))
+            self._state_cache[key] = (model, cached)   # keep model alive: id() stays unique
+            return cached
+        return cached[1]
 
     def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> None:
         attempt.started = True
@@ -380,11 +386,8 @@ class SimNetwork:
                           attempts: int, emitted: int, herald_at: list[int]) -> None:
         rng = self.sim.rng(f"link:{link.a}-{link.b}")
         bell_index = int(link.model.sample_bell_index(rng))
-        rho, fid = self._heralded_state(link.model, param, bell_index)
-        # single-click heralds are not Bell-diagonal: the fast formalism keeps
-        # their Bell twirl (exact for the fidelity and for Pauli noise after it)
-        qa, qb = self.engine.from_density_matrix(rho, formalism=self.formalism,
-                                                 twirl=self.formalism == "bd")
+        prepared, fid = self._heralded_state(link.model, param, bell_index)
+        qa, qb = self.engine.new_pair(prepared)
         link.attempts += attempts
         link.pairs_heralded += 1
         for side, qubit, name in ((0, qa, link.a), (1, qb, link.b)):
