@@ -148,7 +148,8 @@ class SimNetwork:
     def add_link(self, a: str, b: str, model: HeraldedPairModel | None = None,
                  classical_delay_ns: int | None = None, length_km: float | None = None) -> SimLink:
         """Connect ``a`` and ``b``. ``model`` is the heralding physics (``None``
-        for a classical-only link). The one-way classical delay is, in order:
+        for a classical-only link); its side 0 is the node whose name sorts
+        first. The one-way classical delay is, in order:
         ``classical_delay_ns``, the model's ``classical_delay_ns``, or the
         fibre delay of ``length_km``."""
         for n in (a, b):
@@ -158,6 +159,9 @@ class SimNetwork:
             classical_delay_ns = getattr(model, "classical_delay_ns", None)
         if classical_delay_ns is None:
             classical_delay_ns = round((length_km or 0.0) / _FIBRE_KM_PER_NS)
+        # Side 0 is the node with the smaller name, whichever order the caller
+        # gives: both ends' protocols can then tell their side without asking.
+        a, b = sorted((a, b))
         link = SimLink(a, b, model, int(classical_delay_ns))
         self.links[frozenset((a, b))] = link
         self.graph.add_edge(a, b, delay_ns=link.classical_delay_ns)

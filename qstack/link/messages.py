@@ -1,0 +1,135 @@
+"""Wire messages of the entanglement generation protocol (EGP), protocol ``link.egp``.
+
+Type codes 0x0200-0x0206 (0x0200 is only ever nested); ``specs/link.md`` is the normative description
+(fields, ranges, which end sends what, and when). All times are absolute
+simulated/synchronised nanoseconds; fidelities are dimensionless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qstack.core.messages import Message, limits, message
+from qstack.link.service import RequestType
+
+__all__ = ["QueueSpec", "QueueAdd", "QueueAck", "QueueReject", "QueueRequest", "Abort",
+           "Expire", "VECTOR_EXAMPLES", "BASES"]
+
+#: Values of ``measure_basis`` on the wire.
+BASES = ("Z", "X", "Y", "random")
+
+_NAME = limits(max_len=64)
+_INT32 = limits(0, 2**31 - 1)
+_TIME = limits(0, 2**62)
+
+
+@message("link.egp", 0x0200)
+@dataclass(frozen=True, slots=True)
+class QueueSpec(Message):
+    """What a queue item asks for (nested in :class:`QueueAdd` / :class:`QueueRequest`).
+
+    ``param`` is the scheme parameter the originating end chose (alpha for
+    single-click); ``deadline_ns`` 0 means none.
+    """
+
+    create_id: int = field(metadata=_INT32)
+    number: int = field(metadata=limits(1, 65535))
+    min_fidelity: float = field(metadata=limits(0.0, 1.0))
+    deadline_ns: int = field(metadata=_TIME)
+    purpose_id: int = field(metadata=limits(0, 65535))
+    type: RequestType
+    measure_basis: str = field(metadata=limits(max_len=8))
+    priority: int = field(metadata=limits(0, 255))
+    atomic: bool
+    consecutive: bool
+    param: float = field(metadata=limits(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        if self.measure_basis not in BASES:
+            raise ValueError(f"measure_basis must be one of {BASES}, got {self.measure_basis!r}")
+
+
+@message("link.egp", 0x0201)
+@dataclass(frozen=True, slots=True)
+class QueueAdd(Message):
+    """Master -> slave: item ``qid`` joins the shared queue; schedulable from ``start_ns``.
+
+    ``origin`` is the node that submitted the CREATE (creator of the pairs'
+    entanglement ids). The slave answers :class:`QueueAck` or :class:`QueueReject`.
+    """
+
+    qid: int = field(metadata=_INT32)
+    origin: str = field(metadata=_NAME)
+    start_ns: int = field(metadata=_TIME)
+    spec: QueueSpec
+
+
+@message("link.egp", 0x0202)
+@dataclass(frozen=True, slots=True)
+class QueueAck(Message):
+    """Slave -> master: item ``qid`` is in the slave's queue too."""
+
+    qid: int = field(metadata=_INT32)
+
+
+@message("link.egp", 0x0203)
+@dataclass(frozen=True, slots=True)
+class QueueReject(Message):
+    """Either way: the item is refused. From the slave ``qid`` names a
+    :class:`QueueAdd`; from the master (answering a :class:`QueueRequest`)
+    ``qid`` is -1 and ``create_id`` names the slave's request. ``code`` is a
+    link error code (200-299)."""
+
+    qid: int = field(metadata=limits(-1, 2**31 - 1))
+    create_id: int = field(metadata=_INT32)
+    code: int = field(metadata=limits(200, 299))
+    detail: str = field(metadata=limits(max_len=256))
+
+
+@message("link.egp", 0x0204)
+@dataclass(frozen=True, slots=True)
+class QueueRequest(Message):
+    """Slave -> master: please add this request (the slave's own CREATE) to the queue."""
+
+    spec: QueueSpec
+
+
+@message("link.egp", 0x0205)
+@dataclass(frozen=True, slots=True)
+class Abort(Message):
+    """Either way: item ``qid`` is dropped at ``at_ns`` (its Entangle cancelled);
+    both ends report ``code`` and schedule the next item as of ``at_ns``."""
+
+    qid: int = field(metadata=_INT32)
+    code: int = field(metadata=limits(200, 299))
+    at_ns: int = field(metadata=_TIME)
+
+
+@message("link.egp", 0x0206)
+@dataclass(frozen=True, slots=True)
+class Expire(Message):
+    """Either way: the pair with link sequence number ``seq`` is gone at the
+    sender (memory cut-off, loss); the receiver discards its half."""
+
+    seq: int = field(metadata=limits(0, 2**62))
+    reason: str = field(metadata=limits(max_len=64))
+
+
+_SPEC = QueueSpec(create_id=7, number=3, min_fidelity=0.8, deadline_ns=2_000_000, purpose_id=4,
+                  type=RequestType.KEEP, measure_basis="Z", priority=1, atomic=False,
+                  consecutive=True, param=0.1)
+_SPEC_M = QueueSpec(create_id=8, number=1000, min_fidelity=0.0, deadline_ns=0, purpose_id=9,
+                    type=RequestType.MEASURE, measure_basis="random", priority=0, atomic=False,
+                    consecutive=False, param=0.05)
+
+#: One example per message class; ``python -m qstack.core.vectors write`` turns
+#: them into ``specs/vectors/link/*.json``.
+VECTOR_EXAMPLES = {
+    "queue_spec": _SPEC,
+    "queue_add_keep": QueueAdd(qid=12, origin="alice", start_ns=123_456, spec=_SPEC),
+    "queue_add_measure": QueueAdd(qid=13, origin="bob", start_ns=99, spec=_SPEC_M),
+    "queue_ack": QueueAck(qid=12),
+    "queue_reject": QueueReject(qid=12, create_id=7, code=208, detail="queue full"),
+    "queue_request": QueueRequest(spec=_SPEC_M),
+    "abort": Abort(qid=12, code=205, at_ns=5_000_000),
+    "expire": Expire(seq=42, reason="cutoff"),
+}

@@ -1,0 +1,517 @@
+"""Heralded entanglement schemes between two neighbouring memories.
+
+Each class here is a :class:`~qstack.physical.pair_model.HeraldedPairModel`
+built from physical parameters (fibre, detectors, emitters, memories): the
+simulator samples the number of attempts from :meth:`success_probability`
+(geometric skip-ahead), places :meth:`heralded_state` in the engine and hands a
+herald to each end after :meth:`herald_delay_ns`. The entanglement generation
+protocol (:mod:`qstack.link.egp`) additionally uses :meth:`fidelity`,
+:meth:`param_range` and :attr:`classical_delay_ns` to pick the scheme parameter
+and to refuse requests the hardware cannot meet.
+
+Geometry and timing (all schemes): the two nodes are ``length_km`` apart over
+fibre; the classical one-way delay ``classical_delay_ns`` is the fibre delay of
+the whole span. Attempts are **not pipelined**: a node with one communication
+qubit has to learn an attempt's outcome before it may re-initialise that qubit
+for the next one, so one attempt cycle is the emission time plus the round
+trip the herald needs (documented per scheme). Side 0 and side 1 are the two
+nodes in the order the link was added to the simulator.
+
+Bell index convention (``qstack.physical.states``): ``b = (x << 1) | z`` names
+``(I (x) X^x Z^z)|Phi+>``: 0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-.
+
+Physics, per scheme (derivations in ``specs/link.md``):
+
+* :class:`SingleClickModel` -- each node entangles its spin with the presence
+  of a photon, ``sqrt(1-a)|0>|vac> + sqrt(a)|1>|1 photon>``; one click at the
+  midpoint beam splitter heralds Psi+ (detector +) or Psi- (detector -).
+  Success ~ 2 a eta, fidelity ~ 1 - a (Cabrillo et al., PRA 59, 1025 (1999);
+  Humphreys et al., Nature 558, 268 (2018)).
+* :class:`DoubleClickModel` -- Barrett & Kok, PRA 71, 060310 (2005): two
+  rounds with a spin flip in between, one click in each; success eta^2/2,
+  fidelity (1+V)/2 with ideal detectors. The two-round time-bin measurement
+  is a linear-optics Bell measurement on the two spin-photon states, so the
+  formulas are those of :class:`qstack.physical.optics.LinearOpticsBSM`.
+* :class:`MidpointSourceModel` -- an SPDC entangled-pair source in the middle,
+  each memory absorbs one photon with a heralded absorption; multi-pair
+  emission and false absorption heralds give uncorrelated (maximally mixed)
+  pairs.
+* :class:`SenderReceiverModel` -- node 0 emits a photon entangled with its
+  memory, node 1's memory absorbs it and heralds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qstack.physical.detectors import ThresholdDetector
+from qstack.physical.fibre import FibreChannel
+from qstack.physical.optics import LinearOpticsBSM
+from qstack.physical.sources import SPDCSource, _check_nonneg, _check_pos, _check_prob
+from qstack.physical.states import BELL_BASIS
+
+__all__ = [
+    "SingleClickModel", "DoubleClickModel", "MidpointSourceModel", "SenderReceiverModel",
+    "bell_fidelity", "bell_dm_from_coeffs", "decayed_bell_fidelity",
+]
+
+_PAULI_MASK = (0, 2, 3, 1)      # Bell-index XOR mask of Pauli I, X, Y, Z
+_X = np.array([[0, 1], [1, 0]], dtype=np.complex128)
+_Z = np.array([[1, 0], [0, -1]], dtype=np.complex128)
+_I2 = np.eye(2, dtype=np.complex128)
+_BELL_PROJ = [np.outer(BELL_BASIS[:, b], BELL_BASIS[:, b].conj()) for b in range(4)]
+
+
+# ----------------------------------------------------------------- helpers
+
+def bell_fidelity(rho: np.ndarray, bell_index: int) -> float:
+    """<B_b| rho |B_b> for a 4x4 density matrix (side-0 qubit first)."""
+    v = BELL_BASIS[:, bell_index]
+    return float(np.real(v.conj() @ rho @ v))
+
+
+def bell_dm_from_coeffs(coeffs) -> np.ndarray:
+    """The Bell-diagonal density matrix sum_b coeffs[b] |B_b><B_b|."""
+    return sum(float(c) * p for c, p in zip(coeffs, _BELL_PROJ))
+
+
+def _bell_twirl(rho: np.ndarray) -> np.ndarray:
+    return bell_dm_from_coeffs([bell_fidelity(rho, b) for b in range(4)])
+
+
+def _relabel(rho_psi_plus: np.ndarray, bell_index: int) -> np.ndarray:
+    """Move a state written for Psi+ (index 2) to Bell index ``bell_index`` by a
+    local Pauli on side 1: U = X^x Z^z X maps Psi+ = (I(x)X)Phi+ to B_b."""
+    if bell_index == 2:
+        return rho_psi_plus
+    x, z = bell_index >> 1, bell_index & 1
+    u = np.linalg.matrix_power(_X, x) @ np.linalg.matrix_power(_Z, z) @ _X
+    full = np.kron(_I2, u)
+    return full @ rho_psi_plus @ full.conj().T
+
+
+def _check_index(bell_index: int) -> None:
+    if not isinstance(bell_index, (int, np.integer)) or not 0 <= bell_index <= 3:
+        raise ValueError(f"bell_index: expected an int in 0..3, got {bell_index!r}")
+
+
+def decayed_bell_fidelity(rho: np.ndarray, bell_index: int, waits_ns: tuple[float, float],
+                          t1_ns: float, t2_ns: float) -> float:
+    """Fidelity with B_b after each qubit waited ``waits_ns[side]`` in memory.
+
+    Exact T1/T2 channel on each qubit (amplitude damping gamma = 1 - e^(-t/T1),
+    then pure dephasing so that coherences decay as e^(-t/T2)), the channel
+    ``qstack.physical.channels_kraus.t1t2_decay`` describes. Times in ns.
+    """
+    out = np.array(rho, dtype=np.complex128)
+    for side, t in enumerate(waits_ns):
+        if t <= 0:
+            continue
+        gamma = 0.0 if math.isinf(t1_ns) else -math.expm1(-t / t1_ns)
+        coh = math.exp(-t / t2_ns) if math.isfinite(t2_ns) else 1.0
+        # coherence after damping alone is sqrt(1-gamma); dephasing supplies the rest
+        lam = coh / math.sqrt(1.0 - gamma) if gamma < 1.0 else 0.0
+        lam = min(1.0, lam)
+        k0 = np.array([[1, 0], [0, math.sqrt(1 - gamma)]], dtype=np.complex128)
+        k1 = np.array([[0, math.sqrt(gamma)], [0, 0]], dtype=np.complex128)
+        kraus = [k0, k1]
+        p = (1.0 - lam) / 2.0            # phase-flip probability giving factor lam
+        if p > 0:
+            kraus = [math.sqrt(1 - p) * k for k in kraus] + [math.sqrt(p) * (_Z @ k) for k in kraus]
+        new = np.zeros_like(out)
+        for k in kraus:
+            full = np.kron(k, _I2) if side == 0 else np.kron(_I2, k)
+            new += full @ out @ full.conj().T
+        out = new
+    return bell_fidelity(out, bell_index)
+
+
+# ----------------------------------------------------------------- common geometry
+
+@dataclass(frozen=True)
+class _Span:
+    """Fibre span between the two nodes (``length_km``) with a midpoint station."""
+
+    length_km: float = 10.0
+    fibre: FibreChannel = field(default_factory=lambda: FibreChannel(length_km=10.0))
+
+    def _arm(self) -> FibreChannel:
+        return self.fibre.with_length(self.length_km / 2.0)
+
+    def _derived(self) -> dict:
+        """Per-instance cache of derived numbers (the driver asks for them per
+        pair; the model is frozen, so they never change)."""
+        try:
+            return object.__getattribute__(self, "_cache")
+        except AttributeError:
+            cache: dict = {}
+            object.__setattr__(self, "_cache", cache)
+            return cache
+
+    @property
+    def classical_delay_ns(self) -> int:
+        """One-way node-to-node delay over the span, ns (the fibre's group delay)."""
+        c = self._derived()
+        v = c.get("delay")
+        if v is None:
+            v = c["delay"] = int(round(self.fibre.with_length(self.length_km).delay_ns()))
+        return v
+
+    def _half_delay_ns(self) -> int:
+        return int(round(self._arm().delay_ns()))
+
+    def _memo(self, key, fn):
+        c = self._derived()
+        v = c.get(key)
+        if v is None:
+            v = c[key] = fn()
+        return v
+
+
+def _check_span(owner: str, length_km: float, attempt_ns: float) -> None:
+    _check_nonneg(owner, "length_km", length_km)
+    _check_pos(owner, "attempt_ns", attempt_ns)
+
+
+# ----------------------------------------------------------------- single click
+
+@dataclass(frozen=True)
+class SingleClickModel(_Span):
+    """Single-click (single-photon) midpoint heralding; param = bright-state population alpha.
+
+    Per-arm efficiency eta = emission_efficiency x fibre(L/2) x detector
+    efficiency. Per detector window with dark-count probability p, the
+    unnormalised state heralded by "detector + clicks, detector - does not":
+
+    * |00> (no photon): (1-a)^2 p (1-p)
+    * |01>, |10> each: a(1-a)(1-p)[eta/2 + (1-eta) p]; of this a(1-a)(1-p) eta/2
+      comes from the detected photon and is coherent, the off-diagonal element
+      being that times sqrt(V) e^(-s^2/2) (V the two-photon HOM visibility, so
+      sqrt(V) is the photons' mode overlap; s the rms optical phase error, rad);
+      the dark-count part is an incoherent mixture;
+    * |11>: a^2 (1-p)[(1-eta)^2 p + eta(1-eta) + eta^2 (1+V)/4] (two photons
+      bunch when indistinguishable, so both in one detector gives one click).
+
+    The two detectors are symmetric: success probability is twice the trace,
+    Psi+ (index 2) and Psi- (index 3) each half. With ideal detectors
+    F = (1-a)/(1 - a eta/2) ~ 1 - a and p_succ ~ 2 a eta.
+
+    Timing: cycle = attempt_ns + classical_delay_ns (photon to the midpoint and
+    herald back); herald delay = classical_delay_ns at both sides.
+
+    ``twirl=True`` returns the Bell-twirled state (every Bell fidelity kept,
+    coherences between Bell states dropped): the exact state is not
+    Bell-diagonal (|00> and |11> weigh differently), so the fast Bell-diagonal
+    formalism needs this opt-in approximation.
+    """
+
+    emission_efficiency: float = 0.2
+    detector: ThresholdDetector = field(default_factory=ThresholdDetector)
+    visibility: float = 0.9
+    phase_noise_rad: float = 0.0
+    attempt_ns: int = 5_000
+    twirl: bool = False
+
+    def __post_init__(self) -> None:
+        _check_span("SingleClickModel", self.length_km, self.attempt_ns)
+        _check_prob("SingleClickModel", "emission_efficiency", self.emission_efficiency)
+        _check_prob("SingleClickModel", "visibility", self.visibility)
+        _check_nonneg("SingleClickModel", "phase_noise_rad", self.phase_noise_rad)
+
+    # param range: alpha above 1/2 gives F < 1/2, useless
+    def param_range(self) -> tuple[float, float]:
+        """Allowed bright-state populations alpha (dimensionless)."""
+        return (1e-6, 0.5)
+
+    @property
+    def eta(self) -> float:
+        """Per-arm probability that an emitted photon fires a detector."""
+        return self._memo("eta", lambda: self.emission_efficiency * self._arm().transmissivity()
+                          * self.detector.efficiency)
+
+    def _weights(self, a: float) -> tuple[float, float, float, float]:
+        """(w00, coherent per 01/10, incoherent per 01/10, w11) for the + detector."""
+        eta, p = self.eta, self.detector.dark_count_prob_per_gate
+        v = self.visibility
+        q = 1.0 - p
+        w00 = (1 - a) ** 2 * p * q
+        coh = a * (1 - a) * q * eta / 2.0
+        inc = a * (1 - a) * q * (1 - eta) * p
+        w11 = a * a * q * ((1 - eta) ** 2 * p + eta * (1 - eta) + eta * eta * (1 + v) / 4.0)
+        return w00, coh, inc, w11
+
+    def success_probability(self, param: float) -> float:
+        def compute() -> float:
+            w00, coh, inc, w11 = self._weights(param)
+            return 2.0 * (w00 + 2 * coh + 2 * inc + w11)
+        return self._memo(("p", param), compute)
+
+    def _overlap(self) -> float:
+        return math.sqrt(self.visibility) * math.exp(-self.phase_noise_rad ** 2 / 2.0)
+
+    def fidelity(self, param: float) -> float:
+        """Fidelity of the heralded pair with the announced Psi+/Psi- (before memory decay)."""
+        w00, coh, inc, w11 = self._weights(param)
+        n = w00 + 2 * coh + 2 * inc + w11
+        return (coh * (1 + self._overlap()) + inc) / n if n > 0 else 0.25
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        _check_index(bell_index)
+        w00, coh, inc, w11 = self._weights(param)
+        n = w00 + 2 * coh + 2 * inc + w11
+        rho = np.zeros((4, 4), dtype=np.complex128)
+        if n <= 0:
+            return np.eye(4, dtype=np.complex128) / 4
+        rho[0, 0] = w00 / n
+        rho[1, 1] = rho[2, 2] = (coh + inc) / n
+        rho[1, 2] = rho[2, 1] = coh * self._overlap() / n
+        rho[3, 3] = w11 / n
+        rho = _relabel(rho, bell_index)
+        return _bell_twirl(rho) if self.twirl else rho
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        return 2 + int(rng.random() < 0.5)
+
+    def cycle_ns(self, param: float) -> int:
+        return int(self.attempt_ns) + self.classical_delay_ns
+
+    def herald_delay_ns(self, side: int) -> int:
+        return self.classical_delay_ns
+
+
+# ----------------------------------------------------------------- double click
+
+@dataclass(frozen=True)
+class DoubleClickModel(_Span):
+    """Barrett-Kok double-click heralding (no tunable parameter).
+
+    Each node's photon reaches the midpoint with probability
+    emission_efficiency x fibre(L/2); the two-round time-bin detection is a
+    linear-optics Bell measurement (:class:`LinearOpticsBSM`): success
+    1/2 eta_a eta_b (1-p)^2 plus false heralds from dark counts; the heralded
+    state is Bell-diagonal with Pauli errors (pI, pX, pY, pZ) =
+    (w(1+V)/2 + (1-w)/4, (1-w)/4, (1-w)/4, w(1-V)/2 + (1-w)/4), w the share of
+    genuine heralds. Psi+ and Psi- are heralded with probability 1/2 each.
+
+    Timing: two rounds ``attempt_ns`` apart, then the herald: cycle =
+    2 attempt_ns + classical_delay_ns, herald delay = attempt_ns + classical_delay_ns.
+    """
+
+    emission_efficiency: float = 0.2
+    detector: ThresholdDetector = field(default_factory=ThresholdDetector)
+    visibility: float = 0.9
+    attempt_ns: int = 5_000
+
+    def __post_init__(self) -> None:
+        _check_span("DoubleClickModel", self.length_km, self.attempt_ns)
+        _check_prob("DoubleClickModel", "emission_efficiency", self.emission_efficiency)
+        _check_prob("DoubleClickModel", "visibility", self.visibility)
+
+    def param_range(self) -> tuple[float, float]:
+        return (0.0, 0.0)
+
+    @property
+    def bsm(self) -> LinearOpticsBSM:
+        return LinearOpticsBSM(self.detector.efficiency, self.detector.dark_count_prob_per_gate,
+                               self.visibility)
+
+    @property
+    def arrival(self) -> float:
+        """Probability that one node's photon reaches the midpoint detectors."""
+        return self.emission_efficiency * self._arm().transmissivity()
+
+    def success_probability(self, param: float = 0.0) -> float:
+        return self._memo("p", lambda: self.bsm.success_probability(self.arrival, self.arrival))
+
+    def _coeffs(self, bell_index: int) -> list[float]:
+        probs = self.bsm.pauli_error_probs(self.arrival, self.arrival)
+        c = [0.0] * 4
+        for pauli, pr in enumerate(probs):
+            c[bell_index ^ _PAULI_MASK[pauli]] += pr
+        return c
+
+    def fidelity(self, param: float = 0.0) -> float:
+        return self._coeffs(0)[0]
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        _check_index(bell_index)
+        return bell_dm_from_coeffs(self._coeffs(bell_index))
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        return 2 + int(rng.random() < 0.5)
+
+    def cycle_ns(self, param: float = 0.0) -> int:
+        return 2 * int(self.attempt_ns) + self.classical_delay_ns
+
+    def herald_delay_ns(self, side: int) -> int:
+        return int(self.attempt_ns) + self.classical_delay_ns
+
+
+# ----------------------------------------------------------------- midpoint source
+
+@dataclass(frozen=True)
+class MidpointSourceModel(_Span):
+    """An SPDC entangled-pair source at the midpoint; each memory absorbs a photon.
+
+    Per pulse the source emits n pairs with the source's statistics (thermal
+    over two modes by default, :class:`SPDCSource`). Each photon reaches and is
+    absorbed by its memory with probability t = heralding_efficiency x
+    fibre(L/2) x absorption_efficiency; a memory heralds when it absorbed at
+    least one photon, or falsely (probability ``false_herald_prob``) when it
+    absorbed none. A memory that receives several photons keeps one of them at
+    random, so given n pairs and photons absorbed at both ends the two come
+    from the same pair with probability 1/n (see ``specs/link.md``):
+
+        P_succ = sum_n P(n) [1 - (1-f)(1-t)^n]^2
+        P_good = sum_{n>=1} P(n) [1 - (1-t)^n]^2 / n
+
+    A good herald holds the source's pair (Werner fidelity ``pair_fidelity`` on
+    ``bell_index``); any other herald (photons of different pairs, a false
+    herald) leaves uncorrelated qubits, modelled as maximally mixed.
+
+    Timing: the source pulses every 1/pulse_rate; a memory learns its own
+    absorption after the photon's flight (L/2) and the other's result one
+    classical delay later: herald delay = 1.5 x classical_delay_ns. A memory
+    that absorbed while the other did not is blocked for one classical delay
+    to learn so: the attempt cycle used for sampling is the *mean*
+    pulse period + P(exactly one absorbs) x classical_delay_ns (a mean-field
+    approximation of that blocking).
+    """
+
+    source: SPDCSource = field(default_factory=lambda: SPDCSource(mean_pair_number=0.02))
+    absorption_efficiency: float = 0.5
+    false_herald_prob: float = 1e-6
+    pair_fidelity: float = 0.99
+    bell_index: int = 0
+    n_max: int = 30
+
+    def __post_init__(self) -> None:
+        _check_nonneg("MidpointSourceModel", "length_km", self.length_km)
+        _check_prob("MidpointSourceModel", "absorption_efficiency", self.absorption_efficiency)
+        _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
+        _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
+        _check_index(self.bell_index)
+
+    def param_range(self) -> tuple[float, float]:
+        return (0.0, 0.0)
+
+    @property
+    def t(self) -> float:
+        """Per-photon probability of being absorbed by its memory."""
+        return (self.source.heralding_efficiency * self._arm().transmissivity()
+                * self.absorption_efficiency)
+
+    def _probs(self) -> tuple[float, float, float]:
+        """(P_succ, P_good, P_exactly_one_side) per pulse."""
+        return self._memo("probs", self._compute_probs)
+
+    def _compute_probs(self) -> tuple[float, float, float]:
+        pn = self.source.pair_number_pmf(self.n_max)
+        n = np.arange(len(pn))
+        miss = (1.0 - self.t) ** n                  # no photon of n absorbed at one end
+        h = 1.0 - (1.0 - self.false_herald_prob) * miss
+        p_succ = float(np.sum(pn * h * h))
+        good = np.where(n > 0, (1.0 - miss) ** 2 / np.maximum(n, 1), 0.0)
+        p_good = float(np.sum(pn * good))
+        p_one = float(np.sum(pn * 2 * h * (1 - h)))
+        return p_succ, p_good, p_one
+
+    def success_probability(self, param: float = 0.0) -> float:
+        return self._probs()[0]
+
+    def fidelity(self, param: float = 0.0) -> float:
+        p_succ, p_good, _ = self._probs()
+        w = p_good / p_succ if p_succ > 0 else 0.0
+        return w * self.pair_fidelity + (1 - w) / 4.0
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        _check_index(bell_index)
+        f = self.fidelity()
+        c = [(1 - f) / 3.0] * 4
+        c[bell_index] = f
+        return bell_dm_from_coeffs(c)
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        return self.bell_index
+
+    def cycle_ns(self, param: float = 0.0) -> int:
+        period = 1e9 / self.source.pulse_rate_hz
+        return self._memo("cycle", lambda: max(1, int(round(
+            period + self._probs()[2] * self.classical_delay_ns))))
+
+    def herald_delay_ns(self, side: int) -> int:
+        return self._memo("hd", lambda: self._half_delay_ns() + self.classical_delay_ns)
+
+
+# ----------------------------------------------------------------- sender-receiver
+
+@dataclass(frozen=True)
+class SenderReceiverModel(_Span):
+    """Node 0 (sender) emits a photon entangled with its memory; node 1 (receiver) absorbs it.
+
+    Success per attempt: p_true + (1 - p_true) f with
+    p_true = emission_efficiency x fibre(L) x absorption_efficiency and f the
+    receiver's false-herald probability. A genuine herald holds the
+    spin-photon state (Werner fidelity ``pair_fidelity``) after the fibre's
+    qubit noise (depolarising with p = 2 e, e = ``fibre.qubit_error_prob()``):
+    F_true = (1-p) F_pair + p/4. A false herald leaves uncorrelated qubits
+    (maximally mixed), so F = w F_true + (1-w)/4 with w the genuine share.
+
+    Timing: the receiver knows on absorption (herald delay of side 1 =
+    classical_delay_ns); the sender learns from the receiver's message (side 0:
+    2 x classical_delay_ns); the sender can only re-emit once it knows:
+    cycle = attempt_ns + 2 x classical_delay_ns.
+    """
+
+    emission_efficiency: float = 0.2
+    absorption_efficiency: float = 0.5
+    false_herald_prob: float = 1e-6
+    pair_fidelity: float = 0.98
+    bell_index: int = 0
+    attempt_ns: int = 5_000
+
+    def __post_init__(self) -> None:
+        _check_span("SenderReceiverModel", self.length_km, self.attempt_ns)
+        _check_prob("SenderReceiverModel", "emission_efficiency", self.emission_efficiency)
+        _check_prob("SenderReceiverModel", "absorption_efficiency", self.absorption_efficiency)
+        _check_prob("SenderReceiverModel", "false_herald_prob", self.false_herald_prob)
+        _check_prob("SenderReceiverModel", "pair_fidelity", self.pair_fidelity)
+        _check_index(self.bell_index)
+
+    def param_range(self) -> tuple[float, float]:
+        return (0.0, 0.0)
+
+    @property
+    def p_true(self) -> float:
+        return self._memo("pt", lambda: self.emission_efficiency * self.fibre.with_length(
+            self.length_km).transmissivity() * self.absorption_efficiency)
+
+    def success_probability(self, param: float = 0.0) -> float:
+        pt = self.p_true
+        return pt + (1 - pt) * self.false_herald_prob
+
+    def fidelity(self, param: float = 0.0) -> float:
+        pt = self.p_true
+        ps = self.success_probability()
+        w = pt / ps if ps > 0 else 0.0
+        dep = min(1.0, 2.0 * self.fibre.with_length(self.length_km).qubit_error_prob())
+        f_true = (1 - dep) * self.pair_fidelity + dep / 4.0
+        return w * f_true + (1 - w) / 4.0
+
+    def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
+        _check_index(bell_index)
+        f = self.fidelity()
+        c = [(1 - f) / 3.0] * 4
+        c[bell_index] = f
+        return bell_dm_from_coeffs(c)
+
+    def sample_bell_index(self, rng: np.random.Generator) -> int:
+        return self.bell_index
+
+    def cycle_ns(self, param: float = 0.0) -> int:
+        return int(self.attempt_ns) + 2 * self.classical_delay_ns
+
+    def herald_delay_ns(self, side: int) -> int:
+        return 2 * self.classical_delay_ns if side == 0 else self.classical_delay_ns

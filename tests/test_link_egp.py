@@ -1,0 +1,433 @@
+"""The entanglement generation protocol: sans-I/O unit tests (events in,
+actions out) and end-to-end runs in the simulator.
+
+Statistical tolerances (fixed seeds, so each test is deterministic; bounds
+are 4-5 standard deviations so a change of seed would still pass with
+overwhelming probability):
+
+* time per pair: (K-1) cycles + herald delay with K geometric(p): the mean of
+  n pairs is within 5 sd/sqrt(n), sd = cycle sqrt(1-p)/p;
+* a disagreement rate q over n measured pairs: within 5 sqrt(q(1-q)/n).
+"""
+import math
+
+import pytest
+
+from qstack.core.errors import ErrorCode
+from qstack.core.protocol import (
+    Deliver, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage,
+    StartTimer, TimerFired, on,
+)
+from qstack.link.egp import EGP, Release
+from qstack.link.messages import QueueAck, QueueAdd, QueueReject, QueueRequest
+from qstack.link.schemes import DoubleClickModel, MidpointSourceModel, SingleClickModel
+from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
+from qstack.physical.device import NodeHardware
+from qstack.physical.ops import Discard, Entangle, Herald, Measure
+from qstack.sim.network import SimNetwork
+
+MODEL = SingleClickModel(length_km=10)
+
+
+def _of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def _delivered(actions):
+    return [a.event for a in _of(actions, Deliver)]
+
+
+# ---------------------------------------------------------------- sans-I/O
+
+def test_master_create_queues_and_starts_at_agreed_time():
+    egp = EGP("a", {"b": MODEL})
+    acts = egp.handle(CreateRequest("b", number=2, min_fidelity=0.8, create_id=5), 1000)
+    (send,) = _of(acts, SendMessage)
+    assert send.dst == "b" and isinstance(send.msg, QueueAdd)
+    add = send.msg
+    d = MODEL.classical_delay_ns
+    assert add.start_ns == 1000 + 2 * d + egp.slack and add.origin == "a"
+    assert add.spec.param == pytest.approx(egp.choose_param("b", 0.8))
+    assert egp.expected_fidelity("b", add.spec.param) >= 0.8 - 1e-9
+    (wake,) = _of(acts, StartTimer)
+    assert wake.delay_ns == add.start_ns - 1000
+    acts = egp.handle(TimerFired(wake.key), add.start_ns)
+    (op,) = _of(acts, QuantumOp)
+    assert isinstance(op.op, Entangle) and op.op.key == ("egp", add.qid, 0)
+    # herald -> OK with the shared id, next pair's Entangle at once
+    h = Herald(True, qubit="q0", bell_index=3, attempts=4, emitted_ns=add.start_ns + 100)
+    acts = egp.handle(OperationDone(op.op_id, h), add.start_ns + 100 + d)
+    (ok,) = _delivered(acts)
+    assert isinstance(ok, LinkOk) and ok.create_id == 5 and ok.bell_index == 3
+    assert ok.ent_id.creator == "a" and ok.ent_id.receiver == "b" and ok.ent_id.seq == 0
+    assert ok.qubit == "q0" and not ok.request_done
+    (op2,) = _of(acts, QuantumOp)
+    assert op2.op.key == ("egp", add.qid, 1)
+
+
+def test_slave_follows_master_with_same_keys():
+    a, b = EGP("a", {"b": MODEL}), EGP("b", {"a": MODEL})
+    add = _of(a.handle(CreateRequest("b", number=1, min_fidelity=0.7), 0), SendMessage)[0].msg
+    acts = b.handle(MessageReceived("a", add), MODEL.classical_delay_ns)
+    assert isinstance(_of(acts, SendMessage)[0].msg, QueueAck)
+    wake = _of(acts, StartTimer)[0]
+    op = _of(b.handle(TimerFired(wake.key), add.start_ns), QuantumOp)[0]
+    assert op.op.key == ("egp", add.qid, 0) and op.op.param == add.spec.param
+    acts = b.handle(OperationDone(op.op_id, Herald(True, qubit="qb", bell_index=2,
+                                                   emitted_ns=add.start_ns)), add.start_ns + 10**5)
+    (ok,) = _delivered(acts)
+    assert ok.ent_id.creator == "a" and ok.ent_id.receiver == "b" and ok.remote == "a"
+    assert ok.request_done
+
+
+def test_slave_origin_goes_through_master():
+    a, b = EGP("a", {"b": MODEL}), EGP("b", {"a": MODEL})
+    (req,) = _of(b.handle(CreateRequest("a", number=1, create_id=9), 0), SendMessage)
+    assert isinstance(req.msg, QueueRequest)
+    (add,) = _of(a.handle(MessageReceived("b", req.msg), 100), SendMessage)
+    assert add.msg.origin == "b" and add.msg.spec.create_id == 9
+    acts = b.handle(MessageReceived("a", add.msg), 200)
+    assert isinstance(_of(acts, SendMessage)[0].msg, QueueAck)
+
+
+def test_unreachable_fidelity_is_unsupported():
+    egp = EGP("a", {"b": MODEL})
+    (err,) = _delivered(egp.handle(CreateRequest("b", min_fidelity=0.99), 0))
+    assert isinstance(err, LinkErr) and err.code is ErrorCode.LINK_UNSUPPORTED
+    # the boundary is the model's best fidelity, not a guess
+    best = egp.best_fidelity("b")
+    assert not _delivered(egp.handle(CreateRequest("b", min_fidelity=best - 1e-3), 0))
+    dc = EGP("a", {"b": DoubleClickModel()})
+    (err,) = _delivered(dc.handle(CreateRequest("b", min_fidelity=0.96), 0))
+    assert err.code is ErrorCode.LINK_UNSUPPORTED
+
+
+def test_unreachable_time_is_no_time_computed_from_the_model():
+    egp = EGP("a", {"b": MODEL})
+    alpha = egp.choose_param("b", 0.8)
+    p, cycle = MODEL.success_probability(alpha), MODEL.cycle_ns(alpha)
+    need = egp.expected_time_ns("b", alpha, 100, True)
+    assert need == pytest.approx(2 * MODEL.classical_delay_ns + egp.slack
+                                 + 100 * ((1 / p - 1) * cycle + MODEL.herald_delay_ns(0)))
+    (err,) = _delivered(egp.handle(CreateRequest("b", 100, 0.8, int(need * 0.9)), 0))
+    assert err.code is ErrorCode.LINK_NO_TIME
+    assert not _delivered(egp.handle(CreateRequest("b", 100, 0.8, int(need * 1.1)), 0))
+
+
+def test_bad_requests_refused_with_codes():
+    egp = EGP("a", {"b": MODEL}, max_queue=1, num_qubits=2)
+    assert _delivered(egp.handle(CreateRequest("zz"), 0))[0].code is ErrorCode.LINK_UNKNOWN_PEER
+    assert _delivered(egp.handle(CreateRequest("b", number=0), 0))[0].code is \
+        ErrorCode.LINK_UNSUPPORTED
+    assert _delivered(egp.handle(CreateRequest("b", measure_basis="Q"), 0))[0].code is \
+        ErrorCode.LINK_UNSUPPORTED
+    assert _delivered(egp.handle(CreateRequest("b", number=3, atomic=True), 0))[0].code is \
+        ErrorCode.LINK_NO_RESOURCES
+    assert not _delivered(egp.handle(CreateRequest("b"), 0))
+    assert _delivered(egp.handle(CreateRequest("b"), 0))[0].code is ErrorCode.LINK_QUEUE_FULL
+
+
+def test_peer_reject_reaches_requester():
+    a = EGP("a", {"b": MODEL})
+    add = _of(a.handle(CreateRequest("b", create_id=3), 0), SendMessage)[0].msg
+    acts = a.handle(MessageReceived("b", QueueReject(add.qid, 3, 208, "queue full")), 10)
+    (err,) = _delivered(acts)
+    assert err.create_id == 3 and err.code is ErrorCode.LINK_QUEUE_FULL
+    assert not a.links["b"].items
+
+
+def test_memory_full_retries_same_key():
+    egp = EGP("a", {"b": MODEL})
+    add = _of(egp.handle(CreateRequest("b"), 0), SendMessage)[0].msg
+    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    acts = egp.handle(OperationDone(op.op_id, Herald(False, reason="memory full")), add.start_ns)
+    (retry,) = _of(acts, StartTimer)
+    op2 = _of(egp.handle(TimerFired(retry.key), add.start_ns + retry.delay_ns), QuantumOp)[0]
+    assert op2.op.key == op.op.key
+
+
+def test_release_stops_tracking_and_cutoff_expires():
+    egp = EGP("a", {"b": MODEL}, cutoff_ns=10**6)
+    add = _of(egp.handle(CreateRequest("b", number=2), 0), SendMessage)[0].msg
+    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    t = add.start_ns + 10**5
+    acts = egp.handle(OperationDone(op.op_id, Herald(True, qubit="q0", emitted_ns=t - 10)), t)
+    ok = _delivered(acts)[0]
+    cut = [a for a in acts if isinstance(a, StartTimer) and a.key[0] == "cutoff"][0]
+    assert cut.delay_ns == 10**6
+    op = _of(acts, QuantumOp)[0]
+    acts = egp.handle(OperationDone(op.op_id, Herald(True, qubit="q1", emitted_ns=t)), t + 10)
+    ok1 = _delivered(acts)[0]
+    egp.handle(Release(ok1.ent_id, "b"), t + 20)
+    acts = egp.handle(TimerFired(cut.key), t + 10**6)
+    (exp,) = _delivered(acts)
+    assert isinstance(exp, LinkExpire) and exp.ent_id == ok.ent_id
+    assert isinstance(_of(acts, QuantumOp)[0].op, Discard)
+    assert _of(acts, SendMessage)[0].msg.seq == 0
+    assert not egp.handle(TimerFired(("cutoff", "b", 1)), t + 10**6 + 10)   # released
+
+
+def test_scheduler_strict_priority_then_weighted_purposes():
+    egp = EGP("a", {"b": MODEL}, purpose_weights={1: 2.0, 2: 1.0})
+    for cid, prio, purpose in ((0, 1, 1), (1, 1, 2), (2, 0, 3)):
+        egp.handle(CreateRequest("b", number=50, priority=prio, purpose_id=purpose,
+                                 create_id=cid), 0)
+    link = egp.links["b"]
+    t = 10**9
+    order = []
+    for _ in range(60):
+        item = egp._pick(link, t)
+        order.append(item.spec.create_id)
+        k = (item.spec.priority, item.spec.purpose_id)
+        link.served[k] = link.served.get(k, 0) + 1
+        item.done += 1
+        if item.done == item.spec.number:
+            item.finished = True
+    assert order[:50] == [2] * 50                      # priority 0 first, all of it
+    rest = order[50:]
+    assert rest.count(0) == 2 * rest.count(1) + (rest.count(0) - 2 * rest.count(1))
+    assert abs(rest.count(0) - 2 * rest.count(1)) <= 2  # weights 2:1
+
+
+def test_peer_down_expires_pairs_and_fails_requests():
+    egp = EGP("a", {"b": MODEL})
+    add = _of(egp.handle(CreateRequest("b", number=5, create_id=1), 0), SendMessage)[0].msg
+    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    t = add.start_ns + 10**5
+    acts = egp.handle(OperationDone(op.op_id, Herald(True, qubit="q0", emitted_ns=t)), t)
+    ok = _delivered(acts)[0]
+    acts = egp.handle(PeerDown("b"), t + 5)
+    ev = _delivered(acts)
+    assert any(isinstance(e, LinkExpire) and e.ent_id == ok.ent_id for e in ev)
+    assert any(isinstance(e, LinkErr) and e.create_id == 1 for e in ev)
+    assert egp.links["b"].seq == 0 and not egp.links["b"].items
+
+
+# ---------------------------------------------------------------- in the simulator
+
+class Recorder(Protocol):
+    """Top of the stack: records OK/ERR/EXPIRE; optionally reads the pair's
+    fidelity from the engine and discards the qubit."""
+
+    name = "test.recorder"
+
+    def __init__(self, node, net=None, discard=True):
+        super().__init__(node)
+        self.net, self.discard = net, discard
+        self.oks, self.errs, self.expires, self.fids = [], [], [], []
+        self.n = 0
+
+    @on(LinkOk)
+    def _ok(self, ev, now):
+        self.oks.append((now, ev))
+        if ev.qubit is not None and self.discard:
+            self.n += 1
+            return [QuantumOp(-self.n, Discard(ev.qubit))]
+
+    @on(LinkErr)
+    def _err(self, ev, now):
+        self.errs.append((now, ev))
+
+    @on(LinkExpire)
+    def _exp(self, ev, now):
+        self.expires.append((now, ev))
+
+    @on(object)
+    def _other(self, ev, now):
+        return None
+
+
+class FidelityProbe(Recorder):
+    """Measures the delivered pair's fidelity in the engine when the second end's OK arrives."""
+
+    def __init__(self, node, net, shared):
+        super().__init__(node, net, discard=False)
+        self.shared = shared
+
+    @on(LinkOk)
+    def _ok(self, ev, now):
+        self.oks.append((now, ev))
+        other = self.shared.pop(ev.ent_id.seq, None)
+        if other is None:
+            self.shared[ev.ent_id.seq] = (self.node, ev)
+            return None
+        eng = self.net.engine
+        pair = {self.node: ev.qubit, other[0]: other[1].qubit}
+        for dev in (self.net.node("a").device, self.net.node("b").device):
+            for q in pair.values():
+                if dev.holds(q):
+                    dev.update(q, now)
+        self.fids.append(eng.bell_fidelity(pair["a"], pair["b"], ev.bell_index))
+        self.net.node(other[0]).device.free(other[1].qubit)
+        self.net.node(self.node).device.free(ev.qubit)
+        return None
+
+
+def build(model, formalism="bd", hw=None, probe=False, seed=3, **egp_kw):
+    hw = hw or NodeHardware(num_qubits=4, t1_ns=math.inf, t2_ns=math.inf)
+    net = SimNetwork(seed=seed, formalism=formalism)
+    for n in ("a", "b"):
+        net.add_node(n, hw)
+    net.add_link("a", "b", model=model)
+    shared = {}
+    recs = {}
+    for n, peer in (("a", "b"), ("b", "a")):
+        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, **egp_kw))
+        recs[n] = net.add_protocol(n, FidelityProbe(n, net, shared) if probe else Recorder(n, net))
+    return net, recs
+
+
+@pytest.mark.parametrize("model, formalism", [
+    (SingleClickModel(length_km=10, twirl=True), "bd"),
+    (SingleClickModel(length_km=10), "dm"),
+    (DoubleClickModel(length_km=10, emission_efficiency=0.5), "bd"),
+    (MidpointSourceModel(length_km=10), "dm"),
+], ids=["single-bd", "single-dm", "double-bd", "midpoint-dm"])
+def test_rate_and_fidelity_match_closed_forms(model, formalism):
+    hw = NodeHardware(num_qubits=4, t1_ns=math.inf, t2_ns=2e8)
+    net, recs = build(model, formalism, hw=hw, probe=True)
+    n = 400
+    net.submit("a", CreateRequest("b", number=n, min_fidelity=0.75), to="link.egp")
+    net.run()
+    oks = recs["a"].oks
+    assert len(oks) == n and len(recs["b"].oks) == n and not recs["a"].errs
+    egp = net.node("a").protocols["link.egp"]
+    alpha = oks[0][1].ent_id and egp.choose_param("b", 0.75)
+    p, cycle, hd = model.success_probability(alpha), model.cycle_ns(alpha), model.herald_delay_ns(0)
+    # time per pair after the first: (K-1) cycles + herald delay (both ends symmetric)
+    times = [t for t, _ in oks]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    mean = sum(gaps) / len(gaps)
+    expect = (1 / p - 1) * cycle + hd
+    sd = cycle * math.sqrt(1 - p) / p
+    assert abs(mean - expect) < 5 * sd / math.sqrt(len(gaps))
+    # delivered fidelity: the engine's state equals the model's state after the
+    # herald wait's T2 decay, which is also the goodness the EGP reports
+    fids = recs["a"].fids + recs["b"].fids
+    goodness = oks[0][1].goodness
+    assert goodness == pytest.approx(egp.expected_fidelity("b", alpha))
+    assert min(fids) == pytest.approx(goodness, abs=2e-3) and max(fids) == pytest.approx(goodness, abs=2e-3)
+    assert goodness >= 0.75 - 1e-9
+    # both ends saw the same ids and Bell indices
+    assert [o.ent_id for _, o in oks] == [o.ent_id for _, o in recs["b"].oks]
+    assert [o.bell_index for _, o in oks] == [o.bell_index for _, o in recs["b"].oks]
+
+
+def test_single_click_rate_fidelity_tradeoff_in_simulation():
+    rates, fids = [], []
+    for fmin in (0.9, 0.8, 0.7):
+        net, recs = build(SingleClickModel(length_km=10), "dm")
+        net.submit("a", CreateRequest("b", number=200, min_fidelity=fmin), to="link.egp")
+        net.run()
+        oks = recs["a"].oks
+        rates.append(len(oks) / (oks[-1][0] * 1e-9))
+        fids.append(oks[0][1].goodness)
+    assert rates == sorted(rates) and fids == sorted(fids, reverse=True)
+    assert all(f >= m - 1e-9 for f, m in zip(fids, (0.9, 0.8, 0.7)))
+
+
+def test_measure_directly_correlations_match_werner_fidelity():
+    model = MidpointSourceModel(length_km=5, pair_fidelity=0.9, bell_index=0)
+    net, recs = build(model, "bd")
+    n = 3000
+    net.submit("a", CreateRequest("b", number=n, type=RequestType.MEASURE, measure_basis="Z"),
+               to="link.egp")
+    net.run()
+    a, b = recs["a"].oks, recs["b"].oks
+    assert len(a) == len(b) == n
+    assert all(o.qubit is None and o.basis == "Z" for _, o in a)
+    f = model.fidelity()
+    q = 2 * (1 - f) / 3       # Z disagreement of a Werner state on Phi+
+    dis = sum(x.outcome != y.outcome for (_, x), (_, y) in zip(a, b)) / n
+    assert abs(dis - q) < 5 * math.sqrt(q * (1 - q) / n)
+
+
+def test_measure_random_bases_sift_to_correlations():
+    model = DoubleClickModel(length_km=5)   # heralds Psi+ (2) or Psi- (3)
+    net, recs = build(model, "bd")
+    n = 3000
+    net.submit("a", CreateRequest("b", number=n, type=RequestType.MEASURE,
+                                  measure_basis="random"), to="link.egp")
+    net.run()
+    a, b = recs["a"].oks, recs["b"].oks
+    same = [(x, y) for (_, x), (_, y) in zip(a, b) if x.basis == y.basis]
+    assert abs(len(same) / n - 0.5) < 5 * math.sqrt(0.25 / n)      # independent bases
+    coeffs = {}
+    for p_idx, pr in enumerate(model.bsm.pauli_error_probs(model.arrival, model.arrival)):
+        coeffs[p_idx] = pr
+    # relative to the announced Psi+-: Z errors from X,Y Paulis; X errors from Z,Y
+    errs = {"Z": 0, "X": 0}
+    cnt = {"Z": 0, "X": 0}
+    for x, y in same:
+        # Psi+: Z anti-correlated, X correlated; Psi-: both anti-correlated
+        expect_equal = {"Z": False, "X": x.bell_index == 2}[x.basis]
+        cnt[x.basis] += 1
+        errs[x.basis] += (x.outcome == y.outcome) != expect_equal
+    for basis, pq in (("Z", coeffs[1] + coeffs[2]), ("X", coeffs[3] + coeffs[2])):
+        k = cnt[basis]
+        assert abs(errs[basis] / k - pq) < 5 * math.sqrt(pq * (1 - pq) / k) + 1e-3
+
+
+def test_priorities_and_purposes_served_as_promised():
+    net, recs = build(DoubleClickModel(length_km=5, emission_efficiency=0.5), "bd",
+                      purpose_weights={1: 1.0, 2: 1.0})
+    net.submit("a", CreateRequest("b", number=30, priority=1, purpose_id=1, create_id=1),
+               to="link.egp")
+    net.submit("a", CreateRequest("b", number=30, priority=1, purpose_id=2, create_id=2),
+               to="link.egp")
+    net.submit("a", CreateRequest("b", number=20, priority=0, purpose_id=3, create_id=3),
+               to="link.egp")
+    net.run()
+    order = [o.create_id for _, o in recs["a"].oks]
+    assert order[:20] == [3] * 20
+    rest = order[20:]
+    assert len(rest) == 60
+    assert all(abs(rest[:k].count(1) - rest[:k].count(2)) <= 1 for k in range(1, 61))
+    assert [o.create_id for _, o in recs["b"].oks] == order
+
+
+def test_slave_origin_request_and_purpose_delivered_at_both_ends():
+    net, recs = build(DoubleClickModel(length_km=5), "bd")
+    net.submit("b", CreateRequest("a", number=3, purpose_id=7, create_id=11), to="link.egp")
+    net.run()
+    for n in "ab":
+        oks = [o for _, o in recs[n].oks]
+        assert len(oks) == 3 and all(o.purpose_id == 7 and o.create_id == 11 for o in oks)
+        assert oks[0].ent_id.creator == "b" and oks[-1].request_done
+
+
+def test_timeout_when_link_down():
+    net, recs = build(DoubleClickModel(length_km=5), "bd")
+    net.set_link_up("a", "b", False)
+    net.submit("a", CreateRequest("b", number=2, max_time_ns=50_000_000, create_id=4),
+               to="link.egp")
+    net.run()
+    (t, err), = recs["a"].errs
+    assert err.code is ErrorCode.LINK_TIMEOUT and t == 50_000_000
+    assert not recs["b"].errs     # errors go to the requesting end
+
+
+def test_peer_reset_expires_delivered_pairs():
+    net, recs = build(DoubleClickModel(length_km=5), "bd")
+    for r in recs.values():
+        r.discard = False
+    net.submit("a", CreateRequest("b", number=10, create_id=1), to="link.egp")
+    net.run(stop_when=lambda: len(recs["a"].oks) >= 2)
+    held = [o.ent_id for _, o in recs["a"].oks]
+    net.reset_node("b")
+    net.run(until_ns=net.now_ns + 10**7)
+    expired = [e.ent_id for _, e in recs["a"].expires]
+    assert set(held) <= set(expired)
+    assert [e.code for _, e in recs["a"].errs] == [ErrorCode.LINK_REJECTED]
+    assert net.node("a").device.used_slots == 0
+
+
+def test_cutoff_expires_at_both_ends():
+    net, recs = build(DoubleClickModel(length_km=5), "bd", cutoff_ns=2_000_000)
+    for r in recs.values():
+        r.discard = False
+    net.submit("a", CreateRequest("b", number=1), to="link.egp")
+    net.run()
+    for n in "ab":
+        assert len(recs[n].expires) == 1
+        assert net.node(n).device.used_slots == 0
