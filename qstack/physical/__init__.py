@@ -13,3 +13,19 @@ from qstack.physical.states import (  # noqa: E402,F401
     BELL_NAMES, PHI_MINUS, PHI_PLUS, PSI_MINUS, PSI_PLUS, bell_dm, bell_state,
     fidelity, is_valid_density_matrix, ket, partial_trace, plus_theta, trace_distance,
 )
+
+# --- photonics: sources, channels, detectors, memories, linear optics, pulse and attempt kernels ---
+from qstack.physical.attempts import (  # noqa: E402,F401
+    HeraldOutcome, attempts_until_herald_reference, sample_attempts_many,
+    sample_attempts_until_herald, sample_herald, sample_herald_reference,
+)
+from qstack.physical.detectors import ThresholdDetector, non_paralysable_rate, squash  # noqa: E402,F401
+from qstack.physical.fibre import FibreChannel  # noqa: E402,F401
+from qstack.physical.freespace import FreeSpaceChannel, SatelliteDownlink, slant_range_km  # noqa: E402,F401
+from qstack.physical.memory import QuantumMemory  # noqa: E402,F401
+from qstack.physical.optics import FrequencyConverter, LinearOpticsBSM  # noqa: E402,F401
+from qstack.physical.pulses import (  # noqa: E402,F401
+    PulseEvents, PulseTrain, PulseTrainParams, class_statistics, expected_gain, expected_qber,
+    simulate_pulses,
+)
+from qstack.physical.sources import SinglePhotonSource, SPDCSource, WeakCoherentSource  # noqa: E402,F401
