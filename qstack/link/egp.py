@@ -162,6 +162,9 @@ class EGP(Protocol):
         schedule_slack_ns: added to the queue start time (ns).
         max_memory_retries: retries of an Entangle refused for a full memory
             before the item is aborted with ``LINK_OUT_OF_MEMORY``.
+        memory_backoff_max_ns: the wait between such retries starts at one
+            attempt cycle and doubles up to this (ns), so that a memory kept
+            full by the layer above costs few events.
         seed: seeds the random measurement bases of type-M "random" requests.
     """
 
@@ -172,7 +175,7 @@ class EGP(Protocol):
                  cutoff_ns: int | None = None, purpose_weights: Mapping[int, float] | None = None,
                  sides: Mapping[str, int] | None = None, max_queue: int = 256,
                  schedule_slack_ns: int = 1_000, max_memory_retries: int = 1000,
-                 seed: int = 0) -> None:
+                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0) -> None:
         super().__init__(node)
         if hardware is not None:
             t1_ns, t2_ns = hardware.t1_ns, hardware.t2_ns
@@ -184,6 +187,7 @@ class EGP(Protocol):
         self.max_queue = max_queue
         self.slack = int(schedule_slack_ns)
         self.max_memory_retries = max_memory_retries
+        self.memory_backoff_max_ns = int(memory_backoff_max_ns)
         self.rng = random.Random(f"{seed}:{node}")
         sides = dict(sides or {})
         self.links: dict[str, LinkState] = {}
@@ -631,7 +635,9 @@ class EGP(Protocol):
                 self._schedule(link, now, now, actions)
                 return actions
             # keep the same key: the peer's Entangle waits for ours
-            backoff = max(1_000, int(link.model.cycle_ns(item.spec.param)))
+            first = max(1_000, int(link.model.cycle_ns(item.spec.param)))
+            backoff = max(first, min(first << min(link.retries - 1, 40),
+                                     self.memory_backoff_max_ns))
             actions.append(StartTimer(("retry", link.peer), backoff))
             return actions
         if reason == "cancelled":

@@ -30,11 +30,16 @@ from qstack.core.protocol import (
     SendMessage, Started, StartTimer, Submit, TimerFired,
 )
 from qstack.physical.device import NodeHardware, QuantumDevice
+from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
 from qstack.physical.ops import CancelEntangle, Entangle, Herald
 from qstack.physical.pair_model import HeraldedPairModel
 from qstack.sim.runner import Simulator
 
 __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
+
+#: Operation types the node's device carries out itself (no link involved).
+_DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
+_NO_LINKS: dict = {}
 
 #: Speed of light in fibre (group index 1.468 at 1550 nm), km per ns.
 _FIBRE_KM_PER_NS = 299_792.458e-9 / 1.468
@@ -80,20 +85,32 @@ class SimLink:
     pending: dict = field(default_factory=dict)   # Entangle key -> _Attempt
     pairs_heralded: int = 0
     attempts: int = 0
+    #: driver-internal cache: (model, rng, {param: (p, cycle, delay0, delay1)},
+    #: {(param, bell_index): (prepared pair, fidelity)}); rebuilt if ``model`` changes
+    _cache: Any = field(default=None, repr=False, compare=False)
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
 
 
-@dataclass
 class _Attempt:
-    """Both ends' Entangle submissions for one key, and what was scheduled."""
+    """Both ends' Entangle submissions for one key, and what was scheduled.
 
-    requests: list = field(default_factory=lambda: [None, None])  # (proto, op_id, op) per side
-    deadline_events: list = field(default_factory=lambda: [None, None])
-    herald_events: list = field(default_factory=lambda: [None, None])
-    qubits: list = field(default_factory=lambda: [None, None])
-    started: bool = False
+    Per side: ``requests`` (proto, op_id, op), ``deadline_events`` (kernel
+    handle or None), ``herald_events`` (kernel handle or None), ``qubits``.
+    A plain slotted class: one is made per pair, so construction is hot."""
+
+    __slots__ = ("requests", "deadline_events", "herald_events", "qubits", "started")
+
+    def __init__(self) -> None:
+        self.requests: list = [None, None]
+        self.deadline_events: list = [None, None]
+        self.herald_events: list = [None, None]
+        self.qubits: list = [None, None]
+        self.started = False
+
+    def __repr__(self) -> str:
+        return (f"_Attempt(requests={self.requests!r}, started={self.started!r})")
 
 
 class SimNetwork:
@@ -123,6 +140,7 @@ class SimNetwork:
         self._delay_cache: dict[str, dict[str, float]] = {}
         self._started = False
         self._state_cache: dict = {}
+        self._adj: dict[str, dict[str, SimLink]] = {}   # node -> neighbour -> link
         self._run_actions = {
             SendMessage: self._send_message,
             StartTimer: self._start_timer,
@@ -164,6 +182,8 @@ class SimNetwork:
         a, b = sorted((a, b))
         link = SimLink(a, b, model, int(classical_delay_ns))
         self.links[frozenset((a, b))] = link
+        self._adj.setdefault(a, {})[b] = link
+        self._adj.setdefault(b, {})[a] = link
         self.graph.add_edge(a, b, delay_ns=link.classical_delay_ns)
         self._delay_cache.clear()
         return link
@@ -213,16 +233,22 @@ class SimNetwork:
 
     def feed(self, node: str, protocol: str, event: Any) -> None:
         """Give ``event`` to ``protocol`` on ``node`` now and carry out its actions."""
-        n = self.nodes[node]
+        self._feed(self.nodes[node], protocol, event)
+
+    def _feed(self, n: SimNode, protocol: str, event: Any) -> None:
+        """:meth:`feed` for a node object (the hot path: no name lookup)."""
         if not n.up:
             return
         proto = n.protocols.get(protocol)
         if proto is None:
-            self.errors.append(FailRecord(self.sim.now, node, protocol, ErrorCode.UNKNOWN_TYPE,
-                                          f"no protocol {protocol!r} on {node}"))
+            self.errors.append(FailRecord(self.sim.now, n.name, protocol, ErrorCode.UNKNOWN_TYPE,
+                                          f"no protocol {protocol!r} on {n.name}"))
             return
-        for action in proto.handle(event, self.sim.now):
-            self._run_actions[type(action)](n, protocol, action)
+        actions = proto.handle(event, self.sim.now)
+        if actions:
+            run = self._run_actions
+            for action in actions:
+                run[action.__class__](n, protocol, action)
 
     # ------------------------------------------------------------------ actions
     def classical_delay_ns(self, src: str, dst: str) -> int:
@@ -271,7 +297,7 @@ class SimNetwork:
 
     def _timer_fired(self, node: SimNode, key: tuple) -> None:
         node.timers.pop(key, None)
-        self.feed(node.name, key[0], TimerFired(key[1]))
+        self._feed(node, key[0], TimerFired(key[1]))
 
     def _cancel_timer(self, node: SimNode, protocol: str, action: CancelTimer) -> None:
         handle = node.timers.pop((protocol, action.key), None)
@@ -281,25 +307,31 @@ class SimNetwork:
     def _quantum_op(self, node: SimNode, protocol: str, action: QuantumOp) -> None:
         self.stats["quantum_ops"] += 1
         op = action.op
-        if isinstance(op, Entangle):
-            self._entangle(node, protocol, action.op_id, op)
-            return
-        if isinstance(op, CancelEntangle):
-            self._cancel_entangle(node, protocol, action.op_id, op)
-            return
-        duration, outcome = node.device.execute(op, self.sim.now)
-        self.sim.schedule(duration, self._op_done, node.name, protocol, action.op_id, outcome)
+        if op.__class__ not in _DEVICE_OPS:
+            if isinstance(op, Entangle):
+                self._entangle(node, protocol, action.op_id, op)
+                return
+            if isinstance(op, CancelEntangle):
+                self._cancel_entangle(node, protocol, action.op_id, op)
+                return
+        sim = self.sim
+        duration, outcome = node.device.execute(op, sim.now)
+        sim.schedule(duration, self._op_done_node, node, protocol, action.op_id, outcome)
 
     def _op_done(self, node: str, protocol: str, op_id: int, outcome: Any) -> None:
-        self.feed(node, protocol, OperationDone(op_id, outcome))
+        self._feed(self.nodes[node], protocol, OperationDone(op_id, outcome))
+
+    def _op_done_node(self, node: SimNode, protocol: str, op_id: int, outcome: Any) -> None:
+        self._feed(node, protocol, OperationDone(op_id, outcome))
 
     def _deliver(self, node: SimNode, protocol: str, action: Deliver) -> None:
         if action.to is not None:
-            self.feed(node.name, action.to, action.event)
+            self._feed(node, action.to, action.event)
             return
-        i = node.stack.index(protocol)
-        if i + 1 < len(node.stack):
-            self.feed(node.name, node.stack[i + 1], action.event)
+        stack = node.stack
+        i = stack.index(protocol)
+        if i + 1 < len(stack):
+            self._feed(node, stack[i + 1], action.event)
             return
         node.inbox.append((self.sim.now, action.event))
         for listener in list(node.listeners):
@@ -307,41 +339,58 @@ class SimNetwork:
 
     def _submit(self, node: SimNode, protocol: str, action: Submit) -> None:
         if action.to is not None:
-            self.feed(node.name, action.to, action.request)
+            self._feed(node, action.to, action.request)
             return
         i = node.stack.index(protocol)
         if i == 0:
             self._fail(node, protocol, Fail(ErrorCode.UNEXPECTED_EVENT,
                                             f"{protocol} has no layer below on {node.name}"))
             return
-        self.feed(node.name, node.stack[i - 1], action.request)
+        self._feed(node, node.stack[i - 1], action.request)
 
     def _fail(self, node: SimNode, protocol: str, action: Fail) -> None:
         self.errors.append(FailRecord(self.sim.now, node.name, protocol, action.code,
                                       action.detail))
 
     # ------------------------------------------------------------------ heralded links
+    def _link_to(self, name: str, peer: str) -> SimLink | None:
+        link = self._adj.get(name, _NO_LINKS).get(peer)
+        if link is None:
+            link = self.links.get(frozenset((name, peer)))
+        return link
+
     def _entangle(self, node: SimNode, protocol: str, op_id: int, op: Entangle) -> None:
-        link = self.links.get(frozenset((node.name, op.peer)))
+        name = node.name
+        link = self._link_to(name, op.peer)
         if link is None or link.model is None:
-            self._herald_now(node.name, protocol, op_id,
+            self._herald_now(name, protocol, op_id,
                              Herald(False, reason=f"no quantum link to {op.peer!r}"))
             return
         if not node.device.reserve():
-            self._herald_now(node.name, protocol, op_id, Herald(False, reason="memory full"))
+            self._herald_now(name, protocol, op_id, Herald(False, reason="memory full"))
             return
-        side = link.side_of(node.name)
-        attempt = link.pending.setdefault(op.key, _Attempt())
-        if attempt.requests[side] is not None:  # a second submission for the same key
+        side = 0 if name == link.a else 1
+        key = op.key
+        pending = link.pending
+        attempt = pending.get(key)
+        if attempt is None:
+            attempt = pending[key] = _Attempt()
+        elif attempt.requests[side] is not None:  # a second submission for the same key
             node.device.release_reservation()
-            self._herald_now(node.name, protocol, op_id,
-                             Herald(False, reason="duplicate key"))
+            self._herald_now(name, protocol, op_id, Herald(False, reason="duplicate key"))
             return
-        attempt.requests[side] = (protocol, op_id, op)
-        attempt.deadline_events[side] = self.sim.schedule_at(
-            max(op.deadline_ns, self.sim.now), self._entangle_deadline, link, op.key, side)
-        if attempt.requests[1 - side] is not None:
-            self._start_attempts(link, op.key, attempt)
+        requests = attempt.requests
+        requests[side] = (protocol, op_id, op)
+        sim = self.sim
+        if requests[1 - side] is None:
+            attempt.deadline_events[side] = sim.schedule_at(
+                max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
+        elif not self._start_attempts(link, key, attempt):
+            # No success in time: the deadline events report failure. (When the
+            # attempts succeed, this end's deadline event would only be
+            # cancelled, so it is scheduled only now.)
+            attempt.deadline_events[side] = sim.schedule_at(
+                max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
 
     def _herald_now(self, node: str, protocol: str, op_id: int, herald: Herald) -> None:
         self.sim.schedule(0, self._op_done, node, protocol, op_id, herald)
@@ -364,56 +413,96 @@ class SimNetwork:
             return cached
         return cached[1]
 
-    def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> None:
+    def _link_cache(self, link: SimLink) -> tuple:
+        """(model, rng, per-param numbers, per-(param, Bell index) states) of ``link``."""
+        cache = link._cache
+        if cache is None or cache[0] is not link.model:
+            cache = link._cache = (link.model, self.sim.rng(f"link:{link.a}-{link.b}"), {}, {})
+        return cache
+
+    def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> bool:
+        """Both ends have submitted: sample when the first attempt succeeds.
+        True if a success was scheduled, False if none comes before a deadline."""
         attempt.started = True
-        model = link.model
-        param = attempt.requests[0][2].param
+        model, rng, numbers, states = self._link_cache(link)
+        req0 = attempt.requests[0][2]
+        param = req0.param
+        nums = numbers.get(param)
+        if nums is None:
+            nums = numbers[param] = (float(model.success_probability(param)),
+                                     max(1, int(model.cycle_ns(param))),
+                                     int(model.herald_delay_ns(0)), int(model.herald_delay_ns(1)))
+        p, cycle, d0, d1 = nums
+        if not link.up:
+            p = 0.0
         now = self.sim.now
-        deadlines = [attempt.requests[s][2].deadline_ns for s in (0, 1)]
-        p = float(model.success_probability(param)) if link.up else 0.0
-        cycle = max(1, int(model.cycle_ns(param)))
-        rng = self.sim.rng(f"link:{link.a}-{link.b}")
-        delays = [int(model.herald_delay_ns(s)) for s in (0, 1)]
+        dl0 = req0.deadline_ns
+        dl1 = attempt.requests[1][2].deadline_ns
         # Skip-ahead: the index of the first successful attempt is geometric
         # (exact for independent attempts); no per-attempt events.
-        attempts = int(rng.geometric(p)) if p > 0 else math.inf
-        if attempts != math.inf:
+        if p > 0:
+            attempts = int(rng.geometric(p))
             emitted = now + (attempts - 1) * cycle
-            herald_at = [emitted + delays[s] for s in (0, 1)]
-            if all(herald_at[s] <= deadlines[s] for s in (0, 1)):
-                self._schedule_success(link, key, attempt, param, attempts, emitted, herald_at)
-                return
-        # No success in time: the deadline events (already scheduled) report failure.
-        link.attempts += max(0, (min(deadlines) - now) // cycle)
+            h0 = emitted + d0
+            h1 = emitted + d1
+            if h0 <= dl0 and h1 <= dl1:
+                self._schedule_success(link, key, attempt, param, attempts, emitted, h0, h1,
+                                       model, rng, states)
+                return True
+        # No success in time: the deadline events report failure.
+        link.attempts += max(0, (min(dl0, dl1) - now) // cycle)
+        return False
 
     def _schedule_success(self, link: SimLink, key: Any, attempt: _Attempt, param: float,
-                          attempts: int, emitted: int, herald_at: list[int]) -> None:
-        rng = self.sim.rng(f"link:{link.a}-{link.b}")
-        bell_index = int(link.model.sample_bell_index(rng))
-        prepared, fid = self._heralded_state(link.model, param, bell_index)
+                          attempts: int, emitted: int, h0: int, h1: int, model: Any, rng: Any,
+                          states: dict) -> None:
+        bell_index = int(model.sample_bell_index(rng))
+        sk = (param, bell_index)
+        cached = states.get(sk)
+        if cached is None:
+            cached = states[sk] = self._heralded_state(model, param, bell_index)
+        prepared, fid = cached
         qa, qb = self.engine.new_pair(prepared)
         link.attempts += attempts
         link.pairs_heralded += 1
-        for side, qubit, name in ((0, qa, link.a), (1, qb, link.b)):
-            self.nodes[name].device.store(qubit, emitted, reserved=True)
-            attempt.qubits[side] = qubit
-            self.sim.cancel(attempt.deadline_events[side])
-            proto, op_id, _ = attempt.requests[side]
-            herald = Herald(True, qubit=qubit, bell_index=bell_index, attempts=attempts,
-                            emitted_ns=emitted, fidelity_estimate=fid)
-            attempt.herald_events[side] = self.sim.schedule_at(
-                herald_at[side], self._herald_arrives, link, key, side, herald)
+        nodes = self.nodes
+        sim = self.sim
+        cancel = sim.cancel
+        schedule_at = sim.schedule_at
+        arrives = self._herald_arrives
+        qubits = attempt.qubits
+        deadline_events = attempt.deadline_events
+        herald_events = attempt.herald_events
+        nodes[link.a].device.store(qa, emitted, reserved=True)
+        qubits[0] = qa
+        ev = deadline_events[0]
+        if ev is not None:
+            cancel(ev)
+            deadline_events[0] = None
+        herald_events[0] = schedule_at(
+            h0, arrives, link, key, 0,
+            Herald(True, qa, bell_index, attempts, emitted, fid))
+        nodes[link.b].device.store(qb, emitted, reserved=True)
+        qubits[1] = qb
+        ev = deadline_events[1]
+        if ev is not None:
+            cancel(ev)
+            deadline_events[1] = None
+        herald_events[1] = schedule_at(
+            h1, arrives, link, key, 1,
+            Herald(True, qb, bell_index, attempts, emitted, fid))
 
     def _herald_arrives(self, link: SimLink, key: Any, side: int, herald: Herald) -> None:
         attempt = link.pending.get(key)
         if attempt is None:
             return
-        proto, op_id, _ = attempt.requests[side]
+        requests = attempt.requests
+        proto, op_id, _ = requests[side]
         attempt.herald_events[side] = None
-        attempt.requests[side] = None
-        if attempt.requests[1 - side] is None:
+        requests[side] = None
+        if requests[1 - side] is None:
             del link.pending[key]
-        self.feed((link.a, link.b)[side], proto, OperationDone(op_id, herald))
+        self._feed(self.nodes[link.b if side else link.a], proto, OperationDone(op_id, herald))
 
     def _entangle_deadline(self, link: SimLink, key: Any, side: int) -> None:
         attempt = link.pending.get(key)
@@ -426,11 +515,11 @@ class SimNetwork:
         if attempt.requests[1 - side] is None:
             del link.pending[key]
         reason = "deadline" if attempt.started else "peer absent"
-        self.feed(name, proto, OperationDone(op_id, Herald(False, reason=reason)))
+        self._feed(self.nodes[name], proto, OperationDone(op_id, Herald(False, reason=reason)))
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int,
                          op: CancelEntangle) -> None:
-        link = self.links.get(frozenset((node.name, op.peer)))
+        link = self._link_to(node.name, op.peer)
         attempt = link.pending.pop(op.key, None) if link is not None else None
         if attempt is not None:
             # Cancelling aborts the attempts at both ends (the midpoint stops).
@@ -439,7 +528,8 @@ class SimNetwork:
                 if req is None:
                     continue
                 name = (link.a, link.b)[side]
-                self.sim.cancel(attempt.deadline_events[side])
+                if attempt.deadline_events[side] is not None:
+                    self.sim.cancel(attempt.deadline_events[side])
                 if attempt.herald_events[side] is not None:
                     self.sim.cancel(attempt.herald_events[side])
                     self.nodes[name].device.free(attempt.qubits[side])

@@ -1,0 +1,771 @@
+"""End-to-end entanglement over a chain of repeaters: circuits with swapping.
+
+After Kozlowski, Dahlberg, Lago-Rivera, de Riedmatten, Wehner, "Designing a
+quantum network protocol", CoNEXT 2020 (the QNP): a request at the **head**
+node sets up a **circuit** (an id, a path, per-link fidelity targets) hop by
+hop to the **tail**; every node except the tail then asks its link layer for
+pairs on its downstream link; a **repeater** swaps (Bell-state measurement)
+a pair from each side, as soon as possible or in nested (doubling) order;
+cut-off timers discard pairs held too long unswapped.
+
+Pauli-frame tracking, no corrections on the way: the state of a swapped
+segment is ``B_(b1 ^ b2 ^ m)`` for link pairs in ``B_b1``, ``B_b2`` and BSM
+outcome ``m`` (``qstack.physical.bell_diagonal.swap_bell_diagonal``), so the
+ends only need the XOR of every link index and every outcome on the path. The
+head starts a :class:`~qstack.network.messages.Track` message per pair it
+gets; it travels towards the tail and each repeater, once it has swapped
+that pair, XORs in its contribution (outgoing link index ^ outcome), folds the
+outgoing link's fidelity into the estimate with the Werner swap formula and
+relabels it with the outgoing link pair's sequence number. The tail thus
+learns the pair's Bell state and estimated fidelity, decides (fidelity at
+least the request's minimum, fewer pairs delivered than asked), optionally
+corrects its qubit to Phi+, delivers its :class:`~qstack.network.service.NetOk`
+and sends :class:`~qstack.network.messages.PairDone` back along the same
+segment so the head delivers the same pair id and Bell state. Physical
+correction is thus needed only at delivery, and only if asked
+(``NetRequest.correct``).
+
+Messages about a segment (Track forward; PairDone, SegmentExpire,
+SegmentNotice either way) are forwarded through the repeaters by their swap
+records; at a node that holds the pair unswapped they stop (the segment's
+end). Messages that arrive before the link layer's OK for the pair they name
+wait for it; messages that arrive while the pair is in a BSM wait for the
+outcome.
+
+Stacking (bottom first): ``link.egp`` (or ``network.purify`` in between,
+see :mod:`qstack.network.purify`), then this protocol, named
+``network.qnp``. Upper layers ``Submit(NetRequest(...), to="network.qnp")``
+at the head and receive :class:`NetOk` / :class:`NetErr` at both ends.
+
+State machine of a circuit at one node (``specs/network.md``)::
+
+    (head) IDLE --request/route--> SETUP --Confirm(accepted)--> ACTIVE --N delivered--> CLOSED
+                                        \\--Confirm(refused)--> CLOSED (NetErr)
+    (other) Setup --> INSTALLED --Confirm passes--> ACTIVE --Teardown--> CLOSED
+
+Times in integer nanoseconds.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.protocol import (
+    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage,
+    StartTimer, Submit, TimerFired, on,
+)
+from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
+from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
+
+from .messages import (
+    CircuitConfirm, CircuitSetup, CircuitTeardown, PairDone, SegmentExpire, SegmentNotice, Track,
+)
+from .routing import RoutingError, Topology
+from .service import (
+    NetCancel, NetErr, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
+)
+from .theory import werner_swap
+
+__all__ = ["QnpProtocol", "nested_spans"]
+
+_LEFT, _RIGHT = 0, 1
+
+
+def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
+    """For a path with nodes 0..n_links: the segment ``(lo, hi)`` each
+    repeater joins in the nested (doubling) strategy. The path is split at
+    its middle node recursively, so with ``2**k`` links the repeaters swap in
+    ``k`` rounds of doubling segments; other lengths split as evenly as they can."""
+    spans: dict[int, tuple[int, int]] = {}
+    stack = [(0, n_links)]
+    while stack:
+        lo, hi = stack.pop()
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        spans[mid] = (lo, hi)
+        stack.append((lo, mid))
+        stack.append((mid, hi))
+    return spans
+
+
+@dataclass(slots=True)
+class _Pair:
+    """A link pair this node holds for a circuit (one qubit of it)."""
+
+    seq: int
+    qubit: Any
+    bell: int
+    fidelity: float
+    created_ns: int
+    far: int                 # path position of the segment's other end
+    held_since: int
+
+
+@dataclass(slots=True)
+class _Circuit:
+    cid: int
+    head: str
+    path: tuple[str, ...]
+    index: int                       # this node's position in path
+    request_id: int
+    number: int
+    min_fidelity: float
+    link_fidelity: tuple[float, ...]
+    strategy: int
+    cutoff_ns: int
+    type: int
+    basis: str
+    app_tag: int
+    correct: bool
+    labels: tuple[int, ...] = ()     # purpose ids: labels[i] for link i
+    active: bool = False
+    # pairs held unswapped, per side, oldest first (dict keeps insertion order)
+    held: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
+    # (side, seq) -> (other side, other seq, bell xor, other fidelity, other created)
+    swaps: dict = field(default_factory=dict)
+    # (side, seq) of pairs in a BSM right now -> messages waiting for the outcome
+    busy: dict = field(default_factory=dict)
+    # (side, seq) -> messages that arrived before the link layer's OK
+    early: dict = field(default_factory=dict)
+    waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
+    outstanding: int = 0             # link-layer requests in flight on the downstream link
+    delivered: int = 0               # pairs accepted (tail) / delivered (head)
+    done_seq: int = 0                # tail: next pair_seq
+    lo: int = -1                     # nested: the segment this repeater joins
+    hi: int = -1
+    n_links: int = 0                 # len(path) - 1, set on install
+
+    def __post_init__(self) -> None:
+        self.n_links = len(self.path) - 1
+
+    def neighbour(self, side: int) -> str | None:
+        i = self.index - 1 if side == _LEFT else self.index + 1
+        return self.path[i] if 0 <= i < len(self.path) else None
+
+
+@dataclass(slots=True)
+class _Request:
+    """A request at its head, across the circuits that serve it (re-routing)."""
+
+    req: NetRequest
+    request_id: int
+    delivered: int = 0
+    circuit: int | None = None
+    started_ns: int = 0
+    failed_links: set = field(default_factory=set)
+
+
+class QnpProtocol(Protocol):
+    """The end-to-end circuit protocol (one instance per node).
+
+    ``topology``: the :class:`~qstack.network.routing.Topology` the head
+    routes on (may be shared by all nodes in a simulation). ``link_service``:
+    the protocol below to submit link requests to ("link.egp", or
+    "network.purify" for purified links). ``default_cutoff_ns``: repeaters
+    discard pairs held longer unswapped (0: never) unless a request names its
+    own. ``window``: link-layer pairs a creator keeps requested or held
+    unswapped per circuit on its downstream link (memory the circuit may use
+    per link side). ``purify``: let routing plan purification where a link
+    cannot reach its target (needs ``network.purify`` below).
+    """
+
+    name = "network.qnp"
+
+    def __init__(self, node: str, topology: Topology | None = None, *,
+                 link_service: str = "link.egp", default_cutoff_ns: int = 0, window: int = 1,
+                 purify: bool = False, link_max_time_ns: int = 0) -> None:
+        super().__init__(node)
+        self.topology = topology
+        self.link_service = link_service
+        self.default_cutoff_ns = int(default_cutoff_ns)
+        self.window = max(1, int(window))
+        self.purify = purify
+        self.link_max_time_ns = int(link_max_time_ns)
+        self.circuits: dict[tuple[str, int], _Circuit] = {}
+        self.requests: dict[int, _Request] = {}
+        # (neighbour, purpose label) -> circuit key, for LinkOk from either side
+        self._by_label: dict[tuple[str, int], tuple[str, int]] = {}
+        self._labels_used: dict[str, set[int]] = {}
+        self._next_cid = 1
+        self._next_rid = 1
+        self._next_op = 1
+        self._ops: dict[int, tuple] = {}
+        self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
+        #: counters for tests and benchmarks
+        self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0}
+
+    # ================================================================ helpers
+    def _op(self, op: Any, ctx: tuple) -> QuantumOp:
+        op_id = self._next_op
+        self._next_op += 1
+        self._ops[op_id] = ctx
+        return QuantumOp(op_id, op)
+
+    def _err(self, req: _Request | NetRequest, rid: int, code: ErrorCode, detail: str) -> Deliver:
+        r = req.req if isinstance(req, _Request) else req
+        return Deliver(NetErr(rid, r.destination, code, detail, r.app_tag))
+
+    @staticmethod
+    def _side_of(c: _Circuit, src: str) -> int | None:
+        if c.index > 0 and c.path[c.index - 1] == src:
+            return _LEFT
+        if c.index < c.n_links and c.path[c.index + 1] == src:
+            return _RIGHT
+        return None
+
+    def _free_label(self, peer: str) -> int:
+        used = self._labels_used.setdefault(peer, set())
+        for label in range(1, 65536):
+            if label not in used:
+                used.add(label)
+                return label
+        raise QStackError(ErrorCode.NET_REJECTED, f"no free link label towards {peer}")
+
+    # ================================================================ requests from above
+    @on(NetRequest)
+    def _request(self, req: NetRequest, now_ns: int) -> list:
+        rid = req.request_id if req.request_id is not None else self._next_rid
+        self._next_rid = max(self._next_rid, rid) + 1
+        if rid in self.requests:
+            return [self._err(req, rid, ErrorCode.NET_REJECTED, f"request id {rid} in use")]
+        r = _Request(req=req, request_id=rid, started_ns=now_ns)
+        if req.destination == self.node:
+            return [self._err(req, rid, ErrorCode.NET_NO_ROUTE, "destination is this node")]
+        self.requests[rid] = r
+        acts: list = []
+        if req.max_time_ns:
+            acts.append(StartTimer(("qnp.req", rid), req.max_time_ns))
+        return acts + self._open_circuit(r, now_ns)
+
+    @on(NetCancel)
+    def _cancel(self, ev: NetCancel, now_ns: int) -> list:
+        r = self.requests.get(ev.request_id)
+        if r is None:
+            return []
+        return self._finish_request(r, ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled")
+
+    def _open_circuit(self, r: _Request, now_ns: int) -> list:
+        req = r.req
+        if self.topology is None:
+            return self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology")
+        try:
+            route = self.topology.route(self.node, req.destination, req.min_fidelity,
+                                        purify=self.purify)
+        except RoutingError as exc:
+            return self._finish_request(r, exc.code, exc.detail)
+        cid = self._cid_base | (self._next_cid & 0xFFFF)
+        self._next_cid += 1
+        label = self._free_label(route.path[1])
+        setup = CircuitSetup(
+            circuit_id=cid, head=self.node, path=route.path, request_id=r.request_id,
+            number=req.number - r.delivered, min_fidelity=req.min_fidelity,
+            link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
+            cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
+            measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct)
+        c = self._install(setup)
+        r.circuit = cid
+        return [SendMessage(route.path[1], setup)]
+
+    def _install(self, s: CircuitSetup) -> _Circuit:
+        idx = s.path.index(self.node)
+        c = _Circuit(cid=s.circuit_id, head=s.head, path=s.path, index=idx,
+                     request_id=s.request_id, number=s.number, min_fidelity=s.min_fidelity,
+                     link_fidelity=s.link_fidelity, strategy=s.strategy, cutoff_ns=s.cutoff_ns,
+                     type=s.type, basis=s.measure_basis, app_tag=s.app_tag, correct=s.correct,
+                     labels=s.link_labels)
+        if s.strategy == SwapStrategy.NESTED and 0 < idx < c.n_links:
+            c.lo, c.hi = nested_spans(c.n_links)[idx]
+        self.circuits[(s.head, s.circuit_id)] = c
+        if idx > 0:
+            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = (s.head, s.circuit_id)
+        if idx < c.n_links:
+            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = (s.head, s.circuit_id)
+        return c
+
+    def handle(self, event: Any, now_ns: int) -> list:
+        # Exact-type dispatch first: this protocol runs once per node per pair
+        # on chains of thousands of nodes, and the base class walks the MRO.
+        attr = self._FAST.get(type(event))
+        if attr is not None:
+            return getattr(self, attr)(event, now_ns) or []
+        return super().handle(event, now_ns)
+
+    # ================================================================ messages
+    @on(MessageReceived)
+    def _message(self, ev: MessageReceived, now_ns: int) -> list:
+        m = ev.msg
+        handler = self._MSG.get(type(m))
+        if handler is None:
+            return [Fail(ErrorCode.UNKNOWN_TYPE, f"network.qnp got {type(m).__name__}")]
+        if isinstance(m, CircuitSetup):
+            return handler(self, ev.src, m, now_ns)
+        c = self.circuits.get((m.head, m.circuit_id))
+        if c is None:
+            if isinstance(m, (CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice)):
+                return []   # late traffic of a circuit already gone: nothing to do
+            return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                         f"{type(m).__name__} for unknown circuit {m.head}/{m.circuit_id}")]
+        return handler(self, ev.src, m, now_ns, c)
+
+    def _on_setup(self, src: str, s: CircuitSetup, now_ns: int) -> list:
+        key = (s.head, s.circuit_id)
+        if self.node not in s.path or key in self.circuits:
+            return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, False,
+                                                    int(ErrorCode.NET_REJECTED),
+                                                    f"{self.node} cannot join the circuit"))]
+        idx = s.path.index(self.node)
+        if idx < len(s.path) - 1:
+            nxt = s.path[idx + 1]
+            try:
+                label = self._free_label(nxt)
+            except QStackError as exc:
+                return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, False,
+                                                        int(exc.code), exc.detail))]
+            s = _replace(s, link_labels=s.link_labels + (label,))
+            self._install(s)
+            return [SendMessage(nxt, s)]
+        # tail: installed and active at once (it creates no link pairs)
+        c = self._install(s)
+        c.active = True
+        return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, True, 0, ""))]
+
+    def _on_confirm(self, src: str, m: CircuitConfirm, now_ns: int, c: _Circuit) -> list:
+        acts: list = []
+        if c.index > 0:
+            acts.append(SendMessage(c.path[c.index - 1], m))
+        if not m.accepted:
+            self._drop(c)
+            if c.index == 0:
+                r = self.requests.get(c.request_id)
+                if r is not None:
+                    acts += self._finish_request(r, _code(m.code, ErrorCode.NET_REJECTED),
+                                                 m.detail)
+            return acts
+        c.active = True
+        return acts + self._refill(c, now_ns)
+
+    def _refill(self, c: _Circuit, now_ns: int) -> list:
+        """Ask the link layer for downstream pairs up to the window."""
+        if not c.active or c.index >= c.n_links:
+            return []
+        acts = []
+        held = len(c.held[_RIGHT]) + sum(1 for k in c.busy if k[0] == _RIGHT)
+        while c.outstanding + held < self.window:
+            c.outstanding += 1
+            acts.append(Submit(CreateRequest(
+                remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
+                max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
+                type=RequestType.KEEP), to=self.link_service))
+        return acts
+
+    # ---------------------------------------------------------------- link layer
+    @on(LinkOk)
+    def _link_ok(self, ok: LinkOk, now_ns: int) -> list:
+        key = self._by_label.get((ok.remote, ok.purpose_id))
+        c = self.circuits.get(key) if key else None
+        if c is None or not c.active:
+            # a pair for a circuit that is gone (or not ours): free the memory
+            return [self._op(Discard(ok.qubit), ("discard",))] if ok.qubit is not None else []
+        side = self._side_of(c, ok.remote)
+        if side == _RIGHT:
+            c.outstanding = max(0, c.outstanding - 1)
+        far = c.index - 1 if side == _LEFT else c.index + 1
+        p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns)
+        c.held[side][p.seq] = p
+        acts: list = []
+        if c.index == 0:
+            # the head starts the pair's Track towards the tail
+            acts.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+                                                     p.created_ns)))
+        elif c.index < c.n_links and c.cutoff_ns:
+            acts.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
+        for msg_src, msg in c.early.pop((side, p.seq), ()):
+            acts += self._MSG[type(msg)](self, msg_src, msg, now_ns, c)
+        return acts + self._try_swap(c, now_ns)
+
+    @on(LinkErr)
+    def _link_err(self, err: LinkErr, now_ns: int) -> list:
+        key = self._by_label.get((err.remote, err.purpose_id))
+        c = self.circuits.get(key) if key else None
+        if c is None:
+            return []
+        c.outstanding = max(0, c.outstanding - 1)
+        if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
+            return self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
+                                       f"link {self.node}-{err.remote}: {err.detail}", now_ns)
+        if err.code == ErrorCode.LINK_UNKNOWN_PEER:
+            return self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                                       f"link {self.node}-{err.remote} unknown", now_ns,
+                                       failed=(self.node, err.remote))
+        # transient (timeout, queue full, no resources): try again
+        return self._refill(c, now_ns)
+
+    @on(LinkExpire)
+    def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
+        key = self._by_label.get((ev.remote, ev.purpose_id))
+        c = self.circuits.get(key) if key else None
+        if c is None:
+            return []
+        side = self._side_of(c, ev.remote)
+        return self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, notify=True)
+
+    # ---------------------------------------------------------------- swapping
+    def _try_swap(self, c: _Circuit, now_ns: int) -> list:
+        if c.index == 0 or c.index == c.n_links:
+            return []
+        left, right = c.held
+        acts: list = []
+        while left and right:
+            if c.strategy == SwapStrategy.NESTED:
+                pl = next((p for p in left.values() if p.far == c.lo), None)
+                pr = next((p for p in right.values() if p.far == c.hi), None)
+                if pl is None or pr is None:
+                    break
+            else:
+                pl = next(iter(left.values()))
+                pr = next(iter(right.values()))
+            del left[pl.seq]
+            del right[pr.seq]
+            c.busy[(_LEFT, pl.seq)] = []
+            c.busy[(_RIGHT, pr.seq)] = []
+            if c.cutoff_ns:
+                acts.append(_cancel(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
+                acts.append(_cancel(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
+            acts.append(self._op(BellMeasure(pl.qubit, pr.qubit), ("bsm", c.head, c.cid, pl, pr)))
+        return acts
+
+    def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int) -> list:
+        self.stats["swaps"] += 1
+        c.swaps[(_LEFT, pl.seq)] = (_RIGHT, pr.seq, pr.bell ^ m, pr.fidelity, pr.created_ns)
+        c.swaps[(_RIGHT, pr.seq)] = (_LEFT, pl.seq, pl.bell ^ m, pl.fidelity, pl.created_ns)
+        acts: list = []
+        if c.strategy == SwapStrategy.NESTED:
+            acts.append(SendMessage(c.path[c.index - 1],
+                                    SegmentNotice(c.cid, c.head, pl.seq, pr.far)))
+            acts.append(SendMessage(c.path[c.index + 1],
+                                    SegmentNotice(c.cid, c.head, pr.seq, pl.far)))
+        # messages that waited for the BSM now pass
+        for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
+            for src, msg in c.busy.pop(key, ()):
+                acts += self._MSG[type(msg)](self, src, msg, now_ns, c)
+        t = c.waiting_track.pop(pl.seq, None)
+        if t is not None:
+            acts += self._on_track(c.path[c.index - 1], t, now_ns, c)
+        return acts + self._refill(c, now_ns)
+
+    # ---------------------------------------------------------------- segment messages
+    def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
+        """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
+        ("swapped", record), ("held", pair), ("wait", None) or ("gone", None)."""
+        side = self._side_of(c, src)
+        if side is None:
+            return "gone", None
+        key = (side, seq)
+        rec = c.swaps.get(key)
+        if rec is not None:
+            return "swapped", (side, rec)
+        p = c.held[side].get(seq)
+        if p is not None:
+            return "held", (side, p)
+        if key in c.busy:
+            c.busy[key].append((src, msg))
+            return "wait", None
+        # the link layer's OK for this pair has not come yet (or the pair is
+        # gone for good: then the entry is dropped with the circuit)
+        c.early.setdefault(key, []).append((src, msg))
+        return "wait", None
+
+    def _on_track(self, src: str, t: Track, now_ns: int, c: _Circuit) -> list:
+        where, info = self._locate(c, src, t.link_seq, t)
+        if where == "swapped":
+            side, (oside, oseq, xor, f_o, created_o) = info
+            del c.swaps[(side, t.link_seq)]
+            fwd = Track(c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
+                        min(t.created_ns, created_o))
+            return [SendMessage(c.neighbour(oside), fwd)]
+        if where != "held":
+            return []
+        side, p = info
+        if c.index < c.n_links:
+            c.waiting_track[p.seq] = t      # repeater: wait for the swap
+            return []
+        return self._tail_decide(c, p, t, now_ns)
+
+    def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int) -> list:
+        del c.held[_LEFT][p.seq]
+        accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
+        prev = c.path[c.index - 1]
+        if not accept:
+            self.stats["rejected"] += 1
+            return [self._op(Discard(p.qubit), ("discard",)),
+                    SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
+                                               t.fidelity, t.created_ns))]
+        seq = c.done_seq
+        c.done_seq += 1
+        c.delivered += 1
+        bell = t.bell_index
+        ops: list = []
+        if c.correct and bell:
+            if bell & 2:
+                ops.append(Gate("x", (p.qubit,)))
+            if bell & 1:
+                ops.append(Gate("z", (p.qubit,)))
+            bell = 0
+        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, seq), remote=c.head,
+                   bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
+                   app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
+                   initiator=False, path=c.path)
+        acts: list = [SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
+                                                 t.fidelity, t.created_ns))]
+        return acts + self._finish_pair(c, ok, ops, now_ns)
+
+    def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int) -> list:
+        """Run ``ops`` (corrections) then, for type M, the measurement; deliver ``ok``."""
+        if c.type == NetRequestType.MEASURE:
+            basis = c.basis
+            if basis == "random":
+                # deterministic per pair and end, so runs are reproducible
+                h = zlib.crc32(f"{ok.pair_id}/{self.node}".encode())
+                basis = "Z" if h & 1 else "X"
+            ops = ops + [Measure(ok.qubit, basis)]
+            ok = _replace(ok, basis=basis)
+        self.stats["delivered"] += 1
+        if not ops:
+            return [Deliver(ok)]
+        return [self._op(ops[0], ("chain", ok, tuple(ops[1:])))]
+
+    def _on_pair_done(self, src: str, m: PairDone, now_ns: int, c: _Circuit) -> list:
+        where, info = self._locate(c, src, m.link_seq, m)
+        if where == "swapped":
+            side, (oside, oseq, *_rest) = info
+            del c.swaps[(side, m.link_seq)]
+            return [SendMessage(c.neighbour(oside), PairDone(
+                m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
+                m.created_ns))]
+        if where != "held" or c.index != 0:
+            return []
+        _, p = info
+        del c.held[_RIGHT][p.seq]
+        acts = self._refill(c, now_ns)
+        if not m.accepted:
+            return acts + [self._op(Discard(p.qubit), ("discard",))]
+        r = self.requests.get(c.request_id)
+        c.delivered += 1
+        idx = m.pair_seq
+        if r is not None:
+            r.delivered += 1
+            idx = r.delivered - 1
+        done = r is not None and r.delivered >= r.req.number
+        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
+                   remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
+                   created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
+                   request_done=done, initiator=True, path=c.path)
+        acts += self._finish_pair(c, ok, [], now_ns)
+        if done:
+            acts += self._finish_request(r, None, "")
+        return acts
+
+    def _on_notice(self, src: str, m: SegmentNotice, now_ns: int, c: _Circuit) -> list:
+        where, info = self._locate(c, src, m.link_seq, m)
+        if where == "swapped":
+            side, (oside, oseq, *_rest) = info
+            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
+        if where != "held":
+            return []
+        _, p = info
+        p.far = m.far_end
+        return self._try_swap(c, now_ns)
+
+    def _on_expire(self, src: str, m: SegmentExpire, now_ns: int, c: _Circuit) -> list:
+        where, info = self._locate(c, src, m.link_seq, m)
+        if where == "swapped":
+            side, (oside, oseq, *_rest) = info
+            c.swaps.pop((side, m.link_seq), None)
+            c.swaps.pop((oside, oseq), None)
+            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
+        if where != "held":
+            return []
+        side, p = info
+        return self._expire_local(c, side, p.seq, m.reason, now_ns, notify=False)
+
+    def _expire_local(self, c: _Circuit, side: int, seq: int, reason: str, now_ns: int,
+                      notify: bool) -> list:
+        """Discard held pair ``seq``; with ``notify`` tell the segment's other end."""
+        p = c.held[side].pop(seq, None)
+        if p is None:
+            return []
+        c.waiting_track.pop(seq, None) if side == _LEFT else None
+        acts: list = [self._op(Discard(p.qubit), ("discard",))]
+        if c.cutoff_ns and 0 < c.index < c.n_links:
+            acts.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
+        if notify:
+            acts.append(SendMessage(c.neighbour(side), SegmentExpire(c.cid, c.head, seq, reason)))
+        return acts + self._refill(c, now_ns)
+
+    # ---------------------------------------------------------------- teardown
+    def _on_teardown(self, src: str, m: CircuitTeardown, now_ns: int, c: _Circuit) -> list:
+        acts: list = []
+        side = self._side_of(c, src)
+        onward = c.neighbour(_RIGHT if side == _LEFT else _LEFT)
+        if onward is not None:
+            acts.append(SendMessage(onward, m))
+        acts += self._drop(c)
+        if m.failed_a and self.topology is not None and self.topology.graph.has_edge(
+                m.failed_a, m.failed_b):
+            self.topology.set_link_up(m.failed_a, m.failed_b, False)
+        if c.index == 0:
+            r = self.requests.get(c.request_id)
+            if r is not None and r.circuit == c.cid:
+                if m.failed_a:
+                    r.failed_links.add((m.failed_a, m.failed_b))
+                    r.circuit = None
+                    return acts + self._open_circuit(r, now_ns)   # route around the failure
+                acts += self._finish_request(r, _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
+                                             m.detail)
+        elif c.index == c.n_links and m.code and c.delivered < c.number and not m.failed_a:
+            # (after a link failure the head routes around it: the tail is told
+            # nothing, it will get the remaining pairs over the new circuit)
+            acts.append(Deliver(NetErr(c.request_id, c.head,
+                                       _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
+                                       c.app_tag)))
+        return acts
+
+    def _teardown_here(self, c: _Circuit, code: ErrorCode, detail: str, now_ns: int,
+                       failed: tuple[str, str] | None = None) -> list:
+        """Tear circuit ``c`` down from this node, in both directions."""
+        fa, fb = failed or ("", "")
+        msg = CircuitTeardown(c.cid, c.head, int(code), detail[:256], fa, fb)
+        acts: list = []
+        for side in (_LEFT, _RIGHT):
+            nb = c.neighbour(side)
+            if nb is not None and (nb, self.node) != (fb, fa) and nb != fb:
+                acts.append(SendMessage(nb, msg))
+        if c.index == 0:
+            # the head handles it as if the teardown had come back to it
+            return acts + self._on_teardown(self.node, msg, now_ns, c)
+        acts += self._drop(c)
+        if c.index == c.n_links and c.delivered < c.number:
+            acts.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag)))
+        return acts
+
+    def _drop(self, c: _Circuit) -> list:
+        """Forget circuit ``c`` here, freeing every qubit it holds."""
+        if self.circuits.pop((c.head, c.cid), None) is None:
+            return []
+        c.active = False
+        acts: list = []
+        for side in (_LEFT, _RIGHT):
+            for p in c.held[side].values():
+                acts.append(self._op(Discard(p.qubit), ("discard",)))
+                if c.cutoff_ns and 0 < c.index < c.n_links:
+                    acts.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
+            c.held[side].clear()
+        # labels stay mapped until late link-layer OKs have been discarded: the
+        # mapping points at a circuit that is no longer in self.circuits.
+        if c.index < c.n_links:
+            self._labels_used.get(c.path[c.index + 1], set()).discard(c.labels[c.index])
+        return acts
+
+    def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str) -> list:
+        """End request ``r`` at the head: error (``code``) or complete (None)."""
+        self.requests.pop(r.request_id, None)
+        acts: list = [_cancel(("qnp.req", r.request_id))] if r.req.max_time_ns else []
+        c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
+        if c is not None:
+            msg = CircuitTeardown(c.cid, c.head, int(code or 0), detail[:256], "", "")
+            acts.append(SendMessage(c.path[1], msg))
+            acts += self._drop(c)
+        if code is not None:
+            acts.append(self._err(r, r.request_id, code, detail))
+        return acts
+
+    # ================================================================ timers, ops, peers
+    @on(TimerFired)
+    def _timer(self, ev: TimerFired, now_ns: int) -> list:
+        key = ev.key
+        if key[0] == "qnp.cut":
+            _, head, cid, side, seq = key
+            c = self.circuits.get((head, cid))
+            if c is None or seq not in c.held[side]:
+                return []
+            self.stats["cutoffs"] += 1
+            return self._expire_local(c, side, seq, "cutoff", now_ns, notify=True)
+        if key[0] == "qnp.req":
+            r = self.requests.get(key[1])
+            if r is None:
+                return []
+            return self._finish_request(r, ErrorCode.NET_TIMEOUT,
+                                        f"{r.delivered} of {r.req.number} pairs in time")
+        return []
+
+    @on(OperationDone)
+    def _op_done(self, ev: OperationDone, now_ns: int) -> list:
+        ctx = self._ops.pop(ev.op_id, None)
+        if ctx is None:
+            return []
+        kind = ctx[0]
+        out = ev.outcome
+        if kind == "bsm":
+            _, head, cid, pl, pr = ctx
+            c = self.circuits.get((head, cid))
+            if c is None:
+                return []
+            if isinstance(out, BaseException):
+                # the BSM failed (qubit lost): both segments are broken
+                acts = []
+                for side, p in ((_LEFT, pl), (_RIGHT, pr)):
+                    c.busy.pop((side, p.seq), None)
+                    acts.append(SendMessage(c.neighbour(side),
+                                            SegmentExpire(c.cid, c.head, p.seq, "bsm failed")))
+                return acts + self._refill(c, now_ns)
+            return self._swapped(c, pl, pr, int(out), now_ns)
+        if kind == "chain":
+            _, ok, rest = ctx
+            if isinstance(out, BaseException):
+                return [Fail(ErrorCode.QUBIT_UNAVAILABLE, str(out))]
+            if not rest:
+                if ok.outcome is None and isinstance(out, int) and ok.basis is not None:
+                    ok = _replace(ok, outcome=out, qubit=None)
+                return [Deliver(ok)]
+            return [self._op(rest[0], ("chain", ok, rest[1:]))]
+        return []
+
+    @on(PeerDown)
+    def _peer_down(self, ev: PeerDown, now_ns: int) -> list:
+        acts: list = []
+        if self.topology is not None and self.topology.graph.has_edge(self.node, ev.peer):
+            self.topology.set_link_up(self.node, ev.peer, False)
+        for c in list(self.circuits.values()):
+            if ev.peer in (c.neighbour(_LEFT), c.neighbour(_RIGHT)):
+                acts += self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                                            f"link {self.node}-{ev.peer} down", now_ns,
+                                            failed=(self.node, ev.peer))
+        return acts
+
+    _MSG = {
+        CircuitSetup: _on_setup,
+        CircuitConfirm: _on_confirm,
+        CircuitTeardown: _on_teardown,
+        Track: _on_track,
+        PairDone: _on_pair_done,
+        SegmentNotice: _on_notice,
+        SegmentExpire: _on_expire,
+    }
+
+
+_cancel = CancelTimer
+_replace = replace
+
+
+def _code(value: int, default: ErrorCode) -> ErrorCode:
+    """``value`` as an ErrorCode, or ``default`` if it is not a defined one."""
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return default
+
+
+QnpProtocol._FAST = dict(QnpProtocol._handlers)

@@ -1,0 +1,175 @@
+"""The network layer's service primitives: what the layer above submits and receives.
+
+These are local events between layers on one node (not wire messages), in the
+shape of the link layer's CREATE / OK / ERR / EXPIRE
+(:mod:`qstack.link.service`), lifted to end-to-end pairs across repeaters
+(after Kozlowski et al., "Designing a quantum network protocol", CoNEXT 2020):
+
+* the transport layer or an application submits a :class:`NetRequest` to the
+  end-to-end protocol (``Submit(NetRequest(...), to="network.qnp")``);
+* both ends receive a :class:`NetOk` per pair, carrying the **same**
+  :class:`PairId` and the **same** ``bell_index``;
+* a request that cannot be served ends with one :class:`NetErr` (an
+  ``ErrorCode`` in 300-399), at the end that submitted it and, once a circuit
+  exists, at the far end too;
+* a delivered pair that is lost later is reported with :class:`NetExpire`.
+
+The far end does not submit anything: it learns of the request when the
+circuit is set up and delivers its ``NetOk`` events unasked, tagged with the
+initiator's ``request_id`` and ``app_tag`` so that the upper layer there can
+match them (e.g. a transport-layer socket listening on a port).
+
+Units: times are integer nanoseconds; fidelities are the squared (Jozsa)
+fidelity to the Bell state named by ``bell_index``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from qstack.core.errors import ErrorCode
+
+__all__ = [
+    "NetRequestType", "SwapStrategy", "PairId", "NetRequest", "NetOk", "NetErr", "NetExpire",
+    "NetCancel",
+]
+
+
+class NetRequestType(IntEnum):
+    """K: keep the end-to-end pair in memory; M: measure it at both ends on arrival."""
+
+    KEEP = 0
+    MEASURE = 1
+
+
+class SwapStrategy(IntEnum):
+    """When a repeater swaps the two pairs it holds for a circuit.
+
+    ASAP: as soon as it holds one pair on each side. NESTED: in the doubling
+    order of the Briegel-Duer-Cirac-Zoller repeater, a repeater swaps only
+    segments of the lengths its position in the binary split of the path
+    assigns to it (the middle node swaps last).
+    """
+
+    ASAP = 0
+    NESTED = 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PairId:
+    """Names one end-to-end pair identically at both ends.
+
+    ``head`` is the node that set up the circuit, ``circuit_id`` the circuit's
+    id (unique per head), ``seq`` the pair's number on that circuit (0, 1, ...
+    in the order the pairs were completed at the tail end).
+    """
+
+    head: str
+    circuit_id: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NetRequest:
+    """REQUEST(destination, number, min fidelity, max time, type).
+
+    ``destination``: the far end node. ``number`` (1..65535) end-to-end pairs.
+    ``min_fidelity`` in [0, 1]: each delivered pair's estimated fidelity is at
+    least this (the circuit derives per-link targets from it; ``NetErr``
+    ``NET_UNREACHABLE_FIDELITY`` if no path can). ``max_time_ns``: the request
+    fails with ``NET_TIMEOUT`` if not done within this many nanoseconds (0: no
+    limit). ``type``: keep (K) or measure (M). ``measure_basis`` (type M):
+    "Z", "X", "Y" or "random" (uniform over Z/X per pair and end).
+    ``request_id``: the caller's tag, chosen by the protocol when None.
+    ``app_tag``: opaque to the network layer, delivered with every pair at both
+    ends (the transport layer puts its port there). ``strategy``: swap
+    schedule. ``cutoff_ns``: a repeater discards a pair it has held this long
+    without swapping (0: the protocol's default). ``correct``: deliver Phi+
+    (bell_index 0) by a Pauli correction at the far end instead of reporting
+    the Pauli frame.
+    """
+
+    destination: str
+    number: int = 1
+    min_fidelity: float = 0.0
+    max_time_ns: int = 0
+    type: NetRequestType = NetRequestType.KEEP
+    measure_basis: str = "Z"
+    request_id: int | None = None
+    app_tag: int = 0
+    strategy: SwapStrategy = SwapStrategy.ASAP
+    cutoff_ns: int = 0
+    correct: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.destination, str) or not self.destination:
+            raise ValueError("destination must be a non-empty node name")
+        if not 1 <= self.number <= 65535:
+            raise ValueError(f"number must be in 1..65535, got {self.number}")
+        if not 0.0 <= self.min_fidelity <= 1.0:
+            raise ValueError(f"min_fidelity must be in [0, 1], got {self.min_fidelity}")
+        if self.max_time_ns < 0 or self.cutoff_ns < 0:
+            raise ValueError("max_time_ns and cutoff_ns must be >= 0")
+        if self.measure_basis not in ("Z", "X", "Y", "random"):
+            raise ValueError(f"measure_basis must be Z, X, Y or random, got {self.measure_basis!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NetOk:
+    """OK: one end-to-end pair of request ``request_id`` is here.
+
+    Both ends get the same ``pair_id`` and ``bell_index`` (0 Phi+, 1 Phi-,
+    2 Psi+, 3 Psi-: the state the pair is in, Pauli frame included).
+    ``fidelity`` is the protocol's estimate from the link goodness values and
+    the Werner swap formula (memory decay during the wait not included).
+    ``created_ns``: when the oldest link pair in it was made. ``path``: the
+    nodes from head to tail. For type K ``qubit`` is this end's qubit
+    reference; for type M ``outcome`` (0/1) and ``basis`` are this end's
+    measurement. ``initiator``: True at the end that submitted the request.
+    """
+
+    request_id: int
+    pair_id: PairId
+    remote: str
+    bell_index: int
+    fidelity: float
+    created_ns: int
+    qubit: Any = None
+    outcome: int | None = None
+    basis: str | None = None
+    app_tag: int = 0
+    pair_index: int = 0
+    request_done: bool = False
+    initiator: bool = True
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetErr:
+    """ERR: request ``request_id`` failed with ``code`` (an ``ErrorCode`` in 300-399)."""
+
+    request_id: int
+    remote: str
+    code: ErrorCode
+    detail: str = ""
+    app_tag: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NetExpire:
+    """EXPIRE: the delivered pair ``pair_id`` is gone (circuit torn down, peer reset)."""
+
+    pair_id: PairId
+    remote: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NetCancel:
+    """Submitted by the upper layer: stop request ``request_id`` (pairs already
+    delivered stay delivered). The protocol answers with ``NetErr``
+    (``NET_CIRCUIT_TORN_DOWN``, detail "cancelled")."""
+
+    request_id: int
+    extra: dict = field(default_factory=dict, compare=False)

@@ -1,0 +1,97 @@
+"""BBPSSW and DEJMPS as protocols on the density-matrix engine vs their closed forms.
+
+Fidelities: exact (1e-9), since the state after a successful round is
+determined. Success probabilities: statistical, within 4 standard errors of
+the binomial estimate."""
+import math
+
+import pytest
+
+from qstack.link.service import CreateRequest, LinkOk
+from qstack.network.purify import BBPSSW, DEJMPS, PurifyProtocol, twirl_ops
+from qstack.network.theory import bbpssw, dejmps
+from tests.test_network_driver import LinkNet
+
+
+def run_purify(scheme, f_raw, target, number, mode="recurrence", seed=1, slots=None):
+    slots = number + 8 if slots is None else slots   # delivered pairs stay in memory
+    net = LinkNet(seed=seed, formalism="dm", check_wire=True)
+    for n in ("a", "b"):
+        net.add_node(n)
+        net.add_protocol(n, PurifyProtocol(n, {"a": f_raw, "b": f_raw}, scheme=scheme, mode=mode,
+                                           seed=seed))
+    net.add_link("a", "b", p=0.5, fidelity=f_raw, slots=slots)
+    net.submit("a", CreateRequest("b", number=number, min_fidelity=target, purpose_id=7),
+               to="network.purify")
+    net.run()
+    outs_a = {e.ent_id: e for _, e in net.inbox("a") if isinstance(e, LinkOk)}
+    outs_b = {e.ent_id: e for _, e in net.inbox("b") if isinstance(e, LinkOk)}
+    assert outs_a.keys() == outs_b.keys() and len(outs_a) == number
+    fids = [net.engine.bell_fidelity(outs_a[k].qubit, outs_b[k].qubit, 0) for k in outs_a]
+    return net, fids, [outs_a[k].goodness for k in outs_a]
+
+
+def werner(f):
+    e = (1 - f) / 3
+    return [f, e, e, e]
+
+
+@pytest.mark.parametrize("f_raw", [0.7, 0.8, 0.9])
+def test_dejmps_one_round_fidelity(f_raw):
+    c1, _ = dejmps(werner(f_raw))
+    net, fids, est = run_purify(DEJMPS, f_raw, c1[0] - 1e-6, number=4)
+    assert all(abs(f - c1[0]) < 1e-9 for f in fids)
+    assert all(abs(g - c1[0]) < 1e-9 for g in est)
+
+
+def test_dejmps_two_rounds_fidelity():
+    c1, _ = dejmps(werner(0.75))
+    c2, _ = dejmps(c1)
+    net, fids, _ = run_purify(DEJMPS, 0.75, c2[0] - 1e-6, number=3)
+    assert all(abs(f - c2[0]) < 1e-9 for f in fids)
+
+
+def test_dejmps_pumping_fidelity():
+    base = werner(0.8)
+    c1, _ = dejmps(base, base)
+    c2, _ = dejmps(c1, base)
+    net, fids, _ = run_purify(DEJMPS, 0.8, c2[0] - 1e-6, number=3, mode="pumping")
+    assert all(abs(f - c2[0]) < 1e-9 for f in fids)
+
+
+@pytest.mark.parametrize("f_raw", [0.7, 0.85])
+def test_bbpssw_one_round_fidelity(f_raw):
+    f1, _ = bbpssw(f_raw)
+    net, fids, _ = run_purify(BBPSSW, f_raw, f1 - 1e-6, number=4)
+    assert all(abs(f - f1) < 1e-9 for f in fids)
+
+
+@pytest.mark.parametrize("scheme", [BBPSSW, DEJMPS])
+def test_success_probability_statistics(scheme):
+    f_raw = 0.7
+    f1, p = bbpssw(f_raw)            # one round on Werner inputs: same p for both
+    net, _, _ = run_purify(scheme, f_raw, f1 - 1e-6, number=150, seed=11)
+    st = net.nodes["a"].stack[0].stats
+    n, k = st["rounds"], st["success"]
+    sem = math.sqrt(p * (1 - p) / n)
+    assert abs(k / n - p) < 4 * sem, (k, n, p)
+
+
+def test_bbpssw_twirl_keeps_phi_plus_and_equalises():
+    """The 24 bilateral twirl elements, applied to a Bell-diagonal state,
+    keep Phi+ and average the other three weights (Werner form)."""
+    import numpy as np
+    from qstack.physical.bell_diagonal import BellDiagonal
+    from qstack.physical.engine import QuantumEngine
+    bd = BellDiagonal([0.7, 0.2, 0.07, 0.03])
+    acc = np.zeros(4)
+    for t in range(24):
+        e = QuantumEngine(0)
+        qa, qb = e.bell_pair_from(bd, "dm")
+        for q, creator in ((qa, True), (qb, False)):
+            for name, params in twirl_ops(t, creator):
+                getattr(e, name)(q, *params)
+        acc += [e.bell_fidelity(qa, qb, b) for b in range(4)]
+    acc /= 24
+    assert abs(acc[0] - 0.7) < 1e-12
+    assert np.allclose(acc[1:], 0.1, atol=1e-12)

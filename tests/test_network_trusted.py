@@ -1,0 +1,67 @@
+"""Trusted-node relay: both ends get the same key, the relays are named."""
+import os
+
+from qstack.core.errors import ErrorCode
+from qstack.network.routing import Topology
+from qstack.network.trusted import HopKey, RelayErr, RelayOk, RelayRequest, TrustedRelay, xor_bytes
+from tests.test_network_driver import LinkNet
+
+
+def relay_net(names, trust=None, key_len=32, blocks=4):
+    net = LinkNet(seed=1, check_wire=True)
+    topo = Topology()
+    for a, b in zip(names, names[1:]):
+        topo.add_link(a, b)
+    for n in names:
+        net.add_node(n)
+        net.add_protocol(n, TrustedRelay(n, topo, trust=trust))
+    for a, b in zip(names, names[1:]):
+        for kid in range(blocks):
+            k = os.urandom(key_len)          # the hop's QKD key block, known to a and b
+            for me, other in ((a, b), (b, a)):
+                net.nodes[me].stack[0].handle(HopKey(other, kid, k), 0)
+    return net
+
+
+def test_xor_relay_over_three_hops():
+    names = ["a", "t1", "t2", "b"]
+    net = relay_net(names)
+    net.submit("a", RelayRequest("b", 16, request_id=5), to="network.trusted")
+    net.run()
+    (_, ok_a), = net.inbox("a")
+    (_, ok_b), = net.inbox("b")
+    assert isinstance(ok_a, RelayOk) and isinstance(ok_b, RelayOk)
+    assert ok_a.key == ok_b.key and len(ok_a.key) == 16
+    assert ok_a.trusted == ok_b.trusted == ("t1", "t2")
+    assert ok_a.path == ("a", "t1", "t2", "b") and ok_a.request_id == 5
+
+
+def test_untrusted_node_is_refused():
+    net = relay_net(["a", "t1", "b"], trust={"a", "b"})
+    net.submit("a", RelayRequest("b", 8), to="network.trusted")
+    net.run()
+    (_, err), = net.inbox("a")
+    assert isinstance(err, RelayErr) and err.code == ErrorCode.NET_NO_ROUTE
+
+
+def test_out_of_key_material():
+    net = relay_net(["a", "t1", "b"], key_len=4)
+    net.submit("a", RelayRequest("b", 8), to="network.trusted")
+    net.run()
+    (_, err), = net.inbox("a")
+    assert isinstance(err, RelayErr) and err.code == ErrorCode.NET_REJECTED
+
+
+def test_many_relays_in_both_directions_stay_consistent():
+    net = relay_net(["a", "t", "b"], blocks=12)
+    for i in range(3):
+        net.submit("a", RelayRequest("b", 8, request_id=i), to="network.trusted")
+        net.submit("b", RelayRequest("a", 8, request_id=10 + i), to="network.trusted")
+    net.run()
+    ka = {e.relay_id: e.key for _, e in net.inbox("a") if isinstance(e, RelayOk)}
+    kb = {e.relay_id: e.key for _, e in net.inbox("b") if isinstance(e, RelayOk)}
+    assert len(ka) == 6 and ka == kb
+
+
+def test_xor_bytes():
+    assert xor_bytes(b"\x0f\xf0", b"\xff\xff") == b"\xf0\x0f"
