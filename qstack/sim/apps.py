@@ -1,0 +1,296 @@
+"""Run application coroutines against a :class:`~qstack.sim.network.SimNetwork`.
+
+* :class:`SimRuntime` implements :class:`qstack.transport.runtime.TransportRuntime`
+  in simulated time: requests go to the node's transport protocol through the
+  driver, the protocol's deliveries come back through the node's listeners,
+  waiting is the kernel's runner (``sim.future``, ``sim.wait_for``), and local
+  quantum operations run on the node's device with their durations owed to
+  the node's processor (a ``busy_until`` clock that the next network operation
+  or measurement result waits for).
+* :func:`run_apps` spawns ``app(ctx)`` for every node and runs the simulation
+  until they have all returned.
+* :class:`IdealNetwork` is a stand-in for the network layer (``network.ideal``)
+  that hands out end-to-end Werner pairs on request after a fixed or random
+  delay: fast application tests, and the exact-fidelity checks of the
+  transport (the real stack is ``link.egp`` + ``network.qnp``).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from qstack.core.errors import ErrorCode
+from qstack.core.protocol import Protocol, on
+from qstack.network.service import NetCancel, NetErr, NetOk, NetRequest, PairId
+from qstack.sim.runner import SimTimeout
+from qstack.transport.messages import PROTOCOL as TRANSPORT
+from qstack.transport.runtime import TransportRuntime
+from qstack.transport.socket import NodeContext, TransportClient
+
+__all__ = ["SimRuntime", "AppRun", "run_apps", "IdealNetwork", "IdealNetProtocol"]
+
+
+class SimRuntime(TransportRuntime):
+    """The socket API's runtime on node ``node`` of ``net`` (simulated time)."""
+
+    def __init__(self, net: Any, node: str, protocol: str = TRANSPORT) -> None:
+        self.net = net
+        self.sim = net.sim
+        self.node = node
+        self.protocol = protocol
+        self.device = net.node(node).device
+        self.busy_until = 0
+        self.ops_executed = 0
+
+    def now_ns(self) -> int:
+        return self.sim.now
+
+    def sleep(self, delay_ns: int):
+        return self.sim.sleep(delay_ns)
+
+    def future(self) -> Any:
+        return self.sim.future()
+
+    async def wait(self, future: Any, timeout_ns: int | None) -> Any:
+        try:
+            return await self.sim.wait_for(future, timeout_ns)
+        except SimTimeout as exc:
+            raise TimeoutError(str(exc)) from None
+
+    def submit(self, request: Any) -> None:
+        self.net.submit(self.node, request, to=self.protocol)
+
+    def subscribe(self, callback: Callable[[Any], None]) -> None:
+        self.net.node(self.node).listeners.append(callback)
+
+    def execute(self, op: Any) -> Any:
+        # The processor does one thing at a time: an operation starts when the
+        # previous one of this node's applications has finished.
+        start = max(self.sim.now, self.busy_until)
+        duration, outcome = self.device.execute(op, start)
+        self.busy_until = start + int(duration)
+        self.ops_executed += 1
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def settle(self) -> None:
+        wait = self.busy_until - self.sim.now
+        if wait > 0:
+            await self.sim.sleep(wait)
+
+    def rng(self) -> Any:
+        return self.sim.rng(f"app:{self.node}")
+
+
+@dataclass
+class AppRun:
+    """The outcome of :func:`run_apps`: per application name, its return value
+    or the exception it raised; its finishing time (ns); the contexts."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    finished_ns: dict[str, int] = field(default_factory=dict)
+    contexts: dict[str, NodeContext] = field(default_factory=dict)
+    end_ns: int = 0
+    events: int = 0
+    timed_out: bool = False
+
+
+def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
+             protocol: str = TRANSPORT) -> AppRun:
+    """Run ``apps`` on ``net``: ``{node: fn}`` or ``{node: [fn, ...]}``, each
+    ``fn`` an ``async def fn(ctx)``. Returns when all have finished, or at
+    ``until_ns`` (simulated ns) with ``timed_out`` set and the unfinished ones
+    listed in ``errors`` as ``TimeoutError``.
+    """
+    run = AppRun()
+    clients: dict[str, TransportClient] = {}
+    tasks = []
+    for node, fns in apps.items():
+        if node not in net.nodes:
+            raise ValueError(f"application for unknown node {node!r} "
+                             f"(nodes: {', '.join(sorted(net.nodes))})")
+        if callable(fns):
+            fns = [fns]
+        for i, fn in enumerate(fns):
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(f"application {getattr(fn, '__name__', fn)!r} for {node} must be "
+                                "an async def function taking the node context")
+            name = node if len(fns) == 1 else f"{node}:{getattr(fn, '__name__', i)}"
+            if node not in clients:
+                clients[node] = TransportClient(SimRuntime(net, node, protocol))
+            ctx = NodeContext(clients[node].runtime, clients[node], app=name)
+            run.contexts[name] = ctx
+            task = net.sim.spawn(fn(ctx), name=name)
+            # Marks the task as observed (so strict mode does not re-raise its
+            # exception out of net.run) and notes when it finished.
+            task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
+            tasks.append(task)
+    start_events = net.sim.events_fired if hasattr(net.sim, "events_fired") else 0
+    net.run(until_ns=until_ns, stop_when=lambda: all(t.done() for t in tasks))
+    run.end_ns = net.sim.now
+    run.events = (net.sim.events_fired - start_events) if hasattr(net.sim, "events_fired") else 0
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            run.finished_ns.setdefault(task.name, net.sim.now)
+            exc = task.exception()
+            if exc is None:
+                run.results[task.name] = task.result()
+            else:
+                run.errors[task.name] = exc
+        elif not task.done():
+            waiting = task.waiting_on
+            run.timed_out = until_ns is not None and net.sim.now >= until_ns
+            why = (f"still running at t={net.sim.now} ns" if run.timed_out else
+                   f"deadlocked at t={net.sim.now} ns (waits on {waiting!r})")
+            run.errors[task.name] = TimeoutError(f"application {task.name!r} {why}")
+            task.cancel()
+    return run
+
+
+
+# ---------------------------------------------------------------- an ideal network layer
+
+class IdealNetProtocol(Protocol):
+    """Per-node front of :class:`IdealNetwork` (``network.ideal``): takes
+    ``NetRequest``/``NetCancel`` from the protocol above and passes them on.
+    Not sans-I/O: it is a simulator fixture, like a test double."""
+
+    name = "network.ideal"
+
+    def __init__(self, node: str, oracle: "IdealNetwork") -> None:
+        super().__init__(node)
+        self.oracle = oracle
+
+    @on(NetRequest)
+    def _request(self, req: NetRequest, now_ns: int) -> list:
+        self.oracle.request(self.node, req)
+        return []
+
+    @on(NetCancel)
+    def _cancel(self, req: NetCancel, now_ns: int) -> list:
+        self.oracle.cancel(self.node, req.request_id)
+        return []
+
+
+class IdealNetwork:
+    """End-to-end pairs on request, without links or repeaters.
+
+    Pair ``i`` of a request submitted at ``t`` is made at ``t + (i+1) *
+    interval`` (``interval_ns``, or exponential with that mean when
+    ``random_interval``); it is a Werner pair of ``fidelity`` on a Bell state
+    drawn uniformly (``random_bell``) so that the Pauli-frame handling of the
+    layer above is exercised. The head learns of it at once, the far end
+    ``far_delay_ns`` later (default: the classical delay between them).
+    ``fail`` (a callable ``(node, request) -> ErrorCode | None``) and
+    :meth:`expire` let tests inject errors. Memory: a pair needs a free slot
+    at both ends, otherwise it is retried one interval later.
+    """
+
+    def __init__(self, net: Any, fidelity: float = 1.0, interval_ns: int = 1_000_000,
+                 random_interval: bool = False, random_bell: bool = True,
+                 far_delay_ns: int | None = None, fail: Callable | None = None) -> None:
+        self.net = net
+        self.fidelity = float(fidelity)
+        self.interval_ns = int(interval_ns)
+        self.random_interval = random_interval
+        self.random_bell = random_bell
+        self.far_delay_ns = far_delay_ns
+        self.fail = fail
+        self.rng = net.sim.rng("network.ideal")
+        self._cid = 0
+        self._live: dict[tuple[str, int], dict] = {}
+        self.pairs: dict[tuple, tuple] = {}      # pair key -> (qubit a, qubit b, head, tail)
+        self.made = 0
+
+    def install(self, nodes: list[str] | None = None) -> None:
+        """Stack an :class:`IdealNetProtocol` on each node (before the transport)."""
+        for name in nodes or list(self.net.nodes):
+            self.net.add_protocol(name, IdealNetProtocol(name, self))
+
+    def _above(self, node: str) -> str | None:
+        stack = self.net.node(node).stack
+        i = stack.index(IdealNetProtocol.name)
+        return stack[i + 1] if i + 1 < len(stack) else None
+
+    def _deliver(self, node: str, delay: int, event: Any) -> None:
+        above = self._above(node)
+        if above is not None:
+            self.net.sim.schedule(delay, self.net.feed, node, above, event)
+
+    def request(self, node: str, req: NetRequest) -> None:
+        self._cid += 1
+        rid = req.request_id if req.request_id is not None else self._cid
+        code = self.fail(node, req) if self.fail else None
+        if code is None and req.destination not in self.net.nodes:
+            code = ErrorCode.NET_NO_ROUTE
+        if code is not None:
+            self._deliver(node, 0, NetErr(rid, req.destination, ErrorCode(code), "injected"
+                                          if self.fail else "unknown node", req.app_tag))
+            return
+        state = {"req": req, "rid": rid, "cid": self._cid, "made": 0, "start": self.net.sim.now,
+                 "event": None}
+        self._live[(node, rid)] = state
+        state["event"] = self.net.sim.schedule(self._interval(), self._make, node, state)
+
+    def cancel(self, node: str, rid: int) -> None:
+        state = self._live.pop((node, rid), None)
+        if state is not None:
+            self.net.sim.cancel(state["event"])
+            self._deliver(node, 0, NetErr(rid, state["req"].destination,
+                                          ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled"))
+
+    def _interval(self) -> int:
+        if self.random_interval:
+            return max(1, int(self.rng.exponential(self.interval_ns)))
+        return self.interval_ns
+
+    def _make(self, head: str, state: dict) -> None:
+        req: NetRequest = state["req"]
+        rid, now = state["rid"], self.net.sim.now
+        tail = req.destination
+        if req.max_time_ns and now - state["start"] > req.max_time_ns:
+            self._live.pop((head, rid), None)
+            self._deliver(head, 0, NetErr(rid, tail, ErrorCode.NET_TIMEOUT,
+                                          f"{state['made']} of {req.number} pairs in time",
+                                          req.app_tag))
+            return
+        dev_h, dev_t = self.net.node(head).device, self.net.node(tail).device
+        if dev_h.free_slots < 1 or dev_t.free_slots < 1:
+            state["event"] = self.net.sim.schedule(self._interval(), self._make, head, state)
+            return
+        bell = int(self.rng.integers(4)) if self.random_bell else 0
+        qa, qb = self.net.engine.bell_pair(bell, self.fidelity, formalism=self.net.formalism)
+        dev_h.store(qa, now)
+        dev_t.store(qb, now)
+        seq = state["made"]
+        state["made"] += 1
+        self.made += 1
+        pid = PairId(head, state["cid"], seq)
+        self.pairs[(head, state["cid"], seq)] = (qa, qb, head, tail)
+        done = state["made"] >= req.number
+        far = self.far_delay_ns if self.far_delay_ns is not None else \
+            self.net.classical_delay_ns(head, tail)
+        common = dict(request_id=rid, pair_id=pid, bell_index=bell, fidelity=self.fidelity,
+                      created_ns=now, app_tag=req.app_tag, pair_index=seq, request_done=done,
+                      path=(head, tail))
+        self._deliver(head, 0, NetOk(remote=tail, qubit=qa, initiator=True, **common))
+        self._deliver(tail, far, NetOk(remote=head, qubit=qb, initiator=False, **common))
+        if done:
+            self._live.pop((head, rid), None)
+        else:
+            state["event"] = self.net.sim.schedule(self._interval(), self._make, head, state)
+
+    def expire(self, key: tuple, reason: str = "test") -> None:
+        """Destroy pair ``key`` = (head, circuit, seq) and tell both ends."""
+        from qstack.network.service import NetExpire
+
+        qa, qb, head, tail = self.pairs.pop(key)
+        for node, q, other in ((head, qa, tail), (tail, qb, head)):
+            dev = self.net.node(node).device
+            if dev.holds(q):
+                dev.free(q)
+            self._deliver(node, 0, NetExpire(PairId(*key), other, reason))
+

@@ -1,0 +1,144 @@
+"""Wire messages of the teleportation transport, protocol ``transport.qtp``.
+
+Type codes 0x0401-0x0408. ``specs/transport.md`` is the normative description
+(fields, ranges, the state machine, which end sends what and when). Ports are
+16-bit; sequence numbers count the items (qubits, EPR pairs, byte messages)
+of one direction of one connection, from 0. Times are the sender's clock in
+nanoseconds and only feed metrics.
+
+A pair is named on the wire as the network layer names it,
+``(head, circuit_id, seq)`` (:class:`qstack.network.service.PairId`): both ends
+of an end-to-end pair receive the same id, which is what lets the receiver bind
+a header to the qubit it describes whatever the order of arrival.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qstack.core.errors import ErrorCode
+from qstack.core.messages import Message, limits, message
+
+__all__ = [
+    "Syn", "SynAck", "Rst", "Fin", "QubitHeader", "EprHeader", "Data", "PairRelease",
+    "VECTOR_EXAMPLES", "PROTOCOL",
+]
+
+#: The transport protocol's name on a node (messages are routed to it).
+PROTOCOL = "transport.qtp"
+
+_PORT = limits(0, 65535)
+_SEQ = limits(0, 2**32 - 1)
+_TIME = limits(0, 2**62)
+#: (head node, circuit id, pair seq): the network layer's PairId.
+_PAIR = limits(0, 2**63 - 1, max_len=64)
+#: Application metadata carried with a qubit or EPR pair, bytes.
+MAX_METADATA = 1024
+
+
+@message(PROTOCOL, 0x0401)
+@dataclass(frozen=True, slots=True)
+class Syn(Message):
+    """Open a connection from ``src_port`` on the sender to ``dst_port`` on the receiver."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+
+
+@message(PROTOCOL, 0x0402)
+@dataclass(frozen=True, slots=True)
+class SynAck(Message):
+    """The listener on ``src_port`` accepted the connection from ``dst_port``."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+
+
+@message(PROTOCOL, 0x0403)
+@dataclass(frozen=True, slots=True)
+class Rst(Message):
+    """Refuse or abort the connection (``code`` in the transport block, 400-499)."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    code: int = field(metadata=limits(400, 499))
+    detail: str = field(default="", metadata=limits(max_len=256))
+
+
+@message(PROTOCOL, 0x0404)
+@dataclass(frozen=True, slots=True)
+class Fin(Message):
+    """The sender closed its side after sending items ``0 .. seq-1``."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+
+
+@message(PROTOCOL, 0x0405)
+@dataclass(frozen=True, slots=True)
+class QubitHeader(Message):
+    """Item ``seq``: a qubit teleported over pair ``pair``.
+
+    ``m_x``, ``m_z``: the sender's Bell-measurement outcome (Bell index
+    ``(m_x << 1) | m_z`` of (its qubit, its half)). The receiver applies
+    ``X^x Z^z`` with ``(x, z)`` the bits of ``bsm ^ bell_index`` to its half.
+    ``sent_ns``: when the application asked to send (sender's clock).
+    """
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+    pair: tuple[str, int, int] = field(metadata=_PAIR)
+    m_x: bool
+    m_z: bool
+    sent_ns: int = field(metadata=_TIME)
+    metadata: bytes = field(default=b"", metadata=limits(max_len=MAX_METADATA))
+
+
+@message(PROTOCOL, 0x0406)
+@dataclass(frozen=True, slots=True)
+class EprHeader(Message):
+    """Item ``seq``: the receiver's half of pair ``pair`` is an EPR pair of this
+    connection (the receiver corrects it to Phi+)."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+    pair: tuple[str, int, int] = field(metadata=_PAIR)
+    sent_ns: int = field(metadata=_TIME)
+    metadata: bytes = field(default=b"", metadata=limits(max_len=MAX_METADATA))
+
+
+@message(PROTOCOL, 0x0407)
+@dataclass(frozen=True, slots=True)
+class Data(Message):
+    """Item ``seq``: classical bytes."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+    payload: bytes = field(metadata=limits(max_len=65536))
+
+
+@message(PROTOCOL, 0x0408)
+@dataclass(frozen=True, slots=True)
+class PairRelease(Message):
+    """The sender will not use pair ``pair`` (its send ended first, or it had a
+    surplus): the receiver frees its half."""
+
+    pair: tuple[str, int, int] = field(metadata=_PAIR)
+
+
+_P = ("alice", 3, 17)
+
+#: One example of every message, written to ``specs/vectors/transport/``.
+VECTOR_EXAMPLES = {
+    "syn": Syn(49152, 7),
+    "synack": SynAck(7, 49152),
+    "rst_refused": Rst(7, 49152, int(ErrorCode.TRANSPORT_CONNECTION_REFUSED), "nobody listens on 7"),
+    "fin": Fin(49152, 7, 12),
+    "qubit_header": QubitHeader(49152, 7, 0, _P, True, False, 1_500_000, b"\x01"),
+    "epr_header": EprHeader(49152, 7, 1, ("alice", 3, 18), 2_000_000, b""),
+    "data": Data(49152, 7, 2, b"hello"),
+    "pair_release": PairRelease(("alice", 3, 19)),
+}

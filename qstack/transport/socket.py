@@ -1,0 +1,539 @@
+"""The socket API applications use: :class:`QSocket`, :class:`Qubit`, :class:`NodeContext`.
+
+Written against :class:`~qstack.transport.runtime.TransportRuntime`, so the same
+application runs in the simulator and in the emulator::
+
+    async def alice(ctx):
+        async with await ctx.connect("bob", 7) as sock:
+            q = ctx.qubit()
+            q.h()
+            await sock.send_qubit(q)          # teleported; q is gone from alice
+
+    async def bob(ctx):
+        server = ctx.listen(7)
+        sock = await server.accept()
+        q = await sock.recv_qubit()
+        return await q.measure("X")
+
+Times are integer nanoseconds (``timeout_ns=None``: wait without limit).
+Failures raise :class:`TransportError` (a ``QStackError``) with a defined code;
+a timeout raises :class:`TransportTimeout`, which is also a ``TimeoutError``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Callable
+
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.physical.ops import Allocate, Discard, Gate, Measure
+from qstack.transport import service as svc
+from qstack.transport.runtime import TransportRuntime
+
+__all__ = ["QSocket", "Qubit", "NodeContext", "TransportError", "TransportTimeout",
+           "TransportClient", "NodeLog"]
+
+
+class TransportError(QStackError):
+    """A socket operation failed; ``code`` says why. ``qubits`` holds the
+    qubits that stay with the caller (a send that failed, EPR halves already made)."""
+
+    def __init__(self, code: ErrorCode, detail: str = "", qubits: list | None = None) -> None:
+        super().__init__(code, detail)
+        self.qubits = qubits or []
+
+
+class TransportTimeout(TransportError, TimeoutError):
+    """A socket operation ran out of time (``TRANSPORT_TIMEOUT``)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(ErrorCode.TRANSPORT_TIMEOUT, detail)
+
+
+# ---------------------------------------------------------------- qubits
+
+class Qubit:
+    """A qubit in this node's memory, as an application holds it.
+
+    Gates act at once and cost their duration before the node's next network
+    operation or measurement result. After the qubit is measured, discarded or
+    sent, using it raises ``QUBIT_UNAVAILABLE``. ``metadata`` and
+    ``fidelity`` are set on qubits that arrived over a socket.
+    """
+
+    __slots__ = ("_ctx", "_ref", "_gone", "metadata", "fidelity")
+
+    def __init__(self, ctx: "NodeContext", ref: Any, metadata: bytes = b"",
+                 fidelity: float | None = None) -> None:
+        self._ctx = ctx
+        self._ref = ref
+        self._gone = ""
+        self.metadata = metadata
+        self.fidelity = fidelity
+
+    @property
+    def ref(self) -> Any:
+        """The driver's opaque reference (for a driver or a test, not for applications)."""
+        self._check()
+        return self._ref
+
+    @property
+    def alive(self) -> bool:
+        return not self._gone
+
+    def _check(self) -> None:
+        if self._gone:
+            raise QStackError(ErrorCode.QUBIT_UNAVAILABLE, f"this qubit was {self._gone}")
+
+    def _consume(self, why: str) -> Any:
+        self._check()
+        self._gone = why
+        return self._ref
+
+    def _gate(self, name: str, *params: float) -> None:
+        self._check()
+        self._ctx.runtime.execute(Gate(name, (self._ref,), params))
+
+    def x(self) -> None: self._gate("x")
+    def y(self) -> None: self._gate("y")
+    def z(self) -> None: self._gate("z")
+    def h(self) -> None: self._gate("h")
+    def s(self) -> None: self._gate("s")
+    def sdg(self) -> None: self._gate("sdg")
+    def t(self) -> None: self._gate("t")
+
+    def rx(self, theta: float) -> None:
+        """Rotate about X by ``theta`` radians."""
+        self._gate("rx", float(theta))
+
+    def ry(self, theta: float) -> None:
+        """Rotate about Y by ``theta`` radians."""
+        self._gate("ry", float(theta))
+
+    def rz(self, theta: float) -> None:
+        """Rotate about Z by ``theta`` radians."""
+        self._gate("rz", float(theta))
+
+    def _two(self, name: str, other: "Qubit") -> None:
+        self._check()
+        other._check()
+        self._ctx.runtime.execute(Gate(name, (self._ref, other._ref)))
+
+    def cnot(self, target: "Qubit") -> None:
+        """CNOT with this qubit as control."""
+        self._two("cnot", target)
+
+    def cz(self, other: "Qubit") -> None:
+        self._two("cz", other)
+
+    async def measure(self, basis: Any = "Z") -> int:
+        """Measure in ``basis`` ("Z", "X", "Y" or (theta, phi) radians); the
+        qubit is consumed. Returns 0 or 1 once the readout has finished."""
+        ref = self._consume("measured")
+        outcome = self._ctx.runtime.execute(Measure(ref, basis))
+        await self._ctx.runtime.settle()
+        return int(outcome)
+
+    def discard(self) -> None:
+        """Free the qubit's memory slot."""
+        self._ctx.runtime.execute(Discard(self._consume("discarded")))
+
+    def __repr__(self) -> str:
+        state = f" ({self._gone})" if self._gone else ""
+        return f"<Qubit {self._ref!r} on {self._ctx.name}{state}>"
+
+
+# ---------------------------------------------------------------- queues
+
+class _Queue:
+    """A FIFO that tasks await, fed by delivery callbacks."""
+
+    __slots__ = ("items", "waiters", "closed")
+
+    def __init__(self) -> None:
+        self.items: deque = deque()
+        self.waiters: deque = deque()
+        self.closed: BaseException | None = None
+
+    def put(self, item: Any) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(item)
+                return
+        self.items.append(item)
+
+    def close(self, exc: BaseException) -> None:
+        self.closed = exc
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def get(self, rt: TransportRuntime, timeout_ns: int | None, what: str) -> Any:
+        if self.items:
+            return self.items.popleft()
+        if self.closed is not None:
+            raise self.closed
+        fut = rt.future()
+        self.waiters.append(fut)
+        try:
+            return await rt.wait(fut, timeout_ns)
+        except TimeoutError:
+            raise TransportTimeout(f"no {what} within {timeout_ns} ns") from None
+        finally:
+            if fut in self.waiters:
+                self.waiters.remove(fut)
+
+
+class _ConnQueues:
+    __slots__ = ("qubits", "eprs", "data", "closed")
+
+    def __init__(self) -> None:
+        self.qubits = _Queue()
+        self.eprs = _Queue()
+        self.data = _Queue()
+        self.closed = False
+
+
+class TransportClient:
+    """The socket side of one node's transport: turns requests into futures
+    and routes what the protocol delivers to the sockets. One per node,
+    shared by every application running there."""
+
+    def __init__(self, runtime: TransportRuntime) -> None:
+        self.runtime = runtime
+        self._next_token = 0
+        self._pending: dict[int, Any] = {}
+        self._epr_made: dict[int, list] = {}
+        self._accept: dict[int, _Queue] = {}
+        self._conns: dict[svc.Conn, _ConnQueues] = {}
+        runtime.subscribe(self._on_event)
+
+    # -------------------------------------------------------- requests
+    def token(self) -> int:
+        self._next_token += 1
+        return self._next_token
+
+    def request(self, make: Callable[[int], Any]) -> tuple[int, Any]:
+        """Submit ``make(token)``; return the token and the future of its Done/Failed."""
+        token = self.token()
+        fut = self.runtime.future()
+        self._pending[token] = fut
+        self.runtime.submit(make(token))
+        return token, fut
+
+    async def call(self, make: Callable[[int], Any], timeout_ns: int | None = None) -> Any:
+        _, fut = self.request(make)
+        try:
+            return await self.runtime.wait(fut, timeout_ns)
+        except TimeoutError:
+            raise TransportTimeout(f"no answer within {timeout_ns} ns") from None
+
+    def conn_queues(self, conn: svc.Conn) -> _ConnQueues:
+        q = self._conns.get(conn)
+        if q is None:
+            q = self._conns[conn] = _ConnQueues()
+        return q
+
+    # -------------------------------------------------------- deliveries
+    def _on_event(self, ev: Any) -> None:
+        kind = type(ev)
+        if kind is svc.Done:
+            fut = self._pending.pop(ev.token, None)
+            if fut is not None and not fut.done():
+                fut.set_result(ev.value)
+        elif kind is svc.Failed:
+            fut = self._pending.pop(ev.token, None)
+            made = self._epr_made.pop(ev.token, [])
+            if fut is not None and not fut.done():
+                fut.set_exception(TransportError(ev.code, ev.detail, made))
+        elif kind is svc.Incoming:
+            q = self._accept.get(ev.port)
+            if q is None:
+                self.runtime.submit(svc.Close(self.token(), ev.conn))
+            else:
+                self.conn_queues(ev.conn)
+                q.put(ev.conn)
+        elif kind is svc.QubitArrived:
+            self.conn_queues(ev.conn).qubits.put(ev)
+        elif kind is svc.EprArrived:
+            if ev.initiator and ev.token is not None:
+                self._epr_made.setdefault(ev.token, []).append(ev)
+            else:
+                self.conn_queues(ev.conn).eprs.put(ev)
+        elif kind is svc.DataArrived:
+            self.conn_queues(ev.conn).data.put(ev.data)
+        elif kind is svc.Lost:
+            self.conn_queues(ev.conn).qubits.put(
+                TransportError(ev.code, f"item {ev.seq} of {ev.conn} was lost: {ev.detail}"))
+        elif kind is svc.PeerClosed:
+            q = self.conn_queues(ev.conn)
+            q.closed = True
+            code = ev.code if ev.code is not None else ErrorCode.TRANSPORT_CLOSED
+            detail = ev.detail or f"{ev.conn.remote} closed the connection"
+            for queue in (q.qubits, q.eprs, q.data):
+                queue.close(TransportError(code, detail))
+
+    def take_epr(self, token: int) -> list:
+        return self._epr_made.pop(token, [])
+
+
+# ---------------------------------------------------------------- sockets
+
+class QSocket:
+    """A quantum socket: a connection to one port of one remote node, or a
+    listening socket that accepts them.
+
+    Use ``await sock.connect(node, port)`` or ``sock.listen(port)`` then
+    ``await sock.accept()`` (or the shortcuts :meth:`NodeContext.connect` and
+    :meth:`NodeContext.listen`). A socket is an async context manager that
+    closes itself.
+    """
+
+    def __init__(self, ctx: "NodeContext", conn: svc.Conn | None = None) -> None:
+        self._ctx = ctx
+        self._client = ctx.client
+        self.conn = conn
+        self.listening_port: int | None = None
+        self._closed = False
+
+    # -------------------------------------------------------- names
+    @property
+    def local_port(self) -> int | None:
+        return self.conn.local_port if self.conn else self.listening_port
+
+    @property
+    def remote(self) -> str | None:
+        return self.conn.remote if self.conn else None
+
+    @property
+    def remote_port(self) -> int | None:
+        return self.conn.remote_port if self.conn else None
+
+    def __repr__(self) -> str:
+        if self.conn:
+            return f"<QSocket {self._ctx.name}{self.conn}>"
+        if self.listening_port is not None:
+            return f"<QSocket {self._ctx.name} listening on {self.listening_port}>"
+        return f"<QSocket {self._ctx.name} unconnected>"
+
+    def _need_conn(self) -> svc.Conn:
+        if self._closed:
+            raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed")
+        if self.conn is None:
+            raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not connected")
+        return self.conn
+
+    # -------------------------------------------------------- set-up
+    async def connect(self, node: str, port: int, timeout_ns: int | None = None,
+                      local_port: int | None = None) -> "QSocket":
+        """Connect to ``port`` on ``node``; raises ``TRANSPORT_CONNECTION_REFUSED``
+        if nobody listens there. Returns the socket itself."""
+        if self.conn is not None or self.listening_port is not None:
+            raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
+        await self._ctx.runtime.settle()
+        self.conn = await self._client.call(
+            lambda t: svc.Connect(t, node, int(port), local_port, timeout_ns))
+        self._client.conn_queues(self.conn)
+        return self
+
+    def listen(self, port: int, backlog: int = 16) -> "QSocket":
+        """Accept connections on ``port`` (several applications on a node use
+        different ports). Returns the socket itself."""
+        if self.conn is not None or self.listening_port is not None:
+            raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
+        if port in self._client._accept:
+            raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE,
+                                 f"{self._ctx.name} already listens on {port}")
+        _, fut = self._client.request(lambda t: svc.Listen(t, int(port)))
+        if fut.done():   # the simulator answers at once; surface a refusal now
+            fut.result()
+        self._client._accept[port] = _Queue()
+        self.listening_port = port
+        return self
+
+    async def accept(self, timeout_ns: int | None = None) -> "QSocket":
+        """The next connection to the listening port, as a new socket."""
+        if self.listening_port is None:
+            raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not listening")
+        queue = self._client._accept[self.listening_port]
+        conn = await queue.get(self._ctx.runtime, timeout_ns, "connection")
+        return QSocket(self._ctx, conn)
+
+    # -------------------------------------------------------- qubits
+    async def send_qubit(self, qubit: Qubit, metadata: bytes = b"", *,
+                         timeout_ns: int | None = None, min_fidelity: float = 0.0) -> None:
+        """Teleport ``qubit`` to the far end (in order with the other items).
+
+        Returns once the qubit has been Bell-measured and its header sent; the
+        qubit is then gone from this node. If no end-to-end pair can be had
+        within ``timeout_ns`` it raises ``TRANSPORT_NO_PAIR`` and ``qubit`` is
+        untouched and still usable.
+        """
+        conn = self._need_conn()
+        ref = qubit.ref
+        rt = self._ctx.runtime
+        await rt.settle()
+        try:
+            await self._client.call(lambda t: svc.SendQubit(t, conn, ref, bytes(metadata),
+                                                            float(min_fidelity), timeout_ns))
+        except TransportError as err:
+            err.qubits = [qubit]
+            raise
+        qubit._consume(f"sent to {conn.remote}")
+
+    async def recv_qubit(self, timeout_ns: int | None = None) -> Qubit:
+        """The next teleported qubit (``.metadata`` holds the sender's bytes)."""
+        conn = self._need_conn()
+        ev = await self._client.conn_queues(conn).qubits.get(self._ctx.runtime, timeout_ns, "qubit")
+        if isinstance(ev, BaseException):
+            raise ev
+        return Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
+
+    # -------------------------------------------------------- EPR pairs
+    async def create_epr(self, number: int = 1, *, min_fidelity: float = 0.0,
+                         measure: Any = None, timeout_ns: int | None = None) -> list:
+        """Create ``number`` EPR pairs (Phi+) with the far end; returns this
+        end's halves as qubits, or with ``measure`` ("Z", "X", "Y") the
+        outcomes of measuring each at once. On ``TRANSPORT_NO_PAIR`` the
+        halves already made are in the error's ``qubits``."""
+        conn = self._need_conn()
+        await self._ctx.runtime.settle()
+        token, fut = self._client.request(lambda t: svc.CreateEpr(t, conn, int(number),
+                                                                  float(min_fidelity), timeout_ns))
+        try:
+            await self._ctx.runtime.wait(fut, None)
+        except TransportError as err:
+            err.qubits = [Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity) for ev in err.qubits]
+            raise
+        halves = [Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
+                  for ev in self._client.take_epr(token)]
+        if measure is None:
+            return halves
+        return [await q.measure(measure) for q in halves]
+
+    async def recv_epr(self, number: int = 1, *, measure: Any = None,
+                       timeout_ns: int | None = None) -> list:
+        """This end's halves of the next ``number`` EPR pairs the far end
+        creates (Phi+), or their outcomes measured in ``measure``."""
+        conn = self._need_conn()
+        queue = self._client.conn_queues(conn).eprs
+        rt = self._ctx.runtime
+        deadline = None if timeout_ns is None else rt.now_ns() + int(timeout_ns)
+        out = []
+        for _ in range(int(number)):
+            left = None if deadline is None else max(0, deadline - rt.now_ns())
+            ev = await queue.get(rt, left, "EPR pair")
+            q = Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
+            out.append(q if measure is None else await q.measure(measure))
+        return out
+
+    # -------------------------------------------------------- classical bytes
+    async def send(self, data: bytes) -> None:
+        """Send classical bytes (at most 65536), in order with qubits and pairs."""
+        conn = self._need_conn()
+        await self._ctx.runtime.settle()
+        await self._client.call(lambda t: svc.SendBytes(t, conn, bytes(data)))
+
+    async def recv(self, timeout_ns: int | None = None) -> bytes:
+        """The next classical message."""
+        conn = self._need_conn()
+        return await self._client.conn_queues(conn).data.get(self._ctx.runtime, timeout_ns,
+                                                             "message")
+
+    # -------------------------------------------------------- teardown
+    async def close(self) -> None:
+        """Close the socket (a listening socket stops accepting)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.listening_port is not None:
+            self._client._accept.pop(self.listening_port, None)
+            port = self.listening_port
+            await self._client.call(lambda t: svc.Unlisten(t, port))
+        elif self.conn is not None:
+            conn = self.conn
+            await self._ctx.runtime.settle()
+            try:
+                await self._client.call(lambda t: svc.Close(t, conn))
+            except TransportError as err:
+                if err.code != ErrorCode.TRANSPORT_NOT_CONNECTED:   # already gone: fine
+                    raise
+
+    async def __aenter__(self) -> "QSocket":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+# ---------------------------------------------------------------- node context
+
+class NodeLog:
+    """``ctx.log("text")`` or ``ctx.log.info(...)``: records with the node's
+    clock, kept in ``records`` and passed to the ``logging`` module."""
+
+    def __init__(self, ctx: "NodeContext") -> None:
+        self._ctx = ctx
+        self._logger = ctx.runtime.logger()
+        self.records: list[tuple[int, str, str, str]] = []
+
+    def _log(self, level: int, msg: str, *args: Any) -> None:
+        text = msg % args if args else str(msg)
+        self.records.append((self._ctx.now_ns, self._ctx.name, logging.getLevelName(level), text))
+        self._logger.log(level, "[t=%d ns %s] %s", self._ctx.now_ns, self._ctx.name, text)
+
+    def __call__(self, msg: str, *args: Any) -> None:
+        self._log(logging.INFO, msg, *args)
+
+    def debug(self, msg: str, *args: Any) -> None: self._log(logging.DEBUG, msg, *args)
+    def info(self, msg: str, *args: Any) -> None: self._log(logging.INFO, msg, *args)
+    def warning(self, msg: str, *args: Any) -> None: self._log(logging.WARNING, msg, *args)
+    def error(self, msg: str, *args: Any) -> None: self._log(logging.ERROR, msg, *args)
+
+
+class NodeContext:
+    """What an application gets: its node's name, clock, qubits and sockets.
+
+    ``ctx.name``; ``ctx.now_ns``; ``await ctx.sleep(ns)``; ``ctx.qubit()`` (a
+    fresh ``|0>``); ``ctx.rng`` (a seeded numpy Generator); ``ctx.log``;
+    ``await ctx.connect(node, port)``; ``ctx.listen(port)``; ``ctx.socket()``.
+    """
+
+    def __init__(self, runtime: TransportRuntime, client: TransportClient | None = None,
+                 app: str | None = None) -> None:
+        self.runtime = runtime
+        self.client = client if client is not None else TransportClient(runtime)
+        self.name = runtime.node
+        self.app = app or runtime.node
+        self.log = NodeLog(self)
+        self.rng = runtime.rng()
+
+    @property
+    def now_ns(self) -> int:
+        """The node's clock, nanoseconds."""
+        return self.runtime.now_ns()
+
+    async def sleep(self, delay_ns: int) -> None:
+        """Let ``delay_ns`` nanoseconds pass."""
+        await self.runtime.sleep(int(delay_ns))
+
+    def qubit(self) -> Qubit:
+        """A fresh qubit in ``|0>`` in this node's memory (``MEMORY_FULL`` if none is free)."""
+        return Qubit(self, self.runtime.execute(Allocate()))
+
+    def socket(self) -> QSocket:
+        """An unconnected socket (then ``connect`` or ``listen``)."""
+        return QSocket(self)
+
+    async def connect(self, node: str, port: int, timeout_ns: int | None = None) -> QSocket:
+        """A socket connected to ``port`` on ``node``."""
+        return await QSocket(self).connect(node, port, timeout_ns)
+
+    def listen(self, port: int, backlog: int = 16) -> QSocket:
+        """A socket listening on ``port``."""
+        return QSocket(self).listen(port, backlog)
+
+    def __repr__(self) -> str:
+        return f"<NodeContext {self.name}>"

@@ -1,0 +1,350 @@
+"""The teleportation transport, sans-I/O: events in, actions out, no simulator."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qstack.core.errors import ErrorCode
+from qstack.core.protocol import (
+    CancelTimer, Deliver, MessageReceived, OperationDone, PeerDown, QuantumOp, SendMessage,
+    StartTimer, Submit, TimerFired,
+)
+from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, PairId
+from qstack.physical.ops import BellMeasure, Discard, Gate
+from qstack.transport import service as svc
+from qstack.transport.messages import (
+    Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck,
+)
+from qstack.transport.protocol import TeleportTransport, correction_gate
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def delivered(actions, kind=object):
+    return [a.event for a in of(actions, Deliver) if isinstance(a.event, kind)]
+
+
+def sent(actions, kind=object):
+    return [a.msg for a in of(actions, SendMessage) if isinstance(a.msg, kind)]
+
+
+def opened(node="alice", peer="bob", port=7):
+    """A transport on ``node`` with an open connection to ``peer``:``port``."""
+    t = TeleportTransport(node)
+    acts = t.handle(svc.Connect(1, peer, port), 0)
+    (syn,) = sent(acts, Syn)
+    acts = t.handle(MessageReceived(peer, SynAck(port, syn.src_port)), 10)
+    (done,) = delivered(acts, svc.Done)
+    return t, done.value
+
+
+def served(node="bob", peer="alice", port=7, peer_port=49152):
+    """A transport on ``node`` that accepted a connection from ``peer``."""
+    t = TeleportTransport(node)
+    t.handle(svc.Listen(1, port), 0)
+    acts = t.handle(MessageReceived(peer, Syn(peer_port, port)), 5)
+    assert sent(acts, SynAck) == [SynAck(port, peer_port)]
+    (inc,) = delivered(acts, svc.Incoming)
+    return t, inc.conn
+
+
+def ok(rid, seq, qubit, bell=0, initiator=True, remote="bob", head="alice", fid=0.9):
+    return NetOk(rid, PairId(head, 1, seq), remote, bell, fid, 0, qubit=qubit,
+                 initiator=initiator)
+
+
+# ---------------------------------------------------------------- connections
+
+def test_connect_handshake_and_ports():
+    t, conn = opened()
+    assert conn == svc.Conn(49152, "bob", 7)
+    acts = t.handle(svc.Connect(2, "bob", 7), 20)     # a second one gets the next port
+    assert sent(acts, Syn) == [Syn(49153, 7)]
+
+
+def test_connect_refused_when_nobody_listens():
+    server = TeleportTransport("bob")
+    acts = server.handle(MessageReceived("alice", Syn(49152, 9)), 0)
+    (rst,) = sent(acts, Rst)
+    assert rst.code == ErrorCode.TRANSPORT_CONNECTION_REFUSED
+    client = TeleportTransport("alice")
+    client.handle(svc.Connect(4, "bob", 9), 0)
+    acts = client.handle(MessageReceived("bob", rst), 10)
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.token, failed.code) == (4, ErrorCode.TRANSPORT_CONNECTION_REFUSED)
+    assert not client.conns
+
+
+def test_connect_timeout():
+    t = TeleportTransport("alice")
+    acts = t.handle(svc.Connect(1, "bob", 7, timeout_ns=1000), 0)
+    (timer,) = of(acts, StartTimer)
+    acts = t.handle(TimerFired(timer.key), 1000)
+    assert delivered(acts, svc.Failed)[0].code == ErrorCode.TRANSPORT_TIMEOUT
+
+
+def test_listen_twice_is_port_in_use():
+    t = TeleportTransport("bob")
+    t.handle(svc.Listen(1, 7), 0)
+    (failed,) = delivered(t.handle(svc.Listen(2, 7), 0), svc.Failed)
+    assert failed.code == ErrorCode.TRANSPORT_PORT_IN_USE
+
+
+# ---------------------------------------------------------------- sending
+
+def test_send_qubit_requests_pair_measures_then_sends_header():
+    t, conn = opened()
+    acts = t.handle(svc.SendQubit(5, conn, "Q", b"meta", 0.8, 10_000), 100)
+    (sub,) = of(acts, Submit)
+    req = sub.request
+    assert isinstance(req, NetRequest)
+    assert (req.destination, req.number, req.min_fidelity, req.max_time_ns, req.app_tag) == \
+        ("bob", 1, 0.8, 10_000, conn.local_port)
+    acts = t.handle(ok(req.request_id, 0, "A"), 500)
+    (qop,) = of(acts, QuantumOp)
+    assert qop.op == BellMeasure("Q", "A")
+    assert not sent(acts)                      # nothing leaves before the measurement
+    acts = t.handle(OperationDone(qop.op_id, 3), 600)
+    (hdr,) = sent(acts, QubitHeader)
+    assert (hdr.seq, hdr.pair, hdr.m_x, hdr.m_z, hdr.metadata, hdr.sent_ns) == \
+        (0, ("alice", 1, 0), True, True, b"meta", 100)
+    assert delivered(acts, svc.Done) == [svc.Done(5, ("alice", 1, 0))]
+    assert CancelTimer(("op", 5)) in acts
+
+
+def test_no_pair_in_time_fails_and_returns_the_qubit():
+    t, conn = opened()
+    acts = t.handle(svc.SendQubit(5, conn, "Q", timeout_ns=1000), 0)
+    rid = of(acts, Submit)[0].request.request_id
+    acts = t.handle(TimerFired(("op", 5)), 1000)
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.code, failed.qubit) == (ErrorCode.TRANSPORT_NO_PAIR, "Q")
+    assert not of(acts, QuantumOp)             # the qubit was never touched
+    # The pair that comes too late is given up at both ends.
+    acts = t.handle(ok(rid, 0, "A"), 2000)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("A")]
+    assert sent(acts, PairRelease) == [PairRelease(("alice", 1, 0))]
+
+
+def test_pairs_go_to_the_head_of_the_queue_whatever_request_they_answer():
+    t, conn = opened()
+    r1 = of(t.handle(svc.SendQubit(5, conn, "Q1"), 0), Submit)[0].request.request_id
+    r2 = of(t.handle(svc.SendQubit(6, conn, "Q2"), 0), Submit)[0].request.request_id
+    # The second request's pair comes first: it still serves the first qubit.
+    acts = t.handle(ok(r2, 0, "A2"), 10)
+    assert [q.op for q in of(acts, QuantumOp)] == [BellMeasure("Q1", "A2")]
+    acts2 = t.handle(ok(r1, 0, "A1"), 11)       # held: one measurement at a time
+    assert not of(acts2, QuantumOp)
+    acts = t.handle(OperationDone(of(acts, QuantumOp)[0].op_id, 0), 20)
+    assert sent(acts, QubitHeader)[0].seq == 0
+    (qop,) = of(acts, QuantumOp)
+    assert qop.op == BellMeasure("Q2", "A1")
+    acts = t.handle(OperationDone(qop.op_id, 1), 30)
+    assert sent(acts, QubitHeader)[0].seq == 1
+    assert [d.token for d in delivered(acts, svc.Done)] == [6]
+
+
+def test_expired_pair_is_replaced_before_the_teleportation():
+    t, conn = opened()
+    r1 = of(t.handle(svc.SendQubit(5, conn, "Q1"), 0), Submit)[0].request.request_id
+    r2 = of(t.handle(svc.SendQubit(6, conn, "Q2"), 0), Submit)[0].request.request_id
+    bsm1 = of(t.handle(ok(r1, 0, "A1"), 10), QuantumOp)[0]
+    t.handle(ok(r2, 1, "A2"), 11)               # waits in the pool for Q2
+    acts = t.handle(NetExpire(PairId("alice", 1, 1), "bob", "cut-off"), 12)
+    (sub,) = of(acts, Submit)                  # asked again at once
+    assert sub.request.number == 1
+    acts = t.handle(OperationDone(bsm1.op_id, 0), 20)
+    assert not of(acts, QuantumOp)             # Q2 waits for the new pair
+    acts = t.handle(ok(sub.request.request_id, 2, "A3"), 30)
+    assert [q.op for q in of(acts, QuantumOp)] == [BellMeasure("Q2", "A3")]
+
+
+def test_pair_expiring_under_the_measurement_keeps_the_qubit():
+    t, conn = opened()
+    rid = of(t.handle(svc.SendQubit(5, conn, "Q"), 0), Submit)[0].request.request_id
+    bsm = of(t.handle(ok(rid, 0, "A"), 10), QuantumOp)[0]
+    acts = t.handle(NetExpire(PairId("alice", 1, 0), "bob"), 11)
+    from qstack.core.errors import QStackError
+    acts = t.handle(OperationDone(bsm.op_id, QStackError(ErrorCode.QUBIT_UNAVAILABLE, "A")), 12)
+    assert not delivered(acts, svc.Done) and not delivered(acts, svc.Failed)
+    (sub,) = of(acts, Submit)
+    acts = t.handle(ok(sub.request.request_id, 1, "B"), 20)
+    assert [q.op for q in of(acts, QuantumOp)] == [BellMeasure("Q", "B")]
+
+
+def test_permanent_network_error_fails_at_once_transient_retries():
+    t, conn = opened()
+    rid = of(t.handle(svc.SendQubit(5, conn, "Q", timeout_ns=10**9), 0), Submit)[0].request.request_id
+    acts = t.handle(NetErr(rid, "bob", ErrorCode.NET_TIMEOUT), 10)
+    (timer,) = of(acts, StartTimer)
+    acts = t.handle(TimerFired(timer.key), 10 + t.retry_ns)
+    (sub,) = of(acts, Submit)
+    acts = t.handle(NetErr(sub.request.request_id, "bob", ErrorCode.NET_NO_ROUTE), 20)
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.code, failed.qubit) == (ErrorCode.TRANSPORT_NO_PAIR, "Q")
+    assert "NET_NO_ROUTE" in failed.detail
+
+
+def test_far_end_net_err_with_our_id_is_ignored():
+    t, conn = opened()
+    rid = of(t.handle(svc.SendQubit(5, conn, "Q"), 0), Submit)[0].request.request_id
+    assert t.handle(NetErr(rid, "carol", ErrorCode.NET_TIMEOUT), 10) == []
+
+
+def test_create_epr_delivers_local_halves_and_headers():
+    t, conn = opened()
+    acts = t.handle(svc.CreateEpr(7, conn, number=2), 0)
+    (sub,) = of(acts, Submit)
+    assert sub.request.number == 2
+    rid = sub.request.request_id
+    acts = t.handle(ok(rid, 0, "A", bell=2), 10)
+    assert sent(acts, EprHeader)[0].pair == ("alice", 1, 0)
+    (half,) = delivered(acts, svc.EprArrived)
+    assert (half.qubit, half.initiator, half.token) == ("A", True, 7)
+    acts = t.handle(ok(rid, 1, "B"), 20)
+    assert delivered(acts, svc.Done) == [svc.Done(7, 2)]
+
+
+def test_close_fails_waiting_sends_and_sends_fin_after_data():
+    t, conn = opened()
+    t.handle(svc.SendQubit(5, conn, "Q"), 0)
+    acts = t.handle(svc.Close(9, conn), 10)
+    failed = delivered(acts, svc.Failed)
+    assert [(f.token, f.code, f.qubit) for f in failed] == [(5, ErrorCode.TRANSPORT_CLOSED, "Q")]
+    assert sent(acts, Fin) == [Fin(conn.local_port, 7, 0)]
+    assert delivered(acts, svc.Done) == [svc.Done(9)]
+
+
+# ---------------------------------------------------------------- receiving
+
+def test_receiver_binds_header_then_pair_and_corrects():
+    t, conn = served()
+    hdr = QubitHeader(49152, 7, 0, ("alice", 1, 0), True, False, 0, b"x")
+    acts = t.handle(MessageReceived("alice", hdr), 10)
+    assert not delivered(acts, svc.QubitArrived)
+    acts = t.handle(ok(99, 0, "B", bell=3, initiator=False, remote="alice"), 20)
+    (qop,) = of(acts, QuantumOp)
+    assert qop.op == Gate(correction_gate(2, 3), ("B",)) == Gate("z", ("B",))
+    acts = t.handle(OperationDone(qop.op_id, None), 30)
+    (arr,) = delivered(acts, svc.QubitArrived)
+    assert (arr.qubit, arr.metadata, arr.seq, arr.latency_ns) == ("B", b"x", 0, 30)
+
+
+def test_correction_table():
+    # X^x Z^z for the XOR of the outcome and the pair's Bell index.
+    assert [correction_gate(m, 0) for m in range(4)] == [None, "z", "x", "y"]
+    assert correction_gate(1, 1) is None and correction_gate(2, 1) == "y"
+
+
+def test_release_before_and_after_the_pair():
+    t, conn = served()
+    t.handle(MessageReceived("alice", PairRelease(("alice", 1, 0))), 0)
+    acts = t.handle(ok(1, 0, "B", initiator=False, remote="alice"), 10)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("B")]
+    t.handle(ok(1, 1, "C", initiator=False, remote="alice"), 20)
+    acts = t.handle(MessageReceived("alice", PairRelease(("alice", 1, 1))), 30)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("C")]
+
+
+def test_unbound_pair_is_dropped_after_the_bind_timeout():
+    t, conn = served()
+    acts = t.handle(ok(1, 0, "B", initiator=False, remote="alice"), 10)
+    (timer,) = of(acts, StartTimer)
+    acts = t.handle(TimerFired(timer.key), 10 + t.bind_timeout_ns)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("B")]
+
+
+def test_fin_closes_after_the_last_item():
+    t, conn = served()
+    acts = t.handle(MessageReceived("alice", Fin(49152, 7, 1)), 0)
+    assert not delivered(acts, svc.PeerClosed)
+    acts = t.handle(MessageReceived("alice", Data(49152, 7, 0, b"last")), 5)
+    assert [type(e) for e in delivered(acts)] == [svc.DataArrived, svc.PeerClosed]
+
+
+def test_peer_down_closes_its_connections():
+    t, conn = opened()
+    t.handle(svc.SendQubit(5, conn, "Q"), 0)
+    acts = t.handle(PeerDown("bob"), 10)
+    assert delivered(acts, svc.Failed)[0].qubit == "Q"
+    assert delivered(acts, svc.PeerClosed)[0].code == ErrorCode.TRANSPORT_CLOSED
+
+
+def test_two_connections_between_the_same_nodes_stay_apart():
+    t = TeleportTransport("bob")
+    t.handle(svc.Listen(1, 7), 0)
+    t.handle(svc.Listen(2, 8), 0)
+    t.handle(MessageReceived("alice", Syn(49152, 7)), 0)
+    t.handle(MessageReceived("alice", Syn(49153, 8)), 0)
+    t.handle(ok(1, 0, "P0", initiator=False, remote="alice"), 1)
+    t.handle(ok(1, 1, "P1", initiator=False, remote="alice"), 1)
+    out = []
+    for src, dst, pair in ((49153, 8, 1), (49152, 7, 0)):
+        acts = t.handle(MessageReceived("alice", QubitHeader(src, dst, 0, ("alice", 1, pair),
+                                                              False, False, 0)), 2)
+        out += delivered(acts, svc.QubitArrived)
+    assert [(a.conn.local_port, a.qubit) for a in out] == [(8, "P1"), (7, "P0")]
+
+
+# ---------------------------------------------------------------- any order of arrival
+
+@st.composite
+def arrivals(draw):
+    """Items of one connection (qubits with random outcomes and Bell indices,
+    EPR pairs, data), the pairs coming in an order unrelated to the items',
+    and every header/pair/data event in a random order."""
+    n = draw(st.integers(1, 7))
+    kinds = draw(st.lists(st.sampled_from(["qubit", "qubit", "epr", "data"]), min_size=n,
+                          max_size=n))
+    pair_seqs = draw(st.permutations(list(range(n))))
+    items = []
+    events = []
+    for seq, kind in enumerate(kinds):
+        pid = ("alice", 4, pair_seqs[seq])
+        bsm, bell = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+        if kind == "data":
+            events.append(("msg", Data(49152, 7, seq, bytes([seq]))))
+        else:
+            if kind == "qubit":
+                events.append(("msg", QubitHeader(49152, 7, seq, pid, bool(bsm >> 1), bool(bsm & 1), 0)))
+            else:
+                events.append(("msg", EprHeader(49152, 7, seq, pid, 0)))
+            events.append(("pair", NetOk(1, PairId(*pid), "alice", bell, 0.9, 0,
+                                         qubit=f"q{pid[2]}", initiator=False)))
+        items.append((kind, pid, bsm, bell))
+    order = draw(st.permutations(events))
+    delay_ops = draw(st.booleans())
+    return items, order, delay_ops
+
+
+@settings(max_examples=150)
+@given(arrivals())
+def test_any_arrival_order_maps_each_qubit_to_its_header(case):
+    items, order, delay_ops = case
+    t, conn = served()
+    out, gates, pending = [], {}, []
+    for kind, ev in order:
+        event = MessageReceived("alice", ev) if kind == "msg" else ev
+        acts = t.handle(event, 100)
+        out += delivered(acts)
+        for qop in of(acts, QuantumOp):
+            gates[qop.op.qubits[0]] = qop.op.name
+            pending.append(qop.op_id)
+        if not delay_ops:   # complete the corrections at once, or all at the end
+            while pending:
+                out += delivered(t.handle(OperationDone(pending.pop(0), None), 100))
+    while pending:
+        out += delivered(t.handle(OperationDone(pending.pop(), None), 100))
+    assert [e.seq for e in out] == list(range(len(items)))
+    for ev, (kind, pid, bsm, bell) in zip(out, items):
+        if kind == "data":
+            assert isinstance(ev, svc.DataArrived)
+            continue
+        qubit = f"q{pid[2]}"
+        assert ev.qubit == qubit
+        want = correction_gate(bsm, bell) if kind == "qubit" else correction_gate(0, bell)
+        assert gates.get(qubit) == want
+        assert isinstance(ev, svc.QubitArrived if kind == "qubit" else svc.EprArrived)
+    assert not t.remote_pairs and not t.headers

@@ -1,0 +1,319 @@
+"""The socket API in the simulator: teleportation fidelity, ordering, isolation, errors.
+
+Fidelity checks use Werner pairs, for which teleportation is a depolarising
+channel: every input state arrives with fidelity exactly (2F+1)/3, so the
+checks are exact (1e-9), not statistical.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qstack.api as api
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.network.theory import werner_swap
+from qstack.physical.device import NodeHardware
+from qstack.sim.apps import IdealNetwork, run_apps
+from qstack.sim.network import SimNetwork
+from qstack.transport.protocol import TeleportTransport
+from qstack.transport.socket import TransportError, TransportTimeout
+
+ANGLES = st.tuples(st.floats(0, math.pi), st.floats(0, 2 * math.pi))
+
+
+def ideal_net(fidelity=1.0, formalism="dm", seed=1, interval_ns=100_000, random_interval=True,
+              nodes=("alice", "bob"), **kw):
+    net = SimNetwork(seed=seed, formalism=formalism)
+    for n in nodes:
+        # No memory decay; room for every qubit a test keeps unmeasured.
+        net.add_node(n, NodeHardware(num_qubits=32, t1_ns=math.inf, t2_ns=math.inf))
+    for a, b in zip(nodes, nodes[1:]):
+        net.add_link(a, b, classical_delay_ns=20_000)
+    ideal = IdealNetwork(net, fidelity=fidelity, interval_ns=interval_ns,
+                         random_interval=random_interval, **kw)
+    ideal.install()
+    for n in nodes:
+        net.add_protocol(n, TeleportTransport(n))
+    net.ideal = ideal
+    return net
+
+
+def ket(theta, phi):
+    return np.array([math.cos(theta / 2), np.exp(1j * phi) * math.sin(theta / 2)])
+
+
+def teleport_apps(states, port=7):
+    """alice prepares ry(theta) rz(phi)|0> for each state and sends them; bob
+    returns the received qubits' references (unmeasured)."""
+
+    async def alice(ctx):
+        async with await ctx.connect("bob", port) as sock:
+            for theta, phi in states:
+                q = ctx.qubit()
+                q.ry(theta)
+                q.rz(phi)
+                await sock.send_qubit(q)
+
+    async def bob(ctx):
+        sock = await ctx.listen(port).accept()
+        return [(await sock.recv_qubit()).ref for _ in states]
+
+    return {"alice": alice, "bob": bob}
+
+
+def fidelities(engine, refs, states):
+    out = []
+    for ref, (theta, phi) in zip(refs, states):
+        psi = ket(theta, phi)
+        rho = engine.density_matrix([ref])
+        out.append(float(np.real(psi.conj() @ rho @ psi)))
+    return out
+
+
+# ---------------------------------------------------------------- fidelity
+
+@settings(max_examples=15)
+@given(st.lists(ANGLES, min_size=1, max_size=4), st.integers(0, 2**16))
+def test_random_states_over_one_link_arrive_with_fidelity_one(states, seed):
+    net = ideal_net(1.0, seed=seed)
+    run = run_apps(net, teleport_apps(states))
+    assert not run.errors, run.errors
+    assert fidelities(net.engine, run.results["bob"], states) == pytest.approx([1.0] * len(states),
+                                                                                abs=1e-9)
+
+
+@pytest.mark.parametrize("formalism", ["dm", "bd"])
+@pytest.mark.parametrize("f", [0.95, 0.8, 0.6])
+def test_werner_pairs_give_two_f_plus_one_over_three(f, formalism):
+    rng = np.random.default_rng(7)
+    states = [(math.acos(1 - 2 * rng.random()), 2 * math.pi * rng.random()) for _ in range(12)]
+    net = ideal_net(f, formalism=formalism, seed=3)
+    run = run_apps(net, teleport_apps(states))
+    assert fidelities(net.engine, run.results["bob"], states) == \
+        pytest.approx([(2 * f + 1) / 3] * len(states), abs=1e-9)
+
+
+def repeater_spec(pair_fidelity, bell_index=0):
+    """alice - repeater - bob over sender-receiver links that make exact
+    Werner pairs (no false heralds), memories without decay."""
+    return api.network_from_dict({
+        "defaults": {"node": {"t1_s": "inf", "t2_s": "inf"},
+                     "link": {"scheme": "sender-receiver", "length_km": 2,
+                              "false_herald_prob": 0.0, "pair_fidelity": pair_fidelity,
+                              "bell_index": bell_index}},
+        "nodes": ["alice", "repeater", "bob"],
+        "links": [["alice", "repeater"], ["repeater", "bob"]],
+    })
+
+
+@settings(max_examples=6)
+@given(st.lists(ANGLES, min_size=1, max_size=3), st.integers(0, 2**16), st.sampled_from([0, 3]))
+def test_random_states_over_a_repeater_arrive_with_fidelity_one(states, seed, bell):
+    res = api.simulate(repeater_spec(1.0, bell), teleport_apps(states), seed=seed, formalism="dm")
+    assert res.ok, res.errors
+    assert fidelities(res.net.engine, res.results["bob"], states) == \
+        pytest.approx([1.0] * len(states), abs=1e-9)
+
+
+def test_werner_links_over_a_repeater_give_two_f_plus_one_over_three():
+    f_link = 0.9
+    rng = np.random.default_rng(11)
+    states = [(math.acos(1 - 2 * rng.random()), 2 * math.pi * rng.random()) for _ in range(6)]
+    res = api.simulate(repeater_spec(f_link, 3), teleport_apps(states), seed=5, formalism="dm")
+    assert res.ok, res.errors
+    f_end = werner_swap(f_link, f_link)
+    assert res.metrics["fidelity_mean"] == pytest.approx(f_end, abs=1e-9)
+    assert fidelities(res.net.engine, res.results["bob"], states) == \
+        pytest.approx([(2 * f_end + 1) / 3] * len(states), abs=1e-9)
+
+
+# ---------------------------------------------------------------- order and isolation
+
+def test_items_arrive_in_order_with_their_metadata():
+    n = 12
+    net = ideal_net(1.0, seed=9, interval_ns=50_000)   # random intervals, random Bell states
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 7)
+        for i in range(n):
+            q = ctx.qubit()
+            if i % 2:
+                q.x()
+            await sock.send_qubit(q, metadata=i.to_bytes(2, "big"))
+            await sock.send(b"after %d" % i)
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        out = []
+        for _ in range(n):
+            q = await sock.recv_qubit()
+            out.append((int.from_bytes(q.metadata, "big"), await q.measure(), await sock.recv()))
+        return out
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert run.results["bob"] == [(i, i % 2, b"after %d" % i) for i in range(n)]
+
+
+def test_two_applications_on_the_same_nodes_do_not_see_each_others_qubits():
+    net = ideal_net(1.0, seed=4, interval_ns=30_000)
+
+    def sender(port, bit):
+        async def app(ctx):
+            sock = await ctx.connect("bob", port)
+            for _ in range(5):
+                q = ctx.qubit()
+                if bit:
+                    q.x()
+                await sock.send_qubit(q, metadata=bytes([port]))
+        app.__name__ = f"send{port}"
+        return app
+
+    def receiver(port):
+        async def app(ctx):
+            sock = await ctx.listen(port).accept()
+            got = []
+            for _ in range(5):
+                q = await sock.recv_qubit()
+                got.append((q.metadata[0], await q.measure()))
+            return got
+        app.__name__ = f"recv{port}"
+        return app
+
+    run = run_apps(net, {"alice": [sender(7, 0), sender(8, 1)],
+                         "bob": [receiver(7), receiver(8)]})
+    assert not run.errors, run.errors
+    assert run.results["bob:recv7"] == [(7, 0)] * 5
+    assert run.results["bob:recv8"] == [(8, 1)] * 5
+
+
+# ---------------------------------------------------------------- EPR pairs and bytes
+
+@pytest.mark.parametrize("basis", ["Z", "X"])
+def test_epr_pairs_are_phi_plus(basis):
+    net = ideal_net(1.0, seed=2)
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 5)
+        return await sock.create_epr(8, measure=basis)
+
+    async def bob(ctx):
+        sock = await ctx.listen(5).accept()
+        return await sock.recv_epr(8, measure=basis)
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert run.results["alice"] == run.results["bob"]
+    assert len(set(run.results["alice"])) == 2        # not all the same outcome
+
+
+# ---------------------------------------------------------------- errors
+
+def test_send_without_a_pair_in_time_raises_and_the_qubit_is_still_usable():
+    net = ideal_net(1.0, interval_ns=10**9, random_interval=False)   # pairs far too slow
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 7)
+        q = ctx.qubit()
+        q.x()
+        try:
+            await sock.send_qubit(q, timeout_ns=1_000_000)
+        except TransportError as err:
+            assert err.qubits == [q]
+            q.x()                                      # still ours: back to |0>
+            return err.code, await q.measure()
+        return None
+
+    async def bob(ctx):
+        ctx.listen(7)
+
+    run = run_apps(net, {"alice": alice, "bob": bob}, until_ns=10**10)
+    assert run.results["alice"] == (ErrorCode.TRANSPORT_NO_PAIR, 0)
+
+
+def test_permanent_network_error_raises_no_pair():
+    net = ideal_net(1.0, fail=lambda node, req: ErrorCode.NET_NO_ROUTE)
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 7)
+        q = ctx.qubit()
+        with pytest.raises(TransportError) as info:
+            await sock.send_qubit(q)
+        return info.value.code, q.alive
+
+    async def bob(ctx):
+        ctx.listen(7)
+
+    assert run_apps(net, {"alice": alice, "bob": bob}).results["alice"] == \
+        (ErrorCode.TRANSPORT_NO_PAIR, True)
+
+
+def test_connection_refused_and_receive_timeout():
+    net = ideal_net()
+
+    async def alice(ctx):
+        with pytest.raises(TransportError) as refused:
+            await ctx.connect("bob", 99)
+        sock = await ctx.connect("bob", 7)
+        with pytest.raises(TransportTimeout):
+            await sock.recv_qubit(timeout_ns=1000)
+        with pytest.raises(TimeoutError):
+            await sock.recv(timeout_ns=1000)
+        return refused.value.code
+
+    async def bob(ctx):
+        await ctx.listen(7).accept()
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert run.results["alice"] == ErrorCode.TRANSPORT_CONNECTION_REFUSED
+
+
+def test_recv_after_peer_close_raises_closed_and_sent_qubit_is_gone():
+    net = ideal_net()
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 7)
+        q = ctx.qubit()
+        await sock.send_qubit(q)
+        with pytest.raises(QStackError) as gone:
+            q.h()
+        await sock.close()
+        return gone.value.code
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        await sock.recv_qubit()
+        with pytest.raises(TransportError) as closed:
+            await sock.recv_qubit()
+        return closed.value.code
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert run.results == {"alice": ErrorCode.QUBIT_UNAVAILABLE,
+                           "bob": ErrorCode.TRANSPORT_CLOSED}
+
+
+def test_listening_twice_on_a_port_is_refused():
+    net = ideal_net()
+
+    async def bob(ctx):
+        ctx.listen(7)
+        with pytest.raises(TransportError) as info:
+            ctx.listen(7)
+        return info.value.code
+
+    assert run_apps(net, {"bob": bob}).results["bob"] == ErrorCode.TRANSPORT_PORT_IN_USE
+
+
+def test_local_gates_cost_time():
+    net = ideal_net()
+
+    async def alice(ctx):
+        q = ctx.qubit()        # init 1000 ns
+        for _ in range(10):
+            q.h()              # 100 ns each
+        await q.measure()      # 2000 ns
+        return ctx.now_ns
+
+    assert run_apps(net, {"alice": alice}).results["alice"] == 1000 + 10 * 100 + 2000
