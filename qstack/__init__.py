@@ -1,8 +1,57 @@
 """qstack: a layered quantum network stack, from photons in fibre to applications.
 
 Run the same protocol and application code in a deterministic discrete-event
-simulator or as one process per node on localhost.
+simulator or as one process per node on localhost::
+
+    import qstack
+
+    async def alice(ctx):
+        async with await ctx.connect("bob", 7) as sock:
+            q = ctx.qubit()
+            q.h()
+            await sock.send_qubit(q)
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        return await (await sock.recv_qubit()).measure("X")
+
+    net = qstack.load_network("network.toml")     # or a dict, see qstack.config
+    result = qstack.simulate(net, {"alice": alice, "bob": bob}, seed=1)
+    print(result.results["bob"], result.table())
 """
 from qstack._version import __version__
 
-__all__ = ["__version__"]
+#: Public names, imported on first use so that ``import qstack`` stays light.
+_EXPORTS = {
+    "simulate": "qstack.api",
+    "build_network": "qstack.api",
+    "SimulationResult": "qstack.api",
+    "load_network": "qstack.config",
+    "network_from_dict": "qstack.config",
+    "NetworkSpec": "qstack.config",
+    "QSocket": "qstack.transport.socket",
+    "Qubit": "qstack.transport.socket",
+    "NodeContext": "qstack.transport.socket",
+    "TransportError": "qstack.transport.socket",
+    "TransportTimeout": "qstack.transport.socket",
+    "QStackError": "qstack.core.errors",
+    "ErrorCode": "qstack.core.errors",
+    "ConfigError": "qstack.core.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qstack' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

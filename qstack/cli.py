@@ -17,7 +17,78 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run the demo network and print its metrics")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--qubits", type=int, default=None,
+                      help="qubits to teleport (default: the demo's own)")
+
+    sim = sub.add_parser(
+        "sim", help="simulate applications on a network described in TOML",
+        description="Run the applications of APP.py (its module-level APPS = {node: async "
+                    "def fn(ctx)}) on the network of NETWORK.toml in simulated time, and "
+                    "print their results and the run's metrics.")
+    sim.add_argument("network", help="network description (TOML), see qstack.config")
+    sim.add_argument("app", help="Python file defining APPS = {node: async def fn(ctx), ...}")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sim.add_argument("--formalism", choices=("bd", "dm"), default=None,
+                     help="two-qubit state formalism (default: the file's, else bd)")
+    sim.add_argument("--until", type=float, default=None, metavar="SECONDS",
+                     help="stop after this much simulated time (seconds)")
+    sim.add_argument("--network-layer", choices=("qnp", "ideal"), default="qnp",
+                     help="qnp: link + network layers; ideal: Werner pairs on request")
+    sim.add_argument("--json", metavar="FILE", default=None,
+                     help="also write results and metrics to FILE as JSON")
     return parser
+
+
+def load_apps(path: str) -> dict:
+    """The ``APPS`` dict of the Python file ``path`` ({node: async fn(ctx)})."""
+    import runpy
+
+    from qstack.core.errors import ConfigError
+
+    try:
+        namespace = runpy.run_path(path, run_name="__qstack_app__")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such application file") from None
+    apps = namespace.get("APPS")
+    if not isinstance(apps, dict) or not apps:
+        raise ConfigError(f"{path}: expected a module-level APPS = {{node: async def fn(ctx)}}")
+    return apps
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """``qstack sim``: 0 when every application returned, 1 otherwise, 2 on bad input."""
+    import json
+
+    import qstack.api as api
+    from qstack.core.errors import QStackError
+
+    try:
+        spec = api.load_network(args.network)
+        apps = load_apps(args.app)
+        result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
+                              until_s=args.until, network_layer=args.network_layer)
+    except QStackError as exc:
+        print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {exc.detail}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError) as exc:
+        print(f"qstack sim: {exc}", file=sys.stderr)
+        return 2
+    print(f"network {args.network}: {len(spec.nodes)} nodes, {len(spec.links)} links, "
+          f"formalism {args.formalism or spec.formalism}, seed {args.seed}\n")
+    for name, value in sorted(result.results.items()):
+        text = repr(value)
+        print(f"  {name}: {text if len(text) <= 200 else text[:197] + '...'}")
+    for name, exc in sorted(result.errors.items()):
+        print(f"  {name}: FAILED {type(exc).__name__}: {exc}")
+    print()
+    print(result.table())
+    if args.json:
+        payload = {"results": {k: repr(v) for k, v in result.results.items()},
+                   "errors": {k: f"{type(e).__name__}: {e}" for k, e in result.errors.items()},
+                   "metrics": result.metrics}
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         from qstack.demo import main as demo_main
-        return demo_main(["--seed", str(args.seed)])
+        extra = [] if args.qubits is None else ["--qubits", str(args.qubits)]
+        return demo_main(["--seed", str(args.seed), *extra])
+    if args.command == "sim":
+        return run_sim(args)
     parser.print_help()
     return 0
 

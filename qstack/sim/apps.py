@@ -83,6 +83,11 @@ class SimRuntime(TransportRuntime):
     def rng(self) -> Any:
         return self.sim.rng(f"app:{self.node}")
 
+    def peek(self, ref: Any) -> Any:
+        # Bring the qubit's memory decay up to now first (decay is applied lazily).
+        self.device.update(ref, self.sim.now)
+        return self.net.engine.density_matrix([ref])
+
 
 @dataclass
 class AppRun:

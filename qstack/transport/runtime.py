@@ -89,6 +89,12 @@ class TransportRuntime(ABC):
     async def settle(self) -> None:
         """Wait until the local operations executed so far have finished."""
 
+    def peek(self, ref: Any) -> Any:
+        """The density matrix (numpy, 2x2) of local qubit ``ref`` as it is now,
+        without disturbing it: an oracle view for tests and demos that only a
+        simulated state can give. Runtimes without one raise ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot peek at a qubit's state")
+
     def rng(self) -> Any:
         """A numpy random Generator for the applications of this node
         (drivers give a seeded, reproducible one)."""

@@ -134,6 +134,23 @@ class Qubit:
         await self._ctx.runtime.settle()
         return int(outcome)
 
+    def peek(self) -> Any:
+        """This qubit's density matrix (2x2 numpy array) now, left undisturbed.
+
+        An oracle for tests and demos: no physical operation, no time taken,
+        only in runtimes that hold a simulated state (the simulator)."""
+        self._check()
+        return self._ctx.runtime.peek(self._ref)
+
+    def fidelity_to(self, ket: Any) -> float:
+        """Fidelity <psi|rho|psi> of this qubit's state (:meth:`peek`) with
+        the pure state ``ket`` (a length-2 vector, normalised here)."""
+        import numpy as np
+
+        psi = np.asarray(ket, dtype=complex)
+        psi = psi / np.linalg.norm(psi)
+        return float(np.real(psi.conj() @ self.peek() @ psi))
+
     def discard(self) -> None:
         """Free the qubit's memory slot."""
         self._ctx.runtime.execute(Discard(self._consume("discarded")))
