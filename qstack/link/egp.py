@@ -56,7 +56,7 @@ from typing import Any, Mapping
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, TimerFired, on,
+    SendMessage, Started, StartTimer, TimerFired, fast_constructor, on,
 )
 from qstack.link.messages import (
     BASES, Abort, Expire, QueueAck, QueueAdd, QueueReject, QueueRequest, QueueSpec,
@@ -75,6 +75,12 @@ _INT32 = 2**31 - 1
 
 # op kinds in EGP._ops
 _ENT, _MEAS, _OTHER = 0, 1, 2
+
+# made once per pair: the same objects without the frozen-dataclass __init__ cost
+_link_ok = fast_constructor(LinkOk)
+_ent_id = fast_constructor(EntanglementId)
+_entangle_op = fast_constructor(Entangle)
+_KEEP = RequestType.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,8 +506,9 @@ class EGP(Protocol):
         self._ops[op_id] = (_ENT, link, item)
         link.op_id = op_id
         link.cur = item
-        actions.append(QuantumOp(op_id, Entangle(link.peer, ("egp", item.qid, item.done),
-                                                 spec.deadline_ns or _NO_DEADLINE, spec.param)))
+        actions.append(QuantumOp(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
+                                                     spec.deadline_ns or _NO_DEADLINE,
+                                                     spec.param)))
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
@@ -557,9 +564,9 @@ class EGP(Protocol):
                 return [Fail(ErrorCode.LINK_OUT_OF_MEMORY, f"measurement failed: {outcome}")]
             spec = item.spec
             item.delivered += 1
-            return [Deliver(LinkOk(spec.create_id, ent_id, link.peer, bell, goodness, created,
-                                   spec.purpose_id, None, outcome, basis, index,
-                                   item.delivered == spec.number))]
+            return [Deliver(_link_ok(spec.create_id, ent_id, link.peer, bell, goodness, created,
+                                     spec.purpose_id, None, outcome, basis, index,
+                                     item.delivered == spec.number))]
         return None
 
     def _herald_ok(self, link: LinkState, item: _Item, h: Any, now: int) -> list:
@@ -573,7 +580,7 @@ class EGP(Protocol):
             item.finished = True
             del link.items[item.qid]
         origin = item.origin
-        ent_id = EntanglementId(origin, self.node if origin == link.peer else link.peer, seq)
+        ent_id = _ent_id(origin, self.node if origin == link.peer else link.peer, seq)
         wait = now - h.emitted_ns
         last = link.last_goodness
         if last[0] == spec.param and last[1] == wait:
@@ -584,11 +591,11 @@ class EGP(Protocol):
         actions: list = []
         if item.finished and spec.deadline_ns:
             actions.append(CancelTimer(("deadline", link.peer, item.qid)))
-        if spec.type is RequestType.KEEP:
+        if spec.type is _KEEP:
             item.delivered += 1
-            actions.append(Deliver(LinkOk(spec.create_id, ent_id, link.peer, h.bell_index,
-                                          goodness, now, spec.purpose_id, h.qubit, None, None,
-                                          index, item.delivered == spec.number)))
+            actions.append(Deliver(_link_ok(spec.create_id, ent_id, link.peer, h.bell_index,
+                                            goodness, now, spec.purpose_id, h.qubit, None, None,
+                                            index, item.delivered == spec.number)))
             delivered = link.delivered
             delivered[seq] = (h.qubit, ent_id, spec.purpose_id)
             if len(delivered) > link.capacity:
@@ -736,10 +743,15 @@ def _invalid(req: CreateRequest, cid: int) -> str:
     if not 0 <= cid <= _INT32:
         return f"create_id must be 0..{_INT32}, got {cid!r}"
     try:
-        RequestType(req.type)
-    except ValueError:
+        known = req.type in _REQUEST_TYPES   # as RequestType(req.type), without the enum call
+    except TypeError:                        # unhashable
+        known = False
+    if not known:
         return f"unknown request type {req.type!r}"
     return ""
+
+
+_REQUEST_TYPES = frozenset(int(t) for t in RequestType)
 
 
 def _link_code(code: int) -> ErrorCode:

@@ -54,7 +54,7 @@ from typing import Any
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage,
-    StartTimer, Submit, TimerFired, on,
+    StartTimer, Submit, TimerFired, fast_constructor, on,
 )
 from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
@@ -69,6 +69,14 @@ from .service import (
 from .theory import werner_swap
 
 __all__ = ["QnpProtocol", "nested_spans"]
+
+# made once per pair and hop: the same objects without the frozen-dataclass
+# __init__ cost (object.__setattr__ per field)
+_track = fast_constructor(Track)
+_pair_done = fast_constructor(PairDone)
+_create = fast_constructor(CreateRequest)
+_net_ok = fast_constructor(NetOk)
+_pair_id = fast_constructor(PairId)
 
 _LEFT, _RIGHT = 0, 1
 
@@ -196,6 +204,7 @@ class QnpProtocol(Protocol):
         self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
         #: counters for tests and benchmarks
         self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0}
+        self._dispatch = {tp: getattr(self, attr) for tp, attr in type(self)._handlers.items()}
 
     # ================================================================ helpers
     def _op(self, op: Any, ctx: tuple) -> QuantumOp:
@@ -288,9 +297,9 @@ class QnpProtocol(Protocol):
     def handle(self, event: Any, now_ns: int) -> list:
         # Exact-type dispatch first: this protocol runs once per node per pair
         # on chains of thousands of nodes, and the base class walks the MRO.
-        attr = self._FAST.get(type(event))
-        if attr is not None:
-            return getattr(self, attr)(event, now_ns) or []
+        fn = self._dispatch.get(type(event))
+        if fn is not None:
+            return fn(event, now_ns) or []
         return super().handle(event, now_ns)
 
     # ================================================================ messages
@@ -355,7 +364,7 @@ class QnpProtocol(Protocol):
         held = len(c.held[_RIGHT]) + sum(1 for k in c.busy if k[0] == _RIGHT)
         while c.outstanding + held < self.window:
             c.outstanding += 1
-            acts.append(Submit(CreateRequest(
+            acts.append(Submit(_create(
                 remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
                 max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
                 type=RequestType.KEEP), to=self.link_service))
@@ -378,8 +387,8 @@ class QnpProtocol(Protocol):
         acts: list = []
         if c.index == 0:
             # the head starts the pair's Track towards the tail
-            acts.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
-                                                     p.created_ns)))
+            acts.append(SendMessage(c.path[1], _track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+                                                      p.created_ns)))
         elif c.index < c.n_links and c.cutoff_ns:
             acts.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
         for msg_src, msg in c.early.pop((side, p.seq), ()):
@@ -483,8 +492,8 @@ class QnpProtocol(Protocol):
         if where == "swapped":
             side, (oside, oseq, xor, f_o, created_o) = info
             del c.swaps[(side, t.link_seq)]
-            fwd = Track(c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
-                        min(t.created_ns, created_o))
+            fwd = _track(c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
+                         min(t.created_ns, created_o))
             return [SendMessage(c.neighbour(oside), fwd)]
         if where != "held":
             return []
@@ -514,12 +523,12 @@ class QnpProtocol(Protocol):
             if bell & 1:
                 ops.append(Gate("z", (p.qubit,)))
             bell = 0
-        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, seq), remote=c.head,
-                   bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
-                   app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
-                   initiator=False, path=c.path)
-        acts: list = [SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
-                                                 t.fidelity, t.created_ns))]
+        ok = _net_ok(request_id=c.request_id, pair_id=_pair_id(c.head, c.cid, seq), remote=c.head,
+                     bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
+                     app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
+                     initiator=False, path=c.path)
+        acts: list = [SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq, bell,
+                                                   t.fidelity, t.created_ns))]
         return acts + self._finish_pair(c, ok, ops, now_ns)
 
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int) -> list:
@@ -542,7 +551,7 @@ class QnpProtocol(Protocol):
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
             del c.swaps[(side, m.link_seq)]
-            return [SendMessage(c.neighbour(oside), PairDone(
+            return [SendMessage(c.neighbour(oside), _pair_done(
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
                 m.created_ns))]
         if where != "held" or c.index != 0:
@@ -559,10 +568,10 @@ class QnpProtocol(Protocol):
             r.delivered += 1
             idx = r.delivered - 1
         done = r is not None and r.delivered >= r.req.number
-        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
-                   remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
-                   created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
-                   request_done=done, initiator=True, path=c.path)
+        ok = _net_ok(request_id=c.request_id, pair_id=_pair_id(c.head, c.cid, m.pair_seq),
+                     remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
+                     created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
+                     request_done=done, initiator=True, path=c.path)
         acts += self._finish_pair(c, ok, [], now_ns)
         if done:
             acts += self._finish_request(r, None, "")
@@ -768,4 +777,3 @@ def _code(value: int, default: ErrorCode) -> ErrorCode:
         return default
 
 
-QnpProtocol._FAST = dict(QnpProtocol._handlers)

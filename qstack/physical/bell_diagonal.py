@@ -218,6 +218,20 @@ class BellDiagonal:
             pi * c3 + px * c1 + py * c0 + pz * c2,
         ))
 
+    def _pauli_unchecked(self, px: float, py: float, pz: float) -> "BellDiagonal":
+        """:meth:`pauli_channel` for probabilities the caller has already checked
+        (the engine's noise and memory decay, once per operation on a hot path)."""
+        pi = 1.0 - px - py - pz
+        if pi < 0.0:
+            pi = 0.0
+        c0, c1, c2, c3 = self._c
+        return BellDiagonal._trusted((
+            pi * c0 + px * c2 + py * c3 + pz * c1,
+            pi * c1 + px * c3 + py * c2 + pz * c0,
+            pi * c2 + px * c0 + py * c1 + pz * c3,
+            pi * c3 + px * c1 + py * c0 + pz * c2,
+        ))
+
     def depolarize(self, side: int, p: float) -> "BellDiagonal":
         """Depolarising channel (replace by I/2 with probability p) on one qubit; F -> (1-p)F + p/4."""
         q = p / 4.0

@@ -85,6 +85,9 @@ class QuantumDevice:
         self.rng = rng
         self._last_update: dict[Any, int] = {}   # stored qubit -> time its decay is applied to
         self._reserved = 0
+        # hot-path copies of hardware figures (NodeHardware is frozen)
+        self._slots = hardware.num_qubits
+        self._decays = hardware.decays
 
     # ------------------------------------------------------------ memory slots
     @property
@@ -97,7 +100,7 @@ class QuantumDevice:
 
     def reserve(self) -> bool:
         """Reserve a slot for a qubit that will arrive (e.g. a heralded pair)."""
-        if self.free_slots <= 0:
+        if len(self._last_update) + self._reserved >= self._slots:
             return False
         self._reserved += 1
         return True
@@ -110,7 +113,9 @@ class QuantumDevice:
     def store(self, qubit: Any, since_ns: int, reserved: bool = False) -> None:
         """Put ``qubit`` in memory; it has been waiting since ``since_ns``."""
         if reserved:
-            self.release_reservation()
+            if self._reserved <= 0:
+                raise RuntimeError("no reserved slot to release")
+            self._reserved -= 1
         elif self.free_slots <= 0:
             raise QStackError(ErrorCode.MEMORY_FULL, f"{self.node}: all {self.hw.num_qubits} "
                                                      "memory slots are in use")
@@ -129,7 +134,7 @@ class QuantumDevice:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
                               f"{self.node}: qubit {qubit!r} is not in this node's memory")
         if now_ns > last:
-            if self.hw.decays:
+            if self._decays:
                 self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
             self._last_update[qubit] = now_ns
 
@@ -218,12 +223,17 @@ class QuantumDevice:
         return self.hw.bsm_ns, index
 
     def _discard(self, op: Discard, now_ns: int) -> tuple[int, Any]:
-        if not self.holds(op.qubit):
+        qubit = op.qubit
+        if self._last_update.pop(qubit, _ABSENT) is _ABSENT:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
-                              f"{self.node}: qubit {op.qubit!r} is not in memory")
-        self.free(op.qubit)
-        return 0, None
+                              f"{self.node}: qubit {qubit!r} is not in memory")
+        if qubit.alive:
+            self.engine.discard(qubit)
+        return _DONE_NOW
 
+
+_ABSENT = object()
+_DONE_NOW = (0, None)
 
 _HANDLERS = {
     Allocate: QuantumDevice._allocate,

@@ -726,7 +726,8 @@ class QuantumEngine:
             # combine into (Y or X), and two Zs cancel.
             px = py = pxy  # X.Z = Y and Y.Z = X: equal X/Y flips stay equal
             pz = pz_ad * (1 - pz_ph) + (1 - 2 * pxy - pz_ad) * pz_ph
-            g.bd = g.bd.pauli_channel(g.members.index(q.id), px, py, pz)
+            # probabilities valid by construction (t1t2_rates checked the inputs)
+            g.bd = g.bd._pauli_unchecked(px, py, pz)
         else:
             self._kraus(_ck.t1t2_decay(wait_ns, t1_ns, t2_ns), [q])
 

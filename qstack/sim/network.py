@@ -27,7 +27,7 @@ from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, Submit, TimerFired,
+    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
 )
 from qstack.physical.device import NodeHardware, QuantumDevice
 from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
@@ -40,6 +40,13 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
 #: Operation types the node's device carries out itself (no link involved).
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
+
+# Built once per pair (or per message) on the hot path: skip the frozen
+# dataclass __init__'s object.__setattr__ calls (same objects).
+_herald = fast_constructor(Herald)
+_done = fast_constructor(OperationDone)
+_received = fast_constructor(MessageReceived)
+_fired = fast_constructor(TimerFired)
 
 #: Speed of light in fibre (group index 1.468 at 1550 nm), km per ns.
 _FIBRE_KM_PER_NS = 299_792.458e-9 / 1.468
@@ -68,6 +75,9 @@ class SimNode:
         self.listeners: list[Callable[[Any], None]] = []
         self.timers: dict[tuple[str, Any], Any] = {}
         self.up = True
+        # protocol name -> the one above / below it (None at the top / bottom)
+        self.above: dict[str, str | None] = {}
+        self.below: dict[str, str | None] = {}
 
     def protocol(self, name: str) -> Protocol:
         return self.protocols[name]
@@ -195,6 +205,9 @@ class SimNetwork:
             raise ValueError(f"{node} already runs a protocol named {protocol.name!r}")
         n.protocols[protocol.name] = protocol
         n.stack.append(protocol.name)
+        n.above = {p: (n.stack[i + 1] if i + 1 < len(n.stack) else None)
+                   for i, p in enumerate(n.stack)}
+        n.below = {p: (n.stack[i - 1] if i else None) for i, p in enumerate(n.stack)}
         return protocol
 
     def node(self, name: str) -> SimNode:
@@ -273,18 +286,25 @@ class SimNetwork:
             self.stats["message_bytes"] += len(data)
             msg = decode(data)
         self.stats["messages"] += 1
-        if action.dst not in self.nodes:
-            self._fail(node, protocol, Fail(ErrorCode.NET_NO_ROUTE, f"unknown node {action.dst!r}"))
+        dst = action.dst
+        link = self._adj.get(node.name, _NO_LINKS).get(dst)
+        if link is not None:       # the common case: a neighbour
+            self.sim.schedule(link.classical_delay_ns, self._arrive, node.name,
+                              self.nodes[dst], msg)
+            return
+        target = self.nodes.get(dst)
+        if target is None:
+            self._fail(node, protocol, Fail(ErrorCode.NET_NO_ROUTE, f"unknown node {dst!r}"))
             return
         try:
-            delay = self.classical_delay_ns(node.name, action.dst)
+            delay = self.classical_delay_ns(node.name, dst)
         except QStackError as err:
             self._fail(node, protocol, Fail(err.code, err.detail))
             return
-        self.sim.schedule(delay, self._arrive, node.name, action.dst, msg)
+        self.sim.schedule(delay, self._arrive, node.name, target, msg)
 
-    def _arrive(self, src: str, dst: str, msg: Any) -> None:
-        self.feed(dst, msg.PROTOCOL, MessageReceived(src, msg))
+    def _arrive(self, src: str, dst: SimNode, msg: Any) -> None:
+        self._feed(dst, msg.PROTOCOL, _received(src, msg))
 
     def _start_timer(self, node: SimNode, protocol: str, action: StartTimer) -> None:
         key = (protocol, action.key)
@@ -297,7 +317,7 @@ class SimNetwork:
 
     def _timer_fired(self, node: SimNode, key: tuple) -> None:
         node.timers.pop(key, None)
-        self._feed(node, key[0], TimerFired(key[1]))
+        self._feed(node, key[0], _fired(key[1]))
 
     def _cancel_timer(self, node: SimNode, protocol: str, action: CancelTimer) -> None:
         handle = node.timers.pop((protocol, action.key), None)
@@ -307,7 +327,11 @@ class SimNetwork:
     def _quantum_op(self, node: SimNode, protocol: str, action: QuantumOp) -> None:
         self.stats["quantum_ops"] += 1
         op = action.op
-        if op.__class__ not in _DEVICE_OPS:
+        cls = op.__class__
+        if cls is Entangle:
+            self._entangle(node, protocol, action.op_id, op)
+            return
+        if cls not in _DEVICE_OPS:
             if isinstance(op, Entangle):
                 self._entangle(node, protocol, action.op_id, op)
                 return
@@ -319,34 +343,31 @@ class SimNetwork:
         sim.schedule(duration, self._op_done_node, node, protocol, action.op_id, outcome)
 
     def _op_done(self, node: str, protocol: str, op_id: int, outcome: Any) -> None:
-        self._feed(self.nodes[node], protocol, OperationDone(op_id, outcome))
+        self._feed(self.nodes[node], protocol, _done(op_id, outcome))
 
     def _op_done_node(self, node: SimNode, protocol: str, op_id: int, outcome: Any) -> None:
-        self._feed(node, protocol, OperationDone(op_id, outcome))
+        self._feed(node, protocol, _done(op_id, outcome))
 
     def _deliver(self, node: SimNode, protocol: str, action: Deliver) -> None:
-        if action.to is not None:
-            self._feed(node, action.to, action.event)
-            return
-        stack = node.stack
-        i = stack.index(protocol)
-        if i + 1 < len(stack):
-            self._feed(node, stack[i + 1], action.event)
+        to = action.to
+        if to is None:
+            to = node.above.get(protocol)
+        if to is not None:
+            self._feed(node, to, action.event)
             return
         node.inbox.append((self.sim.now, action.event))
         for listener in list(node.listeners):
             listener(action.event)
 
     def _submit(self, node: SimNode, protocol: str, action: Submit) -> None:
-        if action.to is not None:
-            self._feed(node, action.to, action.request)
-            return
-        i = node.stack.index(protocol)
-        if i == 0:
-            self._fail(node, protocol, Fail(ErrorCode.UNEXPECTED_EVENT,
-                                            f"{protocol} has no layer below on {node.name}"))
-            return
-        self._feed(node, node.stack[i - 1], action.request)
+        to = action.to
+        if to is None:
+            to = node.below.get(protocol)
+            if to is None:
+                self._fail(node, protocol, Fail(ErrorCode.UNEXPECTED_EVENT,
+                                                f"{protocol} has no layer below on {node.name}"))
+                return
+        self._feed(node, to, action.request)
 
     def _fail(self, node: SimNode, protocol: str, action: Fail) -> None:
         self.errors.append(FailRecord(self.sim.now, node.name, protocol, action.code,
@@ -364,10 +385,10 @@ class SimNetwork:
         link = self._link_to(name, op.peer)
         if link is None or link.model is None:
             self._herald_now(name, protocol, op_id,
-                             Herald(False, reason=f"no quantum link to {op.peer!r}"))
+                             _herald(False, reason=f"no quantum link to {op.peer!r}"))
             return
         if not node.device.reserve():
-            self._herald_now(name, protocol, op_id, Herald(False, reason="memory full"))
+            self._herald_now(name, protocol, op_id, _herald(False, reason="memory full"))
             return
         side = 0 if name == link.a else 1
         key = op.key
@@ -377,7 +398,7 @@ class SimNetwork:
             attempt = pending[key] = _Attempt()
         elif attempt.requests[side] is not None:  # a second submission for the same key
             node.device.release_reservation()
-            self._herald_now(name, protocol, op_id, Herald(False, reason="duplicate key"))
+            self._herald_now(name, protocol, op_id, _herald(False, reason="duplicate key"))
             return
         requests = attempt.requests
         requests[side] = (protocol, op_id, op)
@@ -481,7 +502,7 @@ class SimNetwork:
             deadline_events[0] = None
         herald_events[0] = schedule_at(
             h0, arrives, link, key, 0,
-            Herald(True, qa, bell_index, attempts, emitted, fid))
+            _herald(True, qa, bell_index, attempts, emitted, fid))
         nodes[link.b].device.store(qb, emitted, reserved=True)
         qubits[1] = qb
         ev = deadline_events[1]
@@ -490,7 +511,7 @@ class SimNetwork:
             deadline_events[1] = None
         herald_events[1] = schedule_at(
             h1, arrives, link, key, 1,
-            Herald(True, qb, bell_index, attempts, emitted, fid))
+            _herald(True, qb, bell_index, attempts, emitted, fid))
 
     def _herald_arrives(self, link: SimLink, key: Any, side: int, herald: Herald) -> None:
         attempt = link.pending.get(key)
@@ -502,7 +523,7 @@ class SimNetwork:
         requests[side] = None
         if requests[1 - side] is None:
             del link.pending[key]
-        self._feed(self.nodes[link.b if side else link.a], proto, OperationDone(op_id, herald))
+        self._feed(self.nodes[link.b if side else link.a], proto, _done(op_id, herald))
 
     def _entangle_deadline(self, link: SimLink, key: Any, side: int) -> None:
         attempt = link.pending.get(key)
@@ -515,7 +536,7 @@ class SimNetwork:
         if attempt.requests[1 - side] is None:
             del link.pending[key]
         reason = "deadline" if attempt.started else "peer absent"
-        self._feed(self.nodes[name], proto, OperationDone(op_id, Herald(False, reason=reason)))
+        self._feed(self.nodes[name], proto, OperationDone(op_id, _herald(False, reason=reason)))
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int,
                          op: CancelEntangle) -> None:
@@ -537,7 +558,7 @@ class SimNetwork:
                     self.nodes[name].device.release_reservation()
                 delay = 0 if name == node.name else link.classical_delay_ns
                 self.sim.schedule(delay, self._op_done, name, req[0], req[1],
-                                  Herald(False, reason="cancelled"))
+                                  _herald(False, reason="cancelled"))
         self._herald_now(node.name, protocol, op_id, None)
 
     # ------------------------------------------------------------------ faults

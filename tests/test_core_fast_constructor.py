@@ -1,0 +1,62 @@
+"""``fast_constructor`` builds exactly the object the class's own constructor builds."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from qstack.core.protocol import (
+    Deliver, MessageReceived, OperationDone, SendMessage, StartTimer, TimerFired,
+    fast_constructor,
+)
+from qstack.link.service import CreateRequest, EntanglementId, LinkOk
+from qstack.network.service import NetOk, PairId
+from qstack.physical.ops import Entangle, Herald
+
+CASES = [
+    (Herald, (True,), {"qubit": 3, "bell_index": 2, "attempts": 7}),
+    (Herald, (False,), {"reason": "deadline"}),
+    (OperationDone, (4, "x"), {}),
+    (MessageReceived, ("a", b"m"), {}),
+    (TimerFired, (("k", 1),), {}),
+    (CreateRequest, ("bob",), {"number": 3, "min_fidelity": 0.9}),
+    (EntanglementId, ("a", "b", 5), {}),
+    (Entangle, ("bob", ("egp", 1, 0), 10_000), {}),
+    (PairId, ("a", 1, 2), {}),
+]
+
+
+@pytest.mark.parametrize("cls, args, kwargs", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_fast_constructor_equals_the_class_constructor(cls, args, kwargs):
+    fast = fast_constructor(cls)
+    a, b = fast(*args, **kwargs), cls(*args, **kwargs)
+    assert type(a) is type(b)
+    assert dataclasses.astuple(a) == dataclasses.astuple(b)
+    assert a == b
+
+
+def test_default_factories_give_fresh_objects():
+    fast = fast_constructor(Herald)
+    h1, h2 = fast(True), fast(True)
+    assert h1.extra == {} and h1.extra is not h2.extra
+
+
+def test_patched_protocol_actions_keep_their_signatures():
+    assert SendMessage("b", 1) == SendMessage(dst="b", msg=1)
+    assert StartTimer("k", 5).delay_ns == 5
+    with pytest.raises(TypeError):
+        Deliver()                       # a required field stays required
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TimerFired("k").key = "other"   # still frozen
+
+
+def test_classes_with_post_init_checks_are_left_alone():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self):
+            if self.x < 0:
+                raise ValueError("x")
+
+    assert fast_constructor(Checked) is Checked

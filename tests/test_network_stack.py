@@ -1,0 +1,99 @@
+"""The network layer on the real stack: SimNetwork + EGP + QnpProtocol.
+
+Unlike the tests over ``LinkNet`` (an abstract link layer), here every pair
+comes from the link layer's EGP over heralded links on the simulator, so the
+whole path (queue handshake, Entangle, heralds, LinkOk, swaps, Track,
+PairDone) is exercised together.
+"""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_network import F_LINK, build_chain
+from qstack.core.protocol import Protocol, on
+from qstack.network.service import NetErr, NetOk, NetRequest
+from qstack.network.theory import chain_fidelity
+
+# Werner links, no memory decay: the protocol's estimate and the true state
+# both follow the Werner chain formula; only float rounding separates them.
+TOL = 1e-9
+
+
+class Keeper(Protocol):
+    """Top of an end node: records each NetOk and keeps its qubit (never frees it)."""
+
+    name = "test.keeper"
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.oks: list = []
+        self.errors: list = []
+
+    @on(NetOk)
+    def _ok(self, ev, now_ns):
+        self.oks.append(ev)
+
+    @on(NetErr)
+    def _err(self, ev, now_ns):
+        self.errors.append(ev)
+
+    @on(object)
+    def _other(self, ev, now_ns):
+        return None
+
+
+def _chain_with_keepers(n: int, formalism: str, slots: int):
+    return build_chain(n, formalism, seed=5, check_wire=True, slots=slots, consumer=Keeper)
+
+
+@pytest.mark.parametrize("formalism", ["bd", "dm"])
+def test_four_node_chain_delivers_matching_pairs_at_werner_fidelity(formalism):
+    pairs = 6
+    net, names, keepers = _chain_with_keepers(4, formalism, slots=pairs + 4)
+    head, tail = keepers[names[0]], keepers[names[-1]]
+    net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
+    net.run(until_ns=10**11, stop_when=lambda: len(head.oks) >= pairs and len(tail.oks) >= pairs)
+    assert not net.errors and not head.errors and not tail.errors
+    assert len(head.oks) == len(tail.oks) == pairs
+    expected = chain_fidelity([F_LINK] * 3)
+    by_id = {ok.pair_id: ok for ok in tail.oks}
+    for ok in head.oks:
+        other = by_id[ok.pair_id]
+        assert ok.bell_index == other.bell_index
+        assert ok.initiator and not other.initiator
+        assert ok.fidelity == pytest.approx(expected, abs=TOL)
+        assert other.fidelity == pytest.approx(expected, abs=TOL)
+        # the state the two ends really share
+        true_f = net.engine.bell_fidelity(ok.qubit, other.qubit, ok.bell_index)
+        assert true_f == pytest.approx(expected, abs=TOL)
+    assert sorted(ok.pair_index for ok in head.oks) == list(range(pairs))
+    # one swap per repeater per delivered pair
+    swaps = [net.nodes[x].protocols["network.qnp"].stats["swaps"] for x in names]
+    assert swaps[0] == swaps[-1] == 0 and all(s >= pairs for s in swaps[1:-1])
+
+
+def test_same_seed_same_run():
+    def once():
+        net, names, keepers = _chain_with_keepers(4, "bd", slots=8)
+        net.submit(names[0], NetRequest(names[-1], number=3), to="network.qnp")
+        net.run(until_ns=10**11)
+        return ([(ok.pair_id, ok.bell_index, ok.created_ns) for ok in keepers[names[0]].oks],
+                net.sim.now, net.sim.events_fired)
+
+    assert once() == once()
+
+
+def test_memory_kept_full_does_not_spin():
+    # Two end slots, pairs never freed: after two pairs the ends' memories are
+    # full and every later Entangle is refused. The EGP backs off (doubling
+    # up to 1 ms) so events grow with simulated time at a bounded rate; a
+    # busy retry loop would fire millions over the 10 s simulated here.
+    net, names, keepers = _chain_with_keepers(3, "bd", slots=2)
+    net.submit(names[0], NetRequest(names[-1], number=100), to="network.qnp")
+    sim_s = 10
+    net.run(until_ns=sim_s * 10**9)
+    assert net.sim.now == sim_s * 10**9
+    head, tail = keepers[names[0]], keepers[names[-1]]
+    assert len(head.oks) <= 2 and len(tail.oks) <= 2
+    # <= ~2 links x 2 ends x (retry timer + refusal) per ms, with margin
+    assert net.sim.events_fired < 10 * 1000 * sim_s
