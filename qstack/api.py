@@ -208,8 +208,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def simulate(network: Any, apps: dict[str, Any], seed: int = 1, formalism: str | None = None,
-             until_s: float | None = None, network_layer: str = "qnp", **options: Any
-             ) -> SimulationResult:
+             until_s: float | None = None, network_layer: str = "qnp",
+             stall_s: float | None = 300.0, **options: Any) -> SimulationResult:
     """Run the applications ``apps`` (``{node: async fn(ctx)}``, or a list of
     functions per node) on ``network`` (a :class:`NetworkSpec`, a TOML path
     or a dict) in simulated time.
@@ -217,7 +217,10 @@ def simulate(network: Any, apps: dict[str, Any], seed: int = 1, formalism: str |
     ``seed`` fixes every random number (same seed, same run); ``formalism``
     "bd" or "dm" overrides the file's; ``until_s`` stops the run after that
     many simulated seconds (unfinished applications are reported in
-    ``errors`` as ``TimeoutError``). ``options`` go to :func:`build_network`
+    ``errors`` as ``TimeoutError``); ``stall_s`` ends the run when no
+    application has progressed for that many simulated seconds while all wait
+    on the network (a memory kept full, say), with a ``TimeoutError`` that says
+    so (None: no limit). ``options`` go to :func:`build_network`
     (``network_layer``, ``ideal_fidelity``, ``cutoff_ns``, ...).
     """
     from qstack.sim.apps import run_apps
@@ -226,7 +229,8 @@ def simulate(network: Any, apps: dict[str, Any], seed: int = 1, formalism: str |
                         **options)
     until_ns = None if until_s is None else int(until_s * 1e9)
     t0 = time.perf_counter()
-    run = run_apps(net, apps, until_ns=until_ns)
+    stall_ns = None if stall_s is None else int(stall_s * 1e9)
+    run = run_apps(net, apps, until_ns=until_ns, stall_ns=stall_ns)
     wall = time.perf_counter() - t0
     log = sorted(rec for ctx in run.contexts.values() for rec in ctx.log.records)
     # The log is per context; contexts of one node share nothing but the node.

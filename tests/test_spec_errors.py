@@ -20,3 +20,13 @@ def test_codes_sit_in_their_layer_block():
             assert block <= c < block + 100, c
         else:  # core (1-99) or physical (100-199)
             assert 1 <= c < 200, c
+
+
+def test_layer_documents_list_their_layer_codes():
+    # Each layer document's error section names every code of its block, with its number.
+    docs = {"link.md": "LINK_", "network.md": "NET_", "transport.md": "TRANSPORT_"}
+    for doc, prefix in docs.items():
+        lines = (SPEC.parent / doc).read_text().splitlines()
+        for c in ErrorCode:
+            if c.name.startswith(prefix):
+                assert any(f"`{c.name}`" in ln and str(int(c)) in ln for ln in lines), (doc, c)

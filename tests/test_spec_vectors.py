@@ -1,5 +1,11 @@
-"""Every message any layer declares: vectors hold both ways, and its decoder
-survives fuzzing (random and mutated bytes raise only DecodeError)."""
+"""Every message any layer declares: vectors hold both ways, its decoder
+survives fuzzing (random and mutated bytes raise only DecodeError), and its
+layer's document (specs/link.md, network.md, transport.md) lists it with its
+type code and its fields in wire order."""
+import dataclasses
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,3 +51,30 @@ def test_fuzz_decoder(cls, data):
             decode(candidate)
         except DecodeError:
             pass
+
+
+# ---------------------------------------------------------------- the layer documents
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+#: A message row of a layer document: | 0x0405 | `QubitHeader` | fields | sent |
+MESSAGE_ROW = re.compile(r"^\| 0x([0-9A-Fa-f]{4}) \| `(\w+)` \| ([^\n]*?) \| [^\n]*\|$", re.M)
+LAYER_DOCS = ("link.md", "network.md", "transport.md")
+
+
+def _documented_messages():
+    return [(doc, int(code, 16), name, re.findall(r"`(\w+)`", fields))
+            for doc in LAYER_DOCS
+            for code, name, fields in MESSAGE_ROW.findall((SPECS / doc).read_text())]
+
+
+def test_layer_documents_list_every_message_with_its_type_code():
+    documented = {(code, name) for _, code, name, _ in _documented_messages()}
+    declared = {(c.TYPE_CODE, c.__name__) for c in PROTOCOL_MESSAGES}
+    assert documented == declared
+
+
+@pytest.mark.parametrize("doc, code, name, fields", _documented_messages(),
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_layer_documents_give_the_fields_in_wire_order(doc, code, name, fields):
+    cls = registry()[code]
+    assert fields == [f.name for f in dataclasses.fields(cls)], f"{doc}: {name}"

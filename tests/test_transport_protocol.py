@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
+    Fail,
     CancelTimer, Deliver, MessageReceived, OperationDone, PeerDown, QuantumOp, SendMessage,
     StartTimer, Submit, TimerFired,
 )
@@ -348,3 +349,23 @@ def test_any_arrival_order_maps_each_qubit_to_its_header(case):
         assert gates.get(qubit) == want
         assert isinstance(ev, svc.QubitArrived if kind == "qubit" else svc.EprArrived)
     assert not t.remote_pairs and not t.headers
+
+
+def test_a_header_for_another_nodes_pair_is_refused():
+    """Carol names a pair that alice heads: bob must not bind it to carol's
+    connection, must keep the pair for alice, and tells carol why."""
+    from qstack.network.service import PairId
+    from qstack.transport.messages import QubitHeader, Rst, Syn
+
+    bob = TeleportTransport("bob")
+    bob.handle(svc.Listen(1, 7), 0)
+    bob.handle(MessageReceived("carol", Syn(50000, 7)), 1)
+    bob.handle(NetOk(1, PairId("alice", 1, 0), "alice", 0, 0.9, 0, qubit="q_ab",
+                     initiator=False), 2)
+    acts = bob.handle(MessageReceived("carol", QubitHeader(50000, 7, 0, ("alice", 1, 0), False,
+                                                           False, 0)), 3)
+    assert not [a for a in acts if isinstance(a, Deliver)]
+    assert any(isinstance(a, Fail) and a.code == ErrorCode.TRANSPORT_HEADER_MISMATCH for a in acts)
+    rst = [a.msg for a in acts if isinstance(a, SendMessage) and isinstance(a.msg, Rst)]
+    assert rst and rst[0].code == int(ErrorCode.TRANSPORT_HEADER_MISMATCH)
+    assert ("alice", 1, 0) in bob.remote_pairs          # still there for its owner

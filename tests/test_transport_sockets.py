@@ -317,3 +317,63 @@ def test_local_gates_cost_time():
         return ctx.now_ns
 
     assert run_apps(net, {"alice": alice}).results["alice"] == 1000 + 10 * 100 + 2000
+
+
+def test_a_run_whose_memory_stays_full_stops_with_a_stall_error():
+    """Bob keeps every qubit (12) in an 8-qubit memory: the ninth send can
+    never get a pair. The run must end (stall detection), not spin for ever."""
+    n = 12
+
+    async def alice(ctx):
+        async with await ctx.connect("bob", 7) as sock:
+            for _ in range(n):
+                q = ctx.qubit()
+                await sock.send_qubit(q)
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        return [await sock.recv_qubit() for _ in range(n)]
+
+    res = api.simulate({"nodes": ["alice", "bob"], "links": [["alice", "bob"]]},
+                       {"alice": alice, "bob": bob}, seed=1, stall_s=5)
+    assert set(res.errors) == {"alice", "bob"}
+    assert all(isinstance(e, TimeoutError) and "stalled" in str(e) for e in res.errors.values())
+    assert res.metrics["qubits_delivered"] == 8          # what fitted in bob's memory
+    # The last progress is within the first simulated second; the watchdog
+    # (period 5 s) sees a whole period without progress by 2 periods later.
+    assert 5 * 10**9 <= res.end_ns <= 3 * 5 * 10**9
+
+
+def test_a_sleeping_application_is_not_a_stall():
+    async def sleeper(ctx):
+        await ctx.sleep(20 * 10**9)      # 20 s, longer than the stall window
+        return "awake"
+
+    res = api.simulate({"nodes": ["alice"], "links": []}, {"alice": sleeper}, seed=1, stall_s=5)
+    assert res.ok and res.results["alice"] == "awake"
+
+
+def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
+    """The pair behind an EPR header expires before bob binds it: recv_epr
+    raises the loss, and the qubit queue is left alone."""
+    net = ideal_net(1.0, seed=1, random_interval=False, far_delay_ns=1_000_000)
+    seen = {}
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 5)
+        await sock.create_epr(1)
+        await ctx.sleep(100_000)                      # header at bob, pair not yet
+        net.ideal.expire(next(iter(net.ideal.pairs)))
+        await ctx.sleep(10_000_000)
+
+    async def bob(ctx):
+        sock = await ctx.listen(5).accept()
+        with pytest.raises(TransportError) as info:
+            await sock.recv_epr(1, timeout_ns=5_000_000)
+        seen["epr"] = info.value.code
+        with pytest.raises(TransportTimeout):
+            await sock.recv_qubit(timeout_ns=1)
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert not run.errors, run.errors
+    assert seen["epr"] == ErrorCode.NET_CIRCUIT_TORN_DOWN

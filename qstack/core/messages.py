@@ -100,6 +100,10 @@ class _FieldCodec:
         self.min = meta.get("min")
         self.max = meta.get("max")
         self.max_len = meta.get("max_len")
+        # Plain scalar fields (most of them) skip the type-hint analysis that
+        # nested, optional and enum fields need: that analysis was the
+        # codec's main cost per message.
+        self.scalar = tp if tp in (int, float, str, bool, bytes) else None
 
     def _fail(self, code: ErrorCode, why: str) -> DecodeError:
         return DecodeError(code, f"field {self.name!r}: {why}")
@@ -111,11 +115,17 @@ class _FieldCodec:
             raise self._fail(ErrorCode.OUT_OF_RANGE, f"{value!r} > maximum {self.max}")
 
     def to_wire(self, value: Any) -> Any:
+        scalar = self.scalar
+        if scalar is not None:
+            return float(value) if scalar is float else value
         return _to_wire(self.tp, value)
 
     def from_wire(self, raw: Any) -> Any:
-        value = _from_wire(self.tp, raw, self)
-        return value
+        if self.scalar is not None:
+            if raw is None:
+                raise self._fail(ErrorCode.BAD_FIELD, "missing value (nil)")
+            return _scalar_from_wire(self.scalar, raw, self)
+        return _from_wire(self.tp, raw, self)
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:
@@ -176,6 +186,10 @@ def _from_wire(tp: Any, raw: Any, fc: _FieldCodec) -> Any:
         if len(raw) != len(args):
             raise fc._fail(ErrorCode.BAD_FIELD, f"expected {len(args)} items, got {len(raw)}")
         return tuple(_from_wire(a, v, fc) for a, v in zip(args, raw))
+    return _scalar_from_wire(inner, raw, fc)
+
+
+def _scalar_from_wire(inner: Any, raw: Any, fc: _FieldCodec) -> Any:
     if inner is bool:
         if type(raw) is not bool:
             raise fc._fail(ErrorCode.BAD_FIELD, "expected a boolean")

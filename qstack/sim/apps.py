@@ -101,14 +101,53 @@ class AppRun:
     end_ns: int = 0
     events: int = 0
     timed_out: bool = False
+    stalled: bool = False
+
+
+class _Watchdog:
+    """Checks every ``period_ns`` whether the applications made progress."""
+
+    def __init__(self, sim: Any, tasks: list, period_ns: int, run: AppRun) -> None:
+        self.sim, self.tasks, self.period, self.run = sim, tasks, max(1, period_ns), run
+        self.last = -1
+
+    def _progress(self) -> int:
+        return sum(t.steps for t in self.tasks)
+
+    def arm(self) -> None:
+        self.last = self._progress()
+        self.sim.schedule(self.period, self._check)
+
+    def _check(self) -> None:
+        live = [t for t in self.tasks if not t.done()]
+        if not live:
+            return
+        # Only parked tasks can stall; a sleeping one will wake by itself.
+        parked = all(t.waiting_on is not None for t in live)
+        if parked and self._progress() == self.last:
+            self.run.stalled = True
+            return
+        if self.sim.pending > 0:      # otherwise the run ends idle (a deadlock) by itself
+            self.arm()
+
+
+#: Default of :func:`run_apps`'s ``stall_ns``: 300 simulated seconds.
+STALL_NS = 300 * 10**9
 
 
 def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
-             protocol: str = TRANSPORT) -> AppRun:
+             protocol: str = TRANSPORT, stall_ns: int | None = STALL_NS) -> AppRun:
     """Run ``apps`` on ``net``: ``{node: fn}`` or ``{node: [fn, ...]}``, each
     ``fn`` an ``async def fn(ctx)``. Returns when all have finished, or at
     ``until_ns`` (simulated ns) with ``timed_out`` set and the unfinished ones
     listed in ``errors`` as ``TimeoutError``.
+
+    ``stall_ns``: stop early when, for this long in simulated time, every
+    unfinished application has been parked on a network operation without
+    being resumed while the layers below keep busy (e.g. retrying into a
+    memory the applications keep full): a stalled run then ends with the
+    unfinished ones in ``errors`` (``stalled`` set) instead of running for
+    ever. ``None`` waits without limit.
     """
     run = AppRun()
     clients: dict[str, TransportClient] = {}
@@ -134,7 +173,10 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
             task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
             tasks.append(task)
     start_events = net.sim.events_fired if hasattr(net.sim, "events_fired") else 0
-    net.run(until_ns=until_ns, stop_when=lambda: all(t.done() for t in tasks))
+    if stall_ns is not None and tasks:
+        _Watchdog(net.sim, tasks, int(stall_ns), run).arm()
+    net.run(until_ns=until_ns,
+            stop_when=lambda: run.stalled or all(t.done() for t in tasks))
     run.end_ns = net.sim.now
     run.events = (net.sim.events_fired - start_events) if hasattr(net.sim, "events_fired") else 0
     for task in tasks:
@@ -148,8 +190,14 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
         elif not task.done():
             waiting = task.waiting_on
             run.timed_out = until_ns is not None and net.sim.now >= until_ns
-            why = (f"still running at t={net.sim.now} ns" if run.timed_out else
-                   f"deadlocked at t={net.sim.now} ns (waits on {waiting!r})")
+            if run.timed_out:
+                why = f"still running at t={net.sim.now} ns"
+            elif run.stalled:
+                why = (f"stalled: no application progressed for {stall_ns / 1e9:g} s of "
+                       f"simulated time (t={net.sim.now} ns; waits on {waiting!r}); a "
+                       "full memory or a missing peer are the usual causes")
+            else:
+                why = f"deadlocked at t={net.sim.now} ns (waits on {waiting!r})"
             run.errors[task.name] = TimeoutError(f"application {task.name!r} {why}")
             task.cancel()
     return run

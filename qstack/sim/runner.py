@@ -185,7 +185,8 @@ class SimTask(SimFuture):
     someone reads it (``result()``, ``exception()`` or ``await``).
     """
 
-    __slots__ = ("name", "_coro", "_waiting_on", "_wakeup", "_cancel_requested", "_awaited")
+    __slots__ = ("name", "_coro", "_waiting_on", "_wakeup", "_cancel_requested", "_awaited",
+                 "steps")
 
     def __init__(self, sim: "Simulator", coro: Coroutine[Any, Any, Any], name: str | None) -> None:
         super().__init__(sim)
@@ -199,10 +200,13 @@ class SimTask(SimFuture):
         #: True when somebody will read the outcome (an awaiting task,
         #: ``run_until_complete``, a done-callback), so a failure is not lost.
         self._awaited = False
+        #: How many times the coroutine has been resumed (progress, for watchdogs).
+        self.steps = 0
 
     def _step(self, thrown: BaseException | None = None) -> None:
         """Advance the coroutine to its next request (runs as a kernel event)."""
         self._wakeup = None
+        self.steps += 1
         sim = self._sim
         previous = sim.current_task
         sim.current_task = self

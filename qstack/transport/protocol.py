@@ -109,7 +109,7 @@ class _Op:
 class _Rx:
     """An item received (by header or data message), waiting for its turn."""
 
-    kind: str                  # "qubit", "epr", "data", "lost"
+    kind: str                  # "qubit", "epr", "data"
     msg: Any
     ready: bool = False
     qubit: Any = None
@@ -674,6 +674,16 @@ class TeleportTransport(Protocol):
             self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
                                 f"no connection {conn} on {self.node}"))
             return
+        if pid[0] != src:
+            # The sender of an item asks for its pairs, so it heads them: a
+            # header naming another node's pair is refused (the pair is not
+            # touched, so its real owner still gets it).
+            self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+                            f"{src} sent a header for pair {pid}, which {pid[0]} heads"))
+            self._send(src, Rst(msg.dst_port, msg.src_port,
+                                int(ErrorCode.TRANSPORT_HEADER_MISMATCH),
+                                f"pair {pid} is not {src}'s"))
+            return
         if msg.seq < st.rx_next or msg.seq in st.rx_items:
             self._drop_remote_pair(pid)   # a duplicate: the first copy stands
             return
@@ -705,7 +715,12 @@ class TeleportTransport(Protocol):
         self._deliver_ready(st)
 
     def _on_release(self, src: str, msg: PairRelease, now_ns: int) -> None:
-        self._drop_remote_pair(tuple(msg.pair))
+        pid = tuple(msg.pair)
+        if pid[0] != src:      # only the pair's head may release it
+            self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+                            f"{src} released pair {pid}, which {pid[0]} heads"))
+            return
+        self._drop_remote_pair(pid)
 
     # ------------------------------------------------------------ receiving
     def _drop_remote_pair(self, pid: tuple) -> None:
@@ -739,7 +754,7 @@ class TeleportTransport(Protocol):
         item = st.rx_items.get(seq)
         if item is None:
             return
-        item.kind, item.ready, item.code, item.detail = "lost", True, ErrorCode(code), detail
+        item.ready, item.code, item.detail = True, ErrorCode(code), detail
         self._deliver_ready(st)
 
     def _deliver_ready(self, st: _ConnState) -> None:
@@ -752,7 +767,10 @@ class TeleportTransport(Protocol):
             seq = st.rx_next
             st.rx_next += 1
             msg = item.msg
-            if item.kind == "data":
+            if item.code is not None:
+                self.stats["lost"] += 1
+                self._up(svc.Lost(conn, seq, item.code, item.detail, item.kind))
+            elif item.kind == "data":
                 self.stats["bytes_received"] += len(msg.payload)
                 self._up(svc.DataArrived(conn, seq, msg.payload))
             elif item.kind == "qubit":
@@ -767,9 +785,6 @@ class TeleportTransport(Protocol):
                 self.deliveries.append(("epr", latency, item.fidelity))
                 self._up(svc.EprArrived(conn, seq, item.qubit, item.fidelity, tuple(msg.pair),
                                         False, None, msg.metadata))
-            else:
-                self.stats["lost"] += 1
-                self._up(svc.Lost(conn, seq, item.code, item.detail))
         if st.rx_fin is not None and st.rx_next >= st.rx_fin and not st.peer_closed:
             st.peer_closed = True
             self._up(svc.PeerClosed(conn))

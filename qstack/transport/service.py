@@ -200,9 +200,11 @@ class PeerClosed:
 @dataclass(frozen=True, slots=True)
 class Lost:
     """Item ``seq`` of ``conn`` could not be delivered (its pair expired after
-    the sender had measured): it is skipped so later items still flow."""
+    the sender had measured): it is skipped so later items still flow.
+    ``kind`` is what was lost: "qubit" or "epr"."""
 
     conn: Conn
     seq: int
     code: ErrorCode
     detail: str = ""
+    kind: str = "qubit"

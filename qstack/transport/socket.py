@@ -282,8 +282,11 @@ class TransportClient:
         elif kind is svc.DataArrived:
             self.conn_queues(ev.conn).data.put(ev.data)
         elif kind is svc.Lost:
-            self.conn_queues(ev.conn).qubits.put(
-                TransportError(ev.code, f"item {ev.seq} of {ev.conn} was lost: {ev.detail}"))
+            queues = self.conn_queues(ev.conn)
+            # The loss surfaces where the lost item would have: recv_epr or recv_qubit.
+            queue = queues.eprs if ev.kind == "epr" else queues.qubits
+            queue.put(TransportError(ev.code, f"{ev.kind} {ev.seq} of {ev.conn} was lost: "
+                                              f"{ev.detail}"))
         elif kind is svc.PeerClosed:
             q = self.conn_queues(ev.conn)
             q.closed = True
@@ -442,6 +445,8 @@ class QSocket:
         for _ in range(int(number)):
             left = None if deadline is None else max(0, deadline - rt.now_ns())
             ev = await queue.get(rt, left, "EPR pair")
+            if isinstance(ev, BaseException):
+                raise ev
             q = Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
             out.append(q if measure is None else await q.measure(measure))
         return out
