@@ -2,7 +2,7 @@
 
 Every node of a chain of N nodes runs the link layer's EGP (``link.egp``)
 under the network layer's circuit protocol (``network.qnp``, swap as soon as
-possible, window 1) on :class:`qstack.sim.network.SimNetwork`; neighbours are
+possible, flow-control window 1) on :class:`qstack.sim.network.SimNetwork`; neighbours are
 joined by heralded links (:class:`qstack.physical.pair_model.SimplePairModel`:
 Werner pairs of fidelity ``F_LINK``, success probability ``P_LINK`` per
 1 us attempt, herald 5 us after emission, one-way classical delay 10 us,
@@ -126,6 +126,9 @@ def chain_run(n: int, pairs: int = 1000, formalism: str = "bd", seed: int = 1,
         "wall_us_per_node_pair": round(1e6 * (t2 - t1) / (n * got), 2),
         "events": net.sim.events_fired, "messages": net.stats["messages"],
         "quantum_ops": net.stats["quantum_ops"], "swaps": swaps,
+        # flow control: (n - 1) link pairs per end-to-end pair with no cut-off
+        "link_pairs_per_pair": round(sum(lk.pairs_heralded for lk in net.links.values())
+                                     / got, 3),
         "sim_time_ms": round(net.sim.now / 1e6, 3),
         "mean_fidelity": sum(fids) / len(fids),
         "werner_formula": chain_fidelity([F_LINK] * (n - 1)),

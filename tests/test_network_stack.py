@@ -97,3 +97,42 @@ def test_memory_kept_full_does_not_spin():
     assert len(head.oks) <= 2 and len(tail.oks) <= 2
     # <= ~2 links x 2 ends x (retry timer + refusal) per ms, with margin
     assert net.sim.events_fired < 10 * 1000 * sim_s
+
+
+def _link_pairs(net) -> int:
+    """Pairs heralded on every link of the simulation (counted by the simulator)."""
+    return sum(link.pairs_heralded for link in net.links.values())
+
+
+@pytest.mark.parametrize("n", [3, 12, 40])
+def test_link_pairs_per_end_to_end_pair_are_bounded(n):
+    # Flow control: a repeater keeps at most `window` downstream pairs between
+    # its request and the passing of the Track of the end-to-end pair it became
+    # part of, and never more than the pairs still needed. With ideal links and
+    # no cut-off every link pair is used: exactly (n-1) link pairs per
+    # delivered pair. (Swap-as-soon-as-possible with refills after every swap
+    # made about n^2/2 extra pairs, which piled up at the tail.)
+    pairs = 15
+    net, names, consumers = build_chain(n, "bd", seed=3, fidelity=1.0)
+    head, tail = consumers[names[0]], consumers[names[-1]]
+    net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
+    net.run(until_ns=10**12)
+    assert not net.errors and not head.errors and not tail.errors
+    assert len(head.oks) == len(tail.oks) == pairs
+    assert _link_pairs(net) <= (n - 1) * pairs
+    qnp_count = sum(net.nodes[x].protocols["network.qnp"].stats["link_pairs"] for x in names)
+    assert qnp_count == _link_pairs(net)
+
+
+def test_one_pair_requests_waste_no_link_pairs():
+    # A transport asking one pair at a time (one circuit per pair): no window
+    # pair is made beyond the circuit's `number`, so none is discarded at teardown.
+    net, names, consumers = build_chain(3, "bd", seed=4, fidelity=1.0)
+    head, tail = consumers[names[0]], consumers[names[-1]]
+    for k in range(1, 11):
+        net.submit(names[0], NetRequest(names[-1], number=1), to="network.qnp")
+        net.run(until_ns=net.sim.now + 10**10,
+                stop_when=lambda: len(head.oks) >= k and len(tail.oks) >= k)
+    net.run(until_ns=net.sim.now + 10**9)    # teardowns and any late pair
+    assert len(head.oks) == len(tail.oks) == 10
+    assert _link_pairs(net) == 2 * 10

@@ -6,7 +6,11 @@ node sets up a **circuit** (an id, a path, per-link fidelity targets) hop by
 hop to the **tail**; every node except the tail then asks its link layer for
 pairs on its downstream link; a **repeater** swaps (Bell-state measurement)
 a pair from each side, as soon as possible or in nested (doubling) order;
-cut-off timers discard pairs held too long unswapped.
+cut-off timers discard pairs held too long unswapped. Flow control
+(``specs/network.md``): a repeater's downstream pair holds credit until the
+Track of the end-to-end pair it joined passes the repeater, the head's until
+its PairDone; no node asks for more pairs than the circuit still needs. Each
+link thus makes one pair per delivered pair.
 
 Pauli-frame tracking, no corrections on the way: the state of a swapped
 segment is ``B_(b1 ^ b2 ^ m)`` for link pairs in ``B_b1``, ``B_b2`` and BSM
@@ -140,6 +144,11 @@ class _Circuit:
     early: dict = field(default_factory=dict)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     outstanding: int = 0             # link-layer requests in flight on the downstream link
+    # repeater flow control (specs/network.md, "Flow control"): downstream
+    # pairs swapped here whose Track has not passed yet (they still hold credit)
+    untracked: int = 0
+    requested: int = 0               # downstream pairs asked for on this circuit
+    lost: int = 0                    # ... of which known not to become a delivered pair
     delivered: int = 0               # pairs accepted (tail) / delivered (head)
     done_seq: int = 0                # tail: next pair_seq
     lo: int = -1                     # nested: the segment this repeater joins
@@ -178,6 +187,10 @@ class QnpProtocol(Protocol):
     unswapped per circuit on its downstream link (memory the circuit may use
     per link side). ``purify``: let routing plan purification where a link
     cannot reach its target (needs ``network.purify`` below).
+
+    ``window`` is the flow-control credit: a downstream pair counts against it
+    from its request until the Track of its end-to-end pair passes (repeater)
+    or its PairDone returns (head), or until it is lost.
     """
 
     name = "network.qnp"
@@ -203,7 +216,7 @@ class QnpProtocol(Protocol):
         self._ops: dict[int, tuple] = {}
         self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
         #: counters for tests and benchmarks
-        self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0}
+        self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0}
         self._dispatch = {tp: getattr(self, attr) for tp, attr in type(self)._handlers.items()}
 
     # ================================================================ helpers
@@ -362,8 +375,18 @@ class QnpProtocol(Protocol):
             return []
         acts = []
         held = len(c.held[_RIGHT]) + sum(1 for k in c.busy if k[0] == _RIGHT)
-        while c.outstanding + held < self.window:
+        if c.index == 0:
+            # the head: no more pairs in flight than pairs still to deliver
+            room = min(self.window, c.number - c.delivered) - c.outstanding - held
+        else:
+            # a repeater: a downstream pair holds credit from its request until
+            # the Track of the end-to-end pair it became part of has passed
+            # here (or it is lost); never more live pairs than pairs still needed
+            room = min(self.window - c.untracked,
+                       c.number - (c.requested - c.lost)) - c.outstanding - held
+        for _ in range(room):
             c.outstanding += 1
+            c.requested += 1
             acts.append(Submit(_create(
                 remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
                 max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
@@ -381,6 +404,7 @@ class QnpProtocol(Protocol):
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
             c.outstanding = max(0, c.outstanding - 1)
+            self.stats["link_pairs"] += 1
         far = c.index - 1 if side == _LEFT else c.index + 1
         p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns)
         c.held[side][p.seq] = p
@@ -402,6 +426,7 @@ class QnpProtocol(Protocol):
         if c is None:
             return []
         c.outstanding = max(0, c.outstanding - 1)
+        c.lost += 1
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
             return self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
                                        f"link {self.node}-{err.remote}: {err.detail}", now_ns)
@@ -450,6 +475,7 @@ class QnpProtocol(Protocol):
         self.stats["swaps"] += 1
         c.swaps[(_LEFT, pl.seq)] = (_RIGHT, pr.seq, pr.bell ^ m, pr.fidelity, pr.created_ns)
         c.swaps[(_RIGHT, pr.seq)] = (_LEFT, pl.seq, pl.bell ^ m, pl.fidelity, pl.created_ns)
+        c.untracked += 1
         acts: list = []
         if c.strategy == SwapStrategy.NESTED:
             acts.append(SendMessage(c.path[c.index - 1],
@@ -494,7 +520,9 @@ class QnpProtocol(Protocol):
             del c.swaps[(side, t.link_seq)]
             fwd = _track(c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
                          min(t.created_ns, created_o))
-            return [SendMessage(c.neighbour(oside), fwd)]
+            # flow control: the downstream pair is now part of a tracked pair
+            c.untracked -= 1
+            return [SendMessage(c.neighbour(oside), fwd)] + self._refill(c, now_ns)
         if where != "held":
             return []
         side, p = info
@@ -551,18 +579,22 @@ class QnpProtocol(Protocol):
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
             del c.swaps[(side, m.link_seq)]
-            return [SendMessage(c.neighbour(oside), _pair_done(
+            acts = []
+            if not m.accepted:
+                c.lost += 1
+                acts = self._refill(c, now_ns)
+            return acts + [SendMessage(c.neighbour(oside), _pair_done(
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
                 m.created_ns))]
         if where != "held" or c.index != 0:
             return []
         _, p = info
         del c.held[_RIGHT][p.seq]
-        acts = self._refill(c, now_ns)
         if not m.accepted:
-            return acts + [self._op(Discard(p.qubit), ("discard",))]
+            return self._refill(c, now_ns) + [self._op(Discard(p.qubit), ("discard",))]
         r = self.requests.get(c.request_id)
         c.delivered += 1
+        acts = self._refill(c, now_ns)
         idx = m.pair_seq
         if r is not None:
             r.delivered += 1
@@ -592,9 +624,15 @@ class QnpProtocol(Protocol):
         where, info = self._locate(c, src, m.link_seq, m)
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
+            # the segment is broken: its downstream pair is lost, and if the
+            # Track had not passed yet its credit comes back
+            if (_LEFT, m.link_seq if side == _LEFT else oseq) in c.swaps:
+                c.untracked -= 1
+            c.lost += 1
             c.swaps.pop((side, m.link_seq), None)
             c.swaps.pop((oside, oseq), None)
-            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
+            return ([SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
+                    + self._refill(c, now_ns))
         if where != "held":
             return []
         side, p = info
@@ -606,6 +644,8 @@ class QnpProtocol(Protocol):
         p = c.held[side].pop(seq, None)
         if p is None:
             return []
+        if side == _RIGHT:
+            c.lost += 1
         c.waiting_track.pop(seq, None) if side == _LEFT else None
         acts: list = [self._op(Discard(p.qubit), ("discard",))]
         if c.cutoff_ns and 0 < c.index < c.n_links:
@@ -725,6 +765,7 @@ class QnpProtocol(Protocol):
             if isinstance(out, BaseException):
                 # the BSM failed (qubit lost): both segments are broken
                 acts = []
+                c.lost += 1
                 for side, p in ((_LEFT, pl), (_RIGHT, pr)):
                     c.busy.pop((side, p.seq), None)
                     acts.append(SendMessage(c.neighbour(side),
