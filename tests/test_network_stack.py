@@ -136,3 +136,20 @@ def test_one_pair_requests_waste_no_link_pairs():
     net.run(until_ns=net.sim.now + 10**9)    # teardowns and any late pair
     assert len(head.oks) == len(tail.oks) == 10
     assert _link_pairs(net) == 2 * 10
+
+
+def test_requests_refused_for_a_full_link_queue_are_retried_later():
+    """Three circuits share links whose distributed queue holds one item: the
+    link layer refuses the others at once (LINK_QUEUE_FULL). The QNP must wait
+    and ask again (before, it asked again at once, recursing without end) and
+    every request must complete."""
+    net, names, keepers = _chain_with_keepers(3, "bd", slots=16)
+    for name in names:
+        net.nodes[name].protocols["link.egp"].max_queue = 1
+    head, tail = keepers[names[0]], keepers[names[-1]]
+    for _ in range(3):
+        net.submit(names[0], NetRequest(names[-1], number=2), to="network.qnp")
+    net.run(until_ns=10**11, stop_when=lambda: len(head.oks) >= 6 and len(tail.oks) >= 6)
+    assert not head.errors and not tail.errors
+    assert len(head.oks) == len(tail.oks) == 6
+    assert {ok.pair_id for ok in head.oks} == {ok.pair_id for ok in tail.oks}

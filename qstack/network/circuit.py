@@ -191,13 +191,17 @@ class QnpProtocol(Protocol):
     ``window`` is the flow-control credit: a downstream pair counts against it
     from its request until the Track of its end-to-end pair passes (repeater)
     or its PairDone returns (head), or until it is lost.
+
+    ``link_retry_ns``: after the link layer refuses a request at once (queue
+    full, no resources, out of memory), the wait before asking again (ns).
     """
 
     name = "network.qnp"
 
     def __init__(self, node: str, topology: Topology | None = None, *,
                  link_service: str = "link.egp", default_cutoff_ns: int = 0, window: int = 1,
-                 purify: bool = False, link_max_time_ns: int = 0) -> None:
+                 purify: bool = False, link_max_time_ns: int = 0,
+                 link_retry_ns: int = 1_000_000) -> None:
         super().__init__(node)
         self.topology = topology
         self.link_service = link_service
@@ -205,6 +209,7 @@ class QnpProtocol(Protocol):
         self.window = max(1, int(window))
         self.purify = purify
         self.link_max_time_ns = int(link_max_time_ns)
+        self.link_retry_ns = int(link_retry_ns)
         self.circuits: dict[tuple[str, int], _Circuit] = {}
         self.requests: dict[int, _Request] = {}
         # (neighbour, purpose label) -> circuit key, for LinkOk from either side
@@ -434,8 +439,11 @@ class QnpProtocol(Protocol):
             return self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
                                        f"link {self.node}-{err.remote} unknown", now_ns,
                                        failed=(self.node, err.remote))
-        # transient (timeout, queue full, no resources): try again
-        return self._refill(c, now_ns)
+        if err.code == ErrorCode.LINK_TIMEOUT:
+            return self._refill(c, now_ns)     # time has passed: ask again now
+        # Refused at once (queue full, no resources, memory, rejected): asking
+        # again at once could be refused at once again, for ever; wait first.
+        return [StartTimer(("qnp.retry", c.head, c.cid), self.link_retry_ns)]
 
     @on(LinkExpire)
     def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
@@ -742,6 +750,9 @@ class QnpProtocol(Protocol):
                 return []
             self.stats["cutoffs"] += 1
             return self._expire_local(c, side, seq, "cutoff", now_ns, notify=True)
+        if key[0] == "qnp.retry":
+            c = self.circuits.get((key[1], key[2]))
+            return self._refill(c, now_ns) if c is not None else []
         if key[0] == "qnp.req":
             r = self.requests.get(key[1])
             if r is None:
