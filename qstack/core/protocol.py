@@ -173,6 +173,7 @@ class Protocol:
 
     name: ClassVar[str] = ""
     _handlers: ClassVar[dict[type, str]] = {}
+    _resolved: ClassVar[dict[type, str | None]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -182,16 +183,22 @@ class Protocol:
                 for tp in getattr(fn, "__qstack_handles__", ()):
                     handlers[tp] = attr
         cls._handlers = handlers
+        # event type -> handler name (None: no handler), resolved on first use
+        cls._resolved: dict[type, str | None] = {}
 
     def __init__(self, node: str) -> None:
         self.node = node
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""
-        for klass in type(event).__mro__:
-            attr = self._handlers.get(klass)
-            if attr is not None:
-                return getattr(self, attr)(event, now_ns) or []
+        tp = event.__class__
+        try:
+            attr = self._resolved[tp]
+        except KeyError:
+            attr = next((self._handlers[k] for k in tp.__mro__ if k in self._handlers), None)
+            self._resolved[tp] = attr
+        if attr is not None:
+            return getattr(self, attr)(event, now_ns) or []
         return [Fail(ErrorCode.UNEXPECTED_EVENT,
                      f"{type(self).__name__} on {self.node} has no handler for "
                      f"{type(event).__name__}", context=event)]
