@@ -5,10 +5,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from qstack.physical.attempts import HAVE_CYTHON as _HAVE_ATTEMPTS_KERNEL
+from qstack.physical.attempts import simulate_attempt_runs
 from qstack.physical.attempts import (
     attempts_until_herald_reference,
     sample_attempts_many,
@@ -98,3 +100,65 @@ def test_herald_outcome_properties(p, modes, seed):
     assert 1 <= o.attempts <= 1000
     assert o.elapsed_ns == pytest.approx(o.attempts * 100.0)
     assert o.success or o.attempts == 1000
+
+
+# ---------------------------------------------------------------- attempt-by-attempt kernel and twin
+
+
+needs_kernel = pytest.mark.skipif(not _HAVE_ATTEMPTS_KERNEL, reason="Cython kernel not built")
+
+
+@needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(p=st.one_of(st.just(0.0), st.floats(0.02, 1.0)), modes=st.integers(1, 4),
+       limit=st.one_of(st.none(), st.integers(1, 30)), runs=st.integers(0, 40),
+       seed=st.integers(0, 2**32 - 1), block=st.integers(1, 64))
+def test_attempt_kernel_and_python_twin_agree_exactly(p, modes, limit, runs, seed, block):
+    if p == 0 and limit is None:
+        p = 0.5     # no herald would ever come
+    a = simulate_attempt_runs(p, runs, np.random.default_rng(seed), modes=modes,
+                              max_attempts=limit, backend="cython", block=block)
+    b = simulate_attempt_runs(p, runs, np.random.default_rng(seed), modes=modes,
+                              max_attempts=limit, backend="python", block=block)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_attempt_runs_follow_the_geometric_law():
+    """Attempt by attempt with M modes: P(herald within L attempts) =
+    1 - (1-p)^(M L); heralded runs have mean attempts given by the truncated
+    geometric law. Tolerance: 5 standard errors of the 200k-run estimates."""
+    p, modes, limit, runs = 0.01, 3, 40, 200_000
+    att, ok = simulate_attempt_runs(p, runs, np.random.default_rng(11), modes=modes,
+                                    max_attempts=limit)
+    q = (1 - p) ** modes                      # one attempt fails
+    p_ok = 1 - q ** limit
+    assert ok.mean() == pytest.approx(p_ok, abs=5 * math.sqrt(p_ok * (1 - p_ok) / runs))
+    assert np.all(att[~ok] == limit) and np.all((att[ok] >= 1) & (att[ok] <= limit))
+    k = np.arange(1, limit + 1)
+    pk = q ** (k - 1) * (1 - q) / p_ok        # attempts of a heralded run
+    mean, var = float((k * pk).sum()), float((k * k * pk).sum() - (k * pk).sum() ** 2)
+    n_ok = int(ok.sum())
+    assert att[ok].mean() == pytest.approx(mean, abs=5 * math.sqrt(var / n_ok))
+
+
+def test_attempt_runs_agree_with_the_skip_ahead_sampler_in_distribution():
+    """The one-draw geometric sampler and the attempt-by-attempt runs have the
+    same mean attempts (5 standard errors of the difference)."""
+    p, runs = 0.05, 50_000
+    att, ok = simulate_attempt_runs(p, runs, np.random.default_rng(3))
+    fast = sample_attempts_many(p, runs, np.random.default_rng(4))
+    sd = math.sqrt((1 - p) / p**2)
+    assert ok.all()
+    assert att.mean() - fast.mean() == pytest.approx(0, abs=5 * sd * math.sqrt(2 / runs))
+
+
+def test_attempt_runs_from_given_uniforms_and_errors():
+    u = np.array([0.9, 0.2, 0.95, 0.97, 0.1])
+    att, ok = simulate_attempt_runs(0.5, 2, uniforms=u, backend="python")
+    assert att.tolist() == [2, 3] and ok.tolist() == [True, True]
+    with pytest.raises(ValueError, match="not enough"):
+        simulate_attempt_runs(0.5, 3, uniforms=u)
+    with pytest.raises(ValueError):
+        simulate_attempt_runs(0.0, 1, np.random.default_rng(1))
+    with pytest.raises(ValueError):
+        simulate_attempt_runs(0.5, 1, np.random.default_rng(1), backend="fortran")

@@ -17,6 +17,7 @@ after the last attempt the stored qubit can survive.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,19 @@ import numpy as np
 from qstack.physical.memory import QuantumMemory
 from qstack.physical.sources import _check_pos, _check_prob, _fail
 
+try:  # the Cython kernel, built by setup.py
+    from qstack.physical import _attempts  # type: ignore[attr-defined]
+    HAVE_CYTHON = True
+except ImportError:  # pragma: no cover - exercised only without a build
+    _attempts = None
+    HAVE_CYTHON = False
+    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+        raise ImportError("qstack.physical._attempts (Cython kernel) is not built but "
+                          "QSTACK_REQUIRE_CYTHON=1; build it with `pip install -e .`") from None
+
 __all__ = [
+    "HAVE_CYTHON",
+    "simulate_attempt_runs",
     "HeraldOutcome",
     "sample_attempts_until_herald",
     "attempts_until_herald_reference",
@@ -139,3 +152,88 @@ def sample_herald_reference(p_success: float, cycle_time_ns: float, rng: np.rand
         if any(rng.random() < p_success for _ in range(modes)):
             return HeraldOutcome(k, True, k * cycle_time_ns)
     return HeraldOutcome(k, False, k * cycle_time_ns)
+
+
+# ---------------------------------------------------------------- many runs, attempt by attempt
+
+def _attempt_runs_python(u: np.ndarray, p_success: float, modes: int, limit: int,
+                         attempts: np.ndarray, success: np.ndarray,
+                         run: int, k: int, m: int) -> tuple[int, int, int, int]:
+    """Pure-Python twin of ``_attempts.attempt_runs`` (same uniforms, same result).
+
+    State: ``run`` (the run in progress), ``k`` (attempts it has made), ``m``
+    (modes tried in its current attempt). Each uniform is one mode of one
+    attempt: below ``p_success`` the run heralds at attempt ``k``; after
+    ``modes`` failures the attempt is over; a run stops unheralded after
+    ``limit`` attempts (``limit`` < 0: no limit). Returns the new state and
+    the number of uniforms used."""
+    n_runs, n_u, i = len(attempts), len(u), 0
+    while run < n_runs and i < n_u:
+        if m == 0:
+            if 0 <= limit <= k:
+                attempts[run], success[run] = k, 0
+                run, k = run + 1, 0
+                continue
+            k += 1
+        if u[i] < p_success:
+            attempts[run], success[run] = k, 1
+            run, k, m = run + 1, 0, 0
+        else:
+            m += 1
+            if m == modes:
+                m = 0
+        i += 1
+    while run < n_runs and m == 0 and 0 <= limit <= k:
+        attempts[run], success[run] = k, 0
+        run, k = run + 1, 0
+    return run, k, m, i
+
+
+def simulate_attempt_runs(p_success: float, runs: int, rng: np.random.Generator | None = None, *,
+                          modes: int = 1, max_attempts: int | None = None,
+                          uniforms: np.ndarray | None = None, backend: str = "auto",
+                          block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """``runs`` independent runs of heralded attempts, simulated attempt by
+    attempt and mode by mode (the reference model of :func:`sample_herald`).
+
+    Returns (attempts per run as int64, heralded per run as bool). Uniforms
+    come from ``uniforms`` (consumed in order; ``ValueError`` if they run out)
+    or from ``rng`` in blocks of ``block``. ``backend``: "cython", "python"
+    or "auto" (Cython when built); both consume the same uniforms in the same
+    order and give identical results.
+    """
+    _check_p(p_success)
+    if not isinstance(modes, int) or modes < 1:
+        _fail("attempts", "modes", "an integer >= 1", modes)
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        _fail("attempts", "max_attempts", "an integer >= 1 or None", max_attempts)
+    if p_success == 0 and max_attempts is None:
+        raise ValueError("attempts.p_success: expected > 0 when there is no attempt limit")
+    if backend == "auto":
+        backend = "cython" if HAVE_CYTHON else "python"
+    if backend == "cython":
+        if not HAVE_CYTHON:
+            raise RuntimeError("the Cython kernel qstack.physical._attempts is not built")
+        kernel = _attempts.attempt_runs
+    elif backend == "python":
+        kernel = _attempt_runs_python
+    else:
+        raise ValueError(f"backend: expected 'auto', 'cython' or 'python', got {backend!r}")
+    attempts = np.zeros(int(runs), dtype=np.int64)
+    success = np.zeros(int(runs), dtype=np.uint8)
+    limit = -1 if max_attempts is None else int(max_attempts)
+    state = (0, 0, 0)
+    if uniforms is not None:
+        u = np.ascontiguousarray(uniforms, dtype=np.float64)
+        run, k, m, _ = kernel(u, float(p_success), modes, limit, attempts, success, *state)
+        if run < runs:
+            raise ValueError(f"uniforms: {len(u)} were not enough for {runs} runs")
+        return attempts, success.astype(bool)
+    if rng is None:
+        raise ValueError("simulate_attempt_runs: give rng or uniforms")
+    run = 0
+    while run < runs:
+        u = rng.random(block)
+        run, k, m, _ = kernel(u, float(p_success), modes, limit, attempts, success, *state)
+        state = (run, k, m)
+    return attempts, success.astype(bool)
