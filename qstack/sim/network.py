@@ -40,6 +40,8 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
 #: Operation types the node's device carries out itself (no link involved).
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
+#: Entangle deadlines at or beyond this (ns, ~146 simulated years) mean "none".
+_NEVER_NS = 1 << 62
 
 # Built once per pair (or per message) on the hot path: skip the frozen
 # dataclass __init__'s object.__setattr__ calls (same objects).
@@ -98,6 +100,8 @@ class SimLink:
     #: driver-internal cache: (model, rng, {param: (p, cycle, delay0, delay1)},
     #: {(param, bell_index): (prepared pair, fidelity)}); rebuilt if ``model`` changes
     _cache: Any = field(default=None, repr=False, compare=False)
+    #: driver-internal: pre-drawn geometric attempt counts per success probability
+    _attempt_blocks: Any = field(default=None, repr=False, compare=False)
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
@@ -404,8 +408,11 @@ class SimNetwork:
         requests[side] = (protocol, op_id, op)
         sim = self.sim
         if requests[1 - side] is None:
-            attempt.deadline_events[side] = sim.schedule_at(
-                max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
+            # A deadline beyond any simulated time never fires: no event for it
+            # (it would only be cancelled when the pair comes, once per pair).
+            if op.deadline_ns < _NEVER_NS:
+                attempt.deadline_events[side] = sim.schedule_at(
+                    max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
         elif not self._start_attempts(link, key, attempt):
             # No success in time: the deadline events report failure. (When the
             # attempts succeed, this end's deadline event would only be
@@ -460,9 +467,11 @@ class SimNetwork:
         dl0 = req0.deadline_ns
         dl1 = attempt.requests[1][2].deadline_ns
         # Skip-ahead: the index of the first successful attempt is geometric
-        # (exact for independent attempts); no per-attempt events.
+        # (exact for independent attempts); no per-attempt events. Drawn in
+        # blocks per (link, p) from the link's own attempts stream: one numpy
+        # call per block instead of one per pair.
         if p > 0:
-            attempts = int(rng.geometric(p))
+            attempts = self._next_attempts(link, p)
             emitted = now + (attempts - 1) * cycle
             h0 = emitted + d0
             h1 = emitted + d1
@@ -473,6 +482,21 @@ class SimNetwork:
         # No success in time: the deadline events report failure.
         link.attempts += max(0, (min(dl0, dl1) - now) // cycle)
         return False
+
+    _ATTEMPT_BLOCK = 1024
+
+    def _next_attempts(self, link: SimLink, p: float) -> int:
+        """The next Geometric(p) attempt count of ``link`` (stream ``link:A-B:attempts``)."""
+        blocks = link._attempt_blocks
+        if blocks is None:
+            blocks = link._attempt_blocks = {
+                "rng": self.sim.rng(f"link:{link.a}-{link.b}:attempts")}
+        block = blocks.get(p)
+        if block is None or block[1] >= len(block[0]):
+            block = blocks[p] = [blocks["rng"].geometric(p, self._ATTEMPT_BLOCK).tolist(), 0]
+        i = block[1]
+        block[1] = i + 1
+        return block[0][i]
 
     def _schedule_success(self, link: SimLink, key: Any, attempt: _Attempt, param: float,
                           attempts: int, emitted: int, h0: int, h1: int, model: Any, rng: Any,
