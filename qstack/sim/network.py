@@ -40,6 +40,8 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
 #: Operation types the node's device carries out itself (no link involved).
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
+#: Geometric attempt counts drawn per numpy call (per link and success probability).
+_ATTEMPT_BLOCK = 1024
 #: Entangle deadlines at or beyond this (ns, ~146 simulated years) mean "none".
 _NEVER_NS = 1 << 62
 
@@ -98,10 +100,9 @@ class SimLink:
     pairs_heralded: int = 0
     attempts: int = 0
     #: driver-internal cache: (model, rng, {param: (p, cycle, delay0, delay1)},
-    #: {(param, bell_index): (prepared pair, fidelity)}); rebuilt if ``model`` changes
+    #: {(param, bell_index): (prepared pair, fidelity)}, attempts rng,
+    #: {p: [pre-drawn attempt counts, next index]}); rebuilt if ``model`` changes
     _cache: Any = field(default=None, repr=False, compare=False)
-    #: driver-internal: pre-drawn geometric attempt counts per success probability
-    _attempt_blocks: Any = field(default=None, repr=False, compare=False)
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
@@ -442,17 +443,20 @@ class SimNetwork:
         return cached[1]
 
     def _link_cache(self, link: SimLink) -> tuple:
-        """(model, rng, per-param numbers, per-(param, Bell index) states) of ``link``."""
+        """(model, rng, per-param numbers, per-(param, Bell index) states, attempts
+        rng, per-p attempt blocks) of ``link``."""
         cache = link._cache
         if cache is None or cache[0] is not link.model:
-            cache = link._cache = (link.model, self.sim.rng(f"link:{link.a}-{link.b}"), {}, {})
+            name = f"link:{link.a}-{link.b}"
+            cache = link._cache = (link.model, self.sim.rng(name), {}, {},
+                                   self.sim.rng(f"{name}:attempts"), {})
         return cache
 
     def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> bool:
         """Both ends have submitted: sample when the first attempt succeeds.
         True if a success was scheduled, False if none comes before a deadline."""
         attempt.started = True
-        model, rng, numbers, states = self._link_cache(link)
+        model, rng, numbers, states, attempts_rng, blocks = self._link_cache(link)
         req0 = attempt.requests[0][2]
         param = req0.param
         nums = numbers.get(param)
@@ -471,7 +475,11 @@ class SimNetwork:
         # blocks per (link, p) from the link's own attempts stream: one numpy
         # call per block instead of one per pair.
         if p > 0:
-            attempts = self._next_attempts(link, p)
+            block = blocks.get(p)
+            if block is None or block[1] == _ATTEMPT_BLOCK:
+                block = blocks[p] = [attempts_rng.geometric(p, _ATTEMPT_BLOCK).tolist(), 0]
+            attempts = block[0][block[1]]
+            block[1] += 1
             emitted = now + (attempts - 1) * cycle
             h0 = emitted + d0
             h1 = emitted + d1
@@ -482,21 +490,6 @@ class SimNetwork:
         # No success in time: the deadline events report failure.
         link.attempts += max(0, (min(dl0, dl1) - now) // cycle)
         return False
-
-    _ATTEMPT_BLOCK = 1024
-
-    def _next_attempts(self, link: SimLink, p: float) -> int:
-        """The next Geometric(p) attempt count of ``link`` (stream ``link:A-B:attempts``)."""
-        blocks = link._attempt_blocks
-        if blocks is None:
-            blocks = link._attempt_blocks = {
-                "rng": self.sim.rng(f"link:{link.a}-{link.b}:attempts")}
-        block = blocks.get(p)
-        if block is None or block[1] >= len(block[0]):
-            block = blocks[p] = [blocks["rng"].geometric(p, self._ATTEMPT_BLOCK).tolist(), 0]
-        i = block[1]
-        block[1] = i + 1
-        return block[0][i]
 
     def _schedule_success(self, link: SimLink, key: Any, attempt: _Attempt, param: float,
                           attempts: int, emitted: int, h0: int, h1: int, model: Any, rng: Any,
@@ -510,32 +503,17 @@ class SimNetwork:
         qa, qb = self.engine.new_pair(prepared)
         link.attempts += attempts
         link.pairs_heralded += 1
-        nodes = self.nodes
-        sim = self.sim
-        cancel = sim.cancel
-        schedule_at = sim.schedule_at
-        arrives = self._herald_arrives
-        qubits = attempt.qubits
         deadline_events = attempt.deadline_events
-        herald_events = attempt.herald_events
-        nodes[link.a].device.store(qa, emitted, reserved=True)
-        qubits[0] = qa
-        ev = deadline_events[0]
-        if ev is not None:
-            cancel(ev)
-            deadline_events[0] = None
-        herald_events[0] = schedule_at(
-            h0, arrives, link, key, 0,
-            _herald(True, qa, bell_index, attempts, emitted, fid))
-        nodes[link.b].device.store(qb, emitted, reserved=True)
-        qubits[1] = qb
-        ev = deadline_events[1]
-        if ev is not None:
-            cancel(ev)
-            deadline_events[1] = None
-        herald_events[1] = schedule_at(
-            h1, arrives, link, key, 1,
-            _herald(True, qb, bell_index, attempts, emitted, fid))
+        for side, name, qubit, herald_at in ((0, link.a, qa, h0), (1, link.b, qb, h1)):
+            self.nodes[name].device.store(qubit, emitted, reserved=True)
+            attempt.qubits[side] = qubit
+            ev = deadline_events[side]
+            if ev is not None:
+                self.sim.cancel(ev)
+                deadline_events[side] = None
+            attempt.herald_events[side] = self.sim.schedule_at(
+                herald_at, self._herald_arrives, link, key, side,
+                _herald(True, qubit, bell_index, attempts, emitted, fid))
 
     def _herald_arrives(self, link: SimLink, key: Any, side: int, herald: Herald) -> None:
         attempt = link.pending.get(key)
