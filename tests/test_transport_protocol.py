@@ -369,3 +369,199 @@ def test_a_header_for_another_nodes_pair_is_refused():
     rst = [a.msg for a in acts if isinstance(a, SendMessage) and isinstance(a.msg, Rst)]
     assert rst and rst[0].code == int(ErrorCode.TRANSPORT_HEADER_MISMATCH)
     assert ("alice", 1, 0) in bob.remote_pairs          # still there for its owner
+
+
+# ---------------------------------------------------------------- giving up a connect (spec §3)
+
+def exchange(a, b, first, now=100, max_rounds=10):
+    """Carry the messages of ``first`` (actions of ``a``) between transports
+    ``a`` and ``b`` until none is left; return everything delivered upward,
+    per node. Fails if the two keep answering each other."""
+    ups = {a.node: [], b.node: []}
+    by_name = {a.node: a, b.node: b}
+    pending = [(a.node, x) for x in first]
+    for _ in range(max_rounds):
+        msgs = [(src, x) for src, x in pending if isinstance(x, SendMessage)]
+        pending = []
+        if not msgs:
+            return ups
+        for src, x in msgs:
+            dst = by_name[x.dst]
+            acts = dst.handle(MessageReceived(src, x.msg), now)
+            ups[dst.node] += delivered(acts)
+            pending += [(dst.node, y) for y in acts]
+    raise AssertionError("the two transports keep answering each other")
+
+
+def test_close_while_connecting_resets_the_far_end():
+    alice = TeleportTransport("alice")
+    acts = alice.handle(svc.Connect(1, "bob", 7, timeout_ns=10_000), 0)
+    (syn,) = sent(acts, Syn)
+    bob, bconn = served(port=7, peer_port=syn.src_port)      # bob accepted the Syn
+    conn = svc.Conn(syn.src_port, "bob", 7)
+    acts = alice.handle(svc.Close(2, conn), 10)
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.token, failed.code) == (1, ErrorCode.TRANSPORT_CLOSED)
+    assert delivered(acts, svc.Done) == [svc.Done(2)]
+    assert CancelTimer(("connect", conn)) in acts
+    (rst,) = sent(acts, Rst)
+    assert (rst.src_port, rst.dst_port, rst.code) == (conn.local_port, 7,
+                                                      int(ErrorCode.TRANSPORT_CLOSED))
+    assert not alice.conns
+    # bob drops its half-open connection and tells its application why.
+    acts = bob.handle(MessageReceived("alice", rst), 20)
+    (closed,) = delivered(acts, svc.PeerClosed)
+    assert (closed.conn, closed.code) == (bconn, ErrorCode.TRANSPORT_CLOSED)
+    assert not bob.conns and not sent(acts)                  # an Rst is never answered
+
+
+def test_connect_timeout_resets_the_far_end():
+    alice = TeleportTransport("alice")
+    acts = alice.handle(svc.Connect(1, "bob", 7, timeout_ns=1000), 0)
+    (syn,) = sent(acts, Syn)
+    bob, _ = served(port=7, peer_port=syn.src_port)
+    acts = alice.handle(TimerFired(("connect", svc.Conn(syn.src_port, "bob", 7))), 1000)
+    assert delivered(acts, svc.Failed)[0].code == ErrorCode.TRANSPORT_TIMEOUT
+    (rst,) = sent(acts, Rst)
+    assert rst.code == ErrorCode.TRANSPORT_CLOSED
+    ups = exchange(alice, bob, acts)
+    assert [e.code for e in ups["bob"] if isinstance(e, svc.PeerClosed)] == \
+        [ErrorCode.TRANSPORT_CLOSED]
+    assert not bob.conns and not alice.conns
+
+
+def test_synack_for_an_unknown_connection_is_answered_with_rst():
+    """The connect was given up (or forgotten) before the SynAck came: the
+    listener's half-open connection is reset, and nobody answers that Rst."""
+    alice = TeleportTransport("alice")
+    bob, bconn = served(port=7, peer_port=49152)
+    acts = alice.handle(MessageReceived("bob", SynAck(7, 49152)), 10)
+    (rst,) = sent(acts, Rst)
+    assert (rst.src_port, rst.dst_port, rst.code) == \
+        (49152, 7, int(ErrorCode.TRANSPORT_NOT_CONNECTED))
+    assert not delivered(acts) and not alice.conns
+    acts = bob.handle(MessageReceived("alice", rst), 20)
+    (closed,) = delivered(acts, svc.PeerClosed)
+    assert (closed.conn, closed.code) == (bconn, ErrorCode.TRANSPORT_NOT_CONNECTED)
+    assert not bob.conns
+    assert sent(acts) == []
+    # The same Rst again (or any Rst for a connection nobody has) gets no answer.
+    assert bob.handle(MessageReceived("alice", rst), 30) == []
+    assert alice.handle(MessageReceived("bob", Rst(7, 49152, 401)), 30) == []
+
+
+def test_a_repeated_synack_on_an_open_connection_is_not_reset():
+    t, conn = opened()
+    acts = t.handle(MessageReceived("bob", SynAck(7, conn.local_port)), 20)
+    assert acts == [] and t.conns[conn].state == "open"
+
+
+def test_a_restarted_connecting_end_resets_the_listener():
+    """The Syn went out, then alice restarted (PeerDown(self)): bob's SynAck
+    meets no connection and bob's half-open connection is reset."""
+    alice = TeleportTransport("alice")
+    (syn,) = sent(alice.handle(svc.Connect(1, "bob", 7), 0), Syn)
+    bob = TeleportTransport("bob")
+    bob.handle(svc.Listen(1, 7), 0)
+    alice.handle(PeerDown("alice"), 5)
+    ups = exchange(bob, alice, bob.handle(MessageReceived("alice", syn), 10))
+    assert [type(e) for e in ups["bob"]] == [svc.PeerClosed]
+    assert not bob.conns and not alice.conns
+
+
+@settings(max_examples=100)
+@given(st.lists(st.sampled_from(["syn", "synack", "rst", "fin", "close", "timer"]),
+                min_size=1, max_size=8))
+def test_control_messages_never_ping_pong(steps):
+    """Whatever the order of handshake events at either end, the answers die
+    out after at most two messages (an Rst is never answered)."""
+    alice, bob = TeleportTransport("alice"), TeleportTransport("bob")
+    bob.handle(svc.Listen(1, 7), 0)
+    (syn,) = sent(alice.handle(svc.Connect(1, "bob", 7, local_port=50000, timeout_ns=10), 0), Syn)
+    conn = svc.Conn(50000, "bob", 7)
+    for i, step in enumerate(steps, start=1):
+        if step == "syn":
+            acts, a, b = bob.handle(MessageReceived("alice", syn), i), bob, alice
+        elif step == "synack":
+            acts, a, b = alice.handle(MessageReceived("bob", SynAck(7, 50000)), i), alice, bob
+        elif step == "rst":
+            acts, a, b = bob.handle(MessageReceived("alice", Rst(50000, 7, 404)), i), bob, alice
+        elif step == "fin":
+            acts, a, b = bob.handle(MessageReceived("alice", Fin(50000, 7, 0)), i), bob, alice
+        elif step == "close":
+            acts, a, b = alice.handle(svc.Close(9, conn), i), alice, bob
+        else:
+            acts, a, b = alice.handle(TimerFired(("connect", conn)), i), alice, bob
+        exchange(a, b, acts, now=i, max_rounds=3)
+
+
+# ---------------------------------------------------------------- bounded pair-id memory (spec §5)
+
+def test_expired_ids_are_forgotten_after_the_bind_timeout():
+    t, conn = served()
+    t.bind_timeout_ns = 1000
+    for seq in range(50):   # pairs that were consumed (or never held) when they expired
+        t.handle(NetExpire(PairId("alice", 1, seq), "alice"), 10 + seq)
+    assert len(t.expired) == 50
+    t.handle(NetExpire(PairId("alice", 1, 100), "alice"), 1030)
+    assert len(t.expired) == 30        # those recorded at 10..30 ran out at 1010..1030
+    t.handle(NetExpire(PairId("alice", 1, 101), "alice"), 5000)
+    assert list(t.expired) == [("alice", 1, 101)]
+
+
+def test_an_expired_id_counts_until_the_bind_timeout_only():
+    t, conn = served()
+    t.bind_timeout_ns = 1000
+    t.handle(ok(1, 0, "B0", initiator=False, remote="alice"), 0)   # waits for its header
+    t.handle(NetExpire(PairId("alice", 1, 0), "alice"), 100)
+    t.handle(NetExpire(PairId("alice", 1, 1), "alice"), 100)       # not held here
+    # Within the bind timeout the header's item is Lost with the expiry's code...
+    acts = t.handle(MessageReceived("alice", QubitHeader(49152, 7, 0, ("alice", 1, 0), False,
+                                                          False, 0)), 1099)
+    (lost,) = delivered(acts, svc.Lost)
+    assert (lost.seq, lost.code) == (0, ErrorCode.NET_CIRCUIT_TORN_DOWN)
+    # ... after it, a header is one whose pair never comes (§5 rule 2).
+    acts = t.handle(MessageReceived("alice", QubitHeader(49152, 7, 1, ("alice", 1, 1), False,
+                                                          False, 0)), 1100)
+    assert not delivered(acts)
+    assert StartTimer(("header", ("alice", 1, 1)), 1000) in acts
+    acts = t.handle(TimerFired(("header", ("alice", 1, 1))), 2100)
+    (lost,) = delivered(acts, svc.Lost)
+    assert (lost.seq, lost.code) == (1, ErrorCode.TRANSPORT_HEADER_MISMATCH)
+    assert not t.expired
+
+
+def test_expiry_of_a_pair_this_node_heads_is_not_recorded():
+    t, conn = opened()
+    rid = of(t.handle(svc.CreateEpr(7, conn, number=1), 0), Submit)[0].request.request_id
+    t.handle(ok(rid, 0, "A"), 10)                   # handed to the application
+    t.handle(NetExpire(PairId("alice", 1, 0), "bob"), 20)
+    assert not t.expired
+
+
+def test_released_ids_are_forgotten_after_the_bind_timeout():
+    t, conn = served()
+    t.bind_timeout_ns = 1000
+    t.handle(MessageReceived("alice", PairRelease(("alice", 1, 0))), 0)
+    t.handle(MessageReceived("alice", PairRelease(("alice", 1, 1))), 0)
+    acts = t.handle(ok(1, 0, "B0", initiator=False, remote="alice"), 999)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("B0")]     # in time: freed at once
+    t.handle(MessageReceived("alice", Data(49152, 7, 0, b"x")), 1000)
+    assert not t.released                                            # the other one ran out
+    # A pair that comes later waits as an unbound pair and is freed by its bind timer.
+    acts = t.handle(ok(1, 1, "B1", initiator=False, remote="alice"), 1500)
+    (timer,) = of(acts, StartTimer)
+    acts = t.handle(TimerFired(timer.key), 2500)
+    assert [q.op for q in of(acts, QuantumOp)] == [Discard("B1")]
+
+
+def test_pair_id_memory_stays_bounded_in_a_long_run():
+    """10 000 expiries and releases, one every 1 ms, bind timeout 10 ms: at
+    most the last 10 ms' worth are remembered at any time."""
+    t, conn = served()
+    t.bind_timeout_ns = 10_000_000
+    for i in range(10_000):
+        now = i * 1_000_000
+        t.handle(NetExpire(PairId("alice", 2, i), "alice"), now)
+        t.handle(MessageReceived("alice", PairRelease(("alice", 3, i))), now)
+        assert len(t.expired) <= 10 and len(t.released) <= 10

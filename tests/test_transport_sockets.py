@@ -377,3 +377,68 @@ def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
     run = run_apps(net, {"alice": alice, "bob": bob})
     assert not run.errors, run.errors
     assert seen["epr"] == ErrorCode.NET_CIRCUIT_TORN_DOWN
+
+
+# ---------------------------------------------------------------- giving up a connect
+
+def transports(net):
+    return {n: net.nodes[n].protocols["transport.qtp"] for n in net.nodes}
+
+
+def test_a_connect_that_times_out_leaves_no_half_open_connection():
+    """alice gives up before bob's SynAck can come back (round trip 40 us):
+    bob, who accepted, is told, and neither end keeps the connection."""
+    net = ideal_net()
+    seen = {}
+
+    async def alice(ctx):
+        with pytest.raises(TransportError) as info:
+            await ctx.connect("bob", 7, timeout_ns=30_000)
+        seen["alice"] = info.value.code
+        await ctx.sleep(1_000_000)
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        with pytest.raises(TransportError) as info:
+            await sock.recv(timeout_ns=1_000_000)
+        seen["bob"] = info.value.code
+        await sock.close()
+
+    run = run_apps(net, {"alice": alice, "bob": bob})
+    assert not run.errors, run.errors
+    assert seen == {"alice": ErrorCode.TRANSPORT_TIMEOUT, "bob": ErrorCode.TRANSPORT_CLOSED}
+    assert all(not t.conns for t in transports(net).values())
+
+
+def test_closing_a_socket_while_it_connects_fails_the_connect():
+    """One task of alice's closes the socket another is connecting: the
+    connect raises TRANSPORT_CLOSED and no connection stays open anywhere."""
+    net = ideal_net()
+    shared, seen = {}, {}
+
+    async def connector(ctx):
+        sock = shared["sock"] = ctx.socket()
+        with pytest.raises(TransportError) as info:
+            await sock.connect("bob", 7)
+        seen["connect"] = info.value.code
+        with pytest.raises(TransportError) as info:
+            await sock.send(b"x")
+        seen["send"] = info.value.code
+        await ctx.sleep(1_000_000)
+
+    async def closer(ctx):
+        await ctx.sleep(1_000)                    # the Syn is on its way
+        await shared["sock"].close()
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        with pytest.raises(TransportError) as info:
+            await sock.recv(timeout_ns=1_000_000)
+        seen["bob"] = info.value.code
+        await sock.close()
+
+    run = run_apps(net, {"alice": [connector, closer], "bob": bob})
+    assert not run.errors, run.errors
+    assert seen == {"connect": ErrorCode.TRANSPORT_CLOSED, "send": ErrorCode.TRANSPORT_CLOSED,
+                    "bob": ErrorCode.TRANSPORT_CLOSED}
+    assert all(not t.conns for t in transports(net).values())

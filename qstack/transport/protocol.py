@@ -76,6 +76,49 @@ def correction_gate(bsm_index: int, bell_index: int) -> str | None:
     return _CORRECTION[(bsm_index ^ bell_index) & 3]
 
 
+class _Recent:
+    """Pair ids remembered for a bounded time: an entry counts until the time
+    given when it was added (after that it is as if it had never been added),
+    or until :meth:`take` consumes it. :meth:`prune` forgets the entries whose
+    time is up. The transport gives every entry the same lifetime
+    (``bind_timeout_ns``), so entries sit in the order of their deadlines and
+    the set holds at most the ids added within the last lifetime."""
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until: dict[tuple, int] = {}
+
+    def add(self, pid: tuple, until_ns: int) -> None:
+        self._until.pop(pid, None)          # re-adding restarts its time, at the end
+        self._until[pid] = until_ns
+
+    def take(self, pid: tuple, now_ns: int) -> bool:
+        """Whether ``pid`` is remembered at ``now_ns``; it is forgotten either way."""
+        until = self._until.pop(pid, None)
+        return until is not None and now_ns < until
+
+    def prune(self, now_ns: int) -> None:
+        until = self._until
+        while until:
+            pid = next(iter(until))
+            if until[pid] > now_ns:
+                break
+            del until[pid]
+
+    def clear(self) -> None:
+        self._until.clear()
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._until
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def __iter__(self):
+        return iter(self._until)
+
+
 @dataclass(slots=True)
 class _Pair:
     """An end-to-end pair this node holds one half of."""
@@ -157,8 +200,9 @@ class TeleportTransport(Protocol):
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
         self.remote_pairs: dict[tuple, _Pair] = {}             # unbound, far-end initiated
         self.headers: dict[tuple, tuple[svc.Conn, int]] = {}   # unbound headers -> (conn, seq)
-        self.released: set[tuple] = set()                      # told to drop before arrival
-        self.expired: set[tuple] = set()                       # unbound pairs that expired
+        # Pair ids remembered for bind_timeout_ns at most (specs/transport.md §5):
+        self.released = _Recent()   # told to drop before arrival
+        self.expired = _Recent()    # expired before bound to a header
         self._ops: dict[int, tuple] = {}
         self._next_op = 0
         # Request ids are tagged with a hash of the node name: the far end of a
@@ -292,9 +336,11 @@ class TeleportTransport(Protocol):
                              f"connection {req.conn} is not open")
             return self._flush()
         if st.state == "syn_sent":
+            # The Syn may have opened the connection at the far end already:
+            # reset it there, so that no half-open connection is left behind.
             self._fail_token(st.connect_token, ErrorCode.TRANSPORT_CLOSED, "closed while connecting")
             self._emit(CancelTimer(("connect", st.conn)))
-            self._drop(st)
+            self._reset_connect(st, f"{self.node} closed the connection while connecting")
             self._up(svc.Done(req.token))
             return self._flush()
         st.state = "closing"
@@ -447,8 +493,7 @@ class TeleportTransport(Protocol):
                 self._pump(st, now_ns)
             return self._flush()
         # A pair the far end asked for: bind it to its header, or wait for it.
-        if pid in self.released:
-            self.released.discard(pid)
+        if self.released.take(pid, now_ns):
             self._op(Discard(ok.qubit), "discard")
             return self._flush()
         waiting = self.headers.pop(pid, None)
@@ -501,7 +546,7 @@ class TeleportTransport(Protocol):
         if pid in self.remote_pairs:
             del self.remote_pairs[pid]
             self._emit(CancelTimer(("pair", pid)))
-            self.expired.add(pid)
+            self.expired.add(pid, now_ns + self.bind_timeout_ns)
             return self._flush()
         if pid in self.headers:
             conn, seq = self.headers.pop(pid)
@@ -518,8 +563,11 @@ class TeleportTransport(Protocol):
             if ctx and ctx[0] == "bsm" and ctx[3].pid == pid:
                 ctx[3].expired = True   # the measurement will fail; the qubit stays
                 return self._flush()
-        if exp.remote != self.node:
-            self.expired.add(pid)
+        if pid[0] != self.node:
+            # Not held (bound already, discarded, released, or not arrived yet):
+            # remembered in case its header is still to come. A pair this node
+            # heads is never looked up (a header naming it is refused, §5).
+            self.expired.add(pid, now_ns + self.bind_timeout_ns)
         return self._flush()
 
     # ------------------------------------------------------------ operations
@@ -591,7 +639,7 @@ class TeleportTransport(Protocol):
             if st is not None and st.state == "syn_sent":
                 self._fail_token(st.connect_token, ErrorCode.TRANSPORT_TIMEOUT,
                                  f"no answer from {arg.remote}:{arg.remote_port}")
-                self._drop(st)
+                self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)")
         elif kind == "retry":
             st = self.conns.get(arg)
             if st is not None:
@@ -636,7 +684,13 @@ class TeleportTransport(Protocol):
     def _on_synack(self, src: str, msg: SynAck, now_ns: int) -> None:
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
-        if st is not None and st.state == "syn_sent":
+        if st is None:
+            # A connect this node gave up (closed, timed out, forgotten in a
+            # restart) that the far end accepted: reset the far end's half-open
+            # connection. An Rst is never answered, so this cannot loop.
+            self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
+                                f"no connection {conn} on {self.node}"))
+        elif st.state == "syn_sent":
             st.state = "open"
             self._emit(CancelTimer(("connect", conn)))
             self._up(svc.Done(st.connect_token, conn))
@@ -645,7 +699,7 @@ class TeleportTransport(Protocol):
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
         if st is None:
-            return
+            return      # never answer an Rst (with an Rst or anything else)
         try:
             code = ErrorCode(msg.code)
         except ValueError:
@@ -690,8 +744,7 @@ class TeleportTransport(Protocol):
         kind = "qubit" if isinstance(msg, QubitHeader) else "epr"
         item = _Rx(kind, msg)
         st.rx_items[msg.seq] = item
-        if pid in self.expired:
-            self.expired.discard(pid)
+        if self.expired.take(pid, now_ns):
             self._lose(conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired")
             return
         pair = self.remote_pairs.pop(pid, None)
@@ -728,10 +781,8 @@ class TeleportTransport(Protocol):
         if pair is not None:
             self._emit(CancelTimer(("pair", pid)))
             self._op(Discard(pair.qubit), "discard")
-        elif pid in self.expired:
-            self.expired.discard(pid)
-        else:
-            self.released.add(pid)
+        elif not self.expired.take(pid, self._now):
+            self.released.add(pid, self._now + self.bind_timeout_ns)
 
     def _bind(self, st: _ConnState, seq: int, item: _Rx, pair: _Pair) -> None:
         item.qubit = pair.qubit
@@ -801,6 +852,15 @@ class TeleportTransport(Protocol):
             self._up(svc.PeerClosed(st.conn, code, detail))
         self._drop(st)
 
+    def _reset_connect(self, st: _ConnState, detail: str) -> None:
+        """Give up a connect (SYN_SENT): the Syn may have opened the connection
+        at the far end, so reset it there (an Rst for a connection the far end
+        does not have is ignored), then forget it."""
+        conn = st.conn
+        self._send(conn.remote, Rst(conn.local_port, conn.remote_port,
+                                    int(ErrorCode.TRANSPORT_CLOSED), detail))
+        self._drop(st)
+
     def _drop(self, st: _ConnState) -> None:
         """Forget a connection, giving up the pairs it holds."""
         self.conns.pop(st.conn, None)
@@ -813,7 +873,7 @@ class TeleportTransport(Protocol):
                 pid = tuple(item.msg.pair)
                 if self.headers.pop(pid, None) is not None:
                     self._emit(CancelTimer(("header", pid)))
-                    self.released.add(pid)
+                    self.released.add(pid, self._now + self.bind_timeout_ns)
         st.rx_items.clear()
 
     @on(PeerDown)
@@ -824,6 +884,8 @@ class TeleportTransport(Protocol):
             self.requests.clear()
             self.remote_pairs.clear()
             self.headers.clear()
+            self.released.clear()
+            self.expired.clear()
             self._ops.clear()
             return []
         for st in [s for s in self.conns.values() if s.conn.remote == ev.peer]:
@@ -839,6 +901,10 @@ class TeleportTransport(Protocol):
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         self._now = now_ns
+        if self.expired:
+            self.expired.prune(now_ns)
+        if self.released:
+            self.released.prune(now_ns)
         return super().handle(event, now_ns)
 
 

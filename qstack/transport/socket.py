@@ -350,11 +350,21 @@ class QSocket:
                       local_port: int | None = None) -> "QSocket":
         """Connect to ``port`` on ``node``; raises ``TRANSPORT_CONNECTION_REFUSED``
         if nobody listens there. Returns the socket itself."""
+        if self._closed:
+            raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed")
         if self.conn is not None or self.listening_port is not None:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
         await self._ctx.runtime.settle()
-        self.conn = await self._client.call(
+        conn = await self._client.call(
             lambda t: svc.Connect(t, node, int(port), local_port, timeout_ns))
+        if self._closed:
+            # close() was called while the connect was under way: close the
+            # connection the far end has just accepted (it sees an orderly
+            # close) rather than leave it open, and say so.
+            self._client.runtime.submit(svc.Close(self._client.token(), conn))
+            raise TransportError(ErrorCode.TRANSPORT_CLOSED,
+                                 f"<QSocket {self._ctx.name}{conn}> was closed while connecting")
+        self.conn = conn
         self._client.conn_queues(self.conn)
         return self
 
@@ -466,7 +476,8 @@ class QSocket:
 
     # -------------------------------------------------------- teardown
     async def close(self) -> None:
-        """Close the socket (a listening socket stops accepting)."""
+        """Close the socket (a listening socket stops accepting; a connect
+        still under way fails with ``TRANSPORT_CLOSED``)."""
         if self._closed:
             return
         self._closed = True
