@@ -67,15 +67,11 @@ class Consumer(Protocol):
         self.oks.append(ev)
         if ev.qubit is None:
             return None
-        return [QuantumOp(-len(self.oks), Discard(ev.qubit))]   # negative ids: never QNP's
+        return [QuantumOp(None, Discard(ev.qubit))]   # no answer wanted
 
     @on(NetErr)
     def _err(self, ev: NetErr, now_ns: int):
         self.errors.append(ev)
-
-    @on(object)
-    def _other(self, ev, now_ns: int):   # the discards' OperationDone
-        return None
 
 
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,

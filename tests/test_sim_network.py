@@ -14,7 +14,7 @@ from qstack.core import (ErrorCode, Deliver, Fail, Message, MessageReceived, Ope
                          Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired,
                          CancelTimer, limits, message, on)
 from qstack.physical.device import NodeHardware
-from qstack.physical.ops import BellMeasure, CancelEntangle, Entangle, Herald, Measure
+from qstack.physical.ops import BellMeasure, CancelEntangle, Discard, Entangle, Herald, Measure
 from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.network import SimNetwork
 
@@ -200,3 +200,60 @@ def test_memory_decays_while_waiting_for_herald():
         net.node(n).device.update(q, t)
     expected = (1 + math.exp(-2 * 200_000 / t2)) / 2
     assert net.engine.bell_fidelity(h.qubit, hb.qubit, 0) == pytest.approx(expected, abs=1e-9)
+
+
+@dataclass(frozen=True)
+class Drop:
+    qubit: object
+
+
+class Dropper(PairMaker):
+    """A PairMaker that can also discard without asking for an answer."""
+
+    name = "test.pair"
+
+    def __init__(self, node):
+        super().__init__(node)
+        self.answers = []
+
+    @on(Drop)
+    def _drop(self, event, now_ns):
+        return [QuantumOp(None, Discard(event.qubit))]
+
+    @on(OperationDone)
+    def _done(self, event, now_ns):
+        self.answers.append(event)
+        return super()._done(event, now_ns)
+
+
+def test_fire_and_forget_ops_get_no_answer_and_failures_are_recorded():
+    net = SimNetwork(seed=3)
+    for n in ("a", "b"):
+        net.add_node(n, NodeHardware(num_qubits=4))
+        net.add_protocol(n, Dropper(n))
+    net.add_link("a", "b", SimplePairModel(0.5, 0.9, 1_000, 5_000, 7_000))
+    net.submit("a", Go("b", 1, 10**9))
+    net.submit("b", Go("a", 1, 10**9))
+    net.run()
+    a = net.node("a").protocol("test.pair")
+    (_, h), = a.heralds
+    n_answers = len(a.answers)
+    net.submit("a", Drop(h.qubit))
+    net.run()
+    assert not net.node("a").device.holds(h.qubit) and not h.qubit.alive
+    assert len(a.answers) == n_answers and net.errors == []     # no answer, no error
+    net.submit("a", Drop(h.qubit))                              # not in memory any more
+    net.run()
+    assert len(a.answers) == n_answers
+    (err,) = net.errors
+    assert (err.node, err.protocol, err.code) == ("a", "test.pair", ErrorCode.QUBIT_UNAVAILABLE)
+
+
+def test_entangle_needs_an_op_id():
+    net = make_net()
+    net.feed("a", "test.pair", Go("b", 1, 10**9))   # a normal one still works afterwards
+    net.nodes["a"].protocols["test.pair"].handle = lambda ev, now: [
+        QuantumOp(None, Entangle("b", 2, 10**9))]
+    net.feed("a", "test.pair", object())
+    (err,) = net.errors
+    assert err.code == ErrorCode.INVALID_PARAMETER and "op_id" in err.detail

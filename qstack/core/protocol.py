@@ -118,9 +118,14 @@ class CancelTimer(Action):
 class QuantumOp(Action):
     """Carry out the physical operation ``op`` (an object from
     ``qstack.physical.ops``); the driver answers with
-    :class:`OperationDone` (``op_id``) when it finishes."""
+    :class:`OperationDone` (``op_id``) when it finishes.
 
-    op_id: int
+    ``op_id=None`` asks for no answer (fire and forget, e.g. a ``Discard``
+    whose outcome the protocol would ignore): the driver then reports a
+    failure of the operation as a ``Fail`` of the submitting protocol instead.
+    ``Entangle`` always needs an ``op_id`` (its answer is the herald)."""
+
+    op_id: int | None
     op: Any
 
 

@@ -81,6 +81,8 @@ _link_ok = fast_constructor(LinkOk)
 _ent_id = fast_constructor(EntanglementId)
 _entangle_op = fast_constructor(Entangle)
 _KEEP = RequestType.KEEP
+_deliver = fast_constructor(Deliver)
+_quantum_op = fast_constructor(QuantumOp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,14 +503,13 @@ class EGP(Protocol):
 
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
         spec = item.spec
-        self._next_op += 1
-        op_id = self._next_op
+        self._next_op = op_id = self._next_op + 1
         self._ops[op_id] = (_ENT, link, item)
         link.op_id = op_id
         link.cur = item
-        actions.append(QuantumOp(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
-                                                     spec.deadline_ns or _NO_DEADLINE,
-                                                     spec.param)))
+        actions.append(_quantum_op(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
+                                                       spec.deadline_ns or _NO_DEADLINE,
+                                                       spec.param)))
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
@@ -570,38 +571,44 @@ class EGP(Protocol):
         return None
 
     def _herald_ok(self, link: LinkState, item: _Item, h: Any, now: int) -> list:
+        # once per pair at each end: locals rather than repeated attribute reads
         link.retries = 0
         spec = item.spec
+        peer = link.peer
         seq = link.seq
         link.seq = seq + 1
         index = item.done
-        item.done = index + 1
-        if item.done >= spec.number:
+        item.done = done = index + 1
+        finished = done >= spec.number
+        if finished:
             item.finished = True
             del link.items[item.qid]
         origin = item.origin
-        ent_id = _ent_id(origin, self.node if origin == link.peer else link.peer, seq)
+        ent_id = _ent_id(origin, self.node if origin == peer else peer, seq)
         wait = now - h.emitted_ns
+        param = spec.param
         last = link.last_goodness
-        if last[0] == spec.param and last[1] == wait:
+        if last[1] == wait and last[0] == param:
             goodness = last[2]
         else:
-            goodness = self._fidelity_after(link, spec.param, wait)
-            link.last_goodness = (spec.param, wait, goodness)
+            goodness = self._fidelity_after(link, param, wait)
+            link.last_goodness = (param, wait, goodness)
+        deadline = spec.deadline_ns
         actions: list = []
-        if item.finished and spec.deadline_ns:
-            actions.append(CancelTimer(("deadline", link.peer, item.qid)))
+        if finished and deadline:
+            actions.append(CancelTimer(("deadline", peer, item.qid)))
         if spec.type is _KEEP:
-            item.delivered += 1
-            actions.append(Deliver(_link_ok(spec.create_id, ent_id, link.peer, h.bell_index,
-                                            goodness, now, spec.purpose_id, h.qubit, None, None,
-                                            index, item.delivered == spec.number)))
+            item.delivered = ndel = item.delivered + 1
+            qubit = h.qubit
+            actions.append(_deliver(_link_ok(spec.create_id, ent_id, peer, h.bell_index,
+                                             goodness, now, spec.purpose_id, qubit, None, None,
+                                             index, ndel == spec.number)))
             delivered = link.delivered
-            delivered[seq] = (h.qubit, ent_id, spec.purpose_id)
+            delivered[seq] = (qubit, ent_id, spec.purpose_id)
             if len(delivered) > link.capacity:
                 del delivered[next(iter(delivered))]
             if self.cutoff_ns is not None:
-                actions.append(StartTimer(("cutoff", link.peer, seq), self.cutoff_ns))
+                actions.append(StartTimer(("cutoff", peer, seq), self.cutoff_ns))
         else:
             basis = spec.measure_basis
             if basis == "random":
@@ -611,11 +618,12 @@ class EGP(Protocol):
                                         now, basis, index)
             actions.append(QuantumOp(self._next_op, Measure(h.qubit, basis)))
         t_ref = h.emitted_ns + link.min_hd
-        if link.cur is item and not item.finished and (spec.consecutive or len(link.items) == 1) \
-                and item.start_ns <= t_ref and (not spec.deadline_ns or t_ref < spec.deadline_ns):
+        if not finished and link.cur is item and (spec.consecutive or len(link.items) == 1) \
+                and item.start_ns <= t_ref and (not deadline or t_ref < deadline):
             # fast path: the only (or a consecutive) item continues
             k = (spec.priority, spec.purpose_id)
-            link.served[k] = link.served.get(k, 0) + 1
+            served = link.served
+            served[k] = served.get(k, 0) + 1
             self._entangle(link, item, actions)
         else:
             link.cur = None
@@ -675,9 +683,7 @@ class EGP(Protocol):
 
     def _expire(self, link: LinkState, entry: tuple, reason: str, actions: list) -> None:
         qubit, ent_id, purpose = entry
-        self._next_op += 1
-        self._ops[self._next_op] = (_OTHER,)
-        actions.append(QuantumOp(self._next_op, Discard(qubit)))
+        actions.append(QuantumOp(None, Discard(qubit)))   # no answer needed
         actions.append(Deliver(LinkExpire(ent_id, link.peer, reason, purpose)))
 
     # ------------------------------------------------------------ release, peer down

@@ -159,6 +159,7 @@ _BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
 _BELL_H = np.ascontiguousarray(BELL_BASIS.conj().T)
 _BELL_CONJ = BELL_BASIS.conj()
 _MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
+_MAXMIX1.setflags(write=False)   # shared by every lone half of a discarded bd pair
 _KET0_DM = np.array([[1, 0], [0, 0]], dtype=np.complex128)
 
 
@@ -474,8 +475,24 @@ class QuantumEngine:
     def new_pair(self, prepared: "PreparedPair",
                  labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
         """A new pair in the state of ``prepared`` (see :meth:`prepare_pair`)."""
-        if prepared.bd is not None:
-            a, b = self._create_bd(prepared.bd, labels)
+        bd = prepared.bd
+        if bd is not None:
+            if labels is None:
+                # the hot path of every heralded link: _create_bd inlined
+                qid = self._next_id
+                self._next_id = qid + 2
+                a = Qubit(qid, self)
+                b = Qubit(qid + 1, self)
+                handles = self._handles
+                handles[qid] = a
+                handles[qid + 1] = b
+                g = _Group([qid, qid + 1], None, bd)
+                self._groups.add(g)
+                where = self._where
+                where[qid] = g
+                where[qid + 1] = g
+                return a, b
+            a, b = self._create_bd(bd, labels)
         else:
             a, b = self._create(prepared.rho.copy(), 2, labels)
         return a, b
@@ -841,10 +858,15 @@ class QuantumEngine:
     def discard(self, q: Qubit) -> None:
         """Trace ``q`` out; any later use of ``q`` raises :class:`QubitError`."""
         self._remove(q)
-        self._forget(q.id)
+        qid = q.id
+        self._handles.pop(qid, None)
+        if self._labels:
+            self._labels.pop(qid, None)
 
     def _remove(self, q: Qubit) -> None:
-        g = self._group(q)
+        g = self._where.get(q.id) if q.__class__ is Qubit and q.engine is self else None
+        if g is None:
+            g = self._group(q)     # raises the right error
         members = g.members
         if len(members) == 1:
             self._groups.discard(g)
@@ -856,7 +878,7 @@ class QuantumEngine:
             other = members[1 - pos]
             self._groups.discard(g)
             del self._where[q.id]
-            self._add_group([other], _MAXMIX1.copy())
+            self._add_group([other], _MAXMIX1)   # read-only, never changed in place
             return
         n = len(members)
         keep = [i for i in range(n) if i != pos]

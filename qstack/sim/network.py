@@ -10,7 +10,8 @@ happen in simulated time:
 * ``StartTimer`` / ``CancelTimer`` become kernel events.
 * ``QuantumOp`` runs on the node's :class:`~qstack.physical.device.QuantumDevice`,
   or on the link's heralding entity for ``Entangle``; the answer comes back as
-  ``OperationDone`` after the operation's duration.
+  ``OperationDone`` after the operation's duration (none for ``op_id=None``:
+  a failure is then recorded like a ``Fail``).
 * ``Deliver`` / ``Submit`` move events up and down the node's stack; what the
   top protocol delivers lands in the node's ``inbox`` and its listeners.
 * ``Fail`` is recorded in :attr:`SimNetwork.errors` with the node and protocol.
@@ -40,6 +41,7 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
 #: Operation types the node's device carries out itself (no link involved).
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
+_NONE_PAIR = (None, None)
 #: Geometric attempt counts drawn per numpy call (per link and success probability).
 _ATTEMPT_BLOCK = 1024
 #: Entangle deadlines at or beyond this (ns, ~146 simulated years) mean "none".
@@ -101,7 +103,8 @@ class SimLink:
     attempts: int = 0
     #: driver-internal cache: (model, rng, {param: (p, cycle, delay0, delay1)},
     #: {(param, bell_index): (prepared pair, fidelity)}, attempts rng,
-    #: {p: [pre-drawn attempt counts, next index]}); rebuilt if ``model`` changes
+    #: {p: [pre-drawn attempt counts, next index]}, (node a, node b)); rebuilt
+    #: if ``model`` changes
     _cache: Any = field(default=None, repr=False, compare=False)
 
     def side_of(self, node: str) -> int:
@@ -120,8 +123,9 @@ class _Attempt:
     def __init__(self) -> None:
         self.requests: list = [None, None]
         self.deadline_events: list = [None, None]
-        self.herald_events: list = [None, None]
-        self.qubits: list = [None, None]
+        # replaced by lists when the pair is scheduled (_start_attempts)
+        self.herald_events: list | tuple = _NONE_PAIR
+        self.qubits: list | tuple = _NONE_PAIR
         self.started = False
 
     def __repr__(self) -> str:
@@ -336,16 +340,22 @@ class SimNetwork:
         if cls is Entangle:
             self._entangle(node, protocol, action.op_id, op)
             return
+        op_id = action.op_id
         if cls not in _DEVICE_OPS:
             if isinstance(op, Entangle):
-                self._entangle(node, protocol, action.op_id, op)
+                self._entangle(node, protocol, op_id, op)
                 return
             if isinstance(op, CancelEntangle):
-                self._cancel_entangle(node, protocol, action.op_id, op)
+                self._cancel_entangle(node, protocol, op_id, op)
                 return
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
-        sim.schedule(duration, self._op_done_node, node, protocol, action.op_id, outcome)
+        if op_id is None:
+            # fire and forget: nobody waits for the answer, only a failure is kept
+            if isinstance(outcome, QStackError):
+                self._fail(node, protocol, Fail(outcome.code, outcome.detail))
+            return
+        sim.schedule(duration, self._op_done_node, node, protocol, op_id, outcome)
 
     def _op_done(self, node: str, protocol: str, op_id: int, outcome: Any) -> None:
         self._feed(self.nodes[node], protocol, _done(op_id, outcome))
@@ -387,7 +397,13 @@ class SimNetwork:
 
     def _entangle(self, node: SimNode, protocol: str, op_id: int, op: Entangle) -> None:
         name = node.name
-        link = self._link_to(name, op.peer)
+        if op_id is None:
+            self._fail(node, protocol, Fail(ErrorCode.INVALID_PARAMETER,
+                                            "Entangle needs an op_id: its answer is the herald"))
+            return
+        link = self._adj.get(name, _NO_LINKS).get(op.peer)
+        if link is None:
+            link = self._link_to(name, op.peer)
         if link is None or link.model is None:
             self._herald_now(name, protocol, op_id,
                              _herald(False, reason=f"no quantum link to {op.peer!r}"))
@@ -444,20 +460,26 @@ class SimNetwork:
 
     def _link_cache(self, link: SimLink) -> tuple:
         """(model, rng, per-param numbers, per-(param, Bell index) states, attempts
-        rng, per-p attempt blocks) of ``link``."""
+        rng, per-p attempt blocks, (node a, node b)) of ``link``."""
         cache = link._cache
         if cache is None or cache[0] is not link.model:
             name = f"link:{link.a}-{link.b}"
             cache = link._cache = (link.model, self.sim.rng(name), {}, {},
-                                   self.sim.rng(f"{name}:attempts"), {})
+                                   self.sim.rng(f"{name}:attempts"), {},
+                                   (self.nodes[link.a], self.nodes[link.b]))
         return cache
 
     def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> bool:
-        """Both ends have submitted: sample when the first attempt succeeds.
-        True if a success was scheduled, False if none comes before a deadline."""
+        """Both ends have submitted: sample when the first attempt succeeds and
+        schedule both heralds. True if a success was scheduled, False if none
+        comes before a deadline (the deadline events then report failure)."""
         attempt.started = True
-        model, rng, numbers, states, attempts_rng, blocks = self._link_cache(link)
-        req0 = attempt.requests[0][2]
+        cache = link._cache
+        if cache is None or cache[0] is not link.model:
+            cache = self._link_cache(link)
+        model, rng, numbers, states, attempts_rng, blocks, ends = cache
+        requests = attempt.requests
+        req0 = requests[0][2]
         param = req0.param
         nums = numbers.get(param)
         if nums is None:
@@ -467,9 +489,10 @@ class SimNetwork:
         p, cycle, d0, d1 = nums
         if not link.up:
             p = 0.0
-        now = self.sim.now
+        sim = self.sim
+        now = sim.now
         dl0 = req0.deadline_ns
-        dl1 = attempt.requests[1][2].deadline_ns
+        dl1 = requests[1][2].deadline_ns
         # Skip-ahead: the index of the first successful attempt is geometric
         # (exact for independent attempts); no per-attempt events. Drawn in
         # blocks per (link, p) from the link's own attempts stream: one numpy
@@ -484,38 +507,41 @@ class SimNetwork:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                self._schedule_success(link, key, attempt, param, attempts, emitted, h0, h1,
-                                       model, rng, states)
+                bell_index = int(model.sample_bell_index(rng))
+                sk = (param, bell_index)
+                cached = states.get(sk)
+                if cached is None:
+                    cached = states[sk] = self._heralded_state(model, param, bell_index)
+                prepared, fid = cached
+                qa, qb = self.engine.new_pair(prepared)
+                link.attempts += attempts
+                link.pairs_heralded += 1
+                node_a, node_b = ends
+                node_a.device.store(qa, emitted, reserved=True)
+                node_b.device.store(qb, emitted, reserved=True)
+                attempt.qubits = [qa, qb]
+                # (no deadline event is pending: the first end's was not
+                # scheduled or is cancelled here, the second end's never is)
+                deadline_events = attempt.deadline_events
+                if deadline_events[0] is not None:
+                    sim.cancel(deadline_events[0])
+                    deadline_events[0] = None
+                if deadline_events[1] is not None:
+                    sim.cancel(deadline_events[1])
+                    deadline_events[1] = None
+                arrives = self._herald_arrives
+                attempt.herald_events = [
+                    sim.schedule_at(h0, arrives, link, key, 0, node_a,
+                                    _herald(True, qa, bell_index, attempts, emitted, fid)),
+                    sim.schedule_at(h1, arrives, link, key, 1, node_b,
+                                    _herald(True, qb, bell_index, attempts, emitted, fid))]
                 return True
         # No success in time: the deadline events report failure.
         link.attempts += max(0, (min(dl0, dl1) - now) // cycle)
         return False
 
-    def _schedule_success(self, link: SimLink, key: Any, attempt: _Attempt, param: float,
-                          attempts: int, emitted: int, h0: int, h1: int, model: Any, rng: Any,
-                          states: dict) -> None:
-        bell_index = int(model.sample_bell_index(rng))
-        sk = (param, bell_index)
-        cached = states.get(sk)
-        if cached is None:
-            cached = states[sk] = self._heralded_state(model, param, bell_index)
-        prepared, fid = cached
-        qa, qb = self.engine.new_pair(prepared)
-        link.attempts += attempts
-        link.pairs_heralded += 1
-        deadline_events = attempt.deadline_events
-        for side, name, qubit, herald_at in ((0, link.a, qa, h0), (1, link.b, qb, h1)):
-            self.nodes[name].device.store(qubit, emitted, reserved=True)
-            attempt.qubits[side] = qubit
-            ev = deadline_events[side]
-            if ev is not None:
-                self.sim.cancel(ev)
-                deadline_events[side] = None
-            attempt.herald_events[side] = self.sim.schedule_at(
-                herald_at, self._herald_arrives, link, key, side,
-                _herald(True, qubit, bell_index, attempts, emitted, fid))
-
-    def _herald_arrives(self, link: SimLink, key: Any, side: int, herald: Herald) -> None:
+    def _herald_arrives(self, link: SimLink, key: Any, side: int, node: SimNode,
+                        herald: Herald) -> None:
         attempt = link.pending.get(key)
         if attempt is None:
             return
@@ -525,7 +551,7 @@ class SimNetwork:
         requests[side] = None
         if requests[1 - side] is None:
             del link.pending[key]
-        self._feed(self.nodes[link.b if side else link.a], proto, _done(op_id, herald))
+        self._feed(node, proto, _done(op_id, herald))
 
     def _entangle_deadline(self, link: SimLink, key: Any, side: int) -> None:
         attempt = link.pending.get(key)
@@ -561,7 +587,8 @@ class SimNetwork:
                 delay = 0 if name == node.name else link.classical_delay_ns
                 self.sim.schedule(delay, self._op_done, name, req[0], req[1],
                                   _herald(False, reason="cancelled"))
-        self._herald_now(node.name, protocol, op_id, None)
+        if op_id is not None:
+            self._herald_now(node.name, protocol, op_id, None)
 
     # ------------------------------------------------------------------ faults
     def set_link_up(self, a: str, b: str, up: bool) -> None:
