@@ -59,7 +59,7 @@ from qstack.core.protocol import (
     SendMessage, Started, StartTimer, TimerFired, fast_constructor, on,
 )
 from qstack.link.messages import (
-    BASES, Abort, Expire, QueueAck, QueueAdd, QueueReject, QueueRequest, QueueSpec,
+    BASES, Abort, Expire, QueueAdd, QueueReject, QueueRequest, QueueSpec,
 )
 from qstack.link.schemes import bell_fidelity, decayed_bell_fidelity
 from qstack.link.service import (
@@ -207,7 +207,7 @@ class EGP(Protocol):
         self._next_create = 0
         self._dispatch = {tp: getattr(self, attr) for tp, attr in type(self)._handlers.items()}
         self._msg_handlers = {
-            QueueAdd: self._on_add, QueueAck: self._on_ack, QueueReject: self._on_reject,
+            QueueAdd: self._on_add, QueueReject: self._on_reject,
             QueueRequest: self._on_request, Abort: self._on_abort, Expire: self._on_expire,
         }
 
@@ -409,12 +409,10 @@ class EGP(Protocol):
                                                        "atomic request exceeds memory"))]
         if msg.qid in link.items:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"duplicate queue item {msg.qid}")]
-        actions: list = [SendMessage(link.peer, QueueAck(msg.qid))]
+        # accepted: no answer (only a refusal is sent, and it arrives before start_ns)
+        actions: list = []
         self._add_item(link, _Item(msg.qid, msg.origin, msg.start_ns, spec, local), now, actions)
         return actions
-
-    def _on_ack(self, link: LinkState, msg: QueueAck, now: int) -> list:
-        return []
 
     def _on_reject(self, link: LinkState, msg: QueueReject, now: int) -> list:
         code = _link_code(msg.code)

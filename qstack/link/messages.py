@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from qstack.core.messages import Message, limits, message
 from qstack.link.service import RequestType
 
-__all__ = ["QueueSpec", "QueueAdd", "QueueAck", "QueueReject", "QueueRequest", "Abort",
+__all__ = ["QueueSpec", "QueueAdd", "QueueReject", "QueueRequest", "Abort",
            "Expire", "VECTOR_EXAMPLES", "BASES"]
 
 #: Values of ``measure_basis`` on the wire.
@@ -54,21 +54,14 @@ class QueueAdd(Message):
     """Master -> slave: item ``qid`` joins the shared queue; schedulable from ``start_ns``.
 
     ``origin`` is the node that submitted the CREATE (creator of the pairs'
-    entanglement ids). The slave answers :class:`QueueAck` or :class:`QueueReject`.
+    entanglement ids). The slave answers only to refuse (:class:`QueueReject`):
+    the refusal reaches the master before ``start_ns``, so silence is consent.
     """
 
     qid: int = field(metadata=_INT32)
     origin: str = field(metadata=_NAME)
     start_ns: int = field(metadata=_TIME)
     spec: QueueSpec
-
-
-@message("link.egp", 0x0202)
-@dataclass(frozen=True, slots=True)
-class QueueAck(Message):
-    """Slave -> master: item ``qid`` is in the slave's queue too."""
-
-    qid: int = field(metadata=_INT32)
 
 
 @message("link.egp", 0x0203)
@@ -127,7 +120,6 @@ VECTOR_EXAMPLES = {
     "queue_spec": _SPEC,
     "queue_add_keep": QueueAdd(qid=12, origin="alice", start_ns=123_456, spec=_SPEC),
     "queue_add_measure": QueueAdd(qid=13, origin="bob", start_ns=99, spec=_SPEC_M),
-    "queue_ack": QueueAck(qid=12),
     "queue_reject": QueueReject(qid=12, create_id=7, code=208, detail="queue full"),
     "queue_request": QueueRequest(spec=_SPEC_M),
     "abort": Abort(qid=12, code=205, at_ns=5_000_000),
