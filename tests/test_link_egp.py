@@ -23,7 +23,7 @@ from qstack.link.messages import QueueAdd, QueueReject, QueueRequest
 from qstack.link.schemes import DoubleClickModel, MidpointSourceModel, SingleClickModel
 from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
 from qstack.physical.device import NodeHardware
-from qstack.physical.ops import Discard, Entangle, Herald, Measure
+from qstack.physical.ops import CancelEntangle, Discard, Entangle, Herald, Measure
 from qstack.sim.network import SimNetwork
 
 MODEL = SingleClickModel(length_km=10)
@@ -49,11 +49,11 @@ def test_master_create_queues_and_starts_at_agreed_time():
     assert add.start_ns == 1000 + 2 * d + egp.slack and add.origin == "a"
     assert add.spec.param == pytest.approx(egp.choose_param("b", 0.8))
     assert egp.expected_fidelity("b", add.spec.param) >= 0.8 - 1e-9
-    (wake,) = _of(acts, StartTimer)
-    assert wake.delay_ns == add.start_ns - 1000
-    acts = egp.handle(TimerFired(wake.key), add.start_ns)
+    # idle link, only item: submitted at once for the agreed start (no wake timer)
+    assert not _of(acts, StartTimer)
     (op,) = _of(acts, QuantumOp)
     assert isinstance(op.op, Entangle) and op.op.key == ("egp", add.qid, 0)
+    assert op.op.start_ns == add.start_ns
     # herald -> OK with the shared id, next pair's Entangle at once
     h = Herald(True, qubit="q0", bell_index=3, attempts=4, emitted_ns=add.start_ns + 100)
     acts = egp.handle(OperationDone(op.op_id, h), add.start_ns + 100 + d)
@@ -70,9 +70,9 @@ def test_slave_follows_master_with_same_keys():
     add = _of(a.handle(CreateRequest("b", number=1, min_fidelity=0.7), 0), SendMessage)[0].msg
     acts = b.handle(MessageReceived("a", add), MODEL.classical_delay_ns)
     assert not _of(acts, SendMessage)          # accepted: silence is consent
-    wake = _of(acts, StartTimer)[0]
-    op = _of(b.handle(TimerFired(wake.key), add.start_ns), QuantumOp)[0]
+    op = _of(acts, QuantumOp)[0]
     assert op.op.key == ("egp", add.qid, 0) and op.op.param == add.spec.param
+    assert op.op.start_ns == add.start_ns
     acts = b.handle(OperationDone(op.op_id, Herald(True, qubit="qb", bell_index=2,
                                                    emitted_ns=add.start_ns)), add.start_ns + 10**5)
     (ok,) = _delivered(acts)
@@ -87,7 +87,7 @@ def test_slave_origin_goes_through_master():
     (add,) = _of(a.handle(MessageReceived("b", req.msg), 100), SendMessage)
     assert add.msg.origin == "b" and add.msg.spec.create_id == 9
     acts = b.handle(MessageReceived("a", add.msg), 200)
-    assert not _of(acts, SendMessage) and _of(acts, StartTimer)   # enqueued, no answer
+    assert not _of(acts, SendMessage) and _of(acts, QuantumOp)   # enqueued, no answer
 
 
 def test_unreachable_fidelity_is_unsupported():
@@ -129,17 +129,40 @@ def test_bad_requests_refused_with_codes():
 
 def test_peer_reject_reaches_requester():
     a = EGP("a", {"b": MODEL})
-    add = _of(a.handle(CreateRequest("b", create_id=3), 0), SendMessage)[0].msg
+    acts = a.handle(CreateRequest("b", create_id=3), 0)
+    add, op = _of(acts, SendMessage)[0].msg, _of(acts, QuantumOp)[0]
     acts = a.handle(MessageReceived("b", QueueReject(add.qid, 3, 208, "queue full")), 10)
     (err,) = _delivered(acts)
     assert err.create_id == 3 and err.code is ErrorCode.LINK_QUEUE_FULL
     assert not a.links["b"].items
+    # the Entangle submitted early is taken back (no answer wanted) and forgotten
+    (cancel,) = _of(acts, QuantumOp)
+    assert cancel.op_id is None and isinstance(cancel.op, CancelEntangle)
+    assert cancel.op.key == op.op.key and a.links["b"].cur is None
+    assert not a.handle(OperationDone(op.op_id, Herald(False, reason="cancelled")), 10)
+
+
+def test_same_start_competitor_is_decided_at_the_start_time():
+    """An item committed early is taken back when another one with the same
+    start time arrives; at that time the scheduler picks by priority."""
+    egp = EGP("a", {"b": MODEL})
+    low = egp.handle(CreateRequest("b", priority=5, create_id=1), 0)
+    (op_low,) = _of(low, QuantumOp)
+    high = egp.handle(CreateRequest("b", priority=0, create_id=2), 0)
+    add_high = _of(high, SendMessage)[0].msg
+    (cancel,) = _of(high, QuantumOp)
+    assert cancel.op_id is None and cancel.op.key == op_low.op.key
+    (wake,) = _of(high, StartTimer)
+    assert wake.key == ("wake", "b") and wake.delay_ns == add_high.start_ns
+    (op,) = _of(egp.handle(TimerFired(wake.key), add_high.start_ns), QuantumOp)
+    assert op.op.key == ("egp", add_high.qid, 0) and op.op.start_ns == 0
+    assert egp.links["b"].served == {(0, 0): 1}
 
 
 def test_memory_full_retries_same_key():
     egp = EGP("a", {"b": MODEL})
-    add = _of(egp.handle(CreateRequest("b"), 0), SendMessage)[0].msg
-    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    acts = egp.handle(CreateRequest("b"), 0)
+    add, op = _of(acts, SendMessage)[0].msg, _of(acts, QuantumOp)[0]
     acts = egp.handle(OperationDone(op.op_id, Herald(False, reason="memory full")), add.start_ns)
     (retry,) = _of(acts, StartTimer)
     op2 = _of(egp.handle(TimerFired(retry.key), add.start_ns + retry.delay_ns), QuantumOp)[0]
@@ -148,8 +171,8 @@ def test_memory_full_retries_same_key():
 
 def test_release_stops_tracking_and_cutoff_expires():
     egp = EGP("a", {"b": MODEL}, cutoff_ns=10**6)
-    add = _of(egp.handle(CreateRequest("b", number=2), 0), SendMessage)[0].msg
-    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    acts = egp.handle(CreateRequest("b", number=2), 0)
+    add, op = _of(acts, SendMessage)[0].msg, _of(acts, QuantumOp)[0]
     t = add.start_ns + 10**5
     acts = egp.handle(OperationDone(op.op_id, Herald(True, qubit="q0", emitted_ns=t - 10)), t)
     ok = _delivered(acts)[0]
@@ -191,8 +214,8 @@ def test_scheduler_strict_priority_then_weighted_purposes():
 
 def test_peer_down_expires_pairs_and_fails_requests():
     egp = EGP("a", {"b": MODEL})
-    add = _of(egp.handle(CreateRequest("b", number=5, create_id=1), 0), SendMessage)[0].msg
-    op = _of(egp.handle(TimerFired(("wake", "b")), add.start_ns), QuantumOp)[0]
+    acts = egp.handle(CreateRequest("b", number=5, create_id=1), 0)
+    add, op = _of(acts, SendMessage)[0].msg, _of(acts, QuantumOp)[0]
     t = add.start_ns + 10**5
     acts = egp.handle(OperationDone(op.op_id, Herald(True, qubit="q0", emitted_ns=t)), t)
     ok = _delivered(acts)[0]

@@ -357,12 +357,46 @@ class EGP(Protocol):
         return actions
 
     def _add_item(self, link: LinkState, item: _Item, now: int, actions: list) -> None:
-        link.items[item.qid] = item
+        items = link.items
+        items[item.qid] = item
         if item.spec.deadline_ns:
             actions.append(StartTimer(("deadline", link.peer, item.qid),
                                       max(0, item.spec.deadline_ns - now)))
         if link.op_id is None:
+            if len(items) == 1 and item.start_ns > now:
+                # Idle, and the only item: the decision at its start time can
+                # only pick it, so submit now for that time (no wake event).
+                self._commit(link, item, actions)
+            else:
+                self._arm_wake(link, now - 1, now, actions)
+            return
+        cur = link.cur
+        if cur is not None and cur.start_ns > now and item.start_ns <= cur.start_ns:
+            # An item committed early has a competitor for the same start
+            # time: decide at that time after all (both ends do the same).
+            self._withdraw(link, actions)
             self._arm_wake(link, now - 1, now, actions)
+
+    def _commit(self, link: LinkState, item: _Item, actions: list) -> None:
+        """Submit ``item``'s next pair for its start time (decided early)."""
+        spec = item.spec
+        k = (spec.priority, spec.purpose_id)
+        link.served[k] = link.served.get(k, 0) + 1
+        self._entangle(link, item, actions, item.start_ns)
+
+    def _withdraw(self, link: LinkState, actions: list) -> None:
+        """Take back an Entangle submitted early, before its attempts began."""
+        item = link.cur
+        spec = item.spec
+        k = (spec.priority, spec.purpose_id)
+        served = link.served
+        served[k] -= 1
+        if not served[k]:
+            del served[k]       # as if never picked
+        self._ops.pop(link.op_id, None)
+        link.op_id = None
+        link.cur = None
+        actions.append(QuantumOp(None, CancelEntangle(link.peer, ("egp", item.qid, item.done))))
 
     # ------------------------------------------------------------ queue messages
     @on(MessageReceived)
@@ -425,6 +459,10 @@ class EGP(Protocol):
         if item is None:
             return []
         actions: list = [CancelTimer(("deadline", link.peer, item.qid))]
+        if link.cur is item:
+            # committed early (we were idle); the slave never submits it
+            self._withdraw(link, actions)
+            self._schedule(link, now, now, actions)
         item.finished = True
         if item.local:
             actions.append(Deliver(LinkErr(item.spec.create_id, link.peer, code,
@@ -499,7 +537,7 @@ class EGP(Protocol):
         link.served[k] = link.served.get(k, 0) + 1
         self._entangle(link, item, actions)
 
-    def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
+    def _entangle(self, link: LinkState, item: _Item, actions: list, start_ns: int = 0) -> None:
         spec = item.spec
         self._next_op = op_id = self._next_op + 1
         self._ops[op_id] = (_ENT, link, item)
@@ -507,7 +545,7 @@ class EGP(Protocol):
         link.cur = item
         actions.append(_quantum_op(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
                                                        spec.deadline_ns or _NO_DEADLINE,
-                                                       spec.param)))
+                                                       spec.param, start_ns)))
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)

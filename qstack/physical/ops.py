@@ -86,15 +86,18 @@ class Entangle:
 
     Both ends must submit an ``Entangle`` with the same ``key`` (the two link
     protocols agree on it beforehand, e.g. a distributed-queue item and
-    sequence number); attempts start when both have. ``param`` is the scheme's
-    tuning knob (the bright-state population alpha for single-click, ignored
-    by schemes without one). A memory slot is reserved on submission.
+    sequence number); attempts start when both have, and not before
+    ``start_ns`` (absolute, nanoseconds; the later of the two ends' values),
+    so a protocol may submit as soon as it has decided. ``param`` is the
+    scheme's tuning knob (the bright-state population alpha for single-click,
+    ignored by schemes without one). A memory slot is reserved on submission.
     """
 
     peer: str
     key: Hashable
     deadline_ns: int
     param: float = 0.0
+    start_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -490,9 +490,10 @@ class SimNetwork:
         if not link.up:
             p = 0.0
         sim = self.sim
-        now = sim.now
+        req1 = requests[1][2]
+        now = max(sim.now, req0.start_ns, req1.start_ns)   # the first attempt
         dl0 = req0.deadline_ns
-        dl1 = requests[1][2].deadline_ns
+        dl1 = req1.deadline_ns
         # Skip-ahead: the index of the first successful attempt is geometric
         # (exact for independent attempts); no per-attempt events. Drawn in
         # blocks per (link, p) from the link's own attempts stream: one numpy
