@@ -36,6 +36,7 @@ class Go:
     peer: str
     key: int
     deadline_ns: int
+    start_ns: int = 0
 
 
 class PairMaker(Protocol):
@@ -53,7 +54,8 @@ class PairMaker(Protocol):
     @on(Go)
     def _go(self, event, now_ns):
         self._ops += 1
-        return [QuantumOp(self._ops, Entangle(event.peer, event.key, event.deadline_ns))]
+        return [QuantumOp(self._ops, Entangle(event.peer, event.key, event.deadline_ns,
+                                               start_ns=event.start_ns))]
 
     @on(Cancel)
     def _cancel(self, event, now_ns):
@@ -257,3 +259,15 @@ def test_entangle_needs_an_op_id():
     net.feed("a", "test.pair", object())
     (err,) = net.errors
     assert err.code == ErrorCode.INVALID_PARAMETER and "op_id" in err.detail
+
+
+def test_attempts_begin_at_the_later_start_time():
+    """Entangle.start_ns: submitted early, attempts begin at the later of the two
+    ends' start times (and not before both have submitted)."""
+    net = make_net()
+    net.submit("a", Go("b", 1, 10**9, start_ns=50_000))
+    net.sim.schedule(2_000, net.submit, "b", Go("a", 1, 10**9, start_ns=30_000))
+    net.run()
+    (ta, ha), = net.node("a").protocol("test.pair").heralds
+    assert ha.emitted_ns == 50_000 + (ha.attempts - 1) * 1_000
+    assert ta == ha.emitted_ns + 5_000
