@@ -200,13 +200,31 @@ class Protocol:
         try:
             attr = self._resolved[tp]
         except KeyError:
-            attr = next((self._handlers[k] for k in tp.__mro__ if k in self._handlers), None)
-            self._resolved[tp] = attr
+            attr = self._resolve(tp)
         if attr is not None:
             return getattr(self, attr)(event, now_ns) or []
         return [Fail(ErrorCode.UNEXPECTED_EVENT,
                      f"{type(self).__name__} on {self.node} has no handler for "
                      f"{type(event).__name__}", context=event)]
+
+    @classmethod
+    def _resolve(cls, tp: type) -> str | None:
+        attr = next((cls._handlers[k] for k in tp.__mro__ if k in cls._handlers), None)
+        cls._resolved[tp] = attr
+        return attr
+
+    def handler_for(self, event_type: type) -> Callable[[Any, int], list[Action] | None]:
+        """What a driver may call for events of ``event_type`` instead of
+        :meth:`handle`, with the same result except that it may return None
+        for no actions: the registered handler itself (one call less per
+        event), or :meth:`handle` where a subclass overrides it or no handler
+        is registered. Drivers cache it per (protocol, event type)."""
+        handle = self.handle
+        if getattr(handle, "__func__", None) is not Protocol.handle:
+            return handle      # a subclass (or the instance) has its own handle
+        attr = self._resolved[event_type] if event_type in self._resolved \
+            else self._resolve(event_type)
+        return getattr(self, attr) if attr is not None else self.handle
 
 
 # ---------------------------------------------------------------- fast construction

@@ -205,18 +205,10 @@ class EGP(Protocol):
         self._ops: dict[int, tuple] = {}
         self._next_op = 0
         self._next_create = 0
-        self._dispatch = {tp: getattr(self, attr) for tp, attr in type(self)._handlers.items()}
         self._msg_handlers = {
             QueueAdd: self._on_add, QueueReject: self._on_reject,
             QueueRequest: self._on_request, Abort: self._on_abort, Expire: self._on_expire,
         }
-
-    def handle(self, event: Any, now_ns: int) -> list:
-        """Dispatch on the event's exact type first (the hot path), else as the base class does."""
-        fn = self._dispatch.get(type(event))
-        if fn is not None:
-            return fn(event, now_ns) or []
-        return super().handle(event, now_ns)
 
     # ------------------------------------------------------------ model queries
     def expected_fidelity(self, peer: str, param: float) -> float:

@@ -222,7 +222,6 @@ class QnpProtocol(Protocol):
         self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
         #: counters for tests and benchmarks
         self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0}
-        self._dispatch = {tp: getattr(self, attr) for tp, attr in type(self)._handlers.items()}
 
     # ================================================================ helpers
     def _op(self, op: Any, ctx: tuple) -> QuantumOp:
@@ -311,14 +310,6 @@ class QnpProtocol(Protocol):
         if idx < c.n_links:
             self._by_label[(s.path[idx + 1], s.link_labels[idx])] = (s.head, s.circuit_id)
         return c
-
-    def handle(self, event: Any, now_ns: int) -> list:
-        # Exact-type dispatch first: this protocol runs once per node per pair
-        # on chains of thousands of nodes, and the base class walks the MRO.
-        fn = self._dispatch.get(type(event))
-        if fn is not None:
-            return fn(event, now_ns) or []
-        return super().handle(event, now_ns)
 
     # ================================================================ messages
     @on(MessageReceived)

@@ -81,6 +81,8 @@ class SimNode:
         self.listeners: list[Callable[[Any], None]] = []
         self.timers: dict[tuple[str, Any], Any] = {}
         self.up = True
+        # (protocol name, event type) -> the protocol's handler (Protocol.handler_for)
+        self.handlers: dict[tuple[str, type], Callable] = {}
         # protocol name -> the one above / below it (None at the top / bottom)
         self.above: dict[str, str | None] = {}
         self.below: dict[str, str | None] = {}
@@ -214,6 +216,7 @@ class SimNetwork:
             raise ValueError(f"{node} already runs a protocol named {protocol.name!r}")
         n.protocols[protocol.name] = protocol
         n.stack.append(protocol.name)
+        n.handlers.clear()
         n.above = {p: (n.stack[i + 1] if i + 1 < len(n.stack) else None)
                    for i, p in enumerate(n.stack)}
         n.below = {p: (n.stack[i - 1] if i else None) for i, p in enumerate(n.stack)}
@@ -261,12 +264,17 @@ class SimNetwork:
         """:meth:`feed` for a node object (the hot path: no name lookup)."""
         if not n.up:
             return
-        proto = n.protocols.get(protocol)
-        if proto is None:
-            self.errors.append(FailRecord(self.sim.now, n.name, protocol, ErrorCode.UNKNOWN_TYPE,
-                                          f"no protocol {protocol!r} on {n.name}"))
-            return
-        actions = proto.handle(event, self.sim.now)
+        try:
+            handler = n.handlers[protocol, event.__class__]
+        except KeyError:
+            proto = n.protocols.get(protocol)
+            if proto is None:
+                self.errors.append(FailRecord(self.sim.now, n.name, protocol,
+                                              ErrorCode.UNKNOWN_TYPE,
+                                              f"no protocol {protocol!r} on {n.name}"))
+                return
+            handler = n.handlers[protocol, event.__class__] = proto.handler_for(event.__class__)
+        actions = handler(event, self.sim.now)
         if actions:
             run = self._run_actions
             for action in actions:
