@@ -36,6 +36,17 @@ end). Messages that arrive before the link layer's OK for the pair they name
 wait for it; messages that arrive while the pair is in a BSM wait for the
 outcome.
 
+Losing a pair (``specs/network.md``): a node that loses a held pair (cut-off,
+link expiry, failed BSM) sends SegmentExpire along its segment and keeps a
+tombstone; repeaters on the way keep one too; the far end answers with a
+SegmentExpire back, which clears them. Messages meeting a tombstone are
+dropped, so none waits for a link-layer OK that will never come. The head
+never breaks a segment: if its half expires while the pair's Track is out,
+it keeps the pair (and its credit) until the PairDone; if the tail accepted
+it, the head sends :class:`~qstack.network.messages.PairLost` to the tail,
+which takes the pair back (:class:`~qstack.network.service.NetExpire`), and
+asks for another pair.
+
 Stacking (bottom first): ``link.egp`` (or ``network.purify`` in between,
 see :mod:`qstack.network.purify`), then this protocol, named
 ``network.qnp``. Upper layers ``Submit(NetRequest(...), to="network.qnp")``
@@ -64,11 +75,12 @@ from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, Requ
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
 from .messages import (
-    CircuitConfirm, CircuitSetup, CircuitTeardown, PairDone, SegmentExpire, SegmentNotice, Track,
+    CircuitConfirm, CircuitSetup, CircuitTeardown, PairDone, PairLost, SegmentExpire,
+    SegmentNotice, Track,
 )
 from .routing import RoutingError, Topology
 from .service import (
-    NetCancel, NetErr, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
+    NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
 )
 from .theory import werner_swap
 
@@ -83,6 +95,7 @@ _net_ok = fast_constructor(NetOk)
 _pair_id = fast_constructor(PairId)
 
 _LEFT, _RIGHT = 0, 1
+_MISSING = object()
 
 
 def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
@@ -105,7 +118,10 @@ def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
 
 @dataclass(slots=True)
 class _Pair:
-    """A link pair this node holds for a circuit (one qubit of it)."""
+    """A link pair this node holds for a circuit (one qubit of it). At the
+    head, ``qubit`` is None once the half was lost while its Track is on the
+    way: the pair is kept (it holds credit) until its PairDone or a
+    SegmentExpire settles it."""
 
     seq: int
     qubit: Any
@@ -142,6 +158,14 @@ class _Circuit:
     busy: dict = field(default_factory=dict)
     # (side, seq) -> messages that arrived before the link layer's OK
     early: dict = field(default_factory=dict)
+    # broken segments: (side, seq) -> (other side, other seq) or None, until
+    # the one SegmentExpire still to come from that side about seq has come
+    # (specs/network.md, "Losing a pair"); messages meeting one are dropped
+    gone: dict = field(default_factory=dict)
+    # tail: pair_seq -> this end's qubit (None for type M) of the last
+    # `window` delivered pairs, the ones a PairLost may still name
+    recent: dict = field(default_factory=dict)
+    window: int = 1                  # the head's flow-control window (CircuitSetup)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     outstanding: int = 0             # link-layer requests in flight on the downstream link
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -190,7 +214,9 @@ class QnpProtocol(Protocol):
 
     ``window`` is the flow-control credit: a downstream pair counts against it
     from its request until the Track of its end-to-end pair passes (repeater)
-    or its PairDone returns (head), or until it is lost.
+    or its PairDone returns (head), or until it is lost. The head's window
+    goes to the tail in the CircuitSetup: the tail keeps its half of that many
+    of its last delivered pairs, in case the head reports one lost.
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
@@ -221,7 +247,8 @@ class QnpProtocol(Protocol):
         self._ops: dict[int, tuple] = {}
         self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
         #: counters for tests and benchmarks
-        self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0}
+        self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0,
+                      "lost": 0}
 
     # ================================================================ helpers
     def _op(self, op: Any, ctx: tuple) -> QuantumOp:
@@ -290,7 +317,8 @@ class QnpProtocol(Protocol):
             number=req.number - r.delivered, min_fidelity=req.min_fidelity,
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
-            measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct)
+            measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
+            window=self.window)
         c = self._install(setup)
         r.circuit = cid
         return [SendMessage(route.path[1], setup)]
@@ -301,7 +329,7 @@ class QnpProtocol(Protocol):
                      request_id=s.request_id, number=s.number, min_fidelity=s.min_fidelity,
                      link_fidelity=s.link_fidelity, strategy=s.strategy, cutoff_ns=s.cutoff_ns,
                      type=s.type, basis=s.measure_basis, app_tag=s.app_tag, correct=s.correct,
-                     labels=s.link_labels)
+                     labels=s.link_labels, window=s.window)
         if s.strategy == SwapStrategy.NESTED and 0 < idx < c.n_links:
             c.lo, c.hi = nested_spans(c.n_links)[idx]
         self.circuits[(s.head, s.circuit_id)] = c
@@ -322,7 +350,8 @@ class QnpProtocol(Protocol):
             return handler(self, ev.src, m, now_ns)
         c = self.circuits.get((m.head, m.circuit_id))
         if c is None:
-            if isinstance(m, (CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice)):
+            if isinstance(m, (CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice,
+                              PairLost)):
                 return []   # late traffic of a circuit already gone: nothing to do
             return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
                          f"{type(m).__name__} for unknown circuit {m.head}/{m.circuit_id}")]
@@ -443,6 +472,15 @@ class QnpProtocol(Protocol):
         if c is None:
             return []
         side = self._side_of(c, ev.remote)
+        if c.index == 0:
+            # The head sent this pair's Track when it got it: the pair is on its
+            # way and only its PairDone (or a SegmentExpire from ahead) settles
+            # it. Free the qubit, keep the pair (and its credit) until then.
+            p = c.held[_RIGHT].get(ev.ent_id.seq)
+            if p is None or p.qubit is None:
+                return []
+            qubit, p.qubit = p.qubit, None
+            return [self._op(Discard(qubit), ("discard",))]
         return self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, notify=True)
 
     # ---------------------------------------------------------------- swapping
@@ -493,7 +531,8 @@ class QnpProtocol(Protocol):
     # ---------------------------------------------------------------- segment messages
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
-        ("swapped", record), ("held", pair), ("wait", None) or ("gone", None)."""
+        ("swapped", record), ("held", pair), ("broken", (side, tombstone)),
+        ("wait", None) or ("gone", None)."""
         side = self._side_of(c, src)
         if side is None:
             return "gone", None
@@ -507,8 +546,11 @@ class QnpProtocol(Protocol):
         if key in c.busy:
             c.busy[key].append((src, msg))
             return "wait", None
-        # the link layer's OK for this pair has not come yet (or the pair is
-        # gone for good: then the entry is dropped with the circuit)
+        rec = c.gone.get(key, _MISSING)
+        if rec is not _MISSING:
+            return "broken", (side, rec)     # the segment is broken here
+        # the link layer's OK for this pair has not come yet: it will (the
+        # sender had it), unless the circuit goes first
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
@@ -554,6 +596,11 @@ class QnpProtocol(Protocol):
                      bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
                      app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
                      initiator=False, path=c.path)
+        # until the head settles it, a PairLost may still take this pair back
+        recent = c.recent
+        recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
+        if len(recent) > c.window:
+            del recent[next(iter(recent))]
         acts: list = [SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq, bell,
                                                    t.fidelity, t.created_ns))]
         return acts + self._finish_pair(c, ok, ops, now_ns)
@@ -589,6 +636,15 @@ class QnpProtocol(Protocol):
             return []
         _, p = info
         del c.held[_RIGHT][p.seq]
+        if p.qubit is None:
+            # lost here while its Track was on the way: the pair is lost at both
+            # ends; if the tail delivered it, it takes it back. The PairLost goes
+            # out before the Track of any pair asked for now (FIFO links).
+            if not m.accepted:
+                return self._refill(c, now_ns)
+            self.stats["lost"] += 1
+            lost = PairLost(c.cid, c.head, m.pair_seq, "head's half expired")
+            return [SendMessage(c.path[1], lost)] + self._refill(c, now_ns)
         if not m.accepted:
             return self._refill(c, now_ns) + [self._op(Discard(p.qubit), ("discard",))]
         r = self.requests.get(c.request_id)
@@ -630,12 +686,41 @@ class QnpProtocol(Protocol):
             c.lost += 1
             c.swaps.pop((side, m.link_seq), None)
             c.swaps.pop((oside, oseq), None)
+            # the answer will come back from the far side: pass it on to here
+            c.gone[(oside, oseq)] = (side, m.link_seq)
             return ([SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
                     + self._refill(c, now_ns))
+        if where == "broken":
+            # the answer to a break (or a break crossing ours): the segment's
+            # state here ends; pass it on if it came through here
+            side, rec = info
+            del c.gone[(side, m.link_seq)]
+            if rec is None:
+                return []
+            oside, oseq = rec
+            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
         if where != "held":
             return []
         side, p = info
-        return self._expire_local(c, side, p.seq, m.reason, now_ns, notify=False)
+        # the segment's other end: discard, and answer so that every node on
+        # the way (and the breaking end) can forget the segment
+        return ([SendMessage(src, m)]
+                + self._expire_local(c, side, p.seq, m.reason, now_ns, notify=False))
+
+    def _on_pair_lost(self, src: str, m: PairLost, now_ns: int, c: _Circuit) -> list:
+        if c.index == 0 or self._side_of(c, src) != _LEFT:
+            return []
+        if c.index < c.n_links:
+            # the end-to-end pair our downstream pair went into is lost
+            c.lost += 1
+            return [SendMessage(c.path[c.index + 1], m)] + self._refill(c, now_ns)
+        qubit = c.recent.pop(m.pair_seq, _MISSING)
+        if qubit is _MISSING:
+            return []
+        c.delivered -= 1
+        acts: list = [self._op(Discard(qubit), ("discard",))] if qubit is not None else []
+        acts.append(Deliver(NetExpire(_pair_id(c.head, c.cid, m.pair_seq), c.head, m.reason)))
+        return acts
 
     def _expire_local(self, c: _Circuit, side: int, seq: int, reason: str, now_ns: int,
                       notify: bool) -> list:
@@ -646,10 +731,12 @@ class QnpProtocol(Protocol):
         if side == _RIGHT:
             c.lost += 1
         c.waiting_track.pop(seq, None) if side == _LEFT else None
-        acts: list = [self._op(Discard(p.qubit), ("discard",))]
+        acts: list = [self._op(Discard(p.qubit), ("discard",))] if p.qubit is not None else []
         if c.cutoff_ns and 0 < c.index < c.n_links:
             acts.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
         if notify:
+            # a break: the other end answers with a SegmentExpire back
+            c.gone[(side, seq)] = None
             acts.append(SendMessage(c.neighbour(side), SegmentExpire(c.cid, c.head, seq, reason)))
         return acts + self._refill(c, now_ns)
 
@@ -707,7 +794,8 @@ class QnpProtocol(Protocol):
         acts: list = []
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
-                acts.append(self._op(Discard(p.qubit), ("discard",)))
+                if p.qubit is not None:
+                    acts.append(self._op(Discard(p.qubit), ("discard",)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:
                     acts.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
             c.held[side].clear()
@@ -768,10 +856,15 @@ class QnpProtocol(Protocol):
                 # the BSM failed (qubit lost): both segments are broken
                 acts = []
                 c.lost += 1
+                c.waiting_track.pop(pl.seq, None)
                 for side, p in ((_LEFT, pl), (_RIGHT, pr)):
-                    c.busy.pop((side, p.seq), None)
+                    c.gone[(side, p.seq)] = None
                     acts.append(SendMessage(c.neighbour(side),
                                             SegmentExpire(c.cid, c.head, p.seq, "bsm failed")))
+                # messages that waited for the outcome meet the broken segments
+                for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
+                    for src, msg in c.busy.pop(key, ()):
+                        acts += self._MSG[type(msg)](self, src, msg, now_ns, c)
                 return acts + self._refill(c, now_ns)
             return self._swapped(c, pl, pr, int(out), now_ns)
         if kind == "chain":
@@ -805,6 +898,7 @@ class QnpProtocol(Protocol):
         PairDone: _on_pair_done,
         SegmentNotice: _on_notice,
         SegmentExpire: _on_expire,
+        PairLost: _on_pair_lost,
     }
 
 

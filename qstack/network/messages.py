@@ -25,8 +25,8 @@ from qstack.core.messages import Message, limits, message
 
 __all__ = [
     "CircuitSetup", "CircuitConfirm", "CircuitTeardown", "Track", "PairDone", "SegmentNotice",
-    "SegmentExpire", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay", "KeyRelayAck",
-    "VECTOR_EXAMPLES",
+    "SegmentExpire", "PairLost", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
+    "KeyRelayAck", "VECTOR_EXAMPLES",
 ]
 
 _NAME = limits(max_len=64)
@@ -40,7 +40,7 @@ _CODE = limits(0, 999)
 
 # ------------------------------------------------------------------ network.qnp
 
-@message("network.qnp", 0x0301)
+@message("network.qnp", 0x0301, version=2)
 @dataclass(frozen=True, slots=True)
 class CircuitSetup(Message):
     """Head -> tail, hop by hop: install circuit ``(head, circuit_id)`` on ``path``.
@@ -49,6 +49,10 @@ class CircuitSetup(Message):
     ``link_labels``: the link-layer purpose id each creator chose for its
     downstream link, appended by every node as the setup passes (so a node
     finds its upstream link's label at its own index - 1).
+    ``window`` (version 2): the head's flow-control window, the most pairs of
+    the circuit the head holds unresolved (Track sent, PairDone not back) at
+    once; the tail keeps its half of its last ``window`` delivered pairs, the
+    ones a :class:`PairLost` may still name.
     """
 
     circuit_id: int = field(metadata=_U32)
@@ -65,6 +69,7 @@ class CircuitSetup(Message):
     measure_basis: str = field(metadata=limits(max_len=8))
     app_tag: int = field(metadata=_U32)
     correct: bool = False
+    window: int = field(default=1, metadata=limits(1, 65535))
 
     def __post_init__(self) -> None:
         if len(self.path) < 2:
@@ -155,12 +160,28 @@ class SegmentNotice(Message):
 @message("network.qnp", 0x0307)
 @dataclass(frozen=True, slots=True)
 class SegmentExpire(Message):
-    """A pair of the segment was discarded (cut-off, teardown): the other end
-    of the segment discards its qubit too."""
+    """A pair of the segment was discarded (cut-off, link expiry, failed
+    BSM): the other end of the segment discards its qubit too and answers
+    with a SegmentExpire back (unless it broke the segment itself), which
+    clears the state the nodes on the way keep for it."""
 
     circuit_id: int = field(metadata=_U32)
     head: str = field(metadata=_NAME)
     link_seq: int = field(metadata=_U64)
+    reason: str = field(metadata=limits(max_len=64))
+
+
+@message("network.qnp", 0x0308)
+@dataclass(frozen=True, slots=True)
+class PairLost(Message):
+    """Head -> tail, hop by hop along the path: the tail delivered pair
+    ``pair_seq`` (its PairDone said accepted) but the head's half was lost
+    before the PairDone came back. Each repeater counts one more pair to make;
+    the tail takes the pair back (NetExpire) and waits for another."""
+
+    circuit_id: int = field(metadata=_U32)
+    head: str = field(metadata=_NAME)
+    pair_seq: int = field(metadata=_U32)
     reason: str = field(metadata=limits(max_len=64))
 
 
@@ -240,7 +261,7 @@ VECTOR_EXAMPLES = {
     "circuit_setup": CircuitSetup(
         circuit_id=0x00010002, head="a", path=("a", "r1", "b"), request_id=7, number=10,
         min_fidelity=0.8, link_fidelity=(0.9, 0.9), link_labels=(3,), strategy=0,
-        cutoff_ns=5_000_000, type=0, measure_basis="Z", app_tag=42, correct=False),
+        cutoff_ns=5_000_000, type=0, measure_basis="Z", app_tag=42, correct=False, window=2),
     "circuit_confirm": CircuitConfirm(circuit_id=0x00010002, head="a", accepted=True, code=0,
                                       detail=""),
     "circuit_confirm_rejected": CircuitConfirm(circuit_id=3, head="a", accepted=False, code=304,
@@ -253,6 +274,7 @@ VECTOR_EXAMPLES = {
                           bell_index=2, fidelity=0.875, created_ns=1_000_000),
     "segment_notice": SegmentNotice(circuit_id=5, head="a", link_seq=9, far_end=4),
     "segment_expire": SegmentExpire(circuit_id=5, head="a", link_seq=9, reason="cutoff"),
+    "pair_lost": PairLost(circuit_id=0x00010002, head="a", pair_seq=3, reason="link expired"),
     "purify_setup": PurifySetup(purpose_id=3, scheme=1, rounds=2, number=5, target_fidelity=0.95),
     "purify_measure": PurifyMeasure(purpose_id=3, keep_seq=10, sac_seq=11, level=0, outcome=1,
                                     twirl=0),

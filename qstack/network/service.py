@@ -12,7 +12,9 @@ shape of the link layer's CREATE / OK / ERR / EXPIRE
 * a request that cannot be served ends with one :class:`NetErr` (an
   ``ErrorCode`` in 300-399), at the end that submitted it and, once a circuit
   exists, at the far end too;
-* a delivered pair that is lost later is reported with :class:`NetExpire`.
+* a delivered pair that is lost later is reported with :class:`NetExpire`
+  (e.g. the tail delivered it but the head's half expired before the pair
+  was settled: the head never delivers it, the tail takes it back).
 
 The far end does not submit anything: it learns of the request when the
 circuit is set up and delivers its ``NetOk`` events unasked, tagged with the
@@ -158,7 +160,9 @@ class NetErr:
 
 @dataclass(frozen=True, slots=True)
 class NetExpire:
-    """EXPIRE: the delivered pair ``pair_id`` is gone (circuit torn down, peer reset)."""
+    """EXPIRE: the delivered pair ``pair_id`` is gone (its other half was lost
+    before the pair was settled, circuit torn down, peer reset). The network
+    layer frees this end's qubit; the pair does not count as delivered."""
 
     pair_id: PairId
     remote: str
