@@ -251,6 +251,8 @@ class LinkNet:
             self._pump(link)
 
     def _create(self, node: str, proto: Any, req: CreateRequest) -> None:
+        if not isinstance(req, CreateRequest):
+            return   # Release: this emulated link layer tracks no delivered pairs
         link = self.links.get(frozenset((node, req.remote)))
         if link is None or not link.up:
             return   # never served (a real EGP would time out)

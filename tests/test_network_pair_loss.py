@@ -161,7 +161,10 @@ def test_link_cutoff_at_both_ends_loses_pairs_on_the_way_and_still_completes(str
     settled, the request completes with the same pairs at both ends, and no
     per-pair state is left in the circuits."""
     pairs, n = 12, 5
-    net, names, ends = build_chain(n, "bd", seed=seed, check_wire=True, slots=8,
+    # the ends keep every delivered qubit: room for all of them, and for the
+    # link layer's pairs besides (delivered qubits are the application's: the
+    # QNP releases them from the link layer's cut-off)
+    net, names, ends = build_chain(n, "bd", seed=seed, check_wire=True, slots=24,
                                    consumer=Recorder, p=0.05)
     for name in names:
         egp = net.nodes[name].protocols["link.egp"]
@@ -314,3 +317,38 @@ def test_sans_io_head_loss_after_tail_delivered():
     assert any(isinstance(a, QuantumOp) and a.op == Discard(ok.qubit) for a in h.up["n2"])
     assert h.c["n2"].delivered == 0 and not h.c["n2"].recent
     assert h.leftover() == []
+
+
+# ---------------------------------------------------------------- Release
+
+def test_link_pairs_used_by_the_qnp_are_released_from_the_link_layer():
+    """Pairs the QNP swapped or delivered are the QNP's (or the application's):
+    it Releases them, so the link layer's memory cut-off never discards a
+    delivered qubit later, and the link layer tracks nothing once the request
+    is done (before: the EGP's cut-off discarded the application's qubits)."""
+    pairs = 4
+    net, names, ends = build_chain(4, "bd", seed=3, check_wire=True, slots=8,
+                                   consumer=Recorder)
+    for name in names:
+        net.nodes[name].protocols["link.egp"].cutoff_ns = 5_000_000
+    head, tail = ends[names[0]], ends[names[-1]]
+    net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
+    net.run(until_ns=10**9, stop_when=lambda: len(head.oks) >= pairs and len(tail.oks) >= pairs)
+    assert len(head.oks) == pairs and len(tail.oks) == pairs
+    net.run(until_ns=net.sim.now + 50_000_000)          # ten cut-offs later
+    assert net.errors == [] and not head.expired and not tail.expired
+    for ok in head.oks + tail.oks:
+        assert ok.qubit.alive                         # still the application's
+    for name in names:
+        egp = net.nodes[name].protocols["link.egp"]
+        assert all(not link.delivered for link in egp.links.values())
+
+
+def test_purify_passes_release_down_and_releases_what_it_consumes():
+    from qstack.link.service import EntanglementId, Release
+    from qstack.network.purify import PurifyProtocol
+
+    pp = PurifyProtocol("a")
+    rel = Release(EntanglementId("a", "b", 7), "b")
+    (sub,) = pp.handle(rel, 0)
+    assert isinstance(sub, Submit) and sub.request is rel and sub.to == pp.lower

@@ -63,7 +63,7 @@ from qstack.link.messages import (
 )
 from qstack.link.schemes import bell_fidelity, decayed_bell_fidelity
 from qstack.link.service import (
-    CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, RequestType,
+    CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Measure
 
@@ -83,15 +83,6 @@ _entangle_op = fast_constructor(Entangle)
 _KEEP = RequestType.KEEP
 _deliver = fast_constructor(Deliver)
 _quantum_op = fast_constructor(QuantumOp)
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """Submitted from above: the pair ``ent_id`` was consumed; stop tracking it
-    (no cut-off EXPIRE, no expiry on peer reset)."""
-
-    ent_id: EntanglementId
-    remote: str
 
 
 class LinkState:

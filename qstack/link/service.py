@@ -97,3 +97,14 @@ class LinkExpire:
     remote: str
     reason: str = ""
     purpose_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Submitted from above: the pair ``ent_id`` (with neighbour ``remote``) was
+    consumed or freed by the layer above; the link layer stops tracking it (no
+    cut-off EXPIRE, no expiry on peer reset). Every user of kept pairs sends it
+    once per pair, when the pair leaves its care."""
+
+    ent_id: EntanglementId
+    remote: str

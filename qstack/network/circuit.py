@@ -71,7 +71,9 @@ from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage,
     StartTimer, Submit, TimerFired, fast_constructor, on,
 )
-from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
+from qstack.link.service import (
+    CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
+)
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
 from .messages import (
@@ -93,6 +95,7 @@ _pair_done = fast_constructor(PairDone)
 _create = fast_constructor(CreateRequest)
 _net_ok = fast_constructor(NetOk)
 _pair_id = fast_constructor(PairId)
+_release = fast_constructor(Release)
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
@@ -130,6 +133,7 @@ class _Pair:
     created_ns: int
     far: int                 # path position of the segment's other end
     held_since: int
+    ent_id: Any = None       # the link layer's id, to Release the pair when it leaves
 
 
 @dataclass(slots=True)
@@ -425,13 +429,17 @@ class QnpProtocol(Protocol):
         c = self.circuits.get(key) if key else None
         if c is None or not c.active:
             # a pair for a circuit that is gone (or not ours): free the memory
-            return [self._op(Discard(ok.qubit), ("discard",))] if ok.qubit is not None else []
+            if ok.qubit is None:
+                return []
+            return [Submit(_release(ok.ent_id, ok.remote), to=self.link_service),
+                    self._op(Discard(ok.qubit), ("discard",))]
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
             c.outstanding = max(0, c.outstanding - 1)
             self.stats["link_pairs"] += 1
         far = c.index - 1 if side == _LEFT else c.index + 1
-        p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns)
+        p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
+                  ok.ent_id)
         c.held[side][p.seq] = p
         acts: list = []
         if c.index == 0:
@@ -500,6 +508,9 @@ class QnpProtocol(Protocol):
                 pr = next(iter(right.values()))
             del left[pl.seq]
             del right[pr.seq]
+            # both pairs leave the link layer's care (no cut-off, no expiry)
+            acts.append(Submit(_release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
+            acts.append(Submit(_release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
             c.busy[(_LEFT, pl.seq)] = []
             c.busy[(_RIGHT, pr.seq)] = []
             if c.cutoff_ns:
@@ -576,9 +587,10 @@ class QnpProtocol(Protocol):
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
         prev = c.path[c.index - 1]
+        release = Submit(_release(p.ent_id, prev), to=self.link_service)
         if not accept:
             self.stats["rejected"] += 1
-            return [self._op(Discard(p.qubit), ("discard",)),
+            return [release, self._op(Discard(p.qubit), ("discard",)),
                     SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
                                                t.fidelity, t.created_ns))]
         seq = c.done_seq
@@ -601,8 +613,8 @@ class QnpProtocol(Protocol):
         recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
         if len(recent) > c.window:
             del recent[next(iter(recent))]
-        acts: list = [SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq, bell,
-                                                   t.fidelity, t.created_ns))]
+        acts: list = [release, SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq,
+                                                            bell, t.fidelity, t.created_ns))]
         return acts + self._finish_pair(c, ok, ops, now_ns)
 
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int) -> list:
@@ -645,11 +657,12 @@ class QnpProtocol(Protocol):
             self.stats["lost"] += 1
             lost = PairLost(c.cid, c.head, m.pair_seq, "head's half expired")
             return [SendMessage(c.path[1], lost)] + self._refill(c, now_ns)
+        release = Submit(_release(p.ent_id, c.path[1]), to=self.link_service)
         if not m.accepted:
-            return self._refill(c, now_ns) + [self._op(Discard(p.qubit), ("discard",))]
+            return self._refill(c, now_ns) + [release, self._op(Discard(p.qubit), ("discard",))]
         r = self.requests.get(c.request_id)
         c.delivered += 1
-        acts = self._refill(c, now_ns)
+        acts = [release] + self._refill(c, now_ns)
         idx = m.pair_seq
         if r is not None:
             r.delivered += 1
@@ -731,7 +744,10 @@ class QnpProtocol(Protocol):
         if side == _RIGHT:
             c.lost += 1
         c.waiting_track.pop(seq, None) if side == _LEFT else None
-        acts: list = [self._op(Discard(p.qubit), ("discard",))] if p.qubit is not None else []
+        acts: list = []
+        if p.qubit is not None:
+            acts.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
+            acts.append(self._op(Discard(p.qubit), ("discard",)))
         if c.cutoff_ns and 0 < c.index < c.n_links:
             acts.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
         if notify:
@@ -795,6 +811,8 @@ class QnpProtocol(Protocol):
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
                 if p.qubit is not None:
+                    acts.append(Submit(_release(p.ent_id, c.neighbour(side)),
+                                       to=self.link_service))
                     acts.append(self._op(Discard(p.qubit), ("discard",)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:
                     acts.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))

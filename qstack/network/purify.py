@@ -46,7 +46,7 @@ from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
     Deliver, Fail, MessageReceived, OperationDone, Protocol, QuantumOp, SendMessage, Submit, on,
 )
-from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk
+from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, Release
 from qstack.physical.ops import Discard, Gate, Measure
 
 from .messages import PurifyMeasure, PurifyReply, PurifySetup
@@ -141,6 +141,15 @@ class PurifyProtocol(Protocol):
         self._ops[i] = ctx
         return QuantumOp(i, op)
 
+    def _release(self, ok: LinkOk) -> Submit:
+        """Tell the link layer a raw pair is used up (no cut-off or expiry for it)."""
+        return Submit(Release(ok.ent_id, ok.remote), to=self.lower)
+
+    @on(Release)
+    def _on_release(self, ev: Release, now_ns: int) -> list:
+        # a passed-through or purified pair: both carry the link layer's ent_id
+        return [Submit(ev, to=self.lower)]
+
     def _chain(self, ops: list, ctx: tuple) -> list:
         """Run ``ops`` one after the other; ``ctx`` is handled after the last."""
         if not ops:
@@ -205,7 +214,7 @@ class PurifyProtocol(Protocol):
         if s is None:
             return [Deliver(ok)]                           # pass-through
         if s.closed:
-            return [self._op(Discard(ok.qubit), ("discard",))]
+            return [self._release(ok), self._op(Discard(ok.qubit), ("discard",))]
         f = ok.goodness
         h = _Held(ok.ent_id.seq, ok, 0, self._estimate(f))
         s.pairs[h.seq] = h
@@ -260,7 +269,7 @@ class PurifyProtocol(Protocol):
         if s.scheme == DEJMPS:
             ops += [Gate("rx", (qk,), (_HALF_PI,)), Gate("rx", (qs,), (_HALF_PI,))]
         ops += [Gate("cnot", (qk, qs)), Measure(qs, "Z")]
-        return self._chain(ops, ("measured", s, keep, sac))
+        return [self._release(sac.ok)] + self._chain(ops, ("measured", s, keep, sac))
 
     def _output(self, s: _Session, h: _Held) -> list:
         s.pairs.pop(h.seq, None)
@@ -272,6 +281,7 @@ class PurifyProtocol(Protocol):
             # done: free what is left over (both ends hold the same leftovers)
             s.closed = True
             for h2 in list(s.pairs.values()):
+                acts.append(self._release(h2.ok))
                 acts.append(self._op(Discard(h2.ok.qubit), ("discard",)))
             s.pairs.clear()
             s.levels.clear()
@@ -310,7 +320,7 @@ class PurifyProtocol(Protocol):
         if s.scheme == DEJMPS:
             ops += [Gate("rx", (qk,), (-_HALF_PI,)), Gate("rx", (qs,), (-_HALF_PI,))]
         ops += [Gate("cnot", (qk, qs)), Measure(qs, "Z")]
-        return self._chain(ops, ("r_measured", s, keep, sac, m))
+        return [self._release(sac.ok)] + self._chain(ops, ("r_measured", s, keep, sac, m))
 
     def _decide(self, s: _Session, keep: _Held, sac: _Held, mine: int, twirl: int,
                 other: int) -> list:
@@ -320,7 +330,7 @@ class PurifyProtocol(Protocol):
             s.busy -= 1
         if mine != other:
             s.pairs.pop(keep.seq, None)
-            acts = [self._op(Discard(keep.ok.qubit), ("discard",))]
+            acts = [self._release(keep.ok), self._op(Discard(keep.ok.qubit), ("discard",))]
             if s.creator:
                 acts += self._request_raw(s)
             return acts
