@@ -432,7 +432,7 @@ class QnpProtocol(Protocol):
             if ok.qubit is None:
                 return []
             return [Submit(_release(ok.ent_id, ok.remote), to=self.link_service),
-                    self._op(Discard(ok.qubit), ("discard",))]
+                    QuantumOp(None, Discard(ok.qubit))]
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
             c.outstanding = max(0, c.outstanding - 1)
@@ -488,7 +488,7 @@ class QnpProtocol(Protocol):
             if p is None or p.qubit is None:
                 return []
             qubit, p.qubit = p.qubit, None
-            return [self._op(Discard(qubit), ("discard",))]
+            return [QuantumOp(None, Discard(qubit))]
         return self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, notify=True)
 
     # ---------------------------------------------------------------- swapping
@@ -590,7 +590,7 @@ class QnpProtocol(Protocol):
         release = Submit(_release(p.ent_id, prev), to=self.link_service)
         if not accept:
             self.stats["rejected"] += 1
-            return [release, self._op(Discard(p.qubit), ("discard",)),
+            return [release, QuantumOp(None, Discard(p.qubit)),
                     SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
                                                t.fidelity, t.created_ns))]
         seq = c.done_seq
@@ -659,7 +659,7 @@ class QnpProtocol(Protocol):
             return [SendMessage(c.path[1], lost)] + self._refill(c, now_ns)
         release = Submit(_release(p.ent_id, c.path[1]), to=self.link_service)
         if not m.accepted:
-            return self._refill(c, now_ns) + [release, self._op(Discard(p.qubit), ("discard",))]
+            return self._refill(c, now_ns) + [release, QuantumOp(None, Discard(p.qubit))]
         r = self.requests.get(c.request_id)
         c.delivered += 1
         acts = [release] + self._refill(c, now_ns)
@@ -731,6 +731,8 @@ class QnpProtocol(Protocol):
         if qubit is _MISSING:
             return []
         c.delivered -= 1
+        # the application may have used the qubit already: its answer (maybe
+        # QUBIT_UNAVAILABLE) is expected and ignored, so not fire and forget
         acts: list = [self._op(Discard(qubit), ("discard",))] if qubit is not None else []
         acts.append(Deliver(NetExpire(_pair_id(c.head, c.cid, m.pair_seq), c.head, m.reason)))
         return acts
@@ -747,7 +749,7 @@ class QnpProtocol(Protocol):
         acts: list = []
         if p.qubit is not None:
             acts.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
-            acts.append(self._op(Discard(p.qubit), ("discard",)))
+            acts.append(QuantumOp(None, Discard(p.qubit)))
         if c.cutoff_ns and 0 < c.index < c.n_links:
             acts.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
         if notify:
@@ -813,7 +815,7 @@ class QnpProtocol(Protocol):
                 if p.qubit is not None:
                     acts.append(Submit(_release(p.ent_id, c.neighbour(side)),
                                        to=self.link_service))
-                    acts.append(self._op(Discard(p.qubit), ("discard",)))
+                    acts.append(QuantumOp(None, Discard(p.qubit)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:
                     acts.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
             c.held[side].clear()

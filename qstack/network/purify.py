@@ -214,7 +214,7 @@ class PurifyProtocol(Protocol):
         if s is None:
             return [Deliver(ok)]                           # pass-through
         if s.closed:
-            return [self._release(ok), self._op(Discard(ok.qubit), ("discard",))]
+            return [self._release(ok), QuantumOp(None, Discard(ok.qubit))]
         f = ok.goodness
         h = _Held(ok.ent_id.seq, ok, 0, self._estimate(f))
         s.pairs[h.seq] = h
@@ -282,7 +282,7 @@ class PurifyProtocol(Protocol):
             s.closed = True
             for h2 in list(s.pairs.values()):
                 acts.append(self._release(h2.ok))
-                acts.append(self._op(Discard(h2.ok.qubit), ("discard",)))
+                acts.append(QuantumOp(None, Discard(h2.ok.qubit)))
             s.pairs.clear()
             s.levels.clear()
         elif s.creator:
@@ -330,7 +330,7 @@ class PurifyProtocol(Protocol):
             s.busy -= 1
         if mine != other:
             s.pairs.pop(keep.seq, None)
-            acts = [self._release(keep.ok), self._op(Discard(keep.ok.qubit), ("discard",))]
+            acts = [self._release(keep.ok), QuantumOp(None, Discard(keep.ok.qubit))]
             if s.creator:
                 acts += self._request_raw(s)
             return acts
