@@ -319,12 +319,11 @@ class EGP(Protocol):
         if len(link.items) + len(link.pending) >= self.max_queue:
             return [self._err(req, cid, ErrorCode.LINK_QUEUE_FULL,
                               f"{self.max_queue} items queued for {req.remote}")]
-        spec = QueueSpec(create_id=cid, number=req.number, min_fidelity=float(req.min_fidelity),
-                         deadline_ns=now + req.max_time_ns if req.max_time_ns else 0,
-                         purpose_id=req.purpose_id, type=RequestType(req.type),
-                         measure_basis=req.measure_basis, priority=req.priority,
-                         atomic=req.atomic, consecutive=req.consecutive or req.atomic,
-                         param=float(param))
+        # positional: once per request (every link pair of a repeater chain)
+        spec = QueueSpec(cid, req.number, float(req.min_fidelity),
+                         now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
+                         _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
+                         req.consecutive or req.atomic, float(param))
         if not link.master:
             link.pending[cid] = req
             return [SendMessage(link.peer, QueueRequest(spec))]
@@ -777,6 +776,7 @@ def _invalid(req: CreateRequest, cid: int) -> str:
 
 
 _REQUEST_TYPES = frozenset(int(t) for t in RequestType)
+_REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without the enum call
 
 
 def _link_code(code: int) -> ErrorCode:

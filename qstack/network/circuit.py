@@ -403,7 +403,9 @@ class QnpProtocol(Protocol):
         if not c.active or c.index >= c.n_links:
             return []
         acts = []
-        held = len(c.held[_RIGHT]) + sum(1 for k in c.busy if k[0] == _RIGHT)
+        held = len(c.held[_RIGHT])
+        if c.busy:
+            held += sum(1 for k in c.busy if k[0] == _RIGHT)
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(self.window, c.number - c.delivered) - c.outstanding - held
