@@ -15,43 +15,31 @@ import pytest
 
 from benchmarks.bench_network import build_chain
 from qstack.core.protocol import (
-    Deliver, MessageReceived, OperationDone, Protocol, QuantumOp, SendMessage, Submit, on,
+    Deliver, MessageReceived, OperationDone, QuantumOp, SendMessage, Submit, on,
 )
 from qstack.link.egp import EGP
 from qstack.link.service import EntanglementId, LinkExpire, LinkOk
 from qstack.network.circuit import QnpProtocol
 from qstack.network.messages import SegmentExpire, Track
 from qstack.network.routing import Topology
-from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, SwapStrategy
+from qstack.network.service import NetExpire, NetRequest, SwapStrategy
 from qstack.physical.ops import BellMeasure, Discard
+from tests.test_network_stack import Keeper
 
 
-class Recorder(Protocol):
-    """Top of an end node: records NetOk / NetErr / NetExpire; keeps the qubits."""
+class Recorder(Keeper):
+    """Top of an end node: records NetOk / NetErr (as Keeper) and NetExpire;
+    keeps the qubits."""
 
     name = "test.recorder"
 
     def __init__(self, node: str) -> None:
         super().__init__(node)
-        self.oks: list = []
-        self.errors: list = []
         self.expired: list = []
-
-    @on(NetOk)
-    def _ok(self, ev, now_ns):
-        self.oks.append(ev)
-
-    @on(NetErr)
-    def _err(self, ev, now_ns):
-        self.errors.append(ev)
 
     @on(NetExpire)
     def _expire(self, ev, now_ns):
         self.expired.append(ev)
-
-    @on(object)
-    def _other(self, ev, now_ns):
-        return None
 
     def live(self) -> list:
         gone = {e.pair_id for e in self.expired}
