@@ -73,8 +73,8 @@ __all__ = ["EGP", "Release", "LinkState"]
 _NO_DEADLINE = 1 << 62
 _INT32 = 2**31 - 1
 
-# op kinds in EGP._ops
-_ENT, _MEAS, _OTHER = 0, 1, 2
+# op kinds in EGP._ops (other ops ask for no answer)
+_ENT, _MEAS = 0, 1
 
 # made once per pair: the same objects without the frozen-dataclass __init__ cost
 _link_ok = fast_constructor(LinkOk)
@@ -656,9 +656,7 @@ class EGP(Protocol):
             if link.retries > self.max_memory_retries:
                 link.retries = 0
                 link.cur = None
-                self._next_op += 1
-                self._ops[self._next_op] = (_OTHER,)
-                actions.append(QuantumOp(self._next_op, CancelEntangle(
+                actions.append(QuantumOp(None, CancelEntangle(
                     link.peer, ("egp", item.qid, item.done))))
                 actions.append(SendMessage(link.peer, Abort(item.qid,
                                                             int(ErrorCode.LINK_OUT_OF_MEMORY),
@@ -732,9 +730,7 @@ class EGP(Protocol):
         actions: list = []
         if link.op_id is not None and link.cur is not None:
             self._ops.pop(link.op_id, None)
-            self._next_op += 1
-            self._ops[self._next_op] = (_OTHER,)
-            actions.append(QuantumOp(self._next_op, CancelEntangle(
+            actions.append(QuantumOp(None, CancelEntangle(
                 link.peer, ("egp", link.cur.qid, link.cur.done))))
         for seq, entry in list(link.delivered.items()):
             if self.cutoff_ns is not None:
