@@ -60,3 +60,19 @@ def test_classes_with_post_init_checks_are_left_alone():
                 raise ValueError("x")
 
     assert fast_constructor(Checked) is Checked
+
+
+def test_checked_builds_the_same_object_without_post_init():
+    """``checked=True``: a class with a ``__post_init__`` check gets a fast
+    constructor too (same object for valid input); the check is the caller's."""
+    from qstack.link.messages import QueueSpec
+    from qstack.link.service import RequestType
+
+    args = (7, 3, 0.8, 0, 2, RequestType.KEEP, "Z", 1, False, False, 0.05)
+    assert fast_constructor(QueueSpec) is QueueSpec            # not without checked
+    fast = fast_constructor(QueueSpec, checked=True)
+    assert fast is not QueueSpec and fast(*args) == QueueSpec(*args)
+    bad = args[:6] + ("W",) + args[7:]
+    with pytest.raises(ValueError):
+        QueueSpec(*bad)
+    assert fast(*bad).measure_basis == "W"                      # not checked here

@@ -232,15 +232,15 @@ class Protocol:
 _MISSING = object()
 
 
-def _slot_setters(cls: type) -> tuple[list, dict] | None:
+def _slot_setters(cls: type, checked: bool = False) -> tuple[list, dict] | None:
     """(fields, namespace) for building ``cls`` through its slot descriptors;
     None if that would not be the same as calling ``cls`` (no slots, a
-    ``__post_init__`` check, an init=False field)."""
+    ``__post_init__`` check unless ``checked``, an init=False field)."""
     import dataclasses
 
     if not dataclasses.is_dataclass(cls) or "__slots__" not in vars(cls):
         return None
-    if hasattr(cls, "__post_init__"):
+    if hasattr(cls, "__post_init__") and not checked:
         return None
     ns: dict = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
     names = []
@@ -267,14 +267,16 @@ def _setters(names: list, obj: str) -> str:
                    else f"    _s{i}({obj}, {n})\n" for i, n, kind in names)
 
 
-def fast_constructor(cls: type) -> Callable:
+def fast_constructor(cls: type, *, checked: bool = False) -> Callable:
     """A function building ``cls`` instances exactly as ``cls(...)`` does (same
     parameters and defaults, same object), but setting a frozen slotted
     dataclass's fields through their slot descriptors rather than the
     generated ``object.__setattr__`` calls: about twice as fast, which counts
     for the few objects made once per pair on the simulator's hot path.
-    Returns ``cls`` itself where that would differ (``__post_init__`` etc.)."""
-    spec = _slot_setters(cls)
+    Returns ``cls`` itself where that would differ (``__post_init__`` etc.),
+    except with ``checked=True``: the caller has already checked what the
+    class's ``__post_init__`` checks, and it is not run."""
+    spec = _slot_setters(cls, checked)
     if spec is None:
         return cls
     names, ns = spec

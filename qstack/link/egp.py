@@ -82,6 +82,7 @@ _ent_id = fast_constructor(EntanglementId)
 _entangle_op = fast_constructor(Entangle)
 _KEEP = RequestType.KEEP
 _deliver = fast_constructor(Deliver)
+_queue_spec = fast_constructor(QueueSpec, checked=True)
 _quantum_op = fast_constructor(QuantumOp)
 
 
@@ -319,8 +320,9 @@ class EGP(Protocol):
         if len(link.items) + len(link.pending) >= self.max_queue:
             return [self._err(req, cid, ErrorCode.LINK_QUEUE_FULL,
                               f"{self.max_queue} items queued for {req.remote}")]
-        # positional: once per request (every link pair of a repeater chain)
-        spec = QueueSpec(cid, req.number, float(req.min_fidelity),
+        # once per request (every link pair of a repeater chain); _invalid has
+        # checked what QueueSpec.__post_init__ would
+        spec = _queue_spec(cid, req.number, float(req.min_fidelity),
                          now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
                          _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
                          req.consecutive or req.atomic, float(param))
