@@ -875,10 +875,12 @@ class QuantumEngine:
         pos = members.index(q.id)
         if g.bd is not None:
             # The reduced state of either half of a Bell-diagonal pair is I/2.
-            other = members[1 - pos]
-            self._groups.discard(g)
+            # the group object becomes the partner's own (one allocation less
+            # per discarded pair); _MAXMIX1 is read-only, never changed in place
+            g.members = [members[1 - pos]]
+            g.bd = None
+            g.rho = _MAXMIX1
             del self._where[q.id]
-            self._add_group([other], _MAXMIX1)   # read-only, never changed in place
             return
         n = len(members)
         keep = [i for i in range(n) if i != pos]
