@@ -100,11 +100,14 @@ def _routing_figures(model: Any, egp: Any, peer: str) -> tuple[float, float]:
 def build_network(network: Any, seed: int = 1, formalism: str | None = None,
                   network_layer: str = "qnp", ideal_fidelity: float = 1.0,
                   ideal_interval_ns: int = 1_000_000, cutoff_ns: int | None = None,
-                  strategy: Any = None) -> Any:
+                  purify: bool = False) -> Any:
     """A :class:`~qstack.sim.network.SimNetwork` with the full stack on every node.
 
     ``network_layer``: "qnp" (link layer + end-to-end circuits) or "ideal".
     ``cutoff_ns``: the link layer's memory cut-off (None: none).
+    ``purify``: stack ``network.purify`` (DEJMPS recurrence) between the link
+    layer and the circuits, which then ask for purified links wherever a
+    request's fidelity needs more than a link gives raw.
     """
     from qstack.sim.network import SimNetwork
     from qstack.transport.protocol import TeleportTransport
@@ -141,7 +144,15 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
             topo.add_link(link.a, link.b, fidelity=fid, rate_hz=rate, length_km=link.length_km)
         for name in spec.nodes:
             net.add_protocol(name, egps[name])
-            net.add_protocol(name, QnpProtocol(name, topo))
+            link_service = "link.egp"
+            if purify:
+                from qstack.network.purify import PurifyProtocol
+
+                raw = {peer: egps[name].best_fidelity(peer) for peer in egps[name].links}
+                net.add_protocol(name, PurifyProtocol(name, raw, seed=seed))
+                link_service = PurifyProtocol.name
+            net.add_protocol(name, QnpProtocol(name, topo, purify=purify,
+                                               link_service=link_service))
         net.topology = topo
         below = "network.qnp"
     else:

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after this much simulated time (seconds)")
     sim.add_argument("--network-layer", choices=("qnp", "ideal"), default="qnp",
                      help="qnp: link + network layers; ideal: Werner pairs on request")
+    sim.add_argument("--purify", action="store_true",
+                     help="purify links (DEJMPS) where a request needs more fidelity "
+                          "than a link gives raw (qnp layer)")
     sim.add_argument("--json", metavar="FILE", default=None,
                      help="also write results and metrics to FILE as JSON")
     return parser
@@ -66,7 +69,8 @@ def run_sim(args: argparse.Namespace) -> int:
         spec = api.load_network(args.network)
         apps = load_apps(args.app)
         result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
-                              until_s=args.until, network_layer=args.network_layer)
+                              until_s=args.until, network_layer=args.network_layer,
+                              **({"purify": True} if args.purify else {}))
     except QStackError as exc:
         print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {exc.detail}", file=sys.stderr)
         return 2
