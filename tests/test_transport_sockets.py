@@ -356,13 +356,13 @@ def test_a_sleeping_application_is_not_a_stall():
 def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
     """The pair behind an EPR header expires before bob binds it: recv_epr
     raises the loss, and the qubit queue is left alone."""
-    net = ideal_net(1.0, seed=1, random_interval=False, far_delay_ns=1_000_000)
+    net = ideal_net(1.0, seed=1, random_interval=False, far_delay_ns=0)
     seen = {}
 
     async def alice(ctx):
         sock = await ctx.connect("bob", 5)
         await sock.create_epr(1)
-        await ctx.sleep(100_000)                      # header at bob, pair not yet
+        # the pair is at bob, its header still on the way (20 us): expire it
         net.ideal.expire(next(iter(net.ideal.pairs)))
         await ctx.sleep(10_000_000)
 
@@ -442,3 +442,37 @@ def test_closing_a_socket_while_it_connects_fails_the_connect():
     assert seen == {"connect": ErrorCode.TRANSPORT_CLOSED, "send": ErrorCode.TRANSPORT_CLOSED,
                     "bob": ErrorCode.TRANSPORT_CLOSED}
     assert all(not t.conns for t in transports(net).values())
+
+
+def test_ideal_network_expiry_never_overtakes_the_pair():
+    """IdealNetwork.expire of a pair whose NetOk is still on its way to the
+    tail: the tail hears of the expiry (and loses its qubit) only after it got
+    the pair, as the network layer promises; the head at once."""
+    from qstack.core.protocol import Protocol, on
+    from qstack.network.service import NetExpire, NetOk, NetRequest
+
+    class Log(Protocol):
+        name = "test.log"
+
+        def __init__(self, node):
+            super().__init__(node)
+            self.events = []
+
+        @on(NetOk, NetExpire)
+        def _any(self, ev, now_ns):
+            alive = ev.qubit.alive if isinstance(ev, NetOk) else None
+            self.events.append((now_ns, type(ev).__name__, alive))
+
+    net = SimNetwork(seed=1)
+    for n in ("alice", "bob"):
+        net.add_node(n)
+    net.add_link("alice", "bob", classical_delay_ns=20_000)
+    ideal = IdealNetwork(net, interval_ns=1_000_000, far_delay_ns=1_000_000)
+    ideal.install()
+    logs = {n: net.add_protocol(n, Log(n)) for n in ("alice", "bob")}
+    net.submit("alice", NetRequest("bob", number=1), to="network.ideal")
+    net.run(until_ns=1_500_000)                 # made at 1 ms: at alice, on its way to bob
+    ideal.expire(next(iter(ideal.pairs)))
+    net.run()
+    assert logs["alice"].events == [(1_000_000, "NetOk", True), (1_500_000, "NetExpire", None)]
+    assert logs["bob"].events == [(2_000_000, "NetOk", True), (2_000_000, "NetExpire", None)]

@@ -322,10 +322,10 @@ class IdealNetwork:
         state["made"] += 1
         self.made += 1
         pid = PairId(head, state["cid"], seq)
-        self.pairs[(head, state["cid"], seq)] = (qa, qb, head, tail)
         done = state["made"] >= req.number
         far = self.far_delay_ns if self.far_delay_ns is not None else \
             self.net.classical_delay_ns(head, tail)
+        self.pairs[(head, state["cid"], seq)] = (qa, qb, head, tail, now + far)
         common = dict(request_id=rid, pair_id=pid, bell_index=bell, fidelity=self.fidelity,
                       created_ns=now, app_tag=req.app_tag, pair_index=seq, request_done=done,
                       path=(head, tail))
@@ -337,13 +337,22 @@ class IdealNetwork:
             state["event"] = self.net.sim.schedule(self._interval(), self._make, head, state)
 
     def expire(self, key: tuple, reason: str = "test") -> None:
-        """Destroy pair ``key`` = (head, circuit, seq) and tell both ends."""
+        """Destroy pair ``key`` = (head, circuit, seq) and tell both ends; an
+        end whose NetOk is still on its way hears of the expiry right after it
+        (the network layer only expires pairs it has handed over)."""
         from qstack.network.service import NetExpire
 
-        qa, qb, head, tail = self.pairs.pop(key)
-        for node, q, other in ((head, qa, tail), (tail, qb, head)):
-            dev = self.net.node(node).device
-            if dev.holds(q):
-                dev.free(q)
-            self._deliver(node, 0, NetExpire(PairId(*key), other, reason))
+        qa, qb, head, tail, tail_ok_ns = self.pairs.pop(key)
+        now = self.net.sim.now
+        for node, q, other, after in ((head, qa, tail, 0),
+                                      (tail, qb, head, max(0, tail_ok_ns - now))):
+            self.net.sim.schedule(after, self._expire_end, node, q,
+                                  NetExpire(PairId(*key), other, reason))
+
+    def _expire_end(self, node: str, qubit: Any, event: Any) -> None:
+        """One end of an expired pair: its qubit goes, then the layer above hears."""
+        dev = self.net.node(node).device
+        if dev.holds(qubit):
+            dev.free(qubit)
+        self._deliver(node, 0, event)
 
