@@ -36,6 +36,7 @@ import time
 from qstack.core.protocol import Protocol, QuantumOp, on
 from qstack.link.egp import EGP
 from qstack.network.circuit import QnpProtocol
+from qstack.network.purify import PurifyProtocol
 from qstack.network.routing import Topology
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
@@ -76,9 +77,12 @@ class Consumer(Protocol):
 
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
                 fidelity: float = F_LINK, p: float = P_LINK, slots: int = SLOTS,
-                t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type = None):
+                t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type = None,
+                purify: bool = False):
     """A chain ``n0000 - n0001 - ...`` on the real stack; (net, names, consumers at the
-    ends). ``consumer``: the protocol class stacked on network.qnp at both ends."""
+    ends). ``consumer``: the protocol class stacked on network.qnp at both ends.
+    ``purify``: ``network.purify`` between the EGP and the QNP, which then plans
+    purification where a request needs it."""
     names = [f"n{i:04d}" for i in range(n)]
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
@@ -93,7 +97,11 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     for i, name in enumerate(names):
         peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < n}
         net.add_protocol(name, EGP(name, peers, hardware=hw, seed=seed))
-        net.add_protocol(name, QnpProtocol(name, topo))
+        service = "link.egp"
+        if purify:
+            net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
+            service = PurifyProtocol.name
+        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
     consumers = {name: net.add_protocol(name, (consumer or Consumer)(name))
                  for name in (names[0], names[-1])}
     return net, names, consumers

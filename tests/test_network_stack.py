@@ -158,38 +158,13 @@ def test_requests_refused_for_a_full_link_queue_are_retried_later():
 # ---------------------------------------------------------------- purified links
 
 def _purified_chain(purify: bool, f_raw: float = 0.9):
-    """n0 - n1 - n2 on the real stack (EGP, then network.purify if ``purify``,
-    then the QNP), Werner links of fidelity ``f_raw``, density matrices, no
-    memory decay and noiseless gates: the delivered state is the closed form's."""
-    from qstack.link.egp import EGP
-    from qstack.network.circuit import QnpProtocol
-    from qstack.network.purify import PurifyProtocol
-    from qstack.network.routing import Topology
-    from qstack.physical.device import NodeHardware
-    from qstack.physical.pair_model import SimplePairModel
-    from qstack.sim.network import SimNetwork
-
-    names = ["n0", "n1", "n2"]
-    net = SimNetwork(seed=4, formalism="dm")
-    model = SimplePairModel(0.2, f_raw, 1_000, 5_000, 10_000)
-    hw = NodeHardware(num_qubits=16, t1_ns=float("inf"), t2_ns=float("inf"))
-    topo = Topology()
-    for n in names:
-        net.add_node(n, hw)
-        topo.add_node(n)
-    for a, b in zip(names, names[1:]):
-        net.add_link(a, b, model=model)
-        topo.add_link(a, b, fidelity=f_raw, rate_hz=0.2e6)
-    for i, n in enumerate(names):
-        peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < len(names)}
-        net.add_protocol(n, EGP(n, peers, hardware=hw))
-        service = "link.egp"
-        if purify:
-            net.add_protocol(n, PurifyProtocol(n, {p: f_raw for p in peers}))
-            service = "network.purify"
-        net.add_protocol(n, QnpProtocol(n, topo, purify=purify, link_service=service))
-    ends = {n: net.add_protocol(n, Keeper(n)) for n in (names[0], names[-1])}
-    return net, topo, ends
+    """n0000 - n0001 - n0002 on the real stack (EGP, then network.purify if
+    ``purify``, then the QNP), Werner links of fidelity ``f_raw``, density
+    matrices, no memory decay and noiseless gates: the delivered state is the
+    closed form's."""
+    net, names, ends = build_chain(3, "dm", seed=4, fidelity=f_raw, p=0.2, slots=16,
+                                   consumer=Keeper, purify=purify)
+    return net, net.nodes[names[0]].protocols["network.qnp"].topology, ends
 
 
 def test_purified_links_reach_a_target_raw_links_cannot_as_the_closed_forms_say():
@@ -205,22 +180,23 @@ def test_purified_links_reach_a_target_raw_links_cannot_as_the_closed_forms_say(
     from qstack.core.errors import ErrorCode
     from qstack.network.theory import dejmps
 
+    a, z = "n0000", "n0002"
     net, _, ends = _purified_chain(purify=False)
-    net.submit("n0", NetRequest("n2", number=5, min_fidelity=0.9), to="network.qnp")
+    net.submit(a, NetRequest(z, number=5, min_fidelity=0.9), to="network.qnp")
     net.run(until_ns=10**9)
-    (err,) = ends["n0"].errors
-    assert err.code == ErrorCode.NET_UNREACHABLE_FIDELITY and not ends["n0"].oks
+    (err,) = ends[a].errors
+    assert err.code == ErrorCode.NET_UNREACHABLE_FIDELITY and not ends[a].oks
 
     number = 5
     net, topo, ends = _purified_chain(purify=True)
-    head, tail = ends["n0"], ends["n2"]
-    net.submit("n0", NetRequest("n2", number=number, min_fidelity=0.9), to="network.qnp")
+    head, tail = ends[a], ends[z]
+    net.submit(a, NetRequest(z, number=number, min_fidelity=0.9), to="network.qnp")
     net.run(until_ns=10**10, stop_when=lambda: len(head.oks) >= number
             and len(tail.oks) >= number)
     assert not head.errors and not tail.errors and net.errors == []
     assert [ok.pair_id for ok in head.oks] == [ok.pair_id for ok in tail.oks]
-    route = topo.route("n0", "n2", 0.9, purify=True)
-    rounds = net.nodes["n0"].protocols["network.purify"].rounds_for(0.9, route.link_fidelity[0])
+    route = topo.route(a, z, 0.9, purify=True)
+    rounds = net.nodes[a].protocols["network.purify"].rounds_for(0.9, route.link_fidelity[0])
     assert rounds == route.purify_rounds[0] == 2
     e = 0.1 / 3
     c = [0.9, e, e, e]

@@ -385,6 +385,17 @@ def transports(net):
     return {n: net.nodes[n].protocols["transport.qtp"] for n in net.nodes}
 
 
+def accept_then_expect_reset(seen: dict):
+    """bob's side: accept on port 7, then record the error his first recv raises."""
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        with pytest.raises(TransportError) as info:
+            await sock.recv(timeout_ns=1_000_000)
+        seen["bob"] = info.value.code
+        await sock.close()
+    return bob
+
+
 def test_a_connect_that_times_out_leaves_no_half_open_connection():
     """alice gives up before bob's SynAck can come back (round trip 40 us):
     bob, who accepted, is told, and neither end keeps the connection."""
@@ -397,14 +408,8 @@ def test_a_connect_that_times_out_leaves_no_half_open_connection():
         seen["alice"] = info.value.code
         await ctx.sleep(1_000_000)
 
-    async def bob(ctx):
-        sock = await ctx.listen(7).accept()
-        with pytest.raises(TransportError) as info:
-            await sock.recv(timeout_ns=1_000_000)
-        seen["bob"] = info.value.code
-        await sock.close()
 
-    run = run_apps(net, {"alice": alice, "bob": bob})
+    run = run_apps(net, {"alice": alice, "bob": accept_then_expect_reset(seen)})
     assert not run.errors, run.errors
     assert seen == {"alice": ErrorCode.TRANSPORT_TIMEOUT, "bob": ErrorCode.TRANSPORT_CLOSED}
     assert all(not t.conns for t in transports(net).values())
@@ -430,14 +435,8 @@ def test_closing_a_socket_while_it_connects_fails_the_connect():
         await ctx.sleep(1_000)                    # the Syn is on its way
         await shared["sock"].close()
 
-    async def bob(ctx):
-        sock = await ctx.listen(7).accept()
-        with pytest.raises(TransportError) as info:
-            await sock.recv(timeout_ns=1_000_000)
-        seen["bob"] = info.value.code
-        await sock.close()
 
-    run = run_apps(net, {"alice": [connector, closer], "bob": bob})
+    run = run_apps(net, {"alice": [connector, closer], "bob": accept_then_expect_reset(seen)})
     assert not run.errors, run.errors
     assert seen == {"connect": ErrorCode.TRANSPORT_CLOSED, "send": ErrorCode.TRANSPORT_CLOSED,
                     "bob": ErrorCode.TRANSPORT_CLOSED}
