@@ -408,7 +408,6 @@ def test_a_connect_that_times_out_leaves_no_half_open_connection():
         seen["alice"] = info.value.code
         await ctx.sleep(1_000_000)
 
-
     run = run_apps(net, {"alice": alice, "bob": accept_then_expect_reset(seen)})
     assert not run.errors, run.errors
     assert seen == {"alice": ErrorCode.TRANSPORT_TIMEOUT, "bob": ErrorCode.TRANSPORT_CLOSED}
@@ -434,7 +433,6 @@ def test_closing_a_socket_while_it_connects_fails_the_connect():
     async def closer(ctx):
         await ctx.sleep(1_000)                    # the Syn is on its way
         await shared["sock"].close()
-
 
     run = run_apps(net, {"alice": [connector, closer], "bob": accept_then_expect_reset(seen)})
     assert not run.errors, run.errors
