@@ -12,6 +12,8 @@ overwhelming probability):
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
@@ -20,7 +22,9 @@ from qstack.core.protocol import (
 )
 from qstack.link.egp import EGP, Release
 from qstack.link.messages import QueueAdd, QueueReject, QueueRequest
-from qstack.link.schemes import DoubleClickModel, MidpointSourceModel, SingleClickModel
+from qstack.link.schemes import (
+    DoubleClickModel, MidpointSourceModel, SenderReceiverModel, SingleClickModel,
+)
 from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
 from qstack.physical.device import NodeHardware
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Herald, Measure
@@ -454,3 +458,88 @@ def test_cutoff_expires_at_both_ends():
     for n in "ab":
         assert len(recs[n].expires) == 1
         assert net.node(n).device.used_slots == 0
+
+
+# ---------------------------------------------------------------- early commit
+
+_REQUESTS = st.lists(
+    # submitted at (ns): a 10 us grid, so that requests often come at the same
+    # time (a same-start competitor) or just before a herald (one end idle, the
+    # other still busy on a sender-receiver link)
+    st.tuples(st.integers(0, 60).map(lambda k: 10_000 * k),
+              st.sampled_from("ab"),                # by
+              st.integers(1, 4),                    # pairs
+              st.integers(0, 2),                    # priority
+              st.integers(0, 3)),                   # purpose
+    min_size=1, max_size=6)
+
+
+def _run_requests(model, requests, early_commit: bool):
+    hw = NodeHardware(num_qubits=16, t1_ns=math.inf, t2_ns=math.inf)
+    net, recs = build(model, hw=hw, seed=5, early_commit=early_commit)
+    for cid, (t, node, number, prio, purpose) in enumerate(requests):
+        peer = "b" if node == "a" else "a"
+        req = CreateRequest(peer, number=number, min_fidelity=0.5, priority=prio,
+                            purpose_id=purpose, create_id=cid)
+        net.sim.schedule_at(t, net.submit, node, req, "link.egp")
+    net.run()
+    return {n: ([(t, ok.ent_id, ok.bell_index, ok.create_id, ok.purpose_id, ok.created_ns)
+                 for t, ok in r.oks], [(t, e.create_id, e.code) for t, e in r.errs])
+            for n, r in recs.items()}, net.sim.events_fired
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests=_REQUESTS, asymmetric=st.booleans())
+def test_early_commit_gives_the_same_pairs_as_deciding_at_the_start_time(requests, asymmetric):
+    """Early commit (an idle end submits its Entangle for the start time at
+    once) takes the same decisions as the reference rule (decide at the start
+    time on a wake timer): the same pairs, ids, Bell indices, creation and
+    delivery times and errors at both ends, for any sequence of requests from
+    either end with priorities and purposes; on links with equal herald delays
+    and on sender-receiver links, whose ends hear at different times (so one
+    end may commit early while the other is still busy)."""
+    model = (SenderReceiverModel(length_km=5) if asymmetric
+             else DoubleClickModel(length_km=5))
+    early, _ = _run_requests(model, requests, True)
+    late, _ = _run_requests(model, requests, False)
+    assert early == late
+    assert sum(len(oks) for oks, _ in early.values()) > 0
+
+
+def test_early_commit_saves_the_wake_events():
+    """One request at a time (a repeater chain's pattern): two events fewer per
+    item (the two ends' wake timers)."""
+    requests = [(i * 100_000_000, "ab"[i % 2], 1, 0, 0) for i in range(5)]   # 100 ms apart
+    early, ev_early = _run_requests(DoubleClickModel(length_km=5), requests, True)
+    late, ev_late = _run_requests(DoubleClickModel(length_km=5), requests, False)
+    assert early == late and ev_late - ev_early == 2 * len(requests)
+
+
+def test_early_commit_at_one_end_and_a_wake_at_the_other(monkeypatch):
+    """Sender-receiver link: the receiver (b) hears a herald one classical delay
+    before the sender (a). A request arriving in between finds b idle (it
+    commits early) and a still busy (it decides later, on a wake timer): the
+    two ends take the same pair at the same time as without early commit."""
+    model = SenderReceiverModel(length_km=5)
+    alone, _ = _run_requests(model, [(0, "a", 1, 0, 0)], True)
+    heard_at_b = alone["b"][0][0][0]          # b's OK of the first pair (ns)
+    requests = [(0, "a", 1, 0, 0), (heard_at_b - 10_000, "a", 1, 0, 0)]
+    seen = []
+    commit, on_timer = EGP._commit, EGP._on_timer
+
+    def spy_commit(self, link, item, actions):
+        seen.append(("commit", self.node, item.qid))
+        return commit(self, link, item, actions)
+
+    def spy_timer(self, ev, now):
+        if ev.key[0] == "wake":
+            seen.append(("wake", self.node))
+        return on_timer(self, ev, now)
+
+    monkeypatch.setattr(EGP, "_commit", spy_commit)
+    monkeypatch.setattr(EGP, "_on_timer", spy_timer)
+    early, _ = _run_requests(model, requests, True)
+    assert ("commit", "b", 1) in seen and ("commit", "a", 1) not in seen
+    assert ("wake", "a") in seen
+    late, _ = _run_requests(model, requests, False)
+    assert early == late and len(early["a"][0]) == 2

@@ -166,6 +166,10 @@ class EGP(Protocol):
             attempt cycle and doubles up to this (ns), so that a memory kept
             full by the layer above costs few events.
         seed: seeds the random measurement bases of type-M "random" requests.
+        early_commit: an idle end submits its Entangle for an item's start
+            time as soon as the item is its only one (``specs/link.md``,
+            "Early commit"); False decides every item at its start time on a
+            wake timer (the same pairs at the same times, two events more).
     """
 
     name = "link.egp"
@@ -175,8 +179,10 @@ class EGP(Protocol):
                  cutoff_ns: int | None = None, purpose_weights: Mapping[int, float] | None = None,
                  sides: Mapping[str, int] | None = None, max_queue: int = 256,
                  schedule_slack_ns: int = 1_000, max_memory_retries: int = 1000,
-                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0) -> None:
+                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0,
+                 early_commit: bool = True) -> None:
         super().__init__(node)
+        self.early_commit = early_commit
         if hardware is not None:
             t1_ns, t2_ns = hardware.t1_ns, hardware.t2_ns
             num_qubits = hardware.num_qubits
@@ -347,7 +353,7 @@ class EGP(Protocol):
             actions.append(StartTimer(("deadline", link.peer, item.qid),
                                       max(0, item.spec.deadline_ns - now)))
         if link.op_id is None:
-            if len(items) == 1 and item.start_ns > now:
+            if len(items) == 1 and item.start_ns > now and self.early_commit:
                 # Idle, and the only item: the decision at its start time can
                 # only pick it, so submit now for that time (no wake event).
                 self._commit(link, item, actions)
