@@ -70,7 +70,7 @@ def run_sim(args: argparse.Namespace) -> int:
         apps = load_apps(args.app)
         result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
                               until_s=args.until, network_layer=args.network_layer,
-                              **({"purify": True} if args.purify else {}))
+                              purify=args.purify)
     except QStackError as exc:
         print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {exc.detail}", file=sys.stderr)
         return 2

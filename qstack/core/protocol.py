@@ -222,9 +222,10 @@ class Protocol:
         handle = self.handle
         if getattr(handle, "__func__", None) is not Protocol.handle:
             return handle      # a subclass (or the instance) has its own handle
-        attr = self._resolved[event_type] if event_type in self._resolved \
-            else self._resolve(event_type)
-        return getattr(self, attr) if attr is not None else self.handle
+        attr = self._resolved.get(event_type, _MISSING)
+        if attr is _MISSING:
+            attr = self._resolve(event_type)
+        return getattr(self, attr) if attr is not None else handle
 
 
 # ---------------------------------------------------------------- fast construction
