@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_network import F_LINK, build_chain
-from qstack.core.protocol import Protocol, on
+from benchmarks.bench_network import F_LINK, Consumer, build_chain
+from qstack.core.protocol import on
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
 
@@ -19,23 +19,15 @@ from qstack.network.theory import chain_fidelity
 TOL = 1e-9
 
 
-class Keeper(Protocol):
-    """Top of an end node: records each NetOk and keeps its qubit (never frees it)."""
+class Keeper(Consumer):
+    """The benchmark's consumer, except that it keeps each delivered qubit
+    (never frees it); other events (e.g. NetExpire) are ignored."""
 
     name = "test.keeper"
-
-    def __init__(self, node: str) -> None:
-        super().__init__(node)
-        self.oks: list = []
-        self.errors: list = []
 
     @on(NetOk)
     def _ok(self, ev, now_ns):
         self.oks.append(ev)
-
-    @on(NetErr)
-    def _err(self, ev, now_ns):
-        self.errors.append(ev)
 
     @on(object)
     def _other(self, ev, now_ns):

@@ -369,10 +369,7 @@ class EGP(Protocol):
 
     def _commit(self, link: LinkState, item: _Item, actions: list) -> None:
         """Submit ``item``'s next pair for its start time (decided early)."""
-        spec = item.spec
-        k = (spec.priority, spec.purpose_id)
-        link.served[k] = link.served.get(k, 0) + 1
-        self._entangle(link, item, actions, item.start_ns)
+        self._serve(link, item, actions, item.start_ns)
 
     def _withdraw(self, link: LinkState, actions: list) -> None:
         """Take back an Entangle submitted early, before its attempts began."""
@@ -522,10 +519,15 @@ class EGP(Protocol):
             link.wake_ref = None
             self._arm_wake(link, t_ref, now, actions)
             return
+        self._serve(link, item, actions)
+
+    def _serve(self, link: LinkState, item: _Item, actions: list, start_ns: int = 0) -> None:
+        """``item`` was picked: count the pair for its purpose (fairness), submit it."""
         spec = item.spec
         k = (spec.priority, spec.purpose_id)
-        link.served[k] = link.served.get(k, 0) + 1
-        self._entangle(link, item, actions)
+        served = link.served
+        served[k] = served.get(k, 0) + 1
+        self._entangle(link, item, actions, start_ns)
 
     def _entangle(self, link: LinkState, item: _Item, actions: list, start_ns: int = 0) -> None:
         spec = item.spec
@@ -647,10 +649,7 @@ class EGP(Protocol):
         if not finished and link.cur is item and (spec.consecutive or len(link.items) == 1) \
                 and item.start_ns <= t_ref and (not deadline or t_ref < deadline):
             # fast path: the only (or a consecutive) item continues
-            k = (spec.priority, spec.purpose_id)
-            served = link.served
-            served[k] = served.get(k, 0) + 1
-            self._entangle(link, item, actions)
+            self._serve(link, item, actions)
         else:
             link.cur = None
             self._schedule(link, t_ref, now, actions)

@@ -273,6 +273,12 @@ class QnpProtocol(Protocol):
             return _RIGHT
         return None
 
+    def _circuit_of(self, ev: Any) -> _Circuit | None:
+        """The circuit a link-layer event (LinkOk, LinkErr, LinkExpire) belongs
+        to, by its neighbour and purpose label; None if gone or not ours."""
+        key = self._by_label.get((ev.remote, ev.purpose_id))
+        return self.circuits.get(key) if key else None
+
     def _free_label(self, peer: str) -> int:
         used = self._labels_used.setdefault(peer, set())
         for label in range(1, 65536):
@@ -427,8 +433,7 @@ class QnpProtocol(Protocol):
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
     def _link_ok(self, ok: LinkOk, now_ns: int) -> list:
-        key = self._by_label.get((ok.remote, ok.purpose_id))
-        c = self.circuits.get(key) if key else None
+        c = self._circuit_of(ok)
         if c is None or not c.active:
             # a pair for a circuit that is gone (or not ours): free the memory
             if ok.qubit is None:
@@ -456,8 +461,7 @@ class QnpProtocol(Protocol):
 
     @on(LinkErr)
     def _link_err(self, err: LinkErr, now_ns: int) -> list:
-        key = self._by_label.get((err.remote, err.purpose_id))
-        c = self.circuits.get(key) if key else None
+        c = self._circuit_of(err)
         if c is None:
             return []
         c.outstanding = max(0, c.outstanding - 1)
@@ -477,8 +481,7 @@ class QnpProtocol(Protocol):
 
     @on(LinkExpire)
     def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
-        key = self._by_label.get((ev.remote, ev.purpose_id))
-        c = self.circuits.get(key) if key else None
+        c = self._circuit_of(ev)
         if c is None:
             return []
         side = self._side_of(c, ev.remote)

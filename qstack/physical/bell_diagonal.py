@@ -208,23 +208,16 @@ class BellDiagonal:
         pi = 1.0 - px - py - pz
         if pi < -1e-12:
             raise ValueError(f"px + py + pz must be <= 1, got {px + py + pz!r}")
-        pi = max(pi, 0.0)
-        c0, c1, c2, c3 = self._c
-        # out[b] = pI c[b] + pX c[b^2] + pY c[b^3] + pZ c[b^1]
-        return BellDiagonal._trusted((
-            pi * c0 + px * c2 + py * c3 + pz * c1,
-            pi * c1 + px * c3 + py * c2 + pz * c0,
-            pi * c2 + px * c0 + py * c1 + pz * c3,
-            pi * c3 + px * c1 + py * c0 + pz * c2,
-        ))
+        return self._pauli_unchecked(px, py, pz)
 
     def _pauli_unchecked(self, px: float, py: float, pz: float) -> "BellDiagonal":
         """:meth:`pauli_channel` for probabilities the caller has already checked
         (the engine's noise and memory decay, once per operation on a hot path)."""
         pi = 1.0 - px - py - pz
         if pi < 0.0:
-            pi = 0.0
+            pi = 0.0     # rounding: px + py + pz may exceed 1 by ~1e-12
         c0, c1, c2, c3 = self._c
+        # out[b] = pI c[b] + pX c[b^2] + pY c[b^3] + pZ c[b^1]
         return BellDiagonal._trusted((
             pi * c0 + px * c2 + py * c3 + pz * c1,
             pi * c1 + px * c3 + py * c2 + pz * c0,

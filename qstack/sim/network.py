@@ -398,10 +398,8 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ heralded links
     def _link_to(self, name: str, peer: str) -> SimLink | None:
-        link = self._adj.get(name, _NO_LINKS).get(peer)
-        if link is None:
-            link = self.links.get(frozenset((name, peer)))
-        return link
+        # add_link files every link under both ends in _adj
+        return self._adj.get(name, _NO_LINKS).get(peer)
 
     def _entangle(self, node: SimNode, protocol: str, op_id: int, op: Entangle) -> None:
         name = node.name
@@ -409,9 +407,7 @@ class SimNetwork:
             self._fail(node, protocol, Fail(ErrorCode.INVALID_PARAMETER,
                                             "Entangle needs an op_id: its answer is the herald"))
             return
-        link = self._adj.get(name, _NO_LINKS).get(op.peer)
-        if link is None:
-            link = self._link_to(name, op.peer)
+        link = self._adj.get(name, _NO_LINKS).get(op.peer)     # _link_to, inlined
         if link is None or link.model is None:
             self._herald_now(name, protocol, op_id,
                              _herald(False, reason=f"no quantum link to {op.peer!r}"))
