@@ -158,11 +158,10 @@ def test_cancel_aborts_both_ends():
 def test_messages_timers_and_unknown_protocol():
     net = make_net()
     a = net.node("a")
-    net._send_message(a, "test.pair", SendMessage("b", Note("hi")))
-    net._start_timer(a, "test.pair", StartTimer("t", 500))
-    net._start_timer(a, "test.pair", StartTimer("t", 900))   # restart
-    net._start_timer(a, "test.pair", StartTimer("u", 100))
-    net._cancel_timer(a, "test.pair", CancelTimer("u"))
+    for action in (SendMessage("b", Note("hi")), StartTimer("t", 500),
+                   StartTimer("t", 900),                      # restart
+                   StartTimer("u", 100), CancelTimer("u")):
+        a._run[type(action)]("test.pair", action, net.now_ns)   # as the runtime does
     net.run()
     assert net.node("b").protocol("test.pair").notes == [(7_000, "a", "hi")]
     assert a.protocol("test.pair").timers == [(900, "t")]

@@ -39,6 +39,7 @@ class ErrorCode(IntEnum):
     LINK_EXPIRED = 206       # a delivered pair was lost (cut-off, peer reset)
     LINK_UNKNOWN_PEER = 207  # no link to that node
     LINK_QUEUE_FULL = 208    # the distributed queue is full
+    LINK_DOWN = 209          # the link is down, or the peer's session broke (reset, restart)
 
     # network (300-399)
     NET_NO_ROUTE = 300       # no path to the destination

@@ -33,7 +33,8 @@ from qstack.core.messages import Message
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
-    "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "Started",
+    "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "PeerUp", "LinkDown",
+    "LinkUp", "Undeliverable", "Started",
     "SendMessage", "StartTimer", "CancelTimer", "QuantumOp", "Deliver", "Submit", "Fail",
 ]
 
@@ -83,9 +84,50 @@ class OperationDone(Event):
 
 @dataclass(frozen=True, slots=True)
 class PeerDown(Event):
-    """The classical connection to node ``peer`` is gone (crash or reset)."""
+    """The classical session with node ``peer`` broke (the peer crashed, or
+    the connection was reset): messages in flight between the two may have
+    been lost, and messages sent until :class:`PeerUp` are not delivered.
+    A node's own protocols get ``PeerDown(own name)`` when it is reset in
+    place (``SimNetwork.reset_node`` without a stack factory)."""
 
     peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp(Event):
+    """The classical session with ``peer`` works again. ``restarted``: the
+    peer crashed and came back, so it remembers nothing of before (whatever
+    was agreed with it is gone); otherwise only the session was reset."""
+
+    peer: str
+    restarted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown(Event):
+    """The link to neighbour ``peer`` (quantum channel and the direct
+    classical channel) is down: no heralds, no messages over it."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp(Event):
+    """The link to neighbour ``peer`` is up again."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Undeliverable(Event):
+    """A message this protocol sent to ``dst`` cannot be delivered: ``code``
+    ``NET_NO_ROUTE`` (unknown node, or no classical path to it) or
+    ``EMU_PEER_GONE`` (the session with ``dst`` is down)."""
+
+    dst: str
+    msg: Message
+    code: ErrorCode
+    detail: str = ""
 
 
 # ---------------------------------------------------------------- actions
@@ -303,7 +345,8 @@ def _fast_init(cls: type) -> type:
     return cls
 
 
-for _cls in (Started, MessageReceived, TimerFired, OperationDone, PeerDown, SendMessage,
+for _cls in (Started, MessageReceived, TimerFired, OperationDone, PeerDown, PeerUp, LinkDown,
+             LinkUp, Undeliverable, SendMessage,
              StartTimer, CancelTimer, QuantumOp, Deliver, Submit, Fail):
     _fast_init(_cls)
 del _cls

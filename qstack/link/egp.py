@@ -9,54 +9,66 @@ link of that node. ``specs/link.md`` is the normative description; in short:
   refused with ``LINK_UNSUPPORTED`` (fidelity out of reach), ``LINK_NO_TIME``
   (the *expected* time for the pairs, from the model's success probability,
   cycle and herald delays, exceeds ``max_time_ns``), ``LINK_UNKNOWN_PEER``,
-  ``LINK_QUEUE_FULL`` or ``LINK_NO_RESOURCES``. Accepted pairs come up as
-  :class:`~qstack.link.service.LinkOk` at **both** ends with the same
-  entanglement id and Bell index; failures as
+  ``LINK_QUEUE_FULL``, ``LINK_NO_RESOURCES`` or ``LINK_DOWN``. Accepted pairs
+  come up as :class:`~qstack.link.service.LinkOk` at **both** ends with the
+  same entanglement id and Bell index; failures as
   :class:`~qstack.link.service.LinkErr` at the requesting end; lost pairs as
   :class:`~qstack.link.service.LinkExpire` at both ends.
-* **Distributed queue.** Of the two ends, the node with the lexicographically
-  smaller name is the queue *master*: it numbers queue items (``qid``) and
-  sends :class:`~qstack.link.messages.QueueAdd` with a start time
-  ``start_ns = now + 2 x classical delay + slack``. By then the slave has the
-  item and the master knows whether the slave rejected it, so both ends see
-  the same queue for every scheduling decision that looks at items with
-  ``start_ns <= t_ref``.
-* **Scheduler.** Both ends take the same decisions at the same *reference
-  time* ``t_ref``: after a herald, ``emitted_ns + min(herald delays)`` (the
-  same number at both ends, and not later than either end's herald); after a
-  deadline, the deadline; when idle, the start time of the next item. The
-  choice is: an unfinished consecutive/atomic item first; else the lowest
-  priority value (strict classes); within a class the purpose with the
-  fewest pairs scheduled per unit weight (weighted round robin, ties to the
-  smaller purpose id); within a purpose the oldest item. Each pair is one
-  ``Entangle`` op with key ``("egp", qid, pair_index)`` at both ends.
+* **Leader and follower.** Of the two ends, the node with the
+  lexicographically smaller name is the *leader*: it keeps the queue (a
+  follower's CREATE reaches it as :class:`~qstack.link.messages.QueueRequest`),
+  numbers items (``qid``), tells the follower of each
+  (:class:`~qstack.link.messages.QueueAdd`), decides which item each pair
+  serves and ends items (their deadline, a full memory:
+  :class:`~qstack.link.messages.Abort`). For each pair the leader submits an
+  ``Entangle`` keyed ``("egp", qid, pair_index)``; the follower, whenever it
+  knows of unfinished items, keeps one ``Entangle`` with ``key=None``
+  outstanding, which the heralding station matches with the leader's and
+  whose herald names the key. No end waits for a time at which the other
+  would know something, so the protocol works with any classical delay and
+  jitter (a herald may even reach the follower before the ``QueueAdd`` of its
+  item: the pair waits for it).
+* **Scheduler** (the leader's): an unfinished consecutive/atomic item first;
+  else the lowest priority value (strict classes); within a class the
+  purpose with the fewest pairs scheduled per unit weight (weighted round
+  robin, ties to the smaller purpose id); within a purpose the oldest item.
 * **Parameter choice.** For a scheme with a knob (single-click alpha) the
   requesting end picks the largest alpha whose fidelity, after the T1/T2
   decay both qubits suffer while their heralds travel, is at least the
   requested minimum (largest alpha = highest rate); the alpha travels in the
-  queue item so both ends use it.
+  queue item and the leader's ``Entangle`` carries it.
 * **Type M.** Each end measures its qubit right after the herald: in the
   requested basis, or for ``"random"`` in Z or X chosen independently at each
   end from the protocol's seeded generator (what BBM92-style QKD needs; the
   application sifts). Outcomes are raw: the Bell index in the OK says which
   correlation to expect.
+* **Link down.** ``LinkDown`` or ``PeerDown`` for a neighbour (or a herald
+  saying the link or the peer is down) ends everything on that link: its
+  requests fail with ``LINK_DOWN``, its delivered pairs expire, and new
+  requests are refused with ``LINK_DOWN`` until ``LinkUp`` / ``PeerUp``; both
+  ends then start afresh (queue numbers and pair sequence numbers from 0).
 
 Memory: a pair stays tracked by the EGP (for cut-off and peer-reset expiry)
 until the layer above submits :class:`Release` or until more pairs of the link
 were delivered than the node has memory slots (so the older ones must have
 been consumed).
+
+States of one link at one end (``specs/link.md`` has the table): ``IDLE``
+(no Entangle outstanding), ``ATTEMPTING`` (one outstanding), ``BACKOFF`` (the
+memory was full: waiting to submit again), ``DOWN``.
 """
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Mapping
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, TimerFired, fast_constructor, on,
+    CancelTimer, Deliver, Fail, LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown,
+    PeerUp, Protocol, QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor,
+    on,
 )
 from qstack.link.messages import (
     BASES, Abort, Expire, QueueAdd, QueueReject, QueueRequest, QueueSpec,
@@ -67,14 +79,11 @@ from qstack.link.service import (
 )
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Measure
 
-__all__ = ["EGP", "Release", "LinkState"]
+__all__ = ["EGP", "Release", "LinkState", "Phase"]
 
-#: Deadline used for Entangle ops of requests without a time limit, ns.
+#: Deadline used for Entangle ops without a time limit, ns.
 _NO_DEADLINE = 1 << 62
 _INT32 = 2**31 - 1
-
-# op kinds in EGP._ops (other ops ask for no answer)
-_ENT, _MEAS = 0, 1
 
 # made once per pair: the same objects without the frozen-dataclass __init__ cost
 _link_ok = fast_constructor(LinkOk)
@@ -86,25 +95,43 @@ _queue_spec = fast_constructor(QueueSpec, checked=True)
 _quantum_op = fast_constructor(QuantumOp)
 
 
+class Phase(Enum):
+    """The state of one link at one end."""
+
+    IDLE = "idle"              # no Entangle outstanding
+    ATTEMPTING = "attempting"  # one Entangle outstanding (leader: for ``cur``)
+    BACKOFF = "backoff"        # the memory was full: a retry timer runs
+    DOWN = "down"              # the link or the session with the peer is down
+
+
+_IDLE, _ATTEMPTING, _BACKOFF, _DOWN = Phase.IDLE, Phase.ATTEMPTING, Phase.BACKOFF, Phase.DOWN
+_HERALD_DOWN = frozenset({"link down", "peer down"})
+
+
 class LinkState:
-    """EGP state of one link (one neighbour). ``items`` is the shared queue in qid order."""
+    """EGP state of one link (one neighbour). ``items`` is the queue in qid order."""
 
-    __slots__ = ("peer", "model", "side", "master", "delay", "min_hd", "hd", "items",
-                 "next_qid", "seq", "op_id", "cur", "served", "wake_ref", "delivered",
-                 "pending", "retries", "fid_cache", "param_cache", "capacity", "last_goodness")
+    __slots__ = ("peer", "model", "side", "leader", "delay", "min_hd", "hd", "items",
+                 "next_qid", "seq", "op_id", "cur", "served", "delivered", "pending",
+                 "retries", "fid_cache", "param_cache", "capacity", "last_goodness", "phase",
+                 "orphans", "link_down", "session_down")
 
-    def __init__(self, peer: str, model: Any, side: int, master: bool, capacity: int) -> None:
+    def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
+                 delay_ns: int | None = None) -> None:
         self.peer = peer
         self.model = model
         self.side = side
-        self.master = master
-        self.delay = int(getattr(model, "classical_delay_ns", 0))
+        self.leader = leader
+        self.delay = int(delay_ns if delay_ns is not None
+                         else getattr(model, "classical_delay_ns", 0))
         self.hd = (int(model.herald_delay_ns(0)), int(model.herald_delay_ns(1)))
         self.min_hd = min(self.hd)
         self.capacity = capacity
         self.fid_cache: dict = {}
         self.param_cache: dict = {}
         self.last_goodness: tuple = (None, None, 0.0)
+        self.link_down = False       # LinkDown seen, no LinkUp yet
+        self.session_down = False    # PeerDown seen, no PeerUp yet
         self.reset()
 
     def reset(self) -> None:
@@ -112,29 +139,35 @@ class LinkState:
         self.next_qid = 0
         self.seq = 0                 # next pair sequence number (same at both ends)
         self.op_id: int | None = None  # outstanding Entangle op
-        self.cur: _Item | None = None  # item of the outstanding Entangle
+        self.cur: _Item | None = None  # leader: the item of the outstanding Entangle
         self.served: dict[tuple[int, int], int] = {}
-        self.wake_ref: int | None = None
         self.delivered: dict[int, tuple] = {}   # seq -> (qubit, ent_id, purpose)
-        self.pending: dict[int, CreateRequest] = {}   # slave's requests awaiting QueueAdd
+        self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
+        self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
+        self.phase = _DOWN if (self.link_down or self.session_down) else _IDLE
+
+    @property
+    def down(self) -> bool:
+        return self.phase is _DOWN
 
 
 class _Item:
     """One queue item (the same at both ends)."""
 
-    __slots__ = ("qid", "origin", "start_ns", "spec", "done", "delivered", "finished", "key_base",
-                 "local")
+    __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
+                 "abort_code")
 
-    def __init__(self, qid: int, origin: str, start_ns: int, spec: QueueSpec, local: bool) -> None:
+    def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
         self.origin = origin
-        self.start_ns = start_ns
         self.spec = spec
         self.done = 0           # pairs heralded
         self.delivered = 0      # OKs delivered at this end
         self.finished = False
         self.local = local      # this end submitted the CREATE
+        self.limit = spec.number   # pairs it will have (fewer once aborted)
+        self.abort_code: ErrorCode | None = None   # follower: aborted by the leader
 
 
 class EGP(Protocol):
@@ -155,21 +188,20 @@ class EGP(Protocol):
         cutoff_ns: memory cut-off for kept pairs (None: none): after this
             long a delivered, unreleased pair is discarded and EXPIREd.
         purpose_weights: weight of each purpose id within a priority class
-            (default 1).
+            (default 1; the leader's weights decide).
         sides: neighbour -> this node's side (0/1) in the link's model;
             default 0 when this node's name is the smaller.
+        delays: neighbour -> one-way classical delay (ns) to it, used only to
+            estimate the time a request will take (``LINK_NO_TIME``); default
+            the model's ``classical_delay_ns``. No decision depends on it.
         max_queue: queue items per link.
-        schedule_slack_ns: added to the queue start time (ns).
         max_memory_retries: retries of an Entangle refused for a full memory
-            before the item is aborted with ``LINK_OUT_OF_MEMORY``.
+            before giving up (the leader aborts the item with
+            ``LINK_OUT_OF_MEMORY``; the follower asks it to).
         memory_backoff_max_ns: the wait between such retries starts at one
             attempt cycle and doubles up to this (ns), so that a memory kept
             full by the layer above costs few events.
         seed: seeds the random measurement bases of type-M "random" requests.
-        early_commit: an idle end submits its Entangle for an item's start
-            time as soon as the item is its only one (``specs/link.md``,
-            "Early commit"); False decides every item at its start time on a
-            wake timer (the same pairs at the same times, two events more).
     """
 
     name = "link.egp"
@@ -177,12 +209,10 @@ class EGP(Protocol):
     def __init__(self, node: str, peer_models: Mapping[str, Any], *, t1_ns: float = math.inf,
                  t2_ns: float = math.inf, num_qubits: int = 64, hardware: Any = None,
                  cutoff_ns: int | None = None, purpose_weights: Mapping[int, float] | None = None,
-                 sides: Mapping[str, int] | None = None, max_queue: int = 256,
-                 schedule_slack_ns: int = 1_000, max_memory_retries: int = 1000,
-                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0,
-                 early_commit: bool = True) -> None:
+                 sides: Mapping[str, int] | None = None, delays: Mapping[str, int] | None = None,
+                 max_queue: int = 256, max_memory_retries: int = 1000,
+                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0) -> None:
         super().__init__(node)
-        self.early_commit = early_commit
         if hardware is not None:
             t1_ns, t2_ns = hardware.t1_ns, hardware.t2_ns
             num_qubits = hardware.num_qubits
@@ -191,15 +221,17 @@ class EGP(Protocol):
         self.cutoff_ns = cutoff_ns
         self.weights = dict(purpose_weights or {})
         self.max_queue = max_queue
-        self.slack = int(schedule_slack_ns)
         self.max_memory_retries = max_memory_retries
         self.memory_backoff_max_ns = int(memory_backoff_max_ns)
         self.rng = random.Random(f"{seed}:{node}")
         sides = dict(sides or {})
+        delays = dict(delays or {})
         self.links: dict[str, LinkState] = {}
         for peer, model in peer_models.items():
             side = sides.get(peer, 0 if node < peer else 1)
-            self.links[peer] = LinkState(peer, model, side, node < peer, self.num_qubits)
+            self.links[peer] = LinkState(peer, model, side, node < peer, self.num_qubits,
+                                         delays.get(peer))
+        # op id -> ("ent", link) for Entangles, or the context of a Measure
         self._ops: dict[int, tuple] = {}
         self._next_op = 0
         self._next_create = 0
@@ -275,24 +307,20 @@ class EGP(Protocol):
         lo = max(lo, hi * 1e-9)
         return max(self.expected_fidelity(peer, lo * (hi / lo) ** (i / 63)) for i in range(64))
 
-    def expected_time_ns(self, peer: str, param: float, number: int, origin_master: bool) -> float:
-        """Expected time from CREATE to the last pair's herald, ns: the queue
-        start offset plus, per pair, (1/p - 1) failed cycles and the longer
-        herald delay (the next pair starts once both ends heard)."""
+    def expected_time_ns(self, peer: str, param: float, number: int, origin_leader: bool) -> float:
+        """Expected time from CREATE to the last pair's herald, ns: until the
+        follower learns of the item (one classical delay, two for the
+        follower's own request) plus, per pair, (1/p - 1) failed cycles and
+        the longer herald delay (the next pair starts once both ends heard)."""
         link = self.links[peer]
         p = float(link.model.success_probability(param))
         if p <= 0:
             return math.inf
         per_pair = (1.0 / p - 1.0) * link.model.cycle_ns(param) + max(link.hd)
-        offset = (2 if origin_master else 3) * link.delay + self.slack
+        offset = (1 if origin_leader else 2) * link.delay
         return offset + number * per_pair
 
     # ------------------------------------------------------------ helpers
-    def _op(self, rec: tuple) -> int:
-        self._next_op += 1
-        self._ops[self._next_op] = rec
-        return self._next_op
-
     def _err(self, req: CreateRequest, create_id: int, code: ErrorCode, detail: str) -> Deliver:
         return Deliver(LinkErr(create_id, req.remote, code, detail, req.purpose_id))
 
@@ -309,6 +337,8 @@ class EGP(Protocol):
         why = _invalid(req, cid)
         if why:
             return [self._err(req, cid, ErrorCode.LINK_UNSUPPORTED, why)]
+        if link.phase is _DOWN:
+            return [self._err(req, cid, ErrorCode.LINK_DOWN, f"the link to {req.remote} is down")]
         if req.atomic and req.number > self.num_qubits:
             return [self._err(req, cid, ErrorCode.LINK_NO_RESOURCES,
                               f"atomic request of {req.number} pairs > {self.num_qubits} qubits")]
@@ -318,7 +348,7 @@ class EGP(Protocol):
             return [self._err(req, cid, ErrorCode.LINK_UNSUPPORTED,
                               f"fidelity {req.min_fidelity} unreachable (best {best:.4f})")]
         if req.max_time_ns:
-            t = self.expected_time_ns(req.remote, param, req.number, link.master)
+            t = self.expected_time_ns(req.remote, param, req.number, link.leader)
             if t > req.max_time_ns:
                 return [self._err(req, cid, ErrorCode.LINK_NO_TIME,
                                   f"expected {t:.0f} ns for {req.number} pairs > "
@@ -329,61 +359,25 @@ class EGP(Protocol):
         # once per request (every link pair of a repeater chain); _invalid has
         # checked what QueueSpec.__post_init__ would
         spec = _queue_spec(cid, req.number, float(req.min_fidelity),
-                         now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
-                         _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
-                         req.consecutive or req.atomic, float(param))
-        if not link.master:
+                           now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
+                           _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
+                           req.consecutive or req.atomic, float(param))
+        if not link.leader:
             link.pending[cid] = req
             return [SendMessage(link.peer, QueueRequest(spec))]
-        return self._master_add(link, self.node, spec, now)
+        return self._leader_add(link, self.node, spec, now)
 
-    def _master_add(self, link: LinkState, origin: str, spec: QueueSpec, now: int) -> list:
+    def _leader_add(self, link: LinkState, origin: str, spec: QueueSpec, now: int) -> list:
         qid = link.next_qid
         link.next_qid = (qid + 1) & _INT32
-        start = now + 2 * link.delay + self.slack
-        item = _Item(qid, origin, start, spec, origin == self.node)
-        actions: list = [SendMessage(link.peer, QueueAdd(qid, origin, start, spec))]
-        self._add_item(link, item, now, actions)
+        item = _Item(qid, origin, spec, origin == self.node)
+        link.items[qid] = item
+        actions: list = [SendMessage(link.peer, QueueAdd(qid, origin, spec))]
+        if spec.deadline_ns:
+            actions.append(StartTimer(("deadline", link.peer, qid), max(0, spec.deadline_ns - now)))
+        if link.phase is _IDLE:
+            self._schedule(link, now, actions)
         return actions
-
-    def _add_item(self, link: LinkState, item: _Item, now: int, actions: list) -> None:
-        items = link.items
-        items[item.qid] = item
-        if item.spec.deadline_ns:
-            actions.append(StartTimer(("deadline", link.peer, item.qid),
-                                      max(0, item.spec.deadline_ns - now)))
-        if link.op_id is None:
-            if len(items) == 1 and item.start_ns > now and self.early_commit:
-                # Idle, and the only item: the decision at its start time can
-                # only pick it, so submit now for that time (no wake event).
-                self._commit(link, item, actions)
-            else:
-                self._arm_wake(link, now - 1, now, actions)
-            return
-        cur = link.cur
-        if cur is not None and cur.start_ns > now and item.start_ns <= cur.start_ns:
-            # An item committed early has a competitor for the same start
-            # time: decide at that time after all (both ends do the same).
-            self._withdraw(link, actions)
-            self._arm_wake(link, now - 1, now, actions)
-
-    def _commit(self, link: LinkState, item: _Item, actions: list) -> None:
-        """Submit ``item``'s next pair for its start time (decided early)."""
-        self._serve(link, item, actions, item.start_ns)
-
-    def _withdraw(self, link: LinkState, actions: list) -> None:
-        """Take back an Entangle submitted early, before its attempts began."""
-        item = link.cur
-        spec = item.spec
-        k = (spec.priority, spec.purpose_id)
-        served = link.served
-        served[k] -= 1
-        if not served[k]:
-            del served[k]       # as if never picked
-        self._ops.pop(link.op_id, None)
-        link.op_id = None
-        link.cur = None
-        actions.append(QuantumOp(None, CancelEntangle(link.peer, ("egp", item.qid, item.done))))
 
     # ------------------------------------------------------------ queue messages
     @on(MessageReceived)
@@ -395,80 +389,95 @@ class EGP(Protocol):
         handler = self._msg_handlers.get(type(ev.msg))
         if handler is None:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"link.egp got {type(ev.msg).__name__}")]
+        if link.phase is _DOWN:
+            # sent before the link or session went down (a driver drops those;
+            # this is a guard): nothing of it stands any more
+            return [Fail(ErrorCode.LINK_DOWN, f"{type(ev.msg).__name__} from {ev.src} while "
+                                              "the link is down: ignored")]
         return handler(link, ev.msg, now)
 
     def _on_request(self, link: LinkState, msg: QueueRequest, now: int) -> list:
-        if not link.master:
-            return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueRequest from master {link.peer}")]
+        if not link.leader:
+            return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueRequest from leader {link.peer}")]
         if len(link.items) >= self.max_queue:
             return [SendMessage(link.peer, QueueReject(-1, msg.spec.create_id,
                                                        int(ErrorCode.LINK_QUEUE_FULL),
                                                        "queue full"))]
-        return self._master_add(link, link.peer, msg.spec, now)
+        return self._leader_add(link, link.peer, msg.spec, now)
 
     def _on_add(self, link: LinkState, msg: QueueAdd, now: int) -> list:
-        if link.master:
-            return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueAdd from slave {link.peer}")]
+        if link.leader:
+            return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueAdd from follower {link.peer}")]
         spec = msg.spec
         local = msg.origin == self.node
+        refuse = None
         if local:
             if link.pending.pop(spec.create_id, None) is None:
-                return [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
-                                                           int(ErrorCode.LINK_REJECTED),
-                                                           "unknown request"))]
+                refuse = (ErrorCode.LINK_REJECTED, "unknown request")
         elif msg.origin != link.peer:
-            return [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
-                                                       int(ErrorCode.LINK_REJECTED),
-                                                       "origin is neither end"))]
+            refuse = (ErrorCode.LINK_REJECTED, "origin is neither end")
         elif len(link.items) >= self.max_queue:
-            return [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
-                                                       int(ErrorCode.LINK_QUEUE_FULL),
-                                                       "queue full"))]
+            refuse = (ErrorCode.LINK_QUEUE_FULL, "queue full")
         elif spec.atomic and spec.number > self.num_qubits:
-            return [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
-                                                       int(ErrorCode.LINK_NO_RESOURCES),
-                                                       "atomic request exceeds memory"))]
-        if msg.qid in link.items:
+            refuse = (ErrorCode.LINK_NO_RESOURCES, "atomic request exceeds memory")
+        if refuse is None and msg.qid in link.items:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"duplicate queue item {msg.qid}")]
-        # accepted: no answer (only a refusal is sent, and it arrives before start_ns)
-        actions: list = []
-        self._add_item(link, _Item(msg.qid, msg.origin, msg.start_ns, spec, local), now, actions)
+        if refuse is not None:
+            # heralds that came first for it are freed: the leader drops the item
+            actions: list = [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
+                                                                int(refuse[0]), refuse[1]))]
+            for _seq, herald, _t in link.orphans.pop(msg.qid, ()):
+                actions.append(QuantumOp(None, Discard(herald.qubit)))
+            return actions
+        item = _Item(msg.qid, msg.origin, spec, local)
+        link.items[msg.qid] = item
+        actions = []
+        for seq, herald, _t in link.orphans.pop(msg.qid, ()):
+            self._pair_made(link, item, seq, herald, now, actions)
+        self._follow(link, actions)
         return actions
 
     def _on_reject(self, link: LinkState, msg: QueueReject, now: int) -> list:
         code = _link_code(msg.code)
-        if msg.qid < 0:   # the master refused our QueueRequest
+        if msg.qid < 0:   # the leader refused our QueueRequest
             req = link.pending.pop(msg.create_id, None)
             if req is None:
                 return []
             return [self._err(req, msg.create_id, code, f"peer: {msg.detail}")]
-        item = link.items.pop(msg.qid, None)
-        if item is None:
+        item = link.items.get(msg.qid)
+        if item is None or not link.leader:
             return []
-        actions: list = [CancelTimer(("deadline", link.peer, item.qid))]
-        if link.cur is item:
-            # committed early (we were idle); the slave never submits it
+        actions: list = []
+        if link.cur is item and link.phase is not _IDLE:
             self._withdraw(link, actions)
-            self._schedule(link, now, now, actions)
-        item.finished = True
-        if item.local:
-            actions.append(Deliver(LinkErr(item.spec.create_id, link.peer, code,
-                                           f"peer: {msg.detail}", item.spec.purpose_id)))
+        self._drop_item(link, item, code, f"peer: {msg.detail}", actions, tell_peer=False)
+        if link.phase is _IDLE:
+            self._schedule(link, now, actions)
         return actions
 
     def _on_abort(self, link: LinkState, msg: Abort, now: int) -> list:
+        actions: list = []
+        if link.leader:
+            # the follower's memory stayed full: end the item being attempted
+            item = link.cur
+            if msg.qid == -1 and item is not None and not item.finished:
+                if link.phase is not _IDLE:
+                    self._withdraw(link, actions)
+                self._drop_item(link, item, _link_code(msg.code), "peer's memory stayed full",
+                                actions)
+                if link.phase is _IDLE:
+                    self._schedule(link, now, actions)
+            return actions
         item = link.items.get(msg.qid)
         if item is None:
             return []
-        actions: list = []
-        self._drop_item(link, item, _link_code(msg.code), "aborted by peer", actions)
-        if link.cur is item:
-            # our Entangle for it is cancelled by the peer's CancelEntangle; forget it
-            self._ops.pop(link.op_id, None)
-            link.op_id = None
-            link.cur = None
-        if link.op_id is None:
-            self._schedule(link, msg.at_ns, now, actions)
+        item.limit = min(item.limit, msg.done)
+        item.abort_code = _link_code(msg.code)
+        if item.done >= item.limit:
+            self._drop_item(link, item, item.abort_code, "aborted by the leader", actions,
+                            tell_peer=False)
+        # else: pairs it made are still on their way here; delivered, then it ends
+        self._follow(link, actions)
         return actions
 
     def _on_expire(self, link: LinkState, msg: Expire, now: int) -> list:
@@ -479,30 +488,17 @@ class EGP(Protocol):
         self._expire(link, entry, f"peer: {msg.reason}", actions)
         return actions
 
-    # ------------------------------------------------------------ scheduler
-    def _arm_wake(self, link: LinkState, t_ref: int, now: int, actions: list) -> None:
-        """Idle link: wake at the earliest start time after ``t_ref`` among
-        unfinished items (items already startable but past their deadline
-        are left to their deadline timers)."""
-        nxt = None
-        for item in link.items.values():
-            if not item.finished and item.start_ns > t_ref and (nxt is None or item.start_ns < nxt):
-                nxt = item.start_ns
-        if nxt is None or (link.wake_ref is not None and link.wake_ref <= nxt):
-            return
-        link.wake_ref = nxt
-        actions.append(StartTimer(("wake", link.peer), max(0, nxt - now)))
-
-    def _pick(self, link: LinkState, t_ref: int) -> _Item | None:
+    # ------------------------------------------------------------ the leader's scheduler
+    def _pick(self, link: LinkState, now: int) -> _Item | None:
         best = None
         best_key = None
         served = link.served
         for item in link.items.values():
             spec = item.spec
-            if item.finished or item.start_ns > t_ref:
+            if item.finished:
                 continue
-            if spec.deadline_ns and t_ref >= spec.deadline_ns:
-                continue
+            if spec.deadline_ns and now >= spec.deadline_ns:
+                continue            # its deadline timer ends it
             if spec.consecutive and item.done:
                 return item          # an unfinished consecutive/atomic item runs on
             w = self.weights.get(spec.purpose_id, 1.0)
@@ -512,32 +508,75 @@ class EGP(Protocol):
                 best, best_key = item, key
         return best
 
-    def _schedule(self, link: LinkState, t_ref: int, now: int, actions: list) -> None:
-        """The link is idle: start the next pair as both ends decide at ``t_ref``."""
-        item = self._pick(link, t_ref)
+    def _schedule(self, link: LinkState, now: int, actions: list) -> None:
+        """The leader's link is idle: start the next pair, if any item wants one."""
+        items = link.items
+        if len(items) == 1:
+            # one item (a repeater chain's usual case): nothing to choose between
+            item = next(iter(items.values()))
+            deadline = item.spec.deadline_ns
+            if item.finished or (deadline and now >= deadline):
+                item = None
+        else:
+            item = self._pick(link, now)
         if item is None:
-            link.wake_ref = None
-            self._arm_wake(link, t_ref, now, actions)
+            link.cur = None
             return
-        self._serve(link, item, actions)
-
-    def _serve(self, link: LinkState, item: _Item, actions: list, start_ns: int = 0) -> None:
-        """``item`` was picked: count the pair for its purpose (fairness), submit it."""
         spec = item.spec
         k = (spec.priority, spec.purpose_id)
         served = link.served
-        served[k] = served.get(k, 0) + 1
-        self._entangle(link, item, actions, start_ns)
+        served[k] = served.get(k, 0) + 1      # fairness counts pairs scheduled
+        self._entangle(link, item, actions)
 
-    def _entangle(self, link: LinkState, item: _Item, actions: list, start_ns: int = 0) -> None:
+    def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
+        """Leader: submit the Entangle for ``item``'s next pair."""
         spec = item.spec
         self._next_op = op_id = self._next_op + 1
-        self._ops[op_id] = (_ENT, link, item)
+        self._ops[op_id] = (_ENT, link)
         link.op_id = op_id
         link.cur = item
+        link.phase = _ATTEMPTING
         actions.append(_quantum_op(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
                                                        spec.deadline_ns or _NO_DEADLINE,
-                                                       spec.param, start_ns)))
+                                                       spec.param, 0)))
+
+    # ------------------------------------------------------------ the follower
+    def _follow(self, link: LinkState, actions: list) -> None:
+        """Follower: keep one Entangle that follows the leader's outstanding
+        while the leader has pairs to make that this end knows of (or heralds
+        already came for an item whose QueueAdd is on its way); none otherwise."""
+        wanted = bool(link.items or link.orphans)
+        phase = link.phase
+        if wanted and phase is _IDLE:
+            self._next_op = op_id = self._next_op + 1
+            self._ops[op_id] = (_ENT, link)
+            link.op_id = op_id
+            link.phase = _ATTEMPTING
+            actions.append(_quantum_op(op_id, _entangle_op(link.peer, None, _NO_DEADLINE,
+                                                           0.0, 0)))
+        elif not wanted and phase is not _IDLE and phase is not _DOWN:
+            self._withdraw(link, actions)
+
+    def _withdraw(self, link: LinkState, actions: list) -> None:
+        """Take back the outstanding Entangle (or the pending retry of one)."""
+        if link.phase is _BACKOFF:
+            actions.append(CancelTimer(("retry", link.peer)))
+        elif link.op_id is not None:
+            self._ops.pop(link.op_id, None)      # its "cancelled" answer is then ignored
+            if link.leader:
+                item = link.cur
+                key = ("egp", item.qid, item.done)
+                spec = item.spec
+                k = (spec.priority, spec.purpose_id)
+                served = link.served
+                served[k] -= 1
+                if not served[k]:
+                    del served[k]       # as if never picked
+            else:
+                key = None
+            actions.append(QuantumOp(None, CancelEntangle(link.peer, key)))
+        link.op_id = None
+        link.phase = _IDLE
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
@@ -547,22 +586,27 @@ class EGP(Protocol):
         if link is None:
             return []
         actions: list = []
-        if kind == "wake":
-            t_ref = link.wake_ref
-            link.wake_ref = None
-            if link.op_id is None and t_ref is not None:
-                self._schedule(link, t_ref, now, actions)
-        elif kind == "deadline":
+        if kind == "deadline":
             item = link.items.get(rest[0])
-            if item is not None and link.cur is not item:
-                self._drop_item(link, item, ErrorCode.LINK_TIMEOUT,
-                                "max_time ran out while queued", actions)
-                if link.op_id is None and link.wake_ref is None:
-                    self._arm_wake(link, now, now, actions)
+            if item is None or (link.cur is item and link.phase is _ATTEMPTING):
+                return actions       # the Entangle's own deadline answers for it
+            if link.cur is item:
+                self._withdraw(link, actions)     # (backing off: no Entangle out)
+            self._drop_item(link, item, ErrorCode.LINK_TIMEOUT, "max_time ran out", actions)
+            if link.phase is _IDLE:
+                self._schedule(link, now, actions)
         elif kind == "retry":
-            item = link.cur
-            if item is not None and link.op_id is None and not item.finished:
-                self._entangle(link, item, actions)
+            if link.phase is not _BACKOFF:
+                return actions
+            link.phase = _IDLE
+            if link.leader:
+                item = link.cur
+                if item is not None and not item.finished:
+                    self._entangle(link, item, actions)
+                else:
+                    self._schedule(link, now, actions)
+            else:
+                self._follow(link, actions)
         elif kind == "cutoff":
             entry = link.delivered.pop(rest[0], None)
             if entry is not None:
@@ -576,41 +620,78 @@ class EGP(Protocol):
         rec = self._ops.pop(ev.op_id, None)
         if rec is None:
             return None
-        kind = rec[0]
-        if kind is _ENT:
+        if rec[0] is _ENT:
             link = rec[1]
             if link.op_id != ev.op_id:
                 return None
             link.op_id = None
+            link.phase = _IDLE
             h = ev.outcome
             if h is not None and h.ok:
-                return self._herald_ok(link, rec[2], h, now)
-            return self._herald_failed(link, rec[2], h, now)
-        if kind is _MEAS:
-            _, link, item, seq, ent_id, bell, goodness, created, basis, index = rec
-            outcome = ev.outcome
-            if not isinstance(outcome, int):
-                return [Fail(ErrorCode.LINK_OUT_OF_MEMORY, f"measurement failed: {outcome}")]
-            spec = item.spec
-            item.delivered += 1
-            return [Deliver(_link_ok(spec.create_id, ent_id, link.peer, bell, goodness, created,
-                                     spec.purpose_id, None, outcome, basis, index,
-                                     item.delivered == spec.number))]
-        return None
-
-    def _herald_ok(self, link: LinkState, item: _Item, h: Any, now: int) -> list:
-        # once per pair at each end: locals rather than repeated attribute reads
-        link.retries = 0
+                return self._herald_ok(link, h, now)
+            return self._herald_failed(link, h, now)
+        m: _Measuring = rec[1]
+        outcome = ev.outcome
+        if not isinstance(outcome, int):
+            return [Fail(ErrorCode.LINK_OUT_OF_MEMORY, f"measurement failed: {outcome}")]
+        item = m.item
+        item.delivered += 1
         spec = item.spec
-        peer = link.peer
+        return [Deliver(_link_ok(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
+                                 m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
+                                 m.index + 1 == spec.number))]
+
+    def _herald_ok(self, link: LinkState, h: Any, now: int) -> list:
+        link.retries = 0
         seq = link.seq
         link.seq = seq + 1
+        actions: list = []
+        if link.leader:
+            item = link.cur
+            self._pair_made(link, item, seq, h, now, actions)
+            spec = item.spec
+            if not item.finished and (spec.consecutive or len(link.items) == 1) \
+                    and (not spec.deadline_ns or now < spec.deadline_ns):
+                # fast path: the only (or a consecutive) item continues
+                self._schedule_item(link, item, actions)
+            else:
+                link.cur = None
+                self._schedule(link, now, actions)
+            return actions
+        key = h.key
+        qid = key[1] if isinstance(key, tuple) and len(key) == 3 else None
+        item = link.items.get(qid)
+        if item is None:
+            # the leader's QueueAdd for it is still on its way: the pair waits
+            link.orphans.setdefault(qid, []).append((seq, h, now))
+        elif key[2] != item.done:
+            actions.append(Fail(ErrorCode.UNEXPECTED_EVENT,
+                                f"herald for pair {key[2]} of item {qid}, expected {item.done}"))
+            actions.append(QuantumOp(None, Discard(h.qubit)))
+        else:
+            self._pair_made(link, item, seq, h, now, actions)
+        self._follow(link, actions)
+        return actions
+
+    def _schedule_item(self, link: LinkState, item: _Item, actions: list) -> None:
+        spec = item.spec
+        k = (spec.priority, spec.purpose_id)
+        served = link.served
+        served[k] = served.get(k, 0) + 1
+        self._entangle(link, item, actions)
+
+    def _pair_made(self, link: LinkState, item: _Item, seq: int, h: Any, now: int,
+                   actions: list) -> None:
+        """Pair ``seq`` of the link serves ``item``: deliver it (K) or measure it (M)."""
+        spec = item.spec
+        peer = link.peer
         index = item.done
         item.done = done = index + 1
-        finished = done >= spec.number
-        if finished:
+        if done >= item.limit:
             item.finished = True
             del link.items[item.qid]
+            if link.leader and spec.deadline_ns:
+                actions.append(CancelTimer(("deadline", peer, item.qid)))
         origin = item.origin
         ent_id = _ent_id(origin, self.node if origin == peer else peer, seq)
         wait = now - h.emitted_ns
@@ -621,10 +702,6 @@ class EGP(Protocol):
         else:
             goodness = self._fidelity_after(link, param, wait)
             link.last_goodness = (param, wait, goodness)
-        deadline = spec.deadline_ns
-        actions: list = []
-        if finished and deadline:
-            actions.append(CancelTimer(("deadline", peer, item.qid)))
         if spec.type is _KEEP:
             item.delivered = ndel = item.delivered + 1
             qubit = h.qubit
@@ -642,63 +719,75 @@ class EGP(Protocol):
             if basis == "random":
                 basis = "X" if self.rng.random() < 0.5 else "Z"
             self._next_op += 1
-            self._ops[self._next_op] = (_MEAS, link, item, seq, ent_id, h.bell_index, goodness,
-                                        now, basis, index)
+            self._ops[self._next_op] = (_MEAS, _Measuring(link.peer, item, ent_id, h.bell_index,
+                                                          goodness, now, basis, index))
             actions.append(QuantumOp(self._next_op, Measure(h.qubit, basis)))
-        t_ref = h.emitted_ns + link.min_hd
-        if not finished and link.cur is item and (spec.consecutive or len(link.items) == 1) \
-                and item.start_ns <= t_ref and (not deadline or t_ref < deadline):
-            # fast path: the only (or a consecutive) item continues
-            self._serve(link, item, actions)
-        else:
-            link.cur = None
-            self._schedule(link, t_ref, now, actions)
-        return actions
+        if item.finished and item.abort_code is not None and item.local:
+            # (follower) the last pair the leader made before aborting it
+            actions.append(Deliver(LinkErr(spec.create_id, peer, item.abort_code,
+                                           f"aborted by the leader ({done}/{spec.number} pairs)",
+                                           spec.purpose_id)))
 
-    def _herald_failed(self, link: LinkState, item: _Item, h: Any, now: int) -> list:
+    def _herald_failed(self, link: LinkState, h: Any, now: int) -> list:
         reason = getattr(h, "reason", "no outcome")
         actions: list = []
+        if reason in _HERALD_DOWN:
+            return actions          # LinkDown / PeerDown follows and settles the link
         if reason == "memory full":
             link.retries += 1
             if link.retries > self.max_memory_retries:
                 link.retries = 0
-                link.cur = None
-                actions.append(QuantumOp(None, CancelEntangle(
-                    link.peer, ("egp", item.qid, item.done))))
-                actions.append(SendMessage(link.peer, Abort(item.qid,
-                                                            int(ErrorCode.LINK_OUT_OF_MEMORY),
-                                                            now)))
-                self._drop_item(link, item, ErrorCode.LINK_OUT_OF_MEMORY,
-                                "memory stayed full", actions)
-                self._schedule(link, now, now, actions)
-                return actions
-            # keep the same key: the peer's Entangle waits for ours
-            first = max(1_000, int(link.model.cycle_ns(item.spec.param)))
-            backoff = max(first, min(first << min(link.retries - 1, 40),
+                if link.leader:
+                    item = link.cur
+                    if item is not None:
+                        self._drop_item(link, item, ErrorCode.LINK_OUT_OF_MEMORY,
+                                        "memory stayed full", actions)
+                    self._schedule(link, now, actions)
+                    return actions
+                # the follower cannot tell which item to end: the leader ends its current one
+                actions.append(SendMessage(link.peer, Abort(-1, int(ErrorCode.LINK_OUT_OF_MEMORY),
+                                                            0)))
+            first = max(1_000, int(link.model.cycle_ns(link.cur.spec.param if link.cur else 0.0)))
+            backoff = max(first, min(first << min(max(link.retries, 1) - 1, 40),
                                      self.memory_backoff_max_ns))
+            link.phase = _BACKOFF
             actions.append(StartTimer(("retry", link.peer), backoff))
             return actions
+        if not link.leader:
+            self._follow(link, actions)      # the follower has no deadline: follow again
+            return actions
+        item = link.cur
         if reason == "cancelled":
-            link.cur = None
-            return actions      # an Abort (ours or the peer's) decides what comes next
+            # the follower withdrew (it knew of no item then): ask again
+            if item is not None and not item.finished:
+                self._entangle(link, item, actions)
+            else:
+                self._schedule(link, now, actions)
+            return actions
+        if item is not None and not item.finished:
+            code = ErrorCode.LINK_TIMEOUT if reason in ("deadline", "peer absent") \
+                else ErrorCode.LINK_REJECTED
+            self._drop_item(link, item, code, f"no herald before the deadline ({reason})",
+                            actions)
         link.cur = None
-        deadline = item.spec.deadline_ns
-        if not item.finished:
-            self._drop_item(link, item, ErrorCode.LINK_TIMEOUT,
-                            f"no herald before the deadline ({reason})", actions)
-        t_ref = deadline if deadline else now
-        self._schedule(link, t_ref, now, actions)
+        self._schedule(link, now, actions)
         return actions
 
     def _drop_item(self, link: LinkState, item: _Item, code: ErrorCode, detail: str,
-                   actions: list) -> None:
-        """Remove ``item`` from the queue; the requesting end gets LinkErr."""
+                   actions: list, tell_peer: bool = True) -> None:
+        """Remove ``item`` from the queue; the requesting end gets LinkErr (the
+        leader tells the follower, unless the follower refused it)."""
         link.items.pop(item.qid, None)
+        if link.cur is item:
+            link.cur = None
         if item.finished:
             return
         item.finished = True
-        if item.spec.deadline_ns:
-            actions.append(CancelTimer(("deadline", link.peer, item.qid)))
+        if link.leader:
+            if item.spec.deadline_ns:
+                actions.append(CancelTimer(("deadline", link.peer, item.qid)))
+            if tell_peer:
+                actions.append(SendMessage(link.peer, Abort(item.qid, int(code), item.done)))
         if item.local:
             actions.append(Deliver(LinkErr(item.spec.create_id, link.peer, code,
                                            f"{detail} ({item.done}/{item.spec.number} pairs)",
@@ -709,7 +798,7 @@ class EGP(Protocol):
         actions.append(QuantumOp(None, Discard(qubit)))   # no answer needed
         actions.append(Deliver(LinkExpire(ent_id, link.peer, reason, purpose)))
 
-    # ------------------------------------------------------------ release, peer down
+    # ------------------------------------------------------------ release, the link's state
     @on(Release)
     def _on_release(self, ev: Release, now: int) -> list:
         link = self.links.get(ev.remote)
@@ -723,34 +812,92 @@ class EGP(Protocol):
     def _on_started(self, ev: Started, now: int) -> list:
         return []
 
+    @on(LinkDown)
+    def _on_link_down(self, ev: LinkDown, now: int) -> list:
+        link = self.links.get(ev.peer)
+        if link is None:
+            return []
+        link.link_down = True
+        return self._go_down(link, "link down")
+
     @on(PeerDown)
     def _on_peer_down(self, ev: PeerDown, now: int) -> list:
         if ev.peer == self.node:
-            # this node restarted: its qubits and timers are gone; start afresh
+            # this node restarted in place: its qubits and timers are gone
             for link in self.links.values():
+                link.link_down = link.session_down = False
                 link.reset()
             self._ops.clear()
             return []
         link = self.links.get(ev.peer)
         if link is None:
             return []
+        link.session_down = True
+        return self._go_down(link, "peer reset")
+
+    @on(LinkUp)
+    def _on_link_up(self, ev: LinkUp, now: int) -> list:
+        link = self.links.get(ev.peer)
+        if link is not None:
+            link.link_down = False
+            if not link.session_down:
+                link.reset()         # afresh: both ends start from qid 0, seq 0
+        return []
+
+    @on(PeerUp)
+    def _on_peer_up(self, ev: PeerUp, now: int) -> list:
+        link = self.links.get(ev.peer)
+        if link is not None:
+            link.session_down = False
+            if not link.link_down:
+                link.reset()
+        return []
+
+    def _go_down(self, link: LinkState, reason: str) -> list:
+        """The link or the session with its peer is down: end everything on it."""
+        if link.phase is _DOWN:
+            return []
         actions: list = []
-        if link.op_id is not None and link.cur is not None:
-            self._ops.pop(link.op_id, None)
-            actions.append(QuantumOp(None, CancelEntangle(
-                link.peer, ("egp", link.cur.qid, link.cur.done))))
+        if link.phase is not _IDLE:
+            self._withdraw(link, actions)
         for seq, entry in list(link.delivered.items()):
             if self.cutoff_ns is not None:
                 actions.append(CancelTimer(("cutoff", link.peer, seq)))
-            self._expire(link, entry, "peer reset", actions)
+            self._expire(link, entry, reason, actions)
         for item in list(link.items.values()):
-            self._drop_item(link, item, ErrorCode.LINK_REJECTED, "peer reset", actions)
+            self._drop_item(link, item, ErrorCode.LINK_DOWN, reason, actions, tell_peer=False)
         for cid, req in link.pending.items():
-            actions.append(self._err(req, cid, ErrorCode.LINK_REJECTED, "peer reset"))
-        if link.wake_ref is not None:
-            actions.append(CancelTimer(("wake", link.peer)))
+            actions.append(self._err(req, cid, ErrorCode.LINK_DOWN, reason))
+        for heralds in link.orphans.values():
+            for _seq, herald, _t in heralds:
+                actions.append(QuantumOp(None, Discard(herald.qubit)))
+        for op_id in [i for i, rec in self._ops.items() if rec[0] is _MEAS
+                      and rec[1].peer == link.peer]:
+            del self._ops[op_id]        # measurements in flight: their pairs are gone too
         link.reset()
         return actions
+
+
+# op kinds in EGP._ops
+_ENT, _MEAS = 0, 1
+
+
+class _Measuring:
+    """A type-M pair being measured: what its OK will say."""
+
+    __slots__ = ("peer", "item", "ent_id", "bell_index", "goodness", "created_ns", "basis",
+                 "index")
+
+    def __init__(self, peer: str, item: _Item, ent_id: EntanglementId, bell_index: int,
+                 goodness: float, created_ns: int, basis: str, index: int) -> None:
+        self.peer = peer
+        self.item = item
+        self.ent_id = ent_id
+        self.bell_index = bell_index
+        self.goodness = goodness
+        self.created_ns = created_ns
+        self.basis = basis
+        self.index = index
 
 
 def _invalid(req: CreateRequest, cid: int) -> str:

@@ -1,8 +1,10 @@
 """Wire messages of the entanglement generation protocol (EGP), protocol ``link.egp``.
 
 Type codes 0x0200-0x0206 (0x0200 is only ever nested); ``specs/link.md`` is the normative description
-(fields, ranges, which end sends what, and when). All times are absolute
-simulated/synchronised nanoseconds; fidelities are dimensionless.
+(fields, ranges, which end sends what, and when). Of a link's two ends the
+one whose name sorts first is the **leader** (it keeps the queue and decides
+which item each pair serves), the other the **follower**. All times are
+absolute nanoseconds of the nodes' common clock; fidelities are dimensionless.
 """
 from __future__ import annotations
 
@@ -48,27 +50,28 @@ class QueueSpec(Message):
             raise ValueError(f"measure_basis must be one of {BASES}, got {self.measure_basis!r}")
 
 
-@message("link.egp", 0x0201)
+@message("link.egp", 0x0201, version=2)
 @dataclass(frozen=True, slots=True)
 class QueueAdd(Message):
-    """Master -> slave: item ``qid`` joins the shared queue; schedulable from ``start_ns``.
+    """Leader -> follower: item ``qid`` joins the queue.
 
     ``origin`` is the node that submitted the CREATE (creator of the pairs'
-    entanglement ids). The slave answers only to refuse (:class:`QueueReject`):
-    the refusal reaches the master before ``start_ns``, so silence is consent.
+    entanglement ids). The follower answers only to refuse
+    (:class:`QueueReject`). Version 2: no start time (the leader decides
+    which item each pair serves and the heralds name it, so no end waits for
+    a time at which both would know the item).
     """
 
     qid: int = field(metadata=_INT32)
     origin: str = field(metadata=_NAME)
-    start_ns: int = field(metadata=_TIME)
     spec: QueueSpec
 
 
 @message("link.egp", 0x0203)
 @dataclass(frozen=True, slots=True)
 class QueueReject(Message):
-    """Either way: the item is refused. From the slave ``qid`` names a
-    :class:`QueueAdd`; from the master (answering a :class:`QueueRequest`)
+    """Either way: the item is refused. From the follower ``qid`` names a
+    :class:`QueueAdd`; from the leader (answering a :class:`QueueRequest`)
     ``qid`` is -1 and ``create_id`` names the slave's request. ``code`` is a
     link error code (200-299)."""
 
@@ -81,20 +84,23 @@ class QueueReject(Message):
 @message("link.egp", 0x0204)
 @dataclass(frozen=True, slots=True)
 class QueueRequest(Message):
-    """Slave -> master: please add this request (the slave's own CREATE) to the queue."""
+    """Follower -> leader: please add this request (the follower's own CREATE) to the queue."""
 
     spec: QueueSpec
 
 
-@message("link.egp", 0x0205)
+@message("link.egp", 0x0205, version=2)
 @dataclass(frozen=True, slots=True)
 class Abort(Message):
-    """Either way: item ``qid`` is dropped at ``at_ns`` (its Entangle cancelled);
-    both ends report ``code`` and schedule the next item as of ``at_ns``."""
+    """Leader -> follower: item ``qid`` ends with ``code`` after ``done`` pairs
+    (the follower still delivers those it has not had the herald of yet).
+    Follower -> leader with ``qid`` = -1: the follower's memory stayed full
+    through its retries; the leader aborts the item it is attempting.
+    Version 2: ``done`` replaces a time."""
 
-    qid: int = field(metadata=_INT32)
+    qid: int = field(metadata=limits(-1, 2**31 - 1))
     code: int = field(metadata=limits(200, 299))
-    at_ns: int = field(metadata=_TIME)
+    done: int = field(metadata=limits(0, 65535))
 
 
 @message("link.egp", 0x0206)
@@ -118,10 +124,10 @@ _SPEC_M = QueueSpec(create_id=8, number=1000, min_fidelity=0.0, deadline_ns=0, p
 #: them into ``specs/vectors/link/*.json``.
 VECTOR_EXAMPLES = {
     "queue_spec": _SPEC,
-    "queue_add_keep": QueueAdd(qid=12, origin="alice", start_ns=123_456, spec=_SPEC),
-    "queue_add_measure": QueueAdd(qid=13, origin="bob", start_ns=99, spec=_SPEC_M),
+    "queue_add_keep": QueueAdd(qid=12, origin="alice", spec=_SPEC),
+    "queue_add_measure": QueueAdd(qid=13, origin="bob", spec=_SPEC_M),
     "queue_reject": QueueReject(qid=12, create_id=7, code=208, detail="queue full"),
     "queue_request": QueueRequest(spec=_SPEC_M),
-    "abort": Abort(qid=12, code=205, at_ns=5_000_000),
+    "abort": Abort(qid=12, code=205, done=2),
     "expire": Expire(seq=42, reason="cutoff"),
 }

@@ -121,6 +121,13 @@ class QuantumDevice:
                                                      "memory slots are in use")
         self._last_update[qubit] = since_ns
 
+    def reset(self) -> None:
+        """Lose the whole memory (a crash): every stored qubit is traced out
+        and every reservation dropped."""
+        for qubit in list(self._last_update):
+            self.free(qubit)
+        self._reserved = 0
+
     def holds(self, qubit: Any) -> bool:
         return qubit in self._last_update
 

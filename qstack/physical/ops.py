@@ -84,13 +84,15 @@ class Entangle:
     """Attempt heralded entanglement with neighbour ``peer`` until a herald
     or until ``deadline_ns`` (absolute, nanoseconds).
 
-    Both ends must submit an ``Entangle`` with the same ``key`` (the two link
-    protocols agree on it beforehand, e.g. a distributed-queue item and
-    sequence number); attempts start when both have, and not before
-    ``start_ns`` (absolute, nanoseconds; the later of the two ends' values),
-    so a protocol may submit as soon as it has decided. ``param`` is the
+    Both ends submit an ``Entangle``: with the same ``key`` (the two link
+    protocols agreed on it beforehand), or one end with a key and the other
+    with ``key=None``, which *follows*: it takes part in whatever keyed
+    request the other end makes, and its herald names that key. Attempts
+    start when both have submitted, and not before ``start_ns`` (absolute,
+    nanoseconds; the later of the two ends' values). ``param`` is the
     scheme's tuning knob (the bright-state population alpha for single-click,
-    ignored by schemes without one). A memory slot is reserved on submission.
+    ignored by schemes without one; a follower's is ignored). A memory slot
+    is reserved on submission. ``specs/physical.md`` (heralding station).
     """
 
     peer: str
@@ -118,8 +120,10 @@ class Herald:
     the number of attempts made; ``emitted_ns`` the time the successful
     attempt's photon was emitted (the qubit waited in memory since then);
     ``fidelity_estimate`` the model's fidelity of the heralded state before
-    memory decay. On failure ``ok`` is False and ``reason`` says why
-    ("deadline", "cancelled", "memory full", "peer absent").
+    memory decay; ``key`` the key of the pair (for a follower, the key the
+    other end asked with). On failure ``ok`` is False and ``reason`` says why
+    ("deadline", "cancelled", "memory full", "peer absent", "link down",
+    "peer down", "duplicate key").
     """
 
     ok: bool
@@ -129,4 +133,5 @@ class Herald:
     emitted_ns: int = 0
     fidelity_estimate: float = 0.0
     reason: str = ""
+    key: Any = None
     extra: dict = field(default_factory=dict, compare=False)

@@ -1,149 +1,136 @@
-"""The simulator's driver: nodes, their protocol stacks and the links between them.
+"""The simulator's driver: node runtimes, links, classical channels and faults in simulated time.
 
-Protocols (any layer) are sans-I/O objects; this module is where their actions
-happen in simulated time:
+The protocols are sans-I/O objects stacked per node in a
+:class:`~qstack.core.runtime.NodeRuntime`; each link's heralding entity is a
+:class:`~qstack.physical.heralding.HeraldingStation`. This module only moves
+things between them on the event kernel:
 
-* ``SendMessage`` reaches the protocol named by the message's ``PROTOCOL`` on
-  the destination node after the classical delay (shortest path over the
-  links' one-way delays); with ``check_wire`` every message goes through its
-  msgpack encoding, so what the simulator carries is what the wire can carry.
-* ``StartTimer`` / ``CancelTimer`` become kernel events.
-* ``QuantumOp`` runs on the node's :class:`~qstack.physical.device.QuantumDevice`,
-  or on the link's heralding entity for ``Entangle``; the answer comes back as
-  ``OperationDone`` after the operation's duration (none for ``op_id=None``:
-  a failure is then recorded like a ``Fail``).
-* ``Deliver`` / ``Submit`` move events up and down the node's stack; what the
-  top protocol delivers lands in the node's ``inbox`` and its listeners.
-* ``Fail`` is recorded in :attr:`SimNetwork.errors` with the node and protocol.
+* ``SendMessage`` reaches the destination node after the classical delay of
+  the quickest path over links that are up (plus jitter, if asked); messages
+  between two nodes arrive in the order they were sent. With ``check_wire``
+  every message goes through its msgpack encoding, so what the simulator
+  carries is what the wire can carry. A message that cannot be delivered
+  (unknown node, no path, the session down) comes back to its sender as
+  ``Undeliverable``.
+* ``QuantumOp`` runs on the node's :class:`~qstack.physical.device.QuantumDevice`
+  (``OperationDone`` after its duration; none for ``op_id=None``, whose
+  failure is recorded like a ``Fail``), or, for ``Entangle`` and
+  ``CancelEntangle``, goes to the link's station.
+* timers are kernel events; ``Deliver``/``Submit``/``Fail`` stay in the runtime.
+
+Faults (``specs/faults.md``): :meth:`SimNetwork.crash_node` (memory lost,
+neighbours told ``LinkDown`` and every node it talked with ``PeerDown``
+after the classical delay; :meth:`restart_node` brings it back with a fresh
+stack), :meth:`set_link_up` (quantum and direct classical channel),
+:meth:`reset_channel` (the classical session between two nodes breaks:
+messages in flight lost, both ends told, then it reconnects), and
+``jitter_ns`` (a random extra delay per message that keeps each pair of
+nodes' messages in order). :meth:`schedule_faults` takes a list of them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import networkx as nx
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
+    LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
+    SendMessage, Undeliverable, fast_constructor,
 )
+from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
 from qstack.physical.device import NodeHardware, QuantumDevice
 from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
+from qstack.physical.heralding import HeraldingStation
 from qstack.physical.ops import CancelEntangle, Entangle, Herald
 from qstack.physical.pair_model import HeraldedPairModel
 from qstack.sim.runner import Simulator
 
-__all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord"]
+__all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord", "Fault"]
 
 #: Operation types the node's device carries out itself (no link involved).
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
-_NONE_PAIR = (None, None)
-#: Geometric attempt counts drawn per numpy call (per link and success probability).
-_ATTEMPT_BLOCK = 1024
-#: Entangle deadlines at or beyond this (ns, ~146 simulated years) mean "none".
-_NEVER_NS = 1 << 62
 
-# Built once per pair (or per message) on the hot path: skip the frozen
-# dataclass __init__'s object.__setattr__ calls (same objects).
-_herald = fast_constructor(Herald)
-_done = fast_constructor(OperationDone)
 _received = fast_constructor(MessageReceived)
-_fired = fast_constructor(TimerFired)
+_done = fast_constructor(OperationDone)
 
 #: Speed of light in fibre (group index 1.468 at 1550 nm), km per ns.
 _FIBRE_KM_PER_NS = 299_792.458e-9 / 1.468
 
 
-@dataclass(frozen=True, slots=True)
-class FailRecord:
-    """A ``Fail`` action as the driver saw it."""
+class SimNode(NodeRuntime):
+    """A node: its runtime (protocol stack) and its device."""
 
-    time_ns: int
-    node: str
-    protocol: str
-    code: ErrorCode
-    detail: str
-
-
-class SimNode:
-    """A node: its device and its protocol stack (bottom first)."""
-
-    def __init__(self, name: str, device: QuantumDevice) -> None:
-        self.name = name
+    def __init__(self, name: str, device: QuantumDevice, driver: "SimNetwork",
+                 failures: list, stack_factory: Callable | None = None) -> None:
+        super().__init__(name, driver, failures=failures, stack_factory=stack_factory)
         self.device = device
-        self.protocols: dict[str, Protocol] = {}
-        self.stack: list[str] = []
-        self.inbox: list[tuple[int, Any]] = []
-        self.listeners: list[Callable[[Any], None]] = []
-        self.timers: dict[tuple[str, Any], Any] = {}
-        self.up = True
-        # (protocol name, event type) -> the protocol's handler (Protocol.handler_for)
-        self.handlers: dict[tuple[str, type], Callable] = {}
-        # protocol name -> the one above / below it (None at the top / bottom)
-        self.above: dict[str, str | None] = {}
-        self.below: dict[str, str | None] = {}
-
-    def protocol(self, name: str) -> Protocol:
-        return self.protocols[name]
 
 
-@dataclass
 class SimLink:
-    """A link between neighbours ``a`` (side 0) and ``b`` (side 1)."""
+    """A link between neighbours ``a`` (side 0) and ``b`` (side 1): its
+    station (``None`` for a classical-only link) and its classical channel."""
 
-    a: str
-    b: str
-    model: HeraldedPairModel | None
-    classical_delay_ns: int
-    up: bool = True
-    pending: dict = field(default_factory=dict)   # Entangle key -> _Attempt
-    pairs_heralded: int = 0
-    attempts: int = 0
-    #: driver-internal cache: (model, rng, {param: (p, cycle, delay0, delay1)},
-    #: {(param, bell_index): (prepared pair, fidelity)}, attempts rng,
-    #: {p: [pre-drawn attempt counts, next index]}, (node a, node b)); rebuilt
-    #: if ``model`` changes
-    _cache: Any = field(default=None, repr=False, compare=False)
+    __slots__ = ("a", "b", "model", "classical_delay_ns", "up", "station", "ends", "epoch",
+                 "last_arrival")
+
+    def __init__(self, a: str, b: str, model: HeraldedPairModel | None,
+                 classical_delay_ns: int) -> None:
+        self.a = a
+        self.b = b
+        self.model = model
+        self.classical_delay_ns = classical_delay_ns
+        self.up = True
+        self.station: HeraldingStation | None = None
+        self.ends: tuple = ()
+        self.epoch = 0                 # bumped when messages in flight over it are lost
+        self.last_arrival = [0, 0]     # FIFO: latest arrival scheduled, per direction
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
 
+    @property
+    def pairs_heralded(self) -> int:
+        return self.station.pairs_heralded if self.station is not None else 0
 
-class _Attempt:
-    """Both ends' Entangle submissions for one key, and what was scheduled.
-
-    Per side: ``requests`` (proto, op_id, op), ``deadline_events`` (kernel
-    handle or None), ``herald_events`` (kernel handle or None), ``qubits``.
-    A plain slotted class: one is made per pair, so construction is hot."""
-
-    __slots__ = ("requests", "deadline_events", "herald_events", "qubits", "started")
-
-    def __init__(self) -> None:
-        self.requests: list = [None, None]
-        self.deadline_events: list = [None, None]
-        # replaced by lists when the pair is scheduled (_start_attempts)
-        self.herald_events: list | tuple = _NONE_PAIR
-        self.qubits: list | tuple = _NONE_PAIR
-        self.started = False
+    @property
+    def attempts(self) -> int:
+        return self.station.attempts if self.station is not None else 0
 
     def __repr__(self) -> str:
-        return (f"_Attempt(requests={self.requests!r}, started={self.started!r})")
+        return f"SimLink({self.a!r}, {self.b!r}, up={self.up})"
 
 
-class SimNetwork:
+@dataclass(frozen=True)
+class Fault:
+    """One scheduled fault (times in ns). ``kind``: "crash" (``nodes`` = one
+    node; ``restart_after_ns`` or None), "link_down" (two nodes;
+    ``restart_after_ns``: when the link comes back, or None), "reset" (the
+    classical session between two nodes)."""
+
+    at_ns: int
+    kind: str
+    nodes: tuple[str, ...]
+    restart_after_ns: int | None = None
+
+
+class SimNetwork(RuntimeDriver):
     """A simulated network: build it, stack protocols on its nodes, run it.
 
     ``formalism`` is ``"bd"`` (Bell-diagonal pairs: fast, exact under Pauli
     noise) or ``"dm"`` (density matrices) for heralded pairs. ``seed`` fixes
-    every random number: the same seed gives the same run.
+    every random number: the same seed gives the same run. ``jitter_ns``: each
+    message takes up to that much longer than its path's delay (uniform,
+    integer ns), in order per pair of nodes.
     """
 
     def __init__(self, seed: int = 1, formalism: str = "bd", check_wire: bool = True,
-                 strict: bool = True) -> None:
+                 strict: bool = True, jitter_ns: int = 0) -> None:
         from qstack.physical.engine import QuantumEngine
 
         if formalism not in ("bd", "dm"):
@@ -157,29 +144,32 @@ class SimNetwork:
         self.links: dict[frozenset, SimLink] = {}
         self.graph = nx.Graph()
         self.errors: list[FailRecord] = []
-        self.stats = {"messages": 0, "message_bytes": 0, "quantum_ops": 0, "timers": 0}
+        self.stats = {"messages": 0, "message_bytes": 0, "quantum_ops": 0, "timers": 0,
+                      "messages_lost": 0, "undeliverable": 0}
+        self.jitter_ns = int(jitter_ns)
+        self._jitter_rng = self.sim.rng("classical:jitter")
         self._delay_cache: dict[str, dict[str, float]] = {}
         self._started = False
-        self._state_cache: dict = {}
         self._adj: dict[str, dict[str, SimLink]] = {}   # node -> neighbour -> link
-        self._run_actions = {
-            SendMessage: self._send_message,
-            StartTimer: self._start_timer,
-            CancelTimer: self._cancel_timer,
-            QuantumOp: self._quantum_op,
-            Deliver: self._deliver,
-            Submit: self._submit,
-            Fail: self._fail,
-        }
+        # classical sessions beyond neighbours: node -> the nodes it exchanged messages with
+        self._sessions: dict[str, set[str]] = {}
+        self._down_sessions: set[frozenset] = set()     # sessions broken, not yet back
+        self._reconnecting: set[frozenset] = set()      # ... of which reconnect on a timer
+        self._epochs: dict[frozenset, int] = {}         # pair -> resets so far
+        self._fifo: dict[tuple[str, str], int] = {}     # (src, dst) -> latest arrival
+        self.faults: list[tuple[int, str, tuple]] = []  # (time ns, what, nodes) as they happened
 
     # ------------------------------------------------------------------ build
-    def add_node(self, name: str, hardware: NodeHardware | None = None) -> SimNode:
-        """Add node ``name`` with its hardware (defaults: :class:`NodeHardware`)."""
+    def add_node(self, name: str, hardware: NodeHardware | None = None,
+                 stack: Callable[[], Iterable[Protocol]] | None = None) -> SimNode:
+        """Add node ``name`` with its hardware (defaults: :class:`NodeHardware`).
+        ``stack``: a function returning the node's protocols, bottom first
+        (called now, and again to restart the node after a crash)."""
         if name in self.nodes:
             raise ValueError(f"node {name!r} already exists")
         device = QuantumDevice(name, self.engine, hardware or NodeHardware(),
                                self.sim.rng(f"device:{name}"))
-        node = SimNode(name, device)
+        node = SimNode(name, device, self, self.errors, stack)
         self.nodes[name] = node
         self.graph.add_node(name)
         return node
@@ -202,6 +192,13 @@ class SimNetwork:
         # gives: both ends' protocols can then tell their side without asking.
         a, b = sorted((a, b))
         link = SimLink(a, b, model, int(classical_delay_ns))
+        link.ends = (self.nodes[a], self.nodes[b])
+        if model is not None:
+            name = f"link:{a}-{b}"
+            link.station = HeraldingStation(
+                (a, b), model, self.engine, (self.nodes[a].device, self.nodes[b].device),
+                self.sim, self._herald_arrives, self.sim.rng(name),
+                self.sim.rng(f"{name}:attempts"), self.formalism, link.classical_delay_ns)
         self.links[frozenset((a, b))] = link
         self._adj.setdefault(a, {})[b] = link
         self._adj.setdefault(b, {})[a] = link
@@ -211,16 +208,7 @@ class SimNetwork:
 
     def add_protocol(self, node: str, protocol: Protocol) -> Protocol:
         """Stack ``protocol`` on top of ``node``'s stack (bottom first)."""
-        n = self.nodes[node]
-        if protocol.name in n.protocols:
-            raise ValueError(f"{node} already runs a protocol named {protocol.name!r}")
-        n.protocols[protocol.name] = protocol
-        n.stack.append(protocol.name)
-        n.handlers.clear()
-        n.above = {p: (n.stack[i + 1] if i + 1 < len(n.stack) else None)
-                   for i, p in enumerate(n.stack)}
-        n.below = {p: (n.stack[i - 1] if i else None) for i, p in enumerate(n.stack)}
-        return protocol
+        return self.nodes[node].add(protocol)
 
     def node(self, name: str) -> SimNode:
         return self.nodes[name]
@@ -230,6 +218,10 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ run
     @property
+    def now(self) -> int:
+        return self.sim.now
+
+    @property
     def now_ns(self) -> int:
         return self.sim.now
 
@@ -238,10 +230,9 @@ class SimNetwork:
         if self._started:
             return
         self._started = True
+        now = self.sim.now
         for node in self.nodes.values():
-            for name in node.stack:
-                if Started in type(node.protocols[name])._handlers:
-                    self.feed(node.name, name, Started())
+            node.start(now)
 
     def run(self, until_ns: int | None = None, stop_when: Callable[[], bool] | None = None,
             max_events: int | None = None) -> int:
@@ -254,366 +245,397 @@ class SimNetwork:
         its stack, the layer an application talks to) now."""
         self.start()
         n = self.nodes[node]
-        self.feed(node, to or n.stack[-1], request)
+        n.feed(to or n.stack[-1], request, self.sim.now)
 
     def feed(self, node: str, protocol: str, event: Any) -> None:
         """Give ``event`` to ``protocol`` on ``node`` now and carry out its actions."""
-        self._feed(self.nodes[node], protocol, event)
+        self.nodes[node].feed(protocol, event, self.sim.now)
 
-    def _feed(self, n: SimNode, protocol: str, event: Any) -> None:
-        """:meth:`feed` for a node object (the hot path: no name lookup)."""
-        if not n.up:
-            return
-        try:
-            handler = n.handlers[protocol, event.__class__]
-        except KeyError:
-            proto = n.protocols.get(protocol)
-            if proto is None:
-                self.errors.append(FailRecord(self.sim.now, n.name, protocol,
-                                              ErrorCode.UNKNOWN_TYPE,
-                                              f"no protocol {protocol!r} on {n.name}"))
-                return
-            handler = n.handlers[protocol, event.__class__] = proto.handler_for(event.__class__)
-        actions = handler(event, self.sim.now)
-        if actions:
-            run = self._run_actions
-            for action in actions:
-                run[action.__class__](n, protocol, action)
-
-    # ------------------------------------------------------------------ actions
+    # ------------------------------------------------------------------ classical channel
     def classical_delay_ns(self, src: str, dst: str) -> int:
-        """One-way classical delay from ``src`` to ``dst``, nanoseconds."""
+        """One-way classical delay from ``src`` to ``dst`` over links that are
+        up (nanoseconds); ``NET_NO_ROUTE`` if there is no such path."""
         if src == dst:
             return 0
-        link = self.links.get(frozenset((src, dst)))
-        if link is not None:
+        link = self._adj.get(src, _NO_LINKS).get(dst)
+        if link is not None and link.up and link.ends[0].up and link.ends[1].up:
             return link.classical_delay_ns
         table = self._delay_cache.get(src)
         if table is None:
-            table = nx.single_source_dijkstra_path_length(self.graph, src, weight="delay_ns")
+            table = nx.single_source_dijkstra_path_length(self._live_graph(), src,
+                                                          weight="delay_ns")
             self._delay_cache[src] = table
         if dst not in table:
             raise QStackError(ErrorCode.NET_NO_ROUTE, f"no classical path {src} -> {dst}")
         return int(table[dst])
 
-    def _send_message(self, node: SimNode, protocol: str, action: SendMessage) -> None:
+    def _live_graph(self) -> nx.Graph:
+        g = nx.Graph()
+        g.add_nodes_from(n for n, node in self.nodes.items() if node.up)
+        g.add_edges_from((lk.a, lk.b, {"delay_ns": lk.classical_delay_ns})
+                         for lk in self.links.values()
+                         if lk.up and lk.ends[0].up and lk.ends[1].up)
+        return g
+
+    def _reachable(self, a: str, b: str) -> bool:
+        try:
+            self.classical_delay_ns(a, b)
+            return True
+        except QStackError:
+            return False
+
+    def executors(self, node: SimNode) -> dict:
+        """(driver) Per node, what carries its messages and operations out
+        (partials: no Python frame between the runtime and the driver)."""
+        return {SendMessage: partial(self._send_action, node),
+                QuantumOp: partial(self._op_action, node)}
+
+    def send(self, node: SimNode, protocol: str, dst: str, msg: Any) -> None:
+        """(driver) ``node``'s ``protocol`` sends ``msg`` to ``dst``."""
+        self._send_action(node, protocol, SendMessage(dst, msg), self.sim.now)
+
+    def _send_action(self, node: SimNode, protocol: str, action: SendMessage, now: int) -> None:
         msg = action.msg
+        dst = action.dst
         if self.check_wire:
             data = encode(msg)
             self.stats["message_bytes"] += len(data)
             msg = decode(data)
         self.stats["messages"] += 1
-        dst = action.dst
-        link = self._adj.get(node.name, _NO_LINKS).get(dst)
-        if link is not None:       # the common case: a neighbour
-            self.sim.schedule(link.classical_delay_ns, self._arrive, node.name,
-                              self.nodes[dst], msg)
+        sim = self.sim
+        src = node.name
+        link = self._adj.get(src, _NO_LINKS).get(dst)
+        if link is not None and link.up:       # the common case: a neighbour
+            if self._down_sessions and frozenset((src, dst)) in self._down_sessions:
+                self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
+                return
+            side = 0 if src == link.a else 1
+            arrive = sim.now + link.classical_delay_ns
+            if self.jitter_ns:
+                arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
+            last = link.last_arrival
+            if arrive < last[side]:
+                arrive = last[side]            # FIFO per direction
+            last[side] = arrive
+            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
+                            msg)
             return
         target = self.nodes.get(dst)
         if target is None:
-            self._fail(node, protocol, Fail(ErrorCode.NET_NO_ROUTE, f"unknown node {dst!r}"))
+            self._undeliverable(node, protocol, dst, msg, f"unknown node {dst!r}")
+            return
+        pair = frozenset((src, dst))
+        if pair in self._down_sessions:
+            self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
             return
         try:
-            delay = self.classical_delay_ns(node.name, dst)
+            delay = self.classical_delay_ns(src, dst)
         except QStackError as err:
-            self._fail(node, protocol, Fail(err.code, err.detail))
+            self._undeliverable(node, protocol, dst, msg, err.detail)
             return
-        self.sim.schedule(delay, self._arrive, node.name, target, msg)
+        self._sessions.setdefault(src, set()).add(dst)
+        self._sessions.setdefault(dst, set()).add(src)
+        arrive = sim.now + delay
+        if self.jitter_ns:
+            arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
+        key = (src, dst)
+        last = self._fifo.get(key, 0)
+        if arrive < last:
+            arrive = last
+        self._fifo[key] = arrive
+        sim.schedule_at(arrive, self._arrive, node, target, msg, node.incarnation,
+                        target.incarnation, self._epochs.get(pair, 0) if self._epochs else 0)
 
-    def _arrive(self, src: str, dst: SimNode, msg: Any) -> None:
-        self._feed(dst, msg.PROTOCOL, _received(src, msg))
+    def _undeliverable(self, node: SimNode, protocol: str, dst: str, msg: Any,
+                       detail: str) -> None:
+        self.stats["undeliverable"] += 1
+        sim = self.sim
+        sim.schedule_at(sim.now, node.feed, protocol,
+                        Undeliverable(dst, msg, ErrorCode.NET_NO_ROUTE, detail), sim.now)
 
-    def _start_timer(self, node: SimNode, protocol: str, action: StartTimer) -> None:
-        key = (protocol, action.key)
-        old = node.timers.pop(key, None)
-        if old is not None:
-            self.sim.cancel(old)
+    def _arrive_link(self, link: SimLink, epoch: int, src: SimNode, dst: SimNode,
+                     msg: Any) -> None:
+        if link.epoch != epoch:
+            self.stats["messages_lost"] += 1
+            return
+        dst.feed(msg.PROTOCOL, _received(src.name, msg), self.sim.now)
+
+    def _arrive(self, src: SimNode, dst: SimNode, msg: Any, src_inc: int, dst_inc: int,
+                epoch: int) -> None:
+        if (src.incarnation != src_inc or dst.incarnation != dst_inc
+                or (self._epochs
+                    and self._epochs.get(frozenset((src.name, dst.name)), 0) != epoch)):
+            self.stats["messages_lost"] += 1
+            return
+        dst.feed(msg.PROTOCOL, _received(src.name, msg), self.sim.now)
+
+    # ------------------------------------------------------------------ timers
+    def set_timer(self, node: SimNode, protocol: str, key: Any, at_ns: int) -> Any:
+        """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
         self.stats["timers"] += 1
-        node.timers[key] = self.sim.schedule(max(0, int(action.delay_ns)), self._timer_fired,
-                                             node, key)
+        handle = self.sim.schedule_at(at_ns, self._timer_fired, node, protocol, key)
+        return handle
 
-    def _timer_fired(self, node: SimNode, key: tuple) -> None:
-        node.timers.pop(key, None)
-        self._feed(node, key[0], _fired(key[1]))
+    def _timer_fired(self, node: SimNode, protocol: str, key: Any) -> None:
+        # the handle is the node's current one unless it was cancelled (then
+        # this event would not fire): look it up rather than carry it along
+        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self.sim.now)
 
-    def _cancel_timer(self, node: SimNode, protocol: str, action: CancelTimer) -> None:
-        handle = node.timers.pop((protocol, action.key), None)
-        if handle is not None:
-            self.sim.cancel(handle)
+    def cancel_timer(self, handle: Any) -> None:
+        self.sim.cancel(handle)
 
-    def _quantum_op(self, node: SimNode, protocol: str, action: QuantumOp) -> None:
-        self.stats["quantum_ops"] += 1
-        op = action.op
-        cls = op.__class__
-        if cls is Entangle:
-            self._entangle(node, protocol, action.op_id, op)
-            return
+    # ------------------------------------------------------------------ quantum operations
+    def quantum(self, node: SimNode, protocol: str, op_id: int | None, op: Any) -> None:
+        """(driver) Carry out ``node``'s operation ``op`` for ``protocol``."""
+        self._op_action(node, protocol, QuantumOp(op_id, op), self.sim.now)
+
+    def _op_action(self, node: SimNode, protocol: str, action: QuantumOp, now: int) -> None:
         op_id = action.op_id
-        if cls not in _DEVICE_OPS:
-            if isinstance(op, Entangle):
-                self._entangle(node, protocol, op_id, op)
-                return
-            if isinstance(op, CancelEntangle):
-                self._cancel_entangle(node, protocol, op_id, op)
-                return
+        op = action.op
+        self.stats["quantum_ops"] += 1
+        cls = op.__class__
+        if cls is Entangle or (cls not in _DEVICE_OPS and isinstance(op, Entangle)):
+            self._entangle(node, protocol, op_id, op)
+            return
+        if cls not in _DEVICE_OPS and isinstance(op, CancelEntangle):
+            self._cancel_entangle(node, protocol, op_id, op)
+            return
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
             if isinstance(outcome, QStackError):
-                self._fail(node, protocol, Fail(outcome.code, outcome.detail))
+                node.record(protocol, outcome.code, outcome.detail, sim.now)
             return
-        sim.schedule(duration, self._op_done_node, node, protocol, op_id, outcome)
+        sim.schedule(duration, self._op_done, node, node.incarnation, protocol, op_id, outcome)
 
-    def _op_done(self, node: str, protocol: str, op_id: int, outcome: Any) -> None:
-        self._feed(self.nodes[node], protocol, _done(op_id, outcome))
+    def _op_done(self, node: SimNode, incarnation: int, protocol: str, op_id: int,
+                 outcome: Any) -> None:
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, outcome), self.sim.now)
 
-    def _op_done_node(self, node: SimNode, protocol: str, op_id: int, outcome: Any) -> None:
-        self._feed(node, protocol, _done(op_id, outcome))
-
-    def _deliver(self, node: SimNode, protocol: str, action: Deliver) -> None:
-        to = action.to
-        if to is None:
-            to = node.above.get(protocol)
-        if to is not None:
-            self._feed(node, to, action.event)
-            return
-        node.inbox.append((self.sim.now, action.event))
-        for listener in list(node.listeners):
-            listener(action.event)
-
-    def _submit(self, node: SimNode, protocol: str, action: Submit) -> None:
-        to = action.to
-        if to is None:
-            to = node.below.get(protocol)
-            if to is None:
-                self._fail(node, protocol, Fail(ErrorCode.UNEXPECTED_EVENT,
-                                                f"{protocol} has no layer below on {node.name}"))
-                return
-        self._feed(node, to, action.request)
-
-    def _fail(self, node: SimNode, protocol: str, action: Fail) -> None:
-        self.errors.append(FailRecord(self.sim.now, node.name, protocol, action.code,
-                                      action.detail))
-
-    # ------------------------------------------------------------------ heralded links
-    def _link_to(self, name: str, peer: str) -> SimLink | None:
-        # add_link files every link under both ends in _adj
-        return self._adj.get(name, _NO_LINKS).get(peer)
-
-    def _entangle(self, node: SimNode, protocol: str, op_id: int, op: Entangle) -> None:
-        name = node.name
+    def _entangle(self, node: SimNode, protocol: str, op_id: int | None, op: Entangle) -> None:
+        sim = self.sim
         if op_id is None:
-            self._fail(node, protocol, Fail(ErrorCode.INVALID_PARAMETER,
-                                            "Entangle needs an op_id: its answer is the herald"))
+            node.record(protocol, ErrorCode.INVALID_PARAMETER,
+                        "Entangle needs an op_id: its answer is the herald", sim.now)
             return
-        link = self._adj.get(name, _NO_LINKS).get(op.peer)     # _link_to, inlined
-        if link is None or link.model is None:
-            self._herald_now(name, protocol, op_id,
-                             _herald(False, reason=f"no quantum link to {op.peer!r}"))
+        link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+        if link is None or link.station is None:
+            sim.schedule(0, self._op_done, node, node.incarnation, protocol, op_id,
+                         Herald(False, reason=f"no quantum link to {op.peer!r}"))
             return
-        if not node.device.reserve():
-            self._herald_now(name, protocol, op_id, _herald(False, reason="memory full"))
-            return
-        side = 0 if name == link.a else 1
-        key = op.key
-        pending = link.pending
-        attempt = pending.get(key)
-        if attempt is None:
-            attempt = pending[key] = _Attempt()
-        elif attempt.requests[side] is not None:  # a second submission for the same key
-            node.device.release_reservation()
-            self._herald_now(name, protocol, op_id, _herald(False, reason="duplicate key"))
-            return
-        requests = attempt.requests
-        requests[side] = (protocol, op_id, op)
-        sim = self.sim
-        if requests[1 - side] is None:
-            # A deadline beyond any simulated time never fires: no event for it
-            # (it would only be cancelled when the pair comes, once per pair).
-            if op.deadline_ns < _NEVER_NS:
-                attempt.deadline_events[side] = sim.schedule_at(
-                    max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
-        elif not self._start_attempts(link, key, attempt):
-            # No success in time: the deadline events report failure. (When the
-            # attempts succeed, this end's deadline event would only be
-            # cancelled, so it is scheduled only now.)
-            attempt.deadline_events[side] = sim.schedule_at(
-                max(op.deadline_ns, sim.now), self._entangle_deadline, link, key, side)
+        side = 0 if node is link.ends[0] else 1
+        link.station.submit(side, (node, protocol, op_id, node.incarnation), op)
 
-    def _herald_now(self, node: str, protocol: str, op_id: int, herald: Herald) -> None:
-        self.sim.schedule(0, self._op_done, node, protocol, op_id, herald)
+    def _herald_arrives(self, side: int, ref: tuple, herald: Herald) -> None:
+        # the stations' deliver callback: ref is what _entangle submitted
+        node, protocol, op_id, incarnation = ref
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, herald), self.sim.now)
 
-    def _heralded_state(self, model: Any, param: float, bell_index: int):
-        """(prepared pair, fidelity to the announced Bell state), computed once per
-        (model, param, Bell index): the herald state is deterministic."""
-        key = (id(model), param, bell_index)
-        cached = self._state_cache.get(key)
-        if cached is None:
-            from qstack.physical.states import bell_state, fidelity
-
-            rho = model.heralded_state(param, bell_index)
-            # single-click heralds are not Bell-diagonal: the fast formalism keeps
-            # their Bell twirl (exact for the fidelity and for Pauli noise after it)
-            prepared = self.engine.prepare_pair(rho, self.formalism,
-                                                twirl=self.formalism == "bd")
-            cached = (prepared, float(fidelity(rho, bell_state(bell_index))))
-            self._state_cache[key] = (model, cached)   # keep model alive: id() stays unique
-            return cached
-        return cached[1]
-
-    def _link_cache(self, link: SimLink) -> tuple:
-        """(model, rng, per-param numbers, per-(param, Bell index) states, attempts
-        rng, per-p attempt blocks, (node a, node b)) of ``link``."""
-        cache = link._cache
-        if cache is None or cache[0] is not link.model:
-            name = f"link:{link.a}-{link.b}"
-            cache = link._cache = (link.model, self.sim.rng(name), {}, {},
-                                   self.sim.rng(f"{name}:attempts"), {},
-                                   (self.nodes[link.a], self.nodes[link.b]))
-        return cache
-
-    def _start_attempts(self, link: SimLink, key: Any, attempt: _Attempt) -> bool:
-        """Both ends have submitted: sample when the first attempt succeeds and
-        schedule both heralds. True if a success was scheduled, False if none
-        comes before a deadline (the deadline events then report failure)."""
-        attempt.started = True
-        cache = link._cache
-        if cache is None or cache[0] is not link.model:
-            cache = self._link_cache(link)
-        model, rng, numbers, states, attempts_rng, blocks, ends = cache
-        requests = attempt.requests
-        req0 = requests[0][2]
-        param = req0.param
-        nums = numbers.get(param)
-        if nums is None:
-            nums = numbers[param] = (float(model.success_probability(param)),
-                                     max(1, int(model.cycle_ns(param))),
-                                     int(model.herald_delay_ns(0)), int(model.herald_delay_ns(1)))
-        p, cycle, d0, d1 = nums
-        if not link.up:
-            p = 0.0
-        sim = self.sim
-        req1 = requests[1][2]
-        now = max(sim.now, req0.start_ns, req1.start_ns)   # the first attempt
-        dl0 = req0.deadline_ns
-        dl1 = req1.deadline_ns
-        # Skip-ahead: the index of the first successful attempt is geometric
-        # (exact for independent attempts); no per-attempt events. Drawn in
-        # blocks per (link, p) from the link's own attempts stream: one numpy
-        # call per block instead of one per pair.
-        if p > 0:
-            block = blocks.get(p)
-            if block is None or block[1] == _ATTEMPT_BLOCK:
-                block = blocks[p] = [attempts_rng.geometric(p, _ATTEMPT_BLOCK).tolist(), 0]
-            attempts = block[0][block[1]]
-            block[1] += 1
-            emitted = now + (attempts - 1) * cycle
-            h0 = emitted + d0
-            h1 = emitted + d1
-            if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(model.sample_bell_index(rng))
-                sk = (param, bell_index)
-                cached = states.get(sk)
-                if cached is None:
-                    cached = states[sk] = self._heralded_state(model, param, bell_index)
-                prepared, fid = cached
-                qa, qb = self.engine.new_pair(prepared)
-                link.attempts += attempts
-                link.pairs_heralded += 1
-                node_a, node_b = ends
-                node_a.device.store(qa, emitted, reserved=True)
-                node_b.device.store(qb, emitted, reserved=True)
-                attempt.qubits = [qa, qb]
-                # (no deadline event is pending: the first end's was not
-                # scheduled or is cancelled here, the second end's never is)
-                deadline_events = attempt.deadline_events
-                if deadline_events[0] is not None:
-                    sim.cancel(deadline_events[0])
-                    deadline_events[0] = None
-                if deadline_events[1] is not None:
-                    sim.cancel(deadline_events[1])
-                    deadline_events[1] = None
-                arrives = self._herald_arrives
-                attempt.herald_events = [
-                    sim.schedule_at(h0, arrives, link, key, 0, node_a,
-                                    _herald(True, qa, bell_index, attempts, emitted, fid)),
-                    sim.schedule_at(h1, arrives, link, key, 1, node_b,
-                                    _herald(True, qb, bell_index, attempts, emitted, fid))]
-                return True
-        # No success in time: the deadline events report failure.
-        link.attempts += max(0, (min(dl0, dl1) - now) // cycle)
-        return False
-
-    def _herald_arrives(self, link: SimLink, key: Any, side: int, node: SimNode,
-                        herald: Herald) -> None:
-        attempt = link.pending.get(key)
-        if attempt is None:
-            return
-        requests = attempt.requests
-        proto, op_id, _ = requests[side]
-        attempt.herald_events[side] = None
-        requests[side] = None
-        if requests[1 - side] is None:
-            del link.pending[key]
-        self._feed(node, proto, _done(op_id, herald))
-
-    def _entangle_deadline(self, link: SimLink, key: Any, side: int) -> None:
-        attempt = link.pending.get(key)
-        if attempt is None or attempt.requests[side] is None:
-            return
-        proto, op_id, _ = attempt.requests[side]
-        attempt.requests[side] = None
-        name = (link.a, link.b)[side]
-        self.nodes[name].device.release_reservation()
-        if attempt.requests[1 - side] is None:
-            del link.pending[key]
-        reason = "deadline" if attempt.started else "peer absent"
-        self._feed(self.nodes[name], proto, OperationDone(op_id, _herald(False, reason=reason)))
-
-    def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int,
+    def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int | None,
                          op: CancelEntangle) -> None:
-        link = self._link_to(node.name, op.peer)
-        attempt = link.pending.pop(op.key, None) if link is not None else None
-        if attempt is not None:
-            # Cancelling aborts the attempts at both ends (the midpoint stops).
-            for side in (0, 1):
-                req = attempt.requests[side]
-                if req is None:
-                    continue
-                name = (link.a, link.b)[side]
-                if attempt.deadline_events[side] is not None:
-                    self.sim.cancel(attempt.deadline_events[side])
-                if attempt.herald_events[side] is not None:
-                    self.sim.cancel(attempt.herald_events[side])
-                    self.nodes[name].device.free(attempt.qubits[side])
-                else:
-                    self.nodes[name].device.release_reservation()
-                delay = 0 if name == node.name else link.classical_delay_ns
-                self.sim.schedule(delay, self._op_done, name, req[0], req[1],
-                                  _herald(False, reason="cancelled"))
+        link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+        if link is not None and link.station is not None:
+            link.station.cancel(0 if node is link.ends[0] else 1, op.key)
         if op_id is not None:
-            self._herald_now(node.name, protocol, op_id, None)
+            self.sim.schedule(0, self._op_done, node, node.incarnation, protocol, op_id, None)
 
     # ------------------------------------------------------------------ faults
-    def set_link_up(self, a: str, b: str, up: bool) -> None:
-        """Take the quantum link ``a``-``b`` down (attempts never succeed) or up."""
-        self.link(a, b).up = up
+    def _notify(self, node: str, event: Any, delay: int = 0) -> None:
+        """Give ``event`` to every protocol of ``node`` after ``delay`` ns (if
+        the node is still the same incarnation and up then)."""
+        n = self.nodes[node]
+        self.sim.schedule(max(0, delay), self._broadcast, n, n.incarnation, event)
+
+    def _broadcast(self, node: SimNode, incarnation: int, event: Any) -> None:
+        if node.incarnation == incarnation and node.up:
+            node.broadcast(event, self.sim.now)
+
+    def _session_peers(self, name: str) -> set[str]:
+        return set(self._adj.get(name, _NO_LINKS)) | self._sessions.get(name, set())
+
+    def crash_node(self, name: str) -> None:
+        """Node ``name`` crashes now: its protocols and memory are lost, its
+        links' stations forget its requests, messages to and from it in
+        flight are lost; each neighbour is told ``LinkDown`` and every node it
+        had a session with ``PeerDown``, after the classical delay between them."""
+        node = self.nodes[name]
+        if not node.up:
+            return
+        now = self.sim.now
+        self.faults.append((now, "crash", (name,)))
+        peers = {p: self._delay_or_none(name, p) for p in self._session_peers(name)}
+        for link in self._adj.get(name, _NO_LINKS).values():
+            if link.station is not None:
+                link.station.drop_side(link.side_of(name))
+            link.epoch += 1
+        node.crash()                # (its listeners, the socket API, are told)
+        node.device.reset()
+        self._delay_cache.clear()
+        for peer, delay in sorted(peers.items()):
+            self._down_sessions.add(frozenset((name, peer)))
+            if peer in self._adj.get(name, _NO_LINKS):
+                self._notify(peer, LinkDown(name), delay or 0)
+            self._notify(peer, PeerDown(name), delay or 0)
+        self._check_sessions()
+
+    def restart_node(self, name: str) -> None:
+        """Bring crashed node ``name`` back now, with a fresh stack and an empty
+        memory; neighbours are told ``LinkUp`` (if the link is up) and the nodes
+        it had sessions with ``PeerUp(restarted=True)``, after the delay."""
+        node = self.nodes[name]
+        if node.up:
+            return
+        now = self.sim.now
+        self.faults.append((now, "restart", (name,)))
+        node.up = True              # (so that paths through it count below)
+        self._delay_cache.clear()
+        # The peers are told before the fresh stack starts: anything it sends
+        # reaches them after they know it is back (FIFO within an instant).
+        for peer in sorted(self._session_peers(name)):
+            pair = frozenset((name, peer))
+            if not self.nodes[peer].up:
+                continue
+            delay = self._delay_or_none(name, peer)
+            if delay is None:
+                continue            # still unreachable: PeerUp when a path returns
+            self._down_sessions.discard(pair)
+            link = self._adj.get(name, _NO_LINKS).get(peer)
+            if link is not None and link.up:
+                self._notify(peer, LinkUp(name), delay)
+            self._notify(peer, PeerUp(name, restarted=True), delay)
+        node.restart(now)
+        self._check_sessions()
 
     def reset_node(self, name: str) -> None:
-        """Crash and restart ``name``: its stored qubits are lost, its timers
-        cancelled, and every neighbour's protocols are told ``PeerDown`` after
-        the classical delay. Its protocols get ``PeerDown(name)`` themselves so
-        they can drop their state."""
-        node = self.nodes[name]
-        for handle in node.timers.values():
-            self.sim.cancel(handle)
-        node.timers.clear()
-        for qubit in node.device.stored_qubits():
-            node.device.free(qubit)
-        for proto in node.stack:
-            self.feed(name, proto, PeerDown(name))
-        for other in self.graph.neighbors(name):
-            delay = self.classical_delay_ns(name, other)
-            for proto in self.nodes[other].stack:
-                self.sim.schedule(delay, self.feed, other, proto, PeerDown(name))
+        """Crash and restart ``name`` at once (its memory is lost). A node
+        without a stack factory keeps its protocol objects, each told
+        ``PeerDown(name)`` to forget its state."""
+        self.crash_node(name)
+        self.restart_node(name)
+
+    def _delay_or_none(self, a: str, b: str) -> int | None:
+        try:
+            return self.classical_delay_ns(a, b)
+        except QStackError:
+            return None
+
+    def set_link_up(self, a: str, b: str, up: bool) -> None:
+        """Take the link ``a``-``b`` down (no heralds, no messages over it;
+        messages in flight over it are lost; both ends told ``LinkDown`` and
+        their session reset) or back up (``LinkUp``)."""
+        link = self.link(a, b)
+        if link.up == bool(up):
+            return
+        now = self.sim.now
+        self.faults.append((now, "link_up" if up else "link_down", (link.a, link.b)))
+        link.up = bool(up)
+        if link.station is not None:
+            link.station.set_up(up)
+        self._delay_cache.clear()
+        ends_up = link.ends[0].up and link.ends[1].up
+        if not up:
+            link.epoch += 1
+            if ends_up:
+                for x, y in ((link.a, link.b), (link.b, link.a)):
+                    self._notify(x, LinkDown(y))
+                self._reset_session(link.a, link.b)
+        elif ends_up:
+            for x, y in ((link.a, link.b), (link.b, link.a)):
+                self._notify(x, LinkUp(y))
+        self._check_sessions()
+
+    def reset_channel(self, a: str, b: str) -> None:
+        """The classical session between ``a`` and ``b`` breaks now: messages in
+        flight between them are lost, both are told ``PeerDown`` at once and
+        ``PeerUp`` one round trip later (if they can still reach each other)."""
+        now = self.sim.now
+        self.faults.append((now, "reset", tuple(sorted((a, b)))))
+        self._reset_session(a, b)
+        self._check_sessions()
+
+    def _reset_session(self, a: str, b: str) -> None:
+        pair = frozenset((a, b))
+        self._epochs[pair] = self._epochs.get(pair, 0) + 1
+        link = self._adj.get(a, _NO_LINKS).get(b)
+        if link is not None:
+            link.epoch += 1
+        if not (self.nodes[a].up and self.nodes[b].up):
+            return
+        self._notify(a, PeerDown(b))
+        self._notify(b, PeerDown(a))
+        delay = self._delay_or_none(a, b)
+        if delay is None:
+            self._down_sessions.add(pair)       # back when a path returns
+            return
+        self._sessions.setdefault(a, set()).add(b)
+        self._sessions.setdefault(b, set()).add(a)
+        # reconnecting takes a round trip; until then nothing is carried
+        self._down_sessions.add(pair)
+        self._reconnecting.add(pair)
+        self.sim.schedule(2 * delay, self._reconnect, a, b, self.nodes[a].incarnation,
+                          self.nodes[b].incarnation)
+
+    def _reconnect(self, a: str, b: str, inc_a: int, inc_b: int) -> None:
+        na, nb = self.nodes[a], self.nodes[b]
+        pair = frozenset((a, b))
+        self._reconnecting.discard(pair)
+        if pair not in self._down_sessions:
+            return
+        if not (na.up and nb.up and na.incarnation == inc_a and nb.incarnation == inc_b):
+            return
+        if not self._reachable(a, b):
+            return
+        self._down_sessions.discard(pair)
+        self._notify(a, PeerUp(b))
+        self._notify(b, PeerUp(a))
+
+    def _check_sessions(self) -> None:
+        """After a topology change: sessions that lost every path break
+        (``PeerDown`` at both ends), broken ones that have a path again and
+        whose ends are up come back (``PeerUp``)."""
+        seen = set()
+        for a in self.nodes:
+            for b in sorted(self._session_peers(a)):
+                pair = frozenset((a, b))
+                if pair in seen:
+                    continue
+                seen.add(pair)
+                na, nb = self.nodes[a], self.nodes[b]
+                if not (na.up and nb.up):
+                    continue
+                reachable = self._reachable(a, b)
+                if pair in self._down_sessions:
+                    if reachable and pair not in self._reconnecting:
+                        self._down_sessions.discard(pair)
+                        delay = self.classical_delay_ns(a, b)
+                        self._notify(a, PeerUp(b), delay)
+                        self._notify(b, PeerUp(a), delay)
+                elif not reachable:
+                    self._down_sessions.add(pair)
+                    self._epochs[pair] = self._epochs.get(pair, 0) + 1
+                    self._notify(a, PeerDown(b))
+                    self._notify(b, PeerDown(a))
+
+    def schedule_faults(self, faults: Iterable[Fault]) -> None:
+        """Schedule ``faults`` (:class:`Fault`, times in ns from now)."""
+        sim = self.sim
+        for f in faults:
+            if f.kind == "crash":
+                (name,) = f.nodes
+                sim.schedule(f.at_ns, self.crash_node, name)
+                if f.restart_after_ns is not None:
+                    sim.schedule(f.at_ns + f.restart_after_ns, self.restart_node, name)
+            elif f.kind == "link_down":
+                a, b = f.nodes
+                sim.schedule(f.at_ns, self.set_link_up, a, b, False)
+                if f.restart_after_ns is not None:
+                    sim.schedule(f.at_ns + f.restart_after_ns, self.set_link_up, a, b, True)
+            elif f.kind == "reset":
+                a, b = f.nodes
+                sim.schedule(f.at_ns, self.reset_channel, a, b)
+            else:
+                raise ValueError(f"unknown fault kind {f.kind!r}")
+

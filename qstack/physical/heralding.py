@@ -1,0 +1,412 @@
+"""The heralding station of one link: both ends' ``Entangle`` requests in, heralds out.
+
+A heralded link has an entity between (or at) its two ends that runs the
+attempts and announces their outcome: the midpoint of a single-click,
+double-click or midpoint-source link, the receiver's detectors of a
+sender-receiver link. :class:`HeraldingStation` is that entity, written once
+for both drivers: the simulator runs one per link in process, the emulation's
+physics server runs the same object. ``specs/physical.md`` (§ "Heralding
+station") is its normative description; in short:
+
+* each end submits ``Entangle(peer, key, deadline_ns, param, start_ns)``; a
+  memory slot is reserved at that end on submission (``"memory full"`` if none);
+* a request with a key **matches** the other end's request with the same key;
+  a request whose key is ``None`` **follows**: it matches the other end's
+  oldest unmatched keyed request, whatever its key (the herald then names that
+  key). Two followers never match. This is how a link protocol whose ends do
+  not decide together (a leader choosing, a follower taking part) uses one
+  link without any timing assumption;
+* once matched, attempts start at the later of now and both ``start_ns``; the
+  index of the first success is drawn from the geometric distribution of the
+  link model's success probability (skip-ahead: exact for independent
+  attempts), the pair is made in the state engine and stored at both ends,
+  and each end gets ``Herald(ok=True, ...)`` at ``emitted_ns +
+  herald_delay_ns(side)``;
+* without a success by a request's deadline it fails (``"deadline"``; its
+  partner, if it has no deadline of its own then, waits for another match);
+* ``CancelEntangle`` withdraws a request (``"cancelled"``); once attempts have
+  started it ends both ends' requests (``"cancelled"``, the pair being made is
+  freed);
+* a link that goes down fails every request at once (``"link down"``) and
+  refuses new ones until it is up; an end that crashes is forgotten
+  (:meth:`drop_side`) and requests matched with its requests fail
+  (``"peer down"``).
+
+The station does no I/O and reads no clock of its own: it is given a
+``clock`` (``now``, ``schedule_at(time_ns, fn, *args) -> handle``,
+``cancel(handle)``; the simulator's kernel is one) on which it schedules its
+heralds and deadlines, and a ``deliver(side, ref, herald)`` callback by which
+a herald reaches the end that asked (``ref`` is the submitter's opaque
+reference, given back unchanged). Times are integer nanoseconds.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+from qstack.core.protocol import fast_constructor
+from qstack.physical.ops import Entangle, Herald
+
+__all__ = ["HeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK"]
+
+#: Deadlines at or beyond this (ns, ~146 simulated years) mean "none": no event.
+NEVER_NS = 1 << 62
+#: Geometric attempt counts drawn per numpy call (per success probability).
+ATTEMPT_BLOCK = 1024
+
+_FOLLOW = None
+# made twice per pair: the same objects without the frozen dataclass __init__ cost
+_herald = fast_constructor(Herald)
+
+
+class _Request:
+    """One end's pending ``Entangle``. A plain slotted class: one is made per
+    pair and end, so construction is on the hot path."""
+
+    __slots__ = ("side", "ref", "key", "deadline", "param", "start", "partner",
+                 "deadline_event", "herald_event", "qubit", "started")
+
+    def __init__(self, side: int, ref: Any, op: Entangle) -> None:
+        self.side = side
+        self.ref = ref
+        self.key = op.key
+        self.deadline = op.deadline_ns
+        self.param = op.param
+        self.start = op.start_ns
+        self.partner: _Request | None = None
+        self.deadline_event = None
+        self.herald_event = None
+        self.qubit = None
+        self.started = False
+
+    def __repr__(self) -> str:
+        return (f"_Request(side={self.side}, key={self.key!r}, "
+                f"matched={self.partner is not None})")
+
+
+class HeraldingStation:
+    """The heralding entity of the link ``ends[0]``-``ends[1]`` (see the module doc).
+
+    Args:
+        ends: the two node names, side 0 first (the smaller name).
+        model: the link's physics, a
+            :class:`~qstack.physical.pair_model.HeraldedPairModel`.
+        engine: the :class:`~qstack.physical.engine.QuantumEngine` pairs are made in.
+        devices: the two ends' :class:`~qstack.physical.device.QuantumDevice`,
+            side 0 first (memory slots are reserved and pairs stored there).
+        clock: schedules the station's own events (see the module doc).
+        deliver: ``deliver(side, ref, herald)`` hands a herald to the end that asked.
+        rng: numpy Generator for the announced Bell index.
+        attempts_rng: numpy Generator for the attempt counts (its own stream,
+            so the heralds' timing does not depend on the Bell indices drawn).
+        formalism: "bd" (Bell-diagonal pairs, twirled where the heralded state
+            is not Bell-diagonal) or "dm" (density matrices).
+        classical_delay_ns: one-way delay between the ends (ns): a cancellation
+            after attempts started reaches the far end that much later.
+    """
+
+    def __init__(self, ends: tuple[str, str], model: Any, engine: Any, devices: tuple,
+                 clock: Any, deliver: Callable[[int, Any, Herald], None], rng: Any,
+                 attempts_rng: Any, formalism: str = "bd", classical_delay_ns: int = 0) -> None:
+        self.ends = tuple(ends)
+        self.model = model
+        self.engine = engine
+        self.devices = tuple(devices)
+        self.clock = clock
+        self.deliver = deliver
+        self.rng = rng
+        self.attempts_rng = attempts_rng
+        self.formalism = formalism
+        self.classical_delay_ns = int(classical_delay_ns)
+        self.up = True
+        #: pairs heralded, and attempts made (successful ones included)
+        self.pairs_heralded = 0
+        self.attempts = 0
+        # per side: keyed requests by key, and followers in submission order
+        self._keyed: tuple[dict, dict] = ({}, {})
+        self._follow: tuple[deque, deque] = (deque(), deque())
+        # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
+        self._numbers: dict = {}
+        self._states: dict = {}
+        # p -> [pre-drawn attempt counts, next index]
+        self._blocks: dict = {}
+        self._model_seen = model
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, side: int, ref: Any, op: Entangle) -> None:
+        """End ``side`` asks for a pair (``op``); ``ref`` comes back with its herald."""
+        clock = self.clock
+        if not self.up:
+            clock.schedule_at(clock.now, self.deliver, side, ref,
+                              Herald(False, reason="link down"))
+            return
+        if not self.devices[side].reserve():
+            clock.schedule_at(clock.now, self.deliver, side, ref,
+                              Herald(False, reason="memory full"))
+            return
+        req = _Request(side, ref, op)
+        other = 1 - side
+        key = req.key
+        if key is _FOLLOW:
+            partner = None
+            for cand in self._keyed[other].values():    # the oldest free keyed request
+                if cand.partner is None and cand.qubit is None:
+                    partner = cand
+                    break
+        else:
+            keyed = self._keyed[side]
+            if key in keyed:
+                # a second submission for a key this end is still waiting on
+                self.devices[side].release_reservation()
+                clock.schedule_at(clock.now, self.deliver, side, ref,
+                                  Herald(False, reason="duplicate key"))
+                return
+            partner = self._keyed[other].get(key)
+            if partner is not None and (partner.partner is not None or partner.qubit is not None):
+                partner = None          # (matched with a follower already)
+            if partner is None and self._follow[other]:
+                partner = self._oldest_follower(other)
+        # every request stays listed until answered (cancel finds it there);
+        # ``partner`` tells whether it is matched
+        if key is _FOLLOW:
+            self._follow[side].append(req)
+        else:
+            self._keyed[side][key] = req
+        if partner is None:
+            if req.deadline < NEVER_NS:
+                self._arm_deadline(req)
+            return
+        self._match(req, partner)
+
+    # A request is free to match while it has no partner and no pair: one whose
+    # pair is made waits only for its herald (its partner may have heard already).
+    def _oldest_keyed(self, side: int) -> _Request | None:
+        for req in self._keyed[side].values():
+            if req.partner is None and req.qubit is None:
+                return req
+        return None
+
+    def _oldest_follower(self, side: int) -> _Request | None:
+        for req in self._follow[side]:
+            if req.partner is None and req.qubit is None:
+                return req
+        return None
+
+    def _arm_deadline(self, req: _Request) -> None:
+        if req.deadline < NEVER_NS and req.deadline_event is None:
+            clock = self.clock
+            req.deadline_event = clock.schedule_at(max(req.deadline, clock.now),
+                                                   self._deadline, req)
+
+    def _unlist(self, req: _Request) -> None:
+        """Take ``req`` out of the lists."""
+        if req.key is _FOLLOW:
+            try:
+                self._follow[req.side].remove(req)
+            except ValueError:
+                pass
+        else:
+            self._keyed[req.side].pop(req.key, None)
+
+    def _forget(self, req: _Request) -> None:
+        """``req`` is answered: remove it wherever it is listed."""
+        self._unlist(req)
+        if req.deadline_event is not None:
+            self.clock.cancel(req.deadline_event)
+            req.deadline_event = None
+
+    # ------------------------------------------------------------------ attempts
+    def _figures(self, param: float) -> tuple:
+        if self._model_seen is not self.model:      # the model was replaced: recompute
+            self._numbers.clear()
+            self._states.clear()
+            self._blocks.clear()
+            self._model_seen = self.model
+        nums = self._numbers.get(param)
+        if nums is None:
+            model = self.model
+            nums = self._numbers[param] = (float(model.success_probability(param)),
+                                           max(1, int(model.cycle_ns(param))),
+                                           int(model.herald_delay_ns(0)),
+                                           int(model.herald_delay_ns(1)))
+        return nums
+
+    def _heralded_state(self, param: float, bell_index: int) -> tuple:
+        """(prepared pair, fidelity to the announced Bell state), computed once
+        per (param, Bell index): the heralded state is deterministic."""
+        key = (param, bell_index)
+        cached = self._states.get(key)
+        if cached is None:
+            from qstack.physical.states import bell_state, fidelity
+
+            rho = self.model.heralded_state(param, bell_index)
+            # single-click heralds are not Bell-diagonal: the fast formalism keeps
+            # their Bell twirl (exact for the fidelity and for Pauli noise after it)
+            prepared = self.engine.prepare_pair(rho, self.formalism,
+                                                twirl=self.formalism == "bd")
+            cached = self._states[key] = (prepared, float(fidelity(rho, bell_state(bell_index))))
+        return cached
+
+    def _match(self, a: _Request, b: _Request) -> None:
+        """Two requests matched: draw the first successful attempt and schedule
+        both heralds, or let the deadlines answer if none comes in time."""
+        a.partner = b
+        b.partner = a
+        r0, r1 = (a, b) if a.side == 0 else (b, a)
+        # a keyed request names the pair (the follower learns the key from its herald)
+        key = r0.key if r0.key is not _FOLLOW else r1.key
+        param = r0.param if r0.key is not _FOLLOW else r1.param
+        nums = self._numbers.get(param) if self._model_seen is self.model else None
+        if nums is None:
+            nums = self._figures(param)
+        p, cycle, d0, d1 = nums
+        clock = self.clock
+        first = max(clock.now, r0.start, r1.start)   # the first attempt
+        dl0, dl1 = r0.deadline, r1.deadline
+        if p > 0:
+            # Skip-ahead: the index of the first successful attempt is geometric
+            # (exact for independent attempts); drawn in blocks per p, one numpy
+            # call per block instead of one per pair.
+            blocks = self._blocks
+            block = blocks.get(p)
+            if block is None or block[1] == ATTEMPT_BLOCK:
+                block = blocks[p] = [self.attempts_rng.geometric(p, ATTEMPT_BLOCK).tolist(), 0]
+            attempts = block[0][block[1]]
+            block[1] += 1
+            emitted = first + (attempts - 1) * cycle
+            h0 = emitted + d0
+            h1 = emitted + d1
+            if h0 <= dl0 and h1 <= dl1:
+                bell_index = int(self.model.sample_bell_index(self.rng))
+                cached = self._states.get((param, bell_index))
+                prepared, fid = cached if cached is not None else \
+                    self._heralded_state(param, bell_index)
+                qa, qb = self.engine.new_pair(prepared)
+                self.attempts += attempts
+                self.pairs_heralded += 1
+                dev0, dev1 = self.devices
+                dev0.store(qa, emitted, reserved=True)
+                dev1.store(qb, emitted, reserved=True)
+                r0.qubit, r1.qubit = qa, qb
+                r0.started = r1.started = True
+                for r in (r0, r1):
+                    if r.deadline_event is not None:
+                        clock.cancel(r.deadline_event)
+                        r.deadline_event = None
+                r0.herald_event = clock.schedule_at(
+                    h0, self._herald, r0, _herald(True, qa, bell_index, attempts, emitted, fid,
+                                                  "", key))
+                r1.herald_event = clock.schedule_at(
+                    h1, self._herald, r1, _herald(True, qb, bell_index, attempts, emitted, fid,
+                                                  "", key))
+                return
+        # No success in time: attempts run until the earlier deadline, which answers.
+        r0.started = r1.started = True
+        self.attempts += max(0, (min(dl0, dl1) - first) // cycle)
+        for r in (r0, r1):
+            if r.deadline < NEVER_NS:
+                self._arm_deadline(r)
+
+    def _herald(self, req: _Request, herald: Herald) -> None:
+        # (once per pair and end: _forget inlined; a matched request has no deadline event)
+        req.herald_event = None
+        if req.key is _FOLLOW:
+            self._follow[req.side].remove(req)
+        else:
+            self._keyed[req.side].pop(req.key, None)
+        partner = req.partner
+        if partner is not None:        # this end is settled: unlink the pair
+            req.partner = partner.partner = None
+        self.deliver(req.side, req.ref, herald)
+
+    def _deadline(self, req: _Request) -> None:
+        req.deadline_event = None
+        partner = req.partner
+        self._forget(req)
+        reason = "deadline" if req.started else "peer absent"
+        self.devices[req.side].release_reservation()
+        if partner is not None:
+            partner.partner = None
+            partner.started = False
+            # the partner goes on waiting for another match (or its own deadline)
+            self._arm_deadline(partner)
+        self.deliver(req.side, req.ref, Herald(False, reason=reason))
+
+    # ------------------------------------------------------------------ withdrawal
+    def cancel(self, side: int, key: Any) -> None:
+        """End ``side`` withdraws its request for ``key`` (``None``: its oldest
+        follower). Before attempts started only that request ends; after,
+        both ends' requests end and the pair being made is freed. Each ended
+        request is answered ``Herald(ok=False, reason="cancelled")``."""
+        if key is _FOLLOW:
+            follows = self._follow[side]
+            req = follows[0] if follows else None
+        else:
+            req = self._keyed[side].get(key)
+        if req is None:
+            return
+        partner = req.partner
+        clock = self.clock
+        if req.herald_event is not None:
+            # the pair exists (its heralds are on the way): both ends' requests end
+            self._end(req, "cancelled", 0)
+            if partner is not None:
+                self._end(partner, "cancelled", self.classical_delay_ns)
+            return
+        self._forget(req)
+        self.devices[side].release_reservation()
+        if partner is not None:
+            partner.partner = None
+            partner.started = False
+            self._arm_deadline(partner)
+        clock.schedule_at(clock.now, self.deliver, side, req.ref,
+                          Herald(False, reason="cancelled"))
+
+    def _end(self, req: _Request, reason: str, delay: int) -> None:
+        """Answer ``req`` with a failure now (+``delay``), freeing what it holds."""
+        self._forget(req)
+        partner = req.partner
+        if partner is not None:
+            req.partner = partner.partner = None
+        dev = self.devices[req.side]
+        if req.herald_event is not None:
+            self.clock.cancel(req.herald_event)
+            req.herald_event = None
+            if req.qubit is not None:
+                dev.free(req.qubit)
+        else:
+            dev.release_reservation()
+        clock = self.clock
+        clock.schedule_at(clock.now + delay, self.deliver, req.side, req.ref,
+                          Herald(False, reason=reason))
+
+    # ------------------------------------------------------------------ faults
+    def pending(self, side: int | None = None) -> int:
+        """Requests waiting or in progress (at ``side``, or at both ends)."""
+        sides = (0, 1) if side is None else (side,)
+        return sum(len(self._keyed[s]) + len(self._follow[s]) for s in sides)
+
+    def set_up(self, up: bool) -> None:
+        """Take the link down (every request fails with ``"link down"`` now,
+        new ones are refused) or bring it back up."""
+        self.up = bool(up)
+        if up:
+            return
+        for side in (0, 1):
+            for req in list(self._keyed[side].values()) + list(self._follow[side]):
+                self._end(req, "link down", 0)
+
+    def drop_side(self, side: int) -> None:
+        """End ``side`` crashed: forget its requests (its memory is gone with
+        it: no reservation is released on its device) and fail the requests of
+        the other end that were matched with them (``"peer down"``)."""
+        for req in list(self._keyed[side].values()) + list(self._follow[side]):
+            self._unlist(req)
+            if req.deadline_event is not None:
+                self.clock.cancel(req.deadline_event)
+            if req.herald_event is not None:
+                self.clock.cancel(req.herald_event)
+            partner = req.partner
+            req.partner = None
+            if partner is not None:
+                self._end(partner, "peer down", 0)
