@@ -521,6 +521,46 @@ def test_qstack_sim_reports_bad_input_with_its_code(tmp_path, capsys):
     assert "APPS" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("source, says", [
+    ("def f(:\n    pass\n", ":1: SyntaxError: "),
+    ("import os\n\nraise RuntimeError('boom\\non two lines')\n",
+     ":3: RuntimeError while importing: boom on two lines"),
+    ("import sys\nsys.exit(3)\n", ":2: SystemExit while importing: 3"),
+    ("x = 1\n", "expected a module-level APPS"),
+    ("def f(ctx):\n    pass\nAPPS = {'alice': f}\n", "APPS['alice']: expected an async def"),
+    ("async def f(ctx):\n    pass\nAPPS = {'carol': f}\n", "APPS['carol']: no such node"),
+])
+def test_qstack_sim_an_app_file_that_does_not_give_apps_is_bad_input(tmp_path, capsys, source,
+                                                                     says):
+    # Before: a syntax error or an exception at import escaped as a traceback (exit 1).
+    net = write(tmp_path, "n.toml", 'nodes = ["alice", "bob"]\nlinks = [["alice", "bob"]]\n')
+    app = write(tmp_path, "app.py", source)
+    assert cli_main(["sim", net, app]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qstack sim: error {int(ErrorCode.BAD_CONFIG)} BAD_CONFIG: {app}")
+    assert says in err, err
+
+
+@pytest.mark.parametrize("option", [["--seed", "-1"], ["--until", "nan"], ["--until", "-2"],
+                                    ["--until", "1e300"]])
+def test_qstack_sim_refuses_a_bad_option_as_bad_input(tmp_path, capsys, option):
+    net = write(tmp_path, "n.toml", 'nodes = ["alice", "bob"]\nlinks = [["alice", "bob"]]\n')
+    app = write(tmp_path, "app.py", APP)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["sim", net, app, *option])
+    assert info.value.code == 2
+    assert f"argument {option[0]}: invalid" in capsys.readouterr().err
+
+
+def test_qstack_sim_help_documents_its_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["sim", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 every application returned; 1 an application failed" in text
+    assert "2 bad input" in text and "does not import (syntax error, exception at import)" in text
+
+
 def test_qstack_sim_exit_code_says_an_app_failed(tmp_path, capsys):
     net = write(tmp_path, "n.toml", 'nodes = ["alice", "bob"]\nlinks = [["alice", "bob"]]\n')
     app = write(tmp_path, "app.py", "async def alice(ctx):\n    raise RuntimeError('boom')\n"
