@@ -32,21 +32,66 @@ A fuller one (every key optional; units are in the key names)::
     [[links]]
     nodes = ["repeater", "bob"]
 
-Node keys: ``memory`` (or ``num_qubits``), ``t1_s``/``t2_s`` (or ``t1_ns``/``t2_ns``),
-``gate_1q_ns``, ``gate_2q_ns``, ``measure_ns``, ``init_ns``, ``gate_1q_depolar``,
-``gate_2q_depolar``, ``measure_flip_prob`` (:class:`qstack.physical.device.NodeHardware`).
+Node keys (:class:`qstack.physical.device.NodeHardware`):
 
-Link keys: ``nodes`` (two names), ``scheme``, ``length_km``, ``loss_db_per_km``,
-``detector_efficiency``, ``dark_count_prob``, ``classical_delay_ns``, and the
-scheme's own parameters (:mod:`qstack.link.schemes`: e.g. ``emission_efficiency``,
-``visibility``, ``attempt_ns``, ``pair_fidelity``). A bad file raises
-:class:`~qstack.core.errors.ConfigError` naming the field and what was expected.
+* ``memory`` or ``num_qubits``: memory slots, an integer >= 1;
+* ``t1_s`` / ``t2_s`` (seconds) or ``t1_ns`` / ``t2_ns`` (nanoseconds):
+  relaxation and dephasing times, a number > 0 or ``"inf"`` (no decay), at
+  most the simulator's clock (:data:`MAX_TIME_NS`); T2 <= 2 T1;
+* ``gate_1q_ns``, ``gate_2q_ns``, ``measure_ns``, ``init_ns``: integer
+  durations in ns >= 0;
+* ``gate_1q_depolar``, ``gate_2q_depolar``, ``measure_flip_prob``:
+  probabilities in [0, 1].
+
+Link keys: ``nodes`` (two names), ``scheme``, ``length_km`` (>= 0),
+``loss_db_per_km`` (>= 0), ``detector_efficiency`` and ``dark_count_prob``
+(probabilities; schemes with a midpoint detector), ``classical_delay_ns``
+(integer ns >= 0; default: the fibre's light delay), and the scheme's own
+parameters (the scalar fields of the model classes in
+:mod:`qstack.link.schemes`, e.g. ``emission_efficiency``, ``visibility``,
+``attempt_ns``, ``twirl``, ``pair_fidelity``, ``bell_index``), whose types are
+those fields' annotations.
+
+Rules, all checked at load so that a run never fails on its file:
+
+* types are strict: a boolean is not a number, a float is not an integer
+  (``attempt_ns = 0.5`` and ``memory = 2.0`` are refused), a string is not a
+  boolean (``twirl = "yes"`` is refused); NaN is refused everywhere, and so
+  are infinities except for ``t1_*`` / ``t2_*``;
+* a key and its alias in one table (``memory`` with ``num_qubits``,
+  ``t2_s`` with ``t2_ns``) is an error; a node's key overrides
+  ``[defaults.node]`` whichever alias either uses;
+* times fit the simulator's clock, int64 nanoseconds (:data:`MAX_TIME_NS`,
+  about 292 years): every duration, a link's light delay (from
+  ``length_km``), and one link attempt with its herald;
+* a link's figures (success probability, fidelity, heralded state, timing)
+  are computed once at load: a parameter that makes them overflow or NaN is
+  refused, named;
+* node names: 1 to :func:`wire_limits` ``[0]`` (64) printable characters, no
+  spaces, as the wire carries them and a shell or log prints them;
+* a circuit path (``CircuitSetup.path``, ``specs/network.md``) carries at
+  most :func:`wire_limits` ``[1]`` (1024) nodes: a network in which a simple
+  path could be longer is refused. The bound is exact for trees and rings
+  (a simple path visits every node of each cycle it crosses at most once; per
+  biconnected block the bound is the block's size).
+
+A bad file raises :class:`~qstack.core.errors.ConfigError` naming the file,
+the line where it can be found, the key as the file wrote it, what was
+expected and what was given, e.g.::
+
+    net.toml:7: nodes.alice.t2_s: expected a number of seconds > 0 (at most
+    9.223e+09, the simulator's clock) or "inf", got -1
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import functools
+import json
 import math
+import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +99,8 @@ from typing import Any
 from qstack.core.errors import ConfigError
 from qstack.physical.device import NodeHardware
 
-__all__ = ["NetworkSpec", "NodeSpec", "LinkSpec", "load_network", "network_from_dict", "SCHEMES"]
+__all__ = ["NetworkSpec", "NodeSpec", "LinkSpec", "load_network", "network_from_dict", "SCHEMES",
+           "MAX_TIME_NS", "wire_limits"]
 
 #: Scheme names accepted in ``scheme = ...`` and the model class each builds.
 SCHEMES = {
@@ -64,10 +110,29 @@ SCHEMES = {
     "sender-receiver": "SenderReceiverModel",
 }
 
-_NODE_ALIASES = {"memory": "num_qubits"}
-_SECONDS = {"t1_s": "t1_ns", "t2_s": "t2_ns"}
-_LINK_OWN = {"nodes", "scheme", "length_km", "loss_db_per_km", "detector_efficiency",
-             "dark_count_prob", "classical_delay_ns"}
+#: The simulator's clock ends here: time is int64 nanoseconds
+#: (``qstack/sim/_kernel.pyx``), about 292 years.
+MAX_TIME_NS = (1 << 63) - 1
+_CLOCK = f"the simulator's clock limit of {MAX_TIME_NS} ns (int64, about 292 years)"
+
+
+def _ns(value: float) -> str:
+    """A time in ns for a message: exact while readable, else 4 digits."""
+    return f"{value}" if value < 1e15 else f"{value:.4g}"
+
+
+@functools.cache
+def wire_limits() -> tuple[int, int]:
+    """(longest node name in characters, most nodes in a circuit path), as the
+    wire messages declare them (``specs/network.md``, ``specs/link.md``)."""
+    from qstack.link.messages import QueueAdd
+    from qstack.network.messages import CircuitSetup, KeyRelay
+
+    def max_len(cls: type, name: str) -> int:
+        return next(f.metadata["max_len"] for f in dataclasses.fields(cls) if f.name == name)
+
+    return (min(max_len(QueueAdd, "origin"), max_len(CircuitSetup, "head")),
+            min(max_len(CircuitSetup, "path"), max_len(KeyRelay, "path")))
 
 
 @dataclass(frozen=True)
@@ -80,7 +145,9 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """A quantum link between ``a`` and ``b`` and the model of its physics."""
+    """A quantum link between ``a`` and ``b`` and the model of its physics.
+    ``length_km`` in km; ``classical_delay_ns`` the one-way message delay in
+    ns (None: the model's fibre delay)."""
 
     a: str
     b: str
@@ -121,189 +188,766 @@ def load_network(path: str | Path) -> NetworkSpec:
     """Read a TOML network description (see the module doc)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        data = tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+                          f"byte offset {exc.start} ({exc.reason})") from None
+    try:
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return network_from_dict(data, source=str(path))
+    return network_from_dict(table, source=str(path), text=text)
 
 
-def _where(source: str, key: str) -> str:
-    return f"{source}: {key}" if source else key
+# ============================================================== messages
+
+def _show(value: Any) -> str:
+    """``value`` as a TOML file would write it (true, "yes", [1, 2])."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "a table"
+    text = repr(value)
+    if isinstance(value, int) and len(text) > 24:
+        return f"{text[:6]}... (an integer of {len(text.lstrip('-'))} digits)"
+    return text
 
 
-def _number(value: Any, key: str, *, integer: bool = False, allow_inf: bool = False) -> float:
-    if isinstance(value, str) and allow_inf and value.strip().lower() in ("inf", "infinity"):
-        return math.inf
-    what = "an integer" if integer else "a number"
-    if allow_inf:
-        what += ' or "inf"'
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: expected {what}, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise ConfigError(f"{key}: expected {what}, got {value!r}")
-    return value
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
-def _node_hardware(name: str, table: dict, source: str) -> NodeHardware:
-    kwargs: dict[str, Any] = {}
-    known = {f.name: f for f in dataclasses.fields(NodeHardware)}
-    for key, value in table.items():
-        where = _where(source, f"nodes.{name}.{key}")
-        target = _NODE_ALIASES.get(key, key)
-        if key in _SECONDS:
-            kwargs[_SECONDS[key]] = float(_number(value, where, allow_inf=True)) * 1e9
+def _dotted(path: tuple) -> str:
+    """A key path as the file writes it: nodes.alice.t2_s, links[0].length_km."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
             continue
-        if target not in known:
-            allowed = sorted(set(known) | set(_NODE_ALIASES) | set(_SECONDS))
-            raise ConfigError(f"{where}: unknown node key; expected one of {', '.join(allowed)}")
-        ftype = known[target].type
-        if ftype in ("int", int):
-            v = _number(value, where, integer=True)
-            kwargs[target] = int(v)
-        else:
-            kwargs[target] = float(_number(value, where, allow_inf=target in ("t1_ns", "t2_ns")))
+        text = part if isinstance(part, str) and _BARE_KEY.match(part) else _show(part)
+        out += f".{text}" if out else text
+    return out
+
+
+class _Context:
+    """Where errors point: the source name and, from the text, key lines."""
+
+    def __init__(self, source: str, text: str | None) -> None:
+        self.source = source
+        self.text = text
+        self._lines: dict[tuple, int] | None = None
+
+    def line(self, path: tuple) -> int | None:
+        if self.text is None:
+            return None
+        if self._lines is None:      # located only once an error needs it
+            self._lines = _locate(self.text)
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, path: tuple, message: str) -> ConfigError:
+        where = _dotted(path)
+        line = self.line(path) if path else None
+        head = f"{self.source}:{line}" if self.source and line else self.source
+        parts = [p for p in (head, where) if p]
+        return ConfigError(": ".join(parts + [message]))
+
+    def bad(self, path: tuple, expected: str, value: Any) -> ConfigError:
+        return self.error(path, f"expected {expected}, got {_show(value)}")
+
+
+# ============================================================== value kinds
+
+class _Kind:
+    """What one key takes: ``check`` returns the value to use or raises
+    ``ValueError`` (the caller adds key and value); ``expected`` says it."""
+
+    expected = ""
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+class _Int(_Kind):
+    def __init__(self, lo: int, hi: int, expected: str) -> None:
+        self.lo, self.hi, self.expected = lo, hi, expected
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
+            raise ValueError
+        return value
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float if it is a number (not a bool, not an integer
+    too big for a float), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError
     try:
-        return NodeHardware(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{_where(source, f'nodes.{name}')}: {exc}") from None
+        return float(value)
+    except OverflowError:
+        raise ValueError from None
 
 
-def _link_model(a: str, b: str, table: dict, formalism: str, source: str) -> LinkSpec:
+class _Real(_Kind):
+    """A finite number (an int is accepted) in [lo, hi]."""
+
+    def __init__(self, lo: float, hi: float, expected: str) -> None:
+        self.lo, self.hi, self.expected = lo, hi, expected
+
+    def check(self, value: Any) -> float:
+        number = _number(value)
+        if not math.isfinite(number) or not self.lo <= number <= self.hi:
+            raise ValueError
+        return number
+
+
+class _Lifetime(_Kind):
+    """T1 or T2: a number > 0 of ``unit`` (``scale`` ns each) or "inf"; finite
+    values fit the clock (a longer one is "inf" to any run)."""
+
+    def __init__(self, unit: str, scale: float) -> None:
+        self.scale = scale
+        limit = MAX_TIME_NS / scale
+        self.expected = (f'a number of {unit} > 0 (at most {limit:.4g}, the simulator\'s '
+                         'clock) or "inf"')
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+            return math.inf
+        number = _number(value)
+        if number == math.inf:
+            return math.inf
+        ns = number * self.scale
+        if not 0 < ns <= MAX_TIME_NS:                  # NaN fails too
+            raise ValueError
+        return ns
+
+
+class _Bool(_Kind):
+    expected = "true or false"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+
+
+_COUNT = _Int(1, MAX_TIME_NS, "an integer >= 1 (64-bit)")
+_DURATION = _Int(0, MAX_TIME_NS, "an integer number of ns >= 0 (at most 2**63 - 1, the "
+                 "simulator's clock)")
+_PROB = _Real(0.0, 1.0, "a probability in [0, 1]")
+_NONNEG = _Real(0.0, math.inf, "a finite number >= 0")
+
+
+def _annotation_kind(name: str, hint: Any) -> _Kind | None:
+    """The kind of a model field from its annotation (None: not settable)."""
+    if hint is bool:
+        return _Bool()
+    if hint is int:
+        if name.endswith("_ns"):
+            return _DURATION
+        return _Int(-MAX_TIME_NS - 1, MAX_TIME_NS, "an integer (64-bit)")
+    if hint is float:
+        return _Real(-math.inf, math.inf, "a finite number")
+    return None
+
+
+# ============================================================== nodes
+
+# user key -> (NodeHardware field, kind)
+_NODE_KEYS: dict[str, tuple[str, _Kind]] = {
+    "memory": ("num_qubits", _COUNT),
+    "num_qubits": ("num_qubits", _COUNT),
+    "t1_s": ("t1_ns", _Lifetime("seconds", 1e9)),
+    "t1_ns": ("t1_ns", _Lifetime("ns", 1.0)),
+    "t2_s": ("t2_ns", _Lifetime("seconds", 1e9)),
+    "t2_ns": ("t2_ns", _Lifetime("ns", 1.0)),
+    "gate_1q_ns": ("gate_1q_ns", _DURATION),
+    "gate_2q_ns": ("gate_2q_ns", _DURATION),
+    "measure_ns": ("measure_ns", _DURATION),
+    "init_ns": ("init_ns", _DURATION),
+    "gate_1q_depolar": ("gate_1q_depolar", _PROB),
+    "gate_2q_depolar": ("gate_2q_depolar", _PROB),
+    "measure_flip_prob": ("measure_flip_prob", _PROB),
+}
+
+_HW_DEFAULT = NodeHardware()
+
+# A value as loaded: the model field's value, the key path, the value written.
+_Given = tuple[Any, tuple, Any]
+
+
+def _node_table(ctx: _Context, table: dict, path: tuple) -> dict[str, _Given]:
+    """Check one node table; {NodeHardware field: given}."""
+    out: dict[str, _Given] = {}
+    written: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in _NODE_KEYS:
+            raise ctx.error(path + (key,), "unknown node key; expected one of "
+                            + ", ".join(sorted(_NODE_KEYS)))
+        target, kind = _NODE_KEYS[key]
+        if target in written:
+            raise ctx.error(path + (key,), f"{written[target]} and {key} are the same setting "
+                            f"(in {_dotted(path)}); give one of them")
+        written[target] = key
+        try:
+            out[target] = (kind.check(value), path + (key,), value)
+        except ValueError:
+            raise ctx.bad(path + (key,), kind.expected, value) from None
+    return out
+
+
+def _node_hardware(ctx: _Context, name: str, defaults: dict[str, _Given],
+                   own: dict[str, _Given]) -> NodeHardware:
+    given = {**defaults, **own}
+    hw = {k: v[0] for k, v in given.items()}
+    t1 = hw.get("t1_ns", _HW_DEFAULT.t1_ns)
+    t2 = hw.get("t2_ns", _HW_DEFAULT.t2_ns)
+    if t2 > 2 * t1:
+        # Blame the key the node itself gives (else the default's): T1 if
+        # it gives both or only T1, as T1 is what bounds T2.
+        def said(target: str) -> str:
+            if target in given:
+                return f"{_dotted(given[target][1])} = {_show(given[target][2])}"
+            return f"the default {target} = {getattr(_HW_DEFAULT, target):g}"
+        why = "T2 <= 2 x T1 in any physical memory"
+        if "t1_ns" in own or "t2_ns" not in own and "t1_ns" in given:
+            _, path, value = given["t1_ns"]
+            raise ctx.error(path, f"expected a T1 of at least T2/2 = {t2 / 2e9:g} s "
+                            f"({said('t2_ns')}; {why}), got {_show(value)} (node {_show(name)})")
+        _, path, value = given["t2_ns"]
+        raise ctx.error(path, f"expected a T2 of at most 2 x T1 = {2 * t1 / 1e9:g} s "
+                        f"({said('t1_ns')}; {why}), got {_show(value)} (node {_show(name)})")
+    bsm = sum(hw.get(k, getattr(_HW_DEFAULT, k)) for k in ("gate_1q_ns", "gate_2q_ns",
+                                                            "measure_ns"))
+    if bsm > MAX_TIME_NS:
+        raise ctx.error(("nodes", name), f"a Bell measurement (gate_1q_ns + gate_2q_ns + "
+                        f"measure_ns) takes {_ns(bsm)} ns, past {_CLOCK}")
+    try:
+        return NodeHardware(**hw)
+    except ValueError as exc:          # a rule of NodeHardware's not mirrored above
+        raise ctx.error(("nodes", name), str(exc)) from None
+
+
+def _check_name(ctx: _Context, name: Any, path: tuple) -> None:
+    limit = wire_limits()[0]
+    if (not isinstance(name, str) or not 1 <= len(name) <= limit or not name.isprintable()
+            or " " in name):
+        raise ctx.bad(path, f"a node name of 1 to {limit} printable characters without spaces "
+                      "(the wire carries at most that many; a name prints as one word)", name)
+
+
+# ============================================================== links
+
+# Link keys of the loader's own (the rest are the scheme model's fields).
+_LINK_OWN: dict[str, _Kind] = {
+    "length_km": _Real(0.0, math.inf, "a length in km >= 0"),
+    "loss_db_per_km": _Real(0.0, math.inf, "an attenuation in dB/km >= 0"),
+    "detector_efficiency": _PROB,
+    "dark_count_prob": _PROB,
+    "classical_delay_ns": _DURATION,
+}
+# where the loader's keys go: (sub-object, its field)
+_OWN_TARGET = {"length_km": (None, "length_km"),
+               "loss_db_per_km": ("fibre", "attenuation_db_per_km"),
+               "detector_efficiency": ("detector", "efficiency"),
+               "dark_count_prob": ("detector", "dark_count_prob_per_gate")}
+
+
+@functools.cache
+def _scheme_params(scheme: str) -> tuple[type, dict[str, _Kind]]:
+    """The model class of ``scheme`` and its file-settable fields with their kinds."""
     from qstack.link import schemes
+
+    cls = getattr(schemes, SCHEMES[scheme])
+    hints = typing.get_type_hints(cls)
+    params = {}
+    for f in dataclasses.fields(cls):
+        kind = _annotation_kind(f.name, hints.get(f.name))
+        if f.init and f.name not in _LINK_OWN and kind is not None:
+            params[f.name] = kind
+    return cls, params
+
+
+def _build_model(cls: type, given: dict[str, _Given], formalism: str, scheme: str) -> Any:
+    """The model from checked values (raises what the model raises)."""
     from qstack.physical.detectors import ThresholdDetector
     from qstack.physical.fibre import FibreChannel
 
-    where = _where(source, f"links[{a}-{b}]")
-    scheme = table.get("scheme", "double-click")
-    if scheme not in SCHEMES:
-        raise ConfigError(f"{where}.scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
-    cls = getattr(schemes, SCHEMES[scheme])
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    length = float(_number(table.get("length_km", 10.0), f"{where}.length_km"))
-    if length < 0:
-        raise ConfigError(f"{where}.length_km: expected a length >= 0 km, got {length}")
-    fibre_kw = {"length_km": length}
-    if "loss_db_per_km" in table:
-        fibre_kw["attenuation_db_per_km"] = float(_number(table["loss_db_per_km"],
-                                                          f"{where}.loss_db_per_km"))
+    length = given["length_km"][0] if "length_km" in given else 10.0
     kwargs: dict[str, Any] = {"length_km": length}
-    try:
-        kwargs["fibre"] = FibreChannel(**fibre_kw)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}.loss_db_per_km: {exc}") from None
-    det_kw = {}
-    if "detector_efficiency" in table:
-        det_kw["efficiency"] = float(_number(table["detector_efficiency"],
-                                             f"{where}.detector_efficiency"))
-    if "dark_count_prob" in table:
-        det_kw["dark_count_prob_per_gate"] = float(_number(table["dark_count_prob"],
-                                                           f"{where}.dark_count_prob"))
-    if det_kw:
-        if "detector" not in fields:
-            raise ConfigError(f"{where}: scheme {scheme!r} has no detector parameters")
-        try:
-            kwargs["detector"] = ThresholdDetector(**det_kw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}.detector: {exc}") from None
-    for key, value in table.items():
-        if key in _LINK_OWN:
-            continue
-        if key not in fields or key in ("fibre", "detector", "source", "length_km"):
-            allowed = sorted(_LINK_OWN | {k for k in fields
-                                          if k not in ("fibre", "detector", "source")})
-            raise ConfigError(f"{where}.{key}: unknown key for scheme {scheme!r}; expected one "
-                              f"of {', '.join(allowed)}")
-        kwargs[key] = value
-    if scheme == "single-click" and formalism == "bd" and "twirl" not in table:
+    fibre = {"length_km": length}
+    detector = {}
+    for key, (value, _, _) in given.items():
+        if key in _OWN_TARGET:
+            sub, target = _OWN_TARGET[key]
+            if sub == "fibre":
+                fibre[target] = value
+            elif sub == "detector":
+                detector[target] = value
+        elif key not in _LINK_OWN:
+            kwargs[key] = value
+    kwargs["fibre"] = FibreChannel(**fibre)
+    if detector:
+        kwargs["detector"] = ThresholdDetector(**detector)
+    if scheme == "single-click" and formalism == "bd" and "twirl" not in given:
         # Its heralded state is not Bell-diagonal; the fast formalism needs the twirl.
         kwargs["twirl"] = True
+    return cls(**kwargs)
+
+
+def _exercise(model: Any) -> str | None:
+    """Compute what a run will ask of ``model``; what goes wrong, or None."""
     try:
-        model = cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    delay = table.get("classical_delay_ns")
-    if delay is not None:
-        delay = int(_number(delay, f"{where}.classical_delay_ns", integer=True))
-        if delay < 0:
-            raise ConfigError(f"{where}.classical_delay_ns: expected >= 0, got {delay}")
-    return LinkSpec(a, b, scheme, model, length, delay)
+        return _EXERCISED[model]
+    except KeyError:
+        pass
+    except TypeError:                    # a model with an unhashable field: no cache
+        return _exercise_once(model)
+    if len(_EXERCISED) >= 4096:          # bounded: many distinct links are rare
+        _EXERCISED.clear()
+    problem = _EXERCISED[model] = _exercise_once(model)
+    return problem
 
 
-def network_from_dict(data: dict, source: str = "") -> NetworkSpec:
-    """Build a :class:`NetworkSpec` from parsed TOML (or an equivalent dict)."""
+# {model: problem or None}; the models are frozen dataclasses, equal when
+# their parameters are, so a chain of identical links is computed once
+_EXERCISED: dict[Any, str | None] = {}
+
+
+def _exercise_once(model: Any) -> str | None:
+    # what the simulator and the link layer ask of a model (qstack/sim/network.py,
+    # qstack/link/egp.py), at the ends of its parameter range
+    try:
+        delay = model.classical_delay_ns
+        if delay > MAX_TIME_NS:
+            return f"a light delay of {_ns(delay)} ns over its fibre, past {_CLOCK}"
+        lo, hi = model.param_range()
+        herald = max(model.herald_delay_ns(0), model.herald_delay_ns(1))
+        for param in (lo, hi):
+            p = model.success_probability(param)
+            if not 0.0 <= p <= 1.0:
+                return f"a success probability of {p!r}"
+            f = model.fidelity(param)
+            if not math.isfinite(f):
+                return f"a fidelity of {f!r}"
+            # one Bell index: the others differ by a fixed local unitary
+            rho = model.heralded_state(param, 0)
+            if not all(math.isfinite(abs(x)) for x in rho.flat):
+                return "a heralded state that is not finite"
+            cycle = model.cycle_ns(param)
+            if cycle + herald > MAX_TIME_NS:
+                return (f"an attempt cycle of {_ns(cycle)} ns and a herald delay of "
+                        f"{_ns(herald)} ns, together past {_CLOCK}")
+    except (ArithmeticError, ValueError) as exc:
+        return f"figures that cannot be computed ({type(exc).__name__}: {exc})"
+    return None
+
+
+_MODEL_ERROR = re.compile(r"(?:[A-Za-z_]\w*\.)?(\w+): expected (.*), got (.*)\Z", re.S)
+
+
+def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
+          scheme: str, formalism: str) -> LinkSpec:
+    """Check a link's values against its scheme and build it."""
+    cls, params = _scheme_params(scheme)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key, (value, path, _) in list(given.items()):
+        if key in _LINK_OWN:
+            sub = _OWN_TARGET.get(key, (None,))[0]
+            if sub is not None and sub not in fields:
+                raise ctx.error(path, f"scheme {_show(scheme)} (links[{index}], {a}-{b}) has no "
+                                f"{sub}: this key does not apply to it")
+            continue
+        if key not in params:
+            allowed = sorted(set(_LINK_OWN) | set(params) | {"nodes", "scheme"})
+            raise ctx.error(path, f"not a key of scheme {_show(scheme)} (links[{index}], "
+                            f"{a}-{b}); expected one of {', '.join(allowed)}")
+        kind = params[key]
+        try:
+            given[key] = (kind.check(value), path, value)
+        except ValueError:
+            raise ctx.bad(path, kind.expected, value) from None
+    link_path = ("links", index)
+    try:
+        model = _build_model(cls, given, formalism, scheme)
+    except ValueError as exc:
+        # The model's own range checks ("Owner.field: expected X, got V"):
+        # say them with the key the file used.
+        m = _MODEL_ERROR.match(str(exc))
+        users = {field_: key for key, (sub, field_) in _OWN_TARGET.items()}
+        key = m and users.get(m.group(1), m.group(1))
+        if key in given:
+            raise ctx.bad(given[key][1], m.group(2), given[key][2]) from None
+        raise ctx.error(link_path, str(exc)) from None
+    problem = _exercise(model)
+    if problem is not None:
+        raise _blame(ctx, cls, given, formalism, scheme, link_path, problem)
+    delay = given["classical_delay_ns"][0] if "classical_delay_ns" in given else None
+    return LinkSpec(a, b, scheme, model, model.length_km, delay)
+
+
+def _blame(ctx: _Context, cls: type, given: dict[str, _Given], formalism: str, scheme: str,
+           link_path: tuple, problem: str) -> ConfigError:
+    """The error for a model whose figures fail: name the one key without
+    which they would not (each in turn back at its default), else them all."""
+    for key in given:
+        rest = {k: v for k, v in given.items() if k != key}
+        try:
+            ok = _exercise(_build_model(cls, rest, formalism, scheme)) is None
+        except ValueError:
+            ok = False
+        if ok:
+            return ctx.error(given[key][1], f"{_show(given[key][2])} gives the link {problem}")
+    keys = ", ".join(f"{_dotted(p)} = {_show(v)}" for _, p, v in given.values())
+    return ctx.error(link_path, f"{keys or 'its defaults'} give the link {problem}")
+
+
+def _check_link_defaults(ctx: _Context, table: dict) -> None:
+    """[defaults.link]: each key known to some scheme, of its type (checked
+    here too, so that a file with no links still hears of a bad key)."""
+    kinds = dict(_LINK_OWN)
+    for scheme in SCHEMES:
+        kinds.update(_scheme_params(scheme)[1])
+    for key, value in table.items():
+        path = ("defaults", "link", key)
+        if key == "nodes":
+            raise ctx.error(path, "a default link has no ends; give nodes in each link")
+        if key == "scheme":
+            if not isinstance(value, str) or value not in SCHEMES:
+                raise ctx.bad(path, "one of " + ", ".join(SCHEMES), value)
+            continue
+        if key not in kinds:
+            raise ctx.error(path, "not a link key of any scheme; expected one of "
+                            + ", ".join(sorted(set(kinds) | {"scheme"})))
+        try:
+            kinds[key].check(value)
+        except ValueError:
+            raise ctx.bad(path, kinds[key].expected, value) from None
+
+
+# ============================================================== paths
+
+def _longest_path_bound(nodes: list[str], links: list[LinkSpec]) -> tuple[int, str, str]:
+    """An upper bound on the nodes of a simple path, and two ends of one such
+    path: per connected component, the heaviest path of its block-cut tree
+    (a block weighs its size, a cut vertex -1 as two blocks share it). Exact
+    for trees and rings; only components larger than the path limit are
+    looked at (a smaller one cannot exceed it)."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from((link.a, link.b) for link in links)
+    limit = wire_limits()[1]
+    best = (1, nodes[0], nodes[0])
+    for comp in nx.connected_components(g):
+        if len(comp) <= limit:
+            continue
+        sub = g.subgraph(comp)
+        cuts = set(nx.articulation_points(sub))
+        tree = nx.Graph()
+        for i, block in enumerate(nx.biconnected_components(sub)):
+            inner = next((v for v in block if v not in cuts), next(iter(block)))
+            tree.add_node(("b", i), weight=len(block), end=inner)
+            tree.add_edges_from((("b", i), ("c", v)) for v in block & cuts)
+        for v in cuts:
+            tree.nodes[("c", v)].update(weight=-1, end=v)
+        # heaviest path in a tree with node weights: down[v] = the heaviest
+        # path from v down into its subtree (weight, end node)
+        root = next(iter(tree.nodes))
+        down: dict = {}
+        for v in reversed(list(nx.dfs_preorder_nodes(tree, root))):
+            w, end = tree.nodes[v]["weight"], tree.nodes[v]["end"]
+            kids = sorted((down[c] for c in tree.neighbors(v) if c in down),
+                          key=lambda t: t[0], reverse=True)
+            top = [k for k in kids[:2] if k[0] > 0]
+            down[v] = (w + top[0][0], top[0][1]) if top else (w, end)
+            total = w + sum(k[0] for k in top)
+            ends = [k[1] for k in top] + [end, end]
+            if total > best[0]:
+                best = (total, ends[0], ends[1])
+    return best
+
+
+# ============================================================== the file
+
+def network_from_dict(data: dict, source: str = "", text: str | None = None) -> NetworkSpec:
+    """Build a :class:`NetworkSpec` from parsed TOML (or an equivalent dict).
+
+    ``source`` names the file in errors; ``text``, the file's text, lets
+    them give line numbers."""
+    ctx = _Context(source, text)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source or 'network'}: expected a table at the top level")
+        raise ctx.error((), f"expected a table at the top level, got {_show(data)}")
     allowed_top = {"nodes", "links", "defaults", "formalism"}
     for key in data:
         if key not in allowed_top:
-            raise ConfigError(f"{_where(source, key)}: unknown key; expected one of "
-                              f"{', '.join(sorted(allowed_top))}")
+            raise ctx.error((key,), "unknown key; expected one of " + ", ".join(sorted(allowed_top)))
     formalism = data.get("formalism", "bd")
     if formalism not in ("bd", "dm"):
-        raise ConfigError(f"{_where(source, 'formalism')}: expected \"bd\" or \"dm\", got {formalism!r}")
+        raise ctx.bad(("formalism",), '"bd" or "dm"', formalism)
+
     defaults = data.get("defaults", {})
-    if not isinstance(defaults, dict) or not set(defaults) <= {"node", "link"}:
-        raise ConfigError(f"{_where(source, 'defaults')}: expected tables [defaults.node] "
-                          "and/or [defaults.link]")
-    node_defaults = defaults.get("node", {})
-    link_defaults = defaults.get("link", {})
-    for key, value in (("defaults.node", node_defaults), ("defaults.link", link_defaults)):
+    if not isinstance(defaults, dict):
+        raise ctx.bad(("defaults",), "tables [defaults.node] and/or [defaults.link]", defaults)
+    for key, value in defaults.items():
+        if key not in ("node", "link"):
+            raise ctx.error(("defaults", key), "unknown key; expected [defaults.node] and/or "
+                            "[defaults.link]")
         if not isinstance(value, dict):
-            raise ConfigError(f"{_where(source, key)}: expected a table")
+            raise ctx.bad(("defaults", key), "a table", value)
+    node_defaults = _node_table(ctx, defaults.get("node", {}), ("defaults", "node"))
+    link_defaults = defaults.get("link", {})
+    _check_link_defaults(ctx, link_defaults)
 
     raw_nodes = data.get("nodes")
     if raw_nodes is None:
-        raise ConfigError(f"{_where(source, 'nodes')}: missing; expected a list of names or a "
-                          "table of node tables")
+        raise ctx.error(("nodes",), "missing; expected a list of names or a table of node tables")
     if isinstance(raw_nodes, list):
-        if not all(isinstance(n, str) and n for n in raw_nodes):
-            raise ConfigError(f"{_where(source, 'nodes')}: expected a list of node names (strings)")
-        node_tables = {n: {} for n in raw_nodes}
-        if len(node_tables) != len(raw_nodes):
-            raise ConfigError(f"{_where(source, 'nodes')}: a node name appears twice")
+        node_tables = {}
+        for i, name in enumerate(raw_nodes):
+            _check_name(ctx, name, ("nodes", i))
+            if name in node_tables:
+                raise ctx.error(("nodes", i), f"node {_show(name)} appears twice")
+            node_tables[name] = ({}, ("nodes", i))
     elif isinstance(raw_nodes, dict):
         node_tables = {}
-        for n, t in raw_nodes.items():
-            if not isinstance(t, dict):
-                raise ConfigError(f"{_where(source, f'nodes.{n}')}: expected a table, got {t!r}")
-            node_tables[n] = t
+        for name, table in raw_nodes.items():
+            _check_name(ctx, name, ("nodes", name))
+            if not isinstance(table, dict):
+                raise ctx.bad(("nodes", name), "a table", table)
+            node_tables[name] = (table, ("nodes", name))
     else:
-        raise ConfigError(f"{_where(source, 'nodes')}: expected a list of names or a table, "
-                          f"got {type(raw_nodes).__name__}")
+        raise ctx.bad(("nodes",), "a list of names or a table of node tables", raw_nodes)
     if not node_tables:
-        raise ConfigError(f"{_where(source, 'nodes')}: expected at least one node")
-    nodes = {n: NodeSpec(n, _node_hardware(n, {**node_defaults, **t}, source))
-             for n, t in node_tables.items()}
+        raise ctx.error(("nodes",), "expected at least one node")
+    nodes = {name: NodeSpec(name, _node_hardware(ctx, name, node_defaults,
+                                                 _node_table(ctx, table, path)))
+             for name, (table, path) in node_tables.items()}
 
     raw_links = data.get("links", [])
     if not isinstance(raw_links, list):
-        raise ConfigError(f"{_where(source, 'links')}: expected a list ([[links]] tables or "
-                          "[a, b] pairs)")
+        raise ctx.bad(("links",), "a list ([[links]] tables or [a, b] pairs)", raw_links)
     links = []
-    seen = set()
+    seen: set = set()
     for i, entry in enumerate(raw_links):
-        where = _where(source, f"links[{i}]")
-        if isinstance(entry, list):
-            entry = {"nodes": entry}
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a table or a pair [a, b], got {entry!r}")
-        ends = entry.get("nodes")
-        if (not isinstance(ends, list) or len(ends) != 2
-                or not all(isinstance(e, str) for e in ends)):
-            raise ConfigError(f"{where}.nodes: expected two node names, got {ends!r}")
+        path = ("links", i)
+        ends_path = path
+        if isinstance(entry, dict):
+            ends_path = path + ("nodes",)
+            ends = entry.get("nodes")
+        elif isinstance(entry, list):
+            ends, entry = entry, {}
+        else:
+            raise ctx.bad(path, "a table or a pair [a, b]", entry)
+        if not isinstance(ends, list) or len(ends) != 2:
+            raise ctx.bad(ends_path, "two node names", ends)
+        for j, e in enumerate(ends):
+            if not isinstance(e, str) or e not in nodes:
+                raise ctx.error(ends_path + (j,), f"unknown node {_show(e)} (nodes: "
+                                f"{', '.join(nodes)})")
         a, b = ends
-        for e in (a, b):
-            if e not in nodes:
-                raise ConfigError(f"{where}.nodes: unknown node {e!r} (nodes: "
-                                  f"{', '.join(nodes)})")
         if a == b:
-            raise ConfigError(f"{where}.nodes: a link needs two different nodes, got {a!r} twice")
+            raise ctx.error(ends_path, f"a link needs two different nodes, got {_show(a)} twice")
         if frozenset((a, b)) in seen:
-            raise ConfigError(f"{where}.nodes: link {a}-{b} is given twice")
+            raise ctx.error(ends_path, f"link {a}-{b} is given twice")
         seen.add(frozenset((a, b)))
-        links.append(_link_model(a, b, {**link_defaults, **entry}, formalism, source))
+        given: dict[str, _Given] = {}
+        for key, value in [*link_defaults.items(), *entry.items()]:
+            if key == "nodes":
+                continue
+            from_defaults = key not in entry
+            kpath = ("defaults", "link", key) if from_defaults else path + (key,)
+            given[key] = (value, kpath, value)
+        scheme_given = given.pop("scheme", None)
+        scheme = "double-click" if scheme_given is None else scheme_given[0]
+        scheme_path = path if scheme_given is None else scheme_given[1]
+        if not isinstance(scheme, str) or scheme not in SCHEMES:
+            raise ctx.bad(scheme_path, "one of " + ", ".join(SCHEMES), scheme)
+        for key, (value, kpath, _) in list(given.items()):
+            if key in _LINK_OWN:
+                kind = _LINK_OWN[key]
+                try:
+                    given[key] = (kind.check(value), kpath, value)
+                except ValueError:
+                    raise ctx.bad(kpath, kind.expected, value) from None
+        links.append(_link(ctx, i, a, b, given, scheme, formalism))
+
+    limit = wire_limits()[1]
+    if len(nodes) > limit:
+        longest, x, y = _longest_path_bound(list(nodes), links)
+        if longest > limit:
+            where = (f"between {x} and {y}" if x != y else
+                     f"through the {longest} nodes that cycles join around {x}")
+            raise ctx.error(("links",), f"a circuit path in this network could have up to "
+                            f"{longest} nodes ({where}), more than the {limit} a circuit path "
+                            "carries on the wire (CircuitSetup.path, specs/network.md); split "
+                            "the network or shorten its chains")
     return NetworkSpec(nodes, tuple(links), formalism, source)
+
+
+# ============================================================== key lines
+
+_BARE_RUN = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR_RUN = re.compile(r"[^,\]}\s#]+")
+
+
+class _Locator:
+    """Lines of keys and array items in TOML text that ``tomllib`` accepted.
+
+    ``tomllib`` reports no positions for values; this walks the text once,
+    recording the line where each key path starts: ("nodes", "alice",
+    "t2_s"), ("links", 0, "length_km") for the first [[links]] table or the
+    first item of an inline array."""
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.lines: dict[tuple, int] = {}
+        self.arrays: dict[tuple, int] = {}
+
+    def line(self) -> int:
+        return bisect.bisect_left(self.newlines, self.i) + 1
+
+    def record(self, path: tuple) -> None:
+        self.lines.setdefault(path, self.line())
+
+    def skip(self, newlines: bool = True) -> None:
+        s = self.s
+        while self.i < len(s):
+            c = s[self.i]
+            if c in " \t\r" or (newlines and c == "\n"):
+                self.i += 1
+            elif c == "#":
+                while self.i < len(s) and s[self.i] != "\n":
+                    self.i += 1
+            else:
+                break
+
+    def key(self) -> tuple:
+        parts = []
+        while True:
+            self.skip(newlines=False)
+            start = self.i
+            if self.s[self.i] in "\"'":
+                self.string()
+                raw = self.s[start:self.i]
+                parts.append(next(iter(tomllib.loads(f"{raw} = 0"))))
+            else:
+                m = _BARE_RUN.match(self.s, self.i)
+                self.i = m.end()
+                parts.append(m.group())
+            self.skip(newlines=False)
+            if self.s[self.i] != ".":
+                return tuple(parts)
+            self.i += 1
+
+    def string(self) -> None:
+        s, q = self.s, self.s[self.i]
+        if s.startswith(q * 3, self.i):
+            end = s.index(q * 3, self.i + 3) if q == "'" else self._basic_end(self.i + 3, q * 3)
+            self.i = end + 3
+            while self.i < len(s) and s[self.i] == q:    # up to two quotes end the content
+                self.i += 1
+        elif q == "'":
+            self.i = s.index("'", self.i + 1) + 1
+        else:
+            self.i = self._basic_end(self.i + 1, '"') + 1
+
+    def _basic_end(self, i: int, close: str) -> int:
+        s = self.s
+        while not s.startswith(close, i):
+            i += 2 if s[i] == "\\" else 1
+        return i
+
+    def value(self, path: tuple) -> None:
+        s = self.s
+        c = s[self.i]
+        if c == "[":
+            self.i += 1
+            n = 0
+            while True:
+                self.skip()
+                if s[self.i] == "]":
+                    self.i += 1
+                    return
+                self.record(path + (n,))
+                self.value(path + (n,))
+                n += 1
+                self.skip()
+                if s[self.i] == ",":
+                    self.i += 1
+        elif c == "{":
+            self.i += 1
+            while True:
+                self.skip()
+                if s[self.i] == "}":
+                    self.i += 1
+                    return
+                self.pair(path)
+                self.skip()
+                if s[self.i] == ",":
+                    self.i += 1
+        elif c in "\"'":
+            self.string()
+        else:
+            m = _SCALAR_RUN.match(s, self.i)
+            self.i = m.end()
+
+    def pair(self, table: tuple) -> None:
+        key = self.key()                              # a key never spans lines
+        for n in range(1, len(key) + 1):
+            self.record(table + key[:n])
+        path = table + key
+        self.skip(newlines=False)
+        self.i += 1                                   # "="
+        self.skip(newlines=False)
+        self.value(path)
+
+    def run(self) -> dict[tuple, int]:
+        table: tuple = ()
+        s = self.s
+        while True:
+            self.skip()
+            if self.i >= len(s):
+                return self.lines
+            if s.startswith("[[", self.i):
+                self.i += 2
+                key = self.key()
+                self.i += 2
+                index = self.arrays.get(key, -1) + 1
+                self.arrays[key] = index
+                table = key + (index,)
+                self.record(table)
+            elif s[self.i] == "[":
+                self.i += 1
+                table = self.key()
+                self.i += 1
+                self.record(table)
+            else:
+                self.pair(table)
+
+
+def _locate(text: str) -> dict[tuple, int]:
+    """{key path: line} for ``text`` (empty if the walk fails: a line number
+    is a help, never a reason to lose the error it belongs to)."""
+    try:
+        return _Locator(text).run()
+    except (IndexError, ValueError, AttributeError, tomllib.TOMLDecodeError):
+        return {}

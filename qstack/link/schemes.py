@@ -49,7 +49,7 @@ import numpy as np
 from qstack.physical.detectors import ThresholdDetector
 from qstack.physical.fibre import FibreChannel
 from qstack.physical.optics import LinearOpticsBSM
-from qstack.physical.sources import SPDCSource, _check_nonneg, _check_pos, _check_prob
+from qstack.physical.sources import SPDCSource, _check_nonneg, _check_prob
 from qstack.physical.states import BELL_BASIS
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "bell_fidelity", "bell_dm_from_coeffs", "decayed_bell_fidelity",
 ]
 
+_N_MAX_LIMIT = 1000             # largest MidpointSourceModel.n_max (see its check)
 _PAULI_MASK = (0, 2, 3, 1)      # Bell-index XOR mask of Pauli I, X, Y, Z
 _X = np.array([[0, 1], [1, 0]], dtype=np.complex128)
 _Z = np.array([[1, 0], [0, -1]], dtype=np.complex128)
@@ -93,7 +94,8 @@ def _relabel(rho_psi_plus: np.ndarray, bell_index: int) -> np.ndarray:
 
 
 def _check_index(bell_index: int) -> None:
-    if not isinstance(bell_index, (int, np.integer)) or not 0 <= bell_index <= 3:
+    if (not isinstance(bell_index, (int, np.integer)) or isinstance(bell_index, bool)
+            or not 0 <= bell_index <= 3):
         raise ValueError(f"bell_index: expected an int in 0..3, got {bell_index!r}")
 
 
@@ -170,9 +172,17 @@ class _Span:
         return v
 
 
-def _check_span(owner: str, length_km: float, attempt_ns: float) -> None:
+def _check_span(owner: str, length_km: float, attempt_ns: int) -> None:
     _check_nonneg(owner, "length_km", length_km)
-    _check_pos(owner, "attempt_ns", attempt_ns)
+    # an integer: the simulator's clock counts whole nanoseconds
+    if not isinstance(attempt_ns, int) or isinstance(attempt_ns, bool) or attempt_ns < 1:
+        raise ValueError(f"{owner}.attempt_ns: expected an integer number of ns >= 1, "
+                         f"got {attempt_ns!r}")
+
+
+def _check_bool(owner: str, name: str, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}.{name}: expected true or false, got {value!r}")
 
 
 # ----------------------------------------------------------------- single click
@@ -219,6 +229,7 @@ class SingleClickModel(_Span):
         _check_prob("SingleClickModel", "emission_efficiency", self.emission_efficiency)
         _check_prob("SingleClickModel", "visibility", self.visibility)
         _check_nonneg("SingleClickModel", "phase_noise_rad", self.phase_noise_rad)
+        _check_bool("SingleClickModel", "twirl", self.twirl)
 
     # param range: alpha above 1/2 gives F < 1/2, useless
     def param_range(self) -> tuple[float, float]:
@@ -393,6 +404,13 @@ class MidpointSourceModel(_Span):
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
         _check_index(self.bell_index)
+        # The pair-number distribution is summed over 0..n_max (a Python loop
+        # per term, at load). With the source's mean of 0.02 pairs the terms
+        # fall below 1e-16 by n = 10; 1000 is ample for any mean up to ~25.
+        if (not isinstance(self.n_max, int) or isinstance(self.n_max, bool)
+                or not 1 <= self.n_max <= _N_MAX_LIMIT):
+            raise ValueError(f"MidpointSourceModel.n_max: expected an integer in "
+                             f"[1, {_N_MAX_LIMIT}], got {self.n_max!r}")
 
     def param_range(self) -> tuple[float, float]:
         return (0.0, 0.0)

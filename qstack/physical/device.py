@@ -47,19 +47,26 @@ class NodeHardware:
     measure_flip_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_qubits, int) or self.num_qubits < 1:
+        # Strict types (a bool is not a count, a float not a number of ns)
+        # and no NaN: a bad value is refused here, not met mid-run.
+        if not _is_int(self.num_qubits) or self.num_qubits < 1:
             raise ValueError(f"num_qubits: expected an integer >= 1, got {self.num_qubits!r}")
-        if not (self.t1_ns > 0 and self.t2_ns > 0):
-            raise ValueError("t1_ns and t2_ns: expected positive times in nanoseconds")
+        for name in ("t1_ns", "t2_ns"):
+            value = getattr(self, name)
+            if not _is_real(value) or not value > 0:
+                raise ValueError(f"{name}: expected a time in ns > 0 (inf: no decay), "
+                                 f"got {value!r}")
         if self.t2_ns > 2 * self.t1_ns:
             raise ValueError(f"t2_ns = {self.t2_ns} exceeds 2*t1_ns = {2 * self.t1_ns}: "
                              "unphysical (T2 <= 2*T1)")
         for name in ("gate_1q_ns", "gate_2q_ns", "measure_ns", "init_ns"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected a duration >= 0 ns")
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name}: expected an integer duration >= 0 ns, got {value!r}")
         for name in ("gate_1q_depolar", "gate_2q_depolar", "measure_flip_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1]")
+            value = getattr(self, name)
+            if not _is_real(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
 
     @property
     def bsm_ns(self) -> int:
@@ -69,6 +76,16 @@ class NodeHardware:
     @property
     def decays(self) -> bool:
         return math.isfinite(self.t1_ns) or math.isfinite(self.t2_ns)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A real number that is not NaN (infinities pass; callers bound them)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and not math.isnan(value))
 
 
 class QuantumDevice:
