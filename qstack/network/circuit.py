@@ -245,6 +245,7 @@ class QnpProtocol(Protocol):
         # (neighbour, purpose label) -> circuit key, for LinkOk from either side
         self._by_label: dict[tuple[str, int], tuple[str, int]] = {}
         self._labels_used: dict[str, set[int]] = {}
+        self._next_label: dict[str, int] = {}
         self._next_cid = 1
         self._next_rid = 1
         self._next_op = 1
@@ -280,10 +281,22 @@ class QnpProtocol(Protocol):
         return self.circuits.get(key) if key else None
 
     def _free_label(self, peer: str) -> int:
+        """A label for a new circuit's pairs on the link to ``peer``, chosen by
+        this node (the link's upstream end on the circuit). The two ends of a
+        link choose from halves of the label space (the end whose name sorts
+        first 1..32767, the other 32768..65535), so circuits set up from both
+        ends at once never share a label; within its half a node takes the
+        labels in turn, so a label comes back only after the rest of the half,
+        long after late link-layer answers for its last circuit are gone."""
         used = self._labels_used.setdefault(peer, set())
-        for label in range(1, 65536):
+        lo, hi = (1, 32767) if self.node < peer else (32768, 65535)
+        span = hi - lo + 1
+        start = self._next_label.get(peer, lo)
+        for i in range(span):
+            label = lo + (start - lo + i) % span
             if label not in used:
                 used.add(label)
+                self._next_label[peer] = lo + (label - lo + 1) % span
                 return label
         raise QStackError(ErrorCode.NET_REJECTED, f"no free link label towards {peer}")
 
