@@ -14,9 +14,9 @@ from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, PairId
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
-    Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck,
+    Ack, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
 )
-from qstack.transport.protocol import TeleportTransport, correction_gate
+from qstack.transport.protocol import Phase, TeleportTransport, correction_gate
 
 
 def of(actions, kind):
@@ -36,18 +36,26 @@ def opened(node="alice", peer="bob", port=7):
     t = TeleportTransport(node)
     acts = t.handle(svc.Connect(1, peer, port), 0)
     (syn,) = sent(acts, Syn)
-    acts = t.handle(MessageReceived(peer, SynAck(port, syn.src_port)), 10)
+    # the far end took the connection and lets 8 items come
+    acts = t.handle(MessageReceived(peer, SynAck(port, syn.src_port, 8)), 10)
     (done,) = delivered(acts, svc.Done)
     return t, done.value
+
+
+def ack(conn, seq, code=0, limit=64, peer="bob"):
+    """The far end's acknowledgement of item ``seq`` of ``conn``."""
+    return MessageReceived(peer, Ack(conn.remote_port, conn.local_port, seq, int(code), limit))
 
 
 def served(node="bob", peer="alice", port=7, peer_port=49152):
     """A transport on ``node`` that accepted a connection from ``peer``."""
     t = TeleportTransport(node)
     t.handle(svc.Listen(1, port), 0)
-    acts = t.handle(MessageReceived(peer, Syn(peer_port, port)), 5)
-    assert sent(acts, SynAck) == [SynAck(port, peer_port)]
+    acts = t.handle(MessageReceived(peer, Syn(peer_port, port, 8)), 5)
+    assert sent(acts, SynAck) == [SynAck(port, peer_port, 0)]   # no window until accepted
     (inc,) = delivered(acts, svc.Incoming)
+    acts = t.handle(svc.Accept(2, inc.conn), 6)
+    assert sent(acts, Window) == [Window(port, peer_port, t.window)]
     return t, inc.conn
 
 
@@ -62,7 +70,7 @@ def test_connect_handshake_and_ports():
     t, conn = opened()
     assert conn == svc.Conn(49152, "bob", 7)
     acts = t.handle(svc.Connect(2, "bob", 7), 20)     # a second one gets the next port
-    assert sent(acts, Syn) == [Syn(49153, 7)]
+    assert sent(acts, Syn) == [Syn(49153, 7, t.window)]
 
 
 def test_connect_refused_when_nobody_listens():
@@ -111,8 +119,10 @@ def test_send_qubit_requests_pair_measures_then_sends_header():
     (hdr,) = sent(acts, QubitHeader)
     assert (hdr.seq, hdr.pair, hdr.m_x, hdr.m_z, hdr.metadata, hdr.sent_ns) == \
         (0, ("alice", 1, 0), True, True, b"meta", 100)
+    assert CancelTimer(("op", 5)) in acts      # measured: it cannot want a pair any more
+    assert not delivered(acts, svc.Done)       # done when the far end has it
+    acts = t.handle(ack(conn, 0), 700)
     assert delivered(acts, svc.Done) == [svc.Done(5, ("alice", 1, 0))]
-    assert CancelTimer(("op", 5)) in acts
 
 
 def test_no_pair_in_time_fails_and_returns_the_qubit():
@@ -144,7 +154,8 @@ def test_pairs_go_to_the_head_of_the_queue_whatever_request_they_answer():
     assert qop.op == BellMeasure("Q2", "A1")
     acts = t.handle(OperationDone(qop.op_id, 1), 30)
     assert sent(acts, QubitHeader)[0].seq == 1
-    assert [d.token for d in delivered(acts, svc.Done)] == [6]
+    assert [d.token for d in delivered(t.handle(ack(conn, 1), 40), svc.Done)] == [6]
+    assert [d.token for d in delivered(t.handle(ack(conn, 0), 41), svc.Done)] == [5]
 
 
 def test_expired_pair_is_replaced_before_the_teleportation():
@@ -205,7 +216,9 @@ def test_create_epr_delivers_local_halves_and_headers():
     (half,) = delivered(acts, svc.EprArrived)
     assert (half.qubit, half.initiator, half.token) == ("A", True, 7)
     acts = t.handle(ok(rid, 1, "B"), 20)
-    assert delivered(acts, svc.Done) == [svc.Done(7, 2)]
+    assert not delivered(acts, svc.Done)
+    assert not delivered(t.handle(ack(conn, 0), 30), svc.Done)
+    assert delivered(t.handle(ack(conn, 1), 31), svc.Done) == [svc.Done(7, 2)]
 
 
 def test_close_fails_waiting_sends_and_sends_fin_after_data():
@@ -265,12 +278,20 @@ def test_fin_closes_after_the_last_item():
     assert [type(e) for e in delivered(acts)] == [svc.DataArrived, svc.PeerClosed]
 
 
-def test_peer_down_closes_its_connections():
+def test_peer_down_waits_then_resets_its_connections():
+    """A broken session may come back: the connection waits (nothing is
+    measured meanwhile); if it does not within peer_timeout_ns, the connection
+    ends with TRANSPORT_RESET and the qubit not yet sent is handed back."""
     t, conn = opened()
-    t.handle(svc.SendQubit(5, conn, "Q"), 0)
+    rid = of(t.handle(svc.SendQubit(5, conn, "Q"), 0), Submit)[0].request.request_id
     acts = t.handle(PeerDown("bob"), 10)
-    assert delivered(acts, svc.Failed)[0].qubit == "Q"
-    assert delivered(acts, svc.PeerClosed)[0].code == ErrorCode.TRANSPORT_CLOSED
+    assert not delivered(acts) and of(acts, StartTimer)[0].key == ("peer", "bob")
+    assert not of(t.handle(ok(rid, 0, "A"), 11), QuantumOp)     # held, not measured
+    acts = t.handle(TimerFired(("peer", "bob")), 10 + t.peer_timeout_ns)
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.code, failed.qubit) == (ErrorCode.TRANSPORT_RESET, "Q")
+    assert delivered(acts, svc.PeerClosed)[0].code == ErrorCode.TRANSPORT_RESET
+    assert not t.conns
 
 
 def test_two_connections_between_the_same_nodes_stay_apart():
@@ -453,7 +474,7 @@ def test_synack_for_an_unknown_connection_is_answered_with_rst():
 def test_a_repeated_synack_on_an_open_connection_is_not_reset():
     t, conn = opened()
     acts = t.handle(MessageReceived("bob", SynAck(7, conn.local_port)), 20)
-    assert acts == [] and t.conns[conn].state == "open"
+    assert acts == [] and t.conns[conn].phase is Phase.OPEN
 
 
 def test_a_restarted_connecting_end_resets_the_listener():

@@ -228,6 +228,7 @@ def test_send_without_a_pair_in_time_raises_and_the_qubit_is_still_usable():
 
     async def bob(ctx):
         ctx.listen(7)
+        await ctx.sleep(10**8)     # listening (an application that ends closes its sockets)
 
     run = run_apps(net, {"alice": alice, "bob": bob}, until_ns=10**10)
     assert run.results["alice"] == (ErrorCode.TRANSPORT_NO_PAIR, 0)
@@ -244,7 +245,8 @@ def test_permanent_network_error_raises_no_pair():
         return info.value.code, q.alive
 
     async def bob(ctx):
-        ctx.listen(7)
+        await ctx.listen(7).accept()     # (accepted: alice may send, and asks for a pair)
+        await ctx.sleep(10**8)
 
     assert run_apps(net, {"alice": alice, "bob": bob}).results["alice"] == \
         (ErrorCode.TRANSPORT_NO_PAIR, True)
@@ -265,6 +267,7 @@ def test_connection_refused_and_receive_timeout():
 
     async def bob(ctx):
         await ctx.listen(7).accept()
+        await ctx.sleep(10**7)           # (were it to end, its socket would close)
 
     run = run_apps(net, {"alice": alice, "bob": bob})
     assert run.results["alice"] == ErrorCode.TRANSPORT_CONNECTION_REFUSED
@@ -355,15 +358,25 @@ def test_a_sleeping_application_is_not_a_stall():
 
 def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
     """The pair behind an EPR header expires before bob binds it: recv_epr
-    raises the loss, and the qubit queue is left alone."""
+    raises the loss, the qubit queue is left alone, and alice's create_epr
+    fails with the same code (bob's acknowledgement says it was lost)."""
+    from qstack.transport import service as svc
+
     net = ideal_net(1.0, seed=1, random_interval=False, far_delay_ns=0)
     seen = {}
 
+    def expire_when_made(ev):
+        # the pair is at bob, its header on the way (20 us): expire it then
+        if isinstance(ev, svc.EprArrived) and ev.initiator:
+            net.sim.schedule(1, lambda: net.ideal.expire(next(iter(net.ideal.pairs))))
+
+    net.node("alice").listeners.append(expire_when_made)
+
     async def alice(ctx):
         sock = await ctx.connect("bob", 5)
-        await sock.create_epr(1)
-        # the pair is at bob, its header still on the way (20 us): expire it
-        net.ideal.expire(next(iter(net.ideal.pairs)))
+        with pytest.raises(TransportError) as info:
+            await sock.create_epr(1)
+        seen["alice"] = info.value.code
         await ctx.sleep(10_000_000)
 
     async def bob(ctx):
@@ -376,7 +389,8 @@ def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
 
     run = run_apps(net, {"alice": alice, "bob": bob})
     assert not run.errors, run.errors
-    assert seen["epr"] == ErrorCode.NET_CIRCUIT_TORN_DOWN
+    assert seen == {"epr": ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                    "alice": ErrorCode.NET_CIRCUIT_TORN_DOWN}
 
 
 # ---------------------------------------------------------------- giving up a connect

@@ -57,6 +57,9 @@ class ErrorCode(IntEnum):
     TRANSPORT_CLOSED = 404
     TRANSPORT_PORT_IN_USE = 405
     TRANSPORT_HEADER_MISMATCH = 406  # a header names a pair that does not exist
+    TRANSPORT_RESET = 407    # the far end restarted or stayed unreachable: its state is gone
+    TRANSPORT_ABORTED = 408  # the far end's application ended without closing the connection
+    TRANSPORT_NODE_DOWN = 409  # this node crashed: its connections and qubits are gone
 
     # application (500-599)
     APP_ABORTED = 500        # a protocol aborted (e.g. QBER above threshold)

@@ -41,7 +41,7 @@ from qstack.core.protocol import (
     SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
 )
 
-__all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown"]
+__all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp"]
 
 # made once per message, herald and timer on the hot path: the same objects
 # without the frozen-dataclass __init__ cost
@@ -65,6 +65,14 @@ class FailRecord:
 class NodeDown:
     """Given to a runtime's listeners when its node crashes: everything the
     stack held is gone (a restart brings a fresh one)."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUp:
+    """Given to a runtime's listeners when its node comes back after a crash
+    (with a fresh stack: nothing of before survives)."""
 
     node: str
 
@@ -302,6 +310,10 @@ class NodeRuntime:
             self.stack = []
             for proto in self.stack_factory():
                 self.add(proto)
+        event = NodeUp(self.name)
+        for listener in list(self.listeners):
+            listener(event)
+        if self.stack_factory is not None:
             self.start(now)
         else:
             self.broadcast(PeerDown(self.name), now)

@@ -20,7 +20,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from qstack.core.errors import ErrorCode
+from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import Protocol, on
 from qstack.network.service import NetCancel, NetErr, NetOk, NetRequest, PairId
 from qstack.sim.runner import SimTimeout
@@ -65,6 +65,9 @@ class SimRuntime(TransportRuntime):
         self.net.node(self.node).listeners.append(callback)
 
     def execute(self, op: Any) -> Any:
+        if not self.net.node(self.node).up:
+            raise QStackError(ErrorCode.TRANSPORT_NODE_DOWN,
+                              f"{self.node} is down: no operation runs on it")
         # The processor does one thing at a time: an operation starts when the
         # previous one of this node's applications has finished.
         start = max(self.sim.now, self.busy_until)
@@ -135,6 +138,17 @@ class _Watchdog:
 STALL_NS = 300 * 10**9
 
 
+async def _run_app(fn: Callable, ctx: NodeContext) -> Any:
+    """``fn(ctx)``, then (however it ended) what it left behind is released:
+    its open sockets aborted, its qubits freed (``NodeContext.release_all``)."""
+    result = None
+    try:
+        result = await fn(ctx)
+        return result
+    finally:
+        ctx.release_all(keep=result)
+
+
 def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
              protocol: str = TRANSPORT, stall_ns: int | None = STALL_NS) -> AppRun:
     """Run ``apps`` on ``net``: ``{node: fn}`` or ``{node: [fn, ...]}``, each
@@ -167,7 +181,7 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
                 clients[node] = TransportClient(SimRuntime(net, node, protocol))
             ctx = NodeContext(clients[node].runtime, clients[node], app=name)
             run.contexts[name] = ctx
-            task = net.sim.spawn(fn(ctx), name=name)
+            task = net.sim.spawn(_run_app(fn, ctx), name=name)
             # Marks the task as observed (so strict mode does not re-raise its
             # exception out of net.run) and notes when it finished.
             task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))

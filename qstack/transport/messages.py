@@ -1,6 +1,6 @@
 """Wire messages of the teleportation transport, protocol ``transport.qtp``.
 
-Type codes 0x0401-0x0408. ``specs/transport.md`` is the normative description
+Type codes 0x0401-0x040A. ``specs/transport.md`` is the normative description
 (fields, ranges, the state machine, which end sends what and when). Ports are
 16-bit; sequence numbers count the items (qubits, EPR pairs, byte messages)
 of one direction of one connection, from 0. Times are the sender's clock in
@@ -19,8 +19,8 @@ from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, limits, message
 
 __all__ = [
-    "Syn", "SynAck", "Rst", "Fin", "QubitHeader", "EprHeader", "Data", "PairRelease",
-    "VECTOR_EXAMPLES", "PROTOCOL",
+    "Syn", "SynAck", "Rst", "Fin", "QubitHeader", "EprHeader", "Data", "PairRelease", "Ack",
+    "Window", "VECTOR_EXAMPLES", "PROTOCOL", "MAX_METADATA",
 ]
 
 #: The transport protocol's name on a node (messages are routed to it).
@@ -35,22 +35,27 @@ _PAIR = limits(0, 2**63 - 1, max_len=64)
 MAX_METADATA = 1024
 
 
-@message(PROTOCOL, 0x0401)
+@message(PROTOCOL, 0x0401, version=2)
 @dataclass(frozen=True, slots=True)
 class Syn(Message):
-    """Open a connection from ``src_port`` on the sender to ``dst_port`` on the receiver."""
+    """Open a connection from ``src_port`` on the sender to ``dst_port`` on the
+    receiver; the receiver may send items ``0 .. limit-1`` (version 2: ``limit``)."""
 
     src_port: int = field(metadata=_PORT)
     dst_port: int = field(metadata=_PORT)
+    limit: int = field(default=0, metadata=_SEQ)
 
 
-@message(PROTOCOL, 0x0402)
+@message(PROTOCOL, 0x0402, version=2)
 @dataclass(frozen=True, slots=True)
 class SynAck(Message):
-    """The listener on ``src_port`` accepted the connection from ``dst_port``."""
+    """The listener on ``src_port`` took the connection from ``dst_port``; the
+    connecting end may send items ``0 .. limit-1`` (0 until the listening
+    application accepts it; version 2: ``limit``)."""
 
     src_port: int = field(metadata=_PORT)
     dst_port: int = field(metadata=_PORT)
+    limit: int = field(default=0, metadata=_SEQ)
 
 
 @message(PROTOCOL, 0x0403)
@@ -129,16 +134,44 @@ class PairRelease(Message):
     pair: tuple[str, int, int] = field(metadata=_PAIR)
 
 
+@message(PROTOCOL, 0x0409)
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """Item ``seq`` is settled at the receiver: delivered (``code`` 0) or lost
+    with ``code`` (a transport or network error code); the sender may now send
+    items up to ``limit - 1``."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+    code: int = field(metadata=limits(0, 999))
+    limit: int = field(metadata=_SEQ)
+
+
+@message(PROTOCOL, 0x040A)
+@dataclass(frozen=True, slots=True)
+class Window(Message):
+    """The sender of this message may now receive items up to ``limit - 1``
+    (its application took items, or accepted the connection)."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    limit: int = field(metadata=_SEQ)
+
+
 _P = ("alice", 3, 17)
 
 #: One example of every message, written to ``specs/vectors/transport/``.
 VECTOR_EXAMPLES = {
-    "syn": Syn(49152, 7),
-    "synack": SynAck(7, 49152),
+    "syn": Syn(49152, 7, 4),
+    "synack": SynAck(7, 49152, 0),
     "rst_refused": Rst(7, 49152, int(ErrorCode.TRANSPORT_CONNECTION_REFUSED), "nobody listens on 7"),
     "fin": Fin(49152, 7, 12),
     "qubit_header": QubitHeader(49152, 7, 0, _P, True, False, 1_500_000, b"\x01"),
     "epr_header": EprHeader(49152, 7, 1, ("alice", 3, 18), 2_000_000, b""),
     "data": Data(49152, 7, 2, b"hello"),
     "pair_release": PairRelease(("alice", 3, 19)),
+    "ack": Ack(7, 49152, 0, 0, 5),
+    "ack_lost": Ack(7, 49152, 1, int(ErrorCode.NET_CIRCUIT_TORN_DOWN), 6),
+    "window": Window(7, 49152, 8),
 }

@@ -2,53 +2,66 @@
 
 One instance per node, on top of the network layer's end-to-end protocol.
 It multiplexes connections by port and carries three kinds of items over
-each direction of a connection, delivered in the order they were sent:
-teleported qubits, EPR pairs and classical byte messages.
+each direction of a connection, delivered in the order they were sent,
+**exactly once or reported lost with a code**: teleported qubits, EPR pairs
+and classical byte messages. ``specs/transport.md`` is the normative
+description; in short:
 
-Sending a qubit (the send queue of a connection is served head first, so
-items leave in order):
+* **Sending a qubit.** The request joins the connection's queue; the
+  connection asks the network layer for the end-to-end pairs its queue needs
+  within the receiver's window; when the item reaches the head, a pair is held
+  and the window allows, the protocol Bell-measures (the qubit, its half) --
+  only then is the qubit committed -- and sends a
+  :class:`~qstack.transport.messages.QubitHeader`. The send is done when the
+  receiver acknowledges the item (:class:`~qstack.transport.messages.Ack`);
+  an item that cannot be had a pair in time fails with ``TRANSPORT_NO_PAIR``
+  and the qubit is handed back untouched.
+* **Receiving.** End-to-end pairs the far end asked for arrive as ``NetOk``
+  and headers as messages, in either order; each waits under the pair id for
+  its partner (``bind_timeout_ns`` at most). Bound, the receiver applies
+  ``X^x Z^z`` to its half and delivers in sequence order; each item delivered
+  (or found lost) is acknowledged with its code.
+* **Flow control.** A receiver lets the sender send only as many items as its
+  window (``window`` items per connection, counted until the application takes
+  them): a connection not yet accepted by the application gets none, so
+  nothing is asked of the network, and no memory held, for connections nobody
+  serves (``listen``'s backlog bounds how many may wait).
+* **Faults.** Sent items stay until acknowledged: when the session with the
+  far end breaks (``PeerDown``) the connection waits, and when it is back
+  (``PeerUp``) it sends them again (the receiver drops duplicates by sequence
+  number and acknowledges them again). A far end that restarted
+  (``PeerUp(restarted=True)``) or stays away longer than ``peer_timeout_ns``
+  ends the connection with ``TRANSPORT_RESET``: items not acknowledged are
+  reported lost with that code, items not yet measured are handed back.
 
-1. the request joins the connection's queue; the connection asks the network
-   layer for as many end-to-end pairs as its queue needs and has not yet
-   asked for (``NetRequest``, ``max_time_ns`` = the latest deadline);
-2. when the item reaches the head and a pair is held, the protocol Bell-measures
-   (the qubit, its half) -- only then is the qubit committed;
-3. it sends :class:`~qstack.transport.messages.QubitHeader` (ports, seq, pair
-   id, the two outcome bits, metadata) and answers ``Done``.
-
-A pair that expires before step 2 is replaced (another ``NetRequest``); if no
-pair comes before the item's deadline, the item fails with
-``TRANSPORT_NO_PAIR`` and the qubit is handed back untouched.
-
-Receiving: end-to-end pairs that the far end asked for arrive as ``NetOk``
-(``initiator=False``) and headers as messages, in either order; each is kept
-under the pair id until its partner arrives (``bind_timeout_ns`` at most).
-Bound, the receiver applies ``X^x Z^z`` -- ``(x, z)`` the bits of
-``bsm ^ bell_index`` -- to its half (one gate: Z, X or Y = XZ up to a phase),
-and delivers in sequence order.
-
-``specs/transport.md`` is the normative description.
+States of a connection end (:class:`Phase`): ``SYN_SENT``, ``PENDING``
+(opened by a peer, not yet accepted here), ``OPEN``, ``PEER_CLOSED`` (the far
+end closed: nothing more can be sent), ``CLOSING`` (closed here: what was
+sent is still acknowledged, then ``Fin``); the transitions are in
+``TRANSITIONS``, one table.
 """
 from __future__ import annotations
 
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import (
-    Action, CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol,
-    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, on,
+    Action, CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, PeerUp,
+    Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on,
 )
 from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
-    PROTOCOL, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck,
+    PROTOCOL, Ack, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
 )
 
-__all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS"]
+__all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS", "Phase",
+           "TRANSITIONS"]
 
 #: Ports a connecting socket is given when it names none (as in TCP/IP).
 EPHEMERAL_PORTS = range(49152, 65536)
@@ -60,6 +73,37 @@ _CORRECTION = (None, "z", "x", "y")
 #: Network errors after which asking again cannot help.
 _PERMANENT = frozenset({ErrorCode.NET_NO_ROUTE, ErrorCode.NET_UNREACHABLE_FIDELITY,
                         ErrorCode.NET_REJECTED})
+
+
+class Phase(Enum):
+    """The state of one connection end."""
+
+    SYN_SENT = "syn_sent"        # Syn sent, no SynAck yet
+    PENDING = "pending"          # opened by the peer, not yet accepted by the application
+    OPEN = "open"
+    PEER_CLOSED = "peer_closed"  # the far end closed (Fin): it takes nothing more
+    CLOSING = "closing"          # closed here: sent items still to be acknowledged
+
+
+_SYN_SENT, _PENDING, _OPEN, _PEER_CLOSED, _CLOSING = (
+    Phase.SYN_SENT, Phase.PENDING, Phase.OPEN, Phase.PEER_CLOSED, Phase.CLOSING)
+
+#: Every allowed change of a connection's phase, by what causes it (a
+#: connection ends, from any phase, by being forgotten: not listed). Any other
+#: change is a bug and raises.
+TRANSITIONS: dict[tuple[Phase, str], Phase] = {
+    (_SYN_SENT, "SynAck"): _OPEN,
+    (_PENDING, "Accept"): _OPEN,
+    (_OPEN, "Fin"): _PEER_CLOSED,
+    (_PENDING, "Fin"): _PEER_CLOSED,
+    (_OPEN, "Close"): _CLOSING,
+    (_PENDING, "Close"): _CLOSING,
+    (_PEER_CLOSED, "Close"): _CLOSING,
+    (_CLOSING, "Fin"): _CLOSING,
+}
+
+#: Phases in which the far end takes new items.
+_SENDING = frozenset({_OPEN, _PENDING, _CLOSING})
 
 
 def pair_key(pair_id: Any) -> tuple:
@@ -133,7 +177,8 @@ class _Pair:
 
 @dataclass(slots=True)
 class _Op:
-    """An item waiting in a connection's send queue."""
+    """A send request: waiting in a connection's queue, then (qubits and EPR
+    pairs) waiting for the far end's acknowledgements."""
 
     kind: str                  # "qubit", "epr" or "data"
     token: int
@@ -145,7 +190,10 @@ class _Op:
     metadata: bytes = b""
     data: bytes = b""
     number: int = 0
-    made: int = 0
+    made: int = 0              # items of it sent
+    acked: int = 0             # ... acknowledged as delivered
+    value: Any = None          # what Done will carry
+    ended: bool = False        # answered (Done or Failed)
 
 
 @dataclass(slots=True)
@@ -164,18 +212,28 @@ class _Rx:
 @dataclass(slots=True)
 class _ConnState:
     conn: svc.Conn
-    state: str                 # "syn_sent", "open", "closing"
+    phase: Phase
     connect_token: int | None = None
-    tx_seq: int = 0
-    queue: deque = field(default_factory=deque)
-    pool: deque = field(default_factory=deque)
+    # sending
+    tx_seq: int = 0            # the next item's sequence number
+    tx_limit: int = 0          # the far end takes items below this
+    queue: deque = field(default_factory=deque)   # _Op not (fully) sent
+    pool: deque = field(default_factory=deque)    # pairs held for the queue
     expected: int = 0          # pairs still to come from requests in flight
     busy: bool = False         # a Bell measurement of the head item is in flight
     retry_pending: bool = False
-    rx_next: int = 0
+    unacked: dict = field(default_factory=dict)   # seq -> (message, _Op | None)
+    # receiving
+    rx_next: int = 0           # every item below is delivered (or lost)
+    rx_seen: int = 0           # one more than the highest item received
     rx_items: dict = field(default_factory=dict)
+    rx_lost: dict = field(default_factory=dict)   # seq -> code of delivered losses (re-acks)
     rx_fin: int | None = None
-    peer_closed: bool = False
+    rx_consumed: int = 0       # items the application took
+    rx_window: int = 0         # items it may hold (0 until accepted)
+    rx_advertised: int = 0     # the last limit told to the far end
+    peer_closed: bool = False  # PeerClosed delivered
+    suspended: bool = False    # the session with the far end is down
 
 
 class TeleportTransport(Protocol):
@@ -184,25 +242,33 @@ class TeleportTransport(Protocol):
     ``network`` names the protocol below that serves ``NetRequest`` (default:
     the one under this in the stack). ``bind_timeout_ns``: how long a pair or
     a header waits for its partner before it is dropped. ``retry_ns``: pause
-    before asking the network again after it failed a request.
+    before asking the network again after it failed a request. ``window``:
+    items the application of a connection may have received and not yet taken
+    (the receive window). ``peer_timeout_ns``: how long a connection waits
+    for a broken session with its far end to come back before it ends with
+    ``TRANSPORT_RESET``. Times in nanoseconds.
     """
 
     name = PROTOCOL
 
     def __init__(self, node: str, network: str | None = None,
-                 bind_timeout_ns: int = 10_000_000_000, retry_ns: int = 100_000) -> None:
+                 bind_timeout_ns: int = 10_000_000_000, retry_ns: int = 100_000,
+                 window: int = 4, peer_timeout_ns: int = 1_000_000_000) -> None:
         super().__init__(node)
         self.network = network
         self.bind_timeout_ns = int(bind_timeout_ns)
         self.retry_ns = int(retry_ns)
+        self.window = max(1, int(window))
+        self.peer_timeout_ns = int(peer_timeout_ns)
         self.conns: dict[svc.Conn, _ConnState] = {}
-        self.listening: set[int] = set()
+        self.listening: dict[int, int] = {}         # port -> backlog
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
         self.remote_pairs: dict[tuple, _Pair] = {}             # unbound, far-end initiated
         self.headers: dict[tuple, tuple[svc.Conn, int]] = {}   # unbound headers -> (conn, seq)
         # Pair ids remembered for bind_timeout_ns at most (specs/transport.md §5):
         self.released = _Recent()   # told to drop before arrival
         self.expired = _Recent()    # expired before bound to a header
+        self.peers_down: set[str] = set()
         self._ops: dict[int, tuple] = {}
         self._next_op = 0
         # Request ids are tagged with a hash of the node name: the far end of a
@@ -211,11 +277,12 @@ class TeleportTransport(Protocol):
         self._req_base = (zlib.crc32(node.encode()) & 0x7FFF) << 16
         self._next_req = 0
         self._out: list[Action] = []
+        self._now = 0
         self.stats = {
             "qubits_sent": 0, "qubits_received": 0, "epr_created": 0, "epr_received": 0,
             "bytes_sent": 0, "bytes_received": 0, "pairs_requested": 0, "pairs_used": 0,
             "pairs_released": 0, "pairs_expired": 0, "send_failures": 0, "lost": 0,
-            "net_errors": 0,
+            "net_errors": 0, "qubits_lost": 0, "retransmitted": 0,
         }
         #: (kind, latency_ns, fidelity estimate) of every item delivered here.
         self.deliveries: list[tuple[str, int, float]] = []
@@ -242,24 +309,82 @@ class TeleportTransport(Protocol):
     def _fail_token(self, token: int, code: ErrorCode, detail: str, qubit: Any = None) -> None:
         self._up(svc.Failed(token, code, detail, qubit))
 
+    @staticmethod
+    def _move(st: _ConnState, cause: str) -> None:
+        nxt = TRANSITIONS.get((st.phase, cause))
+        if nxt is None:
+            raise QStackError(ErrorCode.UNEXPECTED_EVENT,
+                              f"connection {st.conn}: {cause} in phase {st.phase.value}")
+        st.phase = nxt
+
+    def handle(self, event: Any, now_ns: int) -> list[Action]:
+        self._now = now_ns
+        if self.expired:
+            self.expired.prune(now_ns)
+        if self.released:
+            self.released.prune(now_ns)
+        return super().handle(event, now_ns)
+
     # ------------------------------------------------------------ requests from above
     @on(svc.Listen)
     def _listen(self, req: svc.Listen, now_ns: int) -> list[Action]:
         if not 0 <= req.port <= 65535:
             self._fail_token(req.token, ErrorCode.OUT_OF_RANGE, f"port {req.port} not in 0..65535")
+        elif not 1 <= req.backlog <= 65535:
+            self._fail_token(req.token, ErrorCode.OUT_OF_RANGE,
+                             f"backlog {req.backlog} not in 1..65535")
         elif req.port in self.listening:
             self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE,
                              f"{self.node} already listens on {req.port}")
         else:
-            self.listening.add(req.port)
+            self.listening[req.port] = req.backlog
             self._up(svc.Done(req.token, req.port))
         return self._flush()
 
     @on(svc.Unlisten)
     def _unlisten(self, req: svc.Unlisten, now_ns: int) -> list[Action]:
-        self.listening.discard(req.port)
+        self.listening.pop(req.port, None)
+        # connections nobody accepted end with it
+        for st in [s for s in self.conns.values()
+                   if s.phase is _PENDING and s.conn.local_port == req.port]:
+            self._reset(st, ErrorCode.TRANSPORT_CLOSED,
+                        f"{self.node} stopped listening on {req.port} before accepting")
         self._up(svc.Done(req.token))
         return self._flush()
+
+    @on(svc.Accept)
+    def _accept(self, req: svc.Accept, now_ns: int) -> list[Action]:
+        st = self.conns.get(req.conn)
+        if st is None or st.phase is not _PENDING:
+            # (gone meanwhile: the application learns it from PeerClosed)
+            self._up(svc.Done(req.token))
+            return self._flush()
+        self._move(st, "Accept")
+        st.rx_window = self.window
+        self._advertise(st)
+        self._up(svc.Done(req.token))
+        return self._flush()
+
+    @on(svc.Consumed)
+    def _consumed(self, req: svc.Consumed, now_ns: int) -> list[Action]:
+        st = self.conns.get(req.conn)
+        if st is not None and req.count > 0:
+            st.rx_consumed += req.count
+            if st.rx_seen >= st.rx_advertised:
+                # the far end used all its credit: tell it at once (otherwise
+                # the next Ack carries the new limit)
+                self._advertise(st)
+        return self._flush()
+
+    def _limit(self, st: _ConnState) -> int:
+        return st.rx_consumed + st.rx_window
+
+    def _advertise(self, st: _ConnState) -> None:
+        limit = self._limit(st)
+        if limit > st.rx_advertised and not st.suspended and st.phase is not _CLOSING:
+            st.rx_advertised = limit
+            conn = st.conn
+            self._send(conn.remote, Window(conn.local_port, conn.remote_port, limit))
 
     def _port_free(self, port: int) -> bool:
         return port not in self.listening and all(c.local_port != port for c in self.conns)
@@ -275,31 +400,43 @@ class TeleportTransport(Protocol):
         elif not self._port_free(port):
             self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, f"port {port} is in use")
             return self._flush()
+        if req.remote == self.node:
+            self._fail_token(req.token, ErrorCode.NET_NO_ROUTE,
+                             "a connection needs another node (no network path to itself)")
+            return self._flush()
         conn = svc.Conn(port, req.remote, req.port)
-        self.conns[conn] = _ConnState(conn, "syn_sent", connect_token=req.token)
-        self._send(req.remote, Syn(port, req.port))
+        # the connecting application is there: its window is open from the start
+        self.conns[conn] = _ConnState(conn, _SYN_SENT, connect_token=req.token,
+                                      rx_window=self.window, rx_advertised=self.window)
+        # (to a node that cannot be reached the driver answers Undeliverable)
+        self._send(req.remote, Syn(port, req.port, self.window))
         if req.timeout_ns is not None:
             self._emit(StartTimer(("connect", conn), max(0, int(req.timeout_ns))))
         return self._flush()
 
-    def _open_state(self, conn: svc.Conn, token: int) -> _ConnState | None:
+    def _open_state(self, conn: svc.Conn, token: int, qubit: Any = None) -> _ConnState | None:
         st = self.conns.get(conn)
-        if st is None or st.state != "open":
-            why = "is closing" if st is not None and st.state == "closing" else "is not open"
-            closing = st is not None and st.state == "closing"
-            code = ErrorCode.TRANSPORT_CLOSED if closing else ErrorCode.TRANSPORT_NOT_CONNECTED
-            self._fail_token(token, code, f"connection {conn} {why}")
+        if st is None or st.phase not in (_OPEN, _PENDING):
+            if st is None:
+                code, why = ErrorCode.TRANSPORT_NOT_CONNECTED, "is not open"
+            elif st.phase is _SYN_SENT:
+                code, why = ErrorCode.TRANSPORT_NOT_CONNECTED, "is still connecting"
+            elif st.phase is _PEER_CLOSED:
+                code, why = ErrorCode.TRANSPORT_CLOSED, "was closed by the far end"
+            else:
+                code, why = ErrorCode.TRANSPORT_CLOSED, "is closing"
+            self._fail_token(token, code, f"connection {conn} {why}", qubit)
             return None
         return st
 
     @on(svc.SendQubit)
     def _send_qubit(self, req: svc.SendQubit, now_ns: int) -> list[Action]:
-        st = self._open_state(req.conn, req.token)
+        st = self._open_state(req.conn, req.token, req.qubit)
         if st is None:
             # The qubit stays with the caller.
             return self._flush()
         op = _Op("qubit", req.token, now_ns, need=1, qubit=req.qubit, metadata=req.metadata,
-                 min_fidelity=req.min_fidelity)
+                 min_fidelity=req.min_fidelity, number=1)
         self._enqueue(st, op, req.timeout_ns, now_ns)
         return self._flush()
 
@@ -325,17 +462,18 @@ class TeleportTransport(Protocol):
             self._fail_token(req.token, ErrorCode.OUT_OF_RANGE,
                              f"{len(req.data)} bytes > 65536 in one message")
             return self._flush()
-        self._enqueue(st, _Op("data", req.token, now_ns, data=bytes(req.data)), None, now_ns)
+        self._enqueue(st, _Op("data", req.token, now_ns, data=bytes(req.data), number=1), None,
+                      now_ns)
         return self._flush()
 
     @on(svc.Close)
     def _close(self, req: svc.Close, now_ns: int) -> list[Action]:
         st = self.conns.get(req.conn)
-        if st is None or st.state == "closing":
+        if st is None or st.phase is _CLOSING:
             self._fail_token(req.token, ErrorCode.TRANSPORT_NOT_CONNECTED,
                              f"connection {req.conn} is not open")
             return self._flush()
-        if st.state == "syn_sent":
+        if st.phase is _SYN_SENT:
             # The Syn may have opened the connection at the far end already:
             # reset it there, so that no half-open connection is left behind.
             self._fail_token(st.connect_token, ErrorCode.TRANSPORT_CLOSED, "closed while connecting")
@@ -343,17 +481,34 @@ class TeleportTransport(Protocol):
             self._reset_connect(st, f"{self.node} closed the connection while connecting")
             self._up(svc.Done(req.token))
             return self._flush()
-        st.state = "closing"
+        peer_gone = st.phase is _PEER_CLOSED
+        self._move(st, "Close")
         keep = deque()
         for op in st.queue:
             if st.busy and op is st.queue[0]:
                 keep.append(op)   # already measured: its header must still go out
-            elif op.kind == "data":
-                keep.append(op)   # classical bytes are never lost: they go before FIN
+            elif op.kind == "data" and not peer_gone:
+                keep.append(op)   # classical bytes are never dropped by a close
+            elif op.kind == "epr" and op.made:
+                # partly sent: the rest cannot go; it ends once the sent ones are acknowledged
+                op.need = 0
+                op.number = op.made
+                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed")
             else:
                 self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed")
         st.queue = keep
+        # what was received and not delivered is discarded: the application closed
+        self._discard_rx(st)
         self._pump(st, now_ns)
+        self._up(svc.Done(req.token))
+        return self._flush()
+
+    @on(svc.Abort)
+    def _abort_request(self, req: svc.Abort, now_ns: int) -> list[Action]:
+        st = self.conns.get(req.conn)
+        if st is not None:
+            self._reset(st, ErrorCode(req.code), f"{self.node}'s application ended without "
+                                                 "closing the connection", tell_app=False)
         self._up(svc.Done(req.token))
         return self._flush()
 
@@ -365,33 +520,48 @@ class TeleportTransport(Protocol):
         st.queue.append(op)
         self._pump(st, now_ns)
 
-    def _fail_op(self, op: _Op, code: ErrorCode, detail: str) -> None:
+    def _fail_op(self, op: _Op, code: ErrorCode, detail: str, lost: bool = False) -> None:
+        """Answer ``op`` with Failed (once). ``lost``: it was measured and is
+        gone, so no qubit is handed back."""
+        if op.ended:
+            return
+        op.ended = True
         self.stats["send_failures"] += 1
         if op.deadline_ns is not None:
             self._emit(CancelTimer(("op", op.token)))
         if op.kind == "qubit":
-            self._fail_token(op.token, code, detail, op.qubit)
+            if lost:
+                self.stats["qubits_lost"] += 1
+            self._fail_token(op.token, code, detail, None if lost else op.qubit)
         elif op.kind == "epr":
             self._fail_token(op.token, code, f"{detail} ({op.made} of {op.number} pairs made)")
         else:
             self._fail_token(op.token, code, detail)
 
-    def _finish_op(self, st: _ConnState, op: _Op, value: Any) -> None:
-        st.queue.popleft()
+    def _finish_op(self, op: _Op) -> None:
+        if op.ended:
+            return
+        op.ended = True
         if op.deadline_ns is not None:
             self._emit(CancelTimer(("op", op.token)))
-        self._up(svc.Done(op.token, value))
+        self._up(svc.Done(op.token, op.value))
 
     def _pump(self, st: _ConnState, now_ns: int) -> None:
-        """Serve the head of the queue as far as the pairs held allow."""
+        """Serve the head of the queue as far as the pairs held and the far
+        end's window allow."""
         conn = st.conn
-        while st.queue and not st.busy:
-            op = st.queue[0]
+        queue = st.queue
+        while queue and not st.busy and not st.suspended and st.tx_seq < st.tx_limit:
+            op = queue[0]
             if op.kind == "data":
-                self._send(conn.remote, Data(conn.local_port, conn.remote_port, st.tx_seq, op.data))
+                msg = Data(conn.local_port, conn.remote_port, st.tx_seq, op.data)
+                self._send(conn.remote, msg)
+                st.unacked[st.tx_seq] = (msg, None)
                 st.tx_seq += 1
                 self.stats["bytes_sent"] += len(op.data)
-                self._finish_op(st, op, len(op.data))
+                queue.popleft()
+                op.value = len(op.data)
+                self._finish_op(op)
             elif op.kind == "qubit":
                 if not st.pool:
                     break
@@ -399,10 +569,12 @@ class TeleportTransport(Protocol):
                 st.busy = True
                 self._op(BellMeasure(op.qubit, pair.qubit), "bsm", conn, op, pair)
             else:  # epr
-                while st.pool and op.need:
+                while st.pool and op.need and st.tx_seq < st.tx_limit:
                     pair = st.pool.popleft()
-                    self._send(conn.remote, EprHeader(conn.local_port, conn.remote_port, st.tx_seq,
-                                                      pair.pid, op.started_ns, op.metadata))
+                    msg = EprHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
+                                    op.started_ns, op.metadata)
+                    self._send(conn.remote, msg)
+                    st.unacked[st.tx_seq] = (msg, op)
                     self._up(svc.EprArrived(conn, st.tx_seq, pair.qubit, pair.fidelity, pair.pid,
                                             True, op.token, op.metadata))
                     st.tx_seq += 1
@@ -414,8 +586,13 @@ class TeleportTransport(Protocol):
                     # end never touches its half, so the pair is usable at once.
                 if op.need:
                     break
-                self._finish_op(st, op, op.made)
-        if st.state == "closing" and not st.queue and not st.busy:
+                queue.popleft()          # all sent: done when all are acknowledged
+                op.value = op.made
+                if op.deadline_ns is not None:
+                    self._emit(CancelTimer(("op", op.token)))
+                    op.deadline_ns = None
+        if st.phase is _CLOSING and not queue and not st.busy and not st.unacked \
+                and not st.suspended:
             self._send(conn.remote, Fin(conn.local_port, conn.remote_port, st.tx_seq))
             self._drop(st)
             return
@@ -423,8 +600,23 @@ class TeleportTransport(Protocol):
         self._top_up(st, now_ns)
 
     def _needed(self, st: _ConnState) -> int:
-        return sum(op.need for i, op in enumerate(st.queue)
-                   if op.kind != "data" and not (i == 0 and st.busy))
+        """Pairs the queue needs for the items the far end's window admits
+        (the head excluded while it is being measured: its pair is taken)."""
+        room = st.tx_limit - st.tx_seq
+        need = 0
+        for i, op in enumerate(st.queue):
+            if room <= 0:
+                break
+            if i == 0 and st.busy:
+                room -= 1
+                continue
+            if op.kind == "data":
+                room -= 1
+            else:
+                n = min(op.need, room)
+                need += n
+                room -= n
+        return need
 
     def _release_surplus(self, st: _ConnState) -> None:
         extra = len(st.pool) - self._needed(st)
@@ -436,7 +628,8 @@ class TeleportTransport(Protocol):
         self.stats["pairs_released"] += 1
         if not pair.expired:
             self._op(Discard(pair.qubit), "discard")
-        self._send(pair.remote, PairRelease(pair.pid))
+        if pair.remote not in self.peers_down:
+            self._send(pair.remote, PairRelease(pair.pid))
 
     def _top_up(self, st: _ConnState, now_ns: int) -> None:
         """Ask the network for the pairs the queue needs and nobody asked for."""
@@ -467,12 +660,12 @@ class TeleportTransport(Protocol):
     @on(NetOk)
     def _net_ok(self, ok: NetOk, now_ns: int) -> list[Action]:
         pid = pair_key(ok.pair_id)
-        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
         if ok.qubit is None:
             # A measure-directly pair is of no use to the transport (it asks for K only).
             self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"pair {pid} came without a qubit", context=ok))
             return self._flush()
+        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
         if ok.initiator:
             entry = self.requests.get(ok.request_id)
             st = None
@@ -486,7 +679,7 @@ class TeleportTransport(Protocol):
                 st = self.conns.get(conn)
                 if st is not None:
                     st.expected = max(0, st.expected - 1)
-            if st is None or st.state == "syn_sent":
+            if st is None or st.phase not in _SENDING:
                 self._release(pair)
             else:
                 st.pool.append(pair)
@@ -609,13 +802,21 @@ class TeleportTransport(Protocol):
             self._pump(st, now_ns)
             return
         bsm = int(outcome)
-        self._send(conn.remote, QubitHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
-                                            bool(bsm >> 1), bool(bsm & 1), op.started_ns,
-                                            op.metadata))
+        msg = QubitHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
+                          bool(bsm >> 1), bool(bsm & 1), op.started_ns, op.metadata)
+        st.queue.popleft()
+        st.unacked[st.tx_seq] = (msg, op)
+        if not st.suspended:
+            self._send(conn.remote, msg)
         st.tx_seq += 1
-        self.stats["qubits_sent"] += 1
+        op.made = 1
+        op.need = 0
+        op.value = pair.pid
         self.stats["pairs_used"] += 1
-        self._finish_op(st, op, pair.pid)
+        # measured: it cannot fail for want of a pair any more
+        if op.deadline_ns is not None:
+            self._emit(CancelTimer(("op", op.token)))
+            op.deadline_ns = None
         self._pump(st, now_ns)
 
     # ------------------------------------------------------------ timers
@@ -636,7 +837,7 @@ class TeleportTransport(Protocol):
                         return self._flush()
         elif kind == "connect":
             st = self.conns.get(arg)
-            if st is not None and st.state == "syn_sent":
+            if st is not None and st.phase is _SYN_SENT:
                 self._fail_token(st.connect_token, ErrorCode.TRANSPORT_TIMEOUT,
                                  f"no answer from {arg.remote}:{arg.remote_port}")
                 self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)")
@@ -657,6 +858,11 @@ class TeleportTransport(Protocol):
             if waiting is not None:
                 self._lose(waiting[0], waiting[1], ErrorCode.TRANSPORT_HEADER_MISMATCH,
                            f"header names pair {arg}, which did not arrive")
+        elif kind == "peer":
+            if arg in self.peers_down:
+                for st in [s for s in self.conns.values() if s.conn.remote == arg]:
+                    self._reset(st, ErrorCode.TRANSPORT_RESET,
+                                f"{arg} stayed unreachable for {self.peer_timeout_ns} ns")
         return self._flush()
 
     # ------------------------------------------------------------ messages
@@ -670,16 +876,28 @@ class TeleportTransport(Protocol):
 
     def _on_syn(self, src: str, msg: Syn, now_ns: int) -> None:
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
-        if conn in self.conns:          # a repeated SYN: answer again
-            self._send(src, SynAck(msg.dst_port, msg.src_port))
-        elif msg.dst_port in self.listening:
-            self.conns[conn] = _ConnState(conn, "open")
-            self._send(src, SynAck(msg.dst_port, msg.src_port))
-            self._up(svc.Incoming(msg.dst_port, conn))
-        else:
+        st = self.conns.get(conn)
+        if st is not None:              # a repeated SYN: answer again
+            if st.phase is not _SYN_SENT:
+                self._send(src, SynAck(msg.dst_port, msg.src_port, st.rx_advertised))
+            return
+        backlog = self.listening.get(msg.dst_port)
+        if backlog is None:
             self._send(src, Rst(msg.dst_port, msg.src_port,
                                 int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
                                 f"{self.node} does not listen on {msg.dst_port}"))
+            return
+        waiting = sum(1 for s in self.conns.values()
+                      if s.phase is _PENDING and s.conn.local_port == msg.dst_port)
+        if waiting >= backlog:
+            self._send(src, Rst(msg.dst_port, msg.src_port,
+                                int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
+                                f"{self.node}:{msg.dst_port} has {waiting} connections not yet "
+                                f"accepted (backlog {backlog})"))
+            return
+        st = self.conns[conn] = _ConnState(conn, _PENDING, tx_limit=msg.limit)
+        self._send(src, SynAck(msg.dst_port, msg.src_port, 0))
+        self._up(svc.Incoming(msg.dst_port, conn))
 
     def _on_synack(self, src: str, msg: SynAck, now_ns: int) -> None:
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
@@ -690,8 +908,9 @@ class TeleportTransport(Protocol):
             # connection. An Rst is never answered, so this cannot loop.
             self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
                                 f"no connection {conn} on {self.node}"))
-        elif st.state == "syn_sent":
-            st.state = "open"
+        elif st.phase is _SYN_SENT:
+            self._move(st, "SynAck")
+            st.tx_limit = max(st.tx_limit, msg.limit)
             self._emit(CancelTimer(("connect", conn)))
             self._up(svc.Done(st.connect_token, conn))
 
@@ -704,30 +923,91 @@ class TeleportTransport(Protocol):
             code = ErrorCode(msg.code)
         except ValueError:
             code = ErrorCode.TRANSPORT_CLOSED
-        if st.state == "syn_sent":
+        if st.phase is _SYN_SENT:
             self._emit(CancelTimer(("connect", conn)))
             self._fail_token(st.connect_token, code, msg.detail)
-        else:
-            self._abort(st, code, msg.detail)
+            self._drop(st)
             return
-        self._drop(st)
+        if st.phase is _PEER_CLOSED and code is ErrorCode.TRANSPORT_NOT_CONNECTED:
+            code = ErrorCode.TRANSPORT_CLOSED      # it closed, then forgot the connection
+        self._abort(st, code, msg.detail)
+
+    def _on_window(self, src: str, msg: Window, now_ns: int) -> None:
+        st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
+        if st is not None and msg.limit > st.tx_limit:
+            st.tx_limit = msg.limit
+            self._pump(st, now_ns)
+
+    def _on_ack(self, src: str, msg: Ack, now_ns: int) -> None:
+        st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
+        if st is None:
+            return
+        if msg.limit > st.tx_limit:
+            st.tx_limit = msg.limit
+        entry = st.unacked.pop(msg.seq, None)
+        if entry is not None:
+            _msg, op = entry
+            if op is not None:
+                if msg.code == 0:
+                    op.acked += 1
+                    if op.kind == "qubit":
+                        self.stats["qubits_sent"] += 1
+                    if op.acked >= op.number and not op.need:
+                        self._finish_op(op)
+                else:
+                    try:
+                        code = ErrorCode(msg.code)
+                    except ValueError:
+                        code = ErrorCode.TRANSPORT_CLOSED
+                    self._fail_op(op, code, f"item {msg.seq} was lost at {src} after it was "
+                                            "sent", lost=True)
+        self._pump(st, now_ns)
 
     def _on_fin(self, src: str, msg: Fin, now_ns: int) -> None:
         st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
-        if st is not None:
-            st.rx_fin = msg.seq
-            self._deliver_ready(st)
+        if st is None or st.phase is _SYN_SENT:
+            return
+        st.rx_fin = msg.seq
+        if st.phase is not _PEER_CLOSED:
+            self._move(st, "Fin")
+        # the far end takes nothing more: what waits to be sent cannot go
+        keep = deque()
+        for i, op in enumerate(st.queue):
+            if i == 0 and st.busy:
+                keep.append(op)
+            else:
+                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED,
+                              f"{src} closed the connection", lost=False)
+        st.queue = keep
+        self._deliver_ready(st)
+        self._pump(st, now_ns)
 
-    def _on_header(self, src: str, msg: QubitHeader | EprHeader, now_ns: int) -> None:
+    def _header_conn(self, src: str, msg: Any) -> _ConnState | None:
+        """The connection an item (header or data) arrived for, acknowledging
+        what cannot be delivered: a duplicate (again, with its outcome), an
+        item for a connection closed here (lost: ``TRANSPORT_CLOSED``); an
+        item for no connection is answered with ``Rst``."""
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
-        pid = tuple(msg.pair)
-        if st is None or st.state == "syn_sent":
-            # Nobody will take this item: free the pair now or when it comes.
-            self._drop_remote_pair(pid)
+        if st is None or st.phase is _SYN_SENT:
             self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
                                 f"no connection {conn} on {self.node}"))
-            return
+            return None
+        seq = msg.seq
+        if seq < st.rx_next:
+            self._ack(st, seq, st.rx_lost.get(seq, 0))     # a duplicate: its outcome again
+            return None
+        if seq in st.rx_items:
+            return None          # a duplicate of one still waiting: acknowledged when settled
+        if st.phase is _CLOSING:
+            self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED))
+            return None
+        if seq + 1 > st.rx_seen:
+            st.rx_seen = seq + 1
+        return st
+
+    def _on_header(self, src: str, msg: QubitHeader | EprHeader, now_ns: int) -> None:
+        pid = tuple(msg.pair)
         if pid[0] != src:
             # The sender of an item asks for its pairs, so it heads them: a
             # header naming another node's pair is refused (the pair is not
@@ -738,31 +1018,28 @@ class TeleportTransport(Protocol):
                                 int(ErrorCode.TRANSPORT_HEADER_MISMATCH),
                                 f"pair {pid} is not {src}'s"))
             return
-        if msg.seq < st.rx_next or msg.seq in st.rx_items:
-            self._drop_remote_pair(pid)   # a duplicate: the first copy stands
+        st = self._header_conn(src, msg)
+        if st is None:
+            # Nobody will take this item: free the pair now or when it comes.
+            self._drop_remote_pair(pid)
             return
         kind = "qubit" if isinstance(msg, QubitHeader) else "epr"
         item = _Rx(kind, msg)
         st.rx_items[msg.seq] = item
         if self.expired.take(pid, now_ns):
-            self._lose(conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired")
+            self._lose(st.conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired")
             return
         pair = self.remote_pairs.pop(pid, None)
         if pair is not None:
             self._emit(CancelTimer(("pair", pid)))
             self._bind(st, msg.seq, item, pair)
         else:
-            self.headers[pid] = (conn, msg.seq)
+            self.headers[pid] = (st.conn, msg.seq)
             self._emit(StartTimer(("header", pid), self.bind_timeout_ns))
 
     def _on_data(self, src: str, msg: Data, now_ns: int) -> None:
-        conn = svc.Conn(msg.dst_port, src, msg.src_port)
-        st = self.conns.get(conn)
-        if st is None or st.state == "syn_sent":
-            self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
-                                f"no connection {conn} on {self.node}"))
-            return
-        if msg.seq < st.rx_next or msg.seq in st.rx_items:
+        st = self._header_conn(src, msg)
+        if st is None:
             return
         st.rx_items[msg.seq] = _Rx("data", msg, ready=True)
         self._deliver_ready(st)
@@ -776,6 +1053,15 @@ class TeleportTransport(Protocol):
         self._drop_remote_pair(pid)
 
     # ------------------------------------------------------------ receiving
+    def _ack(self, st: _ConnState, seq: int, code: int) -> None:
+        conn = st.conn
+        limit = self._limit(st)
+        if limit > st.rx_advertised:
+            st.rx_advertised = limit
+        if not st.suspended:
+            self._send(conn.remote, Ack(conn.local_port, conn.remote_port, seq, code,
+                                        st.rx_advertised))
+
     def _drop_remote_pair(self, pid: tuple) -> None:
         pair = self.remote_pairs.pop(pid, None)
         if pair is not None:
@@ -820,8 +1106,14 @@ class TeleportTransport(Protocol):
             msg = item.msg
             if item.code is not None:
                 self.stats["lost"] += 1
+                st.rx_lost[seq] = int(item.code)
+                if len(st.rx_lost) > 4 * self.window:     # (old ones are acknowledged)
+                    del st.rx_lost[next(iter(st.rx_lost))]
+                self._ack(st, seq, int(item.code))
                 self._up(svc.Lost(conn, seq, item.code, item.detail, item.kind))
-            elif item.kind == "data":
+                continue
+            self._ack(st, seq, 0)
+            if item.kind == "data":
                 self.stats["bytes_received"] += len(msg.payload)
                 self._up(svc.DataArrived(conn, seq, msg.payload))
             elif item.kind == "qubit":
@@ -840,32 +1132,9 @@ class TeleportTransport(Protocol):
             st.peer_closed = True
             self._up(svc.PeerClosed(conn))
 
-    # ------------------------------------------------------------ teardown
-    def _abort(self, st: _ConnState, code: ErrorCode, detail: str) -> None:
-        """The connection died: fail what waits, tell the application."""
-        for i, op in enumerate(list(st.queue)):
-            if not (i == 0 and st.busy):
-                self._fail_op(op, code, detail)
-        st.queue.clear()
-        if not st.peer_closed:
-            st.peer_closed = True
-            self._up(svc.PeerClosed(st.conn, code, detail))
-        self._drop(st)
-
-    def _reset_connect(self, st: _ConnState, detail: str) -> None:
-        """Give up a connect (SYN_SENT): the Syn may have opened the connection
-        at the far end, so reset it there (an Rst for a connection the far end
-        does not have is ignored), then forget it."""
-        conn = st.conn
-        self._send(conn.remote, Rst(conn.local_port, conn.remote_port,
-                                    int(ErrorCode.TRANSPORT_CLOSED), detail))
-        self._drop(st)
-
-    def _drop(self, st: _ConnState) -> None:
-        """Forget a connection, giving up the pairs it holds."""
-        self.conns.pop(st.conn, None)
-        while st.pool:
-            self._release(st.pool.popleft())
+    def _discard_rx(self, st: _ConnState, ack: bool = True) -> None:
+        """Items received and not delivered are dropped (the application
+        closed: with ``ack`` the far end learns each was lost, ``TRANSPORT_CLOSED``)."""
         for seq, item in st.rx_items.items():
             if item.qubit is not None:
                 self._op(Discard(item.qubit), "discard")
@@ -874,38 +1143,119 @@ class TeleportTransport(Protocol):
                 if self.headers.pop(pid, None) is not None:
                     self._emit(CancelTimer(("header", pid)))
                     self.released.add(pid, self._now + self.bind_timeout_ns)
+            if ack and not item.code:
+                self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED))
         st.rx_items.clear()
 
+    # ------------------------------------------------------------ teardown
+    def _abort(self, st: _ConnState, code: ErrorCode, detail: str) -> None:
+        """The connection died (the far end reset it, or a local reason): fail
+        what waits (qubits not measured handed back, sent ones reported lost),
+        tell the application, forget it."""
+        for i, op in enumerate(list(st.queue)):
+            if not (i == 0 and st.busy):
+                self._fail_op(op, code, detail)
+        st.queue.clear()
+        for _seq, (_msg, op) in st.unacked.items():
+            if op is not None:
+                self._fail_op(op, code, f"{detail}; sent, not acknowledged: lost", lost=True)
+        st.unacked.clear()
+        if not st.peer_closed and st.phase is not _CLOSING:
+            st.peer_closed = True
+            self._up(svc.PeerClosed(st.conn, code, detail))
+        self._drop(st)
+
+    def _reset(self, st: _ConnState, code: ErrorCode, detail: str, tell_app: bool = True) -> None:
+        """End ``st`` from this side: the far end is reset (``Rst(code)``)."""
+        conn = st.conn
+        if conn.remote not in self.peers_down:
+            self._send(conn.remote, Rst(conn.local_port, conn.remote_port, int(code), detail[:256]))
+        if not tell_app:
+            st.peer_closed = True
+        self._abort(st, code, detail)
+
+    def _reset_connect(self, st: _ConnState, detail: str) -> None:
+        """Give up a connect (SYN_SENT): the Syn may have opened the connection
+        at the far end, so reset it there (an Rst for a connection the far end
+        does not have is ignored), then forget it."""
+        conn = st.conn
+        if conn.remote not in self.peers_down:
+            self._send(conn.remote, Rst(conn.local_port, conn.remote_port,
+                                        int(ErrorCode.TRANSPORT_CLOSED), detail))
+        self._drop(st)
+
+    def _drop(self, st: _ConnState) -> None:
+        """Forget a connection, giving up the pairs it holds."""
+        self.conns.pop(st.conn, None)
+        while st.pool:
+            self._release(st.pool.popleft())
+        self._discard_rx(st, ack=False)
+
+    # ------------------------------------------------------------ the far end's session
     @on(PeerDown)
     def _peer_down(self, ev: PeerDown, now_ns: int) -> list[Action]:
         if ev.peer == self.node:
-            # This node restarted: its qubits and connections are gone.
+            # This node restarted in place: its qubits and connections are gone.
             self.conns.clear()
             self.requests.clear()
             self.remote_pairs.clear()
             self.headers.clear()
             self.released.clear()
             self.expired.clear()
+            self.peers_down.clear()
             self._ops.clear()
             return []
-        for st in [s for s in self.conns.values() if s.conn.remote == ev.peer]:
-            if st.state == "syn_sent":
-                self._fail_token(st.connect_token, ErrorCode.TRANSPORT_CLOSED, f"{ev.peer} went down")
-                self._drop(st)
-            else:
-                self._abort(st, ErrorCode.TRANSPORT_CLOSED, f"{ev.peer} went down")
+        if ev.peer in self.peers_down:
+            return []
+        self.peers_down.add(ev.peer)
+        affected = [s for s in self.conns.values() if s.conn.remote == ev.peer]
+        for st in affected:
+            st.suspended = True      # sent items wait for the session (or the timeout)
+        if affected:
+            self._emit(StartTimer(("peer", ev.peer), self.peer_timeout_ns))
         return self._flush()
 
-    # ------------------------------------------------------------ time
-    _now = 0
+    @on(PeerUp)
+    def _peer_up(self, ev: PeerUp, now_ns: int) -> list[Action]:
+        was_down = ev.peer in self.peers_down
+        self.peers_down.discard(ev.peer)
+        self._emit(CancelTimer(("peer", ev.peer)))
+        for st in [s for s in self.conns.values() if s.conn.remote == ev.peer]:
+            st.suspended = False
+            if ev.restarted:
+                # it remembers nothing: what it was sent and had not acknowledged is lost
+                self._reset(st, ErrorCode.TRANSPORT_RESET, f"{ev.peer} restarted")
+                continue
+            if not was_down:
+                continue
+            conn = st.conn
+            if st.phase is _SYN_SENT:
+                self._send(conn.remote, Syn(conn.local_port, conn.remote_port, st.rx_advertised))
+                continue
+            # what was sent may have been lost with the session: send it again,
+            # in order (the far end drops duplicates and acknowledges them again)
+            for seq in sorted(st.unacked):
+                self.stats["retransmitted"] += 1
+                self._send(conn.remote, st.unacked[seq][0])
+            if st.phase is not _CLOSING:
+                st.rx_advertised = self._limit(st)
+                self._send(conn.remote, Window(conn.local_port, conn.remote_port,
+                                               st.rx_advertised))
+            self._pump(st, now_ns)
+        return self._flush()
 
-    def handle(self, event: Any, now_ns: int) -> list[Action]:
-        self._now = now_ns
-        if self.expired:
-            self.expired.prune(now_ns)
-        if self.released:
-            self.released.prune(now_ns)
-        return super().handle(event, now_ns)
+    @on(Undeliverable)
+    def _undeliverable(self, ev: Undeliverable, now_ns: int) -> list[Action]:
+        msg = ev.msg
+        if isinstance(msg, Syn):
+            conn = svc.Conn(msg.src_port, ev.dst, msg.dst_port)
+            st = self.conns.get(conn)
+            if st is not None and st.phase is _SYN_SENT:
+                self._emit(CancelTimer(("connect", conn)))
+                self._fail_token(st.connect_token, ev.code, f"cannot reach {ev.dst}: {ev.detail}")
+                self._drop(st)
+        # anything else: the session is down; PeerDown / PeerUp settle it
+        return self._flush()
 
 
 _MESSAGE_HANDLERS = {
@@ -917,4 +1267,6 @@ _MESSAGE_HANDLERS = {
     EprHeader: TeleportTransport._on_header,
     Data: TeleportTransport._on_data,
     PairRelease: TeleportTransport._on_release,
+    Ack: TeleportTransport._on_ack,
+    Window: TeleportTransport._on_window,
 }

@@ -20,7 +20,8 @@ from typing import Any
 from qstack.core.errors import ErrorCode
 
 __all__ = [
-    "Conn", "Listen", "Unlisten", "Connect", "SendQubit", "CreateEpr", "SendBytes", "Close",
+    "Conn", "Listen", "Unlisten", "Accept", "Consumed", "Connect", "SendQubit", "CreateEpr",
+    "SendBytes", "Close", "Abort",
     "Done", "Failed", "Incoming", "QubitArrived", "EprArrived", "DataArrived", "PeerClosed",
     "Lost",
 ]
@@ -42,11 +43,30 @@ class Conn:
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """Accept connections on ``port``; at most ``backlog`` not yet accepted
-    (the socket layer counts them)."""
+    """Accept connections on ``port``; at most ``backlog`` of them not yet
+    accepted (a further ``Syn`` is refused, ``TRANSPORT_CONNECTION_REFUSED``)."""
 
     token: int
     port: int
+    backlog: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The application took connection ``conn`` from its listening port: it
+    may now receive (its receive window opens)."""
+
+    token: int
+    conn: "Conn"
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """The application took ``count`` items of ``conn`` (qubits, pairs,
+    bytes, losses) from the socket: the receive window moves on. No answer."""
+
+    conn: "Conn"
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +93,12 @@ class Connect:
 class SendQubit:
     """Teleport ``qubit`` (an opaque reference) over ``conn``.
 
-    ``Done`` once the header is sent (the qubit is gone from this node);
-    ``Failed`` (``TRANSPORT_NO_PAIR`` when no pair could be had within
-    ``timeout_ns``) leaves the qubit untouched with the caller (``Failed.qubit``).
+    ``Done`` once the far end has the qubit (its acknowledgement); ``Failed``
+    before the qubit was measured (``TRANSPORT_NO_PAIR`` when no pair could be
+    had within ``timeout_ns``, the connection closed, ...) leaves it untouched
+    with the caller (``Failed.qubit``); ``Failed`` after (the far end lost its
+    half, restarted, closed) has ``qubit`` None: the qubit is lost and the code
+    says why.
     """
 
     token: int
@@ -90,7 +113,8 @@ class SendQubit:
 class CreateEpr:
     """Create ``number`` EPR pairs (Phi+) with the far end of ``conn``; each
     local half is delivered as :class:`EprArrived`, then ``Done`` (value: the
-    number made). On timeout ``Failed`` says how many were made."""
+    number made) once the far end has all its halves. ``Failed`` says how
+    many were made."""
 
     token: int
     conn: Conn
@@ -102,7 +126,8 @@ class CreateEpr:
 
 @dataclass(frozen=True, slots=True)
 class SendBytes:
-    """Send classical ``data`` (at most 65536 bytes) in order with the other items."""
+    """Send classical ``data`` (at most 65536 bytes) in order with the other
+    items; ``Done`` when sent (the receive window allowing)."""
 
     token: int
     conn: Conn
@@ -117,6 +142,17 @@ class Close:
 
     token: int
     conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """End ``conn`` at once, abnormally (its application ended without
+    closing it): waiting sends fail with ``TRANSPORT_CLOSED`` (qubits
+    returned), the far end gets ``Rst(code)``."""
+
+    token: int
+    conn: Conn
+    code: ErrorCode = ErrorCode.TRANSPORT_ABORTED
 
 
 # ---------------------------------------------------------------- indications (up)

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any, Callable
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.runtime import NodeDown, NodeUp
 from qstack.physical.ops import Allocate, Discard, Gate, Measure
 from qstack.transport import service as svc
 from qstack.transport.runtime import TransportRuntime
@@ -38,9 +39,12 @@ class TransportError(QStackError):
     """A socket operation failed; ``code`` says why. ``qubits`` holds the
     qubits that stay with the caller (a send that failed, EPR halves already made)."""
 
-    def __init__(self, code: ErrorCode, detail: str = "", qubits: list | None = None) -> None:
+    def __init__(self, code: ErrorCode, detail: str = "", qubits: list | None = None,
+                 handed_back: bool = True) -> None:
         super().__init__(code, detail)
         self.qubits = qubits or []
+        #: (a failed send) the qubit was not measured and is still the caller's
+        self.handed_back = handed_back
 
 
 class TransportTimeout(TransportError, TimeoutError):
@@ -70,6 +74,7 @@ class Qubit:
         self._gone = ""
         self.metadata = metadata
         self.fidelity = fidelity
+        ctx._qubits[id(self)] = self     # held by the application until consumed
 
     @property
     def ref(self) -> Any:
@@ -88,6 +93,7 @@ class Qubit:
     def _consume(self, why: str) -> Any:
         self._check()
         self._gone = why
+        self._ctx._qubits.pop(id(self), None)
         return self._ref
 
     def _gate(self, name: str, *params: float) -> None:
@@ -163,14 +169,16 @@ class Qubit:
 # ---------------------------------------------------------------- queues
 
 class _Queue:
-    """A FIFO that tasks await, fed by delivery callbacks."""
+    """A FIFO that tasks await, fed by delivery callbacks. ``on_take`` (if
+    set) is called for every item a task takes (the receive window moves on)."""
 
-    __slots__ = ("items", "waiters", "closed")
+    __slots__ = ("items", "waiters", "closed", "on_take")
 
-    def __init__(self) -> None:
+    def __init__(self, on_take: Callable[[], None] | None = None) -> None:
         self.items: deque = deque()
         self.waiters: deque = deque()
         self.closed: BaseException | None = None
+        self.on_take = on_take
 
     def put(self, item: Any) -> None:
         while self.waiters:
@@ -189,27 +197,31 @@ class _Queue:
 
     async def get(self, rt: TransportRuntime, timeout_ns: int | None, what: str) -> Any:
         if self.items:
-            return self.items.popleft()
-        if self.closed is not None:
-            raise self.closed
-        fut = rt.future()
-        self.waiters.append(fut)
-        try:
-            return await rt.wait(fut, timeout_ns)
-        except TimeoutError:
-            raise TransportTimeout(f"no {what} within {timeout_ns} ns") from None
-        finally:
-            if fut in self.waiters:
-                self.waiters.remove(fut)
+            item = self.items.popleft()
+        else:
+            if self.closed is not None:
+                raise self.closed
+            fut = rt.future()
+            self.waiters.append(fut)
+            try:
+                item = await rt.wait(fut, timeout_ns)
+            except TimeoutError:
+                raise TransportTimeout(f"no {what} within {timeout_ns} ns") from None
+            finally:
+                if fut in self.waiters:
+                    self.waiters.remove(fut)
+        if self.on_take is not None:
+            self.on_take()
+        return item
 
 
 class _ConnQueues:
     __slots__ = ("qubits", "eprs", "data", "closed")
 
-    def __init__(self) -> None:
-        self.qubits = _Queue()
-        self.eprs = _Queue()
-        self.data = _Queue()
+    def __init__(self, on_take: Callable[[], None] | None = None) -> None:
+        self.qubits = _Queue(on_take)
+        self.eprs = _Queue(on_take)
+        self.data = _Queue(on_take)
         self.closed = False
 
 
@@ -225,6 +237,7 @@ class TransportClient:
         self._epr_made: dict[int, list] = {}
         self._accept: dict[int, _Queue] = {}
         self._conns: dict[svc.Conn, _ConnQueues] = {}
+        self.down: QStackError | None = None     # set while the node is down (crashed)
         runtime.subscribe(self._on_event)
 
     # -------------------------------------------------------- requests
@@ -236,9 +249,18 @@ class TransportClient:
         """Submit ``make(token)``; return the token and the future of its Done/Failed."""
         token = self.token()
         fut = self.runtime.future()
+        if self.down is not None:
+            fut.set_exception(self.down)   # the node crashed: nothing is there to answer
+            return token, fut
         self._pending[token] = fut
         self.runtime.submit(make(token))
         return token, fut
+
+    def tell(self, request: Any) -> None:
+        """Submit ``request``, which has no answer (``Consumed``), or whose
+        answer nobody waits for."""
+        if self.down is None:
+            self.runtime.submit(request)
 
     async def call(self, make: Callable[[int], Any], timeout_ns: int | None = None) -> Any:
         _, fut = self.request(make)
@@ -250,12 +272,21 @@ class TransportClient:
     def conn_queues(self, conn: svc.Conn) -> _ConnQueues:
         q = self._conns.get(conn)
         if q is None:
-            q = self._conns[conn] = _ConnQueues()
+            q = self._conns[conn] = _ConnQueues(lambda: self.tell(svc.Consumed(conn, 1)))
+            if self.down is not None:
+                for queue in (q.qubits, q.eprs, q.data):
+                    queue.close(self.down)
         return q
 
     # -------------------------------------------------------- deliveries
     def _on_event(self, ev: Any) -> None:
         kind = type(ev)
+        if kind is NodeDown:
+            self._node_down(ev)
+            return
+        if kind is NodeUp:
+            self.node_up()
+            return
         if kind is svc.Done:
             fut = self._pending.pop(ev.token, None)
             if fut is not None and not fut.done():
@@ -264,7 +295,8 @@ class TransportClient:
             fut = self._pending.pop(ev.token, None)
             made = self._epr_made.pop(ev.token, [])
             if fut is not None and not fut.done():
-                fut.set_exception(TransportError(ev.code, ev.detail, made))
+                fut.set_exception(TransportError(ev.code, ev.detail, made,
+                                                 handed_back=ev.qubit is not None))
         elif kind is svc.Incoming:
             q = self._accept.get(ev.port)
             if q is None:
@@ -298,6 +330,30 @@ class TransportClient:
     def take_epr(self, token: int) -> list:
         return self._epr_made.pop(token, [])
 
+    def _node_down(self, ev: NodeDown) -> None:
+        """The node crashed: every connection, listening port and pending call
+        is gone; everything waiting fails with ``TRANSPORT_NODE_DOWN``, and
+        calls fail so until the node is back (:meth:`node_up`)."""
+        self.down = TransportError(ErrorCode.TRANSPORT_NODE_DOWN,
+                                   f"{ev.node} crashed: its connections and qubits are gone")
+        pending, self._pending = self._pending, {}
+        self._epr_made.clear()
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(self.down)
+        for q in list(self._accept.values()):
+            q.close(self.down)
+        for q in list(self._conns.values()):
+            q.closed = True
+            for queue in (q.qubits, q.eprs, q.data):
+                queue.close(self.down)
+
+    def node_up(self) -> None:
+        """The node restarted: new calls go to its fresh stack (sockets of
+        before stay dead)."""
+        self.down = None
+        self._accept.clear()
+
 
 # ---------------------------------------------------------------- sockets
 
@@ -317,6 +373,7 @@ class QSocket:
         self.conn = conn
         self.listening_port: int | None = None
         self._closed = False
+        ctx._sockets.append(self)     # closed for the application when it ends
 
     # -------------------------------------------------------- names
     @property
@@ -376,7 +433,7 @@ class QSocket:
         if port in self._client._accept:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE,
                                  f"{self._ctx.name} already listens on {port}")
-        _, fut = self._client.request(lambda t: svc.Listen(t, int(port)))
+        _, fut = self._client.request(lambda t: svc.Listen(t, int(port), int(backlog)))
         if fut.done():   # the simulator answers at once; surface a refusal now
             fut.result()
         self._client._accept[port] = _Queue()
@@ -389,6 +446,8 @@ class QSocket:
             raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not listening")
         queue = self._client._accept[self.listening_port]
         conn = await queue.get(self._ctx.runtime, timeout_ns, "connection")
+        # taken: the connection may now receive (its window opens)
+        self._client.request(lambda t: svc.Accept(t, conn))
         return QSocket(self._ctx, conn)
 
     # -------------------------------------------------------- qubits
@@ -396,10 +455,13 @@ class QSocket:
                          timeout_ns: int | None = None, min_fidelity: float = 0.0) -> None:
         """Teleport ``qubit`` to the far end (in order with the other items).
 
-        Returns once the qubit has been Bell-measured and its header sent; the
+        Returns once the far end has the qubit (it acknowledged the item); the
         qubit is then gone from this node. If no end-to-end pair can be had
         within ``timeout_ns`` it raises ``TRANSPORT_NO_PAIR`` and ``qubit`` is
-        untouched and still usable.
+        untouched and still usable (``err.qubits == [qubit]``); so for any
+        failure before the qubit was measured. A failure after (the far end
+        lost its half, restarted, closed) raises with the code that says why
+        and ``err.qubits == []``: the qubit is lost.
         """
         conn = self._need_conn()
         ref = qubit.ref
@@ -409,7 +471,11 @@ class QSocket:
             await self._client.call(lambda t: svc.SendQubit(t, conn, ref, bytes(metadata),
                                                             float(min_fidelity), timeout_ns))
         except TransportError as err:
-            err.qubits = [qubit]
+            if err.handed_back:
+                err.qubits = [qubit]
+            else:
+                qubit._consume(f"lost on the way to {conn.remote} ({err.code.name})")
+                err.qubits = []
             raise
         qubit._consume(f"sent to {conn.remote}")
 
@@ -487,12 +553,45 @@ class QSocket:
             await self._client.call(lambda t: svc.Unlisten(t, port))
         elif self.conn is not None:
             conn = self.conn
+            self._drop_unread()
             await self._ctx.runtime.settle()
             try:
                 await self._client.call(lambda t: svc.Close(t, conn))
             except TransportError as err:
-                if err.code != ErrorCode.TRANSPORT_NOT_CONNECTED:   # already gone: fine
+                if err.code not in (ErrorCode.TRANSPORT_NOT_CONNECTED,   # already gone: fine
+                                    ErrorCode.TRANSPORT_NODE_DOWN):
                     raise
+
+    def _drop_unread(self) -> None:
+        """Free the qubits that arrived and were never taken (closing discards them)."""
+        queues = self._client._conns.get(self.conn)
+        if queues is None:
+            return
+        for queue in (queues.qubits, queues.eprs):
+            while queue.items:
+                ev = queue.items.popleft()
+                ref = getattr(ev, "qubit", None)
+                if ref is not None and self._client.down is None:
+                    try:
+                        self._ctx.runtime.execute(Discard(ref))
+                    except QStackError:
+                        pass     # gone already (its pair expired, the node restarted)
+
+    def abort(self, code: ErrorCode = ErrorCode.TRANSPORT_ABORTED) -> None:
+        """End the socket at once, abnormally (what an application leaves open
+        when it ends): a connection's far end gets ``code``, waiting sends
+        fail; a listening socket stops."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.listening_port is not None:
+            port = self.listening_port
+            self._client._accept.pop(port, None)
+            self._client.request(lambda t: svc.Unlisten(t, port))
+        elif self.conn is not None:
+            conn = self.conn
+            self._drop_unread()
+            self._client.request(lambda t: svc.Abort(t, conn, code))
 
     async def __aenter__(self) -> "QSocket":
         return self
@@ -502,6 +601,18 @@ class QSocket:
 
 
 # ---------------------------------------------------------------- node context
+
+def _leaves(value: Any, depth: int = 0) -> list:
+    """The objects in ``value``, through nested lists, tuples, sets and dict
+    values (a few levels)."""
+    if depth > 4:
+        return []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [leaf for v in value for leaf in _leaves(v, depth + 1)]
+    return [value]
+
 
 class NodeLog:
     """``ctx.log("text")`` or ``ctx.log.info(...)``: records with the node's
@@ -542,6 +653,8 @@ class NodeContext:
         self.app = app or runtime.node
         self.log = NodeLog(self)
         self.rng = runtime.rng()
+        self._sockets: list[QSocket] = []        # every socket this application made
+        self._qubits: dict[int, Qubit] = {}      # qubits it holds, until consumed
 
     @property
     def now_ns(self) -> int:
@@ -567,6 +680,32 @@ class NodeContext:
     def listen(self, port: int, backlog: int = 16) -> QSocket:
         """A socket listening on ``port``."""
         return QSocket(self).listen(port, backlog)
+
+    def release_all(self, keep: Any = None) -> tuple[int, int]:
+        """What a driver does when the application has ended (returned or
+        raised): sockets it left open are aborted (their far ends get
+        ``TRANSPORT_ABORTED``) and qubits it still holds are freed, except the
+        qubits in ``keep`` (what the application returned, searched through
+        lists, tuples, sets and dict values, as qubits or as their ``ref``:
+        the caller asked for those).
+        Returns (sockets aborted, qubits freed)."""
+        kept = {id(v) for v in _leaves(keep)}      # Qubits, or their refs (oracle tests)
+        sockets = qubits = 0
+        for sock in self._sockets:
+            if not sock._closed and (sock.conn is not None or sock.listening_port is not None):
+                sock.abort()
+                sockets += 1
+            sock._closed = True
+        self._sockets.clear()
+        for q in list(self._qubits.values()):
+            if q.alive and id(q) not in kept and id(q._ref) not in kept:
+                try:
+                    q.discard()
+                    qubits += 1
+                except QStackError:
+                    q._gone = "gone with its node"
+        self._qubits.clear()
+        return sockets, qubits
 
     def __repr__(self) -> str:
         return f"<NodeContext {self.name}>"
