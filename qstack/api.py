@@ -114,53 +114,81 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
 
     spec = _as_spec(network)
     formalism = formalism or spec.formalism
-    net = SimNetwork(seed=seed, formalism=formalism)
-    for name, node in spec.nodes.items():
-        net.add_node(name, node.hardware)
-    for link in spec.links:
-        net.add_link(link.a, link.b, model=link.model, classical_delay_ns=link.classical_delay_ns)
-    if network_layer == "ideal":
+    net = SimNetwork(seed=seed, formalism=formalism, jitter_ns=spec.jitter_ns)
+    if network_layer not in ("qnp", "ideal"):
+        raise ValueError(f"network_layer: expected 'qnp' or 'ideal', got {network_layer!r}")
+    # What every node is configured with (computed once, shared read-only:
+    # each node's protocols keep their own state and their own view).
+    peers = {name: {peer: link.model for peer, link in spec.neighbours(name).items()}
+             for name in spec.nodes}
+    delays = {name: {peer: net_delay(link) for peer, link in spec.neighbours(name).items()}
+              for name in spec.nodes}
+    topo = raw = None
+    if network_layer == "qnp":
+        from qstack.link.egp import EGP
+        from qstack.network.routing import Topology
+
+        topo = Topology()
+        probes = {name: EGP(name, peers[name], hardware=node.hardware)
+                  for name, node in spec.nodes.items()}
+        for name in spec.nodes:
+            topo.add_node(name)
+        for link in spec.links:
+            fid, rate = _routing_figures(link.model, probes[link.a], link.b)
+            topo.add_link(link.a, link.b, fidelity=fid, rate_hz=rate, length_km=link.length_km)
+        raw = {name: {peer: probes[name].best_fidelity(peer) for peer in peers[name]}
+               for name in spec.nodes} if purify else None
+    else:
         from qstack.sim.apps import IdealNetwork
 
         ideal = IdealNetwork(net, fidelity=ideal_fidelity, interval_ns=ideal_interval_ns,
                              random_interval=True)
-        ideal.install()
         net.ideal = ideal
-        below = "network.ideal"
-    elif network_layer == "qnp":
-        from qstack.link.egp import EGP
-        from qstack.network.circuit import QnpProtocol
-        from qstack.network.routing import Topology
 
-        topo = Topology()
-        egps = {}
-        for name, node in spec.nodes.items():
-            topo.add_node(name)
-            peers = {peer: link.model for peer, link in spec.neighbours(name).items()}
-            egps[name] = EGP(name, peers, hardware=node.hardware, cutoff_ns=cutoff_ns,
-                             seed=seed)
-        for link in spec.links:
-            fid, rate = _routing_figures(link.model, egps[link.a], link.b)
-            topo.add_link(link.a, link.b, fidelity=fid, rate_hz=rate, length_km=link.length_km)
-        for name in spec.nodes:
-            net.add_protocol(name, egps[name])
+    def stack(name: str) -> list:
+        """Node ``name``'s protocols, bottom first: built at the start and
+        again, fresh, whenever the node restarts after a crash."""
+        from qstack.transport.protocol import TeleportTransport
+
+        hardware = spec.nodes[name].hardware
+        if network_layer == "qnp":
+            from qstack.link.egp import EGP
+            from qstack.network.circuit import QnpProtocol
+
+            protos: list = [EGP(name, peers[name], hardware=hardware, cutoff_ns=cutoff_ns,
+                                seed=seed, delays=delays[name])]
             link_service = "link.egp"
             if purify:
                 from qstack.network.purify import PurifyProtocol
 
-                raw = {peer: egps[name].best_fidelity(peer) for peer in egps[name].links}
-                net.add_protocol(name, PurifyProtocol(name, raw, seed=seed))
+                protos.append(PurifyProtocol(name, raw[name], seed=seed))
                 link_service = PurifyProtocol.name
-            net.add_protocol(name, QnpProtocol(name, topo, purify=purify,
-                                               link_service=link_service))
+            protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service))
+            below = "network.qnp"
+        else:
+            from qstack.sim.apps import IdealNetProtocol
+
+            protos = [IdealNetProtocol(name, net.ideal)]
+            below = "network.ideal"
+        protos.append(TeleportTransport(name, network=below))
+        return protos
+
+    for name, node in spec.nodes.items():
+        net.add_node(name, node.hardware, stack=lambda name=name: stack(name))
+    for link in spec.links:
+        net.add_link(link.a, link.b, model=link.model, classical_delay_ns=link.classical_delay_ns)
+    if topo is not None:
         net.topology = topo
-        below = "network.qnp"
-    else:
-        raise ValueError(f"network_layer: expected 'qnp' or 'ideal', got {network_layer!r}")
-    for name in spec.nodes:
-        net.add_protocol(name, TeleportTransport(name, network=below))
+    net.schedule_faults(spec.faults)
     net.spec = spec
     return net
+
+
+def net_delay(link: Any) -> int:
+    """One-way classical delay of a configured link, ns (as the simulator uses it)."""
+    if link.classical_delay_ns is not None:
+        return int(link.classical_delay_ns)
+    return int(getattr(link.model, "classical_delay_ns", 0) or 0)
 
 
 def metrics_of(net: Any, end_ns: int, wall_s: float, app_errors: int = 0) -> dict[str, Any]:
@@ -218,30 +246,63 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The default limit of a run (simulated seconds): every run ends.
+DEFAULT_UNTIL_S = 3600.0
+#: After the applications end, the network runs on at most this long (simulated
+#: seconds) so its protocols finish their work (long enough for the transport's
+#: 10 s bind timeout: every memory slot is free at the end).
+DEFAULT_SETTLE_S = 30.0
+
+
 def simulate(network: Any, apps: dict[str, Any], seed: int = 1, formalism: str | None = None,
-             until_s: float | None = None, network_layer: str = "qnp",
-             stall_s: float | None = 300.0, **options: Any) -> SimulationResult:
+             until_s: float | None = DEFAULT_UNTIL_S, network_layer: str = "qnp",
+             stall_s: float | None = 300.0, faults: Any = None, jitter_ns: int | None = None,
+             settle_s: float | None = DEFAULT_SETTLE_S, **options: Any) -> SimulationResult:
     """Run the applications ``apps`` (``{node: async fn(ctx)}``, or a list of
     functions per node) on ``network`` (a :class:`NetworkSpec`, a TOML path
     or a dict) in simulated time.
 
     ``seed`` fixes every random number (same seed, same run); ``formalism``
-    "bd" or "dm" overrides the file's; ``until_s`` stops the run after that
-    many simulated seconds (unfinished applications are reported in
-    ``errors`` as ``TimeoutError``); ``stall_s`` ends the run when no
-    application has progressed for that many simulated seconds while all wait
-    on the network (a memory kept full, say), with a ``TimeoutError`` that says
-    so (None: no limit). ``options`` go to :func:`build_network`
-    (``network_layer``, ``ideal_fidelity``, ``cutoff_ns``, ...).
+    "bd" or "dm" overrides the file's.
+
+    Every run ends: ``until_s`` (default :data:`DEFAULT_UNTIL_S`, one
+    simulated hour; None: no limit, for a run the caller knows ends) stops it
+    after that many simulated seconds, and ``stall_s`` when no application
+    has progressed for that long while all wait on the network (a memory kept
+    full, say); the applications still running are then in ``errors`` as a
+    ``TimeoutError`` naming each and what it waits on.
+
+    ``faults``: faults to schedule (:class:`qstack.core.faults.Fault`, or
+    tables as in the network file's ``[faults]``, ``specs/faults.md``), added
+    to the file's; ``jitter_ns``: each message takes up to that much longer
+    (order kept per pair of nodes; default: the file's).
+
+    ``settle_s``: once the applications have ended, the network runs on for
+    at most that long (simulated) so its protocols finish (closing circuits,
+    freeing pairs): at the end every memory slot is free unless an
+    application returned qubits. Metrics are those of the applications' end.
+    ``options`` go to :func:`build_network` (``network_layer``,
+    ``ideal_fidelity``, ``cutoff_ns``, ...).
     """
+    from qstack.core.faults import faults_from_tables
     from qstack.sim.apps import run_apps
 
-    net = build_network(network, seed=seed, formalism=formalism, network_layer=network_layer,
+    spec = _as_spec(network)
+    extra = faults_from_tables(faults or (), "faults", spec.nodes,
+                               [frozenset((lk.a, lk.b)) for lk in spec.links])
+    if extra or jitter_ns is not None:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, faults=spec.faults + extra,
+                                   jitter_ns=spec.jitter_ns if jitter_ns is None else int(jitter_ns))
+    net = build_network(spec, seed=seed, formalism=formalism, network_layer=network_layer,
                         **options)
     until_ns = None if until_s is None else int(until_s * 1e9)
     t0 = time.perf_counter()
     stall_ns = None if stall_s is None else int(stall_s * 1e9)
     run = run_apps(net, apps, until_ns=until_ns, stall_ns=stall_ns)
+    if settle_s:
+        net.run(until_ns=run.end_ns + int(settle_s * 1e9))
     wall = time.perf_counter() - t0
     log = sorted(rec for ctx in run.contexts.values() for rec in ctx.log.records)
     # The log is per context; contexts of one node share nothing but the node.

@@ -166,6 +166,10 @@ class NetworkSpec:
     links: tuple[LinkSpec, ...]
     formalism: str = "bd"
     source: str = ""
+    #: scheduled faults (``[faults]``: :class:`qstack.core.faults.Fault`)
+    faults: tuple = ()
+    #: extra classical delay per message, up to this many ns (order kept per pair)
+    jitter_ns: int = 0
 
     @classmethod
     def chain(cls, names: list[str], **link: Any) -> "NetworkSpec":
@@ -694,7 +698,7 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
     ctx = _Context(source, text)
     if not isinstance(data, dict):
         raise ctx.error((), f"expected a table at the top level, got {_show(data)}")
-    allowed_top = {"nodes", "links", "defaults", "formalism"}
+    allowed_top = {"nodes", "links", "defaults", "formalism", "faults"}
     for key in data:
         if key not in allowed_top:
             raise ctx.error((key,), "unknown key; expected one of " + ", ".join(sorted(allowed_top)))
@@ -798,7 +802,36 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
                             f"{longest} nodes ({where}), more than the {limit} a circuit path "
                             "carries on the wire (CircuitSetup.path, specs/network.md); split "
                             "the network or shorten its chains")
-    return NetworkSpec(nodes, tuple(links), formalism, source)
+    faults, jitter_ns = _faults(ctx, data.get("faults", {}), nodes, links)
+    return NetworkSpec(nodes, tuple(links), formalism, source, faults, jitter_ns)
+
+
+def _faults(ctx: _Context, table: Any, nodes: dict, links: list) -> tuple[tuple, int]:
+    """The ``[faults]`` table: ``jitter_ns`` and ``[[faults.events]]``
+    (:mod:`qstack.core.faults`)."""
+    from qstack.core.faults import faults_from_tables
+
+    if not isinstance(table, dict):
+        raise ctx.bad(("faults",), "a table ([faults] with jitter_ns and [[faults.events]])",
+                      table)
+    for key in table:
+        if key not in ("jitter_ns", "events"):
+            raise ctx.error(("faults", key), "unknown key; expected jitter_ns, events")
+    jitter = table.get("jitter_ns", 0)
+    try:
+        jitter = _DURATION.check(jitter)
+    except ValueError:
+        raise ctx.bad(("faults", "jitter_ns"), _DURATION.expected, jitter) from None
+    events = table.get("events", [])
+    if not isinstance(events, list):
+        raise ctx.bad(("faults", "events"), "a list of tables ([[faults.events]])", events)
+    try:
+        faults = faults_from_tables(events, f"{ctx.source + ': ' if ctx.source else ''}"
+                                            "faults.events", nodes,
+                                    [frozenset((lk.a, lk.b)) for lk in links])
+    except ValueError as exc:
+        raise ctx.error(("faults", "events"), str(exc)) from None
+    return faults, jitter
 
 
 # ============================================================== key lines

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, QuantumOp, SendMessage,
-    StartTimer, Submit, TimerFired,
+    CancelTimer, Deliver, Fail, LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown,
+    QuantumOp, SendMessage, StartTimer, Submit, TimerFired,
 )
 from qstack.core.messages import decode, encode
 from qstack.link.service import CreateRequest, EntanglementId, LinkOk
@@ -107,10 +107,13 @@ class LinkNet:
 
     def set_link_up(self, a: str, b: str, up: bool, notify: bool = True) -> None:
         self.links[frozenset((a, b))].up = up
-        if notify and not up:
+        if notify:
+            # as SimNetwork does: the link's ends are told (its session with it resets)
+            events = (LinkDown, PeerDown) if not up else (LinkUp,)
             for x, y in ((a, b), (b, a)):
-                for proto in self.nodes[x].stack:
-                    self._at(self.now, self._handle, x, proto, PeerDown(y))
+                for event in events:
+                    for proto in self.nodes[x].stack:
+                        self._at(self.now, self._handle, x, proto, event(y))
 
     def inbox(self, node: str) -> list:
         return self.nodes[node].inbox

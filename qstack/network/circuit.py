@@ -68,8 +68,9 @@ from typing import Any
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage,
-    StartTimer, Submit, TimerFired, fast_constructor, on,
+    CancelTimer, Deliver, Fail, LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown,
+    PeerUp, Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable,
+    fast_constructor, on,
 )
 from qstack.link.service import (
     CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
@@ -77,9 +78,10 @@ from qstack.link.service import (
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
 from .messages import (
-    CircuitConfirm, CircuitSetup, CircuitTeardown, PairDone, PairLost, SegmentExpire,
-    SegmentNotice, Track,
+    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, PairDone, PairLost,
+    SegmentExpire, SegmentNotice, Track,
 )
+from .linkstate import LinkStateDB
 from .routing import RoutingError, Topology
 from .service import (
     NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
@@ -99,6 +101,10 @@ _release = fast_constructor(Release)
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
+
+
+#: Times a request's circuit is re-opened after sessions broke on the way.
+MAX_REOPENS = 16
 
 
 def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
@@ -201,13 +207,16 @@ class _Request:
     circuit: int | None = None
     started_ns: int = 0
     failed_links: set = field(default_factory=set)
+    reopens: int = 0                 # circuits re-opened after a session broke on the way
 
 
 class QnpProtocol(Protocol):
     """The end-to-end circuit protocol (one instance per node).
 
-    ``topology``: the :class:`~qstack.network.routing.Topology` the head
-    routes on (may be shared by all nodes in a simulation). ``link_service``:
+    ``topology``: the configured :class:`~qstack.network.routing.Topology`
+    (every link, all up); this node keeps its own view from it by link-state
+    flooding (:mod:`qstack.network.linkstate`; the same object may be given
+    to every node: each copies it before changing it). ``link_service``:
     the protocol below to submit link requests to ("link.egp", or
     "network.purify" for purified links). ``default_cutoff_ns``: repeaters
     discard pairs held longer unswapped (0: never) unless a request names its
@@ -233,7 +242,8 @@ class QnpProtocol(Protocol):
                  purify: bool = False, link_max_time_ns: int = 0,
                  link_retry_ns: int = 1_000_000) -> None:
         super().__init__(node)
-        self.topology = topology
+        #: this node's link-state database: its own view of the topology
+        self.linkstate = LinkStateDB(node, topology) if topology is not None else None
         self.link_service = link_service
         self.default_cutoff_ns = int(default_cutoff_ns)
         self.window = max(1, int(window))
@@ -254,6 +264,11 @@ class QnpProtocol(Protocol):
         #: counters for tests and benchmarks
         self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0,
                       "lost": 0}
+
+    @property
+    def topology(self) -> Topology | None:
+        """This node's view of the network (from its link-state database)."""
+        return self.linkstate.topology if self.linkstate is not None else None
 
     # ================================================================ helpers
     def _op(self, op: Any, ctx: tuple) -> QuantumOp:
@@ -329,7 +344,7 @@ class QnpProtocol(Protocol):
             return self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology")
         try:
             route = self.topology.route(self.node, req.destination, req.min_fidelity,
-                                        purify=self.purify)
+                                        purify=self.purify, exclude=r.failed_links)
         except RoutingError as exc:
             return self._finish_request(r, exc.code, exc.detail)
         cid = self._cid_base | (self._next_cid & 0xFFFF)
@@ -366,6 +381,8 @@ class QnpProtocol(Protocol):
     @on(MessageReceived)
     def _message(self, ev: MessageReceived, now_ns: int) -> list:
         m = ev.msg
+        if type(m) is LinkStateAd:
+            return self._on_link_state(ev.src, m)
         handler = self._MSG.get(type(m))
         if handler is None:
             return [Fail(ErrorCode.UNKNOWN_TYPE, f"network.qnp got {type(m).__name__}")]
@@ -780,20 +797,30 @@ class QnpProtocol(Protocol):
     def _on_teardown(self, src: str, m: CircuitTeardown, now_ns: int, c: _Circuit) -> list:
         acts: list = []
         side = self._side_of(c, src)
+        if side is None and src != self.node:
+            # only the circuit's own nodes tear it down, each to its neighbours on it
+            return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                         f"CircuitTeardown of {c.head}/{c.cid} from {src}, which is not next to "
+                         f"{self.node} on it: ignored")]
         onward = c.neighbour(_RIGHT if side == _LEFT else _LEFT)
         if onward is not None:
             acts.append(SendMessage(onward, m))
         acts += self._drop(c)
-        if m.failed_a and self.topology is not None and self.topology.graph.has_edge(
-                m.failed_a, m.failed_b):
-            self.topology.set_link_up(m.failed_a, m.failed_b, False)
+        # (a failed link reaches every node's view by link-state flooding; the
+        # head only avoids it for this request's new circuit, below)
         if c.index == 0:
             r = self.requests.get(c.request_id)
             if r is not None and r.circuit == c.cid:
                 if m.failed_a:
-                    r.failed_links.add((m.failed_a, m.failed_b))
+                    r.failed_links.add(frozenset((m.failed_a, m.failed_b)))
                     r.circuit = None
                     return acts + self._open_circuit(r, now_ns)   # route around the failure
+                if m.code == ErrorCode.NET_CIRCUIT_TORN_DOWN and r.reopens < MAX_REOPENS:
+                    # a session on the way broke (messages were lost), the links
+                    # may be fine: a new circuit, once the session had time to return
+                    r.reopens += 1
+                    r.circuit = None
+                    return acts + [StartTimer(("qnp.reopen", r.request_id), self.link_retry_ns)]
                 acts += self._finish_request(r, _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
                                              m.detail)
         elif c.index == c.n_links and m.code and c.delivered < c.number and not m.failed_a:
@@ -867,6 +894,11 @@ class QnpProtocol(Protocol):
                 return []
             self.stats["cutoffs"] += 1
             return self._expire_local(c, side, seq, "cutoff", now_ns, notify=True)
+        if key[0] == "qnp.reopen":
+            r = self.requests.get(key[1])
+            if r is None or r.circuit is not None:
+                return []
+            return self._open_circuit(r, now_ns)
         if key[0] == "qnp.retry":
             c = self.circuits.get((key[1], key[2]))
             return self._refill(c, now_ns) if c is not None else []
@@ -918,15 +950,90 @@ class QnpProtocol(Protocol):
 
     @on(PeerDown)
     def _peer_down(self, ev: PeerDown, now_ns: int) -> list:
+        if ev.peer == self.node:
+            return self._restarted()
+        # the session with a neighbour broke: messages of the circuits through
+        # it may be lost, so those circuits end (the link itself may be fine)
+        return self._teardown_through(ev.peer, f"session {self.node}-{ev.peer} reset", now_ns,
+                                      failed=False)
+
+    @on(LinkDown)
+    def _link_down(self, ev: LinkDown, now_ns: int) -> list:
         acts: list = []
-        if self.topology is not None and self.topology.graph.has_edge(self.node, ev.peer):
-            self.topology.set_link_up(self.node, ev.peer, False)
-        for c in list(self.circuits.values()):
-            if ev.peer in (c.neighbour(_LEFT), c.neighbour(_RIGHT)):
-                acts += self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
-                                            f"link {self.node}-{ev.peer} down", now_ns,
-                                            failed=(self.node, ev.peer))
+        if self.linkstate is not None and ev.peer in self.linkstate.own_links():
+            ad = self.linkstate.set_own(ev.peer, False)
+            if ad is not None:
+                acts += self._flood(ad, skip=ev.peer)
+        return acts + self._teardown_through(ev.peer, f"link {self.node}-{ev.peer} down", now_ns,
+                                             failed=True)
+
+    @on(LinkUp)
+    def _link_up(self, ev: LinkUp, now_ns: int) -> list:
+        if self.linkstate is None or ev.peer not in self.linkstate.own_links():
+            return []
+        acts: list = []
+        ad = self.linkstate.set_own(ev.peer, True)
+        if ad is not None:
+            acts += self._flood(ad, skip=ev.peer)
+        # the two ends exchange what they know (a restarted end knows only its configuration)
+        for held in self.linkstate.database():
+            acts.append(SendMessage(ev.peer, held))
         return acts
+
+    @on(PeerUp)
+    def _peer_up(self, ev: PeerUp, now_ns: int) -> list:
+        return []
+
+    @on(Undeliverable)
+    def _undeliverable(self, ev: Undeliverable, now_ns: int) -> list:
+        m = ev.msg
+        if isinstance(m, CircuitSetup):
+            # the next hop cannot be reached (its session is down): the circuit
+            # cannot form; tear it down towards the head, which tries again later
+            c = self.circuits.get((m.head, m.circuit_id))
+            if c is not None:
+                return self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                                           f"{ev.dst} unreachable from {self.node}", now_ns)
+        # anything else: LinkDown / PeerDown settle the circuits through that neighbour
+        return []
+
+    def _teardown_through(self, peer: str, why: str, now_ns: int, failed: bool) -> list:
+        acts: list = []
+        for c in list(self.circuits.values()):
+            if peer in (c.neighbour(_LEFT), c.neighbour(_RIGHT)):
+                acts += self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN, why, now_ns,
+                                            failed=(self.node, peer) if failed else None)
+        return acts
+
+    def _flood(self, ad: LinkStateAd, skip: str | None = None) -> list:
+        return [SendMessage(nb, ad) for nb in self.linkstate.neighbours_up() if nb != skip]
+
+    def _on_link_state(self, src: str, ad: LinkStateAd) -> list:
+        if self.linkstate is None:
+            return []
+        news, answer = self.linkstate.receive(ad)
+        acts: list = self._flood(ad, skip=src) if news else []
+        if answer is not None:
+            if answer.origin == self.node and not news:
+                acts += self._flood(answer)          # our own, afresh: to everyone
+            else:
+                acts.append(SendMessage(src, answer))   # the sender's copy is stale
+        if news:
+            # links come back: requests may use them again
+            for r in self.requests.values():
+                r.failed_links = {lk for lk in r.failed_links
+                                  if not self.topology.link_up(*tuple(lk))}
+        return acts
+
+    def _restarted(self) -> list:
+        """This node was reset in place (its memory and timers are gone):
+        forget every circuit and request."""
+        self.circuits.clear()
+        self.requests.clear()
+        self._by_label.clear()
+        self._labels_used.clear()
+        self._ops.clear()
+        return []
 
     _MSG = {
         CircuitSetup: _on_setup,

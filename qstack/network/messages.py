@@ -6,7 +6,8 @@ feed ``specs/vectors/network/``.
 Three protocols:
 
 * ``network.qnp`` (0x0301-0x030F): end-to-end circuits with swapping
-  (:mod:`qstack.network.circuit`);
+  (:mod:`qstack.network.circuit`), and the link-state flooding its routing
+  stands on (0x0309-0x030A, :mod:`qstack.network.linkstate`);
 * ``network.purify`` (0x0310-0x031F): link-pair purification
   (:mod:`qstack.network.purify`);
 * ``network.trusted`` (0x0320-0x032F): trusted-node key relay
@@ -25,7 +26,7 @@ from qstack.core.messages import Message, limits, message
 
 __all__ = [
     "CircuitSetup", "CircuitConfirm", "CircuitTeardown", "Track", "PairDone", "SegmentNotice",
-    "SegmentExpire", "PairLost", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
+    "SegmentExpire", "PairLost", "LinkEntry", "LinkStateAd", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
     "KeyRelayAck", "VECTOR_EXAMPLES",
 ]
 
@@ -257,6 +258,30 @@ class KeyRelayAck(Message):
     code: int = field(metadata=_CODE)
 
 
+@message("network.qnp", 0x030A)
+@dataclass(frozen=True, slots=True)
+class LinkEntry(Message):
+    """One link of a :class:`LinkStateAd` (only ever nested): the link from
+    the origin to ``neighbour``, whether the origin has it ``up``, and what
+    it gives for routing (best ``fidelity``, ``rate_hz`` pairs per second)."""
+
+    neighbour: str = field(metadata=_NAME)
+    up: bool
+    fidelity: float = field(metadata=_FID)
+    rate_hz: float = field(metadata=limits(0.0, 1e18))
+
+
+@message("network.qnp", 0x0309)
+@dataclass(frozen=True, slots=True)
+class LinkStateAd(Message):
+    """The state of ``origin``'s links, as of its ``seq``-th change (a link
+    state advertisement, flooded: ``specs/network.md`` §2 "Link state")."""
+
+    origin: str = field(metadata=_NAME)
+    seq: int = field(metadata=_U32)
+    links: tuple[LinkEntry, ...] = field(metadata=limits(max_len=4096))
+
+
 VECTOR_EXAMPLES = {
     "circuit_setup": CircuitSetup(
         circuit_id=0x00010002, head="a", path=("a", "r1", "b"), request_id=7, number=10,
@@ -275,6 +300,9 @@ VECTOR_EXAMPLES = {
     "segment_notice": SegmentNotice(circuit_id=5, head="a", link_seq=9, far_end=4),
     "segment_expire": SegmentExpire(circuit_id=5, head="a", link_seq=9, reason="cutoff"),
     "pair_lost": PairLost(circuit_id=0x00010002, head="a", pair_seq=3, reason="link expired"),
+    "link_entry": LinkEntry(neighbour="r1", up=False, fidelity=0.95, rate_hz=1200.0),
+    "link_state_ad": LinkStateAd(origin="a", seq=3, links=(
+        LinkEntry("r1", False, 0.95, 1200.0), LinkEntry("r2", True, 0.9, 800.0))),
     "purify_setup": PurifySetup(purpose_id=3, scheme=1, rounds=2, number=5, target_fidelity=0.95),
     "purify_measure": PurifyMeasure(purpose_id=3, keep_seq=10, sac_seq=11, level=0, outcome=1,
                                     twirl=0),

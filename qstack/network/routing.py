@@ -15,8 +15,8 @@ of DEJMPS, :func:`~qstack.network.theory.purification_plan`) if purification
 is allowed; a path whose links cannot reach their targets even so is skipped.
 
 A link marked down (:meth:`Topology.set_link_up`) is left out of every path,
-so traffic takes another one; in the simulator one :class:`Topology` object
-may be shared by all nodes, which models a converged link-state database.
+so traffic takes another one. Each node routes on its own copy, kept up to
+date by link-state flooding (:mod:`qstack.network.linkstate`).
 """
 from __future__ import annotations
 
@@ -117,14 +117,21 @@ class Topology:
         return list(self.graph.neighbors(node))
 
     # -- routing --------------------------------------------------------------
-    def _live(self) -> nx.Graph:
+    def copy(self) -> "Topology":
+        """An independent copy (each node keeps its own view)."""
+        t = Topology()
+        t.graph = self.graph.copy()
+        return t
+
+    def _live(self, exclude: frozenset | set = frozenset()) -> nx.Graph:
         # A copy without the down links and without links that can never carry
         # a usable pair (infinite cost); a copy, not a filtered view, because
         # path search on views re-runs the filter on every edge lookup.
         g = nx.Graph()
         g.add_nodes_from(self.graph.nodes)
         g.add_edges_from((a, b, {"cost": d["cost"]}) for a, b, d in self.graph.edges(data=True)
-                         if d["up"] and math.isfinite(d["cost"]))
+                         if d["up"] and math.isfinite(d["cost"])
+                         and (not exclude or frozenset((a, b)) not in exclude))
         return g
 
     def paths(self, src: str, dst: str, k: int = 4) -> list[tuple[str, ...]]:
@@ -169,15 +176,16 @@ class Topology:
                      fidelity=werner_fidelity(w_total), cost=cost)
 
     def route(self, src: str, dst: str, min_fidelity: float = 0.0, k: int = 8,
-              purify: bool = True) -> Route:
-        """The cheapest of the ``k`` cheapest paths that can meet ``min_fidelity``.
+              purify: bool = True, exclude: frozenset | set = frozenset()) -> Route:
+        """The cheapest of the ``k`` cheapest paths that can meet ``min_fidelity``
+        (``exclude``: links, as frozensets of their two ends, not to use).
 
         Raises :class:`RoutingError` with ``NET_NO_ROUTE`` when no path joins
         the two nodes over links that are up, or ``NET_UNREACHABLE_FIDELITY``
         when paths exist but none can reach the fidelity."""
         if src not in self.graph or dst not in self.graph or src == dst:
             raise RoutingError(ErrorCode.NET_NO_ROUTE, f"no path from {src} to {dst}")
-        live = self._live()
+        live = self._live(exclude)
         try:
             best = tuple(nx.shortest_path(live, src, dst, weight="cost"))
         except (nx.NetworkXNoPath, nx.NodeNotFound):

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 import networkx as nx
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.faults import Fault
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
     LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
@@ -104,19 +105,6 @@ class SimLink:
 
     def __repr__(self) -> str:
         return f"SimLink({self.a!r}, {self.b!r}, up={self.up})"
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scheduled fault (times in ns). ``kind``: "crash" (``nodes`` = one
-    node; ``restart_after_ns`` or None), "link_down" (two nodes;
-    ``restart_after_ns``: when the link comes back, or None), "reset" (the
-    classical session between two nodes)."""
-
-    at_ns: int
-    kind: str
-    nodes: tuple[str, ...]
-    restart_after_ns: int | None = None
 
 
 class SimNetwork(RuntimeDriver):
@@ -620,22 +608,23 @@ class SimNetwork(RuntimeDriver):
                     self._notify(b, PeerDown(a))
 
     def schedule_faults(self, faults: Iterable[Fault]) -> None:
-        """Schedule ``faults`` (:class:`Fault`, times in ns from now)."""
+        """Schedule ``faults`` (:class:`~qstack.core.faults.Fault`, times in ns from now)."""
         sim = self.sim
         for f in faults:
+            for name in f.nodes:
+                if name not in self.nodes:
+                    raise ValueError(f"{f.kind} fault: unknown node {name!r}")
             if f.kind == "crash":
                 (name,) = f.nodes
                 sim.schedule(f.at_ns, self.crash_node, name)
-                if f.restart_after_ns is not None:
-                    sim.schedule(f.at_ns + f.restart_after_ns, self.restart_node, name)
+                if f.after_ns is not None:
+                    sim.schedule(f.at_ns + f.after_ns, self.restart_node, name)
             elif f.kind == "link_down":
                 a, b = f.nodes
+                self.link(a, b)          # (KeyError now rather than at its time)
                 sim.schedule(f.at_ns, self.set_link_up, a, b, False)
-                if f.restart_after_ns is not None:
-                    sim.schedule(f.at_ns + f.restart_after_ns, self.set_link_up, a, b, True)
-            elif f.kind == "reset":
+                if f.after_ns is not None:
+                    sim.schedule(f.at_ns + f.after_ns, self.set_link_up, a, b, True)
+            else:
                 a, b = f.nodes
                 sim.schedule(f.at_ns, self.reset_channel, a, b)
-            else:
-                raise ValueError(f"unknown fault kind {f.kind!r}")
-
