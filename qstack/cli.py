@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--formalism", choices=("bd", "dm"), default=None,
                      help="two-qubit state formalism (default: the file's, else bd)")
     sim.add_argument("--until", type=_seconds, default=None, metavar="SECONDS",
-                     help="stop after this much simulated time (seconds)")
+                     help="stop after this much simulated time (seconds; default one "
+                          "simulated hour: every run ends)")
     sim.add_argument("--network-layer", choices=("qnp", "ideal"), default="qnp",
                      help="qnp: link + network layers; ideal: Werner pairs on request")
     sim.add_argument("--purify", action="store_true",
@@ -138,7 +139,8 @@ def run_sim(args: argparse.Namespace) -> int:
         spec = api.load_network(args.network)
         apps = load_apps(args.app, spec.nodes)
         result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
-                              until_s=args.until, network_layer=args.network_layer,
+                              until_s=api.DEFAULT_UNTIL_S if args.until is None else args.until,
+                              network_layer=args.network_layer,
                               purify=args.purify)
     except QStackError as exc:
         print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",

@@ -245,6 +245,8 @@ class Protocol:
             attr = self._resolve(tp)
         if attr is not None:
             return getattr(self, attr)(event, now_ns) or []
+        if tp in _NEWS:
+            return []      # news of the node's surroundings a protocol may ignore
         return [Fail(ErrorCode.UNEXPECTED_EVENT,
                      f"{type(self).__name__} on {self.node} has no handler for "
                      f"{type(event).__name__}", context=event)]
@@ -268,6 +270,11 @@ class Protocol:
         if attr is _MISSING:
             attr = self._resolve(event_type)
         return getattr(self, attr) if attr is not None else handle
+
+
+#: Events every protocol of a node is given (the driver's news of the node's
+#: surroundings): one without a handler for them ignores them.
+_NEWS = frozenset({Started, PeerDown, PeerUp, LinkDown, LinkUp, Undeliverable})
 
 
 # ---------------------------------------------------------------- fast construction

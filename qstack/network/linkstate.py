@@ -11,7 +11,8 @@ nodes. ``specs/network.md`` §2 "Link state" is the normative description:
 * a node that receives an advertisement newer than the one it holds from that
   origin keeps it and **floods** it to its other neighbours; an older one is
   answered with the newer it holds; its own, from before a restart (newer than
-  what it remembers), makes it jump past that number and advertise afresh;
+  what it remembers, or as new and different), makes it jump past that number
+  and advertise afresh (its current one coming back round is dropped);
 * when a link comes up the two ends **exchange** every advertisement they
   hold, so a node that restarted (and knows only its configuration) catches up;
 * a link is up in a node's view when neither end's latest advertisement says
@@ -97,10 +98,13 @@ class LinkStateDB:
         this node's own advertisement from before a restart, the fresh one
         to flood to every neighbour."""
         if ad.origin == self.node:
-            if ad.seq >= self.seq:
-                self.seq = ad.seq            # jump past what the network remembers of us
+            mine = self.ads.get(self.node)
+            if ad.seq > self.seq or (ad.seq == self.seq and ad != mine):
+                # the network remembers an advertisement of ours from before a
+                # restart (newer, or as new and saying something else): jump past it
+                self.seq = ad.seq
                 return False, self.originate()
-            return False, None
+            return False, None           # our own, come round: nothing new
         have = self.ads.get(ad.origin)
         if have is not None and ad.seq < have.seq:
             return False, have

@@ -39,7 +39,8 @@ class SimRuntime(TransportRuntime):
         self.sim = net.sim
         self.node = node
         self.protocol = protocol
-        self.device = net.node(node).device
+        self._node = net.node(node)
+        self.device = self._node.device
         self.busy_until = 0
         self.ops_executed = 0
 
@@ -65,7 +66,7 @@ class SimRuntime(TransportRuntime):
         self.net.node(self.node).listeners.append(callback)
 
     def execute(self, op: Any) -> Any:
-        if not self.net.node(self.node).up:
+        if not self._node.up:
             raise QStackError(ErrorCode.TRANSPORT_NODE_DOWN,
                               f"{self.node} is down: no operation runs on it")
         # The processor does one thing at a time: an operation starts when the
@@ -138,15 +139,15 @@ class _Watchdog:
 STALL_NS = 300 * 10**9
 
 
-async def _run_app(fn: Callable, ctx: NodeContext) -> Any:
-    """``fn(ctx)``, then (however it ended) what it left behind is released:
-    its open sockets aborted, its qubits freed (``NodeContext.release_all``)."""
+def _released(task: Any, ctx: NodeContext) -> None:
+    """An application ended (however): what it left behind is released, its
+    open sockets aborted, its qubits freed, but what it returned
+    (``NodeContext.release_all``). A done callback rather than a wrapping
+    coroutine: that would be one more frame on every step of the application."""
     result = None
-    try:
-        result = await fn(ctx)
-        return result
-    finally:
-        ctx.release_all(keep=result)
+    if not task.cancelled() and task.exception() is None:
+        result = task.result()
+    ctx.release_all(keep=result)
 
 
 def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
@@ -181,16 +182,21 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
                 clients[node] = TransportClient(SimRuntime(net, node, protocol))
             ctx = NodeContext(clients[node].runtime, clients[node], app=name)
             run.contexts[name] = ctx
-            task = net.sim.spawn(_run_app(fn, ctx), name=name)
+            task = net.sim.spawn(fn(ctx), name=name)
+            task.add_done_callback(lambda t, ctx=ctx: _released(t, ctx))
             # Marks the task as observed (so strict mode does not re-raise its
             # exception out of net.run) and notes when it finished.
             task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
             tasks.append(task)
+    # (the run's stop condition is checked after every event: a count, not a scan)
+    running = [len(tasks)]
+    for task in tasks:
+        task.add_done_callback(lambda t: running.__setitem__(0, running[0] - 1))
     start_events = net.sim.events_fired if hasattr(net.sim, "events_fired") else 0
     if stall_ns is not None and tasks:
         _Watchdog(net.sim, tasks, int(stall_ns), run).arm()
     net.run(until_ns=until_ns,
-            stop_when=lambda: run.stalled or all(t.done() for t in tasks))
+            stop_when=lambda: running[0] <= 0 or run.stalled)
     run.end_ns = net.sim.now
     run.events = (net.sim.events_fired - start_events) if hasattr(net.sim, "events_fired") else 0
     for task in tasks:

@@ -143,8 +143,12 @@ class SimNetwork(RuntimeDriver):
         self._sessions: dict[str, set[str]] = {}
         self._down_sessions: set[frozenset] = set()     # sessions broken, not yet back
         self._reconnecting: set[frozenset] = set()      # ... of which reconnect on a timer
+        self._known_inc: dict[tuple[str, str], int] = {}  # (node, peer) -> peer's incarnation
         self._epochs: dict[frozenset, int] = {}         # pair -> resets so far
         self._fifo: dict[tuple[str, str], int] = {}     # (src, dst) -> latest arrival
+        # (src, dst) -> (delay, destination node, pair) for non-neighbours, while
+        # the topology and the sessions stay as they are
+        self._routes: dict[tuple[str, str], tuple] = {}
         self.faults: list[tuple[int, str, tuple]] = []  # (time ns, what, nodes) as they happened
 
     # ------------------------------------------------------------------ build
@@ -191,7 +195,7 @@ class SimNetwork(RuntimeDriver):
         self._adj.setdefault(a, {})[b] = link
         self._adj.setdefault(b, {})[a] = link
         self.graph.add_edge(a, b, delay_ns=link.classical_delay_ns)
-        self._delay_cache.clear()
+        self._topology_changed()
         return link
 
     def add_protocol(self, node: str, protocol: Protocol) -> Protocol:
@@ -257,6 +261,26 @@ class SimNetwork(RuntimeDriver):
             raise QStackError(ErrorCode.NET_NO_ROUTE, f"no classical path {src} -> {dst}")
         return int(table[dst])
 
+    def _mark_down(self, pair: frozenset) -> None:
+        """The session ``pair`` is down: nothing goes between them until it is back."""
+        self._down_sessions.add(pair)
+        self._routes.clear()
+        a, b = sorted(pair)
+        # which incarnation of the other each end had the session with
+        self._known_inc.setdefault((a, b), self.nodes[b].incarnation)
+        self._known_inc.setdefault((b, a), self.nodes[a].incarnation)
+
+    def _peer_up(self, node: str, peer: str, delay: int = 0) -> None:
+        """Tell ``node`` its session with ``peer`` is back, and whether ``peer``
+        restarted meanwhile (then it remembers nothing of the session)."""
+        before = self._known_inc.pop((node, peer), self.nodes[peer].incarnation)
+        self._notify(node, PeerUp(peer, restarted=self.nodes[peer].incarnation != before),
+                     delay)
+
+    def _topology_changed(self) -> None:
+        self._delay_cache.clear()
+        self._routes.clear()
+
     def _live_graph(self) -> nx.Graph:
         g = nx.Graph()
         g.add_nodes_from(n for n, node in self.nodes.items() if node.up)
@@ -308,25 +332,30 @@ class SimNetwork(RuntimeDriver):
             sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
                             msg)
             return
-        target = self.nodes.get(dst)
-        if target is None:
-            self._undeliverable(node, protocol, dst, msg, f"unknown node {dst!r}")
-            return
-        pair = frozenset((src, dst))
-        if pair in self._down_sessions:
-            self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
-            return
-        try:
-            delay = self.classical_delay_ns(src, dst)
-        except QStackError as err:
-            self._undeliverable(node, protocol, dst, msg, err.detail)
-            return
-        self._sessions.setdefault(src, set()).add(dst)
-        self._sessions.setdefault(dst, set()).add(src)
+        key = (src, dst)
+        route = self._routes.get(key)
+        if route is None:
+            # first message of the pair since the topology last changed
+            target = self.nodes.get(dst)
+            if target is None:
+                self._undeliverable(node, protocol, dst, msg, f"unknown node {dst!r}")
+                return
+            pair = frozenset((src, dst))
+            if pair in self._down_sessions:
+                self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
+                return
+            try:
+                delay = self.classical_delay_ns(src, dst)
+            except QStackError as err:
+                self._undeliverable(node, protocol, dst, msg, err.detail)
+                return
+            self._sessions.setdefault(src, set()).add(dst)
+            self._sessions.setdefault(dst, set()).add(src)
+            route = self._routes[key] = (delay, target, pair)
+        delay, target, pair = route
         arrive = sim.now + delay
         if self.jitter_ns:
             arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
-        key = (src, dst)
         last = self._fifo.get(key, 0)
         if arrive < last:
             arrive = last
@@ -461,9 +490,9 @@ class SimNetwork(RuntimeDriver):
             link.epoch += 1
         node.crash()                # (its listeners, the socket API, are told)
         node.device.reset()
-        self._delay_cache.clear()
+        self._topology_changed()
         for peer, delay in sorted(peers.items()):
-            self._down_sessions.add(frozenset((name, peer)))
+            self._mark_down(frozenset((name, peer)))
             if peer in self._adj.get(name, _NO_LINKS):
                 self._notify(peer, LinkDown(name), delay or 0)
             self._notify(peer, PeerDown(name), delay or 0)
@@ -479,7 +508,7 @@ class SimNetwork(RuntimeDriver):
         now = self.sim.now
         self.faults.append((now, "restart", (name,)))
         node.up = True              # (so that paths through it count below)
-        self._delay_cache.clear()
+        self._topology_changed()
         # The peers are told before the fresh stack starts: anything it sends
         # reaches them after they know it is back (FIFO within an instant).
         for peer in sorted(self._session_peers(name)):
@@ -494,7 +523,13 @@ class SimNetwork(RuntimeDriver):
             if link is not None and link.up:
                 self._notify(peer, LinkUp(name), delay)
             self._notify(peer, PeerUp(name, restarted=True), delay)
+            self._known_inc.pop((peer, name), None)
+            self._known_inc.pop((name, peer), None)
         node.restart(now)
+        # the fresh stack assumes its links up, as configured: tell it which are not
+        for peer, link in sorted(self._adj.get(name, _NO_LINKS).items()):
+            if not (link.up and self.nodes[peer].up):
+                node.broadcast(LinkDown(peer), now)
         self._check_sessions()
 
     def reset_node(self, name: str) -> None:
@@ -522,7 +557,7 @@ class SimNetwork(RuntimeDriver):
         link.up = bool(up)
         if link.station is not None:
             link.station.set_up(up)
-        self._delay_cache.clear()
+        self._topology_changed()
         ends_up = link.ends[0].up and link.ends[1].up
         if not up:
             link.epoch += 1
@@ -556,12 +591,12 @@ class SimNetwork(RuntimeDriver):
         self._notify(b, PeerDown(a))
         delay = self._delay_or_none(a, b)
         if delay is None:
-            self._down_sessions.add(pair)       # back when a path returns
+            self._mark_down(pair)       # back when a path returns
             return
         self._sessions.setdefault(a, set()).add(b)
         self._sessions.setdefault(b, set()).add(a)
         # reconnecting takes a round trip; until then nothing is carried
-        self._down_sessions.add(pair)
+        self._mark_down(pair)
         self._reconnecting.add(pair)
         self.sim.schedule(2 * delay, self._reconnect, a, b, self.nodes[a].incarnation,
                           self.nodes[b].incarnation)
@@ -577,8 +612,8 @@ class SimNetwork(RuntimeDriver):
         if not self._reachable(a, b):
             return
         self._down_sessions.discard(pair)
-        self._notify(a, PeerUp(b))
-        self._notify(b, PeerUp(a))
+        self._peer_up(a, b)
+        self._peer_up(b, a)
 
     def _check_sessions(self) -> None:
         """After a topology change: sessions that lost every path break
@@ -599,10 +634,10 @@ class SimNetwork(RuntimeDriver):
                     if reachable and pair not in self._reconnecting:
                         self._down_sessions.discard(pair)
                         delay = self.classical_delay_ns(a, b)
-                        self._notify(a, PeerUp(b), delay)
-                        self._notify(b, PeerUp(a), delay)
+                        self._peer_up(a, b, delay)
+                        self._peer_up(b, a, delay)
                 elif not reachable:
-                    self._down_sessions.add(pair)
+                    self._mark_down(pair)
                     self._epochs[pair] = self._epochs.get(pair, 0) + 1
                     self._notify(a, PeerDown(b))
                     self._notify(b, PeerDown(a))

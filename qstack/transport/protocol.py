@@ -102,8 +102,6 @@ TRANSITIONS: dict[tuple[Phase, str], Phase] = {
     (_CLOSING, "Fin"): _CLOSING,
 }
 
-#: Phases in which the far end takes new items.
-_SENDING = frozenset({_OPEN, _PENDING, _CLOSING})
 
 
 def pair_key(pair_id: Any) -> tuple:
@@ -269,6 +267,7 @@ class TeleportTransport(Protocol):
         self.released = _Recent()   # told to drop before arrival
         self.expired = _Recent()    # expired before bound to a header
         self.peers_down: set[str] = set()
+        self._next_port = EPHEMERAL_PORTS.start
         self._ops: dict[int, tuple] = {}
         self._next_op = 0
         # Request ids are tagged with a hash of the node name: the far end of a
@@ -319,9 +318,9 @@ class TeleportTransport(Protocol):
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         self._now = now_ns
-        if self.expired:
+        if self.expired._until:            # (dict truthiness: no Python call per event)
             self.expired.prune(now_ns)
-        if self.released:
+        if self.released._until:
             self.released.prune(now_ns)
         return super().handle(event, now_ns)
 
@@ -393,10 +392,17 @@ class TeleportTransport(Protocol):
     def _connect(self, req: svc.Connect, now_ns: int) -> list[Action]:
         port = req.local_port
         if port is None:
-            port = next((p for p in EPHEMERAL_PORTS if self._port_free(p)), None)
+            # ephemeral ports are taken in turn (as TCP stacks do), so a port
+            # comes back only after the rest of the range: the far end has long
+            # forgotten the connection that used it last
+            lo, n = EPHEMERAL_PORTS.start, len(EPHEMERAL_PORTS)
+            start = self._next_port
+            port = next((lo + (start - lo + i) % n for i in range(n)
+                         if self._port_free(lo + (start - lo + i) % n)), None)
             if port is None:
                 self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, "no free port")
                 return self._flush()
+            self._next_port = lo + (port - lo + 1) % n
         elif not self._port_free(port):
             self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, f"port {port} is in use")
             return self._flush()
@@ -416,7 +422,7 @@ class TeleportTransport(Protocol):
 
     def _open_state(self, conn: svc.Conn, token: int, qubit: Any = None) -> _ConnState | None:
         st = self.conns.get(conn)
-        if st is None or st.phase not in (_OPEN, _PENDING):
+        if st is None or (st.phase is not _OPEN and st.phase is not _PENDING):
             if st is None:
                 code, why = ErrorCode.TRANSPORT_NOT_CONNECTED, "is not open"
             elif st.phase is _SYN_SENT:
@@ -596,8 +602,9 @@ class TeleportTransport(Protocol):
             self._send(conn.remote, Fin(conn.local_port, conn.remote_port, st.tx_seq))
             self._drop(st)
             return
-        self._release_surplus(st)
-        self._top_up(st, now_ns)
+        need = self._needed(st)
+        self._release_surplus(st, need)
+        self._top_up(st, now_ns, need)
 
     def _needed(self, st: _ConnState) -> int:
         """Pairs the queue needs for the items the far end's window admits
@@ -618,8 +625,8 @@ class TeleportTransport(Protocol):
                 room -= n
         return need
 
-    def _release_surplus(self, st: _ConnState) -> None:
-        extra = len(st.pool) - self._needed(st)
+    def _release_surplus(self, st: _ConnState, need: int | None = None) -> None:
+        extra = len(st.pool) - (self._needed(st) if need is None else need)
         for _ in range(max(0, extra)):
             self._release(st.pool.pop())
 
@@ -631,11 +638,12 @@ class TeleportTransport(Protocol):
         if pair.remote not in self.peers_down:
             self._send(pair.remote, PairRelease(pair.pid))
 
-    def _top_up(self, st: _ConnState, now_ns: int) -> None:
-        """Ask the network for the pairs the queue needs and nobody asked for."""
+    def _top_up(self, st: _ConnState, now_ns: int, need: int | None = None) -> None:
+        """Ask the network for the pairs the queue needs and nobody asked for
+        (``need``: :meth:`_needed`, if the caller has it)."""
         if st.retry_pending:
             return
-        deficit = self._needed(st) - len(st.pool) - st.expected
+        deficit = (self._needed(st) if need is None else need) - len(st.pool) - st.expected
         if deficit <= 0:
             return
         wanting = [op for op in st.queue if op.need]
@@ -679,7 +687,8 @@ class TeleportTransport(Protocol):
                 st = self.conns.get(conn)
                 if st is not None:
                     st.expected = max(0, st.expected - 1)
-            if st is None or st.phase not in _SENDING:
+            # (the far end takes new items while OPEN, PENDING or CLOSING)
+            if st is None or st.phase is _SYN_SENT or st.phase is _PEER_CLOSED:
                 self._release(pair)
             else:
                 st.pool.append(pair)
@@ -877,6 +886,11 @@ class TeleportTransport(Protocol):
     def _on_syn(self, src: str, msg: Syn, now_ns: int) -> None:
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
+        if st is not None and st.phase is _PEER_CLOSED and st.peer_closed:
+            # the far end closed that connection and opens a new one from the
+            # same port: the old one is over here too (its application was told)
+            self._drop(st)
+            st = None
         if st is not None:              # a repeated SYN: answer again
             if st.phase is not _SYN_SENT:
                 self._send(src, SynAck(msg.dst_port, msg.src_port, st.rx_advertised))
@@ -934,7 +948,16 @@ class TeleportTransport(Protocol):
 
     def _on_window(self, src: str, msg: Window, now_ns: int) -> None:
         st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
-        if st is not None and msg.limit > st.tx_limit:
+        if st is None:
+            # the far end holds a connection this node does not have (it
+            # restarted): reset it there. (An Ack may come late after a close
+            # and is ignored; a Window comes only from a live connection.)
+            self._send(src, Rst(msg.dst_port, msg.src_port,
+                                int(ErrorCode.TRANSPORT_NOT_CONNECTED),
+                                f"no connection {svc.Conn(msg.dst_port, src, msg.src_port)} on "
+                                f"{self.node}"))
+            return
+        if msg.limit > st.tx_limit:
             st.tx_limit = msg.limit
             self._pump(st, now_ns)
 

@@ -334,8 +334,10 @@ class TransportClient:
         """The node crashed: every connection, listening port and pending call
         is gone; everything waiting fails with ``TRANSPORT_NODE_DOWN``, and
         calls fail so until the node is back (:meth:`node_up`)."""
+        # (nothing is handed back: the node's memory is gone with it)
         self.down = TransportError(ErrorCode.TRANSPORT_NODE_DOWN,
-                                   f"{ev.node} crashed: its connections and qubits are gone")
+                                   f"{ev.node} crashed: its connections and qubits are gone",
+                                   handed_back=False)
         pending, self._pending = self._pending, {}
         self._epr_made.clear()
         for fut in pending.values():
