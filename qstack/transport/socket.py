@@ -216,13 +216,15 @@ class _Queue:
 
 
 class _ConnQueues:
-    __slots__ = ("qubits", "eprs", "data", "closed")
+    __slots__ = ("qubits", "eprs", "data", "closed", "ended")
 
     def __init__(self, on_take: Callable[[], None] | None = None) -> None:
         self.qubits = _Queue(on_take)
         self.eprs = _Queue(on_take)
         self.data = _Queue(on_take)
         self.closed = False
+        #: how the far end ended the connection (its PeerClosed), if it did
+        self.ended: TransportError | None = None
 
 
 class TransportClient:
@@ -324,6 +326,7 @@ class TransportClient:
             q.closed = True
             code = ev.code if ev.code is not None else ErrorCode.TRANSPORT_CLOSED
             detail = ev.detail or f"{ev.conn.remote} closed the connection"
+            q.ended = TransportError(code, detail)
             for queue in (q.qubits, q.eprs, q.data):
                 queue.close(TransportError(code, detail))
 
@@ -397,11 +400,20 @@ class QSocket:
             return f"<QSocket {self._ctx.name} listening on {self.listening_port}>"
         return f"<QSocket {self._ctx.name} unconnected>"
 
-    def _need_conn(self) -> svc.Conn:
+    def _need_conn(self, sending: bool = False, qubit: Any = None) -> svc.Conn:
+        """The connection, for an operation on it; a send on a connection the
+        far end ended raises the code it ended with (``qubit`` handed back)."""
         if self._closed:
-            raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed")
+            raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed",
+                                 [qubit] if qubit is not None else None)
         if self.conn is None:
-            raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not connected")
+            raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not connected",
+                                 [qubit] if qubit is not None else None)
+        if sending:
+            ended = self._client.conn_queues(self.conn).ended
+            if ended is not None:
+                raise TransportError(ended.code, ended.detail,
+                                     [qubit] if qubit is not None else None)
         return self.conn
 
     # -------------------------------------------------------- set-up
@@ -465,7 +477,7 @@ class QSocket:
         lost its half, restarted, closed) raises with the code that says why
         and ``err.qubits == []``: the qubit is lost.
         """
-        conn = self._need_conn()
+        conn = self._need_conn(sending=True, qubit=qubit)
         ref = qubit.ref
         rt = self._ctx.runtime
         await rt.settle()
@@ -496,7 +508,7 @@ class QSocket:
         end's halves as qubits, or with ``measure`` ("Z", "X", "Y") the
         outcomes of measuring each at once. On ``TRANSPORT_NO_PAIR`` the
         halves already made are in the error's ``qubits``."""
-        conn = self._need_conn()
+        conn = self._need_conn(sending=True)
         await self._ctx.runtime.settle()
         token, fut = self._client.request(lambda t: svc.CreateEpr(t, conn, int(number),
                                                                   float(min_fidelity), timeout_ns))
@@ -532,7 +544,7 @@ class QSocket:
     # -------------------------------------------------------- classical bytes
     async def send(self, data: bytes) -> None:
         """Send classical bytes (at most 65536), in order with qubits and pairs."""
-        conn = self._need_conn()
+        conn = self._need_conn(sending=True)
         await self._ctx.runtime.settle()
         await self._client.call(lambda t: svc.SendBytes(t, conn, bytes(data)))
 
