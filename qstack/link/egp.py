@@ -653,7 +653,10 @@ class EGP(Protocol):
             if not item.finished and (spec.consecutive or len(link.items) == 1) \
                     and (not spec.deadline_ns or now < spec.deadline_ns):
                 # fast path: the only (or a consecutive) item continues
-                self._schedule_item(link, item, actions)
+                k = (spec.priority, spec.purpose_id)
+                served = link.served
+                served[k] = served.get(k, 0) + 1
+                self._entangle(link, item, actions)
             else:
                 link.cur = None
                 self._schedule(link, now, actions)
@@ -672,13 +675,6 @@ class EGP(Protocol):
             self._pair_made(link, item, seq, h, now, actions)
         self._follow(link, actions)
         return actions
-
-    def _schedule_item(self, link: LinkState, item: _Item, actions: list) -> None:
-        spec = item.spec
-        k = (spec.priority, spec.purpose_id)
-        served = link.served
-        served[k] = served.get(k, 0) + 1
-        self._entangle(link, item, actions)
 
     def _pair_made(self, link: LinkState, item: _Item, seq: int, h: Any, now: int,
                    actions: list) -> None:

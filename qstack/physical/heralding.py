@@ -146,6 +146,9 @@ class HeraldingStation:
             return
         req = _Request(side, ref, op)
         other = 1 - side
+        # A request is free to match while it has no partner and no pair: one
+        # whose pair is made waits only for its herald (its partner may have
+        # heard already).
         key = req.key
         if key is _FOLLOW:
             partner = None
@@ -164,8 +167,11 @@ class HeraldingStation:
             partner = self._keyed[other].get(key)
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
-            if partner is None and self._follow[other]:
-                partner = self._oldest_follower(other)
+            if partner is None:
+                for cand in self._follow[other]:   # the oldest free follower
+                    if cand.partner is None and cand.qubit is None:
+                        partner = cand
+                        break
         # every request stays listed until answered (cancel finds it there);
         # ``partner`` tells whether it is matched
         if key is _FOLLOW:
@@ -177,20 +183,6 @@ class HeraldingStation:
                 self._arm_deadline(req)
             return
         self._match(req, partner)
-
-    # A request is free to match while it has no partner and no pair: one whose
-    # pair is made waits only for its herald (its partner may have heard already).
-    def _oldest_keyed(self, side: int) -> _Request | None:
-        for req in self._keyed[side].values():
-            if req.partner is None and req.qubit is None:
-                return req
-        return None
-
-    def _oldest_follower(self, side: int) -> _Request | None:
-        for req in self._follow[side]:
-            if req.partner is None and req.qubit is None:
-                return req
-        return None
 
     def _arm_deadline(self, req: _Request) -> None:
         if req.deadline < NEVER_NS and req.deadline_event is None:
