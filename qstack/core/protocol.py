@@ -200,6 +200,18 @@ class Fail(Action):
 
 # ---------------------------------------------------------------- protocol base
 
+def on_message(*message_types: type) -> Callable:
+    """Register the decorated method as the handler of the wire messages of
+    ``message_types``: the base class's ``MessageReceived`` handler calls it
+    as ``method(src, msg, now_ns)`` (``specs/protocol.md``, "Conventions")."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__qstack_messages__ = message_types
+        return fn
+
+    return mark
+
+
 def on(*event_types: type) -> Callable:
     """Register the decorated method as the handler of ``event_types``."""
 
@@ -221,20 +233,53 @@ class Protocol:
     name: ClassVar[str] = ""
     _handlers: ClassVar[dict[type, str]] = {}
     _resolved: ClassVar[dict[type, str | None]] = {}
+    #: message type -> the name of its handler (registered with :func:`on_message`)
+    _message_handlers: ClassVar[dict[type, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers: dict[type, str] = {}
+        messages: dict[type, str] = {}
         for klass in reversed(cls.__mro__):
             for attr, fn in vars(klass).items():
                 for tp in getattr(fn, "__qstack_handles__", ()):
                     handlers[tp] = attr
+                for tp in getattr(fn, "__qstack_messages__", ()):
+                    messages[tp] = attr
+        if messages and MessageReceived not in handlers:
+            handlers[MessageReceived] = "_dispatch_message"
         cls._handlers = handlers
+        cls._message_handlers = messages
         # event type -> handler name (None: no handler), resolved on first use
         cls._resolved: dict[type, str | None] = {}
 
     def __init__(self, node: str) -> None:
         self.node = node
+        # pending quantum operations: op id -> what the protocol needs on its answer
+        self._ops: dict[int, Any] = {}
+        self._next_op = 0
+
+    # ------------------------------------------------------------ conventions
+    def _dispatch_message(self, ev: "MessageReceived", now_ns: int) -> list | None:
+        """``MessageReceived``: the handler registered for the message's type
+        (:func:`on_message`), or ``Fail(UNKNOWN_TYPE)``."""
+        attr = self._message_handlers.get(ev.msg.__class__)
+        if attr is None:
+            return [Fail(ErrorCode.UNKNOWN_TYPE,
+                         f"{self.name} on {self.node} got {type(ev.msg).__name__}")]
+        return getattr(self, attr)(ev.src, ev.msg, now_ns)
+
+    def start_op(self, op: Any, context: Any) -> "QuantumOp":
+        """A ``QuantumOp`` for ``op`` whose answer will find ``context`` (a
+        small record of what to do with it) through :meth:`take_op`."""
+        self._next_op = op_id = self._next_op + 1
+        self._ops[op_id] = context
+        return QuantumOp(op_id, op)
+
+    def take_op(self, op_id: int) -> Any:
+        """The context of the pending operation ``op_id`` (forgotten now), or
+        None if it is not (or no longer) pending."""
+        return self._ops.pop(op_id, None)
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""

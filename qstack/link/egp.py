@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import math
 import random
-from enum import Enum
 from typing import Any, Mapping
 
 from qstack.core.errors import ErrorCode
@@ -70,6 +69,7 @@ from qstack.core.protocol import (
     PeerUp, Protocol, QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor,
     on,
 )
+from qstack.core.states import State, Transitions
 from qstack.link.messages import (
     BASES, Abort, Expire, QueueAdd, QueueReject, QueueRequest, QueueSpec,
 )
@@ -95,7 +95,7 @@ _queue_spec = fast_constructor(QueueSpec, checked=True)
 _quantum_op = fast_constructor(QuantumOp)
 
 
-class Phase(Enum):
+class Phase(State):
     """The state of one link at one end."""
 
     IDLE = "idle"              # no Entangle outstanding
@@ -105,6 +105,22 @@ class Phase(Enum):
 
 
 _IDLE, _ATTEMPTING, _BACKOFF, _DOWN = Phase.IDLE, Phase.ATTEMPTING, Phase.BACKOFF, Phase.DOWN
+
+#: Every allowed move of a link's phase at one end, by its cause
+#: (``specs/link.md`` §4 has the actions that go with each).
+TRANSITIONS = Transitions("link", {
+    (_IDLE, "submit"): _ATTEMPTING,           # an Entangle goes out (leader or follower)
+    (_ATTEMPTING, "herald"): _IDLE,           # its answer came (ok or not)
+    (_ATTEMPTING, "withdraw"): _IDLE,         # taken back (CancelEntangle)
+    (_IDLE, "memory full"): _BACKOFF,         # its answer said so: wait, then again
+    (_BACKOFF, "retry"): _IDLE,               # the wait is over (an Entangle follows)
+    (_BACKOFF, "withdraw"): _IDLE,
+    (_IDLE, "down"): _DOWN,                   # LinkDown / PeerDown (after withdrawing)
+    (_DOWN, "up"): _IDLE,                     # LinkUp and PeerUp: afresh
+    # the node was reset in place (PeerDown(self)): its driver dropped everything
+    (_IDLE, "restart"): _IDLE, (_ATTEMPTING, "restart"): _IDLE,
+    (_BACKOFF, "restart"): _IDLE, (_DOWN, "restart"): _IDLE,
+})
 _HERALD_DOWN = frozenset({"link down", "peer down"})
 
 
@@ -134,7 +150,10 @@ class LinkState:
         self.session_down = False    # PeerDown seen, no PeerUp yet
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, cause: str | None = None) -> None:
+        """Start afresh (qids and pair sequence numbers from 0): going down
+        (after what was outstanding was withdrawn), coming up, or ``cause``
+        "restart" (the node was reset in place)."""
         self.items: dict[int, _Item] = {}
         self.next_qid = 0
         self.seq = 0                 # next pair sequence number (same at both ends)
@@ -145,7 +164,15 @@ class LinkState:
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
         self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
-        self.phase = _DOWN if (self.link_down or self.session_down) else _IDLE
+        # a new start: DOWN while the link or its session is down
+        down = self.link_down or self.session_down
+        phase = getattr(self, "phase", None)
+        if phase is None:                          # (constructed)
+            self.phase = _DOWN if down else _IDLE
+        elif cause is not None:
+            self.phase = TRANSITIONS.next(phase, cause)
+        else:
+            self.phase = TRANSITIONS.next(phase, "down" if down else "up")
 
     @property
     def down(self) -> bool:
@@ -535,7 +562,7 @@ class EGP(Protocol):
         self._ops[op_id] = (_ENT, link)
         link.op_id = op_id
         link.cur = item
-        link.phase = _ATTEMPTING
+        link.phase = TRANSITIONS.next(link.phase, "submit")
         actions.append(_quantum_op(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
                                                        spec.deadline_ns or _NO_DEADLINE,
                                                        spec.param, 0)))
@@ -551,7 +578,7 @@ class EGP(Protocol):
             self._next_op = op_id = self._next_op + 1
             self._ops[op_id] = (_ENT, link)
             link.op_id = op_id
-            link.phase = _ATTEMPTING
+            link.phase = TRANSITIONS.next(phase, "submit")
             actions.append(_quantum_op(op_id, _entangle_op(link.peer, None, _NO_DEADLINE,
                                                            0.0, 0)))
         elif not wanted and phase is not _IDLE and phase is not _DOWN:
@@ -576,7 +603,7 @@ class EGP(Protocol):
                 key = None
             actions.append(QuantumOp(None, CancelEntangle(link.peer, key)))
         link.op_id = None
-        link.phase = _IDLE
+        link.phase = TRANSITIONS.next(link.phase, "withdraw")
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
@@ -598,7 +625,7 @@ class EGP(Protocol):
         elif kind == "retry":
             if link.phase is not _BACKOFF:
                 return actions
-            link.phase = _IDLE
+            link.phase = TRANSITIONS.next(_BACKOFF, "retry")
             if link.leader:
                 item = link.cur
                 if item is not None and not item.finished:
@@ -625,7 +652,7 @@ class EGP(Protocol):
             if link.op_id != ev.op_id:
                 return None
             link.op_id = None
-            link.phase = _IDLE
+            link.phase = TRANSITIONS.next(link.phase, "herald")
             h = ev.outcome
             if h is not None and h.ok:
                 return self._herald_ok(link, h, now)
@@ -746,7 +773,7 @@ class EGP(Protocol):
             first = max(1_000, int(link.model.cycle_ns(link.cur.spec.param if link.cur else 0.0)))
             backoff = max(first, min(first << min(max(link.retries, 1) - 1, 40),
                                      self.memory_backoff_max_ns))
-            link.phase = _BACKOFF
+            link.phase = TRANSITIONS.next(link.phase, "memory full")
             actions.append(StartTimer(("retry", link.peer), backoff))
             return actions
         if not link.leader:
@@ -822,7 +849,7 @@ class EGP(Protocol):
             # this node restarted in place: its qubits and timers are gone
             for link in self.links.values():
                 link.link_down = link.session_down = False
-                link.reset()
+                link.reset("restart")
             self._ops.clear()
             return []
         link = self.links.get(ev.peer)
@@ -836,7 +863,7 @@ class EGP(Protocol):
         link = self.links.get(ev.peer)
         if link is not None:
             link.link_down = False
-            if not link.session_down:
+            if not link.session_down and link.phase is _DOWN:
                 link.reset()         # afresh: both ends start from qid 0, seq 0
         return []
 
@@ -845,7 +872,7 @@ class EGP(Protocol):
         link = self.links.get(ev.peer)
         if link is not None:
             link.session_down = False
-            if not link.link_down:
+            if not link.link_down and link.phase is _DOWN:
                 link.reset()
         return []
 

@@ -72,6 +72,7 @@ from qstack.core.protocol import (
     PeerUp, Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable,
     fast_constructor, on,
 )
+from qstack.core.states import State, Transitions
 from qstack.link.service import (
     CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
@@ -125,6 +126,27 @@ def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
     return spans
 
 
+class CircuitPhase(State):
+    """The state of a circuit at one node (closed: no longer held)."""
+
+    SETUP = "setup"          # head: CircuitSetup sent, no Confirm yet
+    INSTALLED = "installed"  # repeater: Setup passed on, no Confirm yet
+    ACTIVE = "active"        # pairs are made, swapped, delivered
+    CLOSED = "closed"        # torn down or finished (a reference kept by late events)
+
+
+_ACTIVE, _CLOSED = CircuitPhase.ACTIVE, CircuitPhase.CLOSED
+
+#: The allowed moves of a circuit at a node (the node's role decides its
+#: first state). Torn down (CircuitTeardown, a refused Confirm, a link or
+#: session failure, its request's end) it is forgotten from any state.
+TRANSITIONS = Transitions("circuit", {
+    (CircuitPhase.SETUP, "Confirm"): CircuitPhase.ACTIVE,
+    (CircuitPhase.INSTALLED, "Confirm"): CircuitPhase.ACTIVE,
+    (CircuitPhase.INSTALLED, "tail"): CircuitPhase.ACTIVE,
+})
+
+
 @dataclass(slots=True)
 class _Pair:
     """A link pair this node holds for a circuit (one qubit of it). At the
@@ -159,7 +181,7 @@ class _Circuit:
     app_tag: int
     correct: bool
     labels: tuple[int, ...] = ()     # purpose ids: labels[i] for link i
-    active: bool = False
+    phase: "CircuitPhase" = None     # set on install (TRANSITIONS below)
     # pairs held unswapped, per side, oldest first (dict keeps insertion order)
     held: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
     # (side, seq) -> (other side, other seq, bell xor, other fidelity, other created)
@@ -370,6 +392,7 @@ class QnpProtocol(Protocol):
                      labels=s.link_labels, window=s.window)
         if s.strategy == SwapStrategy.NESTED and 0 < idx < c.n_links:
             c.lo, c.hi = nested_spans(c.n_links)[idx]
+        c.phase = CircuitPhase.SETUP if idx == 0 else CircuitPhase.INSTALLED
         self.circuits[(s.head, s.circuit_id)] = c
         if idx > 0:
             self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = (s.head, s.circuit_id)
@@ -416,10 +439,15 @@ class QnpProtocol(Protocol):
             return [SendMessage(nxt, s)]
         # tail: installed and active at once (it creates no link pairs)
         c = self._install(s)
-        c.active = True
+        c.phase = TRANSITIONS.next(c.phase, "tail")
         return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, True, 0, ""))]
 
     def _on_confirm(self, src: str, m: CircuitConfirm, now_ns: int, c: _Circuit) -> list:
+        if not TRANSITIONS.allows(c.phase, "Confirm") or self._side_of(c, src) != _RIGHT:
+            # (a second Confirm, or one from a node that is not the next hop)
+            return [Fail(ErrorCode.UNEXPECTED_EVENT,
+                         f"CircuitConfirm of {c.head}/{c.cid} from {src} in phase "
+                         f"{c.phase.name}: ignored")]
         acts: list = []
         if c.index > 0:
             acts.append(SendMessage(c.path[c.index - 1], m))
@@ -431,12 +459,12 @@ class QnpProtocol(Protocol):
                     acts += self._finish_request(r, _code(m.code, ErrorCode.NET_REJECTED),
                                                  m.detail)
             return acts
-        c.active = True
+        c.phase = TRANSITIONS.next(c.phase, "Confirm")
         return acts + self._refill(c, now_ns)
 
     def _refill(self, c: _Circuit, now_ns: int) -> list:
         """Ask the link layer for downstream pairs up to the window."""
-        if not c.active or c.index >= c.n_links:
+        if c.phase is not _ACTIVE or c.index >= c.n_links:
             return []
         acts = []
         held = len(c.held[_RIGHT])
@@ -464,7 +492,7 @@ class QnpProtocol(Protocol):
     @on(LinkOk)
     def _link_ok(self, ok: LinkOk, now_ns: int) -> list:
         c = self._circuit_of(ok)
-        if c is None or not c.active:
+        if c is None or c.phase is not _ACTIVE:
             # a pair for a circuit that is gone (or not ours): free the memory
             if ok.qubit is None:
                 return []
@@ -853,7 +881,7 @@ class QnpProtocol(Protocol):
         """Forget circuit ``c`` here, freeing every qubit it holds."""
         if self.circuits.pop((c.head, c.cid), None) is None:
             return []
-        c.active = False
+        c.phase = _CLOSED
         acts: list = []
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():

@@ -45,7 +45,6 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from qstack.core.errors import ErrorCode, QStackError
@@ -53,6 +52,7 @@ from qstack.core.protocol import (
     Action, CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, PeerUp,
     Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on,
 )
+from qstack.core.states import State, Transitions
 from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
@@ -75,7 +75,7 @@ _PERMANENT = frozenset({ErrorCode.NET_NO_ROUTE, ErrorCode.NET_UNREACHABLE_FIDELI
                         ErrorCode.NET_REJECTED})
 
 
-class Phase(Enum):
+class Phase(State):
     """The state of one connection end."""
 
     SYN_SENT = "syn_sent"        # Syn sent, no SynAck yet
@@ -91,7 +91,7 @@ _SYN_SENT, _PENDING, _OPEN, _PEER_CLOSED, _CLOSING = (
 #: Every allowed change of a connection's phase, by what causes it (a
 #: connection ends, from any phase, by being forgotten: not listed). Any other
 #: change is a bug and raises.
-TRANSITIONS: dict[tuple[Phase, str], Phase] = {
+TRANSITIONS = Transitions("connection", {
     (_SYN_SENT, "SynAck"): _OPEN,
     (_PENDING, "Accept"): _OPEN,
     (_OPEN, "Fin"): _PEER_CLOSED,
@@ -100,7 +100,7 @@ TRANSITIONS: dict[tuple[Phase, str], Phase] = {
     (_PENDING, "Close"): _CLOSING,
     (_PEER_CLOSED, "Close"): _CLOSING,
     (_CLOSING, "Fin"): _CLOSING,
-}
+})
 
 
 
@@ -310,11 +310,7 @@ class TeleportTransport(Protocol):
 
     @staticmethod
     def _move(st: _ConnState, cause: str) -> None:
-        nxt = TRANSITIONS.get((st.phase, cause))
-        if nxt is None:
-            raise QStackError(ErrorCode.UNEXPECTED_EVENT,
-                              f"connection {st.conn}: {cause} in phase {st.phase.value}")
-        st.phase = nxt
+        st.phase = TRANSITIONS.next(st.phase, cause)
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         self._now = now_ns
