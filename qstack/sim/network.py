@@ -138,7 +138,7 @@ class SimNetwork:
     """A simulated network: build it, stack protocols on its nodes, run it.
 
     ``formalism`` is ``"bd"`` (Bell-diagonal pairs: fast, exact under Pauli
-    noise) or ``"dm"`` (density matrices) for heralded pairs. ``seed`` fixes
+    noise and T1/T2 memory decay) or ``"dm"`` (density matrices) for heralded pairs. ``seed`` fixes
     every random number: the same seed gives the same run.
     """
 
