@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_network import F_LINK, Consumer, build_chain
 from qstack.core.protocol import on
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
+from qstack.sim.chain import LINK_FIDELITY as F_LINK
+from qstack.sim.chain import ChainEnd, build_chain
 
 # Werner links, no memory decay: the protocol's estimate and the true state
 # both follow the Werner chain formula; only float rounding separates them.
 TOL = 1e-9
 
 
-class Keeper(Consumer):
-    """The benchmark's consumer, except that it keeps each delivered qubit
+class Keeper(ChainEnd):
+    """The chain's end protocol, except that it keeps each delivered qubit
     (never frees it); other events (e.g. NetExpire) are ignored."""
 
     name = "test.keeper"
