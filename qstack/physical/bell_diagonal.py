@@ -402,10 +402,17 @@ def swap_polarised(a: BellDiagonal, pol_a: tuple | None, b: BellDiagonal, pol_b:
         _check_index("bsm_outcome", bsm_outcome)
     za0, za1 = (0.0, 0.0) if pol_a is None else pol_a
     zb0, zb1 = (0.0, 0.0) if pol_b is None else pol_b
-    # written out (no helper calls): this is the swap of every T1-decayed pair
+    return _swap_polarised(a, za0, za1, b, zb0, zb1, bsm_outcome)
+
+
+def _swap_polarised(a: BellDiagonal, za0: float, za1: float, b: BellDiagonal, zb0: float,
+                    zb1: float, m: int) -> tuple[BellDiagonal, tuple | None]:
+    """:func:`swap_polarised` with the polarisations as floats and the outcome
+    unchecked (the engine's swap of every T1-decayed pair: written out, no
+    helper calls)."""
     a0, a1, a2, a3 = a._c
     b0, b1, b2, b3 = b._c
-    dx, dy, dz = _BELL_CORR[bsm_outcome]
+    dx, dy, dz = _BELL_CORR[m]
     inv = 1.0 / (1.0 + za1 * dz * zb0)
     az = a0 + a1 - a2 - a3
     bz = b0 + b1 - b2 - b3
@@ -419,8 +426,7 @@ def swap_polarised(a: BellDiagonal, pol_a: tuple | None, b: BellDiagonal, pol_b:
         c = tuple(v if v > 0.0 else 0.0 for v in c)
     z0 = (za0 + az * dz * zb0) * inv
     z1 = (zb1 + za1 * dz * bz) * inv
-    pol = None if z0 == 0.0 and z1 == 0.0 else (z0, z1)
-    return BellDiagonal._trusted(c), pol
+    return BellDiagonal._trusted(c), (None if z0 == 0.0 and z1 == 0.0 else (z0, z1))
 
 
 def polarised_density_matrix(bd: BellDiagonal, pol: tuple | None) -> np.ndarray:

@@ -37,7 +37,7 @@ from qstack.core.errors import ErrorCode, QStackError
 from . import channels_kraus as _ck
 from . import gates as _g
 from .bell_diagonal import (
-    BellDiagonal, decay_polarised, polarised_density_matrix, swap_bell_diagonal, swap_polarised,
+    BellDiagonal, _swap_polarised, decay_polarised, polarised_density_matrix, swap_bell_diagonal,
 )
 from .states import BELL_BASIS, _ptrace, is_valid_density_matrix, num_qubits_of
 from .states import fidelity as _fidelity
@@ -839,7 +839,7 @@ class QuantumEngine:
         if ga.bd is not None and gb.bd is not None:
             if ga is not gb:
                 if ga.pol is not None or gb.pol is not None:
-                    return self._swap_polarised(ga, gb, a, b, u)
+                    return self._bsm_polarised(ga, gb, a, b, u)
                 # Uniform for Bell-diagonal inputs; same single draw and same
                 # inverse-CDF mapping as the dm path, so both formalisms
                 # give the same outcomes from the same seed.
@@ -889,32 +889,39 @@ class QuantumEngine:
         g.rho = rest
         return outcome
 
-    def _swap_polarised(self, ga: _Group, gb: _Group, a: Qubit, b: Qubit, u: float) -> int:
+    def _bsm_polarised(self, ga: _Group, gb: _Group, a: Qubit, b: Qubit, u: float) -> int:
         """:meth:`bsm` of halves ``a``, ``b`` of two bd pairs, one of them polarised (T1 decay).
 
         Exact, and the outcomes are no longer uniform
         (``bell_diagonal.swap_outcome_probs``); ``u`` is the bsm's one uniform draw.
         """
-        ma, mb = ga.members, gb.members
-        pa = ma[1] if ma[0] == a.id else ma[0]
-        pb = mb[1] if mb[0] == b.id else mb[0]
         # Orient pair A as (pa, a) and B as (b, pb): the Bell-diagonal part is
         # exchange symmetric, the polarisation is not.
-        pol_a, pol_b = ga.pol, gb.pol
-        if pol_a is not None and ma[0] == a.id:
-            pol_a = (pol_a[1], pol_a[0])
-        if pol_b is not None and mb[0] != b.id:
-            pol_b = (pol_b[1], pol_b[0])
+        ma, mb = ga.members, gb.members
+        pol = ga.pol
+        if ma[0] == a.id:
+            pa = ma[1]
+            za1, za0 = (0.0, 0.0) if pol is None else pol
+        else:
+            pa = ma[0]
+            za0, za1 = (0.0, 0.0) if pol is None else pol
+        pol = gb.pol
+        if mb[0] == b.id:
+            pb = mb[1]
+            zb0, zb1 = (0.0, 0.0) if pol is None else pol
+        else:
+            pb = mb[0]
+            zb1, zb0 = (0.0, 0.0) if pol is None else pol
         # Inverse CDF over swap_outcome_probs (P(0) = P(1) = 1/4 + s,
         # P(2) = P(3) = 1/4 - s), as _sample draws it in the dm path, written out.
-        s = 0.0 if pol_a is None or pol_b is None else 0.25 * pol_a[1] * pol_b[0]
+        s = 0.25 * za1 * zb0
         p_phi = 0.25 + s if s > -0.25 else 0.0
         p_psi = 0.25 - s if s < 0.25 else 0.0
         if p_psi == 0.0 or (p_phi > 0.0 and u < 2.0 * p_phi):
             outcome = 0 if u < p_phi else 1
         else:
             outcome = 2 if u - 2.0 * p_phi < p_psi else 3
-        new, pol = swap_polarised(ga.bd, pol_a, gb.bd, pol_b, outcome)
+        new, pol = _swap_polarised(ga.bd, za0, za1, gb.bd, zb0, zb1, outcome)
         self._groups.discard(ga)
         self._groups.discard(gb)
         self._forget(a.id)
