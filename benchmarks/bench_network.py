@@ -1,14 +1,15 @@
 """Benchmark: chains of N nodes delivering end-to-end pairs on the real stack.
 
-Every node of a chain of N nodes runs the link layer's EGP (``link.egp``)
-under the network layer's circuit protocol (``network.qnp``, swap as soon as
-possible, flow-control window 1) on :class:`qstack.sim.network.SimNetwork`; neighbours are
-joined by heralded links (:class:`qstack.physical.pair_model.SimplePairModel`:
-Werner pairs of fidelity ``F_LINK``, success probability ``P_LINK`` per
-1 us attempt, herald 5 us after emission, one-way classical delay 10 us,
-i.e. about 2 km of fibre). The head asks for ``pairs`` end-to-end pairs; a
-consumer stacked on ``network.qnp`` at both ends discards each delivered
-qubit at once so the memory frees. The figure is the wall time of the run
+The chain is :func:`qstack.sim.chain.build_chain`'s: every node of a chain of
+N nodes runs the link layer's EGP (``link.egp``) under the network layer's
+circuit protocol (``network.qnp``, swap as soon as possible, flow-control
+window 1) on :class:`qstack.sim.network.SimNetwork`; neighbours are joined by
+heralded links (:class:`qstack.physical.pair_model.SimplePairModel`: Werner
+pairs of fidelity ``F_LINK`` = 0.999, success probability 0.1 per 1 us
+attempt, herald 5 us after emission, one-way classical delay 10 us, i.e.
+about 2 km of fibre). The head asks for ``pairs`` end-to-end pairs; the
+chain's end protocol at both ends discards each delivered qubit at once so
+the memory frees. The figure is the wall time of the run
 (setup excluded, reported apart), for Bell-diagonal states at N = 10, 100,
 1000 and density matrices at N = 10.
 
@@ -30,81 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
-from qstack.core.protocol import Protocol, QuantumOp, on
-from qstack.link.egp import EGP
-from qstack.network.circuit import QnpProtocol
-from qstack.network.purify import PurifyProtocol
-from qstack.network.routing import Topology
-from qstack.network.service import NetErr, NetOk, NetRequest
+from qstack.network.service import NetRequest
 from qstack.network.theory import chain_fidelity
-from qstack.physical.device import NodeHardware
-from qstack.physical.ops import Discard
-from qstack.physical.pair_model import SimplePairModel
-from qstack.sim.network import SimNetwork
-
-F_LINK = 0.999
-P_LINK = 0.1
-CYCLE_NS = 1_000
-HERALD_NS = 5_000
-DELAY_NS = 10_000
-SLOTS = 8
-
-
-class Consumer(Protocol):
-    """Top of an end node's stack: records each NetOk and discards its qubit."""
-
-    name = "bench.consumer"
-
-    def __init__(self, node: str) -> None:
-        super().__init__(node)
-        self.oks: list = []
-        self.errors: list = []
-
-    @on(NetOk)
-    def _ok(self, ev: NetOk, now_ns: int):
-        self.oks.append(ev)
-        if ev.qubit is None:
-            return None
-        return [QuantumOp(None, Discard(ev.qubit))]   # no answer wanted
-
-    @on(NetErr)
-    def _err(self, ev: NetErr, now_ns: int):
-        self.errors.append(ev)
-
-
-def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
-                fidelity: float = F_LINK, p: float = P_LINK, slots: int = SLOTS,
-                t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type = None,
-                purify: bool = False):
-    """A chain ``n0000 - n0001 - ...`` on the real stack; (net, names, consumers at the
-    ends). ``consumer``: the protocol class stacked on network.qnp at both ends.
-    ``purify``: ``network.purify`` between the EGP and the QNP, which then plans
-    purification where a request needs it."""
-    names = [f"n{i:04d}" for i in range(n)]
-    net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
-    model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
-    hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
-    topo = Topology()
-    for name in names:
-        net.add_node(name, hw)
-        topo.add_node(name)
-    for a, b in zip(names, names[1:]):
-        net.add_link(a, b, model=model)
-        topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
-    for i, name in enumerate(names):
-        peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < n}
-        net.add_protocol(name, EGP(name, peers, hardware=hw, seed=seed))
-        service = "link.egp"
-        if purify:
-            net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
-            service = PurifyProtocol.name
-        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
-    consumers = {name: net.add_protocol(name, (consumer or Consumer)(name))
-                 for name in (names[0], names[-1])}
-    return net, names, consumers
+from qstack.sim.chain import LINK_FIDELITY as F_LINK
+from qstack.sim.chain import build_chain
 
 
 def chain_run(n: int, pairs: int = 1000, formalism: str = "bd", seed: int = 1,

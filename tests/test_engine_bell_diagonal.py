@@ -9,9 +9,12 @@ import pytest
 from qstack.physical import gates as g
 from qstack.physical import states as st
 from qstack.physical.bell_diagonal import (
-    PAULI_TO_BELL_MASK, BellDiagonal, swap_average, swap_bell_diagonal,
+    PAULI_TO_BELL_MASK, BellDiagonal, decay_polarised, polarised_density_matrix,
+    swap_average, swap_bell_diagonal, swap_outcome_probs, swap_polarised,
 )
-from qstack.physical.channels_kraus import apply_kraus_dm, depolarizing, dephasing, pauli_channel
+from qstack.physical.channels_kraus import (
+    amplitude_damping, apply_kraus_dm, depolarizing, dephasing, pauli_channel,
+)
 
 ATOL = 1e-12
 
@@ -120,3 +123,51 @@ def test_werner_swap_formula(f1, f2):
     out = swap_average(BellDiagonal.werner(f1), BellDiagonal.werner(f2))
     assert out.fidelity() == pytest.approx(f1 * f2 + (1 - f1) * (1 - f2) / 3, abs=ATOL)
     assert BellDiagonal.werner(f1).swap_average(BellDiagonal.werner(f2)).allclose(out, ATOL)
+
+
+# -- local Z polarisation (exact T1 decay) -------------------------------------------
+
+def _decayed(rng, side_steps=3):
+    """A random Bell-diagonal pair after random damping + dephasing on random
+    sides: (coefficients, polarisation, reference density matrix)."""
+    bd, pol = rand_bd(rng), None
+    rho = bd.to_density_matrix()
+    for _ in range(side_steps):
+        side, gamma, lam = int(rng.integers(2)), rng.random(), rng.random()
+        bd, pol = decay_polarised(bd, pol, side, gamma, lam)
+        # reference: amplitude damping, then dephasing with coherence factor lam
+        rho = apply_kraus_dm(rho, kraus_on_side(amplitude_damping(gamma), side))
+        rho = apply_kraus_dm(rho, kraus_on_side(dephasing(1 - lam), side))
+    return bd, pol, rho
+
+
+def test_decay_polarised_matches_kraus():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        bd, pol, rho = _decayed(rng)
+        np.testing.assert_allclose(polarised_density_matrix(bd, pol), rho, atol=ATOL)
+        # Bell fidelities are still the coefficients
+        for b in range(4):
+            assert bd.fidelity(b) == pytest.approx(st.fidelity(rho, st.bell_state(b)), abs=ATOL)
+
+
+def test_swap_polarised_matches_projection():
+    rng = np.random.default_rng(12)
+    for _ in range(10):
+        a, pa, rho_a = _decayed(rng)
+        b, pb, rho_b = _decayed(rng)
+        probs = swap_outcome_probs(pa[1], pb[0])
+        rho = np.kron(rho_a, rho_b).reshape([2] * 8)
+        for m in range(4):
+            v = st.bell_state(m).reshape(2, 2)
+            out = np.einsum("bc,abcdefgh,fg->adeh", v.conj(), rho, v).reshape(4, 4)
+            p = np.trace(out).real
+            assert probs[m] == pytest.approx(p, abs=ATOL)
+            c, pol = swap_polarised(a, pa, b, pb, m)
+            # 1e-10: dividing by p (here >~ 1e-3) scales the round-off up
+            np.testing.assert_allclose(polarised_density_matrix(c, pol), out / p, atol=1e-10)
+    # without polarisation: the plain swap, and no polarisation comes out
+    a, b = rand_bd(rng), rand_bd(rng)
+    for m in range(4):
+        c, pol = swap_polarised(a, None, b, None, m)
+        assert pol is None and c.allclose(swap_bell_diagonal(a, b, m), ATOL)

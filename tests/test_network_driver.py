@@ -1,9 +1,8 @@
 """A lean driver for network-layer protocols over an abstract link layer.
 
-The network tests and ``benchmarks/bench_network.py`` use it to run the
-sans-I/O network protocols on the real state engine
-(:class:`qstack.physical.engine.QuantumEngine`, "bd" or "dm") without the
-link layer's protocol: a ``CreateRequest`` submitted to ``link.egp`` on a
+The network tests use it to run the sans-I/O network protocols on the real
+state engine (:class:`qstack.physical.engine.QuantumEngine`, "bd" or "dm")
+without the link layer's protocol: a ``CreateRequest`` submitted to ``link.egp`` on a
 link of success probability ``p`` per attempt yields a Werner pair of fidelity
 ``F`` after a geometric number of attempts (``slot_ns`` each; pairs on one
 link are made one after the other), announced to both ends as ``LinkOk``.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_network import build_chain
 from qstack.core.protocol import (
     Deliver, MessageReceived, OperationDone, QuantumOp, SendMessage, Submit, on,
 )
@@ -24,6 +23,7 @@ from qstack.network.messages import SegmentExpire, Track
 from qstack.network.routing import Topology
 from qstack.network.service import NetExpire, NetRequest, SwapStrategy
 from qstack.physical.ops import BellMeasure, Discard
+from qstack.sim.chain import build_chain
 from tests.test_network_stack import Keeper
 
 

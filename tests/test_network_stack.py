@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_network import F_LINK, Consumer, build_chain
 from qstack.core.protocol import on
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
+from qstack.sim.chain import LINK_FIDELITY as F_LINK
+from qstack.sim.chain import ChainEnd, build_chain
 
 # Werner links, no memory decay: the protocol's estimate and the true state
 # both follow the Werner chain formula; only float rounding separates them.
 TOL = 1e-9
 
 
-class Keeper(Consumer):
-    """The benchmark's consumer, except that it keeps each delivered qubit
+class Keeper(ChainEnd):
+    """The chain's end protocol, except that it keeps each delivered qubit
     (never frees it); other events (e.g. NetExpire) are ignored."""
 
     name = "test.keeper"
@@ -164,13 +165,13 @@ def test_purified_links_reach_a_target_raw_links_cannot_as_the_closed_forms_say(
     without purification the request is refused as unreachable; with it the
     routing plans DEJMPS rounds per link and the delivered pairs hold exactly
     the closed-form state: k DEJMPS recurrence rounds from Werner(0.9)
-    (theory.dejmps), then a swap, whose fidelity to the tracked Bell state is
+    (Deutsch et al. 1996, tests/closed_forms.py), then a swap, whose fidelity to the tracked Bell state is
     sum_i c_i^2 for the link's Bell-diagonal coefficients c. Tolerance 1e-9
     (exact dm arithmetic). The network's own estimate treats each link as
     Werner; for two equal Bell-diagonal links sum c_i^2 >= c_0^2 +
     (1 - c_0)^2 / 3 (Cauchy-Schwarz), so the estimate never overstates."""
     from qstack.core.errors import ErrorCode
-    from qstack.network.theory import dejmps
+    from tests.closed_forms import dejmps
 
     a, z = "n0000", "n0002"
     net, _, ends = _purified_chain(purify=False)

@@ -77,6 +77,7 @@ from qstack.link.schemes import bell_fidelity, decayed_bell_fidelity
 from qstack.link.service import (
     CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
+from qstack.physical.channels_kraus import t1t2_rates
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Measure
 
 __all__ = ["EGP", "Release", "LinkState", "Phase"]
@@ -130,7 +131,7 @@ class LinkState:
     __slots__ = ("peer", "model", "side", "leader", "delay", "min_hd", "hd", "items",
                  "next_qid", "seq", "op_id", "cur", "served", "delivered", "pending",
                  "retries", "fid_cache", "param_cache", "capacity", "last_goodness", "phase",
-                 "orphans", "link_down", "session_down")
+                 "orphans", "link_down", "session_down", "bells")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
                  delay_ns: int | None = None) -> None:
@@ -142,10 +143,14 @@ class LinkState:
                          else getattr(model, "classical_delay_ns", 0))
         self.hd = (int(model.herald_delay_ns(0)), int(model.herald_delay_ns(1)))
         self.min_hd = min(self.hd)
+        # the Bell indices a herald may announce (all four if the model does not say)
+        indices = getattr(model, "heralded_bell_indices", None)
+        self.bells = tuple(indices()) if indices is not None else (0, 1, 2, 3)
         self.capacity = capacity
         self.fid_cache: dict = {}
         self.param_cache: dict = {}
-        self.last_goodness: tuple = (None, None, 0.0)
+        # per Bell index: (param, wait, goodness) of the last pair heralded with it
+        self.last_goodness: list = [(None, None, 0.0)] * 4
         self.link_down = False       # LinkDown seen, no LinkUp yet
         self.session_down = False    # PeerDown seen, no PeerUp yet
         self.reset()
@@ -244,6 +249,8 @@ class EGP(Protocol):
             t1_ns, t2_ns = hardware.t1_ns, hardware.t2_ns
             num_qubits = hardware.num_qubits
         self.t1_ns, self.t2_ns = float(t1_ns), float(t2_ns)
+        # refuse T1 <= 0 or T2 > 2 T1 here, not at the first herald
+        t1t2_rates(0.0, self.t1_ns, self.t2_ns)
         self.num_qubits = int(num_qubits)
         self.cutoff_ns = cutoff_ns
         self.weights = dict(purpose_weights or {})
@@ -270,23 +277,29 @@ class EGP(Protocol):
     # ------------------------------------------------------------ model queries
     def expected_fidelity(self, peer: str, param: float) -> float:
         """Fidelity of a pair with ``peer`` at delivery: the model's heralded
-        state after each qubit waited its herald delay in memory."""
+        state after each qubit waited its herald delay in memory, the lowest
+        over the Bell indices the link heralds. (With a finite T1 the index
+        matters: relaxation pulls both halves towards |00>, which Phi+- contain
+        and Psi+- do not, so a Psi pair loses more fidelity than a Phi pair.)"""
         link = self.links[peer]
-        return self._fidelity_after(link, param, link.hd[link.side])
+        wait = link.hd[link.side]
+        return min(self._fidelity_after(link, param, wait, b) for b in link.bells)
 
-    def _fidelity_after(self, link: LinkState, param: float, wait_self: int) -> float:
-        key = (param, wait_self)
+    def _fidelity_after(self, link: LinkState, param: float, wait_self: int, bell: int) -> float:
+        """Fidelity to Bell state ``bell`` of a pair heralded as ``bell`` once this
+        end's qubit waited ``wait_self`` ns and the other end's its herald delay."""
+        key = (param, wait_self, bell)
         f = link.fid_cache.get(key)
         if f is None:
             model = link.model
-            rho = model.heralded_state(param, 0)
+            rho = model.heralded_state(param, bell)
             waits = [0, 0]
             waits[link.side] = wait_self
             waits[1 - link.side] = link.hd[1 - link.side]
             if math.isinf(self.t1_ns) and math.isinf(self.t2_ns):
-                f = bell_fidelity(rho, 0)
+                f = bell_fidelity(rho, bell)
             else:
-                f = decayed_bell_fidelity(rho, 0, tuple(waits), self.t1_ns, self.t2_ns)
+                f = decayed_bell_fidelity(rho, bell, tuple(waits), self.t1_ns, self.t2_ns)
             link.fid_cache[key] = f
         return f
 
@@ -719,12 +732,13 @@ class EGP(Protocol):
         ent_id = _ent_id(origin, self.node if origin == peer else peer, seq)
         wait = now - h.emitted_ns
         param = spec.param
-        last = link.last_goodness
+        bell = h.bell_index
+        last = link.last_goodness[bell]
         if last[1] == wait and last[0] == param:
             goodness = last[2]
         else:
-            goodness = self._fidelity_after(link, param, wait)
-            link.last_goodness = (param, wait, goodness)
+            goodness = self._fidelity_after(link, param, wait, bell)
+            link.last_goodness[bell] = (param, wait, goodness)
         if spec.type is _KEEP:
             item.delivered = ndel = item.delivered + 1
             qubit = h.qubit

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qstack.physical.channels_kraus import t1t2_decay
 from qstack.physical.detectors import ThresholdDetector
 from qstack.physical.fibre import FibreChannel
 from qstack.physical.optics import LinearOpticsBSM
@@ -103,25 +104,18 @@ def decayed_bell_fidelity(rho: np.ndarray, bell_index: int, waits_ns: tuple[floa
                           t1_ns: float, t2_ns: float) -> float:
     """Fidelity with B_b after each qubit waited ``waits_ns[side]`` in memory.
 
-    Exact T1/T2 channel on each qubit (amplitude damping gamma = 1 - e^(-t/T1),
-    then pure dephasing so that coherences decay as e^(-t/T2)), the channel
-    ``qstack.physical.channels_kraus.t1t2_decay`` describes. Times in ns.
+    The exact T1/T2 channel on each qubit in turn, on the whole two-qubit
+    state (amplitude damping gamma = 1 - e^(-t/T1), then pure dephasing so
+    that coherences decay as e^(-t/T2): ``channels_kraus.t1t2_decay``). Exact
+    for any state and both halves waiting -- no Pauli twirl, which would miss
+    the gamma_0 gamma_1 / 4 that relaxation of both halves contributes.
+    Times in ns; ``T2 > 2 T1`` raises ``InvalidParameterError``.
     """
     out = np.array(rho, dtype=np.complex128)
     for side, t in enumerate(waits_ns):
         if t <= 0:
             continue
-        gamma = 0.0 if math.isinf(t1_ns) else -math.expm1(-t / t1_ns)
-        coh = math.exp(-t / t2_ns) if math.isfinite(t2_ns) else 1.0
-        # coherence after damping alone is sqrt(1-gamma); dephasing supplies the rest
-        lam = coh / math.sqrt(1.0 - gamma) if gamma < 1.0 else 0.0
-        lam = min(1.0, lam)
-        k0 = np.array([[1, 0], [0, math.sqrt(1 - gamma)]], dtype=np.complex128)
-        k1 = np.array([[0, math.sqrt(gamma)], [0, 0]], dtype=np.complex128)
-        kraus = [k0, k1]
-        p = (1.0 - lam) / 2.0            # phase-flip probability giving factor lam
-        if p > 0:
-            kraus = [math.sqrt(1 - p) * k for k in kraus] + [math.sqrt(p) * (_Z @ k) for k in kraus]
+        kraus = t1t2_decay(t, t1_ns, t2_ns)
         new = np.zeros_like(out)
         for k in kraus:
             full = np.kron(k, _I2) if side == 0 else np.kron(_I2, k)
@@ -285,6 +279,10 @@ class SingleClickModel(_Span):
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return 2 + int(rng.random() < 0.5)
 
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        """Psi+ or Psi-, by which detector clicked."""
+        return (2, 3)
+
     def cycle_ns(self, param: float) -> int:
         return int(self.attempt_ns) + self.classical_delay_ns
 
@@ -352,6 +350,10 @@ class DoubleClickModel(_Span):
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return 2 + int(rng.random() < 0.5)
+
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        """Psi+ or Psi-, by which detector clicked."""
+        return (2, 3)
 
     def cycle_ns(self, param: float = 0.0) -> int:
         return 2 * int(self.attempt_ns) + self.classical_delay_ns
@@ -454,6 +456,9 @@ class MidpointSourceModel(_Span):
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return self.bell_index
 
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        return (self.bell_index,)
+
     def cycle_ns(self, param: float = 0.0) -> int:
         period = 1e9 / self.source.pulse_rate_hz
         return self._memo("cycle", lambda: max(1, int(round(
@@ -527,6 +532,9 @@ class SenderReceiverModel(_Span):
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return self.bell_index
+
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        return (self.bell_index,)
 
     def cycle_ns(self, param: float = 0.0) -> int:
         return int(self.attempt_ns) + 2 * self.classical_delay_ns

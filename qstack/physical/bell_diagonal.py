@@ -26,6 +26,7 @@ from .states import BELL_BASIS, BELL_NAMES, PHI_MINUS, PHI_PLUS, PSI_MINUS, PSI_
 
 __all__ = [
     "BellDiagonal", "swap_bell_diagonal", "swap_average", "PAULI_TO_BELL_MASK",
+    "decay_polarised", "swap_polarised", "swap_outcome_probs", "polarised_density_matrix",
     "PHI_PLUS", "PHI_MINUS", "PSI_PLUS", "PSI_MINUS", "BELL_NAMES",
 ]
 
@@ -277,3 +278,165 @@ def swap_bell_diagonal(a: BellDiagonal, b: BellDiagonal, bsm_outcome: int) -> Be
     if bsm_outcome not in _PAULI_IDS:
         _check_index("bsm_outcome", bsm_outcome)
     return BellDiagonal._trusted(_permute(_xor_conv(a._c, b._c), bsm_outcome))
+
+
+# ---------------------------------------------------------------------------
+# Bell-diagonal pairs with local Z polarisation: exact T1 decay.
+#
+# Amplitude damping (T1 relaxation) is not a Pauli channel: it pulls a qubit
+# towards |0>, which gives the pair a local Bloch vector along Z and takes it
+# out of the Bell-diagonal family. Replacing it by its Pauli twirl gets the
+# Bell fidelity right while only one half has decayed, but not once both
+# have: the second half's damping turns the first half's polarisation into
+# ZZ correlation (a fidelity gain of gamma_A gamma_B / 4 the twirl misses).
+#
+# The smallest family that holds the exact state is one step larger: in the
+# Pauli expansion rho = (1/4) sum_ij R_ij sigma_i (x) sigma_j a Bell-diagonal
+# state has R = diag(1, tx, ty, tz); add the local polarisations
+# za = <Z (x) I> = R_z0 and zb = <I (x) Z> = R_0z:
+#
+#     rho = rho_BD(c) + (za Z (x) I + zb I (x) Z) / 4.
+#
+# Bell fidelities are still the four coefficients c (Z (x) I and I (x) Z have
+# no Bell-basis diagonal). Pauli gates and channels, amplitude damping,
+# dephasing and entanglement swapping all map this family to itself, each in
+# a few float operations, so T1 decay stays exact in the fast formalism.
+# The correlations of c are t = (tx, ty, tz) = (<XX>, <YY>, <ZZ>):
+#
+#     tx = c0 - c1 + c2 - c3,  ty = -c0 + c1 + c2 - c3,  tz = c0 + c1 - c2 - c3
+#     c  = (1 + tx - ty + tz, 1 - tx + ty + tz, 1 + tx + ty - tz, 1 - tx - ty - tz) / 4
+#
+# (Phi+ has t = (1, -1, 1), Phi- (-1, 1, 1), Psi+ (1, 1, -1), Psi- (-1, -1, -1).)
+# ``pol`` below is the pair (za, zb), first qubit first.
+# ---------------------------------------------------------------------------
+
+def _corr(c: tuple) -> tuple:
+    """(tx, ty, tz) = (<XX>, <YY>, <ZZ>) of Bell coefficients c."""
+    c0, c1, c2, c3 = c
+    return (c0 - c1 + c2 - c3, -c0 + c1 + c2 - c3, c0 + c1 - c2 - c3)
+
+
+def _coeffs(tx: float, ty: float, tz: float) -> tuple:
+    """Bell coefficients with correlations (tx, ty, tz); inverse of :func:`_corr`."""
+    return ((1.0 + tx - ty + tz) * 0.25, (1.0 - tx + ty + tz) * 0.25,
+            (1.0 + tx + ty - tz) * 0.25, (1.0 - tx - ty - tz) * 0.25)
+
+
+def decay_polarised(bd: BellDiagonal, pol: tuple | None, side: int, gamma: float,
+                    lam: float) -> tuple[BellDiagonal, tuple]:
+    """Amplitude damping ``gamma`` then coherence factor ``lam`` on qubit ``side``, exactly.
+
+    ``gamma`` is the probability |1> relaxes to |0> (``1 - exp(-t/T1)``);
+    ``lam`` multiplies that qubit's X and Y components on top of the damping's
+    own ``sqrt(1-gamma)`` (pure dephasing: ``1 - p`` in
+    :func:`qstack.physical.channels_kraus.dephasing`'s convention). In the
+    Pauli transfer picture damping sends I -> I + gamma Z, Z -> (1-gamma) Z,
+    X, Y -> sqrt(1-gamma) X, Y, so, with ``z_s`` this qubit's polarisation and
+    ``z_o`` the other's::
+
+        tx, ty -> sqrt(1-gamma) lam (tx, ty)
+        tz     -> (1-gamma) tz + gamma z_o
+        z_s    -> (1-gamma) z_s + gamma,      z_o unchanged.
+
+    Returns the new (coefficients, polarisation).
+    """
+    za, zb = (0.0, 0.0) if pol is None else pol
+    # written out (no helper calls): this runs on every wait of a stored qubit
+    c0, c1, c2, c3 = bd._c
+    k = (1.0 - gamma) ** 0.5 * lam * 0.25
+    hx = k * (c0 - c1 + c2 - c3)            # tx / 4 after the map
+    hy = k * (c1 + c2 - c0 - c3)            # ty / 4
+    keep = 1.0 - gamma
+    tz = c0 + c1 - c2 - c3
+    if side == 0:
+        tz = keep * tz + gamma * zb
+        za = keep * za + gamma
+    else:
+        tz = keep * tz + gamma * za
+        zb = keep * zb + gamma
+    hz = 0.25 + 0.25 * tz
+    lz = 0.5 - hz
+    c = (hz + hx - hy, hz - hx + hy, lz + hx + hy, lz - hx - hy)
+    # round-off may leave -1e-17 where a coefficient is exactly 0
+    if c[0] < 0.0 or c[1] < 0.0 or c[2] < 0.0 or c[3] < 0.0:
+        c = tuple(v if v > 0.0 else 0.0 for v in c)
+    return BellDiagonal._trusted(c), (za, zb)
+
+
+def swap_outcome_probs(z_a1: float, z_b0: float) -> tuple[float, float, float, float]:
+    """Probabilities of the four BSM outcomes on qubits (A1, B0) of two polarised pairs.
+
+    ``z_a1`` is the polarisation of the measured half of pair A, ``z_b0`` of
+    pair B. ``P(m) = (1 + d_m z_a1 z_b0) / 4`` with ``d_m = +1`` for Phi+- and
+    ``-1`` for Psi+- (the <ZZ> of the projected Bell state): uniform for
+    Bell-diagonal inputs.
+    """
+    s = 0.25 * z_a1 * z_b0
+    return (0.25 + s, 0.25 + s, 0.25 - s, 0.25 - s)
+
+
+# (<XX>, <YY>, <ZZ>) of Bell state m, the sign each correlation takes through
+# a projection on it.
+_BELL_CORR = ((1.0, -1.0, 1.0), (-1.0, 1.0, 1.0), (1.0, 1.0, -1.0), (-1.0, -1.0, -1.0))
+
+
+def swap_polarised(a: BellDiagonal, pol_a: tuple | None, b: BellDiagonal, pol_b: tuple | None,
+                   bsm_outcome: int) -> tuple[BellDiagonal, tuple | None]:
+    """Uncorrected outer-pair state after a BSM with outcome ``bsm_outcome`` on (A1, B0).
+
+    Pair A is (A0, A1), pair B is (B0, B1), each given as Bell coefficients and
+    polarisation (first qubit first; None = none); returns (coefficients,
+    polarisation) of (A0, B1). With ``R`` the Pauli-expansion matrices of
+    the two pairs and ``D = diag(1, t(B_m))`` the correlations of the
+    projected Bell state, the outer pair's matrix is ``R_A D R_B`` divided by
+    its (0, 0) element, ``4 P(m)`` (see :func:`swap_outcome_probs`)::
+
+        t'  = (ax dx bx, ay dy by, za0 zb1 + az dz bz) / (1 + za1 dz zb0)
+        za' = (za0 + az dz zb0) / (1 + za1 dz zb0)
+        zb' = (zb1 + za1 dz bz) / (1 + za1 dz zb0)
+
+    The polarisation is None when it comes out exactly zero (back on the
+    fast path).
+    """
+    if bsm_outcome not in _PAULI_IDS:
+        _check_index("bsm_outcome", bsm_outcome)
+    za0, za1 = (0.0, 0.0) if pol_a is None else pol_a
+    zb0, zb1 = (0.0, 0.0) if pol_b is None else pol_b
+    return _swap_polarised(a, za0, za1, b, zb0, zb1, bsm_outcome)
+
+
+def _swap_polarised(a: BellDiagonal, za0: float, za1: float, b: BellDiagonal, zb0: float,
+                    zb1: float, m: int) -> tuple[BellDiagonal, tuple | None]:
+    """:func:`swap_polarised` with the polarisations as floats and the outcome
+    unchecked (the engine's swap of every T1-decayed pair: written out, no
+    helper calls)."""
+    a0, a1, a2, a3 = a._c
+    b0, b1, b2, b3 = b._c
+    dx, dy, dz = _BELL_CORR[m]
+    inv = 1.0 / (1.0 + za1 * dz * zb0)
+    az = a0 + a1 - a2 - a3
+    bz = b0 + b1 - b2 - b3
+    q = 0.25 * inv
+    hx = (a0 - a1 + a2 - a3) * (b0 - b1 + b2 - b3) * dx * q     # tx' / 4
+    hy = (a1 + a2 - a0 - a3) * (b1 + b2 - b0 - b3) * dy * q     # ty' / 4
+    hz = 0.25 + (za0 * zb1 + az * dz * bz) * q                  # (1 + tz') / 4
+    lz = 0.5 - hz
+    c = (hz + hx - hy, hz - hx + hy, lz + hx + hy, lz - hx - hy)
+    if c[0] < 0.0 or c[1] < 0.0 or c[2] < 0.0 or c[3] < 0.0:
+        c = tuple(v if v > 0.0 else 0.0 for v in c)
+    z0 = (za0 + az * dz * zb0) * inv
+    z1 = (zb1 + za1 * dz * bz) * inv
+    return BellDiagonal._trusted(c), (None if z0 == 0.0 and z1 == 0.0 else (z0, z1))
+
+
+def polarised_density_matrix(bd: BellDiagonal, pol: tuple | None) -> np.ndarray:
+    """The 4x4 density matrix of a Bell-diagonal pair with local polarisation ``pol``."""
+    rho = bd.to_density_matrix()
+    if pol is not None:
+        za, zb = pol
+        # (za Z(x)I + zb I(x)Z) / 4 is diagonal in the computational basis
+        rho[0, 0] += (za + zb) * 0.25
+        rho[1, 1] += (za - zb) * 0.25
+        rho[2, 2] += (zb - za) * 0.25
+        rho[3, 3] -= (za + zb) * 0.25
+    return rho

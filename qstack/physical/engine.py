@@ -12,10 +12,15 @@ Fast Bell-diagonal formalism ("bd"): a group of exactly two qubits may be held
 as a :class:`~qstack.physical.bell_diagonal.BellDiagonal` (four floats). Pauli
 gates and Pauli channels update the coefficients; a Bell-state measurement on
 halves of two different bd pairs is an exact swap that leaves the two remote
-halves as a new bd pair. Any other operation on a bd group first converts it
-to a density matrix, transparently (:meth:`QuantumEngine.formalism_of` tells
-which is in use), so one body of protocol code runs in both formalisms.
-Reading a state (``density_matrix``, ``fidelity``) never converts.
+halves as a new bd pair. Amplitude damping and T1 memory decay are exact too:
+they leave local polarisation along Z, two more floats the group carries
+(:func:`~qstack.physical.bell_diagonal.decay_polarised`), and Pauli
+operations and swaps keep it exactly. Any other operation on a bd group first
+converts it to a density matrix, transparently
+(:meth:`QuantumEngine.formalism_of` tells which is in use), so one body of
+protocol code runs in both formalisms, with the same states and, from the
+same seed, the same outcomes. Reading a state (``density_matrix``,
+``fidelity``) never converts.
 
 Units: times in nanoseconds, angles in radians. Outcomes are ints 0/1; Bell
 outcomes are Bell indices 0..3 (``(x << 1) | z``: 0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-).
@@ -31,7 +36,9 @@ from qstack.core.errors import ErrorCode, QStackError
 
 from . import channels_kraus as _ck
 from . import gates as _g
-from .bell_diagonal import BellDiagonal, swap_bell_diagonal
+from .bell_diagonal import (
+    BellDiagonal, _swap_polarised, decay_polarised, polarised_density_matrix, swap_bell_diagonal,
+)
 from .states import BELL_BASIS, _ptrace, is_valid_density_matrix, num_qubits_of
 from .states import fidelity as _fidelity
 
@@ -193,14 +200,22 @@ def _basis_kets(basis: Basis) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Group:
-    """Joint state of a set of qubits: ``rho`` (dm) or ``bd`` (exactly two members)."""
+    """Joint state of a set of qubits: ``rho`` (dm) or ``bd`` (exactly two members).
 
-    __slots__ = ("members", "rho", "bd")
+    A bd group may carry ``pol = (za, zb)``, the local polarisations <Z(x)I>
+    and <I(x)Z> (in member order) that T1 decay leaves; its state is then
+    ``rho_BD + (za Z(x)I + zb I(x)Z)/4`` (see ``bell_diagonal.decay_polarised``).
+    None means exactly Bell-diagonal.
+    """
 
-    def __init__(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None):
+    __slots__ = ("members", "rho", "bd", "pol")
+
+    def __init__(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None,
+                 pol: tuple | None = None):
         self.members = members
         self.rho = rho
         self.bd = bd
+        self.pol = pol
 
 
 class Qubit:
@@ -303,8 +318,9 @@ class QuantumEngine:
             self._labels[qid] = label
         return q
 
-    def _add_group(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None) -> _Group:
-        g = _Group(members, rho, bd)
+    def _add_group(self, members: list[int], rho: np.ndarray | None = None, bd: BellDiagonal | None = None,
+                   pol: tuple | None = None) -> _Group:
+        g = _Group(members, rho, bd, pol)
         self._groups.add(g)
         where = self._where
         for m in members:
@@ -331,7 +347,11 @@ class QuantumEngine:
     @staticmethod
     def _to_dm(g: _Group) -> None:
         if g.bd is not None:
-            g.rho = g.bd.to_density_matrix()
+            if g.pol is None:
+                g.rho = g.bd.to_density_matrix()
+            else:
+                g.rho = polarised_density_matrix(g.bd, g.pol)
+                g.pol = None
             g.bd = None
 
     def _gather(self, qubits: Sequence[Qubit]) -> tuple[_Group, list[int]]:
@@ -507,8 +527,14 @@ class QuantumEngine:
         return tuple(self._handles[m] for m in self._group(q).members)
 
     def bell_diagonal_of(self, q: Qubit) -> BellDiagonal | None:
-        """The Bell-diagonal coefficients of q's pair if held in the bd formalism, else None."""
-        return self._group(q).bd
+        """The Bell-diagonal state of q's pair if held in the bd formalism and Bell-diagonal, else None.
+
+        A bd pair that T1 decay has polarised (see :meth:`memory_decay`) is not
+        Bell-diagonal and gives None; :meth:`density_matrix` and
+        :meth:`bell_fidelity` read it exactly.
+        """
+        g = self._group(q)
+        return g.bd if g.pol is None else None
 
     def density_matrix(self, qubits: Sequence[Qubit] | Qubit) -> np.ndarray:
         """Reduced density matrix of ``qubits``, first given = most significant. Does not convert bd groups."""
@@ -532,7 +558,8 @@ class QuantumEngine:
             n = len(g.members)
             keep = [g.members.index(i) for i in want]
             if g.bd is not None:
-                grho = g.bd.to_density_matrix()  # fresh array, safe to hand out
+                # fresh array, safe to hand out
+                grho = g.bd.to_density_matrix() if g.pol is None else polarised_density_matrix(g.bd, g.pol)
             else:
                 grho = g.rho.copy() if keep == list(range(n)) else g.rho
             red = grho if keep == list(range(n)) else _ptrace(grho, n, keep)
@@ -606,6 +633,10 @@ class QuantumEngine:
         g = self._group(q)
         if g.bd is not None:
             g.bd = g.bd.apply_pauli(g.members.index(q.id), index)
+            if g.pol is not None and (index == 1 or index == 2):
+                # X and Y anticommute with Z: that qubit's polarisation flips
+                pol = g.pol
+                g.pol = (-pol[0], pol[1]) if g.members[0] == q.id else (pol[0], -pol[1])
         else:
             self._apply1(u, q)
 
@@ -684,6 +715,11 @@ class QuantumEngine:
         g = self._group(q)
         if g.bd is not None:
             g.bd = g.bd.pauli_channel(g.members.index(q.id), px, py, pz)
+            if g.pol is not None:
+                # <Z> survives I and Z, changes sign under X and Y
+                pol = g.pol
+                f = 1.0 - 2.0 * (px + py)
+                g.pol = (f * pol[0], pol[1]) if g.members[0] == q.id else (pol[0], f * pol[1])
         else:
             self._kraus(kraus_fn(p), [q])
 
@@ -708,24 +744,29 @@ class QuantumEngine:
         self._pauli_noise(q, 0.0, 0.0, p, _ck.phase_flip, p)
 
     def amplitude_damp(self, q: Qubit, gamma: float) -> None:
-        """|1> -> |0> with probability gamma (not Pauli: converts a bd group to dm)."""
-        self._kraus(_ck.amplitude_damping(gamma), [q])
+        """|1> -> |0> with probability gamma (``channels_kraus.amplitude_damping``).
+
+        Exact in both formalisms: a bd pair stays bd, polarised along Z
+        (``bell_diagonal.decay_polarised``).
+        """
+        g = self._group(q)
+        if g.bd is not None:
+            gamma = _ck._check_prob("amplitude-damping gamma", gamma)
+            if gamma > 0.0:
+                g.bd, g.pol = decay_polarised(g.bd, g.pol, g.members.index(q.id), gamma, 1.0)
+        else:
+            self._kraus(_ck.amplitude_damping(gamma), [q])
 
     def memory_decay(self, q: Qubit, wait_ns: float, t1_ns: float, t2_ns: float) -> None:
         """Decay of a stored qubit over ``wait_ns`` with relaxation time T1 and coherence time T2 (ns).
 
-        Density-matrix groups get the exact channel (``channels_kraus.t1t2_decay``):
+        The exact channel ``channels_kraus.t1t2_decay`` in both formalisms:
         excited population decays as exp(-t/T1), coherences as exp(-t/T2).
-
-        Bell-diagonal groups stay Bell-diagonal by applying the channel's
-        *Pauli twirl*: the pure-dephasing part is Pauli already and exact, and
-        amplitude damping is replaced by X and Y flips with probability
-        gamma/4 each plus Z with probability (1-sqrt(1-gamma))^2/4. The twirl
-        keeps the coherence decay exp(-t/T2) and the loss of fidelity to the
-        Bell states exact to first order, but drops amplitude damping's drift
-        towards |0> (which would make the pair non-Bell-diagonal). This is
-        the approximation that keeps the fast formalism Pauli; use
-        ``formalism="dm"`` where the drift matters (long waits with T1 ~ t).
+        Bell-diagonal groups stay in the fast formalism: with T1 = inf the
+        channel is pure dephasing, a Pauli channel; with a finite T1 the pair
+        also gains local polarisation along Z, which the bd group carries
+        exactly (``bell_diagonal.decay_polarised``), so Bell fidelities equal
+        the density-matrix formalism's however long both halves wait.
 
         ``T2 > 2*T1`` raises ``InvalidParameterError`` (a ValueError); T1 or T2 may be ``math.inf``.
         """
@@ -735,16 +776,12 @@ class QuantumEngine:
             return
         g = self._group(q)
         if g.bd is not None:
-            s = math.sqrt(1.0 - gamma)
-            pxy = gamma / 4.0
-            pz_ad = (1.0 - s) ** 2 / 4.0
-            pz_ph = p / 2.0
-            # Compose the twirled damping with the dephasing Z flip: Z and (X or Y)
-            # combine into (Y or X), and two Zs cancel.
-            px = py = pxy  # X.Z = Y and Y.Z = X: equal X/Y flips stay equal
-            pz = pz_ad * (1 - pz_ph) + (1 - 2 * pxy - pz_ad) * pz_ph
-            # probabilities valid by construction (t1t2_rates checked the inputs)
-            g.bd = g.bd._pauli_unchecked(px, py, pz)
+            if gamma == 0.0:
+                # pure dephasing: a Z flip with probability p/2, which leaves any
+                # polarisation as it is (probability valid: t1t2_rates checked it)
+                g.bd = g.bd._pauli_unchecked(0.0, 0.0, p * 0.5)
+            else:
+                g.bd, g.pol = decay_polarised(g.bd, g.pol, g.members.index(q.id), gamma, 1.0 - p)
         else:
             self._kraus(_ck.t1t2_decay(wait_ns, t1_ns, t2_ns), [q])
 
@@ -801,6 +838,8 @@ class QuantumEngine:
         u = self.rng.random()
         if ga.bd is not None and gb.bd is not None:
             if ga is not gb:
+                if ga.pol is not None or gb.pol is not None:
+                    return self._bsm_polarised(ga, gb, a, b, u)
                 # Uniform for Bell-diagonal inputs; same single draw and same
                 # inverse-CDF mapping as the dm path, so both formalisms
                 # give the same outcomes from the same seed.
@@ -850,6 +889,46 @@ class QuantumEngine:
         g.rho = rest
         return outcome
 
+    def _bsm_polarised(self, ga: _Group, gb: _Group, a: Qubit, b: Qubit, u: float) -> int:
+        """:meth:`bsm` of halves ``a``, ``b`` of two bd pairs, one of them polarised (T1 decay).
+
+        Exact, and the outcomes are no longer uniform
+        (``bell_diagonal.swap_outcome_probs``); ``u`` is the bsm's one uniform draw.
+        """
+        # Orient pair A as (pa, a) and B as (b, pb): the Bell-diagonal part is
+        # exchange symmetric, the polarisation is not.
+        ma, mb = ga.members, gb.members
+        pol = ga.pol
+        if ma[0] == a.id:
+            pa = ma[1]
+            za1, za0 = (0.0, 0.0) if pol is None else pol
+        else:
+            pa = ma[0]
+            za0, za1 = (0.0, 0.0) if pol is None else pol
+        pol = gb.pol
+        if mb[0] == b.id:
+            pb = mb[1]
+            zb0, zb1 = (0.0, 0.0) if pol is None else pol
+        else:
+            pb = mb[0]
+            zb1, zb0 = (0.0, 0.0) if pol is None else pol
+        # Inverse CDF over swap_outcome_probs (P(0) = P(1) = 1/4 + s,
+        # P(2) = P(3) = 1/4 - s), as _sample draws it in the dm path, written out.
+        s = 0.25 * za1 * zb0
+        p_phi = 0.25 + s if s > -0.25 else 0.0
+        p_psi = 0.25 - s if s < 0.25 else 0.0
+        if p_psi == 0.0 or (p_phi > 0.0 and u < 2.0 * p_phi):
+            outcome = 0 if u < p_phi else 1
+        else:
+            outcome = 2 if u - 2.0 * p_phi < p_psi else 3
+        new, pol = _swap_polarised(ga.bd, za0, za1, gb.bd, zb0, zb1, outcome)
+        self._groups.discard(ga)
+        self._groups.discard(gb)
+        self._forget(a.id)
+        self._forget(b.id)
+        self._add_group([pa, pb], None, new, pol)
+        return outcome
+
     def reset(self, q: Qubit) -> None:
         """Trace ``q`` out of its group and re-prepare it in |0>, alone."""
         self._remove(q)
@@ -879,7 +958,14 @@ class QuantumEngine:
             # per discarded pair); _MAXMIX1 is read-only, never changed in place
             g.members = [members[1 - pos]]
             g.bd = None
-            g.rho = _MAXMIX1
+            pol = g.pol
+            if pol is None:
+                g.rho = _MAXMIX1
+            else:
+                # a polarised pair's half keeps its <Z>: (I + z Z) / 2
+                z = pol[1 - pos]
+                g.rho = np.array([[0.5 + 0.5 * z, 0.0], [0.0, 0.5 - 0.5 * z]], dtype=np.complex128)
+                g.pol = None
             del self._where[q.id]
             return
         n = len(members)

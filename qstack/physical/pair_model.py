@@ -35,6 +35,11 @@ class HeraldedPairModel(Protocol):
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         """The Bell index a successful herald announces."""
 
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        """Every Bell index :meth:`sample_bell_index` may return. Optional: a
+        user of the model that needs it assumes all four when it is missing
+        (with a finite T1 the fidelity after memory decay depends on it)."""
+
 
 class SimplePairModel:
     """An abstract heralded link: Werner pairs of a fixed fidelity, heralded
@@ -80,3 +85,6 @@ class SimplePairModel:
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return self.bell_index
+
+    def heralded_bell_indices(self) -> tuple[int, ...]:
+        return (self.bell_index,)

@@ -111,7 +111,8 @@ class SimNetwork(RuntimeDriver):
     """A simulated network: build it, stack protocols on its nodes, run it.
 
     ``formalism`` is ``"bd"`` (Bell-diagonal pairs: fast, exact under Pauli
-    noise) or ``"dm"`` (density matrices) for heralded pairs. ``seed`` fixes
+    noise and T1/T2 memory decay) or ``"dm"`` (density matrices) for heralded
+    pairs. ``seed`` fixes
     every random number: the same seed gives the same run. ``jitter_ns``: each
     message takes up to that much longer than its path's delay (uniform,
     integer ns), in order per pair of nodes.

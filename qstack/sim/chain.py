@@ -1,0 +1,102 @@
+"""A repeater chain on the real stack, ready to run: for studies, benchmarks and tests.
+
+:func:`build_chain` puts ``n`` nodes ``n0000 - n0001 - ...`` on a
+:class:`~qstack.sim.network.SimNetwork`, each running the link layer's EGP
+(``link.egp``), optionally ``network.purify`` above it, and the network
+layer's circuit protocol (``network.qnp``); neighbours are joined by heralded
+links of the abstract :class:`~qstack.physical.pair_model.SimplePairModel`
+(Werner pairs of fidelity ``fidelity``, success probability ``p`` per
+``CYCLE_NS`` attempt, herald ``HERALD_NS`` after emission, one-way classical
+delay ``DELAY_NS``: about 2 km of fibre). Both end nodes get an end protocol
+stacked on ``network.qnp`` (:class:`ChainEnd` unless told otherwise), which
+records what arrives; submit a ``NetRequest`` to the head's ``network.qnp``
+and run.
+
+``benchmarks/bench_network.py`` times this chain; the network tests run it.
+"""
+from __future__ import annotations
+
+import math
+
+from qstack.core.protocol import Protocol, QuantumOp, on
+from qstack.link.egp import EGP
+from qstack.network.circuit import QnpProtocol
+from qstack.network.purify import PurifyProtocol
+from qstack.network.routing import Topology
+from qstack.network.service import NetErr, NetOk
+from qstack.physical.device import NodeHardware
+from qstack.physical.ops import Discard
+from qstack.physical.pair_model import SimplePairModel
+from qstack.sim.network import SimNetwork
+
+__all__ = ["ChainEnd", "build_chain", "LINK_FIDELITY", "LINK_P", "CYCLE_NS", "HERALD_NS",
+           "DELAY_NS", "SLOTS"]
+
+LINK_FIDELITY = 0.999   #: Werner fidelity of a link pair
+LINK_P = 0.1            #: success probability per attempt
+CYCLE_NS = 1_000        #: attempt period, ns
+HERALD_NS = 5_000       #: emission to herald, ns
+DELAY_NS = 10_000       #: one-way classical delay between neighbours, ns
+SLOTS = 8               #: memory slots per node
+
+
+class ChainEnd(Protocol):
+    """Top of an end node's stack: records each NetOk and NetErr, and discards
+    each delivered qubit at once (fire and forget) so the memory frees."""
+
+    name = "chain.end"
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.oks: list = []
+        self.errors: list = []
+
+    @on(NetOk)
+    def _ok(self, ev: NetOk, now_ns: int):
+        self.oks.append(ev)
+        if ev.qubit is None:
+            return None
+        return [QuantumOp(None, Discard(ev.qubit))]   # no answer wanted
+
+    @on(NetErr)
+    def _err(self, ev: NetErr, now_ns: int):
+        self.errors.append(ev)
+
+
+def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
+                fidelity: float = LINK_FIDELITY, p: float = LINK_P, slots: int = SLOTS,
+                t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type | None = None,
+                purify: bool = False) -> tuple[SimNetwork, list[str], dict]:
+    """A chain of ``n`` nodes on the real stack: ``(net, names, ends)``.
+
+    ``ends`` maps the two end nodes' names to their ``consumer`` protocols
+    (a :class:`ChainEnd` subclass or any protocol class taking the node name;
+    default :class:`ChainEnd`). ``fidelity``, ``p``: each link's Werner
+    fidelity and success probability per attempt; ``slots``, ``t1_ns``,
+    ``t2_ns`` (ns, ``math.inf`` = none): every node's memory. ``purify``:
+    ``network.purify`` between the EGP and the QNP, which then plans
+    purification where a request needs it. ``formalism``, ``seed``,
+    ``check_wire``: as for :class:`~qstack.sim.network.SimNetwork`.
+    """
+    names = [f"n{i:04d}" for i in range(n)]
+    net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
+    model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
+    hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
+    topo = Topology()
+    for name in names:
+        net.add_node(name, hw)
+        topo.add_node(name)
+    for a, b in zip(names, names[1:]):
+        net.add_link(a, b, model=model)
+        topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
+    for i, name in enumerate(names):
+        peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < n}
+        net.add_protocol(name, EGP(name, peers, hardware=hw, seed=seed))
+        service = "link.egp"
+        if purify:
+            net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
+            service = PurifyProtocol.name
+        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
+    ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
+            for name in (names[0], names[-1])}
+    return net, names, ends
