@@ -65,9 +65,8 @@ from typing import Any, Mapping
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown,
-    PeerUp, Protocol, QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor,
-    on,
+    CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
+    QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor, on, on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.messages import (
@@ -93,7 +92,6 @@ _entangle_op = fast_constructor(Entangle)
 _KEEP = RequestType.KEEP
 _deliver = fast_constructor(Deliver)
 _queue_spec = fast_constructor(QueueSpec, checked=True)
-_quantum_op = fast_constructor(QuantumOp)
 
 
 class Phase(State):
@@ -266,13 +264,9 @@ class EGP(Protocol):
             self.links[peer] = LinkState(peer, model, side, node < peer, self.num_qubits,
                                          delays.get(peer))
         # op id -> ("ent", link) for Entangles, or the context of a Measure
-        self._ops: dict[int, tuple] = {}
-        self._next_op = 0
+        # pending operations (start_op / take_op): an Entangle's context is its
+        # LinkState, a measurement's a _Measuring record
         self._next_create = 0
-        self._msg_handlers = {
-            QueueAdd: self._on_add, QueueReject: self._on_reject,
-            QueueRequest: self._on_request, Abort: self._on_abort, Expire: self._on_expire,
-        }
 
     # ------------------------------------------------------------ model queries
     def expected_fidelity(self, peer: str, param: float) -> float:
@@ -420,23 +414,24 @@ class EGP(Protocol):
         return actions
 
     # ------------------------------------------------------------ queue messages
-    @on(MessageReceived)
-    def _on_message(self, ev: MessageReceived, now: int) -> list:
-        link = self.links.get(ev.src)
+    def _link_from(self, src: str, msg: Any) -> tuple[LinkState | None, list | None]:
+        """The link a message came over, or the Fail that refuses it: from a
+        node that is no neighbour, or over a link that is down (sent before it
+        went down: a driver drops those, this is a guard)."""
+        link = self.links.get(src)
         if link is None:
-            return [Fail(ErrorCode.LINK_UNKNOWN_PEER, f"{type(ev.msg).__name__} from {ev.src!r}, "
-                                                      "which is not a neighbour")]
-        handler = self._msg_handlers.get(type(ev.msg))
-        if handler is None:
-            return [Fail(ErrorCode.UNEXPECTED_EVENT, f"link.egp got {type(ev.msg).__name__}")]
+            return None, [Fail(ErrorCode.LINK_UNKNOWN_PEER,
+                               f"{type(msg).__name__} from {src!r}, which is not a neighbour")]
         if link.phase is _DOWN:
-            # sent before the link or session went down (a driver drops those;
-            # this is a guard): nothing of it stands any more
-            return [Fail(ErrorCode.LINK_DOWN, f"{type(ev.msg).__name__} from {ev.src} while "
-                                              "the link is down: ignored")]
-        return handler(link, ev.msg, now)
+            return None, [Fail(ErrorCode.LINK_DOWN, f"{type(msg).__name__} from {src} while "
+                                                    "the link is down: ignored")]
+        return link, None
 
-    def _on_request(self, link: LinkState, msg: QueueRequest, now: int) -> list:
+    @on_message(QueueRequest)
+    def _on_request(self, src: str, msg: QueueRequest, now: int) -> list:
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
         if not link.leader:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueRequest from leader {link.peer}")]
         if len(link.items) >= self.max_queue:
@@ -445,7 +440,11 @@ class EGP(Protocol):
                                                        "queue full"))]
         return self._leader_add(link, link.peer, msg.spec, now)
 
-    def _on_add(self, link: LinkState, msg: QueueAdd, now: int) -> list:
+    @on_message(QueueAdd)
+    def _on_add(self, src: str, msg: QueueAdd, now: int) -> list:
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
         if link.leader:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"QueueAdd from follower {link.peer}")]
         spec = msg.spec
@@ -477,7 +476,11 @@ class EGP(Protocol):
         self._follow(link, actions)
         return actions
 
-    def _on_reject(self, link: LinkState, msg: QueueReject, now: int) -> list:
+    @on_message(QueueReject)
+    def _on_reject(self, src: str, msg: QueueReject, now: int) -> list:
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
         code = _link_code(msg.code)
         if msg.qid < 0:   # the leader refused our QueueRequest
             req = link.pending.pop(msg.create_id, None)
@@ -495,7 +498,11 @@ class EGP(Protocol):
             self._schedule(link, now, actions)
         return actions
 
-    def _on_abort(self, link: LinkState, msg: Abort, now: int) -> list:
+    @on_message(Abort)
+    def _on_abort(self, src: str, msg: Abort, now: int) -> list:
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
         actions: list = []
         if link.leader:
             # the follower's memory stayed full: end the item being attempted
@@ -520,7 +527,11 @@ class EGP(Protocol):
         self._follow(link, actions)
         return actions
 
-    def _on_expire(self, link: LinkState, msg: Expire, now: int) -> list:
+    @on_message(Expire)
+    def _on_expire(self, src: str, msg: Expire, now: int) -> list:
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
         entry = link.delivered.pop(msg.seq, None)
         if entry is None:
             return []
@@ -571,14 +582,12 @@ class EGP(Protocol):
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
         """Leader: submit the Entangle for ``item``'s next pair."""
         spec = item.spec
-        self._next_op = op_id = self._next_op + 1
-        self._ops[op_id] = (_ENT, link)
-        link.op_id = op_id
+        op = self.start_op(_entangle_op(link.peer, ("egp", item.qid, item.done),
+                                        spec.deadline_ns or _NO_DEADLINE, spec.param, 0), link)
+        link.op_id = op.op_id
         link.cur = item
         link.phase = TRANSITIONS.next(link.phase, "submit")
-        actions.append(_quantum_op(op_id, _entangle_op(link.peer, ("egp", item.qid, item.done),
-                                                       spec.deadline_ns or _NO_DEADLINE,
-                                                       spec.param, 0)))
+        actions.append(op)
 
     # ------------------------------------------------------------ the follower
     def _follow(self, link: LinkState, actions: list) -> None:
@@ -588,12 +597,10 @@ class EGP(Protocol):
         wanted = bool(link.items or link.orphans)
         phase = link.phase
         if wanted and phase is _IDLE:
-            self._next_op = op_id = self._next_op + 1
-            self._ops[op_id] = (_ENT, link)
-            link.op_id = op_id
+            op = self.start_op(_entangle_op(link.peer, None, _NO_DEADLINE, 0.0, 0), link)
+            link.op_id = op.op_id
             link.phase = TRANSITIONS.next(phase, "submit")
-            actions.append(_quantum_op(op_id, _entangle_op(link.peer, None, _NO_DEADLINE,
-                                                           0.0, 0)))
+            actions.append(op)
         elif not wanted and phase is not _IDLE and phase is not _DOWN:
             self._withdraw(link, actions)
 
@@ -602,7 +609,7 @@ class EGP(Protocol):
         if link.phase is _BACKOFF:
             actions.append(CancelTimer(("retry", link.peer)))
         elif link.op_id is not None:
-            self._ops.pop(link.op_id, None)      # its "cancelled" answer is then ignored
+            self.take_op(link.op_id)             # its "cancelled" answer is then ignored
             if link.leader:
                 item = link.cur
                 key = ("egp", item.qid, item.done)
@@ -657,11 +664,11 @@ class EGP(Protocol):
     # ------------------------------------------------------------ operation results
     @on(OperationDone)
     def _on_done(self, ev: OperationDone, now: int) -> list:
-        rec = self._ops.pop(ev.op_id, None)
-        if rec is None:
+        ctx = self.take_op(ev.op_id)
+        if ctx is None:
             return None
-        if rec[0] is _ENT:
-            link = rec[1]
+        if ctx.__class__ is LinkState:           # an Entangle: its herald
+            link = ctx
             if link.op_id != ev.op_id:
                 return None
             link.op_id = None
@@ -670,7 +677,7 @@ class EGP(Protocol):
             if h is not None and h.ok:
                 return self._herald_ok(link, h, now)
             return self._herald_failed(link, h, now)
-        m: _Measuring = rec[1]
+        m: _Measuring = ctx
         outcome = ev.outcome
         if not isinstance(outcome, int):
             return [Fail(ErrorCode.LINK_OUT_OF_MEMORY, f"measurement failed: {outcome}")]
@@ -755,10 +762,9 @@ class EGP(Protocol):
             basis = spec.measure_basis
             if basis == "random":
                 basis = "X" if self.rng.random() < 0.5 else "Z"
-            self._next_op += 1
-            self._ops[self._next_op] = (_MEAS, _Measuring(link.peer, item, ent_id, h.bell_index,
-                                                          goodness, now, basis, index))
-            actions.append(QuantumOp(self._next_op, Measure(h.qubit, basis)))
+            actions.append(self.start_op(Measure(h.qubit, basis),
+                                         _Measuring(link.peer, item, ent_id, h.bell_index,
+                                                    goodness, now, basis, index)))
         if item.finished and item.abort_code is not None and item.local:
             # (follower) the last pair the leader made before aborting it
             actions.append(Deliver(LinkErr(spec.create_id, peer, item.abort_code,
@@ -908,15 +914,11 @@ class EGP(Protocol):
         for heralds in link.orphans.values():
             for _seq, herald, _t in heralds:
                 actions.append(QuantumOp(None, Discard(herald.qubit)))
-        for op_id in [i for i, rec in self._ops.items() if rec[0] is _MEAS
-                      and rec[1].peer == link.peer]:
-            del self._ops[op_id]        # measurements in flight: their pairs are gone too
+        for op_id in [i for i, ctx in self._ops.items()
+                      if ctx.__class__ is _Measuring and ctx.peer == link.peer]:
+            self.take_op(op_id)         # measurements in flight: their pairs are gone too
         link.reset()
         return actions
-
-
-# op kinds in EGP._ops
-_ENT, _MEAS = 0, 1
 
 
 class _Measuring:

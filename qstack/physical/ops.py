@@ -26,7 +26,7 @@ the protocol decides what to do and the node keeps serving.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Hashable
 
 __all__ = [
@@ -134,4 +134,3 @@ class Herald:
     fidelity_estimate: float = 0.0
     reason: str = ""
     key: Any = None
-    extra: dict = field(default_factory=dict, compare=False)

@@ -412,7 +412,16 @@ class SimNetwork(RuntimeDriver):
         op = action.op
         self.stats["quantum_ops"] += 1
         cls = op.__class__
-        if cls is Entangle or (cls not in _DEVICE_OPS and isinstance(op, Entangle)):
+        if cls is Entangle:
+            # (once per pair and end: _entangle's usual case inline)
+            link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+            if op_id is not None and link is not None and link.station is not None:
+                link.station.submit(0 if node is link.ends[0] else 1,
+                                    (node, protocol, op_id, node.incarnation), op)
+                return
+            self._entangle(node, protocol, op_id, op)
+            return
+        if cls not in _DEVICE_OPS and isinstance(op, Entangle):
             self._entangle(node, protocol, op_id, op)
             return
         if cls not in _DEVICE_OPS and isinstance(op, CancelEntangle):
