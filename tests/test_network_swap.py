@@ -151,3 +151,26 @@ def test_sans_io_repeater_swaps_and_tracks():
     assert out.dst == "n2" and out.msg.link_seq == 4
     assert out.msg.bell_index == 2 ^ 1 ^ 3
     assert abs(out.msg.fidelity - (0.9 * 0.8 + 0.1 * 0.2 / 3)) < 1e-12
+
+
+def test_messages_naming_an_unknown_circuit():
+    """Late traffic of a circuit already gone is dropped silently; any other
+    message naming a circuit this node does not hold is a NET_UNKNOWN_CIRCUIT
+    failure; a message type the protocol has no handler for, UNKNOWN_TYPE."""
+    from qstack.core.protocol import Fail
+    from qstack.network.messages import (
+        CircuitConfirm, CircuitTeardown, KeyRelayAck, PairDone, PairLost, SegmentExpire,
+        SegmentNotice,
+    )
+
+    r = QnpProtocol("n1", Topology.chain(3))
+    late = [CircuitTeardown(9, "n0", 0, "", "", ""), SegmentExpire(9, "n0", 1, "cutoff"),
+            PairDone(9, "n0", 1, True, 0, 0, 0.9, 0), Track(9, "n0", 1, 0, 0.9, 0),
+            SegmentNotice(9, "n0", 1, 2), PairLost(9, "n0", 0, "expired")]
+    for m in late:
+        assert r.handle(MessageReceived("n0", m), 0) == [], m
+    (fail,) = r.handle(MessageReceived("n2", CircuitConfirm(9, "n0", True, 0, "")), 0)
+    assert isinstance(fail, Fail) and fail.code == ErrorCode.NET_UNKNOWN_CIRCUIT
+    assert "n0/9" in fail.detail
+    (fail,) = r.handle(MessageReceived("n0", KeyRelayAck(1, "n0", ("n0", "n1"), True, 0)), 0)
+    assert isinstance(fail, Fail) and fail.code == ErrorCode.UNKNOWN_TYPE

@@ -6,6 +6,7 @@ import pytest
 
 from qstack.link.egp import TRANSITIONS as LINK
 from qstack.network.circuit import TRANSITIONS as CIRCUIT
+from qstack.network.purify import TRANSITIONS as PURIFICATION
 from qstack.transport.protocol import TRANSITIONS as CONNECTION
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -16,6 +17,7 @@ HEADING = re.compile(r"^#### Transitions \(`([\w.]+)\.TRANSITIONS`.*?\n\n\| from
 @pytest.mark.parametrize("doc, module, table", [
     ("link.md", "qstack.link.egp", LINK),
     ("network.md", "qstack.network.circuit", CIRCUIT),
+    ("network.md", "qstack.network.purify", PURIFICATION),
     ("transport.md", "qstack.transport.protocol", CONNECTION),
 ])
 def test_the_documented_transitions_are_the_codes(doc, module, table):

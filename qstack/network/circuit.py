@@ -68,9 +68,9 @@ from typing import Any
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown,
-    PeerUp, Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable,
-    fast_constructor, on,
+    CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
+    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, fast_constructor, on,
+    on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
@@ -232,6 +232,49 @@ class _Request:
     reopens: int = 0                 # circuits re-opened after a session broke on the way
 
 
+# ---------------------------------------------------------------- pending operations
+# (the context Protocol.start_op keeps for an operation's answer)
+
+class _Swap:
+    """A repeater's BSM of held pairs ``left`` and ``right`` of circuit
+    ``(head, cid)``: its outcome joins the two segments."""
+
+    __slots__ = ("head", "cid", "left", "right")
+
+    def __init__(self, head: str, cid: int, left: _Pair, right: _Pair) -> None:
+        self.head = head
+        self.cid = cid
+        self.left = left
+        self.right = right
+
+
+class _Finish:
+    """An end's last steps before it delivers ``ok``: the operations on its
+    qubit (Pauli corrections, a type-M measurement) still to run after this
+    one (``rest``)."""
+
+    __slots__ = ("ok", "rest")
+
+    def __init__(self, ok: NetOk, rest: tuple) -> None:
+        self.ok = ok
+        self.rest = rest
+
+
+class _Ignored:
+    """An operation whose answer is expected and ignored (a Discard of a
+    qubit the application may have used already)."""
+
+    __slots__ = ()
+
+
+_IGNORED = _Ignored()
+
+#: Messages that may still arrive for a circuit this node has already
+#: forgotten (torn down or finished); any other message naming an unknown
+#: circuit is answered with ``Fail(NET_UNKNOWN_CIRCUIT)``.
+_LATE = frozenset({CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice, PairLost})
+
+
 class QnpProtocol(Protocol):
     """The end-to-end circuit protocol (one instance per node).
 
@@ -280,8 +323,6 @@ class QnpProtocol(Protocol):
         self._next_label: dict[str, int] = {}
         self._next_cid = 1
         self._next_rid = 1
-        self._next_op = 1
-        self._ops: dict[int, tuple] = {}
         self._cid_base = (zlib.crc32(node.encode()) & 0xFFFF) << 16
         #: counters for tests and benchmarks
         self.stats = {"swaps": 0, "cutoffs": 0, "rejected": 0, "delivered": 0, "link_pairs": 0,
@@ -293,15 +334,11 @@ class QnpProtocol(Protocol):
         return self.linkstate.topology if self.linkstate is not None else None
 
     # ================================================================ helpers
-    def _op(self, op: Any, ctx: tuple) -> QuantumOp:
-        op_id = self._next_op
-        self._next_op += 1
-        self._ops[op_id] = ctx
-        return QuantumOp(op_id, op)
-
-    def _err(self, req: _Request | NetRequest, rid: int, code: ErrorCode, detail: str) -> Deliver:
+    def _err(self, req: _Request | NetRequest, rid: int, code: ErrorCode, detail: str,
+             out: list) -> None:
+        """Tell the layer above that request ``rid`` failed."""
         r = req.req if isinstance(req, _Request) else req
-        return Deliver(NetErr(rid, r.destination, code, detail, r.app_tag))
+        out.append(Deliver(NetErr(rid, r.destination, code, detail, r.app_tag)))
 
     @staticmethod
     def _side_of(c: _Circuit, src: str) -> int | None:
@@ -342,33 +379,39 @@ class QnpProtocol(Protocol):
     def _request(self, req: NetRequest, now_ns: int) -> list:
         rid = req.request_id if req.request_id is not None else self._next_rid
         self._next_rid = max(self._next_rid, rid) + 1
+        out: list = []
         if rid in self.requests:
-            return [self._err(req, rid, ErrorCode.NET_REJECTED, f"request id {rid} in use")]
+            self._err(req, rid, ErrorCode.NET_REJECTED, f"request id {rid} in use", out)
+            return out
         r = _Request(req=req, request_id=rid, started_ns=now_ns)
         if req.destination == self.node:
-            return [self._err(req, rid, ErrorCode.NET_NO_ROUTE, "destination is this node")]
+            self._err(req, rid, ErrorCode.NET_NO_ROUTE, "destination is this node", out)
+            return out
         self.requests[rid] = r
-        acts: list = []
         if req.max_time_ns:
-            acts.append(StartTimer(("qnp.req", rid), req.max_time_ns))
-        return acts + self._open_circuit(r, now_ns)
+            out.append(StartTimer(("qnp.req", rid), req.max_time_ns))
+        self._open_circuit(r, now_ns, out)
+        return out
 
     @on(NetCancel)
     def _cancel(self, ev: NetCancel, now_ns: int) -> list:
+        out: list = []
         r = self.requests.get(ev.request_id)
-        if r is None:
-            return []
-        return self._finish_request(r, ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled")
+        if r is not None:
+            self._finish_request(r, ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled", out)
+        return out
 
-    def _open_circuit(self, r: _Request, now_ns: int) -> list:
+    def _open_circuit(self, r: _Request, now_ns: int, out: list) -> None:
         req = r.req
         if self.topology is None:
-            return self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology")
+            self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology", out)
+            return
         try:
             route = self.topology.route(self.node, req.destination, req.min_fidelity,
                                         purify=self.purify, exclude=r.failed_links)
         except RoutingError as exc:
-            return self._finish_request(r, exc.code, exc.detail)
+            self._finish_request(r, exc.code, exc.detail, out)
+            return
         cid = self._cid_base | (self._next_cid & 0xFFFF)
         self._next_cid += 1
         label = self._free_label(route.path[1])
@@ -379,9 +422,9 @@ class QnpProtocol(Protocol):
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
             window=self.window)
-        c = self._install(setup)
+        self._install(setup)
         r.circuit = cid
-        return [SendMessage(route.path[1], setup)]
+        out.append(SendMessage(route.path[1], setup))
 
     def _install(self, s: CircuitSetup) -> _Circuit:
         idx = s.path.index(self.node)
@@ -401,25 +444,27 @@ class QnpProtocol(Protocol):
         return c
 
     # ================================================================ messages
-    @on(MessageReceived)
-    def _message(self, ev: MessageReceived, now_ns: int) -> list:
-        m = ev.msg
-        if type(m) is LinkStateAd:
-            return self._on_link_state(ev.src, m)
-        handler = self._MSG.get(type(m))
-        if handler is None:
-            return [Fail(ErrorCode.UNKNOWN_TYPE, f"network.qnp got {type(m).__name__}")]
-        if isinstance(m, CircuitSetup):
-            return handler(self, ev.src, m, now_ns)
+    def _named(self, m: Any, out: list) -> _Circuit | None:
+        """The circuit message ``m`` names (every message but CircuitSetup and
+        LinkStateAd names one), or None if this node does not hold it: late
+        traffic of a circuit already gone is dropped silently, anything else
+        is answered with ``Fail(NET_UNKNOWN_CIRCUIT)`` in ``out``."""
         c = self.circuits.get((m.head, m.circuit_id))
-        if c is None:
-            if isinstance(m, (CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice,
-                              PairLost)):
-                return []   # late traffic of a circuit already gone: nothing to do
-            return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
-                         f"{type(m).__name__} for unknown circuit {m.head}/{m.circuit_id}")]
-        return handler(self, ev.src, m, now_ns, c)
+        if c is None and m.__class__ not in _LATE:
+            out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                            f"{type(m).__name__} for unknown circuit {m.head}/{m.circuit_id}"))
+        return c
 
+    def _replay(self, parked: list, now_ns: int, out: list) -> None:
+        """Handle now the messages that waited (for the link layer's OK of
+        the pair they name, or for its BSM's outcome), in their order."""
+        handlers = self._message_handlers
+        for src, msg in parked:
+            acts = getattr(self, handlers[msg.__class__])(src, msg, now_ns)
+            if acts:
+                out.extend(acts)
+
+    @on_message(CircuitSetup)
     def _on_setup(self, src: str, s: CircuitSetup, now_ns: int) -> list:
         key = (s.head, s.circuit_id)
         if self.node not in s.path or key in self.circuits:
@@ -442,31 +487,35 @@ class QnpProtocol(Protocol):
         c.phase = TRANSITIONS.next(c.phase, "tail")
         return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, True, 0, ""))]
 
-    def _on_confirm(self, src: str, m: CircuitConfirm, now_ns: int, c: _Circuit) -> list:
+    @on_message(CircuitConfirm)
+    def _on_confirm(self, src: str, m: CircuitConfirm, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is None:
+            return out
         if not TRANSITIONS.allows(c.phase, "Confirm") or self._side_of(c, src) != _RIGHT:
             # (a second Confirm, or one from a node that is not the next hop)
             return [Fail(ErrorCode.UNEXPECTED_EVENT,
                          f"CircuitConfirm of {c.head}/{c.cid} from {src} in phase "
                          f"{c.phase.name}: ignored")]
-        acts: list = []
         if c.index > 0:
-            acts.append(SendMessage(c.path[c.index - 1], m))
+            out.append(SendMessage(c.path[c.index - 1], m))
         if not m.accepted:
-            self._drop(c)
+            self._drop(c, out)      # (not active yet: it holds no pairs)
             if c.index == 0:
                 r = self.requests.get(c.request_id)
                 if r is not None:
-                    acts += self._finish_request(r, _code(m.code, ErrorCode.NET_REJECTED),
-                                                 m.detail)
-            return acts
+                    self._finish_request(r, _code(m.code, ErrorCode.NET_REJECTED), m.detail,
+                                         out)
+            return out
         c.phase = TRANSITIONS.next(c.phase, "Confirm")
-        return acts + self._refill(c, now_ns)
+        self._refill(c, now_ns, out)
+        return out
 
-    def _refill(self, c: _Circuit, now_ns: int) -> list:
+    def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
         """Ask the link layer for downstream pairs up to the window."""
         if c.phase is not _ACTIVE or c.index >= c.n_links:
-            return []
-        acts = []
+            return
         held = len(c.held[_RIGHT])
         if c.busy:
             held += sum(1 for k in c.busy if k[0] == _RIGHT)
@@ -482,11 +531,10 @@ class QnpProtocol(Protocol):
         for _ in range(room):
             c.outstanding += 1
             c.requested += 1
-            acts.append(Submit(_create(
+            out.append(Submit(_create(
                 remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
                 max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
                 type=RequestType.KEEP), to=self.link_service))
-        return acts
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -506,16 +554,20 @@ class QnpProtocol(Protocol):
         p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
                   ok.ent_id)
         c.held[side][p.seq] = p
-        acts: list = []
+        out: list = []
         if c.index == 0:
             # the head starts the pair's Track towards the tail
-            acts.append(SendMessage(c.path[1], _track(c.cid, c.head, p.seq, p.bell, p.fidelity,
-                                                      p.created_ns)))
-        elif c.index < c.n_links and c.cutoff_ns:
-            acts.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
-        for msg_src, msg in c.early.pop((side, p.seq), ()):
-            acts += self._MSG[type(msg)](self, msg_src, msg, now_ns, c)
-        return acts + self._try_swap(c, now_ns)
+            out.append(SendMessage(c.path[1], _track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+                                                     p.created_ns)))
+        elif c.index < c.n_links:
+            if c.cutoff_ns:
+                out.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
+        parked = c.early.pop((side, p.seq), None)
+        if parked:
+            self._replay(parked, now_ns, out)
+        if 0 < c.index < c.n_links:
+            self._try_swap(c, now_ns, out)
+        return out
 
     @on(LinkErr)
     def _link_err(self, err: LinkErr, now_ns: int) -> list:
@@ -524,18 +576,21 @@ class QnpProtocol(Protocol):
             return []
         c.outstanding = max(0, c.outstanding - 1)
         c.lost += 1
+        out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
-            return self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
-                                       f"link {self.node}-{err.remote}: {err.detail}", now_ns)
-        if err.code == ErrorCode.LINK_UNKNOWN_PEER:
-            return self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
-                                       f"link {self.node}-{err.remote} unknown", now_ns,
-                                       failed=(self.node, err.remote))
-        if err.code == ErrorCode.LINK_TIMEOUT:
-            return self._refill(c, now_ns)     # time has passed: ask again now
-        # Refused at once (queue full, no resources, memory, rejected): asking
-        # again at once could be refused at once again, for ever; wait first.
-        return [StartTimer(("qnp.retry", c.head, c.cid), self.link_retry_ns)]
+            self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
+                                f"link {self.node}-{err.remote}: {err.detail}", now_ns, None, out)
+        elif err.code == ErrorCode.LINK_UNKNOWN_PEER:
+            self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                                f"link {self.node}-{err.remote} unknown", now_ns,
+                                (self.node, err.remote), out)
+        elif err.code == ErrorCode.LINK_TIMEOUT:
+            self._refill(c, now_ns, out)     # time has passed: ask again now
+        else:
+            # Refused at once (queue full, no resources, memory, rejected): asking
+            # again at once could be refused at once again, for ever; wait first.
+            out.append(StartTimer(("qnp.retry", c.head, c.cid), self.link_retry_ns))
+        return out
 
     @on(LinkExpire)
     def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
@@ -552,14 +607,14 @@ class QnpProtocol(Protocol):
                 return []
             qubit, p.qubit = p.qubit, None
             return [QuantumOp(None, Discard(qubit))]
-        return self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, notify=True)
+        out: list = []
+        self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, True, out)
+        return out
 
     # ---------------------------------------------------------------- swapping
-    def _try_swap(self, c: _Circuit, now_ns: int) -> list:
-        if c.index == 0 or c.index == c.n_links:
-            return []
+    def _try_swap(self, c: _Circuit, now_ns: int, out: list) -> None:
+        """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
-        acts: list = []
         while left and right:
             if c.strategy == SwapStrategy.NESTED:
                 pl = next((p for p in left.values() if p.far == c.lo), None)
@@ -572,35 +627,40 @@ class QnpProtocol(Protocol):
             del left[pl.seq]
             del right[pr.seq]
             # both pairs leave the link layer's care (no cut-off, no expiry)
-            acts.append(Submit(_release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
-            acts.append(Submit(_release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
+            out.append(Submit(_release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
+            out.append(Submit(_release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
             c.busy[(_LEFT, pl.seq)] = []
             c.busy[(_RIGHT, pr.seq)] = []
             if c.cutoff_ns:
-                acts.append(_cancel(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
-                acts.append(_cancel(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
-            acts.append(self._op(BellMeasure(pl.qubit, pr.qubit), ("bsm", c.head, c.cid, pl, pr)))
-        return acts
+                out.append(_cancel(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
+                out.append(_cancel(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
+            out.append(self.start_op(BellMeasure(pl.qubit, pr.qubit),
+                                     _Swap(c.head, c.cid, pl, pr)))
 
-    def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int) -> list:
+    def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int,
+                 out: list) -> None:
         self.stats["swaps"] += 1
         c.swaps[(_LEFT, pl.seq)] = (_RIGHT, pr.seq, pr.bell ^ m, pr.fidelity, pr.created_ns)
         c.swaps[(_RIGHT, pr.seq)] = (_LEFT, pl.seq, pl.bell ^ m, pl.fidelity, pl.created_ns)
         c.untracked += 1
-        acts: list = []
         if c.strategy == SwapStrategy.NESTED:
-            acts.append(SendMessage(c.path[c.index - 1],
-                                    SegmentNotice(c.cid, c.head, pl.seq, pr.far)))
-            acts.append(SendMessage(c.path[c.index + 1],
-                                    SegmentNotice(c.cid, c.head, pr.seq, pl.far)))
+            out.append(SendMessage(c.path[c.index - 1],
+                                   SegmentNotice(c.cid, c.head, pl.seq, pr.far)))
+            out.append(SendMessage(c.path[c.index + 1],
+                                   SegmentNotice(c.cid, c.head, pr.seq, pl.far)))
         # messages that waited for the BSM now pass
-        for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
-            for src, msg in c.busy.pop(key, ()):
-                acts += self._MSG[type(msg)](self, src, msg, now_ns, c)
+        busy = c.busy
+        parked = busy.pop((_LEFT, pl.seq), None)
+        if parked:
+            self._replay(parked, now_ns, out)
+        parked = busy.pop((_RIGHT, pr.seq), None)
+        if parked:
+            self._replay(parked, now_ns, out)
         t = c.waiting_track.pop(pl.seq, None)
         if t is not None:
-            acts += self._on_track(c.path[c.index - 1], t, now_ns, c)
-        return acts + self._refill(c, now_ns)
+            # the Track that waited here for the swap passes now
+            out.extend(self._on_track(c.path[c.index - 1], t, now_ns))
+        self._refill(c, now_ns, out)
 
     # ---------------------------------------------------------------- segment messages
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
@@ -628,34 +688,41 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
-    def _on_track(self, src: str, t: Track, now_ns: int, c: _Circuit) -> list:
+    @on_message(Track)
+    def _on_track(self, src: str, t: Track, now_ns: int) -> list:
+        out: list = []
+        c = self._named(t, out)
+        if c is None:
+            return out
         where, info = self._locate(c, src, t.link_seq, t)
         if where == "swapped":
             side, (oside, oseq, xor, f_o, created_o) = info
             del c.swaps[(side, t.link_seq)]
-            fwd = _track(c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
-                         min(t.created_ns, created_o))
+            out.append(SendMessage(c.neighbour(oside), _track(
+                c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
+                min(t.created_ns, created_o))))
             # flow control: the downstream pair is now part of a tracked pair
             c.untracked -= 1
-            return [SendMessage(c.neighbour(oside), fwd)] + self._refill(c, now_ns)
-        if where != "held":
-            return []
-        side, p = info
-        if c.index < c.n_links:
-            c.waiting_track[p.seq] = t      # repeater: wait for the swap
-            return []
-        return self._tail_decide(c, p, t, now_ns)
+            self._refill(c, now_ns, out)
+        elif where == "held":
+            side, p = info
+            if c.index < c.n_links:
+                c.waiting_track[p.seq] = t      # repeater: wait for the swap
+            else:
+                self._tail_decide(c, p, t, now_ns, out)
+        return out
 
-    def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int) -> list:
+    def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int, out: list) -> None:
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
         prev = c.path[c.index - 1]
-        release = Submit(_release(p.ent_id, prev), to=self.link_service)
+        out.append(Submit(_release(p.ent_id, prev), to=self.link_service))
         if not accept:
             self.stats["rejected"] += 1
-            return [release, QuantumOp(None, Discard(p.qubit)),
-                    SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
-                                               t.fidelity, t.created_ns))]
+            out.append(QuantumOp(None, Discard(p.qubit)))
+            out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
+                                                  t.fidelity, t.created_ns)))
+            return
         seq = c.done_seq
         c.done_seq += 1
         c.delivered += 1
@@ -676,11 +743,11 @@ class QnpProtocol(Protocol):
         recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
         if len(recent) > c.window:
             del recent[next(iter(recent))]
-        acts: list = [release, SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq,
-                                                            bell, t.fidelity, t.created_ns))]
-        return acts + self._finish_pair(c, ok, ops, now_ns)
+        out.append(SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq, bell,
+                                                t.fidelity, t.created_ns)))
+        self._finish_pair(c, ok, ops, now_ns, out)
 
-    def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int) -> list:
+    def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
         """Run ``ops`` (corrections) then, for type M, the measurement; deliver ``ok``."""
         if c.type == NetRequestType.MEASURE:
             basis = c.basis
@@ -692,40 +759,51 @@ class QnpProtocol(Protocol):
             ok = _replace(ok, basis=basis)
         self.stats["delivered"] += 1
         if not ops:
-            return [Deliver(ok)]
-        return [self._op(ops[0], ("chain", ok, tuple(ops[1:])))]
+            out.append(Deliver(ok))
+        else:
+            out.append(self.start_op(ops[0], _Finish(ok, tuple(ops[1:]))))
 
-    def _on_pair_done(self, src: str, m: PairDone, now_ns: int, c: _Circuit) -> list:
+    @on_message(PairDone)
+    def _on_pair_done(self, src: str, m: PairDone, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is None:
+            return out
         where, info = self._locate(c, src, m.link_seq, m)
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
             del c.swaps[(side, m.link_seq)]
-            acts = []
             if not m.accepted:
                 c.lost += 1
-                acts = self._refill(c, now_ns)
-            return acts + [SendMessage(c.neighbour(oside), _pair_done(
+                self._refill(c, now_ns, out)
+            out.append(SendMessage(c.neighbour(oside), _pair_done(
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
-                m.created_ns))]
+                m.created_ns)))
+            return out
         if where != "held" or c.index != 0:
-            return []
+            return out
         _, p = info
         del c.held[_RIGHT][p.seq]
         if p.qubit is None:
             # lost here while its Track was on the way: the pair is lost at both
             # ends; if the tail delivered it, it takes it back. The PairLost goes
             # out before the Track of any pair asked for now (FIFO links).
-            if not m.accepted:
-                return self._refill(c, now_ns)
-            self.stats["lost"] += 1
-            lost = PairLost(c.cid, c.head, m.pair_seq, "head's half expired")
-            return [SendMessage(c.path[1], lost)] + self._refill(c, now_ns)
+            if m.accepted:
+                self.stats["lost"] += 1
+                out.append(SendMessage(c.path[1], PairLost(c.cid, c.head, m.pair_seq,
+                                                           "head's half expired")))
+            self._refill(c, now_ns, out)
+            return out
         release = Submit(_release(p.ent_id, c.path[1]), to=self.link_service)
         if not m.accepted:
-            return self._refill(c, now_ns) + [release, QuantumOp(None, Discard(p.qubit))]
+            self._refill(c, now_ns, out)
+            out.append(release)
+            out.append(QuantumOp(None, Discard(p.qubit)))
+            return out
         r = self.requests.get(c.request_id)
         c.delivered += 1
-        acts = [release] + self._refill(c, now_ns)
+        out.append(release)
+        self._refill(c, now_ns, out)
         idx = m.pair_seq
         if r is not None:
             r.delivered += 1
@@ -735,23 +813,34 @@ class QnpProtocol(Protocol):
                      remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
                      created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
                      request_done=done, initiator=True, path=c.path)
-        acts += self._finish_pair(c, ok, [], now_ns)
+        self._finish_pair(c, ok, [], now_ns, out)
         if done:
-            acts += self._finish_request(r, None, "")
-        return acts
+            self._finish_request(r, None, "", out)
+        return out
 
-    def _on_notice(self, src: str, m: SegmentNotice, now_ns: int, c: _Circuit) -> list:
+    @on_message(SegmentNotice)
+    def _on_notice(self, src: str, m: SegmentNotice, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is None:
+            return out
         where, info = self._locate(c, src, m.link_seq, m)
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
-            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
-        if where != "held":
-            return []
-        _, p = info
-        p.far = m.far_end
-        return self._try_swap(c, now_ns)
+            out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+        elif where == "held":
+            _, p = info
+            p.far = m.far_end
+            if 0 < c.index < c.n_links:
+                self._try_swap(c, now_ns, out)
+        return out
 
-    def _on_expire(self, src: str, m: SegmentExpire, now_ns: int, c: _Circuit) -> list:
+    @on_message(SegmentExpire)
+    def _on_expire(self, src: str, m: SegmentExpire, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is None:
+            return out
         where, info = self._locate(c, src, m.link_seq, m)
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
@@ -764,76 +853,92 @@ class QnpProtocol(Protocol):
             c.swaps.pop((oside, oseq), None)
             # the answer will come back from the far side: pass it on to here
             c.gone[(oside, oseq)] = (side, m.link_seq)
-            return ([SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
-                    + self._refill(c, now_ns))
-        if where == "broken":
+            out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+            self._refill(c, now_ns, out)
+        elif where == "broken":
             # the answer to a break (or a break crossing ours): the segment's
             # state here ends; pass it on if it came through here
             side, rec = info
             del c.gone[(side, m.link_seq)]
-            if rec is None:
-                return []
-            oside, oseq = rec
-            return [SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq))]
-        if where != "held":
-            return []
-        side, p = info
-        # the segment's other end: discard, and answer so that every node on
-        # the way (and the breaking end) can forget the segment
-        return ([SendMessage(src, m)]
-                + self._expire_local(c, side, p.seq, m.reason, now_ns, notify=False))
+            if rec is not None:
+                oside, oseq = rec
+                out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+        elif where == "held":
+            side, p = info
+            # the segment's other end: discard, and answer so that every node on
+            # the way (and the breaking end) can forget the segment
+            out.append(SendMessage(src, m))
+            self._expire_local(c, side, p.seq, m.reason, now_ns, False, out)
+        return out
 
-    def _on_pair_lost(self, src: str, m: PairLost, now_ns: int, c: _Circuit) -> list:
-        if c.index == 0 or self._side_of(c, src) != _LEFT:
-            return []
+    @on_message(PairLost)
+    def _on_pair_lost(self, src: str, m: PairLost, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is None or c.index == 0 or self._side_of(c, src) != _LEFT:
+            return out
         if c.index < c.n_links:
             # the end-to-end pair our downstream pair went into is lost
             c.lost += 1
-            return [SendMessage(c.path[c.index + 1], m)] + self._refill(c, now_ns)
+            out.append(SendMessage(c.path[c.index + 1], m))
+            self._refill(c, now_ns, out)
+            return out
         qubit = c.recent.pop(m.pair_seq, _MISSING)
         if qubit is _MISSING:
-            return []
+            return out
         c.delivered -= 1
-        # the application may have used the qubit already: its answer (maybe
-        # QUBIT_UNAVAILABLE) is expected and ignored, so not fire and forget
-        acts: list = [self._op(Discard(qubit), ("discard",))] if qubit is not None else []
-        acts.append(Deliver(NetExpire(_pair_id(c.head, c.cid, m.pair_seq), c.head, m.reason)))
-        return acts
+        if qubit is not None:
+            # the application may have used the qubit already: its answer (maybe
+            # QUBIT_UNAVAILABLE) is expected and ignored, so not fire and forget
+            out.append(self.start_op(Discard(qubit), _IGNORED))
+        out.append(Deliver(NetExpire(_pair_id(c.head, c.cid, m.pair_seq), c.head, m.reason)))
+        return out
 
     def _expire_local(self, c: _Circuit, side: int, seq: int, reason: str, now_ns: int,
-                      notify: bool) -> list:
+                      notify: bool, out: list) -> None:
         """Discard held pair ``seq``; with ``notify`` tell the segment's other end."""
         p = c.held[side].pop(seq, None)
         if p is None:
-            return []
+            return
         if side == _RIGHT:
             c.lost += 1
-        c.waiting_track.pop(seq, None) if side == _LEFT else None
-        acts: list = []
+        else:
+            c.waiting_track.pop(seq, None)
         if p.qubit is not None:
-            acts.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
-            acts.append(QuantumOp(None, Discard(p.qubit)))
+            out.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
+            out.append(QuantumOp(None, Discard(p.qubit)))
         if c.cutoff_ns and 0 < c.index < c.n_links:
-            acts.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
+            out.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
         if notify:
             # a break: the other end answers with a SegmentExpire back
             c.gone[(side, seq)] = None
-            acts.append(SendMessage(c.neighbour(side), SegmentExpire(c.cid, c.head, seq, reason)))
-        return acts + self._refill(c, now_ns)
+            out.append(SendMessage(c.neighbour(side), SegmentExpire(c.cid, c.head, seq, reason)))
+        self._refill(c, now_ns, out)
 
     # ---------------------------------------------------------------- teardown
-    def _on_teardown(self, src: str, m: CircuitTeardown, now_ns: int, c: _Circuit) -> list:
-        acts: list = []
+    @on_message(CircuitTeardown)
+    def _on_teardown(self, src: str, m: CircuitTeardown, now_ns: int) -> list:
+        out: list = []
+        c = self._named(m, out)
+        if c is not None:
+            self._torn_down(c, src, m, now_ns, out)
+        return out
+
+    def _torn_down(self, c: _Circuit, src: str, m: CircuitTeardown, now_ns: int,
+                   out: list) -> None:
+        """Circuit ``c`` is torn down by ``m`` from ``src`` (this node itself
+        for the head's own teardown)."""
         side = self._side_of(c, src)
         if side is None and src != self.node:
             # only the circuit's own nodes tear it down, each to its neighbours on it
-            return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
-                         f"CircuitTeardown of {c.head}/{c.cid} from {src}, which is not next to "
-                         f"{self.node} on it: ignored")]
+            out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                            f"CircuitTeardown of {c.head}/{c.cid} from {src}, which is not next "
+                            f"to {self.node} on it: ignored"))
+            return
         onward = c.neighbour(_RIGHT if side == _LEFT else _LEFT)
         if onward is not None:
-            acts.append(SendMessage(onward, m))
-        acts += self._drop(c)
+            out.append(SendMessage(onward, m))
+        self._drop(c, out)
         # (a failed link reaches every node's view by link-state flooding; the
         # head only avoids it for this request's new circuit, below)
         if c.index == 0:
@@ -842,171 +947,175 @@ class QnpProtocol(Protocol):
                 if m.failed_a:
                     r.failed_links.add(frozenset((m.failed_a, m.failed_b)))
                     r.circuit = None
-                    return acts + self._open_circuit(r, now_ns)   # route around the failure
+                    self._open_circuit(r, now_ns, out)   # route around the failure
+                    return
                 if m.code == ErrorCode.NET_CIRCUIT_TORN_DOWN and r.reopens < MAX_REOPENS:
                     # a session on the way broke (messages were lost), the links
                     # may be fine: a new circuit, once the session had time to return
                     r.reopens += 1
                     r.circuit = None
-                    return acts + [StartTimer(("qnp.reopen", r.request_id), self.link_retry_ns)]
-                acts += self._finish_request(r, _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
-                                             m.detail)
+                    out.append(StartTimer(("qnp.reopen", r.request_id), self.link_retry_ns))
+                    return
+                self._finish_request(r, _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
+                                     m.detail, out)
         elif c.index == c.n_links and m.code and c.delivered < c.number and not m.failed_a:
             # (after a link failure the head routes around it: the tail is told
             # nothing, it will get the remaining pairs over the new circuit)
-            acts.append(Deliver(NetErr(c.request_id, c.head,
-                                       _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
-                                       c.app_tag)))
-        return acts
+            out.append(Deliver(NetErr(c.request_id, c.head,
+                                      _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
+                                      c.app_tag)))
 
     def _teardown_here(self, c: _Circuit, code: ErrorCode, detail: str, now_ns: int,
-                       failed: tuple[str, str] | None = None) -> list:
-        """Tear circuit ``c`` down from this node, in both directions."""
+                       failed: tuple[str, str] | None, out: list) -> None:
+        """Tear circuit ``c`` down from this node, in both directions
+        (``failed``: the link that failed, or None)."""
         fa, fb = failed or ("", "")
         msg = CircuitTeardown(c.cid, c.head, int(code), detail[:256], fa, fb)
-        acts: list = []
         for side in (_LEFT, _RIGHT):
             nb = c.neighbour(side)
             if nb is not None and (nb, self.node) != (fb, fa) and nb != fb:
-                acts.append(SendMessage(nb, msg))
+                out.append(SendMessage(nb, msg))
         if c.index == 0:
             # the head handles it as if the teardown had come back to it
-            return acts + self._on_teardown(self.node, msg, now_ns, c)
-        acts += self._drop(c)
+            self._torn_down(c, self.node, msg, now_ns, out)
+            return
+        self._drop(c, out)
         if c.index == c.n_links and c.delivered < c.number:
-            acts.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag)))
-        return acts
+            out.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag)))
 
-    def _drop(self, c: _Circuit) -> list:
+    def _drop(self, c: _Circuit, out: list) -> None:
         """Forget circuit ``c`` here, freeing every qubit it holds."""
         if self.circuits.pop((c.head, c.cid), None) is None:
-            return []
+            return
         c.phase = _CLOSED
-        acts: list = []
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
                 if p.qubit is not None:
-                    acts.append(Submit(_release(p.ent_id, c.neighbour(side)),
-                                       to=self.link_service))
-                    acts.append(QuantumOp(None, Discard(p.qubit)))
+                    out.append(Submit(_release(p.ent_id, c.neighbour(side)),
+                                      to=self.link_service))
+                    out.append(QuantumOp(None, Discard(p.qubit)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:
-                    acts.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
+                    out.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
             c.held[side].clear()
         # labels stay mapped until late link-layer OKs have been discarded: the
         # mapping points at a circuit that is no longer in self.circuits.
         if c.index < c.n_links:
             self._labels_used.get(c.path[c.index + 1], set()).discard(c.labels[c.index])
-        return acts
 
-    def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str) -> list:
+    def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str,
+                        out: list) -> None:
         """End request ``r`` at the head: error (``code``) or complete (None)."""
         self.requests.pop(r.request_id, None)
-        acts: list = [_cancel(("qnp.req", r.request_id))] if r.req.max_time_ns else []
+        if r.req.max_time_ns:
+            out.append(_cancel(("qnp.req", r.request_id)))
         c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
         if c is not None:
             msg = CircuitTeardown(c.cid, c.head, int(code or 0), detail[:256], "", "")
-            acts.append(SendMessage(c.path[1], msg))
-            acts += self._drop(c)
+            out.append(SendMessage(c.path[1], msg))
+            self._drop(c, out)
         if code is not None:
-            acts.append(self._err(r, r.request_id, code, detail))
-        return acts
+            self._err(r, r.request_id, code, detail, out)
 
     # ================================================================ timers, ops, peers
     @on(TimerFired)
     def _timer(self, ev: TimerFired, now_ns: int) -> list:
         key = ev.key
-        if key[0] == "qnp.cut":
+        kind = key[0]
+        out: list = []
+        if kind == "qnp.cut":
             _, head, cid, side, seq = key
             c = self.circuits.get((head, cid))
-            if c is None or seq not in c.held[side]:
-                return []
-            self.stats["cutoffs"] += 1
-            return self._expire_local(c, side, seq, "cutoff", now_ns, notify=True)
-        if key[0] == "qnp.reopen":
+            if c is not None and seq in c.held[side]:
+                self.stats["cutoffs"] += 1
+                self._expire_local(c, side, seq, "cutoff", now_ns, True, out)
+        elif kind == "qnp.reopen":
             r = self.requests.get(key[1])
-            if r is None or r.circuit is not None:
-                return []
-            return self._open_circuit(r, now_ns)
-        if key[0] == "qnp.retry":
+            if r is not None and r.circuit is None:
+                self._open_circuit(r, now_ns, out)
+        elif kind == "qnp.retry":
             c = self.circuits.get((key[1], key[2]))
-            return self._refill(c, now_ns) if c is not None else []
-        if key[0] == "qnp.req":
+            if c is not None:
+                self._refill(c, now_ns, out)
+        elif kind == "qnp.req":
             r = self.requests.get(key[1])
-            if r is None:
-                return []
-            return self._finish_request(r, ErrorCode.NET_TIMEOUT,
-                                        f"{r.delivered} of {r.req.number} pairs in time")
-        return []
+            if r is not None:
+                self._finish_request(r, ErrorCode.NET_TIMEOUT,
+                                     f"{r.delivered} of {r.req.number} pairs in time", out)
+        return out
 
     @on(OperationDone)
     def _op_done(self, ev: OperationDone, now_ns: int) -> list:
-        ctx = self._ops.pop(ev.op_id, None)
-        if ctx is None:
-            return []
-        kind = ctx[0]
-        out = ev.outcome
-        if kind == "bsm":
-            _, head, cid, pl, pr = ctx
-            c = self.circuits.get((head, cid))
+        ctx = self.take_op(ev.op_id)
+        kind = ctx.__class__
+        outcome = ev.outcome
+        if kind is _Swap:
+            c = self.circuits.get((ctx.head, ctx.cid))
             if c is None:
                 return []
-            if isinstance(out, BaseException):
-                # the BSM failed (qubit lost): both segments are broken
-                acts = []
-                c.lost += 1
-                c.waiting_track.pop(pl.seq, None)
-                for side, p in ((_LEFT, pl), (_RIGHT, pr)):
-                    c.gone[(side, p.seq)] = None
-                    acts.append(SendMessage(c.neighbour(side),
-                                            SegmentExpire(c.cid, c.head, p.seq, "bsm failed")))
-                # messages that waited for the outcome meet the broken segments
-                for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
-                    for src, msg in c.busy.pop(key, ()):
-                        acts += self._MSG[type(msg)](self, src, msg, now_ns, c)
-                return acts + self._refill(c, now_ns)
-            return self._swapped(c, pl, pr, int(out), now_ns)
-        if kind == "chain":
-            _, ok, rest = ctx
-            if isinstance(out, BaseException):
-                return [Fail(ErrorCode.QUBIT_UNAVAILABLE, str(out))]
+            pl, pr = ctx.left, ctx.right
+            out: list = []
+            if not isinstance(outcome, BaseException):
+                self._swapped(c, pl, pr, int(outcome), now_ns, out)
+                return out
+            # the BSM failed (qubit lost): both segments are broken
+            c.lost += 1
+            c.waiting_track.pop(pl.seq, None)
+            for side, p in ((_LEFT, pl), (_RIGHT, pr)):
+                c.gone[(side, p.seq)] = None
+                out.append(SendMessage(c.neighbour(side),
+                                       SegmentExpire(c.cid, c.head, p.seq, "bsm failed")))
+            # messages that waited for the outcome meet the broken segments
+            for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
+                parked = c.busy.pop(key, None)
+                if parked:
+                    self._replay(parked, now_ns, out)
+            self._refill(c, now_ns, out)
+            return out
+        if kind is _Finish:
+            if isinstance(outcome, BaseException):
+                return [Fail(ErrorCode.QUBIT_UNAVAILABLE, str(outcome))]
+            ok, rest = ctx.ok, ctx.rest
             if not rest:
-                if ok.outcome is None and isinstance(out, int) and ok.basis is not None:
-                    ok = _replace(ok, outcome=out, qubit=None)
+                if ok.outcome is None and isinstance(outcome, int) and ok.basis is not None:
+                    ok = _replace(ok, outcome=outcome, qubit=None)
                 return [Deliver(ok)]
-            return [self._op(rest[0], ("chain", ok, rest[1:]))]
-        return []
+            return [self.start_op(rest[0], _Finish(ok, rest[1:]))]
+        return []      # not pending (withdrawn), or its answer is ignored (_IGNORED)
 
     @on(PeerDown)
     def _peer_down(self, ev: PeerDown, now_ns: int) -> list:
         if ev.peer == self.node:
-            return self._restarted()
+            self._restarted()
+            return []
         # the session with a neighbour broke: messages of the circuits through
         # it may be lost, so those circuits end (the link itself may be fine)
-        return self._teardown_through(ev.peer, f"session {self.node}-{ev.peer} reset", now_ns,
-                                      failed=False)
+        out: list = []
+        self._teardown_through(ev.peer, f"session {self.node}-{ev.peer} reset", now_ns, False,
+                               out)
+        return out
 
     @on(LinkDown)
     def _link_down(self, ev: LinkDown, now_ns: int) -> list:
-        acts: list = []
+        out: list = []
         if self.linkstate is not None and ev.peer in self.linkstate.own_links():
             ad = self.linkstate.set_own(ev.peer, False)
             if ad is not None:
-                acts += self._flood(ad, skip=ev.peer)
-        return acts + self._teardown_through(ev.peer, f"link {self.node}-{ev.peer} down", now_ns,
-                                             failed=True)
+                self._flood(ad, ev.peer, out)
+        self._teardown_through(ev.peer, f"link {self.node}-{ev.peer} down", now_ns, True, out)
+        return out
 
     @on(LinkUp)
     def _link_up(self, ev: LinkUp, now_ns: int) -> list:
         if self.linkstate is None or ev.peer not in self.linkstate.own_links():
             return []
-        acts: list = []
+        out: list = []
         ad = self.linkstate.set_own(ev.peer, True)
         if ad is not None:
-            acts += self._flood(ad, skip=ev.peer)
+            self._flood(ad, ev.peer, out)
         # the two ends exchange what they know (a restarted end knows only its configuration)
         for held in self.linkstate.database():
-            acts.append(SendMessage(ev.peer, held))
-        return acts
+            out.append(SendMessage(ev.peer, held))
+        return out
 
     @on(PeerUp)
     def _peer_up(self, ev: PeerUp, now_ns: int) -> list:
@@ -1015,64 +1124,58 @@ class QnpProtocol(Protocol):
     @on(Undeliverable)
     def _undeliverable(self, ev: Undeliverable, now_ns: int) -> list:
         m = ev.msg
+        out: list = []
         if isinstance(m, CircuitSetup):
             # the next hop cannot be reached (its session is down): the circuit
             # cannot form; tear it down towards the head, which tries again later
             c = self.circuits.get((m.head, m.circuit_id))
             if c is not None:
-                return self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
-                                           f"{ev.dst} unreachable from {self.node}", now_ns)
+                self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                                    f"{ev.dst} unreachable from {self.node}", now_ns, None, out)
         # anything else: LinkDown / PeerDown settle the circuits through that neighbour
-        return []
+        return out
 
-    def _teardown_through(self, peer: str, why: str, now_ns: int, failed: bool) -> list:
-        acts: list = []
+    def _teardown_through(self, peer: str, why: str, now_ns: int, failed: bool,
+                          out: list) -> None:
         for c in list(self.circuits.values()):
             if peer in (c.neighbour(_LEFT), c.neighbour(_RIGHT)):
-                acts += self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN, why, now_ns,
-                                            failed=(self.node, peer) if failed else None)
-        return acts
+                self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN, why, now_ns,
+                                    (self.node, peer) if failed else None, out)
 
-    def _flood(self, ad: LinkStateAd, skip: str | None = None) -> list:
-        return [SendMessage(nb, ad) for nb in self.linkstate.neighbours_up() if nb != skip]
+    def _flood(self, ad: LinkStateAd, skip: str | None, out: list) -> None:
+        """Send ``ad`` to every neighbour up but ``skip``."""
+        for nb in self.linkstate.neighbours_up():
+            if nb != skip:
+                out.append(SendMessage(nb, ad))
 
-    def _on_link_state(self, src: str, ad: LinkStateAd) -> list:
+    @on_message(LinkStateAd)
+    def _on_link_state(self, src: str, ad: LinkStateAd, now_ns: int) -> list:
         if self.linkstate is None:
             return []
         news, answer = self.linkstate.receive(ad)
-        acts: list = self._flood(ad, skip=src) if news else []
+        out: list = []
+        if news:
+            self._flood(ad, src, out)
         if answer is not None:
             if answer.origin == self.node and not news:
-                acts += self._flood(answer)          # our own, afresh: to everyone
+                self._flood(answer, None, out)          # our own, afresh: to everyone
             else:
-                acts.append(SendMessage(src, answer))   # the sender's copy is stale
+                out.append(SendMessage(src, answer))   # the sender's copy is stale
         if news:
             # links come back: requests may use them again
             for r in self.requests.values():
                 r.failed_links = {lk for lk in r.failed_links
                                   if not self.topology.link_up(*tuple(lk))}
-        return acts
+        return out
 
-    def _restarted(self) -> list:
+    def _restarted(self) -> None:
         """This node was reset in place (its memory and timers are gone):
-        forget every circuit and request."""
+        forget every circuit, request and pending operation."""
         self.circuits.clear()
         self.requests.clear()
         self._by_label.clear()
         self._labels_used.clear()
         self._ops.clear()
-        return []
-
-    _MSG = {
-        CircuitSetup: _on_setup,
-        CircuitConfirm: _on_confirm,
-        CircuitTeardown: _on_teardown,
-        Track: _on_track,
-        PairDone: _on_pair_done,
-        SegmentNotice: _on_notice,
-        SegmentExpire: _on_expire,
-        PairLost: _on_pair_lost,
-    }
 
 
 _cancel = CancelTimer
@@ -1085,5 +1188,3 @@ def _code(value: int, default: ErrorCode) -> ErrorCode:
         return ErrorCode(value)
     except ValueError:
         return default
-
-

@@ -34,6 +34,10 @@ The creator announces a purified request with
 :class:`~qstack.network.messages.PurifySetup` before asking the link layer for
 raw pairs, so the receiver knows to hold them (the classical channel is FIFO
 and the link layer needs at least one exchange before its first pair).
+
+A session (one per peer and purpose, at each end) is OPEN until it has
+delivered the pairs asked for, then CLOSED (:data:`TRANSITIONS`,
+``specs/network.md``): late raw pairs are then discarded.
 """
 from __future__ import annotations
 
@@ -44,8 +48,9 @@ from typing import Any
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    Deliver, Fail, MessageReceived, OperationDone, Protocol, QuantumOp, SendMessage, Submit, on,
+    Deliver, Fail, OperationDone, Protocol, QuantumOp, SendMessage, Submit, on, on_message,
 )
+from qstack.core.states import State, Transitions
 from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, Release
 from qstack.physical.ops import Discard, Gate, Measure
 
@@ -77,6 +82,22 @@ def twirl_ops(twirl: int, creator: bool) -> list[tuple[str, tuple]]:
     return ops
 
 
+class SessionPhase(State):
+    """The state of a purification session at one end."""
+
+    OPEN = "open"          # purifying: raw pairs asked for, rounds run
+    CLOSED = "closed"      # every output delivered: late raw pairs are discarded
+
+
+_OPEN, _CLOSED = SessionPhase.OPEN, SessionPhase.CLOSED
+
+#: The allowed moves of a session (it starts OPEN: at the creator on the
+#: CreateRequest, at the receiver on the PurifySetup).
+TRANSITIONS = Transitions("purification", {
+    (SessionPhase.OPEN, "done"): SessionPhase.CLOSED,
+})
+
+
 @dataclass(slots=True)
 class _Held:
     seq: int
@@ -99,12 +120,84 @@ class _Session:
     request: CreateRequest | None = None
     levels: dict = field(default_factory=dict)   # level -> list[_Held] (creator)
     pairs: dict = field(default_factory=dict)    # seq -> _Held (both ends)
-    pending: dict = field(default_factory=dict)  # keep_seq -> context waiting for the other end
+    pending: dict = field(default_factory=dict)  # keep_seq -> _Round waiting for the reply
     early: list = field(default_factory=list)    # receiver: PurifyMeasure before its pairs
     delivered: int = 0
     outstanding: int = 0
     busy: int = 0            # rounds in progress (creator)
-    closed: bool = False     # all outputs delivered: late pairs are discarded
+    phase: SessionPhase = SessionPhase.OPEN
+
+
+class _Round:
+    """Creator: a round measured here, waiting for the receiver's
+    PurifyReply (``mine``: this end's outcome; ``twirl``: the twirl sent)."""
+
+    __slots__ = ("keep", "sac", "mine", "twirl")
+
+    def __init__(self, keep: _Held, sac: _Held, mine: int, twirl: int) -> None:
+        self.keep = keep
+        self.sac = sac
+        self.mine = mine
+        self.twirl = twirl
+
+
+# ---------------------------------------------------------------- pending operations
+# (the context Protocol.start_op keeps for an operation's answer)
+
+class _Chain:
+    """Operations run one after the other: ``rest`` still to run after this
+    one, then ``then`` (one of the records below) says what comes next."""
+
+    __slots__ = ("rest", "then")
+
+    def __init__(self, rest: list, then: Any) -> None:
+        self.rest = rest
+        self.then = then
+
+
+class _Ready:
+    """Creator: raw pair ``pair`` is corrected to Phi+, ready to combine."""
+
+    __slots__ = ("session", "pair")
+
+    def __init__(self, session: _Session, pair: _Held) -> None:
+        self.session = session
+        self.pair = pair
+
+
+class _Measured:
+    """Creator: a round's measurement (its outcome goes to the receiver)."""
+
+    __slots__ = ("session", "keep", "sac")
+
+    def __init__(self, session: _Session, keep: _Held, sac: _Held) -> None:
+        self.session = session
+        self.keep = keep
+        self.sac = sac
+
+
+class _Answered:
+    """Receiver: its measurement for the creator's PurifyMeasure ``msg``
+    (reply with the outcome, then keep or discard)."""
+
+    __slots__ = ("session", "keep", "sac", "msg")
+
+    def __init__(self, session: _Session, keep: _Held, sac: _Held,
+                 msg: PurifyMeasure) -> None:
+        self.session = session
+        self.keep = keep
+        self.sac = sac
+        self.msg = msg
+
+
+class _Kept:
+    """Both ends: ``pair`` survived a round (and is twirled back, BBPSSW)."""
+
+    __slots__ = ("session", "pair")
+
+    def __init__(self, session: _Session, pair: _Held) -> None:
+        self.session = session
+        self.pair = pair
 
 
 class PurifyProtocol(Protocol):
@@ -129,32 +222,30 @@ class PurifyProtocol(Protocol):
         self.max_rounds = max_rounds
         self.rng = random.Random(f"{seed}/{node}")
         self.sessions: dict[tuple[str, int], _Session] = {}
-        self._ops: dict[int, tuple] = {}
-        self._next_op = 1
         #: rounds attempted / succeeded (for tests)
         self.stats = {"rounds": 0, "success": 0}
 
     # ---------------------------------------------------------------- helpers
-    def _op(self, op: Any, ctx: tuple) -> QuantumOp:
-        i = self._next_op
-        self._next_op += 1
-        self._ops[i] = ctx
-        return QuantumOp(i, op)
-
-    def _release(self, ok: LinkOk) -> Submit:
+    def _release(self, ok: LinkOk, out: list) -> None:
         """Tell the link layer a raw pair is used up (no cut-off or expiry for it)."""
-        return Submit(Release(ok.ent_id, ok.remote), to=self.lower)
+        out.append(Submit(Release(ok.ent_id, ok.remote), to=self.lower))
+
+    def _free(self, ok: LinkOk, out: list) -> None:
+        """Release a raw pair and discard this end's qubit of it."""
+        out.append(Submit(Release(ok.ent_id, ok.remote), to=self.lower))
+        out.append(QuantumOp(None, Discard(ok.qubit)))
 
     @on(Release)
     def _on_release(self, ev: Release, now_ns: int) -> list:
         # a passed-through or purified pair: both carry the link layer's ent_id
         return [Submit(ev, to=self.lower)]
 
-    def _chain(self, ops: list, ctx: tuple) -> list:
-        """Run ``ops`` one after the other; ``ctx`` is handled after the last."""
+    def _chain(self, ops: list, then: Any, out: list) -> None:
+        """Run ``ops`` one after the other; ``then`` is handled after the last."""
         if not ops:
-            return self._after(ctx, None)
-        return [self._op(ops[0], ("chain", ops[1:], ctx))]
+            self._after(then, None, out)
+        else:
+            out.append(self.start_op(ops[0], _Chain(ops[1:], then)))
 
     def _estimate(self, f: float) -> tuple:
         e = (1.0 - f) / 3.0
@@ -192,20 +283,22 @@ class PurifyProtocol(Protocol):
                      self.mode, request=req)
         self.sessions[(req.remote, req.purpose_id)] = s
         setup = PurifySetup(req.purpose_id, self.scheme, rounds, req.number, req.min_fidelity)
-        return [SendMessage(req.remote, setup)] + self._request_raw(s)
+        out: list = [SendMessage(req.remote, setup)]
+        self._request_raw(s, out)
+        return out
 
-    def _request_raw(self, s: _Session) -> list:
+    def _request_raw(self, s: _Session, out: list) -> None:
         # Ask for raw pairs only when nothing is on its way and no round is
         # running: then whatever waits in the buffers cannot progress alone.
-        if s.outstanding > 0 or s.busy > 0 or s.closed:
-            return []
+        if s.outstanding > 0 or s.busy > 0 or s.phase is _CLOSED:
+            return
         if s.mode == "pumping":
             need = 1 if s.levels.get(1) else 2
         else:
             need = 2 if not s.pairs else 1
         s.outstanding = need
         raw = replace(s.request, number=need, min_fidelity=0.0)
-        return [Submit(raw, to=self.lower)]
+        out.append(Submit(raw, to=self.lower))
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -213,17 +306,19 @@ class PurifyProtocol(Protocol):
         s = self.sessions.get((ok.remote, ok.purpose_id))
         if s is None:
             return [Deliver(ok)]                           # pass-through
-        if s.closed:
-            return [self._release(ok), QuantumOp(None, Discard(ok.qubit))]
+        out: list = []
+        if s.phase is _CLOSED:
+            self._free(ok, out)
+            return out
         f = ok.goodness
         h = _Held(ok.ent_id.seq, ok, 0, self._estimate(f))
         s.pairs[h.seq] = h
         if not s.creator:
-            acts: list = []
+            # PurifyMeasure messages that waited for their pairs: try them again
             early, s.early = s.early, []
             for m in early:
-                acts += self._on_measure(ok.remote, m, now_ns)
-            return acts
+                out.extend(self._on_measure(ok.remote, m, now_ns))
+            return out
         s.outstanding = max(0, s.outstanding - 1)
         ops = []
         b = ok.bell_index
@@ -231,37 +326,42 @@ class PurifyProtocol(Protocol):
             ops.append(Gate("x", (ok.qubit,)))
         if b & 1:
             ops.append(Gate("z", (ok.qubit,)))
-        return self._chain(ops, ("ready", s, h))
+        self._chain(ops, _Ready(s, h), out)
+        return out
 
     @on(LinkErr, LinkExpire)
     def _link_other(self, ev: Any, now_ns: int) -> list:
         return [Deliver(ev)]
 
-    def _ready(self, s: _Session, h: _Held) -> list:
+    def _ready(self, s: _Session, h: _Held, out: list) -> None:
         """Creator: a pair is at level ``h.level``; combine it if it has a partner."""
         if h.level >= s.rounds:
-            return self._output(s, h)
+            self._output(s, h, out)
+            return
         lvl = s.levels.setdefault(h.level if s.mode == "recurrence" else (0 if h.level == 0 else 1),
                                   [])
         lvl.append(h)
         if s.mode == "recurrence":
             if len(lvl) < 2:
-                return self._request_raw(s)
+                self._request_raw(s, out)
+                return
             keep, sac = lvl.pop(0), lvl.pop(0)
         else:
             kept = s.levels.get(1, [])
             base = s.levels.get(0, [])
             if not base:
-                return self._request_raw(s)
+                self._request_raw(s, out)
+                return
             if kept:
                 keep, sac = kept.pop(0), base.pop(0)
             elif len(base) >= 2:
                 keep, sac = base.pop(0), base.pop(0)
             else:
-                return self._request_raw(s)
-        return self._purify(s, keep, sac)
+                self._request_raw(s, out)
+                return
+        self._purify(s, keep, sac, out)
 
-    def _purify(self, s: _Session, keep: _Held, sac: _Held) -> list:
+    def _purify(self, s: _Session, keep: _Held, sac: _Held, out: list) -> None:
         self.stats["rounds"] += 1
         s.busy += 1
         qk, qs = keep.ok.qubit, sac.ok.qubit
@@ -269,46 +369,49 @@ class PurifyProtocol(Protocol):
         if s.scheme == DEJMPS:
             ops += [Gate("rx", (qk,), (_HALF_PI,)), Gate("rx", (qs,), (_HALF_PI,))]
         ops += [Gate("cnot", (qk, qs)), Measure(qs, "Z")]
-        return [self._release(sac.ok)] + self._chain(ops, ("measured", s, keep, sac))
+        self._release(sac.ok, out)
+        self._chain(ops, _Measured(s, keep, sac), out)
 
-    def _output(self, s: _Session, h: _Held) -> list:
+    def _output(self, s: _Session, h: _Held, out: list) -> None:
         s.pairs.pop(h.seq, None)
         s.delivered += 1
         ok = replace(h.ok, bell_index=0, goodness=float(h.coeffs[0]),
                      pair_index=s.delivered - 1, request_done=s.delivered >= s.number)
-        acts: list = [Deliver(ok)]
+        out.append(Deliver(ok))
         if s.delivered >= s.number:
             # done: free what is left over (both ends hold the same leftovers)
-            s.closed = True
+            s.phase = TRANSITIONS.next(s.phase, "done")
             for h2 in list(s.pairs.values()):
-                acts.append(self._release(h2.ok))
-                acts.append(QuantumOp(None, Discard(h2.ok.qubit)))
+                self._free(h2.ok, out)
             s.pairs.clear()
             s.levels.clear()
         elif s.creator:
-            acts += self._request_raw(s)
-        return acts
+            self._request_raw(s, out)
 
     # ---------------------------------------------------------------- messages
-    @on(MessageReceived)
-    def _message(self, ev: MessageReceived, now_ns: int) -> list:
-        m = ev.msg
-        if isinstance(m, PurifySetup):
-            self.sessions[(ev.src, m.purpose_id)] = _Session(
-                ev.src, m.purpose_id, False, m.scheme, m.rounds, m.number)
-            return []
-        if isinstance(m, PurifyMeasure):
-            return self._on_measure(ev.src, m, now_ns)
-        if isinstance(m, PurifyReply):
-            s = self.sessions.get((ev.src, m.purpose_id))
-            ctx = s.pending.pop(m.keep_seq, None) if s else None
-            if ctx is None:
-                return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT, f"reply for unknown pair {m.keep_seq}")]
-            return self._decide(s, *ctx, other=m.outcome)
-        return [Fail(ErrorCode.UNKNOWN_TYPE, f"network.purify got {type(m).__name__}")]
+    def _session_of(self, src: str, m: Any) -> _Session | None:
+        """The session a message from ``src`` names (by its purpose id), or None."""
+        return self.sessions.get((src, m.purpose_id))
 
+    @on_message(PurifySetup)
+    def _on_setup(self, src: str, m: PurifySetup, now_ns: int) -> list:
+        self.sessions[(src, m.purpose_id)] = _Session(
+            src, m.purpose_id, False, m.scheme, m.rounds, m.number)
+        return []
+
+    @on_message(PurifyReply)
+    def _on_reply(self, src: str, m: PurifyReply, now_ns: int) -> list:
+        s = self._session_of(src, m)
+        rd = s.pending.pop(m.keep_seq, None) if s else None
+        if rd is None:
+            return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT, f"reply for unknown pair {m.keep_seq}")]
+        out: list = []
+        self._decide(s, rd.keep, rd.sac, rd.mine, rd.twirl, m.outcome, out)
+        return out
+
+    @on_message(PurifyMeasure)
     def _on_measure(self, src: str, m: PurifyMeasure, now_ns: int) -> list:
-        s = self.sessions.get((src, m.purpose_id))
+        s = self._session_of(src, m)
         if s is None:
             return [Fail(ErrorCode.NET_UNKNOWN_CIRCUIT, f"purification {m.purpose_id} unknown")]
         keep, sac = s.pairs.get(m.keep_seq), s.pairs.get(m.sac_seq)
@@ -320,61 +423,64 @@ class PurifyProtocol(Protocol):
         if s.scheme == DEJMPS:
             ops += [Gate("rx", (qk,), (-_HALF_PI,)), Gate("rx", (qs,), (-_HALF_PI,))]
         ops += [Gate("cnot", (qk, qs)), Measure(qs, "Z")]
-        return [self._release(sac.ok)] + self._chain(ops, ("r_measured", s, keep, sac, m))
+        out: list = []
+        self._release(sac.ok, out)
+        self._chain(ops, _Answered(s, keep, sac, m), out)
+        return out
 
     def _decide(self, s: _Session, keep: _Held, sac: _Held, mine: int, twirl: int,
-                other: int) -> list:
+                other: int, out: list) -> None:
         """Both outcomes known: keep (and maybe twirl) or discard."""
         s.pairs.pop(sac.seq, None)
         if s.creator:
             s.busy -= 1
         if mine != other:
             s.pairs.pop(keep.seq, None)
-            acts = [self._release(keep.ok), QuantumOp(None, Discard(keep.ok.qubit))]
+            self._free(keep.ok, out)
             if s.creator:
-                acts += self._request_raw(s)
-            return acts
+                self._request_raw(s, out)
+            return
         self.stats["success"] += 1
         keep.coeffs = self._combine(keep.coeffs, sac.coeffs)[0]
         keep.level += 1
         ops = [Gate(n, (keep.ok.qubit,), p) for n, p in
                (twirl_ops(twirl, s.creator) if s.scheme == BBPSSW else [])]
-        return self._chain(ops, ("kept", s, keep))
+        self._chain(ops, _Kept(s, keep), out)
 
     # ---------------------------------------------------------------- operations
     @on(OperationDone)
     def _op_done(self, ev: OperationDone, now_ns: int) -> list:
-        ctx = self._ops.pop(ev.op_id, None)
+        ctx = self.take_op(ev.op_id)
         if ctx is None:
             return []
         if isinstance(ev.outcome, BaseException):
             return [Fail(ErrorCode.QUBIT_UNAVAILABLE, f"purification op failed: {ev.outcome}")]
-        if ctx[0] == "chain":
-            _, rest, after = ctx
-            if rest:
-                return [self._op(rest[0], ("chain", rest[1:], after))]
-            return self._after(after, ev.outcome)
-        return []
+        out: list = []
+        if ctx.rest:
+            out.append(self.start_op(ctx.rest[0], _Chain(ctx.rest[1:], ctx.then)))
+        else:
+            self._after(ctx.then, ev.outcome, out)
+        return out
 
-    def _after(self, ctx: tuple, outcome: Any) -> list:
-        kind = ctx[0]
-        if kind == "ready":
-            return self._ready(ctx[1], ctx[2])
-        if kind == "measured":
-            _, s, keep, sac = ctx
+    def _after(self, then: Any, outcome: Any, out: list) -> None:
+        """The operations before ``then`` are done (the last one's ``outcome``)."""
+        kind = then.__class__
+        s = then.session
+        if kind is _Ready:
+            self._ready(s, then.pair, out)
+        elif kind is _Measured:
+            keep, sac = then.keep, then.sac
             twirl = self.rng.randrange(24) if s.scheme == BBPSSW else 0
-            s.pending[keep.seq] = (keep, sac, int(outcome), twirl)
-            return [SendMessage(s.peer, PurifyMeasure(s.purpose, keep.seq, sac.seq, keep.level,
-                                                      int(outcome), twirl))]
-        if kind == "r_measured":
-            _, s, keep, sac, m = ctx
-            reply = SendMessage(s.peer, PurifyReply(s.purpose, keep.seq, int(outcome)))
-            return [reply] + self._decide(s, keep, sac, m.outcome, m.twirl, other=int(outcome))
-        if kind == "kept":
-            _, s, keep = ctx
+            s.pending[keep.seq] = _Round(keep, sac, int(outcome), twirl)
+            out.append(SendMessage(s.peer, PurifyMeasure(s.purpose, keep.seq, sac.seq, keep.level,
+                                                         int(outcome), twirl)))
+        elif kind is _Answered:
+            keep, sac, m = then.keep, then.sac, then.msg
+            out.append(SendMessage(s.peer, PurifyReply(s.purpose, keep.seq, int(outcome))))
+            self._decide(s, keep, sac, m.outcome, m.twirl, int(outcome), out)
+        elif kind is _Kept:
+            keep = then.pair
             if s.creator:
-                return self._ready(s, keep)
-            if keep.level >= s.rounds:
-                return self._output(s, keep)
-            return []
-        return []
+                self._ready(s, keep, out)
+            elif keep.level >= s.rounds:
+                self._output(s, keep, out)

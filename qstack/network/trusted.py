@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 from qstack.core.errors import ErrorCode
-from qstack.core.protocol import Deliver, Fail, MessageReceived, Protocol, SendMessage, on
+from qstack.core.protocol import Deliver, Protocol, SendMessage, on, on_message
 
 from .messages import KeyRelay, KeyRelayAck
 from .routing import RoutingError, Topology
@@ -86,6 +86,19 @@ class RelayErr:
     detail: str = ""
 
 
+class _Relay:
+    """A relay this node started, waiting for its KeyRelayAck: the key
+    ``k1`` and what the origin's RelayOk / RelayErr will say."""
+
+    __slots__ = ("k1", "path", "request_id", "app_tag")
+
+    def __init__(self, k1: bytes, path: tuple[str, ...], request_id: int, app_tag: int) -> None:
+        self.k1 = k1
+        self.path = path
+        self.request_id = request_id
+        self.app_tag = app_tag
+
+
 class TrustedRelay(Protocol):
     """The trusted-node relay (``network.trusted``); one per node.
 
@@ -104,7 +117,7 @@ class TrustedRelay(Protocol):
         self.trust = trust
         self.keys: dict[str, dict[int, bytes]] = {}     # peer -> key id -> unused block
         self._next_relay = 1
-        self._pending: dict[int, tuple[bytes, tuple, int, int]] = {}
+        self._pending: dict[int, _Relay] = {}      # relay id -> relay started here
 
     @on(HopKey)
     def _hop_key(self, ev: HopKey, now_ns: int) -> list:
@@ -147,21 +160,13 @@ class TrustedRelay(Protocol):
         kid, k1 = got
         rid = (zlib.crc32(self.node.encode()) & 0xFFFF) << 16 | (self._next_relay & 0xFFFF)
         self._next_relay += 1
-        self._pending[rid] = (k1, path, req.request_id, req.app_tag)
+        self._pending[rid] = _Relay(k1, path, req.request_id, req.app_tag)
         # the first hop's one-time pad of K1 with itself is all zeros
         return [SendMessage(path[1], KeyRelay(rid, self.node, path, kid, bytes(len(k1)),
                                               req.app_tag))]
 
-    @on(MessageReceived)
-    def _message(self, ev: MessageReceived, now_ns: int) -> list:
-        m = ev.msg
-        if isinstance(m, KeyRelay):
-            return self._relay(ev.src, m)
-        if isinstance(m, KeyRelayAck):
-            return self._ack(m)
-        return [Fail(ErrorCode.UNKNOWN_TYPE, f"network.trusted got {type(m).__name__}")]
-
-    def _relay(self, src: str, m: KeyRelay) -> list:
+    @on_message(KeyRelay)
+    def _on_relay(self, src: str, m: KeyRelay, now_ns: int) -> list:
         block = self.keys.get(src, {}).pop(m.hop_key_id, None)
         i = m.path.index(self.node) if self.node in m.path else -1
         back = SendMessage(src, KeyRelayAck(m.relay_id, m.origin, m.path, False,
@@ -182,17 +187,18 @@ class TrustedRelay(Protocol):
         return [SendMessage(nxt, KeyRelay(m.relay_id, m.origin, m.path, kid,
                                           xor_bytes(k1, k_next), m.app_tag))]
 
-    def _ack(self, m: KeyRelayAck) -> list:
+    @on_message(KeyRelayAck)
+    def _on_ack(self, src: str, m: KeyRelayAck, now_ns: int) -> list:
         if m.origin != self.node:
             i = m.path.index(self.node)
             return [SendMessage(m.path[i - 1], m)]
-        pend = self._pending.pop(m.relay_id, None)
-        if pend is None:
+        relay = self._pending.pop(m.relay_id, None)
+        if relay is None:
             return []
-        k1, path, request_id, app_tag = pend
+        path = relay.path
         if not m.ok:
-            return [Deliver(RelayErr(request_id, path[-1], ErrorCode(m.code)
+            return [Deliver(RelayErr(relay.request_id, path[-1], ErrorCode(m.code)
                                      if m.code in {c.value for c in ErrorCode}
                                      else ErrorCode.NET_REJECTED, "relay refused"))]
-        return [Deliver(RelayOk(m.relay_id, self.node, path[-1], k1, path, path[1:-1],
-                                request_id, app_tag))]
+        return [Deliver(RelayOk(m.relay_id, self.node, path[-1], relay.k1, path, path[1:-1],
+                                relay.request_id, relay.app_tag))]
