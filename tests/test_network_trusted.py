@@ -65,3 +65,18 @@ def test_many_relays_in_both_directions_stay_consistent():
 
 def test_xor_bytes():
     assert xor_bytes(b"\x0f\xf0", b"\xff\xff") == b"\xf0\x0f"
+
+
+def test_a_relay_ack_from_off_its_path_is_refused_not_raised():
+    """A KeyRelayAck naming a path this node is not on (or coming from a node
+    that is not next on it) is answered with a Fail, never an exception."""
+    from qstack.core.errors import ErrorCode
+    from qstack.core.protocol import Fail, MessageReceived
+    from qstack.network.messages import KeyRelayAck
+    from qstack.network.trusted import TrustedRelay
+
+    relay = TrustedRelay("t1")
+    for path, src in ((("a", "t9", "b"), "b"), (("a", "t1", "b"), "zz")):
+        acts = relay.handle(MessageReceived(src, KeyRelayAck(1, "a", path, True, 0)), 0)
+        (fail,) = acts
+        assert isinstance(fail, Fail) and fail.code == ErrorCode.NET_REJECTED

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 from qstack.core.errors import ErrorCode
-from qstack.core.protocol import Deliver, Protocol, SendMessage, on, on_message
+from qstack.core.protocol import Deliver, Fail, Protocol, SendMessage, on, on_message
 
 from .messages import KeyRelay, KeyRelayAck
 from .routing import RoutingError, Topology
@@ -190,7 +190,12 @@ class TrustedRelay(Protocol):
     @on_message(KeyRelayAck)
     def _on_ack(self, src: str, m: KeyRelayAck, now_ns: int) -> list:
         if m.origin != self.node:
-            i = m.path.index(self.node)
+            i = m.path.index(self.node) if self.node in m.path else -1
+            if i <= 0 or m.path[i + 1:i + 2] != (src,):
+                # not on its path, or not from the next node on it: refused
+                return [Fail(ErrorCode.NET_REJECTED,
+                             f"KeyRelayAck {m.relay_id} of {m.origin} from {src}, which does "
+                             f"not come after {self.node} on its path: ignored")]
             return [SendMessage(m.path[i - 1], m)]
         relay = self._pending.pop(m.relay_id, None)
         if relay is None:
