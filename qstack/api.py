@@ -12,9 +12,10 @@ Every node gets the full stack, bottom first: the entanglement generation
 protocol (``link.egp``) on its heralded links, the end-to-end circuit protocol
 (``network.qnp``) routing on the network's topology, and the teleportation
 transport (``transport.qtp``) that the applications' sockets talk to.
-``network_layer="ideal"`` replaces the two lower layers by
-:class:`qstack.sim.apps.IdealNetwork` (Werner pairs of a given fidelity on
-request), for fast application development.
+``network_layer="ideal"`` replaces the two lower layers by the ideal network
+layer (:mod:`qstack.network.ideal`: end-to-end Werner pairs of a given
+fidelity on request over virtual links, set up by
+:class:`qstack.sim.apps.IdealNetwork`), for fast application development.
 """
 from __future__ import annotations
 
@@ -166,9 +167,7 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
             protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service))
             below = "network.qnp"
         else:
-            from qstack.sim.apps import IdealNetProtocol
-
-            protos = [IdealNetProtocol(name, net.ideal)]
+            protos = [net.ideal.protocol(name)]
             below = "network.ideal"
         protos.append(TeleportTransport(name, network=below))
         return protos

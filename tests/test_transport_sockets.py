@@ -366,9 +366,9 @@ def test_a_lost_epr_pair_is_reported_by_recv_epr_not_recv_qubit():
     seen = {}
 
     def expire_when_made(ev):
-        # the pair is at bob, its header on the way (20 us): expire it then
+        # the pair is at bob, its header on the way (20 us): it expires at bob then
         if isinstance(ev, svc.EprArrived) and ev.initiator:
-            net.sim.schedule(1, lambda: net.ideal.expire(next(iter(net.ideal.pairs))))
+            net.sim.schedule(1, lambda: net.ideal.expire(next(iter(net.ideal.pairs)), at="bob"))
 
     net.node("alice").listeners.append(expire_when_made)
 
@@ -456,9 +456,11 @@ def test_closing_a_socket_while_it_connects_fails_the_connect():
 
 
 def test_ideal_network_expiry_never_overtakes_the_pair():
-    """IdealNetwork.expire of a pair whose NetOk is still on its way to the
-    tail: the tail hears of the expiry (and loses its qubit) only after it got
-    the pair, as the network layer promises; the head at once."""
+    """IdealNetwork.expire of a pair before its herald: neither end ever
+    delivers it (each discards its half when the herald comes); after the
+    heralds: each end delivers NetOk, then NetExpire (the tail when the head's
+    IdealExpire reaches it, one classical delay later), as the network layer
+    promises (no NetExpire before its NetOk)."""
     from qstack.core.protocol import Protocol, on
     from qstack.network.service import NetExpire, NetOk, NetRequest
 
@@ -474,16 +476,23 @@ def test_ideal_network_expiry_never_overtakes_the_pair():
             alive = ev.qubit.alive if isinstance(ev, NetOk) else None
             self.events.append((now_ns, type(ev).__name__, alive))
 
-    net = SimNetwork(seed=1)
-    for n in ("alice", "bob"):
-        net.add_node(n)
-    net.add_link("alice", "bob", classical_delay_ns=20_000)
-    ideal = IdealNetwork(net, interval_ns=1_000_000, far_delay_ns=1_000_000)
-    ideal.install()
-    logs = {n: net.add_protocol(n, Log(n)) for n in ("alice", "bob")}
-    net.submit("alice", NetRequest("bob", number=1), to="network.ideal")
-    net.run(until_ns=1_500_000)                 # made at 1 ms: at alice, on its way to bob
-    ideal.expire(next(iter(ideal.pairs)))
-    net.run()
-    assert logs["alice"].events == [(1_000_000, "NetOk", True), (1_500_000, "NetExpire", None)]
-    assert logs["bob"].events == [(2_000_000, "NetOk", True), (2_000_000, "NetExpire", None)]
+    def run(expire_at_ns):
+        net = SimNetwork(seed=1)
+        for n in ("alice", "bob"):
+            net.add_node(n)
+        net.add_link("alice", "bob", classical_delay_ns=20_000)
+        ideal = IdealNetwork(net, interval_ns=1_000_000, far_delay_ns=1_000_000)
+        ideal.install()
+        logs = {n: net.add_protocol(n, Log(n)) for n in ("alice", "bob")}
+        net.submit("alice", NetRequest("bob", number=1, request_id=3), to="network.ideal")
+        net.run(until_ns=expire_at_ns)
+        ideal.expire(("alice", 3, 0))
+        net.run()
+        assert all(net.node(n).device.used_slots == 0 for n in ("alice", "bob"))
+        return logs["alice"].events, logs["bob"].events
+
+    # bob's follower starts when the IdealOpen arrives (20 us); the pair is
+    # heralded at both ends 1 ms (interval) + 1 ms (far delay) later
+    assert run(1_500_000) == ([], [])
+    assert run(2_500_000) == ([(2_020_000, "NetOk", True), (2_500_000, "NetExpire", None)],
+                              [(2_020_000, "NetOk", True), (2_520_000, "NetExpire", None)])

@@ -11,7 +11,9 @@ Three protocols:
 * ``network.purify`` (0x0310-0x031F): link-pair purification
   (:mod:`qstack.network.purify`);
 * ``network.trusted`` (0x0320-0x032F): trusted-node key relay
-  (:mod:`qstack.network.trusted`).
+  (:mod:`qstack.network.trusted`);
+* ``network.ideal`` (0x0330-0x033F): the ideal network layer's end-to-end
+  pairs on virtual links (:mod:`qstack.network.ideal`).
 
 Pair references: a message about a link pair names it by the link layer's
 sequence number ``link_seq`` (``EntanglementId.seq``, the same at both ends
@@ -26,7 +28,8 @@ from qstack.core.messages import Message, limits, message
 
 __all__ = [
     "CircuitSetup", "CircuitConfirm", "CircuitTeardown", "Track", "PairDone", "SegmentNotice",
-    "SegmentExpire", "PairLost", "LinkEntry", "LinkStateAd", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
+    "SegmentExpire", "PairLost", "LinkEntry", "LinkStateAd", "IdealOpen", "IdealClose",
+    "IdealExpire", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
     "KeyRelayAck", "VECTOR_EXAMPLES",
 ]
 
@@ -282,6 +285,40 @@ class LinkStateAd(Message):
     links: tuple[LinkEntry, ...] = field(metadata=limits(max_len=4096))
 
 
+# ------------------------------------------------------------------ network.ideal
+
+@message("network.ideal", 0x0330)
+@dataclass(frozen=True, slots=True)
+class IdealOpen(Message):
+    """Head -> tail: request ``request_id`` wants ``number`` pairs with the
+    receiver (it follows the head's attempts on their virtual link)."""
+
+    request_id: int = field(metadata=_U32)
+    number: int = field(metadata=limits(1, 65535))
+    app_tag: int = field(metadata=_U32)
+
+
+@message("network.ideal", 0x0331)
+@dataclass(frozen=True, slots=True)
+class IdealClose(Message):
+    """Either way: request ``request_id`` of ``head`` ends (``code``: why)."""
+
+    head: str = field(metadata=_NAME)
+    request_id: int = field(metadata=_U32)
+    code: int = field(metadata=_CODE)
+
+
+@message("network.ideal", 0x0332)
+@dataclass(frozen=True, slots=True)
+class IdealExpire(Message):
+    """Either way: pair ``(head, request_id, seq)`` is lost; the receiver frees its half."""
+
+    head: str = field(metadata=_NAME)
+    request_id: int = field(metadata=_U32)
+    seq: int = field(metadata=_U32)
+    reason: str = field(metadata=limits(max_len=64))
+
+
 VECTOR_EXAMPLES = {
     "circuit_setup": CircuitSetup(
         circuit_id=0x00010002, head="a", path=("a", "r1", "b"), request_id=7, number=10,
@@ -300,6 +337,9 @@ VECTOR_EXAMPLES = {
     "segment_notice": SegmentNotice(circuit_id=5, head="a", link_seq=9, far_end=4),
     "segment_expire": SegmentExpire(circuit_id=5, head="a", link_seq=9, reason="cutoff"),
     "pair_lost": PairLost(circuit_id=0x00010002, head="a", pair_seq=3, reason="link expired"),
+    "ideal_open": IdealOpen(request_id=5, number=3, app_tag=49152),
+    "ideal_close": IdealClose(head="a", request_id=5, code=302),
+    "ideal_expire": IdealExpire(head="a", request_id=5, seq=1, reason="test"),
     "link_entry": LinkEntry(neighbour="r1", up=False, fidelity=0.95, rate_hz=1200.0),
     "link_state_ad": LinkStateAd(origin="a", seq=3, links=(
         LinkEntry("r1", False, 0.95, 1200.0), LinkEntry("r2", True, 0.9, 800.0))),

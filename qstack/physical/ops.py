@@ -92,7 +92,10 @@ class Entangle:
     nanoseconds; the later of the two ends' values). ``param`` is the
     scheme's tuning knob (the bright-state population alpha for single-click,
     ignored by schemes without one; a follower's is ignored). A memory slot
-    is reserved on submission. ``specs/physical.md`` (heralding station).
+    is reserved on submission. ``virtual``: ask the driver's *virtual link*
+    with ``peer`` (any node; what the ideal network layer stands on) instead
+    of the quantum link to a neighbour. ``specs/physical.md`` (heralding
+    station).
     """
 
     peer: str
@@ -100,15 +103,18 @@ class Entangle:
     deadline_ns: int
     param: float = 0.0
     start_ns: int = 0
+    virtual: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CancelEntangle:
     """Stop the attempts of a pending :class:`Entangle` with ``key``; its
-    outcome becomes a failed :class:`Herald` (``reason="cancelled"``)."""
+    outcome becomes a failed :class:`Herald` (``reason="cancelled"``).
+    ``virtual``: on the virtual link with ``peer`` (see :class:`Entangle`)."""
 
     peer: str
     key: Hashable
+    virtual: bool = False
 
 
 @dataclass(frozen=True, slots=True)

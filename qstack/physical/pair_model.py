@@ -50,12 +50,13 @@ class SimplePairModel:
     ``cycle_ns`` is the attempt period, ``herald_delay_ns`` the time from
     emission to the herald at either end (e.g. the light travel time to a
     midpoint and back), ``classical_delay_ns`` the one-way node-to-node delay;
-    all in nanoseconds. Every herald announces ``bell_index``.
+    all in nanoseconds. Every herald announces ``bell_index`` (``None``: a
+    uniformly random one per pair).
     """
 
     def __init__(self, success_probability: float = 0.1, fidelity: float = 1.0,
                  cycle_ns: int = 1_000, herald_delay_ns: int = 0,
-                 classical_delay_ns: int = 0, bell_index: int = 0) -> None:
+                 classical_delay_ns: int = 0, bell_index: int | None = 0) -> None:
         if not 0.0 <= success_probability <= 1.0:
             raise ValueError("success_probability: expected a probability in [0, 1]")
         if not 0.25 <= fidelity <= 1.0:
@@ -67,7 +68,7 @@ class SimplePairModel:
         self._cycle_ns = int(cycle_ns)
         self._herald_delay_ns = int(herald_delay_ns)
         self.classical_delay_ns = int(classical_delay_ns)
-        self.bell_index = int(bell_index)
+        self.bell_index = None if bell_index is None else int(bell_index)
 
     def cycle_ns(self, param: float) -> int:
         return self._cycle_ns
@@ -84,7 +85,9 @@ class SimplePairModel:
         return BellDiagonal.werner(self.fidelity, bell_index).to_density_matrix()
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
+        if self.bell_index is None:          # each pair in a uniformly random Bell state
+            return int(rng.integers(4))
         return self.bell_index
 
     def heralded_bell_indices(self) -> tuple[int, ...]:
-        return (self.bell_index,)
+        return (0, 1, 2, 3) if self.bell_index is None else (self.bell_index,)

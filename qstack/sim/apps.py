@@ -9,10 +9,11 @@
   or measurement result waits for).
 * :func:`run_apps` spawns ``app(ctx)`` for every node and runs the simulation
   until they have all returned.
-* :class:`IdealNetwork` is a stand-in for the network layer (``network.ideal``)
-  that hands out end-to-end Werner pairs on request after a fixed or random
-  delay: fast application tests, and the exact-fidelity checks of the
-  transport (the real stack is ``link.egp`` + ``network.qnp``).
+* :class:`IdealNetwork` sets up the ideal network layer
+  (:mod:`qstack.network.ideal`, ``network.ideal``: end-to-end Werner pairs
+  on request after a fixed or random wait, over virtual links): fast
+  application tests, and the exact-fidelity checks of the transport (the
+  real stack is ``link.egp`` + ``network.qnp``).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from qstack.transport.messages import PROTOCOL as TRANSPORT
 from qstack.transport.runtime import TransportRuntime
 from qstack.transport.socket import NodeContext, TransportClient
 
-__all__ = ["SimRuntime", "AppRun", "run_apps", "IdealNetwork", "IdealNetProtocol"]
+__all__ = ["SimRuntime", "AppRun", "run_apps", "IdealNetwork"]
 
 
 class SimRuntime(TransportRuntime):
@@ -226,153 +227,78 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
 
 # ---------------------------------------------------------------- an ideal network layer
 
-class IdealNetProtocol(Protocol):
-    """Per-node front of :class:`IdealNetwork` (``network.ideal``): takes
-    ``NetRequest``/``NetCancel`` from the protocol above and passes them on.
-    Not sans-I/O: it is a simulator fixture, like a test double."""
-
-    name = "network.ideal"
-
-    def __init__(self, node: str, oracle: "IdealNetwork") -> None:
-        super().__init__(node)
-        self.oracle = oracle
-
-    @on(NetRequest)
-    def _request(self, req: NetRequest, now_ns: int) -> list:
-        self.oracle.request(self.node, req)
-        return []
-
-    @on(NetCancel)
-    def _cancel(self, req: NetCancel, now_ns: int) -> list:
-        self.oracle.cancel(self.node, req.request_id)
-        return []
-
-
 class IdealNetwork:
-    """End-to-end pairs on request, without links or repeaters.
+    """The ideal network layer (:class:`qstack.network.ideal.IdealNetProtocol`,
+    ``network.ideal``) set up on a :class:`~qstack.sim.network.SimNetwork`:
+    end-to-end Werner pairs of ``fidelity`` on request, without links or
+    repeaters, for fast application and transport work.
 
-    Pair ``i`` of a request submitted at ``t`` is made at ``t + (i+1) *
-    interval`` (``interval_ns``, or exponential with that mean when
-    ``random_interval``); it is a Werner pair of ``fidelity`` on a Bell state
-    drawn uniformly (``random_bell``) so that the Pauli-frame handling of the
-    layer above is exercised. The head learns of it at once, the far end
-    ``far_delay_ns`` later (default: the classical delay between them).
-    ``fail`` (a callable ``(node, request) -> ErrorCode | None``) and
-    :meth:`expire` let tests inject errors. Memory: a pair needs a free slot
-    at both ends, otherwise it is retried one interval later.
+    Each pair of nodes gets a virtual link on first use (the driver's
+    :meth:`~qstack.sim.network.SimNetwork.add_virtual_links`) that makes a
+    pair after a wait of mean ``interval_ns`` (exponential if
+    ``random_interval``, else exactly that), in a uniformly random Bell
+    state (``random_bell``) or Phi+; both ends hear of it ``far_delay_ns``
+    later (default: the classical delay between them), both at once. A pair needs a free
+    memory slot at both ends. ``fail`` (``(node, request) -> ErrorCode |
+    None``) makes a node's layer refuse requests (a test's injected error);
+    :meth:`expire` loses a held pair at both ends.
     """
 
     def __init__(self, net: Any, fidelity: float = 1.0, interval_ns: int = 1_000_000,
                  random_interval: bool = False, random_bell: bool = True,
                  far_delay_ns: int | None = None, fail: Callable | None = None) -> None:
+        from qstack.physical.pair_model import SimplePairModel
+
         self.net = net
         self.fidelity = float(fidelity)
         self.interval_ns = int(interval_ns)
-        self.random_interval = random_interval
-        self.random_bell = random_bell
-        self.far_delay_ns = far_delay_ns
         self.fail = fail
-        self.rng = net.sim.rng("network.ideal")
-        self._cid = 0
-        self._live: dict[tuple[str, int], dict] = {}
-        self.pairs: dict[tuple, tuple] = {}      # pair key -> (qubit a, qubit b, head, tail)
-        self.made = 0
+        bell = None if random_bell else 0
+        interval = max(1, self.interval_ns)
+        # a wait of mean `interval`: geometric attempts of a small p (exponential
+        # in the limit), or one attempt heralded `interval` late
+        p = 0.01 if random_interval else 1.0
+        cycle = max(1, round(interval * p / (1 - p))) if random_interval else 1
+
+        def model(a: str, b: str, delay_ns: int) -> SimplePairModel:
+            d = delay_ns if far_delay_ns is None else int(far_delay_ns)
+            extra = 0 if random_interval else interval
+            return SimplePairModel(p, self.fidelity, cycle, d + extra, d, bell_index=bell)
+
+        net.add_virtual_links(model)
+
+    def protocol(self, node: str) -> Any:
+        """A fresh ``network.ideal`` protocol for ``node`` (for its stack)."""
+        from qstack.network.ideal import IdealNetProtocol
+
+        refuse = None
+        if self.fail is not None:
+            refuse = (lambda req, node=node: self.fail(node, req))
+        return IdealNetProtocol(node, self.fidelity, refuse=refuse)
 
     def install(self, nodes: list[str] | None = None) -> None:
-        """Stack an :class:`IdealNetProtocol` on each node (before the transport)."""
+        """Stack a ``network.ideal`` protocol on each node (before the transport)."""
         for name in nodes or list(self.net.nodes):
-            self.net.add_protocol(name, IdealNetProtocol(name, self))
+            self.net.add_protocol(name, self.protocol(name))
 
-    def _above(self, node: str) -> str | None:
-        stack = self.net.node(node).stack
-        i = stack.index(IdealNetProtocol.name)
-        return stack[i + 1] if i + 1 < len(stack) else None
+    @property
+    def pairs(self) -> dict[tuple, str]:
+        """Pairs held by the heads: (head, request id, seq) -> the tail."""
+        out = {}
+        for node in self.net.nodes.values():
+            proto = node.protocols.get("network.ideal")
+            if proto is not None:
+                for key, (_q, remote) in proto.held.items():
+                    if key[0] == node.name:
+                        out[key] = remote
+        return out
 
-    def _deliver(self, node: str, delay: int, event: Any) -> None:
-        above = self._above(node)
-        if above is not None:
-            self.net.sim.schedule(delay, self.net.feed, node, above, event)
+    def expire(self, key: tuple, reason: str = "test", at: str | None = None) -> None:
+        """Lose pair ``key`` = (head, request id, seq) at both ends: node
+        ``at`` (default: the head) frees its half and delivers ``NetExpire``
+        now, the other end when told (one classical delay later, and never
+        before its ``NetOk``)."""
+        from qstack.network.ideal import ExpirePair
+        from qstack.network.service import PairId
 
-    def request(self, node: str, req: NetRequest) -> None:
-        self._cid += 1
-        rid = req.request_id if req.request_id is not None else self._cid
-        code = self.fail(node, req) if self.fail else None
-        if code is None and req.destination not in self.net.nodes:
-            code = ErrorCode.NET_NO_ROUTE
-        if code is not None:
-            self._deliver(node, 0, NetErr(rid, req.destination, ErrorCode(code), "injected"
-                                          if self.fail else "unknown node", req.app_tag))
-            return
-        state = {"req": req, "rid": rid, "cid": self._cid, "made": 0, "start": self.net.sim.now,
-                 "event": None}
-        self._live[(node, rid)] = state
-        state["event"] = self.net.sim.schedule(self._interval(), self._make, node, state)
-
-    def cancel(self, node: str, rid: int) -> None:
-        state = self._live.pop((node, rid), None)
-        if state is not None:
-            self.net.sim.cancel(state["event"])
-            self._deliver(node, 0, NetErr(rid, state["req"].destination,
-                                          ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled"))
-
-    def _interval(self) -> int:
-        if self.random_interval:
-            return max(1, int(self.rng.exponential(self.interval_ns)))
-        return self.interval_ns
-
-    def _make(self, head: str, state: dict) -> None:
-        req: NetRequest = state["req"]
-        rid, now = state["rid"], self.net.sim.now
-        tail = req.destination
-        if req.max_time_ns and now - state["start"] > req.max_time_ns:
-            self._live.pop((head, rid), None)
-            self._deliver(head, 0, NetErr(rid, tail, ErrorCode.NET_TIMEOUT,
-                                          f"{state['made']} of {req.number} pairs in time",
-                                          req.app_tag))
-            return
-        dev_h, dev_t = self.net.node(head).device, self.net.node(tail).device
-        if dev_h.free_slots < 1 or dev_t.free_slots < 1:
-            state["event"] = self.net.sim.schedule(self._interval(), self._make, head, state)
-            return
-        bell = int(self.rng.integers(4)) if self.random_bell else 0
-        qa, qb = self.net.engine.bell_pair(bell, self.fidelity, formalism=self.net.formalism)
-        dev_h.store(qa, now)
-        dev_t.store(qb, now)
-        seq = state["made"]
-        state["made"] += 1
-        self.made += 1
-        pid = PairId(head, state["cid"], seq)
-        done = state["made"] >= req.number
-        far = self.far_delay_ns if self.far_delay_ns is not None else \
-            self.net.classical_delay_ns(head, tail)
-        self.pairs[(head, state["cid"], seq)] = (qa, qb, head, tail, now + far)
-        common = dict(request_id=rid, pair_id=pid, bell_index=bell, fidelity=self.fidelity,
-                      created_ns=now, app_tag=req.app_tag, pair_index=seq, request_done=done,
-                      path=(head, tail))
-        self._deliver(head, 0, NetOk(remote=tail, qubit=qa, initiator=True, **common))
-        self._deliver(tail, far, NetOk(remote=head, qubit=qb, initiator=False, **common))
-        if done:
-            self._live.pop((head, rid), None)
-        else:
-            state["event"] = self.net.sim.schedule(self._interval(), self._make, head, state)
-
-    def expire(self, key: tuple, reason: str = "test") -> None:
-        """Destroy pair ``key`` = (head, circuit, seq) and tell both ends; an
-        end whose NetOk is still on its way hears of the expiry right after it
-        (the network layer only expires pairs it has handed over)."""
-        from qstack.network.service import NetExpire
-
-        qa, qb, head, tail, tail_ok_ns = self.pairs.pop(key)
-        now = self.net.sim.now
-        for node, q, other, after in ((head, qa, tail, 0),
-                                      (tail, qb, head, max(0, tail_ok_ns - now))):
-            self.net.sim.schedule(after, self._expire_end, node, q,
-                                  NetExpire(PairId(*key), other, reason))
-
-    def _expire_end(self, node: str, qubit: Any, event: Any) -> None:
-        """One end of an expired pair: its qubit goes, then the layer above hears."""
-        dev = self.net.node(node).device
-        if dev.holds(qubit):
-            dev.free(qubit)
-        self._deliver(node, 0, event)
-
+        self.net.submit(at or key[0], ExpirePair(PairId(*key), reason), to="network.ideal")

@@ -151,6 +151,8 @@ class SimNetwork(RuntimeDriver):
         # the topology and the sessions stay as they are
         self._routes: dict[tuple[str, str], tuple] = {}
         self.faults: list[tuple[int, str, tuple]] = []  # (time ns, what, nodes) as they happened
+        self._virtual_model: Callable | None = None
+        self._virtual: dict[frozenset, SimLink] = {}   # virtual links (add_virtual_links)
 
     # ------------------------------------------------------------------ build
     def add_node(self, name: str, hardware: NodeHardware | None = None,
@@ -197,6 +199,35 @@ class SimNetwork(RuntimeDriver):
         self._adj.setdefault(b, {})[a] = link
         self.graph.add_edge(a, b, delay_ns=link.classical_delay_ns)
         self._topology_changed()
+        return link
+
+    def add_virtual_links(self, model_for: Callable[[str, str, int], HeraldedPairModel]) -> None:
+        """Let any two nodes ask for pairs of each other directly (``Entangle``
+        with ``virtual=True``, any node as peer): a virtual link is made for the
+        two on first use, its heralding physics ``model_for(a, b, delay_ns)``
+        (``delay_ns``: the classical delay between them). What the ideal
+        network layer (:mod:`qstack.network.ideal`) stands on; a virtual link
+        carries no messages and is in no topology."""
+        self._virtual_model = model_for
+
+    def _virtual_link(self, a: str, b: str) -> SimLink | None:
+        pair = frozenset((a, b))
+        link = self._virtual.get(pair)
+        if link is None and self._virtual_model is not None and a != b \
+                and a in self.nodes and b in self.nodes:
+            a, b = sorted((a, b))
+            delay = self._delay_or_none(a, b)
+            if delay is None:
+                return None
+            model = self._virtual_model(a, b, delay)
+            link = SimLink(a, b, model, delay)
+            link.ends = (self.nodes[a], self.nodes[b])
+            name = f"virtual:{a}-{b}"
+            link.station = HeraldingStation(
+                (a, b), model, self.engine, (self.nodes[a].device, self.nodes[b].device),
+                self.sim, self._herald_arrives, self.sim.rng(name),
+                self.sim.rng(f"{name}:attempts"), self.formalism, delay)
+            self._virtual[pair] = link
         return link
 
     def add_protocol(self, node: str, protocol: Protocol) -> Protocol:
@@ -447,7 +478,8 @@ class SimNetwork(RuntimeDriver):
             node.record(protocol, ErrorCode.INVALID_PARAMETER,
                         "Entangle needs an op_id: its answer is the herald", sim.now)
             return
-        link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+        link = self._virtual_link(node.name, op.peer) if op.virtual else \
+            self._adj.get(node.name, _NO_LINKS).get(op.peer)
         if link is None or link.station is None:
             sim.schedule(0, self._op_done, node, node.incarnation, protocol, op_id,
                          Herald(False, reason=f"no quantum link to {op.peer!r}"))
@@ -463,7 +495,8 @@ class SimNetwork(RuntimeDriver):
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int | None,
                          op: CancelEntangle) -> None:
-        link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+        link = self._virtual.get(frozenset((node.name, op.peer))) if op.virtual else \
+            self._adj.get(node.name, _NO_LINKS).get(op.peer)
         if link is not None and link.station is not None:
             link.station.cancel(0 if node is link.ends[0] else 1, op.key)
         if op_id is not None:
@@ -498,6 +531,9 @@ class SimNetwork(RuntimeDriver):
             if link.station is not None:
                 link.station.drop_side(link.side_of(name))
             link.epoch += 1
+        for pair, link in self._virtual.items():
+            if name in pair:
+                link.station.drop_side(link.side_of(name))
         node.crash()                # (its listeners, the socket API, are told)
         node.device.reset()
         self._topology_changed()
