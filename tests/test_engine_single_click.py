@@ -11,12 +11,16 @@ is asked for by name (``twirl=True``).
 Expected values are written out here: family states are drawn in the
 computational basis (populations and two real coherences within the
 positivity bound), single-click states from the formula in ``specs/link.md``
-§5, memory decay from its Kraus operators (``tests/test_engine_t1_decay``).
+§5, memory decay from its Kraus operators (``tests/test_engine_t1_decay``)
+and, for the herald-then-wait case, the closed form derived in
+:func:`closed_form_fidelity`.
 
 Tolerances: 1e-12 where a state is only stored and read back (no arithmetic
 but the conversion, round-off ~1e-16); 1e-9 on Bell fidelities after waits
 and swaps, the bound the issue sets (a few dozen float operations on O(1)
-numbers, round-off ~1e-15).
+numbers, round-off ~1e-15). The tests of links also check that what they
+compare could differ: the Bell twirl the bd formalism used to apply is off
+by (p00 - p11)/2 gamma (1 - gamma), ~1e-2 there, so they would catch it.
 """
 import math
 import os
@@ -26,10 +30,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as hs
 
+from qstack.config import network_from_dict
+from qstack.link.egp import EGP
 from qstack.link.schemes import SingleClickModel
+from qstack.link.service import CreateRequest
 from qstack.physical.detectors import ThresholdDetector
+from qstack.physical.device import NodeHardware
 from qstack.physical.engine import QuantumEngine
+from qstack.physical.pair_model import SimplePairModel
+from qstack.sim.network import SimNetwork
 from tests.test_engine_t1_decay import BELL, bell_fidelities, wait
+from tests.test_link_egp import FidelityProbe
 
 EXACT = 1e-12      # stored and read back
 TOL = 1e-9         # after waits and swaps (the issue's bound)
@@ -66,6 +77,22 @@ def arm_eta(model):
     """Per-arm efficiency: emission x fibre over half the span (0.2 dB/km) x detector."""
     return (model.emission_efficiency * 10 ** (-0.2 * model.length_km / 2 / 10)
             * model.detector.efficiency)
+
+
+def closed_form_fidelity(p00, p, p11, c, gamma, lam):
+    """Fidelity to its Psi+ (or Psi-) of a single-click herald after each half
+    waited with damping gamma and total coherence factor lam (= e^(-t/T2)).
+
+    |1> relaxes to |0> with probability gamma on each half independently, so
+    |01> keeps p (1-gamma) and gains p11 gamma (1-gamma) from |11> (the first
+    half relaxing, the second not), likewise |10>; |00> feeds neither. The
+    |01><10| coherence keeps a factor lam per half and gains nothing (a Kraus
+    operator of the damping that lowers one half maps the other basis state
+    of the pair away). F = (P01 + P10)/2 +- Re<01|rho|10>; the herald for
+    Psi- carries the coherence with the opposite sign, so F is the same.
+    ``p00`` does not enter; it is an argument to say so.
+    """
+    return p * (1 - gamma) + p11 * gamma * (1 - gamma) + c * lam * lam
 
 
 def reference_swap(rho_a, rho_b, m):
@@ -225,3 +252,154 @@ def test_single_click_pairs_waiting_and_swapped_agree_with_dm_and_the_reference(
         np.testing.assert_allclose(before[0], bell_fidelities(ref_a), atol=TOL, rtol=0)
         np.testing.assert_allclose(before[1], bell_fidelities(ref_b), atol=TOL, rtol=0)
         np.testing.assert_allclose(after, bell_fidelities(ref), atol=TOL, rtol=0)
+
+
+# ------------------------------------------------------------ 4. in the simulator
+
+def run_link(model, formalism, t1, t2, n=60, f_min=0.25, seed=5):
+    """n single-click pairs between a and b; (alpha, the OKs at a, each pair's
+    fidelity to its announced Bell state in the engine when the second end's OK
+    arrives, after both halves' waits in memory)."""
+    hw = NodeHardware(num_qubits=4, t1_ns=t1, t2_ns=t2)
+    net = SimNetwork(seed=seed, formalism=formalism)
+    for node in ("a", "b"):
+        net.add_node(node, hw)
+    net.add_link("a", "b", model=model)
+    shared, recs = {}, {}
+    for node, peer in (("a", "b"), ("b", "a")):
+        net.add_protocol(node, EGP(node, {peer: model}, hardware=hw))
+        recs[node] = net.add_protocol(node, FidelityProbe(node, net, shared))
+    net.submit("a", CreateRequest("b", number=n, min_fidelity=f_min), to="link.egp")
+    net.run()
+    oks = recs["a"].oks
+    assert len(oks) == n and len(recs["b"].oks) == n and not recs["a"].errs
+    alpha = net.node("a").protocols["link.egp"].choose_param("b", f_min)
+    return alpha, oks, recs["a"].fids + recs["b"].fids
+
+
+@pytest.mark.parametrize("t1, t2", [(1e5, 1.2e5), (4e4, 8e4), (2e5, 1e4)])
+def test_single_click_link_bd_equals_dm_with_finite_t1_and_t2(t1, t2):
+    """A single-click link 10 km long (herald delay ~49 us, T1 from 40 to 200
+    us): the same seed gives the same heralds (times, Bell indices) in both
+    formalisms, and every delivered pair's Bell fidelity in bd equals dm's
+    and the closed form (:func:`closed_form_fidelity`, both halves waiting
+    the herald delay) within 1e-9. The twirl of the herald, which bd used to
+    apply, is off from it by (p00 - p11)/2 gamma (1 - gamma): checked to be
+    far above 1e-9, so that this test would catch it."""
+    det = ThresholdDetector(efficiency=0.9, dark_count_prob_per_gate=1e-4)
+    model = SingleClickModel(length_km=10, detector=det, visibility=0.9, phase_noise_rad=0.2)
+    runs = {f: run_link(model, f, t1, t2) for f in ("bd", "dm")}
+    (alpha, oks_bd, fids_bd), (alpha_dm, oks_dm, fids_dm) = runs["bd"], runs["dm"]
+    assert alpha == alpha_dm
+    assert [(t, o.bell_index) for t, o in oks_bd] == [(t, o.bell_index) for t, o in oks_dm]
+    assert {o.bell_index for _, o in oks_bd} == {2, 3}        # both heralds seen
+    np.testing.assert_allclose(fids_bd, fids_dm, atol=TOL, rtol=0)
+    t = model.classical_delay_ns                             # herald delay, both ends
+    gamma, lam = 1 - math.exp(-t / t1), math.exp(-t / t2)
+    p00, p, p11, c = single_click_weights(alpha, arm_eta(model), 1e-4, 0.9, 0.2)
+    f = closed_form_fidelity(p00, p, p11, c, gamma, lam)
+    np.testing.assert_allclose(fids_bd, f, atol=TOL, rtol=0)
+    # the EGP promised this fidelity (its goodness): the same number
+    assert all(abs(o.goodness - f) < TOL for _, o in oks_bd + oks_dm)
+    twirled = p * (1 - gamma) + (p00 + p11) / 2 * gamma * (1 - gamma) + c * lam * lam
+    assert abs(twirled - f) > 1e-4
+
+
+def test_twirl_asked_for_by_name_is_the_twirl():
+    """twirl=True on the link: the heralded state is the Bell twirl, in both
+    formalisms alike, and its fidelity after the waits is the twirl's closed
+    form (|00> and |11> each with (p00 + p11)/2), not the exact one."""
+    t1, t2 = 1e5, 1.2e5
+    model = SingleClickModel(length_km=10, detector=ThresholdDetector(efficiency=0.9),
+                             visibility=0.9, twirl=True)
+    runs = {f: run_link(model, f, t1, t2, n=20) for f in ("bd", "dm")}
+    alpha, _, fids = runs["bd"]
+    np.testing.assert_allclose(fids, runs["dm"][2], atol=TOL, rtol=0)
+    t = model.classical_delay_ns
+    gamma, lam = 1 - math.exp(-t / t1), math.exp(-t / t2)
+    dark = model.detector.dark_count_prob_per_gate
+    p00, p, p11, c = single_click_weights(alpha, arm_eta(model), dark, 0.9, 0.0)
+    twirled = closed_form_fidelity((p00 + p11) / 2, p, (p00 + p11) / 2, c, gamma, lam)
+    np.testing.assert_allclose(fids, twirled, atol=TOL, rtol=0)
+    assert abs(twirled - closed_form_fidelity(p00, p, p11, c, gamma, lam)) > 1e-4
+
+
+class _PhaseOffsetModel(SimplePairModel):
+    """A heralded link whose state is outside the bd family: a single-click-like
+    Psi+ with a phase offset between the arms (a complex <01|rho|10>)."""
+
+    PHASE = 0.7
+
+    def heralded_state(self, param, bell_index):
+        return x_state([0.02, 0.45, 0.45, 0.08], 0.0, 0.9, self.PHASE)
+
+
+def test_a_heralded_state_outside_the_family_is_made_as_a_density_matrix_in_bd():
+    """The station prepares, in bd, a herald outside the family as a density
+    matrix (exact, no silent twirl): the pairs are dm pairs, and their
+    fidelities after T1/T2 waits equal the dm formalism's and the Kraus
+    reference's, where the twirl's would not."""
+    t1, t2, delay = 1e5, 1.5e5, 40_000
+    model = _PhaseOffsetModel(1.0, 1.0, 1_000, delay, delay, bell_index=2)
+    rho = model.heralded_state(0, 2)
+    fids = {}
+    for formalism in ("bd", "dm"):
+        hw = NodeHardware(num_qubits=2, t1_ns=t1, t2_ns=t2)
+        net = SimNetwork(seed=2, formalism=formalism)
+        for node in ("a", "b"):
+            net.add_node(node, hw)
+        net.add_link("a", "b", model=model)
+        shared, recs = {}, {}
+        for node, peer in (("a", "b"), ("b", "a")):
+            net.add_protocol(node, EGP(node, {peer: model}, hardware=hw))
+            recs[node] = net.add_protocol(node, FidelityProbe(node, net, shared))
+        net.submit("a", CreateRequest("b", number=5, min_fidelity=0.3), to="link.egp")
+        net.run()
+        assert len(recs["a"].oks) == 5
+        fids[formalism] = recs["a"].fids + recs["b"].fids
+    ref = wait(wait(rho, 0, delay, t1, t2), 1, delay, t1, t2)
+    f = float(np.real(BELL[2] @ ref @ BELL[2]))
+    np.testing.assert_allclose(fids["bd"], fids["dm"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(fids["bd"], f, atol=TOL, rtol=0)
+    tw = np.diag([float(np.real(BELL[k] @ rho @ BELL[k])) for k in range(4)])
+    tw = BELL.T @ tw @ BELL
+    f_tw = float(BELL[2] @ wait(wait(tw, 0, delay, t1, t2), 1, delay, t1, t2) @ BELL[2])
+    assert abs(f_tw - f) > 1e-4
+
+
+def test_station_makes_dm_pairs_only_for_states_outside_the_family():
+    """Which formalism the station's pairs are in, read from the engine."""
+    from qstack.physical.heralding import HeraldingStation
+
+    class _Clock:
+        now = 0
+
+        def schedule_at(self, t, fn, *args):
+            return None
+
+        def cancel(self, h):
+            pass
+
+    for model, expect in ((_PhaseOffsetModel(1.0, 1.0, 1_000, 0, 0, bell_index=2), "dm"),
+                          (SingleClickModel(), "bd")):
+        eng = QuantumEngine(0)
+        st = HeraldingStation(("a", "b"), model, eng, (None, None), _Clock(), None,
+                              np.random.default_rng(0), np.random.default_rng(0), "bd")
+        prepared, fid = st._heralded_state(0.1, 2)
+        a, b = eng.new_pair(prepared)
+        assert eng.formalism_of(a) == expect
+        rho = model.heralded_state(0.1, 2)
+        np.testing.assert_allclose(eng.density_matrix([a, b]), rho, atol=EXACT, rtol=0)
+        assert fid == pytest.approx(float(np.real(BELL[2] @ rho @ BELL[2])), abs=EXACT)
+
+
+# ------------------------------------------------------------ 5. the network file
+
+def test_the_network_file_twirls_only_when_it_says_so():
+    """A single-click link in a bd network: no twirl unless ``twirl = true``."""
+    links = [{"nodes": ["a", "b"], "scheme": "single-click"},
+             {"nodes": ["b", "c"], "scheme": "single-click", "twirl": True}]
+    for formalism in ("bd", "dm"):
+        spec = network_from_dict({"formalism": formalism, "nodes": ["a", "b", "c"],
+                                  "links": links})
+        assert [link.model.twirl for link in spec.links] == [False, True]
