@@ -7,7 +7,7 @@ The smallest file that works::
 
 A fuller one (every key optional; units are in the key names)::
 
-    formalism = "bd"                 # "bd" (fast, Bell-diagonal) or "dm"
+    formalism = "bd"                 # "bd" (fast, Bell-diagonal) or "dm": the same physics
 
     [defaults.node]                  # applied to every node, then overridden
     memory = 8                       # memory slots (qubits)
@@ -51,6 +51,16 @@ parameters (the scalar fields of the model classes in
 :mod:`qstack.link.schemes`, e.g. ``emission_efficiency``, ``visibility``,
 ``attempt_ns``, ``twirl``, ``pair_fidelity``, ``bell_index``), whose types are
 those fields' annotations.
+
+Formalism and ``twirl``: both formalisms hold every scheme's heralded pairs
+exactly, the single-click one in ``bd`` too (Bell-diagonal coefficients plus
+the local polarisation its |00>/|11> imbalance gives), so every Bell fidelity
+a run reports is the same in ``bd`` and ``dm`` (within 1e-9). ``twirl = true``
+on a single-click link (default false, never set for you) replaces its
+heralded state by the state's Bell twirl: an approximation asked for by name,
+which keeps the Bell fidelities at the herald and under Pauli noise but not
+under T1 decay (it drops the polarisation that relaxation turns into
+fidelity), nor the statistics of swaps.
 
 Rules, all checked at load so that a run never fails on its file:
 
@@ -487,7 +497,7 @@ def _scheme_params(scheme: str) -> tuple[type, dict[str, _Kind]]:
     return cls, params
 
 
-def _build_model(cls: type, given: dict[str, _Given], formalism: str, scheme: str) -> Any:
+def _build_model(cls: type, given: dict[str, _Given]) -> Any:
     """The model from checked values (raises what the model raises)."""
     from qstack.physical.detectors import ThresholdDetector
     from qstack.physical.fibre import FibreChannel
@@ -508,9 +518,8 @@ def _build_model(cls: type, given: dict[str, _Given], formalism: str, scheme: st
     kwargs["fibre"] = FibreChannel(**fibre)
     if detector:
         kwargs["detector"] = ThresholdDetector(**detector)
-    if scheme == "single-click" and formalism == "bd" and "twirl" not in given:
-        # Its heralded state is not Bell-diagonal; the fast formalism needs the twirl.
-        kwargs["twirl"] = True
+    # no twirl unless the file names it: every scheme's heralded state is held
+    # exactly in both formalisms (the single-click one in bd too)
     return cls(**kwargs)
 
 
@@ -566,7 +575,7 @@ _MODEL_ERROR = re.compile(r"(?:[A-Za-z_]\w*\.)?(\w+): expected (.*), got (.*)\Z"
 
 
 def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
-          scheme: str, formalism: str) -> LinkSpec:
+          scheme: str) -> LinkSpec:
     """Check a link's values against its scheme and build it."""
     cls, params = _scheme_params(scheme)
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -588,7 +597,7 @@ def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
             raise ctx.bad(path, kind.expected, value) from None
     link_path = ("links", index)
     try:
-        model = _build_model(cls, given, formalism, scheme)
+        model = _build_model(cls, given)
     except ValueError as exc:
         # The model's own range checks ("Owner.field: expected X, got V"):
         # say them with the key the file used.
@@ -600,19 +609,19 @@ def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
         raise ctx.error(link_path, str(exc)) from None
     problem = _exercise(model)
     if problem is not None:
-        raise _blame(ctx, cls, given, formalism, scheme, link_path, problem)
+        raise _blame(ctx, cls, given, link_path, problem)
     delay = given["classical_delay_ns"][0] if "classical_delay_ns" in given else None
     return LinkSpec(a, b, scheme, model, model.length_km, delay)
 
 
-def _blame(ctx: _Context, cls: type, given: dict[str, _Given], formalism: str, scheme: str,
-           link_path: tuple, problem: str) -> ConfigError:
+def _blame(ctx: _Context, cls: type, given: dict[str, _Given], link_path: tuple,
+           problem: str) -> ConfigError:
     """The error for a model whose figures fail: name the one key without
     which they would not (each in turn back at its default), else them all."""
     for key in given:
         rest = {k: v for k, v in given.items() if k != key}
         try:
-            ok = _exercise(_build_model(cls, rest, formalism, scheme)) is None
+            ok = _exercise(_build_model(cls, rest)) is None
         except ValueError:
             ok = False
         if ok:
@@ -790,7 +799,7 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
                     given[key] = (kind.check(value), kpath, value)
                 except ValueError:
                     raise ctx.bad(kpath, kind.expected, value) from None
-        links.append(_link(ctx, i, a, b, given, scheme, formalism))
+        links.append(_link(ctx, i, a, b, given, scheme))
 
     limit = wire_limits()[1]
     if len(nodes) > limit:

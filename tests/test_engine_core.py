@@ -352,12 +352,22 @@ def test_bd_converts_transparently():
     np.testing.assert_allclose(eng.density_matrix(d), np.eye(2) / 2, atol=ATOL)
 
 
-def test_from_density_matrix_bd_requires_bell_diagonal():
+def test_from_density_matrix_bd_holds_its_family_and_refuses_the_rest():
+    """|00> is in the bd family (Bell coefficients (1/2, 1/2, 0, 0) plus
+    polarisation (1, 1)): held exactly. |+0> has coherences between |00> and
+    |10>, outside it: refused, and with twirl=True its Bell twirl, which is
+    I/4 (|<B|+0>|^2 = 1/4 for each Bell state)."""
     eng = QuantumEngine(0)
-    with pytest.raises(ValueError, match="Bell-diagonal"):
-        eng.from_density_matrix(st.dm(st.ket("00")), formalism="bd")
+    a, b = eng.from_density_matrix(st.dm(st.ket("00")), formalism="bd")
+    assert eng.formalism_of(a) == "bd"
+    np.testing.assert_allclose(eng.density_matrix([a, b]), st.dm(st.ket("00")), atol=ATOL)
+    plus0 = st.dm(st.ket("+0"))
+    with pytest.raises(ValueError, match="twirl=True"):
+        eng.from_density_matrix(plus0, formalism="bd")
+    a, b = eng.from_density_matrix(plus0, formalism="bd", twirl=True)
+    assert eng.bell_diagonal_of(a).allclose(BellDiagonal([0.25] * 4))
     a, b = eng.from_density_matrix(st.dm(st.ket("00")), formalism="bd", twirl=True)
-    assert eng.bell_diagonal_of(a).allclose(BellDiagonal([0.5, 0.5, 0, 0]))
+    assert eng.bell_diagonal_of(a).allclose(BellDiagonal([0.5, 0.5, 0, 0]))   # twirl asked: twirled
     with pytest.raises(ValueError):
         eng.from_density_matrix(st.dm(st.ket("000")), formalism="bd")
     with pytest.raises(ValueError):

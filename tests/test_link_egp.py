@@ -439,8 +439,7 @@ def test_rate_and_fidelity_match_closed_forms(scheme, formalism):
         wait = model.attempt_ns + model.classical_delay_ns          # herald delay
         cycle = 2 * model.attempt_ns + model.classical_delay_ns
     else:
-        model = SingleClickModel(length_km=10, detector=IDEAL_DET, visibility=1.0,
-                                 twirl=formalism == "bd")
+        model = SingleClickModel(length_km=10, detector=IDEAL_DET, visibility=1.0)
         t1, t2, f_min = math.inf, 2e8, 0.75
         wait = model.classical_delay_ns
         cycle = model.attempt_ns + model.classical_delay_ns

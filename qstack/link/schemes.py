@@ -205,10 +205,19 @@ class SingleClickModel(_Span):
     Timing: cycle = attempt_ns + classical_delay_ns (photon to the midpoint and
     herald back); herald delay = classical_delay_ns at both sides.
 
-    ``twirl=True`` returns the Bell-twirled state (every Bell fidelity kept,
-    coherences between Bell states dropped): the exact state is not
-    Bell-diagonal (|00> and |11> weigh differently), so the fast Bell-diagonal
-    formalism needs this opt-in approximation.
+    The exact state is not Bell-diagonal: |00> and |11> weigh differently,
+    which is a local polarisation along Z, ``<Z(x)I> = <I(x)Z> = p00 - p11``
+    (the normalised weights; a state relabelled to Phi+- by X on side 1 has
+    ``<I(x)Z> = p11 - p00``). It is in the family the bd formalism holds
+    exactly, though (Bell-diagonal plus local Z polarisation: its one
+    coherence, between |01> and |10>, is real), so both formalisms hold it
+    as it is.
+
+    ``twirl=True`` (default False) returns its Bell twirl instead: every Bell
+    fidelity kept, coherences between Bell states (the polarisation)
+    dropped. An approximation for a user who asks for it by name: exact for
+    the fidelity at the herald and under Pauli noise after it (T2 decay), not
+    under T1 decay, which turns the dropped polarisation into Bell fidelity.
     """
 
     emission_efficiency: float = 0.2

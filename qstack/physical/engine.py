@@ -15,8 +15,11 @@ halves of two different bd pairs is an exact swap that leaves the two remote
 halves as a new bd pair. Amplitude damping and T1 memory decay are exact too:
 they leave local polarisation along Z, two more floats the group carries
 (:func:`~qstack.physical.bell_diagonal.decay_polarised`), and Pauli
-operations and swaps keep it exactly. Any other operation on a bd group first
-converts it to a density matrix, transparently
+operations and swaps keep it exactly. A pair is created in bd from any state
+of that family (:meth:`QuantumEngine.from_density_matrix`,
+:meth:`QuantumEngine.prepare_pair`), exactly; any other state is refused
+unless its Bell twirl is asked for by name (``twirl=True``). Any other
+operation on a bd group first converts it to a density matrix, transparently
 (:meth:`QuantumEngine.formalism_of` tells which is in use), so one body of
 protocol code runs in both formalisms, with the same states and, from the
 same seed, the same outcomes. Reading a state (``density_matrix``,
@@ -37,7 +40,8 @@ from qstack.core.errors import ErrorCode, QStackError
 from . import channels_kraus as _ck
 from . import gates as _g
 from .bell_diagonal import (
-    BellDiagonal, _swap_polarised, decay_polarised, polarised_density_matrix, swap_bell_diagonal,
+    BellDiagonal, _swap_polarised, decay_polarised, polarised_density_matrix,
+    polarised_from_density_matrix, swap_bell_diagonal,
 )
 from .states import BELL_BASIS, _ptrace, is_valid_density_matrix, num_qubits_of
 from .states import fidelity as _fidelity
@@ -163,11 +167,12 @@ _BASES = {
     "Y": (np.array([_R2, 1j * _R2], dtype=np.complex128), np.array([_R2, -1j * _R2], dtype=np.complex128)),
 }
 _BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
-_BELL_H = np.ascontiguousarray(BELL_BASIS.conj().T)
 _BELL_CONJ = BELL_BASIS.conj()
 _MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
 _MAXMIX1.setflags(write=False)   # shared by every lone half of a discarded bd pair
 _KET0_DM = np.array([[1, 0], [0, 0]], dtype=np.complex128)
+_ZERO1 = np.zeros((2, 2), dtype=np.complex128)
+_ZERO1.setflags(write=False)    # a template, only ever copied
 
 
 def _gate2(u: np.ndarray) -> tuple:
@@ -414,11 +419,19 @@ class QuantumEngine:
                             labels: Sequence[str] | None = None, *, twirl: bool = False) -> list[Qubit]:
         """New qubits jointly holding ``rho`` (first qubit = most significant), one group.
 
-        ``formalism="bd"`` needs two qubits. A ``rho`` that is not Bell-diagonal
-        (an off-diagonal element in the Bell basis above 1e-9) is refused
-        unless ``twirl=True``, which keeps only its Bell-basis diagonal (a Bell
-        twirl: every Bell fidelity is kept, coherences between Bell states are
-        dropped) -- so no state is approximated without the caller asking.
+        ``formalism="bd"`` needs two qubits and holds, exactly, every state of
+        the family ``rho_BD(c) + (za Z(x)I + zb I(x)Z)/4``: Bell-diagonal plus
+        local polarisation along Z, i.e. every state whose only coherences
+        are a real ``<00|rho|11>`` and a real ``<01|rho|10>`` (a single-click
+        herald is one; see
+        :func:`~qstack.physical.bell_diagonal.polarised_from_density_matrix`,
+        tolerance ``bell_diagonal.FAMILY_ATOL`` = 1e-12 per element). Any other
+        ``rho`` is refused unless ``twirl=True``: then the pair holds its Bell
+        twirl, only its Bell-basis diagonal -- an approximation the caller asks
+        for by name: every Bell fidelity is kept, and stays right under Pauli
+        noise, but not under T1 decay (which turns the dropped polarisation
+        into Bell fidelity) nor for swap outcomes. ``twirl=True`` always
+        twirls, a state in the family too.
         """
         rho = np.asarray(rho, dtype=np.complex128)
         if rho.ndim != 2 or rho.shape[0] != rho.shape[1]:
@@ -432,14 +445,17 @@ class QuantumEngine:
             raise ValueError(f"formalism must be 'dm' or 'bd', got {formalism!r}")
         if n != 2:
             raise ValueError(f"the Bell-diagonal formalism holds exactly 2 qubits, rho has {n}")
-        in_bell = _BELL_H @ rho @ BELL_BASIS
-        off = in_bell - np.diag(np.diag(in_bell))
-        if not twirl and np.abs(off).max() > 1e-9:
+        if twirl:
+            return self._create_bd(BellDiagonal.from_density_matrix(rho), labels)
+        split = polarised_from_density_matrix(rho)
+        if split is None:
             raise ValueError(
-                "rho is not Bell-diagonal: pass twirl=True to keep only its Bell-basis "
-                "diagonal, or use formalism='dm' to keep it exactly"
+                "rho is outside what the bd formalism holds exactly (Bell-diagonal plus local "
+                "Z polarisation: no coherence but a real <00|rho|11> and a real <01|rho|10>): "
+                "use formalism='dm' to keep it exactly, or pass twirl=True to keep only its "
+                "Bell-basis diagonal (an approximation: Bell fidelities kept, wrong under T1 decay)"
             )
-        return self._create_bd(BellDiagonal.from_density_matrix(rho), labels)
+        return self._create_bd(split[0], labels, split[1])
 
     def _create(self, rho: np.ndarray, n: int, labels: Sequence[str] | None) -> list[Qubit]:
         if labels is not None and len(labels) != n:
@@ -448,12 +464,13 @@ class QuantumEngine:
         self._add_group([q.id for q in qs], rho)
         return qs
 
-    def _create_bd(self, bd: BellDiagonal, labels: Sequence[str] | None) -> list[Qubit]:
+    def _create_bd(self, bd: BellDiagonal, labels: Sequence[str] | None,
+                   pol: tuple | None = None) -> list[Qubit]:
         if labels is not None and len(labels) != 2:
             raise ValueError(f"{len(labels)} labels for 2 qubits")
         a = self._new_qubit(None if labels is None else labels[0])
         b = self._new_qubit(None if labels is None else labels[1])
-        self._add_group([a.id, b.id], bd=bd)
+        self._add_group([a.id, b.id], bd=bd, pol=pol)
         return [a, b]
 
     def bell_pair(self, bell_index: int = 0, fidelity: float = 1.0, formalism: str = "dm",
@@ -478,19 +495,23 @@ class QuantumEngine:
         """Validate and convert a two-qubit state once, for many :meth:`new_pair` calls.
 
         The checks and conversion of :meth:`from_density_matrix` (Hermitian,
-        PSD, trace 1; Bell-diagonal or ``twirl``) cost far more than creating
-        a pair; a heralded link creates the same state over and over.
+        PSD, trace 1; in the bd family, or ``twirl``), with the same rules and
+        errors, cost far more than creating a pair; a heralded link creates
+        the same state over and over. In ``bd`` a state in the family is kept
+        exactly (Bell coefficients and polarisation); one outside it is
+        refused unless ``twirl=True`` names the approximation.
         """
         rho = np.asarray(rho, dtype=np.complex128)
         if rho.shape != (4, 4):
             raise ValueError(f"a pair's density matrix is 4x4, got shape {rho.shape}")
         probe = QuantumEngine(0)
         (a, _b) = probe.from_density_matrix(rho, formalism, twirl=twirl)
-        bd = probe.bell_diagonal_of(a)
-        frozen = None if bd is not None else rho.copy()
-        if frozen is not None:
-            frozen.setflags(write=False)
-        return PreparedPair(formalism, bd, frozen)
+        g = probe._group(a)
+        if g.bd is not None:
+            return PreparedPair(formalism, g.bd, None, g.pol)
+        frozen = rho.copy()
+        frozen.setflags(write=False)
+        return PreparedPair(formalism, None, frozen)
 
     def new_pair(self, prepared: "PreparedPair",
                  labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
@@ -506,13 +527,13 @@ class QuantumEngine:
                 handles = self._handles
                 handles[qid] = a
                 handles[qid + 1] = b
-                g = _Group([qid, qid + 1], None, bd)
+                g = _Group([qid, qid + 1], None, bd, prepared.pol)
                 self._groups.add(g)
                 where = self._where
                 where[qid] = g
                 where[qid + 1] = g
                 return a, b
-            a, b = self._create_bd(bd, labels)
+            a, b = self._create_bd(bd, labels, prepared.pol)
         else:
             a, b = self._create(prepared.rho.copy(), 2, labels)
         return a, b
@@ -529,7 +550,8 @@ class QuantumEngine:
     def bell_diagonal_of(self, q: Qubit) -> BellDiagonal | None:
         """The Bell-diagonal state of q's pair if held in the bd formalism and Bell-diagonal, else None.
 
-        A bd pair that T1 decay has polarised (see :meth:`memory_decay`) is not
+        A bd pair with local polarisation (left by T1 decay, see
+        :meth:`memory_decay`, or created so, e.g. a single-click herald) is not
         Bell-diagonal and gives None; :meth:`density_matrix` and
         :meth:`bell_fidelity` read it exactly.
         """
@@ -964,7 +986,10 @@ class QuantumEngine:
             else:
                 # a polarised pair's half keeps its <Z>: (I + z Z) / 2
                 z = pol[1 - pos]
-                g.rho = np.array([[0.5 + 0.5 * z, 0.0], [0.0, 0.5 - 0.5 * z]], dtype=np.complex128)
+                rho = _ZERO1.copy()     # (half the cost of np.array from lists)
+                rho[0, 0] = 0.5 + 0.5 * z
+                rho[1, 1] = 0.5 - 0.5 * z
+                g.rho = rho
                 g.pol = None
             del self._where[q.id]
             return
@@ -980,11 +1005,17 @@ class QuantumEngine:
 
 
 class PreparedPair:
-    """A validated two-qubit state ready to instantiate (:meth:`QuantumEngine.prepare_pair`)."""
+    """A validated two-qubit state ready to instantiate (:meth:`QuantumEngine.prepare_pair`).
 
-    __slots__ = ("formalism", "bd", "rho")
+    ``bd`` and ``pol`` (the local polarisations (za, zb), None for none) when
+    held in the bd formalism, else ``rho`` (read-only).
+    """
 
-    def __init__(self, formalism: str, bd: BellDiagonal | None, rho: np.ndarray | None) -> None:
+    __slots__ = ("formalism", "bd", "rho", "pol")
+
+    def __init__(self, formalism: str, bd: BellDiagonal | None, rho: np.ndarray | None,
+                 pol: tuple | None = None) -> None:
         self.formalism = formalism
         self.bd = bd
         self.rho = rho
+        self.pol = pol

@@ -99,8 +99,9 @@ class HeraldingStation:
         rng: numpy Generator for the announced Bell index.
         attempts_rng: numpy Generator for the attempt counts (its own stream,
             so the heralds' timing does not depend on the Bell indices drawn).
-        formalism: "bd" (Bell-diagonal pairs, twirled where the heralded state
-            is not Bell-diagonal) or "dm" (density matrices).
+        formalism: "bd" (pairs held as Bell-diagonal coefficients and local
+            polarisation, exactly; a heralded state outside that family is
+            made as a density matrix, exactly) or "dm" (density matrices).
         classical_delay_ns: one-way delay between the ends (ns): a cancellation
             after attempts started reaches the far end that much later.
     """
@@ -229,13 +230,20 @@ class HeraldingStation:
         key = (param, bell_index)
         cached = self._states.get(key)
         if cached is None:
+            from qstack.physical.bell_diagonal import polarised_from_density_matrix
             from qstack.physical.states import bell_state, fidelity
 
             rho = self.model.heralded_state(param, bell_index)
-            # single-click heralds are not Bell-diagonal: the fast formalism keeps
-            # their Bell twirl (exact for the fidelity and for Pauli noise after it)
-            prepared = self.engine.prepare_pair(rho, self.formalism,
-                                                twirl=self.formalism == "bd")
+            formalism = self.formalism
+            if formalism == "bd" and polarised_from_density_matrix(rho) is None:
+                # outside what bd holds exactly (Bell-diagonal plus local Z
+                # polarisation; every built-in scheme's herald is inside): the
+                # pair is made as a density matrix, exact, as any bd pair is
+                # converted once an operation leaves the family. A model that
+                # is asked by name to twirl (SingleClickModel(twirl=True))
+                # returns a Bell-diagonal state and stays in bd.
+                formalism = "dm"
+            prepared = self.engine.prepare_pair(rho, formalism)
             cached = self._states[key] = (prepared, float(fidelity(rho, bell_state(bell_index))))
         return cached
 
