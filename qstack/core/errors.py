@@ -77,6 +77,14 @@ class DecodeError(QStackError):
     """Bytes that are not a valid message; raised by every decoder and nothing else."""
 
 
+class EncodeError(QStackError, ValueError):
+    """A message built with a field of the wrong type or outside its declared
+    limits, refused when it is constructed (so it never reaches the wire).
+    The code is the one the decoder gives the same fault (``BAD_FIELD``,
+    ``OUT_OF_RANGE``); the detail names the class, the field and the value.
+    Also a ``ValueError``, as a message's own cross-field checks raise."""
+
+
 class ConfigError(QStackError, ValueError):
     """A configuration value or file is invalid; the detail names the field."""
 
