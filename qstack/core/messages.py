@@ -357,7 +357,17 @@ def _fast_test(tp: Any, v: str, fc: _FieldCodec, ns: dict, key: str) -> str:
     if typing.get_origin(inner) is tuple:
         args = typing.get_args(inner)
         if len(args) == 2 and args[1] is Ellipsis:
-            return "False"          # arrays of any length: the slow check (rare messages)
+            # An array of any length: a generated loop over its items.
+            limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+            item = _fast_test(args[0], "_x", fc, ns, f"{key}_x")
+            exec(f"def {key}_all(_v):\n"
+                 f"    if _v.__class__ is not tuple or len(_v) > {int(limit)}:\n"
+                 f"        return False\n"
+                 f"    for _x in _v:\n"
+                 f"        if not {item}:\n"
+                 f"            return False\n"
+                 f"    return True\n", ns)
+            return f"{key}_all({v})"
         items = " and ".join(_fast_test(a, f"{v}[{k}]", fc, ns, f"{key}_{k}")
                              for k, a in enumerate(args))
         return f"({v}.__class__ is tuple and len({v}) == {len(args)} and {items})"
