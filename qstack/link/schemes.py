@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qstack.core.args import MAX_DURATION_NS
 from qstack.physical.detectors import ThresholdDetector
-from qstack.physical.fibre import FibreChannel
+from qstack.physical.fibre import FibreChannel, check_length
 from qstack.physical.optics import LinearOpticsBSM
-from qstack.physical.sources import SPDCSource, _check_nonneg, _check_pos, _check_prob
+from qstack.physical.sources import SPDCSource, _check_nonneg, _check_pos, _check_prob, _fail
 from qstack.physical.states import BELL_BASIS
 
 __all__ = [
@@ -171,8 +172,10 @@ class _Span:
 
 
 def _check_span(owner: str, length_km: float, attempt_ns: float) -> None:
-    _check_nonneg(owner, "length_km", length_km)
+    check_length(owner, length_km)
     _check_pos(owner, "attempt_ns", attempt_ns)
+    if attempt_ns > MAX_DURATION_NS:    # the driver schedules attempts in integer ns
+        _fail(owner, "attempt_ns", f"a duration in (0, {MAX_DURATION_NS}] ns", attempt_ns)
 
 
 # ----------------------------------------------------------------- single click
@@ -388,7 +391,7 @@ class MidpointSourceModel(_Span):
     n_max: int = 30
 
     def __post_init__(self) -> None:
-        _check_nonneg("MidpointSourceModel", "length_km", self.length_km)
+        check_length("MidpointSourceModel", self.length_km)
         _check_prob("MidpointSourceModel", "absorption_efficiency", self.absorption_efficiency)
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
