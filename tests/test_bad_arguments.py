@@ -161,3 +161,77 @@ def test_link_models_refuse_spans_that_overflow_simulated_time(kwargs):
     assert next(iter(kwargs)) in str(err.value)
 
 
+# ---------------------------------------------------------------- the transport protocol
+
+def _opened():
+    from tests.test_transport_protocol import opened
+
+    return opened()
+
+
+def _conn_still_works(t, conn, now=100):
+    from tests.test_transport_protocol import delivered, sent
+    from qstack.transport.messages import Data
+
+    acts = t.handle(svc.SendBytes(99, conn, b"ok"), now)
+    assert [m.payload for m in sent(acts, Data)] == [b"ok"]
+    assert [d.token for d in delivered(acts, svc.Done)] == [99]
+
+
+BAD_REQUESTS = [
+    (lambda c: svc.Connect(5, "bob", -1), ErrorCode.OUT_OF_RANGE, "port"),
+    (lambda c: svc.Connect(5, "bob", 7.0), ErrorCode.BAD_FIELD, "port"),
+    (lambda c: svc.Connect(5, None, 7), ErrorCode.BAD_FIELD, "remote"),
+    (lambda c: svc.Connect(5, "bob", 7, local_port=-4), ErrorCode.OUT_OF_RANGE, "local_port"),
+    (lambda c: svc.Connect(5, "bob", 7, timeout_ns=-1), ErrorCode.OUT_OF_RANGE, "timeout_ns"),
+    (lambda c: svc.Listen(5, "7"), ErrorCode.BAD_FIELD, "port"),
+    (lambda c: svc.Listen(5, True), ErrorCode.BAD_FIELD, "port"),
+    (lambda c: svc.Unlisten(5, None), ErrorCode.BAD_FIELD, "port"),
+    (lambda c: svc.SendQubit(5, c, object(), b"x" * 1025), ErrorCode.OUT_OF_RANGE, "metadata"),
+    (lambda c: svc.SendQubit(5, c, object(), "meta"), ErrorCode.BAD_FIELD, "metadata"),
+    (lambda c: svc.SendQubit(5, c, object(), b"", float("nan")), ErrorCode.OUT_OF_RANGE,
+     "min_fidelity"),
+    (lambda c: svc.SendQubit(5, c, object(), b"", 0.5, 1.5), ErrorCode.BAD_FIELD, "timeout_ns"),
+    (lambda c: svc.CreateEpr(5, c, 1.5), ErrorCode.BAD_FIELD, "number"),
+    (lambda c: svc.CreateEpr(5, c, 0), ErrorCode.OUT_OF_RANGE, "number"),
+    (lambda c: svc.CreateEpr(5, c, 1, 1.01), ErrorCode.OUT_OF_RANGE, "min_fidelity"),
+    (lambda c: svc.CreateEpr(5, c, 1, 0.5, None, b"x" * 1025), ErrorCode.OUT_OF_RANGE,
+     "metadata"),
+    (lambda c: svc.CreateEpr(5, c, 1, 0.5, -7), ErrorCode.OUT_OF_RANGE, "timeout_ns"),
+    (lambda c: svc.SendBytes(5, c, "text"), ErrorCode.BAD_FIELD, "data"),
+    (lambda c: svc.SendBytes(5, c, None), ErrorCode.BAD_FIELD, "data"),
+    (lambda c: svc.SendBytes(5, c, b"x" * 65537), ErrorCode.OUT_OF_RANGE, "data"),
+    (lambda c: svc.Close(5, ("not", "a", "conn")), ErrorCode.BAD_FIELD, "conn"),
+    (lambda c: svc.SendBytes(5, ["unhashable"], b"x"), ErrorCode.BAD_FIELD, "conn"),
+]
+
+
+@pytest.mark.parametrize("make, code, word", BAD_REQUESTS)
+def test_the_transport_answers_a_bad_request_with_failed_and_goes_on(make, code, word):
+    from tests.test_transport_protocol import delivered
+
+    t, conn = _opened()
+    before = dict(t.conns)
+    acts = t.handle(make(conn), 50)                 # never an exception out of handle
+    (failed,) = delivered(acts, svc.Failed)
+    assert (failed.token, failed.code) == (5, code), failed
+    assert word in failed.detail
+    assert t.conns.keys() == before.keys()          # nothing half-made
+    _conn_still_works(t, conn)
+
+
+def test_a_min_fidelity_of_1_01_no_longer_wedges_the_connection():
+    """It used to raise a ValueError (NetRequest's check) from inside the
+    handler with the item left queued, so every later request raised too."""
+    from qstack.core.protocol import Submit
+    from tests.test_transport_protocol import delivered
+
+    t, conn = _opened()
+    acts = t.handle(svc.CreateEpr(5, conn, 1, 1.01), 50)
+    assert [f.code for f in delivered(acts, svc.Failed)] == [ErrorCode.OUT_OF_RANGE]
+    assert not [a for a in acts if isinstance(a, Submit)]     # no NetRequest went down
+    acts = t.handle(svc.CreateEpr(6, conn, 1, 0.9), 60)
+    (req,) = [a.request for a in acts if isinstance(a, Submit)]
+    assert req.min_fidelity == 0.9      # the next request is served as if nothing happened
+
+
