@@ -235,3 +235,301 @@ def test_a_min_fidelity_of_1_01_no_longer_wedges_the_connection():
     assert req.min_fidelity == 0.9      # the next request is served as if nothing happened
 
 
+# ---------------------------------------------------------------- create_epr
+
+@pytest.mark.parametrize("kwargs, code, words", [
+    ({"min_fidelity": 1.01}, ErrorCode.OUT_OF_RANGE, ["min_fidelity", "1.01"]),
+    ({"min_fidelity": float("nan")}, ErrorCode.OUT_OF_RANGE, ["min_fidelity", "nan"]),
+    ({"min_fidelity": -0.1}, ErrorCode.OUT_OF_RANGE, ["min_fidelity", "-0.1"]),
+    ({"min_fidelity": "0.5"}, ErrorCode.BAD_FIELD, ["min_fidelity", "'0.5'"]),
+    ({"number": 1.5}, ErrorCode.BAD_FIELD, ["number", "1.5"]),
+    ({"number": True}, ErrorCode.BAD_FIELD, ["number", "True"]),
+    ({"number": 0}, ErrorCode.OUT_OF_RANGE, ["number", "0"]),
+    ({"number": 65536}, ErrorCode.OUT_OF_RANGE, ["number", "65536"]),
+    ({"measure": "Q"}, ErrorCode.INVALID_PARAMETER, ["basis", "'Q'"]),
+    ({"measure": (float("nan"), 0.0)}, ErrorCode.INVALID_PARAMETER, ["basis", "nan"]),
+    ({"timeout_ns": -1}, ErrorCode.OUT_OF_RANGE, ["timeout_ns", "-1"]),
+    ({"timeout_ns": 1.5}, ErrorCode.BAD_FIELD, ["timeout_ns", "1.5"]),
+])
+def test_create_epr_refuses_bad_arguments_and_the_socket_keeps_working(kwargs, code, words):
+    async def alice(ctx, sock):
+        err = await refused(lambda: sock.create_epr(**kwargs))
+        made_by_then = ctx.runtime.net.ideal.made
+        pair = await sock.create_epr(1)          # a valid call afterwards succeeds
+        return err, made_by_then, len(pair)
+
+    async def bob(ctx, sock):
+        return len(await sock.recv_epr(1))
+
+    (err, made, n), got, _ = session(alice, bob)
+    expect(code, *words)(err)
+    assert isinstance(err, TransportError)
+    assert made == 0            # refused before any pair was asked for
+    assert (n, got) == (1, 1)
+
+
+def test_create_epr_truncated_nothing_before():
+    """``create_epr(1.5)`` used to make one pair (int(1.5)); now it makes none."""
+    async def alice(ctx, sock):
+        return await refused(lambda: sock.create_epr(1.5))
+
+    err, _, net = session(alice)
+    expect(ErrorCode.BAD_FIELD, "number", "1.5")(err)
+    assert net.ideal.made == 0
+
+
+# ---------------------------------------------------------------- send_qubit / metadata
+
+@pytest.mark.parametrize("kwargs, code, words", [
+    ({"metadata": b"x" * 1025}, ErrorCode.OUT_OF_RANGE, ["metadata", "1025", "1024"]),
+    ({"metadata": "text"}, ErrorCode.BAD_FIELD, ["metadata", "'text'"]),
+    ({"metadata": 5}, ErrorCode.BAD_FIELD, ["metadata", "5"]),    # not b"\0" * 5
+    ({"min_fidelity": 1.01}, ErrorCode.OUT_OF_RANGE, ["min_fidelity", "1.01"]),
+    ({"min_fidelity": float("inf")}, ErrorCode.OUT_OF_RANGE, ["min_fidelity", "inf"]),
+    ({"timeout_ns": -5}, ErrorCode.OUT_OF_RANGE, ["timeout_ns", "-5"]),
+    ({"timeout_ns": "1"}, ErrorCode.BAD_FIELD, ["timeout_ns", "'1'"]),
+])
+def test_send_qubit_refuses_bad_arguments_and_the_qubit_stays_usable(kwargs, code, words):
+    async def alice(ctx, sock):
+        q = ctx.qubit()
+        q.x()
+        err = await refused(lambda: sock.send_qubit(q, **kwargs))
+        alive = q.alive
+        await sock.send_qubit(q, b"m" * 1024)    # the same qubit, valid this time
+        return err, alive, q.alive
+
+    async def bob(ctx, sock):
+        q = await sock.recv_qubit()
+        return q.metadata, await q.measure()
+
+    (err, alive_after_refusal, alive_after_send), (meta, bit), _ = session(alice, bob)
+    expect(code, *words)(err)
+    assert alive_after_refusal and not alive_after_send
+    assert (meta, bit) == (b"m" * 1024, 1)    # fidelity-1 pairs: |1> arrives as |1>
+
+
+def test_metadata_over_the_wire_limit_no_longer_ends_the_run():
+    """It used to raise a DecodeError out of the simulator when the header
+    was checked on the wire; now the send is refused and the run goes on."""
+    async def alice(ctx, sock):
+        q = ctx.qubit()
+        err = await refused(lambda: sock.send_qubit(q, metadata=b"x" * 2000))
+        q.discard()
+        return err
+
+    err, _, _ = session(alice)
+    expect(ErrorCode.OUT_OF_RANGE, "metadata", "2000")(err)
+
+
+# ---------------------------------------------------------------- send / recv
+
+@pytest.mark.parametrize("data, code", [
+    (b"x" * 65537, ErrorCode.OUT_OF_RANGE),
+    ("text", ErrorCode.BAD_FIELD),
+    (None, ErrorCode.BAD_FIELD),
+    (3, ErrorCode.BAD_FIELD),
+])
+def test_send_refuses_what_is_not_bytes_or_too_long(data, code):
+    async def alice(ctx, sock):
+        return await refused(lambda: sock.send(data))
+
+    err, _, _ = session(alice)
+    expect(code, "data")(err)
+
+
+@pytest.mark.parametrize("call, code, words", [
+    (lambda s: s.recv(timeout_ns=-1), ErrorCode.OUT_OF_RANGE, ["timeout_ns", "-1"]),
+    (lambda s: s.recv(timeout_ns=2.5), ErrorCode.BAD_FIELD, ["timeout_ns", "2.5"]),
+    (lambda s: s.recv_qubit(timeout_ns=True), ErrorCode.BAD_FIELD, ["timeout_ns", "True"]),
+    (lambda s: s.recv_epr(1.5), ErrorCode.BAD_FIELD, ["number", "1.5"]),
+    (lambda s: s.recv_epr(0), ErrorCode.OUT_OF_RANGE, ["number", "0"]),
+    (lambda s: s.recv_epr(1, measure="W"), ErrorCode.INVALID_PARAMETER, ["basis", "'W'"]),
+    (lambda s: s.recv_epr(1, timeout_ns=-3), ErrorCode.OUT_OF_RANGE, ["timeout_ns", "-3"]),
+])
+def test_receive_calls_refuse_bad_arguments(call, code, words):
+    async def bob(ctx, sock):
+        return await refused(lambda: call(sock))
+
+    _, err, _ = session(lambda ctx, sock: _noop(), bob)
+    expect(code, *words)(err)
+
+
+async def _noop():
+    return None
+
+
+def test_a_timeout_past_the_end_of_simulated_time_means_no_limit():
+    """2**63-1 ns is a valid timeout; it can never run out (time ends at
+    2**62 ns), so it is no limit rather than a timer the kernel cannot hold."""
+    async def alice(ctx, sock):
+        await ctx.sleep(1_000_000)
+        await sock.send(b"late")
+
+    async def bob(ctx, sock):
+        return await sock.recv(timeout_ns=2**63 - 1)
+
+    _, got, _ = session(alice, bob)
+    assert got == b"late"
+
+
+# ---------------------------------------------------------------- connect / listen / accept
+
+@pytest.mark.parametrize("args, kwargs, code, words", [
+    (("bob", -1), {}, ErrorCode.OUT_OF_RANGE, ["port", "-1"]),
+    (("bob", 65536), {}, ErrorCode.OUT_OF_RANGE, ["port", "65536"]),
+    (("bob", 7.0), {}, ErrorCode.BAD_FIELD, ["port", "7.0"]),
+    (("bob", "7"), {}, ErrorCode.BAD_FIELD, ["port", "'7'"]),
+    ((5, 7), {}, ErrorCode.BAD_FIELD, ["node", "5"]),
+    (("", 7), {}, ErrorCode.OUT_OF_RANGE, ["node", "''"]),
+    (("b" * 65, 7), {}, ErrorCode.OUT_OF_RANGE, ["node"]),
+    (("bob", 7), {"timeout_ns": -1}, ErrorCode.OUT_OF_RANGE, ["timeout_ns", "-1"]),
+    (("bob", 7), {"local_port": 70000}, ErrorCode.OUT_OF_RANGE, ["local_port", "70000"]),
+])
+def test_connect_refuses_bad_arguments(args, kwargs, code, words):
+    async def alice(ctx, sock):
+        err = await refused(lambda: ctx.socket().connect(*args, **kwargs))
+        return err, len(ctx.client.runtime.net.node("alice").protocols["transport.qtp"].conns)
+
+    (err, conns), _, _ = session(alice)
+    expect(code, *words)(err)
+    assert conns == 1           # no half-made connection left behind
+
+
+@pytest.mark.parametrize("port, code", [
+    (-1, ErrorCode.OUT_OF_RANGE), (65536, ErrorCode.OUT_OF_RANGE), (True, ErrorCode.BAD_FIELD),
+    ("7", ErrorCode.BAD_FIELD), (8.0, ErrorCode.BAD_FIELD),
+])
+def test_listen_refuses_bad_ports(port, code):
+    async def bob(ctx, sock):
+        err = refused_now(lambda: ctx.listen(port))
+        assert ctx.listen(8).listening_port == 8     # a valid listen afterwards works
+        return err
+
+    _, err, _ = session(lambda ctx, sock: _noop(), bob)
+    expect(code, "port")(err)
+
+
+def test_accept_refuses_a_bad_timeout():
+    async def bob(ctx, sock):
+        return await refused(lambda: ctx.listen(9).accept(timeout_ns=-2))
+
+    _, err, _ = session(lambda ctx, sock: _noop(), bob)
+    expect(ErrorCode.OUT_OF_RANGE, "timeout_ns", "-2")(err)
+
+
+# ---------------------------------------------------------------- sleep
+
+@pytest.mark.parametrize("delay, code", [
+    (10**30, ErrorCode.OUT_OF_RANGE),
+    (2**62, ErrorCode.OUT_OF_RANGE),            # past the end of simulated time
+    (-1, ErrorCode.OUT_OF_RANGE),
+    (1.5, ErrorCode.BAD_FIELD),
+    (None, ErrorCode.BAD_FIELD),
+])
+def test_sleep_refuses_bad_delays_and_the_run_goes_on(delay, code):
+    async def alice(ctx, sock):
+        return await refused(lambda: ctx.sleep(delay))
+
+    err, _, _ = session(alice)
+    expect(code, "delay_ns")(err)
+
+
+def test_sleeping_to_the_end_of_simulated_time_is_allowed_but_not_beyond():
+    async def alice(ctx):
+        await ctx.sleep(END_OF_TIME_NS - ctx.now_ns - 500)
+        err = refused_now(ctx.qubit)            # init (1000 ns) would end past the end
+        late = await refused(lambda: ctx.sleep(501))
+        await ctx.sleep(500)
+        return err, late, ctx.now_ns
+
+    net = ideal_net()
+    run = run_apps(net, {"alice": alice})
+    assert not run.errors, run.errors
+    err, late, now = run.results["alice"]
+    expect(ErrorCode.OUT_OF_RANGE, "end of simulated time")(err)
+    expect(ErrorCode.OUT_OF_RANGE, "delay_ns", "501")(late)
+    assert now == END_OF_TIME_NS
+
+
+# ---------------------------------------------------------------- qubits
+
+@pytest.mark.parametrize("gate, arg, code", [
+    ("rx", float("nan"), ErrorCode.INVALID_PARAMETER),
+    ("ry", float("inf"), ErrorCode.INVALID_PARAMETER),
+    ("rz", "0.5", ErrorCode.BAD_FIELD),
+    ("rx", None, ErrorCode.BAD_FIELD),
+])
+def test_rotations_refuse_non_finite_angles_and_leave_the_qubit_untouched(gate, arg, code):
+    async def alice(ctx, sock):
+        q = ctx.qubit()
+        q.h()
+        before = q.peek()
+        err = refused_now(lambda: getattr(q, gate)(arg))
+        after = q.peek()
+        q.h()
+        return err, before, after, await q.measure()
+
+    (err, before, after, bit), _, _ = session(alice)
+    expect(code, "theta")(err)
+    assert np.allclose(before, after, atol=1e-12)      # exact: nothing was applied
+    assert bit == 0                                    # H H |0> = |0>, noiseless
+
+
+@pytest.mark.parametrize("basis, words", [
+    ("Q", ["basis", "'Q'"]),
+    ((float("nan"), 0.0), ["basis", "nan"]),
+    ((0.0, float("inf")), ["basis", "inf"]),
+    ((1.0,), ["basis"]),
+    (5, ["basis", "5"]),
+    (None, ["basis", "None"]),
+])
+def test_measure_refuses_bad_bases_before_the_qubit_is_measured(basis, words):
+    async def alice(ctx, sock):
+        device = ctx.runtime.device
+        q = ctx.qubit()
+        q.x()
+        slots = device.used_slots
+        err = await refused(lambda: q.measure(basis))
+        kept = (q.alive, device.used_slots == slots)
+        return err, kept, await q.measure("Z"), device.used_slots == slots - 1
+
+    (err, kept, bit, freed), _, _ = session(alice)
+    code = ErrorCode.BAD_FIELD if basis in (5, None) else ErrorCode.INVALID_PARAMETER
+    expect(code, *words)(err)
+    assert kept == (True, True)         # alive, and its slot still held
+    assert (bit, freed) == (1, True)
+
+
+def test_a_two_qubit_gate_needs_another_qubit():
+    async def alice(ctx, sock):
+        q = ctx.qubit()
+        same = refused_now(lambda: q.cnot(q))
+        other = refused_now(lambda: q.cz("q"))
+        return same, other, q.alive
+
+    (same, other, alive), _, _ = session(alice)
+    expect(ErrorCode.INVALID_PARAMETER, "itself")(same)
+    expect(ErrorCode.BAD_FIELD, "other")(other)
+    assert alive
+
+
+# ---------------------------------------------------------------- the simulator's clock
+
+@pytest.mark.parametrize("backend", ["python", "cython"])
+def test_the_simulator_refuses_a_sleep_its_clock_cannot_hold(backend):
+    from qstack.sim.kernel import CyEventKernel
+    from qstack.sim.runner import Simulator
+
+    if backend == "cython" and CyEventKernel is None:
+        pytest.skip("Cython kernel not built")
+    sim = Simulator(backend=backend)
+
+    async def task():
+        await sim.sleep(10)
+        with pytest.raises(ValueError, match="largest simulated time"):
+            sim.sleep(2**63 - 10)               # 10 + that > 2**63 - 1
+        fut = sim.future()
+        sim.schedule(5, fut.set_result, "x")
+        return await sim.wait_for(fut, 2**63 - 1)   # can never run out: no timer
+
+    assert sim.run_until_complete(task()) == "x"

@@ -18,8 +18,8 @@ class ErrorCode(IntEnum):
     MALFORMED = 1            # bytes are not a msgpack array of the right shape
     UNKNOWN_TYPE = 2         # message type code not registered
     UNSUPPORTED_VERSION = 3  # message version not understood
-    BAD_FIELD = 4            # a field has the wrong type or count
-    OUT_OF_RANGE = 5         # a field is outside its documented range
+    BAD_FIELD = 4            # a field or argument has the wrong type or count
+    OUT_OF_RANGE = 5         # a field or argument is outside its documented range
     FRAME_TOO_LARGE = 6      # a frame exceeds the maximum size
     UNEXPECTED_EVENT = 7     # a protocol got an event it has no handler for
     BAD_CONFIG = 8           # a configuration file or value is invalid

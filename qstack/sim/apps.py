@@ -20,9 +20,11 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from qstack.core.errors import ErrorCode
+from qstack.core.args import END_OF_TIME_NS
+from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import Protocol, on
 from qstack.network.service import NetCancel, NetErr, NetOk, NetRequest, PairId
+from qstack.physical.ops import Allocate, BellMeasure, Discard, Gate, Measure
 from qstack.sim.runner import SimTimeout
 from qstack.transport.messages import PROTOCOL as TRANSPORT
 from qstack.transport.runtime import TransportRuntime
@@ -42,6 +44,22 @@ class SimRuntime(TransportRuntime):
         self.device = net.node(node).device
         self.busy_until = 0
         self.ops_executed = 0
+        # Operations starting after this may end past the end of simulated time.
+        self._last_start = END_OF_TIME_NS - self.device.hw.longest_op_ns
+
+    def _refuse_past_the_end(self, op: Any, start: int) -> None:
+        """``OUT_OF_RANGE`` if ``op`` started at ``start`` would end after the
+        end of simulated time (nothing is executed, the qubits are untouched)."""
+        hw = self.device.hw
+        if isinstance(op, Gate):
+            duration = hw.gate_2q_ns if len(op.qubits) == 2 else hw.gate_1q_ns
+        else:
+            duration = {Allocate: hw.init_ns, Measure: hw.measure_ns, BellMeasure: hw.bsm_ns,
+                        Discard: 0}.get(type(op), hw.longest_op_ns)
+        if start + duration > END_OF_TIME_NS:
+            raise QStackError(ErrorCode.OUT_OF_RANGE,
+                              f"{type(op).__name__} starting at t={start} ns would end after "
+                              f"the end of simulated time (t={END_OF_TIME_NS} ns)")
 
     def now_ns(self) -> int:
         return self.sim.now
@@ -68,6 +86,8 @@ class SimRuntime(TransportRuntime):
         # The processor does one thing at a time: an operation starts when the
         # previous one of this node's applications has finished.
         start = max(self.sim.now, self.busy_until)
+        if start > self._last_start:
+            self._refuse_past_the_end(op, start)
         duration, outcome = self.device.execute(op, start)
         self.busy_until = start + int(duration)
         self.ops_executed += 1
