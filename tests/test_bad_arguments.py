@@ -533,3 +533,100 @@ def test_the_simulator_refuses_a_sleep_its_clock_cannot_hold(backend):
         return await sim.wait_for(fut, 2**63 - 1)   # can never run out: no timer
 
     assert sim.run_until_complete(task()) == "x"
+
+
+# ---------------------------------------------------------------- run_apps
+
+def test_the_same_function_twice_for_one_node_runs_twice_under_distinct_names():
+    async def worker(ctx):
+        await ctx.sleep(1_000)
+        return ctx.app
+
+    net = ideal_net()
+    run = run_apps(net, {"alice": [worker, worker], "bob": worker})
+    assert not run.errors
+    assert run.results == {"alice:worker#0": "alice:worker#0",
+                           "alice:worker#1": "alice:worker#1", "bob": "bob"}
+
+
+def test_every_application_is_checked_before_any_starts():
+    async def fine(ctx):
+        return 1
+
+    def not_async(ctx):
+        return 2
+
+    net = ideal_net()
+    with pytest.raises(TypeError) as err:
+        run_apps(net, {"alice": fine, "bob": [fine, not_async]})
+    assert "not_async" in str(err.value) and "bob" in str(err.value)
+    assert net.sim.pending == 0         # nothing was spawned
+    with pytest.raises(ValueError, match="carol"):
+        run_apps(net, {"carol": fine})
+
+
+# ---------------------------------------------------------------- nothing escapes a run
+
+class _Boom(Exception):
+    pass
+
+
+def test_a_protocol_that_raises_does_not_end_the_run(monkeypatch):
+    """A bug in a protocol's handler (simulated: the transport raises on the
+    first Data message it receives) loses that event, not the run: the other
+    applications finish, the fault is recorded with its node and protocol."""
+    from qstack.transport import protocol as qtp
+    from qstack.transport.messages import Data
+
+    real = qtp.TeleportTransport._on_data
+    calls = []
+
+    def flaky(self, src, msg, now_ns):
+        calls.append(msg.payload)
+        if msg.payload == b"boom":
+            raise _Boom("injected")
+        return real(self, src, msg, now_ns)
+
+    monkeypatch.setitem(qtp._MESSAGE_HANDLERS, Data, flaky)
+
+    async def alice(ctx):
+        sock = await ctx.connect("bob", 7)
+        await sock.send(b"boom")
+        await sock.send(b"fine")
+        return "sent"
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept()
+        return await sock.recv(timeout_ns=10**9)
+
+    async def carol(ctx):
+        await ctx.sleep(10**6)
+        return "unaffected"
+
+    net = ideal_net(nodes=("alice", "bob", "carol"))
+    run = run_apps(net, {"alice": alice, "bob": bob, "carol": carol})
+    assert run.results["alice"] == "sent" and run.results["carol"] == "unaffected"
+    assert calls[0] == b"boom"
+    assert [type(f) for f in run.faults] == [_Boom]
+    (rec,) = [r for r in net.errors if r.code == ErrorCode.INTERNAL_ERROR]
+    assert (rec.node, rec.protocol) == ("bob", "transport.qtp") and "injected" in rec.detail
+
+
+def test_a_protocol_that_raises_on_a_call_gives_the_app_a_qstack_error(monkeypatch):
+    from qstack.transport.protocol import TeleportTransport
+
+    def broken(self, req, now_ns):
+        raise _Boom("listen is broken")
+
+    monkeypatch.setattr(TeleportTransport, "_listen", broken)
+    monkeypatch.setattr(TeleportTransport, "_resolved", {})   # forget cached handlers
+
+    async def bob(ctx):
+        err = refused_now(lambda: ctx.listen(7))
+        return err, dict(ctx.client._pending)
+
+    net = ideal_net()
+    run = run_apps(net, {"bob": bob})
+    err, pending = run.results["bob"]
+    expect(ErrorCode.INTERNAL_ERROR, "_Boom", "listen is broken")(err)
+    assert isinstance(err.__cause__, _Boom) and pending == {}

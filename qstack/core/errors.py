@@ -23,6 +23,7 @@ class ErrorCode(IntEnum):
     FRAME_TOO_LARGE = 6      # a frame exceeds the maximum size
     UNEXPECTED_EVENT = 7     # a protocol got an event it has no handler for
     BAD_CONFIG = 8           # a configuration file or value is invalid
+    INTERNAL_ERROR = 9       # a protocol raised instead of answering (a bug); the node goes on
 
     # physical (100-199)
     QUBIT_UNAVAILABLE = 100  # the qubit was measured, discarded or never existed

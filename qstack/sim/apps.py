@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -112,7 +113,9 @@ class SimRuntime(TransportRuntime):
 @dataclass
 class AppRun:
     """The outcome of :func:`run_apps`: per application name, its return value
-    or the exception it raised; its finishing time (ns); the contexts."""
+    or the exception it raised; its finishing time (ns); the contexts.
+    ``faults``: exceptions protocols raised while handling events (bugs),
+    which did not end the run (see :func:`run_apps`)."""
 
     results: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, BaseException] = field(default_factory=dict)
@@ -122,6 +125,7 @@ class AppRun:
     events: int = 0
     timed_out: bool = False
     stalled: bool = False
+    faults: list[BaseException] = field(default_factory=list)
 
 
 class _Watchdog:
@@ -162,6 +166,21 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     ``until_ns`` (simulated ns) with ``timed_out`` set and the unfinished ones
     listed in ``errors`` as ``TimeoutError``.
 
+    Names (the keys of ``results``, ``errors``, ...; ``ctx.app``): a node
+    running one function is named by the node; with several, each is
+    ``"node:function"``, and a function given more than once for a node (or
+    two functions with the same ``__name__``, e.g. made by one factory) runs
+    once per listing, each named ``"node:function#i"`` with ``i`` its
+    position in the node's list, so no result is dropped. Every function is
+    checked (an ``async def``, for a known node) before any starts:
+    ``TypeError`` / ``ValueError`` naming it otherwise.
+
+    A protocol that raises while handling an event (a bug, or a bad value
+    that got past the checks) does not end the run: that event is dropped,
+    the exception is kept in ``faults`` and recorded in ``net.errors`` as
+    ``INTERNAL_ERROR`` (node and protocol named), and the simulation goes
+    on; the applications waiting on that protocol may then time out or stall.
+
     ``stall_ns``: stop early when, for this long in simulated time, every
     unfinished application has been parked on a network operation without
     being resumed while the layers below keep busy (e.g. retrying into a
@@ -172,31 +191,26 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     run = AppRun()
     clients: dict[str, TransportClient] = {}
     tasks = []
-    for node, fns in apps.items():
-        if node not in net.nodes:
-            raise ValueError(f"application for unknown node {node!r} "
-                             f"(nodes: {', '.join(sorted(net.nodes))})")
-        if callable(fns):
-            fns = [fns]
-        for i, fn in enumerate(fns):
-            if not inspect.iscoroutinefunction(fn):
-                raise TypeError(f"application {getattr(fn, '__name__', fn)!r} for {node} must be "
-                                "an async def function taking the node context")
-            name = node if len(fns) == 1 else f"{node}:{getattr(fn, '__name__', i)}"
-            if node not in clients:
-                clients[node] = TransportClient(SimRuntime(net, node, protocol))
-            ctx = NodeContext(clients[node].runtime, clients[node], app=name)
-            run.contexts[name] = ctx
-            task = net.sim.spawn(fn(ctx), name=name)
-            # Marks the task as observed (so strict mode does not re-raise its
-            # exception out of net.run) and notes when it finished.
-            task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
-            tasks.append(task)
+    for node, fn, name in _plan(net, apps):
+        if node not in clients:
+            clients[node] = TransportClient(SimRuntime(net, node, protocol))
+        ctx = NodeContext(clients[node].runtime, clients[node], app=name)
+        run.contexts[name] = ctx
+        task = net.sim.spawn(fn(ctx), name=name)
+        # Marks the task as observed (so strict mode does not re-raise its
+        # exception out of net.run) and notes when it finished.
+        task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
+        tasks.append(task)
     start_events = net.sim.events_fired if hasattr(net.sim, "events_fired") else 0
     if stall_ns is not None and tasks:
         _Watchdog(net.sim, tasks, int(stall_ns), run).arm()
-    net.run(until_ns=until_ns,
-            stop_when=lambda: run.stalled or all(t.done() for t in tasks))
+    while True:
+        try:
+            net.run(until_ns=until_ns,
+                    stop_when=lambda: run.stalled or all(t.done() for t in tasks))
+            break
+        except Exception as exc:     # a protocol's bug: record it, drop the event, go on
+            _record_fault(net, run, exc)
     run.end_ns = net.sim.now
     run.events = (net.sim.events_fired - start_events) if hasattr(net.sim, "events_fired") else 0
     for task in tasks:
@@ -222,6 +236,58 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
             task.cancel()
     return run
 
+
+def _plan(net: Any, apps: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(node, function, name) of every application, all checked first."""
+    if not isinstance(apps, dict):
+        raise TypeError(f"apps: expected {{node: async fn}}, got {type(apps).__name__}")
+    plan = []
+    for node, fns in apps.items():
+        if node not in net.nodes:
+            raise ValueError(f"application for unknown node {node!r} "
+                             f"(nodes: {', '.join(sorted(map(str, net.nodes)))})")
+        if callable(fns):
+            fns = [fns]
+        elif not isinstance(fns, (list, tuple)):
+            raise TypeError(f"applications for {node}: expected an async def function or a "
+                            f"list of them, got {fns!r}")
+        labels = [str(getattr(fn, "__name__", i)) for i, fn in enumerate(fns)]
+        for i, fn in enumerate(fns):
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(f"application {labels[i]!r} for {node} must be "
+                                "an async def function taking the node context")
+            if len(fns) == 1:
+                name = node
+            elif labels.count(labels[i]) > 1:
+                name = f"{node}:{labels[i]}#{i}"
+            else:
+                name = f"{node}:{labels[i]}"
+            plan.append((node, fn, name))
+    names = [name for _, _, name in plan]
+    for name in names:
+        if names.count(name) > 1:    # only contrived node and function names get here
+            raise ValueError(f"two applications would both be named {name!r}")
+    return plan
+
+
+def _record_fault(net: Any, run: AppRun, exc: Exception) -> None:
+    """Keep an exception a protocol raised while handling an event, with the
+    node and protocol it came from (the innermost protocol in its traceback)."""
+    from qstack.sim.network import FailRecord
+
+    node = proto = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, Protocol):
+            node, proto = obj.node, obj.name
+        tb = tb.tb_next
+    run.faults.append(exc)
+    net.errors.append(FailRecord(net.sim.now, node, proto, ErrorCode.INTERNAL_ERROR,
+                                 f"{type(exc).__name__}: {exc}"))
+    logging.getLogger("qstack.sim").error("t=%d ns %s %s raised %s: %s (event dropped, the run "
+                                          "goes on)", net.sim.now, node, proto,
+                                          type(exc).__name__, exc, exc_info=exc)
 
 
 # ---------------------------------------------------------------- an ideal network layer

@@ -282,11 +282,25 @@ class TransportClient:
         return self._next_token
 
     def request(self, make: Callable[[int], Any]) -> tuple[int, Any]:
-        """Submit ``make(token)``; return the token and the future of its Done/Failed."""
+        """Submit ``make(token)``; return the token and the future of its Done/Failed.
+
+        The protocol answers every request with a Done or a Failed; should it
+        raise instead (a bug: the socket checks the arguments before), the
+        caller gets a ``TransportError`` (``INTERNAL_ERROR``, the exception
+        chained) rather than the protocol's exception, and nothing waits."""
         token = self.token()
         fut = self.runtime.future()
         self._pending[token] = fut
-        self.runtime.submit(make(token))
+        try:
+            self.runtime.submit(make(token))
+        except Exception as exc:
+            self._pending.pop(token, None)
+            self._epr_made.pop(token, None)
+            if isinstance(exc, QStackError):
+                raise
+            raise TransportError(ErrorCode.INTERNAL_ERROR,
+                                 f"the transport raised {type(exc).__name__} instead of "
+                                 f"answering: {exc}") from exc
         return token, fut
 
     async def call(self, make: Callable[[int], Any], timeout_ns: int | None = None) -> Any:
