@@ -630,3 +630,36 @@ def test_a_protocol_that_raises_on_a_call_gives_the_app_a_qstack_error(monkeypat
     err, pending = run.results["bob"]
     expect(ErrorCode.INTERNAL_ERROR, "_Boom", "listen is broken")(err)
     assert isinstance(err.__cause__, _Boom) and pending == {}
+
+
+# ---------------------------------------------------------------- values without a repr
+
+HUGE = 10**5000     # more digits than int -> str allows (4300): repr() raises
+
+
+def test_a_value_without_a_repr_is_still_refused_with_a_code():
+    """Formatting the error must not fail on the value itself."""
+    from qstack.core.errors import EncodeError
+    from qstack.network.messages import Track
+
+    with pytest.raises(EncodeError) as err:
+        Track(HUGE, "a", 1, 0, 0.5, 0)
+    expect(ErrorCode.OUT_OF_RANGE, "circuit_id", "bits")(err.value)
+    dev, _ = _device()
+    _, q = dev.execute(Allocate(), 0)
+    expect(ErrorCode.BAD_FIELD, "basis")(dev.execute(Measure(q, HUGE), 1)[1])
+    expect(ErrorCode.QUBIT_UNAVAILABLE, "bits")(dev.execute(Measure(HUGE, "Z"), 1)[1])
+
+    async def alice(ctx, sock):
+        q = ctx.qubit()
+        errors = [await refused(lambda: sock.create_epr(HUGE)),
+                  await refused(lambda: sock.send_qubit(q, min_fidelity=HUGE)),
+                  await refused(lambda: ctx.sleep(HUGE)),
+                  await refused(lambda: q.measure(HUGE)),
+                  refused_now(lambda: q.cnot(HUGE))]
+        q.discard()
+        return [e.code for e in errors]
+
+    codes, _, _ = session(alice)
+    assert codes == [ErrorCode.OUT_OF_RANGE, ErrorCode.OUT_OF_RANGE, ErrorCode.OUT_OF_RANGE,
+                     ErrorCode.BAD_FIELD, ErrorCode.BAD_FIELD]

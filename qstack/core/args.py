@@ -32,7 +32,7 @@ from typing import Any
 from qstack.core.errors import ErrorCode, QStackError
 
 __all__ = ["END_OF_TIME_NS", "INT64_MAX", "MAX_DURATION_NS", "int_arg", "float_arg",
-           "bytes_arg", "name_arg", "timeout_arg", "delay_arg"]
+           "bytes_arg", "name_arg", "timeout_arg", "delay_arg", "show"]
 
 #: The end of simulated time, ns: the largest absolute time a message may carry.
 END_OF_TIME_NS = 1 << 62
@@ -44,14 +44,22 @@ INT64_MAX = (1 << 63) - 1
 MAX_DURATION_NS = 10**12
 
 
-def _short(value: Any) -> str:
-    """``repr(value)``, cut to a readable length (a 400-digit int, a long string)."""
-    text = repr(value)
+def show(value: Any) -> str:
+    """``repr(value)`` for an error message, cut to a readable length (a
+    400-digit int, a long string); it never raises, so a message about a bad
+    value cannot fail (an int of more than 4300 digits has no ``repr`` by
+    default, and any object's ``__repr__`` may raise)."""
+    try:
+        text = repr(value)
+    except Exception:          # noqa: BLE001 - whatever a repr raises
+        if isinstance(value, int):
+            return f"<an int of {value.bit_length()} bits>"
+        return f"<a {type(value).__name__}>"
     return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]}"
 
 
 def _what(value: Any) -> str:
-    return f"{_short(value)} ({type(value).__name__})"
+    return f"{show(value)} ({type(value).__name__})"
 
 
 def int_arg(name: str, value: Any, lo: int | None = None, hi: int | None = None, *,
@@ -67,7 +75,7 @@ def int_arg(name: str, value: Any, lo: int | None = None, hi: int | None = None,
         value = type(value).__index__(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         span = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
-        raise error(code, f"{name}={_short(value)} is not in {span}")
+        raise error(code, f"{name}={show(value)} is not in {span}")
     return value
 
 
@@ -84,10 +92,10 @@ def float_arg(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf
         try:
             value = float(value)
         except OverflowError:          # an integer beyond the float range
-            raise error(code, f"{name}={_short(value)} is too large") from None
+            raise error(code, f"{name}={show(value)} is too large") from None
     if not lo <= value <= hi or (finite and not math.isfinite(value)):
         span = "a finite number" if (lo, hi) == (-math.inf, math.inf) else f"in [{lo:g}, {hi:g}]"
-        raise error(code, f"{name}={_short(value)} is not {span}")
+        raise error(code, f"{name}={show(value)} is not {span}")
     return value
 
 
@@ -111,7 +119,7 @@ def name_arg(name: str, value: Any, max_len: int = 64, *, error: type = QStackEr
     if not isinstance(value, str):
         raise error(ErrorCode.BAD_FIELD, f"{name}: expected a node name (str), got {_what(value)}")
     if not value or len(value) > max_len:
-        raise error(ErrorCode.OUT_OF_RANGE, f"{name}={_short(value)}: a node name has 1..{max_len} "
+        raise error(ErrorCode.OUT_OF_RANGE, f"{name}={show(value)}: a node name has 1..{max_len} "
                                             "characters")
     return value
 
@@ -132,6 +140,6 @@ def delay_arg(name: str, value: Any, now_ns: int, *, error: type = QStackError) 
     value = int_arg(name, value, 0, INT64_MAX, error=error)
     if value > END_OF_TIME_NS - now_ns:
         raise error(ErrorCode.OUT_OF_RANGE,
-                    f"{name}={_short(value)} ends after the end of simulated time "
+                    f"{name}={show(value)} ends after the end of simulated time "
                     f"(t={END_OF_TIME_NS} ns; now t={now_ns} ns)")
     return value

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from qstack.core.args import show
 from qstack.core.errors import DecodeError, EncodeError, ErrorCode
 
 __all__ = [
@@ -265,11 +266,11 @@ def _check_value(tp: Any, value: Any, fc: _FieldCodec) -> None:
     if isinstance(inner, type) and issubclass(inner, IntEnum):
         if type(value) is bool or not isinstance(value, int):
             raise fc._refuse(ErrorCode.BAD_FIELD, f"expected an integer ({inner.__name__}), "
-                                                  f"got {value!r}")
+                                                  f"got {show(value)}")
         try:
             inner(value)
         except ValueError:
-            raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{value!r} is not a {inner.__name__}") from None
+            raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{show(value)} is not a {inner.__name__}") from None
         return
     if typing.get_origin(inner) is tuple:
         args = typing.get_args(inner)
@@ -293,21 +294,21 @@ def _check_value(tp: Any, value: Any, fc: _FieldCodec) -> None:
 def _check_scalar(inner: Any, value: Any, fc: _FieldCodec) -> None:
     if inner is bool:
         if type(value) is not bool:
-            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a boolean, got {value!r}")
+            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a boolean, got {show(value)}")
         return
     if inner is int:
         # Subclasses (an IntEnum member) go on the wire as plain integers.
         if type(value) is bool or not isinstance(value, int):
-            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected an integer, got {value!r}")
+            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected an integer, got {show(value)}")
         _check_range(value, fc)
         return
     if inner is float:
         if type(value) is bool or not isinstance(value, (int, float)):
-            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a number, got {value!r}")
+            raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a number, got {show(value)}")
         try:
             number = float(value)
         except OverflowError:       # an int too large for a float64
-            raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{value!r} does not fit a float") from None
+            raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{show(value)} does not fit a float") from None
         if math.isnan(number):
             raise fc._refuse(ErrorCode.OUT_OF_RANGE, "NaN is not allowed")
         _check_range(number, fc)
@@ -331,9 +332,9 @@ def _check_scalar(inner: Any, value: Any, fc: _FieldCodec) -> None:
 
 def _check_range(value: Any, fc: _FieldCodec) -> None:
     if fc.min is not None and value < fc.min:
-        raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{value!r} < minimum {fc.min}")
+        raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{show(value)} < minimum {fc.min}")
     if fc.max is not None and value > fc.max:
-        raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{value!r} > maximum {fc.max}")
+        raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{show(value)} > maximum {fc.max}")
 
 
 def _literal(x: Any) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from qstack.core.args import MAX_DURATION_NS
+from qstack.core.args import MAX_DURATION_NS, show
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.physical.ops import (
     SINGLE_QUBIT_GATES, TWO_QUBIT_GATES, Allocate, BellMeasure, Discard, Gate, Measure,
@@ -58,7 +58,7 @@ class NodeHardware:
     def __post_init__(self) -> None:
         if (not isinstance(self.num_qubits, int) or isinstance(self.num_qubits, bool)
                 or self.num_qubits < 1):
-            raise ValueError(f"num_qubits: expected an integer >= 1, got {self.num_qubits!r}")
+            raise ValueError(f"num_qubits: expected an integer >= 1, got {show(self.num_qubits)}")
         if not (self.t1_ns > 0 and self.t2_ns > 0):
             raise ValueError("t1_ns and t2_ns: expected positive times in nanoseconds")
         if self.t2_ns > 2 * self.t1_ns:
@@ -71,7 +71,7 @@ class NodeHardware:
             if (not isinstance(value, int) or isinstance(value, bool)
                     or not 0 <= value <= MAX_DURATION_NS):
                 raise ValueError(f"{name}: expected an integer duration in 0..{MAX_DURATION_NS} "
-                                 f"ns, got {value!r}")
+                                 f"ns, got {show(value)}")
         for name in ("gate_1q_depolar", "gate_2q_depolar", "measure_flip_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1]")
@@ -152,7 +152,7 @@ class QuantumDevice:
         last = self._last_update.get(qubit)
         if last is None:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
-                              f"{self.node}: qubit {qubit!r} is not in this node's memory")
+                              f"{self.node}: qubit {show(qubit)} is not in this node's memory")
         if now_ns > last:
             if self._decays:
                 self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
@@ -202,8 +202,8 @@ class QuantumDevice:
         name, qubits = op.name, op.qubits
         if name.__class__ is not str or qubits.__class__ is not tuple:
             raise QStackError(ErrorCode.INVALID_PARAMETER,
-                              f"gate {name!r} on {qubits!r}: expected a gate name and a tuple "
-                              "of qubits")
+                              f"gate {show(name)} on {show(qubits)}: expected a gate name and a "
+                              "tuple of qubits")
         params = _gate_params(name, op.params) if name in _PARAM_GATES else ()
         if len(qubits) == 2 and qubits[0] is qubits[1]:
             raise QStackError(ErrorCode.INVALID_PARAMETER,
@@ -270,7 +270,7 @@ class QuantumDevice:
         qubit = op.qubit
         if self._last_update.pop(qubit, _ABSENT) is _ABSENT:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
-                              f"{self.node}: qubit {qubit!r} is not in memory")
+                              f"{self.node}: qubit {show(qubit)} is not in memory")
         if qubit.alive:
             self.engine.discard(qubit)
         return _DONE_NOW
@@ -288,7 +288,7 @@ def _gate_params(name: str, params: Any) -> tuple:
     rx/ry/rz, one finite 2x2 unitary matrix for "u"; INVALID_PARAMETER otherwise."""
     if not isinstance(params, (tuple, list)) or len(params) != 1:
         raise QStackError(ErrorCode.INVALID_PARAMETER,
-                          f"gate {name!r}: expected one parameter, got {params!r}")
+                          f"gate {name!r}: expected one parameter, got {show(params)}")
     if name != "u":
         return (check_angle(f"gate {name!r} angle", params[0]),)
     try:
@@ -298,7 +298,7 @@ def _gate_params(name: str, params: Any) -> tuple:
     if u is None or u.shape != (2, 2) or not np.all(np.isfinite(u)) \
             or not np.allclose(u.conj().T @ u, np.eye(2), atol=1e-9):
         raise QStackError(ErrorCode.INVALID_PARAMETER,
-                          f"gate 'u': expected a finite 2x2 unitary matrix, got {params[0]!r}")
+                          f"gate 'u': expected a finite 2x2 unitary matrix, got {show(params[0])}")
     return (u,)
 
 _HANDLERS = {

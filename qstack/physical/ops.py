@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
-from qstack.core.args import float_arg
+from qstack.core.args import float_arg, show
 from qstack.core.errors import ErrorCode, QStackError
 
 __all__ = [
@@ -67,15 +67,15 @@ def check_basis(basis: Any, error: type = QStackError, name: str = "basis") -> A
         named = _BASIS_NAMES.get(basis)
         if named is None:
             raise error(ErrorCode.INVALID_PARAMETER,
-                        f"{name}={basis!r} is not a basis; use 'Z', 'X', 'Y' or (theta, phi)")
+                        f"{name}={show(basis)} is not a basis; use 'Z', 'X', 'Y' or (theta, phi)")
         return named
     if isinstance(basis, (tuple, list)) or getattr(basis, "shape", None) == (2,):
         if len(basis) != 2:
             raise error(ErrorCode.INVALID_PARAMETER,
-                        f"{name}={basis!r}: an angle basis is a pair (theta, phi)")
+                        f"{name}={show(basis)}: an angle basis is a pair (theta, phi)")
         theta, phi = basis
         return (check_angle(f"{name} theta", theta, error), check_angle(f"{name} phi", phi, error))
-    raise error(ErrorCode.BAD_FIELD, f"{name}={basis!r} ({type(basis).__name__}): expected "
+    raise error(ErrorCode.BAD_FIELD, f"{name}={show(basis)} ({type(basis).__name__}): expected "
                                      "'Z', 'X', 'Y' or a pair of angles (theta, phi)")
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from qstack.core.args import bytes_arg, float_arg, int_arg, name_arg, timeout_arg
+from qstack.core.args import bytes_arg, float_arg, int_arg, name_arg, show, timeout_arg
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.transport.messages import MAX_METADATA, Data
 
@@ -230,7 +230,7 @@ def _port(name: str, value: Any) -> int:
 
 def _conn(value: Any) -> None:
     if not isinstance(value, Conn):
-        raise QStackError(ErrorCode.BAD_FIELD, f"conn: expected a Conn, got {value!r}")
+        raise QStackError(ErrorCode.BAD_FIELD, f"conn: expected a Conn, got {show(value)}")
 
 
 def _fidelity(value: Any) -> float:

@@ -37,7 +37,9 @@ import logging
 from collections import deque
 from typing import Any, Callable
 
-from qstack.core.args import bytes_arg, delay_arg, float_arg, int_arg, name_arg, timeout_arg
+from qstack.core.args import (
+    bytes_arg, delay_arg, float_arg, int_arg, name_arg, show, timeout_arg,
+)
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.physical.ops import Allocate, Discard, Gate, Measure, check_angle, check_basis
 from qstack.transport import service as svc
@@ -150,7 +152,7 @@ class Qubit:
         self._check()
         if not isinstance(other, Qubit):
             raise QStackError(ErrorCode.BAD_FIELD, f"{name}: the other qubit: expected a Qubit, "
-                                                   f"got {other!r}")
+                                                   f"got {show(other)}")
         if other is self:
             raise QStackError(ErrorCode.INVALID_PARAMETER, f"{name} of a qubit with itself")
         if other._ctx.name != self._ctx.name:
@@ -478,7 +480,7 @@ class QSocket:
         used.
         """
         if not isinstance(qubit, Qubit):
-            raise TransportError(ErrorCode.BAD_FIELD, f"qubit: expected a Qubit, got {qubit!r}")
+            raise TransportError(ErrorCode.BAD_FIELD, f"qubit: expected a Qubit, got {show(qubit)}")
         metadata = bytes_arg("metadata", metadata, svc.MAX_METADATA, error=TransportError)
         min_fidelity = _fidelity(min_fidelity)
         timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
