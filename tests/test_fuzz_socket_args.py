@@ -6,8 +6,7 @@ huge), booleans, strings, None, bytes of every length around the wire
 limits, tuples -- and the others a valid one. Whatever the value:
 
 * the call works, or raises a ``QStackError`` whose code is a defined
-  ``ErrorCode`` (nothing else: no ValueError, TypeError, OverflowError, not
-  even from formatting the message about a value without a ``repr``);
+  ``ErrorCode`` (nothing else: no ValueError, TypeError, OverflowError);
 * afterwards the same socket still carries a valid send and receive both ways;
 * nothing escapes ``qstack.simulate``: every application returns normally.
 
@@ -17,6 +16,8 @@ about 5 s in all.
 
 The receive calls' timeouts are drawn among bad values and short valid ones
 only: a valid long timeout would (correctly) wait for data that never comes.
+Integers without a ``repr`` (over 4300 digits) are not drawn: Hypothesis
+itself cannot print them; ``test_bad_arguments`` covers them.
 """
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ VALID = {"number": 1, "min_fidelity": 0.5, "measure": None, "timeout_ns": 100_00
 
 JUNK = st.one_of(
     st.integers(), st.integers(-(2**70), 2**70),
-    st.sampled_from([0, 1, -1, 65535, 65536, 2**31, 2**62, 2**63 - 1, 2**63,
-                     10**5000]),       # (too many digits for repr())
+    st.sampled_from([0, 1, -1, 65535, 65536, 2**31, 2**62, 2**63 - 1, 2**63]),
     st.floats(), st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, 1.01, 1.5]),
     st.booleans(), st.none(), st.text(max_size=70),
     st.binary(max_size=40),
