@@ -35,7 +35,8 @@ class SimulationResult:
     """What :func:`simulate` returns.
 
     ``results``: each application's return value, by name (the node's name, or
-    ``"node:function"`` when a node runs several); ``errors``: the exception of
+    ``"node:function"`` when a node runs several, ``"node:function#i"`` for a
+    function listed more than once, ``i`` its position); ``errors``: the exception of
     each application that failed; ``metrics``: see :func:`metrics_of`;
     ``end_ns``: simulated time at the end; ``wall_s``: wall-clock seconds;
     ``failures``: the protocols' ``Fail`` records; ``log``: the applications'
@@ -282,6 +283,15 @@ def simulate(network: Any, apps: dict[str, Any], seed: int = 1, formalism: str |
     application returned qubits. Metrics are those of the applications' end.
     ``options`` go to :func:`build_network` (``network_layer``,
     ``ideal_fidelity``, ``cutoff_ns``, ...).
+
+    Bad values do not lose the run: a bad argument to a socket call is
+    refused at the call (a ``QStackError`` the application sees); a bad
+    network description raises ``ConfigError`` here, before anything runs;
+    and a protocol that raises while handling an event (a bug) only loses
+    that event, recorded in ``failures`` as ``INTERNAL_ERROR``
+    (:func:`qstack.sim.apps.run_apps`). Several functions for one node run
+    under the names ``"node:function"`` (``"node:function#i"`` for one given
+    more than once).
     """
     from qstack.core.faults import faults_from_tables
     from qstack.sim.apps import run_apps

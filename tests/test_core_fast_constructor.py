@@ -75,10 +75,11 @@ def test_checked_builds_the_same_object_without_post_init():
     from qstack.link.service import RequestType
 
     args = (7, 3, 0.8, 0, 2, RequestType.KEEP, "Z", 1, False, False, 0.05)
-    assert fast_constructor(QueueSpec) is QueueSpec            # not without checked
     fast = fast_constructor(QueueSpec, checked=True)
     assert fast is not QueueSpec and fast(*args) == QueueSpec(*args)
     bad = args[:6] + ("W",) + args[7:]
     with pytest.raises(ValueError):
         QueueSpec(*bad)
+    with pytest.raises(ValueError):
+        fast_constructor(QueueSpec)(*bad)   # a message's: its __post_init__ runs unless checked
     assert fast(*bad).measure_basis == "W"                      # not checked here

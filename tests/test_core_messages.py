@@ -109,3 +109,99 @@ def test_random_bytes_raise_only_decode_error(data):
         decode(data)
     except DecodeError:
         pass
+
+
+# ---------------------------------------------------------------- checked when built
+
+from qstack.core.errors import EncodeError, QStackError  # noqa: E402
+from qstack.core.protocol import fast_constructor  # noqa: E402
+
+
+def _fields(**changes):
+    base = {fc.name: getattr(sample(), fc.name) for fc in Outer._FIELDS}
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({"seq": -1}, ErrorCode.OUT_OF_RANGE),
+    ({"seq": 2**32}, ErrorCode.OUT_OF_RANGE),
+    ({"seq": "7"}, ErrorCode.BAD_FIELD),
+    ({"seq": 7.0}, ErrorCode.BAD_FIELD),
+    ({"seq": True}, ErrorCode.BAD_FIELD),          # a bool is not an int, as on the wire
+    ({"seq": None}, ErrorCode.BAD_FIELD),
+    ({"ratio": 1.5}, ErrorCode.OUT_OF_RANGE),
+    ({"ratio": float("nan")}, ErrorCode.OUT_OF_RANGE),
+    ({"ratio": float("inf")}, ErrorCode.OUT_OF_RANGE),
+    ({"ratio": "0.5"}, ErrorCode.BAD_FIELD),
+    ({"colour": 9}, ErrorCode.OUT_OF_RANGE),
+    ({"colour": "RED"}, ErrorCode.BAD_FIELD),
+    ({"payload": b"x" * 17}, ErrorCode.OUT_OF_RANGE),
+    ({"payload": "text"}, ErrorCode.BAD_FIELD),
+    ({"ids": (1, 2, 3, 4, 5)}, ErrorCode.OUT_OF_RANGE),
+    ({"ids": (1, 10)}, ErrorCode.OUT_OF_RANGE),
+    ({"ids": (1, "2")}, ErrorCode.BAD_FIELD),
+    ({"ids": 3}, ErrorCode.BAD_FIELD),
+    ({"pair": ("x",)}, ErrorCode.BAD_FIELD),
+    ({"pair": ("x", "3")}, ErrorCode.BAD_FIELD),
+    ({"inner": (4, "hi")}, ErrorCode.BAD_FIELD),
+    ({"note": 5}, ErrorCode.BAD_FIELD),
+    ({"note": None}, ErrorCode.OUT_OF_RANGE),      # __post_init__ rule (flag needs a note)
+    ({"flag": 1}, ErrorCode.BAD_FIELD),
+])
+def test_building_a_message_checks_it_with_the_decoders_code(changes, code):
+    with pytest.raises(EncodeError) as err:
+        Outer(**_fields(**changes))
+    assert err.value.code == code
+    name = next(iter(changes))
+    assert isinstance(err.value, QStackError) and isinstance(err.value, ValueError)
+    if name != "note":                  # the cross-field rule names the rule instead
+        assert f"'{name}'" in str(err.value) and "Outer" in str(err.value)
+
+
+def test_nested_messages_are_checked_when_built():
+    with pytest.raises(EncodeError) as err:
+        Inner(300, "hi")
+    assert err.value.code == ErrorCode.OUT_OF_RANGE
+
+
+# Values a field may be given: what msgpack can carry (so the decoder can see
+# the same value on the wire), tuples for arrays.
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 63), (1 << 64) - 1),
+                     st.floats(), st.text(max_size=10), st.binary(max_size=20))
+_VALUES = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=6).map(tuple))
+
+
+@given(st.sampled_from([fc.name for fc in Outer._FIELDS if fc.name != "inner"]), _VALUES)
+def test_construction_and_decoding_agree_on_every_value(name, value):
+    """A value refused when a message is built is refused with the same code
+    when it arrives on the wire, and one accepted there is accepted here.
+    (``inner`` is left out: it is an object here and an array on the wire.)"""
+    try:
+        Outer(**_fields(**{name: value}))
+        built = None
+    except EncodeError as exc:
+        built = exc.code
+    body = msgpack.unpackb(encode(sample()))
+    body[2 + [fc.name for fc in Outer._FIELDS].index(name)] = value
+    try:
+        decode(msgpack.packb(body, use_bin_type=True))
+        decoded = None
+    except DecodeError as exc:
+        decoded = exc.code
+    assert built == decoded
+
+
+def test_fast_constructors_of_messages_check_fields_too():
+    from qstack.link.messages import QueueSpec
+    from qstack.link.service import RequestType
+    from qstack.network.messages import Track
+
+    make = fast_constructor(Track)
+    assert make(5, "a", 17, 2, 0.875, 1_000) == Track(5, "a", 17, 2, 0.875, 1_000)
+    with pytest.raises(EncodeError) as err:
+        make(5, "a", 17, 7, 0.875, 1_000)          # bell_index 0..3
+    assert err.value.code == ErrorCode.OUT_OF_RANGE
+    checked = fast_constructor(QueueSpec, checked=True)   # skips __post_init__ only
+    with pytest.raises(EncodeError):
+        checked(7, 0, 0.8, 0, 2, RequestType.KEEP, "Z", 1, False, False, 0.05)   # number 0

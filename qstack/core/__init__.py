@@ -3,7 +3,7 @@
 
 It imports no layer and no driver, so any layer may import it.
 """
-from qstack.core.errors import ConfigError, DecodeError, ErrorCode, QStackError
+from qstack.core.errors import ConfigError, DecodeError, EncodeError, ErrorCode, QStackError
 from qstack.core.messages import Message, decode, encode, limits, message
 from qstack.core.protocol import (
     Action, CancelTimer, Deliver, Event, Fail, MessageReceived, OperationDone, PeerDown,
@@ -11,7 +11,7 @@ from qstack.core.protocol import (
 )
 
 __all__ = [
-    "ConfigError", "DecodeError", "ErrorCode", "QStackError",
+    "ConfigError", "DecodeError", "EncodeError", "ErrorCode", "QStackError",
     "Message", "decode", "encode", "limits", "message",
     "Action", "CancelTimer", "Deliver", "Event", "Fail", "MessageReceived", "OperationDone",
     "PeerDown", "Protocol", "QuantumOp", "SendMessage", "Started", "StartTimer", "Submit",

@@ -18,11 +18,12 @@ class ErrorCode(IntEnum):
     MALFORMED = 1            # bytes are not a msgpack array of the right shape
     UNKNOWN_TYPE = 2         # message type code not registered
     UNSUPPORTED_VERSION = 3  # message version not understood
-    BAD_FIELD = 4            # a field has the wrong type or count
-    OUT_OF_RANGE = 5         # a field is outside its documented range
+    BAD_FIELD = 4            # a field or argument has the wrong type or count
+    OUT_OF_RANGE = 5         # a field or argument is outside its documented range
     FRAME_TOO_LARGE = 6      # a frame exceeds the maximum size
     UNEXPECTED_EVENT = 7     # a protocol got an event it has no handler for
     BAD_CONFIG = 8           # a configuration file or value is invalid
+    INTERNAL_ERROR = 9       # a protocol raised instead of answering (a bug); the node goes on
 
     # physical (100-199)
     QUBIT_UNAVAILABLE = 100  # the qubit was measured, discarded or never existed
@@ -79,6 +80,14 @@ class QStackError(Exception):
 
 class DecodeError(QStackError):
     """Bytes that are not a valid message; raised by every decoder and nothing else."""
+
+
+class EncodeError(QStackError, ValueError):
+    """A message built with a field of the wrong type or outside its declared
+    limits, refused when it is constructed (so it never reaches the wire).
+    The code is the one the decoder gives the same fault (``BAD_FIELD``,
+    ``OUT_OF_RANGE``); the detail names the class, the field and the value.
+    Also a ``ValueError``, as a message's own cross-field checks raise."""
 
 
 class ConfigError(QStackError, ValueError):

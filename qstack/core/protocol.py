@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
-from qstack.core.messages import Message
+from qstack.core.messages import Message, message_constructor
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -370,7 +370,14 @@ def fast_constructor(cls: type, *, checked: bool = False) -> Callable:
     for the few objects made once per pair on the simulator's hot path.
     Returns ``cls`` itself where that would differ (``__post_init__`` etc.),
     except with ``checked=True``: the caller has already checked what the
-    class's ``__post_init__`` checks, and it is not run."""
+    class's ``__post_init__`` checks, and it is not run.
+
+    For a wire message (:class:`~qstack.core.messages.Message`) it is the
+    message's own compiled constructor, which checks every field against its
+    declared limits like ``cls(...)`` does (``checked=True`` skips only the
+    ``__post_init__`` cross-field rules): no message is built unchecked."""
+    if isinstance(cls, type) and issubclass(cls, Message):
+        return message_constructor(cls, checked)
     spec = _slot_setters(cls, checked)
     if spec is None:
         return cls

@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qstack.core.args import MAX_DURATION_NS
 from qstack.physical.channels_kraus import t1t2_decay
 from qstack.physical.detectors import ThresholdDetector
-from qstack.physical.fibre import FibreChannel
+from qstack.physical.fibre import FibreChannel, check_length
 from qstack.physical.optics import LinearOpticsBSM
 from qstack.physical.sources import SPDCSource, _check_nonneg, _check_prob
 from qstack.physical.states import BELL_BASIS
@@ -167,11 +168,12 @@ class _Span:
 
 
 def _check_span(owner: str, length_km: float, attempt_ns: int) -> None:
-    _check_nonneg(owner, "length_km", length_km)
+    check_length(owner, length_km)
     # an integer: the simulator's clock counts whole nanoseconds
-    if not isinstance(attempt_ns, int) or isinstance(attempt_ns, bool) or attempt_ns < 1:
-        raise ValueError(f"{owner}.attempt_ns: expected an integer number of ns >= 1, "
-                         f"got {attempt_ns!r}")
+    if not isinstance(attempt_ns, int) or isinstance(attempt_ns, bool) \
+            or not 1 <= attempt_ns <= MAX_DURATION_NS:
+        raise ValueError(f"{owner}.attempt_ns: expected an integer number of ns in "
+                         f"1..{MAX_DURATION_NS}, got {attempt_ns!r}")
 
 
 def _check_bool(owner: str, name: str, value: bool) -> None:
@@ -410,7 +412,7 @@ class MidpointSourceModel(_Span):
     n_max: int = 30
 
     def __post_init__(self) -> None:
-        _check_nonneg("MidpointSourceModel", "length_km", self.length_km)
+        check_length("MidpointSourceModel", self.length_km)
         _check_prob("MidpointSourceModel", "absorption_efficiency", self.absorption_efficiency)
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)

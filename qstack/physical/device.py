@@ -13,9 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from qstack.core.args import MAX_DURATION_NS, show
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.physical.ops import (
     SINGLE_QUBIT_GATES, TWO_QUBIT_GATES, Allocate, BellMeasure, Discard, Gate, Measure,
+    check_angle, check_basis,
 )
 
 __all__ = ["NodeHardware", "QuantumDevice"]
@@ -30,9 +34,14 @@ class NodeHardware:
     memory coherence with dynamical decoupling), with noiseless gates: set the
     error fields to study their effect.
 
-    Times are nanoseconds; ``t1_ns`` / ``t2_ns`` may be ``math.inf``.
+    Times are nanoseconds; ``t1_ns`` / ``t2_ns`` may be ``math.inf``. The
+    durations (``gate_1q_ns``, ``gate_2q_ns``, ``measure_ns``, ``init_ns``)
+    are integers in 0..``MAX_DURATION_NS`` (10**12 ns, 1000 s): simulated
+    time is integer nanoseconds, and a longer operation would carry a node
+    towards the end of simulated time (2**62 ns) in a few thousand steps.
     ``*_depolar`` are depolarising probabilities applied to each qubit a gate
-    touches; ``measure_flip_prob`` flips each readout bit.
+    touches; ``measure_flip_prob`` flips each readout bit. Bad values raise
+    ``ValueError`` naming the field (a configuration file's ``ConfigError``).
     """
 
     num_qubits: int = 8
@@ -50,23 +59,26 @@ class NodeHardware:
         # Strict types (a bool is not a count, a float not a number of ns)
         # and no NaN: a bad value is refused here, not met mid-run.
         if not _is_int(self.num_qubits) or self.num_qubits < 1:
-            raise ValueError(f"num_qubits: expected an integer >= 1, got {self.num_qubits!r}")
+            raise ValueError(f"num_qubits: expected an integer >= 1, got {show(self.num_qubits)}")
         for name in ("t1_ns", "t2_ns"):
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:
                 raise ValueError(f"{name}: expected a time in ns > 0 (inf: no decay), "
-                                 f"got {value!r}")
+                                 f"got {show(value)}")
         if self.t2_ns > 2 * self.t1_ns:
             raise ValueError(f"t2_ns = {self.t2_ns} exceeds 2*t1_ns = {2 * self.t1_ns}: "
                              "unphysical (T2 <= 2*T1)")
         for name in ("gate_1q_ns", "gate_2q_ns", "measure_ns", "init_ns"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name}: expected an integer duration >= 0 ns, got {value!r}")
+            # The driver schedules these as integer ns (a float would not be
+            # refused until the first operation, in the middle of a run).
+            if not _is_int(value) or not 0 <= value <= MAX_DURATION_NS:
+                raise ValueError(f"{name}: expected an integer duration in 0..{MAX_DURATION_NS} "
+                                 f"ns, got {show(value)}")
         for name in ("gate_1q_depolar", "gate_2q_depolar", "measure_flip_prob"):
             value = getattr(self, name)
             if not _is_real(value) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {show(value)}")
 
     @property
     def bsm_ns(self) -> int:
@@ -76,6 +88,11 @@ class NodeHardware:
     @property
     def decays(self) -> bool:
         return math.isfinite(self.t1_ns) or math.isfinite(self.t2_ns)
+
+    @property
+    def longest_op_ns(self) -> int:
+        """The duration of the longest local operation, ns."""
+        return max(self.init_ns, self.measure_ns, self.bsm_ns)
 
 
 def _is_int(value: Any) -> bool:
@@ -156,7 +173,7 @@ class QuantumDevice:
         last = self._last_update.get(qubit)
         if last is None:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
-                              f"{self.node}: qubit {qubit!r} is not in this node's memory")
+                              f"{self.node}: qubit {show(qubit)} is not in this node's memory")
         if now_ns > last:
             if self._decays:
                 self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
@@ -174,6 +191,9 @@ class QuantumDevice:
 
         A failure is returned as the outcome (a :class:`QStackError`), never
         raised, so the calling protocol decides and the node keeps serving.
+        Parameters are checked before any qubit is touched: a bad one fails
+        with ``INVALID_PARAMETER`` (duration 0) and the qubits keep their
+        state and their slots.
         """
         try:
             handler = _HANDLERS[type(op)]
@@ -184,6 +204,13 @@ class QuantumDevice:
             return handler(self, op, now_ns)
         except QStackError as err:
             return 0, err
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # What the checks below do not foresee (an unhashable or foreign
+            # object for a qubit, ...) is still the caller's bad argument: an
+            # outcome with a code, not an exception out of the driver.
+            return 0, QStackError(ErrorCode.INVALID_PARAMETER,
+                                  f"{self.node}: {type(op).__name__} refused: "
+                                  f"{type(exc).__name__}: {exc}")
 
     def _allocate(self, op: Allocate, now_ns: int) -> tuple[int, Any]:
         if self.free_slots <= 0:
@@ -193,31 +220,39 @@ class QuantumDevice:
         return self.hw.init_ns, qubit
 
     def _gate(self, op: Gate, now_ns: int) -> tuple[int, Any]:
-        for q in op.qubits:
+        name, qubits = op.name, op.qubits
+        if name.__class__ is not str or qubits.__class__ is not tuple:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"gate {show(name)} on {show(qubits)}: expected a gate name and a "
+                              "tuple of qubits")
+        params = _gate_params(name, op.params) if name in _PARAM_GATES else ()
+        if len(qubits) == 2 and qubits[0] is qubits[1]:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"gate {name!r}: a two-qubit gate on one qubit")
+        for q in qubits:
             self.update(q, now_ns)
         eng = self.engine
-        name = op.name
-        if name in SINGLE_QUBIT_GATES and len(op.qubits) == 1:
-            (q,) = op.qubits
+        if name in SINGLE_QUBIT_GATES and len(qubits) == 1:
+            (q,) = qubits
             if name in ("rx", "ry", "rz"):
-                getattr(eng, name)(q, *op.params)
+                getattr(eng, name)(q, *params)
             elif name == "u":
-                eng.apply(op.params[0], [q])
+                eng.apply(params[0], [q])
             elif name != "i":
                 getattr(eng, name)(q)
             if self.hw.gate_1q_depolar:
                 eng.depolarize(q, self.hw.gate_1q_depolar)
             duration = self.hw.gate_1q_ns
-        elif name in TWO_QUBIT_GATES and len(op.qubits) == 2:
-            getattr(eng, name)(*op.qubits)
+        elif name in TWO_QUBIT_GATES and len(qubits) == 2:
+            getattr(eng, name)(*qubits)
             if self.hw.gate_2q_depolar:
-                for q in op.qubits:
+                for q in qubits:
                     eng.depolarize(q, self.hw.gate_2q_depolar)
             duration = self.hw.gate_2q_ns
         else:
             raise QStackError(ErrorCode.INVALID_PARAMETER,
-                              f"gate {name!r} on {len(op.qubits)} qubit(s) is not supported")
-        for q in op.qubits:
+                              f"gate {name!r} on {len(qubits)} qubit(s) is not supported")
+        for q in qubits:
             self._last_update[q] = now_ns + duration
         return duration, None
 
@@ -227,13 +262,19 @@ class QuantumDevice:
         return bit
 
     def _measure(self, op: Measure, now_ns: int) -> tuple[int, Any]:
+        basis = op.basis
+        if basis.__class__ is not str or basis not in _NAMED_BASES:
+            basis = check_basis(basis)      # before the qubit is touched
         self.update(op.qubit, now_ns)
-        bit = self._readout(self.engine.measure(op.qubit, op.basis))
+        bit = self._readout(self.engine.measure(op.qubit, basis))
         self.free(op.qubit)
         return self.hw.measure_ns, bit
 
     def _bell_measure(self, op: BellMeasure, now_ns: int) -> tuple[int, Any]:
         a, b = op.qubit_a, op.qubit_b
+        if a is b:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              "a Bell-state measurement of a qubit with itself")
         self.update(a, now_ns)
         self.update(b, now_ns)
         if self.hw.gate_2q_depolar:
@@ -250,7 +291,7 @@ class QuantumDevice:
         qubit = op.qubit
         if self._last_update.pop(qubit, _ABSENT) is _ABSENT:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
-                              f"{self.node}: qubit {qubit!r} is not in memory")
+                              f"{self.node}: qubit {show(qubit)} is not in memory")
         if qubit.alive:
             self.engine.discard(qubit)
         return _DONE_NOW
@@ -258,6 +299,28 @@ class QuantumDevice:
 
 _ABSENT = object()
 _DONE_NOW = (0, None)
+_NAMED_BASES = frozenset({"Z", "X", "Y"})
+#: Gates whose parameters the device reads (the others ignore theirs).
+_PARAM_GATES = frozenset({"rx", "ry", "rz", "u"})
+
+
+def _gate_params(name: str, params: Any) -> tuple:
+    """The checked parameters of gate ``name``: one finite angle (radians) for
+    rx/ry/rz, one finite 2x2 unitary matrix for "u"; INVALID_PARAMETER otherwise."""
+    if not isinstance(params, (tuple, list)) or len(params) != 1:
+        raise QStackError(ErrorCode.INVALID_PARAMETER,
+                          f"gate {name!r}: expected one parameter, got {show(params)}")
+    if name != "u":
+        return (check_angle(f"gate {name!r} angle", params[0]),)
+    try:
+        u = np.asarray(params[0], dtype=np.complex128)
+    except (TypeError, ValueError):
+        u = None
+    if u is None or u.shape != (2, 2) or not np.all(np.isfinite(u)) \
+            or not np.allclose(u.conj().T @ u, np.eye(2), atol=1e-9):
+        raise QStackError(ErrorCode.INVALID_PARAMETER,
+                          f"gate 'u': expected a finite 2x2 unitary matrix, got {show(params[0])}")
+    return (u,)
 
 _HANDLERS = {
     Allocate: QuantumDevice._allocate,

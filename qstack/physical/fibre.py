@@ -6,10 +6,24 @@ from dataclasses import dataclass
 
 from qstack.physical.sources import _check_nonneg, _check_pos, _check_prob, _fail
 
-__all__ = ["FibreChannel", "SPEED_OF_LIGHT_KM_PER_NS"]
+__all__ = ["FibreChannel", "SPEED_OF_LIGHT_KM_PER_NS", "MAX_LENGTH_KM", "check_length"]
 
 #: Speed of light in vacuum, km per ns (299 792.458 km/s, exact by SI definition).
 SPEED_OF_LIGHT_KM_PER_NS = 299_792.458e-9
+
+#: The longest span accepted, km: far beyond any fibre (the Earth's
+#: circumference is 40 075 km), and short enough that every delay derived
+#: from it (< 10**13 ns, well under 2**53) is an exact integer of simulated
+#: time, far from its end (2**62 ns).
+MAX_LENGTH_KM = 1e9
+
+
+def check_length(owner: str, value: float) -> None:
+    """``ValueError`` naming ``owner.length_km`` unless ``value`` is a length
+    in [0, :data:`MAX_LENGTH_KM`] km."""
+    _check_nonneg(owner, "length_km", value)
+    if value > MAX_LENGTH_KM:
+        _fail(owner, "length_km", f"a length in [0, {MAX_LENGTH_KM:g}] km", value)
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,7 @@ class FibreChannel:
     polarisation_drift_rad_per_sqrt_km: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_nonneg("FibreChannel", "length_km", self.length_km)
+        check_length("FibreChannel", self.length_km)
         _check_nonneg("FibreChannel", "attenuation_db_per_km", self.attenuation_db_per_km)
         if not isinstance(self.group_index, (int, float)) or not self.group_index >= 1.0 or not math.isfinite(self.group_index):
             _fail("FibreChannel", "group_index", "a finite number >= 1", self.group_index)

@@ -22,22 +22,61 @@ Outcomes (``OperationDone.outcome``):
 
 A failed operation's outcome is a :class:`~qstack.core.errors.QStackError`
 (for instance ``MEMORY_FULL`` or ``QUBIT_UNAVAILABLE``) instead of raising, so
-the protocol decides what to do and the node keeps serving.
+the protocol decides what to do and the node keeps serving. An operation with
+a parameter that is not physical (a NaN or infinite angle, an unknown basis,
+a matrix that is not unitary, a two-qubit gate on one qubit) fails with
+``INVALID_PARAMETER`` before any qubit is touched: the qubits keep their state
+and their memory slots (:func:`check_basis`, :func:`check_angle`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Hashable
 
+from qstack.core.args import float_arg, show
+from qstack.core.errors import ErrorCode, QStackError
+
 __all__ = [
     "Allocate", "Gate", "Measure", "BellMeasure", "Discard", "Entangle", "CancelEntangle",
-    "Herald", "SINGLE_QUBIT_GATES", "TWO_QUBIT_GATES",
+    "Herald", "SINGLE_QUBIT_GATES", "TWO_QUBIT_GATES", "BASES", "check_basis", "check_angle",
 ]
 
 #: Gate names understood by :class:`Gate` (params: rotation angle in radians
 #: for rx/ry/rz; a 2x2 unitary matrix for "u").
 SINGLE_QUBIT_GATES = frozenset({"i", "x", "y", "z", "h", "s", "sdg", "t", "rx", "ry", "rz", "u"})
 TWO_QUBIT_GATES = frozenset({"cnot", "cz", "swap"})
+
+#: Measurement bases by name (a basis may also be a pair of angles, see :class:`Measure`).
+BASES = ("Z", "X", "Y")
+_BASIS_NAMES = {b: b for b in BASES} | {b.lower(): b for b in BASES}
+
+
+def check_angle(name: str, value: Any, error: type = QStackError) -> float:
+    """A rotation angle in radians: a finite real number, as a ``float``.
+    ``BAD_FIELD`` if it is not a number, ``INVALID_PARAMETER`` if NaN or
+    infinite."""
+    return float_arg(name, value, code=ErrorCode.INVALID_PARAMETER, error=error)
+
+
+def check_basis(basis: Any, error: type = QStackError, name: str = "basis") -> Any:
+    """A measurement basis, normalised: "Z", "X" or "Y" (either case), or a
+    pair ``(theta, phi)`` of finite angles in radians, returned as a tuple of
+    floats. ``INVALID_PARAMETER`` for an unknown name, a pair of the wrong
+    length or a non-finite angle; ``BAD_FIELD`` for anything else."""
+    if basis.__class__ is str:
+        named = _BASIS_NAMES.get(basis)
+        if named is None:
+            raise error(ErrorCode.INVALID_PARAMETER,
+                        f"{name}={show(basis)} is not a basis; use 'Z', 'X', 'Y' or (theta, phi)")
+        return named
+    if isinstance(basis, (tuple, list)) or getattr(basis, "shape", None) == (2,):
+        if len(basis) != 2:
+            raise error(ErrorCode.INVALID_PARAMETER,
+                        f"{name}={show(basis)}: an angle basis is a pair (theta, phi)")
+        theta, phi = basis
+        return (check_angle(f"{name} theta", theta, error), check_angle(f"{name} phi", phi, error))
+    raise error(ErrorCode.BAD_FIELD, f"{name}={show(basis)} ({type(basis).__name__}): expected "
+                                     "'Z', 'X', 'Y' or a pair of angles (theta, phi)")
 
 
 @dataclass(frozen=True, slots=True)

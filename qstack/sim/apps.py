@@ -18,12 +18,15 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from qstack.core.args import END_OF_TIME_NS
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import Protocol, on
 from qstack.network.service import NetCancel, NetErr, NetOk, NetRequest, PairId
+from qstack.physical.ops import Allocate, BellMeasure, Discard, Gate, Measure
 from qstack.sim.runner import SimTimeout
 from qstack.transport.messages import PROTOCOL as TRANSPORT
 from qstack.transport.runtime import TransportRuntime
@@ -44,6 +47,22 @@ class SimRuntime(TransportRuntime):
         self.device = self._node.device
         self.busy_until = 0
         self.ops_executed = 0
+        # Operations starting after this may end past the end of simulated time.
+        self._last_start = END_OF_TIME_NS - self.device.hw.longest_op_ns
+
+    def _refuse_past_the_end(self, op: Any, start: int) -> None:
+        """``OUT_OF_RANGE`` if ``op`` started at ``start`` would end after the
+        end of simulated time (nothing is executed, the qubits are untouched)."""
+        hw = self.device.hw
+        if isinstance(op, Gate):
+            duration = hw.gate_2q_ns if len(op.qubits) == 2 else hw.gate_1q_ns
+        else:
+            duration = {Allocate: hw.init_ns, Measure: hw.measure_ns, BellMeasure: hw.bsm_ns,
+                        Discard: 0}.get(type(op), hw.longest_op_ns)
+        if start + duration > END_OF_TIME_NS:
+            raise QStackError(ErrorCode.OUT_OF_RANGE,
+                              f"{type(op).__name__} starting at t={start} ns would end after "
+                              f"the end of simulated time (t={END_OF_TIME_NS} ns)")
 
     def now_ns(self) -> int:
         return self.sim.now
@@ -73,6 +92,8 @@ class SimRuntime(TransportRuntime):
         # The processor does one thing at a time: an operation starts when the
         # previous one of this node's applications has finished.
         start = max(self.sim.now, self.busy_until)
+        if start > self._last_start:
+            self._refuse_past_the_end(op, start)
         duration, outcome = self.device.execute(op, start)
         self.busy_until = start + int(duration)
         self.ops_executed += 1
@@ -97,7 +118,9 @@ class SimRuntime(TransportRuntime):
 @dataclass
 class AppRun:
     """The outcome of :func:`run_apps`: per application name, its return value
-    or the exception it raised; its finishing time (ns); the contexts."""
+    or the exception it raised; its finishing time (ns); the contexts.
+    ``faults``: exceptions protocols raised while handling events (bugs),
+    which did not end the run (see :func:`run_apps`)."""
 
     results: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, BaseException] = field(default_factory=dict)
@@ -107,6 +130,7 @@ class AppRun:
     events: int = 0
     timed_out: bool = False
     stalled: bool = False
+    faults: list[BaseException] = field(default_factory=list)
 
 
 class _Watchdog:
@@ -158,6 +182,21 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     ``until_ns`` (simulated ns) with ``timed_out`` set and the unfinished ones
     listed in ``errors`` as ``TimeoutError``.
 
+    Names (the keys of ``results``, ``errors``, ...; ``ctx.app``): a node
+    running one function is named by the node; with several, each is
+    ``"node:function"``, and a function given more than once for a node (or
+    two functions with the same ``__name__``, e.g. made by one factory) runs
+    once per listing, each named ``"node:function#i"`` with ``i`` its
+    position in the node's list, so no result is dropped. Every function is
+    checked (an ``async def``, for a known node) before any starts:
+    ``TypeError`` / ``ValueError`` naming it otherwise.
+
+    A protocol that raises while handling an event (a bug, or a bad value
+    that got past the checks) does not end the run: that event is dropped,
+    the exception is kept in ``faults`` and recorded in ``net.errors`` as
+    ``INTERNAL_ERROR`` (node and protocol named), and the simulation goes
+    on; the applications waiting on that protocol may then time out or stall.
+
     ``stall_ns``: stop early when, for this long in simulated time, every
     unfinished application has been parked on a network operation without
     being resumed while the layers below keep busy (e.g. retrying into a
@@ -168,27 +207,17 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     run = AppRun()
     clients: dict[str, TransportClient] = {}
     tasks = []
-    for node, fns in apps.items():
-        if node not in net.nodes:
-            raise ValueError(f"application for unknown node {node!r} "
-                             f"(nodes: {', '.join(sorted(net.nodes))})")
-        if callable(fns):
-            fns = [fns]
-        for i, fn in enumerate(fns):
-            if not inspect.iscoroutinefunction(fn):
-                raise TypeError(f"application {getattr(fn, '__name__', fn)!r} for {node} must be "
-                                "an async def function taking the node context")
-            name = node if len(fns) == 1 else f"{node}:{getattr(fn, '__name__', i)}"
-            if node not in clients:
-                clients[node] = TransportClient(SimRuntime(net, node, protocol))
-            ctx = NodeContext(clients[node].runtime, clients[node], app=name)
-            run.contexts[name] = ctx
-            task = net.sim.spawn(fn(ctx), name=name)
-            task.add_done_callback(lambda t, ctx=ctx: _released(t, ctx))
-            # Marks the task as observed (so strict mode does not re-raise its
-            # exception out of net.run) and notes when it finished.
-            task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
-            tasks.append(task)
+    for node, fn, name in _plan(net, apps):
+        if node not in clients:
+            clients[node] = TransportClient(SimRuntime(net, node, protocol))
+        ctx = NodeContext(clients[node].runtime, clients[node], app=name)
+        run.contexts[name] = ctx
+        task = net.sim.spawn(fn(ctx), name=name)
+        task.add_done_callback(lambda t, ctx=ctx: _released(t, ctx))
+        # Marks the task as observed (so strict mode does not re-raise its
+        # exception out of net.run) and notes when it finished.
+        task.add_done_callback(lambda t, name=name: run.finished_ns.setdefault(name, net.sim.now))
+        tasks.append(task)
     # (the run's stop condition is checked after every event: a count, not a scan)
     running = [len(tasks)]
     for task in tasks:
@@ -196,8 +225,12 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     start_events = net.sim.events_fired if hasattr(net.sim, "events_fired") else 0
     if stall_ns is not None and tasks:
         _Watchdog(net.sim, tasks, int(stall_ns), run).arm()
-    net.run(until_ns=until_ns,
-            stop_when=lambda: running[0] <= 0 or run.stalled)
+    while True:
+        try:
+            net.run(until_ns=until_ns, stop_when=lambda: running[0] <= 0 or run.stalled)
+            break
+        except Exception as exc:     # a protocol's bug: record it, drop the event, go on
+            _record_fault(net, run, exc)
     run.end_ns = net.sim.now
     run.events = (net.sim.events_fired - start_events) if hasattr(net.sim, "events_fired") else 0
     for task in tasks:
@@ -223,6 +256,58 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
             task.cancel()
     return run
 
+
+def _plan(net: Any, apps: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(node, function, name) of every application, all checked first."""
+    if not isinstance(apps, dict):
+        raise TypeError(f"apps: expected {{node: async fn}}, got {type(apps).__name__}")
+    plan = []
+    for node, fns in apps.items():
+        if node not in net.nodes:
+            raise ValueError(f"application for unknown node {node!r} "
+                             f"(nodes: {', '.join(sorted(map(str, net.nodes)))})")
+        if callable(fns):
+            fns = [fns]
+        elif not isinstance(fns, (list, tuple)):
+            raise TypeError(f"applications for {node}: expected an async def function or a "
+                            f"list of them, got {fns!r}")
+        labels = [str(getattr(fn, "__name__", i)) for i, fn in enumerate(fns)]
+        for i, fn in enumerate(fns):
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(f"application {labels[i]!r} for {node} must be "
+                                "an async def function taking the node context")
+            if len(fns) == 1:
+                name = node
+            elif labels.count(labels[i]) > 1:
+                name = f"{node}:{labels[i]}#{i}"
+            else:
+                name = f"{node}:{labels[i]}"
+            plan.append((node, fn, name))
+    names = [name for _, _, name in plan]
+    for name in names:
+        if names.count(name) > 1:    # only contrived node and function names get here
+            raise ValueError(f"two applications would both be named {name!r}")
+    return plan
+
+
+def _record_fault(net: Any, run: AppRun, exc: Exception) -> None:
+    """Keep an exception a protocol raised while handling an event, with the
+    node and protocol it came from (the innermost protocol in its traceback)."""
+    from qstack.sim.network import FailRecord
+
+    node = proto = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, Protocol):
+            node, proto = obj.node, obj.name
+        tb = tb.tb_next
+    run.faults.append(exc)
+    net.errors.append(FailRecord(net.sim.now, node, proto, ErrorCode.INTERNAL_ERROR,
+                                 f"{type(exc).__name__}: {exc}"))
+    logging.getLogger("qstack.sim").error("t=%d ns %s %s raised %s: %s (event dropped, the run "
+                                          "goes on)", net.sim.now, node, proto,
+                                          type(exc).__name__, exc, exc_info=exc)
 
 
 # ---------------------------------------------------------------- an ideal network layer
@@ -292,6 +377,11 @@ class IdealNetwork:
                     if key[0] == node.name:
                         out[key] = remote
         return out
+
+    @property
+    def made(self) -> int:
+        """Pairs made so far on the virtual links (heralded, whether delivered or not)."""
+        return sum(link.station.pairs_heralded for link in self.net._virtual.values())
 
     def expire(self, key: tuple, reason: str = "test", at: str | None = None) -> None:
         """Lose pair ``key`` = (head, request id, seq) at both ends: node

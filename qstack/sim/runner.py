@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, TypeVar
 
+from qstack.core.args import INT64_MAX
 from qstack.sim.kernel import EventHandle, PyEventKernel, _as_ns, kernel_class
 from qstack.sim.random import RandomStreams
 
@@ -507,11 +508,18 @@ class Simulator:
         return SimTask(self, coro, name)
 
     def sleep(self, delay_ns: int) -> Awaitable[None]:
-        """``await sim.sleep(ns)``: resume ``delay_ns`` nanoseconds later (int >= 0)."""
+        """``await sim.sleep(ns)``: resume ``delay_ns`` nanoseconds later (int >= 0).
+
+        Raises ``ValueError`` at the call if the wake-up would be later than
+        the kernel's clock can hold (2**63-1 ns), rather than letting the
+        kernel fail to schedule it in the middle of the run."""
         if delay_ns.__class__ is not int:
             delay_ns = _as_ns(delay_ns, "delay_ns")
         if delay_ns < 0:
             raise ValueError(f"delay_ns must be >= 0, got {delay_ns}")
+        if delay_ns > INT64_MAX - self.now:
+            raise ValueError(f"delay_ns={delay_ns} would end after t={INT64_MAX} ns, the "
+                             "largest simulated time")
         return _sleep_request(delay_ns)
 
     def future(self) -> SimFuture:
@@ -529,7 +537,9 @@ class Simulator:
         a coroutine gets ``SimCancelledError`` thrown in (so its ``finally``
         blocks run), a future or task is cancelled. If the result arrives at
         the very nanosecond of the deadline, the result wins.
-        ``timeout_ns=None`` waits without limit.
+        ``timeout_ns=None`` waits without limit, and so does a timeout that
+        would end after the largest simulated time (2**63-1 ns): it can never
+        run out.
         """
         if timeout_ns is None:
             return await awaitable
@@ -537,6 +547,8 @@ class Simulator:
             timeout_ns = _as_ns(timeout_ns, "timeout_ns")
         if timeout_ns < 0:
             raise ValueError(f"timeout_ns must be >= 0, got {timeout_ns}")
+        if timeout_ns > INT64_MAX - self.now:
+            return await awaitable
         task = self.current_task
         if task is None:
             raise RuntimeError("wait_for must be awaited inside a task")

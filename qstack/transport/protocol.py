@@ -320,15 +320,23 @@ class TeleportTransport(Protocol):
             self.released.prune(now_ns)
         return super().handle(event, now_ns)
 
+    def _checked(self, req: Any, now_ns: int) -> Any:
+        """``req`` with its arguments checked (:func:`svc.check_request`), or
+        None after answering a bad one with ``Failed``: a request that
+        bypassed the socket API's checks changes nothing and raises nothing."""
+        try:
+            return svc.check_request(req, now_ns)
+        except QStackError as err:     # (a qubit sent is handed back)
+            self._fail_token(req.token, err.code, err.detail, getattr(req, "qubit", None))
+            return None
+
     # ------------------------------------------------------------ requests from above
     @on(svc.Listen)
     def _listen(self, req: svc.Listen, now_ns: int) -> list[Action]:
-        if not 0 <= req.port <= 65535:
-            self._fail_token(req.token, ErrorCode.OUT_OF_RANGE, f"port {req.port} not in 0..65535")
-        elif not 1 <= req.backlog <= 65535:
-            self._fail_token(req.token, ErrorCode.OUT_OF_RANGE,
-                             f"backlog {req.backlog} not in 1..65535")
-        elif req.port in self.listening:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
+        if req.port in self.listening:
             self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE,
                              f"{self.node} already listens on {req.port}")
         else:
@@ -338,6 +346,9 @@ class TeleportTransport(Protocol):
 
     @on(svc.Unlisten)
     def _unlisten(self, req: svc.Unlisten, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         self.listening.pop(req.port, None)
         # connections nobody accepted end with it
         for st in [s for s in self.conns.values()
@@ -386,6 +397,9 @@ class TeleportTransport(Protocol):
 
     @on(svc.Connect)
     def _connect(self, req: svc.Connect, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         port = req.local_port
         if port is None:
             # ephemeral ports are taken in turn (as TCP stacks do), so a port
@@ -433,6 +447,9 @@ class TeleportTransport(Protocol):
 
     @on(svc.SendQubit)
     def _send_qubit(self, req: svc.SendQubit, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         st = self._open_state(req.conn, req.token, req.qubit)
         if st is None:
             # The qubit stays with the caller.
@@ -444,11 +461,11 @@ class TeleportTransport(Protocol):
 
     @on(svc.CreateEpr)
     def _create_epr(self, req: svc.CreateEpr, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         st = self._open_state(req.conn, req.token)
         if st is None:
-            return self._flush()
-        if not 1 <= req.number <= 65535:
-            self._fail_token(req.token, ErrorCode.OUT_OF_RANGE, f"number {req.number} not in 1..65535")
             return self._flush()
         op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
                  min_fidelity=req.min_fidelity, metadata=req.metadata)
@@ -457,6 +474,9 @@ class TeleportTransport(Protocol):
 
     @on(svc.SendBytes)
     def _send_bytes(self, req: svc.SendBytes, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         st = self._open_state(req.conn, req.token)
         if st is None:
             return self._flush()
@@ -470,6 +490,9 @@ class TeleportTransport(Protocol):
 
     @on(svc.Close)
     def _close(self, req: svc.Close, now_ns: int) -> list[Action]:
+        req = self._checked(req, now_ns)
+        if req is None:
+            return self._flush()
         st = self.conns.get(req.conn)
         if st is None or st.phase is _CLOSING:
             self._fail_token(req.token, ErrorCode.TRANSPORT_NOT_CONNECTED,

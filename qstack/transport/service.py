@@ -11,20 +11,32 @@ are delivered unasked.
 A connection is named at each end by :class:`Conn` (local port, remote node,
 remote port), like a TCP four-tuple without the local address. Times are
 integer nanoseconds; ``timeout_ns`` ``None`` means no limit.
+
+:func:`check_request` checks a request's arguments as the socket API does
+(ports 0..65535, ``number`` 1..65535, fidelities in [0, 1], metadata and data
+within their wire limits, timeouts integers in 0..2**63-1): the protocol
+answers a bad request with ``Failed`` (``BAD_FIELD``, ``OUT_OF_RANGE``)
+before anything changes, whoever submitted it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from qstack.core.errors import ErrorCode
+from qstack.core.args import bytes_arg, float_arg, int_arg, name_arg, show, timeout_arg
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.transport.messages import MAX_METADATA, Data
 
 __all__ = [
     "Conn", "Listen", "Unlisten", "Accept", "Consumed", "Connect", "SendQubit", "CreateEpr",
     "SendBytes", "Close", "Abort",
     "Done", "Failed", "Incoming", "QubitArrived", "EprArrived", "DataArrived", "PeerClosed",
-    "Lost",
+    "Lost", "check_request", "MAX_METADATA", "MAX_DATA",
 ]
+
+#: Largest ``data`` of one :class:`SendBytes`, bytes (the ``Data`` message's
+#: ``payload`` limit); ``MAX_METADATA`` (1024) is the headers' ``metadata`` limit.
+MAX_DATA = next(fc.max_len for fc in Data._FIELDS if fc.name == "payload")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -244,3 +256,88 @@ class Lost:
     code: ErrorCode
     detail: str = ""
     kind: str = "qubit"
+
+
+# ---------------------------------------------------------------- checking requests
+
+def _port(name: str, value: Any) -> int:
+    return int_arg(name, value, 0, 65535)
+
+
+def _conn(value: Any) -> None:
+    if not isinstance(value, Conn):
+        raise QStackError(ErrorCode.BAD_FIELD, f"conn: expected a Conn, got {show(value)}")
+
+
+def _fidelity(value: Any) -> float:
+    return float_arg("min_fidelity", value, 0.0, 1.0)
+
+
+def _check_listen(req: Listen | Unlisten, now_ns: int) -> Any:
+    port = _port("port", req.port)
+    if req.__class__ is Listen:
+        backlog = int_arg("backlog", req.backlog, 1, 65535)
+        if backlog is not req.backlog:
+            return replace(req, port=port, backlog=backlog)
+    return req if port is req.port else replace(req, port=port)
+
+
+def _check_connect(req: Connect, now_ns: int) -> Connect:
+    name_arg("remote", req.remote)
+    port = _port("port", req.port)
+    local = None if req.local_port is None else _port("local_port", req.local_port)
+    timeout = timeout_arg("timeout_ns", req.timeout_ns, now_ns)
+    if port is req.port and local is req.local_port and timeout is req.timeout_ns:
+        return req
+    return replace(req, port=port, local_port=local, timeout_ns=timeout)
+
+
+def _check_send_qubit(req: SendQubit, now_ns: int) -> SendQubit:
+    _conn(req.conn)
+    metadata = bytes_arg("metadata", req.metadata, MAX_METADATA)
+    fidelity = _fidelity(req.min_fidelity)
+    timeout = timeout_arg("timeout_ns", req.timeout_ns, now_ns)
+    if metadata is req.metadata and fidelity is req.min_fidelity and timeout is req.timeout_ns:
+        return req
+    return replace(req, metadata=metadata, min_fidelity=fidelity, timeout_ns=timeout)
+
+
+def _check_create_epr(req: CreateEpr, now_ns: int) -> CreateEpr:
+    _conn(req.conn)
+    number = int_arg("number", req.number, 1, 65535)
+    fidelity = _fidelity(req.min_fidelity)
+    timeout = timeout_arg("timeout_ns", req.timeout_ns, now_ns)
+    metadata = bytes_arg("metadata", req.metadata, MAX_METADATA)
+    if (number is req.number and fidelity is req.min_fidelity and timeout is req.timeout_ns
+            and metadata is req.metadata):
+        return req
+    return replace(req, number=number, min_fidelity=fidelity, timeout_ns=timeout,
+                   metadata=metadata)
+
+
+def _check_send_bytes(req: SendBytes, now_ns: int) -> SendBytes:
+    _conn(req.conn)
+    data = bytes_arg("data", req.data, MAX_DATA)
+    return req if data is req.data else replace(req, data=data)
+
+
+def _check_close(req: Close, now_ns: int) -> Close:
+    _conn(req.conn)
+    return req
+
+
+_CHECKS = {Listen: _check_listen, Unlisten: _check_listen, Connect: _check_connect,
+           SendQubit: _check_send_qubit, CreateEpr: _check_create_epr,
+           SendBytes: _check_send_bytes, Close: _check_close}
+
+
+def check_request(req: Any, now_ns: int) -> Any:
+    """``req`` with its arguments checked: the request itself, or a copy with
+    values normalised (``bytes`` for a bytearray, ``float`` for an int
+    fidelity, None for a timeout that would end after the end of simulated
+    time, so that no timer is set past it). Raises :class:`QStackError`
+    (``BAD_FIELD``, ``OUT_OF_RANGE``) naming the argument and the value.
+    A request type without a check here passes unchanged (its handler checks
+    what it needs)."""
+    check = _CHECKS.get(type(req))
+    return req if check is None else check(req, now_ns)

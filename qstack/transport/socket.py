@@ -18,6 +18,18 @@ application runs in the simulator and in the emulator::
 Times are integer nanoseconds (``timeout_ns=None``: wait without limit).
 Failures raise :class:`TransportError` (a ``QStackError``) with a defined code;
 a timeout raises :class:`TransportTimeout`, which is also a ``TimeoutError``.
+
+Arguments are checked at the call, before anything changes (no request is
+made, no qubit is touched, the socket stays as it was): a bad one raises
+``BAD_FIELD`` (wrong type: a ``bool`` or ``1.5`` is not an integer, a
+``str`` is not bytes), ``OUT_OF_RANGE`` (a port outside 0..65535, a
+``number`` outside 1..65535, a fidelity outside [0, 1] or NaN, metadata over
+1024 bytes, data over 65536, a negative timeout) or ``INVALID_PARAMETER`` (a
+NaN or infinite angle, a basis that is not "Z", "X", "Y" or a pair of finite
+angles), with a detail that names the argument and the value. Timeouts are
+integers in 0..2**63-1; one that would end after the end of simulated time
+(2**62 ns, :data:`qstack.core.args.END_OF_TIME_NS`) is no limit. ``specs/transport.md``
+§1 lists them.
 """
 from __future__ import annotations
 
@@ -25,9 +37,12 @@ import logging
 from collections import deque
 from typing import Any, Callable
 
+from qstack.core.args import (
+    bytes_arg, delay_arg, float_arg, int_arg, name_arg, show, timeout_arg,
+)
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.runtime import NodeDown, NodeUp
-from qstack.physical.ops import Allocate, Discard, Gate, Measure
+from qstack.physical.ops import Allocate, Discard, Gate, Measure, check_angle, check_basis
 from qstack.transport import service as svc
 from qstack.transport.runtime import TransportRuntime
 
@@ -52,6 +67,25 @@ class TransportTimeout(TransportError, TimeoutError):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(ErrorCode.TRANSPORT_TIMEOUT, detail)
+
+
+_PORTS = (0, 65535)
+
+
+def _port(name: str, value: Any) -> int:
+    return int_arg(name, value, *_PORTS, error=TransportError)
+
+
+def _number(value: Any) -> int:
+    return int_arg("number", value, 1, 65535, error=TransportError)
+
+
+def _fidelity(value: Any) -> float:
+    return float_arg("min_fidelity", value, 0.0, 1.0, error=TransportError)
+
+
+def _basis(value: Any) -> Any:
+    return None if value is None else check_basis(value, TransportError, "measure basis")
 
 
 # ---------------------------------------------------------------- qubits
@@ -109,19 +143,27 @@ class Qubit:
     def t(self) -> None: self._gate("t")
 
     def rx(self, theta: float) -> None:
-        """Rotate about X by ``theta`` radians."""
-        self._gate("rx", float(theta))
+        """Rotate about X by ``theta`` radians (a finite number)."""
+        self._gate("rx", check_angle("theta", theta))
 
     def ry(self, theta: float) -> None:
-        """Rotate about Y by ``theta`` radians."""
-        self._gate("ry", float(theta))
+        """Rotate about Y by ``theta`` radians (a finite number)."""
+        self._gate("ry", check_angle("theta", theta))
 
     def rz(self, theta: float) -> None:
-        """Rotate about Z by ``theta`` radians."""
-        self._gate("rz", float(theta))
+        """Rotate about Z by ``theta`` radians (a finite number)."""
+        self._gate("rz", check_angle("theta", theta))
 
     def _two(self, name: str, other: "Qubit") -> None:
         self._check()
+        if not isinstance(other, Qubit):
+            raise QStackError(ErrorCode.BAD_FIELD, f"{name}: the other qubit: expected a Qubit, "
+                                                   f"got {show(other)}")
+        if other is self:
+            raise QStackError(ErrorCode.INVALID_PARAMETER, f"{name} of a qubit with itself")
+        if other._ctx.name != self._ctx.name:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"{name}: {other!r} is on another node than {self!r}")
         other._check()
         self._ctx.runtime.execute(Gate(name, (self._ref, other._ref)))
 
@@ -133,10 +175,19 @@ class Qubit:
         self._two("cz", other)
 
     async def measure(self, basis: Any = "Z") -> int:
-        """Measure in ``basis`` ("Z", "X", "Y" or (theta, phi) radians); the
-        qubit is consumed. Returns 0 or 1 once the readout has finished."""
-        ref = self._consume("measured")
-        outcome = self._ctx.runtime.execute(Measure(ref, basis))
+        """Measure in ``basis`` ("Z", "X", "Y" or (theta, phi), finite angles
+        in radians); the qubit is consumed. Returns 0 or 1 once the readout
+        has finished. A bad basis is refused first (``INVALID_PARAMETER``,
+        ``BAD_FIELD``): the qubit is then untouched and still usable."""
+        self._check()
+        basis = check_basis(basis)
+        try:
+            outcome = self._ctx.runtime.execute(Measure(self._ref, basis))
+        except QStackError as err:
+            if err.code == ErrorCode.QUBIT_UNAVAILABLE:     # gone from memory meanwhile
+                self._gone = "lost"
+            raise
+        self._gone = "measured"
         await self._ctx.runtime.settle()
         return int(outcome)
 
@@ -248,14 +299,28 @@ class TransportClient:
         return self._next_token
 
     def request(self, make: Callable[[int], Any]) -> tuple[int, Any]:
-        """Submit ``make(token)``; return the token and the future of its Done/Failed."""
+        """Submit ``make(token)``; return the token and the future of its Done/Failed.
+
+        The protocol answers every request with a Done or a Failed; should it
+        raise instead (a bug: the socket checks the arguments before), the
+        caller gets a ``TransportError`` (``INTERNAL_ERROR``, the exception
+        chained) rather than the protocol's exception, and nothing waits."""
         token = self.token()
         fut = self.runtime.future()
         if self.down is not None:
             fut.set_exception(self.down)   # the node crashed: nothing is there to answer
             return token, fut
         self._pending[token] = fut
-        self.runtime.submit(make(token))
+        try:
+            self.runtime.submit(make(token))
+        except Exception as exc:
+            self._pending.pop(token, None)
+            self._epr_made.pop(token, None)
+            if isinstance(exc, QStackError):
+                raise
+            raise TransportError(ErrorCode.INTERNAL_ERROR,
+                                 f"the transport raised {type(exc).__name__} instead of "
+                                 f"answering: {exc}") from exc
         return token, fut
 
     def tell(self, request: Any) -> None:
@@ -419,15 +484,23 @@ class QSocket:
     # -------------------------------------------------------- set-up
     async def connect(self, node: str, port: int, timeout_ns: int | None = None,
                       local_port: int | None = None) -> "QSocket":
-        """Connect to ``port`` on ``node``; raises ``TRANSPORT_CONNECTION_REFUSED``
-        if nobody listens there. Returns the socket itself."""
+        """Connect to ``port`` (0..65535) on ``node`` (a node name); raises
+        ``TRANSPORT_CONNECTION_REFUSED`` if nobody listens there,
+        ``TRANSPORT_TIMEOUT`` without an answer within ``timeout_ns``.
+        ``local_port``: the port to use here (None: a free one of
+        49152..65535). Returns the socket itself."""
+        node = name_arg("node", node, error=TransportError)
+        port = _port("port", port)
+        if local_port is not None:
+            local_port = _port("local_port", local_port)
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         if self._closed:
             raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed")
         if self.conn is not None or self.listening_port is not None:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
         await self._ctx.runtime.settle()
         conn = await self._client.call(
-            lambda t: svc.Connect(t, node, int(port), local_port, timeout_ns))
+            lambda t: svc.Connect(t, node, port, local_port, timeout_ns))
         if self._closed:
             # close() was called while the connect was under way: close the
             # connection the far end has just accepted (it sees an orderly
@@ -440,14 +513,16 @@ class QSocket:
         return self
 
     def listen(self, port: int, backlog: int = 16) -> "QSocket":
-        """Accept connections on ``port`` (several applications on a node use
-        different ports). Returns the socket itself."""
+        """Accept connections on ``port`` (0..65535; several applications on
+        a node use different ports). Returns the socket itself."""
+        port = _port("port", port)
+        backlog = int_arg("backlog", backlog, 1, 65535, error=TransportError)
         if self.conn is not None or self.listening_port is not None:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
         if port in self._client._accept:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE,
                                  f"{self._ctx.name} already listens on {port}")
-        _, fut = self._client.request(lambda t: svc.Listen(t, int(port), int(backlog)))
+        _, fut = self._client.request(lambda t: svc.Listen(t, port, backlog))
         if fut.done():   # the simulator answers at once; surface a refusal now
             fut.result()
         self._client._accept[port] = _Queue()
@@ -456,6 +531,7 @@ class QSocket:
 
     async def accept(self, timeout_ns: int | None = None) -> "QSocket":
         """The next connection to the listening port, as a new socket."""
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         if self.listening_port is None:
             raise TransportError(ErrorCode.TRANSPORT_NOT_CONNECTED, f"{self!r} is not listening")
         queue = self._client._accept[self.listening_port]
@@ -475,15 +551,25 @@ class QSocket:
         untouched and still usable (``err.qubits == [qubit]``); so for any
         failure before the qubit was measured. A failure after (the far end
         lost its half, restarted, closed) raises with the code that says why
-        and ``err.qubits == []``: the qubit is lost.
+        and ``err.qubits == []``: the qubit is lost. ``metadata``: bytes (at
+        most 1024) the receiver gets with the qubit; ``min_fidelity`` in
+        [0, 1]: of the pair used.
         """
+        if not isinstance(qubit, Qubit):
+            raise TransportError(ErrorCode.BAD_FIELD, f"qubit: expected a Qubit, got {show(qubit)}")
+        metadata = bytes_arg("metadata", metadata, svc.MAX_METADATA, error=TransportError)
+        min_fidelity = _fidelity(min_fidelity)
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         conn = self._need_conn(sending=True, qubit=qubit)
         ref = qubit.ref
+        if qubit._ctx.name != self._ctx.name:
+            raise TransportError(ErrorCode.QUBIT_UNAVAILABLE,
+                                 f"{qubit!r} is not in {self._ctx.name}'s memory")
         rt = self._ctx.runtime
         await rt.settle()
         try:
-            await self._client.call(lambda t: svc.SendQubit(t, conn, ref, bytes(metadata),
-                                                            float(min_fidelity), timeout_ns))
+            await self._client.call(lambda t: svc.SendQubit(t, conn, ref, metadata,
+                                                            min_fidelity, timeout_ns))
         except TransportError as err:
             if err.handed_back:
                 err.qubits = [qubit]
@@ -495,6 +581,7 @@ class QSocket:
 
     async def recv_qubit(self, timeout_ns: int | None = None) -> Qubit:
         """The next teleported qubit (``.metadata`` holds the sender's bytes)."""
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         conn = self._need_conn()
         ev = await self._client.conn_queues(conn).qubits.get(self._ctx.runtime, timeout_ns, "qubit")
         if isinstance(ev, BaseException):
@@ -504,14 +591,20 @@ class QSocket:
     # -------------------------------------------------------- EPR pairs
     async def create_epr(self, number: int = 1, *, min_fidelity: float = 0.0,
                          measure: Any = None, timeout_ns: int | None = None) -> list:
-        """Create ``number`` EPR pairs (Phi+) with the far end; returns this
-        end's halves as qubits, or with ``measure`` ("Z", "X", "Y") the
-        outcomes of measuring each at once. On ``TRANSPORT_NO_PAIR`` the
-        halves already made are in the error's ``qubits``."""
+        """Create ``number`` (1..65535) EPR pairs (Phi+) with the far end, each
+        of fidelity at least ``min_fidelity`` (in [0, 1]); returns this end's
+        halves as qubits, or with ``measure`` (a basis, as for
+        :meth:`Qubit.measure`) the outcomes of measuring each at once. On
+        ``TRANSPORT_NO_PAIR`` the halves already made are in the error's
+        ``qubits``."""
+        number = _number(number)
+        min_fidelity = _fidelity(min_fidelity)
+        measure = _basis(measure)       # now, not after the pairs are made
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         conn = self._need_conn(sending=True)
         await self._ctx.runtime.settle()
-        token, fut = self._client.request(lambda t: svc.CreateEpr(t, conn, int(number),
-                                                                  float(min_fidelity), timeout_ns))
+        token, fut = self._client.request(lambda t: svc.CreateEpr(t, conn, number, min_fidelity,
+                                                                  timeout_ns))
         try:
             await self._ctx.runtime.wait(fut, None)
         except TransportError as err:
@@ -525,14 +618,17 @@ class QSocket:
 
     async def recv_epr(self, number: int = 1, *, measure: Any = None,
                        timeout_ns: int | None = None) -> list:
-        """This end's halves of the next ``number`` EPR pairs the far end
-        creates (Phi+), or their outcomes measured in ``measure``."""
+        """This end's halves of the next ``number`` (1..65535) EPR pairs the
+        far end creates (Phi+), or their outcomes measured in ``measure``."""
+        number = _number(number)
+        measure = _basis(measure)
+        rt = self._ctx.runtime
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
         conn = self._need_conn()
         queue = self._client.conn_queues(conn).eprs
-        rt = self._ctx.runtime
-        deadline = None if timeout_ns is None else rt.now_ns() + int(timeout_ns)
+        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
         out = []
-        for _ in range(int(number)):
+        for _ in range(number):
             left = None if deadline is None else max(0, deadline - rt.now_ns())
             ev = await queue.get(rt, left, "EPR pair")
             if isinstance(ev, BaseException):
@@ -544,12 +640,14 @@ class QSocket:
     # -------------------------------------------------------- classical bytes
     async def send(self, data: bytes) -> None:
         """Send classical bytes (at most 65536), in order with qubits and pairs."""
+        data = bytes_arg("data", data, svc.MAX_DATA, error=TransportError)
         conn = self._need_conn(sending=True)
         await self._ctx.runtime.settle()
-        await self._client.call(lambda t: svc.SendBytes(t, conn, bytes(data)))
+        await self._client.call(lambda t: svc.SendBytes(t, conn, data))
 
     async def recv(self, timeout_ns: int | None = None) -> bytes:
         """The next classical message."""
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         conn = self._need_conn()
         return await self._client.conn_queues(conn).data.get(self._ctx.runtime, timeout_ns,
                                                              "message")
@@ -676,8 +774,10 @@ class NodeContext:
         return self.runtime.now_ns()
 
     async def sleep(self, delay_ns: int) -> None:
-        """Let ``delay_ns`` nanoseconds pass."""
-        await self.runtime.sleep(int(delay_ns))
+        """Let ``delay_ns`` nanoseconds pass (an integer >= 0; a sleep that
+        would end after the end of simulated time, 2**62 ns, is refused with
+        ``OUT_OF_RANGE``)."""
+        await self.runtime.sleep(delay_arg("delay_ns", delay_ns, self.now_ns))
 
     def qubit(self) -> Qubit:
         """A fresh qubit in ``|0>`` in this node's memory (``MEMORY_FULL`` if none is free)."""
