@@ -7,6 +7,8 @@ coefficient vectors are in qstack's Bell-index order (Phi+, Phi-, Psi+, Psi-).
 """
 from __future__ import annotations
 
+import math
+
 
 def werner_swap(f1: float, f2: float) -> float:
     """Fidelity after swapping Werner pairs of fidelities f1 and f2 (outcome
@@ -51,3 +53,33 @@ def dejmps(c1: list[float], c2: list[float] | None = None) -> tuple[list[float],
     c = (c_1 * c_2 + d1 * d2) / n
     d = (a1 * b2 + b1 * a2) / n
     return [a, d, c, b], n
+
+
+def transmissivity(length_km: float, alpha_db_per_km: float = 0.2) -> float:
+    """Transmissivity of a fibre of ``length_km`` with loss ``alpha`` dB/km:
+    eta = 10^(-alpha L / 10)."""
+    return 10.0 ** (-alpha_db_per_km * length_km / 10.0)
+
+
+def plob_bound(eta: float) -> float:
+    """Repeaterless capacity of a pure-loss channel of transmissivity eta,
+    ebits per channel use: -log2(1 - eta) (Pirandola, Laurenza, Ottaviani,
+    Banchi, Nat. Commun. 8, 15043 (2017)); log1p keeps tiny eta exact."""
+    return -math.log1p(-eta) / math.log(2.0)
+
+
+def repeater_rate_lower_bound(p: float, n_links: int) -> float:
+    """Pairs per channel use of ``n_links`` parallel links of success
+    probability p per use, with perfect memories and deterministic, instant
+    swaps, when the chain waits until every link holds a pair and then swaps
+    them all: 1 / E[max of n geometric(p)], with E[max] = sum_{k>=0}
+    (1 - (1 - q^k)^n), q = 1 - p (the maximum exceeds k with probability
+    1 - P(all n <= k)). Swapping as soon as possible only does better."""
+    q = 1.0 - p
+    total, k = 0.0, 0
+    while True:
+        term = 1.0 - (1.0 - q ** k) ** n_links
+        total += term
+        if k > 0 and term < 1e-15:
+            return 1.0 / total
+        k += 1

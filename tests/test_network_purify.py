@@ -2,6 +2,12 @@
 published closed forms (tests/closed_forms.py: Bennett et al. 1996, Deutsch
 et al. 1996, written out from the papers, not taken from qstack.network.theory).
 
+The purification protocol runs on the real stack (tests/netstack.py: the
+simulator's driver, ``network.purify`` over the EGP over a heralded link of
+Werner pairs in uniformly random Bell states, classical delay 1 us). Memories
+do not decay and gates are noiseless, so neither the time raw pairs wait nor
+the order they come in changes any state: the closed forms hold as they are.
+
 Fidelities: 1e-9, since the state after a successful round is determined
 (exact dm arithmetic, round-off ~1e-15 per gate). Success probabilities:
 statistical, within 4 standard errors of the binomial estimate (fixed seed,
@@ -13,22 +19,21 @@ import pytest
 from qstack.link.service import CreateRequest, LinkOk
 from qstack.network.purify import BBPSSW, DEJMPS, PurifyProtocol, twirl_ops
 from tests.closed_forms import bbpssw, dejmps, werner
-from tests.test_network_driver import LinkNet
+from tests.netstack import ideal_hardware, inbox, link_model, stack_net
 
 
 def run_purify(scheme, f_raw, target, number, mode="recurrence", seed=1, slots=None):
     slots = number + 8 if slots is None else slots   # delivered pairs stay in memory
-    net = LinkNet(seed=seed, formalism="dm", check_wire=True)
-    for n in ("a", "b"):
-        net.add_node(n)
-        net.add_protocol(n, PurifyProtocol(n, {"a": f_raw, "b": f_raw}, scheme=scheme, mode=mode,
-                                           seed=seed))
-    net.add_link("a", "b", p=0.5, fidelity=f_raw, slots=slots)
+    net, _ = stack_net("ab", {("a", "b"): link_model(0.5, f_raw)},
+                       lambda n: [PurifyProtocol(n, {"a": f_raw, "b": f_raw}, scheme=scheme,
+                                                 mode=mode, seed=seed)],
+                       formalism="dm", seed=seed, hardware=ideal_hardware(slots))
     net.submit("a", CreateRequest("b", number=number, min_fidelity=target, purpose_id=7),
                to="network.purify")
     net.run()
-    outs_a = {e.ent_id: e for _, e in net.inbox("a") if isinstance(e, LinkOk)}
-    outs_b = {e.ent_id: e for _, e in net.inbox("b") if isinstance(e, LinkOk)}
+    assert not net.errors
+    outs_a = {e.ent_id: e for e in inbox(net, "a", LinkOk)}
+    outs_b = {e.ent_id: e for e in inbox(net, "b", LinkOk)}
     assert outs_a.keys() == outs_b.keys() and len(outs_a) == number
     # every Bell fidelity of each output pair, and the protocol's estimate
     coeffs = [[net.engine.bell_fidelity(outs_a[k].qubit, outs_b[k].qubit, b) for b in range(4)]
@@ -79,7 +84,7 @@ def test_success_probability_statistics(scheme):
     # one round on Werner inputs: DEJMPS's N is BBPSSW's denominator
     assert dejmps(werner(f_raw))[1] == pytest.approx(p, abs=1e-12)
     net, _, _ = run_purify(scheme, f_raw, f1 - 1e-6, number=150, seed=11)
-    st = net.nodes["a"].stack[0].stats
+    st = net.nodes["a"].protocols["network.purify"].stats
     n, k = st["rounds"], st["success"]
     sem = math.sqrt(p * (1 - p) / n)
     assert abs(k / n - p) < 4 * sem, (k, n, p)

@@ -5,6 +5,13 @@ falls polynomially with repeaters (fixed spacing) and exponentially without.
 Model: elementary link attempts succeed with the fibre transmissivity of
 their length (0.2 dB/km, ideal detectors), one attempt per channel use
 (slot), perfect memories, deterministic swaps, classical delay neglected.
+Run on the real stack (tests/netstack.py: the simulator's driver, the EGP,
+the QNP) set to that model: an attempt every ``SLOT_NS``, its herald at both
+ends one slot after emission (so a pair after k attempts takes k slots, and
+the next attempt starts as its herald arrives), zero classical delay, and
+local operations (swaps, measurements) that take no time. A rate is pairs per
+slot up to the last pair's delivery, held to the closed forms of
+tests/closed_forms.py (PLOB bound; the wait-for-all-links lower bound).
 Statistical tolerances: counts of 300 pairs, a few standard errors."""
 import math
 
@@ -15,24 +22,27 @@ from qstack.network import theory as th
 from qstack.network.circuit import QnpProtocol
 from qstack.network.routing import Topology
 from qstack.network.service import NetRequest
-from tests.test_network_driver import LinkNet
+from tests import closed_forms as cf
+from tests.netstack import ideal_hardware, link_model, stack_net
+
+SLOT_NS = 1_000
+#: Local operations take no time (the model's deterministic, instant swaps).
+INSTANT = dict(gate_1q_ns=0, gate_2q_ns=0, measure_ns=0, init_ns=0)
 
 
 def simulated_rate(length_km, n_links, pairs=300, seed=3):
     """End-to-end pairs per channel use of a chain of ``n_links`` equal links."""
-    net = LinkNet(seed=seed, consume=True, delay_ns=0, slot_ns=1)
     names = [f"n{i}" for i in range(n_links + 1)]
     topo = Topology.chain(n_links + 1)
-    for n in names:
-        net.add_node(n)
-        net.add_protocol(n, QnpProtocol(n, topo))
-    p = th.transmissivity(length_km / n_links)
-    for a, b in zip(names, names[1:]):
-        net.add_link(a, b, p=p, fidelity=1.0)
+    model = link_model(cf.transmissivity(length_km / n_links), 1.0, cycle_ns=SLOT_NS,
+                       delay_ns=0, herald_delay_ns=SLOT_NS)
+    net, book = stack_net(names, {(a, b): model for a, b in zip(names, names[1:])},
+                          lambda name: [QnpProtocol(name, topo)], seed=seed,
+                          hardware=ideal_hardware(4, **INSTANT), sink=True)
     net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
     net.run()
-    assert len(net.pairs) == pairs
-    return pairs / net.now
+    assert len(book.pairs) == pairs and not net.errors
+    return pairs / (book.pairs[-1].time_ns / SLOT_NS)
 
 
 def direct_rate(length_km, uses=2_000_000, seed=4):
@@ -48,13 +58,14 @@ def test_repeater_chain_beats_plob_beyond_crossing_distance(n_links):
     assert 20 < d < 40
     for length in (1.5 * d, 3 * d, 6 * d):
         r = simulated_rate(length, n_links)
-        plob = th.plob_bound(th.transmissivity(length))
+        plob = cf.plob_bound(cf.transmissivity(length))
         assert r > 1.2 * plob, (length, r, plob)
         # and the model's lower bound holds (300 pairs: ~6% statistical error)
-        assert r > 0.8 * th.repeater_rate_per_use(length, n_links)
+        assert r > 0.8 * cf.repeater_rate_lower_bound(cf.transmissivity(length / n_links),
+                                                      n_links)
     # well below the crossing the chain stays under the bound
     length = 0.3 * d
-    assert simulated_rate(length, n_links) < th.plob_bound(th.transmissivity(length))
+    assert simulated_rate(length, n_links) < cf.plob_bound(cf.transmissivity(length))
 
 
 @pytest.mark.parametrize("length", [5, 20, 50, 100])

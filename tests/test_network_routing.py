@@ -6,7 +6,8 @@ from qstack.network.circuit import QnpProtocol
 from qstack.network.routing import RoutingError, Topology
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
-from tests.test_network_driver import LinkNet
+from tests.closed_forms import werner_swap
+from tests.netstack import DELAY_NS, inbox, link_model, stack_net
 
 
 def diamond():
@@ -54,39 +55,45 @@ def test_noisy_path_avoided_or_purified():
 
 
 def _diamond_net(topo):
-    net = LinkNet(seed=2, consume=True, check_wire=True)
-    for n in "abcd":
-        net.add_node(n)
-        net.add_protocol(n, QnpProtocol(n, topo))
-    for a, b in (("a", "b"), ("b", "d"), ("a", "c"), ("c", "d")):
-        net.add_link(a, b, p=0.2, fidelity=0.95)
-    return net
+    """The diamond on the real stack (tests/netstack.py): the QNP over the EGP,
+    heralded links of Werner pairs (F = 0.95, p = 0.2 per 1 us attempt, 1 us
+    classical delay), an application consuming the pairs at every node."""
+    model = link_model(0.2, 0.95)
+    links = {(a, b): model for a, b in (("a", "b"), ("b", "d"), ("a", "c"), ("c", "d"))}
+    return stack_net("abcd", links, lambda n: [QnpProtocol(n, topo)], seed=2, sink=True)
 
 
 def test_link_down_before_request_uses_other_path():
-    topo = diamond()
-    net = _diamond_net(topo)
-    topo.set_link_up("b", "d", False)
-    net.set_link_up("b", "d", False, notify=False)
+    # b-d goes down; once the link-state advertisements of its ends have
+    # reached a (two hops, 1 us each), a's own view routes around it
+    net, book = _diamond_net(diamond())
+    net.set_link_up("b", "d", False)
+    net.run(until_ns=10 * DELAY_NS)
+    view = net.nodes["a"].protocols["network.qnp"].linkstate.topology
+    assert not view.graph.edges["b", "d"]["up"]
     net.submit("a", NetRequest("d", number=5), to="network.qnp")
     net.run()
-    got = [e for _, e in net.inbox("a") if isinstance(e, NetOk)]
+    got = inbox(net, "a", NetOk)
     assert len(got) == 5 and all(e.path == ("a", "c", "d") for e in got)
+    assert not net.errors and len(book.pairs) == 5
+    assert all(abs(p.fidelity - werner_swap(0.95, 0.95)) < 1e-9 for p in book.pairs)
 
 
 def test_link_failure_mid_request_reroutes_and_succeeds():
-    topo = diamond()
-    net = _diamond_net(topo)
+    net, book = _diamond_net(diamond())
     net.submit("a", NetRequest("d", number=40), to="network.qnp")
     # run until a few pairs went over a-b-d, then cut b-d
-    net.run(stop=lambda: len([e for _, e in net.inbox("a") if isinstance(e, NetOk)]) >= 5)
+    net.run(stop_when=lambda: len(inbox(net, "a", NetOk)) >= 5)
     net.set_link_up("b", "d", False)
     net.run()
-    head = [e for _, e in net.inbox("a") if isinstance(e, NetOk)]
-    tail = [e for _, e in net.inbox("d") if isinstance(e, NetOk)]
-    assert not [e for _, e in net.inbox("a") if isinstance(e, NetErr)]
+    head = inbox(net, "a", NetOk)
+    tail = inbox(net, "d", NetOk)
+    assert not inbox(net, "a", NetErr)
     assert len(head) == 40 and len(tail) == 40
     paths = {e.path for e in head}
     assert paths == {("a", "b", "d"), ("a", "c", "d")}
     assert head[-1].request_done
     assert {e.pair_id for e in head} == {e.pair_id for e in tail}
+    # every pair delivered at both ends is a swap of two fresh Werner pairs
+    assert len(book.pairs) == 40
+    assert all(abs(p.fidelity - werner_swap(0.95, 0.95)) < 1e-9 for p in book.pairs)

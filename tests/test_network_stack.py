@@ -1,9 +1,9 @@
 """The network layer on the real stack: SimNetwork + EGP + QnpProtocol.
 
-Unlike the tests over ``LinkNet`` (an abstract link layer), here every pair
-comes from the link layer's EGP over heralded links on the simulator, so the
-whole path (queue handshake, Entangle, heralds, LinkOk, swaps, Track,
-PairDone) is exercised together.
+Here (as in every network-layer test) each pair comes from the link layer's
+EGP over heralded links on the simulator, so the whole path (queue
+handshake, Entangle, heralds, LinkOk, swaps, Track, PairDone) is exercised
+together; these tests use the ready-made chain of :mod:`qstack.sim.chain`.
 """
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
-"""End-to-end circuits (network.qnp) on the real state engine, both formalisms.
+"""End-to-end circuits (network.qnp) on the real stack, both formalisms.
 
-A chain of Werner links swapped hop by hop must give the Werner swap formula
-(tolerance 1e-9: the Bell-diagonal algebra is exact); both ends must get the
-same pair id and Bell state."""
+The QNP runs on the simulator's driver over the link layer's EGP
+(tests/netstack.py): heralded links of Werner pairs in uniformly random Bell
+states, classical delays, memories without decay. A chain of Werner links
+swapped hop by hop must give the Werner swap formula whatever the timing
+(tolerance 1e-9: the Bell-diagonal algebra is exact, only float rounding
+differs); both ends must get the same pair id and Bell state."""
 import pytest
 
 from qstack.core.errors import ErrorCode
@@ -12,25 +15,30 @@ from qstack.network.circuit import QnpProtocol, nested_spans
 from qstack.network.messages import CircuitSetup, Track
 from qstack.network.routing import Topology
 from qstack.network.service import NetErr, NetOk, NetRequest, NetRequestType, SwapStrategy
-from qstack.network.theory import chain_fidelity
-from tests.test_network_driver import LinkNet
+from tests.closed_forms import werner_swap
+from tests.netstack import inbox, link_model, stack_net
 
 
-def build_chain(n, fidelity=0.95, p=0.3, formalism="bd", seed=1, delay_ns=1000, **kw):
-    net = LinkNet(seed=seed, formalism=formalism, consume=True, delay_ns=delay_ns,
-                  check_wire=True)
+def chain_fidelity(fidelities):
+    """The Werner swap formula folded along the chain (tests/closed_forms.py)."""
+    f, *rest = fidelities
+    for g in rest:
+        f = werner_swap(f, g)
+    return f
+
+
+def build_chain(n, fidelity=0.95, p=0.3, formalism="bd", seed=1, **kw):
     topo = Topology.chain(n, fidelity=fidelity, rate_hz=1e3)
     names = [f"n{i}" for i in range(n)]
-    for name in names:
-        net.add_node(name)
-        net.add_protocol(name, QnpProtocol(name, topo, **kw))
-    for a, b in zip(names, names[1:]):
-        net.add_link(a, b, p=p, fidelity=fidelity)
-    return net, names
+    model = link_model(p, fidelity)
+    net, book = stack_net(names, {(a, b): model for a, b in zip(names, names[1:])},
+                          lambda name: [QnpProtocol(name, topo, **kw)],
+                          formalism=formalism, seed=seed, sink=True)
+    return net, names, book
 
 
 def oks(net, node):
-    return [e for _, e in net.inbox(node) if isinstance(e, NetOk)]
+    return inbox(net, node, NetOk)
 
 
 @pytest.mark.parametrize("formalism", ["bd", "dm"])
@@ -38,21 +46,22 @@ def oks(net, node):
 @pytest.mark.parametrize("n_nodes", [2, 3, 4, 6])
 def test_chain_of_werner_pairs_gives_the_swap_formula(formalism, strategy, n_nodes):
     f = 0.93
-    net, names = build_chain(n_nodes, fidelity=f, formalism=formalism)
+    net, names, book = build_chain(n_nodes, fidelity=f, formalism=formalism)
     net.submit(names[0], NetRequest(names[-1], number=5, strategy=strategy), to="network.qnp")
     net.run()
     head, tail = oks(net, names[0]), oks(net, names[-1])
     assert len(head) == len(tail) == 5
     expected = chain_fidelity([f] * (n_nodes - 1))
-    assert len(net.pairs) == 5
-    for pid, b_tail, b_head, fid, _ in net.pairs:
-        assert b_tail == b_head
-        assert abs(fid - expected) < 1e-9
+    assert len(book.pairs) == 5
+    for pair in book.pairs:
+        assert pair.bell_head == pair.bell_tail
+        assert abs(pair.fidelity - expected) < 1e-9
     for h, t in zip(sorted(head, key=lambda e: e.pair_id), sorted(tail, key=lambda e: e.pair_id)):
         assert h.pair_id == t.pair_id and h.bell_index == t.bell_index
         assert abs(h.fidelity - expected) < 1e-9          # the protocol's own estimate
         assert h.initiator and not t.initiator
     assert [e.request_done for e in head][-1] and not net.errors
+    assert net.stats["message_bytes"] > 0      # every message went through its encoding
 
 
 def test_fidelity_hop_by_hop_in_both_formalisms_agree():
@@ -60,24 +69,26 @@ def test_fidelity_hop_by_hop_in_both_formalisms_agree():
     for n in range(2, 8):
         got = {}
         for formalism in ("bd", "dm"):
-            net, names = build_chain(n, fidelity=f, formalism=formalism, seed=n)
+            net, names, book = build_chain(n, fidelity=f, formalism=formalism, seed=n)
             net.submit(names[0], NetRequest(names[-1], number=1), to="network.qnp")
             net.run()
-            got[formalism] = net.pairs[0][3]
+            (pair,) = book.pairs
+            got[formalism] = pair.fidelity
         assert abs(got["bd"] - got["dm"]) < 1e-9
         assert abs(got["bd"] - chain_fidelity([f] * (n - 1))) < 1e-9
 
 
 def test_correct_delivers_phi_plus():
-    net, names = build_chain(5, fidelity=0.97)
+    net, names, book = build_chain(5, fidelity=0.97)
     net.submit(names[0], NetRequest(names[-1], number=6, correct=True), to="network.qnp")
     net.run()
-    assert all(b1 == 0 and b2 == 0 for _, b1, b2, _, _ in net.pairs)
-    assert all(abs(fid - chain_fidelity([0.97] * 4)) < 1e-9 for *_, fid, _ in net.pairs)
+    assert len(book.pairs) == 6 and not net.errors
+    assert all(p.bell_head == 0 and p.bell_tail == 0 for p in book.pairs)
+    assert all(abs(p.fidelity - chain_fidelity([0.97] * 4)) < 1e-9 for p in book.pairs)
 
 
 def test_measure_type_gives_correlated_outcomes():
-    net, names = build_chain(4, fidelity=1.0)
+    net, names, _ = build_chain(4, fidelity=1.0)
     net.submit(names[0], NetRequest(names[-1], number=20, type=NetRequestType.MEASURE,
                                     measure_basis="Z", correct=True), to="network.qnp")
     net.run()
@@ -87,37 +98,39 @@ def test_measure_type_gives_correlated_outcomes():
     for pid in head:
         assert head[pid].outcome == tail[pid].outcome      # Phi+ in Z: equal bits
         assert head[pid].basis == "Z"
+    assert not net.errors and net.engine.num_live_qubits == 0
 
 
 def test_unreachable_fidelity_and_no_route():
-    net, names = build_chain(4, fidelity=0.9)
+    net, names, _ = build_chain(4, fidelity=0.9)
     net.submit(names[0], NetRequest(names[-1], number=1, min_fidelity=0.95), to="network.qnp")
     net.submit(names[0], NetRequest("nowhere", number=1), to="network.qnp")
     net.run()
-    errs = [e for _, e in net.inbox(names[0]) if isinstance(e, NetErr)]
+    errs = inbox(net, names[0], NetErr)
     assert {e.code for e in errs} == {ErrorCode.NET_UNREACHABLE_FIDELITY, ErrorCode.NET_NO_ROUTE}
+    assert not net.errors
 
 
 def test_cutoff_discards_old_pairs_and_keeps_fidelity():
     # slow links and a short cut-off: repeaters throw pairs away, and every
     # delivered pair is still a full chain of fresh Werner pairs
-    net, names = build_chain(5, fidelity=0.95, p=0.01, default_cutoff_ns=150_000)
+    net, names, book = build_chain(5, fidelity=0.95, p=0.01, default_cutoff_ns=150_000)
     net.submit(names[0], NetRequest(names[-1], number=3), to="network.qnp")
     net.run()
-    cut = sum(net.nodes[n].stack[0].stats["cutoffs"] for n in names)
-    assert cut > 0 and len(net.pairs) == 3
-    assert all(abs(fid - chain_fidelity([0.95] * 4)) < 1e-9 for *_, fid, _ in net.pairs)
-    assert net.engine.num_live_qubits == 0     # nothing leaked
+    cut = sum(net.nodes[n].protocols["network.qnp"].stats["cutoffs"] for n in names)
+    assert cut > 0 and len(book.pairs) == 3
+    assert all(abs(p.fidelity - chain_fidelity([0.95] * 4)) < 1e-9 for p in book.pairs)
+    assert net.engine.num_live_qubits == 0 and not net.errors    # nothing leaked
 
 
 def test_timeout_reports_net_timeout_at_both_ends():
-    net, names = build_chain(4, fidelity=0.95, p=1e-4)
+    net, names, _ = build_chain(4, fidelity=0.95, p=1e-4)
     net.submit(names[0], NetRequest(names[-1], number=5, max_time_ns=1_000_000),
                to="network.qnp")
     net.run()
     for node in (names[0], names[-1]):
-        errs = [e for _, e in net.inbox(node) if isinstance(e, NetErr)]
-        assert [e.code for e in errs] == [ErrorCode.NET_TIMEOUT]
+        assert [e.code for e in inbox(net, node, NetErr)] == [ErrorCode.NET_TIMEOUT]
+    assert not net.errors
 
 
 def test_nested_spans_doubling():
