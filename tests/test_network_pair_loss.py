@@ -63,11 +63,13 @@ def _circuit_state_left(circuits) -> list:
 
 
 def _expire_head_pair(net, names) -> int:
-    """Give the head's network.qnp a LinkExpire for the link pair it holds (as
-    the link layer does on a memory cut-off); its link-layer sequence number."""
+    """Give the head's network.qnp a LinkExpire for the link pair it holds, as
+    the link layer does on a memory cut-off: the qubit is discarded first (the
+    link layer's Discard), then the event; its link-layer sequence number."""
     head = _qnp(net, names[0])
     (c,) = head.circuits.values()
     (seq,) = c.held[1].keys()
+    net.node(names[0]).device.free(c.held[1][seq].qubit)
     net.feed(names[0], "network.qnp", LinkExpire(EntanglementId(names[0], names[1], seq),
                                                  names[1], "cutoff", c.labels[0]))
     return seq

@@ -97,3 +97,5 @@ def test_link_failure_mid_request_reroutes_and_succeeds():
     # every pair delivered at both ends is a swap of two fresh Werner pairs
     assert len(book.pairs) == 40
     assert all(abs(p.fidelity - werner_swap(0.95, 0.95)) < 1e-9 for p in book.pairs)
+    # the pairs the cut link held are discarded once, by the link layer
+    assert not net.errors, net.errors

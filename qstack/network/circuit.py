@@ -598,15 +598,19 @@ class QnpProtocol(Protocol):
         if c is None:
             return []
         side = self._side_of(c, ev.remote)
+        if side is None:
+            return []
+        # The link layer has discarded its qubit and forgotten the pair (no
+        # Release, no Discard from here: either would be a second one).
+        p = c.held[side].get(ev.ent_id.seq)
+        if p is None or p.qubit is None:
+            return []
+        p.qubit = None
         if c.index == 0:
             # The head sent this pair's Track when it got it: the pair is on its
             # way and only its PairDone (or a SegmentExpire from ahead) settles
-            # it. Free the qubit, keep the pair (and its credit) until then.
-            p = c.held[_RIGHT].get(ev.ent_id.seq)
-            if p is None or p.qubit is None:
-                return []
-            qubit, p.qubit = p.qubit, None
-            return [QuantumOp(None, Discard(qubit))]
+            # it; keep the pair (and its credit) until then.
+            return []
         out: list = []
         self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, True, out)
         return out
