@@ -149,13 +149,33 @@ class _FieldCodec:
         return _from_wire(self.tp, raw, self)
 
 
+_OPTIONAL: dict = {}      # type -> (optional?, inner type): worked out once per type
+
+
 def _is_optional(tp: Any) -> tuple[bool, Any]:
+    known = _OPTIONAL.get(tp)
+    if known is not None:
+        return known
+    known = (False, tp)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
+            known = (True, args[0])
+    _OPTIONAL[tp] = known
+    return known
+
+
+_TUPLE_ARGS: dict = {}    # type -> its tuple[...] arguments, or None if not a tuple type
+
+
+def _tuple_args(tp: Any) -> tuple | None:
+    try:
+        return _TUPLE_ARGS[tp]
+    except KeyError:
+        args = typing.get_args(tp) if typing.get_origin(tp) is tuple else None
+        _TUPLE_ARGS[tp] = args
+        return args
 
 
 def _to_wire(tp: Any, value: Any) -> Any:
@@ -166,8 +186,8 @@ def _to_wire(tp: Any, value: Any) -> Any:
         return [_to_wire(f.tp, getattr(value, f.name)) for f in inner._FIELDS]
     if isinstance(inner, type) and issubclass(inner, IntEnum):
         return int(value)
-    if typing.get_origin(inner) is tuple:
-        args = typing.get_args(inner)
+    args = _tuple_args(inner)
+    if args is not None:
         if len(args) == 2 and args[1] is Ellipsis:
             return [_to_wire(args[0], v) for v in value]
         return [_to_wire(a, v) for a, v in zip(args, value)]
@@ -195,8 +215,8 @@ def _from_wire(tp: Any, raw: Any, fc: _FieldCodec) -> Any:
         except ValueError:
             raise fc._fail(ErrorCode.OUT_OF_RANGE,
                            f"{raw} is not a {inner.__name__}") from None
-    if typing.get_origin(inner) is tuple:
-        args = typing.get_args(inner)
+    args = _tuple_args(inner)
+    if args is not None:
         if not isinstance(raw, list):
             raise fc._fail(ErrorCode.BAD_FIELD, "expected an array")
         if len(args) == 2 and args[1] is Ellipsis:
@@ -434,12 +454,57 @@ def _compile(cls: type) -> dict:
     src = (f"def __init__(_qo{', ' if sig else ''}{sig}):\n{body}{setters}{post}    pass\n"
            f"def make({sig}):\n{body}    _qo = _new(_cls)\n{setters}{post}    return _qo\n"
            f"def make_checked({sig}):\n{body}    _qo = _new(_cls)\n{setters}    return _qo\n"
-           f"def raw({sig}):\n    _qo = _new(_cls)\n{setters}    return _qo\n")
+           f"def raw({sig}):\n    _qo = _new(_cls)\n{setters}    return _qo\n"
+           + _wire_source(cls, ns))
     exec(src, ns)
-    for fn in ("make", "make_checked", "raw"):
+    for fn in ("make", "make_checked", "raw", "to_body", "from_values"):
         ns[fn].__qualname__ = ns[fn].__name__ = f"{fn}_{cls.__name__}"
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     return ns
+
+
+def _wire_source(cls: type, ns: dict) -> str:
+    """Source of ``to_body(msg)`` (the wire array ``[type, version, fields...]``)
+    and ``from_values(values)`` (the fields decoded and checked, the message
+    built unchecked) for ``cls``: the per-field rules of :class:`_FieldCodec`
+    unrolled once per class, so that encoding and decoding a message costs
+    no loop or type-hint analysis. A scalar value that fails the inline test
+    goes to its field codec, which accepts it or raises the precise error."""
+    enc, dec, names = [], [], []
+    for i, fc in enumerate(cls._FIELDS):
+        v = f"_v{i}"
+        names.append(v)
+        ns[f"_w{i}"] = fc.to_wire
+        ns[f"_r{i}"] = fc.from_wire
+        tp = fc.scalar
+        if tp is None:
+            enc.append(f"_w{i}(_qm.{fc.name})")
+            dec.append(f"    {v} = _r{i}({v})\n")
+            continue
+        enc.append(f"float(_qm.{fc.name})" if tp is float else f"_qm.{fc.name}")
+        if tp is int or tp is float:
+            test = f"_v.__class__ is {tp.__name__}"
+            if fc.min is not None:
+                ns[f"_lo{i}"] = fc.min
+                test += f" and {v} >= _lo{i}"
+            if fc.max is not None:
+                ns[f"_hi{i}"] = fc.max
+                test += f" and {v} <= _hi{i}"
+            if tp is float:
+                test += f" and {v} == {v}"           # (not NaN)
+        elif tp is bool:
+            test = f"_v.__class__ is bool"
+        else:
+            limit = fc.max_len if fc.max_len is not None else \
+                (_DEFAULT_MAX_LEN if tp is str else MAX_MESSAGE_BYTES)
+            test = f"_v.__class__ is {tp.__name__} and len({v}) <= {int(limit)}"
+        test = test.replace("_v.__class__", f"{v}.__class__")
+        dec.append(f"    if not ({test}): {v} = _r{i}({v})\n")
+    ns["_TC"], ns["_VER"] = cls.TYPE_CODE, cls.VERSION
+    unpack = f"    {', '.join(names)}, = _qvalues\n" if names else ""
+    return (f"def to_body(_qm):\n    return [_TC, _VER{''.join(', ' + e for e in enc)}]\n"
+            f"def from_values(_qvalues):\n{unpack}{''.join(dec)}"
+            f"    return raw({', '.join(names)})\n")
 
 
 def _post_init_error(cls: type, exc: Exception) -> EncodeError:
@@ -465,9 +530,8 @@ def message_constructor(cls: type[Message], checked: bool = False) -> Any:
 
 def _build(cls: type[Message], values: list) -> Message:
     # from_wire checks every field: the message is built without checking again
-    made = cls._qstack_ctors
-    msg = made["raw"](*[fc.from_wire(raw) for fc, raw in zip(cls._FIELDS, values)])
-    if made["post_init"]:
+    msg = cls._from_values(values)
+    if cls._qstack_ctors["post_init"]:
         try:
             msg.__post_init__()
         except (ValueError, TypeError) as exc:  # __post_init__ cross-field checks
@@ -516,6 +580,8 @@ def _install_checks(cls: type) -> None:
     cls.__init__ = ns["__init__"]
     cls._qstack_ctors = {"make": ns["make"], "make_checked": ns["make_checked"],
                          "raw": ns["raw"], "post_init": hasattr(cls, "__post_init__")}
+    cls._to_body = staticmethod(ns["to_body"])
+    cls._from_values = staticmethod(ns["from_values"])
 
 
 def encode(msg: Message) -> bytes:
@@ -523,9 +589,7 @@ def encode(msg: Message) -> bytes:
     cls = type(msg)
     if cls.TYPE_CODE < 0:
         raise TypeError(f"{cls.__name__} is not a registered message")
-    body = [cls.TYPE_CODE, cls.VERSION]
-    body.extend(fc.to_wire(getattr(msg, fc.name)) for fc in cls._FIELDS)
-    return msgpack.packb(body, use_bin_type=True)
+    return msgpack.packb(cls._to_body(msg), use_bin_type=True)
 
 
 def decode(data: bytes) -> Message:

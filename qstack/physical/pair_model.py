@@ -86,7 +86,7 @@ class SimplePairModel:
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         if self.bell_index is None:          # each pair in a uniformly random Bell state
-            return int(rng.integers(4))
+            return int(rng.random() * 4.0)   # (one uniform draw: cheaper than integers(4))
         return self.bell_index
 
     def heralded_bell_indices(self) -> tuple[int, ...]:
