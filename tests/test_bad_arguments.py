@@ -587,7 +587,7 @@ def test_a_protocol_that_raises_does_not_end_the_run(monkeypatch):
             raise _Boom("injected")
         return real(self, src, msg, now_ns)
 
-    monkeypatch.setitem(qtp._MESSAGE_HANDLERS, Data, flaky)
+    monkeypatch.setattr(qtp.TeleportTransport, "_on_data", flaky)
 
     async def alice(ctx):
         sock = await ctx.connect("bob", 7)

@@ -49,8 +49,8 @@ from typing import Any
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import (
-    Action, CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, PeerUp,
-    Protocol, QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on,
+    Action, CancelTimer, Deliver, Fail, OperationDone, PeerDown, PeerUp, Protocol, SendMessage,
+    StartTimer, Submit, TimerFired, Undeliverable, on, on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
@@ -234,6 +234,38 @@ class _ConnState:
     suspended: bool = False    # the session with the far end is down
 
 
+# ---------------------------------------------------------------- pending operations
+# (what the answer of each QuantumOp the transport asks for is to do)
+
+class _Discarding:
+    """A ``Discard``: its answer changes nothing."""
+
+    __slots__ = ()
+
+
+_DISCARD = _Discarding()
+
+
+class _Measuring:
+    """The Bell measurement of a connection's head item (``op``, a qubit) with
+    its pair's half: the answer sends its header."""
+
+    __slots__ = ("conn", "op", "pair")
+
+    def __init__(self, conn: svc.Conn, op: _Op, pair: _Pair) -> None:
+        self.conn, self.op, self.pair = conn, op, pair
+
+
+class _Correcting:
+    """The Pauli correction of a received item (``seq`` of ``conn``): the
+    answer makes it ready for delivery."""
+
+    __slots__ = ("conn", "seq")
+
+    def __init__(self, conn: svc.Conn, seq: int) -> None:
+        self.conn, self.seq = conn, seq
+
+
 class TeleportTransport(Protocol):
     """The transport protocol of one node.
 
@@ -268,15 +300,11 @@ class TeleportTransport(Protocol):
         self.expired = _Recent()    # expired before bound to a header
         self.peers_down: set[str] = set()
         self._next_port = EPHEMERAL_PORTS.start
-        self._ops: dict[int, tuple] = {}
-        self._next_op = 0
         # Request ids are tagged with a hash of the node name: the far end of a
         # circuit reports NetErr with the initiator's id, which must not be
         # taken for one of ours.
         self._req_base = (zlib.crc32(node.encode()) & 0x7FFF) << 16
         self._next_req = 0
-        self._out: list[Action] = []
-        self._now = 0
         self.stats = {
             "qubits_sent": 0, "qubits_received": 0, "epr_created": 0, "epr_received": 0,
             "bytes_sent": 0, "bytes_received": 0, "pairs_requested": 0, "pairs_used": 0,
@@ -287,119 +315,108 @@ class TeleportTransport(Protocol):
         self.deliveries: list[tuple[str, int, float]] = []
 
     # ------------------------------------------------------------ plumbing
-    def _emit(self, *actions: Action) -> None:
-        self._out.extend(actions)
-
-    def _flush(self) -> list[Action]:
-        out, self._out = self._out, []
-        return out
-
-    def _op(self, op: Any, *context: Any) -> None:
-        self._next_op += 1
-        self._ops[self._next_op] = context
-        self._emit(QuantumOp(self._next_op, op))
-
-    def _up(self, event: Any) -> None:
-        self._emit(Deliver(event))
-
-    def _send(self, dst: str, msg: Any) -> None:
-        self._emit(SendMessage(dst, msg))
-
-    def _fail_token(self, token: int, code: ErrorCode, detail: str, qubit: Any = None) -> None:
-        self._up(svc.Failed(token, code, detail, qubit))
+    @staticmethod
+    def _fail_token(token: int, code: ErrorCode, detail: str, qubit: Any, out: list) -> None:
+        """Answer the request ``token`` with ``Failed`` (handing ``qubit`` back)."""
+        out.append(Deliver(svc.Failed(token, code, detail, qubit)))
 
     @staticmethod
     def _move(st: _ConnState, cause: str) -> None:
         st.phase = TRANSITIONS.next(st.phase, cause)
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
-        self._now = now_ns
         if self.expired._until:            # (dict truthiness: no Python call per event)
             self.expired.prune(now_ns)
         if self.released._until:
             self.released.prune(now_ns)
         return super().handle(event, now_ns)
 
-    def _checked(self, req: Any, now_ns: int) -> Any:
+    def _checked(self, req: Any, now_ns: int, out: list) -> Any:
         """``req`` with its arguments checked (:func:`svc.check_request`), or
         None after answering a bad one with ``Failed``: a request that
         bypassed the socket API's checks changes nothing and raises nothing."""
         try:
             return svc.check_request(req, now_ns)
         except QStackError as err:     # (a qubit sent is handed back)
-            self._fail_token(req.token, err.code, err.detail, getattr(req, "qubit", None))
+            self._fail_token(req.token, err.code, err.detail, getattr(req, "qubit", None), out)
             return None
 
     # ------------------------------------------------------------ requests from above
     @on(svc.Listen)
     def _listen(self, req: svc.Listen, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
+            return out
         if req.port in self.listening:
             self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE,
-                             f"{self.node} already listens on {req.port}")
+                             f"{self.node} already listens on {req.port}", None, out)
         else:
             self.listening[req.port] = req.backlog
-            self._up(svc.Done(req.token, req.port))
-        return self._flush()
+            out.append(Deliver(svc.Done(req.token, req.port)))
+        return out
 
     @on(svc.Unlisten)
     def _unlisten(self, req: svc.Unlisten, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
+            return out
         self.listening.pop(req.port, None)
         # connections nobody accepted end with it
         for st in [s for s in self.conns.values()
                    if s.phase is _PENDING and s.conn.local_port == req.port]:
             self._reset(st, ErrorCode.TRANSPORT_CLOSED,
-                        f"{self.node} stopped listening on {req.port} before accepting")
-        self._up(svc.Done(req.token))
-        return self._flush()
+                        f"{self.node} stopped listening on {req.port} before accepting", True,
+                        now_ns, out)
+        out.append(Deliver(svc.Done(req.token)))
+        return out
 
     @on(svc.Accept)
     def _accept(self, req: svc.Accept, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(req.conn)
         if st is None or st.phase is not _PENDING:
             # (gone meanwhile: the application learns it from PeerClosed)
-            self._up(svc.Done(req.token))
-            return self._flush()
+            out.append(Deliver(svc.Done(req.token)))
+            return out
         self._move(st, "Accept")
         st.rx_window = self.window
-        self._advertise(st)
-        self._up(svc.Done(req.token))
-        return self._flush()
+        self._advertise(st, out)
+        out.append(Deliver(svc.Done(req.token)))
+        return out
 
     @on(svc.Consumed)
     def _consumed(self, req: svc.Consumed, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(req.conn)
         if st is not None and req.count > 0:
             st.rx_consumed += req.count
             if st.rx_seen >= st.rx_advertised:
                 # the far end used all its credit: tell it at once (otherwise
                 # the next Ack carries the new limit)
-                self._advertise(st)
-        return self._flush()
+                self._advertise(st, out)
+        return out
 
     def _limit(self, st: _ConnState) -> int:
         return st.rx_consumed + st.rx_window
 
-    def _advertise(self, st: _ConnState) -> None:
+    def _advertise(self, st: _ConnState, out: list) -> None:
         limit = self._limit(st)
         if limit > st.rx_advertised and not st.suspended and st.phase is not _CLOSING:
             st.rx_advertised = limit
             conn = st.conn
-            self._send(conn.remote, Window(conn.local_port, conn.remote_port, limit))
+            out.append(SendMessage(conn.remote, Window(conn.local_port, conn.remote_port, limit)))
 
     def _port_free(self, port: int) -> bool:
         return port not in self.listening and all(c.local_port != port for c in self.conns)
 
     @on(svc.Connect)
     def _connect(self, req: svc.Connect, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
+            return out
         port = req.local_port
         if port is None:
             # ephemeral ports are taken in turn (as TCP stacks do), so a port
@@ -410,27 +427,30 @@ class TeleportTransport(Protocol):
             port = next((lo + (start - lo + i) % n for i in range(n)
                          if self._port_free(lo + (start - lo + i) % n)), None)
             if port is None:
-                self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, "no free port")
-                return self._flush()
+                self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, "no free port", None,
+                                 out)
+                return out
             self._next_port = lo + (port - lo + 1) % n
         elif not self._port_free(port):
-            self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, f"port {port} is in use")
-            return self._flush()
+            self._fail_token(req.token, ErrorCode.TRANSPORT_PORT_IN_USE, f"port {port} is in use",
+                             None, out)
+            return out
         if req.remote == self.node:
             self._fail_token(req.token, ErrorCode.NET_NO_ROUTE,
-                             "a connection needs another node (no network path to itself)")
-            return self._flush()
+                             "a connection needs another node (no network path to itself)", None,
+                             out)
+            return out
         conn = svc.Conn(port, req.remote, req.port)
         # the connecting application is there: its window is open from the start
         self.conns[conn] = _ConnState(conn, _SYN_SENT, connect_token=req.token,
                                       rx_window=self.window, rx_advertised=self.window)
         # (to a node that cannot be reached the driver answers Undeliverable)
-        self._send(req.remote, Syn(port, req.port, self.window))
+        out.append(SendMessage(req.remote, Syn(port, req.port, self.window)))
         if req.timeout_ns is not None:
-            self._emit(StartTimer(("connect", conn), max(0, int(req.timeout_ns))))
-        return self._flush()
+            out.append(StartTimer(("connect", conn), max(0, int(req.timeout_ns))))
+        return out
 
-    def _open_state(self, conn: svc.Conn, token: int, qubit: Any = None) -> _ConnState | None:
+    def _open_state(self, conn: svc.Conn, token: int, qubit: Any, out: list) -> _ConnState | None:
         st = self.conns.get(conn)
         if st is None or (st.phase is not _OPEN and st.phase is not _PENDING):
             if st is None:
@@ -441,71 +461,77 @@ class TeleportTransport(Protocol):
                 code, why = ErrorCode.TRANSPORT_CLOSED, "was closed by the far end"
             else:
                 code, why = ErrorCode.TRANSPORT_CLOSED, "is closing"
-            self._fail_token(token, code, f"connection {conn} {why}", qubit)
+            self._fail_token(token, code, f"connection {conn} {why}", qubit, out)
             return None
         return st
 
     @on(svc.SendQubit)
     def _send_qubit(self, req: svc.SendQubit, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
-        st = self._open_state(req.conn, req.token, req.qubit)
+            return out
+        st = self._open_state(req.conn, req.token, req.qubit, out)
         if st is None:
             # The qubit stays with the caller.
-            return self._flush()
+            return out
         op = _Op("qubit", req.token, now_ns, need=1, qubit=req.qubit, metadata=req.metadata,
                  min_fidelity=req.min_fidelity, number=1)
-        self._enqueue(st, op, req.timeout_ns, now_ns)
-        return self._flush()
+        self._enqueue(st, op, req.timeout_ns, now_ns, out)
+        return out
 
     @on(svc.CreateEpr)
     def _create_epr(self, req: svc.CreateEpr, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
-        st = self._open_state(req.conn, req.token)
+            return out
+        st = self._open_state(req.conn, req.token, None, out)
         if st is None:
-            return self._flush()
+            return out
         op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
                  min_fidelity=req.min_fidelity, metadata=req.metadata)
-        self._enqueue(st, op, req.timeout_ns, now_ns)
-        return self._flush()
+        self._enqueue(st, op, req.timeout_ns, now_ns, out)
+        return out
 
     @on(svc.SendBytes)
     def _send_bytes(self, req: svc.SendBytes, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
-        st = self._open_state(req.conn, req.token)
+            return out
+        st = self._open_state(req.conn, req.token, None, out)
         if st is None:
-            return self._flush()
+            return out
         if len(req.data) > 65536:
             self._fail_token(req.token, ErrorCode.OUT_OF_RANGE,
-                             f"{len(req.data)} bytes > 65536 in one message")
-            return self._flush()
+                             f"{len(req.data)} bytes > 65536 in one message", None, out)
+            return out
         self._enqueue(st, _Op("data", req.token, now_ns, data=bytes(req.data), number=1), None,
-                      now_ns)
-        return self._flush()
+                      now_ns, out)
+        return out
 
     @on(svc.Close)
     def _close(self, req: svc.Close, now_ns: int) -> list[Action]:
-        req = self._checked(req, now_ns)
+        out: list = []
+        req = self._checked(req, now_ns, out)
         if req is None:
-            return self._flush()
+            return out
         st = self.conns.get(req.conn)
         if st is None or st.phase is _CLOSING:
             self._fail_token(req.token, ErrorCode.TRANSPORT_NOT_CONNECTED,
-                             f"connection {req.conn} is not open")
-            return self._flush()
+                             f"connection {req.conn} is not open", None, out)
+            return out
         if st.phase is _SYN_SENT:
             # The Syn may have opened the connection at the far end already:
             # reset it there, so that no half-open connection is left behind.
-            self._fail_token(st.connect_token, ErrorCode.TRANSPORT_CLOSED, "closed while connecting")
-            self._emit(CancelTimer(("connect", st.conn)))
-            self._reset_connect(st, f"{self.node} closed the connection while connecting")
-            self._up(svc.Done(req.token))
-            return self._flush()
+            self._fail_token(st.connect_token, ErrorCode.TRANSPORT_CLOSED,
+                             "closed while connecting", None, out)
+            out.append(CancelTimer(("connect", st.conn)))
+            self._reset_connect(st, f"{self.node} closed the connection while connecting", now_ns,
+                                out)
+            out.append(Deliver(svc.Done(req.token)))
+            return out
         peer_gone = st.phase is _PEER_CLOSED
         self._move(st, "Close")
         keep = deque()
@@ -518,34 +544,38 @@ class TeleportTransport(Protocol):
                 # partly sent: the rest cannot go; it ends once the sent ones are acknowledged
                 op.need = 0
                 op.number = op.made
-                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed")
+                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed", False,
+                              out)
             else:
-                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed")
+                self._fail_op(op, ErrorCode.TRANSPORT_CLOSED, "the connection was closed", False,
+                              out)
         st.queue = keep
         # what was received and not delivered is discarded: the application closed
-        self._discard_rx(st)
-        self._pump(st, now_ns)
-        self._up(svc.Done(req.token))
-        return self._flush()
+        self._discard_rx(st, True, now_ns, out)
+        self._pump(st, now_ns, out)
+        out.append(Deliver(svc.Done(req.token)))
+        return out
 
     @on(svc.Abort)
     def _abort_request(self, req: svc.Abort, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(req.conn)
         if st is not None:
             self._reset(st, ErrorCode(req.code), f"{self.node}'s application ended without "
-                                                 "closing the connection", tell_app=False)
-        self._up(svc.Done(req.token))
-        return self._flush()
+                                                 "closing the connection", False, now_ns, out)
+        out.append(Deliver(svc.Done(req.token)))
+        return out
 
     # ------------------------------------------------------------ the send queue
-    def _enqueue(self, st: _ConnState, op: _Op, timeout_ns: int | None, now_ns: int) -> None:
+    def _enqueue(self, st: _ConnState, op: _Op, timeout_ns: int | None, now_ns: int,
+                 out: list) -> None:
         if timeout_ns is not None and op.need:
             op.deadline_ns = now_ns + max(0, int(timeout_ns))
-            self._emit(StartTimer(("op", op.token), max(0, int(timeout_ns))))
+            out.append(StartTimer(("op", op.token), max(0, int(timeout_ns))))
         st.queue.append(op)
-        self._pump(st, now_ns)
+        self._pump(st, now_ns, out)
 
-    def _fail_op(self, op: _Op, code: ErrorCode, detail: str, lost: bool = False) -> None:
+    def _fail_op(self, op: _Op, code: ErrorCode, detail: str, lost: bool, out: list) -> None:
         """Answer ``op`` with Failed (once). ``lost``: it was measured and is
         gone, so no qubit is handed back."""
         if op.ended:
@@ -553,25 +583,26 @@ class TeleportTransport(Protocol):
         op.ended = True
         self.stats["send_failures"] += 1
         if op.deadline_ns is not None:
-            self._emit(CancelTimer(("op", op.token)))
+            out.append(CancelTimer(("op", op.token)))
         if op.kind == "qubit":
             if lost:
                 self.stats["qubits_lost"] += 1
-            self._fail_token(op.token, code, detail, None if lost else op.qubit)
+            self._fail_token(op.token, code, detail, None if lost else op.qubit, out)
         elif op.kind == "epr":
-            self._fail_token(op.token, code, f"{detail} ({op.made} of {op.number} pairs made)")
+            self._fail_token(op.token, code, f"{detail} ({op.made} of {op.number} pairs made)",
+                             None, out)
         else:
-            self._fail_token(op.token, code, detail)
+            self._fail_token(op.token, code, detail, None, out)
 
-    def _finish_op(self, op: _Op) -> None:
+    def _finish_op(self, op: _Op, out: list) -> None:
         if op.ended:
             return
         op.ended = True
         if op.deadline_ns is not None:
-            self._emit(CancelTimer(("op", op.token)))
-        self._up(svc.Done(op.token, op.value))
+            out.append(CancelTimer(("op", op.token)))
+        out.append(Deliver(svc.Done(op.token, op.value)))
 
-    def _pump(self, st: _ConnState, now_ns: int) -> None:
+    def _pump(self, st: _ConnState, now_ns: int, out: list) -> None:
         """Serve the head of the queue as far as the pairs held and the far
         end's window allow."""
         conn = st.conn
@@ -580,28 +611,29 @@ class TeleportTransport(Protocol):
             op = queue[0]
             if op.kind == "data":
                 msg = Data(conn.local_port, conn.remote_port, st.tx_seq, op.data)
-                self._send(conn.remote, msg)
+                out.append(SendMessage(conn.remote, msg))
                 st.unacked[st.tx_seq] = (msg, None)
                 st.tx_seq += 1
                 self.stats["bytes_sent"] += len(op.data)
                 queue.popleft()
                 op.value = len(op.data)
-                self._finish_op(op)
+                self._finish_op(op, out)
             elif op.kind == "qubit":
                 if not st.pool:
                     break
                 pair = st.pool.popleft()
                 st.busy = True
-                self._op(BellMeasure(op.qubit, pair.qubit), "bsm", conn, op, pair)
+                out.append(self.start_op(BellMeasure(op.qubit, pair.qubit),
+                                         _Measuring(conn, op, pair)))
             else:  # epr
                 while st.pool and op.need and st.tx_seq < st.tx_limit:
                     pair = st.pool.popleft()
                     msg = EprHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
                                     op.started_ns, op.metadata)
-                    self._send(conn.remote, msg)
+                    out.append(SendMessage(conn.remote, msg))
                     st.unacked[st.tx_seq] = (msg, op)
-                    self._up(svc.EprArrived(conn, st.tx_seq, pair.qubit, pair.fidelity, pair.pid,
-                                            True, op.token, op.metadata))
+                    out.append(Deliver(svc.EprArrived(conn, st.tx_seq, pair.qubit, pair.fidelity,
+                                                      pair.pid, True, op.token, op.metadata)))
                     st.tx_seq += 1
                     op.need -= 1
                     op.made += 1
@@ -614,16 +646,16 @@ class TeleportTransport(Protocol):
                 queue.popleft()          # all sent: done when all are acknowledged
                 op.value = op.made
                 if op.deadline_ns is not None:
-                    self._emit(CancelTimer(("op", op.token)))
+                    out.append(CancelTimer(("op", op.token)))
                     op.deadline_ns = None
         if st.phase is _CLOSING and not queue and not st.busy and not st.unacked \
                 and not st.suspended:
-            self._send(conn.remote, Fin(conn.local_port, conn.remote_port, st.tx_seq))
-            self._drop(st)
+            out.append(SendMessage(conn.remote, Fin(conn.local_port, conn.remote_port, st.tx_seq)))
+            self._drop(st, now_ns, out)
             return
         need = self._needed(st)
-        self._release_surplus(st, need)
-        self._top_up(st, now_ns, need)
+        self._release_surplus(st, need, out)
+        self._top_up(st, now_ns, need, out)
 
     def _needed(self, st: _ConnState) -> int:
         """Pairs the queue needs for the items the far end's window admits
@@ -644,20 +676,20 @@ class TeleportTransport(Protocol):
                 room -= n
         return need
 
-    def _release_surplus(self, st: _ConnState, need: int | None = None) -> None:
+    def _release_surplus(self, st: _ConnState, need: int | None, out: list) -> None:
         extra = len(st.pool) - (self._needed(st) if need is None else need)
         for _ in range(max(0, extra)):
-            self._release(st.pool.pop())
+            self._release(st.pool.pop(), out)
 
-    def _release(self, pair: _Pair) -> None:
+    def _release(self, pair: _Pair, out: list) -> None:
         """Give up a pair we initiated: free our half, tell the far end."""
         self.stats["pairs_released"] += 1
         if not pair.expired:
-            self._op(Discard(pair.qubit), "discard")
+            out.append(self.start_op(Discard(pair.qubit), _DISCARD))
         if pair.remote not in self.peers_down:
-            self._send(pair.remote, PairRelease(pair.pid))
+            out.append(SendMessage(pair.remote, PairRelease(pair.pid)))
 
-    def _top_up(self, st: _ConnState, now_ns: int, need: int | None = None) -> None:
+    def _top_up(self, st: _ConnState, now_ns: int, need: int | None, out: list) -> None:
         """Ask the network for the pairs the queue needs and nobody asked for
         (``need``: :meth:`_needed`, if the caller has it)."""
         if st.retry_pending:
@@ -681,17 +713,18 @@ class TeleportTransport(Protocol):
                          min_fidelity=max(op.min_fidelity for op in wanting),
                          max_time_ns=max_time, type=NetRequestType.KEEP, request_id=rid,
                          app_tag=st.conn.local_port)
-        self._emit(Submit(req, to=self.network))
+        out.append(Submit(req, to=self.network))
 
     # ------------------------------------------------------------ the network layer
     @on(NetOk)
     def _net_ok(self, ok: NetOk, now_ns: int) -> list[Action]:
+        out: list = []
         pid = pair_key(ok.pair_id)
         if ok.qubit is None:
             # A measure-directly pair is of no use to the transport (it asks for K only).
-            self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+            out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"pair {pid} came without a qubit", context=ok))
-            return self._flush()
+            return out
         pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
         if ok.initiator:
             entry = self.requests.get(ok.request_id)
@@ -708,42 +741,43 @@ class TeleportTransport(Protocol):
                     st.expected = max(0, st.expected - 1)
             # (the far end takes new items while OPEN, PENDING or CLOSING)
             if st is None or st.phase is _SYN_SENT or st.phase is _PEER_CLOSED:
-                self._release(pair)
+                self._release(pair, out)
             else:
                 st.pool.append(pair)
-                self._pump(st, now_ns)
-            return self._flush()
+                self._pump(st, now_ns, out)
+            return out
         # A pair the far end asked for: bind it to its header, or wait for it.
         if self.released.take(pid, now_ns):
-            self._op(Discard(ok.qubit), "discard")
-            return self._flush()
+            out.append(self.start_op(Discard(ok.qubit), _DISCARD))
+            return out
         waiting = self.headers.pop(pid, None)
         if waiting is not None:
-            self._emit(CancelTimer(("header", pid)))
+            out.append(CancelTimer(("header", pid)))
             conn, seq = waiting
             st = self.conns.get(conn)
             item = st.rx_items.get(seq) if st is not None else None
             if item is None:
-                self._op(Discard(ok.qubit), "discard")
+                out.append(self.start_op(Discard(ok.qubit), _DISCARD))
             else:
-                self._bind(st, seq, item, pair)
+                self._bind(st, seq, item, pair, now_ns, out)
         else:
             self.remote_pairs[pid] = pair
-            self._emit(StartTimer(("pair", pid), self.bind_timeout_ns))
-        return self._flush()
+            out.append(StartTimer(("pair", pid), self.bind_timeout_ns))
+        return out
 
     @on(NetErr)
     def _net_err(self, err: NetErr, now_ns: int) -> list[Action]:
+        out: list = []
         entry = self.requests.pop(err.request_id, None)
         if entry is None or entry[0].remote != err.remote:
             if entry is not None:
                 self.requests[err.request_id] = entry
-            return []
+            return out
         self.stats["net_errors"] += 1
         conn, remaining = entry
         st = self.conns.get(conn)
         if st is None:
-            return []
+            return out
         st.expected = max(0, st.expected - remaining)
         code = ErrorCode(err.code)
         if code in _PERMANENT:
@@ -751,68 +785,73 @@ class TeleportTransport(Protocol):
                        if op.need and not (i == 0 and st.busy)]:
                 st.queue.remove(op)
                 self._fail_op(op, ErrorCode.TRANSPORT_NO_PAIR,
-                              f"the network cannot serve {conn.remote}: {code.name} {err.detail}")
-            self._pump(st, now_ns)
+                              f"the network cannot serve {conn.remote}: {code.name} {err.detail}",
+                              False, out)
+            self._pump(st, now_ns, out)
         else:
             # Transient (timeout, torn-down circuit): ask again after a pause, so
             # a network that fails at once does not spin the node.
             st.retry_pending = True
-            self._emit(StartTimer(("retry", conn), self.retry_ns))
-        return self._flush()
+            out.append(StartTimer(("retry", conn), self.retry_ns))
+        return out
 
     @on(NetExpire)
     def _net_expire(self, exp: NetExpire, now_ns: int) -> list[Action]:
+        out: list = []
         pid = pair_key(exp.pair_id)
         self.stats["pairs_expired"] += 1
         if pid in self.remote_pairs:
             del self.remote_pairs[pid]
-            self._emit(CancelTimer(("pair", pid)))
+            out.append(CancelTimer(("pair", pid)))
             self.expired.add(pid, now_ns + self.bind_timeout_ns)
-            return self._flush()
+            return out
         if pid in self.headers:
             conn, seq = self.headers.pop(pid)
-            self._emit(CancelTimer(("header", pid)))
-            self._lose(conn, seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired: {exp.reason}")
-            return self._flush()
+            out.append(CancelTimer(("header", pid)))
+            self._lose(conn, seq, ErrorCode.NET_CIRCUIT_TORN_DOWN,
+                       f"pair {pid} expired: {exp.reason}", now_ns, out)
+            return out
         for st in self.conns.values():
             for pair in st.pool:
                 if pair.pid == pid:
                     st.pool.remove(pair)
-                    self._top_up(st, now_ns)
-                    return self._flush()
-        for ctx in self._ops.values():
-            if ctx and ctx[0] == "bsm" and ctx[3].pid == pid:
-                ctx[3].expired = True   # the measurement will fail; the qubit stays
-                return self._flush()
+                    self._top_up(st, now_ns, None, out)
+                    return out
+        for ctx in self._ops.values():     # (the pending operations' contexts)
+            if ctx.__class__ is _Measuring and ctx.pair.pid == pid:
+                ctx.pair.expired = True   # the measurement will fail; the qubit stays
+                return out
         if pid[0] != self.node:
             # Not held (bound already, discarded, released, or not arrived yet):
             # remembered in case its header is still to come. A pair this node
             # heads is never looked up (a header naming it is refused, §5).
             self.expired.add(pid, now_ns + self.bind_timeout_ns)
-        return self._flush()
+        return out
 
     # ------------------------------------------------------------ operations
     @on(OperationDone)
     def _op_done(self, ev: OperationDone, now_ns: int) -> list[Action]:
-        ctx = self._ops.pop(ev.op_id, None)
-        if ctx is None or ctx[0] == "discard":
+        ctx = self.take_op(ev.op_id)
+        if ctx is None or ctx is _DISCARD:
             return []
-        if ctx[0] == "bsm":
-            self._bsm_done(ctx[1], ctx[2], ctx[3], ev.outcome, now_ns)
-        elif ctx[0] == "fix":
-            conn, seq = ctx[1], ctx[2]
+        out: list = []
+        if ctx.__class__ is _Measuring:
+            self._bsm_done(ctx.conn, ctx.op, ctx.pair, ev.outcome, now_ns, out)
+        else:   # _Correcting
+            conn, seq = ctx.conn, ctx.seq
             st = self.conns.get(conn)
             item = st.rx_items.get(seq) if st is not None else None
             if item is not None:
                 if isinstance(ev.outcome, BaseException):
                     self._lose(conn, seq, getattr(ev.outcome, "code", ErrorCode.QUBIT_UNAVAILABLE),
-                               f"correction failed: {ev.outcome}")
+                               f"correction failed: {ev.outcome}", now_ns, out)
                 else:
                     item.ready = True
-                    self._deliver_ready(st)
-        return self._flush()
+                    self._deliver_ready(st, now_ns, out)
+        return out
 
-    def _bsm_done(self, conn: svc.Conn, op: _Op, pair: _Pair, outcome: Any, now_ns: int) -> None:
+    def _bsm_done(self, conn: svc.Conn, op: _Op, pair: _Pair, outcome: Any, now_ns: int,
+                  out: list) -> None:
         st = self.conns.get(conn)
         if st is None:
             return
@@ -821,13 +860,13 @@ class TeleportTransport(Protocol):
             if pair.expired:
                 # The pair vanished under the measurement, which therefore did not
                 # happen: the qubit is intact, the head item waits for another pair.
-                self._pump(st, now_ns)
+                self._pump(st, now_ns, out)
                 return
             st.queue.popleft()
             st.pool.appendleft(pair)
             code = getattr(outcome, "code", ErrorCode.QUBIT_UNAVAILABLE)
-            self._fail_op(op, code, f"Bell measurement failed: {outcome}")
-            self._pump(st, now_ns)
+            self._fail_op(op, code, f"Bell measurement failed: {outcome}", False, out)
+            self._pump(st, now_ns, out)
             return
         bsm = int(outcome)
         msg = QubitHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
@@ -835,7 +874,7 @@ class TeleportTransport(Protocol):
         st.queue.popleft()
         st.unacked[st.tx_seq] = (msg, op)
         if not st.suspended:
-            self._send(conn.remote, msg)
+            out.append(SendMessage(conn.remote, msg))
         st.tx_seq += 1
         op.made = 1
         op.need = 0
@@ -843,13 +882,14 @@ class TeleportTransport(Protocol):
         self.stats["pairs_used"] += 1
         # measured: it cannot fail for want of a pair any more
         if op.deadline_ns is not None:
-            self._emit(CancelTimer(("op", op.token)))
+            out.append(CancelTimer(("op", op.token)))
             op.deadline_ns = None
-        self._pump(st, now_ns)
+        self._pump(st, now_ns, out)
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
     def _timer(self, ev: TimerFired, now_ns: int) -> list[Action]:
+        out: list = []
         kind, arg = ev.key
         if kind == "op":
             for st in list(self.conns.values()):
@@ -860,130 +900,139 @@ class TeleportTransport(Protocol):
                         del st.queue[i]
                         op.deadline_ns = None
                         self._fail_op(op, ErrorCode.TRANSPORT_NO_PAIR,
-                                      f"no end-to-end pair with {st.conn.remote} in time")
-                        self._pump(st, now_ns)
-                        return self._flush()
+                                      f"no end-to-end pair with {st.conn.remote} in time", False,
+                                      out)
+                        self._pump(st, now_ns, out)
+                        return out
         elif kind == "connect":
             st = self.conns.get(arg)
             if st is not None and st.phase is _SYN_SENT:
                 self._fail_token(st.connect_token, ErrorCode.TRANSPORT_TIMEOUT,
-                                 f"no answer from {arg.remote}:{arg.remote_port}")
-                self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)")
+                                 f"no answer from {arg.remote}:{arg.remote_port}", None, out)
+                self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)",
+                                    now_ns, out)
         elif kind == "retry":
             st = self.conns.get(arg)
             if st is not None:
                 st.retry_pending = False
-                self._top_up(st, now_ns)
+                self._top_up(st, now_ns, None, out)
         elif kind == "pair":
             pair = self.remote_pairs.pop(arg, None)
             if pair is not None:
-                self._op(Discard(pair.qubit), "discard")
-                self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+                out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                                 f"pair {arg} from {pair.remote}: no header within "
                                 f"{self.bind_timeout_ns} ns, discarded"))
         elif kind == "header":
             waiting = self.headers.pop(arg, None)
             if waiting is not None:
                 self._lose(waiting[0], waiting[1], ErrorCode.TRANSPORT_HEADER_MISMATCH,
-                           f"header names pair {arg}, which did not arrive")
+                           f"header names pair {arg}, which did not arrive", now_ns, out)
         elif kind == "peer":
             if arg in self.peers_down:
                 for st in [s for s in self.conns.values() if s.conn.remote == arg]:
                     self._reset(st, ErrorCode.TRANSPORT_RESET,
-                                f"{arg} stayed unreachable for {self.peer_timeout_ns} ns")
-        return self._flush()
+                                f"{arg} stayed unreachable for {self.peer_timeout_ns} ns", True,
+                                now_ns, out)
+        return out
 
     # ------------------------------------------------------------ messages
-    @on(MessageReceived)
-    def _message(self, ev: MessageReceived, now_ns: int) -> list[Action]:
-        handler = _MESSAGE_HANDLERS.get(type(ev.msg))
-        if handler is None:
-            return [Fail(ErrorCode.UNKNOWN_TYPE, f"transport got {type(ev.msg).__name__}")]
-        handler(self, ev.src, ev.msg, now_ns)
-        return self._flush()
-
-    def _on_syn(self, src: str, msg: Syn, now_ns: int) -> None:
+    @on_message(Syn)
+    def _on_syn(self, src: str, msg: Syn, now_ns: int) -> list[Action]:
+        out: list = []
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
         if st is not None and st.phase is _PEER_CLOSED and st.peer_closed:
             # the far end closed that connection and opens a new one from the
             # same port: the old one is over here too (its application was told)
-            self._drop(st)
+            self._drop(st, now_ns, out)
             st = None
         if st is not None:              # a repeated SYN: answer again
             if st.phase is not _SYN_SENT:
-                self._send(src, SynAck(msg.dst_port, msg.src_port, st.rx_advertised))
-            return
+                out.append(SendMessage(src, SynAck(msg.dst_port, msg.src_port, st.rx_advertised)))
+            return out
         backlog = self.listening.get(msg.dst_port)
         if backlog is None:
-            self._send(src, Rst(msg.dst_port, msg.src_port,
-                                int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
-                                f"{self.node} does not listen on {msg.dst_port}"))
-            return
+            out.append(SendMessage(src, Rst(msg.dst_port, msg.src_port,
+                                            int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
+                                            f"{self.node} does not listen on {msg.dst_port}")))
+            return out
         waiting = sum(1 for s in self.conns.values()
                       if s.phase is _PENDING and s.conn.local_port == msg.dst_port)
         if waiting >= backlog:
-            self._send(src, Rst(msg.dst_port, msg.src_port,
-                                int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
-                                f"{self.node}:{msg.dst_port} has {waiting} connections not yet "
-                                f"accepted (backlog {backlog})"))
-            return
+            out.append(SendMessage(src, Rst(
+                msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_CONNECTION_REFUSED),
+                f"{self.node}:{msg.dst_port} has {waiting} connections not yet accepted "
+                f"(backlog {backlog})")))
+            return out
         st = self.conns[conn] = _ConnState(conn, _PENDING, tx_limit=msg.limit)
-        self._send(src, SynAck(msg.dst_port, msg.src_port, 0))
-        self._up(svc.Incoming(msg.dst_port, conn))
+        out.append(SendMessage(src, SynAck(msg.dst_port, msg.src_port, 0)))
+        out.append(Deliver(svc.Incoming(msg.dst_port, conn)))
+        return out
 
-    def _on_synack(self, src: str, msg: SynAck, now_ns: int) -> None:
+    @on_message(SynAck)
+    def _on_synack(self, src: str, msg: SynAck, now_ns: int) -> list[Action]:
+        out: list = []
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
         if st is None:
             # A connect this node gave up (closed, timed out, forgotten in a
             # restart) that the far end accepted: reset the far end's half-open
             # connection. An Rst is never answered, so this cannot loop.
-            self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
-                                f"no connection {conn} on {self.node}"))
+            out.append(SendMessage(src, Rst(msg.dst_port, msg.src_port,
+                                            int(ErrorCode.TRANSPORT_NOT_CONNECTED),
+                                            f"no connection {conn} on {self.node}")))
         elif st.phase is _SYN_SENT:
             self._move(st, "SynAck")
             st.tx_limit = max(st.tx_limit, msg.limit)
-            self._emit(CancelTimer(("connect", conn)))
-            self._up(svc.Done(st.connect_token, conn))
+            out.append(CancelTimer(("connect", conn)))
+            out.append(Deliver(svc.Done(st.connect_token, conn)))
+        return out
 
-    def _on_rst(self, src: str, msg: Rst, now_ns: int) -> None:
+    @on_message(Rst)
+    def _on_rst(self, src: str, msg: Rst, now_ns: int) -> list[Action]:
+        out: list = []
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
         if st is None:
-            return      # never answer an Rst (with an Rst or anything else)
+            return out      # never answer an Rst (with an Rst or anything else)
         try:
             code = ErrorCode(msg.code)
         except ValueError:
             code = ErrorCode.TRANSPORT_CLOSED
         if st.phase is _SYN_SENT:
-            self._emit(CancelTimer(("connect", conn)))
-            self._fail_token(st.connect_token, code, msg.detail)
-            self._drop(st)
-            return
+            out.append(CancelTimer(("connect", conn)))
+            self._fail_token(st.connect_token, code, msg.detail, None, out)
+            self._drop(st, now_ns, out)
+            return out
         if st.phase is _PEER_CLOSED and code is ErrorCode.TRANSPORT_NOT_CONNECTED:
             code = ErrorCode.TRANSPORT_CLOSED      # it closed, then forgot the connection
-        self._abort(st, code, msg.detail)
+        self._abort(st, code, msg.detail, now_ns, out)
+        return out
 
-    def _on_window(self, src: str, msg: Window, now_ns: int) -> None:
+    @on_message(Window)
+    def _on_window(self, src: str, msg: Window, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
         if st is None:
             # the far end holds a connection this node does not have (it
             # restarted): reset it there. (An Ack may come late after a close
             # and is ignored; a Window comes only from a live connection.)
-            self._send(src, Rst(msg.dst_port, msg.src_port,
-                                int(ErrorCode.TRANSPORT_NOT_CONNECTED),
-                                f"no connection {svc.Conn(msg.dst_port, src, msg.src_port)} on "
-                                f"{self.node}"))
-            return
+            out.append(SendMessage(src, Rst(
+                msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
+                f"no connection {svc.Conn(msg.dst_port, src, msg.src_port)} on {self.node}")))
+            return out
         if msg.limit > st.tx_limit:
             st.tx_limit = msg.limit
-            self._pump(st, now_ns)
+            self._pump(st, now_ns, out)
+        return out
 
-    def _on_ack(self, src: str, msg: Ack, now_ns: int) -> None:
+    @on_message(Ack)
+    def _on_ack(self, src: str, msg: Ack, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
         if st is None:
-            return
+            return out
         if msg.limit > st.tx_limit:
             st.tx_limit = msg.limit
         entry = st.unacked.pop(msg.seq, None)
@@ -995,20 +1044,23 @@ class TeleportTransport(Protocol):
                     if op.kind == "qubit":
                         self.stats["qubits_sent"] += 1
                     if op.acked >= op.number and not op.need:
-                        self._finish_op(op)
+                        self._finish_op(op, out)
                 else:
                     try:
                         code = ErrorCode(msg.code)
                     except ValueError:
                         code = ErrorCode.TRANSPORT_CLOSED
                     self._fail_op(op, code, f"item {msg.seq} was lost at {src} after it was "
-                                            "sent", lost=True)
-        self._pump(st, now_ns)
+                                            "sent", True, out)
+        self._pump(st, now_ns, out)
+        return out
 
-    def _on_fin(self, src: str, msg: Fin, now_ns: int) -> None:
+    @on_message(Fin)
+    def _on_fin(self, src: str, msg: Fin, now_ns: int) -> list[Action]:
+        out: list = []
         st = self.conns.get(svc.Conn(msg.dst_port, src, msg.src_port))
         if st is None or st.phase is _SYN_SENT:
-            return
+            return out
         st.rx_fin = msg.seq
         if st.phase is not _PEER_CLOSED:
             self._move(st, "Fin")
@@ -1019,12 +1071,13 @@ class TeleportTransport(Protocol):
                 keep.append(op)
             else:
                 self._fail_op(op, ErrorCode.TRANSPORT_CLOSED,
-                              f"{src} closed the connection", lost=False)
+                              f"{src} closed the connection", False, out)
         st.queue = keep
-        self._deliver_ready(st)
-        self._pump(st, now_ns)
+        self._deliver_ready(st, now_ns, out)
+        self._pump(st, now_ns, out)
+        return out
 
-    def _header_conn(self, src: str, msg: Any) -> _ConnState | None:
+    def _header_conn(self, src: str, msg: Any, out: list) -> _ConnState | None:
         """The connection an item (header or data) arrived for, acknowledging
         what cannot be delivered: a duplicate (again, with its outcome), an
         item for a connection closed here (lost: ``TRANSPORT_CLOSED``); an
@@ -1032,87 +1085,99 @@ class TeleportTransport(Protocol):
         conn = svc.Conn(msg.dst_port, src, msg.src_port)
         st = self.conns.get(conn)
         if st is None or st.phase is _SYN_SENT:
-            self._send(src, Rst(msg.dst_port, msg.src_port, int(ErrorCode.TRANSPORT_NOT_CONNECTED),
-                                f"no connection {conn} on {self.node}"))
+            out.append(SendMessage(src, Rst(msg.dst_port, msg.src_port,
+                                            int(ErrorCode.TRANSPORT_NOT_CONNECTED),
+                                            f"no connection {conn} on {self.node}")))
             return None
         seq = msg.seq
         if seq < st.rx_next:
-            self._ack(st, seq, st.rx_lost.get(seq, 0))     # a duplicate: its outcome again
+            self._ack(st, seq, st.rx_lost.get(seq, 0), out)     # a duplicate: its outcome again
             return None
         if seq in st.rx_items:
             return None          # a duplicate of one still waiting: acknowledged when settled
         if st.phase is _CLOSING:
-            self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED))
+            self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED), out)
             return None
         if seq + 1 > st.rx_seen:
             st.rx_seen = seq + 1
         return st
 
-    def _on_header(self, src: str, msg: QubitHeader | EprHeader, now_ns: int) -> None:
+    @on_message(QubitHeader, EprHeader)
+    def _on_header(self, src: str, msg: QubitHeader | EprHeader, now_ns: int) -> list[Action]:
+        out: list = []
         pid = tuple(msg.pair)
         if pid[0] != src:
             # The sender of an item asks for its pairs, so it heads them: a
             # header naming another node's pair is refused (the pair is not
             # touched, so its real owner still gets it).
-            self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+            out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"{src} sent a header for pair {pid}, which {pid[0]} heads"))
-            self._send(src, Rst(msg.dst_port, msg.src_port,
-                                int(ErrorCode.TRANSPORT_HEADER_MISMATCH),
-                                f"pair {pid} is not {src}'s"))
-            return
-        st = self._header_conn(src, msg)
+            out.append(SendMessage(src, Rst(msg.dst_port, msg.src_port,
+                                            int(ErrorCode.TRANSPORT_HEADER_MISMATCH),
+                                            f"pair {pid} is not {src}'s")))
+            return out
+        st = self._header_conn(src, msg, out)
         if st is None:
             # Nobody will take this item: free the pair now or when it comes.
-            self._drop_remote_pair(pid)
-            return
+            self._drop_remote_pair(pid, now_ns, out)
+            return out
         kind = "qubit" if isinstance(msg, QubitHeader) else "epr"
         item = _Rx(kind, msg)
         st.rx_items[msg.seq] = item
         if self.expired.take(pid, now_ns):
-            self._lose(st.conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired")
-            return
+            self._lose(st.conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired",
+                       now_ns, out)
+            return out
         pair = self.remote_pairs.pop(pid, None)
         if pair is not None:
-            self._emit(CancelTimer(("pair", pid)))
-            self._bind(st, msg.seq, item, pair)
+            out.append(CancelTimer(("pair", pid)))
+            self._bind(st, msg.seq, item, pair, now_ns, out)
         else:
             self.headers[pid] = (st.conn, msg.seq)
-            self._emit(StartTimer(("header", pid), self.bind_timeout_ns))
+            out.append(StartTimer(("header", pid), self.bind_timeout_ns))
+        return out
 
-    def _on_data(self, src: str, msg: Data, now_ns: int) -> None:
-        st = self._header_conn(src, msg)
+    @on_message(Data)
+    def _on_data(self, src: str, msg: Data, now_ns: int) -> list[Action]:
+        out: list = []
+        st = self._header_conn(src, msg, out)
         if st is None:
-            return
+            return out
         st.rx_items[msg.seq] = _Rx("data", msg, ready=True)
-        self._deliver_ready(st)
+        self._deliver_ready(st, now_ns, out)
+        return out
 
-    def _on_release(self, src: str, msg: PairRelease, now_ns: int) -> None:
+    @on_message(PairRelease)
+    def _on_release(self, src: str, msg: PairRelease, now_ns: int) -> list[Action]:
+        out: list = []
         pid = tuple(msg.pair)
         if pid[0] != src:      # only the pair's head may release it
-            self._emit(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
+            out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"{src} released pair {pid}, which {pid[0]} heads"))
-            return
-        self._drop_remote_pair(pid)
+            return out
+        self._drop_remote_pair(pid, now_ns, out)
+        return out
 
     # ------------------------------------------------------------ receiving
-    def _ack(self, st: _ConnState, seq: int, code: int) -> None:
+    def _ack(self, st: _ConnState, seq: int, code: int, out: list) -> None:
         conn = st.conn
         limit = self._limit(st)
         if limit > st.rx_advertised:
             st.rx_advertised = limit
         if not st.suspended:
-            self._send(conn.remote, Ack(conn.local_port, conn.remote_port, seq, code,
-                                        st.rx_advertised))
+            out.append(SendMessage(conn.remote, Ack(conn.local_port, conn.remote_port, seq, code,
+                                                    st.rx_advertised)))
 
-    def _drop_remote_pair(self, pid: tuple) -> None:
+    def _drop_remote_pair(self, pid: tuple, now_ns: int, out: list) -> None:
         pair = self.remote_pairs.pop(pid, None)
         if pair is not None:
-            self._emit(CancelTimer(("pair", pid)))
-            self._op(Discard(pair.qubit), "discard")
-        elif not self.expired.take(pid, self._now):
-            self.released.add(pid, self._now + self.bind_timeout_ns)
+            out.append(CancelTimer(("pair", pid)))
+            out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+        elif not self.expired.take(pid, now_ns):
+            self.released.add(pid, now_ns + self.bind_timeout_ns)
 
-    def _bind(self, st: _ConnState, seq: int, item: _Rx, pair: _Pair) -> None:
+    def _bind(self, st: _ConnState, seq: int, item: _Rx, pair: _Pair, now_ns: int,
+              out: list) -> None:
         item.qubit = pair.qubit
         item.fidelity = pair.fidelity
         if item.kind == "qubit":
@@ -1122,11 +1187,12 @@ class TeleportTransport(Protocol):
             gate = _CORRECTION[pair.bell_index & 3]   # bring the pair to Phi+
         if gate is None:
             item.ready = True
-            self._deliver_ready(st)
+            self._deliver_ready(st, now_ns, out)
         else:
-            self._op(Gate(gate, (pair.qubit,)), "fix", st.conn, seq)
+            out.append(self.start_op(Gate(gate, (pair.qubit,)), _Correcting(st.conn, seq)))
 
-    def _lose(self, conn: svc.Conn, seq: int, code: ErrorCode, detail: str) -> None:
+    def _lose(self, conn: svc.Conn, seq: int, code: ErrorCode, detail: str, now_ns: int,
+              out: list) -> None:
         st = self.conns.get(conn)
         if st is None:
             return
@@ -1134,9 +1200,9 @@ class TeleportTransport(Protocol):
         if item is None:
             return
         item.ready, item.code, item.detail = True, ErrorCode(code), detail
-        self._deliver_ready(st)
+        self._deliver_ready(st, now_ns, out)
 
-    def _deliver_ready(self, st: _ConnState) -> None:
+    def _deliver_ready(self, st: _ConnState, now_ns: int, out: list) -> None:
         conn = st.conn
         while True:
             item = st.rx_items.get(st.rx_next)
@@ -1151,91 +1217,95 @@ class TeleportTransport(Protocol):
                 st.rx_lost[seq] = int(item.code)
                 if len(st.rx_lost) > 4 * self.window:     # (old ones are acknowledged)
                     del st.rx_lost[next(iter(st.rx_lost))]
-                self._ack(st, seq, int(item.code))
-                self._up(svc.Lost(conn, seq, item.code, item.detail, item.kind))
+                self._ack(st, seq, int(item.code), out)
+                out.append(Deliver(svc.Lost(conn, seq, item.code, item.detail, item.kind)))
                 continue
-            self._ack(st, seq, 0)
+            self._ack(st, seq, 0, out)
             if item.kind == "data":
                 self.stats["bytes_received"] += len(msg.payload)
-                self._up(svc.DataArrived(conn, seq, msg.payload))
+                out.append(Deliver(svc.DataArrived(conn, seq, msg.payload)))
             elif item.kind == "qubit":
                 self.stats["qubits_received"] += 1
-                latency = max(0, self._now - msg.sent_ns)
+                latency = max(0, now_ns - msg.sent_ns)
                 self.deliveries.append(("qubit", latency, item.fidelity))
-                self._up(svc.QubitArrived(conn, seq, item.qubit, msg.metadata, item.fidelity,
-                                          latency))
+                out.append(Deliver(svc.QubitArrived(conn, seq, item.qubit, msg.metadata,
+                                                    item.fidelity, latency)))
             elif item.kind == "epr":
                 self.stats["epr_received"] += 1
-                latency = max(0, self._now - msg.sent_ns)
+                latency = max(0, now_ns - msg.sent_ns)
                 self.deliveries.append(("epr", latency, item.fidelity))
-                self._up(svc.EprArrived(conn, seq, item.qubit, item.fidelity, tuple(msg.pair),
-                                        False, None, msg.metadata))
+                out.append(Deliver(svc.EprArrived(conn, seq, item.qubit, item.fidelity,
+                                                  tuple(msg.pair), False, None, msg.metadata)))
         if st.rx_fin is not None and st.rx_next >= st.rx_fin and not st.peer_closed:
             st.peer_closed = True
-            self._up(svc.PeerClosed(conn))
+            out.append(Deliver(svc.PeerClosed(conn)))
 
-    def _discard_rx(self, st: _ConnState, ack: bool = True) -> None:
+    def _discard_rx(self, st: _ConnState, ack: bool, now_ns: int, out: list) -> None:
         """Items received and not delivered are dropped (the application
         closed: with ``ack`` the far end learns each was lost, ``TRANSPORT_CLOSED``)."""
         for seq, item in st.rx_items.items():
             if item.qubit is not None:
-                self._op(Discard(item.qubit), "discard")
+                out.append(self.start_op(Discard(item.qubit), _DISCARD))
             elif item.kind in ("qubit", "epr"):
                 pid = tuple(item.msg.pair)
                 if self.headers.pop(pid, None) is not None:
-                    self._emit(CancelTimer(("header", pid)))
-                    self.released.add(pid, self._now + self.bind_timeout_ns)
+                    out.append(CancelTimer(("header", pid)))
+                    self.released.add(pid, now_ns + self.bind_timeout_ns)
             if ack and not item.code:
-                self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED))
+                self._ack(st, seq, int(ErrorCode.TRANSPORT_CLOSED), out)
         st.rx_items.clear()
 
     # ------------------------------------------------------------ teardown
-    def _abort(self, st: _ConnState, code: ErrorCode, detail: str) -> None:
+    def _abort(self, st: _ConnState, code: ErrorCode, detail: str, now_ns: int,
+               out: list) -> None:
         """The connection died (the far end reset it, or a local reason): fail
         what waits (qubits not measured handed back, sent ones reported lost),
         tell the application, forget it."""
         for i, op in enumerate(list(st.queue)):
             if not (i == 0 and st.busy):
-                self._fail_op(op, code, detail)
+                self._fail_op(op, code, detail, False, out)
         st.queue.clear()
         for _seq, (_msg, op) in st.unacked.items():
             if op is not None:
-                self._fail_op(op, code, f"{detail}; sent, not acknowledged: lost", lost=True)
+                self._fail_op(op, code, f"{detail}; sent, not acknowledged: lost", True, out)
         st.unacked.clear()
         if not st.peer_closed and st.phase is not _CLOSING:
             st.peer_closed = True
-            self._up(svc.PeerClosed(st.conn, code, detail))
-        self._drop(st)
+            out.append(Deliver(svc.PeerClosed(st.conn, code, detail)))
+        self._drop(st, now_ns, out)
 
-    def _reset(self, st: _ConnState, code: ErrorCode, detail: str, tell_app: bool = True) -> None:
+    def _reset(self, st: _ConnState, code: ErrorCode, detail: str, tell_app: bool, now_ns: int,
+               out: list) -> None:
         """End ``st`` from this side: the far end is reset (``Rst(code)``)."""
         conn = st.conn
         if conn.remote not in self.peers_down:
-            self._send(conn.remote, Rst(conn.local_port, conn.remote_port, int(code), detail[:256]))
+            out.append(SendMessage(conn.remote, Rst(conn.local_port, conn.remote_port, int(code),
+                                                    detail[:256])))
         if not tell_app:
             st.peer_closed = True
-        self._abort(st, code, detail)
+        self._abort(st, code, detail, now_ns, out)
 
-    def _reset_connect(self, st: _ConnState, detail: str) -> None:
+    def _reset_connect(self, st: _ConnState, detail: str, now_ns: int, out: list) -> None:
         """Give up a connect (SYN_SENT): the Syn may have opened the connection
         at the far end, so reset it there (an Rst for a connection the far end
         does not have is ignored), then forget it."""
         conn = st.conn
         if conn.remote not in self.peers_down:
-            self._send(conn.remote, Rst(conn.local_port, conn.remote_port,
-                                        int(ErrorCode.TRANSPORT_CLOSED), detail))
-        self._drop(st)
+            out.append(SendMessage(conn.remote, Rst(conn.local_port, conn.remote_port,
+                                                    int(ErrorCode.TRANSPORT_CLOSED), detail)))
+        self._drop(st, now_ns, out)
 
-    def _drop(self, st: _ConnState) -> None:
+    def _drop(self, st: _ConnState, now_ns: int, out: list) -> None:
         """Forget a connection, giving up the pairs it holds."""
         self.conns.pop(st.conn, None)
         while st.pool:
-            self._release(st.pool.popleft())
-        self._discard_rx(st, ack=False)
+            self._release(st.pool.popleft(), out)
+        self._discard_rx(st, False, now_ns, out)
 
     # ------------------------------------------------------------ the far end's session
     @on(PeerDown)
     def _peer_down(self, ev: PeerDown, now_ns: int) -> list[Action]:
+        out: list = []
         if ev.peer == self.node:
             # This node restarted in place: its qubits and connections are gone.
             self.conns.clear()
@@ -1246,69 +1316,60 @@ class TeleportTransport(Protocol):
             self.expired.clear()
             self.peers_down.clear()
             self._ops.clear()
-            return []
+            return out
         if ev.peer in self.peers_down:
-            return []
+            return out
         self.peers_down.add(ev.peer)
         affected = [s for s in self.conns.values() if s.conn.remote == ev.peer]
         for st in affected:
             st.suspended = True      # sent items wait for the session (or the timeout)
         if affected:
-            self._emit(StartTimer(("peer", ev.peer), self.peer_timeout_ns))
-        return self._flush()
+            out.append(StartTimer(("peer", ev.peer), self.peer_timeout_ns))
+        return out
 
     @on(PeerUp)
     def _peer_up(self, ev: PeerUp, now_ns: int) -> list[Action]:
+        out: list = []
         was_down = ev.peer in self.peers_down
         self.peers_down.discard(ev.peer)
-        self._emit(CancelTimer(("peer", ev.peer)))
+        out.append(CancelTimer(("peer", ev.peer)))
         for st in [s for s in self.conns.values() if s.conn.remote == ev.peer]:
             st.suspended = False
             if ev.restarted:
                 # it remembers nothing: what it was sent and had not acknowledged is lost
-                self._reset(st, ErrorCode.TRANSPORT_RESET, f"{ev.peer} restarted")
+                self._reset(st, ErrorCode.TRANSPORT_RESET, f"{ev.peer} restarted", True, now_ns,
+                            out)
                 continue
             if not was_down:
                 continue
             conn = st.conn
             if st.phase is _SYN_SENT:
-                self._send(conn.remote, Syn(conn.local_port, conn.remote_port, st.rx_advertised))
+                out.append(SendMessage(conn.remote, Syn(conn.local_port, conn.remote_port,
+                                                        st.rx_advertised)))
                 continue
             # what was sent may have been lost with the session: send it again,
             # in order (the far end drops duplicates and acknowledges them again)
             for seq in sorted(st.unacked):
                 self.stats["retransmitted"] += 1
-                self._send(conn.remote, st.unacked[seq][0])
+                out.append(SendMessage(conn.remote, st.unacked[seq][0]))
             if st.phase is not _CLOSING:
                 st.rx_advertised = self._limit(st)
-                self._send(conn.remote, Window(conn.local_port, conn.remote_port,
-                                               st.rx_advertised))
-            self._pump(st, now_ns)
-        return self._flush()
+                out.append(SendMessage(conn.remote, Window(conn.local_port, conn.remote_port,
+                                                           st.rx_advertised)))
+            self._pump(st, now_ns, out)
+        return out
 
     @on(Undeliverable)
     def _undeliverable(self, ev: Undeliverable, now_ns: int) -> list[Action]:
+        out: list = []
         msg = ev.msg
         if isinstance(msg, Syn):
             conn = svc.Conn(msg.src_port, ev.dst, msg.dst_port)
             st = self.conns.get(conn)
             if st is not None and st.phase is _SYN_SENT:
-                self._emit(CancelTimer(("connect", conn)))
-                self._fail_token(st.connect_token, ev.code, f"cannot reach {ev.dst}: {ev.detail}")
-                self._drop(st)
+                out.append(CancelTimer(("connect", conn)))
+                self._fail_token(st.connect_token, ev.code, f"cannot reach {ev.dst}: {ev.detail}",
+                                 None, out)
+                self._drop(st, now_ns, out)
         # anything else: the session is down; PeerDown / PeerUp settle it
-        return self._flush()
-
-
-_MESSAGE_HANDLERS = {
-    Syn: TeleportTransport._on_syn,
-    SynAck: TeleportTransport._on_synack,
-    Rst: TeleportTransport._on_rst,
-    Fin: TeleportTransport._on_fin,
-    QubitHeader: TeleportTransport._on_header,
-    EprHeader: TeleportTransport._on_header,
-    Data: TeleportTransport._on_data,
-    PairRelease: TeleportTransport._on_release,
-    Ack: TeleportTransport._on_ack,
-    Window: TeleportTransport._on_window,
-}
+        return out
