@@ -58,7 +58,7 @@ def test_fuzz_decoder(cls, data):
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 #: A message row of a layer document: | 0x0405 | `QubitHeader` | fields | sent |
 MESSAGE_ROW = re.compile(r"^\| 0x([0-9A-Fa-f]{4}) \| `(\w+)` \| ([^\n]*?) \| [^\n]*\|$", re.M)
-LAYER_DOCS = ("link.md", "network.md", "transport.md")
+LAYER_DOCS = ("physical.md", "link.md", "network.md", "transport.md")
 
 
 def _documented_messages():
@@ -78,3 +78,14 @@ def test_layer_documents_list_every_message_with_its_type_code():
 def test_layer_documents_give_the_fields_in_wire_order(doc, code, name, fields):
     cls = registry()[code]
     assert fields == [f.name for f in dataclasses.fields(cls)], f"{doc}: {name}"
+
+
+def test_station_keys_cross_the_wire_unchanged():
+    """The heralding station's wire form keeps a pair key exactly (it only
+    compares keys, so a key must come back equal to what the node sent)."""
+    from qstack.core.messages import decode, encode
+    from qstack.physical.messages import StationEntangle, key_from_wire, key_to_wire
+
+    for key in (("egp", 3, 0), ("ideal", "alice", 2**32 - 1, 7), None, 5, "k"):
+        m = StationEntangle(1, "a", "b", key_to_wire(key), 1 << 62, 0.0, 0)
+        assert key_from_wire(decode(encode(m)).key) == key
