@@ -85,20 +85,45 @@ class SimRuntime(TransportRuntime):
     def subscribe(self, callback: Callable[[Any], None]) -> None:
         self.net.node(self.node).listeners.append(callback)
 
-    def execute(self, op: Any) -> Any:
+    # Local operations run on the device at once, in simulated time: the
+    # queue of the contract is never longer than one operation, and the
+    # ordering promise holds trivially. What is owed is time: an operation
+    # starts when the previous one of this node's applications has finished
+    # (``busy_until``), and outcome / settle wait for that.
+    def _execute(self, op: Any) -> Any:
+        """Run ``op`` now; its outcome, or the QStackError it failed with."""
         if not self._node.up:
-            raise QStackError(ErrorCode.TRANSPORT_NODE_DOWN,
-                              f"{self.node} is down: no operation runs on it")
-        # The processor does one thing at a time: an operation starts when the
-        # previous one of this node's applications has finished.
+            return QStackError(ErrorCode.TRANSPORT_NODE_DOWN,
+                               f"{self.node} is down: no operation runs on it")
         start = max(self.sim.now, self.busy_until)
         if start > self._last_start:
-            self._refuse_past_the_end(op, start)
+            try:
+                self._refuse_past_the_end(op, start)
+            except QStackError as err:
+                return err
         duration, outcome = self.device.execute(op, start)
         self.busy_until = start + int(duration)
         self.ops_executed += 1
+        return outcome
+
+    def allocate(self) -> Any:
+        ref = self._execute(Allocate())
+        if isinstance(ref, BaseException):
+            raise ref
+        return ref
+
+    def enqueue(self, op: Any, failed: Callable[[Any], None] | None = None) -> None:
+        outcome = self._execute(op)
+        if failed is not None and isinstance(outcome, BaseException):
+            failed(outcome)
+
+    async def outcome(self, op: Any) -> Any:
+        outcome = self._execute(op)
         if isinstance(outcome, BaseException):
             raise outcome
+        wait = self.busy_until - self.sim.now
+        if wait > 0:
+            await self.sim.sleep(wait)
         return outcome
 
     async def settle(self) -> None:
@@ -176,7 +201,8 @@ def _released(task: Any, ctx: NodeContext) -> None:
 
 
 def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
-             protocol: str = TRANSPORT, stall_ns: int | None = STALL_NS) -> AppRun:
+             protocol: str = TRANSPORT, stall_ns: int | None = STALL_NS,
+             runtime: Callable[..., TransportRuntime] | None = None) -> AppRun:
     """Run ``apps`` on ``net``: ``{node: fn}`` or ``{node: [fn, ...]}``, each
     ``fn`` an ``async def fn(ctx)``. Returns when all have finished, or at
     ``until_ns`` (simulated ns) with ``timed_out`` set and the unfinished ones
@@ -203,13 +229,17 @@ def run_apps(net: Any, apps: dict[str, Any], until_ns: int | None = None,
     memory the applications keep full): a stalled run then ends with the
     unfinished ones in ``errors`` (``stalled`` set) instead of running for
     ever. ``None`` waits without limit.
+
+    ``runtime``: makes each node's runtime, ``runtime(net, node, protocol)``
+    (default :class:`SimRuntime`; tests pass stand-ins for other drivers).
     """
+    make_runtime = SimRuntime if runtime is None else runtime
     run = AppRun()
     clients: dict[str, TransportClient] = {}
     tasks = []
     for node, fn, name in _plan(net, apps):
         if node not in clients:
-            clients[node] = TransportClient(SimRuntime(net, node, protocol))
+            clients[node] = TransportClient(make_runtime(net, node, protocol))
         ctx = NodeContext(clients[node].runtime, clients[node], app=name)
         run.contexts[name] = ctx
         task = net.sim.spawn(fn(ctx), name=name)

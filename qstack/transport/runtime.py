@@ -44,12 +44,18 @@ class TransportRuntime(ABC):
     * :meth:`submit` hands a request (``qstack.transport.service``) to the
       node's transport protocol; what the protocol delivers upward reaches the
       callbacks registered with :meth:`subscribe`;
-    * :meth:`execute` runs a local quantum operation (``qstack.physical.ops``)
-      on the node's device and returns its outcome at once (raising the
-      ``QStackError`` a failed operation reports); the operation's duration
-      is owed, and :meth:`settle` waits until everything executed so far has
-      finished -- so gates called without ``await`` still cost their time
-      before the next network operation or measurement result;
+    * local quantum operations (``qstack.physical.ops``) on the node's
+      device, whose state may be held elsewhere (the emulator's physics
+      server): :meth:`enqueue` queues one whose outcome nobody waits for (a
+      gate, a discard) and returns at once; :meth:`outcome` queues one after
+      everything before it and awaits its outcome (a measurement);
+      :meth:`allocate` hands out a fresh qubit's reference at once; and
+      :meth:`settle` waits until everything queued so far has been carried
+      out and has finished. Operations run in the order they were called;
+      their durations are owed to the node's processor, so gates called
+      without ``await`` still cost their time before the next network
+      operation or measurement result (``specs/transport.md``, "Local
+      operations");
     * :meth:`now_ns`, :meth:`sleep`, :meth:`future`, :meth:`wait`: the clock
       (simulated or real, integer nanoseconds) and waiting.
     """
@@ -82,12 +88,33 @@ class TransportRuntime(ABC):
         """Call ``callback(event)`` for every event the transport delivers upward."""
 
     @abstractmethod
-    def execute(self, op: Any) -> Any:
-        """Run local operation ``op`` now; return its outcome (its duration is owed)."""
+    def allocate(self) -> Any:
+        """A fresh qubit in ``|0>``: its reference, at once.
+
+        The node's memory slots are the node's to count even when their state
+        is held elsewhere, so a driver answers from its own ledger: a refusal
+        (``MEMORY_FULL``, ``TRANSPORT_NODE_DOWN``, ``OUT_OF_RANGE`` past the
+        end of simulated time) is raised here, and the initialisation runs
+        after every operation queued before (its duration is owed)."""
+
+    @abstractmethod
+    def enqueue(self, op: Any, failed: Callable[[Any], None] | None = None) -> None:
+        """Queue local operation ``op`` after those queued before; return at
+        once, without waiting for it (no round trip). Should it fail, the
+        driver calls ``failed(err)`` with the ``QStackError`` (at once or
+        later, but before any :meth:`outcome` or :meth:`settle` awaited after
+        this call returns); ``failed=None``: the caller does not care."""
+
+    @abstractmethod
+    async def outcome(self, op: Any) -> Any:
+        """Queue local operation ``op`` after everything queued before it and
+        return its outcome once it has finished (raising the ``QStackError``
+        it failed with)."""
 
     @abstractmethod
     async def settle(self) -> None:
-        """Wait until the local operations executed so far have finished."""
+        """Wait until the local operations queued so far have been carried
+        out and have finished (their failures reported to ``failed``)."""
 
     def peek(self, ref: Any) -> Any:
         """The density matrix (numpy, 2x2) of local qubit ``ref`` as it is now,

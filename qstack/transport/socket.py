@@ -42,7 +42,7 @@ from qstack.core.args import (
 )
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.runtime import NodeDown, NodeUp
-from qstack.physical.ops import Allocate, Discard, Gate, Measure, check_angle, check_basis
+from qstack.physical.ops import Discard, Gate, Measure, check_angle, check_basis
 from qstack.transport import service as svc
 from qstack.transport.runtime import TransportRuntime
 
@@ -93,8 +93,11 @@ def _basis(value: Any) -> Any:
 class Qubit:
     """A qubit in this node's memory, as an application holds it.
 
-    Gates act at once and cost their duration before the node's next network
-    operation or measurement result. After the qubit is measured, discarded or
+    Gates and :meth:`discard` are queued, in the order called, and return at
+    once; each costs its duration before the node's next network operation or
+    measurement result, and an error of one is raised by this context's next
+    call that waits for the local operations (``specs/transport.md``, "Local
+    operations"). After the qubit is measured, discarded or
     sent, using it raises ``QUBIT_UNAVAILABLE``. ``metadata`` and
     ``fidelity`` are set on qubits that arrived over a socket.
     """
@@ -132,7 +135,8 @@ class Qubit:
 
     def _gate(self, name: str, *params: float) -> None:
         self._check()
-        self._ctx.runtime.execute(Gate(name, (self._ref,), params))
+        ctx = self._ctx
+        ctx.runtime.enqueue(Gate(name, (self._ref,), params), ctx._op_failed)
 
     def x(self) -> None: self._gate("x")
     def y(self) -> None: self._gate("y")
@@ -165,7 +169,8 @@ class Qubit:
             raise QStackError(ErrorCode.INVALID_PARAMETER,
                               f"{name}: {other!r} is on another node than {self!r}")
         other._check()
-        self._ctx.runtime.execute(Gate(name, (self._ref, other._ref)))
+        ctx = self._ctx
+        ctx.runtime.enqueue(Gate(name, (self._ref, other._ref)), ctx._op_failed)
 
     def cnot(self, target: "Qubit") -> None:
         """CNOT with this qubit as control."""
@@ -178,17 +183,25 @@ class Qubit:
         """Measure in ``basis`` ("Z", "X", "Y" or (theta, phi), finite angles
         in radians); the qubit is consumed. Returns 0 or 1 once the readout
         has finished. A bad basis is refused first (``INVALID_PARAMETER``,
-        ``BAD_FIELD``): the qubit is then untouched and still usable."""
+        ``BAD_FIELD``): the qubit is then untouched and still usable.
+
+        The outcome reflects every operation called before on this node. If
+        one of this context's queued operations failed, its error is raised
+        instead (the measurement, queued after it, was still carried out)."""
         self._check()
         basis = check_basis(basis)
+        ctx = self._ctx
+        self._gone = "measured"          # at once: later calls see it consumed
         try:
-            outcome = self._ctx.runtime.execute(Measure(self._ref, basis))
+            outcome = await ctx.runtime.outcome(Measure(self._ref, basis))
         except QStackError as err:
-            if err.code == ErrorCode.QUBIT_UNAVAILABLE:     # gone from memory meanwhile
-                self._gone = "lost"
+            # gone from memory meanwhile; otherwise (node down, past the end
+            # of time) not measured: still the caller's
+            self._gone = "lost" if err.code == ErrorCode.QUBIT_UNAVAILABLE else ""
+            ctx._raise_op_failure()      # an earlier failure comes first
             raise
-        self._gone = "measured"
-        await self._ctx.runtime.settle()
+        if ctx._op_failures_seen != len(ctx.op_failures):
+            ctx._raise_op_failure()
         return int(outcome)
 
     def peek(self) -> Any:
@@ -209,8 +222,9 @@ class Qubit:
         return float(np.real(psi.conj() @ self.peek() @ psi))
 
     def discard(self) -> None:
-        """Free the qubit's memory slot."""
-        self._ctx.runtime.execute(Discard(self._consume("discarded")))
+        """Free the qubit's memory slot (queued, like a gate)."""
+        ctx = self._ctx
+        ctx.runtime.enqueue(Discard(self._consume("discarded")), ctx._op_failed)
 
     def __repr__(self) -> str:
         state = f" ({self._gone})" if self._gone else ""
@@ -498,7 +512,7 @@ class QSocket:
             raise TransportError(ErrorCode.TRANSPORT_CLOSED, f"{self!r} is closed")
         if self.conn is not None or self.listening_port is not None:
             raise TransportError(ErrorCode.TRANSPORT_PORT_IN_USE, f"{self!r} is already in use")
-        await self._ctx.runtime.settle()
+        await self._ctx._settle()
         conn = await self._client.call(
             lambda t: svc.Connect(t, node, port, local_port, timeout_ns))
         if self._closed:
@@ -565,8 +579,7 @@ class QSocket:
         if qubit._ctx.name != self._ctx.name:
             raise TransportError(ErrorCode.QUBIT_UNAVAILABLE,
                                  f"{qubit!r} is not in {self._ctx.name}'s memory")
-        rt = self._ctx.runtime
-        await rt.settle()
+        await self._ctx._settle()
         try:
             await self._client.call(lambda t: svc.SendQubit(t, conn, ref, metadata,
                                                             min_fidelity, timeout_ns))
@@ -602,7 +615,7 @@ class QSocket:
         measure = _basis(measure)       # now, not after the pairs are made
         timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
         conn = self._need_conn(sending=True)
-        await self._ctx.runtime.settle()
+        await self._ctx._settle()
         token, fut = self._client.request(lambda t: svc.CreateEpr(t, conn, number, min_fidelity,
                                                                   timeout_ns))
         try:
@@ -642,7 +655,7 @@ class QSocket:
         """Send classical bytes (at most 65536), in order with qubits and pairs."""
         data = bytes_arg("data", data, svc.MAX_DATA, error=TransportError)
         conn = self._need_conn(sending=True)
-        await self._ctx.runtime.settle()
+        await self._ctx._settle()
         await self._client.call(lambda t: svc.SendBytes(t, conn, data))
 
     async def recv(self, timeout_ns: int | None = None) -> bytes:
@@ -684,10 +697,9 @@ class QSocket:
                 ev = queue.items.popleft()
                 ref = getattr(ev, "qubit", None)
                 if ref is not None and self._client.down is None:
-                    try:
-                        self._ctx.runtime.execute(Discard(ref))
-                    except QStackError:
-                        pass     # gone already (its pair expired, the node restarted)
+                    # (no one to tell if it fails: gone already, its pair
+                    # expired or the node restarted)
+                    self._ctx.runtime.enqueue(Discard(ref))
 
     def abort(self, code: ErrorCode = ErrorCode.TRANSPORT_ABORTED) -> None:
         """End the socket at once, abnormally (what an application leaves open
@@ -767,6 +779,27 @@ class NodeContext:
         self.rng = runtime.rng()
         self._sockets: list[QSocket] = []        # every socket this application made
         self._qubits: dict[int, Qubit] = {}      # qubits it holds, until consumed
+        #: every failure of a local operation this application queued (a gate,
+        #: a discard), in order; raised by the next call that waits for the
+        #: local operations (``specs/transport.md``, "Local operations")
+        self.op_failures: list[QStackError] = []
+        self._op_failures_seen = 0               # how many of them were raised or logged
+        self._op_failed = self.op_failures.append
+
+    def _raise_op_failure(self) -> None:
+        """Raise the first failure of a queued local operation not raised
+        yet (those after it, usually its consequences, stay in ``op_failures``)."""
+        seen = self._op_failures_seen
+        if seen != len(self.op_failures):
+            self._op_failures_seen = len(self.op_failures)
+            raise self.op_failures[seen]
+
+    async def _settle(self) -> None:
+        """Before a network operation: wait for the local operations called
+        before it, and raise the failure of one of them (nothing requested)."""
+        await self.runtime.settle()
+        if self._op_failures_seen != len(self.op_failures):
+            self._raise_op_failure()
 
     @property
     def now_ns(self) -> int:
@@ -781,7 +814,7 @@ class NodeContext:
 
     def qubit(self) -> Qubit:
         """A fresh qubit in ``|0>`` in this node's memory (``MEMORY_FULL`` if none is free)."""
-        return Qubit(self, self.runtime.execute(Allocate()))
+        return Qubit(self, self.runtime.allocate())
 
     def socket(self) -> QSocket:
         """An unconnected socket (then ``connect`` or ``listen``)."""
@@ -813,12 +846,15 @@ class NodeContext:
         self._sockets.clear()
         for q in list(self._qubits.values()):
             if q.alive and id(q) not in kept and id(q._ref) not in kept:
-                try:
-                    q.discard()
-                    qubits += 1
-                except QStackError:
-                    q._gone = "gone with its node"
+                # (a qubit already gone with its node is no concern any more)
+                self.runtime.enqueue(Discard(q._consume("released")))
+                qubits += 1
         self._qubits.clear()
+        # Failures of queued operations no later call raised: logged, not lost.
+        for err in self.op_failures[self._op_failures_seen:]:
+            self.log.warning("a queued local operation failed and no later call "
+                             "reported it: %s", err)
+        self._op_failures_seen = len(self.op_failures)
         return sockets, qubits
 
     def __repr__(self) -> str:
