@@ -69,6 +69,17 @@ class ErrorCode(IntEnum):
     EMU_PEER_GONE = 600      # a peer process disappeared
 
 
+_CODES: dict = {}       # int -> ErrorCode (ErrorCode(x) without the enum call's cost)
+
+
+def error_code(value: int, default: "ErrorCode") -> "ErrorCode":
+    """``value`` (a code from a message) as an :class:`ErrorCode`, or
+    ``default`` if it is not a defined one (a newer peer's code, say)."""
+    if not _CODES:
+        _CODES.update((int(c), c) for c in ErrorCode)
+    return _CODES.get(value, default)
+
+
 class QStackError(Exception):
     """An error with a defined code. ``str(err)`` is ``"NAME (code): detail"``."""
 

@@ -63,7 +63,7 @@ import math
 import random
 from typing import Any, Mapping
 
-from qstack.core.errors import ErrorCode
+from qstack.core.errors import ErrorCode, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
     QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor, on, on_message,
@@ -969,7 +969,4 @@ _REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without t
 
 
 def _link_code(code: int) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:
-        return ErrorCode.LINK_REJECTED
+    return error_code(code, ErrorCode.LINK_REJECTED)

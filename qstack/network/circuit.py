@@ -66,7 +66,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
     QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, fast_constructor, on,
@@ -1186,9 +1186,4 @@ _cancel = CancelTimer
 _replace = replace
 
 
-def _code(value: int, default: ErrorCode) -> ErrorCode:
-    """``value`` as an ErrorCode, or ``default`` if it is not a defined one."""
-    try:
-        return ErrorCode(value)
-    except ValueError:
-        return default
+_code = error_code

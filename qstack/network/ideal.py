@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from qstack.core.errors import ErrorCode
+from qstack.core.errors import ErrorCode, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, LinkDown, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
     SendMessage, StartTimer, TimerFired, Undeliverable, on, on_message,
@@ -351,7 +351,4 @@ class IdealNetProtocol(Protocol):
 
 
 def _code(value: int) -> ErrorCode:
-    try:
-        return ErrorCode(value)
-    except ValueError:
-        return ErrorCode.NET_CIRCUIT_TORN_DOWN
+    return error_code(value, ErrorCode.NET_CIRCUIT_TORN_DOWN)

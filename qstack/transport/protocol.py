@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     Action, CancelTimer, Deliver, Fail, OperationDone, PeerDown, PeerUp, Protocol, SendMessage,
     StartTimer, Submit, TimerFired, Undeliverable, on, on_message,
@@ -996,10 +996,7 @@ class TeleportTransport(Protocol):
         st = self.conns.get(conn)
         if st is None:
             return out      # never answer an Rst (with an Rst or anything else)
-        try:
-            code = ErrorCode(msg.code)
-        except ValueError:
-            code = ErrorCode.TRANSPORT_CLOSED
+        code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
         if st.phase is _SYN_SENT:
             out.append(CancelTimer(("connect", conn)))
             self._fail_token(st.connect_token, code, msg.detail, None, out)
@@ -1046,10 +1043,7 @@ class TeleportTransport(Protocol):
                     if op.acked >= op.number and not op.need:
                         self._finish_op(op, out)
                 else:
-                    try:
-                        code = ErrorCode(msg.code)
-                    except ValueError:
-                        code = ErrorCode.TRANSPORT_CLOSED
+                    code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
                     self._fail_op(op, code, f"item {msg.seq} was lost at {src} after it was "
                                             "sent", True, out)
         self._pump(st, now_ns, out)
