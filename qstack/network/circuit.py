@@ -394,7 +394,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on(NetCancel)
-    def _cancel(self, ev: NetCancel, now_ns: int) -> list:
+    def CancelTimer(self, ev: NetCancel, now_ns: int) -> list:
         out: list = []
         r = self.requests.get(ev.request_id)
         if r is not None:
@@ -479,7 +479,7 @@ class QnpProtocol(Protocol):
             except QStackError as exc:
                 return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, False,
                                                         int(exc.code), exc.detail))]
-            s = _replace(s, link_labels=s.link_labels + (label,))
+            s = replace(s, link_labels=s.link_labels + (label,))
             self._install(s)
             return [SendMessage(nxt, s)]
         # tail: installed and active at once (it creates no link pairs)
@@ -505,7 +505,7 @@ class QnpProtocol(Protocol):
             if c.index == 0:
                 r = self.requests.get(c.request_id)
                 if r is not None:
-                    self._finish_request(r, _code(m.code, ErrorCode.NET_REJECTED), m.detail,
+                    self._finish_request(r, error_code(m.code, ErrorCode.NET_REJECTED), m.detail,
                                          out)
             return out
         c.phase = TRANSITIONS.next(c.phase, "Confirm")
@@ -636,8 +636,8 @@ class QnpProtocol(Protocol):
             c.busy[(_LEFT, pl.seq)] = []
             c.busy[(_RIGHT, pr.seq)] = []
             if c.cutoff_ns:
-                out.append(_cancel(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
-                out.append(_cancel(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
+                out.append(CancelTimer(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
+                out.append(CancelTimer(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
             out.append(self.start_op(BellMeasure(pl.qubit, pr.qubit),
                                      _Swap(c.head, c.cid, pl, pr)))
 
@@ -760,7 +760,7 @@ class QnpProtocol(Protocol):
                 h = zlib.crc32(f"{ok.pair_id}/{self.node}".encode())
                 basis = "Z" if h & 1 else "X"
             ops = ops + [Measure(ok.qubit, basis)]
-            ok = _replace(ok, basis=basis)
+            ok = replace(ok, basis=basis)
         self.stats["delivered"] += 1
         if not ops:
             out.append(Deliver(ok))
@@ -831,7 +831,7 @@ class QnpProtocol(Protocol):
         where, info = self._locate(c, src, m.link_seq, m)
         if where == "swapped":
             side, (oside, oseq, *_rest) = info
-            out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+            out.append(SendMessage(c.neighbour(oside), replace(m, link_seq=oseq)))
         elif where == "held":
             _, p = info
             p.far = m.far_end
@@ -857,7 +857,7 @@ class QnpProtocol(Protocol):
             c.swaps.pop((oside, oseq), None)
             # the answer will come back from the far side: pass it on to here
             c.gone[(oside, oseq)] = (side, m.link_seq)
-            out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+            out.append(SendMessage(c.neighbour(oside), replace(m, link_seq=oseq)))
             self._refill(c, now_ns, out)
         elif where == "broken":
             # the answer to a break (or a break crossing ours): the segment's
@@ -866,7 +866,7 @@ class QnpProtocol(Protocol):
             del c.gone[(side, m.link_seq)]
             if rec is not None:
                 oside, oseq = rec
-                out.append(SendMessage(c.neighbour(oside), _replace(m, link_seq=oseq)))
+                out.append(SendMessage(c.neighbour(oside), replace(m, link_seq=oseq)))
         elif where == "held":
             side, p = info
             # the segment's other end: discard, and answer so that every node on
@@ -912,7 +912,7 @@ class QnpProtocol(Protocol):
             out.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
             out.append(QuantumOp(None, Discard(p.qubit)))
         if c.cutoff_ns and 0 < c.index < c.n_links:
-            out.append(_cancel(("qnp.cut", c.head, c.cid, side, seq)))
+            out.append(CancelTimer(("qnp.cut", c.head, c.cid, side, seq)))
         if notify:
             # a break: the other end answers with a SegmentExpire back
             c.gone[(side, seq)] = None
@@ -960,13 +960,13 @@ class QnpProtocol(Protocol):
                     r.circuit = None
                     out.append(StartTimer(("qnp.reopen", r.request_id), self.link_retry_ns))
                     return
-                self._finish_request(r, _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
+                self._finish_request(r, error_code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN),
                                      m.detail, out)
         elif c.index == c.n_links and m.code and c.delivered < c.number and not m.failed_a:
             # (after a link failure the head routes around it: the tail is told
             # nothing, it will get the remaining pairs over the new circuit)
             out.append(Deliver(NetErr(c.request_id, c.head,
-                                      _code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
+                                      error_code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
                                       c.app_tag)))
 
     def _teardown_here(self, c: _Circuit, code: ErrorCode, detail: str, now_ns: int,
@@ -999,7 +999,7 @@ class QnpProtocol(Protocol):
                                       to=self.link_service))
                     out.append(QuantumOp(None, Discard(p.qubit)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:
-                    out.append(_cancel(("qnp.cut", c.head, c.cid, side, p.seq)))
+                    out.append(CancelTimer(("qnp.cut", c.head, c.cid, side, p.seq)))
             c.held[side].clear()
         # labels stay mapped until late link-layer OKs have been discarded: the
         # mapping points at a circuit that is no longer in self.circuits.
@@ -1011,7 +1011,7 @@ class QnpProtocol(Protocol):
         """End request ``r`` at the head: error (``code``) or complete (None)."""
         self.requests.pop(r.request_id, None)
         if r.req.max_time_ns:
-            out.append(_cancel(("qnp.req", r.request_id)))
+            out.append(CancelTimer(("qnp.req", r.request_id)))
         c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
         if c is not None:
             msg = CircuitTeardown(c.cid, c.head, int(code or 0), detail[:256], "", "")
@@ -1081,7 +1081,7 @@ class QnpProtocol(Protocol):
             ok, rest = ctx.ok, ctx.rest
             if not rest:
                 if ok.outcome is None and isinstance(outcome, int) and ok.basis is not None:
-                    ok = _replace(ok, outcome=outcome, qubit=None)
+                    ok = replace(ok, outcome=outcome, qubit=None)
                 return [Deliver(ok)]
             return [self.start_op(rest[0], _Finish(ok, rest[1:]))]
         return []      # not pending (withdrawn), or its answer is ignored (_IGNORED)
@@ -1180,10 +1180,3 @@ class QnpProtocol(Protocol):
         self._by_label.clear()
         self._labels_used.clear()
         self._ops.clear()
-
-
-_cancel = CancelTimer
-_replace = replace
-
-
-_code = error_code

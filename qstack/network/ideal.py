@@ -294,7 +294,7 @@ class IdealNetProtocol(Protocol):
         out: list = []
         o = self.opens.get((m.head, m.request_id))
         if o is not None and o.remote == src:
-            self._end(o, _code(m.code), f"ended by {src}", out, tell=False)
+            self._end(o, error_code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), f"ended by {src}", out, tell=False)
         for _seq, h, _t in self._orphans.pop((m.head, m.request_id), ()):
             out.append(QuantumOp(None, Discard(h.qubit)))
         return out
@@ -347,8 +347,3 @@ class IdealNetProtocol(Protocol):
                 self._end(o, ErrorCode.NET_NO_ROUTE, f"cannot reach {ev.dst}: {ev.detail}", out,
                           tell=False)
         return out
-
-
-
-def _code(value: int) -> ErrorCode:
-    return error_code(value, ErrorCode.NET_CIRCUIT_TORN_DOWN)
