@@ -129,6 +129,14 @@ class _FieldCodec:
         fast test did not pass, to accept it or to say exactly why not)."""
         _check_value(self.tp, value, self)
 
+    def len_limit(self, tp: Any) -> int:
+        """The most items (``str``: characters, ``bytes``: bytes, an array:
+        elements) a value of ``tp`` may have in this field: ``max_len``, or
+        the wire's default (``specs/wire.md``)."""
+        if self.max_len is not None:
+            return self.max_len
+        return MAX_MESSAGE_BYTES if tp is bytes else _DEFAULT_MAX_LEN
+
     def check_range(self, value: Any) -> None:
         if self.min is not None and value < self.min:
             raise self._fail(ErrorCode.OUT_OF_RANGE, f"{value!r} < minimum {self.min}")
@@ -220,7 +228,7 @@ def _from_wire(tp: Any, raw: Any, fc: _FieldCodec) -> Any:
         if not isinstance(raw, list):
             raise fc._fail(ErrorCode.BAD_FIELD, "expected an array")
         if len(args) == 2 and args[1] is Ellipsis:
-            limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+            limit = fc.len_limit(tuple)
             if len(raw) > limit:
                 raise fc._fail(ErrorCode.OUT_OF_RANGE, f"{len(raw)} items > {limit}")
             return tuple(_from_wire(args[0], v, fc) for v in raw)
@@ -251,14 +259,14 @@ def _scalar_from_wire(inner: Any, raw: Any, fc: _FieldCodec) -> Any:
     if inner is str:
         if type(raw) is not str:
             raise fc._fail(ErrorCode.BAD_FIELD, "expected a string")
-        limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+        limit = fc.len_limit(str)
         if len(raw) > limit:
             raise fc._fail(ErrorCode.OUT_OF_RANGE, f"string of {len(raw)} chars > {limit}")
         return raw
     if inner is bytes:
         if type(raw) is not bytes:
             raise fc._fail(ErrorCode.BAD_FIELD, "expected bytes")
-        limit = fc.max_len if fc.max_len is not None else MAX_MESSAGE_BYTES
+        limit = fc.len_limit(bytes)
         if len(raw) > limit:
             raise fc._fail(ErrorCode.OUT_OF_RANGE, f"{len(raw)} bytes > {limit}")
         return raw
@@ -297,7 +305,7 @@ def _check_value(tp: Any, value: Any, fc: _FieldCodec) -> None:
         if not isinstance(value, tuple):
             raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a tuple, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
-            limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+            limit = fc.len_limit(tuple)
             if len(value) > limit:
                 raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{len(value)} items > {limit}")
             for v in value:
@@ -336,14 +344,14 @@ def _check_scalar(inner: Any, value: Any, fc: _FieldCodec) -> None:
     if inner is str:
         if not isinstance(value, str):
             raise fc._refuse(ErrorCode.BAD_FIELD, f"expected a string, got {type(value).__name__}")
-        limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+        limit = fc.len_limit(str)
         if len(value) > limit:
             raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"string of {len(value)} chars > {limit}")
         return
     if inner is bytes:
         if not isinstance(value, bytes):
             raise fc._refuse(ErrorCode.BAD_FIELD, f"expected bytes, got {type(value).__name__}")
-        limit = fc.max_len if fc.max_len is not None else MAX_MESSAGE_BYTES
+        limit = fc.len_limit(bytes)
         if len(value) > limit:
             raise fc._refuse(ErrorCode.OUT_OF_RANGE, f"{len(value)} bytes > {limit}")
         return
@@ -379,7 +387,7 @@ def _fast_test(tp: Any, v: str, fc: _FieldCodec, ns: dict, key: str) -> str:
         args = typing.get_args(inner)
         if len(args) == 2 and args[1] is Ellipsis:
             # An array of any length: a generated loop over its items.
-            limit = fc.max_len if fc.max_len is not None else _DEFAULT_MAX_LEN
+            limit = fc.len_limit(tuple)
             item = _fast_test(args[0], "_x", fc, ns, f"{key}_x")
             exec(f"def {key}_all(_v):\n"
                  f"    if _v.__class__ is not tuple or len(_v) > {int(limit)}:\n"
@@ -407,9 +415,7 @@ def _fast_test(tp: Any, v: str, fc: _FieldCodec, ns: dict, key: str) -> str:
     if inner is bool:
         return f"{v}.__class__ is bool"
     if inner in (str, bytes):
-        default = _DEFAULT_MAX_LEN if inner is str else MAX_MESSAGE_BYTES
-        limit = fc.max_len if fc.max_len is not None else default
-        return f"({v}.__class__ is {inner.__name__} and len({v}) <= {int(limit)})"
+        return f"({v}.__class__ is {inner.__name__} and len({v}) <= {int(fc.len_limit(inner))})"
     return "False"
 
 
@@ -482,23 +488,10 @@ def _wire_source(cls: type, ns: dict) -> str:
             dec.append(f"    {v} = _r{i}({v})\n")
             continue
         enc.append(f"float(_qm.{fc.name})" if tp is float else f"_qm.{fc.name}")
-        if tp is int or tp is float:
-            test = f"_v.__class__ is {tp.__name__}"
-            if fc.min is not None:
-                ns[f"_lo{i}"] = fc.min
-                test += f" and {v} >= _lo{i}"
-            if fc.max is not None:
-                ns[f"_hi{i}"] = fc.max
-                test += f" and {v} <= _hi{i}"
-            if tp is float:
-                test += f" and {v} == {v}"           # (not NaN)
-        elif tp is bool:
-            test = f"_v.__class__ is bool"
-        else:
-            limit = fc.max_len if fc.max_len is not None else \
-                (_DEFAULT_MAX_LEN if tp is str else MAX_MESSAGE_BYTES)
-            test = f"_v.__class__ is {tp.__name__} and len({v}) <= {int(limit)}"
-        test = test.replace("_v.__class__", f"{v}.__class__")
+        # a scalar's wire value is its Python value: the constructor's test
+        # fits (an int for a float field fails it and goes to the codec,
+        # which converts it)
+        test = _fast_test(tp, v, fc, ns, f"_q{i}")
         dec.append(f"    if not ({test}): {v} = _r{i}({v})\n")
     ns["_TC"], ns["_VER"] = cls.TYPE_CODE, cls.VERSION
     unpack = f"    {', '.join(names)}, = _qvalues\n" if names else ""
