@@ -69,14 +69,12 @@ class ErrorCode(IntEnum):
     EMU_PEER_GONE = 600      # a peer process disappeared
 
 
-_CODES: dict = {}       # int -> ErrorCode (ErrorCode(x) without the enum call's cost)
+_CODES = {int(code): code for code in ErrorCode}    # (ErrorCode(x) without its ValueError)
 
 
 def error_code(value: int, default: "ErrorCode") -> "ErrorCode":
     """``value`` (a code from a message) as an :class:`ErrorCode`, or
     ``default`` if it is not a defined one (a newer peer's code, say)."""
-    if not _CODES:
-        _CODES.update((int(c), c) for c in ErrorCode)
     return _CODES.get(value, default)
 
 

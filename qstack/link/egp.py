@@ -883,8 +883,7 @@ class EGP(Protocol):
         link = self.links.get(ev.peer)
         if link is not None:
             link.link_down = False
-            if not link.session_down and link.phase is _DOWN:
-                link.reset()         # afresh: both ends start from qid 0, seq 0
+            _maybe_back(link)
         return []
 
     @on(PeerUp)
@@ -892,8 +891,7 @@ class EGP(Protocol):
         link = self.links.get(ev.peer)
         if link is not None:
             link.session_down = False
-            if not link.link_down and link.phase is _DOWN:
-                link.reset()
+            _maybe_back(link)
         return []
 
     def _go_down(self, link: LinkState, reason: str) -> list:
@@ -966,6 +964,13 @@ def _invalid(req: CreateRequest, cid: int) -> str:
 
 _REQUEST_TYPES = frozenset(int(t) for t in RequestType)
 _REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without the enum call
+
+
+def _maybe_back(link: LinkState) -> None:
+    """The link and the session with its peer both up again: the link starts
+    afresh (both ends from qid 0, seq 0)."""
+    if not link.link_down and not link.session_down and link.phase is _DOWN:
+        link.reset()
 
 
 def _link_code(code: int) -> ErrorCode:
