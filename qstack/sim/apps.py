@@ -411,7 +411,7 @@ class IdealNetwork:
     @property
     def made(self) -> int:
         """Pairs made so far on the virtual links (heralded, whether delivered or not)."""
-        return sum(link.station.pairs_heralded for link in self.net._virtual.values())
+        return sum(link.station.pairs_heralded for link in self.net.virtual_links())
 
     def expire(self, key: tuple, reason: str = "test", at: str | None = None) -> None:
         """Lose pair ``key`` = (head, request id, seq) at both ends: node

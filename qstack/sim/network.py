@@ -152,7 +152,8 @@ class SimNetwork(RuntimeDriver):
         self._routes: dict[tuple[str, str], tuple] = {}
         self.faults: list[tuple[int, str, tuple]] = []  # (time ns, what, nodes) as they happened
         self._virtual_model: Callable | None = None
-        self._virtual: dict[frozenset, SimLink] = {}   # virtual links (add_virtual_links)
+        # virtual links (add_virtual_links), as _adj: node -> other node -> link
+        self._virtual: dict[str, dict[str, SimLink]] = {}
 
     # ------------------------------------------------------------------ build
     def add_node(self, name: str, hardware: NodeHardware | None = None,
@@ -210,9 +211,12 @@ class SimNetwork(RuntimeDriver):
         carries no messages and is in no topology."""
         self._virtual_model = model_for
 
+    def virtual_links(self) -> list[SimLink]:
+        """The virtual links made so far (each once)."""
+        return [link for a, peers in self._virtual.items() for b, link in peers.items() if a < b]
+
     def _virtual_link(self, a: str, b: str) -> SimLink | None:
-        pair = frozenset((a, b))
-        link = self._virtual.get(pair)
+        link = self._virtual.get(a, _NO_LINKS).get(b)
         if link is None and self._virtual_model is not None and a != b \
                 and a in self.nodes and b in self.nodes:
             a, b = sorted((a, b))
@@ -227,7 +231,8 @@ class SimNetwork(RuntimeDriver):
                 (a, b), model, self.engine, (self.nodes[a].device, self.nodes[b].device),
                 self.sim, self._herald_arrives, self.sim.rng(name),
                 self.sim.rng(f"{name}:attempts"), self.formalism, delay)
-            self._virtual[pair] = link
+            self._virtual.setdefault(a, {})[b] = link
+            self._virtual.setdefault(b, {})[a] = link
         return link
 
     def add_protocol(self, node: str, protocol: Protocol) -> Protocol:
@@ -495,7 +500,7 @@ class SimNetwork(RuntimeDriver):
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int | None,
                          op: CancelEntangle) -> None:
-        link = self._virtual.get(frozenset((node.name, op.peer))) if op.virtual else \
+        link = self._virtual.get(node.name, _NO_LINKS).get(op.peer) if op.virtual else \
             self._adj.get(node.name, _NO_LINKS).get(op.peer)
         if link is not None and link.station is not None:
             link.station.cancel(0 if node is link.ends[0] else 1, op.key)
@@ -531,9 +536,8 @@ class SimNetwork(RuntimeDriver):
             if link.station is not None:
                 link.station.drop_side(link.side_of(name))
             link.epoch += 1
-        for pair, link in self._virtual.items():
-            if name in pair:
-                link.station.drop_side(link.side_of(name))
+        for link in self._virtual.get(name, _NO_LINKS).values():
+            link.station.drop_side(link.side_of(name))
         node.crash()                # (its listeners, the socket API, are told)
         node.device.reset()
         self._topology_changed()
