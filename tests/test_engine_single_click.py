@@ -256,11 +256,11 @@ def test_single_click_pairs_waiting_and_swapped_agree_with_dm_and_the_reference(
 
 # ------------------------------------------------------------ 4. in the simulator
 
-def run_link(model, formalism, t1, t2, n=60, f_min=0.25, seed=5):
+def run_link(model, formalism, t1, t2, n=60, f_min=0.25, seed=5, slots=4):
     """n single-click pairs between a and b; (alpha, the OKs at a, each pair's
     fidelity to its announced Bell state in the engine when the second end's OK
     arrives, after both halves' waits in memory)."""
-    hw = NodeHardware(num_qubits=4, t1_ns=t1, t2_ns=t2)
+    hw = NodeHardware(num_qubits=slots, t1_ns=t1, t2_ns=t2)
     net = SimNetwork(seed=seed, formalism=formalism)
     for node in ("a", "b"):
         net.add_node(node, hw)
@@ -344,19 +344,8 @@ def test_a_heralded_state_outside_the_family_is_made_as_a_density_matrix_in_bd()
     rho = model.heralded_state(0, 2)
     fids = {}
     for formalism in ("bd", "dm"):
-        hw = NodeHardware(num_qubits=2, t1_ns=t1, t2_ns=t2)
-        net = SimNetwork(seed=2, formalism=formalism)
-        for node in ("a", "b"):
-            net.add_node(node, hw)
-        net.add_link("a", "b", model=model)
-        shared, recs = {}, {}
-        for node, peer in (("a", "b"), ("b", "a")):
-            net.add_protocol(node, EGP(node, {peer: model}, hardware=hw))
-            recs[node] = net.add_protocol(node, FidelityProbe(node, net, shared))
-        net.submit("a", CreateRequest("b", number=5, min_fidelity=0.3), to="link.egp")
-        net.run()
-        assert len(recs["a"].oks) == 5
-        fids[formalism] = recs["a"].fids + recs["b"].fids
+        _, _, fids[formalism] = run_link(model, formalism, t1, t2, n=5, f_min=0.3, seed=2,
+                                         slots=2)
     ref = wait(wait(rho, 0, delay, t1, t2), 1, delay, t1, t2)
     f = float(np.real(BELL[2] @ ref @ BELL[2]))
     np.testing.assert_allclose(fids["bd"], fids["dm"], atol=TOL, rtol=0)
