@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qstack.config import NetworkSpec, load_network, network_from_dict
 
@@ -99,26 +99,26 @@ def _routing_figures(model: Any, egp: Any, peer: str) -> tuple[float, float]:
     return min(1.0, max(0.0, best)), max(rate, 1e-9)
 
 
-def build_network(network: Any, seed: int = 1, formalism: str | None = None,
-                  network_layer: str = "qnp", ideal_fidelity: float = 1.0,
-                  ideal_interval_ns: int = 1_000_000, cutoff_ns: int | None = None,
-                  purify: bool = False) -> Any:
-    """A :class:`~qstack.sim.network.SimNetwork` with the full stack on every node.
+def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
+                cutoff_ns: int | None = None, purify: bool = False,
+                ideal: Any = None) -> tuple[Callable[[str], list], Any]:
+    """What every driver builds a node from: ``(stack, topology)``, where
+    ``stack(name)`` returns node ``name``'s protocols, bottom first (fresh
+    ones on every call: at the start and whenever the node restarts after a
+    crash), and ``topology`` is the routing topology the network layer starts
+    from (None for the ideal layer).
 
-    ``network_layer``: "qnp" (link layer + end-to-end circuits) or "ideal".
-    ``cutoff_ns``: the link layer's memory cut-off (None: none).
-    ``purify``: stack ``network.purify`` (DEJMPS recurrence) between the link
-    layer and the circuits, which then ask for purified links wherever a
-    request's fidelity needs more than a link gives raw.
+    The simulator (:func:`build_network`) and the emulation's node daemons
+    (:mod:`qstack.emu.daemon`) both call this, so a node runs the same
+    protocols, configured the same way, under either driver. ``network_layer``
+    "qnp" (link layer, optional purification, end-to-end circuits) or "ideal"
+    (``ideal``: the simulator's :class:`~qstack.sim.apps.IdealNetwork`).
     """
-    from qstack.sim.network import SimNetwork
-    from qstack.transport.protocol import TeleportTransport
-
     spec = _as_spec(network)
-    formalism = formalism or spec.formalism
-    net = SimNetwork(seed=seed, formalism=formalism, jitter_ns=spec.jitter_ns)
     if network_layer not in ("qnp", "ideal"):
         raise ValueError(f"network_layer: expected 'qnp' or 'ideal', got {network_layer!r}")
+    if network_layer == "ideal" and ideal is None:
+        raise ValueError("network_layer='ideal' needs the driver's ideal network (ideal=...)")
     # What every node is configured with (computed once, shared read-only:
     # each node's protocols keep their own state and their own view).
     peers = {name: {peer: link.model for peer, link in spec.neighbours(name).items()}
@@ -140,16 +140,8 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
             topo.add_link(link.a, link.b, fidelity=fid, rate_hz=rate, length_km=link.length_km)
         raw = {name: {peer: probes[name].best_fidelity(peer) for peer in peers[name]}
                for name in spec.nodes} if purify else None
-    else:
-        from qstack.sim.apps import IdealNetwork
-
-        ideal = IdealNetwork(net, fidelity=ideal_fidelity, interval_ns=ideal_interval_ns,
-                             random_interval=True)
-        net.ideal = ideal
 
     def stack(name: str) -> list:
-        """Node ``name``'s protocols, bottom first: built at the start and
-        again, fresh, whenever the node restarts after a crash."""
         from qstack.transport.protocol import TeleportTransport
 
         hardware = spec.nodes[name].hardware
@@ -168,11 +160,42 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
             protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service))
             below = "network.qnp"
         else:
-            protos = [net.ideal.protocol(name)]
+            protos = [ideal.protocol(name)]
             below = "network.ideal"
         protos.append(TeleportTransport(name, network=below))
         return protos
 
+    return stack, topo
+
+
+def build_network(network: Any, seed: int = 1, formalism: str | None = None,
+                  network_layer: str = "qnp", ideal_fidelity: float = 1.0,
+                  ideal_interval_ns: int = 1_000_000, cutoff_ns: int | None = None,
+                  purify: bool = False) -> Any:
+    """A :class:`~qstack.sim.network.SimNetwork` with the full stack on every node.
+
+    ``network_layer``: "qnp" (link layer + end-to-end circuits) or "ideal".
+    ``cutoff_ns``: the link layer's memory cut-off (None: none).
+    ``purify``: stack ``network.purify`` (DEJMPS recurrence) between the link
+    layer and the circuits, which then ask for purified links wherever a
+    request's fidelity needs more than a link gives raw.
+    """
+    from qstack.sim.network import SimNetwork
+
+    spec = _as_spec(network)
+    formalism = formalism or spec.formalism
+    net = SimNetwork(seed=seed, formalism=formalism, jitter_ns=spec.jitter_ns)
+    if network_layer not in ("qnp", "ideal"):
+        raise ValueError(f"network_layer: expected 'qnp' or 'ideal', got {network_layer!r}")
+    ideal = None
+    if network_layer == "ideal":
+        from qstack.sim.apps import IdealNetwork
+
+        ideal = IdealNetwork(net, fidelity=ideal_fidelity, interval_ns=ideal_interval_ns,
+                             random_interval=True)
+        net.ideal = ideal
+    stack, topo = node_stacks(spec, seed=seed, network_layer=network_layer, cutoff_ns=cutoff_ns,
+                              purify=purify, ideal=ideal)
     for name, node in spec.nodes.items():
         net.add_node(name, node.hardware, stack=lambda name=name: stack(name))
     for link in spec.links:

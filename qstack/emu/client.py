@@ -1,0 +1,297 @@
+"""Applications against an emulated network: :func:`connect` and :class:`EmuRuntime`.
+
+The socket API (:mod:`qstack.transport.socket`) is written against
+:class:`~qstack.transport.runtime.TransportRuntime`; :class:`EmuRuntime` is
+that runtime in real time, over a connection to the node's daemon
+(``kind="app"``): requests go to the daemon's transport protocol and its
+indications come back; local quantum operations are sent, in order, for the
+physics server (a gate returns at once, a measurement waits for its outcome:
+one round trip); a new qubit's reference is chosen here, so ``ctx.qubit()``
+answers at once (a full memory is then reported by the next operation that
+waits, as a queued operation's failure is). Times are integer nanoseconds of
+the network's model clock (real time divided by the run's time scale).
+
+``qstack run NODE APP.py`` runs ``APPS[NODE]`` of a file through
+:func:`run_app`; a plain trio program uses ``async with qstack.connect("alice")
+as ctx:``. The same application function runs under ``qstack.simulate`` and
+here, unchanged.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import numpy as np
+import trio
+
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.emu.messages import (
+    CHOSEN_REF_BASE, INDICATIONS, AppWelcome, PhysResult, PhysSettle, event_from_wire,
+    op_to_wire, request_to_wire,
+)
+from qstack.emu.runfile import RunFile, channel_api
+from qstack.physical.ops import Allocate
+from qstack.transport.runtime import TransportRuntime
+from qstack.transport.socket import NodeContext, TransportClient
+
+__all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app"]
+
+APP_REF_BITS = 24
+
+
+class TrioFuture:
+    """A future for the socket API under trio (``done``, ``result``,
+    ``set_result``, ``set_exception``; awaited through :meth:`EmuRuntime.wait`)."""
+
+    __slots__ = ("_event", "_value", "_error", "_done")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> Any:
+        if not self._done:
+            raise RuntimeError("the future is not done")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def set_result(self, value: Any) -> None:
+        if not self._done:
+            self._value, self._done = value, True
+            self._event.set()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._done:
+            self._error, self._done = exc, True
+            self._event.set()
+
+    def __await__(self):
+        return self._wait().__await__()
+
+    async def _wait(self) -> Any:
+        await self._event.wait()
+        return self.result()
+
+
+class EmuRuntime(TransportRuntime):
+    """Node ``welcome.node``'s runtime for an application process (see the module doc)."""
+
+    def __init__(self, channel: Any, welcome: AppWelcome, nursery: Any) -> None:
+        self.channel = channel
+        self.node = welcome.node
+        self.epoch_ns = welcome.epoch_ns
+        self.time_scale = welcome.time_scale
+        self.seed = welcome.seed
+        self.app_id = welcome.app_id
+        self._nursery = nursery
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._requests = 0
+        self._waiting: dict[int, Any] = {}       # request -> future or failed-callback
+        self._refs = 0
+        self._alloc_failures: list[QStackError] = []
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel(float("inf"))
+        self.closed: QStackError | None = None
+
+    # ------------------------------------------------------------------ clock
+    def now_ns(self) -> int:
+        import time
+
+        return int((time.monotonic_ns() - self.epoch_ns) / self.time_scale)
+
+    def _real_s(self, model_ns: int) -> float:
+        return model_ns * self.time_scale / 1e9
+
+    async def sleep(self, delay_ns: int) -> None:
+        await trio.sleep(max(0.0, self._real_s(delay_ns)))
+
+    async def _until(self, model_ns: int) -> None:
+        wait = model_ns - self.now_ns()
+        if wait > 0:
+            await trio.sleep(self._real_s(wait))
+
+    def future(self) -> TrioFuture:
+        return TrioFuture()
+
+    async def wait(self, future: Any, timeout_ns: int | None) -> Any:
+        if timeout_ns is None or timeout_ns >= (1 << 62):
+            return await future
+        with trio.move_on_after(max(0.0, self._real_s(timeout_ns))):
+            return await future
+        raise TimeoutError(f"no answer within {timeout_ns} ns")
+
+    # ------------------------------------------------------------------ requests
+    def _send(self, msg: Any) -> None:
+        if self.closed is not None:
+            raise QStackError(ErrorCode.TRANSPORT_NODE_DOWN,
+                              f"the connection to {self.node}'s daemon is gone: {self.closed}")
+        self._outbox_send.send_nowait(msg)
+
+    def submit(self, request: Any) -> None:
+        self._send(request_to_wire(request))
+
+    def subscribe(self, callback: Callable[[Any], None]) -> None:
+        self._callbacks.append(callback)
+
+    def _request_id(self) -> int:
+        self._requests += 1
+        return self._requests
+
+    def allocate(self) -> Any:
+        if self._refs >= (1 << APP_REF_BITS) - 1:
+            raise QStackError(ErrorCode.MEMORY_FULL, "this application made 2**24 qubits")
+        self._refs += 1
+        ref = CHOSEN_REF_BASE + (self.app_id << APP_REF_BITS) + self._refs
+        request = self._request_id()
+        self._waiting[request] = self._alloc_failures.append
+        self._send(op_to_wire(Allocate(), request, queued=True, chosen_ref=ref))
+        return ref
+
+    def enqueue(self, op: Any, failed: Callable[[Any], None] | None = None) -> None:
+        request = self._request_id()
+        self._waiting[request] = failed if failed is not None else (lambda err: None)
+        self._send(op_to_wire(op, request, queued=True))
+
+    async def _ask(self, msg_for: Callable[[int], Any]) -> PhysResult:
+        request = self._request_id()
+        fut = TrioFuture()
+        self._waiting[request] = fut
+        self._send(msg_for(request))
+        result: PhysResult = await fut
+        return result
+
+    def _raise_alloc_failure(self) -> None:
+        if self._alloc_failures:
+            raise self._alloc_failures.pop(0)
+
+    async def outcome(self, op: Any) -> Any:
+        result = await self._ask(lambda r: op_to_wire(op, r, queued=True))
+        self._raise_alloc_failure()
+        await self._until(result.done_ns)
+        if not result.ok:
+            raise QStackError(result.code, result.detail)
+        return result.value
+
+    async def settle(self) -> None:
+        result = await self._ask(lambda r: PhysSettle(r))
+        self._raise_alloc_failure()
+        await self._until(result.done_ns)
+
+    def rng(self) -> Any:
+        return np.random.default_rng([self.seed, self.app_id])
+
+    # ------------------------------------------------------------------ the connection
+    async def pump(self) -> None:
+        """Carry messages both ways until the connection ends (a task)."""
+        async def writer() -> None:
+            async for msg in self._outbox_recv:
+                await self.channel.send(msg)
+
+        _open, _accept, ChannelClosed = channel_api()
+        try:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(writer)
+                try:
+                    async for msg in self.channel:
+                        self._arrived(msg)
+                finally:
+                    inner.cancel_scope.cancel()
+        except QStackError as err:
+            self.closed = err
+        if self.closed is None:
+            self.closed = QStackError(ErrorCode.EMU_PEER_GONE,
+                                      f"{self.node}'s daemon closed the connection")
+        self._fail_all()
+
+    def _arrived(self, msg: Any) -> None:
+        cls = msg.__class__
+        if cls is PhysResult:
+            waiter = self._waiting.pop(msg.request, None)
+            if waiter is None:
+                return
+            if isinstance(waiter, TrioFuture):
+                waiter.set_result(msg)
+            elif not msg.ok:
+                waiter(QStackError(msg.code, msg.detail))
+            return
+        if cls in INDICATIONS:
+            ev = event_from_wire(msg)
+            for cb in list(self._callbacks):
+                cb(ev)
+
+    def _fail_all(self) -> None:
+        """The daemon is gone: every waiter learns it; the sockets see their node down."""
+        from qstack.core.runtime import NodeDown
+
+        err = QStackError(ErrorCode.TRANSPORT_NODE_DOWN, f"{self.node}'s daemon is gone")
+        for waiter in list(self._waiting.values()):
+            if isinstance(waiter, TrioFuture):
+                waiter.set_exception(err)
+        self._waiting.clear()
+        for cb in list(self._callbacks):
+            cb(NodeDown(self.node))
+
+    async def aclose(self) -> None:
+        await self.channel.aclose()
+
+
+@asynccontextmanager
+async def connect(node: str, run: str | RunFile | None = None,
+                  app: str | None = None) -> AsyncIterator[NodeContext]:
+    """``async with qstack.connect("alice") as ctx:`` — a
+    :class:`~qstack.transport.socket.NodeContext` of node ``node`` of the
+    emulated network that ``qstack net up`` started (its run file ``run``,
+    default :func:`qstack.emu.runfile.default_path`), for a trio program.
+    On leaving the block what the application still holds is released
+    (sockets aborted, qubits freed; ``ctx.result`` kept, if set) and the
+    connection closed."""
+    run = run if isinstance(run, RunFile) else RunFile.load(run)
+    if node not in run.nodes:
+        raise QStackError(ErrorCode.BAD_CONFIG,
+                          f"no node {node!r} in the running network "
+                          f"(nodes: {', '.join(sorted(run.nodes))})")
+    open_channel, _accept, _closed = channel_api()
+    async with trio.open_nursery() as nursery:
+        ch = await open_channel(run.host, run.nodes[node], name=app or node, kind="app",
+                                secret=run.secret_bytes, nursery=nursery,
+                                keepalive_s=run.keepalive_s, dead_after_s=run.dead_after_s)
+        try:
+            welcome = await ch.receive()
+            if welcome.__class__ is not AppWelcome:
+                raise QStackError(ErrorCode.UNEXPECTED_EVENT,
+                                  f"{node}'s daemon answered {type(welcome).__name__}")
+            runtime = EmuRuntime(ch, welcome, nursery)
+            nursery.start_soon(runtime.pump)
+            ctx = NodeContext(runtime, TransportClient(runtime), app=app or node)
+            ctx.result = None
+            try:
+                yield ctx
+            finally:
+                if runtime.closed is None:
+                    with trio.CancelScope(shield=True):
+                        try:
+                            ctx.release_all(keep=ctx.result)
+                            with trio.move_on_after(5):
+                                await runtime.settle()
+                        except QStackError:
+                            pass
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    await ch.aclose()
+
+
+async def run_app(fn: Any, node: str, run: str | RunFile | None = None,
+                  app: str | None = None) -> Any:
+    """Run ``await fn(ctx)`` on node ``node`` of the emulated network and
+    return its result (the same function ``qstack.simulate`` runs); what it
+    leaves (but its result) is released when it ends, however it ends."""
+    async with connect(node, run, app) as ctx:
+        ctx.result = await fn(ctx)
+        return ctx.result

@@ -1,0 +1,301 @@
+"""Start, inspect and stop an emulated network on localhost (``qstack net ...``).
+
+:func:`net_up` starts the physics server and one node daemon per node, each
+its own process (``python -m qstack.emu.physics RUN`` / ``python -m
+qstack.emu.daemon RUN NODE``), on ports chosen free on 127.0.0.1, and writes
+the run file (:mod:`qstack.emu.runfile`) with the ports, the process ids and
+a fresh secret. It returns when every daemon answers a status query over an
+authenticated connection (so it has its stack, its listener and its
+connection to the physics server), or stops everything and raises
+:class:`LaunchError` naming the process that did not start and the end of
+its log. :func:`net_status` asks each daemon for its figures;
+:func:`net_down` stops every process (SIGTERM, then SIGKILL) and removes the
+run file. Processes' logs go to a directory beside the run file.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.emu.messages import NodeFault, NodeStatus, PhysLinkState, StatusQuery
+from qstack.emu.runfile import RunFile, channel_api, default_path
+
+__all__ = ["net_up", "net_down", "net_status", "LaunchError", "free_ports", "alive"]
+
+
+class LaunchError(QStackError):
+    """A process of the network did not start (``EMU_PEER_GONE``; the detail
+    names it and quotes its log)."""
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 now."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (and is not a zombie of ours)."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # a session of its own: Ctrl-C in the terminal reaches `qstack`, which
+    # stops them all in order, not each process half-way
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+
+
+def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int = 1,
+           time_scale: float = 1.0, formalism: str | None = None,
+           timeout_s: float = 30.0) -> RunFile:
+    """Start the network of ``network`` (a TOML file) on localhost; return
+    its run file once every node is ready (see the module doc)."""
+    from qstack.config import load_network
+
+    network = str(Path(network).resolve())
+    spec = load_network(network)            # a bad file fails here, before any process
+    target = Path(run_path) if run_path else default_path()
+    if target.exists():
+        try:
+            old = RunFile.load(target)
+            if any(alive(pid) for pid in old.pids.values()):
+                raise LaunchError(ErrorCode.EMU_PEER_GONE,
+                                  f"a network is already up with run file {target} "
+                                  "(`qstack net down` first, or --run another file)")
+        except (ValueError, KeyError, TypeError):
+            pass
+    names = list(spec.nodes)
+    ports = free_ports(len(names) + 1)
+    logs = target.parent / (target.stem + "-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    run = RunFile(network=network, secret=os.urandom(32).hex(), epoch_ns=time.monotonic_ns(),
+                  time_scale=float(time_scale), seed=int(seed), formalism=formalism,
+                  physics_port=ports[0], nodes=dict(zip(names, ports[1:])), logs=str(logs))
+    run.save(target)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        procs["physics"] = _spawn(["qstack.emu.physics", run.path], logs / "physics.log")
+        run.pids["physics"] = procs["physics"].pid
+        _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
+                   timeout_s)
+        for name in names:
+            procs[name] = _spawn(["qstack.emu.daemon", run.path, name], logs / f"{name}.log")
+            run.pids[name] = procs[name].pid
+        run.save(target)
+        pending = set(names)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for name in sorted(pending):
+                if procs[name].poll() is not None:
+                    raise LaunchError(ErrorCode.EMU_PEER_GONE,
+                                      f"node {name} did not start (exit {procs[name].returncode})"
+                                      f":\n{_tail(logs / f'{name}.log')}")
+            ready = trio.run(_ready, run, sorted(pending))
+            pending -= ready
+            if pending and time.monotonic() > deadline:
+                first = sorted(pending)[0]
+                raise LaunchError(ErrorCode.EMU_PEER_GONE,
+                                  f"node {first} not ready after {timeout_s:g} s "
+                                  f"({len(pending)} not ready):\n{_tail(logs / f'{first}.log')}")
+            if pending:
+                time.sleep(0.05)
+    except BaseException:
+        _stop(list(procs.values()))
+        target.unlink(missing_ok=True)
+        raise
+    return run
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise LaunchError(ErrorCode.EMU_PEER_GONE,
+                              f"{what} did not start (exit {proc.returncode}):\n{_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise LaunchError(ErrorCode.EMU_PEER_GONE,
+                              f"{what} not listening after {timeout_s:g} s:\n{_tail(log)}")
+        time.sleep(0.02)
+
+
+async def _ready(run: RunFile, names: list[str]) -> set[str]:
+    ready: set[str] = set()
+
+    async def one(name: str) -> None:
+        try:
+            with trio.move_on_after(1.0):
+                status = await _query(run, name)
+                if status is not None:
+                    ready.add(name)
+        except (QStackError, OSError):
+            pass
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(one, name)
+    return ready
+
+
+async def _query(run: RunFile, name: str) -> NodeStatus | None:
+    """Node ``name``'s status (raises the ``QStackError`` of a failed connection)."""
+    open_channel, _accept, _closed = channel_api()
+    box: list = []
+    async with trio.open_nursery() as nursery:
+        try:
+            ch = await open_channel(run.host, run.nodes[name], name="qstack-net",
+                                    kind="control", secret=run.secret_bytes, nursery=nursery,
+                                    connect_timeout_s=1.0)
+            try:
+                await ch.send(StatusQuery(1))
+                reply = await ch.receive()
+                box.append(reply if isinstance(reply, NodeStatus) else None)
+            finally:
+                await ch.aclose()
+        except (QStackError, OSError) as exc:
+            box.append(exc)
+        nursery.cancel_scope.cancel()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def net_status(run: RunFile) -> dict[str, Any]:
+    """Per node: its ``NodeStatus`` (up), or the reason it does not answer."""
+    async def all_status() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        async def one(name: str) -> None:
+            try:
+                with trio.fail_after(3.0):
+                    out[name] = await _query(run, name)
+            except (QStackError, OSError, trio.TooSlowError) as exc:
+                out[name] = exc
+
+        async with trio.open_nursery() as nursery:
+            for name in run.nodes:
+                nursery.start_soon(one, name)
+        return out
+
+    return trio.run(all_status)
+
+
+def net_fault(run: RunFile, kind: str, a: str, b: str = "") -> None:
+    """Apply a fault to the running network: ``kind`` "crash" (node ``a``'s
+    daemon killed, SIGKILL), "restart" (node ``a`` started again, fresh),
+    "link-down" / "link-up" (the quantum link ``a``-``b``), "reset" (the
+    classical connection ``a``-``b`` breaks and reconnects)."""
+    if kind == "crash":
+        pid = run.pids.get(a)
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        return
+    if kind == "restart":
+        logs = Path(run.logs)
+        proc = _spawn(["qstack.emu.daemon", run.path, a], logs / f"{a}.log")
+        run.pids[a] = proc.pid
+        run.save()
+        return
+
+    async def tell() -> None:
+        open_channel, _accept, _closed = channel_api()
+        async with trio.open_nursery() as nursery:
+            if kind in ("link-down", "link-up"):
+                ch = await open_channel(run.host, run.physics_port, name="qstack-net",
+                                        kind="control", secret=run.secret_bytes, nursery=nursery)
+                await ch.send(PhysLinkState(a, b, kind == "link-up"))
+            elif kind == "reset":
+                ch = await open_channel(run.host, run.nodes[a], name="qstack-net",
+                                        kind="control", secret=run.secret_bytes, nursery=nursery)
+                await ch.send(NodeFault("reset", b))
+            else:
+                raise QStackError(ErrorCode.INVALID_PARAMETER, f"unknown fault {kind!r}")
+            await trio.sleep(0.05)
+            await ch.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(tell)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 3
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def net_down(run: RunFile) -> list[str]:
+    """Stop every process of ``run`` and remove its run file; the names of
+    those that were still running."""
+    stopped = []
+    for name, pid in run.pids.items():
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                stopped.append(name)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 3
+    for name, pid in run.pids.items():
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if run.path:
+        Path(run.path).unlink(missing_ok=True)
+    return stopped

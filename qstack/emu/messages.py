@@ -1,0 +1,646 @@
+"""The emulation's own messages: an application and its node daemon
+(``emu.app``, 0x0620-0x063F), a node daemon and the physics server
+(``emu.physics``, 0x0640-0x065F).
+
+``specs/wire.md`` (§ "Emulation messages") is their normative description.
+An application process speaks to its node's daemon with the transport
+layer's service primitives (:mod:`qstack.transport.service`) carried as the
+messages below, one per primitive and with the same field names, and with
+the local quantum operations of :mod:`qstack.physical.ops` as ``Phys*``
+messages, which the daemon forwards, in order, to the physics server.
+
+Qubits are named by unsigned 63-bit integers: the physics server's handle
+for qubits it made (heralds, a protocol's ``Allocate``), or a reference the
+asker chose for its own ``PhysAllocate`` (``ref`` at or above
+:data:`CHOSEN_REF_BASE`), so that an application has its qubit's reference
+at once, without waiting for a round trip. Times are integer nanoseconds of
+the network's clock (model time: real time divided by the run's time scale).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from qstack.core.errors import ErrorCode, QStackError, error_code
+from qstack.core.messages import Message, limits, message
+from qstack.network.service import PairId
+from qstack.physical.ops import Allocate, BellMeasure, Discard, Gate, Measure
+from qstack.transport import service as svc
+
+__all__ = [
+    "WConn", "WPair", "AppWelcome", "AppListen", "AppUnlisten", "AppAccept", "AppConsumed",
+    "AppConnect", "AppSendQubit", "AppCreateEpr", "AppSendBytes", "AppClose", "AppAbort",
+    "AppDone", "AppFailed", "AppIncoming", "AppQubitArrived", "AppEprArrived", "AppDataArrived",
+    "AppPeerClosed", "AppLost", "PhysAllocate", "PhysGate", "PhysMeasure", "PhysBellMeasure",
+    "PhysDiscard", "PhysSettle", "PhysResult", "PhysQuery", "PhysReport", "PhysLinkState",
+    "request_to_wire", "request_from_wire", "event_to_wire", "event_from_wire",
+    "op_to_wire", "op_from_wire", "CHOSEN_REF_BASE", "VECTOR_EXAMPLES",
+]
+
+_U63 = limits(0, (1 << 63) - 1)
+_U16 = limits(0, 65535)
+_NAME = limits(max_len=64)
+_META = limits(max_len=svc.MAX_METADATA)
+_DATA = limits(max_len=svc.MAX_DATA)
+_DETAIL = limits(max_len=1024)
+_FID = limits(0.0, 1.0)
+_CODE = limits(0, 65535)
+_TIMEOUT = limits(0, (1 << 63) - 1)
+
+#: Qubit references at or above this were chosen by the one who allocated the
+#: qubit (an application, so that ``ctx.qubit()`` answers at once); below it
+#: they are the physics server's handles.
+CHOSEN_REF_BASE = 1 << 48
+
+
+# ---------------------------------------------------------------- nested values
+
+@message("emu.app", 0x0620)
+@dataclass(frozen=True, slots=True)
+class WConn(Message):
+    """A :class:`~qstack.transport.service.Conn` (nested in other messages)."""
+
+    local_port: int = field(metadata=_U16)
+    remote: str = field(metadata=_NAME)
+    remote_port: int = field(metadata=_U16)
+
+
+@message("emu.app", 0x0621)
+@dataclass(frozen=True, slots=True)
+class WPair(Message):
+    """A :class:`~qstack.network.service.PairId` (nested in other messages)."""
+
+    head: str = field(metadata=_NAME)
+    circuit_id: int = field(metadata=_U63)
+    seq: int = field(metadata=_U63)
+
+
+@message("emu.app", 0x0622)
+@dataclass(frozen=True, slots=True)
+class AppWelcome(Message):
+    """Daemon -> application, first after the session is up: the node, the
+    network's clock (``epoch_ns``: ``time.monotonic_ns()`` at model time 0;
+    ``time_scale``: real seconds per model second) and the run's seed."""
+
+    node: str = field(metadata=_NAME)
+    epoch_ns: int = field(metadata=_U63)
+    time_scale: float = field(metadata=limits(1e-6, 1e6))
+    seed: int = field(metadata=_U63)
+    app_id: int = field(metadata=limits(0, (1 << 24) - 1))
+
+
+# ---------------------------------------------------------------- requests (app -> daemon)
+
+@message("emu.app", 0x0623)
+@dataclass(frozen=True, slots=True)
+class AppListen(Message):
+    token: int = field(metadata=_U63)
+    port: int = field(metadata=_U16)
+    backlog: int = field(metadata=limits(0, 65535))
+
+
+@message("emu.app", 0x0624)
+@dataclass(frozen=True, slots=True)
+class AppUnlisten(Message):
+    token: int = field(metadata=_U63)
+    port: int = field(metadata=_U16)
+
+
+@message("emu.app", 0x0625)
+@dataclass(frozen=True, slots=True)
+class AppAccept(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+
+
+@message("emu.app", 0x0626)
+@dataclass(frozen=True, slots=True)
+class AppConsumed(Message):
+    conn: WConn
+    count: int = field(metadata=limits(1, 1 << 31))
+
+
+@message("emu.app", 0x0627)
+@dataclass(frozen=True, slots=True)
+class AppConnect(Message):
+    token: int = field(metadata=_U63)
+    remote: str = field(metadata=_NAME)
+    port: int = field(metadata=_U16)
+    local_port: Optional[int] = field(default=None, metadata=_U16)
+    timeout_ns: Optional[int] = field(default=None, metadata=_TIMEOUT)
+
+
+@message("emu.app", 0x0628)
+@dataclass(frozen=True, slots=True)
+class AppSendQubit(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+    qubit: int = field(metadata=_U63)
+    metadata: bytes = field(default=b"", metadata=_META)
+    min_fidelity: float = field(default=0.0, metadata=_FID)
+    timeout_ns: Optional[int] = field(default=None, metadata=_TIMEOUT)
+
+
+@message("emu.app", 0x0629)
+@dataclass(frozen=True, slots=True)
+class AppCreateEpr(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+    number: int = field(default=1, metadata=limits(1, 65535))
+    min_fidelity: float = field(default=0.0, metadata=_FID)
+    timeout_ns: Optional[int] = field(default=None, metadata=_TIMEOUT)
+    metadata: bytes = field(default=b"", metadata=_META)
+
+
+@message("emu.app", 0x062A)
+@dataclass(frozen=True, slots=True)
+class AppSendBytes(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+    data: bytes = field(metadata=_DATA)
+
+
+@message("emu.app", 0x062B)
+@dataclass(frozen=True, slots=True)
+class AppClose(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+
+
+@message("emu.app", 0x062C)
+@dataclass(frozen=True, slots=True)
+class AppAbort(Message):
+    token: int = field(metadata=_U63)
+    conn: WConn
+    code: int = field(default=int(ErrorCode.TRANSPORT_ABORTED), metadata=_CODE)
+
+
+# ---------------------------------------------------------------- indications (daemon -> app)
+
+@message("emu.app", 0x0630)
+@dataclass(frozen=True, slots=True)
+class AppDone(Message):
+    """``Done(token, value)``: ``value`` is None, an integer (``number``), a
+    connection (``conn``) or a pair (``pair``); at most one is set."""
+
+    token: int = field(metadata=_U63)
+    number: Optional[int] = field(default=None, metadata=_U63)
+    conn: Optional[WConn] = None
+    pair: Optional[WPair] = None
+
+
+@message("emu.app", 0x0631)
+@dataclass(frozen=True, slots=True)
+class AppFailed(Message):
+    token: int = field(metadata=_U63)
+    code: int = field(metadata=_CODE)
+    detail: str = field(default="", metadata=_DETAIL)
+    qubit: Optional[int] = field(default=None, metadata=_U63)
+
+
+@message("emu.app", 0x0632)
+@dataclass(frozen=True, slots=True)
+class AppIncoming(Message):
+    port: int = field(metadata=_U16)
+    conn: WConn
+
+
+@message("emu.app", 0x0633)
+@dataclass(frozen=True, slots=True)
+class AppQubitArrived(Message):
+    conn: WConn
+    seq: int = field(metadata=_U63)
+    qubit: int = field(metadata=_U63)
+    metadata: bytes = field(metadata=_META)
+    fidelity: float = field(metadata=_FID)
+    latency_ns: int = field(metadata=limits(-(1 << 62), 1 << 62))
+
+
+@message("emu.app", 0x0634)
+@dataclass(frozen=True, slots=True)
+class AppEprArrived(Message):
+    conn: WConn
+    seq: int = field(metadata=_U63)
+    qubit: int = field(metadata=_U63)
+    fidelity: float = field(metadata=_FID)
+    pair: WPair
+    initiator: bool
+    token: Optional[int] = field(default=None, metadata=_U63)
+    metadata: bytes = field(default=b"", metadata=_META)
+
+
+@message("emu.app", 0x0635)
+@dataclass(frozen=True, slots=True)
+class AppDataArrived(Message):
+    conn: WConn
+    seq: int = field(metadata=_U63)
+    data: bytes = field(metadata=_DATA)
+
+
+@message("emu.app", 0x0636)
+@dataclass(frozen=True, slots=True)
+class AppPeerClosed(Message):
+    conn: WConn
+    code: Optional[int] = field(default=None, metadata=_CODE)
+    detail: str = field(default="", metadata=_DETAIL)
+
+
+@message("emu.app", 0x0637)
+@dataclass(frozen=True, slots=True)
+class AppLost(Message):
+    conn: WConn
+    seq: int = field(metadata=_U63)
+    code: int = field(metadata=_CODE)
+    detail: str = field(default="", metadata=_DETAIL)
+    kind: str = field(default="qubit", metadata=limits(max_len=8))
+
+
+# ---------------------------------------------------------------- local operations (-> physics)
+
+@message("emu.physics", 0x0640)
+@dataclass(frozen=True, slots=True)
+class PhysAllocate(Message):
+    """A fresh ``|0>`` in a free memory slot; ``ref`` 0: the server names it
+    (the answer's ``value``), else the asker's chosen reference (at or above
+    :data:`CHOSEN_REF_BASE`). ``queued``: after the node's earlier queued
+    operations (an application's), not at once (a protocol's)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    ref: int = field(metadata=_U63)
+    queued: bool = False
+
+
+@message("emu.physics", 0x0641)
+@dataclass(frozen=True, slots=True)
+class PhysGate(Message):
+    """Gate ``name`` on ``qubits``; ``params``: an angle (rx, ry, rz) or the
+    eight reals (re, im, row-major) of a 2x2 unitary ("u")."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    name: str = field(metadata=limits(max_len=8))
+    qubits: tuple[int, ...] = field(metadata=limits(0, (1 << 63) - 1, max_len=2))
+    params: tuple[float, ...] = field(default=(), metadata=limits(max_len=8))
+    queued: bool = False
+
+
+@message("emu.physics", 0x0642)
+@dataclass(frozen=True, slots=True)
+class PhysMeasure(Message):
+    """Measure ``qubit`` in ``basis`` ("Z", "X", "Y"; "" for the angles
+    ``theta``, ``phi`` in radians)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    qubit: int = field(metadata=_U63)
+    basis: str = field(default="Z", metadata=limits(max_len=1))
+    theta: float = 0.0
+    phi: float = 0.0
+    queued: bool = False
+
+
+@message("emu.physics", 0x0643)
+@dataclass(frozen=True, slots=True)
+class PhysBellMeasure(Message):
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    qubit_a: int = field(metadata=_U63)
+    qubit_b: int = field(metadata=_U63)
+    queued: bool = False
+
+
+@message("emu.physics", 0x0644)
+@dataclass(frozen=True, slots=True)
+class PhysDiscard(Message):
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    qubit: int = field(metadata=_U63)
+    queued: bool = False
+
+
+@message("emu.physics", 0x0645)
+@dataclass(frozen=True, slots=True)
+class PhysSettle(Message):
+    """Answered once every queued operation before it has finished."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+
+
+@message("emu.physics", 0x0646)
+@dataclass(frozen=True, slots=True)
+class PhysResult(Message):
+    """The answer to operation ``request``: finished at ``done_ns`` (model
+    time; the asker treats it as done then), ``ok`` with ``value`` (a qubit
+    reference, an outcome bit, a Bell index, or None), or failed with
+    ``code`` and ``detail``."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    ok: bool
+    value: Optional[int] = field(default=None, metadata=_U63)
+    code: int = field(default=0, metadata=_CODE)
+    detail: str = field(default="", metadata=_DETAIL)
+    done_ns: int = field(default=0, metadata=_U63)
+
+
+@message("emu.physics", 0x0647)
+@dataclass(frozen=True, slots=True)
+class PhysQuery(Message):
+    """Ask the physics server for a node's figures (:class:`PhysReport`)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+
+
+@message("emu.physics", 0x0648)
+@dataclass(frozen=True, slots=True)
+class PhysReport(Message):
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    qubits_in_memory: int = field(metadata=_U63)
+    pairs_made: int = field(metadata=_U63)
+    behind_ns: int = field(metadata=_U63)
+
+
+@message("emu.physics", 0x0649)
+@dataclass(frozen=True, slots=True)
+class PhysLinkState(Message):
+    """(Fault tool -> physics server) The quantum link ``a``-``b`` goes down or up."""
+
+    a: str = field(metadata=_NAME)
+    b: str = field(metadata=_NAME)
+    up: bool
+
+
+# ---------------------------------------------------------------- conversions
+
+def as_code(value: int) -> ErrorCode:
+    """A code from the wire as an :class:`ErrorCode` (an unknown one, a newer
+    peer's, reads as ``INTERNAL_ERROR``)."""
+    return error_code(value, ErrorCode.INTERNAL_ERROR)
+
+
+def _conn(c: svc.Conn) -> WConn:
+    return WConn(c.local_port, c.remote, c.remote_port)
+
+
+def _unconn(w: WConn) -> svc.Conn:
+    return svc.Conn(w.local_port, w.remote, w.remote_port)
+
+
+def _ref(q: Any) -> int:
+    if q.__class__ is not int or q < 0:
+        raise QStackError(ErrorCode.BAD_FIELD, f"qubit reference {q!r} is not an emulated qubit")
+    return q
+
+
+def request_to_wire(req: Any) -> Message:
+    """A transport service request as its ``App*`` message."""
+    cls = req.__class__
+    if cls is svc.Listen:
+        return AppListen(req.token, req.port, req.backlog)
+    if cls is svc.Unlisten:
+        return AppUnlisten(req.token, req.port)
+    if cls is svc.Accept:
+        return AppAccept(req.token, _conn(req.conn))
+    if cls is svc.Consumed:
+        return AppConsumed(_conn(req.conn), req.count)
+    if cls is svc.Connect:
+        return AppConnect(req.token, req.remote, req.port, req.local_port, req.timeout_ns)
+    if cls is svc.SendQubit:
+        return AppSendQubit(req.token, _conn(req.conn), _ref(req.qubit), req.metadata,
+                            req.min_fidelity, req.timeout_ns)
+    if cls is svc.CreateEpr:
+        return AppCreateEpr(req.token, _conn(req.conn), req.number, req.min_fidelity,
+                            req.timeout_ns, req.metadata)
+    if cls is svc.SendBytes:
+        return AppSendBytes(req.token, _conn(req.conn), req.data)
+    if cls is svc.Close:
+        return AppClose(req.token, _conn(req.conn))
+    if cls is svc.Abort:
+        return AppAbort(req.token, _conn(req.conn), int(req.code))
+    raise QStackError(ErrorCode.UNKNOWN_TYPE, f"{cls.__name__} is not a transport request")
+
+
+def request_from_wire(msg: Message) -> Any:
+    """An ``App*`` request message as the transport's service request."""
+    cls = msg.__class__
+    if cls is AppListen:
+        return svc.Listen(msg.token, msg.port, msg.backlog)
+    if cls is AppUnlisten:
+        return svc.Unlisten(msg.token, msg.port)
+    if cls is AppAccept:
+        return svc.Accept(msg.token, _unconn(msg.conn))
+    if cls is AppConsumed:
+        return svc.Consumed(_unconn(msg.conn), msg.count)
+    if cls is AppConnect:
+        return svc.Connect(msg.token, msg.remote, msg.port, msg.local_port, msg.timeout_ns)
+    if cls is AppSendQubit:
+        return svc.SendQubit(msg.token, _unconn(msg.conn), msg.qubit, msg.metadata,
+                             msg.min_fidelity, msg.timeout_ns)
+    if cls is AppCreateEpr:
+        return svc.CreateEpr(msg.token, _unconn(msg.conn), msg.number, msg.min_fidelity,
+                             msg.timeout_ns, msg.metadata)
+    if cls is AppSendBytes:
+        return svc.SendBytes(msg.token, _unconn(msg.conn), msg.data)
+    if cls is AppClose:
+        return svc.Close(msg.token, _unconn(msg.conn))
+    if cls is AppAbort:
+        return svc.Abort(msg.token, _unconn(msg.conn), as_code(msg.code))
+    raise QStackError(ErrorCode.UNEXPECTED_EVENT, f"{cls.__name__} is not an application request")
+
+
+REQUESTS = frozenset({AppListen, AppUnlisten, AppAccept, AppConsumed, AppConnect, AppSendQubit,
+                      AppCreateEpr, AppSendBytes, AppClose, AppAbort})
+
+
+def _opt_ref(q: Any) -> int | None:
+    return None if q is None else _ref(q)
+
+
+def event_to_wire(ev: Any) -> Message | None:
+    """A transport indication as its ``App*`` message (None: not one an
+    application is told of)."""
+    cls = ev.__class__
+    if cls is svc.Done:
+        v = ev.value
+        if v is None:
+            return AppDone(ev.token)
+        if isinstance(v, svc.Conn):
+            return AppDone(ev.token, conn=_conn(v))
+        if isinstance(v, PairId):
+            return AppDone(ev.token, pair=WPair(v.head, v.circuit_id, v.seq))
+        if isinstance(v, tuple):           # a pair's id as the transport keeps it
+            return AppDone(ev.token, pair=WPair(str(v[0]), int(v[1]), int(v[2])))
+        return AppDone(ev.token, number=int(v))
+    if cls is svc.Failed:
+        return AppFailed(ev.token, int(ev.code), ev.detail[:1024], _opt_ref(ev.qubit))
+    if cls is svc.Incoming:
+        return AppIncoming(ev.port, _conn(ev.conn))
+    if cls is svc.QubitArrived:
+        return AppQubitArrived(_conn(ev.conn), ev.seq, _ref(ev.qubit), ev.metadata,
+                               min(1.0, max(0.0, float(ev.fidelity))), int(ev.latency_ns))
+    if cls is svc.EprArrived:
+        p = ev.pair
+        return AppEprArrived(_conn(ev.conn), ev.seq, _ref(ev.qubit),
+                             min(1.0, max(0.0, float(ev.fidelity))), WPair(p[0], p[1], p[2]),
+                             bool(ev.initiator), ev.token, ev.metadata)
+    if cls is svc.DataArrived:
+        return AppDataArrived(_conn(ev.conn), ev.seq, ev.data)
+    if cls is svc.PeerClosed:
+        return AppPeerClosed(_conn(ev.conn), None if ev.code is None else int(ev.code),
+                             ev.detail[:1024])
+    if cls is svc.Lost:
+        return AppLost(_conn(ev.conn), ev.seq, int(ev.code), ev.detail[:1024], ev.kind)
+    return None
+
+
+def event_from_wire(msg: Message) -> Any:
+    """An ``App*`` indication message as the transport's indication."""
+    cls = msg.__class__
+    if cls is AppDone:
+        value: Any = msg.number
+        if msg.conn is not None:
+            value = _unconn(msg.conn)
+        elif msg.pair is not None:
+            value = (msg.pair.head, msg.pair.circuit_id, msg.pair.seq)
+        return svc.Done(msg.token, value)
+    if cls is AppFailed:
+        return svc.Failed(msg.token, as_code(msg.code), msg.detail, msg.qubit)
+    if cls is AppIncoming:
+        return svc.Incoming(msg.port, _unconn(msg.conn))
+    if cls is AppQubitArrived:
+        return svc.QubitArrived(_unconn(msg.conn), msg.seq, msg.qubit, msg.metadata,
+                                msg.fidelity, msg.latency_ns)
+    if cls is AppEprArrived:
+        return svc.EprArrived(_unconn(msg.conn), msg.seq, msg.qubit, msg.fidelity,
+                              (msg.pair.head, msg.pair.circuit_id, msg.pair.seq),
+                              msg.initiator, msg.token, msg.metadata)
+    if cls is AppDataArrived:
+        return svc.DataArrived(_unconn(msg.conn), msg.seq, msg.data)
+    if cls is AppPeerClosed:
+        return svc.PeerClosed(_unconn(msg.conn), None if msg.code is None else as_code(msg.code),
+                              msg.detail)
+    if cls is AppLost:
+        return svc.Lost(_unconn(msg.conn), msg.seq, as_code(msg.code), msg.detail, msg.kind)
+    raise QStackError(ErrorCode.UNEXPECTED_EVENT, f"{cls.__name__} is not a transport indication")
+
+
+INDICATIONS = frozenset({AppDone, AppFailed, AppIncoming, AppQubitArrived, AppEprArrived,
+                         AppDataArrived, AppPeerClosed, AppLost})
+OPS = frozenset({PhysAllocate, PhysGate, PhysMeasure, PhysBellMeasure, PhysDiscard, PhysSettle})
+
+
+def op_to_wire(op: Any, request: int, ref_of: Any = _ref, queued: bool = False,
+               chosen_ref: int = 0) -> Message:
+    """A local operation (:mod:`qstack.physical.ops`) as its ``Phys*``
+    message; ``ref_of`` turns a qubit reference into its wire integer."""
+    cls = op.__class__
+    if cls is Gate:
+        params: tuple = ()
+        if op.params:
+            if op.name == "u":
+                m = np.asarray(op.params[0], dtype=complex).reshape(4)
+                params = tuple(float(x) for z in m for x in (z.real, z.imag))
+            else:
+                params = tuple(float(p) for p in op.params)
+        return PhysGate(request, op.name, tuple(ref_of(q) for q in op.qubits), params, queued)
+    if cls is Measure:
+        basis = op.basis
+        if isinstance(basis, str):
+            return PhysMeasure(request, ref_of(op.qubit), basis, 0.0, 0.0, queued)
+        theta, phi = basis
+        return PhysMeasure(request, ref_of(op.qubit), "", float(theta), float(phi), queued)
+    if cls is Allocate:
+        return PhysAllocate(request, chosen_ref, queued)
+    if cls is BellMeasure:
+        return PhysBellMeasure(request, ref_of(op.qubit_a), ref_of(op.qubit_b), queued)
+    if cls is Discard:
+        return PhysDiscard(request, ref_of(op.qubit), queued)
+    raise QStackError(ErrorCode.INVALID_PARAMETER, f"{cls.__name__} is not a local operation")
+
+
+def op_from_wire(msg: Message, qubit_of: Any) -> Any:
+    """A ``Phys*`` message as the local operation, qubits looked up with
+    ``qubit_of(ref)`` (raising ``QStackError`` for an unknown one)."""
+    cls = msg.__class__
+    if cls is PhysGate:
+        params: tuple = msg.params
+        if msg.name == "u":
+            if len(params) != 8:
+                raise QStackError(ErrorCode.INVALID_PARAMETER,
+                                  "gate 'u' needs the 8 reals of a 2x2 matrix")
+            z = [complex(params[i], params[i + 1]) for i in range(0, 8, 2)]
+            params = (np.array(z).reshape(2, 2),)
+        return Gate(msg.name, tuple(qubit_of(q) for q in msg.qubits), params)
+    if cls is PhysMeasure:
+        basis: Any = msg.basis if msg.basis else (msg.theta, msg.phi)
+        return Measure(qubit_of(msg.qubit), basis)
+    if cls is PhysAllocate:
+        return Allocate()
+    if cls is PhysBellMeasure:
+        return BellMeasure(qubit_of(msg.qubit_a), qubit_of(msg.qubit_b))
+    if cls is PhysDiscard:
+        return Discard(qubit_of(msg.qubit))
+    raise QStackError(ErrorCode.UNEXPECTED_EVENT, f"{cls.__name__} is not a local operation")
+
+
+_C = WConn(7, "bob", 49152)
+VECTOR_EXAMPLES = {
+    "app_connect": AppConnect(token=1, remote="bob", port=7, local_port=None, timeout_ns=None),
+    "app_send_qubit": AppSendQubit(token=2, conn=_C, qubit=(1 << 48) + 3, metadata=b"hdr",
+                                   min_fidelity=0.5, timeout_ns=10**9),
+    "app_done_conn": AppDone(token=1, conn=_C),
+    "app_failed": AppFailed(token=2, code=int(ErrorCode.TRANSPORT_CLOSED), detail="closed",
+                            qubit=(1 << 48) + 3),
+    "app_epr_arrived": AppEprArrived(conn=_C, seq=0, qubit=12, fidelity=0.93,
+                                     pair=WPair("alice", 1, 0), initiator=True, token=4),
+    "phys_gate_h": PhysGate(request=9, name="h", qubits=(12,), params=(), queued=True),
+    "phys_measure_x": PhysMeasure(request=10, qubit=12, basis="X"),
+    "phys_result": PhysResult(request=10, ok=True, value=1, done_ns=1_250_000),
+    "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
+                                     detail="alice: no free memory slot", done_ns=1_250_000),
+}
+
+
+# ---------------------------------------------------------------- daemon to daemon, and control
+
+@message("emu.node", 0x0650)
+@dataclass(frozen=True, slots=True)
+class NodeBoot(Message):
+    """First message each way on a connection between two node daemons: the
+    sender's boot number (random per process start), so that a peer that
+    comes back is known to have restarted (it remembers nothing) or not."""
+
+    boot: int = field(metadata=_U63)
+
+
+@message("emu.node", 0x0651)
+@dataclass(frozen=True, slots=True)
+class StatusQuery(Message):
+    """(control -> daemon) Ask for the node's :class:`NodeStatus`."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+
+
+@message("emu.node", 0x0652)
+@dataclass(frozen=True, slots=True)
+class NodeStatus(Message):
+    """(daemon -> control) The node's figures: its peers up, qubits in
+    memory, link pairs heralded at it, applications attached, failures
+    recorded, and how late its timers fired at most (model ns)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    node: str = field(metadata=_NAME)
+    peers_up: tuple[str, ...] = field(metadata=limits(max_len=4096))
+    qubits_in_memory: int = field(metadata=_U63)
+    pairs_made: int = field(metadata=_U63)
+    apps: int = field(metadata=_U63)
+    failures: int = field(metadata=_U63)
+    late_ns_max: int = field(metadata=_U63)
+
+
+@message("emu.node", 0x0653)
+@dataclass(frozen=True, slots=True)
+class NodeFault(Message):
+    """(control -> daemon) A fault of ``specs/faults.md`` applied to this
+    node's classical side: ``kind`` "reset" (the classical session with
+    ``peer`` breaks: connections dropped, both ends told, then reconnected)."""
+
+    kind: str = field(metadata=limits(max_len=16))
+    peer: str = field(default="", metadata=_NAME)
