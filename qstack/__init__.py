@@ -18,6 +18,13 @@ simulator or as one process per node on localhost::
     net = qstack.load_network("network.toml")     # or a dict, see qstack.config
     result = qstack.simulate(net, {"alice": alice, "bob": bob}, seed=1)
     print(result.results["bob"], result.table())
+
+The same functions run against an emulated network (``qstack net up
+network.toml``: one process per node) with ``qstack run bob app.py``, or from
+a trio program::
+
+    async with qstack.connect("bob") as ctx:
+        print(await bob(ctx))
 """
 from qstack._version import __version__
 
@@ -37,6 +44,8 @@ _EXPORTS = {
     "QStackError": "qstack.core.errors",
     "ErrorCode": "qstack.core.errors",
     "ConfigError": "qstack.core.errors",
+    "connect": "qstack.emu.client",
+    "run_app": "qstack.emu.client",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -46,7 +46,57 @@ def build_parser() -> argparse.ArgumentParser:
                           "than a link gives raw (qnp layer)")
     sim.add_argument("--json", metavar="FILE", default=None,
                      help="also write results and metrics to FILE as JSON")
+    net = sub.add_parser(
+        "net", help="start, inspect, fault and stop an emulated network on localhost",
+        description="An emulated network: one process per node plus a physics server, on "
+                    "127.0.0.1, in real time (qstack.emu).",
+        epilog="exit status: 0 done; 1 a process did not start or a node does not answer; "
+               "2 bad input (a network file that does not load, no network up).")
+    net.add_argument("--run", default=None, metavar="FILE",
+                     help="the run file (default $QSTACK_RUN, else "
+                          "$XDG_RUNTIME_DIR/qstack/run.json or ~/.qstack/run.json)")
+    net_sub = net.add_subparsers(dest="net_command", metavar="ACTION")
+    up = net_sub.add_parser("up", help="start every node of NETWORK.toml; returns when all "
+                                       "are ready")
+    up.add_argument("network", help="network description (TOML)")
+    up.add_argument("--seed", type=_seed, default=1, help="random seed (default 1)")
+    up.add_argument("--time-scale", type=_scale, default=1.0, metavar="X",
+                    help="real seconds per model second (default 1; 10 runs ten times "
+                         "slower than the physics, for a long fibre on a fast machine)")
+    up.add_argument("--formalism", choices=("bd", "dm"), default=None)
+    up.add_argument("--foreground", action="store_true",
+                    help="stay in the foreground; Ctrl-C stops the whole network")
+    net_sub.add_parser("status", help="each node: up, peers, qubits in memory, pairs made")
+    net_sub.add_parser("down", help="stop every process of the network")
+    fault = net_sub.add_parser("fault", help="apply a fault (specs/faults.md) to the running "
+                                             "network")
+    fault.add_argument("kind", choices=("crash", "restart", "link-down", "link-up", "reset"))
+    fault.add_argument("node", help="the node (crash, restart) or one end (link, reset)")
+    fault.add_argument("peer", nargs="?", default="", help="the other end (link, reset)")
+
+    run = sub.add_parser(
+        "run", help="run an application against a node of the emulated network",
+        description="Run APPS[NODE] of APP.py (the same file `qstack sim` takes) as an "
+                    "application of NODE of the network `qstack net up` started, and print "
+                    "its result.",
+        epilog="exit status: 0 the application returned; 1 it raised; 2 bad input (no such "
+               "node or file, no network up).")
+    run.add_argument("node")
+    run.add_argument("app", help="Python file defining APPS = {node: async def fn(ctx), ...}")
+    run.add_argument("--run", default=None, metavar="FILE", help="the run file")
+    run.add_argument("--function", default=None,
+                     help="which of APPS[NODE] to run when it lists several (by name)")
     return parser
+
+
+def _scale(text: str) -> float:
+    value = float(text)
+    if not (1e-6 <= value <= 1e6):
+        raise ValueError(text)
+    return value
+
+
+_scale.__name__ = "time scale in [1e-6, 1e6]"
 
 
 def _seed(text: str) -> int:
@@ -169,6 +219,119 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``qstack net up|status|down|fault``."""
+    from qstack.core.errors import QStackError
+    from qstack.emu import launcher
+    from qstack.emu.runfile import RunFile, default_path
+
+    action = args.net_command
+    if action is None:
+        parser.parse_args(["net", "--help"])
+        return 2
+    if action == "up":
+        try:
+            run = launcher.net_up(args.network, args.run, seed=args.seed,
+                                  time_scale=args.time_scale, formalism=args.formalism)
+        except launcher.LaunchError as exc:
+            print(f"qstack net up: {exc.detail}", file=sys.stderr)
+            return 1
+        except QStackError as exc:
+            print(f"qstack net up: error {int(exc.code)} {exc.code.name}: "
+                  f"{_one_line(exc.detail)}", file=sys.stderr)
+            return 2
+        print(f"network {args.network}: {len(run.nodes)} nodes up on {run.host} "
+              f"(run file {run.path}; logs in {run.logs})")
+        for name, port in sorted(run.nodes.items()):
+            print(f"  {name:<16} port {port:<6} pid {run.pids.get(name)}")
+        if not args.foreground:
+            return 0
+        import time
+
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            stopped = launcher.net_down(run)
+            print(f"stopped {len(stopped)} processes")
+            return 0
+    try:
+        run = RunFile.load(args.run)
+    except (OSError, ValueError) as exc:
+        print(f"qstack net {action}: no network up (run file {args.run or default_path()}: "
+              f"{getattr(exc, 'strerror', None) or exc})", file=sys.stderr)
+        return 2
+    if action == "down":
+        stopped = launcher.net_down(run)
+        print(f"stopped {len(stopped)} processes ({', '.join(stopped) or 'none was running'})")
+        return 0
+    if action == "fault":
+        try:
+            launcher.net_fault(run, args.kind, args.node, args.peer)
+        except (QStackError, OSError, KeyError) as exc:
+            print(f"qstack net fault: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    status = launcher.net_status(run)
+    bad = 0
+    print(f"{'node':<16} {'state':<6} {'qubits':>6} {'pairs':>7} {'apps':>4}  peers up")
+    for name in sorted(status):
+        st = status[name]
+        if isinstance(st, BaseException) or st is None:
+            bad += 1
+            print(f"{name:<16} {'DOWN':<6} {'':>6} {'':>7} {'':>4}  ({st})")
+        else:
+            print(f"{name:<16} {'up':<6} {st.qubits_in_memory:>6} {st.pairs_made:>7} "
+                  f"{st.apps:>4}  {', '.join(st.peers_up) or '-'}")
+    return 1 if bad else 0
+
+
+def run_app_file(args: argparse.Namespace) -> int:
+    """``qstack run NODE APP.py``: 0 returned, 1 raised, 2 bad input."""
+    import trio
+
+    from qstack.core.errors import QStackError
+    from qstack.emu.client import run_app
+    from qstack.emu.runfile import RunFile, default_path
+
+    try:
+        run = RunFile.load(args.run)
+    except (OSError, ValueError) as exc:
+        print(f"qstack run: no network up (run file {args.run or default_path()}: "
+              f"{getattr(exc, 'strerror', None) or exc})", file=sys.stderr)
+        return 2
+    try:
+        apps = load_apps(args.app, run.nodes)
+    except QStackError as exc:
+        print(f"qstack run: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",
+              file=sys.stderr)
+        return 2
+    fns = apps.get(args.node)
+    if fns is None:
+        print(f"qstack run: {args.app} has no APPS[{args.node!r}]", file=sys.stderr)
+        return 2
+    fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
+    if args.function is not None:
+        fns = [f for f in fns if f.__name__ == args.function]
+    if len(fns) != 1:
+        names = ", ".join(f.__name__ for f in (apps[args.node] if isinstance(
+            apps[args.node], (list, tuple)) else [apps[args.node]]))
+        print(f"qstack run: APPS[{args.node!r}] lists {names}: choose one with --function",
+              file=sys.stderr)
+        return 2
+    try:
+        result = trio.run(run_app, fns[0], args.node, run)
+    except QStackError as exc:
+        print(f"{args.node}: FAILED {type(exc).__name__}: {exc}")
+        return 1
+    except Exception as exc:      # the application's own exception
+        print(f"{args.node}: FAILED {type(exc).__name__}: {_one_line(exc)}")
+        return 1
+    text = repr(result)
+    print(f"{args.node}: {text if len(text) <= 2000 else text[:1997] + '...'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -178,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(["--seed", str(args.seed), *extra])
     if args.command == "sim":
         return run_sim(args)
+    if args.command == "net":
+        return run_net(args, parser)
+    if args.command == "run":
+        return run_app_file(args)
     parser.print_help()
     return 0
 
