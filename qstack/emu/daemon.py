@@ -47,7 +47,8 @@ from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverab
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, INDICATIONS, OPS, REQUESTS, AppWelcome, NodeBoot, NodeFault, NodeStatus,
+    CHOSEN_REF_BASE, INDICATIONS, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
+    FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeStatus,
     PhysAllocate, PhysDiscard, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
     event_to_wire, op_to_wire, request_from_wire,
 )
@@ -541,6 +542,13 @@ class NodeDaemon(RuntimeDriver):
                                          qubits, self.pairs_made, len(self.apps),
                                          len(self.runtime.failures),
                                          max(0, self.clock.late_ns_max)))
+            elif msg.__class__ is FailuresQuery:
+                records = self.runtime.failures
+                part = records[msg.since:msg.since + MAX_REPORTED_FAILURES]
+                await ch.send(FailuresReport(msg.request, len(records), msg.since,
+                                             tuple(int(r.code) for r in part),
+                                             tuple(str(r.protocol)[:64] for r in part),
+                                             tuple(str(r.detail)[:256] for r in part)))
             elif msg.__class__ is NodeFault and msg.kind == "reset":
                 peer = self.peers.get(msg.peer)
                 if peer is not None and peer.channel is not None:
