@@ -92,12 +92,15 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
 
 def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int = 1,
            time_scale: float = 1.0, formalism: str | None = None,
-           timeout_s: float = 30.0, absent: tuple[str, ...] | list[str] = ()) -> RunFile:
+           timeout_s: float = 30.0, absent: tuple[str, ...] | list[str] = (),
+           keepalive_s: float = 0.5, dead_after_s: float = 2.0) -> RunFile:
     """Start the network of ``network`` (a TOML file) on localhost; return
     its run file once every node is ready (see the module doc). ``seed``
     (integer), ``time_scale`` (real seconds per model second), ``timeout_s``
     (s) to wait for every node; ``absent``: nodes not to start (their ports
-    reserved; a name not in the network is ``BAD_CONFIG``)."""
+    reserved; a name not in the network is ``BAD_CONFIG``); ``keepalive_s``
+    and ``dead_after_s`` (s): every session's keepalive period and dead-peer
+    bound (``specs/wire.md``)."""
     from qstack.config import load_network
 
     network = str(Path(network).resolve())
@@ -124,7 +127,8 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
     run = RunFile(network=network, secret=os.urandom(32).hex(), epoch_ns=time.monotonic_ns(),
                   time_scale=float(time_scale), seed=int(seed), formalism=formalism,
                   physics_port=ports[0], nodes=dict(zip(names, ports[1:])), logs=str(logs),
-                  absent=absent)
+                  absent=absent, keepalive_s=float(keepalive_s),
+                  dead_after_s=float(dead_after_s))
     run.save(target)
     procs: dict[str, subprocess.Popen] = {}
     try:
