@@ -27,7 +27,8 @@ from qstack.emu.messages import (
     NodeStatus, StatusQuery, WConn,
 )
 from qstack.emu.wire import (
-    MAX_FRAME_BYTES, Challenge, ErrorFrame, Hello, Keepalive, Proof, Welcome, encode_frame,
+    MAX_FRAME_BYTES, Challenge, ErrorFrame, Goodbye, Hello, Keepalive, Proof, Welcome,
+    encode_frame, handshake_proof,
 )
 from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec
 from qstack.network.messages import CircuitConfirm, CircuitSetup, CircuitTeardown, Track
@@ -251,17 +252,19 @@ async def _no_common_version(h: Harness) -> None:
 async def _wrong_secret(h: Harness) -> None:
     conn = await RawConn.connect(h.host, h.port)
     try:
-        session = await conn.handshake("conformance", "conformance", b"not the secret" * 2)
-        if session.established or session.authenticated:
-            raise CaseFailed("a session with the wrong secret is refused", "it was established")
-        if session.close_code != ErrorCode.EMU_AUTH_FAILED:
-            raise CaseFailed("ErrorFrame(EMU_AUTH_FAILED 601)",
-                             f"{session.close_code!r}: {session.close_detail}")
+        nonce = bytes(range(32))
+        await conn.send(encode_frame(Hello((1,), "conformance", "conformance", nonce)))
+        ch = await conn.until(lambda m: isinstance(m, Challenge), h.timeout_s)
+        if ch is None:
+            raise CaseFailed("a Challenge", "nothing")
+        # a proof made exactly as the spec says, but under another secret
+        mac = handshake_proof(b"not the network's secret", "client", ch.version, (1,), nonce,
+                              ch.nonce, "conformance", "conformance", ch.name, ch.kind)
+        await conn.send(encode_frame(Proof(mac)))
+        await _refused_with(conn, ErrorCode.EMU_AUTH_FAILED, "a proof under a wrong secret", h)
         if any(isinstance(m, Welcome) for m in conn.frames):
             raise CaseFailed("no Welcome (the server's proof) to an unproven client",
                              "a Welcome")
-        if not await conn.until_closed(h.timeout_s):
-            raise CaseFailed("the connection closed", "it stayed open")
     finally:
         await conn.aclose()
     await h.alive()
@@ -336,6 +339,22 @@ async def _silent_client(h: Harness) -> None:
         await conn.aclose()
 
 
+@case("wire/session/9", "a Goodbye ends the session cleanly: the target closes it and "
+                        "goes on serving others")
+async def _goodbye(h: Harness) -> None:
+    conn = await _established(h)
+    try:
+        await conn.send(encode_frame(Goodbye("conformance done")))
+        if not await conn.until_closed(h.timeout_s):
+            raise CaseFailed("the connection closed after Goodbye", "it stayed open")
+        bad = [m for m in conn.frames if isinstance(m, ErrorFrame)]
+        if bad:
+            raise CaseFailed("a clean close (no ErrorFrame)", describe(bad[0]))
+    finally:
+        await conn.aclose()
+    await h.alive()
+
+
 # ================================================================ wire: keepalive
 
 @case("wire/keepalive/1", "an idle established session gets a Keepalive within keepalive_s")
@@ -389,6 +408,24 @@ async def _kept_alive(h: Harness) -> None:
             raise CaseFailed("NodeStatus after dead_after_s of Keepalives only",
                              "; ".join(describe(m) for m in conn.frames
                                        if not isinstance(m, Keepalive)) or "nothing")
+    finally:
+        await conn.aclose()
+
+
+@case("wire/keepalive/4", "a peer that stops in the middle of a frame is declared gone "
+                          "(EMU_PEER_GONE) within dead_after_s plus one tick")
+async def _stalled_frame(h: Harness) -> None:
+    conn = await _established(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s)
+    try:
+        frame = encode_frame(StatusQuery(3))
+        await conn.send(frame[:len(frame) - 1])       # all but its last byte, then nothing
+        bound = h.dead_after_s + h.keepalive_s + 1.0
+        got = await conn.until(lambda m: isinstance(m, ErrorFrame), bound)
+        if got is None and not conn.eof:
+            raise CaseFailed(f"the target drops a peer stalled inside a frame within {bound:g} s",
+                             "still open")
+        if got is not None and got.code != int(ErrorCode.EMU_PEER_GONE):
+            raise CaseFailed("ErrorFrame(EMU_PEER_GONE 600)", describe(got))
     finally:
         await conn.aclose()
 
@@ -546,6 +583,36 @@ async def _queueadd_duplicate(h: Harness) -> None:
     # silence is consent: the first QueueAdd is not refused
     if any(isinstance(m, QueueReject) and m.qid == 104 for m in inbox.after(imark)):
         raise CaseFailed("no QueueReject for an acceptable QueueAdd", "a QueueReject")
+
+
+@case("link/4/7", "a QueueAdd beyond the queue's capacity is refused with "
+                  "QueueReject(LINK_QUEUE_FULL)")
+async def _queue_full(h: Harness) -> None:
+    node = h.need("leader")
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    first, most = 20000, 4096
+    sent = 0
+    try:
+        for chunk in range(0, most, 256):
+            await h.send(node, *(QueueAdd(first + i, node, _spec(create_id=first + i))
+                                 for i in range(chunk, chunk + 256)))
+            sent = chunk + 256
+            full = [m for m in inbox.after(mark) if isinstance(m, QueueReject)]
+            if not full:
+                with trio.move_on_after(0.2):
+                    await inbox.expect(mark, lambda m: isinstance(m, QueueReject), "", 0.2)
+                full = [m for m in inbox.after(mark) if isinstance(m, QueueReject)]
+            if full:
+                if full[0].code != int(ErrorCode.LINK_QUEUE_FULL):
+                    raise CaseFailed("QueueReject(LINK_QUEUE_FULL 208)", describe(full[0]))
+                return
+        raise CaseFailed(f"QueueReject(LINK_QUEUE_FULL) within {most} queued items",
+                         "every item taken")
+    finally:
+        # end every item again (silence was consent for those taken)
+        await h.send(node, *(Abort(first + i, int(ErrorCode.LINK_TIMEOUT), 0)
+                             for i in range(sent)))
 
 
 # ================================================================ network layer
@@ -770,6 +837,22 @@ async def _rst_unanswered(h: Harness) -> None:
         raise CaseFailed("no answer to Rst, Fin, Ack of no connection", describe(answers[0]))
 
 
+@case("transport/6/4", "an Rst with a code that is no known error code aborts with "
+                       "TRANSPORT_CLOSED")
+async def _rst_unknown_code(h: Harness) -> None:
+    node = h.need("neighbour")
+    app, port, src, conn = await _accepted(h, node)
+    try:
+        amark = app.inbox.mark()
+        await h.send(node, Rst(src, port, 499, "no such code"))
+        got = await app.inbox.expect(amark, lambda m: isinstance(m, AppPeerClosed),
+                                     "PeerClosed", h.timeout_s)
+        if got.code != int(ErrorCode.TRANSPORT_CLOSED):
+            raise CaseFailed("PeerClosed(code=TRANSPORT_CLOSED 404) for Rst(499)", describe(got))
+    finally:
+        await app.aclose()
+
+
 @case("transport/5/1", "a header naming a pair its sender does not head is refused: "
                        "Rst(TRANSPORT_HEADER_MISMATCH) and a recorded failure")
 async def _header_mismatch(h: Harness) -> None:
@@ -976,3 +1059,17 @@ async def _app_gone(h: Harness) -> None:
     await inbox.expect(mark, _rst_to(src, ErrorCode.TRANSPORT_ABORTED), "Rst(408)",
                        h.timeout_s)
 
+
+
+_SPECS = ("wire", "link", "network", "transport")
+_WIRE_SECTIONS = ("framing", "session", "keepalive", "node")
+
+
+def _order(c: Case) -> tuple:
+    spec, section, n = c.id.split("/")
+    sec = (_WIRE_SECTIONS.index(section), 0) if spec == "wire" else \
+        tuple(int(x) for x in section.split("."))
+    return (_SPECS.index(spec), sec, int(n))
+
+
+CASES.sort(key=_order)     # the catalogue in the specs' order, whatever the order above

@@ -108,6 +108,12 @@ class RawConn:
         if not data:
             self.eof = True
             return False
+        self._take(data)
+        return True
+
+    def _take(self, data: bytes) -> None:
+        """Record the frames in ``data`` (every frame the target sent, the
+        session's own included)."""
         self.reader.feed(data)
         while self.bad is None:
             try:
@@ -118,7 +124,6 @@ class RawConn:
             if msg is None:
                 break
             self.frames.append(msg)
-        return True
 
     async def until(self, match: Callable[[Message], bool], timeout_s: float) -> Message | None:
         """The first frame (already read or arriving within ``timeout_s``)
@@ -147,8 +152,8 @@ class RawConn:
                         versions: tuple[int, ...] = VERSIONS, timeout_s: float = 3.0,
                         keepalive_s: float = 0.5, dead_after_s: float = 2.0) -> Session:
         """Run the client's side of the session handshake; the Session (check
-        ``established`` / ``close_code``). Frames after the handshake go to
-        :attr:`frames`."""
+        ``established`` / ``close_code``). Every frame the target sends, from
+        its Challenge on, is in :attr:`frames`."""
         session = Session("client", name, kind, secret, versions, keepalive_s=keepalive_s,
                           dead_after_s=dead_after_s)
         self.session = session
@@ -160,11 +165,11 @@ class RawConn:
                     data = await self.stream.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     data = b""
+                self._take(data)
                 try:
-                    early = session.receive_data(data)
-                except SessionClosed as exc:
-                    early = exc.messages
-                self.frames.extend(early)
+                    session.receive_data(data)
+                except SessionClosed:
+                    pass
                 out = session.data_to_send()
                 if out:
                     await self.send(out)
