@@ -378,3 +378,49 @@ def test_a_client_that_never_says_hello_is_dropped():
             await dropped.wait()
             assert outcome == [(ErrorCode.EMU_PEER_GONE, pytest.approx(start + 1.0, abs=0.01))]
     run(main, mock=True)
+
+
+def test_a_cancelled_sender_never_cuts_a_frame():
+    """Senders cancelled at random moments while large frames go out: each
+    frame arrives whole or not at all, and the stream stays in frame."""
+    async def main():
+        got, done = [], trio.Event()
+
+        async def collect(channel):
+            async for msg in channel:
+                got.append(msg)
+                if msg.sender == 9:
+                    done.set()
+
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, collect)
+            ch = await open_channel(HOST, port, name="c", kind="app", secret=SECRET,
+                                    nursery=nursery)
+            blob = bytes(400_000)
+            for i in range(30):
+                with trio.move_on_after(i * 1e-4):
+                    await ch.send(Blob(1, i, blob))
+            await ch.send(Blob(9, 0, b"last"))
+            await done.wait()
+            assert not ch.closed and got[-1] == Blob(9, 0, b"last")
+            seqs = [m.seq for m in got[:-1]]
+            assert seqs == sorted(set(seqs)) and all(m.payload == blob for m in got[:-1])
+            nursery.cancel_scope.cancel()
+    run(main)
+
+
+def test_the_server_may_speak_first_after_welcome():
+    async def main():
+        async def greet(channel):
+            await channel.send(StationCancel("server", channel.peer, b"hi"))
+            async for _ in channel:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, greet)
+            ch = await open_channel(HOST, port, name="newcomer", kind="app", secret=SECRET,
+                                    nursery=nursery)
+            assert await ch.receive() == StationCancel("server", "newcomer", b"hi")
+            await ch.aclose()
+            nursery.cancel_scope.cancel()
+    run(main)

@@ -89,6 +89,11 @@ class Channel:
         self._error: ChannelClosed | None = None
         self._scope = trio.CancelScope()
         self._tick_s = session.keepalive_s / 2
+        # the stream's trio socket, written directly (see _write); None: not a socket
+        sock = getattr(stream, "socket", None)
+        self._sock = sock if isinstance(sock, trio.socket.SocketType) else None
+        self._writing_since: float | None = None      # a write under way since (s)
+        self._stuck: tuple | None = None              # why the ticker closed a stuck write
         if session.closed:        # the peer closed right after the handshake
             self._error = ChannelClosed(session.close_code, session.close_detail)
 
@@ -157,28 +162,64 @@ class Channel:
             raise
 
     # ------------------------------------------------------------ internals
-    async def _write(self, data: bytes) -> None:
-        """Write ``data`` whole: shielded from the caller's cancellation (half
-        a frame would break the stream for good) and bounded by
-        ``dead_after_s``; a failure closes the channel and raises."""
-        async with self._lock:
+    async def _write(self, data: bytes, limit_s: float | None = None) -> None:
+        """Write ``data`` whole, one writer at a time. A caller's cancellation
+        can stop a write only before its first byte (half a frame would break
+        the stream for good). A write blocked for ``dead_after_s`` means the
+        peer stopped reading: the ticker closes the channel (the ticker's own
+        writes give up after ``limit_s``, s). A failure closes the channel
+        and raises :class:`ChannelClosed`."""
+        lock = self._lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()     # uncontended: no scheduler round trip
+        failure = None
+        try:
             if self._error is not None:
                 raise self._error
-            limit = self._session.dead_after_s
-            with trio.CancelScope(deadline=trio.current_time() + limit, shield=True) as scope:
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    failure = (ErrorCode.EMU_PEER_GONE, f"connection lost while sending: {exc!r}")
-                else:
-                    failure = None
-            if scope.cancelled_caught:
-                failure = (ErrorCode.EMU_PEER_GONE, f"the peer read nothing for {limit:g} s "
-                                                    "(dead_after_s): it stopped reading")
+            now = self._writing_since = trio.current_time()
+            rest_by = now + self._session.dead_after_s
+            sock = self._sock
+            try:
+                sent = 0
+                if sock is not None:
+                    # A trio socket's send sends something or, when cancelled,
+                    # nothing: the first attempt needs no shield.
+                    if limit_s is None:
+                        sent = await sock.send(data)
+                    else:
+                        with trio.move_on_after(limit_s):
+                            sent = await sock.send(data)
+                        if not sent:
+                            failure = self._stalled(now)
+                if sent < len(data) and failure is None:
+                    with trio.CancelScope(shield=True, deadline=rest_by) as rest:
+                        if sock is None:
+                            await self._stream.send_all(data)
+                        else:
+                            view = memoryview(data)
+                            while sent < len(data):
+                                sent += await sock.send(view[sent:])
+                    if rest.cancelled_caught:
+                        failure = self._stalled(now)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                failure = self._stuck or (ErrorCode.EMU_PEER_GONE,
+                                          f"connection lost while sending: {exc!r}")
+            finally:
+                self._writing_since = None
+        finally:
+            lock.release()
         if failure is not None:
             self._session.close(*failure)   # queued, never written: the stream is stuck
             await self._finish(*failure, flush=False)
             raise self._error
+
+    def _stalled(self, since: float) -> tuple:
+        self._stuck = (ErrorCode.EMU_PEER_GONE,
+                       f"a write waited {trio.current_time() - since:.3f} s (dead_after_s="
+                       f"{self._session.dead_after_s:g}): the peer stopped reading")
+        return self._stuck
 
     async def _finish(self, code: ErrorCode, detail: str, flush: bool = True) -> None:
         """Mark closed (once), tell the peer what the session queued, close the
@@ -244,14 +285,23 @@ class Channel:
         session = self._session
         while self._error is None:
             await trio.sleep(self._tick_s)
-            session.tick(trio.current_time(), check_peer=not self._paused)
+            now = trio.current_time()
+            since = self._writing_since
+            if since is not None and now - since > session.dead_after_s:
+                failure = self._stalled(since)
+                session.close(*failure)          # queued, never written: the stream is stuck
+                await self._finish(*failure, flush=False)
+                return
+            session.tick(now, check_peer=not self._paused)
             if session.closed:
                 await self._finish(session.close_code, session.close_detail)
                 return
+            if self._lock.locked():
+                continue     # a frame is going out anyway; the keepalive waits its turn
             out = session.data_to_send()
             if out:
                 try:
-                    await self._write(out)
+                    await self._write(out, limit_s=session.dead_after_s)
                 except ChannelClosed:
                     return
 
@@ -328,16 +378,18 @@ async def open_channel(host: str, port: int, *, name: str, kind: str, secret: by
     session = Session("client", name, kind, secret, versions, keepalive_s=keepalive_s,
                       dead_after_s=dead_after_s)
     deadline = trio.current_time() + connect_timeout_s
+    stream = None
     with trio.move_on_at(deadline):
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise ChannelClosed(ErrorCode.EMU_PEER_GONE,
                                 f"cannot connect to {host}:{port}: {exc}") from None
-        return await _establish(stream, session, nursery,
-                                max(deadline - trio.current_time(), 0.0), max_queued)
-    raise ChannelClosed(ErrorCode.EMU_PEER_GONE,
-                        f"nobody accepted at {host}:{port} within {connect_timeout_s:g} s")
+    if stream is None:
+        raise ChannelClosed(ErrorCode.EMU_PEER_GONE,
+                            f"nobody accepted at {host}:{port} within {connect_timeout_s:g} s")
+    return await _establish(stream, session, nursery,
+                            max(deadline - trio.current_time(), 0.0), max_queued)
 
 
 async def accept_channel(stream: trio.abc.Stream, *, name: str, kind: str, secret: bytes,
