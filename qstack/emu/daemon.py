@@ -599,8 +599,9 @@ class NodeDaemon(RuntimeDriver):
                     log.warning("%s: a connection failed before its hello: %s", self.name, exc)
                     return
                 try:
-                    if ch.peer_kind == "node" and ch.peer in self.spec.nodes:
-                        await self._serve_peer(ch)
+                    if ch.peer_kind == "node" and ch.peer in self.spec.nodes \
+                            and ch.peer != self.name:     # (never itself: its own messages
+                        await self._serve_peer(ch)        # would be fed as a peer's)
                     elif ch.peer_kind == "app":
                         await self._serve_app(ch)
                     elif ch.peer_kind in ("control", "conformance"):
