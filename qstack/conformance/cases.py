@@ -496,6 +496,23 @@ async def _stranger_name(h: Harness) -> None:
         await conn.aclose()
 
 
+@case("wire/node/4", "a node session under the target's own name is refused with an "
+                     "ErrorFrame")
+async def _own_name(h: Harness) -> None:
+    conn = await RawConn.connect(h.host, h.port)
+    try:
+        await conn.handshake(h.target, "node", h.secret)
+        await conn.send(encode_frame(NodeBoot(6)))
+        frame = await conn.until(lambda m: isinstance(m, (ErrorFrame, NodeBoot)), h.timeout_s)
+        if not isinstance(frame, ErrorFrame):
+            raise CaseFailed(f"ErrorFrame for a node session claiming to be {h.target}",
+                             describe(frame) if frame else "nothing")
+        if not await conn.until_closed(h.timeout_s):
+            raise CaseFailed("the connection closed after the ErrorFrame", "it stayed open")
+    finally:
+        await conn.aclose()
+
+
 # ================================================================ link layer
 
 def _spec(create_id=1, number=1, atomic=False, min_fidelity=0.5):
