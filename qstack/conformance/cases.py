@@ -13,6 +13,7 @@ cannot run here. ``should=True`` marks a SHOULD (run with ``--strict``).
 """
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -23,15 +24,17 @@ import trio
 from qstack.conformance.harness import CaseFailed, Harness, RawConn, describe
 from qstack.core.errors import ErrorCode
 from qstack.emu.messages import (
-    AppAccept, AppDataArrived, AppDone, AppIncoming, AppListen, AppPeerClosed, NodeBoot,
-    NodeStatus, StatusQuery, WConn,
+    AppAccept, AppClose, AppConnect, AppDataArrived, AppDone, AppFailed, AppIncoming, AppListen,
+    AppPeerClosed, AppSendBytes, NodeBoot, NodeStatus, StatusQuery,
 )
 from qstack.emu.wire import (
     MAX_FRAME_BYTES, Challenge, ErrorFrame, Goodbye, Hello, Keepalive, Proof, Welcome,
     encode_frame, handshake_proof,
 )
 from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec
-from qstack.network.messages import CircuitConfirm, CircuitSetup, CircuitTeardown, Track
+from qstack.network.messages import (
+    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, Track,
+)
 from qstack.transport.messages import (
     Ack, Data, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
 )
@@ -641,7 +644,11 @@ async def _queue_full(h: Harness) -> None:
 
 # ================================================================ network layer
 
-_CIRCUITS = [7000]
+# Circuit ids and ports start at a random place each run, so that state an
+# earlier run left in the target (a circuit, a connection still suspended)
+# is never taken for this run's.
+_RNG = random.SystemRandom()
+_CIRCUITS = [_RNG.randrange(1 << 20, 1 << 31)]
 
 
 def _setup(h: Harness, head: str, path: tuple, labels: tuple = (1,)) -> CircuitSetup:
@@ -782,14 +789,178 @@ async def _real_teardown(h: Harness) -> None:
                          describe(got))
 
 
+async def _held_seq(h: Harness, src: str, origin: str) -> int:
+    """The number of the advertisement of ``origin`` the target holds (0 if
+    none: then it holds this probe's). Advertisements do not age, so a case
+    must number its own past what an earlier run left. The probe, number 0,
+    is older than any held one and so answered with it; a Syn to a closed
+    port after it is the barrier."""
+    inbox = h.inboxes[src]
+    mark = inbox.mark()
+    barrier = _port()
+    await h.send(src, LinkStateAd(origin, 0, ()), Syn(barrier, 9, 4))
+    await inbox.expect(mark, _rst_to(barrier), "Rst to the barrier Syn", h.timeout_s)
+    held = [m.seq for m in inbox.after(mark) if isinstance(m, LinkStateAd) and
+            m.origin == origin]
+    return max(held, default=0)
+
+
+@case("network/2/8", "a newer link-state advertisement is kept and flooded to the other "
+                     "neighbours; an older one is answered with the newer held")
+async def _flood(h: Harness) -> None:
+    src, other = h.need("follower"), h.need("leader")
+    origin = h.roles.stranger or "somewhere"
+    base = await _held_seq(h, src, origin)
+    ad = LinkStateAd(origin, base + 10, ())
+    omark, smark = h.inboxes[other].mark(), h.inboxes[src].mark()
+    await h.send(src, ad)
+    await h.inboxes[other].expect(omark, lambda m: m == ad,
+                                  f"the advertisement of {origin} flooded on", h.timeout_s)
+    await h.send(src, LinkStateAd(origin, base + 3, ()))
+    await h.inboxes[src].expect(smark, lambda m: m == ad,
+                                f"the newer advertisement of {origin} back to the sender of "
+                                "an older one", h.timeout_s)
+
+
+@case("network/2/9", "an advertisement equal to the one held is dropped (not flooded again)")
+async def _flood_equal(h: Harness) -> None:
+    src, other = h.need("follower"), h.need("leader")
+    origin = h.roles.stranger or "somewhere"
+    ad = LinkStateAd(origin, await _held_seq(h, src, origin) + 1, ())
+    omark = h.inboxes[other].mark()
+    await h.send(src, ad)
+    await h.inboxes[other].expect(omark, lambda m: m == ad, "the advertisement flooded on",
+                                  h.timeout_s)
+    omark, smark = h.inboxes[other].mark(), h.inboxes[src].mark()
+    # the same again, then an older one as the barrier (its answer comes back to src)
+    await h.send(src, ad, LinkStateAd(origin, ad.seq - 1, ()))
+    await h.inboxes[src].expect(smark, lambda m: m == ad, "the barrier's answer", h.timeout_s)
+    again = [m for m in h.inboxes[other].after(omark) if m == ad]
+    if again:
+        raise CaseFailed("an equal advertisement dropped", "it was flooded again")
+
+
+@case("network/2/10", "the target's own advertisement with a larger number makes it "
+                      "advertise afresh past that number, to every neighbour")
+async def _own_ad(h: Harness) -> None:
+    src, other = h.need("follower"), h.need("leader")
+    # the target's link to src going down and up makes it advertise: its number is seen
+    omark = h.inboxes[other].mark()
+    await h.reintroduce(src)
+    await h.inboxes[other].expect(omark, lambda m: isinstance(m, LinkStateAd) and
+                                  m.origin == h.target, f"an advertisement of {h.target} when "
+                                  f"its link to {src} went down and up", h.timeout_s)
+    await trio.sleep(0.05)          # (both of them: down, then up)
+    seq = max(m.seq for m in h.inboxes[other].after(omark)
+              if isinstance(m, LinkStateAd) and m.origin == h.target) + 5
+    mark = h.inboxes[src].mark()
+    await h.send(src, LinkStateAd(h.target, seq, ()))
+    got = await h.inboxes[src].expect(mark, lambda m: isinstance(m, LinkStateAd) and
+                                      m.origin == h.target and m.seq > seq,
+                                      f"a LinkStateAd of {h.target} numbered past {seq}",
+                                      h.timeout_s)
+    if not got.links:
+        raise CaseFailed(f"the fresh advertisement lists {h.target}'s links", describe(got))
+
+
 # ================================================================ transport layer
 
-_PORTS = [41000]
+_PORTS = [_RNG.randrange(10000, 60000)]
 
 
 def _port() -> int:
     _PORTS[0] += 1
     return _PORTS[0]
+
+
+async def _connecting(h: Harness, node: str):
+    """An application on the target connecting to ``node``: (app, its
+    token, the Syn the target sent)."""
+    app = await h.app()
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    tok, port, local = app.token(), _port(), _port()
+    await app.send(AppConnect(tok, node, port, local_port=local))
+    syn = await inbox.expect(mark, lambda m: isinstance(m, Syn) and m.src_port == local,
+                             f"a Syn from port {local} for the application's connect",
+                             h.timeout_s)
+    if syn.dst_port != port:
+        raise CaseFailed(f"Syn(src_port={local}, dst_port={port})", describe(syn))
+    return app, tok, syn
+
+
+async def _answer(h: Harness, app, tok: int, what: str):
+    """The application's answer (Done or Failed) to request ``tok``."""
+    return await app.inbox.expect(0, lambda m: getattr(m, "token", None) == tok, what,
+                                  h.timeout_s)
+
+
+@case("transport/3/8", "the connecting end: a SynAck opens the connection (Done with it); "
+                       "items go out only below the limit the far end gave")
+async def _connect_window(h: Harness) -> None:
+    node = h.need("neighbour")
+    inbox = h.inboxes[node]
+    app, tok, syn = await _connecting(h, node)
+    try:
+        await h.send(node, SynAck(syn.dst_port, syn.src_port, 0))      # limit 0: nothing yet
+        done = await _answer(h, app, tok, "Done for the connect")
+        if not isinstance(done, AppDone) or done.conn is None or done.conn.remote != node:
+            raise CaseFailed(f"Done(conn to {node})", describe(done))
+        mark = inbox.mark()
+        await app.send(AppSendBytes(app.token(), done.conn, b"held"))
+        await trio.sleep(0.2)
+        early = [m for m in inbox.after(mark) if isinstance(m, Data)]
+        if early:
+            raise CaseFailed("no Data while the far end's limit is 0", describe(early[0]))
+        await h.send(node, Window(syn.dst_port, syn.src_port, 1))
+        data = await inbox.expect(mark, lambda m: isinstance(m, Data), "Data once Window(1) "
+                                  "came", h.timeout_s)
+        if data.seq != 0 or data.payload != b"held" or data.src_port != syn.src_port:
+            raise CaseFailed("Data(seq=0, payload=b'held')", describe(data))
+    finally:
+        await app.aclose()
+
+
+@case("transport/3/9", "the connecting end: an Rst in answer to its Syn fails the connect "
+                       "with the Rst's code")
+async def _connect_refused(h: Harness) -> None:
+    node = h.need("neighbour")
+    app, tok, syn = await _connecting(h, node)
+    try:
+        await h.send(node, Rst(syn.dst_port, syn.src_port,
+                               int(ErrorCode.TRANSPORT_CONNECTION_REFUSED), "conformance"))
+        failed = await _answer(h, app, tok, "Failed for the connect")
+        if not isinstance(failed, AppFailed) or \
+                failed.code != int(ErrorCode.TRANSPORT_CONNECTION_REFUSED):
+            raise CaseFailed("Failed(code=TRANSPORT_CONNECTION_REFUSED 402)", describe(failed))
+    finally:
+        await app.aclose()
+
+
+@case("transport/6/5", "Close is a full close: Fin(tx_seq) goes out only once everything "
+                       "sent is acknowledged")
+async def _close_after_ack(h: Harness) -> None:
+    node = h.need("neighbour")
+    inbox = h.inboxes[node]
+    app, tok, syn = await _connecting(h, node)
+    try:
+        await h.send(node, SynAck(syn.dst_port, syn.src_port, 4))
+        done = await _answer(h, app, tok, "Done for the connect")
+        mark = inbox.mark()
+        await app.send(AppSendBytes(app.token(), done.conn, b"last"))
+        await inbox.expect(mark, lambda m: isinstance(m, Data), "Data", h.timeout_s)
+        await app.send(AppClose(app.token(), done.conn))
+        await trio.sleep(0.2)
+        early = [m for m in inbox.after(mark) if isinstance(m, Fin)]
+        if early:
+            raise CaseFailed("no Fin while item 0 is unacknowledged", describe(early[0]))
+        await h.send(node, Ack(syn.dst_port, syn.src_port, 0, 0, 5))
+        fin = await inbox.expect(mark, lambda m: isinstance(m, Fin), "Fin once item 0 was "
+                                 "acknowledged", h.timeout_s)
+        if fin.seq != 1:
+            raise CaseFailed("Fin(seq=1)", describe(fin))
+    finally:
+        await app.aclose()
 
 
 def _rst_to(port: int, code: ErrorCode | None = None):
