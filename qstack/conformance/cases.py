@@ -621,15 +621,14 @@ async def _queue_full(h: Harness) -> None:
     first, most = 20000, 4096
     sent = 0
     try:
-        for chunk in range(0, most, 256):
+        while sent < most:
+            # a chunk of QueueAdds, then a barrier: its answer comes after theirs
+            barrier = _port()
             await h.send(node, *(QueueAdd(first + i, node, _spec(create_id=first + i))
-                                 for i in range(chunk, chunk + 256)))
-            sent = chunk + 256
+                                 for i in range(sent, sent + 256)), Syn(barrier, 9, 4))
+            sent += 256
+            await inbox.expect(mark, _rst_to(barrier), "Rst to the barrier Syn", h.timeout_s)
             full = [m for m in inbox.after(mark) if isinstance(m, QueueReject)]
-            if not full:
-                with trio.move_on_after(0.2):
-                    await inbox.expect(mark, lambda m: isinstance(m, QueueReject), "", 0.2)
-                full = [m for m in inbox.after(mark) if isinstance(m, QueueReject)]
             if full:
                 if full[0].code != int(ErrorCode.LINK_QUEUE_FULL):
                     raise CaseFailed("QueueReject(LINK_QUEUE_FULL 208)", describe(full[0]))
@@ -981,40 +980,34 @@ async def _syn_refused(h: Harness) -> None:
         raise CaseFailed(f"Rst(src_port=9, dst_port={src}, code=402)", describe(got))
 
 
-@case("transport/3/2", "a SynAck for a connection the target does not have is answered "
-                       "with Rst(TRANSPORT_NOT_CONNECTED)")
-async def _synack_unknown(h: Harness) -> None:
+async def _not_connected(h: Harness, make) -> None:
+    """``make(src_port)`` names a connection the target does not have: it
+    answers with Rst(TRANSPORT_NOT_CONNECTED) to that port."""
     node = h.need("neighbour")
     inbox = h.inboxes[node]
     mark = inbox.mark()
     src = _port()
-    await h.send(node, SynAck(src, 50000, 4))
+    await h.send(node, make(src))
     await inbox.expect(mark, _rst_to(src, ErrorCode.TRANSPORT_NOT_CONNECTED), "Rst(401)",
                        h.timeout_s)
+
+
+@case("transport/3/2", "a SynAck for a connection the target does not have is answered "
+                       "with Rst(TRANSPORT_NOT_CONNECTED)")
+async def _synack_unknown(h: Harness) -> None:
+    await _not_connected(h, lambda src: SynAck(src, 50000, 4))
 
 
 @case("transport/3/3", "a Window for a connection the target does not have is answered "
                        "with Rst(TRANSPORT_NOT_CONNECTED)")
 async def _window_unknown(h: Harness) -> None:
-    node = h.need("neighbour")
-    inbox = h.inboxes[node]
-    mark = inbox.mark()
-    src = _port()
-    await h.send(node, Window(src, 50001, 8))
-    await inbox.expect(mark, _rst_to(src, ErrorCode.TRANSPORT_NOT_CONNECTED), "Rst(401)",
-                       h.timeout_s)
+    await _not_connected(h, lambda src: Window(src, 50001, 8))
 
 
 @case("transport/3/4", "an item (Data) for a connection the target does not have is "
                        "answered with Rst(TRANSPORT_NOT_CONNECTED)")
 async def _data_unknown(h: Harness) -> None:
-    node = h.need("neighbour")
-    inbox = h.inboxes[node]
-    mark = inbox.mark()
-    src = _port()
-    await h.send(node, Data(src, 50002, 0, b"x"))
-    await inbox.expect(mark, _rst_to(src, ErrorCode.TRANSPORT_NOT_CONNECTED), "Rst(401)",
-                       h.timeout_s)
+    await _not_connected(h, lambda src: Data(src, 50002, 0, b"x"))
 
 
 @case("transport/3/5", "an Rst, Fin or Ack for an unknown connection is ignored: an Rst is "

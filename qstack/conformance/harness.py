@@ -21,7 +21,6 @@ Times are seconds of trio's clock.
 """
 from __future__ import annotations
 
-import os
 import random
 import socket
 from dataclasses import dataclass, field
@@ -259,7 +258,6 @@ class Harness:
         self.roles = Roles()
         self.inboxes: dict[str, Inbox] = {}
         self.boots: dict[str, int] = {}
-        self.incoming: dict[str, int] = {}          # node -> connections the target opened
         self._nodes: dict[str, Any] = {}             # node -> channel to the target
         self._control: Any = None
         self._requests = 0
@@ -319,7 +317,6 @@ class Harness:
                                           dead_after_s=self.dead_after_s)
             except (ChannelClosed, QStackError, OSError):
                 return
-            self.incoming[node] = self.incoming.get(node, 0) + 1
             inbox = self.inboxes[node]
             try:
                 first = await ch.receive()
@@ -489,7 +486,3 @@ class AppConn:
 
     async def aclose(self) -> None:
         await self.ch.aclose()
-
-
-def new_nonce() -> bytes:
-    return os.urandom(32)
