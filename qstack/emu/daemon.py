@@ -331,8 +331,7 @@ class NodeDaemon(RuntimeDriver):
                 peer.channel = ch
                 async with trio.open_nursery() as inner:
                     inner.start_soon(self._watch, ch, inner.cancel_scope)
-                    async for msg in peer.queue_recv:
-                        await ch.send(msg)
+                    inner.start_soon(self._forward, peer, ch, inner.cancel_scope)
             except (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
             peer.channel = None
@@ -340,6 +339,17 @@ class NodeDaemon(RuntimeDriver):
             self._peer_down(peer)
             await ch.aclose()
             await trio.sleep(0.2)
+
+    async def _forward(self, peer: _Peer, ch: Any, scope: trio.CancelScope) -> None:
+        """Send ``peer``'s queued messages over ``ch`` until it fails (then
+        end the connection's tasks: a broken connection is not the daemon's
+        end)."""
+        try:
+            async for msg in peer.queue_recv:
+                await ch.send(msg)
+        except QStackError as exc:
+            log.info("%s: sending to %s failed: %s", self.name, peer.name, exc)
+        scope.cancel()
 
     async def _watch(self, ch: Any, scope: trio.CancelScope) -> None:
         """Read the outgoing connection (only keepalives and the close come back)."""
@@ -500,8 +510,12 @@ class NodeDaemon(RuntimeDriver):
                                      self.run.seed, app.app_id))
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
-                    async for out in app.out_recv:
-                        await ch.send(out)
+                    try:
+                        async for out in app.out_recv:
+                            await ch.send(out)
+                    except QStackError as err:    # it stopped reading, or went away
+                        log.info("%s: application %d: %s", self.name, app.app_id, err)
+                    inner.cancel_scope.cancel()
                 inner.start_soon(writer)
                 try:
                     async for msg in ch:
@@ -599,18 +613,23 @@ class NodeDaemon(RuntimeDriver):
                     log.warning("%s: a connection failed before its hello: %s", self.name, exc)
                     return
                 try:
-                    if ch.peer_kind == "node" and ch.peer in self.spec.nodes \
-                            and ch.peer != self.name:     # (never itself: its own messages
-                        await self._serve_peer(ch)        # would be fed as a peer's)
-                    elif ch.peer_kind == "app":
-                        await self._serve_app(ch)
-                    elif ch.peer_kind in ("control", "conformance"):
-                        await self._serve_control(ch)
-                    else:
-                        await ch.aclose(ErrorCode.EMU_PEER_GONE,
-                                        f"unknown peer {ch.peer!r} ({ch.peer_kind})")
-                except QStackError as err:
-                    log.info("%s: connection from %s ended: %s", self.name, ch.peer, err)
+                    try:
+                        if ch.peer_kind == "node" and ch.peer in self.spec.nodes \
+                                and ch.peer != self.name:   # (never itself: its own messages
+                            await self._serve_peer(ch)      # would be fed as a peer's)
+                        elif ch.peer_kind == "app":
+                            await self._serve_app(ch)
+                        elif ch.peer_kind in ("control", "conformance"):
+                            await self._serve_control(ch)
+                        else:
+                            await ch.aclose(ErrorCode.EMU_PEER_GONE,
+                                            f"unknown peer {ch.peer!r} ({ch.peer_kind})")
+                    # (except*: a failure inside a connection's own task group
+                    # comes as an exception group; it ends that connection only)
+                    except* (QStackError, trio.BrokenResourceError, trio.ClosedResourceError,
+                             OSError) as group:
+                        log.info("%s: connection from %s ended: %s", self.name, ch.peer,
+                                 group.exceptions[0])
                 finally:
                     await ch.aclose()
 
