@@ -440,6 +440,53 @@ async def _stalled_frame(h: Harness) -> None:
         await conn.aclose()
 
 
+@case("wire/keepalive/5", "a peer that stops reading is dropped within dead_after_s of the "
+                          "target's stuck write; the target goes on serving others")
+async def _stops_reading(h: Harness) -> None:
+    node = h.need("neighbour")
+    inbox = h.inboxes[node]
+    # an application with a small receive buffer, that stops reading once set up
+    app = await RawConn.connect(h.host, h.port, rcvbuf=4096)
+    try:
+        session = await app.handshake("conformance-slow", "app", h.secret,
+                                      keepalive_s=h.keepalive_s, dead_after_s=60.0)
+        if not session.established:
+            raise CaseFailed("an application session", repr(session.close_code))
+        port, conns = _port(), 24
+        await app.send_msg(AppListen(1, port, conns))
+        if await app.until(lambda m: isinstance(m, AppDone) and m.token == 1,
+                           h.timeout_s) is None:
+            raise CaseFailed(f"AppDone for AppListen({port})", "nothing")
+        srcs = [_port() for _ in range(conns)]
+        mark = inbox.mark()
+        await h.send(node, *(Syn(src, port, 4) for src in srcs))
+        for i in range(conns):
+            inc = await app.until(lambda m, i=i: isinstance(m, AppIncoming) and
+                                  m.conn.remote_port == srcs[i], h.timeout_s)
+            if inc is None:
+                raise CaseFailed(f"Incoming for the connection from port {srcs[i]}", "nothing")
+            await app.send_msg(AppAccept(2 + i, inc.conn))
+        for src in srcs:
+            await inbox.expect(mark, lambda m, s=src: isinstance(m, Window) and m.dst_port == s,
+                               "Window once accepted", h.timeout_s)
+        before = (await h.status()).apps
+        # the application reads nothing more: 24 x 4 items of 64 KiB for it (6 MiB)
+        payload = bytes(65536)
+        for src in srcs:
+            await h.send(node, *(Data(src, port, seq, payload) for seq in range(4)))
+        start = trio.current_time()
+        bound = h.dead_after_s + h.keepalive_s + 3.0        # + the transfer, scheduling
+        with trio.move_on_after(bound):
+            while (await h.status()).apps >= before:
+                await trio.sleep(0.05)
+            return
+        raise CaseFailed(f"the application that stopped reading dropped within {bound:g} s "
+                         f"({before} applications attached before)",
+                         f"still attached after {trio.current_time() - start:.1f} s")
+    finally:
+        await app.aclose()
+
+
 # ================================================================ wire: node sessions
 
 @case("wire/node/1", "a node session's first message is NodeBoot, answered with the "

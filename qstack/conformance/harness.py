@@ -75,14 +75,25 @@ class RawConn:
         self.session: Session | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> "RawConn":
+    async def connect(cls, host: str, port: int, rcvbuf: int | None = None) -> "RawConn":
+        """Connect to ``host:port``; ``rcvbuf`` (bytes) shrinks this side's
+        receive buffer first (a peer that reads slowly fills up soon)."""
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            if rcvbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            await sock.connect((host, port))
         except OSError as exc:
+            sock.close()
             raise CaseFailed(f"the target accepts a TCP connection at {host}:{port}",
                              f"{exc}") from None
+        stream = trio.SocketStream(sock)
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(stream)
+
+    async def send_msg(self, msg: Message) -> bool:
+        """Send an application message over the established session."""
+        return await self.send(self.session.send(msg))
 
     async def send(self, data: bytes) -> bool:
         """Write ``data``; False if the target has closed the connection."""
