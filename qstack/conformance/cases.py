@@ -36,7 +36,7 @@ from qstack.network.messages import (
     CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, Track,
 )
 from qstack.transport.messages import (
-    Ack, Data, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
+    Ack, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
 )
 
 __all__ = ["Case", "CASES", "case"]
@@ -688,6 +688,41 @@ async def _queue_full(h: Harness) -> None:
                              for i in range(sent)))
 
 
+@case("link/4/8", "a QueueRequest from the follower is queued by the leader: QueueAdd of "
+                  "it (origin the follower, the same spec) back to the follower")
+async def _queue_request(h: Harness) -> None:
+    node = h.need("follower")
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    spec = _spec(create_id=31)
+    await h.send(node, QueueRequest(spec))
+    add = await inbox.expect(mark, lambda m: isinstance(m, QueueAdd) and m.spec.create_id == 31,
+                             "QueueAdd for the follower's request", h.timeout_s)
+    try:
+        if add.origin != node or add.spec != spec:
+            raise CaseFailed(f"QueueAdd(origin={node!r}, spec as requested)", describe(add))
+    finally:      # the follower refuses it after all: the leader ends the item, no Abort back
+        await h.send(node, QueueReject(add.qid, 31, int(ErrorCode.LINK_REJECTED), "done"))
+
+
+@case("link/4/9", "the follower's Abort(-1) (its memory stayed full) ends the item the "
+                  "leader attempts: Abort(qid, LINK_OUT_OF_MEMORY) back")
+async def _follower_abort(h: Harness) -> None:
+    node = h.need("follower")
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    await h.send(node, QueueRequest(_spec(create_id=32)))
+    add = await inbox.expect(mark, lambda m: isinstance(m, QueueAdd) and m.spec.create_id == 32,
+                             "QueueAdd for the follower's request", h.timeout_s)
+    # no deadline and no Entangle from the follower: the leader is attempting this item
+    await h.send(node, Abort(-1, int(ErrorCode.LINK_OUT_OF_MEMORY), 0))
+    got = await inbox.expect(mark, lambda m: isinstance(m, Abort) and m.qid == add.qid,
+                             f"Abort(qid={add.qid}) ending the item", h.timeout_s)
+    if got.code != int(ErrorCode.LINK_OUT_OF_MEMORY) or got.done != 0:
+        raise CaseFailed(f"Abort(qid={add.qid}, code=LINK_OUT_OF_MEMORY 205, done=0)",
+                         describe(got))
+
+
 # ================================================================ network layer
 
 # Circuit ids and ports start at a random place each run, so that state an
@@ -765,6 +800,64 @@ async def _setup_wrong_hop(h: Harness) -> None:
     node, other = h.need("leader"), h.need("follower")
     await _setup_refused(h, node, _setup(h, other, (other, h.target)),
                          f"a setup of a path from {other} sent by {node}")
+
+
+async def _repeater_circuit(h: Harness):
+    """A circuit (leader, target, follower) set up by the leader: the target
+    is its repeater. Returns (head, tail, the setup the head sent, the one the
+    target forwarded)."""
+    head, tail = h.need("leader"), h.need("follower")
+    s = _setup(h, head, (head, h.target, tail))
+    mark = h.inboxes[tail].mark()
+    await h.send(head, s)
+    fwd = await h.inboxes[tail].expect(
+        mark, lambda m: isinstance(m, CircuitSetup) and m.circuit_id == s.circuit_id,
+        f"the CircuitSetup forwarded to {tail}", h.timeout_s)
+    return head, tail, s, fwd
+
+
+@case("network/2/11", "a repeater forwards a CircuitSetup to the next hop with its own "
+                      "downstream label appended, from its half of the label space")
+async def _repeater_forwards(h: Harness) -> None:
+    head, tail, s, fwd = await _repeater_circuit(h)
+    try:
+        if fwd.link_labels[:1] != s.link_labels or len(fwd.link_labels) != 2:
+            raise CaseFailed(f"link_labels {s.link_labels} + one label", describe(fwd))
+        label = fwd.link_labels[1]
+        # the end whose name sorts first takes 1..32767, the other 32768..65535
+        lo, hi = (1, 32767) if h.target < tail else (32768, 65535)
+        if not lo <= label <= hi:
+            raise CaseFailed(f"a label in {lo}..{hi} ({h.target} vs {tail})", str(label))
+        if (fwd.path, fwd.head, fwd.number) != (s.path, s.head, s.number):
+            raise CaseFailed("the setup forwarded unchanged but for the label", describe(fwd))
+    finally:
+        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
+
+
+@case("network/2/12", "a CircuitConfirm from a node that is not the next hop is refused "
+                      "(UNEXPECTED_EVENT recorded); the next hop's is passed back to the head")
+async def _repeater_confirm(h: Harness) -> None:
+    head, tail, s, fwd = await _repeater_circuit(h)
+    try:
+        mark = await h.fail_mark()
+        hmark = h.inboxes[head].mark()
+        # from the head (upstream): not the next hop
+        await h.send(head, CircuitConfirm(s.circuit_id, head, True, 0, ""))
+        await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT,
+                               f"a CircuitConfirm from {head}, not the next hop")
+        await h.send(tail, CircuitConfirm(s.circuit_id, head, True, 0, ""))
+        got = await h.inboxes[head].expect(
+            hmark, lambda m: isinstance(m, CircuitConfirm) and m.circuit_id == s.circuit_id,
+            f"the tail's CircuitConfirm passed back to {head}", h.timeout_s)
+        if not got.accepted:
+            raise CaseFailed("CircuitConfirm(accepted) passed on", describe(got))
+    finally:
+        tmark = h.inboxes[tail].mark()
+        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
+        # the teardown goes on away from its sender, to the path's other end
+        await h.inboxes[tail].expect(
+            tmark, lambda m: isinstance(m, CircuitTeardown) and m.circuit_id == s.circuit_id,
+            f"the head's CircuitTeardown passed on to {tail}", h.timeout_s)
 
 
 @case("network/2/3", "a second CircuitSetup for a circuit the target holds is refused "
@@ -1101,6 +1194,18 @@ async def _header_mismatch(h: Harness) -> None:
                        h.timeout_s)
     await h.expect_failure(fmark, ErrorCode.TRANSPORT_HEADER_MISMATCH,
                            "a header for a pair the target heads")
+
+
+@case("transport/5/5", "an EprHeader naming a pair its sender does not head is refused: "
+                       "Rst(TRANSPORT_HEADER_MISMATCH)")
+async def _epr_header_mismatch(h: Harness) -> None:
+    node = h.need("neighbour")
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    src = _port()
+    await h.send(node, EprHeader(src, 50007, 0, (h.target, 3, 0), 0, b""))
+    await inbox.expect(mark, _rst_to(src, ErrorCode.TRANSPORT_HEADER_MISMATCH), "Rst(406)",
+                       h.timeout_s)
 
 
 @case("transport/5/2", "a PairRelease naming a pair its sender does not head is refused "
