@@ -249,7 +249,9 @@ class Channel:
     async def _background(self) -> None:
         """Read the socket and tick the keepalive clock until the channel closes."""
         with self._scope:
-            if self._error is not None:
+            if self._error is not None:    # closed by the peer within the handshake's data
+                with trio.CancelScope(shield=True):
+                    await self._stream.aclose()
                 return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
