@@ -249,9 +249,7 @@ class Channel:
     async def _background(self) -> None:
         """Read the socket and tick the keepalive clock until the channel closes."""
         with self._scope:
-            if self._error is not None:    # closed by the peer within the handshake's data
-                with trio.CancelScope(shield=True):
-                    await self._stream.aclose()
+            if self._error is not None:
                 return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
@@ -359,7 +357,11 @@ async def _establish(stream: trio.abc.Stream, session: Session, nursery: trio.Nu
             await stream.aclose()
         raise
     channel = Channel(stream, session, early, max_queued)
-    nursery.start_soon(channel._background)
+    if channel.closed:          # the peer closed within the handshake's last data
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+    else:
+        nursery.start_soon(channel._background)
     return channel
 
 
