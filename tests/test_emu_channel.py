@@ -433,3 +433,31 @@ def test_a_server_that_says_goodbye_at_once():
                 assert ch.close_code == ErrorCode.EMU_CLOSED
             nursery.cancel_scope.cancel()
     run(main)
+
+
+def test_a_failing_handler_ends_its_connection_only(caplog):
+    async def main():
+        async def fragile(channel):
+            msg = await channel.receive()
+            if msg.key == b"boom":
+                raise RuntimeError("a bug in the handler")
+            await channel.send(msg)
+            await channel.receive()
+
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, fragile)
+            victim = await open_channel(HOST, port, name="v", kind="app", secret=SECRET,
+                                        nursery=nursery)
+            await victim.send(StationCancel("a", "b", b"boom"))
+            with pytest.raises(ChannelClosed) as info:
+                await victim.receive()
+            assert info.value.code == ErrorCode.INTERNAL_ERROR
+            other = await open_channel(HOST, port, name="o", kind="app", secret=SECRET,
+                                       nursery=nursery)
+            await other.send(StationCancel("a", "b", b"fine"))
+            assert (await other.receive()).key == b"fine"
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level(logging.ERROR, logger="qstack.emu"):
+        run(main)
+    assert any("handler failed" in r.getMessage() for r in caplog.records)
