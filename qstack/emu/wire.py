@@ -510,11 +510,12 @@ class Session:
         ``keepalive_s``; declare the peer dead (``EMU_PEER_GONE``) when
         nothing arrived for more than ``dead_after_s``. Frames that moved
         without a time given count as moved at this tick. ``check_peer``
-        False skips the second check (the caller itself has stopped reading,
-        so silence says nothing about the peer)."""
+        False skips the second check and restarts the silence clock: the
+        caller itself has stopped reading, so silence says nothing about the
+        peer, which gets a whole ``dead_after_s`` once reading resumes."""
         if self._phase is Phase.CLOSED:
             return
-        if self._last_rx is None or self._rx_moved:
+        if self._last_rx is None or self._rx_moved or not check_peer:
             self._last_rx, self._rx_moved = now_s, False
         if self._last_tx is None or self._tx_moved:
             self._last_tx, self._tx_moved = now_s, False
