@@ -68,6 +68,23 @@ async def raw_client(port, secret=SECRET, versions=(1,)):
     return stream, session
 
 
+class Ends:
+    """A server handler that reads until its channel closes, and records the
+    code and trio's time of the close."""
+
+    def __init__(self):
+        self.codes, self.times, self.closed = [], [], trio.Event()
+
+    async def __call__(self, channel):
+        try:
+            async for _ in channel:
+                pass
+        except ChannelClosed as exc:
+            self.codes.append(exc.code)
+            self.times.append(trio.current_time())
+            self.closed.set()
+
+
 async def read_to_end(stream):
     """Every message the peer sent until it closed the stream."""
     reader, got = FrameReader(), []
@@ -166,46 +183,29 @@ def test_a_bad_client_is_refused_while_a_good_one_is_served(caplog):
 ])
 def test_a_bad_frame_after_the_handshake_closes_that_connection_with_its_code(bad, code):
     async def main():
-        ended, closed = [], trio.Event()
-
-        async def handler(channel):
-            try:
-                async for _ in channel:
-                    pass
-            except ChannelClosed as exc:
-                ended.append(exc.code)
-                closed.set()
-
+        ends = Ends()
         async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, handler)
+            port = await start_server(nursery, ends)
             stream, _ = await raw_client(port)
             await stream.send_all(bad)
             got = await read_to_end(stream)
             assert isinstance(got[-1], ErrorFrame) and got[-1].code == code
-            await closed.wait()
-            assert ended == [code]
+            await ends.closed.wait()
+            assert ends.codes == [code]
             nursery.cancel_scope.cancel()
     run(main)
 
 
 def test_a_silent_peer_is_noticed_within_the_bound():
     async def main():
-        ended, closed = [], trio.Event()
-
-        async def handler(channel):
-            try:
-                await channel.receive()
-            except ChannelClosed as exc:
-                ended.append((exc.code, trio.current_time()))
-                closed.set()
-
+        ends = Ends()
         async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, handler, **FAST)
+            port = await start_server(nursery, ends, **FAST)
             stream, _ = await raw_client(port)            # then says nothing, reads nothing
             last_sent = trio.current_time()
-            await closed.wait()
-            code, when = ended[0]
-            assert code == ErrorCode.EMU_PEER_GONE
+            await ends.closed.wait()
+            assert ends.codes == [ErrorCode.EMU_PEER_GONE]
+            when = ends.times[0]
             # dead_after_s + one tick (keepalive_s / 2 = 0.05 s), in trio's
             # virtual seconds; 1e-9 s for the float sums of the clock
             assert FAST["dead_after_s"] < when - last_sent <= FAST["dead_after_s"] + 0.05 + 1e-9
@@ -262,22 +262,13 @@ def test_a_peer_that_stops_reading_is_noticed():
 
 def test_a_vanished_peer_is_gone_at_once():
     async def main():
-        ended = trio.Event()
-        codes = []
-
-        async def handler(channel):
-            try:
-                await channel.receive()
-            except ChannelClosed as exc:
-                codes.append(exc.code)
-                ended.set()
-
+        ends = Ends()
         async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, handler)
+            port = await start_server(nursery, ends)
             stream, _ = await raw_client(port)
             await stream.aclose()                         # no Goodbye: as if killed
-            await ended.wait()
-            assert codes == [ErrorCode.EMU_PEER_GONE]
+            await ends.closed.wait()
+            assert ends.codes == [ErrorCode.EMU_PEER_GONE]
             nursery.cancel_scope.cancel()
     run(main)
 
@@ -424,3 +415,49 @@ def test_the_server_may_speak_first_after_welcome():
             await ch.aclose()
             nursery.cancel_scope.cancel()
     run(main)
+
+
+def test_a_server_that_says_goodbye_at_once():
+    """Welcome and Goodbye may arrive together: the channel opens, already
+    closed cleanly, and iteration gives nothing."""
+    async def main():
+        async def leave(channel):
+            return
+
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, leave)
+            for _ in range(5):
+                ch = await open_channel(HOST, port, name="late", kind="app", secret=SECRET,
+                                        nursery=nursery)
+                assert [m async for m in ch] == []
+                assert ch.close_code == ErrorCode.EMU_CLOSED
+            nursery.cancel_scope.cancel()
+    run(main)
+
+
+def test_a_failing_handler_ends_its_connection_only(caplog):
+    async def main():
+        async def fragile(channel):
+            msg = await channel.receive()
+            if msg.key == b"boom":
+                raise RuntimeError("a bug in the handler")
+            await channel.send(msg)
+            await channel.receive()
+
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, fragile)
+            victim = await open_channel(HOST, port, name="v", kind="app", secret=SECRET,
+                                        nursery=nursery)
+            await victim.send(StationCancel("a", "b", b"boom"))
+            with pytest.raises(ChannelClosed) as info:
+                await victim.receive()
+            assert info.value.code == ErrorCode.INTERNAL_ERROR
+            other = await open_channel(HOST, port, name="o", kind="app", secret=SECRET,
+                                       nursery=nursery)
+            await other.send(StationCancel("a", "b", b"fine"))
+            assert (await other.receive()).key == b"fine"
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level(logging.ERROR, logger="qstack.emu"):
+        run(main)
+    assert any("handler failed" in r.getMessage() for r in caplog.records)

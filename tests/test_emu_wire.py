@@ -486,6 +486,10 @@ def test_a_reader_that_paused_itself_does_not_blame_the_peer():
     server.tick(0.0)
     server.tick(5.0, check_peer=False)
     assert server.established
+    server.tick(7.0)                      # a whole dead_after_s after reading resumed
+    assert server.established
+    server.tick(7.01)
+    assert server.close_code == ErrorCode.EMU_PEER_GONE
 
 
 # ---------------------------------------------------------------- fuzzing

@@ -357,7 +357,11 @@ async def _establish(stream: trio.abc.Stream, session: Session, nursery: trio.Nu
             await stream.aclose()
         raise
     channel = Channel(stream, session, early, max_queued)
-    nursery.start_soon(channel._background)
+    if channel.closed:          # the peer closed within the handshake's last data
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+    else:
+        nursery.start_soon(channel._background)
     return channel
 
 
@@ -413,7 +417,8 @@ async def serve_channels(handler, port: int, *, name: str, kind: str, secret: by
     handler(channel)`` for every client that completes the handshake, each
     in its own task; the channel is closed when the handler returns. A
     refused client, or a :class:`ChannelClosed` out of a handler, ends that
-    connection only. ``task_status.started`` gets the listening port.
+    connection only; so does any other exception out of a handler (a bug:
+    logged, and the client gets ``ErrorFrame(INTERNAL_ERROR)``). ``task_status.started`` gets the listening port.
     ``options`` go to :func:`accept_channel`."""
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -423,13 +428,17 @@ async def serve_channels(handler, port: int, *, name: str, kind: str, secret: by
                                                nursery=nursery, **options)
             except ChannelClosed:
                 return
+            code = None
             try:
                 await handler(channel)
             except ChannelClosed as exc:
                 log.info("%r ended: %s", channel, exc)
+            except Exception:    # noqa: BLE001 - a handler's bug ends its connection only
+                log.exception("handler failed on %r", channel)
+                code = ErrorCode.INTERNAL_ERROR
             finally:
                 with trio.CancelScope(shield=True):
-                    await channel.aclose()
+                    await channel.aclose(code, "the server's handler failed" if code else "")
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]

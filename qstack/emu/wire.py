@@ -153,11 +153,18 @@ class FrameReader:
 # ----------------------------------------------------------------------------
 # the session's messages (0x0600-0x061F)
 
-def _check_peer(name: str, kind: str) -> None:
+def _check_peer(name: str, kind: str, nonce: bytes) -> None:
+    """The rules a Hello's and a Challenge's sender fields share."""
     if not name:
         raise ValueError("name must not be empty")
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    _exactly("nonce", nonce, NONCE_BYTES)
+
+
+def _exactly(what: str, value: bytes, size: int) -> None:
+    if len(value) != size:
+        raise ValueError(f"{what} has {len(value)} bytes, not {size}")
 
 
 @message(SESSION_PROTOCOL, 0x0600)
@@ -175,9 +182,7 @@ class Hello(Message):
     def __post_init__(self) -> None:
         if not self.versions:
             raise ValueError("versions must not be empty")
-        _check_peer(self.name, self.kind)
-        if len(self.nonce) != NONCE_BYTES:
-            raise ValueError(f"nonce has {len(self.nonce)} bytes, not {NONCE_BYTES}")
+        _check_peer(self.name, self.kind, self.nonce)
 
 
 @message(SESSION_PROTOCOL, 0x0601)
@@ -192,9 +197,7 @@ class Challenge(Message):
     nonce: bytes = field(metadata=_NONCE)
 
     def __post_init__(self) -> None:
-        _check_peer(self.name, self.kind)
-        if len(self.nonce) != NONCE_BYTES:
-            raise ValueError(f"nonce has {len(self.nonce)} bytes, not {NONCE_BYTES}")
+        _check_peer(self.name, self.kind, self.nonce)
 
 
 @message(SESSION_PROTOCOL, 0x0602)
@@ -205,8 +208,7 @@ class Proof(Message):
     mac: bytes = field(metadata=_MAC)
 
     def __post_init__(self) -> None:
-        if len(self.mac) != 32:
-            raise ValueError(f"mac has {len(self.mac)} bytes, not 32")
+        _exactly("mac", self.mac, 32)
 
 
 @message(SESSION_PROTOCOL, 0x0603)
@@ -218,8 +220,7 @@ class Welcome(Message):
     mac: bytes = field(metadata=_MAC)
 
     def __post_init__(self) -> None:
-        if len(self.mac) != 32:
-            raise ValueError(f"mac has {len(self.mac)} bytes, not 32")
+        _exactly("mac", self.mac, 32)
 
 
 @message(SESSION_PROTOCOL, 0x0604)
@@ -509,11 +510,12 @@ class Session:
         ``keepalive_s``; declare the peer dead (``EMU_PEER_GONE``) when
         nothing arrived for more than ``dead_after_s``. Frames that moved
         without a time given count as moved at this tick. ``check_peer``
-        False skips the second check (the caller itself has stopped reading,
-        so silence says nothing about the peer)."""
+        False skips the second check and restarts the silence clock: the
+        caller itself has stopped reading, so silence says nothing about the
+        peer, which gets a whole ``dead_after_s`` once reading resumes."""
         if self._phase is Phase.CLOSED:
             return
-        if self._last_rx is None or self._rx_moved:
+        if self._last_rx is None or self._rx_moved or not check_peer:
             self._last_rx, self._rx_moved = now_s, False
         if self._last_tx is None or self._tx_moved:
             self._last_tx, self._tx_moved = now_s, False
@@ -621,23 +623,22 @@ class Session:
         self._queue(Proof(handshake_proof(*self._transcript("client"))))
 
     def _on_proof(self, msg: Proof) -> None:                  # server
-        if not hmac.compare_digest(msg.mac, handshake_proof(*self._transcript("client"))):
-            self._fault(ErrorCode.EMU_AUTH_FAILED,
-                        f"{self.peer_kind} {self.peer_name!r}: proof did not verify "
-                        "(not the network's secret)")
-            return
-        self._move("Proof")
-        self.authenticated = True
-        self._queue(Welcome(handshake_proof(*self._transcript("server"))))
+        if self._verify(msg.mac, "client"):
+            self._queue(Welcome(handshake_proof(*self._transcript("server"))))
 
     def _on_welcome(self, msg: Welcome) -> None:              # client
-        if not hmac.compare_digest(msg.mac, handshake_proof(*self._transcript("server"))):
+        self._verify(msg.mac, "server")
+
+    def _verify(self, mac: bytes, role: str) -> bool:
+        """Check the peer's proof (``role`` is the peer's); establish or fail."""
+        if not hmac.compare_digest(mac, handshake_proof(*self._transcript(role))):
             self._fault(ErrorCode.EMU_AUTH_FAILED,
                         f"{self.peer_kind} {self.peer_name!r}: proof did not verify "
                         "(not the network's secret)")
-            return
-        self._move("Welcome")
+            return False
+        self._move("Proof" if role == "client" else "Welcome")
         self.authenticated = True
+        return True
 
     def _on_keepalive(self, msg: Keepalive) -> None:
         self._move("Keepalive")
