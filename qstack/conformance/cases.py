@@ -16,7 +16,8 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable
 
 import msgpack
 import trio
@@ -91,15 +92,26 @@ async def _refused_with(conn: RawConn, code: ErrorCode, what: str, h: Harness) -
                          "it stayed open")
 
 
-async def _established(h: Harness, name: str = "conformance", kind: str = "conformance",
-                       **options) -> RawConn:
-    conn = await RawConn.connect(h.host, h.port)
-    session = await conn.handshake(name, kind, h.secret, **options)
-    if not session.established:
+@asynccontextmanager
+async def _raw(h: Harness, **options) -> AsyncIterator[RawConn]:
+    """A raw TCP connection to the target, closed after the block."""
+    conn = await RawConn.connect(h.host, h.port, **options)
+    try:
+        yield conn
+    finally:
         await conn.aclose()
-        raise CaseFailed(f"an established session as {kind} {name!r}",
-                         f"{session.close_code!r}: {session.close_detail}")
-    return conn
+
+
+@asynccontextmanager
+async def _session(h: Harness, name: str = "conformance", kind: str = "conformance",
+                   **options) -> AsyncIterator[RawConn]:
+    """A raw connection with an established session (as ``kind`` ``name``)."""
+    async with _raw(h) as conn:
+        session = await conn.handshake(name, kind, h.secret, **options)
+        if not session.established:
+            raise CaseFailed(f"an established session as {kind} {name!r}",
+                             f"{session.close_code!r}: {session.close_detail}")
+        yield conn
 
 
 def _hello(versions=(1,), name="conformance", kind="conformance") -> bytes:
@@ -114,12 +126,9 @@ def _raw_frame(*items) -> bytes:
 async def _frame_fault(h: Harness, data: bytes, code: ErrorCode, what: str) -> None:
     """An established session gets ``data``: ErrorFrame(code), closed; the
     target then still serves a new connection."""
-    conn = await _established(h)
-    try:
+    async with _session(h) as conn:
         await conn.send(data)
         await _refused_with(conn, code, what, h)
-    finally:
-        await conn.aclose()
     await h.alive()
 
 
@@ -174,15 +183,12 @@ async def _out_of_range(h: Harness) -> None:
 @case("wire/framing/8", "a stream that ends inside a frame closes that connection; the "
                         "target goes on serving others")
 async def _truncated(h: Harness) -> None:
-    conn = await _established(h)
-    try:
+    async with _session(h) as conn:
         await conn.send(struct.pack(">I", 100) + b"\x93" * 10)
         await conn.send_eof()
         if not await conn.until_closed(h.timeout_s):
             raise CaseFailed("the connection closed (a frame cut short by the end of the "
                              "stream)", "it stayed open")
-    finally:
-        await conn.aclose()
     await h.alive()
 
 
@@ -193,8 +199,7 @@ async def _empty_frame(h: Harness) -> None:
 
 @case("wire/framing/9", "frames split across TCP segments at every byte are reassembled")
 async def _byte_by_byte(h: Harness) -> None:
-    conn = await _established(h)
-    try:
+    async with _session(h) as conn:
         data = encode_frame(StatusQuery(77))
         for i in range(len(data)):
             await conn.send(data[i:i + 1])
@@ -203,14 +208,11 @@ async def _byte_by_byte(h: Harness) -> None:
         if got is None or got.request != 77:
             raise CaseFailed("NodeStatus(request=77) for a StatusQuery sent one byte at a time",
                              describe(got) if got else "nothing")
-    finally:
-        await conn.aclose()
 
 
 @case("wire/framing/10", "two frames in one TCP segment are both read, in order")
 async def _coalesced(h: Harness) -> None:
-    conn = await _established(h)
-    try:
+    async with _session(h) as conn:
         await conn.send(encode_frame(StatusQuery(5)) + encode_frame(StatusQuery(6)))
         with trio.move_on_after(h.timeout_s):
             while len([m for m in conn.frames if isinstance(m, NodeStatus)]) < 2 and \
@@ -219,8 +221,6 @@ async def _coalesced(h: Harness) -> None:
         got = [m.request for m in conn.frames if isinstance(m, NodeStatus)]
         if got != [5, 6]:
             raise CaseFailed("NodeStatus for requests 5 then 6", str(got))
-    finally:
-        await conn.aclose()
 
 
 # ================================================================ wire: the session
@@ -228,8 +228,7 @@ async def _coalesced(h: Harness) -> None:
 @case("wire/session/1", "a Hello with a common version is answered with a Challenge naming "
                         "the highest common version")
 async def _challenge(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         await conn.send(_hello(versions=(1, 77)))
         got = await conn.until(lambda m: True, h.timeout_s)
         if not isinstance(got, Challenge) or got.version != 1:
@@ -237,29 +236,23 @@ async def _challenge(h: Harness) -> None:
                              describe(got) if got else "nothing")
         if got.name != h.target:
             raise CaseFailed(f"the Challenge names the target {h.target!r}", got.name)
-    finally:
-        await conn.aclose()
 
 
 @case("wire/session/2", "a Hello with no common version is refused with "
                         "UNSUPPORTED_VERSION and the connection closed")
 async def _no_common_version(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         await conn.send(_hello(versions=(99, 100)))
         await _refused_with(conn, ErrorCode.UNSUPPORTED_VERSION, "a Hello offering (99, 100)", h)
         if any(isinstance(m, Challenge) for m in conn.frames):
             raise CaseFailed("no Challenge for an unsupported version", "a Challenge")
-    finally:
-        await conn.aclose()
     await h.alive()
 
 
 @case("wire/session/3", "a client that does not know the secret is refused with "
                         "EMU_AUTH_FAILED and learns no proof of the server")
 async def _wrong_secret(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         nonce = bytes(range(32))
         await conn.send(encode_frame(Hello((1,), "conformance", "conformance", nonce)))
         ch = await conn.until(lambda m: isinstance(m, Challenge), h.timeout_s)
@@ -273,8 +266,6 @@ async def _wrong_secret(h: Harness) -> None:
         if any(isinstance(m, Welcome) for m in conn.frames):
             raise CaseFailed("no Welcome (the server's proof) to an unproven client",
                              "a Welcome")
-    finally:
-        await conn.aclose()
     await h.alive()
 
 
@@ -284,8 +275,7 @@ async def _inject_before_proof(h: Harness) -> None:
     node = h.need("neighbour")
     inbox = h.inboxes[node]
     mark = inbox.mark()
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         await conn.send(_hello(name=node, kind="node"))
         got = await conn.until(lambda m: isinstance(m, Challenge), h.timeout_s)
         if got is None:
@@ -294,8 +284,6 @@ async def _inject_before_proof(h: Harness) -> None:
         await conn.send(encode_frame(NodeBoot(1)) + encode_frame(Syn(40000, 9, 4)))
         await _refused_with(conn, ErrorCode.EMU_HANDSHAKE, "an application message before "
                                                            "the handshake completed", h)
-    finally:
-        await conn.aclose()
     # a barrier on the real session: the answer to it comes after any answer to the forgery
     await h.send(node, Syn(40001, 9, 4))
     await inbox.expect(mark, lambda m: isinstance(m, Rst) and m.dst_port == 40001,
@@ -308,12 +296,9 @@ async def _inject_before_proof(h: Harness) -> None:
 @case("wire/session/5", "a frame before the Hello is refused (EMU_HANDSHAKE) and the "
                         "connection closed")
 async def _no_hello(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         await conn.send(encode_frame(StatusQuery(1)))
         await _refused_with(conn, ErrorCode.EMU_HANDSHAKE, "a StatusQuery before the Hello", h)
-    finally:
-        await conn.aclose()
 
 
 @case("wire/session/6", "a second Hello in an established session is refused with "
@@ -324,42 +309,33 @@ async def _duplicate_hello(h: Harness) -> None:
 
 @case("wire/session/7", "a Proof that does not verify is refused with EMU_AUTH_FAILED")
 async def _forged_proof(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         await conn.send(_hello())
         if await conn.until(lambda m: isinstance(m, Challenge), h.timeout_s) is None:
             raise CaseFailed("a Challenge", "nothing")
         await conn.send(encode_frame(Proof(bytes(32))))
         await _refused_with(conn, ErrorCode.EMU_AUTH_FAILED, "a Proof of 32 zero bytes", h)
-    finally:
-        await conn.aclose()
 
 
 @case("wire/session/8", "a client that says nothing is dropped within the handshake "
                         "timeout", should=True)
 async def _silent_client(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
+    async with _raw(h) as conn:
         if not await conn.until_closed(5.0 + h.timeout_s):
             raise CaseFailed("the connection closed within the 5 s handshake timeout",
                              "it stayed open")
-    finally:
-        await conn.aclose()
 
 
 @case("wire/session/9", "a Goodbye ends the session cleanly: the target closes it and "
                         "goes on serving others")
 async def _goodbye(h: Harness) -> None:
-    conn = await _established(h)
-    try:
+    async with _session(h) as conn:
         await conn.send(encode_frame(Goodbye("conformance done")))
         if not await conn.until_closed(h.timeout_s):
             raise CaseFailed("the connection closed after Goodbye", "it stayed open")
         bad = [m for m in conn.frames if isinstance(m, ErrorFrame)]
         if bad:
             raise CaseFailed("a clean close (no ErrorFrame)", describe(bad[0]))
-    finally:
-        await conn.aclose()
     await h.alive()
 
 
@@ -367,8 +343,7 @@ async def _goodbye(h: Harness) -> None:
 
 @case("wire/keepalive/1", "an idle established session gets a Keepalive within keepalive_s")
 async def _keepalive(h: Harness) -> None:
-    conn = await _established(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s)
-    try:
+    async with _session(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s) as conn:
         start = trio.current_time()
         # bound: keepalive_s, checked by a ticker every keepalive_s/2, plus scheduling slack
         bound = 1.5 * h.keepalive_s + 0.5
@@ -376,15 +351,12 @@ async def _keepalive(h: Harness) -> None:
         if got is None:
             raise CaseFailed(f"a Keepalive within {bound:g} s of silence",
                              f"none in {trio.current_time() - start:.2f} s")
-    finally:
-        await conn.aclose()
 
 
 @case("wire/keepalive/2", "a peer that goes silent is declared gone (EMU_PEER_GONE) within "
                           "dead_after_s plus one tick")
 async def _silent_peer(h: Harness) -> None:
-    conn = await _established(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s)
-    try:
+    async with _session(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s) as conn:
         start = trio.current_time()
         bound = h.dead_after_s + h.keepalive_s + 1.0       # + one tick + scheduling slack
         frame = await conn.until(lambda m: isinstance(m, ErrorFrame), bound)
@@ -399,14 +371,11 @@ async def _silent_peer(h: Harness) -> None:
         if took < h.dead_after_s - 0.1:
             raise CaseFailed(f"a silent peer kept at least dead_after_s ({h.dead_after_s:g} s)",
                              f"closed after {took:.2f} s")
-    finally:
-        await conn.aclose()
 
 
 @case("wire/keepalive/3", "a peer that sends only Keepalives is kept past dead_after_s")
 async def _kept_alive(h: Harness) -> None:
-    conn = await _established(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s)
-    try:
+    async with _session(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s) as conn:
         end = trio.current_time() + h.dead_after_s + h.keepalive_s
         while trio.current_time() < end:
             if not await conn.send(encode_frame(Keepalive())):
@@ -418,15 +387,12 @@ async def _kept_alive(h: Harness) -> None:
             raise CaseFailed("NodeStatus after dead_after_s of Keepalives only",
                              "; ".join(describe(m) for m in conn.frames
                                        if not isinstance(m, Keepalive)) or "nothing")
-    finally:
-        await conn.aclose()
 
 
 @case("wire/keepalive/4", "a peer that stops in the middle of a frame is declared gone "
                           "(EMU_PEER_GONE) within dead_after_s plus one tick")
 async def _stalled_frame(h: Harness) -> None:
-    conn = await _established(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s)
-    try:
+    async with _session(h, keepalive_s=h.keepalive_s, dead_after_s=h.dead_after_s) as conn:
         frame = encode_frame(StatusQuery(3))
         await conn.send(frame[:len(frame) - 1])       # all but its last byte, then nothing
         bound = h.dead_after_s + h.keepalive_s + 1.0
@@ -436,8 +402,6 @@ async def _stalled_frame(h: Harness) -> None:
                              "still open")
         if got is not None and got.code != int(ErrorCode.EMU_PEER_GONE):
             raise CaseFailed("ErrorFrame(EMU_PEER_GONE 600)", describe(got))
-    finally:
-        await conn.aclose()
 
 
 @case("wire/keepalive/5", "a peer that stops reading is dropped within dead_after_s of the "
@@ -446,8 +410,7 @@ async def _stops_reading(h: Harness) -> None:
     node = h.need("neighbour")
     inbox = h.inboxes[node]
     # an application with a small receive buffer, that stops reading once set up
-    app = await RawConn.connect(h.host, h.port, rcvbuf=4096)
-    try:
+    async with _raw(h, rcvbuf=4096) as app:
         session = await app.handshake("conformance-slow", "app", h.secret,
                                       keepalive_s=h.keepalive_s, dead_after_s=60.0)
         if not session.established:
@@ -483,8 +446,6 @@ async def _stops_reading(h: Harness) -> None:
         raise CaseFailed(f"the application that stopped reading dropped within {bound:g} s "
                          f"({before} applications attached before)",
                          f"still attached after {trio.current_time() - start:.1f} s")
-    finally:
-        await app.aclose()
 
 
 # ================================================================ wire: node sessions
@@ -513,15 +474,12 @@ async def _no_nodeboot(h: Harness) -> None:
     node = h.need("neighbour")
     inbox = h.inboxes[node]
     mark = inbox.mark()
-    conn = await _established(h, name=node, kind="node")
-    try:
+    async with _session(h, name=node, kind="node") as conn:
         await conn.send(encode_frame(Syn(40010, 9, 4)))
         await _refused_with(conn, ErrorCode.UNEXPECTED_EVENT, "Syn before NodeBoot", h)
         if any(isinstance(m, NodeBoot) for m in conn.frames):
             raise CaseFailed("no NodeBoot for a session that did not open with one",
                              "a NodeBoot")
-    finally:
-        await conn.aclose()
     await h.send(node, Syn(40011, 9, 4))
     await inbox.expect(mark, lambda m: isinstance(m, Rst) and m.dst_port == 40011,
                        "Rst to the barrier Syn", h.timeout_s)
@@ -532,35 +490,27 @@ async def _no_nodeboot(h: Harness) -> None:
 @case("wire/node/3", "a node session from a name that is not a node of the network is "
                      "refused with an ErrorFrame")
 async def _stranger_name(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
-        await conn.handshake("nobody-of-this-net", "node", h.secret)
-        await conn.send(encode_frame(NodeBoot(5)))
-        frame = await conn.until(lambda m: isinstance(m, (ErrorFrame, NodeBoot)), h.timeout_s)
-        if not isinstance(frame, ErrorFrame):
-            raise CaseFailed("ErrorFrame, connection closed",
-                             describe(frame) if frame else "nothing")
-        if not await conn.until_closed(h.timeout_s):
-            raise CaseFailed("the connection closed after the ErrorFrame", "it stayed open")
-    finally:
-        await conn.aclose()
+    await _node_name_refused(h, "nobody-of-this-net", "a name outside the network")
 
 
 @case("wire/node/4", "a node session under the target's own name is refused with an "
                      "ErrorFrame")
 async def _own_name(h: Harness) -> None:
-    conn = await RawConn.connect(h.host, h.port)
-    try:
-        await conn.handshake(h.target, "node", h.secret)
+    await _node_name_refused(h, h.target, "the target's own name")
+
+
+async def _node_name_refused(h: Harness, name: str, what: str) -> None:
+    """A node session as ``name`` (the secret proven, NodeBoot sent) gets an
+    ErrorFrame and is closed, never a NodeBoot."""
+    async with _raw(h) as conn:
+        await conn.handshake(name, "node", h.secret)
         await conn.send(encode_frame(NodeBoot(6)))
         frame = await conn.until(lambda m: isinstance(m, (ErrorFrame, NodeBoot)), h.timeout_s)
         if not isinstance(frame, ErrorFrame):
-            raise CaseFailed(f"ErrorFrame for a node session claiming to be {h.target}",
+            raise CaseFailed(f"ErrorFrame for a node session as {name!r} ({what})",
                              describe(frame) if frame else "nothing")
         if not await conn.until_closed(h.timeout_s):
             raise CaseFailed("the connection closed after the ErrorFrame", "it stayed open")
-    finally:
-        await conn.aclose()
 
 
 # ================================================================ link layer
