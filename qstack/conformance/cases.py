@@ -554,43 +554,39 @@ async def _queuerequest_from_leader(h: Harness) -> None:
     await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT, f"QueueRequest from leader {node}")
 
 
-@case("link/4/3", "a QueueAdd whose origin is neither end of the link is refused with "
-                  "QueueReject(LINK_REJECTED)")
-async def _queueadd_foreign_origin(h: Harness) -> None:
+async def _queueadd_refused(h: Harness, add: QueueAdd, code: ErrorCode, why: str) -> None:
+    """The leader's ``add`` is refused: QueueReject(add.qid, its create_id, code)."""
     node = h.need("leader")
     inbox = h.inboxes[node]
     mark = inbox.mark()
-    await h.send(node, QueueAdd(101, "somebody-else", _spec(create_id=14)))
-    got = await inbox.expect(mark, lambda m: isinstance(m, QueueReject) and m.qid == 101,
-                             "QueueReject(qid=101, LINK_REJECTED)", h.timeout_s)
-    if got.code != int(ErrorCode.LINK_REJECTED) or got.create_id != 14:
-        raise CaseFailed("QueueReject(qid=101, create_id=14, code=204)", describe(got))
+    await h.send(node, add)
+    got = await inbox.expect(mark, lambda m: isinstance(m, QueueReject) and m.qid == add.qid,
+                             f"QueueReject(qid={add.qid}, {code.name}): {why}", h.timeout_s)
+    if got.code != int(code) or got.create_id != add.spec.create_id:
+        raise CaseFailed(f"QueueReject(qid={add.qid}, create_id={add.spec.create_id}, "
+                         f"code={code.name} {int(code)})", describe(got))
+
+
+@case("link/4/3", "a QueueAdd whose origin is neither end of the link is refused with "
+                  "QueueReject(LINK_REJECTED)")
+async def _queueadd_foreign_origin(h: Harness) -> None:
+    await _queueadd_refused(h, QueueAdd(101, "somebody-else", _spec(create_id=14)),
+                            ErrorCode.LINK_REJECTED, "origin neither end")
 
 
 @case("link/4/4", "a QueueAdd naming the target as origin for a request it never made is "
                   "refused with QueueReject(LINK_REJECTED)")
 async def _queueadd_unknown_local(h: Harness) -> None:
-    node = h.need("leader")
-    inbox = h.inboxes[node]
-    mark = inbox.mark()
-    await h.send(node, QueueAdd(102, h.target, _spec(create_id=999)))
-    got = await inbox.expect(mark, lambda m: isinstance(m, QueueReject) and m.qid == 102,
-                             "QueueReject(qid=102, LINK_REJECTED)", h.timeout_s)
-    if got.code != int(ErrorCode.LINK_REJECTED):
-        raise CaseFailed("code LINK_REJECTED (204)", describe(got))
+    await _queueadd_refused(h, QueueAdd(102, h.target, _spec(create_id=999)),
+                            ErrorCode.LINK_REJECTED, "a request of the target it never made")
 
 
 @case("link/4/5", "an atomic QueueAdd for more pairs than the memory holds is refused with "
                   "QueueReject(LINK_NO_RESOURCES)")
 async def _queueadd_atomic_too_big(h: Harness) -> None:
-    node = h.need("leader")
-    inbox = h.inboxes[node]
-    mark = inbox.mark()
-    await h.send(node, QueueAdd(103, node, _spec(create_id=15, number=65535, atomic=True)))
-    got = await inbox.expect(mark, lambda m: isinstance(m, QueueReject) and m.qid == 103,
-                             "QueueReject(qid=103, LINK_NO_RESOURCES)", h.timeout_s)
-    if got.code != int(ErrorCode.LINK_NO_RESOURCES):
-        raise CaseFailed("code LINK_NO_RESOURCES (202)", describe(got))
+    await _queueadd_refused(h, QueueAdd(103, h.need("leader"),
+                                        _spec(create_id=15, number=65535, atomic=True)),
+                            ErrorCode.LINK_NO_RESOURCES, "atomic, 65535 pairs")
 
 
 @case("link/4/6", "a QueueAdd repeating a known qid is an unexpected event (recorded); "
