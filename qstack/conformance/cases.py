@@ -806,6 +806,19 @@ async def _repeater_confirm(h: Harness) -> None:
             f"the head's CircuitTeardown passed on to {tail}", h.timeout_s)
 
 
+@case("network/2/13", "the session to a neighbour on a circuit breaking tears the circuit "
+                      "down towards its other end (CircuitTeardown NET_CIRCUIT_TORN_DOWN)")
+async def _session_breaks(h: Harness) -> None:
+    head, tail, s, fwd = await _repeater_circuit(h)
+    hmark = h.inboxes[head].mark()
+    await h.reintroduce(tail)
+    got = await h.inboxes[head].expect(
+        hmark, lambda m: isinstance(m, CircuitTeardown) and m.circuit_id == s.circuit_id,
+        f"a CircuitTeardown to {head} once the session with {tail} broke", h.timeout_s)
+    if got.code != int(ErrorCode.NET_CIRCUIT_TORN_DOWN):
+        raise CaseFailed("CircuitTeardown(code=NET_CIRCUIT_TORN_DOWN 303)", describe(got))
+
+
 @case("network/2/3", "a second CircuitSetup for a circuit the target holds is refused "
                      "(NET_REJECTED)")
 async def _setup_twice(h: Harness) -> None:
@@ -1330,6 +1343,22 @@ async def _rst_aborts(h: Harness) -> None:
         if any(isinstance(m, Rst) and m.dst_port == src and m.code ==
                int(ErrorCode.TRANSPORT_ABORTED) for m in inbox.after(mark)):
             raise CaseFailed("the Rst not answered", "an Rst back")
+    finally:
+        await app.aclose()
+
+
+@case("transport/6/6", "the far end coming back restarted (a new NodeBoot number) aborts "
+                       "its connections with TRANSPORT_RESET")
+async def _far_end_restarted(h: Harness) -> None:
+    node = h.need("neighbour")
+    app, port, src, conn = await _accepted(h, node)
+    try:
+        amark = app.inbox.mark()
+        await h.reintroduce(node, restart=True)
+        got = await app.inbox.expect(amark, lambda m: isinstance(m, AppPeerClosed),
+                                     f"PeerClosed once {node} came back restarted", h.timeout_s)
+        if got.code != int(ErrorCode.TRANSPORT_RESET):
+            raise CaseFailed("PeerClosed(code=TRANSPORT_RESET 407)", describe(got))
     finally:
         await app.aclose()
 

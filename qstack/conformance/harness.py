@@ -378,13 +378,17 @@ class Harness:
             raise CaseFailed("NodeBoot in answer to NodeBoot", describe(reply))
         raise CaseFailed("NodeBoot in answer to NodeBoot", "nothing")
 
-    async def reintroduce(self, name: str) -> None:
+    async def reintroduce(self, name: str, restart: bool = False) -> None:
         """Close the channel as node ``name`` and open a fresh one, until the
         target counts ``name`` up again (after a case ended a session as it:
-        a node session that ends is that peer down for the target)."""
+        a node session that ends is that peer down for the target).
+        ``restart``: come back with a new boot number, as a node that
+        restarted (and so remembers nothing)."""
         old = self._nodes.pop(name, None)
         if old is not None:
             await old.aclose()
+        if restart:
+            self.boots[name] = random.SystemRandom().getrandbits(62)
         await trio.sleep(0.1)           # its close is handled before the new hello
         await self.node(name)
         with trio.move_on_after(self.timeout_s):
