@@ -21,8 +21,8 @@ itself cannot print them; ``test_bad_arguments`` covers them.
 """
 from __future__ import annotations
 
-from hypothesis import example, HealthCheck, given, settings
-from hypothesis import example, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import qstack
 from qstack.core.errors import ErrorCode, QStackError
