@@ -34,10 +34,12 @@ Physics, per scheme (derivations in ``specs/link.md``):
   formulas are those of :class:`qstack.physical.optics.LinearOpticsBSM`.
 * :class:`MidpointSourceModel` -- an SPDC entangled-pair source in the middle,
   each memory absorbs one photon with a heralded absorption; multi-pair
-  emission and false absorption heralds give uncorrelated (maximally mixed)
-  pairs.
+  emission (a Werner state of fidelity (n+1)/(2n) for a single-mode source,
+  (n+3)/(4n) for a many-mode one) and false absorption heralds (maximally
+  mixed) lower the fidelity.
 * :class:`SenderReceiverModel` -- node 0 emits a photon entangled with its
-  memory, node 1's memory absorbs it and heralds.
+  memory, node 1's memory absorbs it and heralds; the fibre's depolarisation
+  is a depolarising channel, its polarisation drift a random rotation.
 """
 from __future__ import annotations
 
@@ -385,15 +387,37 @@ class MidpointSourceModel(_Span):
     fibre(L/2) x absorption_efficiency; a memory heralds when it absorbed at
     least one photon, or falsely (probability ``false_herald_prob``) when it
     absorbed none. A memory that receives several photons keeps one of them at
-    random, so given n pairs and photons absorbed at both ends the two come
-    from the same pair with probability 1/n (see ``specs/link.md``):
+    random. What the two kept photons hold depends on the source's mode
+    structure (``specs/link.md``):
+
+    * **one spatio-temporal mode** (``statistics="thermal"``, two thermal
+      modes, the polarisation pair of a type-II source; the default): the n
+      pairs share one mode, the photons are indistinguishable and the n-pair
+      state is the singlet-like sum_m (-1)^m |n-m, m>_A |m, n-m>_B. One photon
+      from each end is then in the Werner state of fidelity
+      F_n = (n+1)/(2n) (in any basis the two kept photons disagree with
+      probability (n-1)/(3n)), i.e. the source's pair with weight
+      p_n = (4 F_n - 1)/3 = (n+2)/(3n), maximally mixed otherwise.
+      Whatever photons are lost, the kept ones are a random photon of each
+      side of that state, so p_n does not depend on t.
+    * **many modes** (``statistics="poisson"``): the n pairs are in different
+      modes (labelled); the two kept photons are of the same pair with
+      probability 1/n and otherwise uncorrelated: p_n = 1/n, F_n = (n+3)/(4n).
+
+    With these
 
         P_succ = sum_n P(n) [1 - (1-f)(1-t)^n]^2
-        P_good = sum_{n>=1} P(n) [1 - (1-t)^n]^2 / n
+        P_good = sum_{n>=1} P(n) [1 - (1-t)^n]^2 p_n
 
-    A good herald holds the source's pair (Werner fidelity ``pair_fidelity`` on
-    ``bell_index``); any other herald (photons of different pairs, a false
-    herald) leaves uncorrelated qubits, modelled as maximally mixed.
+    and the heralded state is the source's pair (Werner fidelity
+    ``pair_fidelity`` on ``bell_index``) with weight P_good/P_succ and
+    maximally mixed otherwise (a false herald leaves uncorrelated qubits).
+    Its QBER 2(1-F)/3 is that of entanglement-based QKD with the same source
+    (:meth:`SPDCSource.entangled_qkd_gain_qber`, Ma, Fung & Lo, PRA 76, 012307
+    (2007)) up to what differs when three or more photons reach one end (a
+    memory keeps a random one, a detector pair squashes a double click to a
+    random bit). Other thermal mode numbers (several partly distinguishable
+    modes) are refused.
 
     Timing: the source pulses every 1/pulse_rate; a memory learns its own
     absorption after the photon's flight (L/2) and the other's result one
@@ -417,6 +441,11 @@ class MidpointSourceModel(_Span):
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
         _check_index(self.bell_index)
+        src = self.source
+        if src.statistics == "thermal" and src.thermal_modes != 2:
+            raise ValueError("MidpointSourceModel.source: expected a polarisation-entangled source, "
+                             "statistics='thermal' with thermal_modes=2 (one spatio-temporal mode) "
+                             f"or statistics='poisson' (many modes), got thermal_modes={src.thermal_modes!r}")
         # The pair-number distribution is summed over 0..n_max (a Python loop
         # per term, at load). With the source's mean of 0.02 pairs the terms
         # fall below 1e-16 by n = 10; 1000 is ample for any mean up to ~25.
@@ -444,7 +473,10 @@ class MidpointSourceModel(_Span):
         miss = (1.0 - self.t) ** n                  # no photon of n absorbed at one end
         h = 1.0 - (1.0 - self.false_herald_prob) * miss
         p_succ = float(np.sum(pn * h * h))
-        good = np.where(n > 0, (1.0 - miss) ** 2 / np.maximum(n, 1), 0.0)
+        n1 = np.maximum(n, 1)
+        # weight of the source's pair in the kept state given n pairs (class doc)
+        p_n = (n1 + 2) / (3.0 * n1) if self.source.statistics == "thermal" else 1.0 / n1
+        good = np.where(n > 0, (1.0 - miss) ** 2 * p_n, 0.0)
         p_good = float(np.sum(pn * good))
         p_one = float(np.sum(pn * 2 * h * (1 - h)))
         return p_succ, p_good, p_one
@@ -489,9 +521,22 @@ class SenderReceiverModel(_Span):
     p_true = emission_efficiency x fibre(L) x absorption_efficiency and f the
     receiver's false-herald probability. A genuine herald holds the
     spin-photon state (Werner fidelity ``pair_fidelity``) after the fibre's
-    qubit noise (depolarising with p = 2 e, e = ``fibre.qubit_error_prob()``):
-    F_true = (1-p) F_pair + p/4. A false herald leaves uncorrelated qubits
-    (maximally mixed), so F = w F_true + (1-w)/4 with w the genuine share.
+    two qubit noises (``FibreChannel``), which act differently:
+
+    * depolarisation, survival (1-p)^L: a depolarising channel with
+      q = 1 - (1-p)^L (the qubit replaced by a maximally mixed one);
+    * polarisation drift, a random rotation by theta ~ N(0, s^2),
+      s = drift x sqrt(L), about the Y axis of the Bloch sphere (it flips Z
+      and X alike, with probability sin^2 theta). A rotation of one half of a
+      Bell pair keeps it with amplitude cos theta and moves it to its Y
+      partner with sin theta; the cross terms average out (theta is
+      symmetric), so the pair takes a Pauli Y error with probability
+      e_r = <sin^2 theta> = (1 - e^(-2 s^2))/2: F = 1 - e_r, not the
+      1 - 1.5 e_r of a depolarising channel with the same flip probability.
+
+    F_true = (1-q)[(1-e_r) F_pair + e_r (1-F_pair)/3] + q/4, the state
+    Bell-diagonal. A false herald leaves uncorrelated qubits (maximally
+    mixed), so F = w F_true + (1-w)/4 with w the genuine share.
 
     Timing: the receiver knows on absorption (herald delay of side 1 =
     classical_delay_ns); the sender learns from the receiver's message (side 0:
@@ -526,20 +571,35 @@ class SenderReceiverModel(_Span):
         pt = self.p_true
         return pt + (1 - pt) * self.false_herald_prob
 
+    def _fibre_noise(self) -> tuple[float, float]:
+        """(q, e_r): depolarising parameter and rotation (Pauli Y) probability
+        of the fibre over the whole span (class doc)."""
+        fibre = self.fibre.with_length(self.length_km)
+        q = 1.0 - (1.0 - fibre.depolarisation_prob_per_km) ** fibre.length_km
+        s2 = fibre.polarisation_drift_rad_per_sqrt_km ** 2 * fibre.length_km
+        return q, 0.5 * -math.expm1(-2.0 * s2)
+
+    def _coeffs(self, bell_index: int) -> list[float]:
+        """Bell-diagonal coefficients of the heralded state (class doc)."""
+        def compute() -> list[float]:
+            pt = self.p_true
+            ps = self.success_probability()
+            w = pt / ps if ps > 0 else 0.0
+            q, e_r = self._fibre_noise()
+            f = self.pair_fidelity
+            pair = [(1 - f) / 3.0] * 4
+            pair[bell_index] = f
+            y = _PAULI_MASK[2]      # a Y on side 1 moves B_b to B_(b ^ y)
+            rot = [(1 - e_r) * pair[b] + e_r * pair[b ^ y] for b in range(4)]
+            return [w * ((1 - q) * c + q / 4.0) + (1 - w) / 4.0 for c in rot]
+        return self._memo(("c", bell_index), compute)
+
     def fidelity(self, param: float = 0.0) -> float:
-        pt = self.p_true
-        ps = self.success_probability()
-        w = pt / ps if ps > 0 else 0.0
-        dep = min(1.0, 2.0 * self.fibre.with_length(self.length_km).qubit_error_prob())
-        f_true = (1 - dep) * self.pair_fidelity + dep / 4.0
-        return w * f_true + (1 - w) / 4.0
+        return self._coeffs(self.bell_index)[self.bell_index]
 
     def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
         _check_index(bell_index)
-        f = self.fidelity()
-        c = [(1 - f) / 3.0] * 4
-        c[bell_index] = f
-        return bell_dm_from_coeffs(c)
+        return bell_dm_from_coeffs(self._coeffs(bell_index))
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return self.bell_index

@@ -165,20 +165,29 @@ class PulseTrainParams:
     @classmethod
     def from_models(cls, source: Any, channel: Any, detector: Any, *, misalignment_error: float = 0.015,
                     bob_optics_transmissivity: float = 1.0, p_z_alice: float = 0.5,
-                    p_z_bob: float = 0.5) -> "PulseTrainParams":
+                    p_z_bob: float = 0.5, gate_ns: float | None = None) -> "PulseTrainParams":
         """Build from a WeakCoherentSource, a channel (anything with ``transmissivity()``,
         e.g. FibreChannel, SatelliteDownlink) and a ThresholdDetector.  The channel's
-        own qubit error (``qubit_error_prob()``, if any) is folded into e_d."""
+        own qubit error (``qubit_error_prob()``, if any) is folded into e_d; its
+        background (``background_rate_per_s()``, free space: night sky, stray
+        light, daylight; counts/s over Bob's two detectors) into each detector's
+        dark-count probability, half the rate each over a window of ``gate_ns``
+        (ns; None: the whole pulse period): p = 1 − (1−p_dark)·e^(−R·t/2)."""
         e_d = misalignment_error
         if hasattr(channel, "qubit_error_prob"):
             e_c = channel.qubit_error_prob()
             e_d = e_d + e_c - 2 * e_d * e_c
+        p_dark = detector.dark_count_prob_per_gate
+        if hasattr(channel, "background_rate_per_s"):
+            t_ns = 1e9 / source.pulse_rate_hz if gate_ns is None else gate_ns
+            _check_nonneg("PulseTrainParams.from_models", "gate_ns", t_ns)
+            p_dark = 1.0 - (1.0 - p_dark) * math.exp(-channel.background_rate_per_s() * t_ns * 1e-9 / 2.0)
         return cls(
             mean_photon_numbers=source.mean_photon_numbers,
             class_probs=source.class_probs,
             transmissivity=channel.transmissivity() * bob_optics_transmissivity,
             detector_efficiency=detector.efficiency,
-            dark_count_prob=detector.dark_count_prob_per_gate,
+            dark_count_prob=p_dark,
             misalignment_error=e_d,
             dead_time_gates=detector.dead_time_gates(source.pulse_rate_hz),
             afterpulse_prob=detector.afterpulse_prob,
