@@ -1,5 +1,6 @@
 """Issue 18 (part A): free-space pointing, the Micius downlink, turbulence,
-air mass, daylight background, and a Micius decoy-state QKD pass.
+air mass, daylight background, and the geometry of a pass (the QKD pass itself:
+tests/test_published_experiments.py).
 
 Expected values are written out here from the physics or taken from the
 papers named; the numerical references (non-central chi-square CDF, adaptive
@@ -28,7 +29,6 @@ from qstack.physical.freespace import (
     elevation_for_slant_range_deg, pass_slant_ranges_km, rytov_variance, slant_range_km,
 )
 from qstack.physical.pulses import PulseTrainParams
-from qstack.physical.qkd import decoy_key_rate_from_params
 from qstack.physical.sources import WeakCoherentSource
 
 
@@ -189,31 +189,3 @@ def test_pass_geometry_against_vectors():
     sat = a * (np.outer(np.cos(om * t), centre) + np.outer(np.sin(om * t), along))
     d = np.linalg.norm(sat - np.array([EARTH_RADIUS_KM, 0, 0]), axis=1)
     assert pass_slant_ranges_km(h, closest, t) == pytest.approx(d, rel=1e-12)
-
-
-def test_micius_decoy_qkd_pass_gives_a_kilohertz_key():
-    """Liao et al., Nature 549, 43 (2017): decoy-state BB84 from Micius (500 km
-    orbit, 850 nm, 100 MHz; signal 0.8, decoy 0.1, vacuum) to the Xinglong 1 m
-    telescope, "a kilohertz key rate ... over a distance of up to 1,200 km";
-    Liao et al., PRL 120, 030501 (2018): "~kHz rate per passage". The pass
-    here comes within 645 km and is used out to 1200 km; the loss follows the
-    slant range, and the asymptotic key (GLLP with vacuum+weak decoy bounds,
-    qstack.physical.qkd) averaged over the pass is of order 1 kbps (0.3-3)."""
-    src = WeakCoherentSource(mean_photon_numbers=(0.8, 0.1, 0.0), class_probs=(0.5, 0.25, 0.25),
-                             pulse_rate_hz=1e8, wavelength_nm=850.0)
-    # the downlink's loss includes detection: a detector of efficiency 1
-    det = ThresholdDetector(efficiency=1.0, dark_count_prob_per_gate=1e-7, dead_time_ns=0.0)
-    t = np.arange(0.0, 301.0, 10.0)      # half the pass (it is symmetric about t = 0)
-    d = pass_slant_ranges_km(500.0, 645.0, t)
-    used = d <= 1200.0
-    losses, keys = [], []
-    for dist in d[used]:
-        ch = SatelliteDownlink.at_slant_range(float(dist), wavelength_nm=850.0, rx_aperture_m=1.0)
-        losses.append(ch.loss_db())
-        par = PulseTrainParams.from_models(src, ch, det, misalignment_error=0.01, gate_ns=2.0)
-        keys.append(decoy_key_rate_from_params(par)["rate_per_pulse"] * src.pulse_rate_hz)
-    losses, keys = np.array(losses), np.array(keys)
-    # away from the closest approach the range, and the loss with it, grows
-    assert np.all(np.diff(d[used]) > 0) and np.all(np.diff(losses) > 0)
-    assert np.all(keys > 0)
-    assert 300.0 <= keys.mean() <= 3000.0
