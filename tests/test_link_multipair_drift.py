@@ -162,6 +162,28 @@ def test_midpoint_issue_numbers_mu_0_1():
     e = 2 * (1 - m.fidelity()) / 3
     assert e == pytest.approx(lam / (1 + 3 * lam), rel=1e-3)    # t ~ 8e-4: O(t) off the limit
     assert round(100 * e, 1) == 4.3
+    # labelled pairs on the same thermal source (the old model): error (n-1)/(2n)
+    # per n, 1.5 times the (n-1)/(3n) of indistinguishable ones -> 6.5 %
+    _, f_lab = _closed_form_midpoint(m, lambda n: 1 / n)
+    assert round(100 * 2 * (1 - f_lab) / 3, 1) == 6.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(hs.floats(1e-4, 1.0), hs.floats(1e-3, 1.0), hs.sampled_from(["thermal", "poisson"]))
+def test_midpoint_fidelity_bounds_and_monotone_in_mu(mu, absorption, stats):
+    """F in [1/4, 1] and falls as the pair number grows (more multi-pair
+    emission), for both mode structures; indistinguishable pairs never do
+    worse than labelled ones at the same pair-number distribution."""
+    def f(m, s=stats):
+        return MidpointSourceModel(source=SPDCSource(mean_pair_number=m, statistics=s),
+                                   false_herald_prob=0.0, pair_fidelity=1.0,
+                                   absorption_efficiency=absorption).fidelity()
+    lo, hi = f(mu), f(mu / 2)
+    assert 0.25 <= lo <= hi <= 1.0 + 1e-12
+    if stats == "thermal":     # (n+1)/(2n) >= (n+3)/(4n) for every n >= 1
+        m = MidpointSourceModel(source=SPDCSource(mean_pair_number=mu), false_herald_prob=0.0,
+                                pair_fidelity=1.0, absorption_efficiency=absorption)
+        assert lo >= _closed_form_midpoint(m, lambda n: 1 / n)[1] - 1e-12
 
 
 # ----------------------------------------------------------------- sender-receiver drift

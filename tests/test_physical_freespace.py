@@ -14,6 +14,7 @@ false alarm negligible should the seed change); published link losses
 within the precision the papers give them (whole dB: +-1 dB) and the
 two-downlink sum within the range reported.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -189,3 +190,37 @@ def test_pass_geometry_against_vectors():
     sat = a * (np.outer(np.cos(om * t), centre) + np.outer(np.sin(om * t), along))
     d = np.linalg.norm(sat - np.array([EARTH_RADIUS_KM, 0, 0]), axis=1)
     assert pass_slant_ranges_km(h, closest, t) == pytest.approx(d, rel=1e-12)
+
+
+def test_fading_reaches_the_decoy_key():
+    """The transmittance's distribution (pointing, wander, scintillation) fed
+    to the decoy analysis: gains are the means over the draws of
+    1 - (1-p)^2 exp(-eta T mu) (written out here); identical draws give the
+    unfaded figures exactly; the gain is concave in T, so fading lowers it,
+    by ~ (eta mu)^2 Var(T)/2 relative to eta mu E[T] -- negligible at
+    satellite losses (< 1e-3 relative here), not on a short link."""
+    from qstack.physical.qkd import decoy_key_rate_from_params
+
+    src = WeakCoherentSource(mean_photon_numbers=(0.8, 0.1, 0.0), class_probs=(0.5, 0.25, 0.25),
+                             pulse_rate_hz=1e8)
+    det = ThresholdDetector(efficiency=1.0, dark_count_prob_per_gate=1e-7, dead_time_ns=0.0)
+    sat = SatelliteDownlink(elevation_deg=50.0, beam_wander_urad=1.0, scintillation_index=0.5)
+    par = PulseTrainParams.from_models(src, sat, det, misalignment_error=0.01, gate_ns=2.0)
+    draws = sat.sample_transmissivity(20_000, np.random.default_rng(3))
+    same = decoy_key_rate_from_params(par, transmissivity_samples=np.full(50, par.transmissivity))
+    plain = decoy_key_rate_from_params(par)
+    for key in ("y1", "e1", "rate", "sifted"):
+        assert same[key] == pytest.approx(plain[key], rel=1e-12)
+    faded = decoy_key_rate_from_params(par, transmissivity_samples=draws)
+    p = par.dark_count_prob
+    gains = [float(np.mean(1 - (1 - p) ** 2 * np.exp(-draws * mu))) for mu in (0.8, 0.1, 0.0)]
+    assert faded["sifted"] == pytest.approx(0.5 * sum(c * g for c, g in zip((0.5, 0.25, 0.25), gains)), rel=1e-12)
+    # satellite loss: only the mean matters (the draws' mean is within 1 % of T)
+    assert faded["sifted"] == pytest.approx(plain["sifted"] * draws.mean() / par.transmissivity, rel=1e-3)
+    # a short link: T ~ 0.5 with strong fading gains less than a steady link
+    # of the same mean transmissivity
+    fade = 0.5 * np.exp(np.random.default_rng(5).normal(-0.5 * math.log(2.0), math.sqrt(math.log(2.0)), 20_000))
+    fade = np.clip(fade, 0.0, 1.0)
+    steady = dataclasses.replace(par, transmissivity=float(fade.mean()))
+    assert decoy_key_rate_from_params(par, transmissivity_samples=fade)["sifted"] < \
+        0.999 * decoy_key_rate_from_params(steady)["sifted"]

@@ -387,20 +387,33 @@ def class_statistics(result: PulseTrain | PulseEvents, n_classes: int | None = N
 # closed forms
 # --------------------------------------------------------------------------
 
-def expected_gain(params: PulseTrainParams, cls: int) -> float:
-    """Exact gain of this model without dead time: 1 − (1−p_dark)² e^(−ημ)."""
+def _eta(params: PulseTrainParams, transmissivity):
+    """η = transmissivity × η_det, from the params or from the given
+    transmissivity (a number or an array of them: a fading channel's draws)."""
+    if transmissivity is None:
+        return params.eta
+    return np.asarray(transmissivity, dtype=np.float64) * params.detector_efficiency
+
+
+def expected_gain(params: PulseTrainParams, cls: int, transmissivity=None):
+    """Exact gain of this model without dead time: 1 − (1−p_dark)² e^(−ημ).
+    ``transmissivity`` (number or array) replaces ``params.transmissivity``."""
     q = 1.0 - params.dark_count_prob
-    return 1.0 - q * q * math.exp(-params.eta * params.mean_photon_numbers[cls])
+    out = 1.0 - q * q * np.exp(-_eta(params, transmissivity) * params.mean_photon_numbers[cls])
+    return float(out) if np.ndim(out) == 0 else out
 
 
-def expected_qber(params: PulseTrainParams, cls: int) -> float:
-    """Exact QBER of this model without dead time (module docstring)."""
-    m = params.eta * params.mean_photon_numbers[cls]
+def expected_qber(params: PulseTrainParams, cls: int, transmissivity=None):
+    """Exact QBER of this model without dead time (module docstring).
+    ``transmissivity`` (number or array) replaces ``params.transmissivity``."""
+    m = _eta(params, transmissivity) * params.mean_photon_numbers[cls]
     q, ed = 1.0 - params.dark_count_prob, params.misalignment_error
-    a = 1.0 - q * math.exp(-(1.0 - ed) * m)
-    b = 1.0 - q * math.exp(-ed * m)
+    a = 1.0 - q * np.exp(-(1.0 - ed) * m)
+    b = 1.0 - q * np.exp(-ed * m)
     qg = 1.0 - (1.0 - a) * (1.0 - b)
-    return (b * (1.0 - a) + 0.5 * a * b) / qg if qg > 0 else 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(qg > 0, (b * (1.0 - a) + 0.5 * a * b) / np.where(qg > 0, qg, 1.0), 0.5)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def lmc_gain(mu: float, eta: float, y0: float) -> float:

@@ -18,12 +18,17 @@ Entanglement-based QKD (BBM92) is secure without a decoy (the source may be
 untrusted): R = q · Q · [1 − f h(E) − h(E)] (Ma, Fung & Lo, PRA 76, 012307
 (2007), Eq. (5) with the phase error taken equal to the bit error).
 Negative rates are reported as 0 (no key). All rates are per pulse; times
-the pulse rate (Hz) gives bits per second.
+the pulse rate (Hz) gives bits per second. A fading channel (free space:
+pointing, beam wander, scintillation) enters through the draws of its
+transmissivity, over which the class gains are averaged before the decoy
+analysis (:func:`decoy_key_rate_from_params`).
 """
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 from qstack.physical.sources import _check_prob, _fail
 
@@ -69,10 +74,18 @@ def decoy_bb84_key_rate(mu: float, nu: float, q_mu: float, e_mu: float, q_nu: fl
 
 
 def decoy_key_rate_from_params(params: Any, signal: int = 0, decoy: int = 1, vacuum: int = 2,
-                               f_ec: float = 1.16) -> dict[str, float]:
+                               f_ec: float = 1.16, transmissivity_samples=None) -> dict[str, float]:
     """The decoy key rate of a pulse train (:class:`~qstack.physical.pulses.PulseTrainParams`)
     from its exact per-class gains and QBERs without dead time
     (:func:`~qstack.physical.pulses.expected_gain`, :func:`~qstack.physical.pulses.expected_qber`).
+
+    ``transmissivity_samples``: draws of a fading channel's transmissivity
+    (e.g. :meth:`~qstack.physical.freespace.FreeSpaceChannel.sample_transmissivity`
+    times Bob's optics), each replacing ``params.transmissivity`` in turn. The
+    gains and error gains are then their means over the draws, which is what
+    a run through the fading channel accumulates and what the decoy analysis
+    is fed; the gain is concave in the transmissivity, so fading lowers it
+    (Jensen), noticeably only where η·μ is not small.
 
     Returns the dict of :func:`decoy_bb84_key_rate` plus "sifted" (sifted bits
     per pulse sent, every class: Σ_k p_k Q_k · P(same basis)) and "rate_per_pulse"
@@ -83,12 +96,25 @@ def decoy_key_rate_from_params(params: Any, signal: int = 0, decoy: int = 1, vac
     mus = params.mean_photon_numbers
     if mus[vacuum] != 0.0:
         _fail("decoy_key_rate_from_params", "vacuum", "the index of a class of mean 0", vacuum)
+    t = None
+    if transmissivity_samples is not None:
+        t = np.asarray(transmissivity_samples, dtype=np.float64).ravel()
+        if t.size == 0 or not np.all((t >= 0.0) & (t <= 1.0)):
+            _fail("decoy_key_rate_from_params", "transmissivity_samples",
+                  "a non-empty array of probabilities in [0, 1]", transmissivity_samples)
+
+    def gain_qber(k: int) -> tuple[float, float]:
+        g = np.asarray(expected_gain(params, k, t))
+        eg = float(np.mean(g * np.asarray(expected_qber(params, k, t))))
+        g_mean = float(np.mean(g))
+        return g_mean, (eg / g_mean if g_mean > 0 else 0.5)
+
     same_basis = params.p_z_alice * params.p_z_bob + (1 - params.p_z_alice) * (1 - params.p_z_bob)
-    out = decoy_bb84_key_rate(mus[signal], mus[decoy], expected_gain(params, signal),
-                              expected_qber(params, signal), expected_gain(params, decoy),
-                              expected_qber(params, decoy), expected_gain(params, vacuum),
+    q_s, e_s = gain_qber(signal)
+    q_d, e_d = gain_qber(decoy)
+    out = decoy_bb84_key_rate(mus[signal], mus[decoy], q_s, e_s, q_d, e_d, gain_qber(vacuum)[0],
                               f_ec=f_ec, sifting=same_basis)
-    out["sifted"] = same_basis * sum(p * expected_gain(params, k) for k, p in enumerate(params.class_probs))
+    out["sifted"] = same_basis * sum(p * gain_qber(k)[0] for k, p in enumerate(params.class_probs))
     out["rate_per_pulse"] = out["rate"] * params.class_probs[signal]
     return out
 
