@@ -74,6 +74,21 @@ def test_mean_capture_equals_the_average_over_the_offset(jitter, wander):
     assert abs(x.mean() - ch.transmissivity()) < 5 * x.std() / math.sqrt(x.size)
 
 
+@settings(max_examples=60, deadline=None)
+@given(hs.floats(10.0, 2000.0), hs.floats(0.0, 5.0), hs.floats(0.0, 5.0), hs.floats(0.05, 2.0),
+       hs.floats(0.0, 20.0))
+def test_mean_capture_properties(dist, j1, j2, d_rx, div):
+    """A probability; never above the centred capture; falls with the
+    jitter; equals the centred capture without jitter or wander."""
+    a = FreeSpaceChannel(distance_km=dist, pointing_jitter_urad=min(j1, j2), rx_aperture_m=d_rx,
+                         divergence_urad=div)
+    b = FreeSpaceChannel(distance_km=dist, pointing_jitter_urad=max(j1, j2), rx_aperture_m=d_rx,
+                         divergence_urad=div)
+    assert 0.0 <= b.geometric_efficiency() <= a.geometric_efficiency() <= a.diffraction_efficiency() + 1e-15
+    still = FreeSpaceChannel(distance_km=dist, pointing_jitter_urad=0.0, rx_aperture_m=d_rx, divergence_urad=div)
+    assert still.geometric_efficiency() == pytest.approx(still.diffraction_efficiency(), rel=1e-12)
+
+
 def test_small_aperture_limit_recovers_the_old_factor():
     """r << w: 1 - exp(-2r^2/(w^2+4s^2)) ~ 2r^2/(w^2+4s^2) = centred capture x w^2/(w^2+4s^2)."""
     ch = FreeSpaceChannel(rx_aperture_m=0.01, pointing_jitter_urad=2.0)
