@@ -268,3 +268,54 @@ def test_bsm_bunched_photon_plus_dark_count():
     one = (ea * (1 - eb) + (1 - ea) * eb) * 2 * p * (1 - p) ** 2
     none = (1 - ea) * (1 - eb) * 4 * p * p * (1 - p) ** 2
     assert bsm.false_herald_probability(ea, eb) - one - none == pytest.approx(0.95 * old, rel=1e-12)
+
+
+# ----------------------------------------------------------------- a satellite midpoint source
+def test_midpoint_arms_default_to_the_fibre_halves():
+    fib = FibreChannel(length_km=5.0)
+    a = MidpointSourceModel(false_herald_prob=1e-4)
+    b = MidpointSourceModel(false_herald_prob=1e-4, arms=(fib, fib))
+    assert b.success_probability() == pytest.approx(a.success_probability(), rel=1e-12)
+    assert b.fidelity() == pytest.approx(a.fidelity(), rel=1e-12)
+    assert (b.herald_delay_ns(0), b.herald_delay_ns(1)) == (a.herald_delay_ns(0), a.herald_delay_ns(1))
+
+
+def test_two_downlink_source_with_daylight_background():
+    """A satellite source sending to two ground stations (two SatelliteDownlink
+    arms, 800 and 1200 km; a memory-less station: absorption 1, the downlink's
+    loss includes detection). Per side t_s = coupling x T_s, background
+    p_s = 1 - exp(-R_s w) in the window w, f_s = 1 - (1-f)(1-p_s);
+    P_succ = sum P(n) h_0 h_1, h_s = 1 - (1-f_s)(1-t_s)^n; the good share uses
+    [1-(1-t_0)^n][1-(1-t_1)^n](n+2)/(3n). Herald delay of a side: the later
+    of its own photon and the other's plus the ground delay."""
+    from qstack.physical.freespace import SatelliteDownlink
+
+    src = SPDCSource(mean_pair_number=0.05)
+    arms = (SatelliteDownlink.at_slant_range(800.0, sky_radiance_w_m2_sr_nm=2e-3),
+            SatelliteDownlink.at_slant_range(1200.0, sky_radiance_w_m2_sr_nm=2e-3))
+    m = MidpointSourceModel(source=src, length_km=1200.0, absorption_efficiency=1.0, false_herald_prob=1e-6,
+                            pair_fidelity=0.97, arms=arms, background_window_ns=2.0)
+    t = [0.8 * a.transmissivity() for a in arms]
+    p_bg = [1 - math.exp(-a.background_rate_per_s() * 2e-9) for a in arms]
+    f = [1 - (1 - 1e-6) * (1 - p) for p in p_bg]
+    lam = 0.025
+    k = np.arange(m.n_max + 1)
+    pn = (k + 1) * lam ** k / (1 + lam) ** (k + 2)
+    h = [1 - (1 - f[s]) * (1 - t[s]) ** k for s in (0, 1)]
+    ps = float(np.sum(pn * h[0] * h[1]))
+    k1 = np.maximum(k, 1)
+    pg = float(np.sum(pn[1:] * ((1 - (1 - t[0]) ** k) * (1 - (1 - t[1]) ** k) * (k1 + 2) / (3 * k1))[1:]))
+    w = pg / ps
+    assert m.success_probability() == pytest.approx(ps, rel=1e-12)
+    assert m.fidelity() == pytest.approx(w * 0.97 + (1 - w) / 4, rel=1e-12)
+    # the daylight costs fidelity: the same link at night
+    night = MidpointSourceModel(source=src, length_km=1200.0, absorption_efficiency=1.0,
+                                false_herald_prob=1e-6, pair_fidelity=0.97,
+                                arms=tuple(SatelliteDownlink.at_slant_range(d) for d in (800.0, 1200.0)),
+                                background_window_ns=2.0)
+    assert night.fidelity() > m.fidelity()
+    d0, d1 = (round(a.delay_ns()) for a in arms)
+    c = m.classical_delay_ns
+    assert (m.herald_delay_ns(0), m.herald_delay_ns(1)) == (max(d0, d1 + c), max(d1, d0 + c))
+    with pytest.raises(ValueError, match="arms"):
+        MidpointSourceModel(arms=(arms[0],))

@@ -419,9 +419,20 @@ class MidpointSourceModel(_Span):
     random bit). Other thermal mode numbers (several partly distinguishable
     modes) are refused.
 
+    ``arms`` replaces the two fibre halves by any two channels (side 0's,
+    side 1's; e.g. two :class:`~qstack.physical.freespace.SatelliteDownlink`
+    for a satellite source sending to two ground stations, Yin et al.,
+    Science 356, 1140 (2017)): each side then has its own t_s, the products
+    above becoming P_succ = sum_n P(n) h_0 h_1 and P_good = sum_n P(n)
+    [1 - (1-t_0)^n][1 - (1-t_1)^n] p_n, and a free-space arm's background
+    counts (night sky, daylight) in ``background_window_ns`` add to that
+    side's false heralds, f_s = 1 - (1-f)(1-p_bg). ``length_km`` is then the
+    ground distance of the classical channel between the two ends.
+
     Timing: the source pulses every 1/pulse_rate; a memory learns its own
-    absorption after the photon's flight (L/2) and the other's result one
-    classical delay later: herald delay = 1.5 x classical_delay_ns. A memory
+    absorption after its photon's flight (L/2, or its arm's delay) and the
+    other's result one classical delay after the other photon arrived:
+    herald delay = 1.5 x classical_delay_ns over fibre. A memory
     that absorbed while the other did not is blocked for one classical delay
     to learn so: the attempt cycle used for sampling is the *mean*
     pulse period + P(exactly one absorbs) x classical_delay_ns (a mean-field
@@ -434,9 +445,17 @@ class MidpointSourceModel(_Span):
     pair_fidelity: float = 0.99
     bell_index: int = 0
     n_max: int = 30
+    arms: tuple | None = None
+    background_window_ns: float = 1.0
 
     def __post_init__(self) -> None:
         check_length("MidpointSourceModel", self.length_km)
+        if self.arms is not None:
+            if (not isinstance(self.arms, tuple) or len(self.arms) != 2
+                    or not all(hasattr(a, "transmissivity") and hasattr(a, "delay_ns") for a in self.arms)):
+                raise ValueError("MidpointSourceModel.arms: expected None or two channels (side 0, side 1) "
+                                 f"with transmissivity() and delay_ns(), got {self.arms!r}")
+        _check_nonneg("MidpointSourceModel", "background_window_ns", self.background_window_ns)
         _check_prob("MidpointSourceModel", "absorption_efficiency", self.absorption_efficiency)
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
@@ -457,11 +476,27 @@ class MidpointSourceModel(_Span):
     def param_range(self) -> tuple[float, float]:
         return (0.0, 0.0)
 
+    def arm_t(self, side: int) -> float:
+        """Per-photon probability that side ``side``'s photon is absorbed by its
+        memory: coupling x its arm (fibre(L/2), or ``arms[side]``) x absorption."""
+        arm = self._arm() if self.arms is None else self.arms[side]
+        return self.source.heralding_efficiency * arm.transmissivity() * self.absorption_efficiency
+
     @property
     def t(self) -> float:
-        """Per-photon probability of being absorbed by its memory."""
-        return (self.source.heralding_efficiency * self._arm().transmissivity()
-                * self.absorption_efficiency)
+        """Per-photon probability of being absorbed by its memory (side 0's;
+        both sides' unless ``arms`` differ)."""
+        return self.arm_t(0)
+
+    def arm_false_herald_prob(self, side: int) -> float:
+        """A side's false-herald probability: ``false_herald_prob`` and, on a
+        free-space arm, its background counts in ``background_window_ns``:
+        1 - (1-f)(1-p_bg)."""
+        f = self.false_herald_prob
+        arm = None if self.arms is None else self.arms[side]
+        if arm is not None and hasattr(arm, "background_prob_per_gate"):
+            f = 1.0 - (1.0 - f) * (1.0 - arm.background_prob_per_gate(self.background_window_ns))
+        return f
 
     def _probs(self) -> tuple[float, float, float]:
         """(P_succ, P_good, P_exactly_one_side) per pulse."""
@@ -470,15 +505,16 @@ class MidpointSourceModel(_Span):
     def _compute_probs(self) -> tuple[float, float, float]:
         pn = self.source.pair_number_pmf(self.n_max)
         n = np.arange(len(pn))
-        miss = (1.0 - self.t) ** n                  # no photon of n absorbed at one end
-        h = 1.0 - (1.0 - self.false_herald_prob) * miss
-        p_succ = float(np.sum(pn * h * h))
+        # per side: no photon of n absorbed, and a herald (absorbed or false)
+        miss = [(1.0 - self.arm_t(side)) ** n for side in (0, 1)]
+        h = [1.0 - (1.0 - self.arm_false_herald_prob(side)) * miss[side] for side in (0, 1)]
+        p_succ = float(np.sum(pn * h[0] * h[1]))
         n1 = np.maximum(n, 1)
         # weight of the source's pair in the kept state given n pairs (class doc)
         p_n = (n1 + 2) / (3.0 * n1) if self.source.statistics == "thermal" else 1.0 / n1
-        good = np.where(n > 0, (1.0 - miss) ** 2 * p_n, 0.0)
+        good = np.where(n > 0, (1.0 - miss[0]) * (1.0 - miss[1]) * p_n, 0.0)
         p_good = float(np.sum(pn * good))
-        p_one = float(np.sum(pn * 2 * h * (1 - h)))
+        p_one = float(np.sum(pn * (h[0] * (1 - h[1]) + h[1] * (1 - h[0]))))
         return p_succ, p_good, p_one
 
     def success_probability(self, param: float = 0.0) -> float:
@@ -507,8 +543,16 @@ class MidpointSourceModel(_Span):
         return self._memo("cycle", lambda: max(1, int(round(
             period + self._probs()[2] * self.classical_delay_ns))))
 
+    def _arm_delay_ns(self, side: int) -> int:
+        if self.arms is None:
+            return self._half_delay_ns()
+        return int(round(self.arms[side].delay_ns()))
+
     def herald_delay_ns(self, side: int) -> int:
-        return self._memo("hd", lambda: self._half_delay_ns() + self.classical_delay_ns)
+        """A side knows its own absorption after its photon's flight and the
+        other's one classical delay after the other photon arrived."""
+        return self._memo(("hd", side), lambda: max(
+            self._arm_delay_ns(side), self._arm_delay_ns(1 - side) + self.classical_delay_ns))
 
 
 # ----------------------------------------------------------------- sender-receiver
