@@ -167,7 +167,7 @@ def displaced_capture(offset_m, beam_radius_m: float, aperture_radius_m: float):
 def rytov_variance(cn2_m_2_3: float, wavelength_nm: float, path_km: float) -> float:
     """Rytov variance σ_R² = 1.23 C_n² k^(7/6) L^(11/6) of a plane wave over a
     horizontal path of constant C_n² (m^(−2/3)), k = 2π/λ (Andrews & Phillips,
-    *Laser Beam Propagation through Random Media*, 2nd ed. (2005), eq. 8.4).
+    *Laser Beam Propagation through Random Media*, 2nd ed. (2005)).
     In weak turbulence (σ_R² < 1) it is the scintillation index of a point receiver."""
     _check_nonneg("rytov_variance", "cn2_m_2_3", cn2_m_2_3)
     _check_pos("rytov_variance", "wavelength_nm", wavelength_nm)

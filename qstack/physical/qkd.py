@@ -1,7 +1,7 @@
 """Asymptotic secret-key rates of decoy-state BB84 and of entanglement-based QKD.
 
 Decoy-state BB84 with a signal μ, a weak decoy ν < μ and vacuum (Ma, Qi,
-Zhao & Lo, PRA 72, 012326 (2005), "vacuum + weak decoy", Eqs. (34)–(37)),
+Zhao & Lo, PRA 72, 012326 (2005), "vacuum + weak decoy"),
 from the measured gains Q and QBERs E of the classes:
 
     Y1 ≥ Y1ᴸ = μ/(μν − ν²) · (Q_ν e^ν − Q_μ e^μ ν²/μ² − (μ² − ν²)/μ² · Y0)
@@ -16,7 +16,7 @@ symmetric BB84), f the error-correction inefficiency:
 
 Entanglement-based QKD (BBM92) is secure without a decoy (the source may be
 untrusted): R = q · Q · [1 − f h(E) − h(E)] (Ma, Fung & Lo, PRA 76, 012307
-(2007), Eq. (5) with the phase error taken equal to the bit error).
+(2007), with the phase error taken equal to the bit error).
 Negative rates are reported as 0 (no key). All rates are per pulse; times
 the pulse rate (Hz) gives bits per second. A fading channel (free space:
 pointing, beam wander, scintillation) enters through the draws of its
