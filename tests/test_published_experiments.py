@@ -24,14 +24,8 @@ from qstack.physical.pulses import PulseTrainParams
 from tests.test_examples import load
 
 
-@pytest.fixture(scope="module")
-def micius():
-    return load("micius_pass")
-
-
-@pytest.fixture(scope="module")
-def spdc():
-    return load("spdc_qkd")
+MICIUS = load("micius_pass")
+SPDC = load("spdc_qkd")
 
 
 # ----------------------------------------------------------------- key-rate formulas
@@ -89,13 +83,13 @@ def test_key_rate_from_params_uses_the_class_gains():
 
 
 # ----------------------------------------------------------------- Micius pass (7a)
-def test_micius_pass_loss_and_key(micius):
+def test_micius_pass_loss_and_key():
     """Liao et al. 2017: "a kilohertz key rate from the satellite to the ground
     over a distance of up to 1,200 kilometres"; Liao et al., PRL 120, 030501
     (2018): "~kHz rate per passage". Loss grows with the slant range (the
     downlink's own figures against Yin et al. are in test_physical_freespace);
     the pass-averaged secret key is of order 1 kbps and positive to 1200 km."""
-    rows = micius.pass_table(step_s=20.0)
+    rows = MICIUS.pass_table(step_s=20.0)
     d = np.array([r["slant_km"] for r in rows])
     loss = np.array([r["loss_db"] for r in rows])
     key = np.array([r["key_bps"] for r in rows])
@@ -108,22 +102,22 @@ def test_micius_pass_loss_and_key(micius):
     assert all(0.01 <= r["qber"] < 0.02 for r in rows)
 
 
-def test_micius_example_main_runs(micius, capsys):
-    assert micius.main(["--step", "60"]) == 0
+def test_micius_example_main_runs(capsys):
+    assert MICIUS.main(["--step", "60"]) == 0
     assert "mean secret key" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------- SPDC QBER against mu (7b)
 @pytest.mark.parametrize("mu", [0.05, 0.1, 0.2])
-def test_spdc_link_qber_against_ma_fung_lo(spdc, mu):
+def test_spdc_link_qber_against_ma_fung_lo(mu):
     """Pairs made by the simulated midpoint-source link and measured in Z at
     both ends: the disagreement rate is Ma-Fung-Lo's QBER for the link's
     per-photon efficiency t. At mu = 0.1 it is far from the 1.5 times larger
     value of labelled (many-mode) pairs."""
     n = 12_000
-    q = spdc.measured_qber(mu, n, seed=11)
-    e = spdc.ma_fung_lo_qber(mu)
-    t = spdc.model(mu).t
+    q = SPDC.measured_qber(mu, n, seed=11)
+    e = SPDC.ma_fung_lo_qber(mu)
+    t = SPDC.model(mu).t
     sd = math.sqrt(e * (1 - e) / n)
     assert abs(q - e) < 5 * sd + t * mu * e
     if mu == 0.1:
