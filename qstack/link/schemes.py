@@ -34,10 +34,12 @@ Physics, per scheme (derivations in ``specs/link.md``):
   formulas are those of :class:`qstack.physical.optics.LinearOpticsBSM`.
 * :class:`MidpointSourceModel` -- an SPDC entangled-pair source in the middle,
   each memory absorbs one photon with a heralded absorption; multi-pair
-  emission and false absorption heralds give uncorrelated (maximally mixed)
-  pairs.
+  emission (a Werner state of fidelity (n+1)/(2n) for a single-mode source,
+  (n+3)/(4n) for a many-mode one) and false absorption heralds (maximally
+  mixed) lower the fidelity.
 * :class:`SenderReceiverModel` -- node 0 emits a photon entangled with its
-  memory, node 1's memory absorbs it and heralds.
+  memory, node 1's memory absorbs it and heralds; the fibre's depolarisation
+  is a depolarising channel, its polarisation drift a random rotation.
 """
 from __future__ import annotations
 
@@ -385,19 +387,52 @@ class MidpointSourceModel(_Span):
     fibre(L/2) x absorption_efficiency; a memory heralds when it absorbed at
     least one photon, or falsely (probability ``false_herald_prob``) when it
     absorbed none. A memory that receives several photons keeps one of them at
-    random, so given n pairs and photons absorbed at both ends the two come
-    from the same pair with probability 1/n (see ``specs/link.md``):
+    random. What the two kept photons hold depends on the source's mode
+    structure (``specs/link.md``):
+
+    * **one spatio-temporal mode** (``statistics="thermal"``, two thermal
+      modes, the polarisation pair of a type-II source; the default): the n
+      pairs share one mode, the photons are indistinguishable and the n-pair
+      state is the singlet-like sum_m (-1)^m |n-m, m>_A |m, n-m>_B. One photon
+      from each end is then in the Werner state of fidelity
+      F_n = (n+1)/(2n) (in any basis the two kept photons disagree with
+      probability (n-1)/(3n)), i.e. the source's pair with weight
+      p_n = (4 F_n - 1)/3 = (n+2)/(3n), maximally mixed otherwise.
+      Whatever photons are lost, the kept ones are a random photon of each
+      side of that state, so p_n does not depend on t.
+    * **many modes** (``statistics="poisson"``): the n pairs are in different
+      modes (labelled); the two kept photons are of the same pair with
+      probability 1/n and otherwise uncorrelated: p_n = 1/n, F_n = (n+3)/(4n).
+
+    With these
 
         P_succ = sum_n P(n) [1 - (1-f)(1-t)^n]^2
-        P_good = sum_{n>=1} P(n) [1 - (1-t)^n]^2 / n
+        P_good = sum_{n>=1} P(n) [1 - (1-t)^n]^2 p_n
 
-    A good herald holds the source's pair (Werner fidelity ``pair_fidelity`` on
-    ``bell_index``); any other herald (photons of different pairs, a false
-    herald) leaves uncorrelated qubits, modelled as maximally mixed.
+    and the heralded state is the source's pair (Werner fidelity
+    ``pair_fidelity`` on ``bell_index``) with weight P_good/P_succ and
+    maximally mixed otherwise (a false herald leaves uncorrelated qubits).
+    Its QBER 2(1-F)/3 is that of entanglement-based QKD with the same source
+    (:meth:`SPDCSource.entangled_qkd_gain_qber`, Ma, Fung & Lo, PRA 76, 012307
+    (2007)) up to what differs when three or more photons reach one end (a
+    memory keeps a random one, a detector pair squashes a double click to a
+    random bit). Other thermal mode numbers (several partly distinguishable
+    modes) are refused.
+
+    ``arms`` replaces the two fibre halves by any two channels (side 0's,
+    side 1's; e.g. two :class:`~qstack.physical.freespace.SatelliteDownlink`
+    for a satellite source sending to two ground stations, Yin et al.,
+    Science 356, 1140 (2017)): each side then has its own t_s, the products
+    above becoming P_succ = sum_n P(n) h_0 h_1 and P_good = sum_n P(n)
+    [1 - (1-t_0)^n][1 - (1-t_1)^n] p_n, and a free-space arm's background
+    counts (night sky, daylight) in ``background_window_ns`` add to that
+    side's false heralds, f_s = 1 - (1-f)(1-p_bg). ``length_km`` is then the
+    ground distance of the classical channel between the two ends.
 
     Timing: the source pulses every 1/pulse_rate; a memory learns its own
-    absorption after the photon's flight (L/2) and the other's result one
-    classical delay later: herald delay = 1.5 x classical_delay_ns. A memory
+    absorption after its photon's flight (L/2, or its arm's delay) and the
+    other's result one classical delay after the other photon arrived:
+    herald delay = 1.5 x classical_delay_ns over fibre. A memory
     that absorbed while the other did not is blocked for one classical delay
     to learn so: the attempt cycle used for sampling is the *mean*
     pulse period + P(exactly one absorbs) x classical_delay_ns (a mean-field
@@ -410,13 +445,26 @@ class MidpointSourceModel(_Span):
     pair_fidelity: float = 0.99
     bell_index: int = 0
     n_max: int = 30
+    arms: tuple | None = None
+    background_window_ns: float = 1.0
 
     def __post_init__(self) -> None:
         check_length("MidpointSourceModel", self.length_km)
+        if self.arms is not None:
+            if (not isinstance(self.arms, tuple) or len(self.arms) != 2
+                    or not all(hasattr(a, "transmissivity") and hasattr(a, "delay_ns") for a in self.arms)):
+                raise ValueError("MidpointSourceModel.arms: expected None or two channels (side 0, side 1) "
+                                 f"with transmissivity() and delay_ns(), got {self.arms!r}")
+        _check_nonneg("MidpointSourceModel", "background_window_ns", self.background_window_ns)
         _check_prob("MidpointSourceModel", "absorption_efficiency", self.absorption_efficiency)
         _check_prob("MidpointSourceModel", "false_herald_prob", self.false_herald_prob)
         _check_prob("MidpointSourceModel", "pair_fidelity", self.pair_fidelity)
         _check_index(self.bell_index)
+        src = self.source
+        if src.statistics == "thermal" and src.thermal_modes != 2:
+            raise ValueError("MidpointSourceModel.source: expected a polarisation-entangled source, "
+                             "statistics='thermal' with thermal_modes=2 (one spatio-temporal mode) "
+                             f"or statistics='poisson' (many modes), got thermal_modes={src.thermal_modes!r}")
         # The pair-number distribution is summed over 0..n_max (a Python loop
         # per term, at load). With the source's mean of 0.02 pairs the terms
         # fall below 1e-16 by n = 10; 1000 is ample for any mean up to ~25.
@@ -428,11 +476,27 @@ class MidpointSourceModel(_Span):
     def param_range(self) -> tuple[float, float]:
         return (0.0, 0.0)
 
+    def arm_t(self, side: int) -> float:
+        """Per-photon probability that side ``side``'s photon is absorbed by its
+        memory: coupling x its arm (fibre(L/2), or ``arms[side]``) x absorption."""
+        arm = self._arm() if self.arms is None else self.arms[side]
+        return self.source.heralding_efficiency * arm.transmissivity() * self.absorption_efficiency
+
     @property
     def t(self) -> float:
-        """Per-photon probability of being absorbed by its memory."""
-        return (self.source.heralding_efficiency * self._arm().transmissivity()
-                * self.absorption_efficiency)
+        """Per-photon probability of being absorbed by its memory (side 0's;
+        both sides' unless ``arms`` differ)."""
+        return self.arm_t(0)
+
+    def arm_false_herald_prob(self, side: int) -> float:
+        """A side's false-herald probability: ``false_herald_prob`` and, on a
+        free-space arm, its background counts in ``background_window_ns``:
+        1 - (1-f)(1-p_bg)."""
+        f = self.false_herald_prob
+        arm = None if self.arms is None else self.arms[side]
+        if arm is not None and hasattr(arm, "background_prob_per_gate"):
+            f = 1.0 - (1.0 - f) * (1.0 - arm.background_prob_per_gate(self.background_window_ns))
+        return f
 
     def _probs(self) -> tuple[float, float, float]:
         """(P_succ, P_good, P_exactly_one_side) per pulse."""
@@ -441,12 +505,16 @@ class MidpointSourceModel(_Span):
     def _compute_probs(self) -> tuple[float, float, float]:
         pn = self.source.pair_number_pmf(self.n_max)
         n = np.arange(len(pn))
-        miss = (1.0 - self.t) ** n                  # no photon of n absorbed at one end
-        h = 1.0 - (1.0 - self.false_herald_prob) * miss
-        p_succ = float(np.sum(pn * h * h))
-        good = np.where(n > 0, (1.0 - miss) ** 2 / np.maximum(n, 1), 0.0)
+        # per side: no photon of n absorbed, and a herald (absorbed or false)
+        miss = [(1.0 - self.arm_t(side)) ** n for side in (0, 1)]
+        h = [1.0 - (1.0 - self.arm_false_herald_prob(side)) * miss[side] for side in (0, 1)]
+        p_succ = float(np.sum(pn * h[0] * h[1]))
+        n1 = np.maximum(n, 1)
+        # weight of the source's pair in the kept state given n pairs (class doc)
+        p_n = (n1 + 2) / (3.0 * n1) if self.source.statistics == "thermal" else 1.0 / n1
+        good = np.where(n > 0, (1.0 - miss[0]) * (1.0 - miss[1]) * p_n, 0.0)
         p_good = float(np.sum(pn * good))
-        p_one = float(np.sum(pn * 2 * h * (1 - h)))
+        p_one = float(np.sum(pn * (h[0] * (1 - h[1]) + h[1] * (1 - h[0]))))
         return p_succ, p_good, p_one
 
     def success_probability(self, param: float = 0.0) -> float:
@@ -475,8 +543,16 @@ class MidpointSourceModel(_Span):
         return self._memo("cycle", lambda: max(1, int(round(
             period + self._probs()[2] * self.classical_delay_ns))))
 
+    def _arm_delay_ns(self, side: int) -> int:
+        if self.arms is None:
+            return self._half_delay_ns()
+        return int(round(self.arms[side].delay_ns()))
+
     def herald_delay_ns(self, side: int) -> int:
-        return self._memo("hd", lambda: self._half_delay_ns() + self.classical_delay_ns)
+        """A side knows its own absorption after its photon's flight and the
+        other's one classical delay after the other photon arrived."""
+        return self._memo(("hd", side), lambda: max(
+            self._arm_delay_ns(side), self._arm_delay_ns(1 - side) + self.classical_delay_ns))
 
 
 # ----------------------------------------------------------------- sender-receiver
@@ -489,9 +565,22 @@ class SenderReceiverModel(_Span):
     p_true = emission_efficiency x fibre(L) x absorption_efficiency and f the
     receiver's false-herald probability. A genuine herald holds the
     spin-photon state (Werner fidelity ``pair_fidelity``) after the fibre's
-    qubit noise (depolarising with p = 2 e, e = ``fibre.qubit_error_prob()``):
-    F_true = (1-p) F_pair + p/4. A false herald leaves uncorrelated qubits
-    (maximally mixed), so F = w F_true + (1-w)/4 with w the genuine share.
+    two qubit noises (``FibreChannel``), which act differently:
+
+    * depolarisation, survival (1-p)^L: a depolarising channel with
+      q = 1 - (1-p)^L (the qubit replaced by a maximally mixed one);
+    * polarisation drift, a random rotation by theta ~ N(0, s^2),
+      s = drift x sqrt(L), about the Y axis of the Bloch sphere (it flips Z
+      and X alike, with probability sin^2 theta). A rotation of one half of a
+      Bell pair keeps it with amplitude cos theta and moves it to its Y
+      partner with sin theta; the cross terms average out (theta is
+      symmetric), so the pair takes a Pauli Y error with probability
+      e_r = <sin^2 theta> = (1 - e^(-2 s^2))/2: F = 1 - e_r, not the
+      1 - 1.5 e_r of a depolarising channel with the same flip probability.
+
+    F_true = (1-q)[(1-e_r) F_pair + e_r (1-F_pair)/3] + q/4, the state
+    Bell-diagonal. A false herald leaves uncorrelated qubits (maximally
+    mixed), so F = w F_true + (1-w)/4 with w the genuine share.
 
     Timing: the receiver knows on absorption (herald delay of side 1 =
     classical_delay_ns); the sender learns from the receiver's message (side 0:
@@ -526,20 +615,35 @@ class SenderReceiverModel(_Span):
         pt = self.p_true
         return pt + (1 - pt) * self.false_herald_prob
 
+    def _fibre_noise(self) -> tuple[float, float]:
+        """(q, e_r): depolarising parameter and rotation (Pauli Y) probability
+        of the fibre over the whole span (class doc)."""
+        fibre = self.fibre.with_length(self.length_km)
+        q = 1.0 - (1.0 - fibre.depolarisation_prob_per_km) ** fibre.length_km
+        s2 = fibre.polarisation_drift_rad_per_sqrt_km ** 2 * fibre.length_km
+        return q, 0.5 * -math.expm1(-2.0 * s2)
+
+    def _coeffs(self, bell_index: int) -> list[float]:
+        """Bell-diagonal coefficients of the heralded state (class doc)."""
+        def compute() -> list[float]:
+            pt = self.p_true
+            ps = self.success_probability()
+            w = pt / ps if ps > 0 else 0.0
+            q, e_r = self._fibre_noise()
+            f = self.pair_fidelity
+            pair = [(1 - f) / 3.0] * 4
+            pair[bell_index] = f
+            y = _PAULI_MASK[2]      # a Y on side 1 moves B_b to B_(b ^ y)
+            rot = [(1 - e_r) * pair[b] + e_r * pair[b ^ y] for b in range(4)]
+            return [w * ((1 - q) * c + q / 4.0) + (1 - w) / 4.0 for c in rot]
+        return self._memo(("c", bell_index), compute)
+
     def fidelity(self, param: float = 0.0) -> float:
-        pt = self.p_true
-        ps = self.success_probability()
-        w = pt / ps if ps > 0 else 0.0
-        dep = min(1.0, 2.0 * self.fibre.with_length(self.length_km).qubit_error_prob())
-        f_true = (1 - dep) * self.pair_fidelity + dep / 4.0
-        return w * f_true + (1 - w) / 4.0
+        return self._coeffs(self.bell_index)[self.bell_index]
 
     def heralded_state(self, param: float, bell_index: int) -> np.ndarray:
         _check_index(bell_index)
-        f = self.fidelity()
-        c = [(1 - f) / 3.0] * 4
-        c[bell_index] = f
-        return bell_dm_from_coeffs(c)
+        return bell_dm_from_coeffs(self._coeffs(bell_index))
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
         return self.bell_index
