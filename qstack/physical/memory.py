@@ -25,6 +25,11 @@ class QuantumMemory:
         t2_ns: coherence time T2 in ns (inf = none); physics requires T2 ≤ 2·T1.
         num_modes: number of modes that can be used in parallel (multiplexing).
         cutoff_ns: storage time in ns after which a qubit is discarded (inf = never).
+        attempt_dephasing_prob: probability per entangling attempt on the same
+            node that a stored qubit suffers a Z error (0–1/2; 0 = off): the
+            NV nuclear-spin memory's dephasing by the electron's attempts
+            (Kalb et al., Science 356, 928 (2017)); the simulator applies it
+            through ``NodeHardware.attempt_dephasing_prob``.
     """
 
     # Defaults: an NV-centre electron spin with dynamical decoupling —
@@ -37,6 +42,7 @@ class QuantumMemory:
     t2_ns: float = 1.46e9
     num_modes: int = 1
     cutoff_ns: float = math.inf
+    attempt_dephasing_prob: float = 0.0
 
     def __post_init__(self) -> None:
         _check_prob("QuantumMemory", "write_efficiency", self.write_efficiency)
@@ -48,6 +54,10 @@ class QuantumMemory:
         if not isinstance(self.num_modes, int) or isinstance(self.num_modes, bool) or self.num_modes < 1:
             _fail("QuantumMemory", "num_modes", "an integer >= 1", self.num_modes)
         _check_pos("QuantumMemory", "cutoff_ns", self.cutoff_ns, allow_inf=True)
+        _check_prob("QuantumMemory", "attempt_dephasing_prob", self.attempt_dephasing_prob)
+        if self.attempt_dephasing_prob > 0.5:
+            _fail("QuantumMemory", "attempt_dephasing_prob", "a probability in [0, 0.5] per "
+                  "attempt", self.attempt_dephasing_prob)
 
     def decay(self, engine: Any, qubit: Any, wait_ns: float) -> None:
         """Apply T1/T2 decay for ``wait_ns`` ns of storage to ``qubit`` in ``engine``."""
@@ -69,6 +79,11 @@ class QuantumMemory:
     def coherence_factor(self, wait_ns: float) -> float:
         """e^(−t/T2): factor by which off-diagonal elements shrink after t ns."""
         return math.exp(-wait_ns / self.t2_ns)
+
+    def attempt_coherence_factor(self, attempts: int) -> float:
+        """(1 − 2p)^N: factor by which a stored qubit's coherences shrink after
+        N entangling attempts on its node (independent Z errors of probability p)."""
+        return (1.0 - 2.0 * self.attempt_dephasing_prob) ** attempts
 
     def multiplexed_success_prob(self, p_single: float) -> float:
         """Probability that at least one of num_modes parallel attempts succeeds: 1 − (1−p)^m."""
