@@ -7,7 +7,24 @@ from typing import Any
 
 from qstack.physical.sources import _check_nonneg, _check_pos, _check_prob, _fail
 
-__all__ = ["QuantumMemory"]
+__all__ = ["QuantumMemory", "attempt_dephasing_from_reset"]
+
+
+def attempt_dephasing_from_reset(coupling_hz: float, reset_time_ns: float) -> float:
+    """Z-error probability per entangling attempt of a nuclear-spin memory
+    coupled by ``coupling_hz`` (Hz, Δω/2π) to an electron spin whose reset
+    takes an exponentially distributed time of mean ``reset_time_ns`` ns.
+
+    The nuclear spin precesses at a frequency that depends on the electron's
+    state, so it picks up the phase Δω·t for a random reset time t (Kalb et
+    al., PRA 97, 062330 (2018), Eq. 2 and Table I); averaged over the
+    exponential, the coherence shrinks by |E e^(iΔωt)| = 1/√(1 + (Δω τ)²),
+    i.e. a Z error with probability p = (1 − 1/√(1 + (Δω τ)²)) / 2.
+    """
+    _check_nonneg("attempt_dephasing_from_reset", "coupling_hz", coupling_hz)
+    _check_nonneg("attempt_dephasing_from_reset", "reset_time_ns", reset_time_ns)
+    x = 2.0 * math.pi * coupling_hz * reset_time_ns * 1e-9
+    return 0.5 * (1.0 - 1.0 / math.sqrt(1.0 + x * x))
 
 
 @dataclass(frozen=True)
