@@ -104,10 +104,9 @@ def test_window_trade_off_rate_against_dark_counts_and_jitter():
     eta x capture and p = 1 - exp(-R W)."""
     tau, sigma_ps, rate, a = 12.0, 300.0, 2e4, 0.05
     rates, fids = [], []
-    for w in (2.0, 5.0, 10.0, 25.0, 50.0, 100.0):
-        m = SingleClickModel(detector=det(jitter_ps=sigma_ps * FWHM), visibility=1.0,
-                             detection_window_ns=w, photon_lifetime_ns=tau,
-                             dark_count_rate_hz=rate, length_km=0.0)
+    link = SingleClickModel(detector=det(jitter_ps=sigma_ps * FWHM), visibility=1.0,
+                            photon_lifetime_ns=tau, dark_count_rate_hz=rate, length_km=0.0)
+    for w, p_succ, fid in link.window_trade_off((2.0, 5.0, 10.0, 25.0, 50.0, 100.0), a):
         # jitter 300 ps against a 12 ns wave packet opening at the arrival
         sig = sigma_ps * 1e-3
         cap = (0.5 * math.erfc(-w / (sig * math.sqrt(2)))
@@ -115,11 +114,11 @@ def test_window_trade_off_rate_against_dark_counts_and_jitter():
                * 0.5 * math.erfc(-(w / sig - sig / tau) / math.sqrt(2))
                - (0.5 - math.exp(sig ** 2 / (2 * tau ** 2)) * 0.5
                   * math.erfc((sig / tau) / math.sqrt(2))))
-        eta = m.emission_efficiency * cap
+        eta = link.emission_efficiency * cap
         p = -math.expm1(-rate * w * 1e-9)
         ps, f = closed_forms.single_click(a, eta, p, 1.0, 1.0)
-        assert m.success_probability(a) == pytest.approx(ps, rel=1e-7)
-        assert m.fidelity(a) == pytest.approx(f, rel=1e-7)
+        assert p_succ == pytest.approx(ps, rel=1e-7)
+        assert fid == pytest.approx(f, rel=1e-7)
         rates.append(ps)
         fids.append(f)
     assert all(np.diff(rates) > 0)
@@ -326,9 +325,9 @@ def test_raman_noise_reaches_the_link():
     mu = 0.7 * power * w * 1e-9 / (H_J_S * C_M_S / (lam * 1e-9))
     p = -math.expm1(-mu)
     assert m.success_probability(0.1) == pytest.approx(2 * p * (1 - p), rel=REL)
-    with pytest.raises(ValueError, match="detection_window_ns"):
+    with pytest.raises(ValueError, match="without a detection window"):
         SingleClickModel(fibre=fib)                       # Raman needs a window to count in
-    with pytest.raises(ValueError, match="raman_coefficient_per_km_nm"):
+    with pytest.raises(ValueError, match="raman_coefficient_per_km_nm is given too"):
         FibreChannel(classical_power_mw=1.0)              # no default coefficient
 
 
@@ -468,6 +467,17 @@ def test_noise_keys_refused_in_the_users_words(where, key, value, says):
     assert key in str(err.value) and says in str(err.value)
 
 
+@pytest.mark.parametrize("extra,says", [
+    ({}, "expected 0 unless raman_coefficient_per_km_nm is given too"),
+    ({"raman_coefficient_per_km_nm": 3e-9}, "expected 0 without a detection window"),
+])
+def test_raman_power_refused_without_what_it_needs(extra, says):
+    with pytest.raises(ConfigError) as err:
+        network_from_dict({"nodes": ["a", "b"], "links": [
+            {"nodes": ["a", "b"], "scheme": "double-click", "classical_power_mw": 1.0, **extra}]})
+    assert "links[0].classical_power_mw" in str(err.value) and says in str(err.value)
+
+
 def test_raman_keys_refused_where_no_detector_counts_them():
     with pytest.raises(ConfigError, match="no midpoint detectors"):
         network_from_dict({"nodes": ["a", "b"], "links": [
@@ -539,3 +549,38 @@ def test_humphreys_nv_main_prints_the_trade_off(humphreys, capsys):
     out = capsys.readouterr().out
     m = humphreys.model()
     assert f"{m.fidelity(0.1):7.4f}" in out and f"{m.fidelity(0.3):7.4f}" in out
+
+
+NOISY = dict(detector=ThresholdDetector(efficiency=0.8, dead_time_ns=12_000.0, jitter_ps=400.0,
+                                        afterpulse_prob=0.05),
+             detection_window_ns=30.0, window_offset_ns=-1.0, photon_lifetime_ns=12.0,
+             dark_count_rate_hz=3e4, conversion_efficiency=0.4, conversion_noise_photons=1e-3,
+             fibre=FibreChannel(classical_power_mw=0.01, raman_coefficient_per_km_nm=3e-9),
+             length_km=5.0)
+
+
+@pytest.mark.parametrize("model", [
+    SingleClickModel(double_excitation_prob=0.04, frequency_offset_hz=3e6, **NOISY),
+    DoubleClickModel(multi_photon_prob=0.02, **NOISY)], ids=["single", "double"])
+@pytest.mark.parametrize("formalism", ["bd", "dm"])
+def test_noisy_links_make_the_state_they_describe(model, formalism):
+    """Every term on at once: the heralded state is a state, its Bell
+    fidelity is fidelity(), and the pair the station makes holds it (read
+    back from the engine, 1e-12)."""
+    a = 0.1
+    for b in model.heralded_bell_indices():
+        rho = model.heralded_state(a, b)
+        assert np.all(np.linalg.eigvalsh(rho) > -1e-12) and np.trace(rho).real == \
+            pytest.approx(1.0, abs=1e-12)
+        assert bell_fidelity(rho, b) == pytest.approx(model.fidelity(a), abs=1e-12)
+    eng = QuantumEngine(0)
+    devs = tuple(QuantumDevice(n, eng, NodeHardware(t2_ns=math.inf), np.random.default_rng(0))
+                 for n in "ab")
+    clock = _Clock()
+    st = HeraldingStation(("a", "b"), model, eng, devs, clock, lambda *x: None,
+                          np.random.default_rng(1), np.random.default_rng(2), formalism)
+    st.submit(0, "x", Entangle("b", 1, 1 << 62, a))
+    st.submit(1, "y", Entangle("a", 1, 1 << 62, a))
+    h0, h1 = _heralds(clock)
+    np.testing.assert_allclose(eng.density_matrix([h0.qubit, h1.qubit]),
+                               model.heralded_state(a, h0.bell_index), atol=1e-12, rtol=0)

@@ -195,7 +195,8 @@ class _Detection:
 
     * ``detection_window_ns`` W (0: off, the detector's per-gate dark-count
       probability and every photon captured, as before): the window opens
-      ``window_offset_ns`` after the photon's nominal arrival; it captures the
+      ``window_offset_ns`` after the photon's nominal arrival (the start of
+      its wave packet; with jitter only, ``-W/2`` centres it); it captures the
       share ``F(t0+W) - F(t0)`` of a photon whose detection time is its
       emission (exponential wave packet of 1/e time ``photon_lifetime_ns``;
       12 ns for the NV zero-phonon line) plus the detector's Gaussian jitter
@@ -245,9 +246,20 @@ class _Detection:
             raise ValueError(f"{owner}.wavelength_nm: expected a wavelength in nm > 0, "
                              f"got {self.wavelength_nm!r}")
         if self.fibre.classical_power_mw > 0 and self.detection_window_ns <= 0:
-            raise ValueError(f"{owner}.detection_window_ns: expected a window > 0 ns to "
-                             "count Raman noise photons in (fibre.classical_power_mw is set), "
-                             f"got {self.detection_window_ns!r}")
+            raise ValueError(f"{owner}.classical_power_mw: expected 0 without a detection "
+                             "window (Raman noise photons are counted per window: set "
+                             f"detection_window_ns), got {self.fibre.classical_power_mw!r}")
+
+    def window_trade_off(self, windows_ns, param: float = 0.0) -> list[tuple[float, float, float]]:
+        """[(W in ns, success probability, fidelity)] of this link with each
+        detection window W (all else unchanged): a longer window captures more
+        of the photon and admits more dark counts and noise photons."""
+        from dataclasses import replace
+        out = []
+        for w in windows_ns:
+            m = replace(self, detection_window_ns=float(w))
+            out.append((float(w), m.success_probability(param), m.fidelity(param)))
+        return out
 
     def capture(self) -> float:
         """Share of a photon's detections that fall in the window (1 without one)."""

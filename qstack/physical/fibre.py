@@ -83,9 +83,9 @@ class FibreChannel:
         _check_nonneg("FibreChannel", "classical_power_mw", self.classical_power_mw)
         _check_nonneg("FibreChannel", "raman_coefficient_per_km_nm", self.raman_coefficient_per_km_nm)
         if self.classical_power_mw > 0 and self.raman_coefficient_per_km_nm <= 0:
-            _fail("FibreChannel", "raman_coefficient_per_km_nm", "a Raman coefficient > 0 per "
-                  "km per nm when classical_power_mw is set (it depends on the wavelengths: "
-                  "no default)", self.raman_coefficient_per_km_nm)
+            _fail("FibreChannel", "classical_power_mw", "0 unless raman_coefficient_per_km_nm "
+                  "is given too (the fibre's Raman coefficient > 0, per km per nm: it depends "
+                  "on the wavelengths, so it has no default)", self.classical_power_mw)
 
     def loss_db(self) -> float:
         """Total loss α·L + insertion + connectors, in dB."""
