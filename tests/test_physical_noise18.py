@@ -584,3 +584,25 @@ def test_noisy_links_make_the_state_they_describe(model, formalism):
     h0, h1 = _heralds(clock)
     np.testing.assert_allclose(eng.density_matrix([h0.qubit, h1.qubit]),
                                model.heralded_state(a, h0.bell_index), atol=1e-12, rtol=0)
+
+
+@given(w=hs.floats(0.5, 200.0), rate=hs.floats(0.0, 1e6), p2=hs.floats(0.0, 1.0),
+       df=hs.floats(0.0, 1e8), dead=hs.floats(0.0, 3e4), ap=hs.floats(0.0, 0.5),
+       noise=hs.floats(0.0, 0.05), a=hs.floats(1e-4, 0.5))
+@settings(max_examples=40, deadline=None)
+def test_single_click_noise_gives_a_state_and_costs_fidelity(w, rate, p2, df, dead, ap, noise,
+                                                             a):
+    """Whatever the noise: a density matrix whose Bell fidelity is
+    fidelity(), a probability of success, and no more fidelity than the same
+    link without double excitation and frequency offset (they only shrink
+    the coherence)."""
+    base = dict(detector=ThresholdDetector(dead_time_ns=dead, afterpulse_prob=ap),
+                detection_window_ns=w, photon_lifetime_ns=12.0, dark_count_rate_hz=rate,
+                conversion_noise_photons=noise)
+    m = SingleClickModel(double_excitation_prob=p2, frequency_offset_hz=df, **base)
+    rho = m.heralded_state(a, 2)
+    assert np.all(np.linalg.eigvalsh(rho) > -1e-12)
+    assert np.trace(rho).real == pytest.approx(1.0, abs=1e-12)
+    assert bell_fidelity(rho, 2) == pytest.approx(m.fidelity(a), abs=1e-12)
+    assert 0.0 <= m.success_probability(a) <= 1.0
+    assert m.fidelity(a) <= SingleClickModel(**base).fidelity(a) + 1e-12
