@@ -59,8 +59,9 @@ double-click links; ``specs/link.md``): ``detection_window_ns``,
 ``raman_counter_propagating``, ``wavelength_nm``, ``double_excitation_prob``
 and ``frequency_offset_hz`` (single click), ``multi_photon_prob`` (double
 click); the detector's ``detector_jitter_ps``, ``detector_dead_time_ns``,
-``detector_afterpulse_prob``; the fibre's ``classical_power_mw`` and
-``raman_coefficient_per_km_nm`` (Raman noise).
+``detector_afterpulse_prob`` (counted with a detection window); the fibre's
+``classical_power_mw`` and ``raman_coefficient_per_km_nm`` (Raman noise,
+both together, with a window).
 
 Formalism and ``twirl``: both formalisms hold every scheme's heralded pairs
 exactly, the single-click one in ``bd`` too (Bell-diagonal coefficients plus

@@ -198,7 +198,8 @@ def test_single_click_dead_detectors_lose_heralds():
     1 - D/L, L = D + 1/c, c = 1 - (1 - a eta/2)^2 (a live detector's clicks)."""
     a, dead_ns, attempt = 0.3, 25_000.0, 5_000
     m = SingleClickModel(detector=det(dead_time_ns=dead_ns), visibility=1.0,
-                         emission_efficiency=0.5, attempt_ns=attempt, length_km=0.0)
+                         emission_efficiency=0.5, attempt_ns=attempt, length_km=0.0,
+                         detection_window_ns=1.0)      # detector timing needs a window
     eta = m.emission_efficiency
     d = math.floor(dead_ns / m.cycle_ns(a))
     assert d == 5
@@ -218,9 +219,10 @@ def test_afterpulses_act_as_dark_counts_in_the_first_live_attempt():
     probability averaged over attempts is f_arm (1 - (1-p)(1-q)) + f_plain p
     with f_arm = c/(...) from the renewal; a herald is one detector clicking,
     the other not (independent)."""
-    p, q = 0.01, 0.2
-    m = SingleClickModel(emission_efficiency=0.0, detector=det(dark_count_prob_per_gate=p,
-                                                                afterpulse_prob=q))
+    q = 0.2
+    p = -math.expm1(-1e6 * 10e-9)              # 1 MHz of dark counts in 10 ns
+    m = SingleClickModel(emission_efficiency=0.0, detector=det(afterpulse_prob=q),
+                         detection_window_ns=10.0, dark_count_rate_hz=1e6)
     c_a = 1 - (1 - p) * (1 - q)
     length = 1 + (1 - c_a) / p
     click = (1 / length) * c_a + ((1 - c_a) / p / length) * p
@@ -231,13 +233,17 @@ def test_double_click_dead_through_the_second_round():
     """A dead time of at least the round spacing: only Psi- (different
     detectors), eta^2/4 with ideal detectors."""
     m = DoubleClickModel(detector=det(dead_time_ns=6_000.0), attempt_ns=5_000, length_km=0.0,
-                         emission_efficiency=0.4)
+                         emission_efficiency=0.4, detection_window_ns=1.0)
     assert m.success_probability() == pytest.approx(0.4 ** 2 / 4, rel=REL)
     assert m.heralded_bell_indices() == (3,)
     assert m.sample_bell_index(np.random.default_rng(0)) == 3
     live = DoubleClickModel(detector=det(dead_time_ns=4_000.0), attempt_ns=5_000, length_km=0.0,
-                            emission_efficiency=0.4)
+                            emission_efficiency=0.4, detection_window_ns=1.0)
     assert live.success_probability() == pytest.approx(0.4 ** 2 / 2, rel=REL)
+    # without a window the detectors' timing is ideal, as before issue 18
+    off = DoubleClickModel(detector=det(dead_time_ns=6_000.0), attempt_ns=5_000, length_km=0.0,
+                           emission_efficiency=0.4)
+    assert off.success_probability() == pytest.approx(0.4 ** 2 / 2, rel=REL)
 
 
 def test_double_click_window_capture():

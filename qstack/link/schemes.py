@@ -212,11 +212,12 @@ class _Detection:
       :meth:`~qstack.physical.fibre.FibreChannel.raman_noise_photons`; needs
       a window). Each arm's noise is split by the beam splitter, so each
       detector sees the noise of one arm on average.
-    * ``detector.dead_time_ns`` / ``detector.afterpulse_prob``: stationary
-      shares of attempts in which a detector is dead, armed or plain
-      (:func:`~qstack.physical.window.detector_state_probs`); the heralding
-      probabilities are averaged over the two detectors' states, taken as
-      independent (a mean-field over the attempt history).
+    * ``detector.dead_time_ns`` / ``detector.afterpulse_prob`` (with a
+      window: without one the detectors' timing is ideal, as before):
+      stationary shares of attempts in which a detector is dead, armed or
+      plain (:func:`~qstack.physical.window.detector_state_probs`); the
+      heralding probabilities are averaged over the two detectors' states,
+      taken as independent (a mean-field over the attempt history).
     """
 
     detection_window_ns: float = 0.0
@@ -309,6 +310,8 @@ class _Detection:
         attempt: plain, armed (afterpulse), dead (module doc of ``window``)."""
         p = self.window_dark_prob()
         det = self.detector
+        if self.detection_window_ns <= 0:        # detector timing only with a window
+            return [(1.0, 1.0, p)]
         dead = _win.dead_attempts(det.dead_time_ns, cycle_ns)
         if dead == 0 and det.afterpulse_prob == 0:
             return [(1.0, 1.0, p)]
@@ -514,8 +517,8 @@ class DoubleClickModel(_Span, _Detection):
     per attempt, in one of the two rounds, so per detector and round the
     extra photons fire it with mean m x arrival x efficiency / 2, counted as
     noise clicks (leading order in m: the extra photon taken as
-    uncorrelated). Dead time and afterpulsing at the attempt rate enter as a
-    mean field: the detectors' efficiency times the share of live attempts,
+    uncorrelated). With a window, dead time and afterpulsing at the attempt
+    rate enter as a mean field: the detectors' efficiency times the share of live attempts,
     their dark-count probability averaged over armed and plain ones. A dead
     time of at least ``attempt_ns`` blinds the detector that clicked in the
     first round for the second: the same-detector pattern (Psi+) is lost,
@@ -552,7 +555,7 @@ class DoubleClickModel(_Span, _Detection):
         if self.multi_photon_prob > 0:
             extra = self.multi_photon_prob * self.arrival * eff / 2.0
             dark = 1.0 - (1.0 - dark) * math.exp(-extra)
-        if det.dead_time_ns > 0 or det.afterpulse_prob > 0:
+        if self.detection_window_ns > 0 and (det.dead_time_ns > 0 or det.afterpulse_prob > 0):
             # each node's photon reaches one of the two detectors in one round
             plain_click = 1.0 - (1.0 - dark) * (1.0 - self.arrival * eff / 4.0) ** 2
             states = self.detector_states(plain_click, self.cycle_ns())
@@ -568,8 +571,9 @@ class DoubleClickModel(_Span, _Detection):
                           * self._arm().transmissivity() * self.capture())
 
     def _blind_second_round(self) -> bool:
-        """True if a click in the first round leaves its detector dead for the second."""
-        return self.detector.dead_time_ns >= self.attempt_ns
+        """True if a click in the first round leaves its detector dead for the
+        second (detector timing counts only with a detection window)."""
+        return self.detection_window_ns > 0 and self.detector.dead_time_ns >= self.attempt_ns
 
     def success_probability(self, param: float = 0.0) -> float:
         def compute() -> float:

@@ -74,6 +74,8 @@ def capture_fraction(window_ns: float, offset_ns: float, lifetime_ns: float,
                      jitter_sigma_ns: float) -> float:
     """Share of the photons detected inside ``[offset, offset + window]`` (ns,
     relative to the nominal arrival): ``F(offset + W) - F(offset)``."""
+    if lifetime_ns <= 0 and jitter_sigma_ns <= 0:       # all at 0: in or out
+        return 1.0 if offset_ns <= 0.0 <= offset_ns + window_ns else 0.0
     return max(0.0, arrival_cdf(offset_ns + window_ns, lifetime_ns, jitter_sigma_ns)
                - arrival_cdf(offset_ns, lifetime_ns, jitter_sigma_ns))
 
