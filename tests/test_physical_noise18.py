@@ -612,3 +612,59 @@ def test_single_click_noise_gives_a_state_and_costs_fidelity(w, rate, p2, df, de
     assert bell_fidelity(rho, 2) == pytest.approx(m.fidelity(a), abs=1e-12)
     assert 0.0 <= m.success_probability(a) <= 1.0
     assert m.fidelity(a) <= SingleClickModel(**base).fidelity(a) + 1e-12
+
+
+def _single_click_attempts(a, eta, v, p, q, dead, chains, steps, seed):
+    """Photon-level reference: single-click attempts run back to back, each
+    detector remembering its history (dead for ``dead`` attempts after a
+    click, then armed: afterpulse with probability q in its first live
+    attempt). Returns (heralds per attempt, (p00, p01+p10, p11) of the +
+    heralds, attempts counted)."""
+    rng = np.random.default_rng(seed)
+    dead_left = np.zeros((2, chains), int)
+    armed = np.zeros((2, chains), bool)
+    heralds, counted, pops = 0, 0, np.zeros(3)
+    for t in range(steps):
+        sa, sb = rng.random(chains) < a, rng.random(chains) < a
+        la, lb = sa & (rng.random(chains) < eta), sb & (rng.random(chains) < eta)
+        photons = np.zeros((2, chains), int)
+        one, two = la ^ lb, la & lb
+        to0, bunch = rng.random(chains) < 0.5, rng.random(chains) < (1 + v) / 2
+        photons[0] += (one | (two & bunch)) & to0
+        photons[1] += (one | (two & bunch)) & ~to0
+        photons += two & ~bunch                     # split: one at each detector
+        live = dead_left == 0
+        click = live & ((photons > 0) | (rng.random((2, chains)) < p)
+                        | (armed & (rng.random((2, chains)) < q)))
+        herald = click[0] ^ click[1]
+        if t >= steps // 5:                         # past the start-up transient
+            heralds += herald.sum()
+            counted += chains
+            hp = herald & click[0]
+            pops += [(hp & ~sa & ~sb).sum(), (hp & (sa ^ sb)).sum(), (hp & sa & sb).sum()]
+        dead_left = np.where(click, dead, np.where(live, 0, dead_left - 1))
+        armed = click | (armed & ~live)
+    return heralds / counted, pops / pops.sum(), counted
+
+
+@pytest.mark.parametrize("a,eta,v,p,q,dead", [
+    (0.3, 0.5, 0.9, 0.01, 0.0, 2), (0.3, 0.5, 0.9, 0.01, 0.2, 0), (0.2, 0.6, 0.8, 0.02, 0.1, 3)])
+def test_single_click_dead_time_and_afterpulses_against_attempt_sequences(a, eta, v, p, q, dead):
+    """The mean field (each detector's dead/armed/plain shares, the two taken
+    as independent) against attempts run back to back with each detector's
+    history. Tolerance: 5 binomial sigma plus c^2, c the plain click
+    probability per attempt (0.13-0.15 here, far above any real link's): the
+    mean field drops the correlation of the two detectors' histories, a
+    second-order effect in c."""
+    cycle = 5_000
+    m = SingleClickModel(detector=det(dead_time_ns=dead * cycle + 0.5, afterpulse_prob=q),
+                         emission_efficiency=eta, visibility=v, length_km=0.0, attempt_ns=cycle,
+                         detection_window_ns=10.0, dark_count_rate_hz=-math.log(1 - p) / 10e-9)
+    got, pops, n = _single_click_attempts(a, eta, v, p, q, dead, 2_000, 400, seed=1)
+    c = 1 - (1 - p) * (1 - a * eta / 2) ** 2
+    ps = m.success_probability(a)
+    assert abs(got / ps - 1) < 5 * math.sqrt((1 - ps) / (ps * n)) + c * c
+    rho = m.heralded_state(a, 2).real
+    for got_w, want in zip(pops, (rho[0, 0], rho[1, 1] + rho[2, 2], rho[3, 3])):
+        k = got * n / 2
+        assert abs(got_w - want) < 5 * math.sqrt(want * (1 - want) / k) + c * c
