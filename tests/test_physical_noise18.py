@@ -337,7 +337,7 @@ def test_raman_noise_reaches_the_link():
         FibreChannel(classical_power_mw=1.0)              # no default coefficient
 
 
-# ------------------------------------------------------------------ 6. attempts dephase stored qubits
+# ------------------------------------------------------------------ 6. attempts dephase memories
 
 class _Clock:
     """Records what the station schedules (nothing fires on its own)."""

@@ -81,7 +81,8 @@ class FibreChannel:
         _check_prob("FibreChannel", "depolarisation_prob_per_km", self.depolarisation_prob_per_km)
         _check_nonneg("FibreChannel", "polarisation_drift_rad_per_sqrt_km", self.polarisation_drift_rad_per_sqrt_km)
         _check_nonneg("FibreChannel", "classical_power_mw", self.classical_power_mw)
-        _check_nonneg("FibreChannel", "raman_coefficient_per_km_nm", self.raman_coefficient_per_km_nm)
+        _check_nonneg("FibreChannel", "raman_coefficient_per_km_nm",
+                      self.raman_coefficient_per_km_nm)
         if self.classical_power_mw > 0 and self.raman_coefficient_per_km_nm <= 0:
             _fail("FibreChannel", "classical_power_mw", "0 unless raman_coefficient_per_km_nm "
                   "is given too (the fibre's Raman coefficient > 0, per km per nm: it depends "
@@ -142,8 +143,10 @@ class FibreChannel:
                             counter_propagating: bool = False) -> float:
         """Mean Raman noise photons at the output in a window of ``window_ns``
         ns: P_Raman · W / (h c / λ) (λ in nm: the quantum channel's)."""
-        photon_j = _PLANCK_J_S * (SPEED_OF_LIGHT_KM_PER_NS * 1e12) / (wavelength_nm * 1e-9)  # h c / λ
-        return self.raman_noise_power_w(filter_nm, counter_propagating) * window_ns * 1e-9 / photon_j
+        # h c / λ, with c in m/s and λ in m
+        photon_j = _PLANCK_J_S * (SPEED_OF_LIGHT_KM_PER_NS * 1e12) / (wavelength_nm * 1e-9)
+        power_w = self.raman_noise_power_w(filter_nm, counter_propagating)
+        return power_w * window_ns * 1e-9 / photon_j
 
     def with_length(self, length_km: float) -> "FibreChannel":
         """The same fibre type at another length."""

@@ -102,7 +102,8 @@ def phase_coherence(freq_offset_hz: float, window_ns: float, offset_ns: float,
     if tau <= 0 and s <= 0:
         return 1.0
     if s <= 0:
-        # exponential: closed form of the integral of e^{-t/tau} e^{i w t} / tau over [max(lo,0), hi]
+        # exponential: the integral of e^{-t/tau} e^{i w t} / tau over
+        # [max(lo, 0), hi] in closed form
         a, b = max(lo, 0.0), hi
         if b <= a:
             return 0.0
