@@ -55,6 +55,7 @@ from qstack.physical.fibre import FibreChannel, check_length
 from qstack.physical.optics import LinearOpticsBSM
 from qstack.physical.sources import SPDCSource, _check_nonneg, _check_prob
 from qstack.physical.states import BELL_BASIS
+from qstack.physical import window as _win
 
 __all__ = [
     "SingleClickModel", "DoubleClickModel", "MidpointSourceModel", "SenderReceiverModel",
@@ -183,10 +184,147 @@ def _check_bool(owner: str, name: str, value: bool) -> None:
         raise ValueError(f"{owner}.{name}: expected true or false, got {value!r}")
 
 
+# ----------------------------------------------------------------- detection window (issue 18)
+
+@dataclass(frozen=True)
+class _Detection:
+    """What the midpoint detectors of a single- or double-click link see per
+    attempt: a detection window, its dark counts and noise photons, and the
+    detectors' dead time and afterpulsing at the attempt rate (formulas in
+    :mod:`qstack.physical.window`). Every term is off by default.
+
+    * ``detection_window_ns`` W (0: off, the detector's per-gate dark-count
+      probability and every photon captured, as before): the window opens
+      ``window_offset_ns`` after the photon's nominal arrival (the start of
+      its wave packet; with jitter only, ``-W/2`` centres it); it captures the
+      share ``F(t0+W) - F(t0)`` of a photon whose detection time is its
+      emission (exponential wave packet of 1/e time ``photon_lifetime_ns``;
+      12 ns for the NV zero-phonon line) plus the detector's Gaussian jitter
+      (``detector.jitter_ps`` FWHM). Dark counts: ``1 - exp(-R W)`` with
+      ``dark_count_rate_hz`` R, replacing the per-gate figure.
+    * noise photons per window reaching each detector (Poissonian, added to
+      the dark counts): a frequency converter at each node
+      (``conversion_noise_photons`` per window at its output, carried by the
+      arm's fibre; ``conversion_efficiency`` multiplies the photon's
+      efficiency: :class:`~qstack.physical.optics.FrequencyConverter`) and
+      Raman scattering of classical light in each arm
+      (``fibre.classical_power_mw``, filter ``raman_filter_nm``,
+      :meth:`~qstack.physical.fibre.FibreChannel.raman_noise_photons`; needs
+      a window). Each arm's noise is split by the beam splitter, so each
+      detector sees the noise of one arm on average.
+    * ``detector.dead_time_ns`` / ``detector.afterpulse_prob`` (with a
+      window: without one the detectors' timing is ideal, as before):
+      stationary shares of attempts in which a detector is dead, armed or
+      plain (:func:`~qstack.physical.window.detector_state_probs`); the
+      heralding probabilities are averaged over the two detectors' states,
+      taken as independent (a mean-field over the attempt history).
+    """
+
+    detection_window_ns: float = 0.0
+    window_offset_ns: float = 0.0
+    photon_lifetime_ns: float = 0.0
+    dark_count_rate_hz: float = 0.0
+    conversion_efficiency: float = 1.0
+    conversion_noise_photons: float = 0.0
+    raman_filter_nm: float = 0.8
+    raman_counter_propagating: bool = False
+    wavelength_nm: float = 1550.0
+
+    def _check_detection(self, owner: str) -> None:
+        _check_nonneg(owner, "detection_window_ns", self.detection_window_ns)
+        if not isinstance(self.window_offset_ns, (int, float)) or isinstance(
+                self.window_offset_ns, bool) or not math.isfinite(self.window_offset_ns):
+            raise ValueError(f"{owner}.window_offset_ns: expected a finite number of ns, "
+                             f"got {self.window_offset_ns!r}")
+        _check_nonneg(owner, "photon_lifetime_ns", self.photon_lifetime_ns)
+        _check_nonneg(owner, "dark_count_rate_hz", self.dark_count_rate_hz)
+        _check_prob(owner, "conversion_efficiency", self.conversion_efficiency)
+        _check_nonneg(owner, "conversion_noise_photons", self.conversion_noise_photons)
+        _check_nonneg(owner, "raman_filter_nm", self.raman_filter_nm)
+        _check_bool(owner, "raman_counter_propagating", self.raman_counter_propagating)
+        if not (isinstance(self.wavelength_nm, (int, float)) and self.wavelength_nm > 0
+                and math.isfinite(self.wavelength_nm)):
+            raise ValueError(f"{owner}.wavelength_nm: expected a wavelength in nm > 0, "
+                             f"got {self.wavelength_nm!r}")
+        if self.fibre.classical_power_mw > 0 and self.detection_window_ns <= 0:
+            raise ValueError(f"{owner}.classical_power_mw: expected 0 without a detection "
+                             "window (Raman noise photons are counted per window: set "
+                             f"detection_window_ns), got {self.fibre.classical_power_mw!r}")
+
+    def window_trade_off(self, windows_ns, param: float = 0.0) -> list[tuple[float, float, float]]:
+        """[(W in ns, success probability, fidelity)] of this link with each
+        detection window W (all else unchanged): a longer window captures more
+        of the photon and admits more dark counts and noise photons."""
+        from dataclasses import replace
+        out = []
+        for w in windows_ns:
+            m = replace(self, detection_window_ns=float(w))
+            out.append((float(w), m.success_probability(param), m.fidelity(param)))
+        return out
+
+    def capture(self) -> float:
+        """Share of a photon's detections that fall in the window (1 without one)."""
+        if self.detection_window_ns <= 0:
+            return 1.0
+        return self._memo("capture", lambda: _win.capture_fraction(
+            self.detection_window_ns, self.window_offset_ns, self.photon_lifetime_ns,
+            self.detector.jitter_sigma_ps() * 1e-3))
+
+    def phase_coherence(self, frequency_offset_hz: float) -> float:
+        """|E exp(2 pi i df t)| over the detection times in the window."""
+        if frequency_offset_hz == 0:
+            return 1.0
+        w = self.detection_window_ns
+        if w <= 0:
+            raise ValueError("a frequency offset needs a detection window "
+                             "(detection_window_ns > 0): the phase depends on the detection time")
+        return self._memo(("phase", frequency_offset_hz), lambda: _win.phase_coherence(
+            frequency_offset_hz, w, self.window_offset_ns, self.photon_lifetime_ns,
+            self.detector.jitter_sigma_ps() * 1e-3))
+
+    def noise_photons_per_detector(self) -> float:
+        """Mean noise photons per window that fire one detector (converter and
+        Raman noise of both arms, split over two detectors, times efficiency)."""
+        def compute() -> float:
+            arm = self._arm()
+            n = self.conversion_noise_photons * arm.transmissivity()
+            if arm.classical_power_mw > 0:
+                n += arm.raman_noise_photons(self.detection_window_ns, self.raman_filter_nm,
+                                             self.wavelength_nm, self.raman_counter_propagating)
+            return self.detector.efficiency * n      # 2 arms x 1/2 per detector
+        return self._memo("noise", compute)
+
+    def window_dark_prob(self) -> float:
+        """Probability that a live detector clicks with no signal photon in one window."""
+        def compute() -> float:
+            if self.detection_window_ns > 0:
+                dark = _win.window_dark_prob(self.dark_count_rate_hz, self.detection_window_ns)
+            else:
+                dark = self.detector.dark_count_prob_per_gate
+            noise = self.noise_photons_per_detector()
+            return dark if noise == 0 else 1.0 - (1.0 - dark) * math.exp(-noise)
+        return self._memo("dark", compute)
+
+    def detector_states(self, plain_click_prob: float, cycle_ns: float) -> list:
+        """[(probability, live, dark-count probability)] of one detector in an
+        attempt: plain, armed (afterpulse), dead (module doc of ``window``)."""
+        p = self.window_dark_prob()
+        det = self.detector
+        if self.detection_window_ns <= 0:        # detector timing only with a window
+            return [(1.0, 1.0, p)]
+        dead = _win.dead_attempts(det.dead_time_ns, cycle_ns)
+        if dead == 0 and det.afterpulse_prob == 0:
+            return [(1.0, 1.0, p)]
+        f_dead, f_arm, f_plain = _win.detector_state_probs(plain_click_prob, dead,
+                                                            det.afterpulse_prob)
+        p_arm = 1.0 - (1.0 - p) * (1.0 - det.afterpulse_prob)
+        return [(f_plain, 1.0, p), (f_arm, 1.0, p_arm), (f_dead, 0.0, 0.0)]
+
+
 # ----------------------------------------------------------------- single click
 
 @dataclass(frozen=True)
-class SingleClickModel(_Span):
+class SingleClickModel(_Span, _Detection):
     """Single-click (single-photon) midpoint heralding; param = bright-state population alpha.
 
     Per-arm efficiency eta = emission_efficiency x fibre(L/2) x detector
@@ -217,6 +355,20 @@ class SingleClickModel(_Span):
     coherence, between |01> and |10>, is real), so both formalisms hold it
     as it is.
 
+    Issue-18 noise terms (all off by default): the detection window, its
+    dark counts and noise photons, dead time and afterpulsing
+    (:class:`_Detection`: the weights above are averaged over the states of
+    the two detectors, a dead one neither clicking nor vetoing);
+    ``double_excitation_prob`` p2: the bright branch of a node is excited
+    twice with probability p2, the first photon (emitted during the optical
+    pulse, before the window) carries away which node was bright, so the
+    coherence of the heralded pair shrinks by (1 - p2): F ~ 1 - a - p2/2
+    (Humphreys et al., Nature 558, 268 (2018), Methods: p2 ~ 4 %; Hermans et
+    al., PRA 106, 022408 (2022)); ``frequency_offset_hz`` df between the two
+    emitters: a photon detected at t carries the phase 2 pi df t, and the
+    coherence shrinks by |E exp(2 pi i df t)| over the detection times in the
+    window (needs a window).
+
     ``twirl=True`` (default False) returns its Bell twirl instead: every Bell
     fidelity kept, coherences between Bell states (the polarisation)
     dropped. An approximation for a user who asks for it by name: exact for
@@ -230,6 +382,8 @@ class SingleClickModel(_Span):
     phase_noise_rad: float = 0.0
     attempt_ns: int = 5_000
     twirl: bool = False
+    double_excitation_prob: float = 0.0
+    frequency_offset_hz: float = 0.0
 
     def __post_init__(self) -> None:
         _check_span("SingleClickModel", self.length_km, self.attempt_ns)
@@ -237,6 +391,17 @@ class SingleClickModel(_Span):
         _check_prob("SingleClickModel", "visibility", self.visibility)
         _check_nonneg("SingleClickModel", "phase_noise_rad", self.phase_noise_rad)
         _check_bool("SingleClickModel", "twirl", self.twirl)
+        self._check_detection("SingleClickModel")
+        _check_prob("SingleClickModel", "double_excitation_prob", self.double_excitation_prob)
+        if not (isinstance(self.frequency_offset_hz, (int, float))
+                and not isinstance(self.frequency_offset_hz, bool)
+                and math.isfinite(self.frequency_offset_hz)):
+            raise ValueError("SingleClickModel.frequency_offset_hz: expected a finite number of "
+                             f"Hz, got {self.frequency_offset_hz!r}")
+        if self.frequency_offset_hz != 0 and self.detection_window_ns <= 0:
+            raise ValueError("SingleClickModel.frequency_offset_hz: expected 0 without a "
+                             "detection window (the phase depends on the detection time: set "
+                             f"detection_window_ns), got {self.frequency_offset_hz!r}")
 
     # param range: alpha above 1/2 gives F < 1/2, useless
     def param_range(self) -> tuple[float, float]:
@@ -246,19 +411,39 @@ class SingleClickModel(_Span):
     @property
     def eta(self) -> float:
         """Per-arm probability that an emitted photon fires a detector."""
-        return self._memo("eta", lambda: self.emission_efficiency * self._arm().transmissivity()
-                          * self.detector.efficiency)
+        return self._memo("eta", lambda: self.emission_efficiency * self.conversion_efficiency
+                          * self._arm().transmissivity() * self.detector.efficiency
+                          * self.capture())
 
     def _weights(self, a: float) -> tuple[float, float, float, float]:
-        """(w00, coherent per 01/10, incoherent per 01/10, w11) for the + detector."""
-        eta, p = self.eta, self.detector.dark_count_prob_per_gate
-        v = self.visibility
-        q = 1.0 - p
-        w00 = (1 - a) ** 2 * p * q
-        coh = a * (1 - a) * q * eta / 2.0
-        inc = a * (1 - a) * q * (1 - eta) * p
-        w11 = a * a * q * ((1 - eta) ** 2 * p + eta * (1 - eta) + eta * eta * (1 + v) / 4.0)
-        return w00, coh, inc, w11
+        """(w00, coherent per 01/10, incoherent per 01/10, w11) for the + detector,
+        averaged over the two detectors' dead/armed/plain states."""
+        return self._memo(("w", a), lambda: self._compute_weights(a))
+
+    def _compute_weights(self, a: float) -> tuple[float, float, float, float]:
+        eta, v = self.eta, self.visibility
+        p = self.window_dark_prob()
+        # a plain live detector clicks unless no dark count and neither arm's
+        # photon (a each, half to it) is detected: the renewal's click rate
+        plain_click = 1.0 - (1.0 - p) * (1.0 - a * eta / 2.0) ** 2
+        states = self.detector_states(plain_click, self.cycle_ns(a))
+        w = [0.0, 0.0, 0.0, 0.0]
+        for f_p, lp, pp in states:            # detector +: must click
+            for f_m, lm, pm in states:        # detector -: must stay silent
+                f = f_p * f_m
+                if f == 0.0:
+                    continue
+                qm = 1.0 - lm * pm            # - silent with no photon sent to it
+                dm = 1.0 - lm                 # - dead: a photon sent to it is lost
+                w[0] += f * (1 - a) ** 2 * lp * pp * qm
+                w[1] += f * a * (1 - a) * eta / 2.0 * lp * qm
+                w[2] += f * a * (1 - a) * ((1 - eta) + eta / 2.0 * dm) * lp * pp * qm
+                w[3] += f * a * a * ((1 - eta) ** 2 * lp * pp * qm
+                                     + eta * (1 - eta) * (lp * qm + dm * lp * pp)
+                                     + eta * eta * ((1 + v) / 4.0 * lp * qm
+                                                    + (1 - v) / 2.0 * dm * lp
+                                                    + (1 + v) / 4.0 * dm * lp * pp))
+        return w[0], w[1], w[2], w[3]
 
     def success_probability(self, param: float) -> float:
         def compute() -> float:
@@ -267,7 +452,11 @@ class SingleClickModel(_Span):
         return self._memo(("p", param), compute)
 
     def _overlap(self) -> float:
-        return math.sqrt(self.visibility) * math.exp(-self.phase_noise_rad ** 2 / 2.0)
+        """Factor on the coherent part's off-diagonal element: mode overlap,
+        optical phase noise, double excitation, frequency-offset phase."""
+        return (math.sqrt(self.visibility) * math.exp(-self.phase_noise_rad ** 2 / 2.0)
+                * (1.0 - self.double_excitation_prob)
+                * self.phase_coherence(self.frequency_offset_hz))
 
     def fidelity(self, param: float) -> float:
         """Fidelity of the heralded pair with the announced Psi+/Psi- (before memory decay)."""
@@ -306,7 +495,7 @@ class SingleClickModel(_Span):
 # ----------------------------------------------------------------- double click
 
 @dataclass(frozen=True)
-class DoubleClickModel(_Span):
+class DoubleClickModel(_Span, _Detection):
     """Barrett-Kok double-click heralding (no tunable parameter).
 
     Each node's photon reaches the midpoint with probability
@@ -319,33 +508,78 @@ class DoubleClickModel(_Span):
 
     Timing: two rounds ``attempt_ns`` apart, then the herald: cycle =
     2 attempt_ns + classical_delay_ns, herald delay = attempt_ns + classical_delay_ns.
+
+    Issue-18 noise terms (all off by default; :class:`_Detection`): each
+    round's window captures a share of each photon (arrival x capture) and
+    admits dark counts and noise photons; ``multi_photon_prob`` m (the
+    emitter's :attr:`~qstack.physical.sources.SinglePhotonSource.multi_photon_prob`):
+    an emission holds a second photon with probability m; each node emits once
+    per attempt, in one of the two rounds, so per detector and round the
+    extra photons fire it with mean m x arrival x efficiency / 2, counted as
+    noise clicks (leading order in m: the extra photon taken as
+    uncorrelated). With a window, dead time and afterpulsing at the attempt
+    rate enter as a mean field: the detectors' efficiency times the share of live attempts,
+    their dark-count probability averaged over armed and plain ones. A dead
+    time of at least ``attempt_ns`` blinds the detector that clicked in the
+    first round for the second: the same-detector pattern (Psi+) is lost,
+    success halves and every herald is Psi- (afterpulses within one attempt
+    are not modelled).
     """
 
     emission_efficiency: float = 0.2
     detector: ThresholdDetector = field(default_factory=ThresholdDetector)
     visibility: float = 0.9
     attempt_ns: int = 5_000
+    multi_photon_prob: float = 0.0
 
     def __post_init__(self) -> None:
         _check_span("DoubleClickModel", self.length_km, self.attempt_ns)
         _check_prob("DoubleClickModel", "emission_efficiency", self.emission_efficiency)
         _check_prob("DoubleClickModel", "visibility", self.visibility)
+        self._check_detection("DoubleClickModel")
+        _check_prob("DoubleClickModel", "multi_photon_prob", self.multi_photon_prob)
 
     def param_range(self) -> tuple[float, float]:
         return (0.0, 0.0)
 
     @property
     def bsm(self) -> LinearOpticsBSM:
-        return LinearOpticsBSM(self.detector.efficiency, self.detector.dark_count_prob_per_gate,
-                               self.visibility)
+        """The Bell measurement the two rounds make, with the detectors'
+        effective efficiency and dark-count probability per window."""
+        return self._memo("bsm", self._make_bsm)
+
+    def _make_bsm(self) -> LinearOpticsBSM:
+        det = self.detector
+        eff = det.efficiency
+        dark = self.window_dark_prob()
+        if self.multi_photon_prob > 0:
+            extra = self.multi_photon_prob * self.arrival * eff / 2.0
+            dark = 1.0 - (1.0 - dark) * math.exp(-extra)
+        if self.detection_window_ns > 0 and (det.dead_time_ns > 0 or det.afterpulse_prob > 0):
+            # each node's photon reaches one of the two detectors in one round
+            plain_click = 1.0 - (1.0 - dark) * (1.0 - self.arrival * eff / 4.0) ** 2
+            states = self.detector_states(plain_click, self.cycle_ns())
+            eff = eff * sum(f * live for f, live, _ in states)
+            dark = sum(f * pd for f, _, pd in states)
+        return LinearOpticsBSM(eff, dark, self.visibility)
 
     @property
     def arrival(self) -> float:
-        """Probability that one node's photon reaches the midpoint detectors."""
-        return self.emission_efficiency * self._arm().transmissivity()
+        """Probability that one node's photon reaches the midpoint detectors
+        inside the window."""
+        return self._memo("arrival", lambda: self.emission_efficiency * self.conversion_efficiency
+                          * self._arm().transmissivity() * self.capture())
+
+    def _blind_second_round(self) -> bool:
+        """True if a click in the first round leaves its detector dead for the
+        second (detector timing counts only with a detection window)."""
+        return self.detection_window_ns > 0 and self.detector.dead_time_ns >= self.attempt_ns
 
     def success_probability(self, param: float = 0.0) -> float:
-        return self._memo("p", lambda: self.bsm.success_probability(self.arrival, self.arrival))
+        def compute() -> float:
+            p = self.bsm.success_probability(self.arrival, self.arrival)
+            return p / 2.0 if self._blind_second_round() else p
+        return self._memo("p", compute)
 
     def _coeffs(self, bell_index: int) -> list[float]:
         probs = self.bsm.pauli_error_probs(self.arrival, self.arrival)
@@ -362,11 +596,14 @@ class DoubleClickModel(_Span):
         return bell_dm_from_coeffs(self._coeffs(bell_index))
 
     def sample_bell_index(self, rng: np.random.Generator) -> int:
+        if self._blind_second_round():
+            return 3
         return 2 + int(rng.random() < 0.5)
 
     def heralded_bell_indices(self) -> tuple[int, ...]:
-        """Psi+ or Psi-, by which detector clicked."""
-        return (2, 3)
+        """Psi+ or Psi-, by which detector clicked (Psi- only if the first
+        round's detector is dead in the second)."""
+        return (3,) if self._blind_second_round() else (2, 3)
 
     def cycle_ns(self, param: float = 0.0) -> int:
         return 2 * int(self.attempt_ns) + self.classical_delay_ns
