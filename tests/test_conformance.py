@@ -136,10 +136,10 @@ def test_wrong_secret_fails_every_case_with_the_reason(good):
 
 #: what tests/conformance_broken.py breaks -> the cases that must catch it
 CAUGHT = {"wire/session/2": "version", "wire/session/3": "secret", "wire/session/7": "secret",
-          "wire/node/2": "nodeboot", "transport/3/1": "refused"}
+          "emulation/3/2": "nodeboot", "transport/3/1": "refused"}
 #: cases about what it does not break: they still pass
-UNTOUCHED = {"wire/session/1", "wire/framing/3", "wire/node/1", "transport/3/2", "link/4/3",
-             "network/2/1"}
+UNTOUCHED = {"wire/session/1", "wire/framing/3", "emulation/3/1", "transport/3/2",
+             "link/4/3", "network/2/1"}
 
 
 def test_broken_daemon_fails_the_named_cases(broken):

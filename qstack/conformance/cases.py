@@ -3,9 +3,10 @@ target daemon, seen only through its sockets.
 
 A case is an ``async def`` taking the :class:`~qstack.conformance.harness.Harness`,
 registered with :func:`case` under its id ``<spec>/<section>/<n>``: ``spec``
-the document (``wire`` for ``specs/wire.md``, ``link``, ``network``,
-``transport``), ``section`` the section of that document the clause is in
-(its number, or its name for the wire's unnumbered sections), ``n`` the
+the document (``wire`` for ``specs/wire.md``, ``emulation``, ``link``,
+``network``, ``transport``), ``section`` the section of that document the clause is in
+(its number, or its name for the wire's unnumbered sections: framing,
+session, keepalive), ``n`` the
 case's number in it. It raises :class:`CaseFailed` (expected, actual) when
 the target does not do what the clause says, :class:`CaseSkipped` when it
 cannot run here. ``should=True`` marks a SHOULD (run with ``--strict``).
@@ -448,9 +449,9 @@ async def _stops_reading(h: Harness) -> None:
                          f"still attached after {trio.current_time() - start:.1f} s")
 
 
-# ================================================================ wire: node sessions
+# ================================================================ emulation: node sessions
 
-@case("wire/node/1", "a node session's first message is NodeBoot, answered with the "
+@case("emulation/3/1", "a node session's first message is NodeBoot, answered with the "
                      "target's NodeBoot")
 async def _nodeboot(h: Harness) -> None:
     node = h.need("neighbour")
@@ -468,7 +469,7 @@ async def _nodeboot(h: Harness) -> None:
         await h.reintroduce(node)
 
 
-@case("wire/node/2", "a node session that opens with anything but NodeBoot is closed "
+@case("emulation/3/2", "a node session that opens with anything but NodeBoot is closed "
                      "(UNEXPECTED_EVENT) and its message not acted on")
 async def _no_nodeboot(h: Harness) -> None:
     node = h.need("neighbour")
@@ -487,13 +488,13 @@ async def _no_nodeboot(h: Harness) -> None:
         raise CaseFailed("the Syn before NodeBoot was not acted on", "it was answered")
 
 
-@case("wire/node/3", "a node session from a name that is not a node of the network is "
+@case("emulation/3/3", "a node session from a name that is not a node of the network is "
                      "refused with an ErrorFrame")
 async def _stranger_name(h: Harness) -> None:
     await _node_name_refused(h, "nobody-of-this-net", "a name outside the network")
 
 
-@case("wire/node/4", "a node session under the target's own name is refused with an "
+@case("emulation/3/4", "a node session under the target's own name is refused with an "
                      "ErrorFrame")
 async def _own_name(h: Harness) -> None:
     await _node_name_refused(h, h.target, "the target's own name")
@@ -1376,8 +1377,8 @@ async def _app_gone(h: Harness) -> None:
 
 
 
-_SPECS = ("wire", "link", "network", "transport")
-_WIRE_SECTIONS = ("framing", "session", "keepalive", "node")
+_SPECS = ("wire", "emulation", "link", "network", "transport")
+_WIRE_SECTIONS = ("framing", "session", "keepalive")
 
 
 def _order(c: Case) -> tuple:

@@ -55,7 +55,7 @@ MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 #: Length of the frame's length prefix, bytes (big-endian unsigned).
 PREFIX_BYTES = 4
 #: What a process says it is in its Hello / Challenge.
-KINDS = ("node", "app", "physics", "conformance", "control")
+KINDS = ("node", "app", "physics", "control", "conformance")
 #: Length of each side's handshake nonce, bytes.
 NONCE_BYTES = 32
 #: The session-wire versions this code speaks (negotiated in the handshake).
