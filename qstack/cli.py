@@ -325,7 +325,8 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"qstack net up: error {int(exc.code)} {exc.code.name}: "
                   f"{_one_line(exc.detail)}", file=sys.stderr)
             return 2
-        print(f"network {args.network}: {len(run.nodes) - len(run.absent)} nodes up on "
+        up = len(run.nodes) - len(run.absent)
+        print(f"network {args.network}: {up} node{'s' if up != 1 else ''} up on "
               f"{run.host} (run file {run.path}; logs in {run.logs})")
         for name, port in sorted(run.nodes.items()):
             what = "absent" if name in run.absent else f"pid {run.pids.get(name)}"
