@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="real seconds per model second (default 1; 10 runs ten times "
                          "slower than the physics, for a long fibre on a fast machine)")
     up.add_argument("--formalism", choices=("bd", "dm"), default=None)
+    up.add_argument("--absent", default="", metavar="NODE[,NODE...]",
+                    help="nodes not to start: their ports are reserved in the run file for "
+                         "another program to play them (qstack conformance)")
     up.add_argument("--foreground", action="store_true",
                     help="stay in the foreground; Ctrl-C stops the whole network")
     net_sub.add_parser("status", help="each node: up, peers, qubits in memory, pairs made")
@@ -86,7 +89,88 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run", default=None, metavar="FILE", help="the run file")
     run.add_argument("--function", default=None,
                      help="which of APPS[NODE] to run when it lists several (by name)")
+    conf = sub.add_parser(
+        "conformance", help="test a running node daemon against specs/ (black box)",
+        description="Test the node daemon at --target against the clauses of specs/ through "
+                    "its sockets: the session (versions, secret, keepalive), framing faults, "
+                    "and the link, network and transport messages a peer can send. Cases that "
+                    "need to play a node of the network use the nodes the run file lists as "
+                    "absent (`qstack net up --absent NODE,...`). See specs/conformance.md.",
+        epilog="exit status: 0 every case passed (or was skipped); 1 a case failed; 2 bad "
+               "input (no target, no secret, a bad run file).")
+    conf.add_argument("--target", default=None, metavar="HOST:PORT",
+                      help="the daemon to test (default: with --node, its port in the run file)")
+    conf.add_argument("--secret", default=None, metavar="HEX",
+                      help="the network's secret (default: the run file's)")
+    conf.add_argument("--run", default=None, metavar="FILE",
+                      help="the run file: the secret and the absent nodes to play")
+    conf.add_argument("--node", default=None, help="the target by its node name (run file)")
+    conf.add_argument("--strict", action="store_true", help="also run the SHOULD cases")
+    conf.add_argument("--junit", default=None, metavar="FILE",
+                      help="also write a JUnit XML report to FILE")
+    conf.add_argument("--list", action="store_true", help="list the cases and exit")
+    conf.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
+                      help="only the cases whose id or title contains EXPR")
+    conf.add_argument("--timeout", type=_seconds, default=2.0, metavar="SECONDS",
+                      help="how long a case waits for each answer (default 2)")
     return parser
+
+
+def run_conformance(args: argparse.Namespace) -> int:
+    """``qstack conformance``: 0 all passed, 1 a case failed, 2 bad input."""
+    import trio
+
+    from qstack.conformance import runner
+    from qstack.emu.runfile import RunFile, default_path
+
+    if args.list:        # every case, with its level (--strict runs the SHOULDs too)
+        for c in runner.select(True, args.keyword):
+            print(f"{c.id:<18} {'SHOULD' if c.should else 'MUST  '} {c.title}")
+        return 0
+    cases = runner.select(args.strict, args.keyword)
+    run = None
+    if args.run is not None or args.secret is None or args.target is None:
+        try:
+            run = RunFile.load(args.run)
+        except (OSError, ValueError) as exc:
+            print(f"qstack conformance: no run file {args.run or default_path()} "
+                  f"({getattr(exc, 'strerror', None) or exc}); give --target and --secret",
+                  file=sys.stderr)
+            return 2
+    if args.target is not None:
+        host, _, port_text = args.target.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            print(f"qstack conformance: --target {args.target!r}: expected HOST:PORT",
+                  file=sys.stderr)
+            return 2
+        port = int(port_text)
+    else:
+        present = [n for n in run.nodes if n not in run.absent]
+        name = args.node or (present[0] if len(present) == 1 else None)
+        if name not in run.nodes:
+            print("qstack conformance: give --target HOST:PORT (or --node NAME of "
+                  f"{', '.join(sorted(present))})", file=sys.stderr)
+            return 2
+        host, port = run.host, run.nodes[name]
+    try:
+        secret = bytes.fromhex(args.secret) if args.secret is not None else run.secret_bytes
+    except ValueError:
+        print("qstack conformance: --secret: expected hexadecimal", file=sys.stderr)
+        return 2
+    if not secret:
+        print("qstack conformance: the secret is empty", file=sys.stderr)
+        return 2
+    print(f"qstack conformance: {len(cases)} cases against {host}:{port}")
+
+    def show(r: runner.Result) -> None:
+        print(runner.report_line(r), flush=True)
+
+    results = trio.run(lambda: runner.run(host, port, secret, cases, run, args.timeout,
+                                          on_result=show))
+    runner.report(results, sys.stdout)
+    if args.junit:
+        runner.write_junit(results, args.junit, f"{host}:{port}")
+    return 1 if any(r.outcome == "fail" for r in results) else 0
 
 
 def _scale(text: str) -> float:
@@ -232,7 +316,8 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if action == "up":
         try:
             run = launcher.net_up(args.network, args.run, seed=args.seed,
-                                  time_scale=args.time_scale, formalism=args.formalism)
+                                  time_scale=args.time_scale, formalism=args.formalism,
+                                  absent=[a for a in args.absent.split(",") if a])
         except launcher.LaunchError as exc:
             print(f"qstack net up: {exc.detail}", file=sys.stderr)
             return 1
@@ -240,10 +325,12 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"qstack net up: error {int(exc.code)} {exc.code.name}: "
                   f"{_one_line(exc.detail)}", file=sys.stderr)
             return 2
-        print(f"network {args.network}: {len(run.nodes)} nodes up on {run.host} "
-              f"(run file {run.path}; logs in {run.logs})")
+        up = len(run.nodes) - len(run.absent)
+        print(f"network {args.network}: {up} node{'s' if up != 1 else ''} up on "
+              f"{run.host} (run file {run.path}; logs in {run.logs})")
         for name, port in sorted(run.nodes.items()):
-            print(f"  {name:<16} port {port:<6} pid {run.pids.get(name)}")
+            what = "absent" if name in run.absent else f"pid {run.pids.get(name)}"
+            print(f"  {name:<16} port {port:<6} {what}")
         if not args.foreground:
             return 0
         import time
@@ -345,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_net(args, parser)
     if args.command == "run":
         return run_app_file(args)
+    if args.command == "conformance":
+        return run_conformance(args)
     parser.print_help()
     return 0
 

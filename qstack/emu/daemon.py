@@ -47,7 +47,8 @@ from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverab
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, INDICATIONS, OPS, REQUESTS, AppWelcome, NodeBoot, NodeFault, NodeStatus,
+    CHOSEN_REF_BASE, INDICATIONS, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
+    FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeStatus,
     PhysAllocate, PhysDiscard, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
     event_to_wire, op_to_wire, request_from_wire,
 )
@@ -330,8 +331,7 @@ class NodeDaemon(RuntimeDriver):
                 peer.channel = ch
                 async with trio.open_nursery() as inner:
                     inner.start_soon(self._watch, ch, inner.cancel_scope)
-                    async for msg in peer.queue_recv:
-                        await ch.send(msg)
+                    inner.start_soon(self._forward, peer, ch, inner.cancel_scope)
             except (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
             peer.channel = None
@@ -339,6 +339,17 @@ class NodeDaemon(RuntimeDriver):
             self._peer_down(peer)
             await ch.aclose()
             await trio.sleep(0.2)
+
+    async def _forward(self, peer: _Peer, ch: Any, scope: trio.CancelScope) -> None:
+        """Send ``peer``'s queued messages over ``ch`` until it fails (then
+        end the connection's tasks: a broken connection is not the daemon's
+        end)."""
+        try:
+            async for msg in peer.queue_recv:
+                await ch.send(msg)
+        except QStackError as exc:
+            log.info("%s: sending to %s failed: %s", self.name, peer.name, exc)
+        scope.cancel()
 
     async def _watch(self, ch: Any, scope: trio.CancelScope) -> None:
         """Read the outgoing connection (only keepalives and the close come back)."""
@@ -499,8 +510,12 @@ class NodeDaemon(RuntimeDriver):
                                      self.run.seed, app.app_id))
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
-                    async for out in app.out_recv:
-                        await ch.send(out)
+                    try:
+                        async for out in app.out_recv:
+                            await ch.send(out)
+                    except QStackError as err:    # it stopped reading, or went away
+                        log.info("%s: application %d: %s", self.name, app.app_id, err)
+                    inner.cancel_scope.cancel()
                 inner.start_soon(writer)
                 try:
                     async for msg in ch:
@@ -541,6 +556,13 @@ class NodeDaemon(RuntimeDriver):
                                          qubits, self.pairs_made, len(self.apps),
                                          len(self.runtime.failures),
                                          max(0, self.clock.late_ns_max)))
+            elif msg.__class__ is FailuresQuery:
+                records = self.runtime.failures
+                part = records[msg.since:msg.since + MAX_REPORTED_FAILURES]
+                await ch.send(FailuresReport(msg.request, len(records), msg.since,
+                                             tuple(int(r.code) for r in part),
+                                             tuple(str(r.protocol)[:64] for r in part),
+                                             tuple(str(r.detail)[:256] for r in part)))
             elif msg.__class__ is NodeFault and msg.kind == "reset":
                 peer = self.peers.get(msg.peer)
                 if peer is not None and peer.channel is not None:
@@ -591,17 +613,23 @@ class NodeDaemon(RuntimeDriver):
                     log.warning("%s: a connection failed before its hello: %s", self.name, exc)
                     return
                 try:
-                    if ch.peer_kind == "node" and ch.peer in self.spec.nodes:
-                        await self._serve_peer(ch)
-                    elif ch.peer_kind == "app":
-                        await self._serve_app(ch)
-                    elif ch.peer_kind in ("control", "conformance"):
-                        await self._serve_control(ch)
-                    else:
-                        await ch.aclose(ErrorCode.EMU_PEER_GONE,
-                                        f"unknown peer {ch.peer!r} ({ch.peer_kind})")
-                except QStackError as err:
-                    log.info("%s: connection from %s ended: %s", self.name, ch.peer, err)
+                    try:
+                        if ch.peer_kind == "node" and ch.peer in self.spec.nodes \
+                                and ch.peer != self.name:   # (never itself: its own messages
+                            await self._serve_peer(ch)      # would be fed as a peer's)
+                        elif ch.peer_kind == "app":
+                            await self._serve_app(ch)
+                        elif ch.peer_kind in ("control", "conformance"):
+                            await self._serve_control(ch)
+                        else:
+                            await ch.aclose(ErrorCode.EMU_PEER_GONE,
+                                            f"unknown peer {ch.peer!r} ({ch.peer_kind})")
+                    # (except*: a failure inside a connection's own task group
+                    # comes as an exception group; it ends that connection only)
+                    except* (QStackError, trio.BrokenResourceError, trio.ClosedResourceError,
+                             OSError) as group:
+                        log.info("%s: connection from %s ended: %s", self.name, ch.peer,
+                                 group.exceptions[0])
                 finally:
                     await ch.aclose()
 

@@ -8,7 +8,10 @@ a fresh secret. It returns when every daemon answers a status query over an
 authenticated connection (so it has its stack, its listener and its
 connection to the physics server), or stops everything and raises
 :class:`LaunchError` naming the process that did not start and the end of
-its log. :func:`net_status` asks each daemon for its figures;
+its log. Nodes named in ``absent`` are not started: their ports are
+reserved in the run file (``absent`` lists them) for another program to
+play them, e.g. ``qstack conformance``, which impersonates a node of the
+network (``specs/conformance.md``). :func:`net_status` asks each daemon for its figures;
 :func:`net_down` stops every process (SIGTERM, then SIGKILL) and removes the
 run file. Processes' logs go to a directory beside the run file.
 """
@@ -89,13 +92,24 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
 
 def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int = 1,
            time_scale: float = 1.0, formalism: str | None = None,
-           timeout_s: float = 30.0) -> RunFile:
+           timeout_s: float = 30.0, absent: tuple[str, ...] | list[str] = (),
+           keepalive_s: float = 0.5, dead_after_s: float = 2.0) -> RunFile:
     """Start the network of ``network`` (a TOML file) on localhost; return
-    its run file once every node is ready (see the module doc)."""
+    its run file once every node is ready (see the module doc). ``seed``
+    (integer), ``time_scale`` (real seconds per model second), ``timeout_s``
+    (s) to wait for every node; ``absent``: nodes not to start (their ports
+    reserved; a name not in the network is ``BAD_CONFIG``); ``keepalive_s``
+    and ``dead_after_s`` (s): every session's keepalive period and dead-peer
+    bound (``specs/wire.md``)."""
     from qstack.config import load_network
 
     network = str(Path(network).resolve())
     spec = load_network(network)            # a bad file fails here, before any process
+    absent = list(dict.fromkeys(absent))
+    unknown = [a for a in absent if a not in spec.nodes]
+    if unknown:
+        raise QStackError(ErrorCode.BAD_CONFIG, f"absent node(s) {', '.join(map(repr, unknown))} "
+                                                f"not in {network}")
     target = Path(run_path) if run_path else default_path()
     if target.exists():
         try:
@@ -112,7 +126,9 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
     logs.mkdir(parents=True, exist_ok=True)
     run = RunFile(network=network, secret=os.urandom(32).hex(), epoch_ns=time.monotonic_ns(),
                   time_scale=float(time_scale), seed=int(seed), formalism=formalism,
-                  physics_port=ports[0], nodes=dict(zip(names, ports[1:])), logs=str(logs))
+                  physics_port=ports[0], nodes=dict(zip(names, ports[1:])), logs=str(logs),
+                  absent=absent, keepalive_s=float(keepalive_s),
+                  dead_after_s=float(dead_after_s))
     run.save(target)
     procs: dict[str, subprocess.Popen] = {}
     try:
@@ -120,11 +136,12 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
         run.pids["physics"] = procs["physics"].pid
         _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
                    timeout_s)
-        for name in names:
+        started = [n for n in names if n not in absent]
+        for name in started:
             procs[name] = _spawn(["qstack.emu.daemon", run.path, name], logs / f"{name}.log")
             run.pids[name] = procs[name].pid
         run.save(target)
-        pending = set(names)
+        pending = set(started)
         deadline = time.monotonic() + timeout_s
         while pending:
             for name in sorted(pending):
@@ -207,7 +224,8 @@ async def _query(run: RunFile, name: str) -> NodeStatus | None:
 
 
 def net_status(run: RunFile) -> dict[str, Any]:
-    """Per node: its ``NodeStatus`` (up), or the reason it does not answer."""
+    """Per node started: its ``NodeStatus`` (up), or the reason it does not
+    answer (absent nodes are left out)."""
     async def all_status() -> dict[str, Any]:
         out: dict[str, Any] = {}
 
@@ -220,7 +238,8 @@ def net_status(run: RunFile) -> dict[str, Any]:
 
         async with trio.open_nursery() as nursery:
             for name in run.nodes:
-                nursery.start_soon(one, name)
+                if name not in run.absent:
+                    nursery.start_soon(one, name)
         return out
 
     return trio.run(all_status)

@@ -37,6 +37,7 @@ __all__ = [
     "PhysDiscard", "PhysSettle", "PhysResult", "PhysQuery", "PhysReport", "PhysLinkState",
     "request_to_wire", "request_from_wire", "event_to_wire", "event_from_wire",
     "op_to_wire", "op_from_wire", "CHOSEN_REF_BASE", "VECTOR_EXAMPLES",
+    "FailuresQuery", "FailuresReport", "MAX_REPORTED_FAILURES",
 ]
 
 _U63 = limits(0, (1 << 63) - 1)
@@ -678,3 +679,47 @@ VECTOR_EXAMPLES = {
     "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
                                      detail="alice: no free memory slot", done_ns=1_250_000),
 }
+
+
+#: Most failure records one :class:`FailuresReport` carries.
+MAX_REPORTED_FAILURES = 256
+
+
+@message("emu.node", 0x0654)
+@dataclass(frozen=True, slots=True)
+class FailuresQuery(Message):
+    """(control -> daemon) Ask for the failures the node's protocols recorded
+    (their ``Fail`` actions, ``specs/protocol.md``), from record number
+    ``since`` (0: the first) on: how a black-box tester sees a refusal that
+    the spec says is recorded rather than answered."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    since: int = field(default=0, metadata=_U63)
+
+
+@message("emu.node", 0x0655)
+@dataclass(frozen=True, slots=True)
+class FailuresReport(Message):
+    """(daemon -> control) ``total`` failures recorded so far; the codes,
+    protocols and details (each cut to 256 characters) of records ``since``
+    .. ``since + len(codes) - 1`` (at most :data:`MAX_REPORTED_FAILURES`, the
+    oldest first)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    total: int = field(metadata=_U63)
+    since: int = field(metadata=_U63)
+    codes: tuple[int, ...] = field(metadata=limits(0, 65535, max_len=MAX_REPORTED_FAILURES))
+    protocols: tuple[str, ...] = field(metadata=limits(max_len=MAX_REPORTED_FAILURES))
+    details: tuple[str, ...] = field(metadata=limits(max_len=MAX_REPORTED_FAILURES))
+
+    def __post_init__(self) -> None:
+        if not len(self.codes) == len(self.protocols) == len(self.details):
+            raise ValueError("codes, protocols and details must have one entry per record")
+
+
+VECTOR_EXAMPLES.update({
+    "failures_query": FailuresQuery(request=3, since=2),
+    "failures_report": FailuresReport(request=3, total=3, since=2, codes=(305,),
+                                      protocols=("network.qnp",),
+                                      details=("Track for unknown circuit tester/7",)),
+})

@@ -254,7 +254,8 @@ async def serve(run: RunFile, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async def client(stream: trio.SocketStream) -> None:
             try:
                 ch = await accept_channel(stream, name="physics", kind="physics", secret=secret,
-                                          nursery=nursery)
+                                          nursery=nursery, keepalive_s=run.keepalive_s,
+                                          dead_after_s=run.dead_after_s)
             except QStackError as err:
                 log.warning("refused a connection: %s", err)
                 return

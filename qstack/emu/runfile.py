@@ -4,7 +4,8 @@
 network's secret) and every process of the network reads it: the network
 file, the seed and formalism, the clock (``epoch_ns``: the
 ``time.monotonic_ns()`` reading that is model time 0; ``time_scale``), the
-physics server's port and each node daemon's port, the process ids, and the
+physics server's port and each node daemon's port (also of the nodes
+started ``absent``, that another program plays), the process ids, and the
 fresh random secret that every connection proves it knows
 (``specs/wire.md``, the session). Its default place is
 ``$XDG_RUNTIME_DIR/qstack/run.json`` (else ``~/.qstack/run.json``);
@@ -45,6 +46,7 @@ class RunFile:
     physics_port: int = 0
     nodes: dict[str, int] = field(default_factory=dict)      # node -> daemon port
     pids: dict[str, int] = field(default_factory=dict)       # "physics" / node -> pid
+    absent: list[str] = field(default_factory=list)          # nodes not started (ports kept)
     logs: str = ""                      # directory of the processes' logs
     keepalive_s: float = 0.5
     dead_after_s: float = 2.0

@@ -472,6 +472,17 @@ class QnpProtocol(Protocol):
                                                     int(ErrorCode.NET_REJECTED),
                                                     f"{self.node} cannot join the circuit"))]
         idx = s.path.index(self.node)
+        # a setup travels head -> tail hop by hop, each hop adding its label:
+        # one that did not come that way is refused (a forgery, or a bug)
+        why = None
+        if idx == 0 or s.path[idx - 1] != src:
+            why = f"{src} is not the node before {self.node} on the path"
+        elif len(s.link_labels) != idx:
+            why = f"{len(s.link_labels)} link labels for the {idx} links passed"
+        if why is not None:
+            return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, False,
+                                                    int(ErrorCode.NET_REJECTED),
+                                                    f"{self.node} refuses the setup: {why}"))]
         if idx < len(s.path) - 1:
             nxt = s.path[idx + 1]
             try:
