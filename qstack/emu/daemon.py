@@ -45,10 +45,11 @@ from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message
 from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverable
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
+from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, INDICATIONS, OPS, REQUESTS, AppWelcome, NodeBoot, NodeFault, NodeStatus,
-    PhysAllocate, PhysDiscard, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
+    CHOSEN_REF_BASE, INDICATIONS, OPS, REQUESTS, AppWelcome, NodeBoot, NodeFault, NodeLinkState,
+    NodeStatus, PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
     event_to_wire, op_to_wire, request_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
@@ -79,6 +80,7 @@ class _Peer:
         self.boot: int | None = None
         self.last_at = 0          # latest scheduled departure (model ns): order per pair
         self.channel: Any = None
+        self.incoming: set = set()  # its connections to us
 
 
 class _App:
@@ -114,11 +116,13 @@ class NodeDaemon(RuntimeDriver):
         self.clock = RealClock(run.epoch_ns, run.time_scale, on_error=self._callback_failed)
         stack, _topo = node_stacks(self.spec, seed=run.seed)
         self.neighbours = set(self.spec.neighbours(name))
-        graph = nx.Graph()
-        graph.add_nodes_from(self.spec.nodes)
+        self.graph = nx.Graph()
+        self.graph.add_nodes_from(self.spec.nodes)
         for link in self.spec.links:
-            graph.add_edge(link.a, link.b, delay_ns=net_delay(link))
-        self.delays = nx.single_source_dijkstra_path_length(graph, name, weight="delay_ns")
+            self.graph.add_edge(link.a, link.b, delay_ns=net_delay(link))
+        self.links_down: set[frozenset] = set()
+        self.nodes_down: set[str] = set()       # daemons gone (PhysNodeState)
+        self.delays = nx.single_source_dijkstra_path_length(self.graph, name, weight="delay_ns")
         self.boot = random.SystemRandom().getrandbits(62)
         self.peers: dict[str, _Peer] = {}
         self.apps: dict[int, _App] = {}
@@ -230,6 +234,11 @@ class NodeDaemon(RuntimeDriver):
     def from_physics(self, msg: Message) -> None:
         """An answer of the physics server."""
         cls = msg.__class__
+        if cls is PhysNodeState:
+            if msg.node != self.name:
+                (self.nodes_down.discard if msg.up else self.nodes_down.add)(msg.node)
+                self._reroute()
+            return
         if cls is PhysResult:
             what = self._pending.pop(msg.request, None)
             if what is None:
@@ -304,6 +313,12 @@ class NodeDaemon(RuntimeDriver):
         port = self.run.nodes.get(peer.name)
         secret = self.run.secret_bytes
         while True:
+            if peer.name not in self.delays:
+                # no classical path left (links down): down until one comes back
+                self._drain_lost(peer)
+                self._peer_down(peer)
+                while peer.name not in self.delays:
+                    await trio.sleep(0.05)
             # connect, retrying for a grace period (the peer may be starting)
             deadline = trio.current_time() + CONNECT_GRACE_S
             ch = None
@@ -363,11 +378,16 @@ class NodeDaemon(RuntimeDriver):
         if first.__class__ is not NodeBoot:
             await ch.aclose(ErrorCode.UNEXPECTED_EVENT, "expected NodeBoot first")
             return
+        if ch.peer not in self.delays:
+            # no path of live nodes and links joins us (we learnt it first): not yet
+            await ch.aclose(ErrorCode.NET_NO_ROUTE, f"no classical path {self.name} -> {ch.peer}")
+            return
         await ch.send(NodeBoot(self.boot))
         peer = self._peer(ch.peer)
         self._peer_seen(peer, first.boot)
         src = ch.peer
         runtime = self.runtime
+        peer.incoming.add(ch)
         try:
             async for msg in ch:
                 try:
@@ -376,6 +396,8 @@ class NodeDaemon(RuntimeDriver):
                     self._callback_failed(exc)
         except QStackError as err:
             log.info("%s: connection from %s ended: %s", self.name, src, err)
+        finally:
+            peer.incoming.discard(ch)
         self._peer_down(peer)
 
     # ------------------------------------------------------------------ applications
@@ -542,9 +564,49 @@ class NodeDaemon(RuntimeDriver):
                                          len(self.runtime.failures),
                                          max(0, self.clock.late_ns_max)))
             elif msg.__class__ is NodeFault and msg.kind == "reset":
-                peer = self.peers.get(msg.peer)
-                if peer is not None and peer.channel is not None:
-                    await peer.channel.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+                await self._reset(msg.peer)
+            elif msg.__class__ is NodeLinkState:
+                await self._link_state(msg.a, msg.b, msg.up)
+
+    def _reroute(self) -> None:
+        """Classical delays over the nodes and links up; a peer left without
+        a path has its session broken (it is ``PeerDown`` until a path
+        returns: :meth:`_peer_writer` waits for one)."""
+        alive = self.graph.copy()
+        alive.remove_edges_from(tuple(k) for k in self.links_down)
+        alive.remove_nodes_from(self.nodes_down)
+        self.delays = nx.single_source_dijkstra_path_length(alive, self.name, weight="delay_ns")
+        for peer in list(self.peers.values()):
+            if peer.name not in self.delays and peer.channel is not None:
+                self.nursery.start_soon(self._reset, peer.name)
+            for ch in list(peer.incoming):
+                if peer.name not in self.delays:
+                    self.nursery.start_soon(ch.aclose)
+
+    async def _reset(self, name: str) -> None:
+        """The classical session with ``name`` breaks (both ends learn it) and reconnects."""
+        peer = self.peers.get(name)
+        if peer is not None and peer.channel is not None:
+            await peer.channel.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+
+    async def _link_state(self, a: str, b: str, up: bool) -> None:
+        """The link ``a``-``b`` went down or up: classical messages take the
+        shortest path left (none: ``Undeliverable``); an end of it is told
+        ``LinkDown`` (its session with the other end reset) or ``LinkUp``."""
+        key = frozenset((a, b))
+        if (key in self.links_down) != up or not self.graph.has_edge(a, b):
+            return                  # already so, or no such link
+        (self.links_down.discard if up else self.links_down.add)(key)
+        self._reroute()
+        if self.name not in key:
+            return
+        other = b if self.name == a else a
+        now = self.clock.now
+        if up:
+            self._safely(self.runtime.broadcast, LinkUp(other), now)
+        else:
+            self._safely(self.runtime.broadcast, LinkDown(other), now)
+            await self._reset(other)
 
     # ------------------------------------------------------------------ the process
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -620,10 +682,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s {args.node} %(message)s")
     run = RunFile.load(args.runfile)
     daemon = NodeDaemon(run, args.node)
-    try:
-        trio.run(daemon.serve)
-    except KeyboardInterrupt:
-        pass
+    profiling.run(args.node, daemon.serve)
     return 0
 
 
