@@ -49,8 +49,8 @@ from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, INDICATIONS, OPS, REQUESTS, AppWelcome, NodeBoot, NodeFault, NodeLinkState,
-    NodeStatus, PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
-    event_to_wire, op_to_wire, request_from_wire,
+    NodeStatus, PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult,
+    PhysSettle, StatusQuery, event_to_wire, op_to_wire, request_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \
@@ -81,6 +81,9 @@ class _Peer:
         self.last_at = 0          # latest scheduled departure (model ns): order per pair
         self.channel: Any = None
         self.incoming: set = set()  # its connections to us
+        self.resetting = False      # the session is being reset on purpose (no LinkDown)
+        self.link_told_down = False  # the protocols were told LinkDown (a neighbour)
+        self.session = 0            # sessions broken so far (messages in flight die with one)
 
 
 class _App:
@@ -104,7 +107,8 @@ class _App:
 class NodeDaemon(RuntimeDriver):
     """Node ``name`` of the network in ``run`` (see the module doc)."""
 
-    def __init__(self, run: RunFile, name: str, spec: Any | None = None) -> None:
+    def __init__(self, run: RunFile, name: str, spec: Any | None = None,
+                 stack: Any | None = None) -> None:
         from qstack.api import net_delay, node_stacks
         from qstack.config import load_network
 
@@ -114,7 +118,8 @@ class NodeDaemon(RuntimeDriver):
         if name not in self.spec.nodes:
             raise QStackError(ErrorCode.BAD_CONFIG, f"no node {name!r} in {run.network}")
         self.clock = RealClock(run.epoch_ns, run.time_scale, on_error=self._callback_failed)
-        stack, _topo = node_stacks(self.spec, seed=run.seed)
+        if stack is None:       # (given: a test's own protocols, ``stack(name)`` -> list)
+            stack, _topo = node_stacks(self.spec, seed=run.seed)
         self.neighbours = set(self.spec.neighbours(name))
         self.graph = nx.Graph()
         self.graph.add_nodes_from(self.spec.nodes)
@@ -122,6 +127,7 @@ class NodeDaemon(RuntimeDriver):
             self.graph.add_edge(link.a, link.b, delay_ns=net_delay(link))
         self.links_down: set[frozenset] = set()
         self.nodes_down: set[str] = set()       # daemons gone (PhysNodeState)
+        self.rerouted = trio.Event()            # set (and renewed) when the paths change
         self.delays = nx.single_source_dijkstra_path_length(self.graph, name, weight="delay_ns")
         self.boot = random.SystemRandom().getrandbits(62)
         self.peers: dict[str, _Peer] = {}
@@ -173,7 +179,15 @@ class NodeDaemon(RuntimeDriver):
         if at <= now:
             peer.queue_send.send_nowait(msg)
         else:
-            self.clock.schedule_at(at, peer.queue_send.send_nowait, msg)
+            self.clock.schedule_at(at, self._depart, peer, peer.session, msg)
+
+    def _depart(self, peer: _Peer, session: int, msg: Any) -> None:
+        """``msg``'s delay is over: it goes now, unless its session broke
+        meanwhile (a message in flight then is lost, as ``specs/faults.md`` says)."""
+        if peer.session == session:
+            peer.queue_send.send_nowait(msg)
+        else:
+            self.messages_lost += 1
 
     def quantum(self, node: NodeRuntime, protocol: str, op_id: int | None, op: Any) -> None:
         now = self.clock.now
@@ -237,6 +251,9 @@ class NodeDaemon(RuntimeDriver):
         if cls is PhysNodeState:
             if msg.node != self.name:
                 (self.nodes_down.discard if msg.up else self.nodes_down.add)(msg.node)
+                peer = self.peers.get(msg.node)
+                if not msg.up and peer is not None:
+                    self._peer_down(peer)           # crashed: LinkDown (a neighbour), PeerDown
                 self._reroute()
             return
         if cls is PhysResult:
@@ -283,46 +300,65 @@ class NodeDaemon(RuntimeDriver):
         return peer
 
     def _peer_down(self, peer: _Peer) -> None:
+        """The session with ``peer`` broke: ``PeerDown`` (after ``LinkDown``
+        for a neighbour, unless the session was reset on purpose or the link's
+        going down was told already)."""
         if peer.up:
             peer.up = False
+            peer.session += 1
             now = self.clock.now
             log.info("%s: peer %s down", self.name, peer.name)
-            if peer.name in self.neighbours:
+            if peer.name in self.neighbours and not peer.resetting and not peer.link_told_down:
+                peer.link_told_down = True
                 self._safely(self.runtime.broadcast, LinkDown(peer.name), now)
             self._safely(self.runtime.broadcast, PeerDown(peer.name), now)
 
     def _peer_seen(self, peer: _Peer, boot: int) -> None:
-        """``peer`` answered with its boot number: up again if it was down."""
+        """``peer`` answered with its boot number: up again if it was down
+        (``LinkUp`` first for a neighbour whose link is up and was told down)."""
         restarted = peer.boot is not None and peer.boot != boot
         peer.boot = boot
+        peer.resetting = False
         if not peer.up or restarted:
             was_up = peer.up
             peer.up = True
             now = self.clock.now
             log.info("%s: peer %s up%s", self.name, peer.name, " (restarted)" if restarted else "")
+            neighbour = peer.name in self.neighbours
             if was_up:          # it restarted between two looks: its old state is gone
-                if peer.name in self.neighbours:
+                peer.session += 1
+                if neighbour and not peer.link_told_down:
                     self._safely(self.runtime.broadcast, LinkDown(peer.name), now)
+                    peer.link_told_down = True
                 self._safely(self.runtime.broadcast, PeerDown(peer.name), now)
-            if peer.name in self.neighbours:
+            if neighbour and peer.link_told_down and \
+                    frozenset((self.name, peer.name)) not in self.links_down:
+                peer.link_told_down = False
                 self._safely(self.runtime.broadcast, LinkUp(peer.name), now)
             self._safely(self.runtime.broadcast, PeerUp(peer.name, restarted=restarted), now)
+
+    async def _until_rerouted(self, timeout_s: float) -> None:
+        """Sleep ``timeout_s`` (s), or less if the paths change meanwhile."""
+        with trio.move_on_after(timeout_s):
+            await self.rerouted.wait()
 
     async def _peer_writer(self, peer: _Peer) -> None:
         open_channel, _accept, ChannelClosed = channel_api()
         port = self.run.nodes.get(peer.name)
         secret = self.run.secret_bytes
         while True:
-            if peer.name not in self.delays:
-                # no classical path left (links down): down until one comes back
-                self._drain_lost(peer)
-                self._peer_down(peer)
-                while peer.name not in self.delays:
-                    await trio.sleep(0.05)
-            # connect, retrying for a grace period (the peer may be starting)
+            # connect, retrying for a grace period (the peer may be starting);
+            # with no classical path left (nodes or links down), down until one
+            # comes back
             deadline = trio.current_time() + CONNECT_GRACE_S
             ch = None
             while ch is None:
+                if peer.name not in self.delays:
+                    self._drain_lost(peer)
+                    self._peer_down(peer)
+                    while peer.name not in self.delays:
+                        await self.rerouted.wait()
+                    deadline = trio.current_time() + CONNECT_GRACE_S
                 try:
                     ch = await open_channel(self.run.host, port, name=self.name, kind="node",
                                             secret=secret, nursery=self.nursery,
@@ -334,7 +370,7 @@ class NodeDaemon(RuntimeDriver):
                         self._peer_down(peer)
                         deadline = float("inf")
                         log.debug("%s: %s unreachable: %s", self.name, peer.name, exc)
-                    await trio.sleep(0.1 if deadline != float("inf") else 0.5)
+                    await self._until_rerouted(0.05 if deadline != float("inf") else 0.5)
             try:
                 await ch.send(NodeBoot(self.boot))
                 first = await ch.receive()
@@ -353,7 +389,7 @@ class NodeDaemon(RuntimeDriver):
             self._drain_lost(peer)
             self._peer_down(peer)
             await ch.aclose()
-            await trio.sleep(0.2)
+            await self._until_rerouted(0.02)
 
     async def _watch(self, ch: Any, scope: trio.CancelScope) -> None:
         """Read the outgoing connection (only keepalives and the close come back)."""
@@ -390,6 +426,10 @@ class NodeDaemon(RuntimeDriver):
         peer.incoming.add(ch)
         try:
             async for msg in ch:
+                if msg.__class__ is NodeFault:      # the far end resets the session
+                    peer.resetting = True
+                    self.nursery.start_soon(self._reset, src)
+                    break
                 try:
                     runtime.message(src, msg, self.clock.now)
                 except Exception as exc:   # a protocol's bug: that message is lost
@@ -576,18 +616,30 @@ class NodeDaemon(RuntimeDriver):
         alive.remove_edges_from(tuple(k) for k in self.links_down)
         alive.remove_nodes_from(self.nodes_down)
         self.delays = nx.single_source_dijkstra_path_length(alive, self.name, weight="delay_ns")
+        self.rerouted.set()
+        self.rerouted = trio.Event()
         for peer in list(self.peers.values()):
-            if peer.name not in self.delays and peer.channel is not None:
+            if peer.name not in self.delays and peer.up:
+                peer.resetting = True           # (LinkDown, if any, was told by its cause)
+                self._peer_down(peer)
                 self.nursery.start_soon(self._reset, peer.name)
-            for ch in list(peer.incoming):
-                if peer.name not in self.delays:
-                    self.nursery.start_soon(ch.aclose)
 
     async def _reset(self, name: str) -> None:
-        """The classical session with ``name`` breaks (both ends learn it) and reconnects."""
+        """The classical session with ``name`` breaks (both ends learn it:
+        ``PeerDown``, then ``PeerUp`` when it reconnects) and reconnects."""
         peer = self.peers.get(name)
-        if peer is not None and peer.channel is not None:
-            await peer.channel.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+        if peer is None:
+            return
+        peer.resetting = True
+        ch = peer.channel
+        if ch is not None:
+            try:            # the far end closes its side too, and knows why
+                await ch.send(NodeFault("reset", self.name))
+            except (QStackError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            await ch.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+        for inc in list(peer.incoming):
+            await inc.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
 
     async def _link_state(self, a: str, b: str, up: bool) -> None:
         """The link ``a``-``b`` went down or up: classical messages take the
@@ -597,16 +649,21 @@ class NodeDaemon(RuntimeDriver):
         if (key in self.links_down) != up or not self.graph.has_edge(a, b):
             return                  # already so, or no such link
         (self.links_down.discard if up else self.links_down.add)(key)
-        self._reroute()
-        if self.name not in key:
-            return
-        other = b if self.name == a else a
+        other = b if self.name == a else a if self.name == b else None
+        peer = self._peer(other) if other is not None else None
         now = self.clock.now
-        if up:
-            self._safely(self.runtime.broadcast, LinkUp(other), now)
-        else:
+        if peer is not None and not up and not peer.link_told_down:
+            peer.link_told_down = True
             self._safely(self.runtime.broadcast, LinkDown(other), now)
-            await self._reset(other)
+        self._reroute()
+        if peer is None:
+            return
+        if up:
+            if peer.up and peer.link_told_down:     # (else its reconnection tells it)
+                peer.link_told_down = False
+                self._safely(self.runtime.broadcast, LinkUp(other), now)
+        elif other in self.delays:
+            await self._reset(other)                # a path round: the session resets
 
     # ------------------------------------------------------------------ the process
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -615,6 +672,9 @@ class NodeDaemon(RuntimeDriver):
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self.clock.run)
+            # listening first: a peer that learns we are back (from the physics
+            # server, once we connect to it) finds the port open
+            listeners = await trio.open_tcp_listeners(self.run.nodes[self.name], host="127.0.0.1")
             physics = await open_channel(self.run.host, self.run.physics_port, name=self.name,
                                          kind="node", secret=secret, nursery=nursery,
                                          keepalive_s=self.run.keepalive_s,
@@ -667,7 +727,6 @@ class NodeDaemon(RuntimeDriver):
                 finally:
                     await ch.aclose()
 
-            listeners = await trio.open_tcp_listeners(self.run.nodes[self.name], host="127.0.0.1")
             self.runtime.start(self.clock.now)
             task_status.started()
             await trio.serve_listeners(client, listeners)

@@ -256,15 +256,20 @@ def _consumed(op: Any) -> tuple:
 
 # ---------------------------------------------------------------- the process
 
-async def serve(run: RunFile, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run the physics server of ``run`` until cancelled."""
+async def serve(run: RunFile, server: PhysicsServer | None = None, *,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the physics server of ``run`` until cancelled (``server``: one
+    built already, on its own clock; default: built from the run's network file)."""
     open_channel, accept_channel, ChannelClosed = channel_api()
-    from qstack.config import load_network
+    if server is None:
+        from qstack.config import load_network
 
-    spec = load_network(run.network)
-    clock = RealClock(run.epoch_ns, run.time_scale,
-                      on_error=lambda exc: log.exception("timer callback failed", exc_info=exc))
-    server = PhysicsServer(spec, clock, seed=run.seed, formalism=run.formalism)
+        spec = load_network(run.network)
+        clock = RealClock(run.epoch_ns, run.time_scale,
+                          on_error=lambda exc: log.exception("timer callback failed",
+                                                             exc_info=exc))
+        server = PhysicsServer(spec, clock, seed=run.seed, formalism=run.formalism)
+    clock = server.clock
     secret = bytes.fromhex(run.secret)
 
     async with trio.open_nursery() as nursery:
