@@ -162,7 +162,7 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(pairs: int = 4000, teleports: int = 2000, big: int = 50) -> dict:
+def run(pairs: int = 2000, teleports: int = 1000, big: int = 50) -> dict:
     from qstack.emu.launcher import net_down, net_up
 
     out: dict = {"targets": {"epr_per_s": 2000, "teleports_per_s": 500, "net_up_3_s": 2.0}}
