@@ -125,7 +125,7 @@ def test_teleport_over_the_repeater_is_right_with_two_f_plus_one_over_three(net)
 
 @pytest.mark.parametrize("measured", [False, True], ids=["kept", "measured"])
 def test_epr_pairs_are_correlated_as_werner_pairs(net, measured):
-    n = 120
+    n = 80
     counts = emulate(E.epr_apps(n, measured), net)["alice"]
     assert counts["Z"][1] + counts["X"][1] == n
     for basis in ("Z", "X"):      # alice -- bob over the repeater: a swapped pair
@@ -134,7 +134,7 @@ def test_epr_pairs_are_correlated_as_werner_pairs(net, measured):
 
 
 def test_three_process_ghz_from_two_pairs(net):
-    rounds = 160
+    rounds = 120
     out = emulate(E.ghz_apps(rounds), net)["repeater"]
     nz, nx = out["z"], out["x"]
     # a mean of n +-1 values with mean m has standard error sqrt((1 - m^2)/n)
@@ -144,8 +144,8 @@ def test_three_process_ghz_from_two_pairs(net):
 
 
 def test_the_same_application_agrees_under_both_drivers(net):
-    # GHZ and teleport counts, simulator against emulation, two-sample at 4 sigma
-    n = 120
+    # teleport counts, simulator against emulation, two-sample at 4 sigma
+    n = 80
     sim = simulate(E.teleport_apps(n, "alice", "repeater"))
     emu = emulate(E.teleport_apps(n, "alice", "repeater"), net)
     assert same_rate(sim["repeater"]["right"], n, emu["repeater"]["right"], n), (sim, emu)
@@ -192,7 +192,7 @@ def _example(name: str):
 
 def test_example_relay_both_ways(net):
     relay = _example("relay")
-    n = 100
+    n = 60
     sim = simulate(relay.make_apps(n))["bob"]
     emu = emulate(relay.make_apps(n), net)["bob"]
     assert sim["qubits"] == emu["qubits"] == n
@@ -202,7 +202,7 @@ def test_example_relay_both_ways(net):
 
 def test_example_chsh_both_ways(net):
     chsh = _example("chsh")
-    pairs = 200
+    pairs = 120
     sim = simulate(chsh.make_apps(pairs))["alice"]
     emu = emulate(chsh.make_apps(pairs), net)["alice"]
     e = (4 * F_SWAP - 1) / 3 / math.sqrt(2)     # each |E(ai, bj)|, Werner pair over the repeater
@@ -214,7 +214,7 @@ def test_example_chsh_both_ways(net):
 
 def test_example_teleport_measured_both_ways(net):
     teleport = _example("teleport")
-    states = teleport.STATES * 20
+    states = teleport.STATES * 12
     sim = simulate(teleport.make_apps(states, measure=True))["bob"]
     emu = emulate(teleport.make_apps(states, measure=True), net)["bob"]
     n = len(states)

@@ -317,9 +317,9 @@ def test_kill_9_of_an_application(net, tmp_path):
 
 FAULTS = """
 [[faults.events]]
-at_s = 0.5
+at_s = 0.3
 crash = "repeater"
-restart_after_s = 0.5
+restart_after_s = 0.3
 """
 
 
@@ -332,9 +332,9 @@ def test_the_same_fault_schedule_on_both_drivers(tmp_path):
     left in any memory), and the stream resumes after the restart."""
     path = tmp_path / "faulty.toml"
     path.write_text(NETWORK + FAULTS)
-    # alice streams for 4 s of model time: a restarted daemon is a new process,
+    # alice streams for 3 s of model time: a restarted daemon is a new process,
     # ready a second or so after it is started (the simulator's at once)
-    duration = 4_000_000_000
+    duration = 3_000_000_000
 
     def check(sent, received, state, out):
         assert out["alice"] == "done", (out, state)

@@ -65,6 +65,13 @@ log = logging.getLogger("qstack.emu.daemon")
 
 #: An application's chosen qubit references: CHOSEN_REF_BASE + (app id << APP_REF_BITS) + n.
 APP_REF_BITS = 24
+#: A message whose delay is at most this (real ns) leaves at once: less than
+#: its trip over localhost takes anyway (sender's writer, the socket, the
+#: receiver's reader: well over 50 us in Python), so it still arrives after
+#: its delay, one timer wake-up sooner.
+AT_ONCE_NS = 20_000
+#: How long a starting daemon tries to reach the physics server (s).
+PHYSICS_GRACE_S = 30.0
 #: How long a daemon keeps trying to reach a peer before it is ``PeerDown`` (s).
 CONNECT_GRACE_S = 2.0
 
@@ -84,6 +91,7 @@ class _Peer:
         self.resetting = False      # the session is being reset on purpose (no LinkDown)
         self.link_told_down = False  # the protocols were told LinkDown (a neighbour)
         self.session = 0            # sessions broken so far (messages in flight die with one)
+        self.in_flight = 0          # messages waiting out their delay (timers)
 
 
 class _App:
@@ -176,14 +184,18 @@ class NodeDaemon(RuntimeDriver):
         peer = self._peer(dst)
         at = max(now + int(delay), peer.last_at)
         peer.last_at = at
-        if at <= now:
+        if not peer.in_flight and (at - now) * self.clock.time_scale <= AT_ONCE_NS:
+            # its delay is shorter than the trip itself: no timer (it would
+            # only add a wake-up); nothing of this pair waits, so order holds
             peer.queue_send.send_nowait(msg)
         else:
+            peer.in_flight += 1
             self.clock.schedule_at(at, self._depart, peer, peer.session, msg)
 
     def _depart(self, peer: _Peer, session: int, msg: Any) -> None:
         """``msg``'s delay is over: it goes now, unless its session broke
         meanwhile (a message in flight then is lost, as ``specs/faults.md`` says)."""
+        peer.in_flight -= 1
         if peer.session == session:
             peer.queue_send.send_nowait(msg)
         else:
@@ -675,10 +687,21 @@ class NodeDaemon(RuntimeDriver):
             # listening first: a peer that learns we are back (from the physics
             # server, once we connect to it) finds the port open
             listeners = await trio.open_tcp_listeners(self.run.nodes[self.name], host="127.0.0.1")
-            physics = await open_channel(self.run.host, self.run.physics_port, name=self.name,
-                                         kind="node", secret=secret, nursery=nursery,
-                                         keepalive_s=self.run.keepalive_s,
-                                         dead_after_s=self.run.dead_after_s)
+            # the physics server starts beside us (net up starts both at once):
+            # retried for PHYSICS_GRACE_S
+            deadline = trio.current_time() + PHYSICS_GRACE_S
+            while True:
+                try:
+                    physics = await open_channel(self.run.host, self.run.physics_port,
+                                                 name=self.name, kind="node", secret=secret,
+                                                 nursery=nursery,
+                                                 keepalive_s=self.run.keepalive_s,
+                                                 dead_after_s=self.run.dead_after_s)
+                    break
+                except (QStackError, OSError):
+                    if trio.current_time() > deadline:
+                        raise
+                    await trio.sleep(0.02)
             send, recv = trio.open_memory_channel(float("inf"))
             self.physics_send = send
 
@@ -709,7 +732,8 @@ class NodeDaemon(RuntimeDriver):
                 except QStackError as err:
                     log.warning("%s: refused a connection: %s", self.name, err)
                     return
-                except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+                except (trio.TooSlowError, OSError, trio.BrokenResourceError, ValueError) as exc:
+                    # (ValueError: a hello that does not parse) that connection only
                     log.warning("%s: a connection failed before its hello: %s", self.name, exc)
                     return
                 try:

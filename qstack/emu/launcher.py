@@ -121,11 +121,13 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
     try:
         procs["physics"] = _spawn(["qstack.emu.physics", run.path], logs / "physics.log")
         run.pids["physics"] = procs["physics"].pid
-        _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
-                   timeout_s)
+        # the daemons start while the physics server does (each waits for it):
+        # a process's start is mostly Python's imports
         for name in names:
             procs[name] = _spawn(["qstack.emu.daemon", run.path, name], logs / f"{name}.log")
             run.pids[name] = procs[name].pid
+        _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
+                   timeout_s)
         if spec.faults:
             # started now, so that it is ready when the network is (it waits for that)
             procs["faults"] = _spawn(["qstack.emu.launcher", "faults", run.path],

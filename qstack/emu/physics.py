@@ -282,7 +282,8 @@ async def serve(run: RunFile, server: PhysicsServer | None = None, *,
             except QStackError as err:
                 log.warning("refused a connection: %s", err)
                 return
-            except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+            except (trio.TooSlowError, OSError, trio.BrokenResourceError, ValueError) as exc:
+                # (ValueError: a hello that does not parse) that connection only
                 log.warning("a connection failed before its hello: %s", exc)
                 return
             if ch.peer_kind == "node" and ch.peer in server.nodes:
