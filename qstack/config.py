@@ -41,7 +41,9 @@ Node keys (:class:`qstack.physical.device.NodeHardware`):
 * ``gate_1q_ns``, ``gate_2q_ns``, ``measure_ns``, ``init_ns``: integer
   durations in ns >= 0;
 * ``gate_1q_depolar``, ``gate_2q_depolar``, ``measure_flip_prob``:
-  probabilities in [0, 1].
+  probabilities in [0, 1];
+* ``attempt_dephasing_prob``: Z-error probability per entangling attempt of
+  the node for every other qubit stored there, in [0, 0.5] (default 0: off).
 
 Link keys: ``nodes`` (two names), ``scheme``, ``length_km`` (>= 0),
 ``loss_db_per_km`` (>= 0), ``detector_efficiency`` and ``dark_count_prob``
@@ -50,7 +52,16 @@ Link keys: ``nodes`` (two names), ``scheme``, ``length_km`` (>= 0),
 parameters (the scalar fields of the model classes in
 :mod:`qstack.link.schemes`, e.g. ``emission_efficiency``, ``visibility``,
 ``attempt_ns``, ``twirl``, ``pair_fidelity``, ``bell_index``), whose types are
-those fields' annotations.
+those fields' annotations. Noise terms, all off unless set (single- and
+double-click links; ``specs/link.md``): ``detection_window_ns``,
+``window_offset_ns``, ``photon_lifetime_ns``, ``dark_count_rate_hz``,
+``conversion_efficiency``, ``conversion_noise_photons``, ``raman_filter_nm``,
+``raman_counter_propagating``, ``wavelength_nm``, ``double_excitation_prob``
+and ``frequency_offset_hz`` (single click), ``multi_photon_prob`` (double
+click); the detector's ``detector_jitter_ps``, ``detector_dead_time_ns``,
+``detector_afterpulse_prob`` (counted with a detection window); the fibre's
+``classical_power_mw`` and ``raman_coefficient_per_km_nm`` (Raman noise,
+both together, with a window).
 
 Formalism and ``twirl``: both formalisms hold every scheme's heralded pairs
 exactly, the single-click one in ``bd`` too (Bell-diagonal coefficients plus
@@ -397,6 +408,9 @@ _NODE_KEYS: dict[str, tuple[str, _Kind]] = {
     "gate_1q_depolar": ("gate_1q_depolar", _PROB),
     "gate_2q_depolar": ("gate_2q_depolar", _PROB),
     "measure_flip_prob": ("measure_flip_prob", _PROB),
+    # issue 18: stored qubits dephase with each entangling attempt of the node
+    "attempt_dephasing_prob": ("attempt_dephasing_prob",
+                               _Real(0.0, 0.5, "a probability in [0, 0.5] per attempt")),
 }
 
 _HW_DEFAULT = NodeHardware()
@@ -474,12 +488,27 @@ _LINK_OWN: dict[str, _Kind] = {
     "detector_efficiency": _PROB,
     "dark_count_prob": _PROB,
     "classical_delay_ns": _DURATION,
+    # issue 18: detector timing and Raman noise from classical light in the fibre
+    "detector_jitter_ps": _Real(0.0, math.inf, "a jitter FWHM in ps >= 0"),
+    "detector_dead_time_ns": _Real(0.0, math.inf, "a dead time in ns >= 0"),
+    "detector_afterpulse_prob": _PROB,
+    "classical_power_mw": _Real(0.0, math.inf, "a classical launch power in mW >= 0"),
+    "raman_coefficient_per_km_nm": _Real(0.0, math.inf, "a Raman coefficient per km per nm "
+                                         ">= 0"),
 }
 # where the loader's keys go: (sub-object, its field)
 _OWN_TARGET = {"length_km": (None, "length_km"),
                "loss_db_per_km": ("fibre", "attenuation_db_per_km"),
                "detector_efficiency": ("detector", "efficiency"),
-               "dark_count_prob": ("detector", "dark_count_prob_per_gate")}
+               "dark_count_prob": ("detector", "dark_count_prob_per_gate"),
+               "detector_jitter_ps": ("detector", "jitter_ps"),
+               "detector_dead_time_ns": ("detector", "dead_time_ns"),
+               "detector_afterpulse_prob": ("detector", "afterpulse_prob"),
+               "classical_power_mw": ("fibre", "classical_power_mw"),
+               "raman_coefficient_per_km_nm": ("fibre", "raman_coefficient_per_km_nm")}
+# keys only the schemes with midpoint detectors count (the others would ignore them)
+_DETECTOR_SCHEMES = {"single-click", "double-click"}
+_NOISE_KEYS = {"classical_power_mw", "raman_coefficient_per_km_nm"}
 
 
 @functools.cache
@@ -585,6 +614,10 @@ def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
             if sub is not None and sub not in fields:
                 raise ctx.error(path, f"scheme {_show(scheme)} (links[{index}], {a}-{b}) has no "
                                 f"{sub}: this key does not apply to it")
+            if key in _NOISE_KEYS and scheme not in _DETECTOR_SCHEMES:
+                raise ctx.error(path, f"scheme {_show(scheme)} (links[{index}], {a}-{b}) has no "
+                                "midpoint detectors to count Raman noise at: this key applies "
+                                "to " + " and ".join(sorted(_DETECTOR_SCHEMES)))
             continue
         if key not in params:
             allowed = sorted(set(_LINK_OWN) | set(params) | {"nodes", "scheme"})

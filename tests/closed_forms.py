@@ -83,3 +83,22 @@ def repeater_rate_lower_bound(p: float, n_links: int) -> float:
         if k > 0 and term < 1e-15:
             return 1.0 / total
         k += 1
+
+
+def single_click(a: float, eta: float, p: float, v: float, overlap: float) -> tuple[float, float]:
+    """(P_succ, F) of single-click heralding (Cabrillo et al., PRA 59, 1025
+    (1999); the photon picture of specs/link.md §5): bright-state population
+    a, per-arm click probability eta, dark-count probability p per detector
+    and window, two-photon visibility V. A herald is detector + clicking and
+    - not (or the mirror image): no photon and a dark count; one photon
+    detected (eta, half to each detector) or lost with a dark count; two
+    photons bunching with probability (1+V)/2. ``overlap`` is the coherence
+    factor of the photon-heralded |01>,|10> part (mode overlap sqrt(V), phase
+    noise, double excitation...)."""
+    q = 1 - p
+    w00 = (1 - a) ** 2 * p * q
+    coh = a * (1 - a) * eta / 2 * q
+    inc = a * (1 - a) * (1 - eta) * p * q
+    w11 = a * a * q * ((1 - eta) ** 2 * p + eta * (1 - eta) + eta * eta * (1 + v) / 4)
+    n = w00 + 2 * coh + 2 * inc + w11
+    return 2 * n, (coh * (1 + overlap) + inc) / n

@@ -73,7 +73,8 @@ def message_strategy(cls: type[Message]) -> st.SearchStrategy:
     @st.composite
     def near_example(draw):
         base = draw(st.sampled_from(examples))
-        names = draw(st.lists(st.sampled_from(list(fields)), max_size=2, unique=True))
+        names = (draw(st.lists(st.sampled_from(list(fields)), max_size=2, unique=True))
+                 if fields else [])          # a message without fields (Keepalive)
         kwargs = {fc.name: getattr(base, fc.name) for fc in cls._FIELDS}
         for name in names:
             kwargs[name] = draw(fields[name])

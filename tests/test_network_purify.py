@@ -108,3 +108,32 @@ def test_bbpssw_twirl_keeps_phi_plus_and_equalises():
     acc /= 24
     assert abs(acc[0] - 0.7) < 1e-12
     assert np.allclose(acc[1:], 0.1, atol=1e-12)
+
+
+def test_a_raw_pair_that_expires_in_a_level_is_forgotten_not_purified():
+    """A raw pair waiting for its partner that the link layer expires
+    (cut-off) leaves the purification: it is not combined with the next pair
+    (its qubit is gone) and the layer above is not told of a pair it never saw."""
+    from qstack.core.protocol import Deliver, Submit
+    from qstack.link.service import EntanglementId, LinkExpire
+    from qstack.physical.ops import Gate
+
+    p = PurifyProtocol("a", {"b": 0.8}, scheme=DEJMPS)
+    p.handle(CreateRequest("b", number=1, min_fidelity=0.85, purpose_id=7), 0)
+
+    def ok(seq):
+        return LinkOk(seq, EntanglementId("a", "b", seq), "b", 0, 0.8, 0, purpose_id=7,
+                      qubit=f"q{seq}")
+
+    p.handle(ok(0), 10)                                   # waits in level 0 for a partner
+    acts = p.handle(LinkExpire(EntanglementId("a", "b", 0), "b", "cut-off", 7), 20)
+    assert not [a for a in acts if isinstance(a, Deliver)]
+    session = p.sessions[("b", 7)]
+    assert session.pairs == {} and all(not lvl for lvl in session.levels.values())
+    acts = p.handle(ok(1), 30)
+    # no round on the expired qubit: the new pair waits and more raw pairs are asked for
+    assert not [a for a in acts if hasattr(a, "op") and isinstance(a.op, Gate)]
+    assert [a for a in acts if isinstance(a, Submit) and isinstance(a.request, CreateRequest)]
+    # an expiry of a pair this protocol does not hold goes up unchanged
+    other = LinkExpire(EntanglementId("a", "b", 99), "b", "cut-off", 7)
+    assert p.handle(other, 40) == [Deliver(other)]

@@ -1,7 +1,8 @@
 """Every message any layer declares: vectors hold both ways, its decoder
 survives fuzzing (random and mutated bytes raise only DecodeError), and its
-layer's document (specs/link.md, network.md, transport.md) lists it with its
-type code and its fields in wire order."""
+layer's document (specs/physical.md, link.md, network.md, transport.md; the
+emulation's in wire.md) lists it with its type code and its fields in wire
+order."""
 import dataclasses
 import re
 from pathlib import Path
@@ -58,7 +59,8 @@ def test_fuzz_decoder(cls, data):
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 #: A message row of a layer document: | 0x0405 | `QubitHeader` | fields | sent |
 MESSAGE_ROW = re.compile(r"^\| 0x([0-9A-Fa-f]{4}) \| `(\w+)` \| ([^\n]*?) \| [^\n]*\|$", re.M)
-LAYER_DOCS = ("physical.md", "link.md", "network.md", "transport.md")
+LAYER_DOCS = ("physical.md", "link.md", "network.md", "transport.md", "wire.md",
+              "emulation.md")
 
 
 def _documented_messages():

@@ -66,7 +66,11 @@ class ErrorCode(IntEnum):
     APP_ABORTED = 500        # a protocol aborted (e.g. QBER above threshold)
 
     # emulation (600-699)
-    EMU_PEER_GONE = 600      # a peer process disappeared
+    EMU_PEER_GONE = 600      # a peer process disappeared, went silent or stopped reading
+    EMU_AUTH_FAILED = 601    # the peer did not prove the network's secret
+    EMU_HANDSHAKE = 602      # a message out of place in the session (before or after the handshake)
+    EMU_NOT_READY = 603      # an application message before the session is established
+    EMU_CLOSED = 604         # the connection was closed cleanly (Goodbye)
 
 
 _CODES = {int(code): code for code in ErrorCode}    # (ErrorCode(x) without its ValueError)

@@ -65,6 +65,8 @@ log = logging.getLogger("qstack.emu.daemon")
 
 #: An application's chosen qubit references: CHOSEN_REF_BASE + (app id << APP_REF_BITS) + n.
 APP_REF_BITS = 24
+#: What a connection that ends raises.
+_CLOSED = (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 #: A message whose delay is at most this (real ns) leaves at once: less than
 #: its trip over localhost takes anyway (sender's writer, the socket, the
 #: receiver's reader: well over 50 us in Python), so it still arrives after
@@ -393,8 +395,13 @@ class NodeDaemon(RuntimeDriver):
                 peer.channel = ch
                 async with trio.open_nursery() as inner:
                     inner.start_soon(self._watch, ch, inner.cancel_scope)
-                    async for msg in peer.queue_recv:
-                        await ch.send(msg)
+                    # (caught in here: out of a nursery it would come in a group)
+                    try:
+                        async for msg in peer.queue_recv:
+                            await ch.send(msg)
+                    except _CLOSED as exc:
+                        log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
+                        inner.cancel_scope.cancel()
             except (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
             peer.channel = None
@@ -573,8 +580,11 @@ class NodeDaemon(RuntimeDriver):
                                      self.run.seed, app.app_id))
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
-                    async for out in app.out_recv:
-                        await ch.send(out)
+                    try:
+                        async for out in app.out_recv:
+                            await ch.send(out)
+                    except _CLOSED:         # (the reader learns it too)
+                        inner.cancel_scope.cancel()
                 inner.start_soon(writer)
                 try:
                     async for msg in ch:
@@ -587,6 +597,8 @@ class NodeDaemon(RuntimeDriver):
                             break
                         except Exception as exc:
                             self._callback_failed(exc)
+                except _CLOSED as err:      # (caught in here: out of a nursery, in a group)
+                    log.info("%s: application %d ended: %s", self.name, app.app_id, err)
                 finally:
                     inner.cancel_scope.cancel()
         except QStackError as err:

@@ -368,7 +368,7 @@ class PhysLinkState(Message):
     up: bool
 
 
-@message("emu.node", 0x064C)
+@message("emu.node", 0x0656)
 @dataclass(frozen=True, slots=True)
 class NodeLinkState(Message):
     """(control -> every daemon) The link ``a``-``b`` went down or came back
@@ -630,24 +630,6 @@ def op_from_wire(msg: Message, qubit_of: Any) -> Any:
     raise QStackError(ErrorCode.UNEXPECTED_EVENT, f"{cls.__name__} is not a local operation")
 
 
-_C = WConn(7, "bob", 49152)
-VECTOR_EXAMPLES = {
-    "app_connect": AppConnect(token=1, remote="bob", port=7, local_port=None, timeout_ns=None),
-    "app_send_qubit": AppSendQubit(token=2, conn=_C, qubit=(1 << 48) + 3, metadata=b"hdr",
-                                   min_fidelity=0.5, timeout_ns=10**9),
-    "app_done_conn": AppDone(token=1, conn=_C),
-    "app_failed": AppFailed(token=2, code=int(ErrorCode.TRANSPORT_CLOSED), detail="closed",
-                            qubit=(1 << 48) + 3),
-    "app_epr_arrived": AppEprArrived(conn=_C, seq=0, qubit=12, fidelity=0.93,
-                                     pair=WPair("alice", 1, 0), initiator=True, token=4),
-    "phys_gate_h": PhysGate(request=9, name="h", qubits=(12,), params=(), queued=True),
-    "phys_measure_x": PhysMeasure(request=10, qubit=12, basis="X"),
-    "phys_result": PhysResult(request=10, ok=True, value=1, done_ns=1_250_000),
-    "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
-                                     detail="alice: no free memory slot", done_ns=1_250_000),
-}
-
-
 # ---------------------------------------------------------------- daemon to daemon, and control
 
 @message("emu.node", 0x0650)
@@ -694,3 +676,60 @@ class NodeFault(Message):
 
     kind: str = field(metadata=limits(max_len=16))
     peer: str = field(default="", metadata=_NAME)
+
+
+_C = WConn(7, "bob", 49152)
+VECTOR_EXAMPLES = {
+    "app_connect": AppConnect(token=1, remote="bob", port=7, local_port=None, timeout_ns=None),
+    "app_send_qubit": AppSendQubit(token=2, conn=_C, qubit=(1 << 48) + 3, metadata=b"hdr",
+                                   min_fidelity=0.5, timeout_ns=10**9),
+    "app_done_conn": AppDone(token=1, conn=_C),
+    "app_failed": AppFailed(token=2, code=int(ErrorCode.TRANSPORT_CLOSED), detail="closed",
+                            qubit=(1 << 48) + 3),
+    "app_epr_arrived": AppEprArrived(conn=_C, seq=0, qubit=12, fidelity=0.93,
+                                     pair=WPair("alice", 1, 0), initiator=True, token=4),
+    "phys_gate_h": PhysGate(request=9, name="h", qubits=(12,), params=(), queued=True),
+    "phys_measure_x": PhysMeasure(request=10, qubit=12, basis="X"),
+    "phys_result": PhysResult(request=10, ok=True, value=1, done_ns=1_250_000),
+    "wconn": _C,
+    "wpair": WPair("alice", 1, 0),
+    "app_welcome": AppWelcome(node="bob", epoch_ns=5_000_000_000, time_scale=1.0, seed=1,
+                              app_id=1),
+    "app_listen": AppListen(token=1, port=7, backlog=16),
+    "app_unlisten": AppUnlisten(token=2, port=7),
+    "app_accept": AppAccept(token=3, conn=_C),
+    "app_consumed": AppConsumed(conn=_C, count=1),
+    "app_create_epr": AppCreateEpr(token=4, conn=_C, number=2, min_fidelity=0.8,
+                                   timeout_ns=None, metadata=b""),
+    "app_send_bytes": AppSendBytes(token=5, conn=_C, data=b"hello"),
+    "app_close": AppClose(token=6, conn=_C),
+    "app_abort": AppAbort(token=7, conn=_C, code=int(ErrorCode.TRANSPORT_ABORTED)),
+    "app_incoming": AppIncoming(port=7, conn=_C),
+    "app_qubit_arrived": AppQubitArrived(conn=_C, seq=0, qubit=12, metadata=b"hdr",
+                                         fidelity=0.95, latency_ns=420_000),
+    "app_data_arrived": AppDataArrived(conn=_C, seq=1, data=b"hello"),
+    "app_peer_closed": AppPeerClosed(conn=_C, code=int(ErrorCode.TRANSPORT_ABORTED),
+                                     detail="the far end's application ended"),
+    "app_lost": AppLost(conn=_C, seq=2, code=int(ErrorCode.LINK_EXPIRED), detail="cut-off",
+                        kind="qubit"),
+    "phys_allocate": PhysAllocate(request=8, ref=(1 << 48) + (1 << 24) + 1, queued=True),
+    "phys_bell_measure": PhysBellMeasure(request=12, qubit_a=12, qubit_b=13),
+    "phys_discard": PhysDiscard(request=13, qubit=12),
+    "phys_settle": PhysSettle(request=14),
+    "phys_query": PhysQuery(request=15),
+    "phys_report": PhysReport(request=15, qubits_in_memory=3, pairs_made=40, behind_ns=90_000),
+    "phys_link_state": PhysLinkState(a="alice", b="bob", up=False),
+    "node_boot": NodeBoot(boot=0x1234_5678_9ABC),
+    "status_query": StatusQuery(request=1),
+    "node_status": NodeStatus(request=1, node="bob", peers_up=("alice", "carol"),
+                              qubits_in_memory=2, pairs_made=40, apps=1, failures=0,
+                              late_ns_max=180_000),
+    "node_fault_reset": NodeFault(kind="reset", peer="alice"),
+    "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
+                                     detail="alice: no free memory slot", done_ns=1_250_000),
+    "phys_census_query": PhysCensusQuery(request=2),
+    "phys_census": PhysCensus(request=2, engine=5, held=5, nodes=("alice", "bob"),
+                              per_node=(2, 3)),
+    "phys_node_state": PhysNodeState(node="repeater", up=False),
+    "node_link_state": NodeLinkState(a="alice", b="repeater", up=False),
+}

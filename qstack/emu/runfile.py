@@ -88,8 +88,6 @@ class RunFile:
 def channel_api() -> tuple:
     """``(open_channel, accept_channel, ChannelClosed)`` of the emulation's
     authenticated channel (:mod:`qstack.emu.channel`)."""
-    try:
-        from qstack.emu.channel import ChannelClosed, accept_channel, open_channel
-    except ImportError:       # (until the session layer lands)
-        from qstack.emu._stubchannel import ChannelClosed, accept_channel, open_channel
+    from qstack.emu.channel import ChannelClosed, accept_channel, open_channel
+
     return open_channel, accept_channel, ChannelClosed

@@ -329,9 +329,27 @@ class PurifyProtocol(Protocol):
         self._chain(ops, _Ready(s, h), out)
         return out
 
-    @on(LinkErr, LinkExpire)
-    def _link_other(self, ev: Any, now_ns: int) -> list:
+    @on(LinkErr)
+    def _link_err(self, ev: LinkErr, now_ns: int) -> list:
         return [Deliver(ev)]
+
+    @on(LinkExpire)
+    def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
+        # A raw pair this protocol holds (waiting in a level, or in a round)
+        # is its own to forget: the layer above never saw it. The link layer
+        # has freed the qubit; a round using it fails on its operations.
+        s = self.sessions.get((ev.remote, ev.purpose_id))
+        h = s.pairs.get(ev.ent_id.seq) if s is not None else None
+        if h is None or h.ok.ent_id != ev.ent_id:
+            return [Deliver(ev)]                 # a pair delivered upward (or passed through)
+        del s.pairs[h.seq]
+        for lvl in s.levels.values():
+            if h in lvl:
+                lvl.remove(h)
+        out: list = []
+        if s.creator:
+            self._request_raw(s, out)
+        return out
 
     def _ready(self, s: _Session, h: _Held, out: list) -> None:
         """Creator: a pair is at level ``h.level``; combine it if it has a partner."""

@@ -40,7 +40,13 @@ class NodeHardware:
     time is integer nanoseconds, and a longer operation would carry a node
     towards the end of simulated time (2**62 ns) in a few thousand steps.
     ``*_depolar`` are depolarising probabilities applied to each qubit a gate
-    touches; ``measure_flip_prob`` flips each readout bit. Bad values raise
+    touches; ``measure_flip_prob`` flips each readout bit.
+    ``attempt_dephasing_prob`` p: every entangling attempt of any link of
+    this node applies Z with probability p to every other qubit stored here
+    (coherences x (1 - 2p) per attempt, (1 - 2p)^N after N attempts): the
+    dephasing of stored NV nuclear-spin qubits by the electron spin's
+    entangling attempts (Kalb et al., Science 356, 928 (2017); Kalb et al.,
+    PRA 97, 062330 (2018)); 0 (default) is off. Bad values raise
     ``ValueError`` naming the field (a configuration file's ``ConfigError``).
     """
 
@@ -54,6 +60,7 @@ class NodeHardware:
     gate_1q_depolar: float = 0.0
     gate_2q_depolar: float = 0.0
     measure_flip_prob: float = 0.0
+    attempt_dephasing_prob: float = 0.0
 
     def __post_init__(self) -> None:
         # Strict types (a bool is not a count, a float not a number of ns)
@@ -79,6 +86,12 @@ class NodeHardware:
             value = getattr(self, name)
             if not _is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {show(value)}")
+        # above 1/2 a flip is likelier than not: coherences would change sign
+        # with each attempt, which no memory does
+        value = self.attempt_dephasing_prob
+        if not _is_real(value) or not 0.0 <= value <= 0.5:
+            raise ValueError("attempt_dephasing_prob: expected a probability in [0, 0.5] per "
+                             f"attempt, got {show(value)}")
 
     @property
     def bsm_ns(self) -> int:
@@ -122,6 +135,11 @@ class QuantumDevice:
         # hot-path copies of hardware figures (NodeHardware is frozen)
         self._slots = hardware.num_qubits
         self._decays = hardware.decays
+        #: entangling attempts made at this node, [first_ns, cycle_ns, count]
+        #: each (attempts at first + k cycle, k < count); only kept when the
+        #: hardware dephases stored qubits per attempt
+        self._attempt_runs: list[list[int]] = []
+        self._dephases = hardware.attempt_dephasing_prob > 0
 
     # ------------------------------------------------------------ memory slots
     @property
@@ -177,7 +195,50 @@ class QuantumDevice:
         if now_ns > last:
             if self._decays:
                 self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
+            if self._dephases and self._attempt_runs:
+                self._attempt_dephasing(qubit, last, now_ns)
             self._last_update[qubit] = now_ns
+
+    # ------------------------------------------------------------ attempts
+    def add_attempts(self, now_ns: int, first_ns: int, cycle_ns: int,
+                     count: int) -> list[int] | None:
+        """Record, at ``now_ns``, ``count`` entangling attempts at ``first_ns +
+        k cycle_ns`` (ns): every qubit stored here meanwhile dephases with them
+        (applied lazily, like T1/T2). Returns the run, for
+        :meth:`stop_attempts`; None (nothing kept) if this hardware does not
+        dephase per attempt."""
+        if not self._dephases or count <= 0:
+            return None
+        # a run that ended before now and before every stored qubit's last
+        # update concerns no qubit any more (a qubit stored later is stored
+        # from now on)
+        oldest = min(min(self._last_update.values(), default=now_ns), now_ns)
+        self._attempt_runs = [r for r in self._attempt_runs
+                              if r[0] + (r[2] - 1) * r[1] > oldest]
+        run = [int(first_ns), max(1, int(cycle_ns)), int(count)]
+        self._attempt_runs.append(run)
+        return run
+
+    def stop_attempts(self, run: list[int] | None, now_ns: int) -> None:
+        """The attempts of ``run`` after ``now_ns`` are not made (cancelled)."""
+        if run is None:
+            return
+        first, cycle, count = run
+        run[2] = 0 if now_ns < first else min(count, (now_ns - first) // cycle + 1)
+
+    def _attempt_dephasing(self, qubit: Any, last_ns: int, now_ns: int) -> None:
+        """Apply the dephasing of the attempts made in (last_ns, now_ns]: Z with
+        probability (1 - (1 - 2p)^N) / 2 for N attempts (the exact aggregate
+        of N independent flips of probability p)."""
+        n = 0
+        for first, cycle, count in self._attempt_runs:
+            k_lo = 0 if last_ns < first else (last_ns - first) // cycle + 1
+            k_hi = min(count - 1, (now_ns - first) // cycle) if now_ns >= first else -1
+            if k_hi >= k_lo:
+                n += k_hi - k_lo + 1
+        if n:
+            p = self.hw.attempt_dephasing_prob
+            self.engine.phase_flip(qubit, 0.5 * (1.0 - (1.0 - 2.0 * p) ** n))
 
     def free(self, qubit: Any, discard: bool = True) -> None:
         """Free ``qubit``'s slot (tracing it out of the engine if ``discard``)."""

@@ -10,6 +10,8 @@ __all__ = ["FibreChannel", "SPEED_OF_LIGHT_KM_PER_NS", "MAX_LENGTH_KM", "check_l
 
 #: Speed of light in vacuum, km per ns (299 792.458 km/s, exact by SI definition).
 SPEED_OF_LIGHT_KM_PER_NS = 299_792.458e-9
+#: Planck constant, J s (exact by SI definition since 2019).
+_PLANCK_J_S = 6.626_070_15e-34
 
 #: The longest span accepted, km: far beyond any fibre (the Earth's
 #: circumference is 40 075 km), and short enough that every delay derived
@@ -44,6 +46,14 @@ class FibreChannel:
             (or time-bin) qubit is replaced by a maximally mixed one.
         polarisation_drift_rad_per_sqrt_km: standard deviation of the random
             rotation angle accumulated per √km (random-walk drift, uncompensated).
+        classical_power_mw: launch power of classical light sharing the fibre,
+            in mW (0: none); its spontaneous Raman scattering adds noise
+            photons (:meth:`raman_noise_photons`).
+        raman_coefficient_per_km_nm: effective Raman scattering coefficient
+            ρ(λ) at the quantum channel's wavelength, per km and per nm of
+            filter bandwidth (it depends on both wavelengths: measure or take
+            it from Eraerds et al., NJP 12, 063027 (2010), Fig. 2); required
+            (> 0) when ``classical_power_mw`` is set.
     """
 
     # Defaults: ITU-T G.652 / Corning SMF-28: ≤ 0.2 dB/km at 1550 nm and
@@ -56,6 +66,8 @@ class FibreChannel:
     n_connectors: int = 0
     depolarisation_prob_per_km: float = 0.0
     polarisation_drift_rad_per_sqrt_km: float = 0.0
+    classical_power_mw: float = 0.0
+    raman_coefficient_per_km_nm: float = 0.0
 
     def __post_init__(self) -> None:
         check_length("FibreChannel", self.length_km)
@@ -68,6 +80,13 @@ class FibreChannel:
             _fail("FibreChannel", "n_connectors", "an integer >= 0", self.n_connectors)
         _check_prob("FibreChannel", "depolarisation_prob_per_km", self.depolarisation_prob_per_km)
         _check_nonneg("FibreChannel", "polarisation_drift_rad_per_sqrt_km", self.polarisation_drift_rad_per_sqrt_km)
+        _check_nonneg("FibreChannel", "classical_power_mw", self.classical_power_mw)
+        _check_nonneg("FibreChannel", "raman_coefficient_per_km_nm",
+                      self.raman_coefficient_per_km_nm)
+        if self.classical_power_mw > 0 and self.raman_coefficient_per_km_nm <= 0:
+            _fail("FibreChannel", "classical_power_mw", "0 unless raman_coefficient_per_km_nm "
+                  "is given too (the fibre's Raman coefficient > 0, per km per nm: it depends "
+                  "on the wavelengths, so it has no default)", self.classical_power_mw)
 
     def loss_db(self) -> float:
         """Total loss α·L + insertion + connectors, in dB."""
@@ -95,6 +114,39 @@ class FibreChannel:
         sigma2 = self.polarisation_drift_rad_per_sqrt_km ** 2 * self.length_km
         e2 = 0.5 * (-math.expm1(-2.0 * sigma2))
         return e1 + e2 - 2.0 * e1 * e2
+
+    def raman_noise_power_w(self, filter_nm: float, counter_propagating: bool = False) -> float:
+        """Spontaneous Raman noise power in a filter of ``filter_nm`` nm at the
+        fibre's output end, in W (Eraerds et al., NJP 12, 063027 (2010), Eqs. 1-2):
+
+        * co-propagating (classical light launched at the same end as the
+          quantum signal): P_f = P · e^(−αL) · ρ · L · Δλ;
+        * counter-propagating (launched at the far end, scattered back):
+          P_b = P · ρ · Δλ · (1 − e^(−2αL)) / (2α);
+
+        P the launch power, α the attenuation in 1/km (dB/km × ln10/10; the
+        same at both wavelengths), ρ ``raman_coefficient_per_km_nm``.
+        """
+        p_w = self.classical_power_mw * 1e-3
+        if p_w == 0:
+            return 0.0
+        alpha = self.attenuation_db_per_km * math.log(10.0) / 10.0
+        length = self.length_km
+        rho_dl = self.raman_coefficient_per_km_nm * filter_nm
+        if counter_propagating:
+            # (1 - e^{-2aL}) / (2a) -> L as a -> 0
+            integral = length if alpha == 0 else -math.expm1(-2.0 * alpha * length) / (2.0 * alpha)
+            return p_w * rho_dl * integral
+        return p_w * math.exp(-alpha * length) * rho_dl * length
+
+    def raman_noise_photons(self, window_ns: float, filter_nm: float, wavelength_nm: float,
+                            counter_propagating: bool = False) -> float:
+        """Mean Raman noise photons at the output in a window of ``window_ns``
+        ns: P_Raman · W / (h c / λ) (λ in nm: the quantum channel's)."""
+        # h c / λ, with c in m/s and λ in m
+        photon_j = _PLANCK_J_S * (SPEED_OF_LIGHT_KM_PER_NS * 1e12) / (wavelength_nm * 1e-9)
+        power_w = self.raman_noise_power_w(filter_nm, counter_propagating)
+        return power_w * window_ns * 1e-9 / photon_j
 
     def with_length(self, length_km: float) -> "FibreChannel":
         """The same fibre type at another length."""

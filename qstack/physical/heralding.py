@@ -64,7 +64,7 @@ class _Request:
     pair and end, so construction is on the hot path."""
 
     __slots__ = ("side", "ref", "key", "deadline", "param", "start", "partner",
-                 "deadline_event", "herald_event", "qubit", "started")
+                 "deadline_event", "herald_event", "qubit", "started", "runs")
 
     def __init__(self, side: int, ref: Any, op: Entangle) -> None:
         self.side = side
@@ -78,6 +78,7 @@ class _Request:
         self.herald_event = None
         self.qubit = None
         self.started = False
+        self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
 
     def __repr__(self) -> str:
         return (f"_Request(side={self.side}, key={self.key!r}, "
@@ -132,6 +133,9 @@ class HeraldingStation:
         # p -> [pre-drawn attempt counts, next index]
         self._blocks: dict = {}
         self._model_seen = model
+        # some end's stored qubits dephase with each attempt (NodeHardware.attempt_dephasing_prob)
+        self._dephasing = any(getattr(getattr(d, "hw", None), "attempt_dephasing_prob", 0.0) > 0
+                              for d in self.devices)
 
     # ------------------------------------------------------------------ requests
     def submit(self, side: int, ref: Any, op: Entangle) -> None:
@@ -282,6 +286,8 @@ class HeraldingStation:
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
                 qa, qb = self.engine.new_pair(prepared)
+                if self._dephasing:
+                    self._record_attempts(r0, r1, first, cycle, attempts)
                 self.attempts += attempts
                 self.pairs_heralded += 1
                 dev0, dev1 = self.devices
@@ -302,10 +308,30 @@ class HeraldingStation:
                 return
         # No success in time: attempts run until the earlier deadline, which answers.
         r0.started = r1.started = True
-        self.attempts += max(0, (min(dl0, dl1) - first) // cycle)
+        made = max(0, (min(dl0, dl1) - first) // cycle)
+        if self._dephasing:
+            self._record_attempts(r0, r1, first, cycle, made)
+        self.attempts += made
         for r in (r0, r1):
             if r.deadline < NEVER_NS:
                 self._arm_deadline(r)
+
+    def _record_attempts(self, r0: _Request, r1: _Request, first: int, cycle: int,
+                         count: int) -> None:
+        """Tell both ends' devices of the attempts (their stored qubits dephase)."""
+        now = self.clock.now
+        runs = tuple(dev.add_attempts(now, first, cycle, count) for dev in self.devices)
+        r0.runs = r1.runs = runs
+
+    def _stop_attempts(self, req: _Request) -> None:
+        """Attempts for ``req`` end now (cancelled, link or peer down)."""
+        if req.runs is not None:
+            now = self.clock.now
+            for dev, run in zip(self.devices, req.runs):
+                dev.stop_attempts(run, now)
+            req.runs = None
+            if req.partner is not None:
+                req.partner.runs = None
 
     def _herald(self, req: _Request, herald: Herald) -> None:
         # (once per pair and end: _forget inlined; a matched request has no deadline event)
@@ -347,6 +373,7 @@ class HeraldingStation:
             return
         partner = req.partner
         clock = self.clock
+        self._stop_attempts(req)
         if req.herald_event is not None:
             # the pair exists (its heralds are on the way): both ends' requests end
             self._end(req, "cancelled", 0)
@@ -364,6 +391,7 @@ class HeraldingStation:
 
     def _end(self, req: _Request, reason: str, delay: int) -> None:
         """Answer ``req`` with a failure now (+``delay``), freeing what it holds."""
+        self._stop_attempts(req)
         self._forget(req)
         partner = req.partner
         if partner is not None:
@@ -406,6 +434,7 @@ class HeraldingStation:
                 self.clock.cancel(req.deadline_event)
             if req.herald_event is not None:
                 self.clock.cancel(req.herald_event)
+            self._stop_attempts(req)
             partner = req.partner
             req.partner = None
             if partner is not None:

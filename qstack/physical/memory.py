@@ -7,7 +7,24 @@ from typing import Any
 
 from qstack.physical.sources import _check_nonneg, _check_pos, _check_prob, _fail
 
-__all__ = ["QuantumMemory"]
+__all__ = ["QuantumMemory", "attempt_dephasing_from_reset"]
+
+
+def attempt_dephasing_from_reset(coupling_hz: float, reset_time_ns: float) -> float:
+    """Z-error probability per entangling attempt of a nuclear-spin memory
+    coupled by ``coupling_hz`` (Hz, Δω/2π) to an electron spin whose reset
+    takes an exponentially distributed time of mean ``reset_time_ns`` ns.
+
+    The nuclear spin precesses at a frequency that depends on the electron's
+    state, so it picks up the phase Δω·t for a random reset time t (Kalb et
+    al., PRA 97, 062330 (2018), Eq. 2 and Table I); averaged over the
+    exponential, the coherence shrinks by |E e^(iΔωt)| = 1/√(1 + (Δω τ)²),
+    i.e. a Z error with probability p = (1 − 1/√(1 + (Δω τ)²)) / 2.
+    """
+    _check_nonneg("attempt_dephasing_from_reset", "coupling_hz", coupling_hz)
+    _check_nonneg("attempt_dephasing_from_reset", "reset_time_ns", reset_time_ns)
+    x = 2.0 * math.pi * coupling_hz * reset_time_ns * 1e-9
+    return 0.5 * (1.0 - 1.0 / math.sqrt(1.0 + x * x))
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,11 @@ class QuantumMemory:
         t2_ns: coherence time T2 in ns (inf = none); physics requires T2 ≤ 2·T1.
         num_modes: number of modes that can be used in parallel (multiplexing).
         cutoff_ns: storage time in ns after which a qubit is discarded (inf = never).
+        attempt_dephasing_prob: probability per entangling attempt on the same
+            node that a stored qubit suffers a Z error (0–1/2; 0 = off): the
+            NV nuclear-spin memory's dephasing by the electron's attempts
+            (Kalb et al., Science 356, 928 (2017)); the simulator applies it
+            through ``NodeHardware.attempt_dephasing_prob``.
     """
 
     # Defaults: an NV-centre electron spin with dynamical decoupling —
@@ -37,6 +59,7 @@ class QuantumMemory:
     t2_ns: float = 1.46e9
     num_modes: int = 1
     cutoff_ns: float = math.inf
+    attempt_dephasing_prob: float = 0.0
 
     def __post_init__(self) -> None:
         _check_prob("QuantumMemory", "write_efficiency", self.write_efficiency)
@@ -48,6 +71,10 @@ class QuantumMemory:
         if not isinstance(self.num_modes, int) or isinstance(self.num_modes, bool) or self.num_modes < 1:
             _fail("QuantumMemory", "num_modes", "an integer >= 1", self.num_modes)
         _check_pos("QuantumMemory", "cutoff_ns", self.cutoff_ns, allow_inf=True)
+        _check_prob("QuantumMemory", "attempt_dephasing_prob", self.attempt_dephasing_prob)
+        if self.attempt_dephasing_prob > 0.5:
+            _fail("QuantumMemory", "attempt_dephasing_prob", "a probability in [0, 0.5] per "
+                  "attempt", self.attempt_dephasing_prob)
 
     def decay(self, engine: Any, qubit: Any, wait_ns: float) -> None:
         """Apply T1/T2 decay for ``wait_ns`` ns of storage to ``qubit`` in ``engine``."""
@@ -69,6 +96,11 @@ class QuantumMemory:
     def coherence_factor(self, wait_ns: float) -> float:
         """e^(−t/T2): factor by which off-diagonal elements shrink after t ns."""
         return math.exp(-wait_ns / self.t2_ns)
+
+    def attempt_coherence_factor(self, attempts: int) -> float:
+        """(1 − 2p)^N: factor by which a stored qubit's coherences shrink after
+        N entangling attempts on its node (independent Z errors of probability p)."""
+        return (1.0 - 2.0 * self.attempt_dephasing_prob) ** attempts
 
     def multiplexed_success_prob(self, p_single: float) -> float:
         """Probability that at least one of num_modes parallel attempts succeeds: 1 − (1−p)^m."""

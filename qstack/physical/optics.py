@@ -14,8 +14,13 @@ per gate; V: two-photon (Hong–Ou–Mandel) interference visibility):
 
 * genuine herald      P_true  = ½·ηA·ηB·(1−p)²
 * false heralds (exactly two clicks in a valid pair of modes, others silent):
-  - both photons bunched into one detector (prob ½·ηAηB) + one dark count in
-    one of the 2 modes that complete a valid pair: ½·ηAηB·2p(1−p)²;
+  - both photons in one detector + one dark count in one of the 2 modes that
+    complete a valid pair: ((1+V)/4)·ηAηB·2p(1−p)² = ηAηB·p·(1+V)/2·(1−p)².
+    Two photons of maximally mixed polarisation land in one detector with
+    probability 1/4 when distinguishable (same port ½, same polarisation ½)
+    and 1/2 when indistinguishable (they bunch whenever their polarisation
+    state is in the triplet, 3/4, and two of its three states are in one
+    detector); partial overlap interpolates: (1−V)/4 + V/2 = (1+V)/4;
   - one photon detected (ηA(1−ηB) + (1−ηA)ηB) + a dark count in one of the 2
     completing modes: (ηA(1−ηB)+(1−ηA)ηB)·2p(1−p)²;
   - no photon: two dark counts in one of the 4 valid mode pairs: (1−ηA)(1−ηB)·4p²(1−p)².
@@ -84,7 +89,7 @@ class LinearOpticsBSM:
         ea, eb = self._etas(arrival_a, arrival_b)
         p = self.dark_count_prob_per_gate
         q2 = (1.0 - p) ** 2
-        bunched = 0.5 * ea * eb * 2.0 * p * q2
+        bunched = 0.25 * (1.0 + self.visibility) * ea * eb * 2.0 * p * q2
         one = (ea * (1.0 - eb) + (1.0 - ea) * eb) * 2.0 * p * q2
         none = (1.0 - ea) * (1.0 - eb) * 4.0 * p * p * q2
         return bunched + one + none

@@ -165,20 +165,29 @@ class PulseTrainParams:
     @classmethod
     def from_models(cls, source: Any, channel: Any, detector: Any, *, misalignment_error: float = 0.015,
                     bob_optics_transmissivity: float = 1.0, p_z_alice: float = 0.5,
-                    p_z_bob: float = 0.5) -> "PulseTrainParams":
+                    p_z_bob: float = 0.5, gate_ns: float | None = None) -> "PulseTrainParams":
         """Build from a WeakCoherentSource, a channel (anything with ``transmissivity()``,
         e.g. FibreChannel, SatelliteDownlink) and a ThresholdDetector.  The channel's
-        own qubit error (``qubit_error_prob()``, if any) is folded into e_d."""
+        own qubit error (``qubit_error_prob()``, if any) is folded into e_d; its
+        background (``background_rate_per_s()``, free space: night sky, stray
+        light, daylight; counts/s over Bob's two detectors) into each detector's
+        dark-count probability, half the rate each over a window of ``gate_ns``
+        (ns; None: the whole pulse period): p = 1 − (1−p_dark)·e^(−R·t/2)."""
         e_d = misalignment_error
         if hasattr(channel, "qubit_error_prob"):
             e_c = channel.qubit_error_prob()
             e_d = e_d + e_c - 2 * e_d * e_c
+        p_dark = detector.dark_count_prob_per_gate
+        if hasattr(channel, "background_rate_per_s"):
+            t_ns = 1e9 / source.pulse_rate_hz if gate_ns is None else gate_ns
+            _check_nonneg("PulseTrainParams.from_models", "gate_ns", t_ns)
+            p_dark = 1.0 - (1.0 - p_dark) * math.exp(-channel.background_rate_per_s() * t_ns * 1e-9 / 2.0)
         return cls(
             mean_photon_numbers=source.mean_photon_numbers,
             class_probs=source.class_probs,
             transmissivity=channel.transmissivity() * bob_optics_transmissivity,
             detector_efficiency=detector.efficiency,
-            dark_count_prob=detector.dark_count_prob_per_gate,
+            dark_count_prob=p_dark,
             misalignment_error=e_d,
             dead_time_gates=detector.dead_time_gates(source.pulse_rate_hz),
             afterpulse_prob=detector.afterpulse_prob,
@@ -378,20 +387,33 @@ def class_statistics(result: PulseTrain | PulseEvents, n_classes: int | None = N
 # closed forms
 # --------------------------------------------------------------------------
 
-def expected_gain(params: PulseTrainParams, cls: int) -> float:
-    """Exact gain of this model without dead time: 1 − (1−p_dark)² e^(−ημ)."""
+def _eta(params: PulseTrainParams, transmissivity):
+    """η = transmissivity × η_det, from the params or from the given
+    transmissivity (a number or an array of them: a fading channel's draws)."""
+    if transmissivity is None:
+        return params.eta
+    return np.asarray(transmissivity, dtype=np.float64) * params.detector_efficiency
+
+
+def expected_gain(params: PulseTrainParams, cls: int, transmissivity=None):
+    """Exact gain of this model without dead time: 1 − (1−p_dark)² e^(−ημ).
+    ``transmissivity`` (number or array) replaces ``params.transmissivity``."""
     q = 1.0 - params.dark_count_prob
-    return 1.0 - q * q * math.exp(-params.eta * params.mean_photon_numbers[cls])
+    out = 1.0 - q * q * np.exp(-_eta(params, transmissivity) * params.mean_photon_numbers[cls])
+    return float(out) if np.ndim(out) == 0 else out
 
 
-def expected_qber(params: PulseTrainParams, cls: int) -> float:
-    """Exact QBER of this model without dead time (module docstring)."""
-    m = params.eta * params.mean_photon_numbers[cls]
+def expected_qber(params: PulseTrainParams, cls: int, transmissivity=None):
+    """Exact QBER of this model without dead time (module docstring).
+    ``transmissivity`` (number or array) replaces ``params.transmissivity``."""
+    m = _eta(params, transmissivity) * params.mean_photon_numbers[cls]
     q, ed = 1.0 - params.dark_count_prob, params.misalignment_error
-    a = 1.0 - q * math.exp(-(1.0 - ed) * m)
-    b = 1.0 - q * math.exp(-ed * m)
+    a = 1.0 - q * np.exp(-(1.0 - ed) * m)
+    b = 1.0 - q * np.exp(-ed * m)
     qg = 1.0 - (1.0 - a) * (1.0 - b)
-    return (b * (1.0 - a) + 0.5 * a * b) / qg if qg > 0 else 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(qg > 0, (b * (1.0 - a) + 0.5 * a * b) / np.where(qg > 0, qg, 1.0), 0.5)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def lmc_gain(mu: float, eta: float, y0: float) -> float:
