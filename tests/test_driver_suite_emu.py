@@ -93,7 +93,7 @@ class EmuHarness(suite.Harness):
             await nursery.start(serve, self.runfile, physics)
             for name in self.factories:
                 await nursery.start(self._daemon, name)
-            # every neighbour's session open before time 0, so that no message waits for a connection
+            # every neighbour's session open before time 0: no message waits for one
             for d in self.daemons.values():
                 for other in d.neighbours:
                     d._peer(other)

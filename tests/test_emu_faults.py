@@ -173,6 +173,25 @@ def stream_apps(sent: dict, received: dict, state: dict, duration_ns: int | None
     return {"alice": alice, "bob": bob}
 
 
+async def until_alice_ends(apps: dict, run) -> dict:
+    """alice's and bob's applications of ``apps`` on ``run``'s network until
+    alice's ends (bob's, waiting for a next connection, is then stopped)."""
+    out = {}
+
+    async def one(node):
+        async with qstack.connect(node, run) as ctx:
+            out[node] = await until_listening(apps[node], ctx)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "bob")
+            nursery.start_soon(one, "alice")
+            while "alice" not in out:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    return out
+
+
 def check_deliveries(sent: dict, received: dict) -> None:
     """Each qubit delivered at most once, in its own state; one handed back never delivered."""
     for tag, bits in received.items():
@@ -237,23 +256,7 @@ def test_kill_9_of_a_node_daemon_then_its_restart(net):
     sent2, received2, state2 = {}, {}, {}
     again = stream_apps(sent2, received2, state2, duration_ns=300_000_000)
 
-    async def after():
-        out = {}
-
-        async def one(node):
-            async with qstack.connect(node, net) as ctx:
-                out[node] = await until_listening(again[node], ctx)
-
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(one, "bob")
-                nursery.start_soon(one, "alice")
-                while "alice" not in out:
-                    await trio.sleep(0.01)
-                nursery.cancel_scope.cancel()      # bob waits for a next connection
-        return out
-
-    assert trio.run(after)["alice"] == "done"
+    assert trio.run(until_alice_ends, again, net)["alice"] == "done"
     assert sent2 and all(o == ("ok",) for o in sent2.values())
     check_deliveries(sent2, received2)
     wait_for("no qubit left", lambda: balanced_census(net)["engine"] == 0, 5)
@@ -362,23 +365,7 @@ def test_the_same_fault_schedule_on_both_drivers(tmp_path):
         sent, received, state = {}, {}, {}
         apps = stream_apps(sent, received, state, duration)
 
-        async def main():
-            out = {}
-
-            async def one(node):
-                async with qstack.connect(node, run) as ctx:
-                    out[node] = await until_listening(apps[node], ctx)
-
-            with trio.fail_after(60):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(one, "bob")
-                    nursery.start_soon(one, "alice")
-                    while "alice" not in out:
-                        await trio.sleep(0.01)
-                    nursery.cancel_scope.cancel()
-            return out
-
-        out = trio.run(main)
+        out = trio.run(until_alice_ends, apps, run)
         check(sent, received, state, out)
         log = (Path(run.logs) / "faults.log").read_text()
         assert "crash repeater" in log and "restart repeater" in log, log

@@ -13,7 +13,12 @@ carried out over trio in real time:
   ``PeerDown`` (and ``LinkDown`` for a neighbour) for the protocols; when it
   is reachable again it is ``PeerUp`` (``restarted`` if its boot number
   changed) and ``LinkUp``. A message to an unknown node is ``Undeliverable``
-  (``NET_NO_ROUTE``);
+  (``NET_NO_ROUTE``). As in the simulator, a session is up while a path of
+  live nodes and links joins the two nodes: the physics server tells every
+  daemon which nodes are gone (``PhysNodeState``), the launcher which links
+  (``NodeLinkState``), and a peer left without a path is ``PeerDown`` until
+  one returns; a message still waiting out its delay when its session
+  breaks is lost;
 * quantum operations go to the physics server (``Phys*``,
   ``StationEntangle``/``StationCancel``), in order; their answers are fed
   back as ``OperationDone`` when the hardware has finished (``done_ns``);
@@ -402,7 +407,7 @@ class NodeDaemon(RuntimeDriver):
                     except _CLOSED as exc:
                         log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
                         inner.cancel_scope.cancel()
-            except (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except _CLOSED as exc:
                 log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
             peer.channel = None
             self._drain_lost(peer)

@@ -42,8 +42,8 @@ from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysCensus, PhysCensusQuery, PhysDiscard,
-    PhysGate, PhysLinkState, PhysMeasure, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle,
-    op_from_wire,
+    PhysGate, PhysLinkState, PhysMeasure, PhysNodeState, PhysQuery, PhysReport, PhysResult,
+    PhysSettle, op_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.device import QuantumDevice
