@@ -1,4 +1,4 @@
-"""Benchmark: the emulation's wire between two processes over localhost.
+"""Benchmarks: the emulation's wire, and a network of processes, over localhost.
 
 ``bench_channel``: a receiver process (``python -m benchmarks.bench_emu
 --receive``) serves one :func:`qstack.emu.channel.serve_channels` port; this
@@ -12,13 +12,45 @@ process spent per message (``sender_cpu_us_per_message``,
 ``receiver_cpu_us_per_message``, microseconds): on a shared machine the
 rate follows the load, the CPU time much less.
 
-    python -m benchmarks.bench_emu            # prints JSON
+    python -m benchmarks.bench_emu            # prints JSON (both)
+
+``bench_network``: an emulated network of real processes.
+Two node daemons (alice, bob) and the physics server, each its own process,
+started by :func:`qstack.emu.launcher.net_up`; the two applications run in
+one further process (this one) through ``qstack.connect``, as a trio program.
+
+The link is short (100 m) with a high success probability per attempt
+(emission and absorption efficiency 0.95): the physics makes a pair every
+few microseconds, far above the targets, so the figures measure the
+software (daemons, physics server, wire, client), not the physics. Pairs are
+Werner pairs of fidelity 1 and memories do not decay, so every teleported
+state must come out right: the physics' own error is zero, and ``*_right``
+counts the results that do (six-state teleports measured in their own
+basis; EPR halves measured in the same basis by both ends must agree).
+
+Figures:
+
+* ``epr_kept_per_s``: pairs delivered as qubits (``create_epr`` /
+  ``recv_epr``, batches of ``BATCH``), then measured by both ends;
+* ``epr_measured_per_s``: pairs measured at once (``measure="Z"``);
+* ``teleports_per_s``: qubits teleported alice -> bob and measured by bob;
+* ``net_up_3_s`` / ``net_up_50_s``: wall time of ``net_up`` until every
+  daemon answers (a 3-node line, a 50-node line), and ``rss_mb_per_daemon``
+  (resident memory of each daemon of the 50-node network, mean and max,
+  from /proc).
+
+Targets (issue 19): >= 2000 EPR pairs/s, >= 500 teleports/s, ``net up`` of 3
+nodes < 2 s. ``QSTACK_EMU_PROFILE=DIR`` makes each daemon and the physics
+server write a cProfile to DIR (see qstack/emu/profiling.py).
+
+    python -m benchmarks.bench_emu --network [PAIRS TELEPORTS NODES]
 """
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -87,13 +119,171 @@ def bench_channel(messages: int = 100_000) -> dict:
         proc.wait(timeout=30)
 
 
+PORT = 5
+BATCH = 50
+LINK = """formalism = "bd"
+[defaults.node]
+memory = {memory}
+t1_s = "inf"
+t2_s = "inf"
+[defaults.link]
+scheme = "sender-receiver"
+length_km = 0.1
+emission_efficiency = 0.95
+absorption_efficiency = 0.95
+false_herald_prob = 0.0
+pair_fidelity = 1.0
+"""
+
+
+def line_network(path: Path, n: int, memory: int = 2 * BATCH + 8) -> Path:
+    """A line of ``n`` nodes n0 -- n1 -- ... (alice, bob for n = 2) as a TOML file."""
+    names = ["alice", "bob"] if n == 2 else [f"n{i}" for i in range(n)]
+    text = LINK.format(memory=memory)
+    text += "".join(f"[nodes.{x}]\n" for x in names)
+    text += "".join(f'[[links]]\nnodes = ["{a}", "{b}"]\n' for a, b in zip(names, names[1:]))
+    path.write_text(text)
+    return path
+
+
+async def _pair(run, alice, bob) -> tuple:
+    from qstack.emu.client import run_app
+
+    out: dict = {}
+
+    async def a():
+        while True:         # bob may not listen yet: he is another program
+            try:
+                out["alice"] = await run_app(alice, "alice", run)
+                return
+            except Exception as exc:
+                if "does not listen" not in str(exc):
+                    raise
+                await trio.sleep(0.02)
+
+    async def b():
+        out["bob"] = await run_app(bob, "bob", run)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(b)
+        n.start_soon(a)
+    return out["alice"], out["bob"]
+
+
+def epr_apps(n: int, measured: bool):
+    async def alice(ctx):
+        async with await ctx.connect("bob", PORT) as sock:
+            mine = bytearray()
+            start = time.perf_counter()
+            for done in range(0, n, BATCH):
+                k = min(BATCH, n - done)
+                if measured:
+                    mine += bytes(await sock.create_epr(k, measure="Z"))
+                else:
+                    for q in await sock.create_epr(k):
+                        mine.append(await q.measure("Z"))
+            theirs = await sock.recv()
+            wall = time.perf_counter() - start
+        return wall, sum(x == y for x, y in zip(mine, theirs))
+
+    async def bob(ctx):
+        sock = await ctx.listen(PORT).accept()
+        out = bytearray()
+        for done in range(0, n, BATCH):
+            k = min(BATCH, n - done)
+            if measured:
+                out += bytes(await sock.recv_epr(k, measure="Z"))
+            else:
+                for q in await sock.recv_epr(k):
+                    out.append(await q.measure("Z"))
+        await sock.send(bytes(out))
+        await sock.close()
+
+    return alice, bob
+
+
+def teleport_apps(n: int):
+    bases = ("Z", "X", "Y")
+
+    async def alice(ctx):
+        async with await ctx.connect("bob", PORT) as sock:
+            start = time.perf_counter()
+            for i in range(n):
+                k = i % 6
+                q = ctx.qubit()
+                if k % 2:
+                    q.x()
+                if k // 2:
+                    q.h()
+                    if k // 2 == 2:
+                        q.s()
+                await sock.send_qubit(q, metadata=bytes([k]))
+            right = int.from_bytes(await sock.recv(), "big")
+            return time.perf_counter() - start, right
+
+    async def bob(ctx):
+        sock = await ctx.listen(PORT).accept()
+        right = 0
+        for _ in range(n):
+            q = await sock.recv_qubit()
+            basis, bit = divmod(q.metadata[0], 2)
+            right += (await q.measure(bases[basis])) == bit
+        await sock.send(right.to_bytes(4, "big"))
+        await sock.close()
+
+    return alice, bob
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_network(pairs: int = 2000, teleports: int = 1000, big: int = 50) -> dict:
+    """Pairs, teleports, net up and memory of a network of processes; see the module doc."""
+    from qstack.emu.launcher import net_down, net_up
+
+    out: dict = {"targets": {"epr_per_s": 2000, "teleports_per_s": 500, "net_up_3_s": 2.0}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        run2 = net_up(line_network(tmp / "two.toml", 2), tmp / "two.json")
+        try:
+            for key, (alice, bob), n in (
+                    ("epr_kept", epr_apps(pairs, False), pairs),
+                    ("epr_measured", epr_apps(pairs, True), pairs),
+                    ("teleports", teleport_apps(teleports), teleports)):
+                (wall, right), _ = trio.run(_pair, run2, alice, bob)
+                out[f"{key}_per_s"] = round(n / wall, 1)
+                out[f"{key}_right"] = f"{right}/{n}"
+        finally:
+            net_down(run2)
+        for n in (3, big):
+            start = time.perf_counter()
+            run_n = net_up(line_network(tmp / f"line{n}.toml", n, memory=8), tmp / f"l{n}.json",
+                           timeout_s=120)
+            out[f"net_up_{n}_s"] = round(time.perf_counter() - start, 3)
+            try:
+                if n == big:
+                    rss = [_rss_mb(pid) for name, pid in run_n.pids.items() if name != "physics"]
+                    out["rss_mb_per_daemon"] = {"mean": round(sum(rss) / len(rss), 1),
+                                                "max": round(max(rss), 1)}
+                    out["rss_mb_physics"] = round(_rss_mb(run_n.pids["physics"]), 1)
+            finally:
+                net_down(run_n)
+    return out
+
+
 def run() -> dict:
     """Figures for ``benchmarks/run.py``."""
-    return {"channel": bench_channel()}
+    return {"channel": bench_channel(), "network": bench_network()}
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--receive"]:
         trio.run(_receive, bytes.fromhex(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--network"]:
+        print(json.dumps(bench_network(*[int(a) for a in sys.argv[2:]]), indent=2))
     else:
         print(json.dumps(run(), indent=2))

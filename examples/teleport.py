@@ -55,10 +55,13 @@ def ket(theta: float, phi: float) -> np.ndarray:
     return np.array([math.cos(theta / 2), np.exp(1j * phi) * math.sin(theta / 2)])
 
 
-def make_apps(states: list[tuple[float, float]]) -> dict:
+def make_apps(states: list[tuple[float, float]], measure: bool = False) -> dict:
     """alice prepares each state and teleports it, its angles in the header's
     metadata; bob returns ``(theta, phi, qubit)`` for each qubit he receives
-    (unmeasured, so that the caller can look at its state)."""
+    (unmeasured, so that the caller can look at its state), or with
+    ``measure`` the outcome of measuring each along its own state's direction
+    (0 with probability its fidelity: what hardware, or an emulated network,
+    can tell without looking at the state)."""
 
     async def alice(ctx):
         async with await ctx.connect("bob", PORT) as sock:
@@ -75,7 +78,7 @@ def make_apps(states: list[tuple[float, float]]) -> dict:
         for _ in states:
             q = await sock.recv_qubit()
             theta, phi = struct.unpack("<dd", q.metadata)
-            got.append((theta, phi, q))
+            got.append(await q.measure((theta, phi)) if measure else (theta, phi, q))
         return got
 
     return {"alice": alice, "bob": bob}

@@ -370,7 +370,22 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             print(f"{name:<16} {'up':<6} {st.qubits_in_memory:>6} {st.pairs_made:>7} "
                   f"{st.apps:>4}  {', '.join(st.peers_up) or '-'}")
+    late = [st.late_ns_max for st in status.values() if not isinstance(st, BaseException) and st]
+    try:
+        census = launcher.net_census(run)
+        print(f"physics: {census['engine']} qubits alive, {census['held']} held in memories"
+              + ("" if census["engine"] == census["held"] else "  (MISMATCH)")
+              + (f"; timers at most {max(late) / 1e6:.3f} ms late (model time)" if late else ""))
+    except (QStackError, OSError, trio_errors()) as exc:
+        bad += 1
+        print(f"physics: DOWN ({exc})")
     return 1 if bad else 0
+
+
+def trio_errors() -> type:
+    import trio
+
+    return trio.TooSlowError
 
 
 def run_app_file(args: argparse.Namespace) -> int:

@@ -73,3 +73,27 @@ def test_the_hand_built_link_prints_three_measured_outcomes():
 
 def test_the_protocol_of_your_own_takes_every_pair():
     assert _run(_block("class Sink(Protocol)")) == ["1000 []"]
+
+
+def test_the_localhost_commands_are_the_cli_s():
+    """Every ``qstack`` command of "Run a network on localhost" parses as the
+    CLI defines it, and names files that exist (the commands themselves run
+    against real processes in tests/test_emu.py and tests/test_emu_faults.py)."""
+    import shlex
+
+    from qstack.cli import build_parser
+
+    text = README.read_text()
+    section = text[text.index("## Run a network on localhost"):]
+    (block,) = re.findall(r"```sh\n(.*?)```", section[:section.index("\n## ", 5)], flags=re.S)
+    commands = [shlex.split(line.split("#")[0].rstrip(" &")) for line in block.splitlines()
+                if line.startswith("qstack ")]
+    assert {c[1] for c in commands} == {"net", "run"} and len(commands) >= 8
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv[1:])
+        for value in vars(args).values():
+            if isinstance(value, str) and value.endswith((".toml", ".py")):
+                assert (README.parent / value).exists(), value
+    actions = {c[2] for c in commands if c[1] == "net"}
+    assert actions == {"up", "status", "fault", "down"}

@@ -188,21 +188,26 @@ class EmuRuntime(TransportRuntime):
     # ------------------------------------------------------------------ the connection
     async def pump(self) -> None:
         """Carry messages both ways until the connection ends (a task)."""
-        async def writer() -> None:
-            async for msg in self._outbox_recv:
-                await self.channel.send(msg)
+        gone = (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
-        _open, _accept, ChannelClosed = channel_api()
-        try:
-            async with trio.open_nursery() as inner:
-                inner.start_soon(writer)
-                try:
-                    async for msg in self.channel:
-                        self._arrived(msg)
-                finally:
-                    inner.cancel_scope.cancel()
-        except QStackError as err:
-            self.closed = err
+        async def writer() -> None:
+            try:
+                async for msg in self._outbox_recv:
+                    await self.channel.send(msg)
+            except gone as err:
+                self.closed = self.closed or _as_error(err)
+                inner.cancel_scope.cancel()
+
+        # (errors caught in the nursery: out of it they would come in a group)
+        async with trio.open_nursery() as inner:
+            inner.start_soon(writer)
+            try:
+                async for msg in self.channel:
+                    self._arrived(msg)
+            except gone as err:
+                self.closed = self.closed or _as_error(err)
+            finally:
+                inner.cancel_scope.cancel()
         if self.closed is None:
             self.closed = QStackError(ErrorCode.EMU_PEER_GONE,
                                       f"{self.node}'s daemon closed the connection")
@@ -240,6 +245,12 @@ class EmuRuntime(TransportRuntime):
         await self.channel.aclose()
 
 
+def _as_error(err: BaseException) -> QStackError:
+    if isinstance(err, QStackError):
+        return err
+    return QStackError(ErrorCode.EMU_PEER_GONE, f"the connection broke: {err!r}")
+
+
 @asynccontextmanager
 async def connect(node: str, run: str | RunFile | None = None,
                   app: str | None = None) -> AsyncIterator[NodeContext]:
@@ -255,6 +266,18 @@ async def connect(node: str, run: str | RunFile | None = None,
         raise QStackError(ErrorCode.BAD_CONFIG,
                           f"no node {node!r} in the running network "
                           f"(nodes: {', '.join(sorted(run.nodes))})")
+    try:
+        async with _connected(node, run, app) as ctx:
+            yield ctx
+    except BaseExceptionGroup as group:
+        # the application's own exception, not wrapped by the nursery it ran in
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+@asynccontextmanager
+async def _connected(node: str, run: RunFile, app: str | None) -> AsyncIterator[NodeContext]:
     open_channel, _accept, _closed = channel_api()
     async with trio.open_nursery() as nursery:
         ch = await open_channel(run.host, run.nodes[node], name=app or node, kind="app",
@@ -269,17 +292,17 @@ async def connect(node: str, run: str | RunFile | None = None,
             nursery.start_soon(runtime.pump)
             ctx = NodeContext(runtime, TransportClient(runtime), app=app or node)
             ctx.result = None
-            try:
-                yield ctx
-            finally:
-                if runtime.closed is None:
-                    with trio.CancelScope(shield=True):
-                        try:
-                            ctx.release_all(keep=ctx.result)
-                            with trio.move_on_after(5):
-                                await runtime.settle()
-                        except QStackError:
-                            pass
+            yield ctx
+            # Left normally: release now, in order. (Left by an exception or a
+            # cancellation -- which stops the connection's tasks -- the daemon
+            # frees everything when the connection closes, just below.)
+            if runtime.closed is None:
+                try:
+                    ctx.release_all(keep=ctx.result)
+                    with trio.move_on_after(5):
+                        await runtime.settle()
+                except QStackError:
+                    pass
         finally:
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):

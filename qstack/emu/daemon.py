@@ -13,7 +13,12 @@ carried out over trio in real time:
   ``PeerDown`` (and ``LinkDown`` for a neighbour) for the protocols; when it
   is reachable again it is ``PeerUp`` (``restarted`` if its boot number
   changed) and ``LinkUp``. A message to an unknown node is ``Undeliverable``
-  (``NET_NO_ROUTE``);
+  (``NET_NO_ROUTE``). As in the simulator, a session is up while a path of
+  live nodes and links joins the two nodes: the physics server tells every
+  daemon which nodes are gone (``PhysNodeState``), the launcher which links
+  (``NodeLinkState``), and a peer left without a path is ``PeerDown`` until
+  one returns; a message still waiting out its delay when its session
+  breaks is lost;
 * quantum operations go to the physics server (``Phys*``,
   ``StationEntangle``/``StationCancel``), in order; their answers are fed
   back as ``OperationDone`` when the hardware has finished (``done_ns``);
@@ -45,12 +50,13 @@ from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message
 from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverable
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
+from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, INDICATIONS, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
-    FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeStatus,
-    PhysAllocate, PhysDiscard, PhysQuery, PhysReport, PhysResult, PhysSettle, StatusQuery,
-    event_to_wire, op_to_wire, request_from_wire,
+    FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
+    PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle,
+    StatusQuery, event_to_wire, op_to_wire, request_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \
@@ -65,6 +71,15 @@ log = logging.getLogger("qstack.emu.daemon")
 
 #: An application's chosen qubit references: CHOSEN_REF_BASE + (app id << APP_REF_BITS) + n.
 APP_REF_BITS = 24
+#: What a connection that ends raises.
+_CLOSED = (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: A message whose delay is at most this (real ns) leaves at once: less than
+#: its trip over localhost takes anyway (sender's writer, the socket, the
+#: receiver's reader: well over 50 us in Python), so it still arrives after
+#: its delay, one timer wake-up sooner.
+AT_ONCE_NS = 20_000
+#: How long a starting daemon tries to reach the physics server (s).
+PHYSICS_GRACE_S = 30.0
 #: How long a daemon keeps trying to reach a peer before it is ``PeerDown`` (s).
 CONNECT_GRACE_S = 2.0
 
@@ -80,6 +95,11 @@ class _Peer:
         self.boot: int | None = None
         self.last_at = 0          # latest scheduled departure (model ns): order per pair
         self.channel: Any = None
+        self.incoming: set = set()  # its connections to us
+        self.resetting = False      # the session is being reset on purpose (no LinkDown)
+        self.link_told_down = False  # the protocols were told LinkDown (a neighbour)
+        self.session = 0            # sessions broken so far (messages in flight die with one)
+        self.in_flight = 0          # messages waiting out their delay (timers)
 
 
 class _App:
@@ -103,7 +123,8 @@ class _App:
 class NodeDaemon(RuntimeDriver):
     """Node ``name`` of the network in ``run`` (see the module doc)."""
 
-    def __init__(self, run: RunFile, name: str, spec: Any | None = None) -> None:
+    def __init__(self, run: RunFile, name: str, spec: Any | None = None,
+                 stack: Any | None = None) -> None:
         from qstack.api import net_delay, node_stacks
         from qstack.config import load_network
 
@@ -113,13 +134,17 @@ class NodeDaemon(RuntimeDriver):
         if name not in self.spec.nodes:
             raise QStackError(ErrorCode.BAD_CONFIG, f"no node {name!r} in {run.network}")
         self.clock = RealClock(run.epoch_ns, run.time_scale, on_error=self._callback_failed)
-        stack, _topo = node_stacks(self.spec, seed=run.seed)
+        if stack is None:       # (given: a test's own protocols, ``stack(name)`` -> list)
+            stack, _topo = node_stacks(self.spec, seed=run.seed)
         self.neighbours = set(self.spec.neighbours(name))
-        graph = nx.Graph()
-        graph.add_nodes_from(self.spec.nodes)
+        self.graph = nx.Graph()
+        self.graph.add_nodes_from(self.spec.nodes)
         for link in self.spec.links:
-            graph.add_edge(link.a, link.b, delay_ns=net_delay(link))
-        self.delays = nx.single_source_dijkstra_path_length(graph, name, weight="delay_ns")
+            self.graph.add_edge(link.a, link.b, delay_ns=net_delay(link))
+        self.links_down: set[frozenset] = set()
+        self.nodes_down: set[str] = set()       # daemons gone (PhysNodeState)
+        self.rerouted = trio.Event()            # set (and renewed) when the paths change
+        self.delays = nx.single_source_dijkstra_path_length(self.graph, name, weight="delay_ns")
         self.boot = random.SystemRandom().getrandbits(62)
         self.peers: dict[str, _Peer] = {}
         self.apps: dict[int, _App] = {}
@@ -167,10 +192,22 @@ class NodeDaemon(RuntimeDriver):
         peer = self._peer(dst)
         at = max(now + int(delay), peer.last_at)
         peer.last_at = at
-        if at <= now:
+        if not peer.in_flight and (at - now) * self.clock.time_scale <= AT_ONCE_NS:
+            # its delay is shorter than the trip itself: no timer (it would
+            # only add a wake-up); nothing of this pair waits, so order holds
             peer.queue_send.send_nowait(msg)
         else:
-            self.clock.schedule_at(at, peer.queue_send.send_nowait, msg)
+            peer.in_flight += 1
+            self.clock.schedule_at(at, self._depart, peer, peer.session, msg)
+
+    def _depart(self, peer: _Peer, session: int, msg: Any) -> None:
+        """``msg``'s delay is over: it goes now, unless its session broke
+        meanwhile (a message in flight then is lost, as ``specs/faults.md`` says)."""
+        peer.in_flight -= 1
+        if peer.session == session:
+            peer.queue_send.send_nowait(msg)
+        else:
+            self.messages_lost += 1
 
     def quantum(self, node: NodeRuntime, protocol: str, op_id: int | None, op: Any) -> None:
         now = self.clock.now
@@ -231,6 +268,14 @@ class NodeDaemon(RuntimeDriver):
     def from_physics(self, msg: Message) -> None:
         """An answer of the physics server."""
         cls = msg.__class__
+        if cls is PhysNodeState:
+            if msg.node != self.name:
+                (self.nodes_down.discard if msg.up else self.nodes_down.add)(msg.node)
+                peer = self.peers.get(msg.node)
+                if not msg.up and peer is not None:
+                    self._peer_down(peer)           # crashed: LinkDown (a neighbour), PeerDown
+                self._reroute()
+            return
         if cls is PhysResult:
             what = self._pending.pop(msg.request, None)
             if what is None:
@@ -275,40 +320,65 @@ class NodeDaemon(RuntimeDriver):
         return peer
 
     def _peer_down(self, peer: _Peer) -> None:
+        """The session with ``peer`` broke: ``PeerDown`` (after ``LinkDown``
+        for a neighbour, unless the session was reset on purpose or the link's
+        going down was told already)."""
         if peer.up:
             peer.up = False
+            peer.session += 1
             now = self.clock.now
             log.info("%s: peer %s down", self.name, peer.name)
-            if peer.name in self.neighbours:
+            if peer.name in self.neighbours and not peer.resetting and not peer.link_told_down:
+                peer.link_told_down = True
                 self._safely(self.runtime.broadcast, LinkDown(peer.name), now)
             self._safely(self.runtime.broadcast, PeerDown(peer.name), now)
 
     def _peer_seen(self, peer: _Peer, boot: int) -> None:
-        """``peer`` answered with its boot number: up again if it was down."""
+        """``peer`` answered with its boot number: up again if it was down
+        (``LinkUp`` first for a neighbour whose link is up and was told down)."""
         restarted = peer.boot is not None and peer.boot != boot
         peer.boot = boot
+        peer.resetting = False
         if not peer.up or restarted:
             was_up = peer.up
             peer.up = True
             now = self.clock.now
             log.info("%s: peer %s up%s", self.name, peer.name, " (restarted)" if restarted else "")
+            neighbour = peer.name in self.neighbours
             if was_up:          # it restarted between two looks: its old state is gone
-                if peer.name in self.neighbours:
+                peer.session += 1
+                if neighbour and not peer.link_told_down:
                     self._safely(self.runtime.broadcast, LinkDown(peer.name), now)
+                    peer.link_told_down = True
                 self._safely(self.runtime.broadcast, PeerDown(peer.name), now)
-            if peer.name in self.neighbours:
+            if neighbour and peer.link_told_down and \
+                    frozenset((self.name, peer.name)) not in self.links_down:
+                peer.link_told_down = False
                 self._safely(self.runtime.broadcast, LinkUp(peer.name), now)
             self._safely(self.runtime.broadcast, PeerUp(peer.name, restarted=restarted), now)
+
+    async def _until_rerouted(self, timeout_s: float) -> None:
+        """Sleep ``timeout_s`` (s), or less if the paths change meanwhile."""
+        with trio.move_on_after(timeout_s):
+            await self.rerouted.wait()
 
     async def _peer_writer(self, peer: _Peer) -> None:
         open_channel, _accept, ChannelClosed = channel_api()
         port = self.run.nodes.get(peer.name)
         secret = self.run.secret_bytes
         while True:
-            # connect, retrying for a grace period (the peer may be starting)
+            # connect, retrying for a grace period (the peer may be starting);
+            # with no classical path left (nodes or links down), down until one
+            # comes back
             deadline = trio.current_time() + CONNECT_GRACE_S
             ch = None
             while ch is None:
+                if peer.name not in self.delays:
+                    self._drain_lost(peer)
+                    self._peer_down(peer)
+                    while peer.name not in self.delays:
+                        await self.rerouted.wait()
+                    deadline = trio.current_time() + CONNECT_GRACE_S
                 try:
                     ch = await open_channel(self.run.host, port, name=self.name, kind="node",
                                             secret=secret, nursery=self.nursery,
@@ -320,7 +390,7 @@ class NodeDaemon(RuntimeDriver):
                         self._peer_down(peer)
                         deadline = float("inf")
                         log.debug("%s: %s unreachable: %s", self.name, peer.name, exc)
-                    await trio.sleep(0.1 if deadline != float("inf") else 0.5)
+                    await self._until_rerouted(0.05 if deadline != float("inf") else 0.5)
             try:
                 await ch.send(NodeBoot(self.boot))
                 first = await ch.receive()
@@ -332,13 +402,13 @@ class NodeDaemon(RuntimeDriver):
                 async with trio.open_nursery() as inner:
                     inner.start_soon(self._watch, ch, inner.cancel_scope)
                     inner.start_soon(self._forward, peer, ch, inner.cancel_scope)
-            except (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except _CLOSED as exc:
                 log.info("%s: connection to %s ended: %s", self.name, peer.name, exc)
             peer.channel = None
             self._drain_lost(peer)
             self._peer_down(peer)
             await ch.aclose()
-            await trio.sleep(0.2)
+            await self._until_rerouted(0.02)
 
     async def _forward(self, peer: _Peer, ch: Any, scope: trio.CancelScope) -> None:
         """Send ``peer``'s queued messages over ``ch`` until it fails (then
@@ -347,7 +417,7 @@ class NodeDaemon(RuntimeDriver):
         try:
             async for msg in peer.queue_recv:
                 await ch.send(msg)
-        except QStackError as exc:
+        except _CLOSED as exc:
             log.info("%s: sending to %s failed: %s", self.name, peer.name, exc)
         scope.cancel()
 
@@ -374,19 +444,30 @@ class NodeDaemon(RuntimeDriver):
         if first.__class__ is not NodeBoot:
             await ch.aclose(ErrorCode.UNEXPECTED_EVENT, "expected NodeBoot first")
             return
+        if ch.peer not in self.delays:
+            # no path of live nodes and links joins us (we learnt it first): not yet
+            await ch.aclose(ErrorCode.NET_NO_ROUTE, f"no classical path {self.name} -> {ch.peer}")
+            return
         await ch.send(NodeBoot(self.boot))
         peer = self._peer(ch.peer)
         self._peer_seen(peer, first.boot)
         src = ch.peer
         runtime = self.runtime
+        peer.incoming.add(ch)
         try:
             async for msg in ch:
+                if msg.__class__ is NodeFault:      # the far end resets the session
+                    peer.resetting = True
+                    self.nursery.start_soon(self._reset, src)
+                    break
                 try:
                     runtime.message(src, msg, self.clock.now)
                 except Exception as exc:   # a protocol's bug: that message is lost
                     self._callback_failed(exc)
         except QStackError as err:
             log.info("%s: connection from %s ended: %s", self.name, src, err)
+        finally:
+            peer.incoming.discard(ch)
         self._peer_down(peer)
 
     # ------------------------------------------------------------------ applications
@@ -513,7 +594,7 @@ class NodeDaemon(RuntimeDriver):
                     try:
                         async for out in app.out_recv:
                             await ch.send(out)
-                    except QStackError as err:    # it stopped reading, or went away
+                    except _CLOSED as err:    # it stopped reading, or went away
                         log.info("%s: application %d: %s", self.name, app.app_id, err)
                     inner.cancel_scope.cancel()
                 inner.start_soon(writer)
@@ -528,6 +609,8 @@ class NodeDaemon(RuntimeDriver):
                             break
                         except Exception as exc:
                             self._callback_failed(exc)
+                except _CLOSED as err:      # (caught in here: out of a nursery, in a group)
+                    log.info("%s: application %d ended: %s", self.name, app.app_id, err)
                 finally:
                     inner.cancel_scope.cancel()
         except QStackError as err:
@@ -564,9 +647,66 @@ class NodeDaemon(RuntimeDriver):
                                              tuple(str(r.protocol)[:64] for r in part),
                                              tuple(str(r.detail)[:256] for r in part)))
             elif msg.__class__ is NodeFault and msg.kind == "reset":
-                peer = self.peers.get(msg.peer)
-                if peer is not None and peer.channel is not None:
-                    await peer.channel.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+                await self._reset(msg.peer)
+            elif msg.__class__ is NodeLinkState:
+                await self._link_state(msg.a, msg.b, msg.up)
+
+    def _reroute(self) -> None:
+        """Classical delays over the nodes and links up; a peer left without
+        a path has its session broken (it is ``PeerDown`` until a path
+        returns: :meth:`_peer_writer` waits for one)."""
+        alive = self.graph.copy()
+        alive.remove_edges_from(tuple(k) for k in self.links_down)
+        alive.remove_nodes_from(self.nodes_down)
+        self.delays = nx.single_source_dijkstra_path_length(alive, self.name, weight="delay_ns")
+        self.rerouted.set()
+        self.rerouted = trio.Event()
+        for peer in list(self.peers.values()):
+            if peer.name not in self.delays and peer.up:
+                peer.resetting = True           # (LinkDown, if any, was told by its cause)
+                self._peer_down(peer)
+                self.nursery.start_soon(self._reset, peer.name)
+
+    async def _reset(self, name: str) -> None:
+        """The classical session with ``name`` breaks (both ends learn it:
+        ``PeerDown``, then ``PeerUp`` when it reconnects) and reconnects."""
+        peer = self.peers.get(name)
+        if peer is None:
+            return
+        peer.resetting = True
+        ch = peer.channel
+        if ch is not None:
+            try:            # the far end closes its side too, and knows why
+                await ch.send(NodeFault("reset", self.name))
+            except (QStackError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            await ch.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+        for inc in list(peer.incoming):
+            await inc.aclose(ErrorCode.EMU_PEER_GONE, "connection reset (fault)")
+
+    async def _link_state(self, a: str, b: str, up: bool) -> None:
+        """The link ``a``-``b`` went down or up: classical messages take the
+        shortest path left (none: ``Undeliverable``); an end of it is told
+        ``LinkDown`` (its session with the other end reset) or ``LinkUp``."""
+        key = frozenset((a, b))
+        if (key in self.links_down) != up or not self.graph.has_edge(a, b):
+            return                  # already so, or no such link
+        (self.links_down.discard if up else self.links_down.add)(key)
+        other = b if self.name == a else a if self.name == b else None
+        peer = self._peer(other) if other is not None else None
+        now = self.clock.now
+        if peer is not None and not up and not peer.link_told_down:
+            peer.link_told_down = True
+            self._safely(self.runtime.broadcast, LinkDown(other), now)
+        self._reroute()
+        if peer is None:
+            return
+        if up:
+            if peer.up and peer.link_told_down:     # (else its reconnection tells it)
+                peer.link_told_down = False
+                self._safely(self.runtime.broadcast, LinkUp(other), now)
+        elif other in self.delays:
+            await self._reset(other)                # a path round: the session resets
 
     # ------------------------------------------------------------------ the process
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -575,10 +715,24 @@ class NodeDaemon(RuntimeDriver):
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self.clock.run)
-            physics = await open_channel(self.run.host, self.run.physics_port, name=self.name,
-                                         kind="node", secret=secret, nursery=nursery,
-                                         keepalive_s=self.run.keepalive_s,
-                                         dead_after_s=self.run.dead_after_s)
+            # listening first: a peer that learns we are back (from the physics
+            # server, once we connect to it) finds the port open
+            listeners = await trio.open_tcp_listeners(self.run.nodes[self.name], host="127.0.0.1")
+            # the physics server starts beside us (net up starts both at once):
+            # retried for PHYSICS_GRACE_S
+            deadline = trio.current_time() + PHYSICS_GRACE_S
+            while True:
+                try:
+                    physics = await open_channel(self.run.host, self.run.physics_port,
+                                                 name=self.name, kind="node", secret=secret,
+                                                 nursery=nursery,
+                                                 keepalive_s=self.run.keepalive_s,
+                                                 dead_after_s=self.run.dead_after_s)
+                    break
+                except (QStackError, OSError):
+                    if trio.current_time() > deadline:
+                        raise
+                    await trio.sleep(0.02)
             send, recv = trio.open_memory_channel(float("inf"))
             self.physics_send = send
 
@@ -609,7 +763,8 @@ class NodeDaemon(RuntimeDriver):
                 except QStackError as err:
                     log.warning("%s: refused a connection: %s", self.name, err)
                     return
-                except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+                except (trio.TooSlowError, OSError, trio.BrokenResourceError, ValueError) as exc:
+                    # (ValueError: a hello that does not parse) that connection only
                     log.warning("%s: a connection failed before its hello: %s", self.name, exc)
                     return
                 try:
@@ -633,7 +788,6 @@ class NodeDaemon(RuntimeDriver):
                 finally:
                     await ch.aclose()
 
-            listeners = await trio.open_tcp_listeners(self.run.nodes[self.name], host="127.0.0.1")
             self.runtime.start(self.clock.now)
             task_status.started()
             await trio.serve_listeners(client, listeners)
@@ -648,10 +802,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s {args.node} %(message)s")
     run = RunFile.load(args.runfile)
     daemon = NodeDaemon(run, args.node)
-    try:
-        trio.run(daemon.serve)
-    except KeyboardInterrupt:
-        pass
+    profiling.run(args.node, daemon.serve)
     return 0
 
 

@@ -29,10 +29,13 @@ from typing import Any
 import trio
 
 from qstack.core.errors import ErrorCode, QStackError
-from qstack.emu.messages import NodeFault, NodeStatus, PhysLinkState, StatusQuery
+from qstack.emu.messages import (
+    NodeFault, NodeLinkState, NodeStatus, PhysCensusQuery, PhysLinkState, StatusQuery,
+)
 from qstack.emu.runfile import RunFile, channel_api, default_path
 
-__all__ = ["net_up", "net_down", "net_status", "LaunchError", "free_ports", "alive"]
+__all__ = ["net_up", "net_down", "net_status", "net_fault", "net_census", "fault_schedule",
+           "run_schedule", "LaunchError", "free_ports", "alive"]
 
 
 class LaunchError(QStackError):
@@ -134,12 +137,19 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
     try:
         procs["physics"] = _spawn(["qstack.emu.physics", run.path], logs / "physics.log")
         run.pids["physics"] = procs["physics"].pid
-        _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
-                   timeout_s)
+        # the daemons start while the physics server does (each waits for it):
+        # a process's start is mostly Python's imports
         started = [n for n in names if n not in absent]
         for name in started:
             procs[name] = _spawn(["qstack.emu.daemon", run.path, name], logs / f"{name}.log")
             run.pids[name] = procs[name].pid
+        _wait_port(run.physics_port, procs["physics"], "physics", logs / "physics.log",
+                   timeout_s)
+        if spec.faults:
+            # started now, so that it is ready when the network is (it waits for that)
+            procs["faults"] = _spawn(["qstack.emu.launcher", "faults", run.path],
+                                     logs / "faults.log")
+            run.pids["faults"] = procs["faults"].pid
         run.save(target)
         pending = set(started)
         deadline = time.monotonic() + timeout_s
@@ -158,6 +168,10 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
                                   f"({len(pending)} not ready):\n{_tail(logs / f'{first}.log')}")
             if pending:
                 time.sleep(0.05)
+        # the [faults] schedule's time 0: now, when the network is ready (as
+        # the simulator's is when its applications start)
+        run.ready_ns = run.now_ns()
+        run.save(target)
     except BaseException:
         _stop(list(procs.values()))
         target.unlink(missing_ok=True)
@@ -266,20 +280,90 @@ def net_fault(run: RunFile, kind: str, a: str, b: str = "") -> None:
         open_channel, _accept, _closed = channel_api()
         async with trio.open_nursery() as nursery:
             if kind in ("link-down", "link-up"):
-                ch = await open_channel(run.host, run.physics_port, name="qstack-net",
-                                        kind="control", secret=run.secret_bytes, nursery=nursery)
-                await ch.send(PhysLinkState(a, b, kind == "link-up"))
+                up = kind == "link-up"
+                targets = [(run.physics_port, PhysLinkState(a, b, up))]
+                targets += [(port, NodeLinkState(a, b, up)) for port in run.nodes.values()]
             elif kind == "reset":
-                ch = await open_channel(run.host, run.nodes[a], name="qstack-net",
-                                        kind="control", secret=run.secret_bytes, nursery=nursery)
-                await ch.send(NodeFault("reset", b))
+                targets = [(run.nodes[a], NodeFault("reset", b))]
             else:
                 raise QStackError(ErrorCode.INVALID_PARAMETER, f"unknown fault {kind!r}")
-            await trio.sleep(0.05)
-            await ch.aclose()
+            for port, msg in targets:
+                try:
+                    ch = await open_channel(run.host, port, name="qstack-net", kind="control",
+                                            secret=run.secret_bytes, nursery=nursery,
+                                            connect_timeout_s=1.0)
+                except (QStackError, OSError):
+                    continue            # a crashed node: it learns the links' state on restart
+                await ch.send(msg)
+                await trio.sleep(0.01)
+                await ch.aclose()
             nursery.cancel_scope.cancel()
 
     trio.run(tell)
+
+
+def net_census(run: RunFile) -> dict[str, Any]:
+    """The physics server's qubit census: ``{"engine": qubits alive in the
+    state engine, "held": qubits held in memories, "per_node": {node: n}}``
+    (``engine == held`` unless a qubit was lost or duplicated)."""
+    async def ask() -> dict[str, Any]:
+        open_channel, _accept, _closed = channel_api()
+        async with trio.open_nursery() as nursery:
+            ch = await open_channel(run.host, run.physics_port, name="qstack-net",
+                                    kind="control", secret=run.secret_bytes, nursery=nursery,
+                                    connect_timeout_s=1.0)
+            with trio.fail_after(5):
+                await ch.send(PhysCensusQuery(1))
+                reply = await ch.receive()
+            await ch.aclose()
+            nursery.cancel_scope.cancel()
+        return {"engine": reply.engine, "held": reply.held,
+                "per_node": dict(zip(reply.nodes, reply.per_node))}
+
+    return trio.run(ask)
+
+
+def fault_schedule(faults: Any) -> list[tuple[int, str, str, str]]:
+    """The ``net_fault`` calls a fault schedule (:class:`qstack.core.faults.Fault`
+    list) makes, in order: ``(at_ns, kind, a, b)``, a restart or a link back
+    up at its fault's ``at_ns + after_ns``."""
+    steps = []
+    for f in faults:
+        a, b = f.nodes[0], (f.nodes[1] if len(f.nodes) > 1 else "")
+        if f.kind == "crash":
+            steps.append((f.at_ns, "crash", a, b))
+            if f.after_ns is not None:
+                steps.append((f.at_ns + f.after_ns, "restart", a, b))
+        elif f.kind == "link_down":
+            steps.append((f.at_ns, "link-down", a, b))
+            if f.after_ns is not None:
+                steps.append((f.at_ns + f.after_ns, "link-up", a, b))
+        else:
+            steps.append((f.at_ns, "reset", a, b))
+    return sorted(steps, key=lambda s: s[0])
+
+
+def run_schedule(run_path: str | Path) -> None:
+    """Apply the ``[faults]`` of the running network's file, each at its
+    ``at_s`` after the network was ready (the run file's ``ready_ns``, which
+    this waits for), then return (the process ``net_up`` starts for a file
+    with faults)."""
+    from qstack.config import load_network
+    from qstack.emu.clock import model_now_ns
+
+    run = RunFile.load(run_path)
+    while not run.ready_ns:
+        time.sleep(0.005)
+        run = RunFile.load(run_path)
+    start_ns = run.ready_ns
+    for at_ns, kind, a, b in fault_schedule(load_network(run.network).faults):
+        wait_ns = start_ns + at_ns - model_now_ns(run.epoch_ns, run.time_scale)
+        if wait_ns > 0:
+            time.sleep(wait_ns * run.time_scale / 1e9)
+        run = RunFile.load(run_path)          # a restart changed the pids
+        print(f"{model_now_ns(run.epoch_ns, run.time_scale) - start_ns} ns: {kind} {a} {b}",
+              flush=True)
+        net_fault(run, kind, a, b)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -299,6 +383,11 @@ def net_down(run: RunFile) -> list[str]:
     """Stop every process of ``run`` and remove its run file; the names of
     those that were still running."""
     stopped = []
+    if run.path:
+        try:        # a restart (net_fault, the fault schedule) wrote the pids it started
+            run.pids.update(RunFile.load(run.path).pids)
+        except (OSError, ValueError):
+            pass
     for name, pid in run.pids.items():
         if alive(pid):
             try:
@@ -318,3 +407,19 @@ def net_down(run: RunFile) -> list[str]:
     if run.path:
         Path(run.path).unlink(missing_ok=True)
     return stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m qstack.emu.launcher faults RUN``: the fault schedule's process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m qstack.emu.launcher")
+    parser.add_argument("what", choices=["faults"])
+    parser.add_argument("runfile")
+    args = parser.parse_args(argv)
+    run_schedule(args.runfile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

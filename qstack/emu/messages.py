@@ -35,6 +35,7 @@ __all__ = [
     "AppDone", "AppFailed", "AppIncoming", "AppQubitArrived", "AppEprArrived", "AppDataArrived",
     "AppPeerClosed", "AppLost", "PhysAllocate", "PhysGate", "PhysMeasure", "PhysBellMeasure",
     "PhysDiscard", "PhysSettle", "PhysResult", "PhysQuery", "PhysReport", "PhysLinkState",
+    "PhysCensusQuery", "PhysCensus", "PhysNodeState", "NodeLinkState",
     "request_to_wire", "request_from_wire", "event_to_wire", "event_from_wire",
     "op_to_wire", "op_from_wire", "CHOSEN_REF_BASE", "VECTOR_EXAMPLES",
     "FailuresQuery", "FailuresReport", "MAX_REPORTED_FAILURES",
@@ -368,6 +369,55 @@ class PhysLinkState(Message):
     up: bool
 
 
+@message("emu.node", 0x0656)
+@dataclass(frozen=True, slots=True)
+class NodeLinkState(Message):
+    """(control -> every daemon) The link ``a``-``b`` went down or came back
+    (``specs/faults.md``): each daemon routes its classical messages round
+    it; its two ends are told ``LinkDown`` (their session with each other
+    reset) or ``LinkUp``."""
+
+    a: str = field(metadata=_NAME)
+    b: str = field(metadata=_NAME)
+    up: bool
+
+
+@message("emu.physics", 0x064D)
+@dataclass(frozen=True, slots=True)
+class PhysNodeState(Message):
+    """(physics server -> daemons) Node ``node``'s daemon went away (a crash:
+    ``up`` false) or came back. The simulator's classical channel joins two
+    nodes while a path of live nodes and links does (``specs/faults.md``);
+    daemons, connected to each other directly, learn which nodes are gone
+    from the one process that sees every daemon come and go."""
+
+    node: str = field(metadata=_NAME)
+    up: bool
+
+
+@message("emu.physics", 0x064A)
+@dataclass(frozen=True, slots=True)
+class PhysCensusQuery(Message):
+    """(control -> physics server) Ask for the qubit census (:class:`PhysCensus`)."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+
+
+@message("emu.physics", 0x064B)
+@dataclass(frozen=True, slots=True)
+class PhysCensus(Message):
+    """(physics server -> control) Qubits alive in the state engine and qubits
+    held in the nodes' memories: equal unless a qubit was lost (alive, held
+    by no one) or duplicated; ``per_node``: the memories' counts, in the
+    order of ``nodes``."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    engine: int = field(metadata=_U63)
+    held: int = field(metadata=_U63)
+    nodes: tuple[str, ...] = field(metadata=limits(max_len=4096))
+    per_node: tuple[int, ...] = field(metadata=limits(0, (1 << 63) - 1, max_len=4096))
+
+
 # ---------------------------------------------------------------- conversions
 
 def as_code(value: int) -> ErrorCode:
@@ -678,6 +728,11 @@ VECTOR_EXAMPLES = {
     "node_fault_reset": NodeFault(kind="reset", peer="alice"),
     "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
                                      detail="alice: no free memory slot", done_ns=1_250_000),
+    "phys_census_query": PhysCensusQuery(request=2),
+    "phys_census": PhysCensus(request=2, engine=5, held=5, nodes=("alice", "bob"),
+                              per_node=(2, 3)),
+    "phys_node_state": PhysNodeState(node="repeater", up=False),
+    "node_link_state": NodeLinkState(a="alice", b="repeater", up=False),
 }
 
 

@@ -38,10 +38,12 @@ import trio
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message
+from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysDiscard, PhysGate, PhysLinkState,
-    PhysMeasure, PhysQuery, PhysReport, PhysResult, PhysSettle, op_from_wire,
+    CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysCensus, PhysCensusQuery, PhysDiscard,
+    PhysGate, PhysLinkState, PhysMeasure, PhysNodeState, PhysQuery, PhysReport, PhysResult,
+    PhysSettle, op_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.device import QuantumDevice
@@ -68,6 +70,7 @@ class _NodeState:
         self.busy_until = 0                  # end of the last queued operation (ns)
         self.outbox: Any = None              # trio send channel to the daemon's writer
         self.session = 0                     # connections so far (a reconnect is a restart)
+        self.gone = False                    # its daemon went away (until it reconnects)
 
 
 class PhysicsServer:
@@ -117,11 +120,12 @@ class PhysicsServer:
     def _ref_of(self, node: _NodeState, q: Any) -> int:
         return q.id
 
-    def census(self) -> dict[str, int]:
+    def census(self) -> dict[str, Any]:
         """Qubits alive in the engine against qubits held in memories (equal
-        unless a qubit was lost or duplicated)."""
-        held = sum(len(n.device.stored_qubits()) for n in self.nodes.values())
-        return {"engine": len(self.engine._where), "held": held}
+        unless a qubit was lost or duplicated), and each node's count."""
+        per_node = {name: len(n.device.stored_qubits()) for name, n in self.nodes.items()}
+        return {"engine": self.engine.num_live_qubits, "held": sum(per_node.values()),
+                "per_node": per_node}
 
     # ------------------------------------------------------------------ requests
     def handle(self, node_name: str, msg: Message) -> Message | None:
@@ -208,16 +212,31 @@ class PhysicsServer:
 
     # ------------------------------------------------------------------ sessions
     def attach(self, name: str, outbox: Any) -> None:
-        """Node ``name``'s daemon connected (``outbox``: where its answers go)."""
+        """Node ``name``'s daemon connected (``outbox``: where its answers go).
+        It is told which nodes are gone; if it was gone, the others are told
+        it is back."""
         node = self.nodes[name]
         node.session += 1
         node.outbox = outbox
+        for other in self.nodes.values():
+            if other.gone:
+                outbox.send_nowait(PhysNodeState(other.name, False))
+        if node.gone:
+            node.gone = False
+            self._tell_all(PhysNodeState(name, True), but=name)
+
+    def _tell_all(self, msg: Message, but: str) -> None:
+        for other in self.nodes.values():
+            if other.outbox is not None and other.name != but:
+                other.outbox.send_nowait(msg)
 
     def detach(self, name: str) -> None:
         """Node ``name``'s daemon went away: a crash (memory lost)."""
         node = self.nodes[name]
         node.outbox = None
         node.session += 1
+        node.gone = True
+        self._tell_all(PhysNodeState(name, False), but=name)
         for (a, _b), (st, side) in self._side.items():
             if a == name:
                 st.drop_side(side)
@@ -237,15 +256,20 @@ def _consumed(op: Any) -> tuple:
 
 # ---------------------------------------------------------------- the process
 
-async def serve(run: RunFile, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run the physics server of ``run`` until cancelled."""
+async def serve(run: RunFile, server: PhysicsServer | None = None, *,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the physics server of ``run`` until cancelled (``server``: one
+    built already, on its own clock; default: built from the run's network file)."""
     open_channel, accept_channel, ChannelClosed = channel_api()
-    from qstack.config import load_network
+    if server is None:
+        from qstack.config import load_network
 
-    spec = load_network(run.network)
-    clock = RealClock(run.epoch_ns, run.time_scale,
-                      on_error=lambda exc: log.exception("timer callback failed", exc_info=exc))
-    server = PhysicsServer(spec, clock, seed=run.seed, formalism=run.formalism)
+        spec = load_network(run.network)
+        clock = RealClock(run.epoch_ns, run.time_scale,
+                          on_error=lambda exc: log.exception("timer callback failed",
+                                                             exc_info=exc))
+        server = PhysicsServer(spec, clock, seed=run.seed, formalism=run.formalism)
+    clock = server.clock
     secret = bytes.fromhex(run.secret)
 
     async with trio.open_nursery() as nursery:
@@ -259,7 +283,8 @@ async def serve(run: RunFile, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
             except QStackError as err:
                 log.warning("refused a connection: %s", err)
                 return
-            except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+            except (trio.TooSlowError, OSError, trio.BrokenResourceError, ValueError) as exc:
+                # (ValueError: a hello that does not parse) that connection only
                 log.warning("a connection failed before its hello: %s", exc)
                 return
             if ch.peer_kind == "node" and ch.peer in server.nodes:
@@ -308,6 +333,11 @@ async def _serve_node(server: PhysicsServer, ch: Any) -> None:
 
 async def _serve_control(server: PhysicsServer, ch: Any) -> None:
     async for msg in ch:
+        if msg.__class__ is PhysCensusQuery:
+            c = server.census()
+            await ch.send(PhysCensus(msg.request, c["engine"], c["held"],
+                                     tuple(c["per_node"]), tuple(c["per_node"].values())))
+            continue
         try:
             answer = server.handle(next(iter(server.nodes)), msg) \
                 if msg.__class__ is PhysLinkState else None
@@ -325,10 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     run = RunFile.load(args.runfile)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s physics %(message)s",
                         stream=sys.stderr)
-    try:
-        trio.run(serve, run)
-    except KeyboardInterrupt:
-        pass
+    profiling.run("physics", serve, run)
     return 0
 
 

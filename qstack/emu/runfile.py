@@ -50,6 +50,9 @@ class RunFile:
     logs: str = ""                      # directory of the processes' logs
     keepalive_s: float = 0.5
     dead_after_s: float = 2.0
+    #: model time (ns) when every daemon was ready: the time 0 of the network
+    #: file's [faults] schedule (0 until then)
+    ready_ns: int = 0
     path: str = ""
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -72,6 +75,12 @@ class RunFile:
         run = cls(**{k: v for k, v in data.items() if k in known})
         run.path = str(source)
         return run
+
+    def now_ns(self) -> int:
+        """The network's model time now (ns)."""
+        import time
+
+        return int((time.monotonic_ns() - self.epoch_ns) / self.time_scale)
 
     @property
     def secret_bytes(self) -> bytes:
