@@ -8,21 +8,22 @@ queues as int64 arrays of (pass, block, node, start, end) rows.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
 
 cnp.import_array()
 
 
 def permutations(int64_t n, int64_t passes, uint64_t seed):
-    """(passes, n) int64: Fisher-Yates shuffles drawn from splitmix64 (twin:
-    ``cascade._permutations_py``, bit for bit the same); n < 2^32."""
-    out = np.empty((passes, n), dtype=np.int64)
-    cdef int64_t[:, ::1] a = out
-    cdef int64_t p, i, j, t
+    """(passes, n) int32: Fisher-Yates shuffles drawn from splitmix64 (twin:
+    ``cascade._permutations_py``, bit for bit the same); n < 2^31."""
+    out = np.empty((passes, n), dtype=np.int32)
+    cdef int32_t[:, ::1] a = out
+    cdef int64_t p, i, j
+    cdef int32_t t
     cdef uint64_t state = seed, z
     for p in range(passes):
         for i in range(n):
-            a[p, i] = i
+            a[p, i] = <int32_t>i
         for i in range(n - 1, 0, -1):
             state += 0x9E3779B97F4A7C15ULL
             z = state
@@ -41,8 +42,8 @@ cdef class BobCore:
     cdef public bint done
     cdef bint pend_top
     cdef uint8_t[::1] bits
-    cdef int64_t[:, ::1] perm
-    cdef int64_t[:, ::1] inv
+    cdef int32_t[:, ::1] perm
+    cdef int32_t[:, ::1] inv
     cdef int64_t[::1] k, nblk, T, base
     cdef int8_t[::1] known
     cdef uint8_t[::1] busy
@@ -58,7 +59,7 @@ cdef class BobCore:
     def __init__(self, bits, perms, sizes):
         cdef int64_t p, n, i, total
         b = np.array(bits, dtype=np.uint8)
-        pm = np.ascontiguousarray(perms, dtype=np.int64)
+        pm = np.ascontiguousarray(perms, dtype=np.int32)
         self.bits = b
         self.n = n = b.shape[0]
         self.perm = pm
@@ -66,7 +67,7 @@ cdef class BobCore:
         self.inv = np.empty_like(pm)
         for p in range(self.P):
             for i in range(n):
-                self.inv[p, self.perm[p, i]] = i
+                self.inv[p, self.perm[p, i]] = <int32_t>i
         ks = np.ascontiguousarray(sizes, dtype=np.int64)
         self.k = ks
         self.nblk = np.array([-(-n // int(x)) for x in ks], dtype=np.int64)
@@ -76,7 +77,7 @@ cdef class BobCore:
             base[p] = base[p - 1] + self.nblk[p - 1] * self.T[p - 1]
         self.base = base
         total = base[self.P - 1] + self.nblk[self.P - 1] * self.T[self.P - 1] if self.P else 0
-        self.known = np.full(total, -1, dtype=np.int8)
+        self.known = np.zeros(total, dtype=np.int8)     # 0 unknown, else parity + 1 (lazy zero pages)
         self.busy = np.zeros(total, dtype=np.uint8)
         self.fen = np.zeros((self.P, n + 1), dtype=np.uint8)
         self.queue = np.zeros((64, 5), dtype=np.int64)
@@ -167,11 +168,11 @@ cdef class BobCore:
         cdef int64_t n = self.n, k = self.k[p], nb = self.nblk[p], j
         cdef int x = 0
         for j in range(nb - 1):
-            x ^= self.known[self._node(p, j, 1)]
+            x ^= self.known[self._node(p, j, 1)] - 1
         if self.total_parity >= 0:
-            self.known[self._node(p, nb - 1, 1)] = <int8_t>(self.total_parity ^ x)
+            self.known[self._node(p, nb - 1, 1)] = <int8_t>((self.total_parity ^ x) + 1)
         else:
-            self.total_parity = x ^ self.known[self._node(p, nb - 1, 1)]
+            self.total_parity = x ^ (self.known[self._node(p, nb - 1, 1)] - 1)
         for j in range(nb):
             self._push(p, j, 1, j * k, min(j * k + k, n))
         self.pend_top = False
@@ -212,9 +213,9 @@ cdef class BobCore:
             p = self.pend[t, 0]; j = self.pend[t, 1]; i = self.pend[t, 2]
             a = par[t] & 1
             self.leaked += 1
-            self.known[self._node(p, j, i)] = <int8_t>a
+            self.known[self._node(p, j, i)] = <int8_t>(a + 1)
             if i > 1:
-                self.known[self._node(p, j, i + 1)] = <int8_t>(self.known[self._node(p, j, i >> 1)] ^ a)
+                self.known[self._node(p, j, i + 1)] = <int8_t>(((self.known[self._node(p, j, i >> 1)] - 1) ^ a) + 1)
         self.npend = 0
         if self.pend_top:
             self._finish_top(self.cur)
@@ -232,12 +233,12 @@ cdef class BobCore:
     cdef void _descend(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
         cdef int64_t m
         cdef int kl
-        if self._par(p, s, e) == self.known[self._node(p, j, i)]:
+        if self._par(p, s, e) == self.known[self._node(p, j, i)] - 1:
             self.busy[self._node(p, j, i)] = 0
             return
         while e - s > 1:
             m = s + (e - s + 1) // 2
-            kl = self.known[self._node(p, j, 2 * i)]
+            kl = self.known[self._node(p, j, 2 * i)] - 1
             if kl < 0:
                 self._add_active(p, j, i, s, e)
                 return
@@ -271,7 +272,7 @@ cdef class BobCore:
             s = j * k
             e = min(s + k, n)
             depth = 0
-            while self.known[self._node(q, j, i)] >= 0:
+            while self.known[self._node(q, j, i)] > 0:
                 path[5 * depth] = q; path[5 * depth + 1] = j; path[5 * depth + 2] = i
                 path[5 * depth + 3] = s; path[5 * depth + 4] = e
                 depth += 1
@@ -297,7 +298,7 @@ cdef class BobCore:
             if self.qhead == self.qtail:
                 self.qhead = self.qtail = 0
             node = self._node(p, j, i)
-            if self.busy[node] or self._par(p, s, e) == self.known[node]:
+            if self.busy[node] or self._par(p, s, e) == self.known[node] - 1:
                 continue
             self.busy[node] = 1
             self._descend(p, j, i, s, e)

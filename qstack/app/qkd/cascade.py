@@ -117,7 +117,7 @@ def _permutations_py(n: int, passes: int, seed: int) -> np.ndarray:
     (i = n−1 … 1, j = ⌊(z >> 32)(i+1) / 2³²⌋, Lemire's multiply-shift) with z from
     splitmix64 (Steele, Lea, Flood 2014) continuing across passes.  The draw's
     bias is below n/2³²: irrelevant for spreading errors."""
-    out = np.empty((passes, n), dtype=np.int64)
+    out = np.empty((passes, n), dtype=np.int32)
     state = seed & _M64
     for p in range(passes):
         a = list(range(n))
@@ -134,13 +134,13 @@ def _permutations_py(n: int, passes: int, seed: int) -> np.ndarray:
 
 
 def pass_permutations(n: int, passes: int, seed: int, use_cython: bool | None = None) -> np.ndarray:
-    """(passes, n) int64: row p maps a position in pass p's order to a key index.
+    """(passes, n) int32: row p maps a position in pass p's order to a key index.
 
     Both ends derive them from the same seed (sent in :class:`CascadeStart`);
     the shuffles only spread bursty errors, they need not be secret.
     """
-    if n >= 1 << 32:
-        fail("cascade.n", "fewer than 2^32 bits", n)
+    if n >= 1 << 31:
+        fail("cascade.n", "fewer than 2^31 bits", n)
     if use_cython is None:
         use_cython = HAVE_CYTHON
     if use_cython:
