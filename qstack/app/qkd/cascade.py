@@ -415,15 +415,19 @@ class CascadeBob:
     """Bob's end: ``start()`` → :class:`CascadeStart`, then ``next_query()`` →
     :class:`ParityQuery` or None when finished, ``on_reply()`` for each answer.
 
-    use_cython: the compiled kernel (default when built) or the Python twin.
+    qber: the estimated QBER the block sizes follow; seed: the permutation seed;
+    use_cython: the compiled kernel (default when built) or the Python twin;
+    max_passes: stop after this many passes (default: the variant's).
     """
 
     def __init__(self, bits: np.ndarray, qber: float, seed: int, variant: str = "yan14",
-                 use_cython: bool | None = None) -> None:
+                 use_cython: bool | None = None, max_passes: int | None = None) -> None:
         self._bits = as_bits("CascadeBob.bits", bits)
         if self._bits.size == 0:
             fail("CascadeBob.bits", "at least one bit", 0)
         self.sizes = tuple(block_sizes(self._bits.size, qber, variant))
+        if max_passes is not None:      # fewer passes: less leaked, more errors left for verification
+            self.sizes = self.sizes[:check_pos_int("CascadeBob.max_passes", max_passes)]
         self.seed = int(seed)
         self.qber_estimate = float(qber)
         if use_cython is None:

@@ -53,7 +53,8 @@ class PostProcessConfig:
     eps_sec, eps_cor: the composable secrecy and correctness parameters;
     finite: Lim et al.'s finite-key bounds (False: their asymptotic limit);
     qber_max, phase_error_max: abort thresholds (test-basis QBER, φ bound);
-    cascade_variant: see :func:`~.cascade.block_sizes`.
+    cascade_variant: see :func:`~.cascade.block_sizes`; cascade_passes: cut Cascade
+    short after this many passes (0: the variant's own number).
     """
 
     settings: DecoySettings
@@ -64,6 +65,7 @@ class PostProcessConfig:
     qber_max: float = 0.11
     phase_error_max: float = 0.15
     cascade_variant: str = "yan14"
+    cascade_passes: int = 0
 
     def __post_init__(self) -> None:
         if self.key_basis not in (0, 1):
@@ -180,7 +182,9 @@ def run_block(alice: AliceRecord, bob: BobRecord, config: PostProcessConfig, see
     kmask = sa.mask(kb)
     ka, kbits = sa.bits[kmask], sb.bits[kmask]
     alice_ec = CascadeAlice(ka)
-    bob_ec = CascadeBob(kbits, max(res.qber_test, 1e-3), int(rng.integers(0, 2**63)), config.cascade_variant)
+    # block sizes from the test basis' QBER (the key basis' is unknown until corrected)
+    bob_ec = CascadeBob(kbits, max(res.qber_test, 1e-3), int(rng.integers(0, 2**63)), config.cascade_variant,
+                        max_passes=config.cascade_passes or None)
     alice_ec.on_start(bob_ec.start())
     res.messages += 1
     while (q := bob_ec.next_query()) is not None:
