@@ -73,3 +73,11 @@ def test_the_hand_built_link_prints_three_measured_outcomes():
 
 def test_the_protocol_of_your_own_takes_every_pair():
     assert _run(_block("class Sink(Protocol)")) == ["1000 []"]
+
+
+def test_the_qkd_block_ends_with_identical_keys_and_its_leaks():
+    lines = _run(_block("postprocess.run_block"))
+    ok, length, same = lines[0].split()
+    assert ok == "True" and same == "True" and int(length) > 0
+    assert f"True {length} True" in _block("postprocess.run_block")    # the README shows this run's length
+    assert lines[1].startswith("LeakRecord(error_correction=")
