@@ -37,6 +37,35 @@ def permutations(int64_t n, int64_t passes, uint64_t seed):
     return out
 
 
+cdef class Rows:
+    """A growable FIFO of (pass, block, node, start, end) rows."""
+    cdef int64_t[:, ::1] a
+    cdef int64_t head, tail
+
+    def __cinit__(self):
+        self.a = np.zeros((64, 5), dtype=np.int64)
+        self.head = self.tail = 0
+
+    cdef void _make_room(self):
+        cdef int64_t live = self.tail - self.head
+        arr = np.asarray(self.a)
+        if self.head > 0 and 2 * live <= self.a.shape[0]:
+            arr[:live] = arr[self.head:self.tail]           # slide the live rows to the front
+        else:
+            grown = np.zeros((2 * self.a.shape[0], 5), dtype=np.int64)
+            grown[:live] = arr[self.head:self.tail]
+            self.a = grown
+        self.head, self.tail = 0, live
+
+    cdef inline void push(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
+        if self.tail == self.a.shape[0]:
+            self._make_room()
+        cdef int64_t t = self.tail
+        self.a[t, 0] = p; self.a[t, 1] = j; self.a[t, 2] = i
+        self.a[t, 3] = s; self.a[t, 4] = e
+        self.tail = t + 1
+
+
 cdef class BobCore:
     cdef public int64_t n, P, cur, total_parity, leaked, flips, rounds
     cdef public bint done
@@ -48,13 +77,7 @@ cdef class BobCore:
     cdef int8_t[::1] known
     cdef uint8_t[::1] busy
     cdef uint8_t[:, ::1] fen
-    cdef int64_t[:, ::1] queue
-    cdef int64_t qhead, qtail
-    cdef int64_t[:, ::1] active
-    cdef int64_t nactive
-    cdef int64_t[:, ::1] pend
-    cdef int64_t npend
-    cdef object _refs
+    cdef Rows queue, active, pend
 
     def __init__(self, bits, perms, sizes):
         cdef int64_t p, n, i, total
@@ -80,66 +103,26 @@ cdef class BobCore:
         self.known = np.zeros(total, dtype=np.int8)     # 0 unknown, else parity + 1 (lazy zero pages)
         self.busy = np.zeros(total, dtype=np.uint8)
         self.fen = np.zeros((self.P, n + 1), dtype=np.uint8)
-        self.queue = np.zeros((64, 5), dtype=np.int64)
-        self.active = np.zeros((64, 5), dtype=np.int64)
-        self.pend = np.zeros((64, 5), dtype=np.int64)
-        self.qhead = self.qtail = self.nactive = self.npend = 0
+        self.queue, self.active, self.pend = Rows(), Rows(), Rows()
         self.cur = -1
         self.total_parity = -1
         self.leaked = self.flips = self.rounds = 0
         self.done = False
         self.pend_top = False
 
-    # ---------------------------------------------------------------- buffers
-
-    cdef int64_t[:, ::1] _grown(self, int64_t[:, ::1] buf, int64_t used):
-        nb = np.zeros((2 * buf.shape[0], 5), dtype=np.int64)
-        if used:
-            nb[:used] = np.asarray(buf)[:used]
-        return nb
-
-    cdef inline void _push(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
-        if self.qtail == self.queue.shape[0]:
-            if self.qhead > 0:     # slide the live part to the front
-                np.asarray(self.queue)[:self.qtail - self.qhead] = np.asarray(self.queue)[self.qhead:self.qtail]
-                self.qtail -= self.qhead
-                self.qhead = 0
-            if self.qtail == self.queue.shape[0]:
-                self.queue = self._grown(self.queue, self.qtail)
-        cdef int64_t t = self.qtail
-        self.queue[t, 0] = p; self.queue[t, 1] = j; self.queue[t, 2] = i
-        self.queue[t, 3] = s; self.queue[t, 4] = e
-        self.qtail = t + 1
-
-    cdef inline void _add_active(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
-        if self.nactive == self.active.shape[0]:
-            self.active = self._grown(self.active, self.nactive)
-        cdef int64_t t = self.nactive
-        self.active[t, 0] = p; self.active[t, 1] = j; self.active[t, 2] = i
-        self.active[t, 3] = s; self.active[t, 4] = e
-        self.nactive = t + 1
-
-    cdef inline void _add_pend(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
-        if self.npend == self.pend.shape[0]:
-            self.pend = self._grown(self.pend, self.npend)
-        cdef int64_t t = self.npend
-        self.pend[t, 0] = p; self.pend[t, 1] = j; self.pend[t, 2] = i
-        self.pend[t, 3] = s; self.pend[t, 4] = e
-        self.npend = t + 1
-
     # ---------------------------------------------------------------- parities
 
-    cdef inline int _pre(self, int64_t p, int64_t i) nogil:
+    cdef inline int _pre(self, int64_t p, int64_t i) noexcept nogil:
         cdef int r = 0
         while i > 0:
             r ^= self.fen[p, i]
             i -= i & -i
         return r
 
-    cdef inline int _par(self, int64_t p, int64_t s, int64_t e) nogil:
+    cdef inline int _par(self, int64_t p, int64_t s, int64_t e) noexcept nogil:
         return self._pre(p, e) ^ self._pre(p, s)
 
-    cdef inline int64_t _node(self, int64_t p, int64_t j, int64_t i) nogil:
+    cdef inline int64_t _node(self, int64_t p, int64_t j, int64_t i) noexcept nogil:
         return self.base[p] + j * self.T[p] + i
 
     # ---------------------------------------------------------------- passes
@@ -159,7 +142,7 @@ cdef class BobCore:
         nb = self.nblk[p]
         last = nb - 1 if self.total_parity >= 0 else nb
         for j in range(last):
-            self._add_pend(p, j, 1, j * k, min(j * k + k, n))
+            self.pend.push(p, j, 1, j * k, min(j * k + k, n))
         self.pend_top = True
         if last < nb and last == 0:
             self._finish_top(p)
@@ -174,7 +157,7 @@ cdef class BobCore:
         else:
             self.total_parity = x ^ (self.known[self._node(p, nb - 1, 1)] - 1)
         for j in range(nb):
-            self._push(p, j, 1, j * k, min(j * k + k, n))
+            self.queue.push(p, j, 1, j * k, min(j * k + k, n))
         self.pend_top = False
 
     # ---------------------------------------------------------------- protocol
@@ -182,53 +165,50 @@ cdef class BobCore:
     def queries(self):
         """Next round's blocks as (passes, starts, ends) int64 arrays; empty when done."""
         cdef int64_t t
-        if self.npend:
+        cdef int64_t[:, ::1] act
+        if self.pend.tail:
             raise RuntimeError("cascade: queries() again before receive()")
         while not self.done:
             self._drain()
-            if self.nactive:
-                for t in range(self.nactive):
-                    self._add_pend(self.active[t, 0], self.active[t, 1], 2 * self.active[t, 2],
-                                   self.active[t, 3],
-                                   self.active[t, 3] + (self.active[t, 4] - self.active[t, 3] + 1) // 2)
+            if self.active.tail:
+                act = self.active.a
+                for t in range(self.active.tail):
+                    self.pend.push(act[t, 0], act[t, 1], 2 * act[t, 2], act[t, 3],
+                                   act[t, 3] + (act[t, 4] - act[t, 3] + 1) // 2)
                 break
             if self.cur + 1 >= self.P:
                 self.done = True
                 break
             self._start_pass()
-            if self.npend:
+            if self.pend.tail:
                 break
-        if self.npend:
+        if self.pend.tail:
             self.rounds += 1
-        arr = np.asarray(self.pend)[:self.npend]
+        arr = np.asarray(self.pend.a)[:self.pend.tail]
         return arr[:, 0].copy(), arr[:, 3].copy(), arr[:, 4].copy()
 
     def receive(self, parities):
         cdef const uint8_t[::1] par = np.ascontiguousarray(parities, dtype=np.uint8)
-        cdef int64_t t, p, j, i, nold
+        cdef int64_t t, p, j, i
         cdef int a
-        if par.shape[0] != self.npend:
-            raise ValueError(f"cascade: {par.shape[0]} parities for {self.npend} queries")
-        for t in range(self.npend):
-            p = self.pend[t, 0]; j = self.pend[t, 1]; i = self.pend[t, 2]
+        cdef int64_t[:, ::1] pd = self.pend.a
+        cdef Rows old
+        if par.shape[0] != self.pend.tail:
+            raise ValueError(f"cascade: {par.shape[0]} parities for {self.pend.tail} queries")
+        for t in range(self.pend.tail):
+            p = pd[t, 0]; j = pd[t, 1]; i = pd[t, 2]
             a = par[t] & 1
             self.leaked += 1
             self.known[self._node(p, j, i)] = <int8_t>(a + 1)
             if i > 1:
                 self.known[self._node(p, j, i + 1)] = <int8_t>(((self.known[self._node(p, j, i >> 1)] - 1) ^ a) + 1)
-        self.npend = 0
+        self.pend.tail = 0
         if self.pend_top:
             self._finish_top(self.cur)
         else:
-            old = np.asarray(self.active)[:self.nactive].copy()
-            nold = self.nactive
-            self.nactive = 0
-            self._descend_rows(old, nold)
-
-    cdef void _descend_rows(self, int64_t[:, ::1] rows, int64_t nrows):
-        cdef int64_t t
-        for t in range(nrows):
-            self._descend(rows[t, 0], rows[t, 1], rows[t, 2], rows[t, 3], rows[t, 4])
+            old, self.active = self.active, Rows()
+            for t in range(old.tail):
+                self._descend(old.a[t, 0], old.a[t, 1], old.a[t, 2], old.a[t, 3], old.a[t, 4])
 
     cdef void _descend(self, int64_t p, int64_t j, int64_t i, int64_t s, int64_t e):
         cdef int64_t m
@@ -240,7 +220,7 @@ cdef class BobCore:
             m = s + (e - s + 1) // 2
             kl = self.known[self._node(p, j, 2 * i)] - 1
             if kl < 0:
-                self._add_active(p, j, i, s, e)
+                self.active.push(p, j, i, s, e)
                 return
             self.busy[self._node(p, j, i)] = 0
             if self._par(p, s, m) != kl:
@@ -286,17 +266,17 @@ cdef class BobCore:
                     i = 2 * i + 1
                     s = m
             for d in range(depth - 1, -1, -1):
-                self._push(path[5 * d], path[5 * d + 1], path[5 * d + 2], path[5 * d + 3], path[5 * d + 4])
+                self.queue.push(path[5 * d], path[5 * d + 1], path[5 * d + 2], path[5 * d + 3], path[5 * d + 4])
 
     cdef void _drain(self):
         cdef int64_t h, p, j, i, s, e, node
-        while self.qhead < self.qtail:
-            h = self.qhead
-            p = self.queue[h, 0]; j = self.queue[h, 1]; i = self.queue[h, 2]
-            s = self.queue[h, 3]; e = self.queue[h, 4]
-            self.qhead = h + 1
-            if self.qhead == self.qtail:
-                self.qhead = self.qtail = 0
+        cdef Rows q = self.queue
+        while q.head < q.tail:
+            h = q.head
+            p = q.a[h, 0]; j = q.a[h, 1]; i = q.a[h, 2]; s = q.a[h, 3]; e = q.a[h, 4]
+            q.head = h + 1
+            if q.head == q.tail:
+                q.head = q.tail = 0
             node = self._node(p, j, i)
             if self.busy[node] or self._par(p, s, e) == self.known[node] - 1:
                 continue

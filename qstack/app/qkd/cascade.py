@@ -51,25 +51,18 @@ step (the tests check they ask the same queries and end with the same key).
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from qstack.core.errors import ErrorCode
+from qstack.core.kernels import load_kernel
 
 from ._common import QKDError, as_bits, binary_entropy, check_pos_int, check_prob, fail
 
-try:  # the Cython kernel, built by setup.py
-    from qstack.app.qkd import _cascade  # type: ignore[attr-defined]
-    HAVE_CYTHON = True
-except ImportError:  # pragma: no cover - exercised only without a build
-    _cascade = None
-    HAVE_CYTHON = False
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
-        raise ImportError("qstack.app.qkd._cascade (Cython kernel) is not built but "
-                          "QSTACK_REQUIRE_CYTHON=1; build it with `pip install -e .`") from None
+_cascade = load_kernel("qstack.app.qkd._cascade")
+HAVE_CYTHON = _cascade is not None
 
 __all__ = [
     "HAVE_CYTHON", "VARIANTS", "block_sizes", "pass_permutations",

@@ -37,6 +37,19 @@ def _arr(name: str, value, dtype, n: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _record(owner: str, index, basis, bit, bit_dtype, bit_lo: int) -> tuple[np.ndarray, ...]:
+    """Checked (index, basis, bit) arrays of one end's record."""
+    idx = _arr(f"{owner}.index", index, np.int64)
+    n = idx.size
+    bas = _arr(f"{owner}.basis", basis, np.uint8, n)
+    bits = _arr(f"{owner}.bit", bit, bit_dtype, n)
+    if n and (bas.max() > 1 or bits.max() > 1 or bits.min() < bit_lo):
+        fail(owner, f"bases in {{0, 1}} and bits in [{bit_lo}, 1]", "other values")
+    if n > 1 and np.any(np.diff(idx) <= 0):
+        fail(f"{owner}.index", "strictly increasing pulse indices", "unsorted or repeated")
+    return idx, bas, bits
+
+
 @dataclass
 class AliceRecord:
     """What Alice sent: per pulse (or per detection event) its index, basis, bit, intensity class."""
@@ -47,15 +60,8 @@ class AliceRecord:
     cls: np.ndarray
 
     def __post_init__(self) -> None:
-        self.index = _arr("AliceRecord.index", self.index, np.int64)
-        n = self.index.size
-        self.basis = _arr("AliceRecord.basis", self.basis, np.uint8, n)
-        self.bit = _arr("AliceRecord.bit", self.bit, np.uint8, n)
-        self.cls = _arr("AliceRecord.cls", self.cls, np.uint8, n)
-        if n and (self.basis.max() > 1 or self.bit.max() > 1):
-            fail("AliceRecord", "bases and bits in {0, 1}", "larger values")
-        if n > 1 and np.any(np.diff(self.index) <= 0):
-            fail("AliceRecord.index", "strictly increasing pulse indices", "unsorted or repeated")
+        self.index, self.basis, self.bit = _record("AliceRecord", self.index, self.basis, self.bit, np.uint8, 0)
+        self.cls = _arr("AliceRecord.cls", self.cls, np.uint8, self.index.size)
 
 
 @dataclass
@@ -67,14 +73,7 @@ class BobRecord:
     bit: np.ndarray
 
     def __post_init__(self) -> None:
-        self.index = _arr("BobRecord.index", self.index, np.int64)
-        n = self.index.size
-        self.basis = _arr("BobRecord.basis", self.basis, np.uint8, n)
-        self.bit = _arr("BobRecord.bit", self.bit, np.int8, n)
-        if n and (self.basis.max() > 1 or self.bit.max() > 1 or self.bit.min() < -1):
-            fail("BobRecord", "bases in {0, 1} and bits in {-1, 0, 1}", "other values")
-        if n > 1 and np.any(np.diff(self.index) <= 0):
-            fail("BobRecord.index", "strictly increasing pulse indices", "unsorted or repeated")
+        self.index, self.basis, self.bit = _record("BobRecord", self.index, self.basis, self.bit, np.int8, -1)
 
 
 def records_from_events(ev) -> tuple[AliceRecord, BobRecord]:
