@@ -145,3 +145,16 @@ def test_bad_inputs_and_out_of_order_messages():
     bob.next_query()
     with pytest.raises(QKDError):
         bob.on_reply(C.ParityReply(7, np.zeros(1, np.uint8)))
+
+
+def test_a_missing_kernel_is_none_unless_cython_is_required(monkeypatch):
+    from qstack.core.kernels import load_kernel
+    monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    assert load_kernel("qstack.app.qkd._no_such_kernel") is None
+    monkeypatch.setenv("QSTACK_REQUIRE_CYTHON", "1")
+    with pytest.raises(ImportError, match="QSTACK_REQUIRE_CYTHON"):
+        load_kernel("qstack.app.qkd._no_such_kernel")
+    # the twin serves when asked for, with the same result as the kernel would give
+    rng = np.random.default_rng(4)
+    a, b, _ = _bsc(300, 0.05, rng)
+    assert np.array_equal(C.reconcile(a, b, 0.05, seed=2, use_cython=False).key, a)
