@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from qstack.app.qkd import cascade as C
 from qstack.app.qkd import verification as V
-from qstack.app.qkd._common import QKDError, binary_entropy
+from qstack.app.qkd._common import QKDError
+from qstack.physical.qkd import binary_entropy
 from qstack.core.errors import ErrorCode
 
 needs_cython = pytest.mark.skipif(not C.HAVE_CYTHON, reason="Cython kernel not built")

@@ -33,6 +33,8 @@ def _lmc(mu: float, eta: float) -> tuple[float, float]:
 
 
 def test_mqzl_bounds_equal_the_papers_formulas_by_hand():
+    """The asymptotic bounds are the physical layer's (re-exported): checked here
+    against Eqs. (34) and (37) at the GYS parameters."""
     eta = _gys_eta(50.0)
     mu, nu = 0.48, 0.05
     (q_mu, _), (q_nu, e_nu) = _lmc(mu, eta), _lmc(nu, eta)
@@ -40,10 +42,10 @@ def test_mqzl_bounds_equal_the_papers_formulas_by_hand():
     y1 = mu / (mu * nu - nu ** 2) * (q_nu * math.exp(nu) - q_mu * math.exp(mu) * nu ** 2 / mu ** 2
                                      - (mu ** 2 - nu ** 2) / mu ** 2 * Y0_GYS)
     e1 = (e_nu * q_nu * math.exp(nu) - 0.5 * Y0_GYS) / (y1 * nu)
-    b = E.mqzl_vacuum_weak(mu, nu, q_mu, q_nu, e_nu, Y0_GYS)
-    assert b.y1_lower == pytest.approx(y1, rel=1e-12)
-    assert b.e1_upper == pytest.approx(e1, rel=1e-12)
-    assert b.q1_lower == pytest.approx(y1 * mu * math.exp(-mu), rel=1e-12)
+    b = E.decoy_bb84_key_rate(mu, nu, q_mu, 0.02, q_nu, e_nu, Y0_GYS)
+    assert b["y1"] == pytest.approx(y1, rel=1e-12)
+    assert b["e1"] == pytest.approx(e1, rel=1e-12)
+    assert b["q1"] == pytest.approx(y1 * mu * math.exp(-mu), rel=1e-12)
 
 
 @pytest.mark.parametrize("length_km", [0.0, 50.0, 100.0])
@@ -55,11 +57,11 @@ def test_mqzl_bounds_hold_and_tighten_as_the_weak_decoy_vanishes(length_km):
     e1_true = (0.5 * Y0_GYS + ED_GYS * eta) / y1_true
     gaps = []
     for nu in (0.2, 0.1, 0.05, 0.01):
-        (q_mu, _), (q_nu, e_nu) = _lmc(0.48, eta), _lmc(nu, eta)
-        b = E.mqzl_vacuum_weak(0.48, nu, q_mu, q_nu, e_nu, Y0_GYS)
-        assert b.y1_lower <= y1_true
-        assert b.e1_upper >= e1_true
-        gaps.append((1 - b.y1_lower / y1_true, b.e1_upper / e1_true - 1))
+        (q_mu, e_mu), (q_nu, e_nu) = _lmc(0.48, eta), _lmc(nu, eta)
+        b = E.decoy_bb84_key_rate(0.48, nu, q_mu, e_mu, q_nu, e_nu, Y0_GYS)
+        assert b["y1"] <= y1_true
+        assert b["e1"] >= e1_true
+        gaps.append((1 - b["y1"] / y1_true, b["e1"] / e1_true - 1))
     assert all(g1[0] > g2[0] and g1[1] > g2[1] for g1, g2 in zip(gaps, gaps[1:]))
     # at nu = 0.01 the bounds are within 0.5 % (Y1) and 2 % (e1) of the truth: the
     # residue is O(nu) (the n >= 2 terms MQZL bound by nu^2/mu^2 Q_mu e^mu)
@@ -84,8 +86,7 @@ def test_infinite_decoy_key_rate_is_gllp_of_the_true_single_photon_terms_and_van
     assert E.infinite_decoy_key_rate(mu, _gys_eta(130.0), Y0_GYS, ED_GYS) > 0
     assert E.infinite_decoy_key_rate(mu, _gys_eta(170.0), Y0_GYS, ED_GYS) == 0
     (q_nu, e_nu) = _lmc(0.05, eta)
-    b = E.mqzl_vacuum_weak(mu, 0.05, q_mu, q_nu, e_nu, Y0_GYS)
-    assert E.gllp_key_rate(q_mu, e_mu, b.q1_lower, b.e1_upper) < by_hand
+    assert E.decoy_bb84_key_rate(mu, 0.05, q_mu, e_mu, q_nu, e_nu, Y0_GYS, f_ec=1.22)["rate"] < by_hand
 
 
 def test_plob_bound_and_binary_entropy():
@@ -194,7 +195,6 @@ def test_bad_arguments_get_defined_codes():
     with pytest.raises(QKDError):
         E.lim_estimate((1, 2, 3), (1, 2, 3), (2, 0, 0), SETTINGS)
     with pytest.raises(QKDError):
-        E.mqzl_y1_lower(0.1, 0.5, 0.1, 0.1, 0.0)
-    with pytest.raises(QKDError) as ei:
-        E.binary_entropy(1.5)
-    assert ei.value.code == ErrorCode.OUT_OF_RANGE
+        E.infinite_decoy_key_rate(0.5, 1.5, 1e-6, 0.01)
+    with pytest.raises(QKDError):
+        E.infinite_decoy_key_rate(0.5, 0.1, 1e-6, 0.01, f=0.9)

@@ -1,4 +1,4 @@
-"""Shared pieces of the QKD post-processing: the error type, argument checks, h(x).
+"""Shared pieces of the QKD post-processing: the error type and the argument checks.
 
 Every bad argument raises :class:`QKDError` (a ``ValueError`` with a defined
 :class:`~qstack.core.errors.ErrorCode`) naming the argument, what was expected
@@ -13,7 +13,7 @@ import numpy as np
 
 from qstack.core.errors import ErrorCode, QStackError
 
-__all__ = ["QKDError", "binary_entropy", "as_bits", "check_prob", "check_pos_int"]
+__all__ = ["QKDError", "as_bits", "check_prob", "check_pos_int"]
 
 
 class QKDError(QStackError, ValueError):
@@ -54,11 +54,3 @@ def as_bits(name: str, value: Any) -> np.ndarray:
     if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 1):
         fail(name, "bits (0 or 1)", f"values in [{arr.min()}, {arr.max()}] of dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.uint8).copy()
-
-
-def binary_entropy(x: float) -> float:
-    """Shannon binary entropy h(x) = −x log2 x − (1−x) log2(1−x), in bits; h(0) = h(1) = 0."""
-    x = check_prob("binary_entropy.x", x)
-    if x == 0.0 or x == 1.0:
-        return 0.0
-    return -x * math.log2(x) - (1.0 - x) * math.log2(1.0 - x)

@@ -59,7 +59,9 @@ import numpy as np
 from qstack.core.errors import ErrorCode
 from qstack.core.kernels import load_kernel
 
-from ._common import QKDError, as_bits, binary_entropy, check_pos_int, check_prob, fail
+from qstack.physical.qkd import binary_entropy
+
+from ._common import QKDError, as_bits, check_pos_int, check_prob, fail
 
 _cascade = load_kernel("qstack.app.qkd._cascade")
 HAVE_CYTHON = _cascade is not None

@@ -7,13 +7,12 @@ numbers: these are the closed-form bounds, each with its source.
 Asymptotic, vacuum + weak decoy
 -------------------------------
 X. Ma, B. Qi, Y. Zhao, H.-K. Lo, "Practical decoy state for quantum key
-distribution", PRA 72, 012326 (2005) (MQZL).  From the gains Q_μ (signal),
-Q_ν (weak decoy), the vacuum yield Y0 and the decoy's error rate E_ν:
-
-* Eq. (34): Y1 ≥ Y1^L = μ/(μν − ν²) · [Q_ν e^ν − Q_μ e^μ ν²/μ² − (μ² − ν²)/μ² · Y0]
-* Q1 ≥ Q1^L = Y1^L μ e^(−μ)
-* Eq. (37): e1 ≤ e1^U = (E_ν Q_ν e^ν − e0 Y0) / (Y1^L ν),  e0 = ½
-* GLLP key rate per pulse (MQZL Eq. (1)): R ≥ q{−Q_μ f H2(E_μ) + Q1 [1 − H2(e1)]}
+distribution", PRA 72, 012326 (2005) (MQZL): Y1 ≥ Y1^L (their Eq. (34)),
+e1 ≤ e1^U (Eq. (37)) and the GLLP key rate q{Q1^L [1 − h(e1^U)] − f Q_μ h(E_μ)}
+are the physical layer's :func:`qstack.physical.qkd.decoy_bb84_key_rate`,
+re-exported here with its :func:`~qstack.physical.qkd.binary_entropy`.  This
+module adds the infinite-decoy limit (Y1 and e1 known exactly) of MQZL's
+channel model, :func:`infinite_decoy_key_rate`.
 
 Finite key, two decoys
 ----------------------
@@ -53,13 +52,12 @@ from typing import Sequence
 from qstack.core.errors import ErrorCode
 from qstack.network.theory import plob_bound
 from qstack.physical.pulses import lmc_error_gain, lmc_gain
+from qstack.physical.qkd import binary_entropy, decoy_bb84_key_rate
 
-from ._common import binary_entropy, check_prob, fail
+from ._common import check_prob, fail
 
 __all__ = [
-    "binary_entropy", "plob_bound",
-    "AsymptoticDecoyBounds", "mqzl_y1_lower", "mqzl_e1_upper", "mqzl_vacuum_weak",
-    "gllp_key_rate", "infinite_decoy_key_rate",
+    "binary_entropy", "plob_bound", "decoy_bb84_key_rate", "infinite_decoy_key_rate",
     "photon_number_prob", "hoeffding_delta", "hoeffding_counts", "lim_vacuum_lower",
     "lim_single_lower", "lim_single_errors_upper", "lim_gamma", "lim_phase_error_upper",
     "DecoySettings", "FiniteKeyEstimate", "lim_estimate", "lim_key_length",
@@ -72,71 +70,9 @@ E0 = 0.5     # error rate of background (vacuum) detections: random bits
 # asymptotic: Ma, Qi, Zhao, Lo (2005)
 # --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AsymptoticDecoyBounds:
-    """MQZL vacuum + weak decoy bounds: Y1^L (per pulse), Q1^L (per signal pulse), e1^U, Y0 used."""
-
-    y1_lower: float
-    q1_lower: float
-    e1_upper: float
-    y0: float
-
-
-def _check_mu_nu(mu: float, nu: float) -> None:
-    if not (isinstance(mu, (int, float)) and isinstance(nu, (int, float)) and 0.0 < nu < mu):
-        fail("decoy intensities (mu, nu)", "0 < nu < mu", (mu, nu))
-
-
-def mqzl_y1_lower(mu: float, nu: float, q_mu: float, q_nu: float, y0: float) -> float:
-    """Lower bound on the single-photon yield Y1 (MQZL Eq. (34)), clipped at 0.
-
-    mu, nu: signal and weak-decoy mean photon numbers (0 < ν < μ); q_mu, q_nu:
-    their gains (detections per pulse); y0: vacuum yield (the vacuum decoy's gain).
-    """
-    _check_mu_nu(mu, nu)
-    for name, v in (("q_mu", q_mu), ("q_nu", q_nu), ("y0", y0)):
-        check_prob(f"mqzl.{name}", v)
-    val = (mu / (mu * nu - nu * nu)) * (q_nu * math.exp(nu) - q_mu * math.exp(mu) * nu * nu / (mu * mu)
-                                        - (mu * mu - nu * nu) / (mu * mu) * y0)
-    return max(0.0, val)
-
-
-def mqzl_e1_upper(nu: float, q_nu: float, e_nu: float, y0: float, y1_lower: float) -> float:
-    """Upper bound on the single-photon error rate e1 (MQZL Eq. (37)), clipped to [0, ½].
-
-    e_nu: the weak decoy's QBER; y1_lower: from :func:`mqzl_y1_lower`.  With
-    Y1^L = 0 nothing is known: ½.
-    """
-    check_prob("mqzl.e_nu", e_nu)
-    if y1_lower <= 0.0 or nu <= 0.0:
-        return 0.5
-    val = (e_nu * q_nu * math.exp(nu) - E0 * y0) / (y1_lower * nu)
-    return min(0.5, max(0.0, val))
-
-
-def mqzl_vacuum_weak(mu: float, nu: float, q_mu: float, q_nu: float, e_nu: float,
-                     y0: float) -> AsymptoticDecoyBounds:
-    """All MQZL vacuum + weak decoy bounds from the measured gains and the decoy's QBER."""
-    y1 = mqzl_y1_lower(mu, nu, q_mu, q_nu, y0)
-    return AsymptoticDecoyBounds(y1, y1 * mu * math.exp(-mu), mqzl_e1_upper(nu, q_nu, e_nu, y0, y1), y0)
-
-
-def gllp_key_rate(q_mu: float, e_mu: float, q1: float, e1: float, f: float = 1.22, q: float = 0.5) -> float:
-    """GLLP secret key per pulse, q{−Q_μ f h(E_μ) + Q1 [1 − h(e1)]} (MQZL Eq. (1)), at least 0.
-
-    q: sifting factor (½ for BB84 with balanced bases); f: error-correction
-    inefficiency (≥ 1; MQZL use 1.22).
-    """
-    if not (isinstance(f, (int, float)) and f >= 1.0):
-        fail("gllp_key_rate.f", "a number >= 1", f)
-    check_prob("gllp_key_rate.q", q)
-    rate = q * (-q_mu * f * binary_entropy(min(e_mu, 0.5)) + q1 * (1.0 - binary_entropy(min(e1, 0.5))))
-    return max(0.0, rate)
-
-
 def infinite_decoy_key_rate(mu: float, eta: float, y0: float, e_d: float, f: float = 1.22,
                             q: float = 0.5) -> float:
-    """Key per pulse with perfectly known Y1, e1 (infinitely many decoys), MQZL's channel model.
+    """GLLP key per pulse with Y1, e1 known exactly (infinitely many decoys), MQZL's channel model.
 
     Q_μ = Y0 + 1 − e^(−ημ), E_μ Q_μ = e0 Y0 + e_d (1 − e^(−ημ)) (Lo-Ma-Chen; the
     physical layer's :func:`~qstack.physical.pulses.lmc_gain`), Y1 = Y0 + η − Y0η,
@@ -144,11 +80,15 @@ def infinite_decoy_key_rate(mu: float, eta: float, y0: float, e_d: float, f: flo
     (channel × Bob × detector).
     """
     check_prob("infinite_decoy_key_rate.eta", eta)
+    check_prob("infinite_decoy_key_rate.q", q)
+    if not (isinstance(f, (int, float)) and f >= 1.0):
+        fail("infinite_decoy_key_rate.f", "a number >= 1", f)
     q_mu = lmc_gain(mu, eta, y0)
     e_mu = lmc_error_gain(mu, eta, y0, e_d) / q_mu
     y1 = y0 + eta - y0 * eta
     e1 = (E0 * y0 + e_d * eta) / y1
-    return gllp_key_rate(q_mu, e_mu, y1 * mu * math.exp(-mu), e1, f, q)
+    q1 = y1 * mu * math.exp(-mu)
+    return max(0.0, q * (q1 * (1.0 - binary_entropy(e1)) - f * q_mu * binary_entropy(e_mu)))
 
 
 # --------------------------------------------------------------------------
