@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qstack.app.qkd import estimation as E
 from qstack.app.qkd import postprocess as PP
@@ -126,3 +128,25 @@ def test_asymptotic_limit_gives_a_longer_key_than_the_finite_bounds():
     assert asym.leaks.finite_size == 0.0
     with pytest.raises(QKDError):
         PP.PostProcessConfig(E.DecoySettings(MUS, PROBS), key_basis=2)
+
+
+@settings(max_examples=40)
+@given(n=st.integers(0, 30_000), e_key=st.floats(0.0, 0.15), e_test=st.floats(0.0, 0.15),
+       finite=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_any_block_ends_with_identical_keys_or_a_stated_reason(n, e_key, e_test, finite, seed):
+    """Synthetic records with independent error rates in the two bases (so Cascade's
+    block sizes can be wrong), every class, both estimators."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    basis = rng.integers(0, 2, n)
+    cls = rng.choice(3, n, p=PROBS)
+    bits = rng.integers(0, 2, n)
+    flip = rng.random(n) < np.where(basis == 0, e_key, e_test)
+    bob_bits = np.where(rng.random(n) < 0.9, bits ^ flip, -1)      # 10 % of pulses without a click
+    alice = S.AliceRecord(idx, basis, bits, cls)
+    bob = S.BobRecord(idx, basis, bob_bits)
+    r = PP.run_block(alice, bob, PP.PostProcessConfig(E.DecoySettings(MUS, PROBS), finite=finite), seed=seed)
+    if r.ok:
+        assert np.array_equal(r.alice_key, r.bob_key) and r.alice_key.size == r.key_length > 0
+    else:
+        assert r.reason in REASONS and r.code == ErrorCode.APP_ABORTED and r.alice_key.size == 0
