@@ -143,9 +143,14 @@ def test_bad_inputs_and_out_of_order_messages():
     with pytest.raises(QKDError):
         alice.on_start(C.CascadeStart(100, (1,) * 100, 0))
     bob = C.CascadeBob(b, 0.05, 1)
-    bob.next_query()
+    q = bob.next_query()
+    with pytest.raises(QKDError):
+        bob.next_query()                                   # round 1 not answered yet
     with pytest.raises(QKDError):
         bob.on_reply(C.ParityReply(7, np.zeros(1, np.uint8)))
+    with pytest.raises(QKDError) as ei:
+        bob.on_reply(C.ParityReply(q.round, np.zeros(q.passes.size + 1, np.uint8)))
+    assert ei.value.code == ErrorCode.BAD_FIELD
 
 
 def test_a_missing_kernel_is_none_unless_cython_is_required(monkeypatch):

@@ -434,24 +434,34 @@ class CascadeBob:
         self.core = core_cls(self._bits, perms, np.asarray(self.sizes, dtype=np.int64))
         self._round = 0
         self._waiting = False
+        self._asked = 0
 
     def start(self) -> CascadeStart:
+        """The opening message: key length, block sizes, permutation seed."""
         return CascadeStart(self._bits.size, self.sizes, self.seed)
 
     def next_query(self) -> ParityQuery | None:
+        """The next round's parity query, or None once Cascade has finished."""
+        if self._waiting:
+            raise QKDError(ErrorCode.UNEXPECTED_EVENT, f"cascade: round {self._round} not answered yet")
         ps, s, e = self.core.queries()
         if ps.size == 0:
             return None
         self._round += 1
         self._waiting = True
+        self._asked = int(ps.size)
         return ParityQuery(self._round, ps, s, e)
 
     def on_reply(self, reply: ParityReply) -> None:
+        """Alice's parities for the round asked last."""
         if not self._waiting or reply.round != self._round:
             raise QKDError(ErrorCode.UNEXPECTED_EVENT, f"cascade: reply for round {reply.round}, "
                                                        f"waiting for {self._round if self._waiting else None}")
+        par = np.asarray(reply.parities, dtype=np.uint8)
+        if par.shape != (self._asked,):
+            raise QKDError(ErrorCode.BAD_FIELD, f"cascade: {par.size} parities for {self._asked} queries")
         self._waiting = False
-        self.core.receive(np.asarray(reply.parities, dtype=np.uint8))
+        self.core.receive(par)
 
     @property
     def done(self) -> bool:

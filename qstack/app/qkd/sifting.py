@@ -112,9 +112,11 @@ class SiftedKey:
 
     @property
     def size(self) -> int:
+        """Sifted events (both bases)."""
         return int(self.index.size)
 
     def mask(self, basis: int) -> np.ndarray:
+        """Boolean mask of the events in ``basis`` (0 = Z, 1 = X)."""
         return self.basis == basis
 
     def counts(self, basis: int, n_classes: int) -> np.ndarray:
