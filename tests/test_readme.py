@@ -97,3 +97,13 @@ def test_the_localhost_commands_are_the_cli_s():
                 assert (README.parent / value).exists(), value
     actions = {c[2] for c in commands if c[1] == "net"}
     assert actions == {"up", "status", "fault", "down"}
+
+
+def test_the_qkd_block_ends_with_identical_keys_and_its_leaks():
+    lines = _run(_block("postprocess.run_block"))
+    ok, length, same = lines[0].split()
+    assert ok == "True" and same == "True" and int(length) > 0
+    from qstack.physical.pulses import HAVE_CYTHON
+    if HAVE_CYTHON:     # the pulse kernel's own generator: the README shows this run's length
+        assert f"True {length} True" in _block("postprocess.run_block")
+    assert lines[1].startswith("LeakRecord(error_correction=")

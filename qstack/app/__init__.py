@@ -1,1 +1,5 @@
+"""The application layer: what users run on the stack.
 
+* :mod:`.qkd` -- QKD post-processing (sifting, decoy-state estimation, Cascade,
+  error verification, privacy amplification) over one block.
+"""

@@ -1,0 +1,271 @@
+"""Decoy-state parameter estimation: asymptotic (Ma-Qi-Zhao-Lo 2005) and finite-key (Lim et al. 2014).
+
+Counts are numbers of detection events (dimensionless); intensities μ are mean
+photon numbers per pulse; rates are per pulse sent.  Nothing here draws random
+numbers: these are the closed-form bounds, each with its source.
+
+Asymptotic, vacuum + weak decoy
+-------------------------------
+X. Ma, B. Qi, Y. Zhao, H.-K. Lo, "Practical decoy state for quantum key
+distribution", PRA 72, 012326 (2005) (MQZL): Y1 ≥ Y1^L (their Eq. (34)),
+e1 ≤ e1^U (Eq. (37)) and the GLLP key rate q{Q1^L [1 − h(e1^U)] − f Q_μ h(E_μ)}
+are the physical layer's :func:`qstack.physical.qkd.decoy_bb84_key_rate`,
+re-exported here with its :func:`~qstack.physical.qkd.binary_entropy`.  This
+module adds the infinite-decoy limit (Y1 and e1 known exactly) of MQZL's
+channel model, :func:`infinite_decoy_key_rate`.
+
+Finite key, two decoys
+----------------------
+C. C. W. Lim, M. Curty, N. Walenta, F. Xu, H. Zbinden, "Concise security
+bounds for practical decoy-state quantum key distribution", PRA 89, 022307
+(2014).  Three intensities μ1 > μ2 + μ3, μ2 > μ3 ≥ 0 sent with probabilities
+p_k, all of them used for the key.  The paper extracts the key from the basis
+it calls X and estimates phase errors from the basis it calls Z; here they are
+the *key basis* and the *test basis* (in qstack's pipeline: Z and X).  With
+ε = ε_sec/21 for every estimation step (the paper's ε_sec = 21ε, Eq. (B4)):
+
+* τ_n = Σ_k p_k e^(−μk) μk^n / n!   (probability that Alice sends n photons)
+* n±_k = (e^(μk)/p_k) [n_k ± √(n/2 · ln(21/ε_sec))]   (Hoeffding; n = Σ_k n_k)
+* Eq. (2): s_0 ≥ τ0 (μ2 n−_μ3 − μ3 n+_μ2)/(μ2 − μ3)
+* Eq. (3): s_1 ≥ τ1 μ1 [n−_μ2 − n+_μ3 − (μ2²−μ3²)/μ1² (n+_μ1 − s_0/τ0)] / [μ1(μ2−μ3) − μ2² + μ3²]
+* Eq. (4): v_1 ≤ τ1 (m+_μ2 − m−_μ3)/(μ2 − μ3)  (single-photon errors of the test basis,
+  m±_k as n±_k with the error counts m_k and m = Σ_k m_k)
+* Eq. (5): φ ≤ v_1/s_1^test + γ(ε_sec, v_1/s_1^test, s_1^test, s_1^key),
+  γ(a,b,c,d) = √[(c+d)(1−b)b/(c d ln 2) · log2((c+d)/(c d (1−b) b) · 21²/a²)]
+* Eq. (1): ℓ = ⌊s_0 + s_1 − s_1 h(φ) − λ_EC − 6 log2(21/ε_sec) − log2(2/ε_cor)⌋
+
+The key is ε_cor-correct (ε_cor = the verification hash's collision
+probability, which discloses ⌈log2(1/ε_cor)⌉ bits, covered by the log2(2/ε_cor)
+term) and ε_sec-secret.  ``finite=False`` gives the asymptotic limit of the same
+estimator: no Hoeffding or γ terms, no ε terms in ℓ (what ℓ/N tends to as the
+block grows).
+
+The repeaterless bound −log2(1−η) (Pirandola, Laurenza, Ottaviani, Banchi 2017)
+is :func:`qstack.network.theory.plob_bound`, re-exported here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from qstack.core.errors import ErrorCode
+from qstack.network.theory import plob_bound
+from qstack.physical.pulses import lmc_error_gain, lmc_gain
+from qstack.physical.qkd import binary_entropy, decoy_bb84_key_rate
+
+from ._common import check_prob, fail
+
+__all__ = [
+    "binary_entropy", "plob_bound", "decoy_bb84_key_rate", "infinite_decoy_key_rate",
+    "photon_number_prob", "hoeffding_delta", "hoeffding_counts", "lim_vacuum_lower",
+    "lim_single_lower", "lim_single_errors_upper", "lim_gamma", "lim_phase_error_upper",
+    "DecoySettings", "FiniteKeyEstimate", "lim_estimate", "lim_key_length",
+]
+
+E0 = 0.5     # error rate of background (vacuum) detections: random bits
+
+
+# --------------------------------------------------------------------------
+# asymptotic: Ma, Qi, Zhao, Lo (2005)
+# --------------------------------------------------------------------------
+
+def infinite_decoy_key_rate(mu: float, eta: float, y0: float, e_d: float, f: float = 1.22,
+                            q: float = 0.5) -> float:
+    """GLLP key per pulse with Y1, e1 known exactly (infinitely many decoys), MQZL's channel model.
+
+    Q_μ = Y0 + 1 − e^(−ημ), E_μ Q_μ = e0 Y0 + e_d (1 − e^(−ημ)) (Lo-Ma-Chen; the
+    physical layer's :func:`~qstack.physical.pulses.lmc_gain`), Y1 = Y0 + η − Y0η,
+    e1 = (e0 Y0 + e_d η)/Y1, Q1 = Y1 μ e^(−μ).  eta: overall transmittance
+    (channel × Bob × detector).
+    """
+    check_prob("infinite_decoy_key_rate.eta", eta)
+    check_prob("infinite_decoy_key_rate.q", q)
+    if not (isinstance(f, (int, float)) and f >= 1.0):
+        fail("infinite_decoy_key_rate.f", "a number >= 1", f)
+    q_mu = lmc_gain(mu, eta, y0)
+    e_mu = lmc_error_gain(mu, eta, y0, e_d) / q_mu
+    y1 = y0 + eta - y0 * eta
+    e1 = (E0 * y0 + e_d * eta) / y1
+    q1 = y1 * mu * math.exp(-mu)
+    return max(0.0, q * (q1 * (1.0 - binary_entropy(e1)) - f * q_mu * binary_entropy(e_mu)))
+
+
+# --------------------------------------------------------------------------
+# finite key: Lim, Curty, Walenta, Xu, Zbinden (2014)
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecoySettings:
+    """Intensities μ1 > μ2 + μ3, μ2 > μ3 ≥ 0 (mean photons per pulse) and their probabilities."""
+
+    mus: tuple[float, float, float]
+    probs: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if len(self.mus) != 3 or len(self.probs) != 3:
+            fail("DecoySettings", "three intensities and three probabilities", (self.mus, self.probs),
+                 ErrorCode.BAD_FIELD)
+        m1, m2, m3 = (float(m) for m in self.mus)
+        if not (m3 >= 0.0 and m2 > m3 and m1 > m2 + m3):
+            fail("DecoySettings.mus", "mu1 > mu2 + mu3 and mu2 > mu3 >= 0 (Lim et al.)", self.mus)
+        for p in self.probs:
+            check_prob("DecoySettings.probs", p, open_low=True)
+        if abs(sum(self.probs) - 1.0) > 1e-9:
+            fail("DecoySettings.probs", "probabilities summing to 1", self.probs)
+
+    def tau(self, n: int) -> float:
+        """τ_n, the probability that Alice sends an n-photon pulse."""
+        return photon_number_prob(n, self.mus, self.probs)
+
+
+def photon_number_prob(n: int, mus: Sequence[float], probs: Sequence[float]) -> float:
+    """τ_n = Σ_k p_k e^(−μk) μk^n / n!  (Lim et al., below Eq. (2))."""
+    return sum(p * math.exp(-m) * m ** n / math.factorial(n) for m, p in zip(mus, probs))
+
+
+def hoeffding_delta(n_total: float, eps: float) -> float:
+    """δ(n, ε) = √(n/2 · ln(1/ε)), the Hoeffding deviation of a count out of n (Lim et al. Eq. (A1))."""
+    if n_total <= 0:
+        return 0.0
+    return math.sqrt(n_total / 2.0 * math.log(1.0 / eps))
+
+
+def hoeffding_counts(counts: Sequence[float], settings: DecoySettings, eps_sec: float,
+                     finite: bool = True) -> tuple[list[float], list[float]]:
+    """(n−_k, n+_k) = (e^(μk)/p_k)(n_k ∓ δ(Σn, ε_sec/21)) for each intensity (Lim et al. Eq. (2)).
+
+    With ``finite=False``, δ = 0: the expected counts themselves.
+    """
+    d = hoeffding_delta(float(sum(counts)), eps_sec / 21.0) if finite else 0.0
+    lo = [math.exp(m) / p * (c - d) for c, m, p in zip(counts, settings.mus, settings.probs)]
+    hi = [math.exp(m) / p * (c + d) for c, m, p in zip(counts, settings.mus, settings.probs)]
+    return lo, hi
+
+
+def lim_vacuum_lower(counts: Sequence[float], settings: DecoySettings, eps_sec: float,
+                     finite: bool = True) -> float:
+    """s_0 ≥ τ0 (μ2 n−_μ3 − μ3 n+_μ2)/(μ2 − μ3): vacuum detections in a basis (Lim Eq. (2)), ≥ 0."""
+    (_, m2, m3) = settings.mus
+    lo, hi = hoeffding_counts(counts, settings, eps_sec, finite)
+    return max(0.0, settings.tau(0) * (m2 * lo[2] - m3 * hi[1]) / (m2 - m3))
+
+
+def lim_single_lower(counts: Sequence[float], settings: DecoySettings, eps_sec: float, s0: float,
+                     finite: bool = True) -> float:
+    """s_1, single-photon detections in a basis (Lim Eq. (3)), ≥ 0; s0 from :func:`lim_vacuum_lower`."""
+    (m1, m2, m3) = settings.mus
+    lo, hi = hoeffding_counts(counts, settings, eps_sec, finite)
+    t0, t1 = settings.tau(0), settings.tau(1)
+    num = lo[1] - hi[2] - (m2 * m2 - m3 * m3) / (m1 * m1) * (hi[0] - s0 / t0)
+    return max(0.0, t1 * m1 * num / (m1 * (m2 - m3) - m2 * m2 + m3 * m3))
+
+
+def lim_single_errors_upper(errors: Sequence[float], settings: DecoySettings, eps_sec: float,
+                            finite: bool = True) -> float:
+    """v_1 ≤ τ1 (m+_μ2 − m−_μ3)/(μ2 − μ3): bit errors among single-photon detections (Lim Eq. (4)), ≥ 0."""
+    (_, m2, m3) = settings.mus
+    lo, hi = hoeffding_counts(errors, settings, eps_sec, finite)
+    return max(0.0, settings.tau(1) * (hi[1] - lo[2]) / (m2 - m3))
+
+
+def lim_gamma(a: float, b: float, c: float, d: float) -> float:
+    """γ(a,b,c,d) = √[(c+d)(1−b)b/(c d ln 2) · log2((c+d)/(c d (1−b) b) · 21²/a²)] (Lim Eq. (5)).
+
+    The random-sampling correction (without replacement) between the phase-error
+    rate of the key basis and the bit-error rate b of the test basis, from c test
+    and d key single-photon events with failure probability a/21.  b ≤ 0 or b ≥ 1:
+    0 (the limit of the formula).
+    """
+    if c <= 0 or d <= 0:
+        return math.inf
+    if b <= 0.0 or b >= 1.0:
+        return 0.0
+    arg = (c + d) / (c * d * (1.0 - b) * b) * 21.0 ** 2 / a ** 2
+    inner = (c + d) * (1.0 - b) * b / (c * d * math.log(2.0)) * math.log2(arg)
+    return math.sqrt(max(0.0, inner))
+
+
+def lim_phase_error_upper(v_test1: float, s_test1: float, s_key1: float, eps_sec: float,
+                          finite: bool = True) -> float:
+    """φ ≤ v_1/s_1^test + γ(ε_sec, v_1/s_1^test, s_1^test, s_1^key) (Lim Eq. (5)), capped at ½.
+
+    With no single-photon test events nothing is known: ½.
+    """
+    if s_test1 <= 0.0 or s_key1 <= 0.0:
+        return 0.5
+    b = v_test1 / s_test1
+    g = lim_gamma(eps_sec, b, s_test1, s_key1) if finite else 0.0
+    return min(0.5, b + g)
+
+
+@dataclass(frozen=True)
+class FiniteKeyEstimate:
+    """The bounds of Lim et al. for one block.
+
+    s_key0, s_key1: vacuum and single-photon detections in the key basis (lower bounds);
+    s_test0, s_test1: the same in the test basis; v_test1: single-photon bit errors in
+    the test basis (upper bound); phase_error: φ, upper bound on the key basis'
+    single-photon phase-error rate; gamma: its sampling term; finite: False for the
+    asymptotic limit; eps_sec, eps_cor: the composable security parameters.
+    """
+
+    n_key: tuple[int, ...]
+    n_test: tuple[int, ...]
+    m_test: tuple[int, ...]
+    s_key0: float
+    s_key1: float
+    s_test0: float
+    s_test1: float
+    v_test1: float
+    phase_error: float
+    gamma: float
+    eps_sec: float
+    eps_cor: float
+    finite: bool
+
+
+def _check_eps(name: str, eps: float) -> float:
+    return check_prob(name, eps, open_low=True, open_high=True)
+
+
+def lim_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence[int],
+                 settings: DecoySettings, eps_sec: float = 1e-10, eps_cor: float = 1e-15,
+                 finite: bool = True) -> FiniteKeyEstimate:
+    """All of Lim et al.'s bounds from the per-intensity counts of one block.
+
+    n_key[k], n_test[k]: sifted detections with intensity k in the key and test
+    bases; m_test[k]: bit errors among the test-basis ones (all disclosed).
+    """
+    _check_eps("lim_estimate.eps_sec", eps_sec)
+    _check_eps("lim_estimate.eps_cor", eps_cor)
+    for name, seq in (("n_key", n_key), ("n_test", n_test), ("m_test", m_test)):
+        if len(seq) != 3 or any(c < 0 for c in seq):
+            fail(f"lim_estimate.{name}", "three non-negative counts (one per intensity)", seq)
+    if any(m > n for m, n in zip(m_test, n_test)):
+        fail("lim_estimate.m_test", "errors <= detections for each intensity", (m_test, n_test))
+    sk0 = lim_vacuum_lower(n_key, settings, eps_sec, finite)
+    sk1 = lim_single_lower(n_key, settings, eps_sec, sk0, finite)
+    st0 = lim_vacuum_lower(n_test, settings, eps_sec, finite)
+    st1 = lim_single_lower(n_test, settings, eps_sec, st0, finite)
+    v1 = lim_single_errors_upper(m_test, settings, eps_sec, finite)
+    phi = lim_phase_error_upper(v1, st1, sk1, eps_sec, finite)
+    gamma = phi - (v1 / st1 if st1 > 0 else 0.0)
+    return FiniteKeyEstimate(tuple(int(c) for c in n_key), tuple(int(c) for c in n_test),
+                             tuple(int(c) for c in m_test), sk0, sk1, st0, st1, v1, phi, gamma,
+                             eps_sec, eps_cor, finite)
+
+
+def lim_key_length(est: FiniteKeyEstimate, leak_ec: float) -> int:
+    """ℓ = ⌊s_0 + s_1 (1 − h(φ)) − λ_EC − 6 log2(21/ε_sec) − log2(2/ε_cor)⌋ (Lim Eq. (1)), ≥ 0.
+
+    leak_ec: λ_EC, the bits the error correction disclosed (counted, not modelled).
+    In the asymptotic limit (``est.finite`` False) the ε terms are left out.
+    """
+    if leak_ec < 0:
+        fail("lim_key_length.leak_ec", "bits >= 0", leak_ec)
+    val = est.s_key0 + est.s_key1 * (1.0 - binary_entropy(est.phase_error)) - leak_ec
+    if est.finite:
+        val -= 6.0 * math.log2(21.0 / est.eps_sec) + math.log2(2.0 / est.eps_cor)
+    return max(0, int(math.floor(val)))
+
