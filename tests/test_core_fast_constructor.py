@@ -83,3 +83,68 @@ def test_checked_builds_the_same_object_without_post_init():
     with pytest.raises(ValueError):
         fast_constructor(QueueSpec)(*bad)   # a message's: its __post_init__ runs unless checked
     assert fast(*bad).measure_basis == "W"                      # not checked here
+
+
+# ---------------------------------------------------------------- the two slot writers
+# qstack.core.slots: the Cython SlotWriter and the pure-Python descriptor
+# setters (its twin) must build the same objects.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from qstack.core.messages import message_constructor, registry  # noqa: E402
+from qstack.core.slots import HAVE_CYTHON  # noqa: E402
+from qstack.core.vectors import import_all_messages  # noqa: E402
+from tests.strategies import message_strategy  # noqa: E402
+
+import_all_messages()
+MESSAGES = sorted(registry().values(), key=lambda c: c.TYPE_CODE)
+needs_cython = pytest.mark.skipif(not HAVE_CYTHON, reason="qstack.core._slots not built")
+
+
+def _same(a, b):
+    assert type(a) is type(b)
+    fields = [f.name for f in dataclasses.fields(a)]
+    # the very same field values (not only equal ones): nothing is converted
+    assert all(getattr(a, n) is getattr(b, n) for n in fields)
+
+
+@needs_cython
+@pytest.mark.parametrize("cls, args, kwargs", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_compiled_and_pure_slot_writers_build_the_same_record(cls, args, kwargs):
+    compiled = fast_constructor(cls, compiled=True)(*args, **kwargs)
+    _same(compiled, fast_constructor(cls, compiled=False)(*args, **kwargs))
+    _same(compiled, cls(*args, **kwargs))
+
+
+@needs_cython
+@pytest.mark.parametrize("cls", MESSAGES, ids=lambda c: c.__name__)
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_compiled_and_pure_slot_writers_build_the_same_message(cls, data):
+    msg = data.draw(message_strategy(cls))
+    values = [getattr(msg, f.name) for f in dataclasses.fields(cls)]
+    made = [message_constructor(cls, checked, compiled)(*values)
+            for checked in (False, True) for compiled in (False, True)]
+    for other in made[1:] + [cls(*values)]:
+        _same(made[0], other)
+
+
+@needs_cython
+def test_compiled_slot_writer_refuses_what_it_cannot_write():
+    from qstack.core._slots import SlotWriter
+
+    class Plain:
+        def __init__(self, x):
+            self.x = x
+
+    with pytest.raises(TypeError):
+        SlotWriter(Plain, ["x"])                # no slot: the descriptor setters stay
+    writer = SlotWriter(TimerFired, ["key"])
+    with pytest.raises(TypeError):
+        writer.new(1, 2)                        # one value per field
+    with pytest.raises(TypeError):
+        writer.fill(OperationDone(1, 2), "k")   # another class's object
+    old = TimerFired("a")
+    writer.fill(old, "b")                       # an __init__ may set a field again
+    assert old.key == "b"

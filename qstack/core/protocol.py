@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
+from qstack.core.slots import setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -327,22 +328,22 @@ _NEWS = frozenset({Started, PeerDown, PeerUp, LinkDown, LinkUp, Undeliverable})
 _MISSING = object()
 
 
-def _slot_setters(cls: type, checked: bool = False) -> tuple[list, dict] | None:
-    """(fields, namespace) for building ``cls`` through its slot descriptors;
-    None if that would not be the same as calling ``cls`` (no slots, a
-    ``__post_init__`` check unless ``checked``, an init=False field)."""
+def _slot_fields(cls: type, checked: bool = False) -> tuple[list, dict] | None:
+    """(fields, namespace) for building ``cls`` through its slots: fields as
+    ``(index, name, kind)``, kind 0 required, 1 with a default, 2 with a
+    default factory. None if that would not be the same as calling ``cls``
+    (no slots, a ``__post_init__`` check unless ``checked``, an init=False field)."""
     import dataclasses
 
     if not dataclasses.is_dataclass(cls) or "__slots__" not in vars(cls):
         return None
     if hasattr(cls, "__post_init__") and not checked:
         return None
-    ns: dict = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
+    ns: dict = {"_M": _MISSING}
     names = []
     for i, f in enumerate(dataclasses.fields(cls)):
         if not f.init:
             return None
-        ns[f"_s{i}"] = vars(cls)[f.name].__set__
         if f.default_factory is not dataclasses.MISSING:
             ns[f"_d{i}"] = _MISSING
             ns[f"_f{i}"] = f.default_factory
@@ -357,47 +358,51 @@ def _signature(names: list) -> str:
     return ", ".join(f"{n}=_d{i}" if kind else n for i, n, kind in names)
 
 
-def _setters(names: list, obj: str) -> str:
-    return "".join(f"    _s{i}({obj}, _f{i}() if {n} is _M else {n})\n" if kind == 2
-                   else f"    _s{i}({obj}, {n})\n" for i, n, kind in names)
+def _setters(cls: type, names: list, obj: str, ns: dict, new: bool,
+             compiled: bool | None) -> str:
+    values = [(n, f"_f{i}() if {n} is _M else {n}" if kind == 2 else n)
+              for i, n, kind in names]
+    return setter_source(cls, values, obj, ns, new=new, compiled=compiled)
 
 
-def fast_constructor(cls: type, *, checked: bool = False) -> Callable:
+def fast_constructor(cls: type, *, checked: bool = False,
+                     compiled: bool | None = None) -> Callable:
     """A function building ``cls`` instances exactly as ``cls(...)`` does (same
     parameters and defaults, same object), but setting a frozen slotted
-    dataclass's fields through their slot descriptors rather than the
-    generated ``object.__setattr__`` calls: about twice as fast, which counts
-    for the few objects made once per pair on the simulator's hot path.
-    Returns ``cls`` itself where that would differ (``__post_init__`` etc.),
-    except with ``checked=True``: the caller has already checked what the
-    class's ``__post_init__`` checks, and it is not run.
+    dataclass's fields through its slots (:mod:`qstack.core.slots`) rather
+    than the generated ``object.__setattr__`` calls: several times faster,
+    which counts for the objects made once per pair on the simulator's hot
+    path. Returns ``cls`` itself where that would differ (``__post_init__``
+    etc.), except with ``checked=True``: the caller has already checked what
+    the class's ``__post_init__`` checks, and it is not run. ``compiled``:
+    as for :func:`qstack.core.slots.setter_source` (the tests compare both).
 
     For a wire message (:class:`~qstack.core.messages.Message`) it is the
     message's own compiled constructor, which checks every field against its
     declared limits like ``cls(...)`` does (``checked=True`` skips only the
     ``__post_init__`` cross-field rules): no message is built unchecked."""
     if isinstance(cls, type) and issubclass(cls, Message):
-        return message_constructor(cls, checked)
-    spec = _slot_setters(cls, checked)
+        return message_constructor(cls, checked, compiled)
+    spec = _slot_fields(cls, checked)
     if spec is None:
         return cls
     names, ns = spec
-    body = _setters(names, "o")
-    exec(f"def make({_signature(names)}):\n    o = _new(_cls)\n{body}    return o\n", ns)
+    body = _setters(cls, names, "o", ns, True, compiled)
+    exec(f"def make({_signature(names)}):\n{body}    return o\n", ns)
     make = ns["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
 
 
 def _fast_init(cls: type) -> type:
-    """Give a frozen slotted dataclass the descriptor-setting ``__init__`` of
+    """Give a frozen slotted dataclass the slot-setting ``__init__`` of
     :func:`fast_constructor` (same signature, same result)."""
-    spec = _slot_setters(cls)
+    spec = _slot_fields(cls)
     if spec is None:
         return cls
     names, ns = spec
     params = _signature(names)
-    body = _setters(names, "self") or "    pass\n"
+    body = _setters(cls, names, "self", ns, False, None) if names else "    pass\n"
     exec(f"def __init__(self{', ' if params else ''}{params}):\n{body}", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
