@@ -148,3 +148,52 @@ def test_compiled_slot_writer_refuses_what_it_cannot_write():
     old = TimerFired("a")
     writer.fill(old, "b")                       # an __init__ may set a field again
     assert old.key == "b"
+
+
+def test_fast_init_keeps_the_dataclass_init_contract():
+    """``fast_init``: same parameters, defaults, factories and __post_init__
+    checks as the dataclass's own __init__ (compared with an undecorated twin)."""
+    from qstack.core.protocol import fast_init
+
+    def declare():
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class Rec:
+            name: str
+            number: int = 1
+            extra: dict = dataclasses.field(default_factory=dict)
+
+            def __post_init__(self):
+                if self.number < 1:
+                    raise ValueError("number must be >= 1")
+        return Rec
+
+    Plain, Fast = declare(), fast_init(declare())
+    assert Fast.__init__ is not Plain.__init__
+    for args, kwargs in [(("a",), {}), (("a", 3), {}), ((), {"name": "b", "extra": {1: 2}})]:
+        assert dataclasses.astuple(Fast(*args, **kwargs)) == \
+            dataclasses.astuple(Plain(*args, **kwargs))
+    assert Fast("a").extra is not Fast("a").extra          # a fresh default each time
+    for bad_args, error in [(("a", 0), ValueError), ((), TypeError), (("a", 1, {}, 4), TypeError)]:
+        with pytest.raises(error):
+            Plain(*bad_args)
+        with pytest.raises(error):
+            Fast(*bad_args)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fast("a").name = "b"
+
+
+def test_fast_init_leaves_what_it_cannot_speed_up():
+    from qstack.core.protocol import fast_init
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        x: int
+        scale: dataclasses.InitVar[int] = 1
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class KeywordOnly:
+        x: int = dataclasses.field(kw_only=True)
+
+    for cls in (WithInitVar, KeywordOnly):
+        init = cls.__init__
+        assert fast_init(cls).__init__ is init

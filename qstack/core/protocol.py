@@ -37,6 +37,7 @@ __all__ = [
     "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "PeerUp", "LinkDown",
     "LinkUp", "Undeliverable", "Started",
     "SendMessage", "StartTimer", "CancelTimer", "QuantumOp", "Deliver", "Submit", "Fail",
+    "fast_constructor", "fast_init",
 ]
 
 
@@ -318,6 +319,7 @@ class Protocol:
         return getattr(self, attr) if attr is not None else handle
 
 
+
 #: Events every protocol of a node is given (the driver's news of the node's
 #: surroundings): one without a handler for them ignores them.
 _NEWS = frozenset({Started, PeerDown, PeerUp, LinkDown, LinkUp, Undeliverable})
@@ -339,10 +341,13 @@ def _slot_fields(cls: type, checked: bool = False) -> tuple[list, dict] | None:
         return None
     if hasattr(cls, "__post_init__") and not checked:
         return None
+    if any(f._field_type is dataclasses._FIELD_INITVAR
+           for f in cls.__dataclass_fields__.values()):
+        return None         # an InitVar: __init__ takes what is not a field
     ns: dict = {"_M": _MISSING}
     names = []
     for i, f in enumerate(dataclasses.fields(cls)):
-        if not f.init:
+        if not f.init or f.kw_only:
             return None
         if f.default_factory is not dataclasses.MISSING:
             ns[f"_d{i}"] = _MISSING
@@ -394,16 +399,23 @@ def fast_constructor(cls: type, *, checked: bool = False,
     return make
 
 
-def _fast_init(cls: type) -> type:
-    """Give a frozen slotted dataclass the slot-setting ``__init__`` of
-    :func:`fast_constructor` (same signature, same result)."""
-    spec = _slot_fields(cls)
+def fast_init(cls: type) -> type:
+    """Class decorator for a frozen slotted dataclass made on a hot path (a
+    service record, an event, an action): its ``__init__`` becomes one that
+    sets the fields through their slots (:mod:`qstack.core.slots`) instead
+    of ``object.__setattr__`` per field, then runs ``__post_init__`` as the
+    dataclass's own would. Same signature, same object, same checks;
+    ``Record(...)`` then costs about what a :func:`fast_constructor` does.
+    Put it above ``@dataclass``. A class it cannot speed up that way (no
+    slots, ``init=False`` or keyword-only fields, ``InitVar``) is left as is."""
+    spec = _slot_fields(cls, checked=True)     # (its __post_init__ runs below)
     if spec is None:
         return cls
     names, ns = spec
     params = _signature(names)
-    body = _setters(cls, names, "self", ns, False, None) if names else "    pass\n"
-    exec(f"def __init__(self{', ' if params else ''}{params}):\n{body}", ns)
+    body = _setters(cls, names, "self", ns, False, None) if names else ""
+    post = "    self.__post_init__()\n" if hasattr(cls, "__post_init__") else ""
+    exec(f"def __init__(self{', ' if params else ''}{params}):\n{body}{post}    pass\n", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
     return cls
@@ -412,5 +424,5 @@ def _fast_init(cls: type) -> type:
 for _cls in (Started, MessageReceived, TimerFired, OperationDone, PeerDown, PeerUp, LinkDown,
              LinkUp, Undeliverable, SendMessage,
              StartTimer, CancelTimer, QuantumOp, Deliver, Submit, Fail):
-    _fast_init(_cls)
+    fast_init(_cls)
 del _cls
