@@ -318,6 +318,16 @@ class Protocol:
             attr = self._resolve(event_type)
         return getattr(self, attr) if attr is not None else handle
 
+    def message_handler_for(self, message_type: type) -> Callable[[str, Any, int], Any] | None:
+        """The handler registered with :func:`on_message` for ``message_type``
+        (called as ``handler(src, msg, now_ns)``) if feeding
+        ``MessageReceived`` would do nothing but call it, else None (the
+        driver then feeds ``MessageReceived``). Drivers cache it per message type."""
+        dispatch = self.handler_for(MessageReceived)
+        if getattr(dispatch, "__func__", None) is not Protocol._dispatch_message:
+            return None      # its own handle, or its own MessageReceived handler
+        attr = self._message_handlers.get(message_type)
+        return getattr(self, attr) if attr is not None else None
 
 
 #: Events every protocol of a node is given (the driver's news of the node's
