@@ -197,3 +197,41 @@ def test_fast_init_leaves_what_it_cannot_speed_up():
     for cls in (WithInitVar, KeywordOnly):
         init = cls.__init__
         assert fast_init(cls).__init__ is init
+
+
+@needs_cython
+@pytest.mark.parametrize("cls, args, kwargs", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_a_record_called_through_its_constructor_is_the_one_init_builds(cls, args, kwargs):
+    """``Record(...)`` goes straight to the generated constructor
+    (``call_through``); ``object.__new__`` then ``__init__`` builds the same."""
+    made = cls(*args, **kwargs)
+    usual = object.__new__(cls)
+    cls.__init__(usual, *args, **kwargs)
+    _same(made, usual)
+
+
+@needs_cython
+def test_call_through_is_not_inherited_and_refuses_builtin_types():
+    from qstack.core._slots import call_through
+    from qstack.core.protocol import fast_init
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+        def __post_init__(self):
+            if self.x < 0:
+                raise ValueError("x must be >= 0")
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sub(Base):
+        y: int = 2
+
+    assert Base(1) == Base(x=1) and type(Base(1)) is Base
+    with pytest.raises(ValueError):
+        Base(-1)                        # __post_init__ still runs
+    sub = Sub(1, 5)                     # built by its own (dataclass) __init__
+    assert type(sub) is Sub and (sub.x, sub.y) == (1, 5)
+    with pytest.raises(TypeError):
+        call_through(int, lambda: 0)

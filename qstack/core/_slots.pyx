@@ -32,6 +32,17 @@ cdef extern from "Python.h":
     ctypedef struct _MemberDescr "PyMemberDescrObject":
         _MemberDef* d_member
 
+    ctypedef PyObject* (*vectorcallfunc)(PyObject*, PyObject* const*, size_t, PyObject*)
+
+    ctypedef struct _CallType "PyTypeObject":
+        vectorcallfunc tp_vectorcall
+        unsigned long tp_flags
+
+    PyObject* _vectorcall "PyObject_Vectorcall"(PyObject*, PyObject* const*, size_t, PyObject*)
+    PyObject* _dict_get "PyDict_GetItem"(PyObject*, PyObject*)
+    void _set_error "PyErr_SetString"(PyObject*, const char*)
+    long _HEAPTYPE "Py_TPFLAGS_HEAPTYPE"
+
 # structmember.h: a __slots__ entry is an object member (T_OBJECT_EX) that may be written
 cdef enum:
     _T_OBJECT_EX = 16
@@ -113,3 +124,33 @@ cdef class SlotWriter:
         if not isinstance(obj, self.cls):
             raise TypeError(f"expected a {self.cls.__name__}, got {type(obj).__name__}")
         self._write(<PyObject*>obj, args, 1)
+
+
+# ---------------------------------------------------------------- Record(...) as fast as make(...)
+
+# class -> the function that builds its instances (see call_through)
+cdef dict _makers = {}
+
+
+cdef PyObject* _call_maker(PyObject* cls, PyObject* const* args, size_t nargsf,
+                           PyObject* kwnames) noexcept:
+    # the class's tp_vectorcall: Cls(...) is make(...)
+    cdef PyObject* make = _dict_get(<PyObject*>_makers, cls)
+    if make == NULL:        # (not reached: only classes in _makers get this slot)
+        _set_error(<PyObject*>TypeError, b"no constructor registered for this class")
+        return NULL
+    return _vectorcall(make, args, nargsf, kwnames)
+
+
+def call_through(cls, make):
+    """Make ``cls(...)`` call ``make(...)`` directly, instead of
+    ``object.__new__`` then ``cls.__init__``: the class's vectorcall slot
+    (``tp_vectorcall``, which CPython documents for type objects and never
+    inherits: a subclass is built the usual way). ``make`` must build the
+    same object as the class's own ``__init__`` would, checks included."""
+    if not isinstance(cls, type) or not (<_CallType*>cls).tp_flags & _HEAPTYPE:
+        raise TypeError(f"{cls!r}: only classes defined in Python")
+    if not callable(make):
+        raise TypeError("make must be callable")
+    _makers[cls] = make
+    (<_CallType*>cls).tp_vectorcall = _call_maker

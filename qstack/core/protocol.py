@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
-from qstack.core.slots import setter_source
+from qstack.core.slots import call_through, setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -414,8 +414,10 @@ def fast_init(cls: type) -> type:
     service record, an event, an action): its ``__init__`` becomes one that
     sets the fields through their slots (:mod:`qstack.core.slots`) instead
     of ``object.__setattr__`` per field, then runs ``__post_init__`` as the
-    dataclass's own would. Same signature, same object, same checks;
-    ``Record(...)`` then costs about what a :func:`fast_constructor` does.
+    dataclass's own would. Same signature, same object, same checks; and
+    ``Record(...)`` calls the same code as a constructor function, without
+    the type call's ``__new__`` and ``__init__`` steps
+    (:func:`qstack.core.slots.call_through`).
     Put it above ``@dataclass``. A class it cannot speed up that way (no
     slots, ``init=False`` or keyword-only fields, ``InitVar``) is left as is."""
     spec = _slot_fields(cls, checked=True)     # (its __post_init__ runs below)
@@ -423,11 +425,14 @@ def fast_init(cls: type) -> type:
         return cls
     names, ns = spec
     params = _signature(names)
-    body = _setters(cls, names, "self", ns, False, None) if names else ""
+    fill = _setters(cls, names, "self", ns, False, None) if names else ""
+    build = _setters(cls, names, "self", ns, True, None)
     post = "    self.__post_init__()\n" if hasattr(cls, "__post_init__") else ""
-    exec(f"def __init__(self{', ' if params else ''}{params}):\n{body}{post}    pass\n", ns)
+    exec(f"def __init__(self{', ' if params else ''}{params}):\n{fill}{post}    pass\n"
+         f"def make({params}):\n{build}{post}    return self\n", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
+    call_through(cls, ns["make"])
     return cls
 
 

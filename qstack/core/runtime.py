@@ -38,16 +38,10 @@ from typing import Any, Callable, Hashable, Iterable
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
+    SendMessage, Started, StartTimer, Submit, TimerFired,
 )
 
 __all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp"]
-
-# made once per message, herald and timer on the hot path: the same objects
-# without the frozen-dataclass __init__ cost
-_received = fast_constructor(MessageReceived)
-_done = fast_constructor(OperationDone)
-_fired = fast_constructor(TimerFired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +224,7 @@ class NodeRuntime:
             handler = proto.message_handler_for(msg.__class__) if proto is not None else None
             self._on_message[msg.__class__] = protocol, handler
         if handler is None:
-            self.feed(protocol, _received(src, msg), now)
+            self.feed(protocol, MessageReceived(src, msg), now)
             return
         actions = handler(src, msg, now)
         if actions:
@@ -240,7 +234,7 @@ class NodeRuntime:
 
     def op_done(self, protocol: str, op_id: int, outcome: Any, now: int) -> None:
         """The quantum operation ``op_id`` of ``protocol`` finished."""
-        self.feed(protocol, _done(op_id, outcome), now)
+        self.feed(protocol, OperationDone(op_id, outcome), now)
 
     def fire_timer(self, protocol: str, key: Hashable, handle: Any, now: int) -> None:
         """The driver's wake-up for timer ``key`` of ``protocol`` (``handle``
@@ -250,7 +244,7 @@ class NodeRuntime:
         if timers.get(tk) is not handle:
             return
         del timers[tk]
-        self.feed(protocol, _fired(key), now)
+        self.feed(protocol, TimerFired(key), now)
 
     # ------------------------------------------------------------------ actions
     def _send_message(self, protocol: str, action: SendMessage, now: int) -> None:

@@ -13,23 +13,29 @@ their slots instead, in one of two interchangeable ways:
   slot directly. Hot records (heralds, link and network OKs, messages) are
   made several times per pair, so this is a good part of what a pair costs.
 
+With the extension, :func:`call_through` also lets ``Record(...)`` call the
+generated constructor directly (the class's vectorcall slot), so protocol
+code builds records plainly at the cost of a constructor function.
+
 Both make the same object; ``tests/test_core_fast_constructor.py`` builds
 every message and record class both ways and compares.
 """
 from __future__ import annotations
 
 import os
+from typing import Callable
 
-__all__ = ["HAVE_CYTHON", "setter_source"]
+__all__ = ["HAVE_CYTHON", "setter_source", "call_through"]
 
 try:  # the Cython twin, built by setup.py
     from qstack.core._slots import SlotWriter  # type: ignore[import-not-found]
+    from qstack.core._slots import call_through as _call_through
     HAVE_CYTHON = True
 except ImportError:  # pragma: no cover - depends on the build
     if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
         raise ImportError("QSTACK_REQUIRE_CYTHON=1 but qstack.core._slots is not built; "
                           "build it with `pip install -e .`") from None
-    SlotWriter = None
+    SlotWriter = _call_through = None
     HAVE_CYTHON = False
 
 
@@ -65,6 +71,18 @@ def setter_source(cls: type, fields: list[tuple[str, str]], obj: str, ns: dict, 
         ns[f"_s{i}"] = _slot(cls, name).__set__
         lines.append(f"    _s{i}({obj}, {expr})\n")
     return "".join(lines)
+
+
+def call_through(cls: type, make: Callable) -> None:
+    """Let ``cls(...)`` be ``make(...)``, a generated constructor that builds
+    the same object as ``object.__new__`` and ``cls.__init__`` would (checks
+    included), without the type call's two steps: with the extension built,
+    a ``Record(...)`` written plainly in protocol code costs what calling its
+    constructor function does. Without it (the pure-Python twin) nothing
+    changes: ``cls(...)`` runs ``cls.__init__``, which does the same."""
+    if _call_through is not None:
+        make.__qualname__ = cls.__qualname__   # (errors name the class, as __init__'s do)
+        _call_through(cls, make)
 
 
 def _slot(cls: type, name: str):
