@@ -426,10 +426,12 @@ def fast_init(cls: type) -> type:
     names, ns = spec
     params = _signature(names)
     fill = _setters(cls, names, "self", ns, False, None) if names else ""
-    build = _setters(cls, names, "self", ns, True, None)
-    post = "    self.__post_init__()\n" if hasattr(cls, "__post_init__") else ""
-    exec(f"def __init__(self{', ' if params else ''}{params}):\n{fill}{post}    pass\n"
-         f"def make({params}):\n{build}{post}    return self\n", ns)
+    build = _setters(cls, names, "o", ns, True, None)
+    post = hasattr(cls, "__post_init__")
+    exec(f"def __init__(self{', ' if params else ''}{params}):\n{fill}"
+         f"{'    self.__post_init__()' if post else '    pass'}\n"
+         f"def make({params}):\n{build}{'    o.__post_init__()' if post else ''}\n"
+         f"    return o\n", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
     call_through(cls, ns["make"])
