@@ -38,10 +38,17 @@ from typing import Any, Callable, Hashable, Iterable
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, Submit, TimerFired,
+    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
 )
 
 __all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp"]
+
+# made once per message, herald and timer on the hot path: the constructor
+# functions, called Python to Python, cost less than the type call
+# (qstack.core.slots.call_through) that protocol code goes through
+_received = fast_constructor(MessageReceived)
+_done = fast_constructor(OperationDone)
+_fired = fast_constructor(TimerFired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +231,7 @@ class NodeRuntime:
             handler = proto.message_handler_for(msg.__class__) if proto is not None else None
             self._on_message[msg.__class__] = protocol, handler
         if handler is None:
-            self.feed(protocol, MessageReceived(src, msg), now)
+            self.feed(protocol, _received(src, msg), now)
             return
         actions = handler(src, msg, now)
         if actions:
@@ -234,7 +241,7 @@ class NodeRuntime:
 
     def op_done(self, protocol: str, op_id: int, outcome: Any, now: int) -> None:
         """The quantum operation ``op_id`` of ``protocol`` finished."""
-        self.feed(protocol, OperationDone(op_id, outcome), now)
+        self.feed(protocol, _done(op_id, outcome), now)
 
     def fire_timer(self, protocol: str, key: Hashable, handle: Any, now: int) -> None:
         """The driver's wake-up for timer ``key`` of ``protocol`` (``handle``
@@ -244,7 +251,7 @@ class NodeRuntime:
         if timers.get(tk) is not handle:
             return
         del timers[tk]
-        self.feed(protocol, TimerFired(key), now)
+        self.feed(protocol, _fired(key), now)
 
     # ------------------------------------------------------------------ actions
     def _send_message(self, protocol: str, action: SendMessage, now: int) -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
+from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
 
 __all__ = ["HeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK"]
@@ -54,6 +55,8 @@ NEVER_NS = 1 << 62
 ATTEMPT_BLOCK = 1024
 
 _FOLLOW = None
+# made twice per pair: a constructor function costs less than the type call
+_herald = fast_constructor(Herald)
 
 
 class _Request:
@@ -291,11 +294,11 @@ class HeraldingStation:
                         clock.cancel(r.deadline_event)
                         r.deadline_event = None
                 r0.herald_event = clock.schedule_at(
-                    h0, self._herald, r0, Herald(True, qa, bell_index, attempts, emitted, fid,
-                                                 "", key))
+                    h0, self._herald, r0, _herald(True, qa, bell_index, attempts, emitted, fid,
+                                                  "", key))
                 r1.herald_event = clock.schedule_at(
-                    h1, self._herald, r1, Herald(True, qb, bell_index, attempts, emitted, fid,
-                                                 "", key))
+                    h1, self._herald, r1, _herald(True, qb, bell_index, attempts, emitted, fid,
+                                                  "", key))
                 return
         # No success in time: attempts run until the earlier deadline, which answers.
         r0.started = r1.started = True

@@ -41,7 +41,7 @@ from qstack.core.faults import Fault
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
     LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
-    SendMessage, Undeliverable,
+    SendMessage, Undeliverable, fast_constructor,
 )
 from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
 from qstack.physical.device import NodeHardware, QuantumDevice
@@ -57,6 +57,7 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord", "Fault"]
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
 
+_done = fast_constructor(OperationDone)
 
 #: Speed of light in fibre (group index 1.468 at 1550 nm), km per ns.
 _FIBRE_KM_PER_NS = 299_792.458e-9 / 1.468
@@ -473,7 +474,7 @@ class SimNetwork(RuntimeDriver):
     def _op_done(self, node: SimNode, incarnation: int, protocol: str, op_id: int,
                  outcome: Any) -> None:
         if node.incarnation == incarnation:
-            node.feed(protocol, OperationDone(op_id, outcome), self.sim.now)
+            node.feed(protocol, _done(op_id, outcome), self.sim.now)
 
     def _entangle(self, node: SimNode, protocol: str, op_id: int | None, op: Entangle) -> None:
         sim = self.sim
@@ -494,7 +495,7 @@ class SimNetwork(RuntimeDriver):
         # the stations' deliver callback: ref is what _entangle submitted
         node, protocol, op_id, incarnation = ref
         if node.incarnation == incarnation:
-            node.feed(protocol, OperationDone(op_id, herald), self.sim.now)
+            node.feed(protocol, _done(op_id, herald), self.sim.now)
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int | None,
                          op: CancelEntangle) -> None:
