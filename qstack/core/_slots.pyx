@@ -9,6 +9,10 @@ the values straight into the object's slots, at the offsets the slot
 descriptors name, which is what each descriptor's ``__set__`` does for a
 valid object, without a Python-level call per field. The tests build every
 message and hot record both ways and require equal objects.
+
+:func:`call_through` sets a record class's vectorcall slot so that
+``Record(...)`` runs its generated constructor (the pure-Python twin is the
+usual ``object.__new__`` then ``__init__``, which does the same).
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
