@@ -83,3 +83,155 @@ def test_checked_builds_the_same_object_without_post_init():
     with pytest.raises(ValueError):
         fast_constructor(QueueSpec)(*bad)   # a message's: its __post_init__ runs unless checked
     assert fast(*bad).measure_basis == "W"                      # not checked here
+
+
+# ---------------------------------------------------------------- the two slot writers
+# qstack.core.slots: the Cython SlotWriter and the pure-Python descriptor
+# setters (its twin) must build the same objects.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from qstack.core.messages import message_constructor, registry  # noqa: E402
+from qstack.core.slots import HAVE_CYTHON  # noqa: E402
+from qstack.core.vectors import import_all_messages  # noqa: E402
+from tests.strategies import message_strategy  # noqa: E402
+
+import_all_messages()
+MESSAGES = sorted(registry().values(), key=lambda c: c.TYPE_CODE)
+needs_cython = pytest.mark.skipif(not HAVE_CYTHON, reason="qstack.core._slots not built")
+
+
+def _same(a, b):
+    assert type(a) is type(b)
+    fields = [f.name for f in dataclasses.fields(a)]
+    # the very same field values (not only equal ones): nothing is converted
+    assert all(getattr(a, n) is getattr(b, n) for n in fields)
+
+
+@needs_cython
+@pytest.mark.parametrize("cls, args, kwargs", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_compiled_and_pure_slot_writers_build_the_same_record(cls, args, kwargs):
+    compiled = fast_constructor(cls, compiled=True)(*args, **kwargs)
+    _same(compiled, fast_constructor(cls, compiled=False)(*args, **kwargs))
+    _same(compiled, cls(*args, **kwargs))
+
+
+@needs_cython
+@pytest.mark.parametrize("cls", MESSAGES, ids=lambda c: c.__name__)
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_compiled_and_pure_slot_writers_build_the_same_message(cls, data):
+    msg = data.draw(message_strategy(cls))
+    values = [getattr(msg, f.name) for f in dataclasses.fields(cls)]
+    made = [message_constructor(cls, checked, compiled)(*values)
+            for checked in (False, True) for compiled in (False, True)]
+    for other in made[1:] + [cls(*values)]:
+        _same(made[0], other)
+
+
+@needs_cython
+def test_compiled_slot_writer_refuses_what_it_cannot_write():
+    from qstack.core._slots import SlotWriter
+
+    class Plain:
+        def __init__(self, x):
+            self.x = x
+
+    with pytest.raises(TypeError):
+        SlotWriter(Plain, ["x"])                # no slot: the descriptor setters stay
+    writer = SlotWriter(TimerFired, ["key"])
+    with pytest.raises(TypeError):
+        writer.new(1, 2)                        # one value per field
+    with pytest.raises(TypeError):
+        writer.fill(OperationDone(1, 2), "k")   # another class's object
+    old = TimerFired("a")
+    writer.fill(old, "b")                       # an __init__ may set a field again
+    assert old.key == "b"
+
+
+def test_fast_init_keeps_the_dataclass_init_contract():
+    """``fast_init``: same parameters, defaults, factories and __post_init__
+    checks as the dataclass's own __init__ (compared with an undecorated twin)."""
+    from qstack.core.protocol import fast_init
+
+    def declare():
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class Rec:
+            name: str
+            number: int = 1
+            extra: dict = dataclasses.field(default_factory=dict)
+
+            def __post_init__(self):
+                if self.number < 1:
+                    raise ValueError("number must be >= 1")
+        return Rec
+
+    Plain, Fast = declare(), fast_init(declare())
+    assert Fast.__init__ is not Plain.__init__
+    for args, kwargs in [(("a",), {}), (("a", 3), {}), ((), {"name": "b", "extra": {1: 2}})]:
+        assert dataclasses.astuple(Fast(*args, **kwargs)) == \
+            dataclasses.astuple(Plain(*args, **kwargs))
+    assert Fast("a").extra is not Fast("a").extra          # a fresh default each time
+    for bad_args, error in [(("a", 0), ValueError), ((), TypeError), (("a", 1, {}, 4), TypeError)]:
+        with pytest.raises(error):
+            Plain(*bad_args)
+        with pytest.raises(error):
+            Fast(*bad_args)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fast("a").name = "b"
+
+
+def test_fast_init_leaves_what_it_cannot_speed_up():
+    from qstack.core.protocol import fast_init
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        x: int
+        scale: dataclasses.InitVar[int] = 1
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class KeywordOnly:
+        x: int = dataclasses.field(kw_only=True)
+
+    for cls in (WithInitVar, KeywordOnly):
+        init = cls.__init__
+        assert fast_init(cls).__init__ is init
+
+
+@needs_cython
+@pytest.mark.parametrize("cls, args, kwargs", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_a_record_called_through_its_constructor_is_the_one_init_builds(cls, args, kwargs):
+    """``Record(...)`` goes straight to the generated constructor
+    (``call_through``); ``object.__new__`` then ``__init__`` builds the same."""
+    made = cls(*args, **kwargs)
+    usual = object.__new__(cls)
+    cls.__init__(usual, *args, **kwargs)
+    _same(made, usual)
+
+
+@needs_cython
+def test_call_through_is_not_inherited_and_refuses_builtin_types():
+    from qstack.core._slots import call_through
+    from qstack.core.protocol import fast_init
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+        def __post_init__(self):
+            if self.x < 0:
+                raise ValueError("x must be >= 0")
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sub(Base):
+        y: int = 2
+
+    assert Base(1) == Base(x=1) and type(Base(1)) is Base
+    with pytest.raises(ValueError):
+        Base(-1)                        # __post_init__ still runs
+    sub = Sub(1, 5)                     # built by its own (dataclass) __init__
+    assert type(sub) is Sub and (sub.x, sub.y) == (1, 5)
+    with pytest.raises(TypeError):
+        call_through(int, lambda: 0)

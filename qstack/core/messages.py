@@ -40,6 +40,7 @@ import msgpack
 
 from qstack.core.args import show
 from qstack.core.errors import DecodeError, EncodeError, ErrorCode
+from qstack.core.slots import call_through, setter_source
 
 __all__ = [
     "Message",
@@ -419,25 +420,25 @@ def _fast_test(tp: Any, v: str, fc: _FieldCodec, ns: dict, key: str) -> str:
     return "False"
 
 
-def _compile(cls: type) -> dict:
+def _compile(cls: type, compiled: bool | None = None) -> dict:
     """Generate the checked ``__init__``, the fast constructors and the
     decoder's unchecked builder of message class ``cls`` (once, at
     registration); returns their namespace. Fields are set through their
-    slot descriptors (as :func:`qstack.core.protocol.fast_constructor` does),
-    which pays for most of the checks."""
-    ns: dict = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
-    params, checks, sets = [], [], []
+    slots (:mod:`qstack.core.slots`, as
+    :func:`qstack.core.protocol.fast_constructor` does), which pays for most
+    of the checks; ``compiled`` as for :func:`qstack.core.slots.setter_source`."""
+    ns: dict = {"_cls": cls, "_M": _MISSING}
+    params, checks, values = [], [], []
     for i, (f, fc) in enumerate(zip(dataclasses.fields(cls), cls._FIELDS)):
         if not f.init or f.kw_only:
             raise TypeError(f"{cls.__name__}.{f.name}: message fields are positional "
                             "__init__ parameters (no init=False, no kw_only)")
         name = f.name
-        ns[f"_s{i}"] = vars(cls)[name].__set__
         ns[f"_c{i}"] = fc.check
         if f.default_factory is not dataclasses.MISSING:
             ns[f"_f{i}"] = f.default_factory
             params.append(f"{name}=_M")
-            sets.append(f"    _s{i}(_qo, _f{i}() if {name} is _M else {name})\n")
+            values.append((name, f"_f{i}() if {name} is _M else {name}"))
             checks.append(f"    if {name} is not _M and not {_fast_test(fc.tp, name, fc, ns, f'_t{i}')}:"
                           f" _c{i}({name})\n")
             continue
@@ -446,7 +447,7 @@ def _compile(cls: type) -> dict:
             params.append(f"{name}=_d{i}")
         else:
             params.append(name)
-        sets.append(f"    _s{i}(_qo, {name})\n")
+        values.append((name, name))
         checks.append(f"    if not {_fast_test(fc.tp, name, fc, ns, f'_t{i}')}: _c{i}({name})\n")
     sig = ", ".join(params)
     post = ""
@@ -456,11 +457,12 @@ def _compile(cls: type) -> dict:
                 "    except (ValueError, TypeError) as _qexc:\n"
                 "        raise _post_error(_cls, _qexc) from None\n")
     body = "".join(checks)
-    setters = "".join(sets)
-    src = (f"def __init__(_qo{', ' if sig else ''}{sig}):\n{body}{setters}{post}    pass\n"
-           f"def make({sig}):\n{body}    _qo = _new(_cls)\n{setters}{post}    return _qo\n"
-           f"def make_checked({sig}):\n{body}    _qo = _new(_cls)\n{setters}    return _qo\n"
-           f"def raw({sig}):\n    _qo = _new(_cls)\n{setters}    return _qo\n"
+    fill = setter_source(cls, values, "_qo", ns, new=False, compiled=compiled)
+    build = setter_source(cls, values, "_qo", ns, new=True, compiled=compiled)
+    src = (f"def __init__(_qo{', ' if sig else ''}{sig}):\n{body}{fill}{post}    pass\n"
+           f"def make({sig}):\n{body}{build}{post}    return _qo\n"
+           f"def make_checked({sig}):\n{body}{build}    return _qo\n"
+           f"def raw({sig}):\n{build}    return _qo\n"
            + _wire_source(cls, ns))
     exec(src, ns)
     for fn in ("make", "make_checked", "raw", "to_body", "from_values"):
@@ -509,15 +511,20 @@ def _post_init_error(cls: type, exc: Exception) -> EncodeError:
 _MISSING = object()
 
 
-def message_constructor(cls: type[Message], checked: bool = False) -> Any:
+def message_constructor(cls: type[Message], checked: bool = False,
+                        compiled: bool | None = None) -> Any:
     """A function that builds ``cls`` as ``cls(...)`` does (same parameters,
     same object, same field checks) with less overhead per call; with
     ``checked=True`` the class's ``__post_init__`` (cross-field rules) is not
     run, the caller having checked it, but every field still is. This is
-    what :func:`qstack.core.protocol.fast_constructor` returns for messages."""
+    what :func:`qstack.core.protocol.fast_constructor` returns for messages.
+    ``compiled`` (True / False): one made anew with or without the Cython
+    slot writer (:mod:`qstack.core.slots`; the tests compare the two)."""
     made = cls.__dict__.get("_qstack_ctors")
     if not made:
         return cls          # not a registered message: nothing compiled
+    if compiled is not None:
+        made = _compile(cls, compiled)
     return made["make_checked"] if checked else made["make"]
 
 
@@ -571,6 +578,7 @@ def _install_checks(cls: type) -> None:
     """Make constructing ``cls`` check every field (see the module doc)."""
     ns = _compile(cls)
     cls.__init__ = ns["__init__"]
+    call_through(cls, ns["make"])      # Message(...) is make(...)
     cls._qstack_ctors = {"make": ns["make"], "make_checked": ns["make_checked"],
                          "raw": ns["raw"], "post_init": hasattr(cls, "__post_init__")}
     cls._to_body = staticmethod(ns["to_body"])

@@ -30,12 +30,14 @@ from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
+from qstack.core.slots import call_through, setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
     "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "PeerUp", "LinkDown",
     "LinkUp", "Undeliverable", "Started",
     "SendMessage", "StartTimer", "CancelTimer", "QuantumOp", "Deliver", "Submit", "Fail",
+    "fast_constructor", "fast_init",
 ]
 
 
@@ -316,6 +318,17 @@ class Protocol:
             attr = self._resolve(event_type)
         return getattr(self, attr) if attr is not None else handle
 
+    def message_handler_for(self, message_type: type) -> Callable[[str, Any, int], Any] | None:
+        """The handler registered with :func:`on_message` for ``message_type``
+        (called as ``handler(src, msg, now_ns)``) if feeding
+        ``MessageReceived`` would do nothing but call it, else None (the
+        driver then feeds ``MessageReceived``). Drivers cache it per message type."""
+        dispatch = self.handler_for(MessageReceived)
+        if getattr(dispatch, "__func__", None) is not Protocol._dispatch_message:
+            return None      # its own handle, or its own MessageReceived handler
+        attr = self._message_handlers.get(message_type)
+        return getattr(self, attr) if attr is not None else None
+
 
 #: Events every protocol of a node is given (the driver's news of the node's
 #: surroundings): one without a handler for them ignores them.
@@ -327,22 +340,25 @@ _NEWS = frozenset({Started, PeerDown, PeerUp, LinkDown, LinkUp, Undeliverable})
 _MISSING = object()
 
 
-def _slot_setters(cls: type, checked: bool = False) -> tuple[list, dict] | None:
-    """(fields, namespace) for building ``cls`` through its slot descriptors;
-    None if that would not be the same as calling ``cls`` (no slots, a
-    ``__post_init__`` check unless ``checked``, an init=False field)."""
+def _slot_fields(cls: type, checked: bool = False) -> tuple[list, dict] | None:
+    """(fields, namespace) for building ``cls`` through its slots: fields as
+    ``(index, name, kind)``, kind 0 required, 1 with a default, 2 with a
+    default factory. None if that would not be the same as calling ``cls``
+    (no slots, a ``__post_init__`` check unless ``checked``, an init=False field)."""
     import dataclasses
 
     if not dataclasses.is_dataclass(cls) or "__slots__" not in vars(cls):
         return None
     if hasattr(cls, "__post_init__") and not checked:
         return None
-    ns: dict = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
+    if any(f._field_type is dataclasses._FIELD_INITVAR
+           for f in cls.__dataclass_fields__.values()):
+        return None         # an InitVar: __init__ takes what is not a field
+    ns: dict = {"_M": _MISSING}
     names = []
     for i, f in enumerate(dataclasses.fields(cls)):
-        if not f.init:
+        if not f.init or f.kw_only:
             return None
-        ns[f"_s{i}"] = vars(cls)[f.name].__set__
         if f.default_factory is not dataclasses.MISSING:
             ns[f"_d{i}"] = _MISSING
             ns[f"_f{i}"] = f.default_factory
@@ -357,55 +373,73 @@ def _signature(names: list) -> str:
     return ", ".join(f"{n}=_d{i}" if kind else n for i, n, kind in names)
 
 
-def _setters(names: list, obj: str) -> str:
-    return "".join(f"    _s{i}({obj}, _f{i}() if {n} is _M else {n})\n" if kind == 2
-                   else f"    _s{i}({obj}, {n})\n" for i, n, kind in names)
+def _setters(cls: type, names: list, obj: str, ns: dict, new: bool,
+             compiled: bool | None) -> str:
+    values = [(n, f"_f{i}() if {n} is _M else {n}" if kind == 2 else n)
+              for i, n, kind in names]
+    return setter_source(cls, values, obj, ns, new=new, compiled=compiled)
 
 
-def fast_constructor(cls: type, *, checked: bool = False) -> Callable:
+def fast_constructor(cls: type, *, checked: bool = False,
+                     compiled: bool | None = None) -> Callable:
     """A function building ``cls`` instances exactly as ``cls(...)`` does (same
     parameters and defaults, same object), but setting a frozen slotted
-    dataclass's fields through their slot descriptors rather than the
-    generated ``object.__setattr__`` calls: about twice as fast, which counts
-    for the few objects made once per pair on the simulator's hot path.
-    Returns ``cls`` itself where that would differ (``__post_init__`` etc.),
-    except with ``checked=True``: the caller has already checked what the
-    class's ``__post_init__`` checks, and it is not run.
+    dataclass's fields through its slots (:mod:`qstack.core.slots`) rather
+    than the generated ``object.__setattr__`` calls: several times faster,
+    which counts for the objects made once per pair on the simulator's hot
+    path. Returns ``cls`` itself where that would differ (``__post_init__``
+    etc.), except with ``checked=True``: the caller has already checked what
+    the class's ``__post_init__`` checks, and it is not run. ``compiled``:
+    as for :func:`qstack.core.slots.setter_source` (the tests compare both).
 
     For a wire message (:class:`~qstack.core.messages.Message`) it is the
     message's own compiled constructor, which checks every field against its
     declared limits like ``cls(...)`` does (``checked=True`` skips only the
     ``__post_init__`` cross-field rules): no message is built unchecked."""
     if isinstance(cls, type) and issubclass(cls, Message):
-        return message_constructor(cls, checked)
-    spec = _slot_setters(cls, checked)
+        return message_constructor(cls, checked, compiled)
+    spec = _slot_fields(cls, checked)
     if spec is None:
         return cls
     names, ns = spec
-    body = _setters(names, "o")
-    exec(f"def make({_signature(names)}):\n    o = _new(_cls)\n{body}    return o\n", ns)
+    body = _setters(cls, names, "o", ns, True, compiled)
+    exec(f"def make({_signature(names)}):\n{body}    return o\n", ns)
     make = ns["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
 
 
-def _fast_init(cls: type) -> type:
-    """Give a frozen slotted dataclass the descriptor-setting ``__init__`` of
-    :func:`fast_constructor` (same signature, same result)."""
-    spec = _slot_setters(cls)
+def fast_init(cls: type) -> type:
+    """Class decorator for a frozen slotted dataclass made on a hot path (a
+    service record, an event, an action): its ``__init__`` becomes one that
+    sets the fields through their slots (:mod:`qstack.core.slots`) instead
+    of ``object.__setattr__`` per field, then runs ``__post_init__`` as the
+    dataclass's own would. Same signature, same object, same checks; and
+    ``Record(...)`` calls the same code as a constructor function, without
+    the type call's ``__new__`` and ``__init__`` steps
+    (:func:`qstack.core.slots.call_through`).
+    Put it above ``@dataclass``. A class it cannot speed up that way (no
+    slots, ``init=False`` or keyword-only fields, ``InitVar``) is left as is."""
+    spec = _slot_fields(cls, checked=True)     # (its __post_init__ runs below)
     if spec is None:
         return cls
     names, ns = spec
     params = _signature(names)
-    body = _setters(names, "self") or "    pass\n"
-    exec(f"def __init__(self{', ' if params else ''}{params}):\n{body}", ns)
+    fill = _setters(cls, names, "self", ns, False, None) if names else ""
+    build = _setters(cls, names, "o", ns, True, None)
+    post = hasattr(cls, "__post_init__")
+    exec(f"def __init__(self{', ' if params else ''}{params}):\n{fill}"
+         f"{'    self.__post_init__()' if post else '    pass'}\n"
+         f"def make({params}):\n{build}{'    o.__post_init__()' if post else ''}\n"
+         f"    return o\n", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
+    call_through(cls, ns["make"])
     return cls
 
 
 for _cls in (Started, MessageReceived, TimerFired, OperationDone, PeerDown, PeerUp, LinkDown,
              LinkUp, Undeliverable, SendMessage,
              StartTimer, CancelTimer, QuantumOp, Deliver, Submit, Fail):
-    _fast_init(_cls)
+    fast_init(_cls)
 del _cls

@@ -66,7 +66,7 @@ from typing import Any, Mapping
 from qstack.core.errors import ErrorCode, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
-    QuantumOp, SendMessage, Started, StartTimer, TimerFired, fast_constructor, on, on_message,
+    QuantumOp, SendMessage, Started, StartTimer, TimerFired, on, on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.messages import (
@@ -85,13 +85,7 @@ __all__ = ["EGP", "Release", "LinkState", "Phase"]
 _NO_DEADLINE = 1 << 62
 _INT32 = 2**31 - 1
 
-# made once per pair: the same objects without the frozen-dataclass __init__ cost
-_link_ok = fast_constructor(LinkOk)
-_ent_id = fast_constructor(EntanglementId)
-_entangle_op = fast_constructor(Entangle)
 _KEEP = RequestType.KEEP
-_deliver = fast_constructor(Deliver)
-_queue_spec = fast_constructor(QueueSpec, checked=True)
 
 
 class Phase(State):
@@ -390,12 +384,10 @@ class EGP(Protocol):
         if len(link.items) + len(link.pending) >= self.max_queue:
             return [self._err(req, cid, ErrorCode.LINK_QUEUE_FULL,
                               f"{self.max_queue} items queued for {req.remote}")]
-        # once per request (every link pair of a repeater chain); _invalid has
-        # checked what QueueSpec.__post_init__ would
-        spec = _queue_spec(cid, req.number, float(req.min_fidelity),
-                           now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
-                           _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
-                           req.consecutive or req.atomic, float(param))
+        spec = QueueSpec(cid, req.number, float(req.min_fidelity),
+                         now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
+                         _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
+                         req.consecutive or req.atomic, float(param))
         if not link.leader:
             link.pending[cid] = req
             return [SendMessage(link.peer, QueueRequest(spec))]
@@ -582,8 +574,8 @@ class EGP(Protocol):
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
         """Leader: submit the Entangle for ``item``'s next pair."""
         spec = item.spec
-        op = self.start_op(_entangle_op(link.peer, ("egp", item.qid, item.done),
-                                        spec.deadline_ns or _NO_DEADLINE, spec.param, 0), link)
+        op = self.start_op(Entangle(link.peer, ("egp", item.qid, item.done),
+                                    spec.deadline_ns or _NO_DEADLINE, spec.param, 0), link)
         link.op_id = op.op_id
         link.cur = item
         link.phase = TRANSITIONS.next(link.phase, "submit")
@@ -597,7 +589,7 @@ class EGP(Protocol):
         wanted = bool(link.items or link.orphans)
         phase = link.phase
         if wanted and phase is _IDLE:
-            op = self.start_op(_entangle_op(link.peer, None, _NO_DEADLINE, 0.0, 0), link)
+            op = self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0), link)
             link.op_id = op.op_id
             link.phase = TRANSITIONS.next(phase, "submit")
             actions.append(op)
@@ -684,9 +676,9 @@ class EGP(Protocol):
         item = m.item
         item.delivered += 1
         spec = item.spec
-        return [Deliver(_link_ok(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
-                                 m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
-                                 m.index + 1 == spec.number))]
+        return [Deliver(LinkOk(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
+                               m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
+                               m.index + 1 == spec.number))]
 
     def _herald_ok(self, link: LinkState, h: Any, now: int) -> list:
         link.retries = 0
@@ -736,7 +728,7 @@ class EGP(Protocol):
             if link.leader and spec.deadline_ns:
                 actions.append(CancelTimer(("deadline", peer, item.qid)))
         origin = item.origin
-        ent_id = _ent_id(origin, self.node if origin == peer else peer, seq)
+        ent_id = EntanglementId(origin, self.node if origin == peer else peer, seq)
         wait = now - h.emitted_ns
         param = spec.param
         bell = h.bell_index
@@ -749,9 +741,9 @@ class EGP(Protocol):
         if spec.type is _KEEP:
             item.delivered = ndel = item.delivered + 1
             qubit = h.qubit
-            actions.append(_deliver(_link_ok(spec.create_id, ent_id, peer, h.bell_index,
-                                             goodness, now, spec.purpose_id, qubit, None, None,
-                                             index, ndel == spec.number)))
+            actions.append(Deliver(LinkOk(spec.create_id, ent_id, peer, h.bell_index,
+                                          goodness, now, spec.purpose_id, qubit, None, None,
+                                          index, ndel == spec.number)))
             delivered = link.delivered
             delivered[seq] = (qubit, ent_id, spec.purpose_id)
             if len(delivered) > link.capacity:

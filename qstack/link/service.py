@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import Any
 
 from qstack.core.errors import ErrorCode
+from qstack.core.protocol import fast_init
 
 
 class RequestType(IntEnum):
@@ -21,6 +22,7 @@ class RequestType(IntEnum):
     MEASURE = 1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EntanglementId:
     """Names one delivered pair identically at both ends: (creator, receiver, sequence)."""
@@ -30,6 +32,7 @@ class EntanglementId:
     seq: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
     """CREATE(remote, number, min fidelity, max time, purpose, type, ...).
@@ -54,6 +57,7 @@ class CreateRequest:
     create_id: int | None = None   # set by the caller to correlate, or chosen by the EGP
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LinkOk:
     """OK: one pair of request ``create_id`` was delivered.
@@ -78,6 +82,7 @@ class LinkOk:
     request_done: bool = False    # True on the last OK of the request
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LinkErr:
     """ERR: request ``create_id`` failed with ``code`` (an ``ErrorCode`` in 200-299)."""
@@ -89,6 +94,7 @@ class LinkErr:
     purpose_id: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LinkExpire:
     """EXPIRE: a delivered pair ``ent_id`` is gone (memory cut-off, peer reset)."""
@@ -99,6 +105,7 @@ class LinkExpire:
     purpose_id: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Release:
     """Submitted from above: the pair ``ent_id`` (with neighbour ``remote``) was

@@ -69,8 +69,7 @@ from typing import Any
 from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
-    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, fast_constructor, on,
-    on_message,
+    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on, on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
@@ -90,15 +89,6 @@ from .service import (
 from .theory import werner_swap
 
 __all__ = ["QnpProtocol", "nested_spans"]
-
-# made once per pair and hop: the same objects without the frozen-dataclass
-# __init__ cost (object.__setattr__ per field)
-_track = fast_constructor(Track)
-_pair_done = fast_constructor(PairDone)
-_create = fast_constructor(CreateRequest)
-_net_ok = fast_constructor(NetOk)
-_pair_id = fast_constructor(PairId)
-_release = fast_constructor(Release)
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
@@ -542,7 +532,7 @@ class QnpProtocol(Protocol):
         for _ in range(room):
             c.outstanding += 1
             c.requested += 1
-            out.append(Submit(_create(
+            out.append(Submit(CreateRequest(
                 remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
                 max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
                 type=RequestType.KEEP), to=self.link_service))
@@ -555,7 +545,7 @@ class QnpProtocol(Protocol):
             # a pair for a circuit that is gone (or not ours): free the memory
             if ok.qubit is None:
                 return []
-            return [Submit(_release(ok.ent_id, ok.remote), to=self.link_service),
+            return [Submit(Release(ok.ent_id, ok.remote), to=self.link_service),
                     QuantumOp(None, Discard(ok.qubit))]
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
@@ -568,8 +558,8 @@ class QnpProtocol(Protocol):
         out: list = []
         if c.index == 0:
             # the head starts the pair's Track towards the tail
-            out.append(SendMessage(c.path[1], _track(c.cid, c.head, p.seq, p.bell, p.fidelity,
-                                                     p.created_ns)))
+            out.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+                                                    p.created_ns)))
         elif c.index < c.n_links:
             if c.cutoff_ns:
                 out.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
@@ -642,8 +632,8 @@ class QnpProtocol(Protocol):
             del left[pl.seq]
             del right[pr.seq]
             # both pairs leave the link layer's care (no cut-off, no expiry)
-            out.append(Submit(_release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
-            out.append(Submit(_release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
+            out.append(Submit(Release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
+            out.append(Submit(Release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
             c.busy[(_LEFT, pl.seq)] = []
             c.busy[(_RIGHT, pr.seq)] = []
             if c.cutoff_ns:
@@ -713,7 +703,7 @@ class QnpProtocol(Protocol):
         if where == "swapped":
             side, (oside, oseq, xor, f_o, created_o) = info
             del c.swaps[(side, t.link_seq)]
-            out.append(SendMessage(c.neighbour(oside), _track(
+            out.append(SendMessage(c.neighbour(oside), Track(
                 c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
                 min(t.created_ns, created_o))))
             # flow control: the downstream pair is now part of a tracked pair
@@ -731,7 +721,7 @@ class QnpProtocol(Protocol):
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
         prev = c.path[c.index - 1]
-        out.append(Submit(_release(p.ent_id, prev), to=self.link_service))
+        out.append(Submit(Release(p.ent_id, prev), to=self.link_service))
         if not accept:
             self.stats["rejected"] += 1
             out.append(QuantumOp(None, Discard(p.qubit)))
@@ -749,17 +739,17 @@ class QnpProtocol(Protocol):
             if bell & 1:
                 ops.append(Gate("z", (p.qubit,)))
             bell = 0
-        ok = _net_ok(request_id=c.request_id, pair_id=_pair_id(c.head, c.cid, seq), remote=c.head,
-                     bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
-                     app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
-                     initiator=False, path=c.path)
+        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, seq), remote=c.head,
+                   bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
+                   app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
+                   initiator=False, path=c.path)
         # until the head settles it, a PairLost may still take this pair back
         recent = c.recent
         recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
         if len(recent) > c.window:
             del recent[next(iter(recent))]
-        out.append(SendMessage(prev, _pair_done(c.cid, c.head, p.seq, True, seq, bell,
-                                                t.fidelity, t.created_ns)))
+        out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
+                                              t.fidelity, t.created_ns)))
         self._finish_pair(c, ok, ops, now_ns, out)
 
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
@@ -791,7 +781,7 @@ class QnpProtocol(Protocol):
             if not m.accepted:
                 c.lost += 1
                 self._refill(c, now_ns, out)
-            out.append(SendMessage(c.neighbour(oside), _pair_done(
+            out.append(SendMessage(c.neighbour(oside), PairDone(
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
                 m.created_ns)))
             return out
@@ -809,7 +799,7 @@ class QnpProtocol(Protocol):
                                                            "head's half expired")))
             self._refill(c, now_ns, out)
             return out
-        release = Submit(_release(p.ent_id, c.path[1]), to=self.link_service)
+        release = Submit(Release(p.ent_id, c.path[1]), to=self.link_service)
         if not m.accepted:
             self._refill(c, now_ns, out)
             out.append(release)
@@ -824,10 +814,10 @@ class QnpProtocol(Protocol):
             r.delivered += 1
             idx = r.delivered - 1
         done = r is not None and r.delivered >= r.req.number
-        ok = _net_ok(request_id=c.request_id, pair_id=_pair_id(c.head, c.cid, m.pair_seq),
-                     remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
-                     created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
-                     request_done=done, initiator=True, path=c.path)
+        ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
+                   remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
+                   created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
+                   request_done=done, initiator=True, path=c.path)
         self._finish_pair(c, ok, [], now_ns, out)
         if done:
             self._finish_request(r, None, "", out)
@@ -906,7 +896,7 @@ class QnpProtocol(Protocol):
             # the application may have used the qubit already: its answer (maybe
             # QUBIT_UNAVAILABLE) is expected and ignored, so not fire and forget
             out.append(self.start_op(Discard(qubit), _IGNORED))
-        out.append(Deliver(NetExpire(_pair_id(c.head, c.cid, m.pair_seq), c.head, m.reason)))
+        out.append(Deliver(NetExpire(PairId(c.head, c.cid, m.pair_seq), c.head, m.reason)))
         return out
 
     def _expire_local(self, c: _Circuit, side: int, seq: int, reason: str, now_ns: int,
@@ -920,7 +910,7 @@ class QnpProtocol(Protocol):
         else:
             c.waiting_track.pop(seq, None)
         if p.qubit is not None:
-            out.append(Submit(_release(p.ent_id, c.neighbour(side)), to=self.link_service))
+            out.append(Submit(Release(p.ent_id, c.neighbour(side)), to=self.link_service))
             out.append(QuantumOp(None, Discard(p.qubit)))
         if c.cutoff_ns and 0 < c.index < c.n_links:
             out.append(CancelTimer(("qnp.cut", c.head, c.cid, side, seq)))
@@ -1006,7 +996,7 @@ class QnpProtocol(Protocol):
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
                 if p.qubit is not None:
-                    out.append(Submit(_release(p.ent_id, c.neighbour(side)),
+                    out.append(Submit(Release(p.ent_id, c.neighbour(side)),
                                       to=self.link_service))
                     out.append(QuantumOp(None, Discard(p.qubit)))
                 if c.cutoff_ns and 0 < c.index < c.n_links:

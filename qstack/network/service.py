@@ -31,6 +31,7 @@ from enum import IntEnum
 from typing import Any
 
 from qstack.core.errors import ErrorCode
+from qstack.core.protocol import fast_init
 
 __all__ = [
     "NetRequestType", "SwapStrategy", "PairId", "NetRequest", "NetOk", "NetErr", "NetExpire",
@@ -58,6 +59,7 @@ class SwapStrategy(IntEnum):
     NESTED = 1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, order=True)
 class PairId:
     """Names one end-to-end pair identically at both ends.
@@ -72,6 +74,7 @@ class PairId:
     seq: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NetRequest:
     """REQUEST(destination, number, min fidelity, max time, type).
@@ -117,6 +120,7 @@ class NetRequest:
             raise ValueError(f"measure_basis must be Z, X, Y or random, got {self.measure_basis!r}")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NetOk:
     """OK: one end-to-end pair of request ``request_id`` is here.
@@ -147,6 +151,7 @@ class NetOk:
     path: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NetErr:
     """ERR: request ``request_id`` failed with ``code`` (an ``ErrorCode`` in 300-399)."""
@@ -158,6 +163,7 @@ class NetErr:
     app_tag: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NetExpire:
     """EXPIRE: the delivered pair ``pair_id`` is gone (its other half was lost
@@ -169,6 +175,7 @@ class NetExpire:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NetCancel:
     """Submitted by the upper layer: stop request ``request_id`` (pairs already

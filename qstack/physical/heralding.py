@@ -55,7 +55,7 @@ NEVER_NS = 1 << 62
 ATTEMPT_BLOCK = 1024
 
 _FOLLOW = None
-# made twice per pair: the same objects without the frozen dataclass __init__ cost
+# made twice per pair: a constructor function costs less than the type call
 _herald = fast_constructor(Herald)
 
 

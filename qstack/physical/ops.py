@@ -35,6 +35,7 @@ from typing import Any, Hashable
 
 from qstack.core.args import float_arg, show
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.protocol import fast_init
 
 __all__ = [
     "Allocate", "Gate", "Measure", "BellMeasure", "Discard", "Entangle", "CancelEntangle",
@@ -79,11 +80,13 @@ def check_basis(basis: Any, error: type = QStackError, name: str = "basis") -> A
                                      "'Z', 'X', 'Y' or a pair of angles (theta, phi)")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Allocate:
     """Take a free memory slot and prepare it in ``|0>``."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Gate:
     """Apply gate ``name`` to ``qubits`` (control first for cnot)."""
@@ -93,6 +96,7 @@ class Gate:
     params: tuple = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Measure:
     """Measure ``qubit`` in ``basis`` ("Z", "X", "Y" or (theta, phi) in
@@ -102,6 +106,7 @@ class Measure:
     basis: Any = "Z"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BellMeasure:
     """Bell-state measurement of two local qubits (deterministic, as with a
@@ -111,6 +116,7 @@ class BellMeasure:
     qubit_b: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Discard:
     """Free ``qubit``'s slot, tracing it out of any state it shares."""
@@ -118,6 +124,7 @@ class Discard:
     qubit: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Entangle:
     """Attempt heralded entanglement with neighbour ``peer`` until a herald
@@ -145,6 +152,7 @@ class Entangle:
     virtual: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelEntangle:
     """Stop the attempts of a pending :class:`Entangle` with ``key``; its
@@ -156,6 +164,7 @@ class CancelEntangle:
     virtual: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Herald:
     """The outcome of :class:`Entangle` at one end.

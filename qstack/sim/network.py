@@ -40,7 +40,7 @@ from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.faults import Fault
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
-    LinkDown, LinkUp, MessageReceived, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
+    LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
     SendMessage, Undeliverable, fast_constructor,
 )
 from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
@@ -57,7 +57,6 @@ __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord", "Fault"]
 _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
 
-_received = fast_constructor(MessageReceived)
 _done = fast_constructor(OperationDone)
 
 #: Speed of light in fibre (group index 1.468 at 1550 nm), km per ns.
@@ -412,7 +411,7 @@ class SimNetwork(RuntimeDriver):
         if link.epoch != epoch:
             self.stats["messages_lost"] += 1
             return
-        dst.feed(msg.PROTOCOL, _received(src.name, msg), self.sim.now)
+        dst.message(src.name, msg, self.sim.now)
 
     def _arrive(self, src: SimNode, dst: SimNode, msg: Any, src_inc: int, dst_inc: int,
                 epoch: int) -> None:
@@ -421,7 +420,7 @@ class SimNetwork(RuntimeDriver):
                     and self._epochs.get(frozenset((src.name, dst.name)), 0) != epoch)):
             self.stats["messages_lost"] += 1
             return
-        dst.feed(msg.PROTOCOL, _received(src.name, msg), self.sim.now)
+        dst.message(src.name, msg, self.sim.now)
 
     # ------------------------------------------------------------------ timers
     def set_timer(self, node: SimNode, protocol: str, key: Any, at_ns: int) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 from qstack.core.args import bytes_arg, float_arg, int_arg, name_arg, show, timeout_arg
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.protocol import fast_init
 from qstack.transport.messages import MAX_METADATA, Data
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
 MAX_DATA = next(fc.max_len for fc in Data._FIELDS if fc.name == "payload")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, order=True)
 class Conn:
     """One end of a connection: ``local_port`` here, ``remote_port`` on ``remote``."""
@@ -53,6 +55,7 @@ class Conn:
 
 # ---------------------------------------------------------------- requests (down)
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Listen:
     """Accept connections on ``port``; at most ``backlog`` of them not yet
@@ -63,6 +66,7 @@ class Listen:
     backlog: int = 16
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Accept:
     """The application took connection ``conn`` from its listening port: it
@@ -72,6 +76,7 @@ class Accept:
     conn: "Conn"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Consumed:
     """The application took ``count`` items of ``conn`` (qubits, pairs,
@@ -81,6 +86,7 @@ class Consumed:
     count: int = 1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Unlisten:
     """Stop accepting on ``port`` (established connections stay)."""
@@ -89,6 +95,7 @@ class Unlisten:
     port: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Connect:
     """Open a connection to ``port`` on ``remote``; ``Done.value`` is the :class:`Conn`.
@@ -101,6 +108,7 @@ class Connect:
     timeout_ns: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendQubit:
     """Teleport ``qubit`` (an opaque reference) over ``conn``.
@@ -121,6 +129,7 @@ class SendQubit:
     timeout_ns: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CreateEpr:
     """Create ``number`` EPR pairs (Phi+) with the far end of ``conn``; each
@@ -136,6 +145,7 @@ class CreateEpr:
     metadata: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendBytes:
     """Send classical ``data`` (at most 65536 bytes) in order with the other
@@ -146,6 +156,7 @@ class SendBytes:
     data: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Close:
     """Close ``conn``: waiting sends fail with ``TRANSPORT_CLOSED`` (qubits
@@ -156,6 +167,7 @@ class Close:
     conn: Conn
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Abort:
     """End ``conn`` at once, abnormally (its application ended without
@@ -169,6 +181,7 @@ class Abort:
 
 # ---------------------------------------------------------------- indications (up)
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Done:
     """Request ``token`` succeeded; ``value`` is request-specific."""
@@ -177,6 +190,7 @@ class Done:
     value: Any = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Failed:
     """Request ``token`` failed with ``code``; ``qubit`` hands back a qubit that
@@ -188,6 +202,7 @@ class Failed:
     qubit: Any = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A connection ``conn`` was opened to the listening ``port``."""
@@ -196,6 +211,7 @@ class Incoming:
     conn: Conn
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QubitArrived:
     """Item ``seq`` of ``conn``: a teleported ``qubit`` (corrected) with the
@@ -211,6 +227,7 @@ class QubitArrived:
     latency_ns: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EprArrived:
     """Item ``seq`` of ``conn``: this end's half of an EPR pair in Phi+.
@@ -226,6 +243,7 @@ class EprArrived:
     metadata: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DataArrived:
     """Item ``seq`` of ``conn``: classical bytes."""
@@ -235,6 +253,7 @@ class DataArrived:
     data: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PeerClosed:
     """The far end closed ``conn`` (after its last item was delivered), or the
@@ -245,6 +264,7 @@ class PeerClosed:
     detail: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Lost:
     """Item ``seq`` of ``conn`` could not be delivered (its pair expired after

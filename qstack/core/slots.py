@@ -1,0 +1,93 @@
+"""Setting the fields of frozen slotted dataclasses fast: the source the
+generated constructors use (:func:`qstack.core.protocol.fast_constructor`,
+the checked message constructors of :mod:`qstack.core.messages`).
+
+A frozen dataclass's own ``__init__`` sets each field with
+``object.__setattr__``. The generated constructors write the fields through
+their slots instead, in one of two interchangeable ways:
+
+* the pure-Python twin: one call of the field's slot descriptor ``__set__``
+  per field (the reference);
+* the Cython :class:`~qstack.core._slots.SlotWriter` (``_slots.pyx``), used
+  when it is built: one call per object that writes every value into its
+  slot directly. Hot records (heralds, link and network OKs, messages) are
+  made several times per pair, so this is a good part of what a pair costs.
+
+With the extension, :func:`call_through` also lets ``Record(...)`` call the
+generated constructor directly (the class's vectorcall slot), so protocol
+code builds records plainly at the cost of a constructor function.
+
+Both make the same object; ``tests/test_core_fast_constructor.py`` builds
+every message and record class both ways and compares.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+__all__ = ["HAVE_CYTHON", "setter_source", "call_through"]
+
+try:  # the Cython twin, built by setup.py
+    from qstack.core._slots import SlotWriter  # type: ignore[import-not-found]
+    from qstack.core._slots import call_through as _call_through
+    HAVE_CYTHON = True
+except ImportError:  # pragma: no cover - depends on the build
+    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+        raise ImportError("QSTACK_REQUIRE_CYTHON=1 but qstack.core._slots is not built; "
+                          "build it with `pip install -e .`") from None
+    SlotWriter = _call_through = None
+    HAVE_CYTHON = False
+
+
+def setter_source(cls: type, fields: list[tuple[str, str]], obj: str, ns: dict, *,
+                  new: bool, compiled: bool | None = None) -> str:
+    """Source lines (4-space indented) that set the fields of ``obj``, an
+    instance of ``cls``: ``fields`` is ``[(field name, value expression)]``.
+    ``new``: the lines make ``obj`` first (as ``object.__new__(cls)``).
+    What the lines refer to is put in ``ns``. ``compiled``: use the Cython
+    writer (None: if it is built and applies to ``cls``), else the fields'
+    slot descriptors (the pure-Python twin)."""
+    writer = None
+    if compiled is not False and SlotWriter is not None:
+        try:
+            writer = SlotWriter(cls, [name for name, _ in fields])
+        except TypeError:
+            if compiled:
+                raise
+    elif compiled:
+        raise ImportError("qstack.core._slots is not built")
+    values = ", ".join(expr for _, expr in fields)
+    if writer is not None:
+        if new:
+            ns["_wnew"] = writer.new
+            return f"    {obj} = _wnew({values})\n"
+        ns["_wfill"] = writer.fill
+        return f"    _wfill({obj}{', ' if values else ''}{values})\n"
+    lines = []
+    if new:
+        ns["_new"], ns["_cls"] = object.__new__, cls
+        lines.append(f"    {obj} = _new(_cls)\n")
+    for i, (name, expr) in enumerate(fields):
+        ns[f"_s{i}"] = _slot(cls, name).__set__
+        lines.append(f"    _s{i}({obj}, {expr})\n")
+    return "".join(lines)
+
+
+def call_through(cls: type, make: Callable) -> None:
+    """Let ``cls(...)`` be ``make(...)``, a generated constructor that builds
+    the same object as ``object.__new__`` and ``cls.__init__`` would (checks
+    included), without the type call's two steps: with the extension built,
+    a ``Record(...)`` written plainly in protocol code costs what calling its
+    constructor function does. Without it (the pure-Python twin) nothing
+    changes: ``cls(...)`` runs ``cls.__init__``, which does the same."""
+    if _call_through is not None:
+        make.__qualname__ = cls.__qualname__   # (errors name the class, as __init__'s do)
+        _call_through(cls, make)
+
+
+def _slot(cls: type, name: str):
+    """The slot descriptor of field ``name`` (on ``cls`` or a base)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    raise AttributeError(f"{cls.__name__} has no slot {name!r}")
