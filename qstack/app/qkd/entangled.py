@@ -275,12 +275,13 @@ async def _run(protocol: str, ctx: Any, sock: Any, pairs: int, initiator: bool,
             res.qber = float(np.mean(bits[test_pos] != y_test))
         if protocol == "e91":
             res.chsh, res.chsh_counts = chsh_value(a[chsh_pos], b[chsh_pos], bits[chsh_pos], y_chsh)
-        if key_pos.size == 0 or test_pos.size == 0:
+        # (E91's own test, the Bell violation, comes first)
+        if protocol == "e91" and not res.chsh > cfg.s_min:
+            reason = "no Bell violation"
+        elif key_pos.size == 0 or test_pos.size == 0:
             reason = "no sifted key"
         elif res.qber > cfg.qber_max:
             reason = "QBER too high"
-        elif protocol == "e91" and not res.chsh > cfg.s_min:
-            reason = "no Bell violation"
         await _send(sock, {"t": "verdict", "qber": res.qber, "S": res.chsh,
                            "counts": list(res.chsh_counts), "reason": reason})
         if reason:
