@@ -15,10 +15,10 @@ import pytest
 import trio
 
 import qstack.api as api
-from qstack.app.qkd.entangled import EntangledConfig, bbm92
-from qstack.emu.launcher import alive, net_down, net_up
+from qstack.app.qkd.entangled import EntangledConfig
 
-from .test_emu import _run_all, same_rate
+from .test_emu import _run_all, running, same_rate
+from .test_qkd_entangled import apps
 
 NET = Path(__file__).resolve().parent / "kms_line.toml"
 F = 0.98
@@ -26,14 +26,8 @@ F = 0.98
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    run = net_up(NET, tmp_path_factory.mktemp("kms") / "run.json", seed=5)
-    pids = dict(run.pids)
-    try:
+    with running(NET, tmp_path_factory.mktemp("kms"), 5) as run:
         yield run
-    finally:
-        net_down(run)
-        left = [n for n, pid in {**pids, **run.pids}.items() if alive(pid)]
-        assert not left, f"processes left behind: {left}"
 
 
 def client(run, sae: str) -> httpx.AsyncClient:
@@ -72,28 +66,11 @@ def test_keys_from_bbm92_reach_the_slave_once(run):
     assert "kms: alice-bob block 0:" in log
 
 
-def bbm92_apps(pairs: int) -> dict:
-    cfg = EntangledConfig(test_fraction=0.5)
-
-    async def alice(ctx):
-        sock = await ctx.connect("bob", 31)
-        res = await bbm92(ctx, sock, pairs, initiator=True, config=cfg)
-        await sock.close()
-        return res
-
-    async def bob(ctx):
-        sock = await ctx.listen(31).accept()
-        res = await bbm92(ctx, sock, pairs, initiator=False, config=cfg)
-        await sock.close()
-        return res
-
-    return {"alice": alice, "bob": bob}
-
-
 def test_bbm92_both_ways(run):
     pairs = 400
-    emu = trio.run(_run_all, bbm92_apps(pairs), run)
-    sim = api.simulate(NET, bbm92_apps(pairs), seed=4, until_s=60)
+    cfg = EntangledConfig(test_fraction=0.5)
+    emu = trio.run(_run_all, apps("bbm92", pairs, cfg), run)
+    sim = api.simulate(NET, apps("bbm92", pairs, cfg), seed=4, until_s=60)
     sim.raise_errors()
     q = 2 * (1 - F) / 3
     counts = []
