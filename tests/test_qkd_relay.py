@@ -53,3 +53,19 @@ def test_relay_without_enough_hop_key_fails_with_a_reason_everywhere():
         r = out[n]
         assert not r.ok and r.key is None and r.reason, (n, r)
     assert "hop alice-t1" in out["alice"].reason
+
+
+def test_a_bad_path_is_refused():
+    import pytest
+    import trio
+
+    from qstack.app.qkd._common import QKDError
+    from qstack.core.errors import ErrorCode
+
+    class Ctx:
+        name = "alice"
+
+    for path in (["alice"], ["alice", "alice"], ["t1", "bob"]):
+        with pytest.raises(QKDError) as exc:
+            trio.run(lambda: relay_node(Ctx(), path, key_bytes=8, pairs=10))
+        assert exc.value.code == ErrorCode.INVALID_PARAMETER
