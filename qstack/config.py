@@ -179,6 +179,30 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
+class KmsSpec:
+    """``[kms]``: ``qstack net up`` starts a key management service
+    (``specs/kms.md``): an ETSI GS QKD 014 REST server per node on
+    ``port + i`` (the i-th node; ``port = 0``: free ports), fed with BBM92 keys
+    from the node pairs of ``links``. ``saes``: SAE id -> its node.
+    ``pairs``: EPR pairs per BBM92 run; ``refill_bits``: a KME pair runs
+    BBM92 again while either holds fewer bits than this for the other;
+    ``key_size`` (bits) the default key size; ``test_fraction``, ``eps_sec``,
+    ``eps_cor`` and ``batch`` as in
+    :class:`qstack.app.qkd.entangled.EntangledConfig`."""
+
+    port: int = 0
+    saes: tuple[tuple[str, str], ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+    pairs: int = 4000
+    refill_bits: int = 4096
+    key_size: int = 256
+    test_fraction: float = 0.5
+    eps_sec: float = 1e-6
+    eps_cor: float = 1e-15
+    batch: int = 16
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """A whole network, as :func:`load_network` returns it and
     :func:`qstack.simulate` takes it. ``formalism``: "bd" or "dm"."""
@@ -191,6 +215,8 @@ class NetworkSpec:
     faults: tuple = ()
     #: extra classical delay per message, up to this many ns (order kept per pair)
     jitter_ns: int = 0
+    #: the key management service of the emulation (``[kms]``: :class:`KmsSpec`), or None
+    kms: "KmsSpec | None" = None
 
     @classmethod
     def chain(cls, names: list[str], **link: Any) -> "NetworkSpec":
@@ -740,7 +766,7 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
     ctx = _Context(source, text)
     if not isinstance(data, dict):
         raise ctx.error((), f"expected a table at the top level, got {_show(data)}")
-    allowed_top = {"nodes", "links", "defaults", "formalism", "faults"}
+    allowed_top = {"nodes", "links", "defaults", "formalism", "faults", "kms"}
     for key in data:
         if key not in allowed_top:
             raise ctx.error((key,), "unknown key; expected one of " + ", ".join(sorted(allowed_top)))
@@ -845,7 +871,58 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
                             "carries on the wire (CircuitSetup.path, specs/network.md); split "
                             "the network or shorten its chains")
     faults, jitter_ns = _faults(ctx, data.get("faults", {}), nodes, links)
-    return NetworkSpec(nodes, tuple(links), formalism, source, faults, jitter_ns)
+    kms = _kms(ctx, data["kms"], nodes) if "kms" in data else None
+    return NetworkSpec(nodes, tuple(links), formalism, source, faults, jitter_ns, kms)
+
+
+def _kms(ctx: _Context, table: Any, nodes: dict) -> KmsSpec:
+    """The ``[kms]`` table (:class:`KmsSpec`)."""
+    if not isinstance(table, dict):
+        raise ctx.bad(("kms",), "a table [kms]", table)
+    known = {"port": (0, 65535), "pairs": (1, 10 ** 7), "refill_bits": (8, 10 ** 9),
+             "key_size": (8, 65536), "batch": (1, 65535)}
+    allowed = sorted([*known, "saes", "links", "test_fraction", "eps_sec", "eps_cor"])
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        path = ("kms", key)
+        if key in known:
+            lo, hi = known[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ctx.bad(path, f"an integer in {lo}..{hi}", value)
+            if key == "key_size" and value % 8:
+                raise ctx.bad(path, "a multiple of 8 bits", value)
+            out[key] = value
+        elif key in ("test_fraction", "eps_sec", "eps_cor"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0.0 < float(value) < 1.0:
+                raise ctx.bad(path, "a number in (0, 1)", value)
+            out[key] = float(value)
+        elif key == "saes":
+            if not isinstance(value, dict) or not value:
+                raise ctx.bad(path, "a table of SAE id = node name", value)
+            for sae, node in value.items():
+                if node not in nodes:
+                    raise ctx.bad(path + (sae,), "a node of the network", node)
+                if not sae or len(sae) > 64 or not sae.isprintable() or " " in sae or "/" in sae:
+                    raise ctx.error(path + (sae,), "an SAE id is 1 to 64 printable characters "
+                                                   "without spaces or '/'")
+            out["saes"] = tuple(sorted(value.items()))
+        elif key == "links":
+            if not isinstance(value, list) or not value:
+                raise ctx.bad(path, "a list of node pairs [[\"a\", \"b\"], ...]", value)
+            pairs = []
+            for i, item in enumerate(value):
+                if (not isinstance(item, list) or len(item) != 2 or item[0] == item[1]
+                        or any(n not in nodes for n in item)):
+                    raise ctx.bad(path + (i,), "two different nodes of the network", item)
+                pairs.append((item[0], item[1]))
+            out["links"] = tuple(pairs)
+        else:
+            raise ctx.error(path, "unknown key; expected one of " + ", ".join(allowed))
+    for need in ("saes", "links"):
+        if need not in out:
+            raise ctx.error(("kms",), f"[kms] needs {need}")
+    return KmsSpec(**out)
 
 
 def _faults(ctx: _Context, table: Any, nodes: dict, links: list) -> tuple[tuple, int]:

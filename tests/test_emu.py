@@ -20,6 +20,7 @@ false alarm a 1-in-15000 event per check.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -94,9 +95,11 @@ def simulate(apps: dict, seed: int = 1) -> dict:
     return res.results
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    run = net_up(LINE, tmp_path_factory.mktemp("emu") / "run.json", seed=3)
+@contextlib.contextmanager
+def running(network: Path, directory: Path, seed: int):
+    """The network of ``network`` up for the block (run file in
+    ``directory``), then down; no process of it is left."""
+    run = net_up(network, directory / "run.json", seed=seed)
     pids = dict(run.pids)
     try:
         yield run
@@ -104,6 +107,12 @@ def net(tmp_path_factory):
         net_down(run)
         left = [name for name, pid in {**pids, **run.pids}.items() if alive(pid)]
         assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    with running(LINE, tmp_path_factory.mktemp("emu"), 3) as run:
+        yield run
 
 
 def test_every_node_is_up_and_sees_its_peers(net):

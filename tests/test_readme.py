@@ -107,3 +107,14 @@ def test_the_qkd_block_ends_with_identical_keys_and_its_leaks():
     if HAVE_CYTHON:     # the pulse kernel's own generator: the README shows this run's length
         assert f"True {length} True" in _block("postprocess.run_block")
     assert lines[1].startswith("LeakRecord(error_correction=")
+
+
+def test_the_bbm92_example_gives_equal_keys_at_the_werner_qber():
+    (line,) = _run(_block("bbm92(ctx, sock, 4000"))
+    ok, qber, length, same = line.split()
+    assert ok == "True" and same == "True" and int(length) > 0
+    # end-to-end Werner F after one swap of F = 0.99 links; QBER 2(1 - F)/3;
+    # about 1000 test bits: 4 binomial standard errors
+    f = 0.99 * 0.99 + 0.01 * 0.01 / 3
+    q = 2 * (1 - f) / 3
+    assert abs(float(qber) - q) <= 4 * (q * (1 - q) / 1000) ** 0.5

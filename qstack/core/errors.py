@@ -64,6 +64,9 @@ class ErrorCode(IntEnum):
 
     # application (500-599)
     APP_ABORTED = 500        # a protocol aborted (e.g. QBER above threshold)
+    APP_KMS_BAD_REQUEST = 520   # a key-management request is malformed or names no key (HTTP 400)
+    APP_KMS_UNAUTHORIZED = 521  # the SAE may not have that key or status (HTTP 401)
+    APP_KMS_NO_KEY = 522     # the key manager has not enough key material now (HTTP 503)
 
     # emulation (600-699)
     EMU_PEER_GONE = 600      # a peer process disappeared, went silent or stopped reading

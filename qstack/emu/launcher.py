@@ -172,11 +172,32 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
         # the simulator's is when its applications start)
         run.ready_ns = run.now_ns()
         run.save(target)
+        if spec.kms is not None:
+            _start_kms(run, spec, procs, target, timeout_s)
     except BaseException:
         _stop(list(procs.values()))
         target.unlink(missing_ok=True)
         raise
     return run
+
+
+def _start_kms(run: RunFile, spec: Any, procs: dict, target: Path, timeout_s: float) -> None:
+    """``[kms]``: certificates (a private CA, one per KME and SAE) under the
+    logs' ``kms/``, a port per node, and the KMS process (:mod:`qstack.emu.kms`)."""
+    from qstack.emu.kms import make_certs
+
+    names = list(spec.nodes)
+    ports = (free_ports(len(names)) if spec.kms.port == 0
+             else [spec.kms.port + i for i in range(len(names))])
+    certs = make_certs(Path(run.logs) / "kms", names, [sae for sae, _ in spec.kms.saes])
+    run.kms = {"ports": dict(zip(names, ports)), "certs": str(certs)}
+    run.save(target)
+    log = Path(run.logs) / "kms.log"
+    procs["kms"] = _spawn(["qstack.emu.kms", run.path], log)
+    run.pids["kms"] = procs["kms"].pid
+    run.save(target)
+    for port in ports:
+        _wait_port(port, procs["kms"], "kms", log, timeout_s)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout_s: float) -> None:

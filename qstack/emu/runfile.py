@@ -53,6 +53,8 @@ class RunFile:
     #: model time (ns) when every daemon was ready: the time 0 of the network
     #: file's [faults] schedule (0 until then)
     ready_ns: int = 0
+    #: the key management service ([kms]): {"ports": {node: port}, "certs": directory}
+    kms: dict = field(default_factory=dict)
     path: str = ""
 
     def save(self, path: str | Path | None = None) -> Path:

@@ -1,0 +1,84 @@
+"""The key management service under the emulation (``[kms]`` in the network
+file): ``net up`` starts a KME per node whose keys come from BBM92 runs
+between alice and bob through their daemons; SAEs fetch them over HTTPS
+with client certificates (httpx on trio). And BBM92 itself both ways: the
+same application under the simulator and the emulation gives QBERs that
+agree with each other and with the Werner closed form 2(1 - F)/3."""
+from __future__ import annotations
+
+import math
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+import qstack.api as api
+from qstack.app.qkd.entangled import EntangledConfig
+
+from .test_emu import _run_all, running, same_rate
+from .test_qkd_entangled import apps
+
+NET = Path(__file__).resolve().parent / "kms_line.toml"
+F = 0.98
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    with running(NET, tmp_path_factory.mktemp("kms"), 5) as run:
+        yield run
+
+
+def client(run, sae: str) -> httpx.AsyncClient:
+    certs = Path(run.kms["certs"])
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    ctx.load_cert_chain(str(certs / f"{sae}.pem"), str(certs / f"{sae}.key"))
+    return httpx.AsyncClient(verify=ctx, timeout=10)
+
+
+def test_keys_from_bbm92_reach_the_slave_once(run):
+    assert "kms" in run.pids and set(run.kms["ports"]) == {"alice", "bob"}
+    url = {n: f"https://127.0.0.1:{p}/api/v1/keys" for n, p in run.kms["ports"].items()}
+
+    async def main():
+        async with client(run, "sae-alice") as a, client(run, "sae-bob") as b, \
+                client(run, "sae-eve") as eve:
+            with trio.fail_after(90):        # the first BBM92 block, in real time
+                while True:
+                    st = (await a.get(f"{url['alice']}/sae-bob/status")).json()
+                    if st["stored_key_count"] >= 1:
+                        break
+                    await trio.sleep(0.2)
+            assert st["key_size"] == 32 and st["target_KME_ID"] == "bob"
+            r = await a.post(f"{url['alice']}/sae-bob/enc_keys", json={"number": 1})
+            assert r.status_code == 200, r.text
+            (key,) = r.json()["keys"]
+            r = await eve.get(f"{url['bob']}/sae-alice/dec_keys", params={"key_ID": key["key_ID"]})
+            assert r.status_code == 401
+            r = await b.get(f"{url['bob']}/sae-alice/dec_keys", params={"key_ID": key["key_ID"]})
+            assert r.status_code == 200 and r.json()["keys"] == [key]
+            r = await b.get(f"{url['bob']}/sae-alice/dec_keys", params={"key_ID": key["key_ID"]})
+            assert r.status_code == 400
+
+    trio.run(main)
+    log = (Path(run.logs) / "kms.log").read_text()
+    assert "kms: alice-bob block 0:" in log
+
+
+def test_bbm92_both_ways(run):
+    pairs = 400
+    cfg = EntangledConfig(test_fraction=0.5)
+    emu = trio.run(_run_all, apps("bbm92", pairs, cfg), run)
+    sim = api.simulate(NET, apps("bbm92", pairs, cfg), seed=4, until_s=60)
+    sim.raise_errors()
+    q = 2 * (1 - F) / 3
+    counts = []
+    for out in (emu, sim.results):
+        a, b = out["alice"], out["bob"]
+        assert a.reason == b.reason and a.qber == b.qber
+        errors = round(a.qber * a.test_bits)
+        # binomial test bits against the Werner QBER, 4 standard errors
+        assert abs(errors - a.test_bits * q) <= 4 * math.sqrt(a.test_bits * q * (1 - q)) + 1
+        counts.append((errors, a.test_bits))
+    assert same_rate(*counts[0], *counts[1])
