@@ -130,6 +130,9 @@ def test_timeout_reports_net_timeout_at_both_ends():
     net.run()
     for node in (names[0], names[-1]):
         assert [e.code for e in inbox(net, node, NetErr)] == [ErrorCode.NET_TIMEOUT]
+    # the head asked; the tail is told the head's request stopped
+    assert [e.initiator for e in inbox(net, names[0], NetErr)] == [True]
+    assert [e.initiator for e in inbox(net, names[-1], NetErr)] == [False]
     assert not net.errors
 
 

@@ -186,6 +186,17 @@ def test_pair_expiring_under_the_measurement_keeps_the_qubit():
     assert [q.op for q in of(acts, QuantumOp)] == [BellMeasure("Q", "B")]
 
 
+def test_the_far_end_s_request_failing_at_this_tail_is_not_this_end_s():
+    """Request ids are the head's: the tail's NetErr for the far end's request
+    (initiator False) leaves this end's own request of the same id alone."""
+    t, conn = opened()
+    rid = of(t.handle(svc.SendQubit(5, conn, "Q", timeout_ns=10**9), 0), Submit)[0].request.request_id
+    acts = t.handle(NetErr(rid, "bob", ErrorCode.NET_CIRCUIT_TORN_DOWN, initiator=False), 10)
+    assert acts == [] and rid in t.requests
+    (bsm,) = of(t.handle(ok(rid, 0, "A"), 20), QuantumOp)     # its pair still comes
+    assert bsm.op == BellMeasure("Q", "A")
+
+
 def test_permanent_network_error_fails_at_once_transient_retries():
     t, conn = opened()
     rid = of(t.handle(svc.SendQubit(5, conn, "Q", timeout_ns=10**9), 0), Submit)[0].request.request_id

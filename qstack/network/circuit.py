@@ -968,7 +968,7 @@ class QnpProtocol(Protocol):
             # nothing, it will get the remaining pairs over the new circuit)
             out.append(Deliver(NetErr(c.request_id, c.head,
                                       error_code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
-                                      c.app_tag)))
+                                      c.app_tag, initiator=False)))
 
     def _teardown_here(self, c: _Circuit, code: ErrorCode, detail: str, now_ns: int,
                        failed: tuple[str, str] | None, out: list) -> None:
@@ -986,7 +986,8 @@ class QnpProtocol(Protocol):
             return
         self._drop(c, out)
         if c.index == c.n_links and c.delivered < c.number:
-            out.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag)))
+            out.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag,
+                                      initiator=False)))
 
     def _drop(self, c: _Circuit, out: list) -> None:
         """Forget circuit ``c`` here, freeing every qubit it holds."""

@@ -154,13 +154,19 @@ class NetOk:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class NetErr:
-    """ERR: request ``request_id`` failed with ``code`` (an ``ErrorCode`` in 300-399)."""
+    """ERR: request ``request_id`` failed with ``code`` (an ``ErrorCode`` in 300-399).
+
+    ``initiator``: True at the end that submitted the request (its head);
+    False at the tail, told that the pairs it was receiving for the head's
+    request ``request_id`` stop coming (request ids are the head's: at the
+    tail one may equal a request of its own)."""
 
     request_id: int
     remote: str
     code: ErrorCode
     detail: str = ""
     app_tag: int = 0
+    initiator: bool = True
 
 
 @fast_init

@@ -768,6 +768,10 @@ class TeleportTransport(Protocol):
     @on(NetErr)
     def _net_err(self, err: NetErr, now_ns: int) -> list[Action]:
         out: list = []
+        if not err.initiator:
+            # the tail of the far end's request: its pairs come with its own
+            # headers, and the far end, which asked, retries or tells us
+            return out
         entry = self.requests.pop(err.request_id, None)
         if entry is None or entry[0].remote != err.remote:
             if entry is not None:
