@@ -63,6 +63,15 @@ click); the detector's ``detector_jitter_ps``, ``detector_dead_time_ns``,
 ``classical_power_mw`` and ``raman_coefficient_per_km_nm`` (Raman noise,
 both together, with a window).
 
+QKD keys (every link; :class:`qstack.physical.qkdlink.QkdLinkModel`, what a
+``PulseBlock`` of decoy-state BB84 draws from over the link's fibre):
+``qkd_intensities`` (mean photon numbers per class, e.g. ``[0.6, 0.2,
+0.0002]``), ``qkd_class_probs``, ``qkd_pulse_rate_hz``,
+``qkd_detector_efficiency``, ``qkd_dark_count_prob`` (per gate),
+``qkd_dead_time_ns``, ``qkd_misalignment``, ``qkd_p_z``; and an attack on the
+fibre, ``eavesdropper`` = ``"none"``, ``"intercept-resend"`` (with
+``eve_fraction``), ``"pns"`` or ``"beam-splitting"`` (with ``eve_tap``).
+
 Formalism and ``twirl``: both formalisms hold every scheme's heralded pairs
 exactly, the single-click one in ``bd`` too (Bell-diagonal coefficients plus
 the local polarisation its |00>/|11> imbalance gives), so every Bell fidelity

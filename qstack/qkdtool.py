@@ -209,7 +209,8 @@ def plot(rows: list[SweepRow], key: str, out: str, pulses: int, block_sizes: lis
                 lw=1.5, label=f"finite key, N = {n:.0e} (Lim et al., closed form)")
     ax.plot(x, [r.key_per_pulse if r.key_per_pulse > 0 else np.nan for r in rows], "C1o",
             ms=4, label=f"simulated blocks of {pulses:.0e} pulses "
-                        f"({'finite' if finite else 'asymptotic'})")
+                        f"({'finite' if finite else 'asymptotic'}; with the detectors' dead time, "
+                        "which the closed forms leave out)")
     ax.set_yscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel("secret key (bits per pulse)")

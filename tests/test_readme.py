@@ -107,3 +107,14 @@ def test_the_qkd_block_ends_with_identical_keys_and_its_leaks():
     if HAVE_CYTHON:     # the pulse kernel's own generator: the README shows this run's length
         assert f"True {length} True" in _block("postprocess.run_block")
     assert lines[1].startswith("LeakRecord(error_correction=")
+
+
+def test_the_qkd_example_gives_identical_keys_at_both_ends():
+    lines = _run(_block("qkd.bb84_receive"))
+    ok, length, same = lines[0].split()
+    assert ok == "True" and same == "True" and int(length) > 0
+    head, rest = lines[1].split(") ")
+    qber = [float(x) for x in head.strip("(").split(",")]
+    leak, end_ns = (int(x) for x in rest.split())
+    # a few percent of errors at e_d = 1.5 % (10 km: dark counts add ~nothing)
+    assert 0.005 < qber[0] < 0.03 and leak > 0 and end_ns > 20_000_000
