@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Hashable
 
 import numpy as np
 
 from .detectors import ThresholdDetector
 from .ops import PulseBlock, PulseRecord
-from .pulses import PulseEvents, PulseTrainParams, _click_table, simulate_pulses
+from .pulses import PulseEvents, PulseTrainParams, simulate_pulses
 from .sources import WeakCoherentSource, _check_prob, _fail
 
 __all__ = ["EAVESDROPPERS", "Eavesdropper", "QkdLinkModel", "PulseStation", "pns_click_table",

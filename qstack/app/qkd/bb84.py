@@ -35,7 +35,8 @@ import numpy as np
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    Deliver, Fail, LinkDown, OperationDone, PeerDown, Protocol, SendMessage, on, on_message,
+    Deliver, Fail, LinkDown, MessageReceived, OperationDone, PeerDown, Protocol, SendMessage, on,
+    on_message,
 )
 from qstack.core.states import Transitions
 from qstack.physical.ops import PulseBlock, PulseRecord
@@ -161,21 +162,22 @@ class QkdResult:
 
 
 class _Parts:
-    """The parts of one chunked message as they arrive (in order, per sender: FIFO)."""
+    """The decoded parts of one chunked message as they arrive (in order: the
+    classical channel keeps order per pair of nodes)."""
 
-    __slots__ = ("msgs",)
+    __slots__ = ("pieces",)
 
     def __init__(self) -> None:
-        self.msgs: list = []
+        self.pieces: list = []
 
-    def add(self, msg: Any) -> list | None:
-        """Keep ``msg``; all parts once its last came, else None."""
-        if msg.part != len(self.msgs):
-            raise QKDError(ErrorCode.OUT_OF_RANGE, f"part {msg.part} where {len(self.msgs)} was due")
-        self.msgs.append(msg)
-        if not msg.last:
+    def add(self, part: int, last: bool, piece: Any) -> list | None:
+        """Keep ``piece``; every piece once the last part came, else None."""
+        if part != len(self.pieces):
+            raise QKDError(ErrorCode.OUT_OF_RANGE, f"part {part} where {len(self.pieces)} was due")
+        self.pieces.append(piece)
+        if not last:
             return None
-        out, self.msgs = self.msgs, []
+        out, self.pieces = self.pieces, []
         return out
 
 
@@ -193,12 +195,8 @@ class _Block:
         self.record: PulseRecord | None = None
         self.parts: dict[type, _Parts] = {}
         self.early: list = []                 # messages that came before the record
-        # sifting
-        self.det_index: list[np.ndarray] = []
-        self.det_basis: list[np.ndarray] = []
         self.sifted: Any = None               # (index, basis, cls, bits) arrays of this end
         self.key_bits: np.ndarray | None = None
-        self.test_mask: np.ndarray | None = None
         self.cascade_alice: CascadeAlice | None = None
         self.cascade_bob: CascadeBob | None = None
         self.rounds = 0
@@ -214,6 +212,9 @@ class _Block:
         if p is None:
             p = self.parts[cls] = _Parts()
         return p
+
+    def concat(self, pieces: list, dtype: Any) -> np.ndarray:
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype)
 
 
 def _pack(bits: np.ndarray) -> bytes:
@@ -231,6 +232,14 @@ def _u32(data: bytes, count: int, name: str) -> np.ndarray:
     if len(data) != 4 * count:
         raise QKDError(ErrorCode.BAD_FIELD, f"{name}: {len(data)} bytes for {count} uint32")
     return np.frombuffer(data, dtype="<u4").astype(np.int64)
+
+
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    """[lo, hi) slices of at most ``step`` items covering n items (one empty slice for 0)."""
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)] or [(0, 0)]
+
+
+_SEED_BYTES = 1 << 19      # a Toeplitz seed travels in parts of 512 KiB
 
 
 class QkdProtocol(Protocol):
@@ -277,27 +286,54 @@ class QkdProtocol(Protocol):
             self._send(b, QkdAbort(b.block_id, int(code), reason[:256]), out)
         self._finish(b, now_ns, out)
 
-    def _block_for(self, src: str, block_id: int, out: list) -> _Block | None:
-        b = self.blocks.get((src, block_id)) or self.blocks.get((self.node, block_id))
+    def _bad(self, b: _Block, exc: QKDError, now_ns: int, out: list) -> None:
+        """A message this end cannot use: the block aborts with the message's error code."""
+        self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+
+    def _open(self, src: str, m: Any, out: list, phase: Phase | None = None) -> _Block | None:
+        """The block message ``m`` from ``src`` is for, if it may take it now.
+
+        ``phase``: the phase the message belongs to (else a ``Fail``,
+        nothing changes); None for the sifting messages, which may overtake
+        this end's record (the driver answers both ends at one instant) and
+        are kept until it comes."""
+        b = self.blocks.get((src, m.block_id)) or self.blocks.get((self.node, m.block_id))
         if b is None or b.peer != src:
             out.append(Fail(ErrorCode.UNEXPECTED_EVENT,
-                            f"app.qkd on {self.node}: a message for block {block_id} from {src}, "
-                            "which has no such block with it"))
+                            f"app.qkd on {self.node}: {type(m).__name__} for block {m.block_id} "
+                            f"from {src}, which has no such block with it"))
+            return None
+        if phase is None:
+            if b.record is None:
+                b.early.append((src, m))
+                return None
+            return b
+        if b.phase is not phase:
+            out.append(Fail(ErrorCode.UNEXPECTED_EVENT, f"app.qkd on {self.node}: "
+                            f"{type(m).__name__} for block {b.block_id} in phase {b.phase.name}"))
             return None
         return b
+
+    def _gather(self, b: _Block, m: Any, decode: Any, now_ns: int, out: list) -> list | None:
+        """Decode part ``m`` and keep it: every part's piece once the last came;
+        None until then (or when the part was bad: the block aborted)."""
+        try:
+            return b.parts_of(type(m)).add(m.part, m.last, decode(m))
+        except QKDError as exc:
+            self._bad(b, exc, now_ns, out)
+            return None
 
     # ------------------------------------------------------------ start
     @on(QkdRequest)
     def _request(self, req: QkdRequest, now_ns: int) -> list:
-        out: list = []
         if req.cascade_variant not in VARIANTS or isinstance(req.pulses, bool) \
                 or not isinstance(req.pulses, (int, np.integer)) or req.pulses < 1:
-            bad = QkdResult(False, "send", req.peer, 0, req.request_id, reason="bad request",
-                            code=ErrorCode.BAD_FIELD)
-            bad.reason = (f"bad request: cascade_variant {req.cascade_variant!r} (one of "
-                          f"{VARIANTS})" if req.cascade_variant not in VARIANTS else
-                          f"bad request: pulses={req.pulses!r}, expected an integer >= 1")
-            return [Deliver(bad)]
+            why = (f"bad request: cascade_variant {req.cascade_variant!r} (one of {VARIANTS})"
+                   if req.cascade_variant not in VARIANTS else
+                   f"bad request: pulses={req.pulses!r}, expected an integer >= 1")
+            return [Deliver(QkdResult(False, "send", req.peer, 0, req.request_id, reason=why,
+                                      code=ErrorCode.BAD_FIELD))]
+        out: list = []
         self._next_block += 1
         bid = self._next_block
         start = QkdStart(bid, int(req.pulses), req.key_basis, req.finite, req.eps_sec,
@@ -305,16 +341,16 @@ class QkdProtocol(Protocol):
         b = _Block("send", req.peer, bid, start, req.request_id)
         b.result.start_ns = now_ns
         self.blocks[(self.node, bid)] = b
-        out.append(self.start_op(PulseBlock(req.peer, ("qkd", self.node, bid), int(req.pulses), "send"),
-                                 (self.node, bid)))
+        out.append(self.start_op(PulseBlock(req.peer, ("qkd", self.node, bid), int(req.pulses),
+                                            "send"), (self.node, bid)))
         self._send(b, start, out)
         return out
 
     @on_message(QkdStart)
     def _on_start(self, src: str, m: QkdStart, now_ns: int) -> list:
-        out: list = []
         if (src, m.block_id) in self.blocks:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"block {m.block_id} of {src} started twice")]
+        out: list = []
         b = _Block("receive", src, m.block_id, m, 0)
         b.result.start_ns = now_ns
         self.blocks[(src, m.block_id)] = b
@@ -345,74 +381,50 @@ class QkdProtocol(Protocol):
             return out
         b.record = rec
         b.result.pulses_end_ns = now_ns
-        b.result.start_ns = min(b.result.start_ns, rec.start_ns) if b.result.start_ns else rec.start_ns
+        b.result.start_ns = rec.start_ns
         b.move("record")
         if b.role == "send":
             b.result.sent_per_class = tuple(rec.sent_per_class)
         else:
             self._send_detections(b, rec, out)
-        for src, msg in b.early:
-            out.extend(self.handle_message(src, msg, now_ns) or [])
-        b.early = []
+        early, b.early = b.early, []
+        for src, msg in early:
+            out.extend(self.handle(MessageReceived(src, msg), now_ns) or [])
         return out
-
-    def handle_message(self, src: str, msg: Any, now_ns: int) -> list:
-        from qstack.core.protocol import MessageReceived
-        return self.handle(MessageReceived(src, msg), now_ns)
 
     # ------------------------------------------------------------ sifting
     def _send_detections(self, b: _Block, rec: PulseRecord, out: list) -> None:
         idx = np.asarray(rec.index, dtype=np.int64)
         bas = np.asarray(rec.basis, dtype=np.uint8)
         n = idx.size
-        starts = list(range(0, n, PART_ITEMS)) or [0]
-        parts = []
-        for s in starts:
-            seg = idx[s:s + PART_ITEMS]
-            gaps = np.diff(seg)
-            if gaps.size and gaps.max() > 0xFFFFFFFF:      # a gap beyond uint32: cut the part there
-                cut = int(np.argmax(gaps > 0xFFFFFFFF)) + 1
-                parts += [(s, s + cut), (s + cut, min(n, s + PART_ITEMS))]
-            else:
-                parts.append((s, min(n, s + PART_ITEMS)))
-        # (a second oversized gap inside a split part is impossible for n <= 2^62 pulses? not
-        # guaranteed: split again until every part's gaps fit)
-        fixed = []
-        while parts:
-            s, e = parts.pop(0)
-            g = np.diff(idx[s:e])
-            if g.size and g.max() > 0xFFFFFFFF:
-                cut = s + int(np.argmax(g > 0xFFFFFFFF)) + 1
-                parts[:0] = [(s, cut), (cut, e)]
-            else:
-                fixed.append((s, e))
-        for i, (s, e) in enumerate(fixed):
-            seg = idx[s:e]
-            self._send(b, SiftDetections(b.block_id, i, i == len(fixed) - 1, int(e - s),
+        # parts of at most PART_ITEMS clicks, cut also after any gap a uint32 cannot hold
+        big = (np.flatnonzero(np.diff(idx) > 0xFFFFFFFF) + 1).tolist()
+        cuts = sorted(set(range(0, n, PART_ITEMS)) | set(big)) + [n]
+        spans = list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+        for i, (lo, hi) in enumerate(spans):
+            seg = idx[lo:hi]
+            self._send(b, SiftDetections(b.block_id, i, i == len(spans) - 1, int(hi - lo),
                                          int(seg[0]) if seg.size else 0,
-                                         np.diff(seg).astype("<u4").tobytes(), _pack(bas[s:e])), out)
-        b.result.leaks.test_bits = 0
+                                         np.diff(seg).astype("<u4").tobytes(), _pack(bas[lo:hi])),
+                       out)
+
+    @staticmethod
+    def _detections(m: SiftDetections) -> tuple[np.ndarray, np.ndarray]:
+        if not m.count:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        gaps = _u32(m.gaps, m.count - 1, "SiftDetections.gaps")
+        return m.first + np.concatenate(([0], np.cumsum(gaps))), _unpack(m.bases, m.count)
 
     @on_message(SiftDetections)
     def _on_detections(self, src: str, m: SiftDetections, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._early(b, src, m):
-            return out
-        try:
-            if m.count:
-                gaps = _u32(m.gaps, m.count - 1, "SiftDetections.gaps")
-                b.det_index.append(m.first + np.concatenate(([0], np.cumsum(gaps))))
-                b.det_basis.append(_unpack(m.bases, m.count))
-            parts = b.parts_of(SiftDetections).add(m)
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
-            return out
-        if parts is None:
+        b = self._open(src, m, out)
+        pieces = b and self._gather(b, m, self._detections, now_ns, out)
+        if not pieces:
             return out
         rec = b.record
-        det_idx = np.concatenate(b.det_index) if b.det_index else np.zeros(0, np.int64)
-        det_bas = np.concatenate(b.det_basis) if b.det_basis else np.zeros(0, np.uint8)
+        det_idx = b.concat([p[0] for p in pieces], np.int64)
+        det_bas = b.concat([p[1] for p in pieces], np.uint8)
         pos = np.searchsorted(rec.index, det_idx)
         if det_idx.size and (pos.max() >= rec.index.size or np.any(rec.index[pos] != det_idx)):
             self._abort(b, "sifting failed", now_ns, out,
@@ -420,136 +432,104 @@ class QkdProtocol(Protocol):
             return out
         a_bas = np.asarray(rec.basis)[pos]
         a_cls = np.asarray(rec.cls)[pos]
-        # the settings travel with the first part of Alice's bases (below): Bob needs them
-        # only from here on
         lo = 0
-        for p in parts:
-            hi = lo + p.count
-            self._send(b, SiftBases(b.block_id, p.part, p.last, p.count, _pack(a_bas[lo:hi]),
-                                    a_cls[lo:hi].astype(np.uint8).tobytes()), out)
+        for i, p in enumerate(pieces):
+            hi = lo + p[0].size
+            self._send(b, SiftBases(b.block_id, i, i == len(pieces) - 1, int(hi - lo),
+                                    _pack(a_bas[lo:hi]), a_cls[lo:hi].astype(np.uint8).tobytes()),
+                       out)
             lo = hi
         keep = a_bas == det_bas
         b.sifted = (det_idx[keep], a_bas[keep], a_cls[keep], np.asarray(rec.bit)[pos][keep])
-        b.det_index, b.det_basis = [], []
         b.move("sifted")
         return out
+
+    @staticmethod
+    def _bases(m: SiftBases) -> tuple[np.ndarray, np.ndarray]:
+        cls = np.frombuffer(m.classes, dtype=np.uint8)
+        if cls.size != m.count:
+            raise QKDError(ErrorCode.BAD_FIELD, f"{cls.size} classes for {m.count} clicks")
+        return _unpack(m.bases, m.count), cls
 
     @on_message(SiftBases)
     def _on_bases(self, src: str, m: SiftBases, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._early(b, src, m):
-            return out
-        try:
-            b.det_basis.append(_unpack(m.bases, m.count))
-            cls = np.frombuffer(m.classes, dtype=np.uint8)
-            if cls.size != m.count:
-                raise QKDError(ErrorCode.BAD_FIELD, f"{cls.size} classes for {m.count} clicks")
-            b.det_index.append(cls)
-            parts = b.parts_of(SiftBases).add(m)
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
-            return out
-        if parts is None:
+        b = self._open(src, m, out)
+        pieces = b and self._gather(b, m, self._bases, now_ns, out)
+        if not pieces:
             return out
         rec = b.record
-        a_bas = np.concatenate(b.det_basis) if b.det_basis else np.zeros(0, np.uint8)
-        a_cls = np.concatenate(b.det_index) if b.det_index else np.zeros(0, np.uint8)
-        b.det_index, b.det_basis = [], []
+        a_bas = b.concat([p[0] for p in pieces], np.uint8)
+        a_cls = b.concat([p[1] for p in pieces], np.uint8)
         idx = np.asarray(rec.index, dtype=np.int64)
-        if a_bas.size != idx.size:
+        if a_bas.size != idx.size or (a_cls.size and int(a_cls.max()) >= len(b.settings.mus)):
             self._abort(b, "sifting failed", now_ns, out,
-                        detail=f"{a_bas.size} bases for {idx.size} clicks")
-            return out
-        K = len(b.settings.mus)
-        if a_cls.size and int(a_cls.max()) >= K:
-            self._abort(b, "sifting failed", now_ns, out, detail="an intensity class out of range")
+                        detail=f"{a_bas.size} bases for {idx.size} clicks, or a class out of range")
             return out
         keep = a_bas == np.asarray(rec.basis)
         bits = np.asarray(rec.bit)[keep].astype(np.uint8)
         b.sifted = (idx[keep], a_bas[keep], a_cls[keep], bits)
         b.move("sifted")
-        tb = 1 - b.start.key_basis
-        tmask = b.sifted[1] == tb
-        tbits = bits[tmask]
-        chunk = 32 * PART_ITEMS
-        starts = list(range(0, tbits.size, chunk)) or [0]
-        for i, s in enumerate(starts):
-            seg = tbits[s:s + chunk]
-            self._send(b, TestBits(b.block_id, i, i == len(starts) - 1, int(seg.size), _pack(seg)), out)
+        tbits = bits[b.sifted[1] != b.start.key_basis]
+        spans = _spans(tbits.size, 32 * PART_ITEMS)
+        for i, (lo, hi) in enumerate(spans):
+            self._send(b, TestBits(b.block_id, i, i == len(spans) - 1, int(hi - lo),
+                                   _pack(tbits[lo:hi])), out)
         return out
 
     # ------------------------------------------------------------ estimation
-    def _counts(self, b: _Block) -> tuple[np.ndarray, np.ndarray]:
+    def _estimate(self, b: _Block, errors: tuple[int, ...]) -> str | None:
+        """Fill the result's counts and the estimate; the abort reason and its detail, if any."""
         idx, bas, cls, bits = b.sifted
         K = len(b.settings.mus)
         kb = b.start.key_basis
-        n_key = np.bincount(cls[bas == kb], minlength=K)[:K]
-        n_test = np.bincount(cls[bas != kb], minlength=K)[:K]
-        return n_key, n_test
-
-    def _estimate(self, b: _Block, errors: tuple[int, ...]) -> str | None:
-        """Fill the result's counts and the estimate; the abort reason, if any."""
-        n_key, n_test = self._counts(b)
         r = b.result
-        r.sifted = int(b.sifted[0].size)
-        r.n_key = tuple(int(c) for c in n_key)
-        r.n_test = tuple(int(c) for c in n_test)
+        r.sifted = int(idx.size)
+        r.n_key = tuple(int(c) for c in np.bincount(cls[bas == kb], minlength=K)[:K])
+        r.n_test = tuple(int(c) for c in np.bincount(cls[bas != kb], minlength=K)[:K])
         r.m_test = tuple(int(e) for e in errors)
         r.leaks.test_bits = int(sum(r.n_test))
         r.qber_test = sum(r.m_test) / max(1, sum(r.n_test))
         r.qber_test_per_class = tuple(m / n if n else math.nan for m, n in zip(r.m_test, r.n_test))
         s = b.start
         if sum(r.n_key) == 0:
-            return "no sifted key"
+            return "no sifted key: no key-basis event survived sifting"
         if r.qber_test > s.qber_max:
-            return "QBER too high"
+            return f"QBER too high: test-basis QBER {r.qber_test:.4f} > {s.qber_max}"
         b.estimate = r.estimate = lim_estimate(r.n_key, r.n_test, r.m_test, b.settings, s.eps_sec,
                                                s.eps_cor, s.finite)
         if b.estimate.phase_error > s.phase_error_max:
-            return "phase error too high"
+            return (f"phase error too high: phase-error bound {b.estimate.phase_error:.4f} > "
+                    f"{s.phase_error_max}")
         return None
 
-    def _detail(self, b: _Block, reason: str) -> str:
-        r = b.result
-        if reason == "QBER too high":
-            return f"test-basis QBER {r.qber_test:.4f} > {b.start.qber_max}"
-        if reason == "phase error too high":
-            return f"phase-error bound {b.estimate.phase_error:.4f} > {b.start.phase_error_max}"
-        return "no key-basis event survived sifting"
+    def _stop(self, b: _Block, why: str, now_ns: int, out: list) -> None:
+        reason, _, detail = why.partition(": ")
+        self._abort(b, reason, now_ns, out, detail=detail)
 
     @on_message(TestBits)
     def _on_test_bits(self, src: str, m: TestBits, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._early(b, src, m):
+        b = self._open(src, m, out)
+        pieces = b and self._gather(b, m, lambda m: _unpack(m.bits, m.count), now_ns, out)
+        if not pieces:
             return out
-        try:
-            b.det_basis.append(_unpack(m.bits, m.count))
-            parts = b.parts_of(TestBits).add(m)
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
-            return out
-        if parts is None:
-            return out
-        bob_bits = np.concatenate(b.det_basis) if b.det_basis else np.zeros(0, np.uint8)
-        b.det_basis = []
+        bob_bits = b.concat(pieces, np.uint8)
         idx, bas, cls, bits = b.sifted
         tmask = bas != b.start.key_basis
         if bob_bits.size != int(tmask.sum()):
-            self._abort(b, "bad message", now_ns, out, code=ErrorCode.BAD_FIELD,
-                        detail=f"{bob_bits.size} test bits for {int(tmask.sum())} test events")
+            self._bad(b, QKDError(ErrorCode.BAD_FIELD, f"{bob_bits.size} test bits for "
+                                                       f"{int(tmask.sum())} test events"), now_ns, out)
             return out
-        wrong = bits[tmask] != bob_bits
         K = len(b.settings.mus)
+        wrong = bits[tmask] != bob_bits
         errors = tuple(int(c) for c in np.bincount(cls[tmask][wrong], minlength=K)[:K])
-        reason = self._estimate(b, errors)
-        if reason is not None:
-            self._abort(b, reason, now_ns, out, detail=self._detail(b, reason))
+        why = self._estimate(b, errors)
+        if why is not None:
+            self._stop(b, why, now_ns, out)
             return out
         b.move("estimated")
-        kmask = ~tmask
-        b.key_bits = bits[kmask]
+        b.key_bits = bits[~tmask]
         b.cascade_alice = CascadeAlice(b.key_bits)
         self._send(b, TestErrors(b.block_id, errors), out)
         return out
@@ -557,34 +537,34 @@ class QkdProtocol(Protocol):
     @on_message(TestErrors)
     def _on_test_errors(self, src: str, m: TestErrors, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.ESTIMATING, m, out):
+        b = self._open(src, m, out, Phase.ESTIMATING)
+        if b is None:
             return out
         if len(m.errors) != len(b.settings.mus):
-            self._abort(b, "bad message", now_ns, out, code=ErrorCode.BAD_FIELD,
-                        detail=f"{len(m.errors)} error counts for {len(b.settings.mus)} classes")
+            self._bad(b, QKDError(ErrorCode.BAD_FIELD, f"{len(m.errors)} error counts for "
+                                                       f"{len(b.settings.mus)} classes"), now_ns, out)
             return out
         try:
-            reason = self._estimate(b, tuple(m.errors))
+            why = self._estimate(b, tuple(m.errors))
         except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+            self._bad(b, exc, now_ns, out)
             return out
-        if reason is not None:       # Alice would have aborted: she and Bob disagree
-            self._abort(b, reason, now_ns, out, detail=self._detail(b, reason))
+        if why is not None:         # Alice would have aborted: the two ends disagree
+            self._stop(b, why, now_ns, out)
             return out
         b.move("estimated")
         idx, bas, cls, bits = b.sifted
         b.key_bits = bits[bas == b.start.key_basis]
-        seed = int(self.rng.integers(0, 2 ** 63))
-        ec = b.cascade_bob = CascadeBob(b.key_bits, max(b.result.qber_test, 1e-3), seed,
-                                        b.start.cascade_variant)
+        # block sizes from the test basis' QBER (the key basis' is unknown until corrected)
+        ec = b.cascade_bob = CascadeBob(b.key_bits, max(b.result.qber_test, 1e-3),
+                                        int(self.rng.integers(0, 2 ** 63)), b.start.cascade_variant)
         st = ec.start()
         self._send(b, CascadeStart(b.block_id, st.n, tuple(int(k) for k in st.sizes), st.seed), out)
-        self._next_query(b, now_ns, out)
+        self._next_query(b, out)
         return out
 
     # ------------------------------------------------------------ Cascade
-    def _next_query(self, b: _Block, now_ns: int, out: list) -> None:
+    def _next_query(self, b: _Block, out: list) -> None:
         ec = b.cascade_bob
         q = ec.next_query()
         if q is None:
@@ -592,7 +572,7 @@ class QkdProtocol(Protocol):
             r = b.result
             n = int(b.key_bits.size)
             r.leaks.error_correction = int(ec.leaked)
-            r.qber_key = int(ec.core.flips) / n
+            r.qber_key = int(ec.core.flips) / n        # every flip corrected one error
             r.cascade_rounds = b.rounds
             r.cascade_efficiency = efficiency(ec.leaked, n, r.qber_key)
             b.move("corrected")
@@ -602,47 +582,43 @@ class QkdProtocol(Protocol):
         ps = np.asarray(q.passes, dtype=np.uint8)
         s = np.asarray(q.starts).astype("<u4")
         e = np.asarray(q.ends).astype("<u4")
-        starts = list(range(0, ps.size, PART_ITEMS)) or [0]
-        for i, lo in enumerate(starts):
-            hi = lo + PART_ITEMS
-            self._send(b, ParityQuery(b.block_id, q.round, i, i == len(starts) - 1,
-                                      int(ps[lo:hi].size), ps[lo:hi].tobytes(), s[lo:hi].tobytes(),
-                                      e[lo:hi].tobytes()), out)
+        spans = _spans(ps.size, PART_ITEMS)
+        for i, (lo, hi) in enumerate(spans):
+            self._send(b, ParityQuery(b.block_id, q.round, i, i == len(spans) - 1, int(hi - lo),
+                                      ps[lo:hi].tobytes(), s[lo:hi].tobytes(), e[lo:hi].tobytes()),
+                       out)
 
     @on_message(CascadeStart)
     def _on_cascade_start(self, src: str, m: CascadeStart, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.CORRECTING, m, out):
-            return out
-        try:
-            b.cascade_alice.on_start(_CStart(m.n, tuple(m.sizes), m.seed))
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+        b = self._open(src, m, out, Phase.CORRECTING)
+        if b is not None:
+            try:
+                b.cascade_alice.on_start(_CStart(m.n, tuple(m.sizes), m.seed))
+            except QKDError as exc:
+                self._bad(b, exc, now_ns, out)
         return out
+
+    @staticmethod
+    def _query(m: ParityQuery) -> np.ndarray:
+        ps = np.frombuffer(m.passes, dtype=np.uint8)
+        if ps.size != m.count:
+            raise QKDError(ErrorCode.BAD_FIELD, f"{ps.size} passes for {m.count} blocks")
+        return np.stack([ps.astype(np.int64), _u32(m.starts, m.count, "ParityQuery.starts"),
+                         _u32(m.ends, m.count, "ParityQuery.ends")])
 
     @on_message(ParityQuery)
     def _on_query(self, src: str, m: ParityQuery, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.CORRECTING, m, out):
+        b = self._open(src, m, out, Phase.CORRECTING)
+        pieces = b and self._gather(b, m, self._query, now_ns, out)
+        if not pieces:
             return out
+        q = np.concatenate(pieces, axis=1)
         try:
-            ps = np.frombuffer(m.passes, dtype=np.uint8)
-            if ps.size != m.count:
-                raise QKDError(ErrorCode.BAD_FIELD, f"{ps.size} passes for {m.count} blocks")
-            b.det_basis.append(ps.astype(np.int64))
-            b.det_index.append(np.stack([_u32(m.starts, m.count, "ParityQuery.starts"),
-                                         _u32(m.ends, m.count, "ParityQuery.ends")]))
-            parts = b.parts_of(ParityQuery).add(m)
-            if parts is None:
-                return out
-            ps = np.concatenate(b.det_basis)
-            se = np.concatenate(b.det_index, axis=1)
-            b.det_basis, b.det_index = [], []
-            reply = b.cascade_alice.on_query(_PQuery(m.round, ps, se[0], se[1]))
+            reply = b.cascade_alice.on_query(_PQuery(m.round, q[0], q[1], q[2]))
         except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+            self._bad(b, exc, now_ns, out)
             return out
         self._send(b, ParityReply(b.block_id, m.round, int(reply.parities.size),
                                   _pack(reply.parities)), out)
@@ -651,22 +627,29 @@ class QkdProtocol(Protocol):
     @on_message(ParityReply)
     def _on_reply(self, src: str, m: ParityReply, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.CORRECTING, m, out):
+        b = self._open(src, m, out, Phase.CORRECTING)
+        if b is None:
             return out
         try:
             b.cascade_bob.on_reply(_PReply(m.round, _unpack(m.parities, m.count)))
         except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+            self._bad(b, exc, now_ns, out)
             return out
-        self._next_query(b, now_ns, out)
+        self._next_query(b, out)
         return out
+
+    # ------------------------------------------------------------ verification, amplification
+    def _send_seed(self, b: _Block, seed: bytes, make: Any, out: list) -> None:
+        """``seed`` in parts of 512 KiB, each message ``make(part, last, slice)``."""
+        spans = _spans(len(seed), _SEED_BYTES)
+        for i, (lo, hi) in enumerate(spans):
+            self._send(b, make(i, i == len(spans) - 1, seed[lo:hi]), out)
 
     @on_message(CascadeDone)
     def _on_cascade_done(self, src: str, m: CascadeDone, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.CORRECTING, m, out):
+        b = self._open(src, m, out, Phase.CORRECTING)
+        if b is None:
             return out
         r = b.result
         r.leaks.error_correction = int(b.cascade_alice.disclosed)
@@ -674,34 +657,22 @@ class QkdProtocol(Protocol):
         b.move("corrected")
         tag = make_tag(b.key_bits, b.start.eps_cor, self.rng)
         r.leaks.verification = tag.tag_bits
-        seed = tag.seed
-        step = 1 << 19
-        starts = list(range(0, len(seed), step)) or [0]
-        for i, lo in enumerate(starts):
-            last = i == len(starts) - 1
-            self._send(b, VerifyTag(b.block_id, i, last, tag.n_bits, tag.tag_bits,
-                                    seed[lo:lo + step], tag.tag if last else b""), out)
+        self._send_seed(b, tag.seed, lambda i, last, part: VerifyTag(
+            b.block_id, i, last, tag.n_bits, tag.tag_bits, part, tag.tag if last else b""), out)
         return out
 
     @on_message(VerifyTag)
     def _on_tag(self, src: str, m: VerifyTag, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.VERIFYING, m, out):
+        b = self._open(src, m, out, Phase.VERIFYING)
+        pieces = b and self._gather(b, m, lambda m: m.seed, now_ns, out)
+        if not pieces:
             return out
-        try:
-            parts = b.parts_of(VerifyTag).add(m)
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
-            return out
-        if parts is None:
-            return out
-        tag = _VTag(m.n_bits, m.tag_bits, b"".join(p.seed for p in parts), m.tag)
         b.result.leaks.verification = m.tag_bits
         try:
-            ok = check_tag(b.corrected, tag).ok
-        except (QKDError, ValueError):
-            ok = False
+            ok = check_tag(b.corrected, _VTag(m.n_bits, m.tag_bits, b"".join(pieces), m.tag)).ok
+        except QKDError:
+            ok = False          # a seed of the wrong size: the keys cannot be shown equal
         self._send(b, VerifyResult(b.block_id, ok), out)
         if not ok:
             self._abort(b, "verification failed", now_ns, out, tell=False,
@@ -712,6 +683,7 @@ class QkdProtocol(Protocol):
         return out
 
     def _length(self, b: _Block) -> int:
+        """ℓ of Lim et al. Eq. (1) from the estimate and the counted λ_EC (both ends alike)."""
         s = b.start
         if s.finite:
             b.result.leaks.finite_size = 6 * math.log2(21 / s.eps_sec) + math.log2(2 / s.eps_cor)
@@ -720,8 +692,8 @@ class QkdProtocol(Protocol):
     @on_message(VerifyResult)
     def _on_verify_result(self, src: str, m: VerifyResult, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.VERIFYING, m, out):
+        b = self._open(src, m, out, Phase.VERIFYING)
+        if b is None:
             return out
         if not m.ok:
             self._abort(b, "verification failed", now_ns, out, tell=False,
@@ -735,44 +707,33 @@ class QkdProtocol(Protocol):
             return out
         n = int(b.key_bits.size)
         sm = toeplitz_seed(n, ell, self.rng)
-        step = 1 << 19
-        starts = list(range(0, len(sm.seed), step)) or [0]
-        for i, lo in enumerate(starts):
-            self._send(b, AmplifySeed(b.block_id, i, i == len(starts) - 1, n, ell,
-                                      sm.seed[lo:lo + step]), out)
-        b.result.key = amplify(b.key_bits, sm)
+        self._send_seed(b, sm.seed, lambda i, last, part: AmplifySeed(b.block_id, i, last, n, ell,
+                                                                      part), out)
+        self._done(b, amplify(b.key_bits, sm), now_ns, out)
+        return out
+
+    def _done(self, b: _Block, key: np.ndarray, now_ns: int, out: list) -> None:
+        b.result.key = key
         b.result.ok = True
         b.move("amplified")
         self._finish(b, now_ns, out)
-        return out
 
     @on_message(AmplifySeed)
     def _on_seed(self, src: str, m: AmplifySeed, now_ns: int) -> list:
         out: list = []
-        b = self._block_for(src, m.block_id, out)
-        if b is None or self._phase(b, Phase.AMPLIFYING, m, out):
+        b = self._open(src, m, out, Phase.AMPLIFYING)
+        pieces = b and self._gather(b, m, lambda m: m.seed, now_ns, out)
+        if not pieces:
             return out
         try:
-            parts = b.parts_of(AmplifySeed).add(m)
+            if m.n_out != b.ell or m.n_in != b.corrected.size:
+                raise QKDError(ErrorCode.BAD_FIELD, f"a seed for {m.n_in} -> {m.n_out} bits; "
+                                                    f"this end has {b.corrected.size} -> {b.ell}")
+            key = amplify(b.corrected, AmplificationSeed(m.n_in, m.n_out, b"".join(pieces)))
         except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
+            self._bad(b, exc, now_ns, out)
             return out
-        if parts is None:
-            return out
-        if m.n_out != b.ell or m.n_in != b.corrected.size:
-            self._abort(b, "bad message", now_ns, out, code=ErrorCode.BAD_FIELD,
-                        detail=f"a seed for {m.n_in} -> {m.n_out} bits; this end has "
-                               f"{b.corrected.size} -> {b.ell}")
-            return out
-        try:
-            b.result.key = amplify(b.corrected, AmplificationSeed(m.n_in, m.n_out,
-                                                                  b"".join(p.seed for p in parts)))
-        except QKDError as exc:
-            self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
-            return out
-        b.result.ok = True
-        b.move("amplified")
-        self._finish(b, now_ns, out)
+        self._done(b, key, now_ns, out)
         return out
 
     @on_message(QkdAbort)
@@ -791,22 +752,5 @@ class QkdProtocol(Protocol):
         out: list = []
         for b in [b for b in self.blocks.values() if b.peer == ev.peer]:
             self._abort(b, "peer down" if isinstance(ev, PeerDown) else "link down", now_ns, out,
-                        tell=False, code=ErrorCode.APP_ABORTED, detail=f"lost {ev.peer}")
+                        tell=False, detail=f"lost {ev.peer}")
         return out
-
-    def _early(self, b: _Block, src: str, msg: Any) -> bool:
-        """A message before this end's record (the driver answers both ends at
-        the same instant, but the message may be processed first): kept for later."""
-        if b.record is None:
-            b.early.append((src, msg))
-            return True
-        return False
-
-    def _phase(self, b: _Block, want: Phase, msg: Any, out: list) -> bool:
-        """True (and a Fail) if ``msg`` is out of place in ``b``'s phase."""
-        if b.phase is want:
-            return False
-        out.append(Fail(ErrorCode.UNEXPECTED_EVENT, f"app.qkd on {self.node}: "
-                        f"{type(msg).__name__} for block {b.block_id} in phase {b.phase.name}"))
-        return True
-

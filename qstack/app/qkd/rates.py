@@ -16,7 +16,6 @@ Rates are secret bits per pulse sent; × the pulse rate (Hz) gives bits/s.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from qstack.network.theory import plob_bound
 from qstack.physical.pulses import PulseTrainParams, expected_gain, expected_qber
