@@ -236,3 +236,57 @@ def test_gys_simulated_asymptotic_rate_follows_mqzl_infinite_decoy(length_km):
             var += (_rate(up) - got) ** 2
     assert abs(got - want) <= bias + 4 * math.sqrt(var), (got, want, bias, math.sqrt(var))
     assert got > 0
+
+
+# ----------------------------------------------------------------- the command line
+
+def test_qkd_run_prints_the_block_and_writes_both_keys(tmp_path, capsys):
+    from qstack.cli import main
+
+    net = tmp_path / "n.toml"
+    net.write_text('nodes = ["a", "b", "c"]\n[[links]]\nnodes = ["a", "b"]\nlength_km = 10\n'
+                   '[[links]]\nnodes = ["b", "c"]\n')
+    assert main(["qkd", "run", str(net), "--pulses", "2e7", "--between", "a", "b",
+                 "--out", str(tmp_path / "k.bin")]) == 0
+    text = capsys.readouterr().out
+    assert "identical" in text and "QBER (test basis) per class: signal" in text
+    ka, kb = (tmp_path / "k.a.bin").read_bytes(), (tmp_path / "k.b.bin").read_bytes()
+    bits = int(text.split("key: ")[1].split()[0])
+    assert ka == kb and len(ka) == (bits + 7) // 8
+    # input in the user's words: exit 2 and one line naming what was wrong
+    for argv, said in ((["--between", "a", "c"], "not neighbours"),
+                       (["--pulses", "lots"], "--pulses"), (["--pulses", "1.5"], "--pulses")):
+        assert main(["qkd", "run", str(net), *argv]) == 2
+        assert said in capsys.readouterr().err
+    # an attacked link aborts: exit 1 with the reason
+    net.write_text('nodes = ["a", "b"]\n[[links]]\nnodes = ["a", "b"]\n'
+                   'eavesdropper = "intercept-resend"\n')
+    assert main(["qkd", "run", str(net), "--pulses", "1e6"]) == 1
+    assert "aborted: QBER too high" in capsys.readouterr().out
+
+
+def test_qkd_sweep_writes_the_table_and_the_plot(tmp_path, capsys):
+    import csv
+
+    from qstack.cli import main
+
+    net = tmp_path / "n.toml"
+    net.write_text('nodes = ["a", "b"]\n[[links]]\nnodes = ["a", "b"]\n')
+    out_csv, out_png = tmp_path / "s.csv", tmp_path / "s.png"
+    assert main(["qkd", "sweep", str(net), "--param", "length_km=0:100:50", "--pulses", "2e6",
+                 "--block-sizes", "1e9", "--csv", str(out_csv), "--plot", str(out_png)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["length_km"] for r in rows] == ["0", "50", "100"]
+    # the closed forms: the PLOB bound of the fibre's transmissivity, above every rate
+    for r in rows[1:]:
+        eta = float(r["transmissivity"])
+        assert float(r["plob_per_pulse"]) == pytest.approx(-math.log2(1 - eta), rel=1e-6)
+        assert float(r["mqzl_asymptotic_per_pulse"]) < float(r["plob_per_pulse"])
+    # every rate falls with the distance
+    for col in ("mqzl_asymptotic_per_pulse", "finite_1e+09_per_pulse", "plob_per_pulse"):
+        vals = [float(r[col]) for r in rows]
+        assert vals[0] > vals[1] > vals[2] >= 0, col
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for param in ("length_km=5:1:1", "length_km", "nosuchkey=1,2", "length_km=-5"):
+        assert main(["qkd", "sweep", str(net), "--param", param, "--csv", str(out_csv)]) == 2
+        assert "--param" in capsys.readouterr().err
