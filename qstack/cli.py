@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--purify", action="store_true",
                      help="purify links (DEJMPS) where a request needs more fidelity "
                           "than a link gives raw (qnp layer)")
+    sim.add_argument("--qkd", action="store_true",
+                     help="also run decoy-state BB84 with the neighbours on every node "
+                          "(app.qkd; applications call qstack.app.qkd.api.bb84)")
     sim.add_argument("--json", metavar="FILE", default=None,
                      help="also write results and metrics to FILE as JSON")
     net = sub.add_parser(
@@ -418,7 +421,7 @@ def run_sim(args: argparse.Namespace) -> int:
         result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
                               until_s=api.DEFAULT_UNTIL_S if args.until is None else args.until,
                               network_layer=args.network_layer,
-                              purify=args.purify)
+                              purify=args.purify, qkd=args.qkd)
     except QStackError as exc:
         print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",
               file=sys.stderr)

@@ -290,3 +290,38 @@ def test_qkd_sweep_writes_the_table_and_the_plot(tmp_path, capsys):
     for param in ("length_km=5:1:1", "length_km", "nosuchkey=1,2", "length_km=-5"):
         assert main(["qkd", "sweep", str(net), "--param", param, "--csv", str(out_csv)]) == 2
         assert "--param" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_message_from_a_neighbour_makes_the_protocol_raise(data):
+    """Whatever the peer sends, in whatever phase: a Fail, an abort or nothing, never an
+    exception out of handle (specs/protocol.md, convention 6)."""
+    from qstack.app.qkd import messages as M
+    from qstack.physical.ops import PulseRecord
+    from tests.strategies import message_strategy
+
+    classes = [M.QkdStart, M.SiftDetections, M.SiftBases, M.TestBits, M.TestErrors,
+               M.CascadeStart, M.ParityQuery, M.ParityReply, M.CascadeDone, M.VerifyTag,
+               M.VerifyResult, M.AmplifySeed, M.QkdAbort]
+    from qstack.core.protocol import OperationDone
+    for role in ("send", "receive"):
+        p = QkdProtocol("alice")
+        if role == "send":
+            (op, _start) = p.handle(QkdRequest("bob", 1000), 0)
+        else:
+            (op,) = p.handle(MessageReceived("bob", M.QkdStart(1, 1000, 0, True, 1e-10, 1e-15,
+                                                                0.11, 0.15, "yan14")), 0)
+        rec = PulseRecord(True, role, 1000, np.array([3, 9, 20]), np.array([0, 1, 0], np.uint8),
+                          np.array([1, 0, 1], np.int8 if role == "receive" else np.uint8),
+                          np.array([0, 1, 2], np.uint8), (500, 300, 200), 0, 1000, 1.0, "",
+                          (0.6, 0.2, 2e-4), (0.5, 0.35, 0.15))
+        p.handle(OperationDone(op.op_id, rec), 1000)
+        for _ in range(data.draw(st.integers(1, 6))):
+            cls = data.draw(st.sampled_from(classes))
+            msg = data.draw(message_strategy(cls))
+            if data.draw(st.booleans()):
+                msg = type(msg)(**{**{f: getattr(msg, f) for f in msg.__dataclass_fields__},
+                                   "block_id": 1})
+            out = p.handle(MessageReceived("bob", msg), 2000)
+            assert isinstance(out, list)

@@ -241,6 +241,16 @@ def _spans(n: int, step: int) -> list[tuple[int, int]]:
 
 _SEED_BYTES = 1 << 19      # a Toeplitz seed travels in parts of 512 KiB
 
+#: message type -> (the role that receives it, the phase it belongs to)
+_RECEIVER: dict[type, tuple[str, Phase]] = {
+    SiftDetections: ("send", Phase.SIFTING), SiftBases: ("receive", Phase.SIFTING),
+    TestBits: ("send", Phase.ESTIMATING), TestErrors: ("receive", Phase.ESTIMATING),
+    CascadeStart: ("send", Phase.CORRECTING), ParityQuery: ("send", Phase.CORRECTING),
+    CascadeDone: ("send", Phase.CORRECTING), ParityReply: ("receive", Phase.CORRECTING),
+    VerifyTag: ("receive", Phase.VERIFYING), VerifyResult: ("send", Phase.VERIFYING),
+    AmplifySeed: ("receive", Phase.AMPLIFYING),
+}
+
 
 class QkdProtocol(Protocol):
     """Decoy-state BB84 with neighbours (``app.qkd``), one per node.
@@ -290,27 +300,27 @@ class QkdProtocol(Protocol):
         """A message this end cannot use: the block aborts with the message's error code."""
         self._abort(b, "bad message", now_ns, out, code=exc.code, detail=exc.detail)
 
-    def _open(self, src: str, m: Any, out: list, phase: Phase | None = None) -> _Block | None:
-        """The block message ``m`` from ``src`` is for, if it may take it now.
-
-        ``phase``: the phase the message belongs to (else a ``Fail``,
-        nothing changes); None for the sifting messages, which may overtake
-        this end's record (the driver answers both ends at one instant) and
-        are kept until it comes."""
+    def _open(self, src: str, m: Any, out: list) -> _Block | None:
+        """The block message ``m`` from ``src`` is for, if it may take it now: a
+        message goes to one role in one phase (:data:`_RECEIVER`); anything
+        else is a ``Fail`` and changes nothing. Bob's clicks may overtake
+        Alice's own record (the driver answers both ends at one instant):
+        they are kept until it comes."""
+        role, phase = _RECEIVER[type(m)]
         b = self.blocks.get((src, m.block_id)) or self.blocks.get((self.node, m.block_id))
         if b is None or b.peer != src:
             out.append(Fail(ErrorCode.UNEXPECTED_EVENT,
                             f"app.qkd on {self.node}: {type(m).__name__} for block {m.block_id} "
                             f"from {src}, which has no such block with it"))
             return None
-        if phase is None:
-            if b.record is None:
-                b.early.append((src, m))
-                return None
-            return b
-        if b.phase is not phase:
+        if b.role == role and b.phase is Phase.PULSES and phase is Phase.SIFTING:
+            b.early.append((src, m))
+            return None
+        if b.role != role or b.phase is not phase:
             out.append(Fail(ErrorCode.UNEXPECTED_EVENT, f"app.qkd on {self.node}: "
-                            f"{type(m).__name__} for block {b.block_id} in phase {b.phase.name}"))
+                            f"{type(m).__name__} for block {b.block_id} at the "
+                            f"{'sender' if b.role == 'send' else 'receiver'} in phase "
+                            f"{b.phase.name}"))
             return None
         return b
 
@@ -537,7 +547,7 @@ class QkdProtocol(Protocol):
     @on_message(TestErrors)
     def _on_test_errors(self, src: str, m: TestErrors, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.ESTIMATING)
+        b = self._open(src, m, out)
         if b is None:
             return out
         if len(m.errors) != len(b.settings.mus):
@@ -591,7 +601,7 @@ class QkdProtocol(Protocol):
     @on_message(CascadeStart)
     def _on_cascade_start(self, src: str, m: CascadeStart, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.CORRECTING)
+        b = self._open(src, m, out)
         if b is not None:
             try:
                 b.cascade_alice.on_start(_CStart(m.n, tuple(m.sizes), m.seed))
@@ -610,7 +620,7 @@ class QkdProtocol(Protocol):
     @on_message(ParityQuery)
     def _on_query(self, src: str, m: ParityQuery, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.CORRECTING)
+        b = self._open(src, m, out)
         pieces = b and self._gather(b, m, self._query, now_ns, out)
         if not pieces:
             return out
@@ -627,7 +637,7 @@ class QkdProtocol(Protocol):
     @on_message(ParityReply)
     def _on_reply(self, src: str, m: ParityReply, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.CORRECTING)
+        b = self._open(src, m, out)
         if b is None:
             return out
         try:
@@ -648,7 +658,7 @@ class QkdProtocol(Protocol):
     @on_message(CascadeDone)
     def _on_cascade_done(self, src: str, m: CascadeDone, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.CORRECTING)
+        b = self._open(src, m, out)
         if b is None:
             return out
         r = b.result
@@ -664,7 +674,7 @@ class QkdProtocol(Protocol):
     @on_message(VerifyTag)
     def _on_tag(self, src: str, m: VerifyTag, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.VERIFYING)
+        b = self._open(src, m, out)
         pieces = b and self._gather(b, m, lambda m: m.seed, now_ns, out)
         if not pieces:
             return out
@@ -692,7 +702,7 @@ class QkdProtocol(Protocol):
     @on_message(VerifyResult)
     def _on_verify_result(self, src: str, m: VerifyResult, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.VERIFYING)
+        b = self._open(src, m, out)
         if b is None:
             return out
         if not m.ok:
@@ -721,7 +731,7 @@ class QkdProtocol(Protocol):
     @on_message(AmplifySeed)
     def _on_seed(self, src: str, m: AmplifySeed, now_ns: int) -> list:
         out: list = []
-        b = self._open(src, m, out, Phase.AMPLIFYING)
+        b = self._open(src, m, out)
         pieces = b and self._gather(b, m, lambda m: m.seed, now_ns, out)
         if not pieces:
             return out
