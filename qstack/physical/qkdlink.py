@@ -165,13 +165,10 @@ def merge_events(first: PulseEvents, second: PulseEvents) -> PulseEvents:
 
 
 def _poisson(mu: float) -> np.ndarray:
-    n = np.arange(_N_MAX + 1)
-    logp = -mu + n * math.log(mu) - np.array([math.lgamma(k + 1) for k in n]) if mu > 0 else None
-    if logp is None:
-        out = np.zeros(_N_MAX + 1)
-        out[0] = 1.0
-        return out
-    return np.exp(logp)
+    """P(n) = e^(−μ) μ^n / n! for n = 0 … _N_MAX (the vacuum: 1 at n = 0)."""
+    from .sources import poisson_pmf
+
+    return poisson_pmf(mu, _N_MAX)
 
 
 def _pns_no_click(mus: tuple, eta_b: float, w: float, r: float, s: float) -> np.ndarray:
