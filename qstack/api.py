@@ -101,7 +101,7 @@ def _routing_figures(model: Any, egp: Any, peer: str) -> tuple[float, float]:
 
 def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
                 cutoff_ns: int | None = None, purify: bool = False,
-                ideal: Any = None) -> tuple[Callable[[str], list], Any]:
+                ideal: Any = None, qkd: bool = False) -> tuple[Callable[[str], list], Any]:
     """What every driver builds a node from: ``(stack, topology)``, where
     ``stack(name)`` returns node ``name``'s protocols, bottom first (fresh
     ones on every call: at the start and whenever the node restarts after a
@@ -113,6 +113,8 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
     protocols, configured the same way, under either driver. ``network_layer``
     "qnp" (link layer, optional purification, end-to-end circuits) or "ideal"
     (``ideal``: the simulator's :class:`~qstack.sim.apps.IdealNetwork`).
+    ``qkd``: also run decoy-state BB84 with the neighbours (``app.qkd``,
+    :class:`qstack.app.qkd.bb84.QkdProtocol`, beside the socket stack).
     """
     spec = _as_spec(network)
     if network_layer not in ("qnp", "ideal"):
@@ -163,6 +165,10 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
             protos = [ideal.protocol(name)]
             below = "network.ideal"
         protos.append(TeleportTransport(name, network=below))
+        if qkd:
+            from qstack.app.qkd.bb84 import QkdProtocol
+
+            protos.append(QkdProtocol(name, seed=seed))
         return protos
 
     return stack, topo
@@ -171,7 +177,7 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
 def build_network(network: Any, seed: int = 1, formalism: str | None = None,
                   network_layer: str = "qnp", ideal_fidelity: float = 1.0,
                   ideal_interval_ns: int = 1_000_000, cutoff_ns: int | None = None,
-                  purify: bool = False) -> Any:
+                  purify: bool = False, qkd: bool = False) -> Any:
     """A :class:`~qstack.sim.network.SimNetwork` with the full stack on every node.
 
     ``network_layer``: "qnp" (link layer + end-to-end circuits) or "ideal".
@@ -179,6 +185,8 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
     ``purify``: stack ``network.purify`` (DEJMPS recurrence) between the link
     layer and the circuits, which then ask for purified links wherever a
     request's fidelity needs more than a link gives raw.
+    ``qkd``: every node also runs ``app.qkd`` (decoy BB84 with its neighbours,
+    :mod:`qstack.app.qkd.api`).
     """
     from qstack.sim.network import SimNetwork
 
@@ -195,11 +203,12 @@ def build_network(network: Any, seed: int = 1, formalism: str | None = None,
                              random_interval=True)
         net.ideal = ideal
     stack, topo = node_stacks(spec, seed=seed, network_layer=network_layer, cutoff_ns=cutoff_ns,
-                              purify=purify, ideal=ideal)
+                              purify=purify, ideal=ideal, qkd=qkd)
     for name, node in spec.nodes.items():
         net.add_node(name, node.hardware, stack=lambda name=name: stack(name))
     for link in spec.links:
-        net.add_link(link.a, link.b, model=link.model, classical_delay_ns=link.classical_delay_ns)
+        net.add_link(link.a, link.b, model=link.model, classical_delay_ns=link.classical_delay_ns,
+                     qkd=link.qkd)
     if topo is not None:
         net.topology = topo
     net.schedule_faults(spec.faults)

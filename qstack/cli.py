@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from qstack._version import __version__
 
@@ -44,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--purify", action="store_true",
                      help="purify links (DEJMPS) where a request needs more fidelity "
                           "than a link gives raw (qnp layer)")
+    sim.add_argument("--qkd", action="store_true",
+                     help="also run decoy-state BB84 with the neighbours on every node "
+                          "(app.qkd; applications call qstack.app.qkd.api.bb84)")
     sim.add_argument("--json", metavar="FILE", default=None,
                      help="also write results and metrics to FILE as JSON")
     net = sub.add_parser(
@@ -113,7 +120,146 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only the cases whose id or title contains EXPR")
     conf.add_argument("--timeout", type=_seconds, default=2.0, metavar="SECONDS",
                       help="how long a case waits for each answer (default 2)")
+    _qkd_parser(sub)
     return parser
+
+
+def _qkd_parser(sub: Any) -> None:
+    qkd = sub.add_parser(
+        "qkd", help="decoy-state BB84 over a link of a network file: one run, or a sweep",
+        description="Prepare-and-measure QKD between neighbours in simulated time: the "
+                    "link's pulse physics (its qkd_* and eavesdropper keys) and the whole "
+                    "post-processing over messages between the two nodes (specs/qkd.md).",
+        epilog="exit status: 0 done; 1 the block aborted (the reason is printed); 2 bad "
+               "input (a bad option, a network file that does not load, nodes that are "
+               "not neighbours, a bad --param).")
+    qsub = qkd.add_subparsers(dest="qkd_command", metavar="ACTION")
+    run = qsub.add_parser("run", help="one block between two neighbours: key, QBER, bounds, "
+                                      "leaks, time; writes the keys")
+    sweep = qsub.add_parser("sweep", help="key rate against a link key (e.g. length_km): "
+                                          "CSV table and PNG plot")
+    for p, pulses, finite in ((run, "1e8", True), (sweep, "1e7", False)):
+        p.add_argument("network", help="network description (TOML)")
+        p.add_argument("--protocol", choices=("decoy-bb84",), default="decoy-bb84",
+                       help="the QKD protocol (default decoy-bb84)")
+        p.add_argument("--pulses", default=pulses, metavar="N",
+                       help=f"pulses per block, e.g. 1e9 (default {pulses})")
+        p.add_argument("--between", nargs=2, metavar=("ALICE", "BOB"), default=None,
+                       help="the two neighbours, Alice first (default: the file's first link)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--finite", dest="finite", action="store_true", default=finite,
+                       help="Lim et al.'s finite-key bounds" + (" (default)" if finite else ""))
+        g.add_argument("--asymptotic", dest="finite", action="store_false",
+                       help="their asymptotic limit" + ("" if finite else " (default)"))
+        p.add_argument("--seed", type=_seed, default=1, help="random seed (default 1)")
+    run.add_argument("--out", default=None, metavar="KEYFILE",
+                     help="write each end's key to its own file, KEYFILE with the node's "
+                          "name before the suffix (key.bin -> key.alice.bin, key.bob.bin), "
+                          "packed bits, most significant first")
+    sweep.add_argument("--param", required=True, metavar="KEY=START:STOP:STEP",
+                       help="the link key to sweep and its values (START:STOP:STEP or "
+                            "V1,V2,...), e.g. length_km=0:200:10")
+    sweep.add_argument("--block-sizes", default="", metavar="N1,N2",
+                       help="also a closed-form finite-key curve per block size, e.g. 1e8,1e10")
+    sweep.add_argument("--csv", default=None, metavar="OUT.csv", help="write the table here")
+    sweep.add_argument("--plot", default=None, metavar="OUT.png", help="write the plot here")
+
+
+def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``qstack qkd run|sweep``: 0 done, 1 the block aborted, 2 bad input."""
+    from qstack.config import load_network
+    from qstack.core.errors import ConfigError
+    from qstack import qkdtool
+
+    if args.qkd_command is None:
+        parser.parse_args(["qkd", "--help"])
+        return 2
+    try:
+        pulses = qkdtool.parse_count(args.pulses)
+        between = tuple(args.between) if args.between else None
+        if args.qkd_command == "run":
+            spec = load_network(args.network)
+            a, b = qkdtool.pick_link(spec, between)
+        else:
+            key, values = qkdtool.parse_param(args.param)
+            sizes = [qkdtool.parse_count(v, "--block-sizes") for v in args.block_sizes.split(",")
+                     if v.strip()]
+            if args.csv is None and args.plot is None:
+                raise ConfigError("qkd sweep: give --csv OUT.csv and/or --plot OUT.png")
+    except ConfigError as exc:
+        print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    if args.qkd_command == "run":
+        ra, rb, wall = qkdtool.run_block(spec, a, b, pulses, args.finite, args.seed)
+        print(_qkd_report(ra, rb, a, b, args.finite, wall))
+        if ra.ok and args.out:
+            out = Path(args.out)
+            names = []
+            for node, res in ((a, ra), (b, rb)):
+                path = out.with_name(f"{out.stem}.{node}{out.suffix}")
+                path.write_bytes(np.packbits(res.key).tobytes())
+                names.append(str(path))
+            print(f"keys written: {', '.join(names)} ({ra.key_length} bits each, packed, "
+                  "most significant bit first)")
+        return 0 if ra.ok and rb.ok else 1
+    try:
+        rows = _sweep_with_progress(args, key, values, pulses, sizes, between)
+    except ConfigError as exc:
+        print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    if args.csv:
+        qkdtool.write_csv(rows, key, args.csv, sizes)
+        print(f"table: {args.csv} ({len(rows)} rows)")
+    if args.plot:
+        qkdtool.plot(rows, key, args.plot, pulses, sizes, args.finite)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _sweep_with_progress(args, key, values, pulses, sizes, between):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qstack import qkdtool
+
+    with Progress(TextColumn(f"{key}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("sweep", total=len(values))
+        return qkdtool.sweep(args.network, key, values, pulses, sizes, between, args.finite,
+                             args.seed, progress=lambda i, n: bar.update(task, completed=i))
+
+
+def _qkd_report(ra: Any, rb: Any, a: str, b: str, finite: bool, wall: float) -> str:
+    est = ra.estimate
+    kind = (f"finite key (eps_sec {est.eps_sec:g}, eps_cor {est.eps_cor:g})" if finite and est
+            else "finite key" if finite else "asymptotic")
+    lines = [f"decoy-bb84 {a} -> {b}: {ra.n_pulses:.3g} pulses, {kind}"]
+    if ra.ok and rb.ok:
+        same = "identical" if np.array_equal(ra.key, rb.key) else "DIFFERENT"
+        lines.append(f"key: {ra.key_length} bits at both ends ({same}); {ra.key_per_pulse:.4g} "
+                     f"bits/pulse, {ra.key_rate_bps:.4g} bits/s")
+    else:
+        lines.append(f"aborted: {ra.reason or rb.reason}")
+    names = ("signal", "decoy", "vacuum")
+    q = ", ".join(f"{names[i] if i < 3 else i} {x * 100:.2f} %" if x == x else
+                  f"{names[i] if i < 3 else i} -" for i, x in enumerate(ra.qber_test_per_class))
+    if q:
+        lines.append(f"QBER (test basis) per class: {q}; key basis after Cascade "
+                     f"{rb.qber_key * 100:.2f} %" if rb.qber_key == rb.qber_key else
+                     f"QBER (test basis) per class: {q}")
+    if est is not None:
+        lines.append(f"bounds: s0 >= {est.s_key0:.4g}, s1 >= {est.s_key1:.4g} (key basis), "
+                     f"s1 >= {est.s_test1:.4g}, v1 <= {est.v_test1:.4g} (test basis), "
+                     f"phase error <= {est.phase_error:.4f}")
+    lk = ra.leaks
+    lines.append(f"leak: error correction {lk.error_correction} bits"
+                 + (f" (f = {rb.cascade_efficiency:.3f}, {rb.cascade_rounds} rounds)"
+                    if rb.cascade_efficiency == rb.cascade_efficiency else "")
+                 + f", verification {lk.verification}, finite-size {lk.finite_size:.1f}, "
+                   f"test bits disclosed {lk.test_bits}")
+    lines.append(f"time: pulses {(ra.pulses_end_ns - ra.start_ns) * 1e-9:.4g} s, "
+                 f"post-processing {(max(ra.end_ns, rb.end_ns) - ra.pulses_end_ns) * 1e-9:.4g} s "
+                 f"simulated ({ra.messages + rb.messages} messages); wall {wall:.2f} s")
+    return "\n".join(lines)
 
 
 def run_conformance(args: argparse.Namespace) -> int:
@@ -275,7 +421,7 @@ def run_sim(args: argparse.Namespace) -> int:
         result = api.simulate(spec, apps, seed=args.seed, formalism=args.formalism,
                               until_s=api.DEFAULT_UNTIL_S if args.until is None else args.until,
                               network_layer=args.network_layer,
-                              purify=args.purify)
+                              purify=args.purify, qkd=args.qkd)
     except QStackError as exc:
         print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",
               file=sys.stderr)
@@ -449,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_app_file(args)
     if args.command == "conformance":
         return run_conformance(args)
+    if args.command == "qkd":
+        return run_qkd(args, parser)
     parser.print_help()
     return 0
 

@@ -63,6 +63,15 @@ click); the detector's ``detector_jitter_ps``, ``detector_dead_time_ns``,
 ``classical_power_mw`` and ``raman_coefficient_per_km_nm`` (Raman noise,
 both together, with a window).
 
+QKD keys (every link; :class:`qstack.physical.qkdlink.QkdLinkModel`, what a
+``PulseBlock`` of decoy-state BB84 draws from over the link's fibre):
+``qkd_intensities`` (mean photon numbers per class, e.g. ``[0.6, 0.2,
+0.0002]``), ``qkd_class_probs``, ``qkd_pulse_rate_hz``,
+``qkd_detector_efficiency``, ``qkd_dark_count_prob`` (per gate),
+``qkd_dead_time_ns``, ``qkd_misalignment``, ``qkd_p_z``; and an attack on the
+fibre, ``eavesdropper`` = ``"none"``, ``"intercept-resend"`` (with
+``eve_fraction``), ``"pns"`` or ``"beam-splitting"`` (with ``eve_tap``).
+
 Formalism and ``twirl``: both formalisms hold every scheme's heralded pairs
 exactly, the single-click one in ``bd`` too (Bell-diagonal coefficients plus
 the local polarisation its |00>/|11> imbalance gives), so every Bell fidelity
@@ -176,6 +185,8 @@ class LinkSpec:
     model: Any
     length_km: float
     classical_delay_ns: int | None = None
+    #: the link's decoy-BB84 pulse physics (:class:`qstack.physical.qkdlink.QkdLinkModel`)
+    qkd: Any = None
 
 
 @dataclass(frozen=True)
@@ -388,6 +399,32 @@ class _Lifetime(_Kind):
         return ns
 
 
+class _Choice(_Kind):
+    """One of a few names."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.expected = "one of " + ", ".join(json.dumps(n) for n in names)
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.names:
+            raise ValueError
+        return value
+
+
+class _Reals(_Kind):
+    """A list of 1 to 8 finite numbers in [lo, hi] (one per intensity class)."""
+
+    def __init__(self, lo: float, hi: float, expected: str) -> None:
+        self.item = _Real(lo, hi, "")
+        self.expected = expected
+
+    def check(self, value: Any) -> tuple[float, ...]:
+        if not isinstance(value, list) or not 1 <= len(value) <= 8:
+            raise ValueError
+        return tuple(self.item.check(v) for v in value)
+
+
 class _Bool(_Kind):
     expected = "true or false"
 
@@ -507,6 +544,61 @@ def _check_name(ctx: _Context, name: Any, path: tuple) -> None:
 
 # ============================================================== links
 
+# Link keys of a link's decoy-BB84 pulse physics (qstack.physical.qkdlink.QkdLinkModel):
+# key -> (kind, where it goes: (sub-object, field)). Every link has a QKD model, with
+# the defaults of WeakCoherentSource and ThresholdDetector unless the file says.
+_QKD_KEYS: dict[str, tuple[_Kind, tuple[str, str]]] = {
+    "qkd_intensities": (_Reals(0.0, 100.0, "a list of 1 to 8 mean photon numbers in "
+                                           "[0, 100] (one per intensity class)"),
+                        ("source", "mean_photon_numbers")),
+    "qkd_class_probs": (_Reals(0.0, 1.0, "a list of 1 to 8 probabilities summing to 1"),
+                        ("source", "class_probs")),
+    "qkd_pulse_rate_hz": (_Real(1e-3, 1e12, "a pulse rate in Hz in [0.001, 1e12]"),
+                          ("source", "pulse_rate_hz")),
+    "qkd_detector_efficiency": (_Real(0.0, 1.0, "a probability in [0, 1]"),
+                                ("detector", "efficiency")),
+    "qkd_dark_count_prob": (_Real(0.0, 1.0, "a probability in [0, 1]"),
+                            ("detector", "dark_count_prob_per_gate")),
+    "qkd_dead_time_ns": (_Real(0.0, 1e12, "a dead time in ns in [0, 1e12]"),
+                         ("detector", "dead_time_ns")),
+    "qkd_misalignment": (_Real(0.0, 1.0, "a probability in [0, 1]"),
+                         (None, "misalignment_error")),
+    "qkd_p_z": (_Real(0.0, 1.0, "a probability in [0, 1]"), (None, "p_z")),
+    "eavesdropper": (_Choice(("none", "intercept-resend", "pns", "beam-splitting")),
+                     ("eve", "kind")),
+    "eve_fraction": (_Real(0.0, 1.0, "a probability in [0, 1]"), ("eve", "fraction")),
+    "eve_tap": (_Real(0.0, 1.0, "a probability in [0, 1]"), ("eve", "tap")),
+}
+
+
+def _qkd_model(ctx: "_Context", given: dict, link_path: tuple) -> Any:
+    """The link's :class:`~qstack.physical.qkdlink.QkdLinkModel` from its qkd_* and eve_* keys."""
+    from qstack.physical.qkdlink import Eavesdropper, QkdLinkModel
+
+    parts: dict[str | None, dict] = {"source": {}, "detector": {}, "eve": {}, None: {}}
+    for key, (kind, (sub, target)) in _QKD_KEYS.items():
+        if key in given:
+            parts[sub][target] = given[key][0]
+    src = parts["source"]
+    if "mean_photon_numbers" in src and "class_probs" not in src:
+        k = len(src["mean_photon_numbers"])
+        if k != 3:
+            raise ctx.error(given["qkd_intensities"][1], f"{k} intensities need qkd_class_probs "
+                            "too (the default probabilities are for 3 classes)")
+    base = QkdLinkModel()
+    try:
+        return QkdLinkModel(dataclasses.replace(base.source, **src),
+                            dataclasses.replace(base.detector, **parts["detector"]),
+                            eve=Eavesdropper(**parts["eve"]), **parts[None])
+    except ValueError as exc:
+        m = _MODEL_ERROR.match(str(exc))
+        if m:
+            for key, (_, (_, target)) in _QKD_KEYS.items():
+                if key in given and (target == m.group(1) or m.group(1).startswith(target)):
+                    raise ctx.bad(given[key][1], m.group(2), given[key][2]) from None
+        raise ctx.error(link_path, str(exc)) from None
+
+
 # Link keys of the loader's own (the rest are the scheme model's fields).
 _LINK_OWN: dict[str, _Kind] = {
     "length_km": _Real(0.0, math.inf, "a length in km >= 0"),
@@ -521,6 +613,8 @@ _LINK_OWN: dict[str, _Kind] = {
     "classical_power_mw": _Real(0.0, math.inf, "a classical launch power in mW >= 0"),
     "raman_coefficient_per_km_nm": _Real(0.0, math.inf, "a Raman coefficient per km per nm "
                                          ">= 0"),
+    # issue 20: the link's prepare-and-measure QKD physics (PulseBlock) and an eavesdropper
+    **{key: kind for key, (kind, _) in _QKD_KEYS.items()},
 }
 # where the loader's keys go: (sub-object, its field)
 _OWN_TARGET = {"length_km": (None, "length_km"),
@@ -670,7 +764,8 @@ def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
     if problem is not None:
         raise _blame(ctx, cls, given, link_path, problem)
     delay = given["classical_delay_ns"][0] if "classical_delay_ns" in given else None
-    return LinkSpec(a, b, scheme, model, model.length_km, delay)
+    return LinkSpec(a, b, scheme, model, model.length_km, delay,
+                    _qkd_model(ctx, given, link_path))
 
 
 def _blame(ctx: _Context, cls: type, given: dict[str, _Given], link_path: tuple,

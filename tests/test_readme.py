@@ -118,3 +118,14 @@ def test_the_bbm92_example_gives_equal_keys_at_the_werner_qber():
     f = 0.99 * 0.99 + 0.01 * 0.01 / 3
     q = 2 * (1 - f) / 3
     assert abs(float(qber) - q) <= 4 * (q * (1 - q) / 1000) ** 0.5
+
+
+def test_the_qkd_example_gives_identical_keys_at_both_ends():
+    lines = _run(_block("qkd.bb84_receive"))
+    ok, length, same = lines[0].split()
+    assert ok == "True" and same == "True" and int(length) > 0
+    head, rest = lines[1].split(") ")
+    qber = [float(x) for x in head.strip("(").split(",")]
+    leak, end_ns = (int(x) for x in rest.split())
+    # a few percent of errors at e_d = 1.5 % (10 km: dark counts add ~nothing)
+    assert 0.005 < qber[0] < 0.03 and leak > 0 and end_ns > 20_000_000

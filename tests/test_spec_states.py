@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from qstack.app.qkd.bb84 import TRANSITIONS as QKD_BLOCK
 from qstack.emu.wire import TRANSITIONS as SESSION
 from qstack.link.egp import TRANSITIONS as LINK
 from qstack.network.circuit import TRANSITIONS as CIRCUIT
@@ -21,6 +22,7 @@ HEADING = re.compile(r"^#### Transitions \(`([\w.]+)\.TRANSITIONS`.*?\n\n\| from
     ("network.md", "qstack.network.purify", PURIFICATION),
     ("transport.md", "qstack.transport.protocol", CONNECTION),
     ("wire.md", "qstack.emu.wire", SESSION),
+    ("qkd.md", "qstack.app.qkd.bb84", QKD_BLOCK),
 ])
 def test_the_documented_transitions_are_the_codes(doc, module, table):
     found = {m.group(1): m.group(2) for m in HEADING.finditer((SPECS / doc).read_text())}

@@ -60,7 +60,7 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
 #: A message row of a layer document: | 0x0405 | `QubitHeader` | fields | sent |
 MESSAGE_ROW = re.compile(r"^\| 0x([0-9A-Fa-f]{4}) \| `(\w+)` \| ([^\n]*?) \| [^\n]*\|$", re.M)
 LAYER_DOCS = ("physical.md", "link.md", "network.md", "transport.md", "wire.md",
-              "emulation.md")
+              "emulation.md", "qkd.md")
 
 
 def _documented_messages():

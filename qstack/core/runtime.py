@@ -159,11 +159,15 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ building
     def add(self, protocol: Protocol) -> Protocol:
-        """Stack ``protocol`` on top (bottom first)."""
+        """Stack ``protocol`` on top (bottom first); a protocol whose class sets
+        ``BESIDE = True`` stands beside the stack instead (nothing above or
+        below it: what it delivers goes to the node's listeners, and the
+        stack's deliveries never reach it), e.g. ``app.qkd``."""
         if protocol.name in self.protocols:
             raise ValueError(f"{self.name} already runs a protocol named {protocol.name!r}")
         self.protocols[protocol.name] = protocol
-        self.stack.append(protocol.name)
+        if not getattr(protocol, "BESIDE", False):
+            self.stack.append(protocol.name)
         self._restack()
         return protocol
 
@@ -205,14 +209,15 @@ class NodeRuntime:
                 run[action.__class__](protocol, action, now)
 
     def broadcast(self, event: Any, now: int) -> None:
-        """Give ``event`` to every protocol of the stack, bottom first (the
-        node's surroundings changed: ``PeerDown``, ``LinkUp``, ...)."""
-        for name in list(self.stack):
+        """Give ``event`` to every protocol of the node, bottom first, those
+        beside the stack where they were added (the node's surroundings
+        changed: ``PeerDown``, ``LinkUp``, ...)."""
+        for name in list(self.protocols):
             self.feed(name, event, now)
 
     def start(self, now: int) -> None:
         """Feed ``Started`` to every protocol that handles it."""
-        for name in list(self.stack):
+        for name in list(self.protocols):
             if Started in type(self.protocols[name])._handlers:
                 self.feed(name, Started(), now)
 

@@ -18,6 +18,7 @@ Outcomes (``OperationDone.outcome``):
 ``Discard``          ``None``
 ``Entangle``         a :class:`Herald`
 ``CancelEntangle``   ``None``
+``PulseBlock``       a :class:`PulseRecord` (this end's record of the block)
 ==================  =========================================================
 
 A failed operation's outcome is a :class:`~qstack.core.errors.QStackError`
@@ -39,7 +40,7 @@ from qstack.core.protocol import fast_init
 
 __all__ = [
     "Allocate", "Gate", "Measure", "BellMeasure", "Discard", "Entangle", "CancelEntangle",
-    "Herald", "SINGLE_QUBIT_GATES", "TWO_QUBIT_GATES", "BASES", "check_basis", "check_angle",
+    "Herald", "PulseBlock", "PulseRecord", "SINGLE_QUBIT_GATES", "TWO_QUBIT_GATES", "BASES", "check_basis", "check_angle",
 ]
 
 #: Gate names understood by :class:`Gate` (params: rotation angle in radians
@@ -188,3 +189,52 @@ class Herald:
     fidelity_estimate: float = 0.0
     reason: str = ""
     key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PulseBlock:
+    """Send (``role="send"``) or receive (``role="receive"``) a block of ``n``
+    prepare-and-measure pulses (decoy-state BB84) over the quantum link with
+    neighbour ``peer``. Both ends submit one with the same ``key``; the block
+    starts when both have, and each end receives its :class:`PulseRecord`
+    when the block ends, ``n`` pulse periods later. The link's pulse physics
+    (source, fibre, Bob's detectors, an eavesdropper if configured) is the
+    driver's: :class:`qstack.physical.qkdlink.QkdLinkModel`."""
+
+    peer: str
+    key: Hashable
+    n: int
+    role: str = "send"
+
+
+@dataclass(frozen=True, slots=True)
+class PulseRecord:
+    """One end's record of a :class:`PulseBlock` (arrays over the block's
+    detection events, in pulse order).
+
+    Sender: ``index`` (int64 pulse index), ``basis`` (0 Z, 1 X), ``bit`` and
+    ``cls`` (intensity class) at every pulse where the receiver clicked, and
+    ``sent_per_class``. The sender's choices at the other pulses are never
+    announced by anyone (sifting names only the receiver's clicks), so the
+    record leaves them out rather than hold ~n numbers for nothing.
+    Receiver: ``index``, ``basis``, ``bit`` of its clicks (``cls`` empty).
+    ``start_ns``/``end_ns``: the block's span; ``period_ns``: pulse period.
+    ``intensities``/``class_probs``: the link's intensity classes (mean
+    photon numbers and probabilities; public, configured at both ends).
+    On failure ``ok`` is False and ``reason`` says why.
+    """
+
+    ok: bool
+    role: str = ""
+    n_pulses: int = 0
+    index: Any = None
+    basis: Any = None
+    bit: Any = None
+    cls: Any = None
+    sent_per_class: tuple = ()
+    start_ns: int = 0
+    end_ns: int = 0
+    period_ns: float = 0.0
+    reason: str = ""
+    intensities: tuple = ()
+    class_probs: tuple = ()

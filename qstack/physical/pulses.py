@@ -230,6 +230,16 @@ def _click_table(params: PulseTrainParams) -> np.ndarray:
     return tab
 
 
+def _checked_click_table(params: PulseTrainParams, tab: np.ndarray) -> np.ndarray:
+    """A caller's click table (an eavesdropped channel's, :mod:`qstack.physical.qkdlink`):
+    shape (2, K, 3) of probabilities, as :func:`_click_table` gives."""
+    tab = np.ascontiguousarray(tab, dtype=np.float64)
+    if tab.shape != (2, params.n_classes, 3) or not np.all((tab >= 0.0) & (tab <= 1.0)):
+        raise ValueError(f"click_table: expected shape (2, {params.n_classes}, 3) of "
+                         f"probabilities, got shape {tab.shape}")
+    return tab
+
+
 @dataclass(frozen=True)
 class _SkipTables:
     regime_p: np.ndarray        # (9,) P(any click) per detector-state pair s0*3+s1
@@ -243,8 +253,8 @@ class _SkipTables:
     use_armed: int
 
 
-def _skip_tables(params: PulseTrainParams) -> _SkipTables:
-    tab = _click_table(params)
+def _skip_tables(params: PulseTrainParams, click_table: np.ndarray | None = None) -> _SkipTables:
+    tab = _click_table(params) if click_table is None else _checked_click_table(params, click_table)
     K = params.n_classes
     fields, weights = [], []
     for a in (0, 1):
@@ -613,16 +623,21 @@ def _sent_per_class(events_class: np.ndarray, nonevent: np.ndarray, tabs: _SkipT
 
 
 def simulate_skip_ahead_python(params: PulseTrainParams, n: int, rng: np.random.Generator,
-                               uniforms: np.ndarray | None = None) -> PulseEvents:
+                               uniforms: np.ndarray | None = None,
+                               click_table: np.ndarray | None = None) -> PulseEvents:
     """Python twin of the exact skip-ahead (algorithm in the module docstring).
 
     Uniforms come from ``uniforms`` (consumed in order; the Cython kernel given
     the same array returns the same events) or, if None, from ``rng``.  ``rng``
-    also draws the classes of the pulses without a click.
+    also draws the classes of the pulses without a click.  ``click_table``
+    (shape (2, K, 3), as ``_click_table`` gives) replaces the per-detector click
+    probabilities of the Poisson channel: a channel with an eavesdropper
+    (:mod:`qstack.physical.qkdlink`); the two detectors stay independent given
+    the configuration.
     """
     if n < 0:
         raise ValueError(f"n: expected a pulse count >= 0, got {n}")
-    tabs = _skip_tables(params)
+    tabs = _skip_tables(params, click_table)
     draw: Callable[[], float] = _UniformStream(rng, uniforms)
     D = params.dead_time_gates
     use_armed = tabs.use_armed
@@ -689,13 +704,15 @@ def simulate_skip_ahead_python(params: PulseTrainParams, n: int, rng: np.random.
 
 
 def simulate_skip_ahead_cython(params: PulseTrainParams, n: int, rng: np.random.Generator,
-                               uniforms: np.ndarray | None = None) -> PulseEvents:
+                               uniforms: np.ndarray | None = None,
+                               click_table: np.ndarray | None = None) -> PulseEvents:
     """Cython exact skip-ahead.  With ``uniforms`` it matches :func:`simulate_skip_ahead_python`
-    bit for bit; otherwise it uses xoshiro256++ seeded from ``rng``."""
+    bit for bit; otherwise it uses xoshiro256++ seeded from ``rng``.  ``click_table``:
+    as for :func:`simulate_skip_ahead_python`."""
     _require_cython()
     if n < 0:
         raise ValueError(f"n: expected a pulse count >= 0, got {n}")
-    tabs = _skip_tables(params)
+    tabs = _skip_tables(params, click_table)
     D = params.dead_time_gates
     state = None if uniforms is not None else _xoshiro_state(rng)
     uarr = np.ascontiguousarray(np.asarray(uniforms, dtype=np.float64).ravel()) if uniforms is not None else None
@@ -724,15 +741,21 @@ def simulate_skip_ahead_cython(params: PulseTrainParams, n: int, rng: np.random.
 
 
 def simulate_pulses(params: PulseTrainParams, n: int, rng: np.random.Generator,
-                    method: str = "skip_ahead") -> PulseTrain | PulseEvents:
+                    method: str = "skip_ahead", click_table: np.ndarray | None = None
+                    ) -> PulseTrain | PulseEvents:
     """Simulate n pulses with the fastest available implementation.
 
     method: "skip_ahead" (exact, returns :class:`PulseEvents`) or
     "pulse_by_pulse" (returns :class:`PulseTrain`).  Uses Cython when built,
-    the numpy/Python twin otherwise.
+    the numpy/Python twin otherwise.  ``click_table`` (skip-ahead only): the
+    click probabilities of a channel that is not the Poisson one
+    (:func:`simulate_skip_ahead_python`).
     """
     if method == "skip_ahead":
-        return (simulate_skip_ahead_cython if HAVE_CYTHON else simulate_skip_ahead_python)(params, n, rng)
+        return (simulate_skip_ahead_cython if HAVE_CYTHON else simulate_skip_ahead_python)(
+            params, n, rng, click_table=click_table)
+    if click_table is not None:
+        raise ValueError("click_table: only the skip-ahead method takes one")
     if method == "pulse_by_pulse":
         return (simulate_pulses_cython if HAVE_CYTHON else simulate_pulses_numpy)(params, n, rng)
     raise ValueError(f"method: expected 'skip_ahead' or 'pulse_by_pulse', got {method!r}")

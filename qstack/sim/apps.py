@@ -82,6 +82,9 @@ class SimRuntime(TransportRuntime):
     def submit(self, request: Any) -> None:
         self.net.submit(self.node, request, to=self.protocol)
 
+    def submit_to(self, protocol: str, request: Any) -> None:
+        self.net.submit(self.node, request, to=protocol)
+
     def subscribe(self, callback: Callable[[Any], None]) -> None:
         self.net.node(self.node).listeners.append(callback)
 

@@ -47,7 +47,7 @@ from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
 from qstack.physical.device import NodeHardware, QuantumDevice
 from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
 from qstack.physical.heralding import HeraldingStation
-from qstack.physical.ops import CancelEntangle, Entangle, Herald
+from qstack.physical.ops import CancelEntangle, Entangle, Herald, PulseBlock, PulseRecord
 from qstack.physical.pair_model import HeraldedPairModel
 from qstack.sim.runner import Simulator
 
@@ -77,7 +77,7 @@ class SimLink:
     station (``None`` for a classical-only link) and its classical channel."""
 
     __slots__ = ("a", "b", "model", "classical_delay_ns", "up", "station", "ends", "epoch",
-                 "last_arrival")
+                 "last_arrival", "qkd", "pulses")
 
     def __init__(self, a: str, b: str, model: HeraldedPairModel | None,
                  classical_delay_ns: int) -> None:
@@ -90,6 +90,8 @@ class SimLink:
         self.ends: tuple = ()
         self.epoch = 0                 # bumped when messages in flight over it are lost
         self.last_arrival = [0, 0]     # FIFO: latest arrival scheduled, per direction
+        self.qkd = None                # its QkdLinkModel (PulseBlock), if it has one
+        self.pulses = None             # its PulseStation, made on the first PulseBlock
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
@@ -170,12 +172,15 @@ class SimNetwork(RuntimeDriver):
         return node
 
     def add_link(self, a: str, b: str, model: HeraldedPairModel | None = None,
-                 classical_delay_ns: int | None = None, length_km: float | None = None) -> SimLink:
+                 classical_delay_ns: int | None = None, length_km: float | None = None,
+                 qkd: Any = None) -> SimLink:
         """Connect ``a`` and ``b``. ``model`` is the heralding physics (``None``
         for a classical-only link); its side 0 is the node whose name sorts
         first. The one-way classical delay is, in order:
         ``classical_delay_ns``, the model's ``classical_delay_ns``, or the
-        fibre delay of ``length_km``."""
+        fibre delay of ``length_km``. ``qkd``: the link's prepare-and-measure
+        pulse physics (:class:`~qstack.physical.qkdlink.QkdLinkModel`), which
+        ``PulseBlock`` operations use over the model's fibre."""
         for n in (a, b):
             if n not in self.nodes:
                 raise ValueError(f"link {a}-{b}: unknown node {n!r}")
@@ -188,6 +193,7 @@ class SimNetwork(RuntimeDriver):
         a, b = sorted((a, b))
         link = SimLink(a, b, model, int(classical_delay_ns))
         link.ends = (self.nodes[a], self.nodes[b])
+        link.qkd = qkd
         if model is not None:
             name = f"link:{a}-{b}"
             link.station = HeraldingStation(
@@ -462,6 +468,9 @@ class SimNetwork(RuntimeDriver):
         if cls not in _DEVICE_OPS and isinstance(op, CancelEntangle):
             self._cancel_entangle(node, protocol, op_id, op)
             return
+        if cls is PulseBlock:
+            self._pulse_block(node, protocol, op_id, op)
+            return
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
         if op_id is None:
@@ -490,6 +499,34 @@ class SimNetwork(RuntimeDriver):
             return
         side = 0 if node is link.ends[0] else 1
         link.station.submit(side, (node, protocol, op_id, node.incarnation), op)
+
+    def _pulse_block(self, node: SimNode, protocol: str, op_id: int | None, op: PulseBlock) -> None:
+        """A block of QKD pulses: the link's PulseStation pairs both ends'
+        operations and answers each with its record when the block ends."""
+        from qstack.physical.fibre import FibreChannel
+        from qstack.physical.qkdlink import PulseStation
+
+        sim = self.sim
+        link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+        if op_id is None or link is None or link.qkd is None or not link.up:
+            why = ("PulseBlock needs an op_id: its answer is the record" if op_id is None else
+                   f"no QKD link to {op.peer!r}" if link is None or link.qkd is None else
+                   f"the link to {op.peer!r} is down")
+            if op_id is None:
+                node.record(protocol, ErrorCode.INVALID_PARAMETER, why, sim.now)
+            else:
+                sim.schedule(0, self._op_done, node, node.incarnation, protocol, op_id,
+                             PulseRecord(False, reason=why))
+            return
+        if link.pulses is None:
+            model = link.model
+            fibre = (model.fibre.with_length(model.length_km) if hasattr(model, "fibre")
+                     else FibreChannel(length_km=0.0))
+            link.pulses = PulseStation((link.a, link.b), link.qkd, fibre,
+                                       sim.rng(f"pulses:{link.a}-{link.b}"))
+        for (n, inc, proto, oid), at, record in link.pulses.submit(
+                node.name, (node, node.incarnation, protocol, op_id), op, sim.now):
+            sim.schedule_at(at, self._op_done, n, inc, proto, oid, record)
 
     def _herald_arrives(self, side: int, ref: tuple, herald: Herald) -> None:
         # the stations' deliver callback: ref is what _entangle submitted
@@ -534,6 +571,8 @@ class SimNetwork(RuntimeDriver):
         for link in self._adj.get(name, _NO_LINKS).values():
             if link.station is not None:
                 link.station.drop_side(link.side_of(name))
+            if link.pulses is not None:
+                link.pulses.drop(name)
             link.epoch += 1
         for link in self._virtual.get(name, _NO_LINKS).values():
             link.station.drop_side(link.side_of(name))

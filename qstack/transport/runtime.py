@@ -83,6 +83,16 @@ class TransportRuntime(ABC):
     def submit(self, request: Any) -> None:
         """Hand ``request`` to this node's transport protocol now."""
 
+    def submit_to(self, protocol: str, request: Any) -> None:
+        """Hand ``request`` to the node's protocol ``protocol`` (one beside
+        the socket stack, e.g. ``app.qkd``); what it delivers reaches the
+        :meth:`subscribe` callbacks too. A driver that carries no such
+        requests refuses with ``UNEXPECTED_EVENT``."""
+        from qstack.core.errors import ErrorCode, QStackError
+
+        raise QStackError(ErrorCode.UNEXPECTED_EVENT, f"this driver ({type(self).__name__}) "
+                          f"carries no requests to {protocol}")
+
     @abstractmethod
     def subscribe(self, callback: Callable[[Any], None]) -> None:
         """Call ``callback(event)`` for every event the transport delivers upward."""
