@@ -242,3 +242,40 @@ def test_asking_for_a_protocol_the_links_classes_do_not_give_aborts_with_bad_set
     assert not b.ok
     a, _ = _run({"length_km": 25}, 100_000, decoys=1)
     assert not a.ok and a.code == ErrorCode.BAD_FIELD and "2: signal, decoy" in a.reason
+
+
+def test_qkd_run_and_sweep_with_the_one_decoy_protocol(tmp_path, capsys):
+    import csv
+
+    from qstack.cli import main
+    from qstack.qkdtool import ONE_DECOY_DEFAULTS
+
+    net = tmp_path / "n.toml"
+    net.write_text('nodes = ["a", "b"]\n[[links]]\nnodes = ["a", "b"]\nlength_km = 10\n')
+    # no intensities in the file: the one-decoy defaults, two classes
+    assert main(["qkd", "run", str(net), "--protocol", "decoy-bb84-1", "--pulses", "2e7",
+                 "--out", str(tmp_path / "k.bin")]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("decoy-bb84-1 a -> b") and "identical" in text
+    assert "bounds (Rusca et al. 2018)" in text and "vacuum" not in text
+    assert (tmp_path / "k.a.bin").read_bytes() == (tmp_path / "k.b.bin").read_bytes()
+    assert ONE_DECOY_DEFAULTS["qkd_intensities"][0] > ONE_DECOY_DEFAULTS["qkd_intensities"][1]
+    # a three-class link asked for one decoy (and a two-class one for two): exit 2, one line
+    net.write_text('nodes = ["a", "b"]\n[[links]]\nnodes = ["a", "b"]\n'
+                   'qkd_intensities = [0.5, 0.1, 0.0]\nqkd_class_probs = [0.8, 0.15, 0.05]\n')
+    assert main(["qkd", "run", str(net), "--protocol", "decoy-bb84-1"]) == 2
+    assert "has 3 intensity classes; decoy-bb84-1 needs 2" in capsys.readouterr().err
+    net.write_text('nodes = ["a", "b"]\n[[links]]\nnodes = ["a", "b"]\n'
+                   'qkd_intensities = [0.5, 0.15]\nqkd_class_probs = [0.7, 0.3]\n')
+    assert main(["qkd", "run", str(net)]) == 2
+    assert "--protocol decoy-bb84-1" in capsys.readouterr().err
+    out_csv = tmp_path / "s.csv"
+    assert main(["qkd", "sweep", str(net), "--protocol", "decoy-bb84-1", "--param",
+                 "length_km=0:100:50", "--pulses", "2e6", "--block-sizes", "1e9",
+                 "--csv", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    for r in rows[1:]:          # the one-decoy limit below PLOB, the finite block below the limit
+        assert 0 < float(r["finite_1e+09_per_pulse"]) < float(r["one_decoy_asymptotic_per_pulse"]) \
+            < float(r["plob_per_pulse"])
+    vals = [float(r["one_decoy_asymptotic_per_pulse"]) for r in rows]
+    assert vals[0] > vals[1] > vals[2] > 0
