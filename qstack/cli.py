@@ -234,7 +234,7 @@ def _sweep_with_progress(args, key, values, pulses, sizes, between):
 
 def _qkd_report(ra: Any, rb: Any, a: str, b: str, finite: bool, wall: float,
                 protocol: str = "decoy-bb84") -> str:
-    est = ra.estimate
+    est = ra.estimate or rb.estimate      # (one-decoy: Bob may abort before Alice has it)
     kind = (f"finite key (eps_sec {est.eps_sec:g}, eps_cor {est.eps_cor:g})" if finite and est
             else "finite key" if finite else "asymptotic")
     lines = [f"{protocol} {a} -> {b}: {ra.n_pulses:.3g} pulses, {kind}"]

@@ -7,6 +7,8 @@ Both ends' final keys are identical, or the block aborts and says why
 * ``"QBER too high"`` -- the test basis' error rate exceeds ``qber_max``;
 * ``"phase error too high"`` -- Lim et al.'s upper bound φ on the key's
   single-photon phase-error rate exceeds ``phase_error_max`` (their φ_tol);
+  with one decoy (two classes, Rusca et al. 2018) checked after Cascade,
+  whose corrected errors per class the bound needs;
 * ``"verification failed"`` -- the keys still differ after Cascade;
 * ``"no secret key"`` -- the estimate leaves ℓ ≤ 0 bits.
 
@@ -23,7 +25,8 @@ between the two ends in process and counts them.
 
 Every leakage term is recorded in :class:`LeakRecord`: λ_EC (Cascade's parities,
 counted), the verification tag (t bits), and the finite-size terms Lim et al.'s
-Eq. (1) subtracts, 6 log2(21/ε_sec) + log2(2/ε_cor) (the latter covers the tag).
+Eq. (1) subtracts, 6 log2(21/ε_sec) + log2(2/ε_cor) (the latter covers the tag;
+19 for 21 with one decoy, Rusca et al. Eq. (A25)).
 """
 from __future__ import annotations
 
