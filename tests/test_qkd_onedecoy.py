@@ -17,14 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import qstack
-from qstack.app.qkd import api as qkd
 from qstack.app.qkd import estimation as E
 from qstack.app.qkd._common import QKDError
 from qstack.app.qkd.postprocess import PostProcessConfig, run_block
 from qstack.app.qkd.sifting import records_from_events
 from qstack.core.errors import ErrorCode
 from qstack.physical.pulses import PulseTrainParams, simulate_pulses
+from tests.test_qkd_bb84 import _net
+from tests.test_qkd_bb84 import _run as _run_block
 
 P_DC, E_MIS, ETA_BOB, QX, F_EC = 6e-7, 5e-3, 0.1, 0.8, 1.16
 Y0 = 2 * P_DC
@@ -207,17 +207,7 @@ def test_pipeline_keys_agree_and_the_length_is_ruscas_eq_a25_with_the_counted_le
 
 
 def _run(link, pulses, decoys, seed=1):
-    net = {"nodes": ["alice", "bob"], "links": [dict({"nodes": ["alice", "bob"]}, **link)]}
-
-    async def alice(ctx):
-        return await qkd.bb84(ctx, "bob", pulses=pulses, decoys=decoys)
-
-    async def bob(ctx):
-        return await qkd.bb84_receive(ctx, "alice")
-
-    res = qstack.simulate(net, {"alice": alice, "bob": bob}, seed=seed, qkd=True, settle_s=0)
-    res.raise_errors()
-    return res.results["alice"], res.results["bob"]
+    return _run_block(_net(**link), pulses, seed, decoys=decoys)
 
 
 ONE_LINK = {"length_km": 25, "qkd_intensities": [0.5, 0.15], "qkd_class_probs": [0.7, 0.3]}

@@ -608,7 +608,7 @@ class QkdProtocol(Protocol):
         return tuple(int(c) for c in np.bincount(cls[bas == b.start.key_basis][flips],
                                                  minlength=K)[:K])
 
-    def _next_query(self, b: _Block, out: list, now_ns: int = 0) -> None:
+    def _next_query(self, b: _Block, out: list, now_ns: int) -> None:
         ec = b.cascade_bob
         q = ec.next_query()
         if q is None:

@@ -300,25 +300,41 @@ def lim_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence[i
     n_key[k], n_test[k]: sifted detections with intensity k in the key and test
     bases; m_test[k]: bit errors among the test-basis ones (all disclosed).
     """
-    _check_eps("lim_estimate.eps_sec", eps_sec)
-    _check_eps("lim_estimate.eps_cor", eps_cor)
     if settings.method != TWO_DECOY:
         fail("lim_estimate.settings", "two-decoy settings (three intensities)", settings.mus)
-    for name, seq in (("n_key", n_key), ("n_test", n_test), ("m_test", m_test)):
-        if len(seq) != 3 or any(c < 0 for c in seq):
-            fail(f"lim_estimate.{name}", "three non-negative counts (one per intensity)", seq)
-    if any(m > n for m, n in zip(m_test, n_test)):
-        fail("lim_estimate.m_test", "errors <= detections for each intensity", (m_test, n_test))
+    _check_inputs("lim_estimate", 3, eps_sec, eps_cor, n_key=n_key, n_test=n_test, m_test=m_test)
     sk0 = lim_vacuum_lower(n_key, settings, eps_sec, finite)
     sk1 = lim_single_lower(n_key, settings, eps_sec, sk0, finite)
     st0 = lim_vacuum_lower(n_test, settings, eps_sec, finite)
     st1 = lim_single_lower(n_test, settings, eps_sec, st0, finite)
     v1 = lim_single_errors_upper(m_test, settings, eps_sec, finite)
+    return _estimate_of(n_key, n_test, m_test, (sk0, sk1, st0, st1, v1), eps_sec, eps_cor, finite)
+
+
+def _check_inputs(name: str, k: int, eps_sec: float, eps_cor: float,
+                  **seqs: Sequence[float]) -> None:
+    """ε in (0, 1); k non-negative counts per sequence; errors m_x ≤ detections n_x."""
+    _check_eps(f"{name}.eps_sec", eps_sec)
+    _check_eps(f"{name}.eps_cor", eps_cor)
+    for what, seq in seqs.items():
+        if len(seq) != k or any(c < 0 for c in seq):
+            fail(f"{name}.{what}", f"{k} non-negative counts (one per intensity)", seq)
+    for what, errs in seqs.items():
+        dets = seqs.get("n_" + what[2:]) if what.startswith("m_") else None
+        if dets is not None and any(m > n for m, n in zip(errs, dets)):
+            fail(f"{name}.{what}", "errors <= detections for each intensity", (errs, dets))
+
+
+def _estimate_of(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence[int],
+                 bounds: tuple[float, float, float, float, float], eps_sec: float, eps_cor: float,
+                 finite: bool, **extra: object) -> FiniteKeyEstimate:
+    """The estimate from (s_key0, s_key1, s_test0, s_test1, v_test1): φ and γ of Eq. (5) (A20)."""
+    sk0, sk1, st0, st1, v1 = bounds
     phi = lim_phase_error_upper(v1, st1, sk1, eps_sec, finite)
     gamma = phi - (v1 / st1 if st1 > 0 else 0.0)
     return FiniteKeyEstimate(tuple(int(c) for c in n_key), tuple(int(c) for c in n_test),
                              tuple(int(c) for c in m_test), sk0, sk1, st0, st1, v1, phi, gamma,
-                             eps_sec, eps_cor, finite)
+                             eps_sec, eps_cor, finite, **extra)
 
 
 def lim_key_length(est: FiniteKeyEstimate, leak_ec: float) -> int:
@@ -390,12 +406,6 @@ def rusca_single_errors_upper(errors: Sequence[float], settings: DecoySettings, 
     return max(0.0, settings.tau(1) * (hi[0] - lo[1]) / (m1 - m2))
 
 
-def _check_counts(name: str, k: int, **seqs: Sequence[float]) -> None:
-    for what, seq in seqs.items():
-        if len(seq) != k or any(c < 0 for c in seq):
-            fail(f"{name}.{what}", f"{k} non-negative counts (one per intensity)", seq)
-
-
 def rusca_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence[int],
                    m_key: Sequence[int], settings: DecoySettings, eps_sec: float = 1e-10,
                    eps_cor: float = 1e-15, finite: bool = True) -> FiniteKeyEstimate:
@@ -406,13 +416,9 @@ def rusca_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence
     correction found them). The phase-error bound is Eq. (A20) with γ of
     :func:`lim_gamma`.
     """
-    _check_eps("rusca_estimate.eps_sec", eps_sec)
-    _check_eps("rusca_estimate.eps_cor", eps_cor)
     _one_decoy(settings, "rusca_estimate.settings")
-    _check_counts("rusca_estimate", 2, n_key=n_key, n_test=n_test, m_test=m_test, m_key=m_key)
-    if any(m > n for m, n in zip(list(m_test) + list(m_key), list(n_test) + list(n_key))):
-        fail("rusca_estimate.m_test", "errors <= detections for each intensity and basis",
-             (m_test, n_test, m_key, n_key))
+    _check_inputs("rusca_estimate", 2, eps_sec, eps_cor, n_key=n_key, n_test=n_test,
+                  m_test=m_test, m_key=m_key)
     sk0u = rusca_vacuum_upper(n_key, m_key, settings, eps_sec, finite)
     sk0 = min(rusca_vacuum_lower(n_key, settings, eps_sec, finite), sk0u)
     sk1 = rusca_single_lower(n_key, settings, eps_sec, sk0u, finite)
@@ -420,12 +426,8 @@ def rusca_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence
     st0 = min(rusca_vacuum_lower(n_test, settings, eps_sec, finite), st0u)
     st1 = rusca_single_lower(n_test, settings, eps_sec, st0u, finite)
     v1 = rusca_single_errors_upper(m_test, settings, eps_sec, finite)
-    phi = lim_phase_error_upper(v1, st1, sk1, eps_sec, finite)
-    gamma = phi - (v1 / st1 if st1 > 0 else 0.0)
-    return FiniteKeyEstimate(tuple(int(c) for c in n_key), tuple(int(c) for c in n_test),
-                             tuple(int(c) for c in m_test), sk0, sk1, st0, st1, v1, phi, gamma,
-                             eps_sec, eps_cor, finite, ONE_DECOY, tuple(int(c) for c in m_key),
-                             sk0u)
+    return _estimate_of(n_key, n_test, m_test, (sk0, sk1, st0, st1, v1), eps_sec, eps_cor, finite,
+                        method=ONE_DECOY, m_key=tuple(int(c) for c in m_key), s_key0_upper=sk0u)
 
 
 def finite_size_bits(method: str, eps_sec: float, eps_cor: float) -> float:
