@@ -132,7 +132,8 @@ def _qkd_parser(sub: Any) -> None:
                     "post-processing over messages between the two nodes (specs/qkd.md).",
         epilog="exit status: 0 done; 1 the block aborted (the reason is printed); 2 bad "
                "input (a bad option, a network file that does not load, nodes that are "
-               "not neighbours, a bad --param).")
+               "not neighbours, a link whose intensity classes do not fit --protocol, a bad "
+               "--param).")
     qsub = qkd.add_subparsers(dest="qkd_command", metavar="ACTION")
     run = qsub.add_parser("run", help="one block between two neighbours: key, QBER, bounds, "
                                       "leaks, time; writes the keys")

@@ -420,6 +420,7 @@ def rusca_estimate(n_key: Sequence[int], n_test: Sequence[int], m_test: Sequence
     _check_inputs("rusca_estimate", 2, eps_sec, eps_cor, n_key=n_key, n_test=n_test,
                   m_test=m_test, m_key=m_key)
     sk0u = rusca_vacuum_upper(n_key, m_key, settings, eps_sec, finite)
+    # a lower bound above the upper one is a statistical fluke: take the smaller (conservative)
     sk0 = min(rusca_vacuum_lower(n_key, settings, eps_sec, finite), sk0u)
     sk1 = rusca_single_lower(n_key, settings, eps_sec, sk0u, finite)
     st0u = rusca_vacuum_upper(n_test, m_test, settings, eps_sec, finite)
