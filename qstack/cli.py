@@ -132,7 +132,8 @@ def _qkd_parser(sub: Any) -> None:
                     "post-processing over messages between the two nodes (specs/qkd.md).",
         epilog="exit status: 0 done; 1 the block aborted (the reason is printed); 2 bad "
                "input (a bad option, a network file that does not load, nodes that are "
-               "not neighbours, a bad --param).")
+               "not neighbours, a link whose intensity classes do not fit --protocol, a bad "
+               "--param).")
     qsub = qkd.add_subparsers(dest="qkd_command", metavar="ACTION")
     run = qsub.add_parser("run", help="one block between two neighbours: key, QBER, bounds, "
                                       "leaks, time; writes the keys")
@@ -140,8 +141,12 @@ def _qkd_parser(sub: Any) -> None:
                                           "CSV table and PNG plot")
     for p, pulses, finite in ((run, "1e8", True), (sweep, "1e7", False)):
         p.add_argument("network", help="network description (TOML)")
-        p.add_argument("--protocol", choices=("decoy-bb84",), default="decoy-bb84",
-                       help="the QKD protocol (default decoy-bb84)")
+        p.add_argument("--protocol", choices=("decoy-bb84", "decoy-bb84-1"), default="decoy-bb84",
+                       help="decoy-bb84: signal, weak decoy and vacuum (Lim et al. 2014; the "
+                            "link's three intensity classes); decoy-bb84-1: signal and one "
+                            "decoy (Rusca et al. 2018; two classes, 0.5/0.15 photons with "
+                            "probabilities 0.7/0.3 where the link gives none) (default "
+                            "decoy-bb84)")
         p.add_argument("--pulses", default=pulses, metavar="N",
                        help=f"pulses per block, e.g. 1e9 (default {pulses})")
         p.add_argument("--between", nargs=2, metavar=("ALICE", "BOB"), default=None,
@@ -167,7 +172,6 @@ def _qkd_parser(sub: Any) -> None:
 
 def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``qstack qkd run|sweep``: 0 done, 1 the block aborted, 2 bad input."""
-    from qstack.config import load_network
     from qstack.core.errors import ConfigError
     from qstack import qkdtool
 
@@ -178,8 +182,7 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         pulses = qkdtool.parse_count(args.pulses)
         between = tuple(args.between) if args.between else None
         if args.qkd_command == "run":
-            spec = load_network(args.network)
-            a, b = qkdtool.pick_link(spec, between)
+            spec, a, b = qkdtool.load_for(args.network, between, args.protocol)
         else:
             key, values = qkdtool.parse_param(args.param)
             sizes = [qkdtool.parse_count(v, "--block-sizes") for v in args.block_sizes.split(",")
@@ -190,8 +193,9 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
         return 2
     if args.qkd_command == "run":
-        ra, rb, wall = qkdtool.run_block(spec, a, b, pulses, args.finite, args.seed)
-        print(_qkd_report(ra, rb, a, b, args.finite, wall))
+        ra, rb, wall = qkdtool.run_block(spec, a, b, pulses, args.finite, args.seed,
+                                         qkdtool.PROTOCOLS[args.protocol])
+        print(_qkd_report(ra, rb, a, b, args.finite, wall, args.protocol))
         if ra.ok and args.out:
             out = Path(args.out)
             names = []
@@ -225,14 +229,16 @@ def _sweep_with_progress(args, key, values, pulses, sizes, between):
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task("sweep", total=len(values))
         return qkdtool.sweep(args.network, key, values, pulses, sizes, between, args.finite,
-                             args.seed, progress=lambda i, n: bar.update(task, completed=i))
+                             args.seed, progress=lambda i, n: bar.update(task, completed=i),
+                             protocol=args.protocol)
 
 
-def _qkd_report(ra: Any, rb: Any, a: str, b: str, finite: bool, wall: float) -> str:
-    est = ra.estimate
+def _qkd_report(ra: Any, rb: Any, a: str, b: str, finite: bool, wall: float,
+                protocol: str = "decoy-bb84") -> str:
+    est = ra.estimate or rb.estimate      # (one-decoy: Bob may abort before Alice has it)
     kind = (f"finite key (eps_sec {est.eps_sec:g}, eps_cor {est.eps_cor:g})" if finite and est
             else "finite key" if finite else "asymptotic")
-    lines = [f"decoy-bb84 {a} -> {b}: {ra.n_pulses:.3g} pulses, {kind}"]
+    lines = [f"{protocol} {a} -> {b}: {ra.n_pulses:.3g} pulses, {kind}"]
     if ra.ok and rb.ok:
         same = "identical" if np.array_equal(ra.key, rb.key) else "DIFFERENT"
         lines.append(f"key: {ra.key_length} bits at both ends ({same}); {ra.key_per_pulse:.4g} "
@@ -246,7 +252,12 @@ def _qkd_report(ra: Any, rb: Any, a: str, b: str, finite: bool, wall: float) -> 
         lines.append(f"QBER (test basis) per class: {q}; key basis after Cascade "
                      f"{rb.qber_key * 100:.2f} %" if rb.qber_key == rb.qber_key else
                      f"QBER (test basis) per class: {q}")
-    if est is not None:
+    if est is not None and est.method == "one-decoy":
+        lines.append(f"bounds (Rusca et al. 2018): s0 >= {est.s_key0:.4g} (<= {est.s_key0_upper:.4g}), "
+                     f"s1 >= {est.s_key1:.4g} (key basis, errors per class {list(est.m_key)}), "
+                     f"s1 >= {est.s_test1:.4g}, v1 <= {est.v_test1:.4g} (test basis), "
+                     f"phase error <= {est.phase_error:.4f}")
+    elif est is not None:
         lines.append(f"bounds: s0 >= {est.s_key0:.4g}, s1 >= {est.s_key1:.4g} (key basis), "
                      f"s1 >= {est.s_test1:.4g}, v1 <= {est.v_test1:.4g} (test basis), "
                      f"phase error <= {est.phase_error:.4f}")

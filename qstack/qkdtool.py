@@ -20,8 +20,19 @@ import numpy as np
 
 from qstack.core.errors import ConfigError
 
-__all__ = ["parse_count", "parse_param", "pick_link", "run_block", "SweepRow", "sweep",
-           "write_csv", "plot"]
+__all__ = ["PROTOCOLS", "ONE_DECOY_DEFAULTS", "parse_count", "parse_param", "pick_link",
+           "load_for", "run_block", "SweepRow", "sweep", "write_csv", "plot"]
+
+#: ``--protocol`` -> decoy classes besides the signal: vacuum + weak decoy
+#: (Lim et al. 2014; the link has three intensity classes) or one decoy
+#: (Rusca et al. 2018; two classes).
+PROTOCOLS = {"decoy-bb84": 2, "decoy-bb84-1": 1}
+
+#: The one-decoy link keys used where the link gives no ``qkd_intensities``:
+#: signal 0.5 and decoy 0.15 photons/pulse sent with probabilities 0.7/0.3,
+#: within 6 % of the best key of a grid over (μ1, μ2, p_μ1) for blocks of
+#: 1e6-1e7 key-basis bits at 25-100 km (tests/test_qkd_onedecoy.py's system).
+ONE_DECOY_DEFAULTS = {"qkd_intensities": [0.5, 0.15], "qkd_class_probs": [0.7, 0.3]}
 
 
 def parse_count(text: str, what: str = "--pulses") -> int:
@@ -93,15 +104,58 @@ def pick_link(spec: Any, between: tuple[str, str] | None) -> tuple[str, str]:
     return a, b
 
 
-def run_block(spec: Any, a: str, b: str, pulses: int, finite: bool = True, seed: int = 1
-              ) -> tuple[Any, Any, float]:
+def _with_protocol(table: dict, idx: int, protocol: str) -> dict:
+    """The table with the one-decoy defaults on link ``idx`` if ``protocol`` is
+    decoy-bb84-1 and the link gives no intensities (a copy; else ``table``)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    entry = table["links"][idx]
+    if PROTOCOLS[protocol] != 1 or not isinstance(entry, dict) or "qkd_intensities" in entry:
+        return table
+    t = dict(table)
+    t["links"] = list(t["links"])
+    t["links"][idx] = dict(entry, **ONE_DECOY_DEFAULTS)
+    return t
+
+
+def _check_classes(spec: Any, a: str, b: str, protocol: str) -> None:
+    link = next(lk for lk in spec.links if {lk.a, lk.b} == {a, b})
+    k = len(link.qkd.source.mean_photon_numbers)
+    want = PROTOCOLS[protocol] + 1
+    if k != want:
+        hint = ("qkd_intensities = [signal, decoy] with qkd_class_probs" if want == 2 else
+                "qkd_intensities = [signal, decoy, vacuum] with qkd_class_probs, or "
+                "--protocol decoy-bb84-1 for two")
+        raise ConfigError(f"--protocol {protocol}: the link {a}-{b} has {k} intensity classes; "
+                          f"{protocol} needs {want} ({hint})")
+
+
+def load_for(path: str, between: tuple[str, str] | None, protocol: str = "decoy-bb84"
+             ) -> tuple[Any, str, str]:
+    """(spec, Alice, Bob) of network file ``path`` ready for ``protocol``: the
+    one-decoy defaults (:data:`ONE_DECOY_DEFAULTS`) on a link that gives no
+    intensities; ConfigError if the link's classes do not fit the protocol."""
+    from qstack.config import load_network, network_from_dict
+
+    spec = load_network(path)
+    a, b = pick_link(spec, between)
+    table, _ = _table(path)
+    t = _with_protocol(table, _link_index(table, a, b), protocol)
+    if t is not table:
+        spec = network_from_dict(t, source=f"{path} with the one-decoy defaults")
+    _check_classes(spec, a, b, protocol)
+    return spec, a, b
+
+
+def run_block(spec: Any, a: str, b: str, pulses: int, finite: bool = True, seed: int = 1,
+              decoys: int = 0) -> tuple[Any, Any, float]:
     """One block between neighbours ``a`` (Alice) and ``b`` (Bob) of ``spec``:
-    (Alice's QkdResult, Bob's, wall seconds)."""
+    (Alice's QkdResult, Bob's, wall seconds). ``decoys``: as :func:`qstack.app.qkd.api.bb84`'s."""
     import qstack
     from qstack.app.qkd import api as qkd
 
     async def alice(ctx):
-        return await qkd.bb84(ctx, b, pulses=pulses, finite=finite)
+        return await qkd.bb84(ctx, b, pulses=pulses, finite=finite, decoys=decoys)
 
     async def bob(ctx):
         return await qkd.bb84_receive(ctx, a)
@@ -137,20 +191,24 @@ class SweepRow:
     plob: float
     finite: dict
     wall_s: float
+    protocol: str = "decoy-bb84"
 
 
 def sweep(path: str, key: str, values: list[float], pulses: int, block_sizes: list[int],
           between: tuple[str, str] | None = None, finite: bool = False, seed: int = 1,
-          progress: Callable[[int, int], None] | None = None) -> list[SweepRow]:
+          progress: Callable[[int, int], None] | None = None,
+          protocol: str = "decoy-bb84") -> list[SweepRow]:
     """A block per value of link key ``key`` (set on the link between the
-    chosen neighbours), with the closed forms at each value."""
-    from qstack.app.qkd.rates import expected_block_key, mqzl_rate, plob
+    chosen neighbours), with the closed forms at each value (``mqzl``: the
+    asymptotic closed form of the protocol, :func:`~qstack.app.qkd.rates.asymptotic_rate`)."""
+    from qstack.app.qkd.rates import asymptotic_rate, expected_block_key, plob
     from qstack.config import load_network, network_from_dict
 
     table, text = _table(path)
     spec0 = load_network(path)
     a, b = pick_link(spec0, between)
     idx = _link_index(table, a, b)
+    table = _with_protocol(table, idx, protocol)
     rows = []
     for i, v in enumerate(values):
         t = dict(table)
@@ -164,15 +222,18 @@ def sweep(path: str, key: str, values: list[float], pulses: int, block_sizes: li
             spec = network_from_dict(t, source=f"{path} with {key} = {v:g}")
         except ConfigError as exc:
             raise ConfigError(f"--param {key}={v:g}: {exc.detail}") from None
+        if i == 0:
+            _check_classes(spec, a, b, protocol)
         link = next(lk for lk in spec.links if {lk.a, lk.b} == {a, b})
         fibre = link.model.fibre.with_length(link.model.length_km)
         params = link.qkd.params(fibre)
-        ra, rb, wall = run_block(spec, a, b, pulses, finite, seed)
+        ra, rb, wall = run_block(spec, a, b, pulses, finite, seed, PROTOCOLS[protocol])
         q = ra.qber_test_per_class[0] if ra.qber_test_per_class else math.nan
         rows.append(SweepRow(v, ra.key_per_pulse, ra.key_length, q, ra.reason,
-                             fibre.transmissivity(), mqzl_rate(params),
+                             fibre.transmissivity(), asymptotic_rate(params),
                              plob(fibre.transmissivity()),
-                             {n: expected_block_key(params, n, True) for n in block_sizes}, wall))
+                             {n: expected_block_key(params, n, True) for n in block_sizes}, wall,
+                             protocol))
         if progress is not None:
             progress(i + 1, len(values))
     return rows
@@ -181,8 +242,11 @@ def sweep(path: str, key: str, values: list[float], pulses: int, block_sizes: li
 def write_csv(rows: list[SweepRow], key: str, out: str, block_sizes: list[int]) -> None:
     with open(out, "w", newline="") as fh:
         w = csv.writer(fh)
+        one = bool(rows) and rows[0].protocol == "decoy-bb84-1"
         w.writerow([key, "simulated_key_per_pulse", "key_bits", "qber_signal", "abort_reason",
-                    "transmissivity", "mqzl_asymptotic_per_pulse", "plob_per_pulse"]
+                    "transmissivity",
+                    "one_decoy_asymptotic_per_pulse" if one else "mqzl_asymptotic_per_pulse",
+                    "plob_per_pulse"]
                    + [f"finite_{n:.0e}_per_pulse" for n in block_sizes] + ["wall_s"])
         for r in rows:
             w.writerow([f"{r.value:g}", f"{r.key_per_pulse:.6e}", r.key_bits, f"{r.qber_signal:.5f}",
@@ -202,11 +266,14 @@ def plot(rows: list[SweepRow], key: str, out: str, pulses: int, block_sizes: lis
     x = [r.value for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     ax.plot(x, [r.plob for r in rows], "k--", lw=1, label="PLOB bound −log2(1−η)")
+    one = bool(rows) and rows[0].protocol == "decoy-bb84-1"
     ax.plot(x, [r.mqzl if r.mqzl > 0 else np.nan for r in rows], "C0-", lw=1.5,
-            label="asymptotic decoy rate (MQZL, closed form)")
+            label="asymptotic one-decoy rate (Rusca et al.'s limit, closed form)" if one
+            else "asymptotic decoy rate (MQZL, closed form)")
     for j, n in enumerate(block_sizes):
         ax.plot(x, [r.finite[n] if r.finite[n] > 0 else np.nan for r in rows], f"C{j + 2}:",
-                lw=1.5, label=f"finite key, N = {n:.0e} (Lim et al., closed form)")
+                lw=1.5, label=f"finite key, N = {n:.0e} "
+                              f"({'Rusca' if one else 'Lim'} et al., closed form)")
     ax.plot(x, [r.key_per_pulse if r.key_per_pulse > 0 else np.nan for r in rows], "C1o",
             ms=4, label=f"simulated blocks of {pulses:.0e} pulses "
                         f"({'finite' if finite else 'asymptotic'}; with the detectors' dead time, "

@@ -31,9 +31,9 @@ def _net(**link):
     return {"nodes": ["alice", "bob"], "links": [dict({"nodes": ["alice", "bob"]}, **link)]}
 
 
-def _run(net, pulses, seed=1, finite=True):
+def _run(net, pulses, seed=1, finite=True, decoys=0):
     async def alice(ctx):
-        return await qkd.bb84(ctx, "bob", pulses=pulses, finite=finite)
+        return await qkd.bb84(ctx, "bob", pulses=pulses, finite=finite, decoys=decoys)
 
     async def bob(ctx):
         return await qkd.bb84_receive(ctx, "alice")

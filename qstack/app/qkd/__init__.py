@@ -1,8 +1,9 @@
 """QKD: the classical post-processing of a block, each step its own module.
 
 * :mod:`.sifting` -- basis reconciliation, per intensity class;
-* :mod:`.estimation` -- decoy-state bounds: asymptotic (Ma-Qi-Zhao-Lo 2005) and
-  finite-key (Lim-Curty-Walenta-Xu-Zbinden 2014); the PLOB bound;
+* :mod:`.estimation` -- decoy-state bounds: asymptotic (Ma-Qi-Zhao-Lo 2005),
+  finite-key with two decoys (Lim-Curty-Walenta-Xu-Zbinden 2014) and with one
+  (Rusca-Boaron-Grünenfelder-Martin-Zbinden 2018); the PLOB bound;
 * :mod:`.cascade` -- Cascade error correction as parity queries and answers (Cython kernel);
 * :mod:`.verification` -- error verification with a universal hash (ε_cor);
 * :mod:`.amplification` -- privacy amplification by Toeplitz hashing via FFT;

@@ -64,17 +64,21 @@ def _client(ctx: Any) -> _Client:
 
 async def bb84(ctx: Any, peer: str, pulses: int, *, finite: bool = True, eps_sec: float = 1e-10,
                eps_cor: float = 1e-15, qber_max: float = 0.11, phase_error_max: float = 0.15,
-               cascade_variant: str = "yan14", timeout_ns: int | None = None) -> QkdResult:
+               cascade_variant: str = "yan14", decoys: int = 0,
+               timeout_ns: int | None = None) -> QkdResult:
     """Alice's side: one block of ``pulses`` decoy-BB84 pulses to neighbour
     ``peer`` through the link's pulse physics, then the post-processing with
     it; the :class:`~.bb84.QkdResult` (its ``key``, or why it aborted).
-    ``finite``: Lim et al.'s finite-key bounds (False: asymptotic);
+    ``finite``: finite-key bounds (False: asymptotic); ``decoys``: 1 for the
+    one-decoy protocol (Rusca et al. 2018; the link has two intensity
+    classes), 2 for vacuum + weak decoy (Lim et al. 2014; three classes), 0
+    for whichever the link's classes are;
     ``timeout_ns``: give up waiting (``TimeoutError``) after this long (ns)."""
     c = _client(ctx)
     c.next_id += 1
     rid = c.next_id
     c.rt.submit_to(PROTOCOL, QkdRequest(peer, pulses, rid, finite, eps_sec, eps_cor, qber_max,
-                                        phase_error_max, 0, cascade_variant))
+                                        phase_error_max, 0, cascade_variant, decoys))
     return await c.wait(lambda ev: ev.role == "send" and ev.request_id == rid, timeout_ns)
 
 

@@ -47,7 +47,9 @@ from .cascade import VARIANTS, CascadeAlice, CascadeBob, efficiency
 from .cascade import CascadeStart as _CStart
 from .cascade import ParityQuery as _PQuery
 from .cascade import ParityReply as _PReply
-from .estimation import DecoySettings, FiniteKeyEstimate, lim_estimate, lim_key_length
+from .estimation import (
+    ONE_DECOY, DecoySettings, FiniteKeyEstimate, estimate, finite_size_bits, key_length,
+)
 from .messages import (
     PART_ITEMS, PROTOCOL, AmplifySeed, CascadeDone, CascadeStart, ParityQuery, ParityReply,
     QkdAbort, QkdStart, SiftBases, SiftDetections, TestBits, TestErrors, VerifyResult, VerifyTag,
@@ -91,7 +93,10 @@ class QkdRequest:
     neighbour ``peer``. ``finite``: Lim et al.'s finite-key bounds (False: their
     asymptotic limit); ``eps_sec``/``eps_cor``: composable secrecy and
     correctness; ``qber_max``/``phase_error_max``: the abort thresholds;
-    ``request_id``: the caller's tag, echoed in the result."""
+    ``request_id``: the caller's tag, echoed in the result; ``decoys``: 1
+    (one-decoy, Rusca et al. 2018: the link must have two intensity classes),
+    2 (vacuum + weak decoy, Lim et al. 2014: three classes) or 0 (whichever
+    the link's classes give)."""
 
     peer: str
     pulses: int
@@ -103,6 +108,7 @@ class QkdRequest:
     phase_error_max: float = 0.15
     key_basis: int = 0
     cascade_variant: str = "yan14"
+    decoys: int = 0
 
 
 @dataclass
@@ -113,7 +119,7 @@ class QkdResult:
     abort, when ``reason`` and ``code`` say why. ``qber_test_per_class``:
     test-basis QBER per intensity class; ``qber_key``: the key basis' QBER as
     Cascade found it (Bob; Alice learns it only as leaked parities);
-    ``estimate``: Lim et al.'s bounds; ``leaks``: bits disclosed per step;
+    ``estimate``: Lim et al.'s (Rusca et al.'s) bounds, ``estimate.method`` which; ``leaks``: bits disclosed per step;
     ``start_ns``/``end_ns``: the pulses' start and this end's finish (ns);
     ``messages``/``message_bytes``: what this end sent.
     """
@@ -203,6 +209,7 @@ class _Block:
         self.estimate: FiniteKeyEstimate | None = None
         self.corrected: np.ndarray | None = None
         self.ell = 0
+        self.decoys = 0                        # what Alice's application asked for (0: any)
 
     def move(self, cause: str) -> None:
         self.phase = TRANSITIONS.next(self.phase, cause)
@@ -337,9 +344,12 @@ class QkdProtocol(Protocol):
     @on(QkdRequest)
     def _request(self, req: QkdRequest, now_ns: int) -> list:
         if req.cascade_variant not in VARIANTS or isinstance(req.pulses, bool) \
-                or not isinstance(req.pulses, (int, np.integer)) or req.pulses < 1:
+                or not isinstance(req.pulses, (int, np.integer)) or req.pulses < 1 \
+                or req.decoys not in (0, 1, 2):
             why = (f"bad request: cascade_variant {req.cascade_variant!r} (one of {VARIANTS})"
                    if req.cascade_variant not in VARIANTS else
+                   f"bad request: decoys={req.decoys!r}, expected 1, 2 or 0 (the link's)"
+                   if req.decoys not in (0, 1, 2) else
                    f"bad request: pulses={req.pulses!r}, expected an integer >= 1")
             return [Deliver(QkdResult(False, "send", req.peer, 0, req.request_id, reason=why,
                                       code=ErrorCode.BAD_FIELD))]
@@ -349,6 +359,7 @@ class QkdProtocol(Protocol):
         start = QkdStart(bid, int(req.pulses), req.key_basis, req.finite, req.eps_sec,
                          req.eps_cor, req.qber_max, req.phase_error_max, req.cascade_variant)
         b = _Block("send", req.peer, bid, start, req.request_id)
+        b.decoys = req.decoys
         b.result.start_ns = now_ns
         self.blocks[(self.node, bid)] = b
         out.append(self.start_op(PulseBlock(req.peer, ("qkd", self.node, bid), int(req.pulses),
@@ -388,6 +399,12 @@ class QkdProtocol(Protocol):
         except QKDError as exc:
             self._abort(b, "bad settings", now_ns, out, code=exc.code,
                         detail=f"the link's intensity classes: {exc.detail}")
+            return out
+        if b.decoys and len(b.settings.mus) != b.decoys + 1:
+            self._abort(b, "bad settings", now_ns, out, code=ErrorCode.BAD_FIELD,
+                        detail=f"{b.decoys} decoy(s) asked, but the link has "
+                               f"{len(b.settings.mus)} intensity classes (one-decoy needs 2: "
+                               "signal, decoy; two-decoy 3: signal, decoy, vacuum)")
             return out
         b.record = rec
         b.result.pulses_end_ns = now_ns
@@ -506,8 +523,16 @@ class QkdProtocol(Protocol):
             return "no sifted key: no key-basis event survived sifting"
         if r.qber_test > s.qber_max:
             return f"QBER too high: test-basis QBER {r.qber_test:.4f} > {s.qber_max}"
-        b.estimate = r.estimate = lim_estimate(r.n_key, r.n_test, r.m_test, b.settings, s.eps_sec,
-                                               s.eps_cor, s.finite)
+        if b.settings.method == ONE_DECOY:
+            return None         # its estimate needs the key basis' errors: after Cascade
+        return self._bound(b)
+
+    def _bound(self, b: _Block, m_key: tuple[int, ...] | None = None) -> str | None:
+        """The decoy estimate (the one-decoy one with the key basis' errors per
+        class); the abort reason if its phase-error bound is too high."""
+        r, s = b.result, b.start
+        b.estimate = r.estimate = estimate(r.n_key, r.n_test, r.m_test, b.settings, s.eps_sec,
+                                           s.eps_cor, s.finite, m_key)
         if b.estimate.phase_error > s.phase_error_max:
             return (f"phase error too high: phase-error bound {b.estimate.phase_error:.4f} > "
                     f"{s.phase_error_max}")
@@ -570,11 +595,20 @@ class QkdProtocol(Protocol):
                                         int(self.rng.integers(0, 2 ** 63)), b.start.cascade_variant)
         st = ec.start()
         self._send(b, CascadeStart(b.block_id, st.n, tuple(int(k) for k in st.sizes), st.seed), out)
-        self._next_query(b, out)
+        self._next_query(b, out, now_ns)
         return out
 
     # ------------------------------------------------------------ Cascade
-    def _next_query(self, b: _Block, out: list) -> None:
+    @staticmethod
+    def _key_errors(b: _Block) -> tuple[int, ...]:
+        """Bob: the key-basis errors Cascade corrected, per intensity class."""
+        idx, bas, cls, bits = b.sifted
+        flips = b.corrected != b.key_bits
+        K = len(b.settings.mus)
+        return tuple(int(c) for c in np.bincount(cls[bas == b.start.key_basis][flips],
+                                                 minlength=K)[:K])
+
+    def _next_query(self, b: _Block, out: list, now_ns: int) -> None:
         ec = b.cascade_bob
         q = ec.next_query()
         if q is None:
@@ -585,8 +619,15 @@ class QkdProtocol(Protocol):
             r.qber_key = int(ec.core.flips) / n        # every flip corrected one error
             r.cascade_rounds = b.rounds
             r.cascade_efficiency = efficiency(ec.leaked, n, r.qber_key)
+            m_key: tuple[int, ...] = ()
+            if b.settings.method == ONE_DECOY:
+                m_key = self._key_errors(b)
+                why = self._bound(b, m_key)
+                if why is not None:
+                    self._stop(b, why, now_ns, out)
+                    return
             b.move("corrected")
-            self._send(b, CascadeDone(b.block_id, b.rounds), out)
+            self._send(b, CascadeDone(b.block_id, b.rounds, m_key), out)
             return
         b.rounds += 1
         ps = np.asarray(q.passes, dtype=np.uint8)
@@ -645,7 +686,7 @@ class QkdProtocol(Protocol):
         except QKDError as exc:
             self._bad(b, exc, now_ns, out)
             return out
-        self._next_query(b, out)
+        self._next_query(b, out, now_ns)
         return out
 
     # ------------------------------------------------------------ verification, amplification
@@ -664,6 +705,17 @@ class QkdProtocol(Protocol):
         r = b.result
         r.leaks.error_correction = int(b.cascade_alice.disclosed)
         r.cascade_rounds = int(m.rounds)
+        if b.settings.method == ONE_DECOY:
+            K = len(b.settings.mus)
+            if len(m.key_errors) != K or any(e > n for e, n in zip(m.key_errors, r.n_key)):
+                self._bad(b, QKDError(ErrorCode.BAD_FIELD, f"key errors {m.key_errors} for "
+                                                           f"{K} classes of {r.n_key} bits"),
+                          now_ns, out)
+                return out
+            why = self._bound(b, tuple(m.key_errors))
+            if why is not None:
+                self._stop(b, why, now_ns, out)
+                return out
         b.move("corrected")
         tag = make_tag(b.key_bits, b.start.eps_cor, self.rng)
         r.leaks.verification = tag.tag_bits
@@ -693,11 +745,12 @@ class QkdProtocol(Protocol):
         return out
 
     def _length(self, b: _Block) -> int:
-        """ℓ of Lim et al. Eq. (1) from the estimate and the counted λ_EC (both ends alike)."""
+        """ℓ of Lim et al. Eq. (1) (Rusca et al. Eq. (A25)) from the estimate and
+        the counted λ_EC (both ends alike)."""
         s = b.start
         if s.finite:
-            b.result.leaks.finite_size = 6 * math.log2(21 / s.eps_sec) + math.log2(2 / s.eps_cor)
-        return lim_key_length(b.estimate, b.result.leaks.error_correction)
+            b.result.leaks.finite_size = finite_size_bits(b.estimate.method, s.eps_sec, s.eps_cor)
+        return key_length(b.estimate, b.result.leaks.error_correction)
 
     @on_message(VerifyResult)
     def _on_verify_result(self, src: str, m: VerifyResult, now_ns: int) -> list:

@@ -154,10 +154,14 @@ class ParityReply(Message):
 @message(PROTOCOL, 0x0509)
 @dataclass(frozen=True, slots=True)
 class CascadeDone(Message):
-    """Bob → Alice: Cascade has finished after ``rounds`` rounds."""
+    """Bob → Alice: Cascade has finished after ``rounds`` rounds.
+    ``key_errors``: the key-basis bit errors Cascade corrected, per intensity
+    class, for the one-decoy estimate (Rusca et al. 2018, which bounds the
+    vacuum detections by them); empty for two-decoy blocks."""
 
     block_id: int = field(metadata=_U32)
     rounds: int = field(metadata=_U32)
+    key_errors: tuple[int, ...] = field(default=(), metadata=limits(0, (1 << 62), max_len=8))
 
 
 @message(PROTOCOL, 0x050A)
@@ -228,6 +232,7 @@ VECTOR_EXAMPLES = {
                                 ends=bytes.fromhex("2800000050000000")),
     "parity_reply": ParityReply(block_id=1, round=1, count=2, parities=bytes.fromhex("80")),
     "cascade_done": CascadeDone(block_id=1, rounds=57),
+    "cascade_done_one_decoy": CascadeDone(block_id=1, rounds=57, key_errors=(310, 95)),
     "verify_tag": VerifyTag(block_id=1, part=0, last=True, n_bits=8, tag_bits=4,
                             seed=bytes.fromhex("a5e0"), tag=bytes.fromhex("90")),
     "verify_result": VerifyResult(block_id=1, ok=True),

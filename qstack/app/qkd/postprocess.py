@@ -7,6 +7,8 @@ Both ends' final keys are identical, or the block aborts and says why
 * ``"QBER too high"`` -- the test basis' error rate exceeds ``qber_max``;
 * ``"phase error too high"`` -- Lim et al.'s upper bound φ on the key's
   single-photon phase-error rate exceeds ``phase_error_max`` (their φ_tol);
+  with one decoy (two classes, Rusca et al. 2018) checked after Cascade,
+  whose corrected errors per class the bound needs;
 * ``"verification failed"`` -- the keys still differ after Cascade;
 * ``"no secret key"`` -- the estimate leaves ℓ ≤ 0 bits.
 
@@ -23,7 +25,8 @@ between the two ends in process and counts them.
 
 Every leakage term is recorded in :class:`LeakRecord`: λ_EC (Cascade's parities,
 counted), the verification tag (t bits), and the finite-size terms Lim et al.'s
-Eq. (1) subtracts, 6 log2(21/ε_sec) + log2(2/ε_cor) (the latter covers the tag).
+Eq. (1) subtracts, 6 log2(21/ε_sec) + log2(2/ε_cor) (the latter covers the tag;
+19 for 21 with one decoy, Rusca et al. Eq. (A25)).
 """
 from __future__ import annotations
 
@@ -37,7 +40,9 @@ from qstack.core.errors import ErrorCode
 from ._common import check_prob, fail
 from .amplification import amplify, toeplitz_seed
 from .cascade import CascadeAlice, CascadeBob, efficiency
-from .estimation import DecoySettings, FiniteKeyEstimate, lim_estimate, lim_key_length
+from .estimation import (
+    ONE_DECOY, DecoySettings, FiniteKeyEstimate, estimate, finite_size_bits, key_length,
+)
 from .sifting import AliceRecord, BobRecord, bob_detections, sift_alice, sift_bob
 from .verification import check_tag, make_tag
 
@@ -48,7 +53,9 @@ __all__ = ["PostProcessConfig", "TestBits", "TestErrors", "LeakRecord", "BlockRe
 class PostProcessConfig:
     """Parameters of the post-processing of a block.
 
-    settings: the three intensity classes (class index k = position in ``settings.mus``);
+    settings: the intensity classes (class index k = position in ``settings.mus``): three
+    for Lim et al.'s two-decoy analysis, two for Rusca et al.'s one-decoy one
+    (``settings.method``);
     key_basis: 0 (Z) or 1 (X), the other is the test basis;
     eps_sec, eps_cor: the composable secrecy and correctness parameters;
     finite: Lim et al.'s finite-key bounds (False: their asymptotic limit);
@@ -170,13 +177,15 @@ def run_block(alice: AliceRecord, bob: BobRecord, config: PostProcessConfig, see
     if res.qber_test > config.qber_max:
         return _abort(res, "QBER too high", f"test-basis QBER {res.qber_test:.4f} > {config.qber_max}")
 
-    # 3. parameter estimation (Lim et al. 2014)
-    est = lim_estimate(res.n_key, res.n_test, res.m_test, config.settings, config.eps_sec,
-                       config.eps_cor, config.finite)
-    res.estimate = est
-    if est.phase_error > config.phase_error_max:
-        return _abort(res, "phase error too high",
-                      f"phase-error bound {est.phase_error:.4f} > {config.phase_error_max}")
+    # 3. parameter estimation (Lim et al. 2014); the one-decoy bound needs the
+    # key basis' errors per class, known only after error correction (step 4b)
+    one = config.settings.method == ONE_DECOY
+    if not one:
+        est = res.estimate = estimate(res.n_key, res.n_test, res.m_test, config.settings,
+                                      config.eps_sec, config.eps_cor, config.finite)
+        if est.phase_error > config.phase_error_max:
+            return _abort(res, "phase error too high",
+                          f"phase-error bound {est.phase_error:.4f} > {config.phase_error_max}")
 
     # 4. error correction: Cascade on the key-basis bits of every class
     kmask = sa.mask(kb)
@@ -196,6 +205,15 @@ def run_block(alice: AliceRecord, bob: BobRecord, config: PostProcessConfig, see
     res.leaks.error_correction = int(alice_ec.disclosed)
     res.qber_key = int(bob_ec.core.flips) / n        # every flip corrected one error
     res.cascade_efficiency = efficiency(alice_ec.disclosed, n, res.qber_key)
+    if one:     # 4b. Rusca et al. 2018: Bob's flips per class, told to Alice
+        flips = (corrected != kbits).astype(bool)
+        m_key = tuple(int(c) for c in np.bincount(sa.cls[kmask][flips], minlength=K)[:K])
+        res.messages += 1
+        est = res.estimate = estimate(res.n_key, res.n_test, res.m_test, config.settings,
+                                      config.eps_sec, config.eps_cor, config.finite, m_key)
+        if est.phase_error > config.phase_error_max:
+            return _abort(res, "phase error too high",
+                          f"phase-error bound {est.phase_error:.4f} > {config.phase_error_max}")
 
     # 5. error verification
     tag = make_tag(ka, config.eps_cor, rng)
@@ -205,10 +223,10 @@ def run_block(alice: AliceRecord, bob: BobRecord, config: PostProcessConfig, see
     if not verdict.ok:
         return _abort(res, "verification failed", "the corrected keys' hashes differ")
 
-    # 6. privacy amplification to Lim et al.'s length
+    # 6. privacy amplification to Lim et al.'s (Rusca et al.'s) length
     if config.finite:
-        res.leaks.finite_size = 6 * math.log2(21 / config.eps_sec) + math.log2(2 / config.eps_cor)
-    ell = lim_key_length(est, res.leaks.error_correction)
+        res.leaks.finite_size = finite_size_bits(est.method, config.eps_sec, config.eps_cor)
+    ell = key_length(est, res.leaks.error_correction)
     res.key_length = ell
     if ell <= 0:
         return _abort(res, "no secret key", "the estimate leaves a key length of 0 bits")

@@ -8,6 +8,9 @@
   block size traces against distance, computed without drawing a pulse.
 * :func:`mqzl_rate` -- Ma-Qi-Zhao-Lo's vacuum + weak decoy GLLP rate per pulse
   sent (:func:`qstack.physical.qkd.decoy_key_rate_from_params`).
+* :func:`asymptotic_rate` -- the asymptotic closed form of a link's protocol:
+  MQZL for three classes, the asymptotic limit of Rusca et al.'s one-decoy
+  estimator (expected counts, no fluctuation terms) for two.
 * :func:`plob` -- the repeaterless bound −log2(1−η) per pulse (Pirandola et
   al. 2017) of the fibre's transmissivity η.
 
@@ -21,9 +24,9 @@ from qstack.network.theory import plob_bound
 from qstack.physical.pulses import PulseTrainParams, expected_gain, expected_qber
 from qstack.physical.qkd import binary_entropy, decoy_key_rate_from_params
 
-from .estimation import DecoySettings, lim_estimate, lim_key_length
+from .estimation import DecoySettings, estimate, key_length
 
-__all__ = ["F_EC", "expected_block_key", "mqzl_rate", "plob"]
+__all__ = ["F_EC", "expected_block_key", "mqzl_rate", "asymptotic_rate", "plob"]
 
 #: Error-correction inefficiency of the closed forms (the usual figure; the
 #: Cascade of :mod:`.cascade` measures 1.05-1.09 on the blocks it corrects).
@@ -33,8 +36,9 @@ F_EC = 1.16
 def expected_block_key(params: PulseTrainParams, n_pulses: float, finite: bool = True,
                        eps_sec: float = 1e-10, eps_cor: float = 1e-15, f_ec: float = F_EC,
                        key_basis: int = 0) -> float:
-    """Secret bits per pulse of a block of ``n_pulses`` (Lim et al.'s ℓ / N)
-    from the expected counts (module doc); 0 where ℓ ≤ 0. Three classes."""
+    """Secret bits per pulse of a block of ``n_pulses`` (Lim et al.'s ℓ / N,
+    or Rusca et al.'s for two classes) from the expected counts (module doc);
+    0 where ℓ ≤ 0."""
     K = params.n_classes
     settings = DecoySettings(params.mean_photon_numbers, params.class_probs)
     pz2 = params.p_z_alice * params.p_z_bob
@@ -45,12 +49,22 @@ def expected_block_key(params: PulseTrainParams, n_pulses: float, finite: bool =
     n_key = [n_pulses * p * qk * pk for p, qk in zip(params.class_probs, q)]
     n_test = [n_pulses * p * qk * pt for p, qk in zip(params.class_probs, q)]
     m_test = [nt * ek for nt, ek in zip(n_test, e)]
+    m_key = [nk * ek for nk, ek in zip(n_key, e)]
     if sum(n_key) <= 0:
         return 0.0
-    est = lim_estimate(n_key, n_test, m_test, settings, eps_sec, eps_cor, finite)
-    e_key = sum(nk * ek for nk, ek in zip(n_key, e)) / sum(n_key)
-    leak = f_ec * sum(n_key) * binary_entropy(e_key)
-    return lim_key_length(est, leak) / n_pulses
+    est = estimate(n_key, n_test, m_test, settings, eps_sec, eps_cor, finite, m_key)
+    leak = f_ec * sum(n_key) * binary_entropy(sum(m_key) / sum(n_key))
+    return key_length(est, leak) / n_pulses
+
+
+def asymptotic_rate(params: PulseTrainParams, f_ec: float = F_EC) -> float:
+    """The asymptotic closed-form rate per pulse of the link's protocol: MQZL
+    (:func:`mqzl_rate`) for three classes; for two, Rusca et al.'s estimator
+    in its asymptotic limit on the expected counts (ℓ/N does not depend on N
+    there; N = 1e15 keeps the floor of ℓ out of the figure)."""
+    if params.n_classes == 3:
+        return mqzl_rate(params, f_ec)
+    return expected_block_key(params, 1e15, finite=False, f_ec=f_ec)
 
 
 def mqzl_rate(params: PulseTrainParams, f_ec: float = F_EC) -> float:
