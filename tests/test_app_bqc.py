@@ -432,6 +432,31 @@ def test_bad_patterns_and_messages_are_refused_with_a_code():
     assert err.value.code == ErrorCode.OUT_OF_RANGE
 
 
+def _started(coro):
+    """Run a coroutine up to its first wait (argument checks come before it)."""
+    try:
+        coro.send(None)
+    finally:
+        coro.close()
+
+
+def test_bad_client_calls_are_refused_before_anything_is_sent():
+    pattern = bqc.Pattern(bqc.Brickwork(1, 1), (0,) * 5)
+    quantum = bqc.Pattern(bqc.Brickwork(1, 1), (0,) * 5, measure_outputs=False)
+    rng = np.random.default_rng(1)
+    for call, code in (
+            (bqc.run_rounds(None, None, pattern, rounds=1.5, rng=rng), ErrorCode.BAD_FIELD),
+            (bqc.run_rounds(None, None, pattern, rounds=0, rng=rng), ErrorCode.OUT_OF_RANGE),
+            (bqc.run_rounds(None, None, "program", rng=rng), ErrorCode.BAD_FIELD),
+            (bqc.run_rounds(None, None, quantum, schedule=[0], rng=rng),
+             ErrorCode.INVALID_PARAMETER),                     # traps need a readout
+            (bqc.verify(None, None, pattern, tests=-1, rng=rng), ErrorCode.OUT_OF_RANGE),
+            (bqc.verify(None, None, quantum, rng=rng), ErrorCode.INVALID_PARAMETER)):
+        with pytest.raises(QStackError) as err:
+            _started(call)
+        assert err.value.code == code
+
+
 def test_server_refuses_a_malformed_header():
     async def client(ctx):
         async with await ctx.connect("server", PORT) as sock:
@@ -445,3 +470,45 @@ def test_server_refuses_a_malformed_header():
                        network_layer="ideal")
     assert res.errors["server"].code == ErrorCode.MALFORMED
     assert res.errors["client"].code == ErrorCode.TRANSPORT_ABORTED
+
+
+# ---------------------------------------------------------------- the example
+
+@pytest.fixture(scope="module")
+def blind_qc():
+    from .test_examples import load
+    return load("blind_qc")
+
+
+def test_blind_qc_example_main_prints_the_verdicts_and_the_noise_table(blind_qc, capsys):
+    assert blind_qc.expected_distribution(blind_qc.CIRCUIT) == pytest.approx({(1, 1): 1.0})
+    assert blind_qc.main(["--rounds", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "honest bob:  accepted, 0/6 test rounds failed, output (1, 1)" in out
+    for f in (0.95, 0.9, 0.8, 0.7):
+        eps = 2 * (1 - f) / 3
+        assert f"{(1 + (1 - 2 * eps) ** 3) / 2:34.3f}" in out
+
+
+def test_blind_qc_apps_run_over_the_repeater_network(blind_qc):
+    # What `qstack sim examples/three_nodes.toml examples/blind_qc.py` runs:
+    # bob serves every round (3 computations + 6 tests) of the 34-qubit
+    # brickwork; the noise of the swapped pairs fails test rounds.
+    from .test_examples import THREE_NODES
+
+    res = api.simulate(THREE_NODES, blind_qc.APPS, seed=1, until_s=120)
+    assert res.ok, res.errors
+    a, b = res.results["alice"], res.results["bob"]
+    assert b == {"rounds": 9, "angles": 9 * 34}
+    assert a["tests"] == 6 and a["accepted"] == (a["failed_tests"] == 0)
+    assert res.metrics["qubits_delivered"] == 9 * 34
+
+
+def test_the_readme_block_verifies_a_circuit_blindly():
+    from .test_readme import _block, _run
+
+    first, second = _run(_block("bqc.verify(ctx, sock, pattern"))
+    accepted, outputs = eval(first)
+    assert accepted and len(outputs) == 4 and set(outputs) <= {(0, 0), (1, 1)}
+    angles = eval(second)
+    assert len(angles) == 10 and set(angles) <= set(range(8))

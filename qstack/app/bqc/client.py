@@ -29,7 +29,7 @@ from typing import Any
 from qstack.core.errors import ErrorCode, QStackError
 
 from .brickwork import Pattern
-from .rounds import DUMMY, PLUS, Header, Round, header
+from .rounds import DUMMY, MAX_ROUNDS, PLUS, Header, Round, header
 
 __all__ = ["run_rounds", "verify", "RoundResult", "Verdict"]
 
@@ -124,9 +124,12 @@ async def run_rounds(ctx, sock, pattern: Pattern, *, rounds: int = 1,
     pattern = _check_pattern(pattern)
     rng = ctx.rng if rng is None else rng
     if schedule is None:
-        schedule = [None] * int(rounds)
-    if not schedule:
-        raise QStackError(ErrorCode.OUT_OF_RANGE, "at least one round")
+        if isinstance(rounds, bool) or not isinstance(rounds, int):
+            raise QStackError(ErrorCode.BAD_FIELD, f"rounds: expected an integer, got {rounds!r:.40}")
+        schedule = [None] * max(0, rounds)
+    if not 1 <= len(schedule) <= MAX_ROUNDS:
+        raise QStackError(ErrorCode.OUT_OF_RANGE,
+                          f"{len(schedule)} rounds: expected 1..{MAX_ROUNDS}")
     rnds = [Round(pattern, rng, trap_colour=c) for c in schedule]    # checks the schedule
     await sock.send(header(Header(pattern.graph, len(rnds), not pattern.measure_outputs,
                                   bool(remote))))
@@ -162,7 +165,8 @@ async def verify(ctx, sock, pattern: Pattern, *, computations: int = 1, tests: i
     (2021)): ``computations`` computation rounds and ``tests`` test rounds
     (traps: one colour class, chosen uniformly per round) in a uniformly
     random order the server cannot tell; accepted when at most ``threshold``
-    test rounds fail.
+    test rounds fail. The output is then the most frequent output of the
+    computation rounds (of equally frequent ones, the first seen).
 
     A deviation that corrupts the outcome of any one qubit is caught by a
     test round with probability at least 1/2 (the qubit is a trap for one of

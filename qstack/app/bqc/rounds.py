@@ -22,8 +22,9 @@ the trap check. Two kinds of round look the same to the server:
 
 Blindness: given ``delta``, a qubit averaged over the client's secret ``r``
 (and ``theta``, ``d``) is ``I/2`` in both kinds of round, and every
-``delta`` is uniform on the eight angles whatever the program
-(BFK Theorem 2); the order of messages is fixed by the public graph.
+``delta`` is uniform on the eight angles whatever the program (the argument
+of BFK's blindness proof for their Protocol 1); the order of messages is
+fixed by the public graph. ``specs/bqc.md`` is the normative description.
 
 Angles are integers ``k`` for ``k pi/4``. Wire format (a connection's
 classical messages, in order): the client's :func:`header`; per round and
