@@ -23,6 +23,7 @@ logical qubit of that row (the output state is ``X^s J(-phi)|psi>``).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from qstack.core.args import show
@@ -37,11 +38,11 @@ MAX_LAYERS = 1024
 
 
 def _check(name: str, value: object, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise QStackError(ErrorCode.BAD_FIELD, f"{name}: expected an integer, got {show(value)}")
     if not 1 <= value <= hi:
         raise QStackError(ErrorCode.OUT_OF_RANGE, f"{name}={value}: expected 1..{hi}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class Brickwork:
     _neighbours: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check("rows", self.rows, MAX_WIRES)
-        _check("layers", self.layers, MAX_LAYERS)
+        object.__setattr__(self, "rows", _check("rows", self.rows, MAX_WIRES))
+        object.__setattr__(self, "layers", _check("layers", self.layers, MAX_LAYERS))
         nbrs: list[list[int]] = [[] for _ in range(self.size)]
         for a, b in self.edges():
             nbrs[a].append(b)
@@ -160,10 +161,10 @@ class Pattern:
             raise QStackError(ErrorCode.BAD_FIELD,
                               f"angles: expected {g.size} (one per qubit), got {len(angles)}")
         for v, k in enumerate(angles):
-            if isinstance(k, bool) or not isinstance(k, int):
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
                 raise QStackError(ErrorCode.BAD_FIELD,
                                   f"angles[{v}]: expected an integer (units of pi/4), got {show(k)}")
-        angles = tuple(k % 8 for k in angles)
+        angles = tuple(int(k) % 8 for k in angles)
         if any(angles[v] for v in g.outputs):
             raise QStackError(ErrorCode.INVALID_PARAMETER,
                               "output qubits are read out at angle 0 (an X-basis readout)")
