@@ -383,6 +383,37 @@ def test_success_probability_falls_with_the_pair_fidelity(fidelity, remote):
     assert abs(ok - n * p) < 4 * math.sqrt(n * p * (1 - p))
 
 
+def test_honest_server_over_noisy_pairs_fails_test_rounds_at_the_noise_rate():
+    # Over Werner pairs of fidelity F every trap gets a Z and every dummy a
+    # bit flip with probability eps = 2(1 - F)/3, independently (the
+    # depolarising channel of teleportation on |+_theta> and on |d>). A trap
+    # passes iff its own flip equals the parity of its dummy neighbours'
+    # flips; summing over the dummies' flips gives the exact rate. Noise
+    # looks like deviation: this is why verify has a threshold.
+    graph, f, n = bqc.Brickwork(1, 1), 0.9, 300
+    eps = 2 * (1 - f) / 3
+
+    def fail_probability(colour):
+        traps = [v for v in range(graph.size) if graph.colour(v) == colour]
+        dummies = [v for v in range(graph.size) if graph.colour(v) != colour]
+        p_pass = 0.0
+        for flips in range(2 ** len(dummies)):
+            bit = {d: (flips >> i) & 1 for i, d in enumerate(dummies)}
+            p = math.prod(eps if bit[d] else 1 - eps for d in dummies)
+            for t in traps:
+                parity = sum(bit[u] for u in graph.neighbours(t)) % 2
+                p *= eps if parity else 1 - eps
+            p_pass += p
+        return 1 - p_pass
+
+    schedule = [int(c) for c in np.random.default_rng(4).integers(0, 2, n)]
+    res = run(bqc.Pattern(graph, (0,) * graph.size), schedule=schedule, fidelity=f, seed=8)
+    failed = sum(1 for r in res.results["client"][0] if r.failed_traps)
+    probs = [fail_probability(c) for c in schedule]        # 0.291 (traps 0, 2, 4), 0.283
+    mean, var = sum(probs), sum(p * (1 - p) for p in probs)
+    assert abs(failed - mean) < 4 * math.sqrt(var)
+
+
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("wires,gates,code", [
