@@ -156,3 +156,35 @@ def test_under_jitter_every_pair_reaches_both_ends_once(seed, jitter, number, bo
     for n in net.nodes:
         p = net.node(n).protocol("network.ideal")
         assert not p.opens and not p._following and not p._orphans
+
+
+@pytest.mark.parametrize("ideal_fidelity", [1.0, 0.8])
+def test_neighbours_with_a_physical_link_get_the_ideal_layers_pairs(ideal_fidelity):
+    # Regression: the simulator's inline Entangle path sent a virtual
+    # link's request to the physical link between two neighbours, so pairs
+    # had the link's fidelity (0.9 here), not the ideal layer's. Teleporting
+    # |+> over a Werner pair of fidelity F arrives with fidelity (2F + 1)/3.
+    import qstack.api as api
+
+    net = {"formalism": "dm",
+           "defaults": {"node": {"memory": 4, "t1_s": "inf", "t2_s": "inf"},
+                        "link": {"scheme": "sender-receiver", "length_km": 1,
+                                 "false_herald_prob": 0.0, "pair_fidelity": 0.9}},
+           "nodes": ["a", "b"], "links": [["a", "b"]]}
+
+    async def a(ctx):
+        async with await ctx.connect("b", 3) as sock:
+            q = ctx.qubit()
+            q.h()
+            await sock.send_qubit(q)
+
+    async def b(ctx):
+        return [await (await ctx.listen(3).accept()).recv_qubit()]
+
+    res = api.simulate(net, {"a": a, "b": b}, network_layer="ideal",
+                       ideal_fidelity=ideal_fidelity)
+    (q,) = res.results["b"]
+    rho = res.net.engine.density_matrix([q.ref])
+    assert float(rho[0, 1].real + 0.5) == pytest.approx((2 * ideal_fidelity + 1) / 3, abs=1e-9)
+    assert q.fidelity == pytest.approx(ideal_fidelity)
+    assert sum(link.pairs_heralded for link in res.net.links.values()) == 0

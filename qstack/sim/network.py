@@ -454,8 +454,9 @@ class SimNetwork(RuntimeDriver):
         self.stats["quantum_ops"] += 1
         cls = op.__class__
         if cls is Entangle:
-            # (once per pair and end: _entangle's usual case inline)
-            link = self._adj.get(node.name, _NO_LINKS).get(op.peer)
+            # (once per pair and end: _entangle's usual case inline; a virtual
+            # link's pair must not come from a physical link between the two)
+            link = None if op.virtual else self._adj.get(node.name, _NO_LINKS).get(op.peer)
             if op_id is not None and link is not None and link.station is not None:
                 link.station.submit(0 if node is link.ends[0] else 1,
                                     (node, protocol, op_id, node.incarnation), op)
