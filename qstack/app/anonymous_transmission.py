@@ -32,6 +32,9 @@ anonymous against honest-but-curious members.
 Noise: a Werner pair's Pauli error on S's or R's qubit reaches the
 teleported qubit; on another member's qubit, Z or Y flips its X outcome and
 so puts a Z on the pair (probability 2(1 - F)/3); the centre's qubit has none.
+So under noise the receiver's fidelity is slightly higher when the centre
+sends -- a statistical side channel of the star-shaped GHZ construction
+(a fixed centre outside the senders, or a GHZ source, removes it).
 """
 from __future__ import annotations
 

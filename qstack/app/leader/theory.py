@@ -17,16 +17,20 @@ def flip_prob(f: float) -> float:
     return 2 * (1 - f) / 3
 
 
-def w_outcome_probs(f: float, n: int) -> tuple[float, float, float]:
+def w_outcome_probs(f: float, n: int, source: bool = False) -> tuple[float, float, float]:
     """(one leader, no leader, several) for one W_n attempt over pairs of fidelity ``f``.
 
-    The excitation sits on one of the n members, uniformly. On the centre
-    (1/n) the outcome has one 1 iff no leaf flips; on leaf j ((n-1)/n) it has
-    one 1 iff no leaf flips, or j and exactly one other leaf flip, and none
-    iff j alone flips; every other pattern gives several."""
+    The excitation sits on one of the n members, uniformly; t of them got
+    their qubit over a pair (t = n - 1 when a member prepared the state,
+    t = n when a separate ``source`` did) and flip independently. With the
+    excitation on a noiseless member the outcome has one 1 iff nobody flips;
+    on a noisy member j it has one 1 iff nobody flips, or j and exactly one
+    other noisy member flip, and none iff j alone flips; every other
+    pattern gives several."""
     r = flip_prob(f)
-    one = (1 - r) ** (n - 1) + ((n - 1) * (n - 2) / n) * r * r * (1 - r) ** max(0, n - 3)
-    none = ((n - 1) / n) * r * (1 - r) ** (n - 2)
+    t = n if source else n - 1
+    one = (1 - r) ** t + (t / n) * (t - 1) * r * r * (1 - r) ** max(0, t - 2)
+    none = (t / n) * r * (1 - r) ** (t - 1)
     return one, none, 1 - one - none
 
 
