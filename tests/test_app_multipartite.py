@@ -106,3 +106,14 @@ def test_bad_groups_are_refused():
 
     res = api.simulate(mp.mesh_network(["a", "b"]), {"a": app}, seed=1, until_s=1)
     assert res.results["a"] == [ErrorCode.INVALID_PARAMETER] * 4
+
+
+def test_the_readme_group_block():
+    from tests.test_readme import _block, _run
+
+    (line,) = _run(_block("multipartite.open_group"))
+    results = eval(line)
+    assert len(results) == 4
+    assert len(set(results.values())) == 1            # the same parity and leader everywhere
+    parity, leader = next(iter(results.values()))
+    assert parity == 0 and leader in results          # GHZ: 0 or 4 ones
