@@ -29,33 +29,38 @@ NAMES = ["alice", "bob", "charlie", "dave"]
 THETA = 1.1
 
 
-def make_apps(senders: list[str], peek: bool = True) -> dict:
-    """Run ``senders[k]`` -> dave for each k; dave returns the fidelity of
-    each qubit (``peek``; or its Z outcome), the others their views."""
+def make_apps(senders: list[str], peek: bool = True, names: list[str] = NAMES,
+              receiver: str = "dave", views: bool = False, port: int = PORT) -> dict:
+    """Run ``senders[k]`` -> ``receiver`` for each k over the group ``names``;
+    the receiver returns the fidelity of each qubit (``peek``; or its
+    outcome measured along the state sent), the others their step-2
+    announcements; with ``views`` every member returns its Transmission
+    records instead (the receiver's with ``view["fidelity"]``)."""
     ket = [math.cos(THETA / 2), math.sin(THETA / 2)]
 
     async def member(ctx):
-        group = await mp.open_group(ctx, NAMES, PORT)
+        group = await mp.open_group(ctx, names, port)
         out = []
         for s in senders:
             if ctx.name == s:
                 q = ctx.qubit()
                 q.ry(THETA)
-                t = await at.transmit(group, q, "dave")
+                t = await at.transmit(group, q, receiver)
             else:
                 t = await at.transmit(group)
             if t.qubit is None:
-                out.append(t.view["announced"])
+                out.append(t if views else t.view["announced"])
             elif peek:
-                out.append(t.qubit.fidelity_to(ket))
+                t.view["fidelity"] = t.qubit.fidelity_to(ket)
                 t.qubit.discard()
+                out.append(t if views else t.view["fidelity"])
             else:
                 out.append(await t.qubit.measure((THETA, 0.0)))
         await group.gather(b".")
         await group.close()
         return out
 
-    return {m: member for m in NAMES}
+    return {m: member for m in names}
 
 
 APPS = make_apps(["alice", "charlie", "bob"], peek=False)   # dave: 0 = the state arrived

@@ -42,19 +42,10 @@ def make_apps(protocol: str, names: list[str], elections: int, brief: bool = Fal
         source, cands = names[0], names[1:]
 
         async def cand(ctx):
-            group = await mp.open_group(ctx, names, PORT, centre=source)
-            ports = [group.socks[m] for m in cands if m != ctx.name]
-            ports = [ports[i] for i in ctx.rng.permutation(len(ports))]
-            out = [await anonymous.elect(group.socks[source], ports) for _ in range(elections)]
-            await group.close()
-            return out
+            return await anonymous.candidate(ctx, cands, source, PORT, elections)
 
         async def src(ctx):
-            group = await mp.open_group(ctx, names, PORT)
-            out = [await anonymous.serve_w(ctx, [group.socks[m] for m in cands])
-                   for _ in range(elections)]
-            await group.close()
-            return out
+            return await anonymous.source(ctx, cands, PORT, elections)
 
         apps = {m: cand for m in cands}
         apps[source] = src

@@ -1,7 +1,7 @@
 """Anonymous transmission (qstack.app.anonymous_transmission, Christandl-Wehner 2005).
 
 Four members c (the centre), a, b, d; d receives, a or b sends (chosen per
-run). Correctness: d holds the sent state (peeked from the simulator), with
+run); the applications are examples/anonymous_transmission.py's. Correctness: d holds the sent state (peeked from the simulator), with
 fidelity 1 on perfect pairs and, under noise, the value of the Pauli
 channel composed here (two Werner channels for S's and R's qubits, a Z flip
 of probability 2(1 - F)/3 for the other leaf). Anonymity: a chi-square test
@@ -19,33 +19,19 @@ from scipy import stats
 import qstack.api as api
 from qstack.app import anonymous_transmission as at, multipartite as mp
 from qstack.core.errors import ErrorCode, QStackError
+from tests.test_examples import load
 
 ALPHA = 0.001
 MEMBERS = ["c", "a", "b", "d"]
-THETA = 1.1            # the sent state: RY(THETA)|0>, Bloch vector (sin, 0, cos)
+THETA = load("anonymous_transmission").THETA   # the state sent: RY(THETA)|0>, Bloch (sin, 0, cos)
 
 
 def run(senders: list[str], f: float = 1.0, seed: int = 1) -> dict:
-    async def app(ctx):
-        group = await mp.open_group(ctx, MEMBERS, 43)
-        out = []
-        for s in senders:
-            if ctx.name == s:
-                q = ctx.qubit()
-                q.ry(THETA)
-                t = await at.transmit(group, q, "d")
-            else:
-                t = await at.transmit(group)
-            if t.qubit is not None:
-                t.view["fidelity"] = t.qubit.fidelity_to([math.cos(THETA / 2), math.sin(THETA / 2)])
-                t.qubit.discard()
-            out.append(t)
-        await group.gather(b".")
-        await group.close()
-        return out
-
-    res = api.simulate(mp.mesh_network(MEMBERS, f, formalism="dm"), {m: app for m in MEMBERS},
-                       seed=seed, until_s=3600)
+    # the example's applications (every member's Transmission records)
+    apps = load("anonymous_transmission").make_apps(senders, names=MEMBERS, receiver="d",
+                                                    views=True, port=43)
+    res = api.simulate(mp.mesh_network(MEMBERS, f, formalism="dm"), apps, seed=seed,
+                       until_s=3600)
     res.raise_errors()
     return res.results
 

@@ -37,6 +37,9 @@ def test_mains_print_their_figures(capsys):
     assert load("leader_election").main(["--elections", "20", "--fidelity", "1"]) == 0
     out = capsys.readouterr().out
     assert "attempts 20, failed and repeated: {}" in out           # one W state each
+    assert load("leader_election").main(["--protocol", "anonymous", "--elections", "10",
+                                         "--fidelity", "1"]) == 0
+    assert "attempts 10, failed and repeated: {'repeated': 0}" in capsys.readouterr().out
     assert load("secret_sharing").main(["--rounds", "200"]) == 0
     out = capsys.readouterr().out
     assert "rebuild it: b'qstack' (0 wrong bits)" in out

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from qstack.app.leader.election import MAX_ATTEMPTS, _attempts
 from qstack.app.multipartite import open_group, prepare_w
+from qstack.core.args import int_arg
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.transport.socket import NodeContext, QSocket
 
@@ -94,22 +95,28 @@ async def serve_w(ctx: NodeContext, socks: list[QSocket]) -> int:
 
 
 async def candidate(ctx: NodeContext, candidates: list[str], source_name: str, port: int,
-                    max_attempts: int = MAX_ATTEMPTS) -> AnonymousElection:
+                    elections: int = 1,
+                    max_attempts: int = MAX_ATTEMPTS) -> list[AnonymousElection]:
     """Wire this candidate to the source and to the other ``candidates`` on
-    ``port``, shuffle its ports, and run :func:`elect`."""
+    ``port``, shuffle its ports, and run :func:`elect` ``elections`` times."""
+    elections = int_arg("elections", elections, 1, 1 << 20)
     group = await open_group(ctx, [source_name] + list(candidates), port, centre=source_name)
     ports = [group.socks[m] for m in group.others if m != source_name]
     ports = [ports[i] for i in ctx.rng.permutation(len(ports))]
     try:
-        return await elect(group.socks[source_name], ports, max_attempts)
+        return [await elect(group.socks[source_name], ports, max_attempts)
+                for _ in range(elections)]
     finally:
         await group.close()
 
 
-async def source(ctx: NodeContext, candidates: list[str], port: int) -> int:
-    """The source node's side of :func:`candidate`: returns the W states made."""
+async def source(ctx: NodeContext, candidates: list[str], port: int,
+                 elections: int = 1) -> list[int]:
+    """The source node's side of :func:`candidate`: the W states made for each election."""
+    elections = int_arg("elections", elections, 1, 1 << 20)
     group = await open_group(ctx, [ctx.name] + list(candidates), port)
     try:
-        return await serve_w(ctx, [group.socks[m] for m in candidates])
+        return [await serve_w(ctx, [group.socks[m] for m in candidates])
+                for _ in range(elections)]
     finally:
         await group.close()
