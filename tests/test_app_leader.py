@@ -109,8 +109,8 @@ def test_classical_ties_follow_the_closed_form():
     assert stats.binomtest(ties, attempts, theory.classical_tie_prob(n, bits)).pvalue > ALPHA
 
 
-def test_w_election_under_noise_detects_and_repeats():
-    n, f = 3, 0.8
+@pytest.mark.parametrize("n,f", [(3, 0.8), (3, 0.92)])
+def test_w_election_under_noise_detects_and_repeats(n, f):
     out = elections("w", n, 200, f, seed=3)
     failures = collections.Counter(x for e in out for x in e.failures)
     observed = [len(out), failures["none"], failures["several"]]
