@@ -2,8 +2,7 @@
 daemons of examples/group.toml (a full mesh, Werner pairs of F = 0.95) and
 a physics server, the examples' APPS run as under ``qstack run``.
 
-Checks: every member agrees (the election's leaders, the GHZ/W rounds'
-statistics, which every member computes from the same broadcasts); the
+Checks: every member agrees on the election's leaders; the
 secret-sharing error rate over all kept rounds is within 4 binomial
 standard errors of (1 - (1 - 2r)^2)/2, r = 2(1 - F)/3 (real time: the
 outcomes are not reproducible draw for draw, so 4 sigma as in test_emu).
@@ -32,11 +31,9 @@ def net(tmp_path_factory):
         assert not [name for name, pid in {**pids, **run.pids}.items() if alive(pid)]
 
 
-def test_leader_election_and_group_states_agree_everywhere(net):
+def test_leader_election_agrees_everywhere(net):
     out = emulate(load("leader_election").APPS, net)
     assert len({tuple(v) for v in out.values()}) == 1 and len(out["alice"]) == 10
-    out = emulate(load("multipartite").APPS, net)
-    assert len({tuple(sorted(v.items())) for v in out.values()}) == 1
 
 
 def test_secret_sharing_error_rate(net):
@@ -44,7 +41,7 @@ def test_secret_sharing_error_rate(net):
 
     async def member(ctx):
         group = await mp.open_group(ctx, names, 49)
-        share = await qss.share_rounds(group, "alice", 150, check=150)   # every kept round
+        share = await qss.share_rounds(group, "alice", 100, check=100)   # every kept round
         await group.close()
         return share.check_errors, share.checked
 
