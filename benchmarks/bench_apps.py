@@ -11,8 +11,9 @@ benchmark is one more function here).
   messages), the GHZ-coin elimination and the classical random-ID
   baseline; the wall time of the applications' run (the simulator's
   ``wall_s``), best of 2, and the attempts per election. The W election
-  slows with n as the engine's density matrix of W_n plus a pair
-  (4^(n+2) entries) grows: its Bell measurements dominate at n = 8.
+  slows with n as the engine's density matrix of the W state being
+  teleported grows (up to n + 2 qubits, 4^(n+2) entries, at the last
+  teleportation): its Bell measurements dominate at n = 8.
 
 Run:  python -m benchmarks.bench_apps     (prints JSON)
 """

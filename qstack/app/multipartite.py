@@ -33,7 +33,7 @@ named) holds the quantum side:
 * **W_n by teleportation.** The centre prepares W_n in its own memory
   (a chain of controlled-RY splits: the excitation on qubit k moves on to
   k+1 with amplitude sqrt((n-k-1)/(n-k))), keeps qubit 0 and teleports
-  qubit k to member k (``send_qubit``). (W cannot be fused from Phi+ pairs
+  qubit k to member k (``send_qubit``) as soon as the chain has passed it. (W cannot be fused from Phi+ pairs
   by Pauli corrections alone: its stabiliser is not a Pauli group, so a
   fusion scheme is probabilistic; teleportation is deterministic.)
 
@@ -55,18 +55,18 @@ error and the centre's none:
   F_W = sum_a C(n-1, a) p^{n-1-a} (1-p)^a ((n-a)^2 + a^2) / (n^2 2^a)
   (:func:`w_fidelity`).
 
-Memory: the centre holds n - 1 pair halves at once for GHZ_n, and n qubits
-plus the half of one pair for W_n.
+Memory: the centre holds n - 1 pair halves at once for GHZ_n, and three
+qubits (two of the chain, the half of one pair) for W_n.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from qstack.core.errors import ErrorCode
 from qstack.transport.socket import NodeContext, QSocket, Qubit, TransportError
 
-__all__ = ["Group", "open_group", "ghz_fidelity", "w_fidelity", "prepare_w", "mesh_network"]
+__all__ = ["Group", "open_group", "ghz_fidelity", "w_fidelity", "build_w", "mesh_network"]
 
 #: How long a member waits between attempts to connect to a member that does
 #: not listen yet (ns): under the emulation members start one by one.
@@ -112,18 +112,23 @@ def _cry(ctrl: Qubit, target: Qubit, theta: float) -> None:
     ctrl.cnot(target)
 
 
-def prepare_w(qubits: list[Qubit]) -> None:
-    """Turn ``qubits`` (all |0>, on one node) into W_n (queued local gates).
+async def build_w(ctx: NodeContext, n: int, deliver: Callable[[int, Qubit], Awaitable[Any]]) -> None:
+    """Prepare W_n on this node qubit by qubit, handing each to ``deliver(k, q)``
+    as soon as it is final (so at most three qubits are in memory at once).
 
-    Qubit 0 is flipped to |1>; then, for k = 0..n-2, a controlled RY moves
-    the excitation from k to k+1 with amplitude sqrt((n-k-1)/(n-k)) and a
-    CNOT(k+1 -> k) clears k where it moved: each qubit ends with 1/sqrt(n)."""
-    n = len(qubits)
-    qubits[0].x()
+    Qubit 0 starts in |1>; step k (k = 0..n-2) takes a fresh qubit k+1, moves
+    the excitation from k to k+1 with amplitude sqrt((n-k-1)/(n-k)) (a
+    controlled RY) and clears k where it moved (CNOT(k+1 -> k)): each qubit
+    ends with amplitude 1/sqrt(n), and no later step touches qubit k."""
+    cur = ctx.qubit()
+    cur.x()
     for k in range(n - 1):
-        theta = 2 * math.asin(math.sqrt((n - k - 1) / (n - k)))
-        _cry(qubits[k], qubits[k + 1], theta)
-        qubits[k + 1].cnot(qubits[k])
+        nxt = ctx.qubit()
+        _cry(cur, nxt, 2 * math.asin(math.sqrt((n - k - 1) / (n - k))))
+        nxt.cnot(cur)
+        await deliver(k, cur)
+        cur = nxt
+    await deliver(n - 1, cur)
 
 
 class Group:
@@ -201,11 +206,17 @@ class Group:
         over the group: prepared at the centre, teleported to the others."""
         if self.me != self.centre:
             return await self.socks[self.centre].recv_qubit(timeout_ns)
-        qs = [self.ctx.qubit() for _ in range(self.n)]
-        prepare_w(qs)
-        for leaf, q in zip(self.leaves, qs[1:]):
-            await self.socks[leaf].send_qubit(q, min_fidelity=min_fidelity, timeout_ns=timeout_ns)
-        return qs[0]
+        kept: list[Qubit] = []
+
+        async def deliver(k: int, q: Qubit) -> None:
+            if k == 0:
+                kept.append(q)
+            else:
+                await self.socks[self.leaves[k - 1]].send_qubit(
+                    q, min_fidelity=min_fidelity, timeout_ns=timeout_ns)
+
+        await build_w(self.ctx, self.n, deliver)
+        return kept[0]
 
     async def close(self) -> None:
         """Close every connection of this member."""

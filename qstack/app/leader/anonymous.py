@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qstack.app.leader.election import MAX_ATTEMPTS, _attempts
-from qstack.app.multipartite import open_group, prepare_w
+from qstack.app.multipartite import build_w, open_group
 from qstack.core.args import int_arg
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.transport.socket import NodeContext, QSocket
@@ -82,11 +82,12 @@ async def serve_w(ctx: NodeContext, socks: list[QSocket]) -> int:
     they report a count of one; returns the number of W states made."""
     made = 0
     while True:
-        qs = [ctx.qubit() for _ in socks]
-        prepare_w(qs)
         made += 1
-        for sock, q in zip(socks, qs):
-            await sock.send_qubit(q)
+
+        async def deliver(k, q):
+            await socks[k].send_qubit(q)
+
+        await build_w(ctx, len(socks), deliver)
         verdicts = {await sock.recv() for sock in socks}
         if verdicts == {DONE}:
             return made
