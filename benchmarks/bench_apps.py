@@ -50,6 +50,7 @@ def bench_leader(sizes: tuple[int, ...] = (3, 5, 8), repeats: int = 2) -> dict:
     """Elections per wall second for each protocol and n (best of ``repeats``)."""
     out: dict = {}
     for protocol in PROTOCOLS:
+        _elections(protocol, min(sizes), 5, seed=0)      # warm-up (imports, caches), not timed
         for n in sizes:
             count = {3: 200, 5: 60, 8: 20}.get(n, 20)
             best, attempts = float("inf"), 0.0
