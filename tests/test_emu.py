@@ -20,6 +20,7 @@ false alarm a 1-in-15000 event per check.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -94,9 +95,10 @@ def simulate(apps: dict, seed: int = 1) -> dict:
     return res.results
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    run = net_up(LINE, tmp_path_factory.mktemp("emu") / "run.json", seed=3)
+@contextlib.contextmanager
+def running(network, tmp_path_factory, seed: int):
+    """An emulated ``network`` up for the block; afterwards no process of it is left."""
+    run = net_up(network, tmp_path_factory.mktemp("emu") / "run.json", seed=seed)
     pids = dict(run.pids)
     try:
         yield run
@@ -104,6 +106,12 @@ def net(tmp_path_factory):
         net_down(run)
         left = [name for name, pid in {**pids, **run.pids}.items() if alive(pid)]
         assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    with running(LINE, tmp_path_factory, seed=3) as run:
+        yield run
 
 
 def test_every_node_is_up_and_sees_its_peers(net):

@@ -12,8 +12,7 @@ from __future__ import annotations
 import pytest
 
 from qstack.app import multipartite as mp, secret_sharing as qss
-from qstack.emu.launcher import alive, net_down, net_up
-from tests.test_emu import emulate, within
+from tests.test_emu import emulate, running, within
 from tests.test_examples import EXAMPLES, load
 
 GROUP = EXAMPLES / "group.toml"
@@ -22,13 +21,8 @@ F = 0.95
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    run = net_up(GROUP, tmp_path_factory.mktemp("emu") / "run.json", seed=5)
-    pids = dict(run.pids)
-    try:
+    with running(GROUP, tmp_path_factory, seed=5) as run:
         yield run
-    finally:
-        net_down(run)
-        assert not [name for name, pid in {**pids, **run.pids}.items() if alive(pid)]
 
 
 def test_leader_election_agrees_everywhere(net):
