@@ -11,7 +11,10 @@ with a0 = Z, a1 = X, b0, b1 = Z rotated by -/+ pi/4 towards X (all in the X-Z
 plane, where the correlation of Phi+ is E(a, b) = cos(angle between a and b)).
 On Phi+, S = 2 sqrt(2); on a Werner pair of fidelity F every correlation
 shrinks by (4F - 1)/3, so S = 2 sqrt(2) (4F - 1)/3, which beats the local bound
-2 for F > (1 + 3/sqrt(2))/4 ~ 0.78.
+2 for F > (1 + 3/sqrt(2))/4 ~ 0.78. alice also prints the randomness that S
+certifies device-independently (Pironio et al., Nature 464, 1021 (2010):
+1 - log2(1 + sqrt(2 - S^2/4)) bits per outcome, at S less three standard
+errors; ``qstack.app.chsh``).
 
     python examples/chsh.py                 # 4000 pairs, F = 0.95
     python examples/chsh.py --pairs 20000 --fidelity 0.85
@@ -23,6 +26,8 @@ import math
 import sys
 
 import qstack.api as api
+from qstack.app import chsh
+from qstack.app.chsh import chsh_value, werner_s  # noqa: F401  (the example's figures)
 
 PORT = 9
 PAIRS = 4000
@@ -30,11 +35,6 @@ PAIR_FIDELITY = 0.95
 #: alice asks for pairs in batches (one network request, one end-to-end
 #: circuit each) and holds a batch's halves until the last is made.
 BATCH = 50
-
-#: Measurement directions as Bloch angles (theta, phi): theta from +Z, phi = 0
-#: towards +X, phi = pi towards -X.
-ALICE = [(0.0, 0.0), (math.pi / 2, 0.0)]                  # Z, X
-BOB = [(math.pi / 4, 0.0), (math.pi / 4, math.pi)]        # (Z+X)/sqrt2, (Z-X)/sqrt2
 
 
 def network(pair_fidelity: float = PAIR_FIDELITY, formalism: str = "bd") -> dict:
@@ -50,45 +50,19 @@ def network(pair_fidelity: float = PAIR_FIDELITY, formalism: str = "bd") -> dict
     }
 
 
-def werner_s(f: float) -> float:
-    """The CHSH value of a Werner pair of fidelity ``f``: 2 sqrt(2) (4f - 1)/3."""
-    return 2 * math.sqrt(2) * (4 * f - 1) / 3
-
-
-def chsh_value(records: list[tuple[int, int, int, int]]) -> tuple[float, list[float], list[int]]:
-    """S from ``(alice basis, bob basis, alice outcome, bob outcome)`` records;
-    also the four correlations E(ai, bj) (index 2i + j) and their counts."""
-    sums, counts = [0] * 4, [0] * 4
-    for a, b, x, y in records:
-        k = 2 * a + b
-        sums[k] += 1 if x == y else -1
-        counts[k] += 1
-    e = [s / c if c else 0.0 for s, c in zip(sums, counts)]
-    return e[0] + e[1] + e[2] - e[3], e, counts
-
-
 def make_apps(pairs: int) -> dict:
     async def alice(ctx):
         async with await ctx.connect("bob", PORT) as sock:
-            mine = []
-            while len(mine) < pairs:
-                for q in await sock.create_epr(min(BATCH, pairs - len(mine))):
-                    a = int(ctx.rng.integers(2))
-                    mine.append((a, await q.measure(ALICE[a])))
-            theirs = await sock.recv()       # bob's bases and outcomes, 2 bits a pair
-            records = [(a, theirs[i] >> 1, x, theirs[i] & 1) for i, (a, x) in enumerate(mine)]
-            s, e, counts = chsh_value(records)
-            ctx.log("S = %.4f over %d pairs", s, len(records))
-            return {"S": s, "E": e, "counts": counts, "pairs": len(records)}
+            records = await chsh.play_alice(ctx, sock, pairs, BATCH)
+        s, e, counts = chsh.chsh_value(records)
+        cert = chsh.randomness_check(records)
+        ctx.log("S = %.4f over %d pairs", s, len(records))
+        return {"S": s, "E": e, "counts": counts, "pairs": len(records),
+                "h_min": cert.h_min, "s_low": cert.s_low, "certified_bits": cert.bits}
 
     async def bob(ctx):
         sock = await ctx.listen(PORT).accept()
-        report = bytearray()
-        for _ in range(pairs):
-            (q,) = await sock.recv_epr(1)
-            b = int(ctx.rng.integers(2))
-            report.append((b << 1) | await q.measure(BOB[b]))
-        await sock.send(bytes(report))
+        await chsh.play_bob(ctx, sock, pairs)
         await sock.close()
 
     return {"alice": alice, "bob": bob}
@@ -126,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  S measured          = {out['S']:.4f} +- {sigma:.4f} (1 sigma)")
     print(f"  2 sqrt2 (4F - 1)/3  = {out['expected']:.4f}")
     print(f"  local bound 2, Tsirelson bound 2 sqrt2 = {2 * math.sqrt(2):.4f}")
+    print(f"  certified randomness (Pironio et al. 2010, at S - 3 sigma = {out['s_low']:.4f}): "
+          f"{out['h_min']:.4f} bits per outcome, {out['certified_bits']:.0f} bits in all")
     print(f"  {res.end_ns / 1e9:.3f} s simulated, {res.wall_s:.2f} s wall")
     return 0
 
