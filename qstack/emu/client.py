@@ -25,9 +25,10 @@ import numpy as np
 import trio
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.emu.clock import model_now_ns
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, INDICATIONS, AppWelcome, PhysResult, PhysSettle, event_from_wire,
-    op_to_wire, request_to_wire,
+    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, AppWelcome, PhysResult, PhysSettle,
+    as_code, event_from_wire, op_to_wire, request_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.ops import Allocate
@@ -36,7 +37,6 @@ from qstack.transport.socket import NodeContext, TransportClient
 
 __all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app"]
 
-APP_REF_BITS = 24
 
 
 class TrioFuture:
@@ -100,9 +100,7 @@ class EmuRuntime(TransportRuntime):
 
     # ------------------------------------------------------------------ clock
     def now_ns(self) -> int:
-        import time
-
-        return int((time.monotonic_ns() - self.epoch_ns) / self.time_scale)
+        return model_now_ns(self.epoch_ns, self.time_scale)
 
     def _real_s(self, model_ns: int) -> float:
         return model_ns * self.time_scale / 1e9
@@ -174,7 +172,7 @@ class EmuRuntime(TransportRuntime):
         self._raise_alloc_failure()
         await self._until(result.done_ns)
         if not result.ok:
-            raise QStackError(result.code, result.detail)
+            raise QStackError(as_code(result.code), result.detail)
         return result.value
 
     async def settle(self) -> None:
@@ -222,7 +220,7 @@ class EmuRuntime(TransportRuntime):
             if isinstance(waiter, TrioFuture):
                 waiter.set_result(msg)
             elif not msg.ok:
-                waiter(QStackError(msg.code, msg.detail))
+                waiter(QStackError(as_code(msg.code), msg.detail))
             return
         if cls in INDICATIONS:
             ev = event_from_wire(msg)

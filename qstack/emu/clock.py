@@ -63,7 +63,7 @@ class RealClock:
     @property
     def now(self) -> int:
         """Model time now (ns)."""
-        return int((time.monotonic_ns() - self.epoch_ns) / self.time_scale)
+        return model_now_ns(self.epoch_ns, self.time_scale)
 
     def real_ns(self, model_ns: int) -> int:
         """The ``time.monotonic_ns()`` reading at which model time is ``model_ns``."""

@@ -53,10 +53,10 @@ from qstack.core.runtime import NodeRuntime, RuntimeDriver
 from qstack.emu import profiling
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
-    CHOSEN_REF_BASE, INDICATIONS, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
+    APP_REF_BITS, CHOSEN_REF_BASE, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
     FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
     PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle,
-    StatusQuery, event_to_wire, op_to_wire, request_from_wire,
+    StatusQuery, as_code, event_to_wire, op_to_wire, request_from_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \
@@ -69,8 +69,6 @@ __all__ = ["NodeDaemon", "main"]
 
 log = logging.getLogger("qstack.emu.daemon")
 
-#: An application's chosen qubit references: CHOSEN_REF_BASE + (app id << APP_REF_BITS) + n.
-APP_REF_BITS = 24
 #: What a connection that ends raises.
 _CLOSED = (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 #: A message whose delay is at most this (real ns) leaves at once: less than
@@ -287,12 +285,10 @@ class NodeDaemon(RuntimeDriver):
                 app.tell(dataclasses.replace(msg, request=app_request))
                 return
             _k, protocol, op_id, incarnation = what
-            outcome: Any = msg.value if msg.ok else QStackError(msg.code, msg.detail)
+            outcome: Any = msg.value if msg.ok else QStackError(as_code(msg.code), msg.detail)
             if op_id is None:
                 if not msg.ok:
-                    self.runtime.record(protocol, ErrorCode(msg.code) if msg.code in
-                                        ErrorCode._value2member_map_ else ErrorCode.INTERNAL_ERROR,
-                                        msg.detail, self.clock.now)
+                    self.runtime.record(protocol, outcome.code, msg.detail, self.clock.now)
                 return
             self.clock.schedule_at(msg.done_ns, self._done, protocol, op_id, incarnation, outcome)
         elif cls is StationHerald:

@@ -37,7 +37,7 @@ __all__ = [
     "PhysDiscard", "PhysSettle", "PhysResult", "PhysQuery", "PhysReport", "PhysLinkState",
     "PhysCensusQuery", "PhysCensus", "PhysNodeState", "NodeLinkState",
     "request_to_wire", "request_from_wire", "event_to_wire", "event_from_wire",
-    "op_to_wire", "op_from_wire", "CHOSEN_REF_BASE", "VECTOR_EXAMPLES",
+    "op_to_wire", "op_from_wire", "CHOSEN_REF_BASE", "APP_REF_BITS", "as_code", "VECTOR_EXAMPLES",
     "FailuresQuery", "FailuresReport", "MAX_REPORTED_FAILURES",
 ]
 
@@ -55,6 +55,9 @@ _TIMEOUT = limits(0, (1 << 63) - 1)
 #: qubit (an application, so that ``ctx.qubit()`` answers at once); below it
 #: they are the physics server's handles.
 CHOSEN_REF_BASE = 1 << 48
+#: An application's chosen references are CHOSEN_REF_BASE + (app id << APP_REF_BITS) + n,
+#: 0 < n < 2**APP_REF_BITS (``specs/emulation.md`` §4).
+APP_REF_BITS = 24
 
 
 # ---------------------------------------------------------------- nested values

@@ -51,7 +51,7 @@ from qstack.physical.heralding import HeraldingStation
 from qstack.physical.messages import (
     StationCancel, StationEntangle, StationHerald, key_from_wire, key_to_wire,
 )
-from qstack.physical.ops import Allocate, CancelEntangle, Entangle, Herald
+from qstack.physical.ops import Allocate, Entangle, Herald
 
 __all__ = ["PhysicsServer", "main"]
 

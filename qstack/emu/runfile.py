@@ -80,9 +80,9 @@ class RunFile:
 
     def now_ns(self) -> int:
         """The network's model time now (ns)."""
-        import time
+        from qstack.emu.clock import model_now_ns
 
-        return int((time.monotonic_ns() - self.epoch_ns) / self.time_scale)
+        return model_now_ns(self.epoch_ns, self.time_scale)
 
     @property
     def secret_bytes(self) -> bytes:

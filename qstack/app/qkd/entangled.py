@@ -60,7 +60,7 @@ from qstack.physical.qkd import binary_entropy
 from ._common import QKDError, check_pos_int, check_prob
 from .amplification import AmplificationSeed, amplify, toeplitz_seed
 from .cascade import CascadeAlice, CascadeBob, CascadeStart, ParityQuery, ParityReply
-from .verification import VerifyTag, check_tag, make_tag, tag_bits
+from .verification import VerifyTag, check_tag, make_tag
 
 __all__ = ["EntangledConfig", "EntangledResult", "bbm92", "e91", "key_length",
            "finite_size_mu", "chsh_value", "BBM92_BASES", "E91_INITIATOR", "E91_RECEIVER"]

@@ -28,7 +28,6 @@ unauthorised, 503 no key now). Sizes are in bits, as in the standard
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
