@@ -14,8 +14,8 @@ Workloads (SeQUeNCe's arguments in brackets): two nodes Bell-diagonal
 [``2 0.02``, single-heralded], two nodes density matrix [``2 0.01
 density_matrix barret_kok``], chains of 3, 5 and 9 nodes [``N 0.01``].
 
-The qstack side is built on the public simulator API (as
-:func:`qstack.sim.chain.build_chain` builds its chains): every node runs the
+The qstack side is :func:`qstack.sim.chain.build_chain`'s chain with this
+hardware's link model and node hardware: every node runs the
 link layer's EGP under the network layer's circuit protocol (QNP, swap as soon
 as possible) on :class:`~qstack.sim.network.SimNetwork`; the head asks for
 ``pairs`` end-to-end pairs. The link is a Werner pair heralded at the midpoint
@@ -72,9 +72,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qstack.core.protocol import Protocol, QuantumOp, on
-from qstack.link.egp import EGP
-from qstack.network.circuit import QnpProtocol
-from qstack.network.routing import Topology
 from qstack.network.service import NetErr, NetOk, NetRequest
 from qstack.network.theory import chain_fidelity
 from qstack.physical.device import NodeHardware
@@ -82,6 +79,7 @@ from qstack.physical.fibre import FibreChannel
 from qstack.physical.ops import Discard
 from qstack.physical.optics import LinearOpticsBSM
 from qstack.physical.pair_model import SimplePairModel
+from qstack.sim.chain import build_chain
 from qstack.sim.network import SimNetwork
 
 PEER_DIR = Path("/work/shared/peers/sequence")
@@ -205,13 +203,13 @@ class PairEnd(Protocol):
     announced (the engine's after memory decay up to now, not the protocol's
     estimate) and how long since the herald of its oldest link pair, then
     frees both qubits. ``book`` is
-    shared by the two ends: ``{"half": {}, "pairs": [(fidelity, wait_ns)]}``."""
+    shared by the two ends: ``{"half": {}, "pairs": [(fidelity, wait_ns)], "net": the
+    SimNetwork}``."""
 
     name = "bench.pair_end"
 
-    def __init__(self, node: str, net: SimNetwork, book: dict) -> None:
+    def __init__(self, node: str, book: dict) -> None:
         super().__init__(node)
-        self.net = net
         self.book = book
         self.errors: list = []
 
@@ -222,12 +220,13 @@ class PairEnd(Protocol):
             self.book["half"][ev.pair_id] = (self.node, ev)
             return None
         node, other = first
+        net = self.book["net"]
         # the memories decay lazily: bring both halves up to now before reading
-        self.net.nodes[node].device.update(other.qubit, now_ns)
-        self.net.nodes[self.node].device.update(ev.qubit, now_ns)
-        f = self.net.engine.bell_fidelity(ev.qubit, other.qubit, ev.bell_index)
+        net.nodes[node].device.update(other.qubit, now_ns)
+        net.nodes[self.node].device.update(ev.qubit, now_ns)
+        f = net.engine.bell_fidelity(ev.qubit, other.qubit, ev.bell_index)
         self.book["pairs"].append((f, now_ns - min(ev.created_ns, other.created_ns)))
-        self.net.feed(node, self.name, _Free(other.qubit))
+        net.feed(node, self.name, _Free(other.qubit))
         return [QuantumOp(None, Discard(ev.qubit))]
 
     @on(_Free)
@@ -250,33 +249,21 @@ def decayed_werner_bound(fidelity: float, n_links: int, wait_ns: float, t2_s: fl
     return fidelity - q * (4.0 * fidelity - 1.0) / 3.0
 
 
-def build(wl: Workload, hw: Hardware, processes_per_link: int = 1, window: int = 1,
+def build(wl: Workload, hw: Hardware, processes_per_link: int = 1, window: int | str = 1,
           seed: int = 1, t2_s: float | None = None) -> tuple[SimNetwork, list[str], dict, dict]:
-    """The chain of ``wl`` on the real stack: ``(net, names, ends, book)``."""
-    names = [f"r{i}" for i in range(wl.nodes)]
-    net = SimNetwork(seed=seed, formalism=wl.formalism, check_wire=False)
-    model = hw.link_model(wl.rounds)
-    node_hw = hw.node_hardware(processes_per_link, t2_s)
-    topo = Topology()
-    for name in names:
-        net.add_node(name, node_hw)
-        topo.add_node(name)
-    for a, b in zip(names, names[1:]):
-        net.add_link(a, b, model=model)
-        topo.add_link(a, b, fidelity=hw.raw_fidelity,
-                      rate_hz=model.p / model.cycle_ns(0) * 1e9, length_km=hw.hop_km)
-    for i, name in enumerate(names):
-        peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < wl.nodes}
-        net.add_protocol(name, EGP(name, peers, hardware=node_hw, seed=seed))
-        net.add_protocol(name, QnpProtocol(name, topo, window=window))
+    """The chain of ``wl`` on the real stack (:func:`~qstack.sim.chain.build_chain`
+    with this hardware): ``(net, names, ends, book)``."""
     book: dict = {"half": {}, "pairs": []}
-    ends = {name: net.add_protocol(name, PairEnd(name, net, book))
-            for name in (names[0], names[-1])}
+    net, names, ends = build_chain(
+        wl.nodes, wl.formalism, seed, fidelity=hw.raw_fidelity, model=hw.link_model(wl.rounds),
+        hardware=hw.node_hardware(processes_per_link, t2_s),
+        consumer=lambda node: PairEnd(node, book), qnp_options={"window": window})
+    book["net"] = net
     return net, names, ends, book
 
 
 def qstack_run(wl: Workload, hw: Hardware = Hardware(), pairs: int | None = None,
-               processes_per_link: int = 1, window: int = 1, seed: int = 1,
+               processes_per_link: int = 1, window: int | str = 1, seed: int = 1,
                t2_s: float | None = None) -> dict:
     """Deliver ``pairs`` (default ``wl.pairs``) end-to-end pairs over ``wl``'s
     chain; figures as a dict (times in s, rates per s)."""
@@ -372,7 +359,7 @@ def _ratio(a, b) -> float | None:
     return round(a / b, 1) if a and b else None
 
 
-def run(repeats: int = 3, processes_per_link: int = 1, window: int = 1,
+def run(repeats: int = 3, processes_per_link: int = 1, window: int | str = 1,
         only: tuple[str, ...] = (), pairs_scale: float = 1.0, hw: Hardware = Hardware()) -> dict:
     """The side-by-side comparison: medians of ``repeats`` interleaved runs."""
     workloads = [wl for wl in WORKLOADS if not only or wl.key in only]
@@ -450,8 +437,9 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1,
                         help="parallel generation processes per link (branch mux)")
-    parser.add_argument("--window", type=int, default=1,
-                        help="end-to-end pairs a circuit keeps in flight (QnpProtocol window)")
+    parser.add_argument("--window", type=lambda v: v if v == "auto" else int(v), default=1,
+                        help="end-to-end pairs a circuit keeps in flight (QnpProtocol window; "
+                             "'auto' where the protocol offers it)")
     parser.add_argument("--only", nargs="*", default=(),
                         help=f"workloads among {[wl.key for wl in WORKLOADS]}")
     parser.add_argument("--pairs-scale", type=float, default=1.0,
