@@ -356,7 +356,7 @@ def _median(runs: list[dict]) -> dict:
 
 
 def _ratio(a, b) -> float | None:
-    return round(a / b, 1) if a and b else None
+    return round(a / b, 2) if a and b else None
 
 
 def run(repeats: int = 3, processes_per_link: int = 1, window: int | str = 1,
@@ -413,21 +413,22 @@ def table(res: dict) -> str:
              f"repeats={cfg['repeats']} p={cfg['link_model']['p_success']} "
              f"load={cfg['load_average_before_after']}",
              f"SeQUeNCe: {cfg['sequence']}  (q: qstack, S: SeQUeNCe)"]
-    columns = [("pairs/wall s", "pairs_per_wall_s", ".0f"), ("pairs/cpu s", "pairs_per_cpu_s", ".0f"),
-               ("pairs/sim s", "pairs_per_sim_s", ".0f"), ("attempts/pair", "attempts_per_pair", ".2f"),
-               ("cpu s", "cpu_s", ".3f")]
+    columns = [("wall/s", "pairs_per_wall_s", ".0f"), ("cpu/s", "pairs_per_cpu_s", ".0f"),
+               ("sim/s", "pairs_per_sim_s", ".0f"), ("att/pair", "attempts_per_pair", ".2f"),
+               ("cpu s", "cpu_s", ".2f"), ("F", "fidelity_mean", ".5f")]
 
     def fmt(v, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "-"
-    head = "workload " + " ".join(f"{side + ' ' + title:>16}" for title, _, _ in columns
-                                  for side in "qS")
-    lines.append(head + f" {'wall ratio':>10} {'q F':>8} {'S F':>8} {'Werner':>8}")
+    lines.append("pairs per wall / CPU / simulated second, link attempts per pair, CPU s, fidelity")
+    lines.append(f"{'workload':8} " + " ".join(f"{side + ' ' + title:>10}" for title, _, _ in columns
+                                              for side in "qS")
+                 + f" {'Werner':>8} {'wall x':>7} {'cpu x':>7} {'sim x':>7}")
     for key, w in res["workloads"].items():
-        q, s = w["qstack"], w["sequence"]
-        cells = " ".join(f"{fmt(side.get(k), spec):>16}" for _, k, spec in columns for side in (q, s))
-        lines.append(f"{key:8} {cells} {fmt(w['ratio_pairs_per_wall_s'], '10.1f')} "
-                     f"{fmt(q['fidelity_mean'], '8.5f')} {fmt(s.get('fid_true_mean'), '8.5f')} "
-                     f"{fmt(q['werner_formula'], '8.5f')}")
+        q, s = w["qstack"], dict(w["sequence"], fidelity_mean=w["sequence"].get("fid_true_mean"))
+        cells = " ".join(f"{fmt(side.get(k), spec):>10}" for _, k, spec in columns for side in (q, s))
+        lines.append(f"{key:8} {cells} {fmt(q['werner_formula'], '8.5f')} "
+                     + " ".join(f"{fmt(w[k], '.2f'):>7}" for k in (
+                         "ratio_pairs_per_wall_s", "ratio_pairs_per_cpu_s", "ratio_pairs_per_sim_s")))
     lines.append(f"ratio: {cfg['note_beside_ratio']}")
     return "\n".join(lines)
 
