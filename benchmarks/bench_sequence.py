@@ -40,10 +40,10 @@ the Werner formula next to it, CPU seconds, and the qstack / SeQUeNCe ratio.
 geometric draw (skip-ahead: exact for independent attempts), SeQUeNCe
 simulates every attempt (11-14 events each) -- see ``ATTEMPT_NOTE``.
 
-SeQUeNCe runs in the same process run when ``QSTACK_SEQUENCE_PY`` names a
-Python with SeQUeNCe 1.3.1 (``/work/scratch/sequence13/bin/python`` when the
-variable is unset and that file exists; ``QSTACK_SEQUENCE_PY=`` turns it
-off). Without it, the figures recorded in the peer's README are shown
+SeQUeNCe runs in the same benchmark run (a subprocess per workload) when
+``QSTACK_SEQUENCE_PY`` names a Python with SeQUeNCe 1.3.1
+(``/work/scratch/sequence13/bin/python`` when the variable is unset and that
+file exists; ``QSTACK_SEQUENCE_PY=`` turns it off). Without it, the figures recorded in the peer's README are shown
 instead, labelled as such. Runs are interleaved (qstack, SeQUeNCe, next
 workload, ..., then the next repeat) and the medians are reported, with the
 load average before and after (the machine may be busy).
