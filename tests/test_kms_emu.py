@@ -1,7 +1,9 @@
 """The key management service under the emulation (``[kms]`` in the network
-file): ``net up`` starts a KME per node whose keys come from BBM92 runs
-between alice and bob through their daemons; SAEs fetch them over HTTPS
-with client certificates (httpx on trio). And BBM92 itself both ways: the
+file): ``net up`` starts a KME process per node, an application of its
+node's daemon, whose keys come from BBM92 runs between alice and bob through
+their daemons and whose reservations go to the other KME over the
+emulation's channels; SAEs fetch keys over HTTPS with client certificates
+(httpx on trio), each from its own node's KME. And BBM92 itself both ways: the
 same application under the simulator and the emulation gives QBERs that
 agree with each other and with the Werner closed form 2(1 - F)/3."""
 from __future__ import annotations
@@ -38,7 +40,7 @@ def client(run, sae: str) -> httpx.AsyncClient:
 
 
 def test_keys_from_bbm92_reach_the_slave_once(run):
-    assert "kms" in run.pids and set(run.kms["ports"]) == {"alice", "bob"}
+    assert {"kms-alice", "kms-bob"} <= set(run.pids) and set(run.kms["ports"]) == {"alice", "bob"}
     url = {n: f"https://127.0.0.1:{p}/api/v1/keys" for n, p in run.kms["ports"].items()}
 
     async def main():
@@ -60,10 +62,21 @@ def test_keys_from_bbm92_reach_the_slave_once(run):
             assert r.status_code == 200 and r.json()["keys"] == [key]
             r = await b.get(f"{url['bob']}/sae-alice/dec_keys", params={"key_ID": key["key_ID"]})
             assert r.status_code == 400
+            # the other way: bob's SAE the master, at bob's KME; alice's the slave
+            r = await b.post(f"{url['bob']}/sae-alice/enc_keys", json={"number": 1})
+            assert r.status_code == 200, r.text
+            (back,) = r.json()["keys"]
+            assert back["key"] != key["key"]          # (the other half of the material)
+            r = await a.post(f"{url['alice']}/sae-bob/dec_keys",
+                             json={"key_IDs": [{"key_ID": back["key_ID"]}]})
+            assert r.status_code == 200 and r.json()["keys"] == [back]
+            r = await eve.get(f"{url['alice']}/sae-bob/status")
+            assert r.status_code == 401               # eve is attached to bob's KME
 
     trio.run(main)
-    log = (Path(run.logs) / "kms.log").read_text()
-    assert "kms: alice-bob block 0:" in log
+    for node, peer in (("alice", "bob"), ("bob", "alice")):
+        log = (Path(run.logs) / f"kms-{node}.log").read_text()
+        assert f"kms: {node}-{peer} block 0:" in log, log
 
 
 def test_bbm92_both_ways(run):
