@@ -18,7 +18,9 @@ carried out over trio in real time:
   daemon which nodes are gone (``PhysNodeState``), the launcher which links
   (``NodeLinkState``), and a peer left without a path is ``PeerDown`` until
   one returns; a message still waiting out its delay when its session
-  breaks is lost;
+  breaks is lost. A daemon that starts (a restart after a crash) is told by
+  the physics server which nodes are gone and which links are down, so it
+  does not assume every link up;
 * quantum operations go to the physics server (``Phys*``,
   ``StationEntangle``/``StationCancel``), in order; their answers are fed
   back as ``OperationDone`` when the hardware has finished (``done_ns``);
@@ -55,7 +57,7 @@ from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     APP_REF_BITS, CHOSEN_REF_BASE, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
     FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
-    PhysAllocate, PhysDiscard, PhysNodeState, PhysPulseBlock, PhysPulseRecord, PhysQuery,
+    PhysAllocate, PhysDiscard, PhysLinkState, PhysNodeState, PhysPulseBlock, PhysPulseRecord, PhysQuery,
     PhysReport, PhysResult, PhysSettle, StatusQuery, as_code, event_to_wire, op_to_wire,
     pulse_record_from_wire, request_from_wire, AppQkdRequest, qkd_request_from_wire,
     qkd_result_to_wire,
@@ -308,6 +310,9 @@ class NodeDaemon(RuntimeDriver):
                 if not msg.up and peer is not None:
                     self._peer_down(peer)           # crashed: LinkDown (a neighbour), PeerDown
                 self._reroute()
+            return
+        if cls is PhysLinkState:        # (on connecting: the links down now)
+            self.nursery.start_soon(self._link_state, msg.a, msg.b, msg.up)
             return
         if cls is PhysResult:
             what = self._pending.pop(msg.request, None)
@@ -718,7 +723,9 @@ class NodeDaemon(RuntimeDriver):
                                                       if p.up and p.boot is not None)),
                                          qubits, self.pairs_made, len(self.apps),
                                          len(self.runtime.failures),
-                                         max(0, self.clock.late_ns_max)))
+                                         max(0, self.clock.late_ns_max),
+                                         tuple(tuple(sorted(k)) for k in sorted(
+                                             self.links_down, key=sorted))))
             elif msg.__class__ is FailuresQuery:
                 records = self.runtime.failures
                 part = records[msg.since:msg.since + MAX_REPORTED_FAILURES]

@@ -660,7 +660,8 @@ class StatusQuery(Message):
 class NodeStatus(Message):
     """(daemon -> control) The node's figures: its peers up, qubits in
     memory, link pairs heralded at it, applications attached, failures
-    recorded, and how late its timers fired at most (model ns)."""
+    recorded, how late its timers fired at most (model ns), and the links
+    it believes down."""
 
     request: int = field(metadata=limits(1, (1 << 63) - 1))
     node: str = field(metadata=_NAME)
@@ -670,6 +671,8 @@ class NodeStatus(Message):
     apps: int = field(metadata=_U63)
     failures: int = field(metadata=_U63)
     late_ns_max: int = field(metadata=_U63)
+    #: the links this daemon believes down, each (a, b) in name order
+    links_down: tuple[tuple[str, str], ...] = field(default=(), metadata=limits(max_len=4096))
 
 
 @message("emu.node", 0x0653)
@@ -728,7 +731,7 @@ VECTOR_EXAMPLES = {
     "status_query": StatusQuery(request=1),
     "node_status": NodeStatus(request=1, node="bob", peers_up=("alice", "carol"),
                               qubits_in_memory=2, pairs_made=40, apps=1, failures=0,
-                              late_ns_max=180_000),
+                              late_ns_max=180_000, links_down=(("bob", "carol"),)),
     "node_fault_reset": NodeFault(kind="reset", peer="alice"),
     "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
                                      detail="alice: no free memory slot", done_ns=1_250_000),

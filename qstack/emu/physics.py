@@ -269,14 +269,18 @@ class PhysicsServer:
     # ------------------------------------------------------------------ sessions
     def attach(self, name: str, outbox: Any) -> None:
         """Node ``name``'s daemon connected (``outbox``: where its answers go).
-        It is told which nodes are gone; if it was gone, the others are told
-        it is back."""
+        It is told which nodes are gone and which links are down; if it was
+        gone, the others are told it is back."""
         node = self.nodes[name]
         node.session += 1
         node.outbox = outbox
         for other in self.nodes.values():
             if other.gone:
                 outbox.send_nowait(PhysNodeState(other.name, False))
+        # the links down now (net fault, the [faults] schedule): a daemon that
+        # restarts learns them here rather than assume every link up
+        for a, b in sorted(tuple(sorted(k)) for k in self.links_down):
+            outbox.send_nowait(PhysLinkState(a, b, False))
         if node.gone:
             node.gone = False
             self._tell_all(PhysNodeState(name, True), but=name)
