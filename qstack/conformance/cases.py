@@ -764,11 +764,20 @@ async def _repeater_circuit(h: Harness):
     return head, tail, s, fwd
 
 
+@asynccontextmanager
+async def _on_repeater_circuit(h: Harness):
+    """:func:`_repeater_circuit` for the block, then torn down by its head."""
+    head, tail, s, fwd = await _repeater_circuit(h)
+    try:
+        yield head, tail, s, fwd
+    finally:
+        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
+
+
 @case("network/2/11", "a repeater forwards a CircuitSetup to the next hop with its own "
                       "downstream label appended, from its half of the label space")
 async def _repeater_forwards(h: Harness) -> None:
-    head, tail, s, fwd = await _repeater_circuit(h)
-    try:
+    async with _on_repeater_circuit(h) as (head, tail, s, fwd):
         if fwd.link_labels[:1] != s.link_labels or len(fwd.link_labels) != 2:
             raise CaseFailed(f"link_labels {s.link_labels} + one label", describe(fwd))
         label = fwd.link_labels[1]
@@ -778,8 +787,6 @@ async def _repeater_forwards(h: Harness) -> None:
             raise CaseFailed(f"a label in {lo}..{hi} ({h.target} vs {tail})", str(label))
         if (fwd.path, fwd.head, fwd.number) != (s.path, s.head, s.number):
             raise CaseFailed("the setup forwarded unchanged but for the label", describe(fwd))
-    finally:
-        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
 
 
 @case("network/2/12", "a CircuitConfirm from a node that is not the next hop is refused "
@@ -940,8 +947,7 @@ async def _nothing_about(h: Harness, s: CircuitSetup, marks: dict, fmark: int,
 @case("network/2/14", "a repeater forwards a PairLost from the previous hop at once to the "
                       "next hop, unchanged")
 async def _pair_lost_forwarded(h: Harness) -> None:
-    head, tail, s, _fwd = await _repeater_circuit(h)
-    try:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
         mark = h.inboxes[tail].mark()
         lost = PairLost(s.circuit_id, head, 3, "head's half expired")
         await h.send(head, lost)
@@ -949,15 +955,12 @@ async def _pair_lost_forwarded(h: Harness) -> None:
                                            f"the PairLost passed on to {tail}", h.timeout_s)
         if got != lost:
             raise CaseFailed(describe(lost), describe(got))
-    finally:
-        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
 
 
 @case("network/2/15", "a PairLost against the path's direction (from the next hop) is not "
                       "forwarded by a repeater")
 async def _pair_lost_backwards(h: Harness) -> None:
-    head, tail, s, _fwd = await _repeater_circuit(h)
-    try:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
         marks = {n: h.inboxes[n].mark() for n in (head, tail)}
         await h.send(tail, PairLost(s.circuit_id, head, 3, "from the wrong side"))
         await _barrier(h, tail)      # (passed on, it would go ahead of the barrier's Rst)
@@ -966,8 +969,6 @@ async def _pair_lost_backwards(h: Harness) -> None:
             if got:
                 raise CaseFailed(f"the PairLost from {tail} dropped",
                                  f"passed on to {node}: {describe(got[0])}")
-    finally:
-        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
 
 
 @case("network/2/16", "the tail ignores a PairLost for a pair it did not deliver: nothing "
@@ -991,8 +992,7 @@ async def _pair_lost_unknown_pair(h: Harness) -> None:
 @case("network/2/17", "segment messages about a link pair whose link-layer OK has not come "
                       "yet wait for it: neither answered nor refused")
 async def _segment_waits(h: Harness) -> None:
-    head, tail, s, _fwd = await _repeater_circuit(h)
-    try:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
         fmark = await h.fail_mark()
         marks = {n: h.inboxes[n].mark() for n in (head, tail)}
         msgs = _segment_msgs(s, 100)
@@ -1004,8 +1004,6 @@ async def _segment_waits(h: Harness) -> None:
         await _barrier(h, tail)
         await _nothing_about(h, s, marks, fmark,
                              "Track, SegmentExpire, PairDone, SegmentNotice of pairs not held")
-    finally:
-        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
 
 
 @case("network/5/3", "late segment messages (Track, PairDone, SegmentNotice, SegmentExpire, "
