@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+import numpy as np
 import trio
 
 from qstack.app.qkd.keystore import KeyStore, KmsError, Reservation
@@ -334,9 +335,11 @@ class PairLink:
     own authenticated channels: transport sockets between the two KME
     applications, through the nodes' daemons (``specs/kms.md`` §4):
 
-    * BBM92 runs on ``BBM92_PORT + index``, one after the other, while either
-      store holds fewer than ``refill_bits`` for the other (the second node
-      asks for a run with a ``refill`` message);
+    * QKD runs, one after the other, while either store holds fewer than
+      ``refill_bits`` for the other (the second node asks for a run with a
+      ``refill`` message): BBM92 on transport port ``BBM92_PORT + index``, or
+      decoy BB84 over the link (``[kms] protocol = "decoy-bb84"``: the first
+      node's ``app.qkd`` starts a block, the second's takes part by itself);
     * on ``CONTROL_PORT + index``, JSON messages: ``block`` (a run's outcome
       and its key's SHA-256: both KMEs take a block in only when both ends
       have it, the same), ``reserve`` (a master KME's reservation) answered
@@ -354,8 +357,10 @@ class PairLink:
         self.blocks: dict[int, dict] = {}           # block id -> the peer's "block" message
         self.block_arrived = trio.Event()
         self.material = trio.Event()                # set (and renewed) on each block taken in
-        self.refill_asked = trio.Event()            # (first node) the peer asked for a run
+        self.refill_asked = trio.Event()            # (first node) set as the peer asks for a run
+        self.refill_at = -1                         # ... with this many blocks in at its end
         self.next_reservation = 0
+        self.blocks_in = 0                          # runs finished (taken in or not)
 
     # ------------------------------------------------------------ reservations
     async def reserve(self, r: Reservation) -> None:
@@ -423,15 +428,64 @@ class PairLink:
                     self.blocks[int(msg["block"])] = msg
                     self.block_arrived.set()
                     self.block_arrived = trio.Event()
-                elif kind == "refill":
+                elif kind == "refill":           # (asked with that many blocks in)
+                    self.refill_at = max(self.refill_at, int(msg.get("blocks", -1)))
                     self.refill_asked.set()
+                    self.refill_asked = trio.Event()
 
     # ------------------------------------------------------------ key material
     def _low(self) -> bool:
         return self.store.stored_bytes(self.peer) * 8 < self.spec.kms.refill_bits
 
+    async def _refill_asks(self) -> None:
+        """(second node) Ask for a run whenever the store is low, once per block."""
+        asked_at = -1
+        while True:
+            if self._low() and asked_at != self.blocks_in:
+                self.out_send.send_nowait({"t": "refill", "blocks": self.blocks_in})
+                asked_at = self.blocks_in
+            await trio.sleep(0.2)
+
+    async def _wait_until_low(self) -> None:
+        """(first node) Until its store is low or the other KME asks for a run
+        (a request made before the last block ended is stale: that block
+        answered it)."""
+        while not self._low() and self.refill_at < self.blocks_in:
+            with trio.move_on_after(0.2):
+                await self.refill_asked.wait()
+
     async def feed(self, ctx: Any) -> None:
-        """Run BBM92 with the peer, block after block, while a store runs low."""
+        """Run QKD with the peer, block after block, while a store runs low."""
+        run_block = (self._decoy_runner if self.spec.kms.protocol == "decoy-bb84"
+                     else self._bbm92_runner)(ctx)
+        block = 0
+        async with trio.open_nursery() as nursery:
+            if not self.initiator:
+                nursery.start_soon(self._refill_asks)
+            while True:
+                if self.initiator:
+                    await self._wait_until_low()
+                await self._take_in(block, *await run_block())
+                block += 1
+
+    def _decoy_runner(self, ctx: Any) -> Callable:
+        """One decoy-BB84 block over the link: (ok, key bytes, QBER, reason)."""
+        from qstack.app.qkd import api as qkd
+
+        kms = self.spec.kms
+
+        async def run() -> tuple:
+            if self.initiator:
+                res = await qkd.bb84(ctx, self.peer, kms.pulses, finite=kms.finite,
+                                     eps_sec=kms.eps_sec, eps_cor=kms.eps_cor)
+            else:
+                res = await qkd.bb84_receive(ctx, self.peer)
+            key = np.packbits(res.key).tobytes()[: res.key_length // 8] if res.ok else b""
+            return res.ok, key, res.qber_test, res.reason
+        return run
+
+    def _bbm92_runner(self, ctx: Any) -> Callable:
+        """One BBM92 run over a socket of its own: (ok, key bytes, QBER, reason)."""
         from qstack.app.qkd.entangled import EntangledConfig, bbm92
 
         kms = self.spec.kms
@@ -439,50 +493,38 @@ class PairLink:
                               eps_cor=kms.eps_cor, batch=kms.batch)
         port = BBM92_PORT + self.index
         listener = None if self.initiator else ctx.listen(port)
-        asked = False
-        block = 0
-        while True:
-            if self.initiator:
-                while not self._low() and not self.refill_asked.is_set():
-                    with trio.move_on_after(0.2):
-                        await self.refill_asked.wait()
-                self.refill_asked = trio.Event()
-                sock = await _connect(ctx, self.peer, port)
-            else:
-                with trio.move_on_after(0.2) as waiting:
-                    sock = await listener.accept()
-                if waiting.cancelled_caught:
-                    if self._low() and not asked:
-                        self.out_send.send_nowait({"t": "refill"})
-                        asked = True
-                    continue
-                asked = False
-            result = await bbm92(ctx, sock, kms.pairs, initiator=self.initiator, config=cfg)
-            await sock.close()
-            await self._take_in(block, result)
-            block += 1
 
-    async def _take_in(self, block: int, result: Any) -> None:
-        """Block ``block``'s key goes in the store if both ends have it, the same."""
+        async def run() -> tuple:
+            sock = await (_connect(ctx, self.peer, port) if self.initiator
+                          else listener.accept())
+            res = await bbm92(ctx, sock, kms.pairs, initiator=self.initiator, config=cfg)
+            await sock.close()
+            key = res.key_bytes()[: res.key_length // 8] if res.ok else b""  # whole bytes
+            return res.ok, key, res.qber, res.reason
+        return run
+
+    async def _take_in(self, block: int, ok: bool, key: bytes, qber: float, reason: str) -> None:
+        """Block ``block``'s ``key`` (whole bytes) goes in the store if both
+        ends have it, the same."""
         import hashlib
 
-        key = result.key_bytes()[: result.key_length // 8] if result.ok else b""   # whole bytes
+        key = key if ok else b""
         digest = hashlib.sha256(key).hexdigest()
-        self.out_send.send_nowait({"t": "block", "block": block, "ok": bool(result.ok and key),
+        self.out_send.send_nowait({"t": "block", "block": block, "ok": bool(ok and key),
                                    "sha256": digest})
         with trio.move_on_after(ANSWER_S):
             while block not in self.blocks:
                 await self.block_arrived.wait()
         theirs = self.blocks.pop(block, None)
-        if result.ok and key and theirs is not None and theirs["ok"] \
-                and theirs["sha256"] == digest:
+        self.blocks_in += 1
+        if ok and key and theirs is not None and theirs["ok"] and theirs["sha256"] == digest:
             self.store.add_material(self.peer, block, key)
             self.material.set()
             self.material = trio.Event()
             self.log(f"kms: {self.node}-{self.peer} block {block}: {8 * len(key)} bits "
-                     f"(QBER {result.qber:.4f})")
+                     f"(QBER {qber:.4f})")
         else:
-            why = result.reason if not result.ok else \
+            why = (reason or "no key") if not (ok and key) else \
                 "the other end has no such block" if theirs is None else \
                 "the other end's key differs or it aborted"
             self.log(f"kms: {self.node}-{self.peer} block {block}: no key ({why})")
