@@ -133,3 +133,50 @@ def test_decoy_bb84_under_qstack_run_gives_both_ends_the_simulators_key(tmp_path
     sim = api.simulate(NET, runpy.run_path(str(APPS))["APPS"], seed=SEED, qkd=True, until_s=60)
     sim.raise_errors()
     assert sim.results == out
+
+
+def test_a_wait_that_gave_up_does_not_swallow_the_next_result():
+    """``qkd.bb84_receive`` under the emulation's futures (TrioFuture, which a
+    timeout leaves pending): the first wait times out, the block's result
+    then goes to the second wait, not to the abandoned first one."""
+    import trio
+
+    from qstack.app.qkd import api as qkd
+    from qstack.emu.client import EmuRuntime, TrioFuture
+
+    class Runtime:                    # the parts of EmuRuntime the QKD client uses
+        time_scale = 1.0
+        wait = EmuRuntime.wait
+        _real_s = EmuRuntime._real_s
+
+        def __init__(self):
+            self.callbacks = []
+
+        def subscribe(self, cb):
+            self.callbacks.append(cb)
+
+        def future(self):
+            return TrioFuture()
+
+    class Ctx:
+        runtime = Runtime()
+
+    async def main():
+        ctx = Ctx()
+        with trio.fail_after(10), pytest.raises(TimeoutError):
+            await qkd.bb84_receive(ctx, "alice", timeout_ns=1_000_000)
+        got = []
+        with trio.fail_after(10):
+            await both(ctx, got)
+        assert [r.block_id for r in got] == [1]
+
+    async def both(ctx, got):
+        async with trio.open_nursery() as nursery:
+            async def second():
+                got.append(await qkd.bb84_receive(ctx, "alice"))
+            nursery.start_soon(second)
+            await trio.sleep(0.01)
+            for cb in ctx.runtime.callbacks:
+                cb(QkdResult(True, "receive", "alice", 1))
+
+    trio.run(main)
