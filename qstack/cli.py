@@ -526,7 +526,9 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"{name:<16} {'DOWN':<6} {'':>6} {'':>7} {'':>4}  ({st})")
         else:
             print(f"{name:<16} {'up':<6} {st.qubits_in_memory:>6} {st.pairs_made:>7} "
-                  f"{st.apps:>4}  {', '.join(st.peers_up) or '-'}")
+                  f"{st.apps:>4}  {', '.join(st.peers_up) or '-'}"
+                  + (f"  (links down: {', '.join(f'{a}-{b}' for a, b in st.links_down)})"
+                     if st.links_down else ""))
     late = [st.late_ns_max for st in status.values() if not isinstance(st, BaseException) and st]
     try:
         census = launcher.net_census(run)

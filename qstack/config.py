@@ -199,7 +199,11 @@ class KmsSpec:
     BBM92 again while either holds fewer bits than this for the other;
     ``key_size`` (bits) the default key size; ``test_fraction``, ``eps_sec``,
     ``eps_cor`` and ``batch`` as in
-    :class:`qstack.app.qkd.entangled.EntangledConfig`."""
+    :class:`qstack.app.qkd.entangled.EntangledConfig`. ``protocol``:
+    where the keys come from, "bbm92" (over the entanglement service) or
+    "decoy-bb84" (the link's pulses, ``app.qkd``: each ``links`` pair must
+    be a link of the network), with ``pulses`` per block and ``finite``
+    (finite-key bounds, else asymptotic; ``eps_sec``/``eps_cor`` apply)."""
 
     port: int = 0
     saes: tuple[tuple[str, str], ...] = ()
@@ -211,6 +215,9 @@ class KmsSpec:
     eps_sec: float = 1e-6
     eps_cor: float = 1e-15
     batch: int = 16
+    protocol: str = "bbm92"
+    pulses: int = 10_000_000
+    finite: bool = True
 
 
 @dataclass(frozen=True)
@@ -966,17 +973,18 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
                             "carries on the wire (CircuitSetup.path, specs/network.md); split "
                             "the network or shorten its chains")
     faults, jitter_ns = _faults(ctx, data.get("faults", {}), nodes, links)
-    kms = _kms(ctx, data["kms"], nodes) if "kms" in data else None
+    kms = _kms(ctx, data["kms"], nodes, links) if "kms" in data else None
     return NetworkSpec(nodes, tuple(links), formalism, source, faults, jitter_ns, kms)
 
 
-def _kms(ctx: _Context, table: Any, nodes: dict) -> KmsSpec:
+def _kms(ctx: _Context, table: Any, nodes: dict, links: Any = ()) -> KmsSpec:
     """The ``[kms]`` table (:class:`KmsSpec`)."""
     if not isinstance(table, dict):
         raise ctx.bad(("kms",), "a table [kms]", table)
     known = {"port": (0, 65535), "pairs": (1, 10 ** 7), "refill_bits": (8, 10 ** 9),
-             "key_size": (8, 65536), "batch": (1, 65535)}
-    allowed = sorted([*known, "saes", "links", "test_fraction", "eps_sec", "eps_cor"])
+             "key_size": (8, 65536), "batch": (1, 65535), "pulses": (1, 10 ** 12)}
+    allowed = sorted([*known, "saes", "links", "test_fraction", "eps_sec", "eps_cor",
+                      "protocol", "finite"])
     out: dict[str, Any] = {}
     for key, value in table.items():
         path = ("kms", key)
@@ -992,6 +1000,14 @@ def _kms(ctx: _Context, table: Any, nodes: dict) -> KmsSpec:
                     or not 0.0 < float(value) < 1.0:
                 raise ctx.bad(path, "a number in (0, 1)", value)
             out[key] = float(value)
+        elif key == "protocol":
+            if value not in ("bbm92", "decoy-bb84"):
+                raise ctx.bad(path, "\"bbm92\" or \"decoy-bb84\"", value)
+            out[key] = value
+        elif key == "finite":
+            if not isinstance(value, bool):
+                raise ctx.bad(path, "true or false", value)
+            out[key] = value
         elif key == "saes":
             if not isinstance(value, dict) or not value:
                 raise ctx.bad(path, "a table of SAE id = node name", value)
@@ -1017,6 +1033,12 @@ def _kms(ctx: _Context, table: Any, nodes: dict) -> KmsSpec:
     for need in ("saes", "links"):
         if need not in out:
             raise ctx.error(("kms",), f"[kms] needs {need}")
+    if out.get("protocol") == "decoy-bb84":
+        quantum = {frozenset((link.a, link.b)) for link in links}
+        for i, (a, b) in enumerate(out["links"]):
+            if frozenset((a, b)) not in quantum:
+                raise ctx.error(("kms", "links", i), f"decoy-bb84 runs between neighbours: "
+                                f"{a} and {b} share no link")
     return KmsSpec(**out)
 
 

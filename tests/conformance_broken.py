@@ -9,7 +9,12 @@ conformance suite must fail the cases that check what it breaks.
 * ``secret``: any Proof is accepted (the wrong secret gets in);
 * ``nodeboot``: a node session is served without its NodeBoot first (a
   NodeBoot is answered whenever it comes);
-* ``refused``: a Syn to a port nobody listens on gets ``Rst(404)``, not 402.
+* ``refused``: a Syn to a port nobody listens on gets ``Rst(404)``, not 402;
+* ``pairlost``: a repeater passes a PairLost on whichever side it came from;
+* ``early``: a segment message about a link pair not held (its OK not come)
+  is answered with a SegmentExpire instead of waiting for the OK;
+* ``late``: late segment traffic for an unknown circuit is refused
+  (NET_UNKNOWN_CIRCUIT recorded) instead of dropped silently.
 """
 from __future__ import annotations
 
@@ -61,6 +66,42 @@ def patch(faults: set[str]) -> None:
                     else a for a in out]
         # the handler table holds the name: replace the method it names
         qtp.TeleportTransport._on_syn = wrong_code
+
+
+    if faults & {"pairlost", "early", "late"}:
+        _patch_circuits(faults)
+
+
+def _patch_circuits(faults: set[str]) -> None:
+    from qstack.core.protocol import SendMessage
+    from qstack.network import circuit
+    from qstack.network.messages import SegmentExpire
+
+    qnp = circuit.QnpProtocol
+    if "late" in faults:
+        circuit._LATE = frozenset()             # (read at each message: the module global)
+    if "pairlost" in faults:
+        on_lost = qnp._on_pair_lost
+
+        def any_side(self, src, m, now_ns):
+            c = self.circuits.get((m.head, m.circuit_id))
+            if c is not None and 0 < c.index < c.n_links:
+                return [SendMessage(c.path[c.index + 1], m)]
+            return on_lost(self, src, m, now_ns)
+        qnp._on_pair_lost = any_side
+    if "early" in faults:
+        def answering(handler):
+            def wrapped(self, src, m, now_ns):
+                out = handler(self, src, m, now_ns)
+                c = self.circuits.get((m.head, m.circuit_id))
+                side = None if c is None else self._side_of(c, src)
+                if c is not None and c.early.pop((side, m.link_seq), None):
+                    out = list(out) + [SendMessage(src, SegmentExpire(
+                        m.circuit_id, m.head, m.link_seq, "no such pair"))]
+                return out
+            return wrapped
+        for name in ("_on_track", "_on_pair_done", "_on_notice", "_on_expire"):
+            setattr(qnp, name, answering(getattr(qnp, name)))
 
 
 def main(argv: list[str]) -> int:

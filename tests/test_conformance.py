@@ -43,7 +43,7 @@ def broken(tmp_path_factory):
                           absent=ABSENT + ("bob",), **TIMING)
     log = open(Path(run.logs) / "bob.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "tests.conformance_broken", run.path, "bob",
-                             "version,secret,nodeboot,refused"], cwd=ROOT, stdout=log,
+                             "version,secret,nodeboot,refused,pairlost,early,late"], cwd=ROOT, stdout=log,
                             stderr=log, stdin=subprocess.DEVNULL)
     run.pids["bob"] = proc.pid
     run.absent.remove("bob")
@@ -136,10 +136,11 @@ def test_wrong_secret_fails_every_case_with_the_reason(good):
 
 #: what tests/conformance_broken.py breaks -> the cases that must catch it
 CAUGHT = {"wire/session/2": "version", "wire/session/3": "secret", "wire/session/7": "secret",
-          "emulation/3/2": "nodeboot", "transport/3/1": "refused"}
+          "emulation/3/2": "nodeboot", "transport/3/1": "refused", "network/2/15": "pairlost",
+          "network/2/17": "early", "network/5/2": "late", "network/5/3": "late"}
 #: cases about what it does not break: they still pass
 UNTOUCHED = {"wire/session/1", "wire/framing/3", "emulation/3/1", "transport/3/2",
-             "link/4/3", "network/2/1"}
+             "link/4/3", "network/2/1", "network/2/14", "network/2/16"}
 
 
 def test_broken_daemon_fails_the_named_cases(broken):

@@ -335,9 +335,10 @@ def test_the_same_fault_schedule_on_both_drivers(tmp_path):
     left in any memory), and the stream resumes after the restart."""
     path = tmp_path / "faulty.toml"
     path.write_text(NETWORK + FAULTS)
-    # alice streams for 3 s of model time: a restarted daemon is a new process,
-    # ready a second or so after it is started (the simulator's at once)
-    duration = 3_000_000_000
+    # alice streams for 8 s of model time: a restarted daemon is a new process,
+    # ready a second or so after it is started on a quiet machine, several on
+    # a loaded one (the Python start-up alone); the simulator's at once
+    duration = 8_000_000_000
 
     def check(sent, received, state, out):
         assert out["alice"] == "done", (out, state)
@@ -370,5 +371,55 @@ def test_the_same_fault_schedule_on_both_drivers(tmp_path):
         log = (Path(run.logs) / "faults.log").read_text()
         assert "crash repeater" in log and "restart repeater" in log, log
         wait_for("no qubit left", lambda: balanced_census(run)["engine"] == 0, 5)
+    finally:
+        stopped_cleanly(run, pids)
+
+
+def test_a_restarted_daemon_learns_which_links_are_down(tmp_path):
+    """Issue 19: after ``kill -9`` and a restart under its name, a node knows
+    the links that are down now (the physics server tells it as it connects)
+    instead of assuming every link up: it routes round them (here there is no
+    way round: bob is unreachable for it), and it learns when they come back."""
+    (tmp_path / "net.toml").write_text(NETWORK)
+    run = net_up(tmp_path / "net.toml", tmp_path / "run.json", seed=6)
+    pids = dict(run.pids)
+    down = (("bob", "repeater"),)
+    try:
+        net_fault(run, "link-down", "repeater", "bob")
+
+        def everyone_knows(links):
+            def check():
+                st = net_status(run)
+                return all(not isinstance(s, BaseException) and s.links_down == links
+                           for s in st.values())
+            return check
+
+        wait_for("every node sees repeater-bob down", everyone_knows(down), 10)
+        net_fault(run, "crash", "alice")
+        wait_for("alice is gone", lambda: not alive(pids["alice"]), 10)
+        net_fault(run, "restart", "alice")
+
+        def alice_back():
+            st = net_status(run)["alice"]
+            return not isinstance(st, BaseException) and "repeater" in st.peers_up and st
+
+        st = wait_for("alice answers again", alice_back, CONNECT_GRACE_S + 10)
+        assert st.links_down == down                # not "every link up"
+
+        async def connect_to_bob():
+            with trio.fail_after(30):
+                async with qstack.connect("alice", run) as ctx:
+                    try:
+                        await ctx.connect("bob", PORT, timeout_ns=5 * 10**9)
+                    except TransportError as err:
+                        return err.code
+                    return None
+
+        # refused at once: alice knows there is no path (without that, her
+        # messages would go to bob's daemon, which refuses them, and be lost)
+        assert trio.run(connect_to_bob) == ErrorCode.NET_NO_ROUTE
+
+        net_fault(run, "link-up", "repeater", "bob")
+        wait_for("every node sees the link back", everyone_knows(()), 10)
     finally:
         stopped_cleanly(run, pids)

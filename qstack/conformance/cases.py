@@ -35,7 +35,8 @@ from qstack.emu.wire import (
 )
 from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec
 from qstack.network.messages import (
-    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, Track,
+    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, PairDone, PairLost,
+    SegmentExpire, SegmentNotice, Track,
 )
 from qstack.transport.messages import (
     Ack, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
@@ -763,11 +764,20 @@ async def _repeater_circuit(h: Harness):
     return head, tail, s, fwd
 
 
+@asynccontextmanager
+async def _on_repeater_circuit(h: Harness):
+    """:func:`_repeater_circuit` for the block, then torn down by its head."""
+    head, tail, s, fwd = await _repeater_circuit(h)
+    try:
+        yield head, tail, s, fwd
+    finally:
+        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
+
+
 @case("network/2/11", "a repeater forwards a CircuitSetup to the next hop with its own "
                       "downstream label appended, from its half of the label space")
 async def _repeater_forwards(h: Harness) -> None:
-    head, tail, s, fwd = await _repeater_circuit(h)
-    try:
+    async with _on_repeater_circuit(h) as (head, tail, s, fwd):
         if fwd.link_labels[:1] != s.link_labels or len(fwd.link_labels) != 2:
             raise CaseFailed(f"link_labels {s.link_labels} + one label", describe(fwd))
         label = fwd.link_labels[1]
@@ -777,8 +787,6 @@ async def _repeater_forwards(h: Harness) -> None:
             raise CaseFailed(f"a label in {lo}..{hi} ({h.target} vs {tail})", str(label))
         if (fwd.path, fwd.head, fwd.number) != (s.path, s.head, s.number):
             raise CaseFailed("the setup forwarded unchanged but for the label", describe(fwd))
-    finally:
-        await h.send(head, CircuitTeardown(s.circuit_id, head, 0, "done", "", ""))
 
 
 @case("network/2/12", "a CircuitConfirm from a node that is not the next hop is refused "
@@ -886,6 +894,130 @@ async def _real_teardown(h: Harness) -> None:
     if not got.accepted:
         raise CaseFailed("the circuit was forgotten (the same setup accepted again)",
                          describe(got))
+
+
+# ---------------------------------------------------------------- segment messages on a live circuit
+# The tester's nodes make no link pairs with the target (they are absent from
+# the physics server), so the target holds no pair of a circuit: what it does
+# with segment messages about pairs it does not hold (yet), with PairLost
+# (which names an end-to-end pair, not a link pair) and with late traffic
+# after a teardown is what these cases check.
+
+def _segment_msgs(s: CircuitSetup, seq: int) -> dict:
+    cid, head = s.circuit_id, s.head
+    return {"Track": Track(cid, head, seq, 0, 0.9, 0),
+            "PairDone": PairDone(cid, head, seq + 1, True, 0, 0, 0.9, 0),
+            "SegmentNotice": SegmentNotice(cid, head, seq + 2, 0),
+            "SegmentExpire": SegmentExpire(cid, head, seq + 3, "conformance"),
+            "PairLost": PairLost(cid, head, 7, "conformance")}
+
+
+def _about(s: CircuitSetup, kinds: tuple) -> Callable:
+    """Matches a message of one of ``kinds`` about circuit ``s``."""
+    return lambda m: isinstance(m, kinds) and getattr(m, "circuit_id", None) == s.circuit_id \
+        and getattr(m, "head", None) == s.head
+
+
+async def _barrier(h: Harness, node: str) -> None:
+    """A Syn to a closed port from ``node``, answered with an Rst: once it is
+    in, everything ``node`` sent before it was handled, and whatever the
+    target sent ``node`` for it is in ``node``'s inbox (one session, in order)."""
+    port = _port()
+    mark = h.inboxes[node].mark()
+    await h.send(node, Syn(port, 9, 4))
+    await h.inboxes[node].expect(mark, _rst_to(port), f"Rst to the barrier Syn from {node}",
+                                 h.timeout_s)
+
+
+async def _nothing_about(h: Harness, s: CircuitSetup, marks: dict, fmark: int,
+                         what: str) -> None:
+    """No segment message about circuit ``s`` came to any played node since
+    ``marks``, and no failure naming it was recorded since ``fmark``."""
+    kinds = (Track, PairDone, SegmentNotice, SegmentExpire, PairLost, CircuitTeardown)
+    for node, mark in marks.items():
+        got = [m for m in h.inboxes[node].after(mark) if _about(s, kinds)(m)]
+        if got:
+            raise CaseFailed(f"nothing sent for {what}", f"to {node}: {describe(got[0])}")
+    tag = f"{s.head}/{s.circuit_id}"
+    recs = [d for _c, _p, d in await h.failures_after(fmark) if tag in d]
+    if recs:
+        raise CaseFailed(f"no failure recorded for {what}", "; ".join(recs))
+
+
+@case("network/2/14", "a repeater forwards a PairLost from the previous hop at once to the "
+                      "next hop, unchanged")
+async def _pair_lost_forwarded(h: Harness) -> None:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
+        mark = h.inboxes[tail].mark()
+        lost = PairLost(s.circuit_id, head, 3, "head's half expired")
+        await h.send(head, lost)
+        got = await h.inboxes[tail].expect(mark, _about(s, (PairLost,)),
+                                           f"the PairLost passed on to {tail}", h.timeout_s)
+        if got != lost:
+            raise CaseFailed(describe(lost), describe(got))
+
+
+@case("network/2/15", "a PairLost against the path's direction (from the next hop) is not "
+                      "forwarded by a repeater")
+async def _pair_lost_backwards(h: Harness) -> None:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
+        marks = {n: h.inboxes[n].mark() for n in (head, tail)}
+        await h.send(tail, PairLost(s.circuit_id, head, 3, "from the wrong side"))
+        await _barrier(h, tail)      # (passed on, it would go ahead of the barrier's Rst)
+        for node in (head, tail):
+            got = [m for m in h.inboxes[node].after(marks[node]) if _about(s, (PairLost,))(m)]
+            if got:
+                raise CaseFailed(f"the PairLost from {tail} dropped",
+                                 f"passed on to {node}: {describe(got[0])}")
+
+
+@case("network/2/16", "the tail ignores a PairLost for a pair it did not deliver: nothing "
+                      "answered or recorded, the circuit stands")
+async def _pair_lost_unknown_pair(h: Harness) -> None:
+    node = h.need("neighbour")
+    s = await _tail_circuit(h, node)
+    fmark = await h.fail_mark()
+    marks = {node: h.inboxes[node].mark()}
+    await h.send(node, PairLost(s.circuit_id, node, 5, "never delivered"))
+    await _barrier(h, node)
+    await _nothing_about(h, s, marks, fmark, "a PairLost for a pair never delivered")
+    imark = h.inboxes[node].mark()
+    await h.send(node, s)                       # the circuit stands: a repeat is refused
+    got = await _confirm(h, node, imark, s.circuit_id, "the circuit still stands")
+    if got.accepted:
+        raise CaseFailed("the circuit still held (the repeated setup refused)",
+                         "the repeat was accepted: the circuit was gone")
+
+
+@case("network/2/17", "segment messages about a link pair whose link-layer OK has not come "
+                      "yet wait for it: neither answered nor refused")
+async def _segment_waits(h: Harness) -> None:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
+        fmark = await h.fail_mark()
+        marks = {n: h.inboxes[n].mark() for n in (head, tail)}
+        msgs = _segment_msgs(s, 100)
+        # Track and SegmentExpire travel from the head's side, PairDone and
+        # SegmentNotice from the tail's: each names a pair the target never got
+        await h.send(head, msgs["Track"], msgs["SegmentExpire"])
+        await h.send(tail, msgs["PairDone"], msgs["SegmentNotice"])
+        await _barrier(h, head)
+        await _barrier(h, tail)
+        await _nothing_about(h, s, marks, fmark,
+                             "Track, SegmentExpire, PairDone, SegmentNotice of pairs not held")
+
+
+@case("network/5/3", "late segment messages (Track, PairDone, SegmentNotice, SegmentExpire, "
+                     "PairLost, CircuitTeardown) for a circuit torn down are dropped silently")
+async def _late_after_teardown(h: Harness) -> None:
+    node = h.need("neighbour")
+    s = await _tail_circuit(h, node)
+    await h.send(node, CircuitTeardown(s.circuit_id, s.head, 0, "done", "", ""))
+    fmark = await h.fail_mark()
+    marks = {node: h.inboxes[node].mark()}
+    await h.send(node, *_segment_msgs(s, 200).values(),
+                 CircuitTeardown(s.circuit_id, s.head, 0, "again", "", ""))
+    await _barrier(h, node)
+    await _nothing_about(h, s, marks, fmark, "late traffic of a circuit torn down")
 
 
 async def _held_seq(h: Harness, src: str, origin: str) -> int:

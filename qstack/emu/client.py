@@ -27,8 +27,9 @@ import trio
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.emu.clock import model_now_ns
 from qstack.emu.messages import (
-    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, AppWelcome, PhysResult, PhysSettle,
-    as_code, event_from_wire, op_to_wire, request_to_wire,
+    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, AppQkdResult, AppWelcome, PhysResult,
+    PhysSettle, as_code, event_from_wire, op_to_wire, qkd_request_to_wire, qkd_result_from_wire,
+    request_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.ops import Allocate
@@ -97,6 +98,7 @@ class EmuRuntime(TransportRuntime):
         self._alloc_failures: list[QStackError] = []
         self._outbox_send, self._outbox_recv = trio.open_memory_channel(float("inf"))
         self.closed: QStackError | None = None
+        self._qkd_parts: list = []          # AppQkdResult frames of the result arriving
 
     # ------------------------------------------------------------------ clock
     def now_ns(self) -> int:
@@ -132,6 +134,17 @@ class EmuRuntime(TransportRuntime):
 
     def submit(self, request: Any) -> None:
         self._send(request_to_wire(request))
+
+    def submit_to(self, protocol: str, request: Any) -> None:
+        """``app.qkd``'s requests (a decoy-BB84 block) go to the daemon as
+        ``AppQkdRequest``; its results come back to the callbacks."""
+        from qstack.app.qkd.bb84 import QkdRequest
+        from qstack.app.qkd.messages import PROTOCOL as QKD
+
+        if protocol == QKD and isinstance(request, QkdRequest):
+            self._send(qkd_request_to_wire(request))
+            return
+        super().submit_to(protocol, request)
 
     def subscribe(self, callback: Callable[[Any], None]) -> None:
         self._callbacks.append(callback)
@@ -226,6 +239,13 @@ class EmuRuntime(TransportRuntime):
             ev = event_from_wire(msg)
             for cb in list(self._callbacks):
                 cb(ev)
+        elif cls is AppQkdResult:           # (a result's frames come one after the other)
+            self._qkd_parts.append(msg)
+            if msg.last:
+                parts, self._qkd_parts = self._qkd_parts, []
+                ev = qkd_result_from_wire(parts)
+                for cb in list(self._callbacks):
+                    cb(ev)
 
     def _fail_all(self) -> None:
         """The daemon is gone: every waiter learns it; the sockets see their node down."""

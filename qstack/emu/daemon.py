@@ -18,7 +18,9 @@ carried out over trio in real time:
   daemon which nodes are gone (``PhysNodeState``), the launcher which links
   (``NodeLinkState``), and a peer left without a path is ``PeerDown`` until
   one returns; a message still waiting out its delay when its session
-  breaks is lost;
+  breaks is lost. A daemon that starts (a restart after a crash) is told by
+  the physics server which nodes are gone and which links are down, so it
+  does not assume every link up;
 * quantum operations go to the physics server (``Phys*``,
   ``StationEntangle``/``StationCancel``), in order; their answers are fed
   back as ``OperationDone`` when the hardware has finished (``done_ns``);
@@ -55,14 +57,18 @@ from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     APP_REF_BITS, CHOSEN_REF_BASE, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
     FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
-    PhysAllocate, PhysDiscard, PhysNodeState, PhysQuery, PhysReport, PhysResult, PhysSettle,
-    StatusQuery, as_code, event_to_wire, op_to_wire, request_from_wire,
+    PhysAllocate, PhysDiscard, PhysLinkState, PhysNodeState, PhysPulseBlock, PhysPulseRecord, PhysQuery,
+    PhysReport, PhysResult, PhysSettle, StatusQuery, as_code, event_to_wire, op_to_wire,
+    pulse_record_from_wire, request_from_wire, AppQkdRequest, qkd_request_from_wire,
+    qkd_result_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \
     key_to_wire
-from qstack.physical.ops import CancelEntangle, Entangle, Herald
+from qstack.physical.ops import CancelEntangle, Entangle, Herald, PulseBlock, PulseRecord
 from qstack.transport import service as svc
+from qstack.app.qkd.bb84 import QkdResult
+from qstack.app.qkd.messages import PROTOCOL as QKD
 from qstack.transport.messages import PROTOCOL as TRANSPORT
 
 __all__ = ["NodeDaemon", "main"]
@@ -78,6 +84,8 @@ _CLOSED = (QStackError, trio.BrokenResourceError, trio.ClosedResourceError, OSEr
 AT_ONCE_NS = 20_000
 #: How long a starting daemon tries to reach the physics server (s).
 PHYSICS_GRACE_S = 30.0
+#: Receive-side QKD results a daemon keeps for an application not attached yet.
+QKD_UNCLAIMED = 16
 #: How long a daemon keeps trying to reach a peer before it is ``PeerDown`` (s).
 CONNECT_GRACE_S = 2.0
 
@@ -133,7 +141,9 @@ class NodeDaemon(RuntimeDriver):
             raise QStackError(ErrorCode.BAD_CONFIG, f"no node {name!r} in {run.network}")
         self.clock = RealClock(run.epoch_ns, run.time_scale, on_error=self._callback_failed)
         if stack is None:       # (given: a test's own protocols, ``stack(name)`` -> list)
-            stack, _topo = node_stacks(self.spec, seed=run.seed)
+            # (app.qkd on every node: every link has its decoy-BB84 pulse
+            # physics, and a block is an application's request, AppQkdRequest)
+            stack, _topo = node_stacks(self.spec, seed=run.seed, qkd=True)
         self.neighbours = set(self.spec.neighbours(name))
         self.graph = nx.Graph()
         self.graph.add_nodes_from(self.spec.nodes)
@@ -150,6 +160,9 @@ class NodeDaemon(RuntimeDriver):
         self._requests = 0
         # request -> what to do with its answer
         self._pending: dict[int, tuple] = {}
+        self._pulse_parts: dict[int, list] = {}    # request -> PhysPulseRecord frames so far
+        self._qkd_owner: dict[int, tuple[_App, int]] = {}   # QkdRequest id -> (app, its id)
+        self._qkd_unclaimed: list = []             # receive-side results no app was there for
         self._tokens = 0
         self._token_owner: dict[int, tuple[_App, int]] = {}
         self._conn_owner: dict[Any, _App] = {}
@@ -226,6 +239,9 @@ class NodeDaemon(RuntimeDriver):
             if op_id is not None:
                 self.clock.schedule_at(now, self._done, protocol, op_id, node.incarnation, None)
             return
+        if cls is PulseBlock:
+            self._pulse_block(node, protocol, op_id, op)
+            return
         request = self._request(("proto", protocol, op_id, node.incarnation))
         try:
             msg = op_to_wire(op, request)
@@ -235,6 +251,27 @@ class NodeDaemon(RuntimeDriver):
                 self.runtime.record(protocol, err.code, err.detail, now)
             else:
                 self.clock.schedule_at(now, self._done, protocol, op_id, node.incarnation, err)
+            return
+        self._to_physics(msg)
+
+    def _pulse_block(self, node: NodeRuntime, protocol: str, op_id: int | None,
+                     op: PulseBlock) -> None:
+        """A block of QKD pulses: to the physics server, whose link station
+        answers with this end's record (``PhysPulseRecord`` frames) when the
+        block ends; what cannot go on the wire fails at once, as the
+        simulator fails it."""
+        now = self.clock.now
+        if op_id is None:
+            self.runtime.record(protocol, ErrorCode.INVALID_PARAMETER,
+                                "PulseBlock needs an op_id: its answer is the record", now)
+            return
+        request = self._request(("proto", protocol, op_id, node.incarnation))
+        try:
+            msg = PhysPulseBlock(request, op.peer, key_to_wire(op.key), op.n, op.role)
+        except (QStackError, TypeError, ValueError) as err:
+            self._pending.pop(request, None)
+            self.clock.schedule_at(now, self._done, protocol, op_id, node.incarnation,
+                                   PulseRecord(False, reason=f"PulseBlock: {err}"[:1024]))
             return
         self._to_physics(msg)
 
@@ -274,6 +311,9 @@ class NodeDaemon(RuntimeDriver):
                     self._peer_down(peer)           # crashed: LinkDown (a neighbour), PeerDown
                 self._reroute()
             return
+        if cls is PhysLinkState:        # (on connecting: the links down now)
+            self.nursery.start_soon(self._link_state, msg.a, msg.b, msg.up)
+            return
         if cls is PhysResult:
             what = self._pending.pop(msg.request, None)
             if what is None:
@@ -306,6 +346,21 @@ class NodeDaemon(RuntimeDriver):
             what = self._pending.pop(msg.request, None)
             if what is not None:
                 what[1](msg)
+        elif cls is PhysPulseRecord:
+            parts = self._pulse_parts.setdefault(msg.request, [])
+            parts.append(msg)
+            if not msg.last:
+                return
+            del self._pulse_parts[msg.request]
+            what = self._pending.pop(msg.request, None)
+            if what is None:
+                return
+            _k, protocol, op_id, incarnation = what
+            try:
+                record = pulse_record_from_wire(parts)
+            except QStackError as err:
+                record = PulseRecord(False, reason=err.detail[:1024])
+            self._done(protocol, op_id, incarnation, record)
 
     # ------------------------------------------------------------------ peers
     def _peer(self, name: str) -> _Peer:
@@ -471,6 +526,9 @@ class NodeDaemon(RuntimeDriver):
         """What the transport delivers upward: to the application it belongs to."""
         cls = ev.__class__
         app: _App | None = None
+        if cls is QkdResult:
+            self._qkd_result(ev)
+            return
         if cls is svc.Done or cls is svc.Failed:
             owner = self._token_owner.pop(ev.token, None)
             if owner is None:
@@ -505,6 +563,27 @@ class NodeDaemon(RuntimeDriver):
         if msg is not None:
             app.tell(msg)
 
+    def _qkd_result(self, res: Any) -> None:
+        """A block's result from ``app.qkd``: the sender's to the application
+        that asked; the receiver's to every application attached (each waits
+        for the blocks of the peer it names), or, with none attached, kept
+        for the next one (at most :data:`QKD_UNCLAIMED` results)."""
+        if res.role == "send":
+            owner = self._qkd_owner.pop(res.request_id, None)
+            if owner is None or not owner[0].alive:
+                return
+            app, rid = owner
+            for frame in qkd_result_to_wire(dataclasses.replace(res, request_id=rid)):
+                app.tell(frame)
+            return
+        if not self.apps:
+            self._qkd_unclaimed = (self._qkd_unclaimed + [res])[-QKD_UNCLAIMED:]
+            return
+        frames = qkd_result_to_wire(res)
+        for app in self.apps.values():
+            for frame in frames:
+                app.tell(frame)
+
     def _discard(self, ref: Any) -> None:
         request = self._request(("proto", "daemon", None, self.runtime.incarnation))
         self._to_physics(PhysDiscard(request, int(ref)))
@@ -527,6 +606,12 @@ class NodeDaemon(RuntimeDriver):
             elif isinstance(req, svc.SendQubit):
                 app.qubits.discard(req.qubit)
             self.runtime.feed(TRANSPORT, req, now)
+            return
+        if cls is AppQkdRequest:
+            req = qkd_request_from_wire(msg)
+            self._tokens += 1
+            self._qkd_owner[self._tokens] = (app, req.request_id)
+            self.runtime.feed(QKD, dataclasses.replace(req, request_id=self._tokens), now)
             return
         if cls in OPS:
             ref = None
@@ -585,6 +670,10 @@ class NodeDaemon(RuntimeDriver):
         try:
             await ch.send(AppWelcome(self.name, self.run.epoch_ns, self.run.time_scale,
                                      self.run.seed, app.app_id))
+            for res in self._qkd_unclaimed:         # blocks that ended before any app came
+                for frame in qkd_result_to_wire(res):
+                    app.tell(frame)
+            self._qkd_unclaimed.clear()
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
                     try:
@@ -634,7 +723,9 @@ class NodeDaemon(RuntimeDriver):
                                                       if p.up and p.boot is not None)),
                                          qubits, self.pairs_made, len(self.apps),
                                          len(self.runtime.failures),
-                                         max(0, self.clock.late_ns_max)))
+                                         max(0, self.clock.late_ns_max),
+                                         tuple(tuple(sorted(k)) for k in sorted(
+                                             self.links_down, key=sorted))))
             elif msg.__class__ is FailuresQuery:
                 records = self.runtime.failures
                 part = records[msg.since:msg.since + MAX_REPORTED_FAILURES]

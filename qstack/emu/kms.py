@@ -1,21 +1,32 @@
 """The key management service of an emulated network: ETSI GS QKD 014 over HTTPS.
 
-``qstack net up`` starts it (one process, ``python -m qstack.emu.kms RUN``)
-when the network file has a ``[kms]`` table (:class:`qstack.config.KmsSpec`;
-``specs/kms.md`` is the normative text). It runs, on trio:
+``qstack net up`` starts, when the network file has a ``[kms]`` table
+(:class:`qstack.config.KmsSpec`; ``specs/kms.md`` is the normative text), one
+KME process per node (``python -m qstack.emu.kms RUN NODE``, :func:`run_kme`).
+Each is an application of its own node's daemon, as a KME is a separate box
+beside its QKD devices, and runs, on trio:
 
-* one KME per node: a :class:`~qstack.app.qkd.keystore.KeyStore` behind an
-  HTTPS server (hypercorn's trio worker serving :class:`KmsApp`, a small ASGI
+* the node's :class:`~qstack.app.qkd.keystore.KeyStore` behind an HTTPS
+  server (hypercorn's trio worker serving :class:`KmsApp`, a small ASGI
   application) on the node's port, with TLS and client certificates: the
   client's certificate must be signed by the network's CA and its common name
   is the SAE id;
-* per ``[kms] links`` pair, a feeder that runs BBM92
-  (:func:`qstack.app.qkd.entangled.bbm92`) between the two nodes through
-  their daemons (``qstack.connect``) whenever either KME holds fewer than
-  ``refill_bits`` for the other, and gives both KMEs the (identical) key;
-* the KME-to-KME message: a master KME's
-  :class:`~qstack.app.qkd.keystore.Reservation` is applied to the slave
-  KME's store before the master's answer leaves (both live in this process).
+* per ``[kms] links`` pair it is in, a :class:`PairLink`: BBM92 runs
+  (:func:`qstack.app.qkd.entangled.bbm92`) with the other node through the
+  two daemons whenever either KME holds fewer than ``refill_bits`` for the
+  other, each end taking in its own run's key; and the KME-to-KME messages
+  (a block's agreement, a master KME's
+  :class:`~qstack.app.qkd.keystore.Reservation` and its answer) over a
+  transport socket between the two KMEs: the emulation's channels, every hop
+  authenticated by the network's secret (``specs/wire.md``). A master KME
+  answers its SAE only once the slave KME has applied the reservation.
+
+Why processes of their own rather than a part of each daemon: the daemon is
+the node's real-time protocol loop, and TLS handshakes and HTTP parsing in
+it would delay its timers; an SAE-facing HTTPS server is the node's attack
+surface, which a fault in should not take the protocol stack down with it;
+and the KME then reaches QKD the way any application does (``qstack.connect``),
+so the daemon needs nothing of the KMS.
 
 :func:`make_certs` writes a private CA and the certificates (for the KMEs and
 every SAE of the table) with ``cryptography``; ``net up`` puts them in the
@@ -25,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import inspect
 import ipaddress
 import json
 import ssl
@@ -33,12 +45,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+import numpy as np
 import trio
 
 from qstack.app.qkd.keystore import KeyStore, KmsError, Reservation
 from qstack.core.errors import ErrorCode, QStackError
 
-__all__ = ["KmsApp", "make_certs", "serve_kme", "run_kms", "main"]
+__all__ = ["KmsApp", "PairLink", "make_certs", "serve_kme", "run_kme", "main"]
 
 _PREFIX = "/api/v1/keys/"
 
@@ -93,8 +106,8 @@ class KmsApp:
     """The ETSI GS QKD 014 REST interface of one KME (ASGI 3).
 
     ``store``: the KME's key store; ``deliver``: hands a reservation to the
-    peer KME (raises :class:`KmsError` if it cannot be applied: the keys are
-    then not given out). ``identity``: ``scope -> SAE id or None`` (default:
+    peer KME, a function or a coroutine function (raises :class:`KmsError`
+    if it cannot be applied: the keys are then not given out). ``identity``: ``scope -> SAE id or None`` (default:
     the client certificate's common name)."""
 
     def __init__(self, store: KeyStore, deliver: Callable[[Reservation], None],
@@ -121,7 +134,7 @@ class KmsApp:
             if not msg.get("more_body"):
                 break
         try:
-            status, payload = self.handle(scope, body)
+            status, payload = await self.handle(scope, body)
         except KmsError as err:
             status, payload = err.status, {"message": err.detail}
         data = json.dumps(payload).encode()
@@ -130,7 +143,7 @@ class KmsApp:
                                 (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
 
-    def handle(self, scope: dict, body: bytes) -> tuple[int, dict]:
+    async def handle(self, scope: dict, body: bytes) -> tuple[int, dict]:
         """(status, JSON body) of one request; raises :class:`KmsError`."""
         sae = self.identity(scope)
         if not sae:
@@ -158,7 +171,9 @@ class KmsApp:
             keys, reservation = self.store.enc_keys(
                 sae, other, req.get("number", 1), req.get("size"),
                 req.get("additional_slave_SAE_IDs") or ())
-            self.deliver(reservation)
+            done = self.deliver(reservation)
+            if inspect.isawaitable(done):       # (a KME of its own: over the network)
+                await done
             return 200, _container(keys)
         # dec_keys
         if method == "GET":
@@ -303,85 +318,279 @@ def apps_for(stores: dict[str, KeyStore]) -> dict[str, KmsApp]:
     return {node: KmsApp(store, deliver) for node, store in stores.items()}
 
 
-async def feed(stores: dict[str, KeyStore], a: str, b: str, run: Any, spec: Any, *,
-               port: int = 18_014, once: bool = False, log: Callable[[str], None] = print) -> None:
-    """Keep the KMEs of nodes ``a`` and ``b`` supplied: run BBM92 between the
-    two (``a`` initiates) while either holds fewer than ``refill_bits`` for
-    the other (every 0.2 s a check), and give both the key under one block
-    id. ``once``: one run, then return."""
-    import qstack
-    from qstack.app.qkd.entangled import EntangledConfig, bbm92
+#: Transport ports of a ``[kms] links`` pair number i (at its second node):
+#: the BBM92 runs, and the KME-to-KME control connection.
+BBM92_PORT = 18_014
+CONTROL_PORT = 18_214
+#: How long a master KME waits for the slave KME's answer to a reservation,
+#: and a slave KME for the key material a reservation names (s).
+ANSWER_S = 20.0
 
-    kms = spec.kms
-    cfg = EntangledConfig(test_fraction=kms.test_fraction, eps_sec=kms.eps_sec,
-                          eps_cor=kms.eps_cor, batch=kms.batch)
-    block = 0
-    while True:
-        if not once and min(stores[a].stored_bytes(b), stores[b].stored_bytes(a)) * 8 \
-                >= kms.refill_bits:
-            await trio.sleep(0.2)
-            continue
-        out: dict[str, Any] = {}
 
-        async def side(node: str, initiator: bool) -> None:
-            async with qstack.connect(node, run, app=f"kms-{a}-{b}") as ctx:
-                if initiator:
-                    while True:        # (the other side may not listen yet)
-                        try:
-                            sock = await ctx.connect(b, port)
-                            break
-                        except QStackError as err:
-                            if err.code != ErrorCode.TRANSPORT_CONNECTION_REFUSED:
-                                raise
-                            await trio.sleep(0.02)
-                else:
-                    sock = await ctx.listen(port).accept()
-                out[node] = await bbm92(ctx, sock, kms.pairs, initiator=initiator, config=cfg)
-                await sock.close()
+class PairLink:
+    """One KME's side of a ``[kms] links`` pair: this node ``node`` and the
+    ``peer`` node, pair number ``index`` (``initiator``: this node is the
+    pair's first, which starts the BBM92 runs and opens the control
+    connection). Everything between the two KMEs goes over the emulation's
+    own authenticated channels: transport sockets between the two KME
+    applications, through the nodes' daemons (``specs/kms.md`` §4):
+
+    * QKD runs, one after the other, while either store holds fewer than
+      ``refill_bits`` for the other (the second node asks for a run with a
+      ``refill`` message): BBM92 on transport port ``BBM92_PORT + index``, or
+      decoy BB84 over the link (``[kms] protocol = "decoy-bb84"``: the first
+      node's ``app.qkd`` starts a block, the second's takes part by itself);
+    * on ``CONTROL_PORT + index``, JSON messages: ``block`` (a run's outcome
+      and its key's SHA-256: both KMEs take a block in only when both ends
+      have it, the same), ``reserve`` (a master KME's reservation) answered
+      by ``answer``, and ``refill``.
+    """
+
+    def __init__(self, node: str, peer: str, index: int, initiator: bool, store: KeyStore,
+                 spec: Any, log: Callable[[str], None]) -> None:
+        self.node, self.peer, self.index, self.initiator = node, peer, index, initiator
+        self.store = store
+        self.spec = spec
+        self.log = log
+        self.out_send, self.out_recv = trio.open_memory_channel(float("inf"))
+        self.answers: dict[int, list] = {}         # reservation number -> [event, answer]
+        self.blocks: dict[int, dict] = {}           # block id -> the peer's "block" message
+        self.block_arrived = trio.Event()
+        self.material = trio.Event()                # set (and renewed) on each block taken in
+        self.refill_asked = trio.Event()            # (first node) set as the peer asks for a run
+        self.refill_at = -1                         # ... with this many blocks in at its end
+        self.next_reservation = 0
+        self.blocks_in = 0                          # runs finished (taken in or not)
+
+    # ------------------------------------------------------------ reservations
+    async def reserve(self, r: Reservation) -> None:
+        """Hand ``r`` to the peer KME; return once it has applied it (raises
+        :class:`KmsError` ``APP_KMS_NO_KEY`` if it refused or did not answer
+        within :data:`ANSWER_S`: the keys are then not given out)."""
+        self.next_reservation += 1
+        number = self.next_reservation
+        box: list = [trio.Event(), None]
+        self.answers[number] = box
+        # (queued at once, in the order enc_keys took the bytes: the peer
+        # applies reservations in order)
+        self.out_send.send_nowait({"t": "reserve", "n": number, **_reservation_dict(r)})
+        with trio.move_on_after(ANSWER_S):
+            await box[0].wait()
+        self.answers.pop(number, None)
+        answer = box[1]
+        if answer is None or not answer.get("ok"):
+            why = "no answer" if answer is None else answer.get("detail", "refused")
+            raise KmsError(ErrorCode.APP_KMS_NO_KEY,
+                           f"KME {self.peer} did not take the reservation: {why}")
+
+    async def _apply(self, msg: dict) -> dict:
+        r = Reservation(msg["master_kme"], msg["slave_kme"], msg["master_sae"], msg["slave_sae"],
+                        int(msg["size"]), int(msg["offset"]), tuple(msg["key_ids"]))
+        with trio.move_on_after(ANSWER_S):
+            while True:
+                try:
+                    self.store.apply(r)
+                    return {"t": "answer", "n": msg["n"], "ok": True}
+                except KmsError as err:
+                    if not self.store.can_wait_for(r):
+                        return {"t": "answer", "n": msg["n"], "ok": False, "detail": err.detail}
+                await self.material.wait()      # its block is not in yet here
+        return {"t": "answer", "n": msg["n"], "ok": False,
+                "detail": f"no key material for offset {r.offset} within {ANSWER_S:g} s"}
+
+    # ------------------------------------------------------------ the control connection
+    async def control(self, ctx: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Open (first node) or accept the control connection and serve it."""
+        port = CONTROL_PORT + self.index
+        if self.initiator:
+            sock = await _connect(ctx, self.peer, port)
+        else:
+            sock = await ctx.listen(port).accept()
+        task_status.started()
+
+        async def writer() -> None:
+            async for msg in self.out_recv:
+                await sock.send(json.dumps(msg).encode())
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(side, b, False)
-            nursery.start_soon(side, a, True)
-        ra, rb = out[a], out[b]
-        if ra.ok and rb.ok and ra.key_bytes() == rb.key_bytes():
-            key = ra.key_bytes()[: ra.key_length // 8]      # whole bytes only
-            stores[a].add_material(b, block, key)
-            stores[b].add_material(a, block, key)
-            log(f"kms: {a}-{b} block {block}: {8 * len(key)} bits (QBER {ra.qber:.4f})")
+            nursery.start_soon(writer)
+            while True:
+                msg = json.loads(await sock.recv())
+                kind = msg.get("t")
+                if kind == "reserve":
+                    self.out_send.send_nowait(await self._apply(msg))
+                elif kind == "answer":
+                    box = self.answers.get(msg.get("n"))
+                    if box is not None:
+                        box[1] = msg
+                        box[0].set()
+                elif kind == "block":
+                    self.blocks[int(msg["block"])] = msg
+                    self.block_arrived.set()
+                    self.block_arrived = trio.Event()
+                elif kind == "refill":           # (asked with that many blocks in)
+                    self.refill_at = max(self.refill_at, int(msg.get("blocks", -1)))
+                    self.refill_asked.set()
+                    self.refill_asked = trio.Event()
+
+    # ------------------------------------------------------------ key material
+    def _low(self) -> bool:
+        return self.store.stored_bytes(self.peer) * 8 < self.spec.kms.refill_bits
+
+    async def _refill_asks(self) -> None:
+        """(second node) Ask for a run whenever the store is low, once per block."""
+        asked_at = -1
+        while True:
+            if self._low() and asked_at != self.blocks_in:
+                self.out_send.send_nowait({"t": "refill", "blocks": self.blocks_in})
+                asked_at = self.blocks_in
+            await trio.sleep(0.2)
+
+    async def _wait_until_low(self) -> None:
+        """(first node) Until its store is low or the other KME asks for a run
+        (a request made before the last block ended is stale: that block
+        answered it)."""
+        while not self._low() and self.refill_at < self.blocks_in:
+            with trio.move_on_after(0.2):
+                await self.refill_asked.wait()
+
+    async def feed(self, ctx: Any) -> None:
+        """Run QKD with the peer, block after block, while a store runs low."""
+        run_block = (self._decoy_runner if self.spec.kms.protocol == "decoy-bb84"
+                     else self._bbm92_runner)(ctx)
+        block = 0
+        async with trio.open_nursery() as nursery:
+            if not self.initiator:
+                nursery.start_soon(self._refill_asks)
+            while True:
+                if self.initiator:
+                    await self._wait_until_low()
+                await self._take_in(block, *await run_block())
+                block += 1
+
+    def _decoy_runner(self, ctx: Any) -> Callable:
+        """One decoy-BB84 block over the link: (ok, key bytes, QBER, reason)."""
+        from qstack.app.qkd import api as qkd
+
+        kms = self.spec.kms
+
+        async def run() -> tuple:
+            if self.initiator:
+                res = await qkd.bb84(ctx, self.peer, kms.pulses, finite=kms.finite,
+                                     eps_sec=kms.eps_sec, eps_cor=kms.eps_cor)
+            else:
+                res = await qkd.bb84_receive(ctx, self.peer)
+            key = np.packbits(res.key).tobytes()[: res.key_length // 8] if res.ok else b""
+            return res.ok, key, res.qber_test, res.reason
+        return run
+
+    def _bbm92_runner(self, ctx: Any) -> Callable:
+        """One BBM92 run over a socket of its own: (ok, key bytes, QBER, reason)."""
+        from qstack.app.qkd.entangled import EntangledConfig, bbm92
+
+        kms = self.spec.kms
+        cfg = EntangledConfig(test_fraction=kms.test_fraction, eps_sec=kms.eps_sec,
+                              eps_cor=kms.eps_cor, batch=kms.batch)
+        port = BBM92_PORT + self.index
+        listener = None if self.initiator else ctx.listen(port)
+
+        async def run() -> tuple:
+            sock = await (_connect(ctx, self.peer, port) if self.initiator
+                          else listener.accept())
+            res = await bbm92(ctx, sock, kms.pairs, initiator=self.initiator, config=cfg)
+            await sock.close()
+            key = res.key_bytes()[: res.key_length // 8] if res.ok else b""  # whole bytes
+            return res.ok, key, res.qber, res.reason
+        return run
+
+    async def _take_in(self, block: int, ok: bool, key: bytes, qber: float, reason: str) -> None:
+        """Block ``block``'s ``key`` (whole bytes) goes in the store if both
+        ends have it, the same."""
+        import hashlib
+
+        key = key if ok else b""
+        digest = hashlib.sha256(key).hexdigest()
+        self.out_send.send_nowait({"t": "block", "block": block, "ok": bool(ok and key),
+                                   "sha256": digest})
+        with trio.move_on_after(ANSWER_S):
+            while block not in self.blocks:
+                await self.block_arrived.wait()
+        theirs = self.blocks.pop(block, None)
+        self.blocks_in += 1
+        if ok and key and theirs is not None and theirs["ok"] and theirs["sha256"] == digest:
+            self.store.add_material(self.peer, block, key)
+            self.material.set()
+            self.material = trio.Event()
+            self.log(f"kms: {self.node}-{self.peer} block {block}: {8 * len(key)} bits "
+                     f"(QBER {qber:.4f})")
         else:
-            log(f"kms: {a}-{b} block {block}: no key ({ra.reason or rb.reason})")
-        block += 1
-        if once:
-            return
+            why = (reason or "no key") if not (ok and key) else \
+                "the other end has no such block" if theirs is None else \
+                "the other end's key differs or it aborted"
+            self.log(f"kms: {self.node}-{self.peer} block {block}: no key ({why})")
 
 
-async def run_kms(run_path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """The KMS process of the network of ``run_path`` (see the module doc)."""
+def _reservation_dict(r: Reservation) -> dict:
+    return {"master_kme": r.master_kme, "slave_kme": r.slave_kme, "master_sae": r.master_sae,
+            "slave_sae": r.slave_sae, "size": r.size, "offset": r.offset,
+            "key_ids": list(r.key_ids)}
+
+
+async def _connect(ctx: Any, peer: str, port: int) -> Any:
+    """A socket to ``peer``'s ``port``, retried while the far end does not listen yet."""
+    while True:
+        try:
+            return await ctx.connect(peer, port)
+        except QStackError as err:
+            if err.code != ErrorCode.TRANSPORT_CONNECTION_REFUSED:
+                raise
+            await trio.sleep(0.02)
+
+
+async def run_kme(run_path: str, node: str, *,
+                  task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """The KME process of ``node`` in the network of ``run_path`` (module doc):
+    its store behind the HTTPS API, and one :class:`PairLink` per ``[kms]
+    links`` pair it is in, all as one application of its node's daemon."""
+    import qstack
     from qstack.config import load_network
     from qstack.emu.runfile import RunFile
 
     run = RunFile.load(run_path)
     spec = load_network(run.network)
-    stores = stores_for(spec)
-    apps = apps_for(stores)
-    certs = run.kms["certs"]
-    async with trio.open_nursery() as nursery:
-        for node, app in apps.items():
-            await nursery.start(serve_kme, app, run.kms["ports"][node], certs, node)
-        for i, (a, b) in enumerate(spec.kms.links):
-            nursery.start_soon(lambda a=a, b=b, i=i: feed(
-                stores, a, b, run, spec, port=18_014 + i,
-                log=lambda s: print(s, flush=True)))
-        task_status.started()
+    store = stores_for(spec)[node]
+    log = lambda s: print(s, flush=True)          # noqa: E731
+    links: dict[str, PairLink] = {}
+    for i, (a, b) in enumerate(spec.kms.links):
+        if node in (a, b):
+            peer = b if node == a else a
+            links[peer] = PairLink(node, peer, i, node == a, store, spec, log)
+
+    async def deliver(r: Reservation) -> None:
+        link = links.get(r.slave_kme)
+        if link is None:
+            raise KmsError(ErrorCode.APP_KMS_NO_KEY, f"KME {node} shares no keys with "
+                                                     f"{r.slave_kme}")
+        await link.reserve(r)
+
+    async with qstack.connect(node, run, app=f"kme-{node}") as ctx:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_kme, KmsApp(store, deliver), run.kms["ports"][node],
+                                run.kms["certs"], node)
+            for link in links.values():
+                nursery.start_soon(link.control, ctx)
+                nursery.start_soon(link.feed, ctx)
+            task_status.started()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m qstack.emu.kms RUNFILE``: the KMS process ``net up`` starts."""
+    """``python -m qstack.emu.kms RUNFILE NODE``: the KME process of ``NODE``
+    that ``net up`` starts."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m qstack.emu.kms RUNFILE", file=sys.stderr)
+    if len(args) != 2:
+        print("usage: python -m qstack.emu.kms RUNFILE NODE", file=sys.stderr)
         return 2
-    trio.run(run_kms, args[0])
+    trio.run(run_kme, args[0], args[1])
     return 0
 
 

@@ -183,7 +183,9 @@ def net_up(network: str | Path, run_path: str | Path | None = None, *, seed: int
 
 def _start_kms(run: RunFile, spec: Any, procs: dict, target: Path, timeout_s: float) -> None:
     """``[kms]``: certificates (a private CA, one per KME and SAE) under the
-    logs' ``kms/``, a port per node, and the KMS process (:mod:`qstack.emu.kms`)."""
+    logs' ``kms/``, a port per node, and a KME process per node
+    (:func:`qstack.emu.kms.run_kme`, ``kms-NODE`` in the run file's pids, its
+    log ``kms-NODE.log``)."""
     from qstack.emu.kms import make_certs
 
     names = list(spec.nodes)
@@ -192,12 +194,14 @@ def _start_kms(run: RunFile, spec: Any, procs: dict, target: Path, timeout_s: fl
     certs = make_certs(Path(run.logs) / "kms", names, [sae for sae, _ in spec.kms.saes])
     run.kms = {"ports": dict(zip(names, ports)), "certs": str(certs)}
     run.save(target)
-    log = Path(run.logs) / "kms.log"
-    procs["kms"] = _spawn(["qstack.emu.kms", run.path], log)
-    run.pids["kms"] = procs["kms"].pid
+    for name in names:
+        procs[f"kms-{name}"] = _spawn(["qstack.emu.kms", run.path, name],
+                                      Path(run.logs) / f"kms-{name}.log")
+        run.pids[f"kms-{name}"] = procs[f"kms-{name}"].pid
     run.save(target)
-    for port in ports:
-        _wait_port(port, procs["kms"], "kms", log, timeout_s)
+    for name, port in zip(names, ports):
+        _wait_port(port, procs[f"kms-{name}"], f"kms-{name}", Path(run.logs) / f"kms-{name}.log",
+                   timeout_s)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout_s: float) -> None:

@@ -18,6 +18,7 @@ the network's clock (model time: real time divided by the run's time scale).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -659,7 +660,8 @@ class StatusQuery(Message):
 class NodeStatus(Message):
     """(daemon -> control) The node's figures: its peers up, qubits in
     memory, link pairs heralded at it, applications attached, failures
-    recorded, and how late its timers fired at most (model ns)."""
+    recorded, how late its timers fired at most (model ns), and the links
+    it believes down."""
 
     request: int = field(metadata=limits(1, (1 << 63) - 1))
     node: str = field(metadata=_NAME)
@@ -669,6 +671,8 @@ class NodeStatus(Message):
     apps: int = field(metadata=_U63)
     failures: int = field(metadata=_U63)
     late_ns_max: int = field(metadata=_U63)
+    #: the links this daemon believes down, each (a, b) in name order
+    links_down: tuple[tuple[str, str], ...] = field(default=(), metadata=limits(max_len=4096))
 
 
 @message("emu.node", 0x0653)
@@ -727,7 +731,7 @@ VECTOR_EXAMPLES = {
     "status_query": StatusQuery(request=1),
     "node_status": NodeStatus(request=1, node="bob", peers_up=("alice", "carol"),
                               qubits_in_memory=2, pairs_made=40, apps=1, failures=0,
-                              late_ns_max=180_000),
+                              late_ns_max=180_000, links_down=(("bob", "carol"),)),
     "node_fault_reset": NodeFault(kind="reset", peer="alice"),
     "phys_result_failed": PhysResult(request=11, ok=False, code=int(ErrorCode.MEMORY_FULL),
                                      detail="alice: no free memory slot", done_ns=1_250_000),
@@ -780,4 +784,339 @@ VECTOR_EXAMPLES.update({
     "failures_report": FailuresReport(request=3, total=3, since=2, codes=(305,),
                                       protocols=("network.qnp",),
                                       details=("Track for unknown circuit tester/7",)),
+})
+
+
+# ---------------------------------------------------------------- QKD pulse blocks (-> physics)
+
+#: Detection events one :class:`PhysPulseRecord` frame carries at most: the
+#: record of a block is cut into frames of this many events (11 bytes each at
+#: most: an 8-byte index and three 1-byte values), 704 KiB, within the wire's
+#: 1 MiB frame (``specs/wire.md``).
+PULSE_RECORD_EVENTS = 1 << 16
+_PR_INDEX = limits(max_len=8 * PULSE_RECORD_EVENTS)
+_PR_BYTES = limits(max_len=PULSE_RECORD_EVENTS)
+_PR_CLASSES = 8
+
+
+@message("emu.physics", 0x064E)
+@dataclass(frozen=True, slots=True)
+class PhysPulseBlock(Message):
+    """(daemon -> physics) A :class:`~qstack.physical.ops.PulseBlock`: send
+    (``role`` "send") or receive ("receive") a block of ``n`` decoy-BB84
+    pulses over the link with ``peer``; ``key`` (``key_to_wire``) pairs it
+    with the other end's. Answered by one or more :class:`PhysPulseRecord`
+    frames with the same ``request`` when the block ends."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    peer: str = field(metadata=_NAME)
+    key: bytes = field(metadata=limits(max_len=256))
+    n: int = field(metadata=_U63)
+    role: str = field(default="send", metadata=limits(max_len=16))
+
+
+@message("emu.physics", 0x064F)
+@dataclass(frozen=True, slots=True)
+class PhysPulseRecord(Message):
+    """(physics -> daemon) Part ``part`` (0, 1, ...; ``last`` on the final one)
+    of this end's :class:`~qstack.physical.ops.PulseRecord` of block
+    ``request``: its detection events ``part * PULSE_RECORD_EVENTS`` onward
+    as packed arrays (``index``: little-endian int64 pulse indices; ``basis``,
+    ``bit``, ``cls``: one byte per event, ``cls`` empty at the receiver), and
+    in every part the block's scalars."""
+
+    request: int = field(metadata=limits(1, (1 << 63) - 1))
+    part: int = field(metadata=limits(0, 0xFFFFFFFF))
+    last: bool
+    ok: bool
+    role: str = field(default="", metadata=limits(max_len=16))
+    n_pulses: int = field(default=0, metadata=_U63)
+    index: bytes = field(default=b"", metadata=_PR_INDEX)
+    basis: bytes = field(default=b"", metadata=_PR_BYTES)
+    bit: bytes = field(default=b"", metadata=_PR_BYTES)
+    cls: bytes = field(default=b"", metadata=_PR_BYTES)
+    sent_per_class: tuple[int, ...] = field(default=(), metadata=limits(
+        0, (1 << 63) - 1, max_len=_PR_CLASSES))
+    start_ns: int = field(default=0, metadata=_U63)
+    end_ns: int = field(default=0, metadata=_U63)
+    period_ns: float = field(default=0.0, metadata=limits(0.0, 1e18))
+    reason: str = field(default="", metadata=_DETAIL)
+    intensities: tuple[float, ...] = field(default=(), metadata=limits(max_len=_PR_CLASSES))
+    class_probs: tuple[float, ...] = field(default=(), metadata=limits(max_len=_PR_CLASSES))
+
+
+def _u8(values: Any) -> bytes:
+    return np.ascontiguousarray(values, dtype=np.uint8).tobytes()
+
+
+def pulse_record_to_wire(request: int, rec: Any) -> list[PhysPulseRecord]:
+    """A :class:`~qstack.physical.ops.PulseRecord` as its frames (one per
+    :data:`PULSE_RECORD_EVENTS` detection events; one frame for none)."""
+    if not rec.ok:
+        return [PhysPulseRecord(request, 0, True, False, reason=str(rec.reason)[:1024])]
+    index = np.ascontiguousarray(rec.index, dtype="<i8")
+    events = int(index.size)
+    cls = np.zeros(0, np.uint8) if rec.cls is None else np.asarray(rec.cls)
+    frames = []
+    starts = range(0, max(events, 1), PULSE_RECORD_EVENTS)
+    for part, lo in enumerate(starts):
+        hi = min(events, lo + PULSE_RECORD_EVENTS)
+        frames.append(PhysPulseRecord(
+            request, part, hi >= events, True, rec.role, int(rec.n_pulses),
+            index[lo:hi].tobytes(), _u8(rec.basis[lo:hi]), _u8(rec.bit[lo:hi]),
+            _u8(cls[lo:hi]) if cls.size else b"",
+            tuple(int(c) for c in rec.sent_per_class), int(rec.start_ns), int(rec.end_ns),
+            float(rec.period_ns), "", tuple(float(m) for m in rec.intensities),
+            tuple(float(p) for p in rec.class_probs)))
+    return frames
+
+
+def pulse_record_from_wire(parts: list[PhysPulseRecord]) -> Any:
+    """The :class:`~qstack.physical.ops.PulseRecord` of a block's frames (in
+    order; a gap or a frame of another block raises ``QStackError``
+    ``MALFORMED``)."""
+    from qstack.physical.ops import PulseRecord
+
+    first = parts[0]
+    if [p.part for p in parts] != list(range(len(parts))) or \
+            any(p.request != first.request for p in parts) or not parts[-1].last:
+        raise QStackError(ErrorCode.MALFORMED,
+                          f"pulse record {first.request}: frames out of order or missing")
+    if not first.ok:
+        return PulseRecord(False, reason=first.reason)
+
+    def cat(name: str, dtype: str) -> np.ndarray:
+        return np.frombuffer(b"".join(getattr(p, name) for p in parts), dtype=dtype).copy()
+
+    index = cat("index", "<i8").astype(np.int64)
+    basis, bit, cls = cat("basis", "u1"), cat("bit", "u1"), cat("cls", "u1")
+    if not basis.size == bit.size == index.size or cls.size not in (0, index.size):
+        raise QStackError(ErrorCode.MALFORMED,
+                          f"pulse record {first.request}: arrays of different lengths")
+    return PulseRecord(True, first.role, first.n_pulses, index, basis, bit, cls,
+                       first.sent_per_class, first.start_ns, first.end_ns, first.period_ns, "",
+                       first.intensities, first.class_probs)
+
+
+__all__ += ["PhysPulseBlock", "PhysPulseRecord", "PULSE_RECORD_EVENTS", "pulse_record_to_wire",
+            "pulse_record_from_wire"]
+
+VECTOR_EXAMPLES.update({
+    "phys_pulse_block": PhysPulseBlock(request=21, peer="bob", key=b"\x93\xa3qkd\xa5alice\x01",
+                                       n=100_000, role="send"),
+    "phys_pulse_record": PhysPulseRecord(
+        request=21, part=0, last=True, ok=True, role="send", n_pulses=100_000,
+        index=np.array([17, 4242], "<i8").tobytes(), basis=b"\x00\x01", bit=b"\x01\x00",
+        cls=b"\x00\x02", sent_per_class=(50_000, 35_000, 15_000), start_ns=1_000,
+        end_ns=101_000, period_ns=1.0, intensities=(0.6, 0.2, 0.0002),
+        class_probs=(0.5, 0.35, 0.15)),
+    "phys_pulse_record_failed": PhysPulseRecord(
+        request=22, part=0, last=True, ok=False, reason="the link to 'bob' is down"),
+})
+
+
+# ---------------------------------------------------------------- QKD blocks (app <-> daemon)
+
+#: Bytes of packed key one :class:`AppQkdResult` frame carries at most (a
+#: longer key goes in several frames, each with the block's figures).
+QKD_KEY_PART_BYTES = 1 << 19
+_COUNTS = limits(0, (1 << 63) - 1, max_len=_PR_CLASSES)
+_PROB01 = limits(0.0, 1.0)
+
+
+@message("emu.app", 0x0638)
+@dataclass(frozen=True, slots=True)
+class AppQkdRequest(Message):
+    """(app -> daemon) A :class:`~qstack.app.qkd.bb84.QkdRequest` for the
+    node's ``app.qkd``: one decoy-BB84 block with neighbour ``peer``, the
+    same fields (``request_id``: the application's tag, echoed in its result)."""
+
+    peer: str = field(metadata=_NAME)
+    pulses: int = field(metadata=limits(0, 1 << 62))
+    request_id: int = field(metadata=_U63)
+    finite: bool = True
+    eps_sec: float = field(default=1e-10, metadata=_PROB01)
+    eps_cor: float = field(default=1e-15, metadata=_PROB01)
+    qber_max: float = field(default=0.11, metadata=_PROB01)
+    phase_error_max: float = field(default=0.15, metadata=_PROB01)
+    key_basis: int = field(default=0, metadata=limits(0, 1))
+    cascade_variant: str = field(default="yan14", metadata=limits(max_len=16))
+    decoys: int = field(default=0, metadata=limits(0, 255))
+
+
+@message("emu.app", 0x0639)
+@dataclass(frozen=True, slots=True)
+class WQkdEstimate(Message):
+    """A :class:`~qstack.app.qkd.estimation.FiniteKeyEstimate` (nested), its
+    fields. Here and in :class:`AppQkdResult` a real that is NaN (not
+    defined: no test bits, no Cascade run, ...) goes as nil (the wire
+    carries no NaN)."""
+
+    n_key: tuple[int, ...] = field(metadata=_COUNTS)
+    n_test: tuple[int, ...] = field(metadata=_COUNTS)
+    m_test: tuple[int, ...] = field(metadata=_COUNTS)
+    s_key0: Optional[float]
+    s_key1: Optional[float]
+    s_test0: Optional[float]
+    s_test1: Optional[float]
+    v_test1: Optional[float]
+    phase_error: Optional[float]
+    gamma: Optional[float]
+    eps_sec: Optional[float]
+    eps_cor: Optional[float]
+    finite: bool
+    method: str = field(metadata=limits(max_len=16))
+    m_key: tuple[int, ...] = field(metadata=_COUNTS)
+    s_key0_upper: Optional[float]
+
+
+@message("emu.app", 0x063A)
+@dataclass(frozen=True, slots=True)
+class AppQkdResult(Message):
+    """(daemon -> app) Part ``part`` (``last`` on the final one) of a
+    :class:`~qstack.app.qkd.bb84.QkdResult`: ``key`` the packed final key
+    bits (most significant first) from byte ``part * QKD_KEY_PART_BYTES`` on,
+    ``key_bits`` the key's length; every part carries the block's figures
+    (same names as ``QkdResult``; ``code`` 0: none; the leaks by step)."""
+
+    part: int = field(metadata=limits(0, 0xFFFFFFFF))
+    last: bool
+    ok: bool
+    role: str = field(metadata=limits(max_len=16))
+    peer: str = field(metadata=_NAME)
+    block_id: int = field(metadata=_U63)
+    request_id: int = field(metadata=_U63)
+    reason: str = field(metadata=_DETAIL)
+    code: int = field(metadata=_CODE)
+    key_bits: int = field(metadata=_U63)
+    key: bytes = field(metadata=limits(max_len=QKD_KEY_PART_BYTES))
+    n_pulses: int = field(metadata=_U63)
+    sent_per_class: tuple[int, ...] = field(metadata=_COUNTS)
+    sifted: int = field(metadata=_U63)
+    n_key: tuple[int, ...] = field(metadata=_COUNTS)
+    n_test: tuple[int, ...] = field(metadata=_COUNTS)
+    m_test: tuple[int, ...] = field(metadata=_COUNTS)
+    qber_test_per_class: tuple[Optional[float], ...] = field(metadata=limits(max_len=_PR_CLASSES))
+    qber_test: Optional[float]
+    qber_key: Optional[float]
+    estimate: Optional[WQkdEstimate]
+    leak_error_correction: int = field(metadata=_U63)
+    leak_verification: int = field(metadata=_U63)
+    leak_finite_size: Optional[float]
+    leak_test_bits: int = field(metadata=_U63)
+    cascade_rounds: int = field(metadata=_U63)
+    cascade_efficiency: Optional[float]
+    start_ns: int = field(metadata=_U63)
+    pulses_end_ns: int = field(metadata=_U63)
+    end_ns: int = field(metadata=_U63)
+    messages: int = field(metadata=_U63)
+    message_bytes: int = field(metadata=_U63)
+
+
+def qkd_request_to_wire(req: Any) -> AppQkdRequest:
+    """A :class:`~qstack.app.qkd.bb84.QkdRequest` as :class:`AppQkdRequest`
+    (a value the wire cannot carry raises ``EncodeError``)."""
+    return AppQkdRequest(req.peer, req.pulses, req.request_id, req.finite, req.eps_sec,
+                         req.eps_cor, req.qber_max, req.phase_error_max, req.key_basis,
+                         req.cascade_variant, req.decoys)
+
+
+def qkd_request_from_wire(msg: AppQkdRequest) -> Any:
+    from qstack.app.qkd.bb84 import QkdRequest
+
+    return QkdRequest(msg.peer, msg.pulses, msg.request_id, msg.finite, msg.eps_sec, msg.eps_cor,
+                      msg.qber_max, msg.phase_error_max, msg.key_basis, msg.cascade_variant,
+                      msg.decoys)
+
+
+def _real(x: Any) -> float | None:
+    """A real for the wire: NaN as None."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _unreal(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def qkd_result_to_wire(res: Any) -> list[AppQkdResult]:
+    """A :class:`~qstack.app.qkd.bb84.QkdResult` as its frames (the packed key
+    cut into :data:`QKD_KEY_PART_BYTES`-byte parts; one frame for a short key)."""
+    est = res.estimate
+    west = None if est is None else WQkdEstimate(
+        tuple(int(x) for x in est.n_key), tuple(int(x) for x in est.n_test),
+        tuple(int(x) for x in est.m_test), _real(est.s_key0), _real(est.s_key1),
+        _real(est.s_test0), _real(est.s_test1), _real(est.v_test1), _real(est.phase_error),
+        _real(est.gamma), _real(est.eps_sec), _real(est.eps_cor), bool(est.finite),
+        str(est.method), tuple(int(x) for x in est.m_key), _real(est.s_key0_upper))
+    packed = np.packbits(np.asarray(res.key, dtype=np.uint8)).tobytes()
+    leaks = res.leaks
+    starts = range(0, max(len(packed), 1), QKD_KEY_PART_BYTES)
+    ints = lambda xs: tuple(int(x) for x in xs)     # noqa: E731 (numpy ints to ints)
+    return [AppQkdResult(
+        part, lo + QKD_KEY_PART_BYTES >= len(packed), bool(res.ok), res.role, res.peer,
+        int(res.block_id), int(res.request_id), str(res.reason or "")[:1024],
+        0 if res.code is None else int(res.code), int(res.key.size),
+        packed[lo:lo + QKD_KEY_PART_BYTES], int(res.n_pulses), ints(res.sent_per_class),
+        int(res.sifted), ints(res.n_key), ints(res.n_test), ints(res.m_test),
+        tuple(_real(q) for q in res.qber_test_per_class), _real(res.qber_test),
+        _real(res.qber_key), west, int(leaks.error_correction), int(leaks.verification),
+        _real(leaks.finite_size), int(leaks.test_bits), int(res.cascade_rounds),
+        _real(res.cascade_efficiency), int(res.start_ns), int(res.pulses_end_ns),
+        int(res.end_ns), int(res.messages), int(res.message_bytes))
+        for part, lo in enumerate(starts)]
+
+
+def qkd_result_from_wire(parts: list[AppQkdResult]) -> Any:
+    """The :class:`~qstack.app.qkd.bb84.QkdResult` of a result's frames, in order."""
+    import dataclasses as dc
+
+    from qstack.app.qkd.bb84 import QkdResult
+    from qstack.app.qkd.estimation import FiniteKeyEstimate
+    from qstack.app.qkd.postprocess import LeakRecord
+
+    m = parts[0]
+    if [p.part for p in parts] != list(range(len(parts))) or not parts[-1].last:
+        raise QStackError(ErrorCode.MALFORMED, f"QKD result of block {m.block_id}: frames out "
+                                               "of order or missing")
+    packed = np.frombuffer(b"".join(p.key for p in parts), np.uint8)
+    if m.key_bits > 8 * packed.size:
+        raise QStackError(ErrorCode.MALFORMED, f"QKD result of block {m.block_id}: "
+                                               f"{m.key_bits} key bits in {packed.size} bytes")
+    key = np.unpackbits(packed)[:m.key_bits].astype(np.uint8)
+    est = None if m.estimate is None else FiniteKeyEstimate(**{
+        f.name: _unreal(v) if f.type in (float, "float") else v
+        for f in dc.fields(FiniteKeyEstimate) for v in (getattr(m.estimate, f.name),)})
+    return QkdResult(
+        m.ok, m.role, m.peer, m.block_id, m.request_id, m.reason,
+        as_code(m.code) if m.code else None, key, m.n_pulses, m.sent_per_class, m.sifted,
+        m.n_key, m.n_test, m.m_test, tuple(_unreal(q) for q in m.qber_test_per_class),
+        _unreal(m.qber_test), _unreal(m.qber_key), est,
+        LeakRecord(m.leak_error_correction, m.leak_verification, _unreal(m.leak_finite_size),
+                   m.leak_test_bits),
+        m.cascade_rounds, _unreal(m.cascade_efficiency), m.start_ns, m.pulses_end_ns, m.end_ns,
+        m.messages, m.message_bytes)
+
+
+__all__ += ["AppQkdRequest", "AppQkdResult", "WQkdEstimate", "QKD_KEY_PART_BYTES",
+            "qkd_request_to_wire", "qkd_request_from_wire", "qkd_result_to_wire",
+            "qkd_result_from_wire"]
+
+VECTOR_EXAMPLES.update({
+    "app_qkd_request": AppQkdRequest(peer="bob", pulses=200_000, request_id=1, finite=False),
+    "app_qkd_result": AppQkdResult(
+        part=0, last=True, ok=True, role="send", peer="bob", block_id=1, request_id=1,
+        reason="", code=0, key_bits=12, key=b"\xa5\x30", n_pulses=200_000,
+        sent_per_class=(100_000, 70_000, 30_000), sifted=9000, n_key=(4000, 2000, 20),
+        n_test=(400, 200, 3), m_test=(8, 6, 1), qber_test_per_class=(0.02, 0.03, 0.33),
+        qber_test=0.025, qber_key=0.021,
+        estimate=WQkdEstimate((4000, 2000, 20), (400, 200, 3), (8, 6, 1), 1.5, 1800.0, 0.2,
+                              190.0, 4.0, 0.05, 0.0, 1e-10, 1e-15, False, "two-decoy", (),
+                              0.0),
+        leak_error_correction=900, leak_verification=50, leak_finite_size=0.0,
+        leak_test_bits=603, cascade_rounds=4, cascade_efficiency=1.08, start_ns=10_000,
+        pulses_end_ns=210_000, end_ns=5_000_000, messages=40, message_bytes=30_000),
+    "wqkd_estimate": WQkdEstimate((4000, 2000, 20), (400, 200, 3), (8, 6, 1), 1.5, 1800.0, 0.2,
+                                  190.0, 4.0, 0.05, None, 1e-10, 1e-15, True, "two-decoy", (),
+                                  None),
 })

@@ -10,6 +10,13 @@ node daemons (``specs/wire.md`` § "Emulation messages"):
 * ``StationEntangle`` / ``StationCancel`` go to the link's station; its
   ``StationHerald`` answers reach each end at the herald's time (model
   time, :mod:`qstack.emu.clock`);
+* ``PhysPulseBlock`` (a decoy-BB84 block of pulses, ``PulseBlock``) goes
+  to the link's :class:`~qstack.physical.qkdlink.PulseStation`, the
+  simulator's, drawing from the same named random stream
+  (``pulses:A-B``, :class:`~qstack.sim.random.RandomStreams` of the run's
+  seed), so that the same blocks on a link give the same records as under
+  ``qstack.simulate``; each end's record goes back at the block's end as
+  ``PhysPulseRecord`` frames;
 * ``PhysAllocate``, ``PhysGate``, ``PhysMeasure``, ``PhysBellMeasure``,
   ``PhysDiscard`` run on the node's device at once and are answered at once
   with ``PhysResult`` carrying ``done_ns`` (when the hardware finishes: the
@@ -43,7 +50,7 @@ from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysCensus, PhysCensusQuery, PhysDiscard,
     PhysGate, PhysLinkState, PhysMeasure, PhysNodeState, PhysQuery, PhysReport, PhysResult,
-    PhysSettle, op_from_wire,
+    PhysPulseBlock, PhysSettle, op_from_wire, pulse_record_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.device import QuantumDevice
@@ -51,7 +58,7 @@ from qstack.physical.heralding import HeraldingStation
 from qstack.physical.messages import (
     StationCancel, StationEntangle, StationHerald, key_from_wire, key_to_wire,
 )
-from qstack.physical.ops import Allocate, Entangle, Herald
+from qstack.physical.ops import Allocate, Entangle, Herald, PulseBlock, PulseRecord
 
 __all__ = ["PhysicsServer", "main"]
 
@@ -108,6 +115,13 @@ class PhysicsServer:
             self._side[(a, b)] = (st, 0)
             self._side[(b, a)] = (st, 1)
         self.stats = {"ops": 0, "heralds": 0, "refused": 0}
+        # decoy-BB84 pulse blocks: the link's station, made on its first block
+        # (as the simulator does), on the simulator's stream for that link
+        self.seed = seed
+        self.qkd_links = {frozenset((link.a, link.b)): link for link in spec.links
+                          if getattr(link, "qkd", None) is not None}
+        self.pulse_stations: dict[frozenset, Any] = {}
+        self.links_down: set[frozenset] = set()
 
     # ------------------------------------------------------------------ qubits
     def _qubit_of(self, node: _NodeState, ref: int) -> Any:
@@ -147,8 +161,13 @@ class PhysicsServer:
             pairs = sum(st.pairs_heralded for k, st in self.stations.items() if node.name in k)
             return PhysReport(msg.request, len(node.device.stored_qubits()), pairs,
                               max(0, self.clock.late_ns_max))
+        if cls is PhysPulseBlock:
+            self._pulse_block(node, msg)
+            return None
         if cls is PhysLinkState:
-            st = self.stations.get(frozenset((msg.a, msg.b)))
+            key = frozenset((msg.a, msg.b))
+            (self.links_down.discard if msg.up else self.links_down.add)(key)
+            st = self.stations.get(key)
             if st is not None:
                 st.set_up(msg.up)
             return None
@@ -197,6 +216,43 @@ class PhysicsServer:
         st.submit(side, ref, Entangle(msg.peer, key, msg.deadline_ns, msg.param, msg.start_ns))
         return None
 
+    def _pulse_block(self, node: _NodeState, msg: PhysPulseBlock) -> None:
+        """A block of QKD pulses: the link's PulseStation pairs both ends'
+        blocks; each end's record is sent when the block ends (model time)."""
+        from qstack.physical.fibre import FibreChannel
+        from qstack.physical.qkdlink import PulseStation
+        from qstack.sim.random import RandomStreams
+
+        now = self.clock.now
+        key = frozenset((node.name, msg.peer))
+        link = self.qkd_links.get(key) if msg.peer != node.name else None
+        if link is None or key in self.links_down:
+            why = (f"no QKD link to {msg.peer!r}" if link is None else
+                   f"the link to {msg.peer!r} is down")
+            self._send_record((node.name, node.session, msg.request), PulseRecord(False,
+                                                                                  reason=why))
+            return
+        st = self.pulse_stations.get(key)
+        if st is None:
+            a, b = sorted((link.a, link.b))
+            model = link.model
+            fibre = (model.fibre.with_length(model.length_km) if hasattr(model, "fibre")
+                     else FibreChannel(length_km=0.0))
+            st = self.pulse_stations[key] = PulseStation(
+                (a, b), link.qkd, fibre, RandomStreams(self.seed).get(f"pulses:{a}-{b}"))
+        op = PulseBlock(msg.peer, key_from_wire(msg.key), msg.n, msg.role)
+        for ref, at, record in st.submit(node.name, (node.name, node.session, msg.request), op,
+                                         now):
+            self.clock.schedule_at(at, self._send_record, ref, record)
+
+    def _send_record(self, ref: tuple, record: PulseRecord) -> None:
+        name, session, request = ref
+        node = self.nodes[name]
+        if node.session != session or node.outbox is None:
+            return                          # that daemon is gone: the block with it
+        for frame in pulse_record_to_wire(request, record):
+            node.outbox.send_nowait(frame)
+
     def _herald(self, side: int, ref: tuple, herald: Herald) -> None:
         name, session, request = ref
         node = self.nodes[name]
@@ -213,14 +269,18 @@ class PhysicsServer:
     # ------------------------------------------------------------------ sessions
     def attach(self, name: str, outbox: Any) -> None:
         """Node ``name``'s daemon connected (``outbox``: where its answers go).
-        It is told which nodes are gone; if it was gone, the others are told
-        it is back."""
+        It is told which nodes are gone and which links are down; if it was
+        gone, the others are told it is back."""
         node = self.nodes[name]
         node.session += 1
         node.outbox = outbox
         for other in self.nodes.values():
             if other.gone:
                 outbox.send_nowait(PhysNodeState(other.name, False))
+        # the links down now (net fault, the [faults] schedule): a daemon that
+        # restarts learns them here rather than assume every link up
+        for a, b in sorted(tuple(sorted(k)) for k in self.links_down):
+            outbox.send_nowait(PhysLinkState(a, b, False))
         if node.gone:
             node.gone = False
             self._tell_all(PhysNodeState(name, True), but=name)
@@ -240,6 +300,9 @@ class PhysicsServer:
         for (a, _b), (st, side) in self._side.items():
             if a == name:
                 st.drop_side(side)
+        for key, pst in self.pulse_stations.items():
+            if name in key:
+                pst.drop(name)
         node.device.reset()
         node.chosen.clear()
         node.busy_until = 0

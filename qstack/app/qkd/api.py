@@ -51,8 +51,15 @@ class _Client:
                 del self.results[i]
                 return ev
         fut = self.rt.future()
-        self.waiting.append((match, fut))
-        return await self.rt.wait(fut, timeout_ns)
+        entry = (match, fut)
+        self.waiting.append(entry)
+        try:
+            return await self.rt.wait(fut, timeout_ns)
+        finally:
+            # (timed out or cancelled: a later result must not go to this
+            # abandoned waiter)
+            if entry in self.waiting:
+                self.waiting.remove(entry)
 
 
 def _client(ctx: Any) -> _Client:

@@ -234,6 +234,16 @@ class KeyStore:
         pool.theirs_taken += need
         self._trim(pool)
 
+    def can_wait_for(self, r: Reservation) -> bool:
+        """Whether :meth:`apply` refused ``r`` only because the material it
+        names has not come in yet (its offset is the next one, the bytes are
+        short): the peer KME took in a block this KME has not yet."""
+        pool = self._pools.get(r.master_kme)
+        if pool is None:
+            return r.slave_kme == self.kme_id
+        return r.slave_kme == self.kme_id and r.offset == pool.theirs_taken and \
+            pool.theirs_base + len(pool.theirs) - pool.theirs_taken < (r.size // 8) * len(r.key_ids)
+
     def dec_keys(self, slave_sae: str, master_sae: str, key_ids: Any) -> list[tuple[str, bytes]]:
         """``dec_keys`` asked by ``slave_sae`` for keys ``master_sae`` got:
         each key once, then forgotten. All or nothing: if any id is unknown,
