@@ -21,7 +21,7 @@ import numpy as np
 from qstack.core.errors import ConfigError
 
 __all__ = ["PROTOCOLS", "ONE_DECOY_DEFAULTS", "parse_count", "parse_param", "pick_link",
-           "load_for", "run_block", "SweepRow", "sweep", "write_csv", "plot"]
+           "load_for", "table_for", "run_block", "SweepRow", "sweep", "write_csv", "plot"]
 
 #: ``--protocol`` -> decoy classes besides the signal: vacuum + weak decoy
 #: (Lim et al. 2014; the link has three intensity classes) or one decoy
@@ -135,14 +135,23 @@ def load_for(path: str, between: tuple[str, str] | None, protocol: str = "decoy-
     """(spec, Alice, Bob) of network file ``path`` ready for ``protocol``: the
     one-decoy defaults (:data:`ONE_DECOY_DEFAULTS`) on a link that gives no
     intensities; ConfigError if the link's classes do not fit the protocol."""
-    from qstack.config import load_network, network_from_dict
+    from qstack.config import load_network
 
-    spec = load_network(path)
-    a, b = pick_link(spec, between)
+    load_network(path)                   # the file's own errors, with its lines
     table, _ = _table(path)
+    return table_for(table, path, between, protocol)
+
+
+def table_for(table: dict, source: str, between: tuple[str, str] | None,
+              protocol: str = "decoy-bb84") -> tuple[Any, str, str]:
+    """(spec, Alice, Bob) of the network table ``table``, as :func:`load_for`."""
+    from qstack.config import network_from_dict
+
+    spec = network_from_dict(table, source=source)
+    a, b = pick_link(spec, between)
     t = _with_protocol(table, _link_index(table, a, b), protocol)
     if t is not table:
-        spec = network_from_dict(t, source=f"{path} with the one-decoy defaults")
+        spec = network_from_dict(t, source=f"{source} with the one-decoy defaults")
     _check_classes(spec, a, b, protocol)
     return spec, a, b
 
