@@ -67,6 +67,8 @@ def parse_param(text: str) -> tuple[str, list[float]]:
             values = [lo + i * step for i in range(n)]
         else:
             values = [float(v) for v in spec.split(",")]
+    except ConfigError:              # (a ValueError too: its own message stands)
+        raise
     except ValueError:
         raise ConfigError(f"--param {key}: expected numbers as START:STOP:STEP or V1,V2,..., "
                           f"got {spec!r}") from None

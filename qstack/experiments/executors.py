@@ -63,11 +63,15 @@ class PoolExecutor:
         pool = self._pool or self._fresh_pool()
         flying: dict[cf.Future, dict] = {}
         while queue or flying:
-            while queue and len(flying) < self.jobs:
-                spec = queue.pop()
-                flying[pool.submit(run_task, spec)] = spec
-            done, _ = cf.wait(flying, return_when=cf.FIRST_COMPLETED)
             broken = False
+            while queue and len(flying) < self.jobs and not broken:
+                spec = queue.pop()
+                try:
+                    flying[pool.submit(run_task, spec)] = spec
+                except cf.process.BrokenProcessPool:   # it broke since the last wait
+                    queue.append(spec)
+                    broken = True
+            done, _ = cf.wait(flying, return_when=cf.FIRST_COMPLETED) if flying else (set(), set())
             for fut in done:
                 spec = flying.pop(fut)
                 try:
