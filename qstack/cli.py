@@ -316,6 +316,8 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                      if v.strip()]
             if args.csv is None and args.plot is None:
                 raise ConfigError("qkd sweep: give --csv OUT.csv and/or --plot OUT.png")
+            if args.plot:
+                qkdtool.pyplot()             # matplotlib is the [plot] extra
     except ConfigError as exc:
         print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
         return 2

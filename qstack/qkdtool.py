@@ -21,7 +21,7 @@ import numpy as np
 from qstack.core.errors import ConfigError
 
 __all__ = ["PROTOCOLS", "ONE_DECOY_DEFAULTS", "parse_count", "parse_param", "pick_link",
-           "load_for", "table_for", "run_block", "SweepRow", "sweep", "write_csv", "plot"]
+           "load_for", "table_for", "run_block", "SweepRow", "sweep", "write_csv", "plot", "pyplot"]
 
 #: ``--protocol`` -> decoy classes besides the signal: vacuum + weak decoy
 #: (Lim et al. 2014; the link has three intensity classes) or one decoy
@@ -265,15 +265,24 @@ def write_csv(rows: list[SweepRow], key: str, out: str, block_sizes: list[int]) 
                        + [f"{r.finite[n]:.6e}" for n in block_sizes] + [f"{r.wall_s:.3f}"])
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed); ConfigError
+    naming the extra to install when matplotlib is absent."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'qstack[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot(rows: list[SweepRow], key: str, out: str, pulses: int, block_sizes: list[int],
          finite: bool) -> None:
     """Key rate per pulse against ``key`` (log scale): the simulated points,
     the closed forms, the PLOB bound. Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = [r.value for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     ax.plot(x, [r.plob for r in rows], "k--", lw=1, label="PLOB bound −log2(1−η)")

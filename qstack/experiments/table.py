@@ -138,14 +138,9 @@ def plot_table(experiment: Any, rows: list[dict]) -> list[Path]:
     """A PNG per metric and swept parameter: the mean against the parameter,
     the confidence interval as error bars, one line per value of the other
     swept parameters. Agg backend (no display needed)."""
-    try:
-        import matplotlib
-    except ImportError:
-        from qstack.core.errors import ConfigError
-        raise ConfigError("plots need matplotlib: pip install 'qstack[plot]' "
-                          "(or plots = false in [output])") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from qstack.qkdtool import pyplot
+
+    plt = pyplot()
 
     paths = []
     metrics = sorted({r["metric"] for r in rows if r["metric"]})
