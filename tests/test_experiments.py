@@ -275,13 +275,18 @@ plots = false
 """
 
 
-def test_killed_driver_resumes_to_the_same_table(tmp_path):
+def _slow_sweep_uninterrupted(tmp_path: Path) -> tuple[Path, list]:
+    """The SLOW experiment's file and its table from a run left alone."""
     (tmp_path / "app.py").write_text(APP_SLOW)
     p = _write(tmp_path, SLOW)
     exp = load_experiment(p)
     exp.out_dir = tmp_path / "clean"
     run_sweep(exp, executors.InlineExecutor())
-    clean = _rows(exp)
+    return p, _rows(exp)
+
+
+def test_killed_driver_resumes_to_the_same_table(tmp_path):
+    p, clean = _slow_sweep_uninterrupted(tmp_path)
     env = dict(os.environ, QSTACK_TEST_TASK_SLEEP="0.2")
     proc = subprocess.Popen([sys.executable, "-m", "qstack.cli", "sweep", str(p), "-j", "1"],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -303,12 +308,7 @@ def test_killed_driver_resumes_to_the_same_table(tmp_path):
 
 
 def test_killed_worker_is_recorded_and_redone(tmp_path, monkeypatch):
-    (tmp_path / "app.py").write_text(APP_SLOW)
-    p = _write(tmp_path, SLOW)
-    exp = load_experiment(p)
-    exp.out_dir = tmp_path / "clean"
-    run_sweep(exp, executors.InlineExecutor())
-    clean = _rows(exp)
+    p, clean = _slow_sweep_uninterrupted(tmp_path)
     marker = tmp_path / "killed"
     monkeypatch.setenv("QSTACK_TEST_KILL_MARKER", str(marker))
     exp = load_experiment(p)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-from typing import Any, Iterator
+from typing import Iterator
 
 from qstack.core.errors import ConfigError
 from qstack.experiments.tasks import run_task

@@ -38,14 +38,13 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qstack.config import _Context, _show, load_network, network_from_dict
 from qstack.core.errors import ConfigError
-from qstack.qkdtool import parse_param
+from qstack.qkdtool import _table, parse_param
 
 __all__ = ["Experiment", "load_experiment", "experiment_from_dict", "set_path", "parse_path",
            "task_key"]
@@ -163,16 +162,7 @@ def _join(parts: list) -> str:
 
 
 def _read(path: Path) -> tuple[dict, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return _table(str(path))
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -234,8 +224,7 @@ def _values(ctx: _Context, where: tuple, spec: Any) -> list:
         n = int(math.floor((hi - lo) / step + 1e-9)) + 1
         if n > MAX_POINTS:
             raise ctx.error(where, f"{n} values; at most {MAX_POINTS}")
-        ints = all(isinstance(v, int) for v in (lo, hi, step))
-        return [lo + i * step if ints else lo + i * step for i in range(n)]
+        return [lo + i * step for i in range(n)]     # integers stay integers
     raise ctx.bad(where, "a list of values, \"START:STOP:STEP\" or a table {start, stop, "
                          "step or num}", spec)
 

@@ -147,12 +147,17 @@ def _stack_metrics(res: Any, names: tuple) -> dict:
     return {k: res.metrics[k] for k in names}
 
 
-def _epr(spec: dict) -> dict:
+def _two_ends(spec: dict, count: str) -> tuple[Any, str, str, int]:
+    """(network spec, first end, second end, the count option ``count``)."""
     from qstack.config import network_from_dict
 
     net = network_from_dict(spec["network"])
     a, b = _ends(net, spec["options"]["between"])
-    n = spec["options"]["pairs"]
+    return net, a, b, spec["options"][count]
+
+
+def _epr(spec: dict) -> dict:
+    net, a, b, n = _two_ends(spec, "pairs")
 
     # one pair at a time, measured at once: a run never holds more than a
     # pair per end, whatever the memories' size
@@ -173,11 +178,7 @@ def _epr(spec: dict) -> dict:
 
 
 def _teleport(spec: dict) -> dict:
-    from qstack.config import network_from_dict
-
-    net = network_from_dict(spec["network"])
-    a, b = _ends(net, spec["options"]["between"])
-    n = spec["options"]["qubits"]
+    net, a, b, n = _two_ends(spec, "qubits")
 
     async def alice(ctx):
         async with await ctx.connect(b, PORT) as sock:
