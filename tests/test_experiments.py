@@ -214,6 +214,17 @@ def test_dask_local_cluster_gives_the_same_table(tmp_path):
     finally:
         ex.close()
     assert rep.ran == 4 and _rows(exp) == rows
+    # a scheduler given by its address (--dask tcp://HOST:PORT)
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        exp.out_dir = tmp_path / "dask-address"
+        ex = executors.DaskExecutor(cluster.scheduler_address)
+        try:
+            assert run_sweep(exp, ex).ran == 4
+        finally:
+            ex.close()
+    assert _rows(exp) == rows
 
 
 def test_a_changed_file_reruns_only_the_changed_points(tmp_path):
