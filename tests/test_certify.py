@@ -12,7 +12,7 @@ import pytest
 
 from qstack.config import network_from_dict
 from qstack.experiments.certify import (certify, chsh_value, dephase_pair, format_report,
-                                        werner_coefficients)
+                                        teleport_fidelity, werner_coefficients)
 from qstack.network.theory import chain_fidelity
 
 
@@ -42,6 +42,10 @@ def test_chsh_closed_forms():
     # full dephasing of one qubit: Phi+ -> (Phi+ + Phi-)/2, a classically correlated state
     assert dephase_pair([1, 0, 0, 0], 0.0, 1.0) == pytest.approx([0.5, 0.5, 0, 0])
     assert chsh_value([0.5, 0.5, 0, 0]) == pytest.approx(2.0)
+    # teleportation over Werner F: (2F + 1)/3; a misread bit mixes in the other Bell states
+    assert teleport_fidelity(werner_coefficients(0.9)) == pytest.approx((2 * 0.9 + 1) / 3)
+    m = 0.1      # |Phi+> only: each misread bit is a Pauli error, F = (1 - m)^2
+    assert teleport_fidelity([1, 0, 0, 0], m) == pytest.approx((2 * (1 - m) ** 2 + 1) / 3)
 
 
 def test_no_stage_when_no_link_gives_a_key():
@@ -77,12 +81,15 @@ def test_entanglement_distribution_without_memory():
     r = _one(_chain(10, node={"t1_s": "inf", "t2_s": 1e-5}))
     assert r.reached == 2
     s3 = r.stages[3]
-    assert "T2 at alice and bob" in s3.held_back_by and s3.figures["chsh_stored"] < 2
-    # the T2 it names is where the stored pair's CHSH value crosses 2
+    assert "T2 at alice and bob" in s3.held_back_by and s3.figures["teleport_fidelity"] < 2 / 3
+    # the T2 it names is where teleportation over the stored pair reaches the classical 2/3
     need, wait = s3.figures["t2_needed_ns"], s3.figures["storage_ns"]
     lam = math.exp(-wait / need)
     stored = dephase_pair(werner_coefficients(0.95), lam, lam)
-    assert chsh_value(stored) == pytest.approx(2.0, abs=1e-6)
+    assert teleport_fidelity(stored) == pytest.approx(2 / 3, abs=1e-6)
+    # Werner 0.95 fully dephased keeps |Phi+> weight (F + (1 - F)/3)/2 < 1/2: below 2/3
+    assert teleport_fidelity(dephase_pair(werner_coefficients(0.95), 0.0, 1.0)) == \
+        pytest.approx((2 * (0.95 + 0.05 / 3) / 2 + 1) / 3, abs=1e-12)
 
 
 def test_quantum_memory_network_and_more_rounds():
