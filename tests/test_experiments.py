@@ -348,3 +348,18 @@ def test_cli_sweep_and_its_errors(tmp_path, capsys):
     bad = _write(tmp_path, 'network = "net.toml"\nmetric = "epr"\nseeds = -1\n', "bad.toml")
     assert main(["sweep", str(bad)]) == 2
     assert "bad.toml:3: seeds" in capsys.readouterr().err
+
+
+def test_killed_dask_worker_is_rerun_by_the_scheduler(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    p, clean = _slow_sweep_uninterrupted(tmp_path)
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("QSTACK_TEST_KILL_MARKER", str(marker))   # the workers inherit it
+    exp = load_experiment(p)
+    ex = executors.DaskExecutor("local", 2)
+    try:
+        rep = run_sweep(exp, ex)
+    finally:
+        ex.close()
+    assert marker.exists() and rep.failed == 0 and rep.ran == 16
+    assert _rows(exp) == clean

@@ -102,6 +102,7 @@ class DaskExecutor:
         except ImportError:
             raise ConfigError("--dask needs dask.distributed: pip install 'qstack[dask]'") from None
         self._cluster = None
+        self._submitted = 0
         if address == "local":
             self._cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1,
                                          processes=True, dashboard_address=None)
@@ -120,7 +121,11 @@ class DaskExecutor:
 
         futures = {}
         for spec in specs:
-            fut = self.client.submit(run_task, spec, key=f"qstack-task-{spec['key']}", pure=False)
+            # a fresh key per submission: a task resubmitted after a KilledWorker
+            # must not meet its old, erred future on the scheduler
+            self._submitted += 1
+            fut = self.client.submit(run_task, spec, pure=False,
+                                     key=f"qstack-task-{spec['key'][:16]}-{self._submitted}")
             futures[fut] = spec
         for fut in as_completed(list(futures)):
             spec = futures.pop(fut)
