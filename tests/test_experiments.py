@@ -115,7 +115,11 @@ def test_set_path_leaves_the_table_alone():
      r"exp\.toml:3: sweep\.nodes: expected START <= STOP and STEP > 0"),
     ('network = "net.toml"\nmetric = "epr"\n[output]\nconfidence = 1.5\n',
      r"exp\.toml:4: output\.confidence: expected a probability"),
+    ('network = "net.toml"\nmetric = "epr"\n[sweep]\n"links[0].length_km" = [1]\n'
+     '"nodes.alice.t2_s" = [1.0, -2.0]\n', r"exp\.toml:5: sweep\.\"nodes\.alice\.t2_s\""),
     ('metric = "epr"\n', r"no network"),
+    ('metric = "epr"\n[network]\nnodes = ["a", "b"]\nlinks = [["a", "c"]]\n',
+     r"exp\.toml:2: network: does not load: links\[0\]"),
     ('network = "net.toml"\nmetric = "epr"\ncombine = "zip"\n[sweep]\n'
      '"links[0].length_km" = [1, 2]\n"nodes.alice.t2_s" = [1.0]\n',
      r"exp\.toml:3: combine: zip needs every swept key to have as many values"),

@@ -241,6 +241,17 @@ def _flatten(table: dict, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
     return out
 
 
+def _culprit(network: dict, columns: list, params: list, combo: tuple) -> tuple:
+    """The swept key (its TOML path) whose value alone breaks the network, else
+    the first one: where an error about a point points."""
+    for (where, _), p, v in zip(columns, params, combo):
+        try:
+            network_from_dict(set_path(network, p, v))
+        except (ConfigError, KeyError):
+            return where
+    return columns[0][0] if columns else ("network",)
+
+
 def experiment_from_dict(data: dict, source: str = "experiment", text: str | None = None,
                          base: Path | None = None, default_out: Path | None = None) -> Experiment:
     """An :class:`Experiment` from a parsed experiment table (see the module doc)."""
@@ -264,9 +275,9 @@ def experiment_from_dict(data: dict, source: str = "experiment", text: str | Non
         network = net
         net_source = f"{source} [network]"
         try:
-            network_from_dict(network, source=source, text=text)
+            network_from_dict(network)
         except ConfigError as exc:
-            raise ConfigError(exc.detail.replace(f"{source}:", f"{source}:", 1)) from None
+            raise ctx.error(("network",), f"does not load: {exc.detail}") from None
     else:
         raise ctx.bad(("network",), "a network file name or a [network] table", net)
     # -- the metric
@@ -358,7 +369,7 @@ def experiment_from_dict(data: dict, source: str = "experiment", text: str | Non
             network_from_dict(table, source=net_source)
         except ConfigError as exc:
             at = ", ".join(f"{p} = {_show(v)}" for p, v in point.items())
-            raise ctx.error(columns[0][0] if columns else ("network",),
+            raise ctx.error(_culprit(network, columns, params, combo),
                             f"the network at {at or 'the base point'} does not load: "
                             f"{exc.detail}") from None
         points.append(point)
