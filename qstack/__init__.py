@@ -32,13 +32,13 @@ from qstack._version import __version__
 def _warn_if_pure_python() -> None:
     """One warning when the Cython kernels are not built (an install without
     a C compiler falls back to the pure-Python twins: same results, slower)."""
-    import importlib.util
     import os
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from pathlib import Path
 
-    try:
-        built = importlib.util.find_spec("qstack.sim._kernel") is not None
-    except ImportError:
-        built = False
+    # looked for on disk, not imported: `import qstack` stays light
+    sim = Path(__file__).parent / "sim"
+    built = any((sim / f"_kernel{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
     if not built and os.environ.get("QSTACK_REQUIRE_CYTHON") != "1":
         import warnings
 
