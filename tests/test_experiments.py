@@ -367,3 +367,15 @@ def test_killed_dask_worker_is_rerun_by_the_scheduler(tmp_path, monkeypatch):
         ex.close()
     assert marker.exists() and rep.failed == 0 and rep.ran == 16
     assert _rows(exp) == clean
+
+
+def test_the_readme_experiment_is_the_example_file():
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index('network = "three_nodes.toml"        # examples/sweep_chain.toml')
+    block = readme[start:readme.index("```", start)]
+    exp = load_experiment(ROOT / "examples" / "sweep_chain.toml")
+    shown = tomllib.loads(block)
+    assert shown["metric"] == exp.metric and shown["options"]["pairs"] == exp.options["pairs"]
+    assert list(shown["sweep"]) == exp.params and len(exp.points) == 10
