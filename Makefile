@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): $(PY) $(SOURCES)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-build-isolation -e .
+	QSTACK_REQUIRE_CYTHON=1 $(PY) -m pip install --quiet --no-build-isolation -e ".[test,all]"
 	touch $(STAMP)
 
 install: $(STAMP)

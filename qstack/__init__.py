@@ -28,6 +28,27 @@ a trio program::
 """
 from qstack._version import __version__
 
+
+def _warn_if_pure_python() -> None:
+    """One warning when the Cython kernels are not built (an install without
+    a C compiler falls back to the pure-Python twins: same results, slower)."""
+    import os
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from pathlib import Path
+
+    # looked for on disk, not imported: `import qstack` stays light
+    sim = Path(__file__).parent / "sim"
+    built = any((sim / f"_kernel{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
+    if not built and os.environ.get("QSTACK_REQUIRE_CYTHON") != "1":
+        import warnings
+
+        warnings.warn("qstack: the Cython kernels are not built (no C compiler at install?); "
+                      "running on the pure-Python twins (same results, slower)",
+                      RuntimeWarning, stacklevel=2)
+
+
+_warn_if_pure_python()
+
 #: Public names, imported on first use so that ``import qstack`` stays light.
 _EXPORTS = {
     "simulate": "qstack.api",

@@ -67,6 +67,13 @@ class SimulationResult:
         """The metrics as an aligned two-column text table."""
         return format_metrics(self.metrics)
 
+    def __getstate__(self) -> dict:
+        """Pickled without ``net`` (the simulator: compiled objects, and
+        nothing another process needs), so a result can leave a worker."""
+        state = dict(self.__dict__)
+        state["net"] = None
+        return state
+
 
 def _as_spec(network: Any) -> NetworkSpec:
     if isinstance(network, NetworkSpec):

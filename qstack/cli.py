@@ -121,7 +121,134 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--timeout", type=_seconds, default=2.0, metavar="SECONDS",
                       help="how long a case waits for each answer (default 2)")
     _qkd_parser(sub)
+    _experiment_parsers(sub)
     return parser
+
+
+def _experiment_parsers(sub: Any) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="run a parameter sweep of an experiment file: table, plots, resumable",
+        description="Run every (point, seed) task of EXPERIMENT.toml (qstack.experiments."
+                    "experiment) on a local process pool or on dask.distributed, storing each "
+                    "finished task at once (a rerun does only what is missing), then write the "
+                    "table (CSV and JSON: mean, standard error, confidence interval per point "
+                    "and metric) and a plot per metric and swept parameter.",
+        epilog="exit status: 0 done (tasks that raised are in the table's failures); 2 bad "
+               "input (an experiment file that does not load, no dask); 130 interrupted "
+               "(what finished is kept: rerun to go on).")
+    sweep.add_argument("experiment", help="experiment description (TOML)")
+    sweep.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                       help="worker processes (default: the CPUs; 1: in this process)")
+    sweep.add_argument("--dask", default=None, metavar="ADDRESS",
+                       help="run on dask.distributed: a scheduler's address, or 'local' for a "
+                            "LocalCluster of -j workers (pip install 'qstack[dask]')")
+    sweep.add_argument("--out", default=None, metavar="DIR",
+                       help="output directory (default: the file's [output] dir)")
+    cert = sub.add_parser(
+        "certify", help="the stage of the quantum internet each pair of end nodes reaches",
+        description="Place a network at the stages of Wehner, Elkouss and Hanson, Science 362, "
+                    "eaam9288 (2018): trusted repeater, prepare and measure, entanglement "
+                    "distribution, quantum memory; computed from the network's parameters "
+                    "(qstack.experiments.certify). The two later stages need fault tolerance, "
+                    "which qstack does not model.",
+        epilog="exit status: 0 done; 2 bad input.")
+    cert.add_argument("network", help="network description (TOML)")
+    cert.add_argument("--rounds", type=_jobs, default=1, metavar="N",
+                      help="communication rounds (round trips between the end nodes) a "
+                           "stored pair must outlast for the quantum-memory stage (default 1)")
+    cert.add_argument("--ends", default=None, metavar="NODE,NODE,...",
+                      help="the end nodes (default: every node with one link, or all nodes "
+                           "if none has)")
+    cert.add_argument("--json", default=None, metavar="FILE", help="also write the result")
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    """``qstack sweep``: 0 done, 2 bad input, 130 interrupted."""
+    import os
+
+    from qstack.core.errors import ConfigError
+    from qstack.experiments import executors
+    from qstack.experiments.experiment import load_experiment
+    from qstack.experiments.sweep import run_sweep
+
+    try:
+        exp = load_experiment(args.experiment)
+        if args.out:
+            exp.out_dir = Path(args.out)
+        jobs = args.jobs or os.cpu_count() or 1
+        if args.dask:
+            ex = executors.DaskExecutor(args.dask, jobs)
+        elif jobs == 1:
+            ex = executors.InlineExecutor()
+        else:
+            ex = executors.PoolExecutor(jobs)
+    except ConfigError as exc:
+        print(f"qstack sweep: {_one_line(exc.detail)}", file=sys.stderr)
+        return 2
+    print(f"{args.experiment}: {len(exp.points)} points x {len(exp.seeds)} seeds, metric "
+          f"{exp.metric}, on {ex.name}; results in {exp.out_dir}")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    try:
+        with Progress(TextColumn("points {task.fields[points]}"), BarColumn(),
+                      TextColumn("tasks {task.completed}/{task.total}"),
+                      TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn()) as bar:
+            task = bar.add_task("sweep", total=len(exp.points) * len(exp.seeds), points="",
+                                failed=0)
+
+            def show(p: dict) -> None:
+                bar.update(task, completed=p["done"], failed=p["failed"],
+                           points=f"{p['points_done']}/{p['points']}")
+
+            report = run_sweep(exp, ex, progress=show)
+    except KeyboardInterrupt:
+        print("qstack sweep: interrupted; finished tasks are stored: rerun to go on",
+              file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        print(f"qstack sweep: {_one_line(exc.detail)}", file=sys.stderr)
+        return 2
+    finally:
+        ex.close()
+    print(f"tasks: {report.tasks} ({report.reused} from the store, {report.ran} run now, "
+          f"{report.failed} failed, {report.lost} lost with their worker and rerun); "
+          f"{report.wall_s:.1f} s")
+    if report.bad_lines:
+        print(f"store: {report.bad_lines} damaged record(s) skipped and redone")
+    for f in report.files:
+        print(f"wrote {f}")
+    return 0
+
+
+def run_certify(args: argparse.Namespace) -> int:
+    """``qstack certify``: 0 done, 2 bad input."""
+    import json
+
+    from qstack.core.errors import QStackError
+    from qstack.experiments import certify
+
+    try:
+        spec = certify.load(args.network)
+        ends = [e for e in args.ends.split(",") if e] if args.ends else None
+        report = certify.certify(spec, ends=ends, rounds=args.rounds)
+    except QStackError as exc:
+        print(f"qstack certify: {_one_line(exc.detail)}", file=sys.stderr)
+        return 2
+    print(certify.format_report(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(certify.as_dict(report), fh, indent=1, default=str)
+    return 0
+
+
+def _jobs(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_jobs.__name__ = "integer >= 1"
 
 
 def _qkd_parser(sub: Any) -> None:
@@ -189,6 +316,8 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                      if v.strip()]
             if args.csv is None and args.plot is None:
                 raise ConfigError("qkd sweep: give --csv OUT.csv and/or --plot OUT.png")
+            if args.plot:
+                qkdtool.pyplot()             # matplotlib is the [plot] extra
     except ConfigError as exc:
         print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -610,6 +739,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_conformance(args)
     if args.command == "qkd":
         return run_qkd(args, parser)
+    if args.command == "sweep":
+        return run_sweep_cmd(args)
+    if args.command == "certify":
+        return run_certify(args)
     parser.print_help()
     return 0
 

@@ -21,7 +21,7 @@ import numpy as np
 from qstack.core.errors import ConfigError
 
 __all__ = ["PROTOCOLS", "ONE_DECOY_DEFAULTS", "parse_count", "parse_param", "pick_link",
-           "load_for", "run_block", "SweepRow", "sweep", "write_csv", "plot"]
+           "load_for", "table_for", "run_block", "SweepRow", "sweep", "write_csv", "plot", "pyplot"]
 
 #: ``--protocol`` -> decoy classes besides the signal: vacuum + weak decoy
 #: (Lim et al. 2014; the link has three intensity classes) or one decoy
@@ -67,6 +67,8 @@ def parse_param(text: str) -> tuple[str, list[float]]:
             values = [lo + i * step for i in range(n)]
         else:
             values = [float(v) for v in spec.split(",")]
+    except ConfigError:              # (a ValueError too: its own message stands)
+        raise
     except ValueError:
         raise ConfigError(f"--param {key}: expected numbers as START:STOP:STEP or V1,V2,..., "
                           f"got {spec!r}") from None
@@ -135,14 +137,23 @@ def load_for(path: str, between: tuple[str, str] | None, protocol: str = "decoy-
     """(spec, Alice, Bob) of network file ``path`` ready for ``protocol``: the
     one-decoy defaults (:data:`ONE_DECOY_DEFAULTS`) on a link that gives no
     intensities; ConfigError if the link's classes do not fit the protocol."""
-    from qstack.config import load_network, network_from_dict
+    from qstack.config import load_network
 
-    spec = load_network(path)
-    a, b = pick_link(spec, between)
+    load_network(path)                   # the file's own errors, with its lines
     table, _ = _table(path)
+    return table_for(table, path, between, protocol)
+
+
+def table_for(table: dict, source: str, between: tuple[str, str] | None,
+              protocol: str = "decoy-bb84") -> tuple[Any, str, str]:
+    """(spec, Alice, Bob) of the network table ``table``, as :func:`load_for`."""
+    from qstack.config import network_from_dict
+
+    spec = network_from_dict(table, source=source)
+    a, b = pick_link(spec, between)
     t = _with_protocol(table, _link_index(table, a, b), protocol)
     if t is not table:
-        spec = network_from_dict(t, source=f"{path} with the one-decoy defaults")
+        spec = network_from_dict(t, source=f"{source} with the one-decoy defaults")
     _check_classes(spec, a, b, protocol)
     return spec, a, b
 
@@ -254,15 +265,24 @@ def write_csv(rows: list[SweepRow], key: str, out: str, block_sizes: list[int]) 
                        + [f"{r.finite[n]:.6e}" for n in block_sizes] + [f"{r.wall_s:.3f}"])
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed); ConfigError
+    naming the extra to install when matplotlib is absent."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'qstack[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot(rows: list[SweepRow], key: str, out: str, pulses: int, block_sizes: list[int],
          finite: bool) -> None:
     """Key rate per pulse against ``key`` (log scale): the simulated points,
     the closed forms, the PLOB bound. Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = [r.value for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     ax.plot(x, [r.plob for r in rows], "k--", lw=1, label="PLOB bound −log2(1−η)")
