@@ -88,7 +88,7 @@ from .service import (
 )
 from .theory import werner_swap
 
-__all__ = ["QnpProtocol", "nested_spans"]
+__all__ = ["QnpProtocol", "nested_spans", "auto_window", "MAX_AUTO_WINDOW"]
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
@@ -96,6 +96,26 @@ _MISSING = object()
 
 #: Times a request's circuit is re-opened after sessions broke on the way.
 MAX_REOPENS = 16
+
+#: The largest window ``window="auto"`` gives (pairs per circuit and link side).
+MAX_AUTO_WINDOW = 64
+
+#: Link-layer create ids the QNP chooses (to name its standing requests) are
+#: taken from the upper half of the EGP's range, ``2**30 .. 2**31 - 1``; the
+#: EGP numbers the requests whose caller leaves the id to it from 0 up.
+_CREATE_ID_BASE = 1 << 30
+
+
+def auto_window(num_qubits: int | None) -> int:
+    """The flow-control window ``window="auto"`` gives a node with
+    ``num_qubits`` memory slots: half its memory per circuit and link side
+    (a repeater holds a circuit's pairs on both its links: at most ``window``
+    downstream ones by its own credit and ``window`` upstream ones by its
+    neighbour's), at least 1, at most :data:`MAX_AUTO_WINDOW`; 1 when the
+    memory size is not known."""
+    if not num_qubits:
+        return 1
+    return max(1, min(MAX_AUTO_WINDOW, int(num_qubits) // 2))
 
 
 def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
@@ -188,6 +208,9 @@ class _Circuit:
     # `window` delivered pairs, the ones a PairLost may still name
     recent: dict = field(default_factory=dict)
     window: int = 1                  # the head's flow-control window (CircuitSetup)
+    # standing link-layer requests on the downstream link: create id -> pairs
+    # still to come (their sum is `outstanding`)
+    creates: dict = field(default_factory=dict)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     outstanding: int = 0             # link-layer requests in flight on the downstream link
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -277,14 +300,27 @@ class QnpProtocol(Protocol):
     discard pairs held longer unswapped (0: never) unless a request names its
     own. ``window``: link-layer pairs a creator keeps requested or held
     unswapped per circuit on its downstream link (memory the circuit may use
-    per link side). ``purify``: let routing plan purification where a link
-    cannot reach its target (needs ``network.purify`` below).
+    per link side): an integer >= 1, or ``"auto"`` (the default):
+    :func:`auto_window` of ``num_qubits``, this node's memory slots (half of
+    them; 1 if ``num_qubits`` is not given). ``purify``: let routing plan
+    purification where a link cannot reach its target (needs
+    ``network.purify`` below).
 
     ``window`` is the flow-control credit: a downstream pair counts against it
     from its request until the Track of its end-to-end pair passes (repeater)
     or its PairDone returns (head), or until it is lost. The head's window
-    goes to the tail in the CircuitSetup: the tail keeps its half of that many
-    of its last delivered pairs, in case the head reports one lost.
+    (``NetRequest.window`` if the request names one, else its own) goes to
+    the tail in the CircuitSetup: the tail keeps its half of that many of its
+    last delivered pairs, in case the head reports one lost; a repeater uses
+    the smaller of it and its own.
+
+    Standing link requests: a node asks its downstream link for all the
+    credit it has free in one ``CreateRequest(number=k)`` and, while that is
+    being served, tops it up only with batches of at least half its window
+    (and through ``network.purify``, whose sessions are one per label, not
+    at all until it is served), so the link layer gets about two requests per
+    window of pairs instead of one per pair. ``link_max_time_ns`` is per pair
+    (a request for ``k`` pairs gets ``k`` times it).
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
@@ -293,15 +329,25 @@ class QnpProtocol(Protocol):
     name = "network.qnp"
 
     def __init__(self, node: str, topology: Topology | None = None, *,
-                 link_service: str = "link.egp", default_cutoff_ns: int = 0, window: int = 1,
-                 purify: bool = False, link_max_time_ns: int = 0,
-                 link_retry_ns: int = 1_000_000) -> None:
+                 link_service: str = "link.egp", default_cutoff_ns: int = 0,
+                 window: int | str = "auto", purify: bool = False, link_max_time_ns: int = 0,
+                 link_retry_ns: int = 1_000_000, num_qubits: int | None = None) -> None:
         super().__init__(node)
         #: this node's link-state database: its own view of the topology
         self.linkstate = LinkStateDB(node, topology) if topology is not None else None
         self.link_service = link_service
         self.default_cutoff_ns = int(default_cutoff_ns)
-        self.window = max(1, int(window))
+        if window == "auto":
+            window = auto_window(num_qubits)
+        elif isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 65535:
+            raise ValueError(f"window: expected 'auto' or an integer in 1..65535, got {window!r}")
+        #: the flow-control window (pairs per circuit and downstream link)
+        self.window = window
+        #: this node's memory slots (None: not known; then nothing caps the window)
+        self.num_qubits = num_qubits
+        # standing requests may be topped up while served (not through purify)
+        self._top_up = link_service != "network.purify"
+        self._next_create_id = 0
         self.purify = purify
         self.link_max_time_ns = int(link_max_time_ns)
         self.link_retry_ns = int(link_retry_ns)
@@ -411,7 +457,7 @@ class QnpProtocol(Protocol):
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
-            window=self.window)
+            window=req.window or self.window)
         self._install(setup)
         r.circuit = cid
         out.append(SendMessage(route.path[1], setup))
@@ -514,28 +560,51 @@ class QnpProtocol(Protocol):
         return out
 
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
-        """Ask the link layer for downstream pairs up to the window."""
+        """Ask the link layer for downstream pairs up to the window: the free
+        credit in one standing request (topped up in batches, see the class)."""
         if c.phase is not _ACTIVE or c.index >= c.n_links:
             return
         held = len(c.held[_RIGHT])
         if c.busy:
             held += sum(1 for k in c.busy if k[0] == _RIGHT)
+        credit = self._credit(c)
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
-            room = min(self.window, c.number - c.delivered) - c.outstanding - held
+            room = min(credit, c.number - c.delivered) - c.outstanding - held
         else:
             # a repeater: a downstream pair holds credit from its request until
             # the Track of the end-to-end pair it became part of has passed
             # here (or it is lost); never more live pairs than pairs still needed
-            room = min(self.window - c.untracked,
+            room = min(credit - c.untracked,
                        c.number - (c.requested - c.lost)) - c.outstanding - held
-        for _ in range(room):
-            c.outstanding += 1
-            c.requested += 1
-            out.append(Submit(CreateRequest(
-                remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
-                max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
-                type=RequestType.KEEP), to=self.link_service))
+        if room <= 0:
+            return
+        if c.outstanding and (not self._top_up or 2 * room < credit):
+            # a request is standing: the link is busy for this circuit; top it
+            # up only with a batch worth a request (purify: one at a time)
+            return
+        create_id = _CREATE_ID_BASE | self._next_create_id
+        self._next_create_id = (self._next_create_id + 1) % _CREATE_ID_BASE
+        c.creates[create_id] = room
+        c.outstanding += room
+        c.requested += room
+        out.append(Submit(CreateRequest(
+            remote=c.path[c.index + 1], number=room, min_fidelity=c.link_fidelity[c.index],
+            max_time_ns=self.link_max_time_ns * room, purpose_id=c.labels[c.index],
+            type=RequestType.KEEP, create_id=create_id), to=self.link_service))
+
+    def _credit(self, c: _Circuit) -> int:
+        """This node's window for circuit ``c``'s downstream link: the circuit's
+        (the head's), at a repeater no more than its own, and no more than
+        the node's memory shared by the circuits it holds allows (half the
+        slots each: a repeater's pairs of a circuit on its two sides together
+        stay within that share, so that one side's pairs never fill the
+        memory the other side needs to swap them); at least 1."""
+        w = c.window if c.index == 0 else min(c.window, self.window)
+        slots = self.num_qubits
+        if slots:
+            w = min(w, max(1, slots // (2 * len(self.circuits))))
+        return w
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -549,7 +618,20 @@ class QnpProtocol(Protocol):
                     QuantumOp(None, Discard(ok.qubit))]
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
-            c.outstanding = max(0, c.outstanding - 1)
+            creates = c.creates
+            cid = ok.create_id
+            if cid not in creates and creates:
+                # (a layer in between that does not keep the id: the link
+                # layer serves a purpose's requests in order, the oldest first)
+                cid = next(iter(creates))
+            left = creates.get(cid)
+            if left is not None:
+                # one pair of a standing request served (its credit now held)
+                c.outstanding -= 1
+                if left > 1:
+                    creates[cid] = left - 1
+                else:
+                    del creates[cid]
             self.stats["link_pairs"] += 1
         far = c.index - 1 if side == _LEFT else c.index + 1
         p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
@@ -575,8 +657,10 @@ class QnpProtocol(Protocol):
         c = self._circuit_of(err)
         if c is None:
             return []
-        c.outstanding = max(0, c.outstanding - 1)
-        c.lost += 1
+        # the request ends: all the credit of its pairs not served comes back
+        unserved = c.creates.pop(err.create_id, 0)
+        c.outstanding -= unserved
+        c.lost += unserved
         out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
             self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,

@@ -17,6 +17,7 @@ and run.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from qstack.core.protocol import Protocol, QuantumOp, on
 from qstack.link.egp import EGP
@@ -66,7 +67,8 @@ class ChainEnd(Protocol):
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
                 fidelity: float = LINK_FIDELITY, p: float = LINK_P, slots: int = SLOTS,
                 t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type | None = None,
-                purify: bool = False) -> tuple[SimNetwork, list[str], dict]:
+                purify: bool = False, window: int | str = "auto", model: Any = None,
+                ) -> tuple[SimNetwork, list[str], dict]:
     """A chain of ``n`` nodes on the real stack: ``(net, names, ends)``.
 
     ``ends`` maps the two end nodes' names to their ``consumer`` protocols
@@ -75,12 +77,16 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     fidelity and success probability per attempt; ``slots``, ``t1_ns``,
     ``t2_ns`` (ns, ``math.inf`` = none): every node's memory. ``purify``:
     ``network.purify`` between the EGP and the QNP, which then plans
-    purification where a request needs it. ``formalism``, ``seed``,
+    purification where a request needs it. ``window``: the network layer's
+    flow-control window (``"auto"``: half the memory slots, see
+    :class:`~qstack.network.circuit.QnpProtocol`). ``model``: every link's
+    heralding model instead of the one above (``fidelity`` and ``p`` then
+    only inform routing). ``formalism``, ``seed``,
     ``check_wire``: as for :class:`~qstack.sim.network.SimNetwork`.
     """
     names = [f"n{i:04d}" for i in range(n)]
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
-    model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
+    model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
     hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
     topo = Topology()
     for name in names:
@@ -96,7 +102,8 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
         if purify:
             net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
             service = PurifyProtocol.name
-        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
+        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service,
+                                           window=window, num_qubits=slots))
     ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
             for name in (names[0], names[-1])}
     return net, names, ends
