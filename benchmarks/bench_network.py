@@ -29,7 +29,8 @@ N x pairs per chain, default 200000: the default run delivers 1000 pairs at
 N = 10 and 100 and 200 at N = 1000, to stay within ~2 minutes), ``--wire``.
 
 The chain above runs the network layer's default flow-control window
-(``window="auto"``: half of the 8 memory slots, 4 end-to-end pairs in flight).
+(``window="auto"``: the memory's share of a link, half of a repeater's 8
+slots: 4 end-to-end pairs in flight).
 
 **Pairs per simulated second** (:func:`sequence_rates`, also in the default
 run): the chains of 2, 3, 5 and 9 nodes on SeQUeNCe's hardware
@@ -39,7 +40,8 @@ back; one attempt per 10 us, since a memory must hear its outcome before
 re-emitting; one-way classical delay 10 us), success probability 0.299 per
 attempt, Werner pairs of fidelity 0.95, T2 = 1 s, 20 memory slots per node
 (10 per link direction), one generation process per link; with window 1 and
-with the auto window (10). The rate is (pairs - 1) / (time from the first
+with the auto window (the memory's share of a link: 20 on two nodes, 10 on
+longer chains, where a repeater splits its 20 slots between its links). The rate is (pairs - 1) / (time from the first
 delivery to the last), set beside the closed forms of
 ``qstack.network.theory`` (``pipelined_rate_bound``, ``pipelined_rate_mva``)
 and SeQUeNCe's figures; the fidelity is the engine's, of the pair's state at
@@ -151,7 +153,8 @@ def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict
     net.run(until_ns=10**13, stop_when=lambda: len(end.times) >= pairs)
     if len(end.times) != pairs or net.errors or any(e.errors for e in ends.values()):
         raise RuntimeError(f"chain of {n}: {len(end.times)}/{pairs} pairs")
-    w = net.nodes[names[0]].protocols["network.qnp"].window if window == "auto" else window
+    qnp = net.nodes[names[0]].protocols["network.qnp"]
+    w = min(qnp.window, qnp.link_share(names[1]))      # the head's credit
     t_pair = link_pair_time_ns(SEQ_P, SEQ_HOP_NS, SEQ_HOP_NS)
     round_trip = 2 * (n - 1) * SEQ_HOP_NS
     seq_rate, seq_fid = SEQUENCE_FIGURES.get(n, (None, None))

@@ -62,6 +62,7 @@ Times in integer nanoseconds.
 """
 from __future__ import annotations
 
+import bisect
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -88,7 +89,7 @@ from .service import (
 )
 from .theory import werner_swap
 
-__all__ = ["QnpProtocol", "nested_spans", "auto_window", "MAX_AUTO_WINDOW"]
+__all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
@@ -97,25 +98,14 @@ _MISSING = object()
 #: Times a request's circuit is re-opened after sessions broke on the way.
 MAX_REOPENS = 16
 
-#: The largest window ``window="auto"`` gives (pairs per circuit and link side).
+#: The window ``window="auto"`` gives when the memory is known: the memory
+#: share of each link (``QnpProtocol.link_share``) then decides, up to this.
 MAX_AUTO_WINDOW = 64
 
 #: Link-layer create ids the QNP chooses (to name its standing requests) are
 #: taken from the upper half of the EGP's range, ``2**30 .. 2**31 - 1``; the
 #: EGP numbers the requests whose caller leaves the id to it from 0 up.
 _CREATE_ID_BASE = 1 << 30
-
-
-def auto_window(num_qubits: int | None) -> int:
-    """The flow-control window ``window="auto"`` gives a node with
-    ``num_qubits`` memory slots: half its memory per circuit and link side
-    (a repeater holds a circuit's pairs on both its links: at most ``window``
-    downstream ones by its own credit and ``window`` upstream ones by its
-    neighbour's), at least 1, at most :data:`MAX_AUTO_WINDOW`; 1 when the
-    memory size is not known."""
-    if not num_qubits:
-        return 1
-    return max(1, min(MAX_AUTO_WINDOW, int(num_qubits) // 2))
 
 
 def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
@@ -300,9 +290,12 @@ class QnpProtocol(Protocol):
     discard pairs held longer unswapped (0: never) unless a request names its
     own. ``window``: link-layer pairs a creator keeps requested or held
     unswapped per circuit on its downstream link (memory the circuit may use
-    per link side): an integer >= 1, or ``"auto"`` (the default):
-    :func:`auto_window` of ``num_qubits``, this node's memory slots (half of
-    them; 1 if ``num_qubits`` is not given). ``purify``: let routing plan
+    per link side): an integer >= 1, or ``"auto"`` (the default): as many
+    as the memory allows (:data:`MAX_AUTO_WINDOW` at most; 1 if
+    ``num_qubits``, this node's memory slots, is not given). Either way a
+    window never exceeds the circuit's share of the link's memory
+    (:meth:`link_share`, shared by the circuits crossing the link).
+    ``purify``: let routing plan
     purification where a link cannot reach its target (needs
     ``network.purify`` below).
 
@@ -338,13 +331,16 @@ class QnpProtocol(Protocol):
         self.link_service = link_service
         self.default_cutoff_ns = int(default_cutoff_ns)
         if window == "auto":
-            window = auto_window(num_qubits)
+            window = MAX_AUTO_WINDOW if num_qubits else 1
         elif isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 65535:
             raise ValueError(f"window: expected 'auto' or an integer in 1..65535, got {window!r}")
         #: the flow-control window (pairs per circuit and downstream link)
         self.window = window
         #: this node's memory slots (None: not known; then nothing caps the window)
         self.num_qubits = num_qubits
+        # neighbour -> keys of the circuits held here that cross the link to
+        # it, sorted (both ends of the link rank them alike)
+        self._crossing: dict[str, list] = {}
         # standing requests may be topped up while served (not through purify)
         self._top_up = link_service != "network.purify"
         self._next_create_id = 0
@@ -473,10 +469,13 @@ class QnpProtocol(Protocol):
             c.lo, c.hi = nested_spans(c.n_links)[idx]
         c.phase = CircuitPhase.SETUP if idx == 0 else CircuitPhase.INSTALLED
         self.circuits[(s.head, s.circuit_id)] = c
+        key = (s.head, s.circuit_id)
         if idx > 0:
-            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = (s.head, s.circuit_id)
+            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = key
+            bisect.insort(self._crossing.setdefault(s.path[idx - 1], []), key)
         if idx < c.n_links:
-            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = (s.head, s.circuit_id)
+            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = key
+            bisect.insort(self._crossing.setdefault(s.path[idx + 1], []), key)
         return c
 
     # ================================================================ messages
@@ -593,18 +592,41 @@ class QnpProtocol(Protocol):
             max_time_ns=self.link_max_time_ns * room, purpose_id=c.labels[c.index],
             type=RequestType.KEEP, create_id=create_id), to=self.link_service))
 
+    def link_share(self, peer: str) -> int | None:
+        """The memory slots the circuits crossing the link to ``peer`` may
+        use at either end: each end's slots divided among its links
+        (``slots // degree``), the smaller end's (the neighbour's memory
+        from the topology, taken equal to this node's if not known there).
+        None if this node's memory is not known."""
+        slots = self.num_qubits
+        if not slots:
+            return None
+        topo = self.topology
+        if topo is None or self.node not in topo.graph:
+            return slots
+        share = slots // max(1, topo.graph.degree(self.node))
+        if peer in topo.graph:
+            other = topo.memory(peer) or slots
+            share = min(share, other // max(1, topo.graph.degree(peer)))
+        return max(1, share)
+
     def _credit(self, c: _Circuit) -> int:
         """This node's window for circuit ``c``'s downstream link: the circuit's
         (the head's), at a repeater no more than its own, and no more than
-        the node's memory shared by the circuits it holds allows (half the
-        slots each: a repeater's pairs of a circuit on its two sides together
-        stay within that share, so that one side's pairs never fill the
-        memory the other side needs to swap them); at least 1."""
+        its part of the link's memory share (:meth:`link_share`): the
+        circuits crossing the link (either way) divide it evenly, at least 1
+        each (a circuit with none would hold pairs it waits with on its
+        other links for ever). So the circuits' link pairs stay within each
+        node's memory, and one link's pairs do not fill the memory that the
+        pairs they wait for on the next link need, unless more circuits
+        cross a link than its share has slots (``specs/network.md``, "Flow
+        control")."""
         w = c.window if c.index == 0 else min(c.window, self.window)
-        slots = self.num_qubits
-        if slots:
-            w = min(w, max(1, slots // (2 * len(self.circuits))))
-        return w
+        nb = c.path[c.index + 1]
+        share = self.link_share(nb)
+        if share is None:
+            return w
+        return min(w, max(1, share // len(self._crossing.get(nb) or (None,))))
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -1075,9 +1097,20 @@ class QnpProtocol(Protocol):
 
     def _drop(self, c: _Circuit, out: list) -> None:
         """Forget circuit ``c`` here, freeing every qubit it holds."""
-        if self.circuits.pop((c.head, c.cid), None) is None:
+        key = (c.head, c.cid)
+        if self.circuits.pop(key, None) is None:
             return
         c.phase = _CLOSED
+        freed = []
+        for side in (_LEFT, _RIGHT):
+            nb = c.neighbour(side)
+            crossing = self._crossing.get(nb)
+            if crossing is not None:
+                crossing.remove(key)
+                if crossing:
+                    freed += crossing
+                else:
+                    del self._crossing[nb]
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
                 if p.qubit is not None:
@@ -1091,6 +1124,11 @@ class QnpProtocol(Protocol):
         # mapping points at a circuit that is no longer in self.circuits.
         if c.index < c.n_links:
             self._labels_used.get(c.path[c.index + 1], set()).discard(c.labels[c.index])
+        # the circuits that shared a link with it may use its part of the memory now
+        for other in freed:
+            c2 = self.circuits.get(other)
+            if c2 is not None:
+                self._refill(c2, 0, out)
 
     def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str,
                         out: list) -> None:
@@ -1264,5 +1302,6 @@ class QnpProtocol(Protocol):
         self.circuits.clear()
         self.requests.clear()
         self._by_label.clear()
+        self._crossing.clear()
         self._labels_used.clear()
         self._ops.clear()

@@ -91,7 +91,7 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     topo = Topology()
     for name in names:
         net.add_node(name, hw)
-        topo.add_node(name)
+        topo.add_node(name, slots)
     for a, b in zip(names, names[1:]):
         net.add_link(a, b, model=model)
         topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
