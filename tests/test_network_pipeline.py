@@ -285,7 +285,7 @@ def run_scenario(n, window, slots, requests, faults, cutoff, seed):
     return net, names, book
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_pipelined_circuits_keep_every_promise(case):
     n, window, slots, requests, faults, cutoff, seed = case

@@ -10,7 +10,13 @@ cut-off timers discard pairs held too long unswapped. Flow control
 (``specs/network.md``): a repeater's downstream pair holds credit until the
 Track of the end-to-end pair it joined passes the repeater, the head's until
 its PairDone; no node asks for more pairs than the circuit still needs. Each
-link thus makes one pair per delivered pair.
+link thus makes one pair per delivered pair. A circuit keeps up to its
+window of end-to-end pairs in flight (by default what the memory allows:
+each link's share of both ends' slots, divided among the circuits crossing
+it), and a node asks its link for the free credit in one standing request,
+topped up in batches, rather than one request per pair; with a window of
+w the circuit delivers up to ``min(link rate, w / (pair time + round
+trip))`` pairs per second (:func:`qstack.network.theory.pipelined_rate_bound`).
 
 Pauli-frame tracking, no corrections on the way: the state of a swapped
 segment is ``B_(b1 ^ b2 ^ m)`` for link pairs in ``B_b1``, ``B_b2`` and BSM
@@ -201,6 +207,7 @@ class _Circuit:
     # standing link-layer requests on the downstream link: create id -> pairs
     # still to come (their sum is `outstanding`)
     creates: dict = field(default_factory=dict)
+    credit: int = 1                  # this node's window on the downstream link (_recredit)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     outstanding: int = 0             # link-layer requests in flight on the downstream link
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -473,9 +480,11 @@ class QnpProtocol(Protocol):
         if idx > 0:
             self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = key
             bisect.insort(self._crossing.setdefault(s.path[idx - 1], []), key)
+            self._recredit(s.path[idx - 1])
         if idx < c.n_links:
             self._by_label[(s.path[idx + 1], s.link_labels[idx])] = key
             bisect.insort(self._crossing.setdefault(s.path[idx + 1], []), key)
+            self._recredit(s.path[idx + 1])
         return c
 
     # ================================================================ messages
@@ -566,7 +575,7 @@ class QnpProtocol(Protocol):
         held = len(c.held[_RIGHT])
         if c.busy:
             held += sum(1 for k in c.busy if k[0] == _RIGHT)
-        credit = self._credit(c)
+        credit = c.credit
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(credit, c.number - c.delivered) - c.outstanding - held
@@ -610,23 +619,28 @@ class QnpProtocol(Protocol):
             share = min(share, other // max(1, topo.graph.degree(peer)))
         return max(1, share)
 
-    def _credit(self, c: _Circuit) -> int:
-        """This node's window for circuit ``c``'s downstream link: the circuit's
-        (the head's), at a repeater no more than its own, and no more than
-        its part of the link's memory share (:meth:`link_share`): the
-        circuits crossing the link (either way) divide it evenly, at least 1
-        each (a circuit with none would hold pairs it waits with on its
-        other links for ever). So the circuits' link pairs stay within each
-        node's memory, and one link's pairs do not fill the memory that the
-        pairs they wait for on the next link need, unless more circuits
-        cross a link than its share has slots (``specs/network.md``, "Flow
-        control")."""
-        w = c.window if c.index == 0 else min(c.window, self.window)
-        nb = c.path[c.index + 1]
-        share = self.link_share(nb)
-        if share is None:
-            return w
-        return min(w, max(1, share // len(self._crossing.get(nb) or (None,))))
+    def _recredit(self, peer: str) -> None:
+        """Set the credit of each circuit whose downstream link goes to
+        ``peer`` (the circuits crossing that link changed): the circuit's
+        window (the head's; at a repeater no more than its own), at most its
+        part of the link's memory share (:meth:`link_share`): the circuits
+        crossing the link (either way) divide it evenly, at least 1 each (a
+        circuit with none would hold pairs it waits with on its other links
+        for ever). So the circuits' link pairs stay within each node's
+        memory, and one link's pairs do not fill the memory that the pairs
+        they wait for on the next link need, unless more circuits cross a
+        link than its share has slots (``specs/network.md``, "Flow control")."""
+        crossing = self._crossing.get(peer)
+        if not crossing:
+            return
+        share = self.link_share(peer)
+        part = None if share is None else max(1, share // len(crossing))
+        for key in crossing:
+            c = self.circuits.get(key)
+            if c is None or c.index >= c.n_links or c.path[c.index + 1] != peer:
+                continue
+            w = c.window if c.index == 0 else min(c.window, self.window)
+            c.credit = w if part is None else min(w, part)
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -642,11 +656,12 @@ class QnpProtocol(Protocol):
         if side == _RIGHT:
             creates = c.creates
             cid = ok.create_id
-            if cid not in creates and creates:
+            left = creates.get(cid)
+            if left is None and creates:
                 # (a layer in between that does not keep the id: the link
                 # layer serves a purpose's requests in order, the oldest first)
                 cid = next(iter(creates))
-            left = creates.get(cid)
+                left = creates[cid]
             if left is not None:
                 # one pair of a standing request served (its credit now held)
                 c.outstanding -= 1
@@ -1109,6 +1124,7 @@ class QnpProtocol(Protocol):
                 crossing.remove(key)
                 if crossing:
                     freed += crossing
+                    self._recredit(nb)
                 else:
                     del self._crossing[nb]
         for side in (_LEFT, _RIGHT):
