@@ -147,7 +147,7 @@ def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict
     model = SimplePairModel(SEQ_P, SEQ_F, SEQ_HOP_NS, SEQ_HOP_NS, SEQ_HOP_NS, bell_index=None)
     end = type("End", (_PairFidelity,), {"halves": {}, "fidelities": [], "times": []})
     net, names, ends = build_chain(n, seed=seed, model=model, slots=SEQ_SLOTS, t2_ns=SEQ_T2_NS,
-                                   window=window, consumer=end, fidelity=SEQ_F, p=SEQ_P)
+                                   qnp_options={"window": window}, consumer=end, fidelity=SEQ_F)
     end.net = net
     net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
     net.run(until_ns=10**13, stop_when=lambda: len(end.times) >= pairs)

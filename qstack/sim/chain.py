@@ -17,7 +17,6 @@ and run.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from qstack.core.protocol import Protocol, QuantumOp, on
 from qstack.link.egp import EGP
@@ -27,7 +26,7 @@ from qstack.network.routing import Topology
 from qstack.network.service import NetErr, NetOk
 from qstack.physical.device import NodeHardware
 from qstack.physical.ops import Discard
-from qstack.physical.pair_model import SimplePairModel
+from qstack.physical.pair_model import HeraldedPairModel, SimplePairModel
 from qstack.sim.network import SimNetwork
 
 __all__ = ["ChainEnd", "build_chain", "LINK_FIDELITY", "LINK_P", "CYCLE_NS", "HERALD_NS",
@@ -67,8 +66,9 @@ class ChainEnd(Protocol):
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
                 fidelity: float = LINK_FIDELITY, p: float = LINK_P, slots: int = SLOTS,
                 t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type | None = None,
-                purify: bool = False, window: int | str = "auto", model: Any = None,
-                ) -> tuple[SimNetwork, list[str], dict]:
+                purify: bool = False, model: HeraldedPairModel | None = None,
+                hardware: NodeHardware | None = None,
+                qnp_options: dict | None = None) -> tuple[SimNetwork, list[str], dict]:
     """A chain of ``n`` nodes on the real stack: ``(net, names, ends)``.
 
     ``ends`` maps the two end nodes' names to their ``consumer`` protocols
@@ -77,24 +77,29 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     fidelity and success probability per attempt; ``slots``, ``t1_ns``,
     ``t2_ns`` (ns, ``math.inf`` = none): every node's memory. ``purify``:
     ``network.purify`` between the EGP and the QNP, which then plans
-    purification where a request needs it. ``window``: the network layer's
-    flow-control window (``"auto"``: half the memory slots, see
-    :class:`~qstack.network.circuit.QnpProtocol`). ``model``: every link's
-    heralding model instead of the one above (``fidelity`` and ``p`` then
-    only inform routing). ``formalism``, ``seed``,
+    purification where a request needs it. ``formalism``, ``seed``,
     ``check_wire``: as for :class:`~qstack.sim.network.SimNetwork`.
+    ``model``: every link's heralding physics instead of the
+    ``SimplePairModel`` of ``p`` and ``fidelity`` (``fidelity`` is still what
+    the topology announces); ``hardware``: every node's instead of the one of
+    ``slots``, ``t1_ns``, ``t2_ns``; ``qnp_options``: further keyword
+    arguments of every :class:`~qstack.network.circuit.QnpProtocol`
+    (e.g. ``window``; by default ``"auto"``: as many end-to-end pairs in
+    flight as the memory allows, which the topology and ``num_qubits``,
+    the nodes' memory slots, tell it).
     """
     names = [f"n{i:04d}" for i in range(n)]
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
-    hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
+    hw = hardware or NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
     topo = Topology()
     for name in names:
         net.add_node(name, hw)
-        topo.add_node(name, slots)
+        topo.add_node(name, hw.num_qubits)
     for a, b in zip(names, names[1:]):
         net.add_link(a, b, model=model)
-        topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
+        topo.add_link(a, b, fidelity=fidelity,
+                      rate_hz=model.success_probability(0.0) / model.cycle_ns(0.0) * 1e9)
     for i, name in enumerate(names):
         peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < n}
         net.add_protocol(name, EGP(name, peers, hardware=hw, seed=seed))
@@ -103,7 +108,8 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
             net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
             service = PurifyProtocol.name
         net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service,
-                                           window=window, num_qubits=slots))
+                                           **{"num_qubits": hw.num_qubits,
+                                              **(qnp_options or {})}))
     ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
             for name in (names[0], names[-1])}
     return net, names, ends
