@@ -84,11 +84,11 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     the topology announces); ``hardware``: every node's instead of the one of
     ``slots``, ``t1_ns``, ``t2_ns``; ``qnp_options``: further keyword
     arguments of every :class:`~qstack.network.circuit.QnpProtocol`
-    (e.g. ``window``; by default ``"auto"``: as many end-to-end pairs in
-    flight as the memory allows, which the topology and ``num_qubits``,
-    the nodes' memory slots, tell it).
+    (e.g. ``window``).
     """
     names = [f"n{i:04d}" for i in range(n)]
+    # the QNP's window follows the memory (window "auto", unless told otherwise)
+    qnp_options = {"num_qubits": hardware.num_qubits if hardware else slots, **(qnp_options or {})}
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
     hw = hardware or NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
@@ -108,8 +108,7 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
             net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
             service = PurifyProtocol.name
         net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service,
-                                           **{"num_qubits": hw.num_qubits,
-                                              **(qnp_options or {})}))
+                                           **(qnp_options or {})))
     ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
             for name in (names[0], names[-1])}
     return net, names, ends
