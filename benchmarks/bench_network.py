@@ -22,10 +22,30 @@ default: it measures the encoder, not the simulator; ``--wire`` turns it on.
     python -m benchmarks.bench_network 10 100         # only these N
     python -m benchmarks.bench_network --budget 0 1000   # 1000 pairs at N = 1000 (minutes)
     python -m benchmarks.bench_network --pairs 200 --wire 10
+    python -m benchmarks.bench_network --sequence        # the SeQUeNCe-matched chains only
 
 Parameters: ``sizes`` (N), ``--pairs`` (default 1000), ``--budget`` (cap on
 N x pairs per chain, default 200000: the default run delivers 1000 pairs at
 N = 10 and 100 and 200 at N = 1000, to stay within ~2 minutes), ``--wire``.
+
+The chain above runs the network layer's default flow-control window
+(``window="auto"``: the memory's share of a link, half of a repeater's 8
+slots: 4 end-to-end pairs in flight).
+
+**Pairs per simulated second** (:func:`sequence_rates`, also in the default
+run): the chains of 2, 3, 5 and 9 nodes on SeQUeNCe's hardware
+(``/work/shared/peers/sequence/README.md``): 2 km hops with the Bell-state
+measurement in the middle (herald 10 us after emission: 1 km there, 1 km
+back; one attempt per 10 us, since a memory must hear its outcome before
+re-emitting; one-way classical delay 10 us), success probability 0.299 per
+attempt, Werner pairs of fidelity 0.95, T2 = 1 s, 20 memory slots per node
+(10 per link direction), one generation process per link; with window 1 and
+with the auto window (the memory's share of a link: 20 on two nodes, 10 on
+longer chains, where a repeater splits its 20 slots between its links). The rate is (pairs - 1) / (time from the first
+delivery to the last), set beside the closed forms of
+``qstack.network.theory`` (``pipelined_rate_bound``, ``pipelined_rate_mva``)
+and SeQUeNCe's figures; the fidelity is the engine's, of the pair's state at
+delivery, beside the Werner product.
 """
 from __future__ import annotations
 
@@ -33,10 +53,23 @@ import argparse
 import json
 import time
 
-from qstack.network.service import NetRequest
-from qstack.network.theory import chain_fidelity
+from qstack.core.protocol import QuantumOp, on
+from qstack.network.service import NetOk, NetRequest
+from qstack.network.theory import (
+    chain_fidelity, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
+)
+from qstack.physical.ops import Discard
+from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.chain import LINK_FIDELITY as F_LINK
-from qstack.sim.chain import build_chain
+from qstack.sim.chain import ChainEnd, build_chain
+
+#: SeQUeNCe's chain hardware (see the module doc): success probability per
+#: attempt, Werner fidelity, attempt cycle = herald delay = classical delay (ns),
+#: T2 (ns), memory slots per node
+SEQ_P, SEQ_F, SEQ_HOP_NS, SEQ_T2_NS, SEQ_SLOTS = 0.299, 0.95, 10_000, 1e9, 20
+#: SeQUeNCe 1.3.1's pairs per simulated second and end-to-end fidelity (README there)
+SEQUENCE_FIGURES = {2: (55_000, 0.950), 3: (60_000, 0.903), 5: (44_000, 0.819),
+                    9: (26_000, 0.680)}
 
 
 def chain_run(n: int, pairs: int = 1000, formalism: str = "bd", seed: int = 1,
@@ -71,6 +104,77 @@ def chain_run(n: int, pairs: int = 1000, formalism: str = "bd", seed: int = 1,
     }
 
 
+class _Free:
+    """For a :class:`_PairFidelity` end: discard this qubit (its pair was measured)."""
+
+    __slots__ = ("qubit",)
+
+    def __init__(self, qubit) -> None:
+        self.qubit = qubit
+
+
+class _PairFidelity(ChainEnd):
+    """A chain end that records, once both ends have a pair, the engine's
+    fidelity of its state (to the Bell state announced) and the time, then
+    frees both halves. Subclassed per run (:func:`sequence_chain_run`) for
+    fresh class-level records shared by the two ends."""
+
+    net = None        # the network whose engine holds the pairs
+    halves: dict = {}
+    fidelities: list = []
+    times: list = []
+
+    @on(NetOk)
+    def _ok(self, ev: NetOk, now_ns: int):
+        self.oks.append(ev)
+        other = self.halves.pop(ev.pair_id, None)
+        if other is None:
+            self.halves[ev.pair_id] = ev
+            return None
+        self.fidelities.append(self.net.engine.bell_fidelity(ev.qubit, other.qubit,
+                                                             ev.bell_index))
+        self.times.append(now_ns)
+        self.net.feed(ev.remote, self.name, _Free(other.qubit))   # the other end's half
+        return [QuantumOp(None, Discard(ev.qubit))]
+
+    @on(_Free)
+    def _free(self, ev: _Free, now_ns: int):
+        return [QuantumOp(None, Discard(ev.qubit))]
+
+
+def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict:
+    """End-to-end pairs per simulated second on SeQUeNCe's hardware (module doc)."""
+    model = SimplePairModel(SEQ_P, SEQ_F, SEQ_HOP_NS, SEQ_HOP_NS, SEQ_HOP_NS, bell_index=None)
+    end = type("End", (_PairFidelity,), {"halves": {}, "fidelities": [], "times": []})
+    net, names, ends = build_chain(n, seed=seed, model=model, slots=SEQ_SLOTS, t2_ns=SEQ_T2_NS,
+                                   qnp_options={"window": window}, consumer=end, fidelity=SEQ_F)
+    end.net = net
+    net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
+    net.run(until_ns=10**13, stop_when=lambda: len(end.times) >= pairs)
+    if len(end.times) != pairs or net.errors or any(e.errors for e in ends.values()):
+        raise RuntimeError(f"chain of {n}: {len(end.times)}/{pairs} pairs")
+    qnp = net.nodes[names[0]].protocols["network.qnp"]
+    w = min(qnp.window, qnp.link_share(names[1]))      # the head's credit
+    t_pair = link_pair_time_ns(SEQ_P, SEQ_HOP_NS, SEQ_HOP_NS)
+    round_trip = 2 * (n - 1) * SEQ_HOP_NS
+    seq_rate, seq_fid = SEQUENCE_FIGURES.get(n, (None, None))
+    return {
+        "nodes": n, "window": w, "pairs": pairs,
+        "pairs_per_sim_s": round((pairs - 1) / (end.times[-1] - end.times[0]) * 1e9),
+        "bound_pairs_per_sim_s": round(pipelined_rate_bound([t_pair] * (n - 1), w, round_trip)),
+        "mva_pairs_per_sim_s": round(pipelined_rate_mva(t_pair, w, round_trip)),
+        "link_pairs_per_sim_s": round(1e9 / t_pair),
+        "mean_fidelity": round(sum(end.fidelities) / pairs, 5),
+        "werner_formula": round(chain_fidelity([SEQ_F] * (n - 1)), 5),
+        "sequence_pairs_per_sim_s": seq_rate, "sequence_fidelity": seq_fid,
+    }
+
+
+def sequence_rates(sizes=(2, 3, 5, 9), pairs: int = 2000) -> list:
+    """:func:`sequence_chain_run` for each size with window 1 and the auto window."""
+    return [sequence_chain_run(n, w, pairs) for n in sizes for w in (1, "auto")]
+
+
 def run(sizes=(10, 100, 1000), pairs: int = 1000, check_wire: bool = False,
         budget: int = 200_000) -> dict:
     """The benchmark: bd chains of ``sizes`` and a dm chain of 10 nodes.
@@ -83,6 +187,7 @@ def run(sizes=(10, 100, 1000), pairs: int = 1000, check_wire: bool = False,
     out: dict = {"bd": [chain_run(n, count(n), "bd", check_wire=check_wire) for n in sizes]}
     if 10 in sizes:
         out["dm"] = [chain_run(10, pairs, "dm", check_wire=check_wire)]
+    out["sequence_chains"] = sequence_rates()
     bd = out["bd"]
     if len(bd) > 1:
         # wall time per node and pair: constant if the cost grows linearly with N
@@ -97,5 +202,10 @@ if __name__ == "__main__":
     parser.add_argument("--wire", action="store_true", help="msgpack round trip of every message")
     parser.add_argument("--budget", type=int, default=200_000,
                         help="cap on nodes x pairs per chain (0: none)")
+    parser.add_argument("--sequence", action="store_true",
+                        help="only the SeQUeNCe-matched chains (pairs per simulated second)")
     args = parser.parse_args()
+    if args.sequence:
+        print(json.dumps(sequence_rates(), indent=2))
+        raise SystemExit(0)
     print(json.dumps(run(tuple(args.sizes), args.pairs, args.wire, args.budget), indent=2))

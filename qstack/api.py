@@ -142,8 +142,8 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
         topo = Topology()
         probes = {name: EGP(name, peers[name], hardware=node.hardware)
                   for name, node in spec.nodes.items()}
-        for name in spec.nodes:
-            topo.add_node(name)
+        for name, node in spec.nodes.items():
+            topo.add_node(name, node.hardware.num_qubits)
         for link in spec.links:
             fid, rate = _routing_figures(link.model, probes[link.a], link.b)
             topo.add_link(link.a, link.b, fidelity=fid, rate_hz=rate, length_km=link.length_km)
@@ -166,7 +166,8 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
 
                 protos.append(PurifyProtocol(name, raw[name], seed=seed))
                 link_service = PurifyProtocol.name
-            protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service))
+            protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service,
+                                       num_qubits=hardware.num_qubits))
             below = "network.qnp"
         else:
             protos = [ideal.protocol(name)]

@@ -185,13 +185,13 @@ class _Hand:
     """Three QnpProtocols n0 (head) - n1 - n2 (tail) driven by hand: the test
     decides when each message arrives."""
 
-    def __init__(self, number: int = 2) -> None:
+    def __init__(self, number: int = 2, request: dict | None = None, **qnp) -> None:
         topo = Topology.chain(3)
-        self.p = {n: QnpProtocol(n, topo) for n in ("n0", "n1", "n2")}
+        self.p = {n: QnpProtocol(n, topo, **qnp) for n in ("n0", "n1", "n2")}
         self.now = 0
         self.queue: list = []            # (src, dst, msg) sent, not yet delivered
         self.up: dict = {n: [] for n in self.p}   # Deliver / Submit / QuantumOp per node
-        self.feed("n0", NetRequest("n2", number=number))
+        self.feed("n0", NetRequest("n2", number=number, **(request or {})))
         while self.queue:                # setup and confirm
             self.step()
         self.c = {n: next(iter(q.circuits.values())) for n, q in self.p.items()}

@@ -10,7 +10,13 @@ cut-off timers discard pairs held too long unswapped. Flow control
 (``specs/network.md``): a repeater's downstream pair holds credit until the
 Track of the end-to-end pair it joined passes the repeater, the head's until
 its PairDone; no node asks for more pairs than the circuit still needs. Each
-link thus makes one pair per delivered pair.
+link thus makes one pair per delivered pair. A circuit keeps up to its
+window of end-to-end pairs in flight (by default what the memory allows:
+each link's share of both ends' slots, divided among the circuits crossing
+it), and a node asks its link for the free credit in one standing request,
+topped up in batches, rather than one request per pair; with a window of
+w the circuit delivers up to ``min(link rate, w / (pair time + round
+trip))`` pairs per second (:func:`qstack.network.theory.pipelined_rate_bound`).
 
 Pauli-frame tracking, no corrections on the way: the state of a swapped
 segment is ``B_(b1 ^ b2 ^ m)`` for link pairs in ``B_b1``, ``B_b2`` and BSM
@@ -62,6 +68,7 @@ Times in integer nanoseconds.
 """
 from __future__ import annotations
 
+import bisect
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -88,7 +95,7 @@ from .service import (
 )
 from .theory import werner_swap
 
-__all__ = ["QnpProtocol", "nested_spans"]
+__all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
 _LEFT, _RIGHT = 0, 1
 _MISSING = object()
@@ -96,6 +103,15 @@ _MISSING = object()
 
 #: Times a request's circuit is re-opened after sessions broke on the way.
 MAX_REOPENS = 16
+
+#: The window ``window="auto"`` gives when the memory is known: the memory
+#: share of each link (``QnpProtocol.link_share``) then decides, up to this.
+MAX_AUTO_WINDOW = 64
+
+#: Link-layer create ids the QNP chooses (to name its standing requests) are
+#: taken from the upper half of the EGP's range, ``2**30 .. 2**31 - 1``; the
+#: EGP numbers the requests whose caller leaves the id to it from 0 up.
+_CREATE_ID_BASE = 1 << 30
 
 
 def nested_spans(n_links: int) -> dict[int, tuple[int, int]]:
@@ -188,6 +204,10 @@ class _Circuit:
     # `window` delivered pairs, the ones a PairLost may still name
     recent: dict = field(default_factory=dict)
     window: int = 1                  # the head's flow-control window (CircuitSetup)
+    # standing link-layer requests on the downstream link: create id -> pairs
+    # still to come (their sum is `outstanding`)
+    creates: dict = field(default_factory=dict)
+    credit: int = 1                  # this node's window on the downstream link (_recredit)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     outstanding: int = 0             # link-layer requests in flight on the downstream link
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -277,14 +297,30 @@ class QnpProtocol(Protocol):
     discard pairs held longer unswapped (0: never) unless a request names its
     own. ``window``: link-layer pairs a creator keeps requested or held
     unswapped per circuit on its downstream link (memory the circuit may use
-    per link side). ``purify``: let routing plan purification where a link
-    cannot reach its target (needs ``network.purify`` below).
+    per link side): an integer >= 1, or ``"auto"`` (the default): as many
+    as the memory allows (:data:`MAX_AUTO_WINDOW` at most; 1 if
+    ``num_qubits``, this node's memory slots, is not given). Either way a
+    window never exceeds the circuit's share of the link's memory
+    (:meth:`link_share`, shared by the circuits crossing the link).
+    ``purify``: let routing plan
+    purification where a link cannot reach its target (needs
+    ``network.purify`` below).
 
     ``window`` is the flow-control credit: a downstream pair counts against it
     from its request until the Track of its end-to-end pair passes (repeater)
     or its PairDone returns (head), or until it is lost. The head's window
-    goes to the tail in the CircuitSetup: the tail keeps its half of that many
-    of its last delivered pairs, in case the head reports one lost.
+    (``NetRequest.window`` if the request names one, else its own) goes to
+    the tail in the CircuitSetup: the tail keeps its half of that many of its
+    last delivered pairs, in case the head reports one lost; a repeater uses
+    the smaller of it and its own.
+
+    Standing link requests: a node asks its downstream link for all the
+    credit it has free in one ``CreateRequest(number=k)`` and, while that is
+    being served, tops it up only with batches of at least half its window
+    (and through ``network.purify``, whose sessions are one per label, not
+    at all until it is served), so the link layer gets about two requests per
+    window of pairs instead of one per pair. ``link_max_time_ns`` is per pair
+    (a request for ``k`` pairs gets ``k`` times it).
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
@@ -293,15 +329,28 @@ class QnpProtocol(Protocol):
     name = "network.qnp"
 
     def __init__(self, node: str, topology: Topology | None = None, *,
-                 link_service: str = "link.egp", default_cutoff_ns: int = 0, window: int = 1,
-                 purify: bool = False, link_max_time_ns: int = 0,
-                 link_retry_ns: int = 1_000_000) -> None:
+                 link_service: str = "link.egp", default_cutoff_ns: int = 0,
+                 window: int | str = "auto", purify: bool = False, link_max_time_ns: int = 0,
+                 link_retry_ns: int = 1_000_000, num_qubits: int | None = None) -> None:
         super().__init__(node)
         #: this node's link-state database: its own view of the topology
         self.linkstate = LinkStateDB(node, topology) if topology is not None else None
         self.link_service = link_service
         self.default_cutoff_ns = int(default_cutoff_ns)
-        self.window = max(1, int(window))
+        if window == "auto":
+            window = MAX_AUTO_WINDOW if num_qubits else 1
+        elif isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 65535:
+            raise ValueError(f"window: expected 'auto' or an integer in 1..65535, got {window!r}")
+        #: the flow-control window (pairs per circuit and downstream link)
+        self.window = window
+        #: this node's memory slots (None: not known; then nothing caps the window)
+        self.num_qubits = num_qubits
+        # neighbour -> keys of the circuits held here that cross the link to
+        # it, sorted (both ends of the link rank them alike)
+        self._crossing: dict[str, list] = {}
+        # standing requests may be topped up while served (not through purify)
+        self._top_up = link_service != "network.purify"
+        self._next_create_id = 0
         self.purify = purify
         self.link_max_time_ns = int(link_max_time_ns)
         self.link_retry_ns = int(link_retry_ns)
@@ -411,7 +460,7 @@ class QnpProtocol(Protocol):
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
-            window=self.window)
+            window=req.window or self.window)
         self._install(setup)
         r.circuit = cid
         out.append(SendMessage(route.path[1], setup))
@@ -427,10 +476,15 @@ class QnpProtocol(Protocol):
             c.lo, c.hi = nested_spans(c.n_links)[idx]
         c.phase = CircuitPhase.SETUP if idx == 0 else CircuitPhase.INSTALLED
         self.circuits[(s.head, s.circuit_id)] = c
+        key = (s.head, s.circuit_id)
         if idx > 0:
-            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = (s.head, s.circuit_id)
+            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = key
+            bisect.insort(self._crossing.setdefault(s.path[idx - 1], []), key)
+            self._recredit(s.path[idx - 1])
         if idx < c.n_links:
-            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = (s.head, s.circuit_id)
+            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = key
+            bisect.insort(self._crossing.setdefault(s.path[idx + 1], []), key)
+            self._recredit(s.path[idx + 1])
         return c
 
     # ================================================================ messages
@@ -514,28 +568,79 @@ class QnpProtocol(Protocol):
         return out
 
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
-        """Ask the link layer for downstream pairs up to the window."""
+        """Ask the link layer for downstream pairs up to the window: the free
+        credit in one standing request (topped up in batches, see the class)."""
         if c.phase is not _ACTIVE or c.index >= c.n_links:
             return
         held = len(c.held[_RIGHT])
         if c.busy:
             held += sum(1 for k in c.busy if k[0] == _RIGHT)
+        credit = c.credit
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
-            room = min(self.window, c.number - c.delivered) - c.outstanding - held
+            room = min(credit, c.number - c.delivered) - c.outstanding - held
         else:
             # a repeater: a downstream pair holds credit from its request until
             # the Track of the end-to-end pair it became part of has passed
             # here (or it is lost); never more live pairs than pairs still needed
-            room = min(self.window - c.untracked,
+            room = min(credit - c.untracked,
                        c.number - (c.requested - c.lost)) - c.outstanding - held
-        for _ in range(room):
-            c.outstanding += 1
-            c.requested += 1
-            out.append(Submit(CreateRequest(
-                remote=c.path[c.index + 1], number=1, min_fidelity=c.link_fidelity[c.index],
-                max_time_ns=self.link_max_time_ns, purpose_id=c.labels[c.index],
-                type=RequestType.KEEP), to=self.link_service))
+        if room <= 0:
+            return
+        if c.outstanding and (not self._top_up or 2 * room < credit):
+            # a request is standing: the link is busy for this circuit; top it
+            # up only with a batch worth a request (purify: one at a time)
+            return
+        create_id = _CREATE_ID_BASE | self._next_create_id
+        self._next_create_id = (self._next_create_id + 1) % _CREATE_ID_BASE
+        c.creates[create_id] = room
+        c.outstanding += room
+        c.requested += room
+        out.append(Submit(CreateRequest(
+            remote=c.path[c.index + 1], number=room, min_fidelity=c.link_fidelity[c.index],
+            max_time_ns=self.link_max_time_ns * room, purpose_id=c.labels[c.index],
+            type=RequestType.KEEP, create_id=create_id), to=self.link_service))
+
+    def link_share(self, peer: str) -> int | None:
+        """The memory slots the circuits crossing the link to ``peer`` may
+        use at either end: each end's slots divided among its links
+        (``slots // degree``), the smaller end's (the neighbour's memory
+        from the topology, taken equal to this node's if not known there).
+        None if this node's memory is not known."""
+        slots = self.num_qubits
+        if not slots:
+            return None
+        topo = self.topology
+        if topo is None or self.node not in topo.graph:
+            return slots
+        share = slots // max(1, topo.graph.degree(self.node))
+        if peer in topo.graph:
+            other = topo.memory(peer) or slots
+            share = min(share, other // max(1, topo.graph.degree(peer)))
+        return max(1, share)
+
+    def _recredit(self, peer: str) -> None:
+        """Set the credit of each circuit whose downstream link goes to
+        ``peer`` (the circuits crossing that link changed): the circuit's
+        window (the head's; at a repeater no more than its own), at most its
+        part of the link's memory share (:meth:`link_share`): the circuits
+        crossing the link (either way) divide it evenly, at least 1 each (a
+        circuit with none would hold pairs it waits with on its other links
+        for ever). So the circuits' link pairs stay within each node's
+        memory, and one link's pairs do not fill the memory that the pairs
+        they wait for on the next link need, unless more circuits cross a
+        link than its share has slots (``specs/network.md``, "Flow control")."""
+        crossing = self._crossing.get(peer)
+        if not crossing:
+            return
+        share = self.link_share(peer)
+        part = None if share is None else max(1, share // len(crossing))
+        for key in crossing:
+            c = self.circuits.get(key)
+            if c is None or c.index >= c.n_links or c.path[c.index + 1] != peer:
+                continue
+            w = c.window if c.index == 0 else min(c.window, self.window)
+            c.credit = w if part is None else min(w, part)
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
@@ -549,7 +654,21 @@ class QnpProtocol(Protocol):
                     QuantumOp(None, Discard(ok.qubit))]
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
-            c.outstanding = max(0, c.outstanding - 1)
+            creates = c.creates
+            cid = ok.create_id
+            left = creates.get(cid)
+            if left is None and creates:
+                # (a layer in between that does not keep the id: the link
+                # layer serves a purpose's requests in order, the oldest first)
+                cid = next(iter(creates))
+                left = creates[cid]
+            if left is not None:
+                # one pair of a standing request served (its credit now held)
+                c.outstanding -= 1
+                if left > 1:
+                    creates[cid] = left - 1
+                else:
+                    del creates[cid]
             self.stats["link_pairs"] += 1
         far = c.index - 1 if side == _LEFT else c.index + 1
         p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
@@ -575,8 +694,10 @@ class QnpProtocol(Protocol):
         c = self._circuit_of(err)
         if c is None:
             return []
-        c.outstanding = max(0, c.outstanding - 1)
-        c.lost += 1
+        # the request ends: all the credit of its pairs not served comes back
+        unserved = c.creates.pop(err.create_id, 0)
+        c.outstanding -= unserved
+        c.lost += unserved
         out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
             self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
@@ -991,9 +1112,21 @@ class QnpProtocol(Protocol):
 
     def _drop(self, c: _Circuit, out: list) -> None:
         """Forget circuit ``c`` here, freeing every qubit it holds."""
-        if self.circuits.pop((c.head, c.cid), None) is None:
+        key = (c.head, c.cid)
+        if self.circuits.pop(key, None) is None:
             return
         c.phase = _CLOSED
+        freed = []
+        for side in (_LEFT, _RIGHT):
+            nb = c.neighbour(side)
+            crossing = self._crossing.get(nb)
+            if crossing is not None:
+                crossing.remove(key)
+                if crossing:
+                    freed += crossing
+                    self._recredit(nb)
+                else:
+                    del self._crossing[nb]
         for side in (_LEFT, _RIGHT):
             for p in c.held[side].values():
                 if p.qubit is not None:
@@ -1007,6 +1140,11 @@ class QnpProtocol(Protocol):
         # mapping points at a circuit that is no longer in self.circuits.
         if c.index < c.n_links:
             self._labels_used.get(c.path[c.index + 1], set()).discard(c.labels[c.index])
+        # the circuits that shared a link with it may use its part of the memory now
+        for other in freed:
+            c2 = self.circuits.get(other)
+            if c2 is not None:
+                self._refill(c2, 0, out)
 
     def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str,
                         out: list) -> None:
@@ -1180,5 +1318,6 @@ class QnpProtocol(Protocol):
         self.circuits.clear()
         self.requests.clear()
         self._by_label.clear()
+        self._crossing.clear()
         self._labels_used.clear()
         self._ops.clear()

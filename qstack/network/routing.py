@@ -71,15 +71,25 @@ class Topology:
     def __init__(self, graph: nx.Graph | None = None) -> None:
         self.graph = nx.Graph()
         if graph is not None:
-            for n in graph.nodes:
-                self.graph.add_node(n)
+            for n, attrs in graph.nodes(data=True):
+                self.add_node(n, attrs.get("memory"))
             for a, b, attrs in graph.edges(data=True):
                 self.add_link(a, b, **{k: attrs[k] for k in ("fidelity", "rate_hz", "length_km")
                                        if k in attrs})
 
     # -- building -------------------------------------------------------------
-    def add_node(self, name: str) -> None:
-        self.graph.add_node(name)
+    def add_node(self, name: str, memory: int | None = None) -> None:
+        """Add node ``name``; ``memory``: its memory slots, if known (the
+        circuits' flow control shares each link's memory by it)."""
+        if memory is None:
+            self.graph.add_node(name)
+        else:
+            self.graph.add_node(name, memory=int(memory))
+
+    def memory(self, name: str) -> int | None:
+        """Node ``name``'s memory slots, None if not known."""
+        attrs = self.graph.nodes.get(name)
+        return attrs.get("memory") if attrs is not None else None
 
     def add_link(self, a: str, b: str, fidelity: float = 1.0, rate_hz: float = 1.0,
                  length_km: float = 0.0) -> None:

@@ -92,7 +92,9 @@ class NetRequest:
     schedule. ``cutoff_ns``: a repeater discards a pair it has held this long
     without swapping (0: the protocol's default). ``correct``: deliver Phi+
     (bell_index 0) by a Pauli correction at the far end instead of reporting
-    the Pauli frame.
+    the Pauli frame. ``window`` (0..65535): the circuit's flow-control
+    window, the most end-to-end pairs in flight at once (``specs/network.md``
+    "Flow control"); 0: the head's configured one (``QnpProtocol(window=...)``).
     """
 
     destination: str
@@ -106,8 +108,11 @@ class NetRequest:
     strategy: SwapStrategy = SwapStrategy.ASAP
     cutoff_ns: int = 0
     correct: bool = False
+    window: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.window, int) or not 0 <= self.window <= 65535:
+            raise ValueError(f"window must be in 0..65535, got {self.window!r}")
         if not isinstance(self.destination, str) or not self.destination:
             raise ValueError("destination must be a non-empty node name")
         if not 1 <= self.number <= 65535:

@@ -87,13 +87,15 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     (e.g. ``window``).
     """
     names = [f"n{i:04d}" for i in range(n)]
+    # the QNP's window follows the memory (window "auto", unless told otherwise)
+    qnp_options = {"num_qubits": hardware.num_qubits if hardware else slots, **(qnp_options or {})}
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
     hw = hardware or NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
     topo = Topology()
     for name in names:
         net.add_node(name, hw)
-        topo.add_node(name)
+        topo.add_node(name, hw.num_qubits)
     for a, b in zip(names, names[1:]):
         net.add_link(a, b, model=model)
         topo.add_link(a, b, fidelity=fidelity,
