@@ -21,7 +21,8 @@ station") is its normative description; in short:
   link model's success probability (skip-ahead: exact for independent
   attempts), the pair is made in the state engine and stored at both ends,
   and each end gets ``Herald(ok=True, ...)`` at ``emitted_ns +
-  herald_delay_ns(side)``;
+  herald_delay_ns(side)`` (one clock event delivers both, side 0 first, when
+  the two times are equal);
 * without a success by a request's deadline it fails (``"deadline"``; its
   partner, if it has no deadline of its own then, waits for another match);
 * ``CancelEntangle`` withdraws a request (``"cancelled"``); once attempts have
@@ -64,7 +65,7 @@ class _Request:
     pair and end, so construction is on the hot path."""
 
     __slots__ = ("side", "ref", "key", "deadline", "param", "start", "partner",
-                 "deadline_event", "herald_event", "qubit", "started", "runs")
+                 "deadline_event", "herald_event", "qubit", "started", "runs", "twin")
 
     def __init__(self, side: int, ref: Any, op: Entangle) -> None:
         self.side = side
@@ -79,6 +80,7 @@ class _Request:
         self.qubit = None
         self.started = False
         self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
+        self.twin = None        # the other end's request when one event carries both heralds
 
     def __repr__(self) -> str:
         return (f"_Request(side={self.side}, key={self.key!r}, "
@@ -299,12 +301,18 @@ class HeraldingStation:
                     if r.deadline_event is not None:
                         clock.cancel(r.deadline_event)
                         r.deadline_event = None
-                r0.herald_event = clock.schedule_at(
-                    h0, self._herald, r0, _herald(True, qa, bell_index, attempts, emitted, fid,
-                                                  "", key))
-                r1.herald_event = clock.schedule_at(
-                    h1, self._herald, r1, _herald(True, qb, bell_index, attempts, emitted, fid,
-                                                  "", key))
+                herald0 = _herald(True, qa, bell_index, attempts, emitted, fid, "", key)
+                herald1 = _herald(True, qb, bell_index, attempts, emitted, fid, "", key)
+                if h0 == h1:
+                    # both ends hear at the same nanosecond: one event delivers
+                    # both, side 0 first, exactly as two events scheduled back
+                    # to back would (nothing can fire between them)
+                    r0.twin, r1.twin = r1, r0
+                    r0.herald_event = r1.herald_event = clock.schedule_at(
+                        h0, self._herald_both, r0, r1, herald0, herald1)
+                    return
+                r0.herald_event = clock.schedule_at(h0, self._herald, r0, herald0)
+                r1.herald_event = clock.schedule_at(h1, self._herald, r1, herald1)
                 return
         # No success in time: attempts run until the earlier deadline, which answers.
         r0.started = r1.started = True
@@ -344,6 +352,23 @@ class HeraldingStation:
         if partner is not None:        # this end is settled: unlink the pair
             req.partner = partner.partner = None
         self.deliver(req.side, req.ref, herald)
+
+    def _herald_both(self, r0: _Request, r1: _Request, herald0: Herald, herald1: Herald) -> None:
+        # both ends' heralds in one event; an end whose request ended meanwhile
+        # (its herald_event cleared by _drop_herald) is skipped
+        if r0.herald_event is not None:
+            self._herald(r0, herald0)
+        if r1.herald_event is not None:
+            self._herald(r1, herald1)
+
+    def _drop_herald(self, req: _Request) -> None:
+        """``req`` no longer waits for its herald: cancel its event, unless it
+        is shared with the other end's request, which still waits for it."""
+        event = req.herald_event
+        req.herald_event = None
+        twin = req.twin
+        if twin is None or twin.herald_event is not event:
+            self.clock.cancel(event)
 
     def _deadline(self, req: _Request) -> None:
         req.deadline_event = None
@@ -398,8 +423,7 @@ class HeraldingStation:
             req.partner = partner.partner = None
         dev = self.devices[req.side]
         if req.herald_event is not None:
-            self.clock.cancel(req.herald_event)
-            req.herald_event = None
+            self._drop_herald(req)
             if req.qubit is not None:
                 dev.free(req.qubit)
         else:
@@ -433,7 +457,7 @@ class HeraldingStation:
             if req.deadline_event is not None:
                 self.clock.cancel(req.deadline_event)
             if req.herald_event is not None:
-                self.clock.cancel(req.herald_event)
+                self._drop_herald(req)
             self._stop_attempts(req)
             partner = req.partner
             req.partner = None

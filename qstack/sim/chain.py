@@ -50,10 +50,14 @@ class ChainEnd(Protocol):
         super().__init__(node)
         self.oks: list = []
         self.errors: list = []
+        #: called with no argument after each NetOk (build_chain's ``stop_after``)
+        self.on_ok = None
 
     @on(NetOk)
     def _ok(self, ev: NetOk, now_ns: int):
         self.oks.append(ev)
+        if self.on_ok is not None:
+            self.on_ok()
         if ev.qubit is None:
             return None
         return [QuantumOp(None, Discard(ev.qubit))]   # no answer wanted
@@ -66,7 +70,8 @@ class ChainEnd(Protocol):
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
                 fidelity: float = LINK_FIDELITY, p: float = LINK_P, slots: int = SLOTS,
                 t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type | None = None,
-                purify: bool = False) -> tuple[SimNetwork, list[str], dict]:
+                purify: bool = False,
+                stop_after: int | None = None) -> tuple[SimNetwork, list[str], dict]:
     """A chain of ``n`` nodes on the real stack: ``(net, names, ends)``.
 
     ``ends`` maps the two end nodes' names to their ``consumer`` protocols
@@ -77,6 +82,9 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     ``network.purify`` between the EGP and the QNP, which then plans
     purification where a request needs it. ``formalism``, ``seed``,
     ``check_wire``: as for :class:`~qstack.sim.network.SimNetwork`.
+    ``stop_after``: a run stops (:meth:`Simulator.stop`) once both ends have
+    recorded that many NetOks (ends that are :class:`ChainEnd`), with no check
+    of its own after every event as ``run(stop_when=...)`` would make.
     """
     names = [f"n{i:04d}" for i in range(n)]
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
@@ -99,4 +107,11 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
         net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
     ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
             for name in (names[0], names[-1])}
+    if stop_after is not None:
+        head, tail = ends[names[0]], ends[names[-1]]
+
+        def on_ok() -> None:
+            if len(head.oks) >= stop_after and len(tail.oks) >= stop_after:
+                net.sim.stop()
+        head.on_ok = tail.on_ok = on_ok
     return net, names, ends
