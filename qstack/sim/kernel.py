@@ -23,11 +23,12 @@ streams and the coroutine runner.
 """
 from __future__ import annotations
 
-import os
 from abc import ABCMeta
 from heapq import heapify, heappop, heappush
 from operator import index as _as_index
 from typing import Any, Callable
+
+from qstack.core.kernels import pure_python, require_cython
 
 __all__ = [
     "EventHandle",
@@ -311,9 +312,11 @@ class PyEventKernel:
 # -- the Cython twin --------------------------------------------------------
 
 try:
+    if pure_python():
+        raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.sim._kernel import CyEventHandle, CyEventKernel
 except ImportError as _exc:  # not built (e.g. a source checkout)
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+    if require_cython():
         raise ImportError(
             "QSTACK_REQUIRE_CYTHON=1 but the Cython kernel qstack.sim._kernel is not "
             "built; run `python setup.py build_ext --inplace` or `pip install .` "
