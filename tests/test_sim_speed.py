@@ -3,6 +3,11 @@ the kernel's ``stop()``, one event for both heralds of a link pair, and a
 chain stopped by its ends rather than by a check after every event."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -130,3 +135,24 @@ def test_chain_stopped_by_its_ends_equals_one_stopped_by_stop_when():
         runs.append((net.sim.now, net.sim.events_fired, [ok.fidelity for ok in tail.oks]))
     assert runs[0] == runs[1]
     assert len(runs[0][2]) == k
+
+
+# ------------------------------------------------------------------ the pure-Python switch
+
+def test_pure_python_switch_puts_every_kernel_on_its_twin():
+    """QSTACK_PURE_PYTHON=1: every kernel counts as not built, even with
+    QSTACK_REQUIRE_CYTHON=1 (the switch wins), and a run still works."""
+    code = ("import qstack.sim.kernel as k, qstack.core.slots as s, qstack.core.runtime as r\n"
+            "import qstack.physical.attempts as a, qstack.physical.pulses as p\n"
+            "import qstack.app.qkd.cascade as c\n"
+            "print(k.HAVE_CYTHON, s.HAVE_CYTHON, r.HAVE_CYTHON, a.HAVE_CYTHON, p.HAVE_CYTHON,"
+            " c._cascade is not None)\n"
+            "from qstack.sim.chain import build_chain\n"
+            "net, names, ends = build_chain(3)\n"
+            "print(type(net.sim).__name__, r.RuntimeCore.__name__, isinstance(net.nodes[names[0]], r.PyRuntimeCore))\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, QSTACK_PURE_PYTHON="1", QSTACK_REQUIRE_CYTHON="1", PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"] * 6 + ["_PySimulator", "PyRuntimeCore", "True"]

@@ -43,7 +43,7 @@ from qstack.core.protocol import (
 )
 
 __all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp", "PyRuntimeCore",
-           "RuntimeCore", "HAVE_CYTHON"]
+           "RuntimeCore", "RuntimeBody", "HAVE_CYTHON"]
 
 # made once per message, herald and timer on the hot path: the constructor
 # functions, called Python to Python, cost less than the type call
@@ -225,9 +225,14 @@ RuntimeCore = _compiled.RuntimeCore if _compiled is not None else PyRuntimeCore
 HAVE_CYTHON = _compiled is not None
 
 
-class NodeRuntime(RuntimeCore):  # type: ignore[valid-type,misc]
-    """The protocol stack of node ``name``, driven by ``driver`` (see the module doc).
+class RuntimeBody:
+    """Everything of a :class:`NodeRuntime` but its hot path (building the
+    stack, broadcast, crash, restart, ``record``): stands on a core,
+    :class:`PyRuntimeCore` or the compiled ``RuntimeCore``
+    (``class NodeRuntime(RuntimeBody, RuntimeCore)``; the twin tests make
+    one of each).
 
+    ``NodeRuntime(name, driver, failures=None, stack_factory=None)``:
     ``failures``: the list ``Fail`` records are appended to (a driver may
     share one list between its nodes). ``stack_factory``: a callable
     returning the node's protocols, bottom first, used by :meth:`restart`
@@ -369,3 +374,9 @@ class NodeRuntime(RuntimeCore):  # type: ignore[valid-type,misc]
     def __repr__(self) -> str:
         state = "" if self.up else " down"
         return f"<NodeRuntime {self.name} [{', '.join(self.stack)}]{state}>"
+
+
+class NodeRuntime(RuntimeBody, RuntimeCore):  # type: ignore[valid-type,misc]
+    """The protocol stack of node ``name``, driven by ``driver`` (see the module
+    doc and :class:`RuntimeBody`): the compiled core when it is built (and
+    ``QSTACK_PURE_PYTHON`` is not 1), else :class:`PyRuntimeCore`."""
