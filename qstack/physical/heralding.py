@@ -45,10 +45,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
+from qstack.core.kernels import load_kernel
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
 
-__all__ = ["HeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK"]
+__all__ = ["HeraldingStation", "PyHeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK", "HAVE_CYTHON"]
 
 #: Deadlines at or beyond this (ns, ~146 simulated years) mean "none": no event.
 NEVER_NS = 1 << 62
@@ -87,8 +88,11 @@ class _Request:
                 f"matched={self.partner is not None})")
 
 
-class HeraldingStation:
-    """The heralding entity of the link ``ends[0]``-``ends[1]`` (see the module doc).
+class PyHeraldingStation:
+    """The heralding entity of the link ``ends[0]``-``ends[1]`` (see the module
+    doc), in pure Python: the reference twin of the compiled
+    ``qstack.physical._heralding.HeraldingStation`` (the same code as typed
+    classes; :data:`HeraldingStation` is the compiled one when it is built).
 
     Args:
         ends: the two node names, side 0 first (the smaller name).
@@ -463,3 +467,9 @@ class HeraldingStation:
             req.partner = None
             if partner is not None:
                 self._end(partner, "peer down", 0)
+
+
+# the compiled twin when built (and not QSTACK_PURE_PYTHON=1), else the reference above
+_compiled = load_kernel("qstack.physical._heralding")
+HeraldingStation = _compiled.HeraldingStation if _compiled is not None else PyHeraldingStation
+HAVE_CYTHON = _compiled is not None
