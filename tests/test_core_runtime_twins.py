@@ -207,15 +207,25 @@ def test_the_python_core_carries_out_every_action_kind():
 _CHAIN = """
 import json
 from benchmarks.bench_network import chain_run
+from benchmarks.bench_transport import teleport_run
 from qstack.core.runtime import HAVE_CYTHON
-r = chain_run(8, pairs=40)
-print(json.dumps({"compiled": HAVE_CYTHON, "events": r["events"], "sim_ms": r["sim_time_ms"],
-                  "fid": r["mean_fidelity"], "messages": r["messages"]}))
+from qstack.physical import heralding
+from qstack.sim import network
+keep = ("events", "sim_time_ms", "mean_fidelity", "messages", "quantum_ops", "sim_time_s",
+        "fidelity_mean", "qubits", "link_pairs", "bit_error_rate")
+out = {"compiled": [HAVE_CYTHON, heralding.HAVE_CYTHON, network.HAVE_CYTHON]}
+for name, r in (("chain", chain_run(8, pairs=40)), ("wire", chain_run(4, pairs=10, check_wire=True)),
+                ("dm", chain_run(4, pairs=10, formalism="dm")),
+                ("teleport", teleport_run(10, "bd")), ("ideal", teleport_run(20, "bd", "ideal"))):
+    out[name] = {k: v for k, v in r.items() if k in keep}
+print(json.dumps(out))
 """
 
 
 @needs_cython
-def test_a_chain_gives_the_same_numbers_compiled_and_on_the_twins():
+def test_runs_give_the_same_numbers_compiled_and_on_the_twins():
+    """Chains (bd, dm, with the wire check) and teleportation (full stack and
+    the ideal network layer): every compiled piece against its twin at once."""
     out = []
     for pure in ("0", "1"):
         env = dict(os.environ, QSTACK_PURE_PYTHON=pure, PYTHONPATH=str(ROOT))
@@ -224,5 +234,5 @@ def test_a_chain_gives_the_same_numbers_compiled_and_on_the_twins():
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         out.append(json.loads(proc.stdout))
-    assert [o.pop("compiled") for o in out] == [True, False]
+    assert [o.pop("compiled") for o in out] == [[True] * 3, [False] * 3]
     assert out[0] == out[1]
