@@ -29,7 +29,7 @@ from qstack.physical.ops import Discard
 from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.network import SimNetwork
 
-__all__ = ["ChainEnd", "build_chain", "LINK_FIDELITY", "LINK_P", "CYCLE_NS", "HERALD_NS",
+__all__ = ["ChainEnd", "build_chain", "build_grid", "LINK_FIDELITY", "LINK_P", "CYCLE_NS", "HERALD_NS",
            "DELAY_NS", "SLOTS"]
 
 LINK_FIDELITY = 0.999   #: Werner fidelity of a link pair
@@ -87,6 +87,30 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     of its own after every event as ``run(stop_when=...)`` would make.
     """
     names = [f"n{i:04d}" for i in range(n)]
+    return _build(names, list(zip(names, names[1:])), (names[0], names[-1]), formalism, seed,
+                  check_wire, fidelity, p, slots, t1_ns, t2_ns, consumer, purify, stop_after)
+
+
+def build_grid(rows: int, cols: int, formalism: str = "bd", seed: int = 1,
+               check_wire: bool = False, fidelity: float = LINK_FIDELITY, p: float = LINK_P,
+               slots: int = SLOTS, t1_ns: float = math.inf, t2_ns: float = math.inf,
+               consumer: type | None = None, purify: bool = False,
+               stop_after: int | None = None) -> tuple[SimNetwork, list[str], dict]:
+    """A ``rows`` x ``cols`` grid on the real stack, as :func:`build_chain`
+    makes a chain (same links, stack and arguments): node ``g{r}_{c}`` is
+    linked to its right and lower neighbours; the two end nodes (given an
+    end protocol) are the opposite corners, ``names[0]`` and ``names[-1]``."""
+    if rows < 1 or cols < 1 or rows * cols < 2:
+        raise ValueError("a grid needs rows >= 1, cols >= 1 and at least two nodes")
+    names = [f"g{r}_{c}" for r in range(rows) for c in range(cols)]
+    edges = [(f"g{r}_{c}", f"g{r}_{c + 1}") for r in range(rows) for c in range(cols - 1)]
+    edges += [(f"g{r}_{c}", f"g{r + 1}_{c}") for r in range(rows - 1) for c in range(cols)]
+    return _build(names, edges, (names[0], names[-1]), formalism, seed, check_wire, fidelity,
+                  p, slots, t1_ns, t2_ns, consumer, purify, stop_after)
+
+
+def _build(names, edges, end_nodes, formalism, seed, check_wire, fidelity, p, slots, t1_ns, t2_ns,
+           consumer, purify, stop_after) -> tuple[SimNetwork, list[str], dict]:
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
     hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
@@ -94,21 +118,23 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     for name in names:
         net.add_node(name, hw)
         topo.add_node(name)
-    for a, b in zip(names, names[1:]):
+    neighbours: dict[str, list[str]] = {name: [] for name in names}
+    for a, b in edges:
         net.add_link(a, b, model=model)
         topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
-    for i, name in enumerate(names):
-        peers = {names[j]: model for j in (i - 1, i + 1) if 0 <= j < n}
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    for name in names:
+        peers = {peer: model for peer in sorted(neighbours[name])}
         net.add_protocol(name, EGP(name, peers, hardware=hw, seed=seed))
         service = "link.egp"
         if purify:
             net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
             service = PurifyProtocol.name
         net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
-    ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name))
-            for name in (names[0], names[-1])}
+    ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name)) for name in end_nodes}
     if stop_after is not None:
-        head, tail = ends[names[0]], ends[names[-1]]
+        head, tail = (ends[name] for name in end_nodes)
 
         def on_ok() -> None:
             if len(head.oks) >= stop_after and len(tail.oks) >= stop_after:
