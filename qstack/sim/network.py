@@ -169,14 +169,7 @@ class PyDriverCore:
         if cls not in _DEVICE_OPS:
             self._op_other(node, protocol, op_id, op)
             return
-        sim = self.sim
-        duration, outcome = node.device.execute(op, sim.now)
-        if op_id is None:
-            # fire and forget: nobody waits for the answer, only a failure is kept
-            if isinstance(outcome, QStackError):
-                node.record(protocol, outcome.code, outcome.detail, sim.now)
-            return
-        sim.schedule(duration, self._op_done, node, node.incarnation, protocol, op_id, outcome)
+        self._device_op(node, protocol, op_id, op)
 
     def _op_done(self, node: SimNode, incarnation: int, protocol: str, op_id: int,
                  outcome: Any) -> None:
@@ -521,6 +514,11 @@ class SimNetwork(DriverCore, RuntimeDriver):  # type: ignore[valid-type,misc]
         if cls is PulseBlock:
             self._pulse_block(node, protocol, op_id, op)
             return
+        self._device_op(node, protocol, op_id, op)
+
+    def _device_op(self, node: SimNode, protocol: str, op_id: int | None, op: Any) -> None:
+        """``op`` on ``node``'s device: its answer after the operation's duration
+        (``op_id=None``: none, only a failure is recorded)."""
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
         if op_id is None:
