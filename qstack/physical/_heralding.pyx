@@ -183,27 +183,15 @@ cdef class HeraldingStation:
                                            int(model.herald_delay_ns(1)))
         return nums
 
-    cdef _heralded_state(self, param, bell_index):
+    def _heralded_state(self, param, bell_index):
         """(prepared pair, fidelity to the announced Bell state), computed once
         per (param, Bell index): the heralded state is deterministic."""
         key = (param, bell_index)
         cached = self._states.get(key)
         if cached is None:
-            from qstack.physical.bell_diagonal import polarised_from_density_matrix
-            from qstack.physical.states import bell_state, fidelity
-
-            rho = self.model.heralded_state(param, bell_index)
-            formalism = self.formalism
-            if formalism == "bd" and polarised_from_density_matrix(rho) is None:
-                # outside what bd holds exactly (Bell-diagonal plus local Z
-                # polarisation; every built-in scheme's herald is inside): the
-                # pair is made as a density matrix, exact, as any bd pair is
-                # converted once an operation leaves the family. A model that
-                # is asked by name to twirl (SingleClickModel(twirl=True))
-                # returns a Bell-diagonal state and stays in bd.
-                formalism = "dm"
-            prepared = self.engine.prepare_pair(rho, formalism)
-            cached = self._states[key] = (prepared, float(fidelity(rho, bell_state(bell_index))))
+            from qstack.physical.heralding import shared_heralded_state
+            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
+                                                               self.formalism, self.engine)
         return cached
 
     cdef _match(self, a: _Request, b: _Request):

@@ -61,6 +61,43 @@ _FOLLOW = None
 _herald = fast_constructor(Herald)
 
 
+# (id(model), param, Bell index, formalism) -> (model, (prepared pair, fidelity)):
+# every link built on one model heralds the same states, so they are worked
+# out once per process, not once per link (a density-matrix check and an
+# eigendecomposition each: about a millisecond, per link of a 10,000-node chain)
+_HERALDED: dict = {}
+_HERALDED_MAX = 4096
+
+
+def shared_heralded_state(model: Any, param: float, bell_index: int, formalism: str,
+                          engine: Any) -> tuple:
+    """(prepared pair, fidelity to Bell state ``bell_index``) of ``model``'s
+    herald at ``param`` in ``formalism``, shared by every station on the same
+    model object (a prepared pair is engine-independent data)."""
+    key = (id(model), param, bell_index, formalism)
+    hit = _HERALDED.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    from qstack.physical.bell_diagonal import polarised_from_density_matrix
+    from qstack.physical.states import bell_state, fidelity
+
+    rho = model.heralded_state(param, bell_index)
+    made_in = formalism
+    if formalism == "bd" and polarised_from_density_matrix(rho) is None:
+        # outside what bd holds exactly (Bell-diagonal plus local Z
+        # polarisation; every built-in scheme's herald is inside): the
+        # pair is made as a density matrix, exact, as any bd pair is
+        # converted once an operation leaves the family. A model that
+        # is asked by name to twirl (SingleClickModel(twirl=True))
+        # returns a Bell-diagonal state and stays in bd.
+        made_in = "dm"
+    value = (engine.prepare_pair(rho, made_in), float(fidelity(rho, bell_state(bell_index))))
+    if len(_HERALDED) >= _HERALDED_MAX:
+        _HERALDED.clear()           # (a sweep over many models: keep the table small)
+    _HERALDED[key] = (model, value)
+    return value
+
+
 class _Request:
     """One end's pending ``Entangle``. A plain slotted class: one is made per
     pair and end, so construction is on the hot path."""
@@ -240,21 +277,8 @@ class PyHeraldingStation:
         key = (param, bell_index)
         cached = self._states.get(key)
         if cached is None:
-            from qstack.physical.bell_diagonal import polarised_from_density_matrix
-            from qstack.physical.states import bell_state, fidelity
-
-            rho = self.model.heralded_state(param, bell_index)
-            formalism = self.formalism
-            if formalism == "bd" and polarised_from_density_matrix(rho) is None:
-                # outside what bd holds exactly (Bell-diagonal plus local Z
-                # polarisation; every built-in scheme's herald is inside): the
-                # pair is made as a density matrix, exact, as any bd pair is
-                # converted once an operation leaves the family. A model that
-                # is asked by name to twirl (SingleClickModel(twirl=True))
-                # returns a Bell-diagonal state and stays in bd.
-                formalism = "dm"
-            prepared = self.engine.prepare_pair(rho, formalism)
-            cached = self._states[key] = (prepared, float(fidelity(rho, bell_state(bell_index))))
+            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
+                                                               self.formalism, self.engine)
         return cached
 
     def _match(self, a: _Request, b: _Request) -> None:
