@@ -26,7 +26,7 @@ from qstack.network.routing import Topology
 from qstack.network.service import NetErr, NetOk
 from qstack.physical.device import NodeHardware
 from qstack.physical.ops import Discard
-from qstack.physical.pair_model import SimplePairModel
+from qstack.physical.pair_model import HeraldedPairModel, SimplePairModel
 from qstack.sim.network import SimNetwork
 
 __all__ = ["ChainEnd", "build_chain", "build_grid", "LINK_FIDELITY", "LINK_P", "CYCLE_NS", "HERALD_NS",
@@ -70,7 +70,8 @@ class ChainEnd(Protocol):
 def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool = False,
                 fidelity: float = LINK_FIDELITY, p: float = LINK_P, slots: int = SLOTS,
                 t1_ns: float = math.inf, t2_ns: float = math.inf, consumer: type | None = None,
-                purify: bool = False,
+                purify: bool = False, model: HeraldedPairModel | None = None,
+                hardware: NodeHardware | None = None, qnp_options: dict | None = None,
                 stop_after: int | None = None) -> tuple[SimNetwork, list[str], dict]:
     """A chain of ``n`` nodes on the real stack: ``(net, names, ends)``.
 
@@ -82,22 +83,32 @@ def build_chain(n: int, formalism: str = "bd", seed: int = 1, check_wire: bool =
     ``network.purify`` between the EGP and the QNP, which then plans
     purification where a request needs it. ``formalism``, ``seed``,
     ``check_wire``: as for :class:`~qstack.sim.network.SimNetwork`.
+    ``model``: every link's heralding physics instead of the
+    ``SimplePairModel`` of ``p`` and ``fidelity`` (``fidelity`` is still what
+    the topology announces); ``hardware``: every node's instead of the one of
+    ``slots``, ``t1_ns``, ``t2_ns``; ``qnp_options``: further keyword
+    arguments of every :class:`~qstack.network.circuit.QnpProtocol`
+    (e.g. ``window``).
     ``stop_after``: a run stops (:meth:`Simulator.stop`) once both ends have
     recorded that many NetOks (ends that are :class:`ChainEnd`), with no check
     of its own after every event as ``run(stop_when=...)`` would make.
     """
     names = [f"n{i:04d}" for i in range(n)]
     return _build(names, list(zip(names, names[1:])), (names[0], names[-1]), formalism, seed,
-                  check_wire, fidelity, p, slots, t1_ns, t2_ns, consumer, purify, stop_after)
+                  check_wire, fidelity, p, slots, t1_ns, t2_ns, consumer, purify, model,
+                  hardware, qnp_options, stop_after)
 
 
 def build_grid(rows: int, cols: int, formalism: str = "bd", seed: int = 1,
                check_wire: bool = False, fidelity: float = LINK_FIDELITY, p: float = LINK_P,
                slots: int = SLOTS, t1_ns: float = math.inf, t2_ns: float = math.inf,
                consumer: type | None = None, purify: bool = False,
+               model: HeraldedPairModel | None = None, hardware: NodeHardware | None = None,
+               qnp_options: dict | None = None,
                stop_after: int | None = None) -> tuple[SimNetwork, list[str], dict]:
     """A ``rows`` x ``cols`` grid on the real stack, as :func:`build_chain`
-    makes a chain (same links, stack and arguments): node ``g{r}_{c}`` is
+    makes a chain (same links, stack and arguments, ``model``, ``hardware``
+    and ``qnp_options`` included): node ``g{r}_{c}`` is
     linked to its right and lower neighbours; the two end nodes (given an
     end protocol) are the opposite corners, ``names[0]`` and ``names[-1]``."""
     if rows < 1 or cols < 1 or rows * cols < 2:
@@ -106,14 +117,16 @@ def build_grid(rows: int, cols: int, formalism: str = "bd", seed: int = 1,
     edges = [(f"g{r}_{c}", f"g{r}_{c + 1}") for r in range(rows) for c in range(cols - 1)]
     edges += [(f"g{r}_{c}", f"g{r + 1}_{c}") for r in range(rows - 1) for c in range(cols)]
     return _build(names, edges, (names[0], names[-1]), formalism, seed, check_wire, fidelity,
-                  p, slots, t1_ns, t2_ns, consumer, purify, stop_after)
+                  p, slots, t1_ns, t2_ns, consumer, purify, model, hardware, qnp_options,
+                  stop_after)
 
 
 def _build(names, edges, end_nodes, formalism, seed, check_wire, fidelity, p, slots, t1_ns, t2_ns,
-           consumer, purify, stop_after) -> tuple[SimNetwork, list[str], dict]:
+           consumer, purify, model, hardware, qnp_options,
+           stop_after) -> tuple[SimNetwork, list[str], dict]:
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
-    model = SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
-    hw = NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
+    model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
+    hw = hardware or NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
     topo = Topology()
     for name in names:
         net.add_node(name, hw)
@@ -121,7 +134,8 @@ def _build(names, edges, end_nodes, formalism, seed, check_wire, fidelity, p, sl
     neighbours: dict[str, list[str]] = {name: [] for name in names}
     for a, b in edges:
         net.add_link(a, b, model=model)
-        topo.add_link(a, b, fidelity=fidelity, rate_hz=p / CYCLE_NS * 1e9)
+        topo.add_link(a, b, fidelity=fidelity,
+                      rate_hz=model.success_probability(0.0) / model.cycle_ns(0.0) * 1e9)
         neighbours[a].append(b)
         neighbours[b].append(a)
     for name in names:
@@ -131,7 +145,8 @@ def _build(names, edges, end_nodes, formalism, seed, check_wire, fidelity, p, sl
         if purify:
             net.add_protocol(name, PurifyProtocol(name, {peer: fidelity for peer in peers}))
             service = PurifyProtocol.name
-        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service))
+        net.add_protocol(name, QnpProtocol(name, topo, purify=purify, link_service=service,
+                                           **(qnp_options or {})))
     ends = {name: net.add_protocol(name, (consumer or ChainEnd)(name)) for name in end_nodes}
     if stop_after is not None:
         head, tail = (ends[name] for name in end_nodes)
