@@ -469,6 +469,7 @@ _BLOCK_EXTENSION = textwrap.dedent(
 def _python_without_extension(code: str, require: bool) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env["QSTACK_REQUIRE_CYTHON"] = "1" if require else "0"
+    env.pop("QSTACK_PURE_PYTHON", None)     # (the switch would hide the missing extension)
     return subprocess.run(
         [sys.executable, "-c", _BLOCK_EXTENSION + code],
         env=env,

@@ -3,7 +3,10 @@
 A kernel (``_name.pyx`` beside the module it accelerates, built by setup.py)
 is optional: without it the pure-Python twin serves.  ``QSTACK_REQUIRE_CYTHON=1``
 (set by ``make test`` and CI) turns a missing kernel into an ImportError, so a
-build that silently fell back cannot pass.
+build that silently fell back cannot pass. ``QSTACK_PURE_PYTHON=1`` makes every
+kernel count as not built, so the whole stack runs on the pure-Python twins
+even where the extensions are built (it wins over ``QSTACK_REQUIRE_CYTHON``);
+``make test`` runs a subset of the suite that way (docs/compiled-runtime.md).
 """
 from __future__ import annotations
 
@@ -11,15 +14,29 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["load_kernel"]
+__all__ = ["load_kernel", "pure_python", "require_cython"]
+
+
+def pure_python() -> bool:
+    """True when ``QSTACK_PURE_PYTHON=1``: every kernel's pure-Python twin serves."""
+    return os.environ.get("QSTACK_PURE_PYTHON") == "1"
+
+
+def require_cython() -> bool:
+    """True when a kernel that is not built must be an ImportError
+    (``QSTACK_REQUIRE_CYTHON=1``, unless ``QSTACK_PURE_PYTHON=1`` asks for the twins)."""
+    return os.environ.get("QSTACK_REQUIRE_CYTHON") == "1" and not pure_python()
 
 
 def load_kernel(module: str) -> ModuleType | None:
-    """The compiled module ``module`` (dotted name), or None if it is not built."""
+    """The compiled module ``module`` (dotted name), or None if it is not built
+    (or ``QSTACK_PURE_PYTHON=1``)."""
+    if pure_python():
+        return None
     try:
         return importlib.import_module(module)
     except ImportError:
-        if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+        if require_cython():
             raise ImportError(f"{module} (Cython kernel) is not built but QSTACK_REQUIRE_CYTHON=1; "
                               "build it with `pip install -e .`") from None
         return None

@@ -36,12 +36,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
 from qstack.core.errors import ErrorCode
+from qstack.core.kernels import load_kernel
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
     SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
 )
 
-__all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp"]
+__all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp", "PyRuntimeCore",
+           "RuntimeCore", "RuntimeBody", "HAVE_CYTHON"]
 
 # made once per message, herald and timer on the hot path: the constructor
 # functions, called Python to Python, cost less than the type call
@@ -108,9 +110,129 @@ class RuntimeDriver:
         raise NotImplementedError
 
 
-class NodeRuntime:
-    """The protocol stack of node ``name``, driven by ``driver`` (see the module doc).
+class PyRuntimeCore:
+    """The hot path of a :class:`NodeRuntime`, in pure Python: events in,
+    actions carried out. The reference twin of the compiled
+    ``qstack.core._runtime.RuntimeCore`` (same methods, same results; see
+    docs/compiled-runtime.md). It relies on the attributes
+    :class:`NodeRuntime` sets up and on its ``record`` method."""
 
+    # ------------------------------------------------------------------ events in
+    def feed(self, protocol: str, event: Any, now: int) -> None:
+        """Give ``event`` to ``protocol`` at ``now`` and carry out its actions
+        (the hot path of every driver)."""
+        if not self.up:
+            return
+        try:
+            handler = self._handlers[protocol, event.__class__]
+        except KeyError:
+            proto = self.protocols.get(protocol)
+            if proto is None:
+                self.record(protocol, ErrorCode.UNKNOWN_TYPE,
+                            f"no protocol {protocol!r} on {self.name}", now)
+                return
+            handler = self._handlers[protocol, event.__class__] = \
+                proto.handler_for(event.__class__)
+        actions = handler(event, now)
+        if actions:
+            run = self._run
+            for action in actions:
+                run[action.__class__](protocol, action, now)
+
+    def message(self, src: str, msg: Any, now: int) -> None:
+        """Message ``msg`` from node ``src`` arrived: to the protocol it names,
+        as ``MessageReceived`` or, where that would only call the protocol's
+        handler for the message's type, to that handler directly (no event
+        object and one call less per message, the hot path of every driver)."""
+        if not self.up:
+            return
+        try:
+            protocol, handler = self._on_message[msg.__class__]
+        except KeyError:
+            protocol = msg.PROTOCOL
+            proto = self.protocols.get(protocol)
+            handler = proto.message_handler_for(msg.__class__) if proto is not None else None
+            self._on_message[msg.__class__] = protocol, handler
+        if handler is None:
+            self.feed(protocol, _received(src, msg), now)
+            return
+        actions = handler(src, msg, now)
+        if actions:
+            run = self._run
+            for action in actions:
+                run[action.__class__](protocol, action, now)
+
+    def op_done(self, protocol: str, op_id: int, outcome: Any, now: int) -> None:
+        """The quantum operation ``op_id`` of ``protocol`` finished."""
+        self.feed(protocol, _done(op_id, outcome), now)
+
+    def fire_timer(self, protocol: str, key: Hashable, handle: Any, now: int) -> None:
+        """The driver's wake-up for timer ``key`` of ``protocol`` (``handle``
+        as ``set_timer`` returned it; a stale one is ignored)."""
+        timers = self.timers
+        tk = (protocol, key)
+        if timers.get(tk) is not handle:
+            return
+        del timers[tk]
+        self.feed(protocol, _fired(key), now)
+
+    # ------------------------------------------------------------------ actions
+    def _start_timer(self, protocol: str, action: StartTimer, now: int) -> None:
+        tk = (protocol, action.key)
+        timers = self.timers
+        driver = self.driver
+        old = timers.get(tk)
+        if old is not None:
+            driver.cancel_timer(old)
+        delay = action.delay_ns
+        timers[tk] = driver.set_timer(self, protocol, action.key,
+                                      now + int(delay) if delay > 0 else now)
+
+    def _cancel_timer(self, protocol: str, action: CancelTimer, now: int) -> None:
+        handle = self.timers.pop((protocol, action.key), None)
+        if handle is not None:
+            self.driver.cancel_timer(handle)
+
+    def _deliver(self, protocol: str, action: Deliver, now: int) -> None:
+        to = action.to
+        if to is None:
+            to = self.above.get(protocol)
+        if to is not None:
+            self.feed(to, action.event, now)
+            return
+        self.inbox.append((now, action.event))
+        for listener in list(self.listeners):
+            listener(action.event)
+
+    def _submit(self, protocol: str, action: Submit, now: int) -> None:
+        to = action.to
+        if to is None:
+            to = self.below.get(protocol)
+            if to is None:
+                self.record(protocol, ErrorCode.UNEXPECTED_EVENT,
+                            f"{protocol} has no layer below on {self.name}", now)
+                return
+        self.feed(to, action.request, now)
+
+    def _fail(self, protocol: str, action: Fail, now: int) -> None:
+        self.record(protocol, action.code, action.detail, now)
+
+
+
+# the compiled core when built (and not QSTACK_PURE_PYTHON=1), else the twin above
+_compiled = load_kernel("qstack.core._runtime")
+RuntimeCore = _compiled.RuntimeCore if _compiled is not None else PyRuntimeCore
+HAVE_CYTHON = _compiled is not None
+
+
+class RuntimeBody:
+    """Everything of a :class:`NodeRuntime` but its hot path (building the
+    stack, broadcast, crash, restart, ``record``): stands on a core,
+    :class:`PyRuntimeCore` or the compiled ``RuntimeCore``
+    (``class NodeRuntime(RuntimeBody, RuntimeCore)``; the twin tests make
+    one of each).
+
+    ``NodeRuntime(name, driver, failures=None, stack_factory=None)``:
     ``failures``: the list ``Fail`` records are appended to (a driver may
     share one list between its nodes). ``stack_factory``: a callable
     returning the node's protocols, bottom first, used by :meth:`restart`
@@ -187,27 +309,6 @@ class NodeRuntime:
         return self.stack[-1] if self.stack else None
 
     # ------------------------------------------------------------------ events in
-    def feed(self, protocol: str, event: Any, now: int) -> None:
-        """Give ``event`` to ``protocol`` at ``now`` and carry out its actions
-        (the hot path of every driver)."""
-        if not self.up:
-            return
-        try:
-            handler = self._handlers[protocol, event.__class__]
-        except KeyError:
-            proto = self.protocols.get(protocol)
-            if proto is None:
-                self.failures.append(FailRecord(now, self.name, protocol, ErrorCode.UNKNOWN_TYPE,
-                                                f"no protocol {protocol!r} on {self.name}"))
-                return
-            handler = self._handlers[protocol, event.__class__] = \
-                proto.handler_for(event.__class__)
-        actions = handler(event, now)
-        if actions:
-            run = self._run
-            for action in actions:
-                run[action.__class__](protocol, action, now)
-
     def broadcast(self, event: Any, now: int) -> None:
         """Give ``event`` to every protocol of the node, bottom first, those
         beside the stack where they were added (the node's surroundings
@@ -221,89 +322,11 @@ class NodeRuntime:
             if Started in type(self.protocols[name])._handlers:
                 self.feed(name, Started(), now)
 
-    def message(self, src: str, msg: Any, now: int) -> None:
-        """Message ``msg`` from node ``src`` arrived: to the protocol it names,
-        as ``MessageReceived`` or, where that would only call the protocol's
-        handler for the message's type, to that handler directly (no event
-        object and one call less per message, the hot path of every driver)."""
-        if not self.up:
-            return
-        try:
-            protocol, handler = self._on_message[msg.__class__]
-        except KeyError:
-            protocol = msg.PROTOCOL
-            proto = self.protocols.get(protocol)
-            handler = proto.message_handler_for(msg.__class__) if proto is not None else None
-            self._on_message[msg.__class__] = protocol, handler
-        if handler is None:
-            self.feed(protocol, _received(src, msg), now)
-            return
-        actions = handler(src, msg, now)
-        if actions:
-            run = self._run
-            for action in actions:
-                run[action.__class__](protocol, action, now)
-
-    def op_done(self, protocol: str, op_id: int, outcome: Any, now: int) -> None:
-        """The quantum operation ``op_id`` of ``protocol`` finished."""
-        self.feed(protocol, _done(op_id, outcome), now)
-
-    def fire_timer(self, protocol: str, key: Hashable, handle: Any, now: int) -> None:
-        """The driver's wake-up for timer ``key`` of ``protocol`` (``handle``
-        as ``set_timer`` returned it; a stale one is ignored)."""
-        timers = self.timers
-        tk = (protocol, key)
-        if timers.get(tk) is not handle:
-            return
-        del timers[tk]
-        self.feed(protocol, _fired(key), now)
-
-    # ------------------------------------------------------------------ actions
     def _send_message(self, protocol: str, action: SendMessage, now: int) -> None:
         self.driver.send(self, protocol, action.dst, action.msg)
 
     def _quantum_op(self, protocol: str, action: QuantumOp, now: int) -> None:
         self.driver.quantum(self, protocol, action.op_id, action.op)
-
-    def _start_timer(self, protocol: str, action: StartTimer, now: int) -> None:
-        tk = (protocol, action.key)
-        timers = self.timers
-        driver = self.driver
-        old = timers.get(tk)
-        if old is not None:
-            driver.cancel_timer(old)
-        delay = action.delay_ns
-        timers[tk] = driver.set_timer(self, protocol, action.key,
-                                      now + int(delay) if delay > 0 else now)
-
-    def _cancel_timer(self, protocol: str, action: CancelTimer, now: int) -> None:
-        handle = self.timers.pop((protocol, action.key), None)
-        if handle is not None:
-            self.driver.cancel_timer(handle)
-
-    def _deliver(self, protocol: str, action: Deliver, now: int) -> None:
-        to = action.to
-        if to is None:
-            to = self.above.get(protocol)
-        if to is not None:
-            self.feed(to, action.event, now)
-            return
-        self.inbox.append((now, action.event))
-        for listener in list(self.listeners):
-            listener(action.event)
-
-    def _submit(self, protocol: str, action: Submit, now: int) -> None:
-        to = action.to
-        if to is None:
-            to = self.below.get(protocol)
-            if to is None:
-                self._fail(protocol, Fail(ErrorCode.UNEXPECTED_EVENT,
-                                          f"{protocol} has no layer below on {self.name}"), now)
-                return
-        self.feed(to, action.request, now)
-
-    def _fail(self, protocol: str, action: Fail, now: int) -> None:
-        self.failures.append(FailRecord(now, self.name, protocol, action.code, action.detail))
 
     def record(self, protocol: str, code: ErrorCode, detail: str, now: int) -> None:
         """Record a failure on behalf of ``protocol`` (e.g. a fire-and-forget
@@ -351,3 +374,9 @@ class NodeRuntime:
     def __repr__(self) -> str:
         state = "" if self.up else " down"
         return f"<NodeRuntime {self.name} [{', '.join(self.stack)}]{state}>"
+
+
+class NodeRuntime(RuntimeBody, RuntimeCore):  # type: ignore[valid-type,misc]
+    """The protocol stack of node ``name``, driven by ``driver`` (see the module
+    doc and :class:`RuntimeBody`): the compiled core when it is built (and
+    ``QSTACK_PURE_PYTHON`` is not 1), else :class:`PyRuntimeCore`."""

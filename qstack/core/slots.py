@@ -22,17 +22,20 @@ every message and record class both ways and compares.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
+
+from qstack.core.kernels import pure_python, require_cython
 
 __all__ = ["HAVE_CYTHON", "setter_source", "call_through"]
 
 try:  # the Cython twin, built by setup.py
+    if pure_python():
+        raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.core._slots import SlotWriter  # type: ignore[import-not-found]
     from qstack.core._slots import call_through as _call_through
     HAVE_CYTHON = True
 except ImportError:  # pragma: no cover - depends on the build
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+    if require_cython():
         raise ImportError("QSTACK_REQUIRE_CYTHON=1 but qstack.core._slots is not built; "
                           "build it with `pip install -e .`") from None
     SlotWriter = _call_through = None

@@ -17,21 +17,23 @@ after the last attempt the stored qubit can survive.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from qstack.physical.memory import QuantumMemory
+from qstack.core.kernels import pure_python, require_cython
 from qstack.physical.sources import _check_pos, _check_prob, _fail
 
 try:  # the Cython kernel, built by setup.py
+    if pure_python():
+        raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.physical import _attempts  # type: ignore[attr-defined]
     HAVE_CYTHON = True
 except ImportError:  # pragma: no cover - exercised only without a build
     _attempts = None
     HAVE_CYTHON = False
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+    if require_cython():
         raise ImportError("qstack.physical._attempts (Cython kernel) is not built but "
                           "QSTACK_REQUIRE_CYTHON=1; build it with `pip install -e .`") from None
 

@@ -21,7 +21,8 @@ station") is its normative description; in short:
   link model's success probability (skip-ahead: exact for independent
   attempts), the pair is made in the state engine and stored at both ends,
   and each end gets ``Herald(ok=True, ...)`` at ``emitted_ns +
-  herald_delay_ns(side)``;
+  herald_delay_ns(side)`` (one clock event delivers both, side 0 first, when
+  the two times are equal);
 * without a success by a request's deadline it fails (``"deadline"``; its
   partner, if it has no deadline of its own then, waits for another match);
 * ``CancelEntangle`` withdraws a request (``"cancelled"``); once attempts have
@@ -44,10 +45,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
+from qstack.core.kernels import load_kernel
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
 
-__all__ = ["HeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK"]
+__all__ = ["HeraldingStation", "PyHeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK", "HAVE_CYTHON"]
 
 #: Deadlines at or beyond this (ns, ~146 simulated years) mean "none": no event.
 NEVER_NS = 1 << 62
@@ -59,12 +61,49 @@ _FOLLOW = None
 _herald = fast_constructor(Herald)
 
 
+# (id(model), param, Bell index, formalism) -> (model, (prepared pair, fidelity)):
+# every link built on one model heralds the same states, so they are worked
+# out once per process, not once per link (a density-matrix check and an
+# eigendecomposition each: about a millisecond, per link of a 10,000-node chain)
+_HERALDED: dict = {}
+_HERALDED_MAX = 4096
+
+
+def shared_heralded_state(model: Any, param: float, bell_index: int, formalism: str,
+                          engine: Any) -> tuple:
+    """(prepared pair, fidelity to Bell state ``bell_index``) of ``model``'s
+    herald at ``param`` in ``formalism``, shared by every station on the same
+    model object (a prepared pair is engine-independent data)."""
+    key = (id(model), param, bell_index, formalism)
+    hit = _HERALDED.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    from qstack.physical.bell_diagonal import polarised_from_density_matrix
+    from qstack.physical.states import bell_state, fidelity
+
+    rho = model.heralded_state(param, bell_index)
+    made_in = formalism
+    if formalism == "bd" and polarised_from_density_matrix(rho) is None:
+        # outside what bd holds exactly (Bell-diagonal plus local Z
+        # polarisation; every built-in scheme's herald is inside): the
+        # pair is made as a density matrix, exact, as any bd pair is
+        # converted once an operation leaves the family. A model that
+        # is asked by name to twirl (SingleClickModel(twirl=True))
+        # returns a Bell-diagonal state and stays in bd.
+        made_in = "dm"
+    value = (engine.prepare_pair(rho, made_in), float(fidelity(rho, bell_state(bell_index))))
+    if len(_HERALDED) >= _HERALDED_MAX:
+        _HERALDED.clear()           # (a sweep over many models: keep the table small)
+    _HERALDED[key] = (model, value)
+    return value
+
+
 class _Request:
     """One end's pending ``Entangle``. A plain slotted class: one is made per
     pair and end, so construction is on the hot path."""
 
     __slots__ = ("side", "ref", "key", "deadline", "param", "start", "partner",
-                 "deadline_event", "herald_event", "qubit", "started", "runs")
+                 "deadline_event", "herald_event", "qubit", "started", "runs", "twin")
 
     def __init__(self, side: int, ref: Any, op: Entangle) -> None:
         self.side = side
@@ -79,14 +118,18 @@ class _Request:
         self.qubit = None
         self.started = False
         self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
+        self.twin = None        # the other end's request when one event carries both heralds
 
     def __repr__(self) -> str:
         return (f"_Request(side={self.side}, key={self.key!r}, "
                 f"matched={self.partner is not None})")
 
 
-class HeraldingStation:
-    """The heralding entity of the link ``ends[0]``-``ends[1]`` (see the module doc).
+class PyHeraldingStation:
+    """The heralding entity of the link ``ends[0]``-``ends[1]`` (see the module
+    doc), in pure Python: the reference twin of the compiled
+    ``qstack.physical._heralding.HeraldingStation`` (the same code as typed
+    classes; :data:`HeraldingStation` is the compiled one when it is built).
 
     Args:
         ends: the two node names, side 0 first (the smaller name).
@@ -234,21 +277,8 @@ class HeraldingStation:
         key = (param, bell_index)
         cached = self._states.get(key)
         if cached is None:
-            from qstack.physical.bell_diagonal import polarised_from_density_matrix
-            from qstack.physical.states import bell_state, fidelity
-
-            rho = self.model.heralded_state(param, bell_index)
-            formalism = self.formalism
-            if formalism == "bd" and polarised_from_density_matrix(rho) is None:
-                # outside what bd holds exactly (Bell-diagonal plus local Z
-                # polarisation; every built-in scheme's herald is inside): the
-                # pair is made as a density matrix, exact, as any bd pair is
-                # converted once an operation leaves the family. A model that
-                # is asked by name to twirl (SingleClickModel(twirl=True))
-                # returns a Bell-diagonal state and stays in bd.
-                formalism = "dm"
-            prepared = self.engine.prepare_pair(rho, formalism)
-            cached = self._states[key] = (prepared, float(fidelity(rho, bell_state(bell_index))))
+            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
+                                                               self.formalism, self.engine)
         return cached
 
     def _match(self, a: _Request, b: _Request) -> None:
@@ -299,12 +329,18 @@ class HeraldingStation:
                     if r.deadline_event is not None:
                         clock.cancel(r.deadline_event)
                         r.deadline_event = None
-                r0.herald_event = clock.schedule_at(
-                    h0, self._herald, r0, _herald(True, qa, bell_index, attempts, emitted, fid,
-                                                  "", key))
-                r1.herald_event = clock.schedule_at(
-                    h1, self._herald, r1, _herald(True, qb, bell_index, attempts, emitted, fid,
-                                                  "", key))
+                herald0 = _herald(True, qa, bell_index, attempts, emitted, fid, "", key)
+                herald1 = _herald(True, qb, bell_index, attempts, emitted, fid, "", key)
+                if h0 == h1:
+                    # both ends hear at the same nanosecond: one event delivers
+                    # both, side 0 first, exactly as two events scheduled back
+                    # to back would (nothing can fire between them)
+                    r0.twin, r1.twin = r1, r0
+                    r0.herald_event = r1.herald_event = clock.schedule_at(
+                        h0, self._herald_both, r0, r1, herald0, herald1)
+                    return
+                r0.herald_event = clock.schedule_at(h0, self._herald, r0, herald0)
+                r1.herald_event = clock.schedule_at(h1, self._herald, r1, herald1)
                 return
         # No success in time: attempts run until the earlier deadline, which answers.
         r0.started = r1.started = True
@@ -344,6 +380,23 @@ class HeraldingStation:
         if partner is not None:        # this end is settled: unlink the pair
             req.partner = partner.partner = None
         self.deliver(req.side, req.ref, herald)
+
+    def _herald_both(self, r0: _Request, r1: _Request, herald0: Herald, herald1: Herald) -> None:
+        # both ends' heralds in one event; an end whose request ended meanwhile
+        # (its herald_event cleared by _drop_herald) is skipped
+        if r0.herald_event is not None:
+            self._herald(r0, herald0)
+        if r1.herald_event is not None:
+            self._herald(r1, herald1)
+
+    def _drop_herald(self, req: _Request) -> None:
+        """``req`` no longer waits for its herald: cancel its event, unless it
+        is shared with the other end's request, which still waits for it."""
+        event = req.herald_event
+        req.herald_event = None
+        twin = req.twin
+        if twin is None or twin.herald_event is not event:
+            self.clock.cancel(event)
 
     def _deadline(self, req: _Request) -> None:
         req.deadline_event = None
@@ -398,8 +451,7 @@ class HeraldingStation:
             req.partner = partner.partner = None
         dev = self.devices[req.side]
         if req.herald_event is not None:
-            self.clock.cancel(req.herald_event)
-            req.herald_event = None
+            self._drop_herald(req)
             if req.qubit is not None:
                 dev.free(req.qubit)
         else:
@@ -433,9 +485,15 @@ class HeraldingStation:
             if req.deadline_event is not None:
                 self.clock.cancel(req.deadline_event)
             if req.herald_event is not None:
-                self.clock.cancel(req.herald_event)
+                self._drop_herald(req)
             self._stop_attempts(req)
             partner = req.partner
             req.partner = None
             if partner is not None:
                 self._end(partner, "peer down", 0)
+
+
+# the compiled twin when built (and not QSTACK_PURE_PYTHON=1), else the reference above
+_compiled = load_kernel("qstack.physical._heralding")
+HeraldingStation = _compiled.HeraldingStation if _compiled is not None else PyHeraldingStation
+HAVE_CYTHON = _compiled is not None

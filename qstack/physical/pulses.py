@@ -66,21 +66,23 @@ one for the configuration, one for the detectors, one for a double-click tie.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from qstack.core.kernels import pure_python, require_cython
 from qstack.physical.sources import _check_prob, _fail, _check_nonneg
 
 try:  # the Cython kernel, built by setup.py
+    if pure_python():
+        raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.physical import _pulses  # type: ignore[attr-defined]
     HAVE_CYTHON = True
 except ImportError:  # pragma: no cover - exercised only without a build
     _pulses = None
     HAVE_CYTHON = False
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+    if require_cython():
         raise ImportError(
             "qstack.physical._pulses (Cython kernel) is not built but QSTACK_REQUIRE_CYTHON=1; "
             "build it with `python setup.py build_ext --inplace` (or `pip install -e .`)"

@@ -109,6 +109,7 @@ cdef class CyEventKernel:
     cdef int64_t _last_seq           # seq of the last event fired
     cdef Py_ssize_t _dead
     cdef int64_t _kernel_id
+    cdef bint _stopping              # stop() was called during the run in progress
     cdef readonly int64_t now
     cdef public int64_t events_fired
     cdef public object trace
@@ -131,6 +132,7 @@ cdef class CyEventKernel:
         self._dead = 0
         self._kernel_id = _next_kernel_id
         _next_kernel_id += 1
+        self._stopping = False
         self.now = 0
         self.events_fired = 0
         self.trace = None
@@ -349,6 +351,10 @@ cdef class CyEventKernel:
 
     # -- the loop -----------------------------------------------------------------
 
+    def stop(self):
+        """End the run in progress after the event now firing (see ``PyEventKernel.stop``)."""
+        self._stopping = True
+
     def run(self, until_ns=None, stop_when=None, max_events=None):
         """Fire events in ``(time, seq)`` order; return how many fired.
 
@@ -376,6 +382,7 @@ cdef class CyEventKernel:
         if stop_when is not None and stop_when():
             return 0
 
+        self._stopping = False
         while self._size:
             if has_until and self._heap[0].time > until:
                 break
@@ -395,6 +402,10 @@ cdef class CyEventKernel:
             if trace is not None:
                 trace.append((entry.time, entry.seq, callback_name(callback)))
             callback(*args)
+            if self._stopping:
+                self._stopping = False
+                reached_horizon = False
+                break
             if stop_when is not None and stop_when():
                 reached_horizon = False
                 break

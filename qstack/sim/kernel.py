@@ -23,11 +23,12 @@ streams and the coroutine runner.
 """
 from __future__ import annotations
 
-import os
 from abc import ABCMeta
 from heapq import heapify, heappop, heappush
 from operator import index as _as_index
 from typing import Any, Callable
+
+from qstack.core.kernels import pure_python, require_cython
 
 __all__ = [
     "EventHandle",
@@ -119,6 +120,7 @@ class PyEventKernel:
         self._next_seq = 0
         self._last_seq = -1  # seq of the last event fired (see is_pending)
         self._dead = 0  # cancelled entries still in the heap
+        self._stopping = False  # stop() was called during the run in progress
 
     # -- scheduling -------------------------------------------------------
 
@@ -215,6 +217,14 @@ class PyEventKernel:
 
     # -- the loop ---------------------------------------------------------
 
+    def stop(self) -> None:
+        """End the run in progress after the event now firing (``run``
+        returns; the clock stays at that event's time, the events still
+        scheduled stay). Outside a run it does nothing. Cheaper than a
+        ``stop_when`` callable, which is called after every event: the code
+        that knows the run is done says so once."""
+        self._stopping = True
+
     def run(
         self,
         until_ns: int | None = None,
@@ -227,7 +237,8 @@ class PyEventKernel:
           ``now = until_ns`` (unless stopped earlier by the other limits);
         * ``stop_when`` — a zero-argument callable, checked before the first
           event and after every event; the run stops when it returns true;
-        * ``max_events`` — stop after firing this many events.
+        * ``max_events`` — stop after firing this many events;
+        * a callback calling :meth:`stop` ends the run after it returns.
 
         With none of them, run until no events are left. An exception raised
         by a callback propagates out of ``run``, leaving the kernel consistent
@@ -247,7 +258,8 @@ class PyEventKernel:
         heap = self._heap
         trace = self.trace
         fired = 0
-        reached_horizon = True  # false when stop_when / max_events ended the run
+        reached_horizon = True  # false when stop_when / max_events / stop() ended the run
+        self._stopping = False
         if until_ns is None and stop_when is None and max_events is None and trace is None:
             # The common "run until idle" case, kept free of per-event checks.
             while heap:
@@ -260,6 +272,9 @@ class PyEventKernel:
                 fired += 1
                 self.events_fired += 1
                 callback(*args)
+                if self._stopping:
+                    self._stopping = False
+                    break
             return fired
 
         while heap:
@@ -279,6 +294,10 @@ class PyEventKernel:
             if trace is not None:
                 trace.append((time, seq, callback_name(callback)))
             callback(*args)
+            if self._stopping:
+                self._stopping = False
+                reached_horizon = False
+                break
             if stop_when is not None and stop_when():
                 reached_horizon = False
                 break
@@ -293,9 +312,11 @@ class PyEventKernel:
 # -- the Cython twin --------------------------------------------------------
 
 try:
+    if pure_python():
+        raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.sim._kernel import CyEventHandle, CyEventKernel
 except ImportError as _exc:  # not built (e.g. a source checkout)
-    if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+    if require_cython():
         raise ImportError(
             "QSTACK_REQUIRE_CYTHON=1 but the Cython kernel qstack.sim._kernel is not "
             "built; run `python setup.py build_ext --inplace` or `pip install .` "

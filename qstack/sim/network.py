@@ -38,6 +38,7 @@ import networkx as nx
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.faults import Fault
+from qstack.core.kernels import load_kernel
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import (
     LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol, QuantumOp,
@@ -108,7 +109,101 @@ class SimLink:
         return f"SimLink({self.a!r}, {self.b!r}, up={self.up})"
 
 
-class SimNetwork(RuntimeDriver):
+class PyDriverCore:
+    """The simulator driver's hot path in pure Python: messages to neighbours,
+    Entangle on a link, heralds, operation answers and timers. The reference
+    twin of the compiled ``qstack.sim._driver.DriverCore``; :class:`SimNetwork`
+    stands on one of them and keeps every rare path (non-neighbours, faults,
+    virtual links, pulses, the device's operations)."""
+
+    def _send_action(self, node: SimNode, protocol: str, action: SendMessage, now: int) -> None:
+        msg = action.msg
+        dst = action.dst
+        if self.check_wire:
+            data = encode(msg)
+            self.stats["message_bytes"] += len(data)
+            msg = decode(data)
+        self.stats["messages"] += 1
+        sim = self.sim
+        src = node.name
+        link = self._adj.get(src, _NO_LINKS).get(dst)
+        if link is not None and link.up:       # the common case: a neighbour
+            if self._down_sessions and frozenset((src, dst)) in self._down_sessions:
+                self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
+                return
+            side = 0 if src == link.a else 1
+            arrive = sim.now + link.classical_delay_ns
+            if self.jitter_ns:
+                arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
+            last = link.last_arrival
+            if arrive < last[side]:
+                arrive = last[side]            # FIFO per direction
+            last[side] = arrive
+            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
+                            msg)
+            return
+        self._send_far(node, protocol, dst, msg)
+
+    def _arrive_link(self, link: SimLink, epoch: int, src: SimNode, dst: SimNode,
+                     msg: Any) -> None:
+        if link.epoch != epoch:
+            self.stats["messages_lost"] += 1
+            return
+        dst.message(src.name, msg, self.sim.now)
+
+    def _op_action(self, node: SimNode, protocol: str, action: QuantumOp, now: int) -> None:
+        op_id = action.op_id
+        op = action.op
+        self.stats["quantum_ops"] += 1
+        cls = op.__class__
+        if cls is Entangle:
+            # (once per pair and end: _entangle's usual case inline; a virtual
+            # link's pair must not come from a physical link between the two)
+            link = None if op.virtual else self._adj.get(node.name, _NO_LINKS).get(op.peer)
+            if op_id is not None and link is not None and link.station is not None:
+                link.station.submit(0 if node is link.ends[0] else 1,
+                                    (node, protocol, op_id, node.incarnation), op)
+                return
+            self._entangle(node, protocol, op_id, op)
+            return
+        if cls not in _DEVICE_OPS:
+            self._op_other(node, protocol, op_id, op)
+            return
+        self._device_op(node, protocol, op_id, op)
+
+    def _op_done(self, node: SimNode, incarnation: int, protocol: str, op_id: int,
+                 outcome: Any) -> None:
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, outcome), self.sim.now)
+
+    def _herald_arrives(self, side: int, ref: tuple, herald: Herald) -> None:
+        # the stations' deliver callback: ref is what _entangle submitted
+        node, protocol, op_id, incarnation = ref
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, herald), self.sim.now)
+
+    def set_timer(self, node: SimNode, protocol: str, key: Any, at_ns: int) -> Any:
+        """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
+        self.stats["timers"] += 1
+        handle = self.sim.schedule_at(at_ns, self._timer_fired, node, protocol, key)
+        return handle
+
+    def _timer_fired(self, node: SimNode, protocol: str, key: Any) -> None:
+        # the handle is the node's current one unless it was cancelled (then
+        # this event would not fire): look it up rather than carry it along
+        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self.sim.now)
+
+    def cancel_timer(self, handle: Any) -> None:
+        self.sim.cancel(handle)
+
+
+# the compiled core when built (and not QSTACK_PURE_PYTHON=1), else the twin above
+_compiled = load_kernel("qstack.sim._driver")
+DriverCore = _compiled.DriverCore if _compiled is not None else PyDriverCore
+HAVE_CYTHON = _compiled is not None
+
+
+class SimNetwork(DriverCore, RuntimeDriver):  # type: ignore[valid-type,misc]
     """A simulated network: build it, stack protocols on its nodes, run it.
 
     ``formalism`` is ``"bd"`` (Bell-diagonal pairs: fast, exact under Pauli
@@ -348,32 +443,11 @@ class SimNetwork(RuntimeDriver):
         """(driver) ``node``'s ``protocol`` sends ``msg`` to ``dst``."""
         self._send_action(node, protocol, SendMessage(dst, msg), self.sim.now)
 
-    def _send_action(self, node: SimNode, protocol: str, action: SendMessage, now: int) -> None:
-        msg = action.msg
-        dst = action.dst
-        if self.check_wire:
-            data = encode(msg)
-            self.stats["message_bytes"] += len(data)
-            msg = decode(data)
-        self.stats["messages"] += 1
+    def _send_far(self, node: SimNode, protocol: str, dst: str, msg: Any) -> None:
+        """A message to a node that is not an up neighbour (the driver core's
+        rare path): over the quickest live path, in order per pair of nodes."""
         sim = self.sim
         src = node.name
-        link = self._adj.get(src, _NO_LINKS).get(dst)
-        if link is not None and link.up:       # the common case: a neighbour
-            if self._down_sessions and frozenset((src, dst)) in self._down_sessions:
-                self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
-                return
-            side = 0 if src == link.a else 1
-            arrive = sim.now + link.classical_delay_ns
-            if self.jitter_ns:
-                arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
-            last = link.last_arrival
-            if arrive < last[side]:
-                arrive = last[side]            # FIFO per direction
-            last[side] = arrive
-            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
-                            msg)
-            return
         key = (src, dst)
         route = self._routes.get(key)
         if route is None:
@@ -412,13 +486,6 @@ class SimNetwork(RuntimeDriver):
         sim.schedule_at(sim.now, node.feed, protocol,
                         Undeliverable(dst, msg, ErrorCode.NET_NO_ROUTE, detail), sim.now)
 
-    def _arrive_link(self, link: SimLink, epoch: int, src: SimNode, dst: SimNode,
-                     msg: Any) -> None:
-        if link.epoch != epoch:
-            self.stats["messages_lost"] += 1
-            return
-        dst.message(src.name, msg, self.sim.now)
-
     def _arrive(self, src: SimNode, dst: SimNode, msg: Any, src_inc: int, dst_inc: int,
                 epoch: int) -> None:
         if (src.incarnation != src_inc or dst.incarnation != dst_inc
@@ -428,41 +495,16 @@ class SimNetwork(RuntimeDriver):
             return
         dst.message(src.name, msg, self.sim.now)
 
-    # ------------------------------------------------------------------ timers
-    def set_timer(self, node: SimNode, protocol: str, key: Any, at_ns: int) -> Any:
-        """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
-        self.stats["timers"] += 1
-        handle = self.sim.schedule_at(at_ns, self._timer_fired, node, protocol, key)
-        return handle
-
-    def _timer_fired(self, node: SimNode, protocol: str, key: Any) -> None:
-        # the handle is the node's current one unless it was cancelled (then
-        # this event would not fire): look it up rather than carry it along
-        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self.sim.now)
-
-    def cancel_timer(self, handle: Any) -> None:
-        self.sim.cancel(handle)
-
     # ------------------------------------------------------------------ quantum operations
     def quantum(self, node: SimNode, protocol: str, op_id: int | None, op: Any) -> None:
         """(driver) Carry out ``node``'s operation ``op`` for ``protocol``."""
         self._op_action(node, protocol, QuantumOp(op_id, op), self.sim.now)
 
-    def _op_action(self, node: SimNode, protocol: str, action: QuantumOp, now: int) -> None:
-        op_id = action.op_id
-        op = action.op
-        self.stats["quantum_ops"] += 1
+    def _op_other(self, node: SimNode, protocol: str, op_id: int | None, op: Any) -> None:
+        """Every operation but an Entangle on a physical link and the device's
+        own (the driver core's rare path): virtual links, cancellations, pulse
+        blocks, and anything else the device is given to refuse."""
         cls = op.__class__
-        if cls is Entangle:
-            # (once per pair and end: _entangle's usual case inline; a virtual
-            # link's pair must not come from a physical link between the two)
-            link = None if op.virtual else self._adj.get(node.name, _NO_LINKS).get(op.peer)
-            if op_id is not None and link is not None and link.station is not None:
-                link.station.submit(0 if node is link.ends[0] else 1,
-                                    (node, protocol, op_id, node.incarnation), op)
-                return
-            self._entangle(node, protocol, op_id, op)
-            return
         if cls not in _DEVICE_OPS and isinstance(op, Entangle):
             self._entangle(node, protocol, op_id, op)
             return
@@ -472,6 +514,11 @@ class SimNetwork(RuntimeDriver):
         if cls is PulseBlock:
             self._pulse_block(node, protocol, op_id, op)
             return
+        self._device_op(node, protocol, op_id, op)
+
+    def _device_op(self, node: SimNode, protocol: str, op_id: int | None, op: Any) -> None:
+        """``op`` on ``node``'s device: its answer after the operation's duration
+        (``op_id=None``: none, only a failure is recorded)."""
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
         if op_id is None:
@@ -480,11 +527,6 @@ class SimNetwork(RuntimeDriver):
                 node.record(protocol, outcome.code, outcome.detail, sim.now)
             return
         sim.schedule(duration, self._op_done, node, node.incarnation, protocol, op_id, outcome)
-
-    def _op_done(self, node: SimNode, incarnation: int, protocol: str, op_id: int,
-                 outcome: Any) -> None:
-        if node.incarnation == incarnation:
-            node.feed(protocol, _done(op_id, outcome), self.sim.now)
 
     def _entangle(self, node: SimNode, protocol: str, op_id: int | None, op: Entangle) -> None:
         sim = self.sim
@@ -528,12 +570,6 @@ class SimNetwork(RuntimeDriver):
         for (n, inc, proto, oid), at, record in link.pulses.submit(
                 node.name, (node, node.incarnation, protocol, op_id), op, sim.now):
             sim.schedule_at(at, self._op_done, n, inc, proto, oid, record)
-
-    def _herald_arrives(self, side: int, ref: tuple, herald: Herald) -> None:
-        # the stations' deliver callback: ref is what _entangle submitted
-        node, protocol, op_id, incarnation = ref
-        if node.incarnation == incarnation:
-            node.feed(protocol, _done(op_id, herald), self.sim.now)
 
     def _cancel_entangle(self, node: SimNode, protocol: str, op_id: int | None,
                          op: CancelEntangle) -> None:

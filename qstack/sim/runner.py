@@ -406,7 +406,7 @@ class Simulator:
       failed with nobody awaiting it, so bugs in tasks are loud.
 
     Time is an ``int`` number of nanoseconds, ``now``. The kernel methods
-    (``schedule``, ``schedule_at``, ``cancel``, ``is_pending``, ``run``,
+    (``schedule``, ``schedule_at``, ``cancel``, ``is_pending``, ``run``, ``stop``,
     ``pending``, ``events_fired``, ``next_event_time``, ``enable_trace``,
     ``trace``) are documented on ``qstack.sim.kernel.PyEventKernel``.
 
@@ -432,6 +432,7 @@ class Simulator:
         def cancel(self, handle: EventHandle) -> None: ...
         def is_pending(self, handle: EventHandle) -> bool: ...
         def enable_trace(self) -> list[tuple[int, int, str]]: ...
+        def stop(self) -> None: ...
 
     def __new__(cls, seed: int = 0, *, backend: str = "auto", strict: bool = True) -> "Simulator":
         if cls is Simulator:

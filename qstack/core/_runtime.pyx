@@ -1,0 +1,201 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython twin of ``qstack.core.runtime.PyRuntimeCore``: a node runtime's hot path.
+
+Every event a node gets and every action its protocols return go through
+these methods: ``feed``, ``message``, ``op_done``, ``fire_timer``, and the
+carrying out of actions. The pure-Python twin dispatches each action through
+a dict of bound methods (one Python call each); here the node's state lives
+in typed fields and the actions that stay in the node (``Deliver``,
+``Submit``, ``StartTimer``, ``CancelTimer``, ``Fail``) are carried out by C
+calls, switched on the action's class. What leaves the node (``SendMessage``,
+``QuantumOp``) still goes to the executors in ``_run`` (the driver's).
+
+Same semantics as the twin, action by action; ``tests/test_core_runtime_twins.py``
+drives both with the same events and compares what each carried out, and
+runs a chain both ways. ``NodeRuntime`` (``runtime.py``) derives from this
+class when it is built, and holds everything that is not hot (building the
+stack, crash, restart, ``record``).
+"""
+from qstack.core.errors import ErrorCode
+from qstack.core.protocol import (
+    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, StartTimer, Submit,
+    TimerFired, fast_constructor,
+)
+
+cdef object _received = fast_constructor(MessageReceived)
+cdef object _done = fast_constructor(OperationDone)
+cdef object _fired = fast_constructor(TimerFired)
+cdef object _Deliver = Deliver
+cdef object _Submit = Submit
+cdef object _StartTimer = StartTimer
+cdef object _CancelTimer = CancelTimer
+cdef object _Fail = Fail
+cdef object _UNKNOWN_TYPE = ErrorCode.UNKNOWN_TYPE
+cdef object _UNEXPECTED_EVENT = ErrorCode.UNEXPECTED_EVENT
+
+
+cdef class RuntimeCore:
+    """The compiled hot path of a node runtime (see the module doc). Its
+    fields are those ``NodeRuntime.__init__`` sets; they are public, so the
+    Python code of ``NodeRuntime`` and the drivers reads and writes them as
+    plain attributes."""
+
+    cdef public object name
+    cdef public object driver
+    cdef public object failures
+    cdef public object stack_factory
+    cdef public dict protocols
+    cdef public list stack
+    cdef public list inbox
+    cdef public list listeners
+    cdef public dict timers
+    cdef public bint up
+    cdef public object incarnation
+    cdef public dict _handlers
+    cdef public dict _on_message
+    cdef public dict above
+    cdef public dict below
+    cdef public dict _run
+
+    # ------------------------------------------------------------------ events in
+    def feed(self, protocol, event, now):
+        """Give ``event`` to ``protocol`` at ``now`` and carry out its actions."""
+        self._feed(protocol, event, now)
+
+    cdef int _feed(self, object protocol, object event, object now) except -1:
+        cdef object key
+        cdef object handler
+        cdef object proto
+        cdef object actions
+        if not self.up:
+            return 0
+        key = (protocol, type(event))
+        handler = self._handlers.get(key)
+        if handler is None:
+            proto = self.protocols.get(protocol)
+            if proto is None:
+                self.record(protocol, _UNKNOWN_TYPE,
+                            f"no protocol {protocol!r} on {self.name}", now)
+                return 0
+            handler = proto.handler_for(type(event))
+            self._handlers[key] = handler
+        actions = handler(event, now)
+        if actions:
+            self._carry_out(protocol, actions, now)
+        return 0
+
+    def message(self, src, msg, now):
+        """Message ``msg`` from node ``src`` arrived (see the twin's doc)."""
+        cdef object entry
+        cdef object protocol
+        cdef object handler
+        cdef object proto
+        cdef object actions
+        if not self.up:
+            return
+        entry = self._on_message.get(type(msg))
+        if entry is None:
+            protocol = msg.PROTOCOL
+            proto = self.protocols.get(protocol)
+            handler = proto.message_handler_for(type(msg)) if proto is not None else None
+            entry = (protocol, handler)
+            self._on_message[type(msg)] = entry
+        protocol = (<tuple> entry)[0]
+        handler = (<tuple> entry)[1]
+        if handler is None:
+            self._feed(protocol, _received(src, msg), now)
+            return
+        actions = handler(src, msg, now)
+        if actions:
+            self._carry_out(protocol, actions, now)
+
+    def op_done(self, protocol, op_id, outcome, now):
+        """The quantum operation ``op_id`` of ``protocol`` finished."""
+        self._feed(protocol, _done(op_id, outcome), now)
+
+    def fire_timer(self, protocol, key, handle, now):
+        """The driver's wake-up for timer ``key`` of ``protocol`` (a stale handle is ignored)."""
+        cdef object tk = (protocol, key)
+        if self.timers.get(tk) is not handle:
+            return
+        del self.timers[tk]
+        self._feed(protocol, _fired(key), now)
+
+    # ------------------------------------------------------------------ actions
+    cdef int _carry_out(self, object protocol, object actions, object now) except -1:
+        cdef object action
+        cdef object cls
+        for action in actions:
+            cls = type(action)
+            if cls is _Deliver:
+                self._deliver_c(protocol, action, now)
+            elif cls is _StartTimer:
+                self._start_timer_c(protocol, action, now)
+            elif cls is _CancelTimer:
+                self._cancel_timer_c(protocol, action, now)
+            elif cls is _Submit:
+                self._submit_c(protocol, action, now)
+            else:   # SendMessage, QuantumOp (the driver's executors), Fail
+                self._run[cls](protocol, action, now)
+        return 0
+
+    cdef int _start_timer_c(self, object protocol, object action, object now) except -1:
+        cdef object key = action.key
+        cdef object tk = (protocol, key)
+        cdef object driver = self.driver
+        cdef object old = self.timers.get(tk)
+        cdef object delay
+        if old is not None:
+            driver.cancel_timer(old)
+        delay = action.delay_ns
+        self.timers[tk] = driver.set_timer(self, protocol, key,
+                                           now + int(delay) if delay > 0 else now)
+        return 0
+
+    cdef int _cancel_timer_c(self, object protocol, object action, object now) except -1:
+        cdef object handle = self.timers.pop((protocol, action.key), None)
+        if handle is not None:
+            self.driver.cancel_timer(handle)
+        return 0
+
+    cdef int _deliver_c(self, object protocol, object action, object now) except -1:
+        cdef object to = action.to
+        cdef object event
+        cdef object listener
+        if to is None:
+            to = self.above.get(protocol)
+        if to is not None:
+            self._feed(to, action.event, now)
+            return 0
+        event = action.event
+        self.inbox.append((now, event))
+        for listener in list(self.listeners):
+            listener(event)
+        return 0
+
+    cdef int _submit_c(self, object protocol, object action, object now) except -1:
+        cdef object to = action.to
+        if to is None:
+            to = self.below.get(protocol)
+            if to is None:
+                self.record(protocol, _UNEXPECTED_EVENT,
+                            f"{protocol} has no layer below on {self.name}", now)
+                return 0
+        self._feed(to, action.request, now)
+        return 0
+
+    # the same, as Python methods (NodeRuntime's ``_run`` table names them)
+    def _start_timer(self, protocol, action, now):
+        self._start_timer_c(protocol, action, now)
+
+    def _cancel_timer(self, protocol, action, now):
+        self._cancel_timer_c(protocol, action, now)
+
+    def _deliver(self, protocol, action, now):
+        self._deliver_c(protocol, action, now)
+
+    def _submit(self, protocol, action, now):
+        self._submit_c(protocol, action, now)
+
+    def _fail(self, protocol, action, now):
+        self.record(protocol, action.code, action.detail, now)

@@ -1,0 +1,407 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython twin of ``qstack.physical.heralding.PyHeraldingStation``: the same
+code, line for line, as typed classes (``cdef class`` with typed fields; the
+internal steps are C calls). The Python module is the reference and the
+documentation (``specs/physical.md``, "Heralding station");
+``tests/test_physical_heralding_twins.py`` runs both on the same random
+request scripts and requires the same heralds at the same times.
+
+Keep the two in step: a change to one is a change to the other.
+"""
+from collections import deque
+
+from qstack.core.protocol import fast_constructor
+from qstack.physical.ops import Entangle, Herald
+
+# (the same values as heralding.py's; the twin test checks them)
+NEVER_NS = 1 << 62
+ATTEMPT_BLOCK = 1024
+
+cdef object _FOLLOW = None
+cdef object _herald = fast_constructor(Herald)
+
+
+cdef class _Request:
+    """One end's pending ``Entangle`` (typed: see the Python twin's ``_Request``)."""
+
+    cdef public object side, ref, key, deadline, param, start, deadline_event, herald_event
+    cdef public object qubit, runs
+    cdef public _Request partner, twin
+    cdef public bint started
+
+    def __init__(self, side, ref, op):
+        self.side = side
+        self.ref = ref
+        self.key = op.key
+        self.deadline = op.deadline_ns
+        self.param = op.param
+        self.start = op.start_ns
+        self.partner = None
+        self.deadline_event = None
+        self.herald_event = None
+        self.qubit = None
+        self.started = False
+        self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
+        self.twin = None        # the other end's request when one event carries both heralds
+
+    def __repr__(self):
+        return (f"_Request(side={self.side}, key={self.key!r}, "
+                f"matched={self.partner is not None})")
+
+
+cdef class HeraldingStation:
+    """The heralding entity of a link (typed twin of ``heralding.PyHeraldingStation``;
+    same arguments, same behaviour)."""
+
+    cdef public object ends, model, engine, devices, clock, deliver, rng, attempts_rng, formalism
+    cdef public object classical_delay_ns, pairs_heralded, attempts
+    cdef public bint up
+    cdef public tuple _keyed, _follow
+    cdef public dict _numbers, _states, _blocks
+    cdef public object _model_seen
+    cdef public bint _dephasing
+
+    def __init__(self, ends, model, engine, devices,
+                 clock, deliver, rng,
+                 attempts_rng, formalism = "bd", classical_delay_ns = 0):
+        self.ends = tuple(ends)
+        self.model = model
+        self.engine = engine
+        self.devices = tuple(devices)
+        self.clock = clock
+        self.deliver = deliver
+        self.rng = rng
+        self.attempts_rng = attempts_rng
+        self.formalism = formalism
+        self.classical_delay_ns = int(classical_delay_ns)
+        self.up = True
+        #: pairs heralded, and attempts made (successful ones included)
+        self.pairs_heralded = 0
+        self.attempts = 0
+        # per side: keyed requests by key, and followers in submission order
+        self._keyed = ({}, {})
+        self._follow = (deque(), deque())
+        # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
+        self._numbers = {}
+        self._states = {}
+        # p -> [pre-drawn attempt counts, next index]
+        self._blocks = {}
+        self._model_seen = model
+        # some end's stored qubits dephase with each attempt (NodeHardware.attempt_dephasing_prob)
+        self._dephasing = any(getattr(getattr(d, "hw", None), "attempt_dephasing_prob", 0.0) > 0
+                              for d in self.devices)
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, side, ref, op):
+        """End ``side`` asks for a pair (``op``); ``ref`` comes back with its herald."""
+        cdef _Request req, partner, cand
+        clock = self.clock
+        if not self.up:
+            clock.schedule_at(clock.now, self.deliver, side, ref,
+                              Herald(False, reason="link down"))
+            return
+        if not self.devices[side].reserve():
+            clock.schedule_at(clock.now, self.deliver, side, ref,
+                              Herald(False, reason="memory full"))
+            return
+        req = _Request(side, ref, op)
+        other = 1 - side
+        # A request is free to match while it has no partner and no pair: one
+        # whose pair is made waits only for its herald (its partner may have
+        # heard already).
+        key = req.key
+        if key is _FOLLOW:
+            partner = None
+            for cand in self._keyed[other].values():    # the oldest free keyed request
+                if cand.partner is None and cand.qubit is None:
+                    partner = cand
+                    break
+        else:
+            keyed = self._keyed[side]
+            if key in keyed:
+                # a second submission for a key this end is still waiting on
+                self.devices[side].release_reservation()
+                clock.schedule_at(clock.now, self.deliver, side, ref,
+                                  Herald(False, reason="duplicate key"))
+                return
+            partner = self._keyed[other].get(key)
+            if partner is not None and (partner.partner is not None or partner.qubit is not None):
+                partner = None          # (matched with a follower already)
+            if partner is None:
+                for cand in self._follow[other]:   # the oldest free follower
+                    if cand.partner is None and cand.qubit is None:
+                        partner = cand
+                        break
+        # every request stays listed until answered (cancel finds it there);
+        # ``partner`` tells whether it is matched
+        if key is _FOLLOW:
+            self._follow[side].append(req)
+        else:
+            self._keyed[side][key] = req
+        if partner is None:
+            if req.deadline < NEVER_NS:
+                self._arm_deadline(req)
+            return
+        self._match(req, partner)
+
+    cdef _arm_deadline(self, req: _Request):
+        if req.deadline < NEVER_NS and req.deadline_event is None:
+            clock = self.clock
+            req.deadline_event = clock.schedule_at(max(req.deadline, clock.now),
+                                                   self._deadline, req)
+
+    cdef _unlist(self, req: _Request):
+        """Take ``req`` out of the lists."""
+        if req.key is _FOLLOW:
+            try:
+                self._follow[req.side].remove(req)
+            except ValueError:
+                pass
+        else:
+            self._keyed[req.side].pop(req.key, None)
+
+    cdef _forget(self, req: _Request):
+        """``req`` is answered: remove it wherever it is listed."""
+        self._unlist(req)
+        if req.deadline_event is not None:
+            self.clock.cancel(req.deadline_event)
+            req.deadline_event = None
+
+    # ------------------------------------------------------------------ attempts
+    cdef _figures(self, param):
+        if self._model_seen is not self.model:      # the model was replaced: recompute
+            self._numbers.clear()
+            self._states.clear()
+            self._blocks.clear()
+            self._model_seen = self.model
+        nums = self._numbers.get(param)
+        if nums is None:
+            model = self.model
+            nums = self._numbers[param] = (float(model.success_probability(param)),
+                                           max(1, int(model.cycle_ns(param))),
+                                           int(model.herald_delay_ns(0)),
+                                           int(model.herald_delay_ns(1)))
+        return nums
+
+    def _heralded_state(self, param, bell_index):
+        """(prepared pair, fidelity to the announced Bell state), computed once
+        per (param, Bell index): the heralded state is deterministic."""
+        key = (param, bell_index)
+        cached = self._states.get(key)
+        if cached is None:
+            from qstack.physical.heralding import shared_heralded_state
+            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
+                                                               self.formalism, self.engine)
+        return cached
+
+    cdef _match(self, a: _Request, b: _Request):
+        """Two requests matched: draw the first successful attempt and schedule
+        both heralds, or let the deadlines answer if none comes in time."""
+        cdef _Request r0, r1
+        a.partner = b
+        b.partner = a
+        r0, r1 = (a, b) if a.side == 0 else (b, a)
+        # a keyed request names the pair (the follower learns the key from its herald)
+        key = r0.key if r0.key is not _FOLLOW else r1.key
+        param = r0.param if r0.key is not _FOLLOW else r1.param
+        nums = self._numbers.get(param) if self._model_seen is self.model else None
+        if nums is None:
+            nums = self._figures(param)
+        p, cycle, d0, d1 = nums
+        clock = self.clock
+        first = max(clock.now, r0.start, r1.start)   # the first attempt
+        dl0, dl1 = r0.deadline, r1.deadline
+        if p > 0:
+            # Skip-ahead: the index of the first successful attempt is geometric
+            # (exact for independent attempts); drawn in blocks per p, one numpy
+            # call per block instead of one per pair.
+            blocks = self._blocks
+            block = blocks.get(p)
+            if block is None or block[1] == ATTEMPT_BLOCK:
+                block = blocks[p] = [self.attempts_rng.geometric(p, ATTEMPT_BLOCK).tolist(), 0]
+            attempts = block[0][block[1]]
+            block[1] += 1
+            emitted = first + (attempts - 1) * cycle
+            h0 = emitted + d0
+            h1 = emitted + d1
+            if h0 <= dl0 and h1 <= dl1:
+                bell_index = int(self.model.sample_bell_index(self.rng))
+                cached = self._states.get((param, bell_index))
+                prepared, fid = cached if cached is not None else \
+                    self._heralded_state(param, bell_index)
+                qa, qb = self.engine.new_pair(prepared)
+                if self._dephasing:
+                    self._record_attempts(r0, r1, first, cycle, attempts)
+                self.attempts += attempts
+                self.pairs_heralded += 1
+                dev0, dev1 = self.devices
+                dev0.store(qa, emitted, reserved=True)
+                dev1.store(qb, emitted, reserved=True)
+                r0.qubit, r1.qubit = qa, qb
+                r0.started = r1.started = True
+                for r in (r0, r1):
+                    if r.deadline_event is not None:
+                        clock.cancel(r.deadline_event)
+                        r.deadline_event = None
+                herald0 = _herald(True, qa, bell_index, attempts, emitted, fid, "", key)
+                herald1 = _herald(True, qb, bell_index, attempts, emitted, fid, "", key)
+                if h0 == h1:
+                    # both ends hear at the same nanosecond: one event delivers
+                    # both, side 0 first, exactly as two events scheduled back
+                    # to back would (nothing can fire between them)
+                    r0.twin, r1.twin = r1, r0
+                    r0.herald_event = r1.herald_event = clock.schedule_at(
+                        h0, self._herald_both, r0, r1, herald0, herald1)
+                    return
+                r0.herald_event = clock.schedule_at(h0, self._herald, r0, herald0)
+                r1.herald_event = clock.schedule_at(h1, self._herald, r1, herald1)
+                return
+        # No success in time: attempts run until the earlier deadline, which answers.
+        r0.started = r1.started = True
+        made = max(0, (min(dl0, dl1) - first) // cycle)
+        if self._dephasing:
+            self._record_attempts(r0, r1, first, cycle, made)
+        self.attempts += made
+        for r in (r0, r1):
+            if r.deadline < NEVER_NS:
+                self._arm_deadline(r)
+
+    cdef _record_attempts(self, r0: _Request, r1: _Request, first, cycle,
+                         count):
+        """Tell both ends' devices of the attempts (their stored qubits dephase)."""
+        now = self.clock.now
+        runs = tuple(dev.add_attempts(now, first, cycle, count) for dev in self.devices)
+        r0.runs = r1.runs = runs
+
+    cdef _stop_attempts(self, req: _Request):
+        """Attempts for ``req`` end now (cancelled, link or peer down)."""
+        if req.runs is not None:
+            now = self.clock.now
+            for dev, run in zip(self.devices, req.runs):
+                dev.stop_attempts(run, now)
+            req.runs = None
+            if req.partner is not None:
+                req.partner.runs = None
+
+    def _herald(self, req: _Request, herald):
+        # (once per pair and end: _forget inlined; a matched request has no deadline event)
+        req.herald_event = None
+        if req.key is _FOLLOW:
+            self._follow[req.side].remove(req)
+        else:
+            self._keyed[req.side].pop(req.key, None)
+        partner = req.partner
+        if partner is not None:        # this end is settled: unlink the pair
+            req.partner = partner.partner = None
+        self.deliver(req.side, req.ref, herald)
+
+    def _herald_both(self, r0: _Request, r1: _Request, herald0, herald1):
+        # both ends' heralds in one event; an end whose request ended meanwhile
+        # (its herald_event cleared by _drop_herald) is skipped
+        if r0.herald_event is not None:
+            self._herald(r0, herald0)
+        if r1.herald_event is not None:
+            self._herald(r1, herald1)
+
+    cdef _drop_herald(self, req: _Request):
+        """``req`` no longer waits for its herald: cancel its event, unless it
+        is shared with the other end's request, which still waits for it."""
+        event = req.herald_event
+        req.herald_event = None
+        twin = req.twin
+        if twin is None or twin.herald_event is not event:
+            self.clock.cancel(event)
+
+    def _deadline(self, req: _Request):
+        req.deadline_event = None
+        partner = req.partner
+        self._forget(req)
+        reason = "deadline" if req.started else "peer absent"
+        self.devices[req.side].release_reservation()
+        if partner is not None:
+            partner.partner = None
+            partner.started = False
+            # the partner goes on waiting for another match (or its own deadline)
+            self._arm_deadline(partner)
+        self.deliver(req.side, req.ref, Herald(False, reason=reason))
+
+    # ------------------------------------------------------------------ withdrawal
+    def cancel(self, side, key):
+        """End ``side`` withdraws its request for ``key`` (``None``: its oldest
+        follower). Before attempts started only that request ends; after,
+        both ends' requests end and the pair being made is freed. Each ended
+        request is answered ``Herald(ok=False, reason="cancelled")``."""
+        if key is _FOLLOW:
+            follows = self._follow[side]
+            req = follows[0] if follows else None
+        else:
+            req = self._keyed[side].get(key)
+        if req is None:
+            return
+        partner = req.partner
+        clock = self.clock
+        self._stop_attempts(req)
+        if req.herald_event is not None:
+            # the pair exists (its heralds are on the way): both ends' requests end
+            self._end(req, "cancelled", 0)
+            if partner is not None:
+                self._end(partner, "cancelled", self.classical_delay_ns)
+            return
+        self._forget(req)
+        self.devices[side].release_reservation()
+        if partner is not None:
+            partner.partner = None
+            partner.started = False
+            self._arm_deadline(partner)
+        clock.schedule_at(clock.now, self.deliver, side, req.ref,
+                          Herald(False, reason="cancelled"))
+
+    cdef _end(self, req: _Request, reason, delay):
+        """Answer ``req`` with a failure now (+``delay``), freeing what it holds."""
+        self._stop_attempts(req)
+        self._forget(req)
+        partner = req.partner
+        if partner is not None:
+            req.partner = partner.partner = None
+        dev = self.devices[req.side]
+        if req.herald_event is not None:
+            self._drop_herald(req)
+            if req.qubit is not None:
+                dev.free(req.qubit)
+        else:
+            dev.release_reservation()
+        clock = self.clock
+        clock.schedule_at(clock.now + delay, self.deliver, req.side, req.ref,
+                          Herald(False, reason=reason))
+
+    # ------------------------------------------------------------------ faults
+    def pending(self, side=None):
+        """Requests waiting or in progress (at ``side``, or at both ends)."""
+        sides = (0, 1) if side is None else (side,)
+        return sum(len(self._keyed[s]) + len(self._follow[s]) for s in sides)
+
+    def set_up(self, up):
+        """Take the link down (every request fails with ``"link down"`` now,
+        new ones are refused) or bring it back up."""
+        self.up = bool(up)
+        if up:
+            return
+        for side in (0, 1):
+            for req in list(self._keyed[side].values()) + list(self._follow[side]):
+                self._end(req, "link down", 0)
+
+    def drop_side(self, side):
+        """End ``side`` crashed: forget its requests (its memory is gone with
+        it: no reservation is released on its device) and fail the requests of
+        the other end that were matched with them (``"peer down"``)."""
+        for req in list(self._keyed[side].values()) + list(self._follow[side]):
+            self._unlist(req)
+            if req.deadline_event is not None:
+                self.clock.cancel(req.deadline_event)
+            if req.herald_event is not None:
+                self._drop_herald(req)
+            self._stop_attempts(req)
+            partner = req.partner
+            req.partner = None
+            if partner is not None:
+                self._end(partner, "peer down", 0)

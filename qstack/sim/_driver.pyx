@@ -1,0 +1,122 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython twin of ``qstack.sim.network.PyDriverCore``: the simulator driver's
+hot path (messages to neighbours, Entangle on a link, the device's
+operations, heralds, operation answers, timers) with the driver's state in
+typed fields. ``SimNetwork`` stands on it when it is built and keeps every
+rare path in Python (``_send_far``, ``_op_other``, faults, ...).
+
+The same code as the twin, line for line; keep the two in step.
+``tests/test_core_runtime_twins.py`` and ``tests/test_sim_speed.py`` run the
+simulator both ways (``QSTACK_PURE_PYTHON=1``) and require the same numbers.
+"""
+from qstack.core.errors import QStackError
+from qstack.core.messages import decode, encode
+from qstack.core.protocol import OperationDone, fast_constructor
+from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
+from qstack.physical.ops import Entangle
+
+cdef object _done = fast_constructor(OperationDone)
+cdef frozenset _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
+cdef dict _NO_LINKS = {}
+cdef object _Entangle = Entangle
+
+
+cdef class DriverCore:
+    """The compiled hot path of ``SimNetwork`` (see the module doc); its fields
+    are public, set by ``SimNetwork.__init__`` as plain attributes."""
+
+    cdef public object sim
+    cdef public bint check_wire
+    cdef public dict stats
+    cdef public dict _adj
+    cdef public set _down_sessions
+    cdef public object jitter_ns
+    cdef public object _jitter_rng
+
+    def _send_action(self, node, protocol, action, now):
+        cdef object msg = action.msg
+        cdef object dst = action.dst
+        cdef object data, src, link, sim, arrive, last
+        cdef int side
+        cdef dict stats = self.stats
+        if self.check_wire:
+            data = encode(msg)
+            stats["message_bytes"] += len(data)
+            msg = decode(data)
+        stats["messages"] += 1
+        sim = self.sim
+        src = node.name
+        link = (<dict> self._adj.get(src, _NO_LINKS)).get(dst)
+        if link is not None and link.up:       # the common case: a neighbour
+            if self._down_sessions and frozenset((src, dst)) in self._down_sessions:
+                self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
+                return
+            side = 0 if src == link.a else 1
+            arrive = sim.now + link.classical_delay_ns
+            if self.jitter_ns:
+                arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
+            last = link.last_arrival
+            if arrive < last[side]:
+                arrive = last[side]            # FIFO per direction
+            last[side] = arrive
+            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
+                            msg)
+            return
+        self._send_far(node, protocol, dst, msg)
+
+    def _arrive_link(self, link, epoch, src, dst, msg):
+        if link.epoch != epoch:
+            self.stats["messages_lost"] += 1
+            return
+        dst.message(src.name, msg, self.sim.now)
+
+    def _op_action(self, node, protocol, action, now):
+        cdef object op_id = action.op_id
+        cdef object op = action.op
+        cdef object cls, link, sim, duration, outcome
+        self.stats["quantum_ops"] += 1
+        cls = type(op)
+        if cls is _Entangle:
+            # (once per pair and end: _entangle's usual case inline; a virtual
+            # link's pair must not come from a physical link between the two)
+            link = None if op.virtual else (<dict> self._adj.get(node.name, _NO_LINKS)).get(op.peer)
+            if op_id is not None and link is not None and link.station is not None:
+                link.station.submit(0 if node is link.ends[0] else 1,
+                                    (node, protocol, op_id, node.incarnation), op)
+                return
+            self._entangle(node, protocol, op_id, op)
+            return
+        if cls not in _DEVICE_OPS:
+            self._op_other(node, protocol, op_id, op)
+            return
+        sim = self.sim
+        duration, outcome = node.device.execute(op, sim.now)
+        if op_id is None:
+            # fire and forget: nobody waits for the answer, only a failure is kept
+            if isinstance(outcome, QStackError):
+                node.record(protocol, outcome.code, outcome.detail, sim.now)
+            return
+        sim.schedule(duration, self._op_done, node, node.incarnation, protocol, op_id, outcome)
+
+    def _op_done(self, node, incarnation, protocol, op_id, outcome):
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, outcome), self.sim.now)
+
+    def _herald_arrives(self, side, ref, herald):
+        # the stations' deliver callback: ref is what _entangle submitted
+        node, protocol, op_id, incarnation = <tuple> ref
+        if node.incarnation == incarnation:
+            node.feed(protocol, _done(op_id, herald), self.sim.now)
+
+    def set_timer(self, node, protocol, key, at_ns):
+        """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
+        self.stats["timers"] += 1
+        return self.sim.schedule_at(at_ns, self._timer_fired, node, protocol, key)
+
+    def _timer_fired(self, node, protocol, key):
+        # the handle is the node's current one unless it was cancelled (then
+        # this event would not fire): look it up rather than carry it along
+        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self.sim.now)
+
+    def cancel_timer(self, handle):
+        self.sim.cancel(handle)
