@@ -7,8 +7,8 @@
   deviations (fixed seeds, so deterministic; a change of seed still passes
   with probability 1 - 6e-7 per run).
 * Pair identity does not depend on herald order: random m, classical delays
-  and jitter, asymmetric herald delays and faults (link down and up, session
-  reset, node reset), every pair delivered at both ends carries the same
+  and jitter, asymmetric herald delays, a memory that fills, a memory cut-off
+  and faults (link down and up, session reset, node reset), every pair delivered at both ends carries the same
   ent_id, Bell index and request; a pair delivered at one end only is
   expired there (or lost with its node); every request is answered; at the
   end no reservation, no Entangle and no queue state is left.
@@ -317,9 +317,10 @@ _REQUESTS = st.lists(
 @given(requests=_REQUESTS, m=st.integers(1, 6), asymmetric=st.booleans(),
        delay=st.sampled_from([0, 1, 24_000, 200_000]),
        jitter=st.sampled_from([0, 1_000, 100_000]),
-       faults=st.lists(_FAULT, max_size=2), tight=st.booleans(), seed=st.integers(0, 3))
+       faults=st.lists(_FAULT, max_size=2), tight=st.booleans(),
+       cutoff=st.sampled_from([None, None, 300_000]), seed=st.integers(0, 3))
 def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, delay, jitter,
-                                                     faults, tight, seed):
+                                                     faults, tight, cutoff, seed):
     model = (SenderReceiverModel(length_km=5) if asymmetric
              else DoubleClickModel(length_km=5))
     # tight: a memory that fills with the held pairs (memory-full retries, and
@@ -333,7 +334,7 @@ def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, de
     net.add_link("a", "b", model=model, classical_delay_ns=delay)
     recs = {}
     for n, peer in (("a", "b"), ("b", "a")):
-        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, seed=seed,
+        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, seed=seed, cutoff_ns=cutoff,
                                 max_memory_retries=8, memory_backoff_max_ns=50_000))
         recs[n] = net.add_protocol(n, Holder(n, net))
     submitted = {}

@@ -629,21 +629,27 @@ class EGP(Protocol):
             if link.out >= link.m:
                 return
 
-    def _entangle(self, link: LinkState, item: _Item, actions: list, key: tuple | None = None
-                  ) -> None:
-        """Leader: submit the Entangle for ``item``'s next pair, or again for
-        ``key`` (refused for a full memory, or cancelled by the follower). The
-        key ``("egp", qid, pair index, seq)`` names the pair at both ends."""
-        if key is None:
-            free = link.free_seqs
-            if free:
-                seq = heappop(free)
-            else:
-                seq = link.seq
-                link.seq = seq + 1
-            index = item.sent
-            item.sent = index + 1
-            key = ("egp", item.qid, index, seq)
+    def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
+        """Leader: submit the Entangle for ``item``'s next pair. Its key
+        ``("egp", qid, pair index, seq)`` names the pair at both ends."""
+        if link.free_seqs:
+            seq = heappop(link.free_seqs)
+        else:
+            seq = link.seq
+            link.seq = seq + 1
+        index = item.sent
+        item.sent = index + 1
+        key = ("egp", item.qid, index, seq)
+        spec = item.spec
+        actions.append(self.start_op(Entangle(link.peer, key, spec.deadline_ns or _NO_DEADLINE,
+                                              spec.param, 0), (link, item, key)))
+        item.out += 1
+        link.out += 1
+        link.phase = TRANSITIONS.next(link.phase, "submit")
+
+    def _resubmit(self, link: LinkState, item: _Item, key: tuple, actions: list) -> None:
+        """Leader: submit ``key``'s Entangle again (refused for a full memory,
+        or cancelled by the follower): the same pair, the same number."""
         spec = item.spec
         actions.append(self.start_op(Entangle(link.peer, key, spec.deadline_ns or _NO_DEADLINE,
                                               spec.param, 0), (link, item, key)))
@@ -671,9 +677,17 @@ class EGP(Protocol):
         this end knows of still to come; m while heralds came for an item
         whose QueueAdd is on its way); none once it knows of no such pair."""
         phase = link.phase
-        if link.m == 1:
-            wanted = 1 if (link.items or link.orphans) else 0
-        elif link.orphans:
+        if link.m == 1:                    # (one process: the usual case, kept short)
+            if link.items or link.orphans:
+                if phase is _IDLE:
+                    actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0),
+                                                 link.follow_ctx))
+                    link.out = 1
+                    link.phase = TRANSITIONS.next(phase, "submit")
+            elif phase is not _IDLE and phase is not _DOWN:
+                self._withdraw(link, actions)
+            return
+        if link.orphans:
             wanted = link.m
         else:
             wanted = min(link.m, sum(max(0, it.limit - it.done) for it in link.items.values()))
@@ -750,7 +764,7 @@ class EGP(Protocol):
                     if item.finished or item.ending is not None or link.out >= link.m:
                         self._unused(link, item, key, True)
                     else:
-                        self._entangle(link, item, actions, key)
+                        self._resubmit(link, item, key, actions)
                 if link.out < link.m:
                     self._schedule(link, now, actions)
             else:
@@ -795,15 +809,17 @@ class EGP(Protocol):
         actions: list = []
         if item is not None:                     # the leader: its key names the pair
             self._pair_made(link, item, key[3], key[2], h, now, actions)
-            if item.ending is not None and not item.out:
-                self._drop_item(link, item, item.ending[0], item.ending[1], actions)
-            if link.phase is _BACKOFF:
-                return actions                   # the retry timer submits again
+            if item.ending is not None or link.phase is not _IDLE or link.m != 1:
+                # several processes, a retry waiting or the item ending
+                if item.ending is not None and not item.out:
+                    self._drop_item(link, item, item.ending[0], item.ending[1], actions)
+                if link.phase is not _BACKOFF:   # (else the retry timer submits again)
+                    self._schedule(link, now, actions)
+                return actions
             spec = item.spec
-            if link.m == 1 and not item.finished and item.ending is None \
-                    and (spec.consecutive or len(link.items) == 1) \
+            if not item.finished and (spec.consecutive or len(link.items) == 1) \
                     and (not spec.deadline_ns or now < spec.deadline_ns):
-                # fast path: the only (or a consecutive) item continues
+                # fast path (one process): the only (or a consecutive) item continues
                 k = (spec.priority, spec.purpose_id)
                 served = link.served
                 served[k] = served.get(k, 0) + 1
@@ -916,7 +932,7 @@ class EGP(Protocol):
             if link.phase is _BACKOFF:
                 link.waiting.append((item, key))
             else:
-                self._entangle(link, item, actions, key)
+                self._resubmit(link, item, key, actions)
             return actions
         self._unused(link, item, key, False)
         if reason != "cancelled" and not item.finished:
