@@ -55,12 +55,11 @@ class _Consumer(Protocol):
         self.errors.append(ev)
 
 
-def pairs_per_second(formalism: str, pairs: int = PAIRS, seed: int = 1,
-                     length_km: float = 10.0) -> float:
-    """Delivered pairs per wall-clock second for one run (link ``length_km`` long)."""
-    model = DoubleClickModel(length_km=length_km)
-    hw = NodeHardware(num_qubits=4)
-    net = SimNetwork(seed=seed, formalism=formalism, check_wire=True)
+def _timed_run(model, hw: NodeHardware, pairs: int, seed: int, formalism: str = "bd",
+               check_wire: bool = False) -> tuple[float, int]:
+    """One K-type CREATE for ``pairs`` pairs on the link ``a``-``b``, every pair
+    discarded at once: (wall seconds, simulated ns) of the run."""
+    net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     consumers = {}
     for n in ("a", "b"):
         net.add_node(n, hw)
@@ -76,7 +75,15 @@ def pairs_per_second(formalism: str, pairs: int = PAIRS, seed: int = 1,
     if got != pairs or consumers["b"].oks != pairs or consumers["a"].errors:
         raise RuntimeError(f"benchmark run incomplete: {got}/{pairs} pairs, "
                            f"errors {consumers['a'].errors[:3]}")
-    return got / wall
+    return wall, net.now_ns
+
+
+def pairs_per_second(formalism: str, pairs: int = PAIRS, seed: int = 1,
+                     length_km: float = 10.0) -> float:
+    """Delivered pairs per wall-clock second for one run (link ``length_km`` long)."""
+    wall, _ = _timed_run(DoubleClickModel(length_km=length_km), NodeHardware(num_qubits=4),
+                         pairs, seed, formalism, check_wire=True)
+    return pairs / wall
 
 
 #: the SeQUeNCe-matched link: success per attempt 1/2 (eta_mem eta_fibre(1 km) eta_det)^2
@@ -98,21 +105,8 @@ def sequence_matched(m: int, pairs: int = PAIRS, seed: int = 1) -> tuple[float, 
 
     model = SimplePairModel(SEQ_P, 0.95, SEQ_CYCLE_NS, SEQ_HERALD_NS, 2 * SEQ_HERALD_NS)
     hw = NodeHardware(num_qubits=SEQ_MEMORIES, t2_ns=1e9, communication_qubits=m)
-    net = SimNetwork(seed=seed, formalism="bd")
-    consumers = {}
-    for n in ("a", "b"):
-        net.add_node(n, hw)
-    net.add_link("a", "b", model=model)
-    for n, peer in (("a", "b"), ("b", "a")):
-        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw))
-        consumers[n] = net.add_protocol(n, _Consumer(n))
-    net.submit("a", CreateRequest("b", number=pairs, min_fidelity=0.5), to="link.egp")
-    t0 = time.perf_counter()
-    net.run()
-    wall = time.perf_counter() - t0
-    if consumers["a"].oks != pairs or consumers["b"].oks != pairs or consumers["a"].errors:
-        raise RuntimeError(f"benchmark run incomplete: {consumers['a'].oks}/{pairs} pairs")
-    sim_s = net.now_ns / 1e9
+    wall, sim_ns = _timed_run(model, hw, pairs, seed)
+    sim_s = sim_ns / 1e9
     return (pairs / sim_s, pairs / wall,
             multiplexed_pair_rate_hz(SEQ_P, SEQ_CYCLE_NS, SEQ_HERALD_NS, m, SEQ_MEMORIES))
 

@@ -375,17 +375,21 @@ class FidelityProbe(Recorder):
         return None
 
 
-def build(model, formalism="bd", hw=None, probe=False, seed=3, **egp_kw):
+def build(model, formalism="bd", hw=None, probe=False, seed=3, jitter_ns=0,
+          classical_delay_ns=None, top=None, **egp_kw):
+    """Two nodes a-b with an EGP each and on top a Recorder (``top(node, net)``
+    if given, a FidelityProbe with ``probe``)."""
     hw = hw or NodeHardware(num_qubits=4, t1_ns=math.inf, t2_ns=math.inf)
-    net = SimNetwork(seed=seed, formalism=formalism)
+    net = SimNetwork(seed=seed, formalism=formalism, jitter_ns=jitter_ns)
     for n in ("a", "b"):
         net.add_node(n, hw)
-    net.add_link("a", "b", model=model)
+    net.add_link("a", "b", model=model, classical_delay_ns=classical_delay_ns)
     shared = {}
     recs = {}
     for n, peer in (("a", "b"), ("b", "a")):
         net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, **egp_kw))
-        recs[n] = net.add_protocol(n, FidelityProbe(n, net, shared) if probe else Recorder(n, net))
+        recs[n] = net.add_protocol(n, top(n, net) if top is not None else
+                                   FidelityProbe(n, net, shared) if probe else Recorder(n, net))
     return net, recs
 
 
@@ -694,14 +698,7 @@ def test_any_delay_and_jitter_same_pairs_at_both_ends(requests, asymmetric, dela
     model = (SenderReceiverModel(length_km=5) if asymmetric
              else DoubleClickModel(length_km=5))
     hw = NodeHardware(num_qubits=16, t1_ns=math.inf, t2_ns=math.inf)
-    net = SimNetwork(seed=seed, formalism="bd", jitter_ns=jitter)
-    for n in ("a", "b"):
-        net.add_node(n, hw)
-    net.add_link("a", "b", model=model, classical_delay_ns=delay)
-    recs = {}
-    for n, peer in (("a", "b"), ("b", "a")):
-        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, seed=seed))
-        recs[n] = net.add_protocol(n, Recorder(n, net))
+    net, recs = build(model, hw=hw, seed=seed, jitter_ns=jitter, classical_delay_ns=delay)
     for cid, (t, node, number, prio, purpose, max_time) in enumerate(requests):
         peer = "b" if node == "a" else "a"
         req = CreateRequest(peer, number=number, min_fidelity=0.5, priority=prio,

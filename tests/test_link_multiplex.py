@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp, SendMessage, StartTimer,
-    TimerFired, on,
+    MessageReceived, OperationDone, PeerDown, QuantumOp, SendMessage, StartTimer, TimerFired,
+    on,
 )
 from qstack.link.egp import EGP, TRANSITIONS, Phase
 from qstack.link.messages import Abort
@@ -35,6 +35,7 @@ from qstack.physical.device import NodeHardware
 from qstack.physical.ops import CancelEntangle, Entangle, Herald
 from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.network import SimNetwork
+from tests.test_link_egp import Recorder, build
 
 
 def _of(actions, kind):
@@ -45,32 +46,6 @@ def _entangles(actions):
     return [a for a in actions if isinstance(a, QuantumOp) and isinstance(a.op, Entangle)]
 
 
-class Counter(Protocol):
-    """Top of the stack: counts OKs by time and discards each qubit at once."""
-
-    name = "test.counter"
-
-    def __init__(self, node):
-        super().__init__(node)
-        self.times, self.errs = [], []
-        self.n = 0
-
-    @on(LinkOk)
-    def _ok(self, ev, now):
-        self.times.append(now)
-        self.n += 1
-        from qstack.physical.ops import Discard
-        return [QuantumOp(-self.n, Discard(ev.qubit))]
-
-    @on(LinkErr, LinkExpire)
-    def _err(self, ev, now):
-        self.errs.append(ev)
-
-    @on(object)
-    def _other(self, ev, now):
-        return None
-
-
 # ---------------------------------------------------------------- the closed form
 
 P, CYCLE, HERALD = 0.3, 10_000, 10_000
@@ -79,18 +54,12 @@ P, CYCLE, HERALD = 0.3, 10_000, 10_000
 def _rate_run(m, until_ns, seed=1):
     model = SimplePairModel(P, 0.95, CYCLE, HERALD, HERALD)
     hw = NodeHardware(num_qubits=m, communication_qubits=m, t2_ns=math.inf)
-    net = SimNetwork(seed=seed)
-    for n in "ab":
-        net.add_node(n, hw)
-    net.add_link("a", "b", model=model)
-    counters = {}
+    net, recs = build(model, hw=hw, seed=seed)
     for n, peer in (("a", "b"), ("b", "a")):
-        egp = net.add_protocol(n, EGP(n, {peer: model}, hardware=hw))
-        assert egp.links[peer].m == m
-        counters[n] = net.add_protocol(n, Counter(n))
+        assert net.node(n).protocols["link.egp"].links[peer].m == m
     net.submit("a", CreateRequest("b", number=65535, min_fidelity=0.5), to="link.egp")
     net.run(until_ns=until_ns)
-    return counters
+    return recs
 
 
 def test_closed_form_is_the_serial_expected_time_at_m_1():
@@ -112,12 +81,12 @@ def test_pair_rate_rises_with_m_as_the_closed_form_says():
     counts = {}
     for m in (1, 2, 4, 8):
         counters = _rate_run(m, end)
-        n = sum(1 for t in counters["a"].times if start < t <= end)
+        n = sum(1 for t, _ in counters["a"].oks if start < t <= end)
         mean, sd = pair_count_moments(P, CYCLE, HERALD, m, end - start)
         assert abs(n - mean) < 5 * sd, (m, n, mean, sd)
         rate = multiplexed_pair_rate_hz(P, CYCLE, HERALD, m)
         assert mean == pytest.approx(rate * (end - start) / 1e9)
-        assert not counters["a"].errs and not counters["b"].errs
+        assert not any(c.errs or c.expires for c in counters.values())
         counts[m] = (n, sd)
     for lo, hi in ((1, 2), (2, 4), (4, 8)):
         (n1, s1), (n2, s2) = counts[lo], counts[hi]
@@ -214,6 +183,37 @@ def test_going_down_withdraws_every_entangle_out():
     assert a.links["b"].phase is Phase.DOWN and a.links["b"].out == 0
 
 
+def test_follower_withdraws_every_follower_when_the_item_is_aborted():
+    model = SimplePairModel(0.5, 1.0, 1000, 500)
+    a = EGP("a", {"b": model}, num_qubits=8, parallel={"b": 3})
+    b = EGP("b", {"a": model}, num_qubits=8, parallel={"a": 3})
+    add = _of(a.handle(CreateRequest("b", number=5, create_id=1), 0), SendMessage)[0].msg
+    assert len(_entangles(b.handle(MessageReceived("a", add), 5))) == 3
+    acts = b.handle(MessageReceived("a", Abort(add.qid, int(ErrorCode.LINK_TIMEOUT), 0)), 9)
+    cancels = [x.op for x in _of(acts, QuantumOp) if isinstance(x.op, CancelEntangle)]
+    assert len(cancels) == 3 and all(c.key is None for c in cancels)
+    assert b.links["a"].phase is Phase.IDLE and b.links["a"].out == 0 and not b.links["a"].items
+
+
+def test_release_and_cutoff_by_seq_with_pairs_out_of_order():
+    from qstack.link.egp import Release
+    from qstack.link.service import LinkExpire
+
+    model = SimplePairModel(0.5, 1.0, 1000, 500)
+    a = EGP("a", {"b": model}, num_qubits=8, parallel={"b": 2}, cutoff_ns=10**6)
+    o0, o1 = _entangles(a.handle(CreateRequest("b", number=2), 0))
+    acts = a.handle(OperationDone(o1.op_id, Herald(True, qubit="q1", key=o1.op.key)), 10)
+    (ok1,) = [x.event for x in acts if hasattr(x, "event")]
+    acts = a.handle(OperationDone(o0.op_id, Herald(True, qubit="q0", key=o0.op.key)), 20)
+    (ok0,) = [x.event for x in acts if hasattr(x, "event")]
+    assert (ok0.ent_id.seq, ok1.ent_id.seq) == (0, 1) and ok0.request_done
+    a.handle(Release(ok1.ent_id, "b"), 30)
+    assert not a.handle(TimerFired(("cutoff", "b", 1)), 10**6 + 10)     # released
+    acts = a.handle(TimerFired(("cutoff", "b", 0)), 10**6 + 20)
+    (exp,) = [x.event for x in acts if hasattr(x, "event")]
+    assert isinstance(exp, LinkExpire) and exp.ent_id == ok0.ent_id
+
+
 def test_every_phase_move_in_the_code_is_in_the_table():
     for cause in ("submit", "herald", "herald, more out", "memory full", "retry",
                   "retry, more out", "withdraw", "withdraw some"):
@@ -260,7 +260,7 @@ def test_simulate_runs_a_multiplexed_network_end_to_end():
 
 # ---------------------------------------------------------------- any order, any fault
 
-class Holder(Protocol):
+class Holder(Recorder):
     """Top of the stack: keeps every delivered qubit (so that the EGP tracks
     it and a fault must expire it) and records what came, with the partner
     qubit of each pair as the engine holds it."""
@@ -268,9 +268,7 @@ class Holder(Protocol):
     name = "test.holder"
 
     def __init__(self, node, net):
-        super().__init__(node)
-        self.net = net
-        self.oks, self.errs, self.expires, self.lost = [], [], [], []
+        super().__init__(node, net, discard=False)
         self.resets = 0
 
     @on(LinkOk)
@@ -281,22 +279,10 @@ class Holder(Protocol):
             partner = next((q for q in members if q is not ev.qubit), None)
         self.oks.append((now, self.resets, ev, partner))
 
-    @on(LinkErr)
-    def _err(self, ev, now):
-        self.errs.append((now, ev))
-
-    @on(LinkExpire)
-    def _exp(self, ev, now):
-        self.expires.append((now, ev))
-
     @on(PeerDown)
     def _down(self, ev, now):
         if ev.peer == self.node:        # reset in place: the memory is gone
             self.resets += 1
-
-    @on(object)
-    def _other(self, ev, now):
-        return None
 
 
 _FAULT = st.tuples(st.integers(1, 40).map(lambda k: 50_000 * k),
@@ -328,15 +314,9 @@ def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, de
     slots = m + 2 if tight else 40
     hw = NodeHardware(num_qubits=slots, t1_ns=math.inf, t2_ns=math.inf,
                       communication_qubits=m)
-    net = SimNetwork(seed=seed, formalism="bd", jitter_ns=jitter)
-    for n in ("a", "b"):
-        net.add_node(n, hw)
-    net.add_link("a", "b", model=model, classical_delay_ns=delay)
-    recs = {}
-    for n, peer in (("a", "b"), ("b", "a")):
-        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, seed=seed, cutoff_ns=cutoff,
-                                max_memory_retries=8, memory_backoff_max_ns=50_000))
-        recs[n] = net.add_protocol(n, Holder(n, net))
+    net, recs = build(model, hw=hw, seed=seed, jitter_ns=jitter, classical_delay_ns=delay,
+                      top=Holder, cutoff_ns=cutoff, max_memory_retries=8,
+                      memory_backoff_max_ns=50_000)
     submitted = {}
     for cid, (t, node, number, prio, consecutive, max_time, rtype) in enumerate(requests):
         peer = "b" if node == "a" else "a"

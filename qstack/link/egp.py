@@ -134,6 +134,9 @@ TRANSITIONS = Transitions("link", {
     (_BACKOFF, "restart"): _IDLE, (_DOWN, "restart"): _IDLE,
 })
 _HERALD_DOWN = frozenset({"link down", "peer down"})
+#: the table itself, for the moves made once per pair (a dict lookup instead of
+#: a call; a move it lacks still raises through TRANSITIONS.next)
+_MOVES = TRANSITIONS.table
 
 
 class LinkState:
@@ -639,23 +642,20 @@ class EGP(Protocol):
             link.seq = seq + 1
         index = item.sent
         item.sent = index + 1
-        key = ("egp", item.qid, index, seq)
-        spec = item.spec
-        actions.append(self.start_op(Entangle(link.peer, key, spec.deadline_ns or _NO_DEADLINE,
-                                              spec.param, 0), (link, item, key)))
-        item.out += 1
-        link.out += 1
-        link.phase = TRANSITIONS.next(link.phase, "submit")
+        self._resubmit(link, item, ("egp", item.qid, index, seq), actions)
 
     def _resubmit(self, link: LinkState, item: _Item, key: tuple, actions: list) -> None:
-        """Leader: submit ``key``'s Entangle again (refused for a full memory,
-        or cancelled by the follower): the same pair, the same number."""
+        """Leader: submit ``key``'s Entangle (the first time, or again after a
+        full memory or the follower's cancel: the same pair, the same number)."""
         spec = item.spec
         actions.append(self.start_op(Entangle(link.peer, key, spec.deadline_ns or _NO_DEADLINE,
                                               spec.param, 0), (link, item, key)))
         item.out += 1
         link.out += 1
-        link.phase = TRANSITIONS.next(link.phase, "submit")
+        try:
+            link.phase = _MOVES[link.phase, "submit"]
+        except KeyError:
+            TRANSITIONS.next(link.phase, "submit")      # raises the defined error
 
     def _unused(self, link: LinkState, item: _Item, key: tuple, withdrawn: bool) -> None:
         """Leader: ``key``'s Entangle will not be submitted again: its pair
@@ -683,7 +683,7 @@ class EGP(Protocol):
                     actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0),
                                                  link.follow_ctx))
                     link.out = 1
-                    link.phase = TRANSITIONS.next(phase, "submit")
+                    link.phase = _ATTEMPTING          # (IDLE, submit)
             elif phase is not _IDLE and phase is not _DOWN:
                 self._withdraw(link, actions)
             return
@@ -785,7 +785,10 @@ class EGP(Protocol):
         if ctx.__class__ is tuple:           # an Entangle: its herald
             link, item, key = ctx
             link.out = out = link.out - 1
-            link.phase = TRANSITIONS.next(link.phase, "herald, more out" if out else "herald")
+            try:
+                link.phase = _MOVES[link.phase, "herald, more out" if out else "herald"]
+            except KeyError:
+                TRANSITIONS.next(link.phase, "herald")  # raises the defined error
             h = ev.outcome
             if item is not None:
                 item.out -= 1
