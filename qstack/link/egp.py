@@ -145,7 +145,8 @@ class LinkState:
     __slots__ = ("peer", "model", "side", "leader", "delay", "min_hd", "hd", "items",
                  "next_qid", "seq", "out", "m", "waiting", "free_seqs", "follow_ctx", "served",
                  "delivered", "pending", "retries", "fid_cache", "param_cache", "capacity",
-                 "last_goodness", "phase", "orphans", "link_down", "session_down", "bells")
+                 "last_goodness", "phase", "orphans", "link_down", "session_down", "bells",
+                 "measured")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
                  delay_ns: int | None = None, parallel: int = 1) -> None:
@@ -186,6 +187,7 @@ class LinkState:
         self.waiting: list[tuple] = []
         self.served: dict[tuple[int, int], int] = {}
         self.delivered: dict[int, tuple] = {}   # seq -> (qubit, ent_id, purpose)
+        self.measured: dict[int, tuple] = {}    # type M: seq -> (ent_id, purpose), the latest
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
         self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
@@ -578,7 +580,11 @@ class EGP(Protocol):
             return refused
         entry = link.delivered.pop(msg.seq, None)
         if entry is None:
-            return []
+            gone = link.measured.pop(msg.seq, None) if msg.reason == "withdrawn" else None
+            if gone is None:
+                return []
+            # a measured pair the leader withdrew (it never had its half): void
+            return [Deliver(LinkExpire(gone[0], link.peer, "peer: withdrawn", gone[1]))]
         actions: list = [CancelTimer(("cutoff", link.peer, msg.seq))]
         self._expire(link, entry, f"peer: {msg.reason}", actions)
         return actions
@@ -657,11 +663,13 @@ class EGP(Protocol):
         except KeyError:
             TRANSITIONS.next(link.phase, "submit")      # raises the defined error
 
-    def _unused(self, link: LinkState, item: _Item, key: tuple, withdrawn: bool) -> None:
+    def _unused(self, link: LinkState, item: _Item, key: tuple, withdrawn: bool,
+                reuse: bool = True) -> None:
         """Leader: ``key``'s Entangle will not be submitted again: its pair
-        number is free again (it made no pair) and, if ``withdrawn``, the pair
-        does not count as scheduled (as if never picked)."""
-        heappush(link.free_seqs, key[3])
+        number is free again if ``reuse`` (it made no pair) and, if
+        ``withdrawn``, the pair does not count as scheduled (as if never picked)."""
+        if reuse:
+            heappush(link.free_seqs, key[3])
         if withdrawn:
             spec = item.spec
             k = (spec.priority, spec.purpose_id)
@@ -702,9 +710,14 @@ class EGP(Protocol):
         elif phase is not _IDLE and phase is not _DOWN:
             self._withdraw(link, actions)
 
-    def _withdraw(self, link: LinkState, actions: list, item: _Item | None = None) -> None:
-        """Take back the outstanding Entangles and the pending retries of the
-        link (``item``: only that item's; leader)."""
+    def _withdraw(self, link: LinkState, actions: list, item: _Item | None = None,
+                  outstanding: bool = True, tell: bool = True) -> None:
+        """Take back the outstanding Entangles (unless not ``outstanding``) and
+        the pending retries of the link (``item``: only that item's; leader).
+        A keyed Entangle out may have made a pair whose herald reached the
+        follower already (the station then frees only this end's half): its
+        number is not reused and, if ``tell``, ``Expire(seq)`` tells the
+        follower to expire the pair if it has it."""
         peer = link.peer
         if link.waiting:
             keep = []
@@ -715,7 +728,7 @@ class EGP(Protocol):
                     keep.append(entry)
             link.waiting = keep
         taken = 0
-        if link.out:
+        if link.out and outstanding:
             ops = self._ops
             for op_id in [i for i, ctx in ops.items() if ctx.__class__ is tuple
                           and ctx[0] is link and (item is None or ctx[1] is item)]:
@@ -723,7 +736,9 @@ class EGP(Protocol):
                 taken += 1
                 if key is not None:
                     it.out -= 1
-                    self._unused(link, it, key, True)
+                    self._unused(link, it, key, True, reuse=False)
+                    if tell:
+                        actions.append(SendMessage(peer, Expire(key[3], "withdrawn")))
                 actions.append(QuantumOp(None, CancelEntangle(peer, key)))
             link.out -= taken
         phase = link.phase
@@ -802,6 +817,11 @@ class EGP(Protocol):
         item = m.item
         item.delivered = ndel = item.delivered + 1
         spec = item.spec
+        link = self.links[m.peer]
+        measured = link.measured       # (for an Expire of a pair the leader withdrew)
+        measured[m.ent_id.seq] = (m.ent_id, spec.purpose_id)
+        if len(measured) > link.capacity:
+            del measured[next(iter(measured))]
         return [Deliver(LinkOk(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
                                m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
                                ndel == spec.number))]
@@ -961,7 +981,9 @@ class EGP(Protocol):
         last answers (a pair made meanwhile still counts: the follower hears
         of it in the Abort's ``done``)."""
         if any(e[0] is item for e in link.waiting):
-            self._withdraw(link, actions, item)
+            # its retries only: an Entangle out may have made a pair whose
+            # herald the follower has heard already
+            self._withdraw(link, actions, item, outstanding=False)
         if item.out:
             item.ending = (code, detail)
         else:
@@ -1050,7 +1072,7 @@ class EGP(Protocol):
             return []
         actions: list = []
         if link.out or link.phase is _BACKOFF:
-            self._withdraw(link, actions)
+            self._withdraw(link, actions, tell=False)
         for seq, entry in list(link.delivered.items()):
             if self.cutoff_ns is not None:
                 actions.append(CancelTimer(("cutoff", link.peer, seq)))
