@@ -106,6 +106,16 @@ def _routing_figures(model: Any, egp: Any, peer: str) -> tuple[float, float]:
     return min(1.0, max(0.0, best)), max(rate, 1e-9)
 
 
+def link_parallelism(spec: Any, link: Any) -> int:
+    """Generation processes the link runs at once (``specs/link.md`` §4): the
+    smaller of its ends' ``communication_qubits`` and memory slots, and of the
+    link's own ``max_parallel``."""
+    ends = (spec.nodes[link.a].hardware, spec.nodes[link.b].hardware)
+    m = min(min(hw.communication_qubits, hw.num_qubits) for hw in ends)
+    cap = getattr(link, "max_parallel", None)
+    return m if cap is None else min(m, cap)
+
+
 def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
                 cutoff_ns: int | None = None, purify: bool = False,
                 ideal: Any = None, qkd: bool = False) -> tuple[Callable[[str], list], Any]:
@@ -134,6 +144,9 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
              for name in spec.nodes}
     delays = {name: {peer: net_delay(link) for peer, link in spec.neighbours(name).items()}
               for name in spec.nodes}
+    parallel = {name: {peer: link_parallelism(spec, link)
+                       for peer, link in spec.neighbours(name).items()}
+                for name in spec.nodes}
     topo = raw = None
     if network_layer == "qnp":
         from qstack.link.egp import EGP
@@ -159,7 +172,7 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
             from qstack.network.circuit import QnpProtocol
 
             protos: list = [EGP(name, peers[name], hardware=hardware, cutoff_ns=cutoff_ns,
-                                seed=seed, delays=delays[name])]
+                                seed=seed, delays=delays[name], parallel=parallel[name])]
             link_service = "link.egp"
             if purify:
                 from qstack.network.purify import PurifyProtocol

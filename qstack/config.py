@@ -43,12 +43,16 @@ Node keys (:class:`qstack.physical.device.NodeHardware`):
 * ``gate_1q_depolar``, ``gate_2q_depolar``, ``measure_flip_prob``:
   probabilities in [0, 1];
 * ``attempt_dephasing_prob``: Z-error probability per entangling attempt of
-  the node for every other qubit stored there, in [0, 0.5] (default 0: off).
+  the node for every other qubit stored there, in [0, 0.5] (default 0: off);
+* ``communication_qubits``: entanglement generation processes the node runs
+  at once on each of its links, an integer in 1..65535 (default 1).
 
 Link keys: ``nodes`` (two names), ``scheme``, ``length_km`` (>= 0),
 ``loss_db_per_km`` (>= 0), ``detector_efficiency`` and ``dark_count_prob``
 (probabilities; schemes with a midpoint detector), ``classical_delay_ns``
-(integer ns >= 0; default: the fibre's light delay), and the scheme's own
+(integer ns >= 0; default: the fibre's light delay), ``max_parallel`` (an
+integer >= 1: at most this many generation processes on the link, whatever
+its ends' ``communication_qubits``), and the scheme's own
 parameters (the scalar fields of the model classes in
 :mod:`qstack.link.schemes`, e.g. ``emission_efficiency``, ``visibility``,
 ``attempt_ns``, ``twirl``, ``pair_fidelity``, ``bell_index``), whose types are
@@ -187,6 +191,8 @@ class LinkSpec:
     classical_delay_ns: int | None = None
     #: the link's decoy-BB84 pulse physics (:class:`qstack.physical.qkdlink.QkdLinkModel`)
     qkd: Any = None
+    #: at most this many generation processes at once on the link (None: as its ends allow)
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -481,6 +487,10 @@ _NODE_KEYS: dict[str, tuple[str, _Kind]] = {
     # issue 18: stored qubits dephase with each entangling attempt of the node
     "attempt_dephasing_prob": ("attempt_dephasing_prob",
                                _Real(0.0, 0.5, "a probability in [0, 0.5] per attempt")),
+    # issue 22: parallel generation processes per link (multiplexing)
+    "communication_qubits": ("communication_qubits",
+                             _Int(1, 65535, "an integer in 1..65535 (generation processes "
+                                  "per link)")),
 }
 
 _HW_DEFAULT = NodeHardware()
@@ -613,6 +623,8 @@ _LINK_OWN: dict[str, _Kind] = {
     "detector_efficiency": _PROB,
     "dark_count_prob": _PROB,
     "classical_delay_ns": _DURATION,
+    # issue 22: a cap on the link's parallel generation processes
+    "max_parallel": _Int(1, 65535, "an integer in 1..65535 (generation processes)"),
     # issue 18: detector timing and Raman noise from classical light in the fibre
     "detector_jitter_ps": _Real(0.0, math.inf, "a jitter FWHM in ps >= 0"),
     "detector_dead_time_ns": _Real(0.0, math.inf, "a dead time in ns >= 0"),
@@ -772,7 +784,8 @@ def _link(ctx: _Context, index: int, a: str, b: str, given: dict[str, _Given],
         raise _blame(ctx, cls, given, link_path, problem)
     delay = given["classical_delay_ns"][0] if "classical_delay_ns" in given else None
     return LinkSpec(a, b, scheme, model, model.length_km, delay,
-                    _qkd_model(ctx, given, link_path))
+                    _qkd_model(ctx, given, link_path),
+                    given["max_parallel"][0] if "max_parallel" in given else None)
 
 
 def _blame(ctx: _Context, cls: type, given: dict[str, _Given], link_path: tuple,

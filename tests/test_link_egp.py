@@ -61,7 +61,7 @@ def test_leader_create_queues_and_attempts_at_once():
     # the leader decides: its keyed Entangle goes out at once, no timer, no start time
     assert not _of(acts, StartTimer)
     (op,) = _of(acts, QuantumOp)
-    assert isinstance(op.op, Entangle) and op.op.key == ("egp", add.qid, 0)
+    assert isinstance(op.op, Entangle) and op.op.key == ("egp", add.qid, 0, 0)
     assert op.op.start_ns == 0 and op.op.param == add.spec.param
     # herald -> OK with the shared id, next pair's Entangle at once
     d = MODEL.classical_delay_ns
@@ -72,7 +72,7 @@ def test_leader_create_queues_and_attempts_at_once():
     assert ok.ent_id.creator == "a" and ok.ent_id.receiver == "b" and ok.ent_id.seq == 0
     assert ok.qubit == "q0" and not ok.request_done
     (op2,) = _of(acts, QuantumOp)
-    assert op2.op.key == ("egp", add.qid, 1)
+    assert op2.op.key == ("egp", add.qid, 1, 1)
 
 
 def test_follower_follows_with_an_unkeyed_entangle():
@@ -82,7 +82,7 @@ def test_follower_follows_with_an_unkeyed_entangle():
     assert not _of(acts, SendMessage)          # accepted: silence is consent
     (op,) = _of(acts, QuantumOp)
     assert isinstance(op.op, Entangle) and op.op.key is None   # it follows the leader's
-    acts = b.handle(OperationDone(op.op_id, _herald(("egp", add.qid, 0), "qb", 2)), 10**5)
+    acts = b.handle(OperationDone(op.op_id, _herald(("egp", add.qid, 0, 0), "qb", 2)), 10**5)
     (ok,) = _delivered(acts)
     assert ok.ent_id.creator == "a" and ok.ent_id.receiver == "b" and ok.remote == "a"
     assert ok.request_done and ok.qubit == "qb" and ok.bell_index == 2
@@ -110,12 +110,12 @@ def test_a_herald_before_its_queue_add_waits_for_it():
                SendMessage)[0].msg
     acts = a.handle(OperationDone(op.op_id, _herald(op.op.key, "a0")), 20)
     (op,) = _of(acts, QuantumOp)
-    assert op.op.key == ("egp", add1.qid, 0)   # the urgent item next
+    assert op.op.key == ("egp", add1.qid, 0, 1)   # the urgent item next
     (follow,) = _of(b.handle(MessageReceived("a", add0), 10), QuantumOp)
-    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add0.qid, 0), "q0")), 20)
+    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add0.qid, 0, 0), "q0")), 20)
     assert len(_delivered(acts)) == 1
     (follow,) = _of(acts, QuantumOp)           # item 0 has one more pair to come
-    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add1.qid, 0), "q1")), 30)
+    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add1.qid, 0, 1), "q1")), 30)
     assert not _delivered(acts)                # waits for its QueueAdd
     (follow,) = _of(acts, QuantumOp)
     (ok,) = _delivered(b.handle(MessageReceived("a", add1), 40))
@@ -176,7 +176,7 @@ def test_peer_reject_reaches_requester():
     # the Entangle for it is taken back (no answer wanted) and forgotten
     (cancel,) = _of(acts, QuantumOp)
     assert cancel.op_id is None and isinstance(cancel.op, CancelEntangle)
-    assert cancel.op.key == op.op.key and a.links["b"].cur is None
+    assert cancel.op.key == op.op.key and a.links["b"].out == 0
     assert not a.handle(OperationDone(op.op_id, Herald(False, reason="cancelled")), 10)
 
 
@@ -199,7 +199,7 @@ def test_deadline_aborts_at_the_follower_after_the_pairs_made():
     assert not _delivered(acts)          # not the leader's request
     (follow,) = _of(b.handle(MessageReceived("a", add), 200), QuantumOp)
     assert not _delivered(b.handle(MessageReceived("a", abort), 10**9 + 10))   # 1 pair to come
-    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add.qid, 0), "qb")), 10**9 + 20)
+    acts = b.handle(OperationDone(follow.op_id, _herald(("egp", add.qid, 0, 0), "qb")), 10**9 + 20)
     ok, err = _delivered(acts)
     assert isinstance(ok, LinkOk) and ok.qubit == "qb"
     assert isinstance(err, LinkErr) and err.code is ErrorCode.LINK_TIMEOUT and err.create_id == 4
@@ -312,7 +312,7 @@ def test_link_down_expires_pairs_and_fails_requests():
     assert err.code is ErrorCode.LINK_DOWN            # the session is not back yet
     egp.handle(PeerUp("b", restarted=True), t + 40)
     acts = egp.handle(CreateRequest("b", create_id=4), t + 50)
-    assert not _delivered(acts) and _of(acts, QuantumOp)[0].op.key == ("egp", 0, 0)
+    assert not _delivered(acts) and _of(acts, QuantumOp)[0].op.key == ("egp", 0, 0, 0)
 
 
 # ---------------------------------------------------------------- in the simulator
@@ -375,17 +375,21 @@ class FidelityProbe(Recorder):
         return None
 
 
-def build(model, formalism="bd", hw=None, probe=False, seed=3, **egp_kw):
+def build(model, formalism="bd", hw=None, probe=False, seed=3, jitter_ns=0,
+          classical_delay_ns=None, top=None, **egp_kw):
+    """Two nodes a-b with an EGP each and on top a Recorder (``top(node, net)``
+    if given, a FidelityProbe with ``probe``)."""
     hw = hw or NodeHardware(num_qubits=4, t1_ns=math.inf, t2_ns=math.inf)
-    net = SimNetwork(seed=seed, formalism=formalism)
+    net = SimNetwork(seed=seed, formalism=formalism, jitter_ns=jitter_ns)
     for n in ("a", "b"):
         net.add_node(n, hw)
-    net.add_link("a", "b", model=model)
+    net.add_link("a", "b", model=model, classical_delay_ns=classical_delay_ns)
     shared = {}
     recs = {}
     for n, peer in (("a", "b"), ("b", "a")):
         net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, **egp_kw))
-        recs[n] = net.add_protocol(n, FidelityProbe(n, net, shared) if probe else Recorder(n, net))
+        recs[n] = net.add_protocol(n, top(n, net) if top is not None else
+                                   FidelityProbe(n, net, shared) if probe else Recorder(n, net))
     return net, recs
 
 
@@ -694,14 +698,7 @@ def test_any_delay_and_jitter_same_pairs_at_both_ends(requests, asymmetric, dela
     model = (SenderReceiverModel(length_km=5) if asymmetric
              else DoubleClickModel(length_km=5))
     hw = NodeHardware(num_qubits=16, t1_ns=math.inf, t2_ns=math.inf)
-    net = SimNetwork(seed=seed, formalism="bd", jitter_ns=jitter)
-    for n in ("a", "b"):
-        net.add_node(n, hw)
-    net.add_link("a", "b", model=model, classical_delay_ns=delay)
-    recs = {}
-    for n, peer in (("a", "b"), ("b", "a")):
-        net.add_protocol(n, EGP(n, {peer: model}, hardware=hw, seed=seed))
-        recs[n] = net.add_protocol(n, Recorder(n, net))
+    net, recs = build(model, hw=hw, seed=seed, jitter_ns=jitter, classical_delay_ns=delay)
     for cid, (t, node, number, prio, purpose, max_time) in enumerate(requests):
         peer = "b" if node == "a" else "a"
         req = CreateRequest(peer, number=number, min_fidelity=0.5, priority=prio,

@@ -196,7 +196,7 @@ def check(r, sent, received, faults):
         egp = node.protocols["link.egp"]
         for link in egp.links.values():
             assert not link.items and not link.pending and not link.orphans, (name, link.peer)
-            assert link.op_id is None
+            assert link.out == 0 and not link.waiting
     assert net.engine.num_live_qubits == 0
     for link in net.links.values():
         assert link.station is None or link.station.pending() == 0

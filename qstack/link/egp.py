@@ -21,13 +21,20 @@ link of that node. ``specs/link.md`` is the normative description; in short:
   (:class:`~qstack.link.messages.QueueAdd`), decides which item each pair
   serves and ends items (their deadline, a full memory:
   :class:`~qstack.link.messages.Abort`). For each pair the leader submits an
-  ``Entangle`` keyed ``("egp", qid, pair_index)``; the follower, whenever it
-  knows of unfinished items, keeps one ``Entangle`` with ``key=None``
+  ``Entangle`` keyed ``("egp", qid, pair_index, seq)``; the follower, whenever
+  it knows of unfinished items, keeps ``Entangle`` s with ``key=None``
   outstanding, which the heralding station matches with the leader's and
-  whose herald names the key. No end waits for a time at which the other
+  whose heralds name the keys. No end waits for a time at which the other
   would know something, so the protocol works with any classical delay and
   jitter (a herald may even reach the follower before the ``QueueAdd`` of its
   item: the pair waits for it).
+* **Parallel processes (multiplexing).** A link runs up to m generation
+  processes at once (m from the ends' ``communication_qubits`` and memory,
+  ``parallel``): the leader keeps up to m keyed Entangles out, never more for
+  an item than the pairs it still needs, the follower as many followers.
+  The pair's sequence number travels in its key (the leader gives it at
+  submission), so both ends name a pair alike whatever order its heralds
+  arrive in.
 * **Scheduler** (the leader's): an unfinished consecutive/atomic item first;
   else the lowest priority value (strict classes); within a class the
   purpose with the fewest pairs scheduled per unit weight (weighted round
@@ -54,13 +61,15 @@ were delivered than the node has memory slots (so the older ones must have
 been consumed).
 
 States of one link at one end (``specs/link.md`` has the table): ``IDLE``
-(no Entangle outstanding), ``ATTEMPTING`` (one outstanding), ``BACKOFF`` (the
-memory was full: waiting to submit again), ``DOWN``.
+(no Entangle outstanding), ``ATTEMPTING`` (1..m outstanding, ``LinkState.out``),
+``BACKOFF`` (the memory was full: waiting to submit again, others may be
+out), ``DOWN``.
 """
 from __future__ import annotations
 
 import math
 import random
+from heapq import heappop, heappush
 from typing import Any, Mapping
 
 from qstack.core.errors import ErrorCode, error_code
@@ -89,11 +98,12 @@ _KEEP = RequestType.KEEP
 
 
 class Phase(State):
-    """The state of one link at one end."""
+    """The state of one link at one end (``LinkState.out`` counts the Entangles
+    outstanding, at most the link's ``m``)."""
 
-    IDLE = "idle"              # no Entangle outstanding
-    ATTEMPTING = "attempting"  # one Entangle outstanding (leader: for ``cur``)
-    BACKOFF = "backoff"        # the memory was full: a retry timer runs
+    IDLE = "idle"              # no Entangle outstanding, no retry waiting
+    ATTEMPTING = "attempting"  # 1..m Entangles outstanding
+    BACKOFF = "backoff"        # the memory was full: a retry timer runs (0..m-1 still out)
     DOWN = "down"              # the link or the session with the peer is down
 
 
@@ -103,11 +113,20 @@ _IDLE, _ATTEMPTING, _BACKOFF, _DOWN = Phase.IDLE, Phase.ATTEMPTING, Phase.BACKOF
 #: (``specs/link.md`` §4 has the actions that go with each).
 TRANSITIONS = Transitions("link", {
     (_IDLE, "submit"): _ATTEMPTING,           # an Entangle goes out (leader or follower)
-    (_ATTEMPTING, "herald"): _IDLE,           # its answer came (ok or not)
-    (_ATTEMPTING, "withdraw"): _IDLE,         # taken back (CancelEntangle)
-    (_IDLE, "memory full"): _BACKOFF,         # its answer said so: wait, then again
-    (_BACKOFF, "retry"): _IDLE,               # the wait is over (an Entangle follows)
+    (_ATTEMPTING, "submit"): _ATTEMPTING,     # another, while fewer than m are out
+    (_ATTEMPTING, "herald"): _IDLE,           # the answer of the last one out (ok or not)
+    (_ATTEMPTING, "herald, more out"): _ATTEMPTING,   # an answer, others still out
+    (_BACKOFF, "herald"): _BACKOFF,           # an answer while a retry waits
+    (_BACKOFF, "herald, more out"): _BACKOFF,
+    (_ATTEMPTING, "withdraw"): _IDLE,         # all taken back (CancelEntangle)
+    (_ATTEMPTING, "withdraw some"): _ATTEMPTING,   # one item's taken back, others out
+    (_IDLE, "memory full"): _BACKOFF,         # an answer said so: wait, then again
+    (_ATTEMPTING, "memory full"): _BACKOFF,
+    (_BACKOFF, "memory full"): _BACKOFF,      # another one: the same wait
+    (_BACKOFF, "retry"): _IDLE,               # the wait is over (Entangles follow)
+    (_BACKOFF, "retry, more out"): _ATTEMPTING,
     (_BACKOFF, "withdraw"): _IDLE,
+    (_BACKOFF, "withdraw some"): _BACKOFF,
     (_IDLE, "down"): _DOWN,                   # LinkDown / PeerDown (after withdrawing)
     (_DOWN, "up"): _IDLE,                     # LinkUp and PeerUp: afresh
     # the node was reset in place (PeerDown(self)): its driver dropped everything
@@ -115,19 +134,27 @@ TRANSITIONS = Transitions("link", {
     (_BACKOFF, "restart"): _IDLE, (_DOWN, "restart"): _IDLE,
 })
 _HERALD_DOWN = frozenset({"link down", "peer down"})
+#: the table itself, for the moves made once per pair (a dict lookup instead of
+#: a call; a move it lacks still raises through TRANSITIONS.next)
+_MOVES = TRANSITIONS.table
 
 
 class LinkState:
     """EGP state of one link (one neighbour). ``items`` is the queue in qid order."""
 
     __slots__ = ("peer", "model", "side", "leader", "delay", "min_hd", "hd", "items",
-                 "next_qid", "seq", "op_id", "cur", "served", "delivered", "pending",
-                 "retries", "fid_cache", "param_cache", "capacity", "last_goodness", "phase",
-                 "orphans", "link_down", "session_down", "bells")
+                 "next_qid", "seq", "out", "m", "waiting", "free_seqs", "follow_ctx", "served",
+                 "delivered", "pending", "retries", "fid_cache", "param_cache", "capacity",
+                 "last_goodness", "phase", "orphans", "link_down", "session_down", "bells",
+                 "measured")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
-                 delay_ns: int | None = None) -> None:
+                 delay_ns: int | None = None, parallel: int = 1) -> None:
         self.peer = peer
+        #: generation processes run at once (Entangles outstanding at most)
+        self.m = max(1, min(int(parallel), capacity))
+        # the context of every follower Entangle (see EGP._on_done)
+        self.follow_ctx = (self, None, None)
         self.model = model
         self.side = side
         self.leader = leader
@@ -153,11 +180,14 @@ class LinkState:
         "restart" (the node was reset in place)."""
         self.items: dict[int, _Item] = {}
         self.next_qid = 0
-        self.seq = 0                 # next pair sequence number (same at both ends)
-        self.op_id: int | None = None  # outstanding Entangle op
-        self.cur: _Item | None = None  # leader: the item of the outstanding Entangle
+        self.seq = 0                 # leader: next fresh pair sequence number
+        self.free_seqs: list[int] = []   # leader: numbers given back (no pair), reused first
+        self.out = 0                 # Entangles outstanding (at most m)
+        # leader: (item, key) of Entangles refused for a full memory, resubmitted on retry
+        self.waiting: list[tuple] = []
         self.served: dict[tuple[int, int], int] = {}
         self.delivered: dict[int, tuple] = {}   # seq -> (qubit, ent_id, purpose)
+        self.measured: dict[int, tuple] = {}    # type M: seq -> (ent_id, purpose), the latest
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
         self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
@@ -180,7 +210,7 @@ class _Item:
     """One queue item (the same at both ends)."""
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
-                 "abort_code")
+                 "abort_code", "sent", "out", "ending")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
@@ -192,6 +222,10 @@ class _Item:
         self.local = local      # this end submitted the CREATE
         self.limit = spec.number   # pairs it will have (fewer once aborted)
         self.abort_code: ErrorCode | None = None   # follower: aborted by the leader
+        self.sent = 0           # leader: pair indices handed out (submitted at least once)
+        self.out = 0            # leader: its Entangles outstanding
+        # leader: (code, detail) once it must end, when its last Entangle answers
+        self.ending: tuple | None = None
 
 
 class EGP(Protocol):
@@ -226,6 +260,11 @@ class EGP(Protocol):
             attempt cycle and doubles up to this (ns), so that a memory kept
             full by the layer above costs few events.
         seed: seeds the random measurement bases of type-M "random" requests.
+        parallel: neighbour -> generation processes the link runs at once
+            (Entangles outstanding per end; ``specs/link.md`` §4): both ends
+            must be given the same (``qstack.api.link_parallelism``). Default
+            ``hardware.communication_qubits`` (1 without ``hardware``); never
+            more than ``num_qubits``.
     """
 
     name = "link.egp"
@@ -235,11 +274,14 @@ class EGP(Protocol):
                  cutoff_ns: int | None = None, purpose_weights: Mapping[int, float] | None = None,
                  sides: Mapping[str, int] | None = None, delays: Mapping[str, int] | None = None,
                  max_queue: int = 256, max_memory_retries: int = 1000,
-                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0) -> None:
+                 memory_backoff_max_ns: int = 1_000_000, seed: int = 0,
+                 parallel: Mapping[str, int] | None = None) -> None:
         super().__init__(node)
+        own_parallel = 1
         if hardware is not None:
             t1_ns, t2_ns = hardware.t1_ns, hardware.t2_ns
             num_qubits = hardware.num_qubits
+            own_parallel = getattr(hardware, "communication_qubits", 1)
         self.t1_ns, self.t2_ns = float(t1_ns), float(t2_ns)
         # refuse T1 <= 0 or T2 > 2 T1 here, not at the first herald
         t1t2_rates(0.0, self.t1_ns, self.t2_ns)
@@ -252,11 +294,15 @@ class EGP(Protocol):
         self.rng = random.Random(f"{seed}:{node}")
         sides = dict(sides or {})
         delays = dict(delays or {})
+        parallel = dict(parallel or {})
         self.links: dict[str, LinkState] = {}
         for peer, model in peer_models.items():
             side = sides.get(peer, 0 if node < peer else 1)
+            m = parallel.get(peer, own_parallel)
+            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+                raise ValueError(f"parallel[{peer!r}]: expected an integer >= 1, got {m!r}")
             self.links[peer] = LinkState(peer, model, side, node < peer, self.num_qubits,
-                                         delays.get(peer))
+                                         delays.get(peer), m)
         # op id -> ("ent", link) for Entangles, or the context of a Measure
         # pending operations (start_op / take_op): an Entangle's context is its
         # LinkState, a measurement's a _Measuring record
@@ -338,15 +384,16 @@ class EGP(Protocol):
     def expected_time_ns(self, peer: str, param: float, number: int, origin_leader: bool) -> float:
         """Expected time from CREATE to the last pair's herald, ns: until the
         follower learns of the item (one classical delay, two for the
-        follower's own request) plus, per pair, (1/p - 1) failed cycles and
-        the longer herald delay (the next pair starts once both ends heard)."""
+        follower's own request) plus, per round of the link's m parallel
+        processes (ceil(number / m) rounds), (1/p - 1) failed cycles and the
+        longer herald delay (a process starts again once both ends heard)."""
         link = self.links[peer]
         p = float(link.model.success_probability(param))
         if p <= 0:
             return math.inf
         per_pair = (1.0 / p - 1.0) * link.model.cycle_ns(param) + max(link.hd)
         offset = (1 if origin_leader else 2) * link.delay
-        return offset + number * per_pair
+        return offset + -(-number // link.m) * per_pair
 
     # ------------------------------------------------------------ helpers
     def _err(self, req: CreateRequest, create_id: int, code: ErrorCode, detail: str) -> Deliver:
@@ -401,7 +448,7 @@ class EGP(Protocol):
         actions: list = [SendMessage(link.peer, QueueAdd(qid, origin, spec))]
         if spec.deadline_ns:
             actions.append(StartTimer(("deadline", link.peer, qid), max(0, spec.deadline_ns - now)))
-        if link.phase is _IDLE:
+        if _can_submit(link):
             self._schedule(link, now, actions)
         return actions
 
@@ -457,14 +504,20 @@ class EGP(Protocol):
             # heralds that came first for it are freed: the leader drops the item
             actions: list = [SendMessage(link.peer, QueueReject(msg.qid, spec.create_id,
                                                                 int(refuse[0]), refuse[1]))]
-            for _seq, herald, _t in link.orphans.pop(msg.qid, ()):
+            for herald, _t in link.orphans.pop(msg.qid, ()):
                 actions.append(QuantumOp(None, Discard(herald.qubit)))
             return actions
         item = _Item(msg.qid, msg.origin, spec, local)
         link.items[msg.qid] = item
         actions = []
-        for seq, herald, _t in link.orphans.pop(msg.qid, ()):
-            self._pair_made(link, item, seq, herald, now, actions)
+        for herald, _t in link.orphans.pop(msg.qid, ()):
+            key = herald.key
+            if 0 <= key[2] < spec.number:
+                self._pair_made(link, item, key[3], key[2], herald, now, actions)
+            else:
+                actions.append(Fail(ErrorCode.UNEXPECTED_EVENT, f"herald for pair {key[2]} of "
+                                    f"item {msg.qid} of {spec.number} pairs"))
+                actions.append(QuantumOp(None, Discard(herald.qubit)))
         self._follow(link, actions)
         return actions
 
@@ -483,10 +536,9 @@ class EGP(Protocol):
         if item is None or not link.leader:
             return []
         actions: list = []
-        if link.cur is item and link.phase is not _IDLE:
-            self._withdraw(link, actions)
+        self._withdraw(link, actions, item)
         self._drop_item(link, item, code, f"peer: {msg.detail}", actions, tell_peer=False)
-        if link.phase is _IDLE:
+        if _can_submit(link):
             self._schedule(link, now, actions)
         return actions
 
@@ -497,14 +549,16 @@ class EGP(Protocol):
             return refused
         actions: list = []
         if link.leader:
-            # the follower's memory stayed full: end the item being attempted
-            item = link.cur
-            if msg.qid == -1 and item is not None and not item.finished:
-                if link.phase is not _IDLE:
-                    self._withdraw(link, actions)
-                self._drop_item(link, item, _link_code(msg.code), "peer's memory stayed full",
-                                actions)
-                if link.phase is _IDLE:
+            # the follower's memory stayed full: end the items being attempted
+            if msg.qid == -1:
+                busy = {id(e[0]): e[0] for e in link.waiting}
+                busy.update((id(it), it) for it in link.items.values() if it.out)
+                for item in busy.values():
+                    if not item.finished:
+                        self._withdraw(link, actions, item)
+                        self._drop_item(link, item, _link_code(msg.code),
+                                        "peer's memory stayed full", actions)
+                if _can_submit(link):
                     self._schedule(link, now, actions)
             return actions
         item = link.items.get(msg.qid)
@@ -526,24 +580,33 @@ class EGP(Protocol):
             return refused
         entry = link.delivered.pop(msg.seq, None)
         if entry is None:
-            return []
+            gone = link.measured.pop(msg.seq, None) if msg.reason == "withdrawn" else None
+            if gone is None:
+                return []
+            # a measured pair the leader withdrew (it never had its half): void
+            return [Deliver(LinkExpire(gone[0], link.peer, "peer: withdrawn", gone[1]))]
         actions: list = [CancelTimer(("cutoff", link.peer, msg.seq))]
         self._expire(link, entry, f"peer: {msg.reason}", actions)
         return actions
 
     # ------------------------------------------------------------ the leader's scheduler
     def _pick(self, link: LinkState, now: int) -> _Item | None:
+        """The item the next pair serves (None: none may have one now)."""
         best = None
         best_key = None
         served = link.served
         for item in link.items.values():
             spec = item.spec
-            if item.finished:
+            if item.finished or item.ending is not None:
                 continue
             if spec.deadline_ns and now >= spec.deadline_ns:
                 continue            # its deadline timer ends it
-            if spec.consecutive and item.done:
-                return item          # an unfinished consecutive/atomic item runs on
+            if spec.consecutive and item.sent:
+                # an unfinished consecutive/atomic item runs on; its pairs may
+                # run in parallel, no other item's between them
+                return item if item.sent < item.limit else None
+            if item.sent >= item.limit:
+                continue             # every pair it still needs is being made
             w = self.weights.get(spec.purpose_id, 1.0)
             key = (spec.priority, served.get((spec.priority, spec.purpose_id), 0) / w,
                    spec.purpose_id, item.qid)
@@ -552,70 +615,143 @@ class EGP(Protocol):
         return best
 
     def _schedule(self, link: LinkState, now: int, actions: list) -> None:
-        """The leader's link is idle: start the next pair, if any item wants one."""
+        """The leader's link can take more Entangles (``_can_submit``): start
+        pairs for the items that want them, up to m outstanding."""
         items = link.items
-        if len(items) == 1:
-            # one item (a repeater chain's usual case): nothing to choose between
-            item = next(iter(items.values()))
-            deadline = item.spec.deadline_ns
-            if item.finished or (deadline and now >= deadline):
-                item = None
-        else:
-            item = self._pick(link, now)
-        if item is None:
-            link.cur = None
-            return
-        spec = item.spec
-        k = (spec.priority, spec.purpose_id)
         served = link.served
-        served[k] = served.get(k, 0) + 1      # fairness counts pairs scheduled
-        self._entangle(link, item, actions)
+        while True:
+            if len(items) == 1:
+                # one item (a repeater chain's usual case): nothing to choose between
+                item = next(iter(items.values()))
+                deadline = item.spec.deadline_ns
+                if item.finished or (deadline and now >= deadline) or item.sent >= item.limit \
+                        or item.ending is not None:
+                    return
+            else:
+                item = self._pick(link, now)
+                if item is None:
+                    return
+            spec = item.spec
+            k = (spec.priority, spec.purpose_id)
+            served[k] = served.get(k, 0) + 1      # fairness counts pairs scheduled
+            self._entangle(link, item, actions)
+            if link.out >= link.m:
+                return
 
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
-        """Leader: submit the Entangle for ``item``'s next pair."""
+        """Leader: submit the Entangle for ``item``'s next pair. Its key
+        ``("egp", qid, pair index, seq)`` names the pair at both ends."""
+        if link.free_seqs:
+            seq = heappop(link.free_seqs)
+        else:
+            seq = link.seq
+            link.seq = seq + 1
+        index = item.sent
+        item.sent = index + 1
+        self._resubmit(link, item, ("egp", item.qid, index, seq), actions)
+
+    def _resubmit(self, link: LinkState, item: _Item, key: tuple, actions: list) -> None:
+        """Leader: submit ``key``'s Entangle (the first time, or again after a
+        full memory or the follower's cancel: the same pair, the same number)."""
         spec = item.spec
-        op = self.start_op(Entangle(link.peer, ("egp", item.qid, item.done),
-                                    spec.deadline_ns or _NO_DEADLINE, spec.param, 0), link)
-        link.op_id = op.op_id
-        link.cur = item
-        link.phase = TRANSITIONS.next(link.phase, "submit")
-        actions.append(op)
+        actions.append(self.start_op(Entangle(link.peer, key, spec.deadline_ns or _NO_DEADLINE,
+                                              spec.param, 0), (link, item, key)))
+        item.out += 1
+        link.out += 1
+        try:
+            link.phase = _MOVES[link.phase, "submit"]
+        except KeyError:
+            TRANSITIONS.next(link.phase, "submit")      # raises the defined error
+
+    def _unused(self, link: LinkState, item: _Item, key: tuple, withdrawn: bool,
+                reuse: bool = True) -> None:
+        """Leader: ``key``'s Entangle will not be submitted again: its pair
+        number is free again if ``reuse`` (it made no pair) and, if
+        ``withdrawn``, the pair does not count as scheduled (as if never picked)."""
+        if reuse:
+            heappush(link.free_seqs, key[3])
+        if withdrawn:
+            spec = item.spec
+            k = (spec.priority, spec.purpose_id)
+            served = link.served
+            served[k] -= 1
+            if not served[k]:
+                del served[k]
 
     # ------------------------------------------------------------ the follower
     def _follow(self, link: LinkState, actions: list) -> None:
-        """Follower: keep one Entangle that follows the leader's outstanding
-        while the leader has pairs to make that this end knows of (or heralds
-        already came for an item whose QueueAdd is on its way); none otherwise."""
-        wanted = bool(link.items or link.orphans)
+        """Follower: keep Entangles that follow the leader's outstanding, as
+        many as the leader may have (up to m, at most the pairs of the items
+        this end knows of still to come; m while heralds came for an item
+        whose QueueAdd is on its way); none once it knows of no such pair."""
         phase = link.phase
-        if wanted and phase is _IDLE:
-            op = self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0), link)
-            link.op_id = op.op_id
-            link.phase = TRANSITIONS.next(phase, "submit")
-            actions.append(op)
-        elif not wanted and phase is not _IDLE and phase is not _DOWN:
+        if link.m == 1:                    # (one process: the usual case, kept short)
+            if link.items or link.orphans:
+                if phase is _IDLE:
+                    actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0),
+                                                 link.follow_ctx))
+                    link.out = 1
+                    link.phase = _ATTEMPTING          # (IDLE, submit)
+            elif phase is not _IDLE and phase is not _DOWN:
+                self._withdraw(link, actions)
+            return
+        if link.orphans:
+            wanted = link.m
+        else:
+            wanted = min(link.m, sum(max(0, it.limit - it.done) for it in link.items.values()))
+        if wanted:
+            if phase is _BACKOFF or phase is _DOWN:
+                return                        # the retry timer follows again
+            ctx = link.follow_ctx
+            while link.out < wanted:
+                actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0), ctx))
+                link.out += 1
+                link.phase = TRANSITIONS.next(link.phase, "submit")
+        elif phase is not _IDLE and phase is not _DOWN:
             self._withdraw(link, actions)
 
-    def _withdraw(self, link: LinkState, actions: list) -> None:
-        """Take back the outstanding Entangle (or the pending retry of one)."""
-        if link.phase is _BACKOFF:
-            actions.append(CancelTimer(("retry", link.peer)))
-        elif link.op_id is not None:
-            self.take_op(link.op_id)             # its "cancelled" answer is then ignored
-            if link.leader:
-                item = link.cur
-                key = ("egp", item.qid, item.done)
-                spec = item.spec
-                k = (spec.priority, spec.purpose_id)
-                served = link.served
-                served[k] -= 1
-                if not served[k]:
-                    del served[k]       # as if never picked
+    def _withdraw(self, link: LinkState, actions: list, item: _Item | None = None,
+                  outstanding: bool = True, tell: bool = True) -> None:
+        """Take back the outstanding Entangles (unless not ``outstanding``) and
+        the pending retries of the link (``item``: only that item's; leader).
+        A keyed Entangle out may have made a pair whose herald reached the
+        follower already (the station then frees only this end's half): its
+        number is not reused and, if ``tell``, ``Expire(seq)`` tells the
+        follower to expire the pair if it has it."""
+        peer = link.peer
+        if link.waiting:
+            keep = []
+            for entry in link.waiting:
+                if item is None or entry[0] is item:
+                    self._unused(link, entry[0], entry[1], True)
+                else:
+                    keep.append(entry)
+            link.waiting = keep
+        taken = 0
+        if link.out and outstanding:
+            ops = self._ops
+            for op_id in [i for i, ctx in ops.items() if ctx.__class__ is tuple
+                          and ctx[0] is link and (item is None or ctx[1] is item)]:
+                _, it, key = ops.pop(op_id)         # its "cancelled" answer is then ignored
+                taken += 1
+                if key is not None:
+                    it.out -= 1
+                    self._unused(link, it, key, True, reuse=False)
+                    if tell:
+                        actions.append(SendMessage(peer, Expire(key[3], "withdrawn")))
+                actions.append(QuantumOp(None, CancelEntangle(peer, key)))
+            link.out -= taken
+        phase = link.phase
+        if phase is _BACKOFF:
+            if not link.out and not link.waiting:
+                # nothing left to retry: the wait ends (with others out it runs
+                # on, and its retry finds them answered or still out)
+                actions.append(CancelTimer(("retry", peer)))
+                link.phase = TRANSITIONS.next(phase, "withdraw")
             else:
-                key = None
-            actions.append(QuantumOp(None, CancelEntangle(link.peer, key)))
-        link.op_id = None
-        link.phase = TRANSITIONS.next(link.phase, "withdraw")
+                link.phase = TRANSITIONS.next(phase, "withdraw some")
+        elif phase is _ATTEMPTING and taken:
+            link.phase = TRANSITIONS.next(phase, "withdraw" if not link.out else "withdraw some")
 
     # ------------------------------------------------------------ timers
     @on(TimerFired)
@@ -627,22 +763,24 @@ class EGP(Protocol):
         actions: list = []
         if kind == "deadline":
             item = link.items.get(rest[0])
-            if item is None or (link.cur is item and link.phase is _ATTEMPTING):
-                return actions       # the Entangle's own deadline answers for it
-            if link.cur is item:
-                self._withdraw(link, actions)     # (backing off: no Entangle out)
-            self._drop_item(link, item, ErrorCode.LINK_TIMEOUT, "max_time ran out", actions)
-            if link.phase is _IDLE:
+            if item is None or item.out:
+                return actions       # its Entangles' own deadlines answer for it
+            self._end_item(link, item, ErrorCode.LINK_TIMEOUT, "max_time ran out", actions)
+            if _can_submit(link):
                 self._schedule(link, now, actions)
         elif kind == "retry":
             if link.phase is not _BACKOFF:
                 return actions
-            link.phase = TRANSITIONS.next(_BACKOFF, "retry")
+            link.phase = TRANSITIONS.next(_BACKOFF, "retry" if not link.out
+                                          else "retry, more out")
             if link.leader:
-                item = link.cur
-                if item is not None and not item.finished:
-                    self._entangle(link, item, actions)
-                else:
+                waiting, link.waiting = link.waiting, []
+                for item, key in waiting:
+                    if item.finished or item.ending is not None or link.out >= link.m:
+                        self._unused(link, item, key, True)
+                    else:
+                        self._resubmit(link, item, key, actions)
+                if link.out < link.m:
                     self._schedule(link, now, actions)
             else:
                 self._follow(link, actions)
@@ -659,69 +797,81 @@ class EGP(Protocol):
         ctx = self.take_op(ev.op_id)
         if ctx is None:
             return None
-        if ctx.__class__ is LinkState:           # an Entangle: its herald
-            link = ctx
-            if link.op_id != ev.op_id:
-                return None
-            link.op_id = None
-            link.phase = TRANSITIONS.next(link.phase, "herald")
+        if ctx.__class__ is tuple:           # an Entangle: its herald
+            link, item, key = ctx
+            link.out = out = link.out - 1
+            try:
+                link.phase = _MOVES[link.phase, "herald, more out" if out else "herald"]
+            except KeyError:
+                TRANSITIONS.next(link.phase, "herald")  # raises the defined error
             h = ev.outcome
+            if item is not None:
+                item.out -= 1
             if h is not None and h.ok:
-                return self._herald_ok(link, h, now)
-            return self._herald_failed(link, h, now)
+                return self._herald_ok(link, item, key, h, now)
+            return self._herald_failed(link, item, key, h, now)
         m: _Measuring = ctx
         outcome = ev.outcome
         if not isinstance(outcome, int):
             return [Fail(ErrorCode.LINK_OUT_OF_MEMORY, f"measurement failed: {outcome}")]
         item = m.item
-        item.delivered += 1
+        item.delivered = ndel = item.delivered + 1
         spec = item.spec
+        link = self.links[m.peer]
+        measured = link.measured       # (for an Expire of a pair the leader withdrew)
+        measured[m.ent_id.seq] = (m.ent_id, spec.purpose_id)
+        if len(measured) > link.capacity:
+            del measured[next(iter(measured))]
         return [Deliver(LinkOk(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
                                m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
-                               m.index + 1 == spec.number))]
+                               ndel == spec.number))]
 
-    def _herald_ok(self, link: LinkState, h: Any, now: int) -> list:
+    def _herald_ok(self, link: LinkState, item: _Item | None, key: tuple | None, h: Any,
+                   now: int) -> list:
         link.retries = 0
-        seq = link.seq
-        link.seq = seq + 1
         actions: list = []
-        if link.leader:
-            item = link.cur
-            self._pair_made(link, item, seq, h, now, actions)
+        if item is not None:                     # the leader: its key names the pair
+            self._pair_made(link, item, key[3], key[2], h, now, actions)
+            if item.ending is not None or link.phase is not _IDLE or link.m != 1:
+                # several processes, a retry waiting or the item ending
+                if item.ending is not None and not item.out:
+                    self._drop_item(link, item, item.ending[0], item.ending[1], actions)
+                if link.phase is not _BACKOFF:   # (else the retry timer submits again)
+                    self._schedule(link, now, actions)
+                return actions
             spec = item.spec
             if not item.finished and (spec.consecutive or len(link.items) == 1) \
                     and (not spec.deadline_ns or now < spec.deadline_ns):
-                # fast path: the only (or a consecutive) item continues
+                # fast path (one process): the only (or a consecutive) item continues
                 k = (spec.priority, spec.purpose_id)
                 served = link.served
                 served[k] = served.get(k, 0) + 1
                 self._entangle(link, item, actions)
             else:
-                link.cur = None
                 self._schedule(link, now, actions)
             return actions
-        key = h.key
-        qid = key[1] if isinstance(key, tuple) and len(key) == 3 else None
+        key = h.key                              # the follower reads the leader's key
+        qid = key[1] if isinstance(key, tuple) and len(key) == 4 else None
         item = link.items.get(qid)
         if item is None:
             # the leader's QueueAdd for it is still on its way: the pair waits
-            link.orphans.setdefault(qid, []).append((seq, h, now))
-        elif key[2] != item.done:
+            link.orphans.setdefault(qid, []).append((h, now))
+        elif not 0 <= key[2] < item.spec.number:
             actions.append(Fail(ErrorCode.UNEXPECTED_EVENT,
-                                f"herald for pair {key[2]} of item {qid}, expected {item.done}"))
+                                f"herald for pair {key[2]} of item {qid} of "
+                                f"{item.spec.number} pairs"))
             actions.append(QuantumOp(None, Discard(h.qubit)))
         else:
-            self._pair_made(link, item, seq, h, now, actions)
+            self._pair_made(link, item, key[3], key[2], h, now, actions)
         self._follow(link, actions)
         return actions
 
-    def _pair_made(self, link: LinkState, item: _Item, seq: int, h: Any, now: int,
+    def _pair_made(self, link: LinkState, item: _Item, seq: int, index: int, h: Any, now: int,
                    actions: list) -> None:
-        """Pair ``seq`` of the link serves ``item``: deliver it (K) or measure it (M)."""
+        """Pair ``seq`` of the link, ``item``'s pair ``index``: deliver it (K) or measure it (M)."""
         spec = item.spec
         peer = link.peer
-        index = item.done
-        item.done = done = index + 1
+        item.done = done = item.done + 1
         if done >= item.limit:
             item.finished = True
             del link.items[item.qid]
@@ -763,58 +913,88 @@ class EGP(Protocol):
                                            f"aborted by the leader ({done}/{spec.number} pairs)",
                                            spec.purpose_id)))
 
-    def _herald_failed(self, link: LinkState, h: Any, now: int) -> list:
+    def _herald_failed(self, link: LinkState, item: _Item | None, key: tuple | None, h: Any,
+                       now: int) -> list:
         reason = getattr(h, "reason", "no outcome")
         actions: list = []
         if reason in _HERALD_DOWN:
             return actions          # LinkDown / PeerDown follows and settles the link
+        leader = item is not None
         if reason == "memory full":
             link.retries += 1
             if link.retries > self.max_memory_retries:
                 link.retries = 0
-                if link.leader:
-                    item = link.cur
-                    if item is not None:
-                        self._drop_item(link, item, ErrorCode.LINK_OUT_OF_MEMORY,
-                                        "memory stayed full", actions)
-                    self._schedule(link, now, actions)
+                if leader:
+                    self._unused(link, item, key, False)
+                    self._end_item(link, item, ErrorCode.LINK_OUT_OF_MEMORY,
+                                   "memory stayed full", actions)
+                    if _can_submit(link):
+                        self._schedule(link, now, actions)
                     return actions
-                # the follower cannot tell which item to end: the leader ends its current one
+                # the follower cannot tell which item to end: the leader ends those it attempts
                 actions.append(SendMessage(link.peer, Abort(-1, int(ErrorCode.LINK_OUT_OF_MEMORY),
                                                             0)))
-            first = max(1_000, int(link.model.cycle_ns(link.cur.spec.param if link.cur else 0.0)))
-            backoff = max(first, min(first << min(max(link.retries, 1) - 1, 40),
-                                     self.memory_backoff_max_ns))
+            if leader:
+                if item.finished or item.ending is not None:
+                    self._unused(link, item, key, False)
+                    self._settle(link, item, now, actions)
+                    return actions
+                link.waiting.append((item, key))
+            if link.phase is not _BACKOFF:
+                first = max(1_000, int(link.model.cycle_ns(item.spec.param if leader else 0.0)))
+                backoff = max(first, min(first << min(max(link.retries, 1) - 1, 40),
+                                         self.memory_backoff_max_ns))
+                actions.append(StartTimer(("retry", link.peer), backoff))
             link.phase = TRANSITIONS.next(link.phase, "memory full")
-            actions.append(StartTimer(("retry", link.peer), backoff))
             return actions
-        if not link.leader:
+        if not leader:
             self._follow(link, actions)      # the follower has no deadline: follow again
             return actions
-        item = link.cur
-        if reason == "cancelled":
+        if reason == "cancelled" and not item.finished and item.ending is None:
             # the follower withdrew (it knew of no item then): ask again
-            if item is not None and not item.finished:
-                self._entangle(link, item, actions)
+            if link.phase is _BACKOFF:
+                link.waiting.append((item, key))
             else:
-                self._schedule(link, now, actions)
+                self._resubmit(link, item, key, actions)
             return actions
-        if item is not None and not item.finished:
+        self._unused(link, item, key, False)
+        if reason != "cancelled" and not item.finished:
             code = ErrorCode.LINK_TIMEOUT if reason in ("deadline", "peer absent") \
                 else ErrorCode.LINK_REJECTED
-            self._drop_item(link, item, code, f"no herald before the deadline ({reason})",
-                            actions)
-        link.cur = None
-        self._schedule(link, now, actions)
+            self._end_item(link, item, code, f"no herald before the deadline ({reason})",
+                           actions)
+        self._settle(link, item, now, actions)
         return actions
+
+    def _settle(self, link: LinkState, item: _Item, now: int, actions: list) -> None:
+        """Leader, after an Entangle of ``item`` answered without a pair: end
+        the item if it was ending and this was its last, then fill the link."""
+        if item.ending is not None and not item.out and not item.finished:
+            self._drop_item(link, item, item.ending[0], item.ending[1], actions)
+        if _can_submit(link):
+            self._schedule(link, now, actions)
+
+    def _end_item(self, link: LinkState, item: _Item, code: ErrorCode, detail: str,
+                  actions: list) -> None:
+        """Leader: ``item`` ends (deadline, full memory): its retries are
+        dropped; it ends now if none of its Entangles is out, else when the
+        last answers (a pair made meanwhile still counts: the follower hears
+        of it in the Abort's ``done``)."""
+        if any(e[0] is item for e in link.waiting):
+            # its retries only: an Entangle out may have made a pair whose
+            # herald the follower has heard already
+            self._withdraw(link, actions, item, outstanding=False)
+        if item.out:
+            item.ending = (code, detail)
+        else:
+            self._drop_item(link, item, code, detail, actions)
 
     def _drop_item(self, link: LinkState, item: _Item, code: ErrorCode, detail: str,
                    actions: list, tell_peer: bool = True) -> None:
         """Remove ``item`` from the queue; the requesting end gets LinkErr (the
         leader tells the follower, unless the follower refused it)."""
         link.items.pop(item.qid, None)
-        if link.cur is item:
-            link.cur = None
+        item.ending = None
         if item.finished:
             return
         item.finished = True
@@ -891,22 +1071,31 @@ class EGP(Protocol):
         if link.phase is _DOWN:
             return []
         actions: list = []
-        if link.phase is not _IDLE:
-            self._withdraw(link, actions)
+        if link.out or link.phase is _BACKOFF:
+            self._withdraw(link, actions, tell=False)
         for seq, entry in list(link.delivered.items()):
             if self.cutoff_ns is not None:
                 actions.append(CancelTimer(("cutoff", link.peer, seq)))
             self._expire(link, entry, reason, actions)
+        unanswered: dict[int, _Item] = {}
+        for op_id in [i for i, ctx in self._ops.items()
+                      if ctx.__class__ is _Measuring and ctx.peer == link.peer]:
+            item = self.take_op(op_id).item   # measurements in flight: their pairs are gone too
+            if item.local and item.done >= item.spec.number:   # (no LinkErr sent for it)
+                unanswered[id(item)] = item
         for item in list(link.items.values()):
             self._drop_item(link, item, ErrorCode.LINK_DOWN, reason, actions, tell_peer=False)
         for cid, req in link.pending.items():
             actions.append(self._err(req, cid, ErrorCode.LINK_DOWN, reason))
         for heralds in link.orphans.values():
-            for _seq, herald, _t in heralds:
+            for herald, _t in heralds:
                 actions.append(QuantumOp(None, Discard(herald.qubit)))
-        for op_id in [i for i, ctx in self._ops.items()
-                      if ctx.__class__ is _Measuring and ctx.peer == link.peer]:
-            self.take_op(op_id)         # measurements in flight: their pairs are gone too
+        for item in unanswered.values():
+            # all its pairs were heralded, some not yet measured: its request fails
+            spec = item.spec
+            actions.append(Deliver(LinkErr(spec.create_id, link.peer, ErrorCode.LINK_DOWN,
+                                           f"{reason} ({item.delivered}/{spec.number} pairs "
+                                           "measured)", spec.purpose_id)))
         link.reset()
         return actions
 
@@ -956,6 +1145,13 @@ def _invalid(req: CreateRequest, cid: int) -> str:
 
 _REQUEST_TYPES = frozenset(int(t) for t in RequestType)
 _REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without the enum call
+
+
+def _can_submit(link: LinkState) -> bool:
+    """The link may take another Entangle now: not down, no retry waiting,
+    fewer than m out."""
+    phase = link.phase
+    return phase is _IDLE or (phase is _ATTEMPTING and link.out < link.m)
 
 
 def _maybe_back(link: LinkState) -> None:

@@ -46,8 +46,15 @@ class NodeHardware:
     (coherences x (1 - 2p) per attempt, (1 - 2p)^N after N attempts): the
     dephasing of stored NV nuclear-spin qubits by the electron spin's
     entangling attempts (Kalb et al., Science 356, 928 (2017); Kalb et al.,
-    PRA 97, 062330 (2018)); 0 (default) is off. Bad values raise
-    ``ValueError`` naming the field (a configuration file's ``ConfigError``).
+    PRA 97, 062330 (2018)); 0 (default) is off.
+    ``communication_qubits``: how many heralded entanglement generation
+    processes the node runs at once on each of its links (communication
+    qubits, or the modes of a multiplexed source/memory, per link): a link
+    runs min(both ends', each end's ``num_qubits``, the link's own cap) in
+    parallel (``specs/link.md`` §4). 1 (default) is one communication qubit
+    that must hear a herald before it tries again, as an NV centre or a
+    trapped ion does. Bad values raise ``ValueError`` naming the field (a
+    configuration file's ``ConfigError``).
     """
 
     num_qubits: int = 8
@@ -61,12 +68,16 @@ class NodeHardware:
     gate_2q_depolar: float = 0.0
     measure_flip_prob: float = 0.0
     attempt_dephasing_prob: float = 0.0
+    communication_qubits: int = 1
 
     def __post_init__(self) -> None:
         # Strict types (a bool is not a count, a float not a number of ns)
         # and no NaN: a bad value is refused here, not met mid-run.
         if not _is_int(self.num_qubits) or self.num_qubits < 1:
             raise ValueError(f"num_qubits: expected an integer >= 1, got {show(self.num_qubits)}")
+        if not _is_int(self.communication_qubits) or not 1 <= self.communication_qubits <= 65535:
+            raise ValueError("communication_qubits: expected an integer in 1..65535 (generation "
+                             f"processes per link), got {show(self.communication_qubits)}")
         for name in ("t1_ns", "t2_ns"):
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:

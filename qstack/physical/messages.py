@@ -32,7 +32,7 @@ _KEY = limits(max_len=256)
 def key_to_wire(key: Hashable | None) -> bytes:
     """A pair key as the station sees it: msgpack bytes (b"" for a follower's
     ``None``). Keys are tuples of strings and integers (the link layer's
-    ``("egp", qid, index)``, the ideal network's ``("ideal", head, rid, i)``)."""
+    ``("egp", qid, index, seq)``, the ideal network's ``("ideal", head, rid, i)``)."""
     if key is None:
         return b""
     return msgpack.packb(list(key) if isinstance(key, tuple) else key, use_bin_type=True)
