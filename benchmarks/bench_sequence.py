@@ -49,10 +49,12 @@ workload, ..., then the next repeat) and the medians are reported, with the
 load average before and after (the machine may be busy).
 
 Multiplexing knobs: ``processes_per_link`` (parallel generation processes per
-link: the NodeHardware field ``PROCESSES_FIELD``, branch ``mux``) and
-``window`` (end-to-end pairs a circuit keeps in flight: QnpProtocol's
-``window``, branch ``pipeline``) default to 1 and 1, what main supports; the
-report shows the configuration used.
+link: the NodeHardware field ``PROCESSES_FIELD``) and ``window`` (end-to-end
+pairs a circuit keeps in flight: QnpProtocol's ``window``) default to 10 and
+"auto": SeQUeNCe's hardware has 10 memories per link direction, each of which
+generates at once, so that is the matched hardware; ``--processes 1 --window 1``
+gives qstack's one-pair-at-a-time protocols. The report shows the
+configuration used.
 
     python -m benchmarks.bench_sequence                       # all, 3 repeats; JSON
     python -m benchmarks.bench_sequence --repeats 5 --only 2bd chain3
@@ -85,7 +87,7 @@ from qstack.sim.network import SimNetwork
 PEER_DIR = Path("/work/shared/peers/sequence")
 #: SeQUeNCe's Python when ``QSTACK_SEQUENCE_PY`` is unset (a scratch venv outside the repo)
 DEFAULT_SEQUENCE_PY = "/work/scratch/sequence13/bin/python"
-#: NodeHardware field for parallel generation processes per link (branch ``mux``)
+#: NodeHardware field for parallel generation processes per link
 PROCESSES_FIELD = "communication_qubits"
 
 ATTEMPT_NOTE = ("qstack samples each link's failed attempts in one geometric draw (skip-ahead, "
@@ -147,15 +149,8 @@ class Hardware:
         """A node: two link directions' memories, no T1 (SeQUeNCe's memories
         dephase only), T2 of ``t2_s`` (default the hardware's)."""
         t2 = self.t2_s if t2_s is None else t2_s
-        extra = {}
-        if processes_per_link != 1:
-            fields = {f.name for f in dataclasses.fields(NodeHardware)}
-            if PROCESSES_FIELD not in fields:
-                raise ValueError(f"processes_per_link={processes_per_link}: this qstack's "
-                                 f"NodeHardware has no {PROCESSES_FIELD!r} field (branch mux)")
-            extra[PROCESSES_FIELD] = processes_per_link
         return NodeHardware(num_qubits=2 * self.memories_per_link, t1_ns=math.inf,
-                            t2_ns=t2 * 1e9, **extra)
+                            t2_ns=t2 * 1e9, **{PROCESSES_FIELD: processes_per_link})
 
 
 @dataclass(frozen=True)
@@ -359,7 +354,7 @@ def _ratio(a, b) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def run(repeats: int = 3, processes_per_link: int = 1, window: int | str = 1,
+def run(repeats: int = 3, processes_per_link: int = 10, window: int | str = "auto",
         only: tuple[str, ...] = (), pairs_scale: float = 1.0, hw: Hardware = Hardware()) -> dict:
     """The side-by-side comparison: medians of ``repeats`` interleaved runs."""
     workloads = [wl for wl in WORKLOADS if not only or wl.key in only]
@@ -436,9 +431,9 @@ def table(res: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="parallel generation processes per link (branch mux)")
-    parser.add_argument("--window", type=lambda v: v if v == "auto" else int(v), default=1,
+    parser.add_argument("--processes", type=int, default=10,
+                        help="parallel generation processes per link (communication_qubits)")
+    parser.add_argument("--window", type=lambda v: v if v == "auto" else int(v), default="auto",
                         help="end-to-end pairs a circuit keeps in flight (QnpProtocol window; "
                              "'auto' where the protocol offers it)")
     parser.add_argument("--only", nargs="*", default=(),
