@@ -145,6 +145,24 @@ class EmuHarness(suite.Harness):
         async def go():
             await self.nursery.start(self._daemon, node)
         trio.from_thread.run(go, trio_token=self.token)
+        # The suite's next step gives the reconnection a few model microseconds
+        # (a fraction of a second of real time): on a loaded machine the
+        # restarted daemon's sessions may take longer than that to open, so
+        # wait (bounded) until every neighbour has seen its new boot.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.call(self._rejoined, node):
+            time.sleep(0.01)
+
+    def _rejoined(self, node):
+        d = self.daemons.get(node)
+        if d is None or d.boot is None:
+            return False
+        for other in d.neighbours:
+            od = self.daemons.get(other)
+            peer = od.peers.get(node) if od is not None else None
+            if od is not None and (peer is None or not peer.up or peer.boot != d.boot):
+                return False
+        return True
 
     def link_down(self, a, b, up=False):
         def go():
