@@ -219,3 +219,13 @@ def test_follower_cancel_after_the_leader_aborted_gives_no_link_err():
     acts = b.handle(MessageReceived("a", Abort(add.qid, int(ErrorCode.LINK_TIMEOUT), 0)), 30)
     assert not _events(acts, LinkErr) and len(_cancels(acts)) == 1
     _idle(b, "a")
+
+
+def test_a_cancel_from_the_follower_for_the_leaders_own_request_is_refused():
+    a, _b = _pair(1)
+    (add,) = _msgs(a.handle(CreateRequest("b", number=3, create_id=7), 0))
+    acts = a.handle(MessageReceived("b", QueueReject(add.qid, 7, int(ErrorCode.LINK_CANCELLED),
+                                                     "")), 5)
+    (fail,) = acts
+    assert fail.code is ErrorCode.UNEXPECTED_EVENT
+    assert a.links["b"].items[add.qid].ending is None        # it goes on

@@ -555,6 +555,9 @@ class EGP(Protocol):
         if code is _CANCELLED:
             # the follower cancelled its queued request: it ends as at a
             # deadline (Entangles out answer first), the Abort tells how many pairs
+            if item.origin != link.peer:
+                return [Fail(ErrorCode.UNEXPECTED_EVENT,
+                             f"{link.peer} cancelled item {item.qid}, which it did not request")]
             if item.ending is None and not item.finished:
                 self._end_item(link, item, code, "cancelled by the requester", actions)
                 if _can_submit(link):
