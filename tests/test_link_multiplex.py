@@ -10,7 +10,9 @@
   and jitter, asymmetric herald delays, a memory that fills, a memory cut-off
   and faults (link down and up, session reset, node reset), every pair delivered at both ends carries the same
   ent_id, Bell index and request; a pair delivered at one end only is
-  expired there (or lost with its node); every request is answered; at the
+  expired there (or lost with its node); every request is answered or
+  cancelled (``CancelCreate`` at random times: no LinkErr after the cancel,
+  at the leader no more pairs after it than the m in flight); at the
   end no reservation, no Entangle and no queue state is left.
 * Unit checks of the leader and follower with several Entangles out, and the
   configuration path of ``communication_qubits`` / ``max_parallel``.
@@ -29,7 +31,9 @@ from qstack.core.protocol import (
 from qstack.link.egp import EGP, TRANSITIONS, Phase
 from qstack.link.messages import Abort
 from qstack.link.schemes import DoubleClickModel, SenderReceiverModel
-from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType
+from qstack.link.service import (
+    CancelCreate, CreateRequest, LinkErr, LinkExpire, LinkOk, RequestType,
+)
 from qstack.link.theory import multiplexed_pair_rate_hz, pair_count_moments, process_period_ns
 from qstack.physical.device import NodeHardware
 from qstack.physical.ops import CancelEntangle, Entangle, Herald
@@ -304,9 +308,11 @@ _REQUESTS = st.lists(
        delay=st.sampled_from([0, 1, 24_000, 200_000]),
        jitter=st.sampled_from([0, 1_000, 100_000]),
        faults=st.lists(_FAULT, max_size=2), tight=st.booleans(),
-       cutoff=st.sampled_from([None, None, 300_000]), seed=st.integers(0, 3))
+       cutoff=st.sampled_from([None, None, 300_000]), seed=st.integers(0, 3),
+       cancels=st.lists(st.tuples(st.integers(0, 60).map(lambda k: 25_000 * k),
+                                  st.integers(0, 5)), max_size=3))
 def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, delay, jitter,
-                                                     faults, tight, cutoff, seed):
+                                                     faults, tight, cutoff, seed, cancels):
     model = (SenderReceiverModel(length_km=5) if asymmetric
              else DoubleClickModel(length_km=5))
     # tight: a memory that fills with the held pairs (memory-full retries, and
@@ -325,6 +331,14 @@ def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, de
                             type=rtype)
         net.sim.schedule_at(t, net.submit, node, req, "link.egp")
         submitted[cid] = (t, node, number)
+    cancelled_at = {}             # create id -> when its requester cancelled it
+    for t, i in cancels:
+        cid = i % len(requests)
+        t0, node, _n = submitted[cid]
+        net.sim.schedule_at(t, net.submit, node, CancelCreate(cid, "b" if node == "a" else "a"),
+                            "link.egp")
+        if t >= t0:               # (before the request: a no-op)
+            cancelled_at[cid] = min(t, cancelled_at.get(cid, t))
     # (the simulator announces a restarted node's link up even when the link
     # goes down at that instant: a node reset comes alone)
     assume(len(faults) == 1 or not any(kind.startswith("reset") for _t, kind, _l in faults))
@@ -386,15 +400,26 @@ def test_any_order_any_fault_same_pairs_at_both_ends(requests, m, asymmetric, de
             continue
         got = sum(1 for _t, _r, ok, _p in recs[node].oks if ok.create_id == cid)
         errs = [e for _, e in recs[node].errs if e.create_id == cid]
+        assert all(e.code in allowed for e in errs), errs
+        tc = cancelled_at.get(cid)
+        if tc is not None:
+            # cancelled: a LinkErr only from before the cancel, at most one; at
+            # the leader only the pairs whose Entangles were out come after it
+            assert got <= number and len(errs) <= 1, (cid, got, number, errs)
+            assert all(te <= tc for te, e in recs[node].errs if e.create_id == cid)
+            if node == "a":
+                late = sum(1 for te, _r, ok, _p in recs[node].oks if ok.create_id == cid
+                           and te > tc)
+                assert late <= m, (cid, late, m)
+            continue
         assert (got == number and not errs) or (len(errs) == 1 and got < number), \
             (cid, got, number, errs)
-        assert all(e.code in allowed for e in errs), errs
     # 3. nothing left over: the qubits held are those delivered, not expired, not lost
     for n in "ab":
         egp = net.node(n).protocols["link.egp"]
         link = egp.links["b" if n == "a" else "a"]
         assert link.out == 0 and not link.waiting and not link.items and not link.orphans
-        assert not link.pending
+        assert not link.pending and not link.cancelled
         dev = net.node(n).device
         assert dev._reserved == 0
         # held: this session's pairs (since the node's last reset) not expired

@@ -16,9 +16,13 @@ they give.
   (tolerances at each assertion), and every pair has exactly the Werner
   product fidelity.
 * Properties (hypothesis): random chains, windows, memories, concurrent
-  circuits in both directions, swap strategies and faults: every request
-  ends; pairs are delivered once, with the same Bell state at both ends;
-  memory, circuits and link-layer queues are empty at the end.
+  circuits in both directions, swap strategies, faults and requests
+  cancelled at random times (NetCancel: the circuit ends and its standing
+  link requests are withdrawn with CancelCreate): every request ends; pairs
+  are delivered once, with the same Bell state at both ends; memory,
+  circuits and link-layer queues (cancelled requests too) are empty at the end.
+* After a circuit ends, its links make no pair for it any more but those
+  already being made (at most m per link, here 1).
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ from qstack.link.service import CreateRequest, LinkErr
 from qstack.network.circuit import MAX_AUTO_WINDOW, QnpProtocol
 from qstack.network.messages import CircuitConfirm, CircuitSetup
 from qstack.network.routing import Topology
-from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, SwapStrategy
+from qstack.network.service import (
+    NetCancel, NetErr, NetExpire, NetOk, NetRequest, SwapStrategy,
+)
 from qstack.network.theory import (
     chain_fidelity, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
 )
@@ -246,11 +252,14 @@ def scenarios(draw):
         a, b = draw(st.sampled_from(names)), draw(st.sampled_from(names))
         if a == b:
             continue
+        start = draw(st.integers(0, 4)) * 50_000
+        # cancelled (NetCancel) at a random time after its start, or not
+        cancel = draw(st.sampled_from([None, None, None, 1, 2, 5, 10, 20, 40]))
         requests.append((a, b, draw(st.integers(1, 8)),
                          draw(st.sampled_from([SwapStrategy.ASAP, SwapStrategy.NESTED])),
-                         draw(st.integers(0, 4)) * 50_000))
+                         start, None if cancel is None else start + cancel * 25_000))
     if not requests:
-        requests.append((names[0], names[-1], 3, SwapStrategy.ASAP, 0))
+        requests.append((names[0], names[-1], 3, SwapStrategy.ASAP, 0, None))
     faults = []
     if draw(st.booleans()):
         for _ in range(draw(st.integers(1, 2))):
@@ -276,10 +285,12 @@ def run_scenario(n, window, slots, requests, faults, cutoff, seed):
                           lambda name: [QnpProtocol(name, topo, window=window, num_qubits=slots,
                                                     default_cutoff_ns=cutoff)],
                           seed=seed, hardware=hw, sink=True)
-    for k, (a, b, number, strategy, start) in enumerate(requests):
+    for k, (a, b, number, strategy, start, cancel) in enumerate(requests):
         req = NetRequest(b, number=number, strategy=strategy, request_id=k + 1,
                          max_time_ns=500_000_000)
         net.sim.schedule(start, net.submit, a, req, "network.qnp")
+        if cancel is not None:
+            net.sim.schedule(cancel, net.submit, a, NetCancel(k + 1), "network.qnp")
     net.schedule_faults(faults)
     net.run()
     return net, names, book
@@ -294,8 +305,9 @@ def test_pipelined_circuits_keep_every_promise(case):
     # without faults, and while the circuits do not oversubscribe a link's
     # memory (at most one per slot of its share, slots // 2 at a repeater:
     # specs/network.md "Flow control"), nothing fails: no time-out, no deadlock
-    settled = not faults and len(requests) <= slots // 2
-    for k, (a, b, number, _strategy, _start) in enumerate(requests):
+    cancelled = any(r[5] is not None for r in requests)
+    settled = not faults and not cancelled and len(requests) <= slots // 2
+    for k, (a, b, number, _strategy, _start, _cancel) in enumerate(requests):
         rid = k + 1
         oks = [e for e in inbox(net, a, NetOk) if e.request_id == rid and e.initiator]
         errs = [e for e in inbox(net, a, NetErr) if e.request_id == rid and e.initiator]
@@ -336,3 +348,68 @@ def test_pipelined_circuits_keep_every_promise(case):
         assert not q.circuits and not q.requests, (name, list(q.circuits))
         for link in node.protocols["link.egp"].links.values():
             assert not link.items and not link.pending and not link.orphans, (name, link.peer)
+            assert not link.cancelled and link.out == 0, (name, link.peer)
+
+
+# ---------------------------------------------------------------- no pairs after the end
+
+@pytest.mark.parametrize("n, end", [(2, "cancelled"), (4, "cancelled"), (4, "finished")])
+def test_no_link_pairs_are_made_for_a_circuit_after_it_ended(n, end, monkeypatch):
+    """A chain of n nodes, window 16: when the circuit ends (cancelled mid-way,
+    or all its pairs delivered), its nodes withdraw their standing link
+    requests (CancelCreate). Pairs heralded after every node has heard of
+    the end (the head's end time plus two classical delays per hop: the
+    teardown, then a follower's QueueReject) can only be those whose
+    Entangles were out then: at most m = 1 per link. Without the
+    withdrawal the requests standing at a cancel (checked to exceed that)
+    would be served in full (without it: 10 late pairs in the n = 2 run).
+    A circuit that finished has nothing standing here (no node asks for more
+    pairs than it still needs): that case checks that no late pair comes."""
+    from qstack.link.egp import EGP
+
+    heralds = []                     # (time, node) of each pair made, at the link's leader
+    made = EGP._pair_made
+
+    def counting(self, link, item, seq, index, h, now, actions):
+        if link.leader:
+            heralds.append((now, self.node))
+        return made(self, link, item, seq, index, h, now, actions)
+
+    monkeypatch.setattr(EGP, "_pair_made", counting)
+    names = [f"n{i}" for i in range(n)]
+    topo = Topology.chain(n, fidelity=F, rate_hz=1e3)
+    model = SimplePairModel(P, F, HOP_NS, HOP_NS, HOP_NS, bell_index=None)
+    hw = NodeHardware(num_qubits=SLOTS, t1_ns=math.inf, t2_ns=math.inf)
+    net, book = stack_net(names, {(a, b): model for a, b in zip(names, names[1:])},
+                          lambda name: [QnpProtocol(name, topo, window=16, num_qubits=SLOTS)],
+                          seed=5, hardware=hw, sink=True)
+    number = 10_000 if end == "cancelled" else 30
+    net.submit(names[0], NetRequest(names[-1], number=number), to="network.qnp")
+    standing = []
+
+    def look():
+        standing.append(sum(sum(c.creates.values()) for name in names
+                            for c in net.node(name).protocols["network.qnp"].circuits.values()))
+
+    if end == "cancelled":
+        t_cancel = 2_000_000
+        net.sim.schedule_at(t_cancel - 1, look)
+        net.sim.schedule_at(t_cancel, net.submit, names[0], NetCancel(1), "network.qnp")
+        net.run()
+        (err,) = inbox(net, names[0], NetErr)
+        assert err.detail == "cancelled"
+        t_end = t_cancel
+        assert standing[0] > n - 1, standing        # more than the in-flight bound
+    else:
+        net.run()
+        oks = [(t, e) for t, e in net.nodes[names[0]].inbox if isinstance(e, NetOk)]
+        assert len(oks) == number and not inbox(net, names[0], NetErr)
+        t_end = oks[-1][0]
+    assert not net.errors
+    assert any(t < t_end for t, _ in heralds)
+    settled = t_end + 2 * (n - 1) * HOP_NS
+    late = [(t, node) for t, node in heralds if t > settled]
+    assert len(late) <= n - 1, late
+    for name in names:
+        for link in net.node(name).protocols["link.egp"].links.values():
+            assert not link.items and not link.pending and not link.cancelled and link.out == 0

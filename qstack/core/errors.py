@@ -41,6 +41,7 @@ class ErrorCode(IntEnum):
     LINK_UNKNOWN_PEER = 207  # no link to that node
     LINK_QUEUE_FULL = 208    # the distributed queue is full
     LINK_DOWN = 209          # the link is down, or the peer's session broke (reset, restart)
+    LINK_CANCELLED = 210     # the requester withdrew the request (CancelCreate); never in a LinkErr
 
     # network (300-399)
     NET_NO_ROUTE = 300       # no path to the destination

@@ -83,18 +83,20 @@ from qstack.link.messages import (
 )
 from qstack.link.schemes import bell_fidelity, decayed_bell_fidelity
 from qstack.link.service import (
-    CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, Release, RequestType,
+    CancelCreate, CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, Release,
+    RequestType,
 )
 from qstack.physical.channels_kraus import t1t2_rates
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Measure
 
-__all__ = ["EGP", "Release", "LinkState", "Phase"]
+__all__ = ["EGP", "Release", "CancelCreate", "LinkState", "Phase"]
 
 #: Deadline used for Entangle ops without a time limit, ns.
 _NO_DEADLINE = 1 << 62
 _INT32 = 2**31 - 1
 
 _KEEP = RequestType.KEEP
+_CANCELLED = ErrorCode.LINK_CANCELLED
 
 
 class Phase(State):
@@ -146,7 +148,7 @@ class LinkState:
                  "next_qid", "seq", "out", "m", "waiting", "free_seqs", "follow_ctx", "served",
                  "delivered", "pending", "retries", "fid_cache", "param_cache", "capacity",
                  "last_goodness", "phase", "orphans", "link_down", "session_down", "bells",
-                 "measured")
+                 "measured", "cancelled")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
                  delay_ns: int | None = None, parallel: int = 1) -> None:
@@ -189,6 +191,8 @@ class LinkState:
         self.delivered: dict[int, tuple] = {}   # seq -> (qubit, ent_id, purpose)
         self.measured: dict[int, tuple] = {}    # type M: seq -> (ent_id, purpose), the latest
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
+        # follower: create ids of its requests cancelled before their QueueAdd came
+        self.cancelled: set[int] = set()
         self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
         # a new start: DOWN while the link or its session is down
@@ -210,7 +214,7 @@ class _Item:
     """One queue item (the same at both ends)."""
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
-                 "abort_code", "sent", "out", "ending")
+                 "abort_code", "sent", "out", "ending", "cancelled")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
@@ -226,6 +230,7 @@ class _Item:
         self.out = 0            # leader: its Entangles outstanding
         # leader: (code, detail) once it must end, when its last Entangle answers
         self.ending: tuple | None = None
+        self.cancelled = False  # the requester withdrew it (CancelCreate): no LinkErr
 
 
 class EGP(Protocol):
@@ -489,9 +494,16 @@ class EGP(Protocol):
         spec = msg.spec
         local = msg.origin == self.node
         refuse = None
+        cancelled = False
         if local:
             if link.pending.pop(spec.create_id, None) is None:
-                refuse = (ErrorCode.LINK_REJECTED, "unknown request")
+                if spec.create_id in link.cancelled:
+                    # cancelled before its QueueAdd came: queued only until the
+                    # leader's Abort says how many pairs it got (they may be on their way)
+                    link.cancelled.discard(spec.create_id)
+                    cancelled = True
+                else:
+                    refuse = (ErrorCode.LINK_REJECTED, "unknown request")
         elif msg.origin != link.peer:
             refuse = (ErrorCode.LINK_REJECTED, "origin is neither end")
         elif len(link.items) >= self.max_queue:
@@ -510,6 +522,9 @@ class EGP(Protocol):
         item = _Item(msg.qid, msg.origin, spec, local)
         link.items[msg.qid] = item
         actions = []
+        if cancelled:
+            item.cancelled = True
+            actions.append(self._cancel_message(link, item))
         for herald, _t in link.orphans.pop(msg.qid, ()):
             key = herald.key
             if 0 <= key[2] < spec.number:
@@ -530,12 +545,24 @@ class EGP(Protocol):
         if msg.qid < 0:   # the leader refused our QueueRequest
             req = link.pending.pop(msg.create_id, None)
             if req is None:
+                link.cancelled.discard(msg.create_id)   # (cancelled meanwhile: silently)
                 return []
             return [self._err(req, msg.create_id, code, f"peer: {msg.detail}")]
         item = link.items.get(msg.qid)
         if item is None or not link.leader:
             return []
         actions: list = []
+        if code is _CANCELLED:
+            # the follower cancelled its queued request: it ends as at a
+            # deadline (Entangles out answer first), the Abort tells how many pairs
+            if item.origin != link.peer:
+                return [Fail(ErrorCode.UNEXPECTED_EVENT,
+                             f"{link.peer} cancelled item {item.qid}, which it did not request")]
+            if item.ending is None and not item.finished:
+                self._end_item(link, item, code, "cancelled by the requester", actions)
+                if _can_submit(link):
+                    self._schedule(link, now, actions)
+            return actions
         self._withdraw(link, actions, item)
         self._drop_item(link, item, code, f"peer: {msg.detail}", actions, tell_peer=False)
         if _can_submit(link):
@@ -907,7 +934,8 @@ class EGP(Protocol):
             actions.append(self.start_op(Measure(h.qubit, basis),
                                          _Measuring(link.peer, item, ent_id, h.bell_index,
                                                     goodness, now, basis, index)))
-        if item.finished and item.abort_code is not None and item.local:
+        if item.finished and item.abort_code is not None and item.local \
+                and not item.cancelled:
             # (follower) the last pair the leader made before aborting it
             actions.append(Deliver(LinkErr(spec.create_id, peer, item.abort_code,
                                            f"aborted by the leader ({done}/{spec.number} pairs)",
@@ -1003,7 +1031,7 @@ class EGP(Protocol):
                 actions.append(CancelTimer(("deadline", link.peer, item.qid)))
             if tell_peer:
                 actions.append(SendMessage(link.peer, Abort(item.qid, int(code), item.done)))
-        if item.local:
+        if item.local and not item.cancelled:
             actions.append(Deliver(LinkErr(item.spec.create_id, link.peer, code,
                                            f"{detail} ({item.done}/{item.spec.number} pairs)",
                                            item.spec.purpose_id)))
@@ -1012,6 +1040,43 @@ class EGP(Protocol):
         qubit, ent_id, purpose = entry
         actions.append(QuantumOp(None, Discard(qubit)))   # no answer needed
         actions.append(Deliver(LinkExpire(ent_id, link.peer, reason, purpose)))
+
+    # ------------------------------------------------------------ cancel
+    @on(CancelCreate)
+    def _on_cancel(self, ev: CancelCreate, now: int) -> list:
+        """The requester withdraws request ``ev.create_id`` (``specs/link.md``
+        §3, "Cancelling"): no more pairs are started for it, the pairs being
+        made still come up at both ends, and it ends without a LinkErr."""
+        link = self.links.get(ev.remote)
+        if link is None or link.phase is _DOWN:
+            return []          # (down: the request has failed already)
+        cid = ev.create_id
+        if not link.leader and cid in link.pending:
+            # no QueueAdd yet: the leader's, when it comes, is answered then
+            del link.pending[cid]
+            link.cancelled.add(cid)
+            return []
+        item = next((it for it in link.items.values()
+                     if it.local and it.spec.create_id == cid), None)
+        if item is None or item.cancelled or item.finished:
+            return []          # unknown, finished or cancelled already
+        item.cancelled = True
+        if not link.leader:
+            # the leader ends it and answers with Abort(qid, done); the pairs
+            # it made meanwhile still come here: the item waits for them
+            return [self._cancel_message(link, item)]
+        actions: list = []
+        if item.ending is None:
+            self._end_item(link, item, _CANCELLED, "cancelled", actions)
+            if _can_submit(link):
+                self._schedule(link, now, actions)
+        return actions
+
+    @staticmethod
+    def _cancel_message(link: LinkState, item: _Item) -> SendMessage:
+        """Follower: ask the leader to end ``item``, whose requester cancelled it."""
+        return SendMessage(link.peer, QueueReject(item.qid, item.spec.create_id, int(_CANCELLED),
+                                                  "cancelled by the requester"))
 
     # ------------------------------------------------------------ release, the link's state
     @on(Release)
@@ -1081,7 +1146,8 @@ class EGP(Protocol):
         for op_id in [i for i, ctx in self._ops.items()
                       if ctx.__class__ is _Measuring and ctx.peer == link.peer]:
             item = self.take_op(op_id).item   # measurements in flight: their pairs are gone too
-            if item.local and item.done >= item.spec.number:   # (no LinkErr sent for it)
+            if item.local and item.done >= item.spec.number and not item.cancelled:
+                # (no LinkErr sent for it)
                 unanswered[id(item)] = item
         for item in list(link.items.values()):
             self._drop_item(link, item, ErrorCode.LINK_DOWN, reason, actions, tell_peer=False)

@@ -115,3 +115,17 @@ class Release:
 
     ent_id: EntanglementId
     remote: str
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class CancelCreate:
+    """Submitted from above by the end that made request ``create_id`` (with
+    neighbour ``remote``): withdraw it. No more pairs are started for it; the
+    pairs already being made (at most the link's m) may still come up as
+    ``LinkOk`` at both ends, and the request ends without a ``LinkErr``
+    (``specs/link.md`` §3, "Cancelling"). Cancelling an unknown, finished or
+    already cancelled request does nothing."""
+
+    create_id: int
+    remote: str

@@ -80,7 +80,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
-    CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
+    CancelCreate, CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
@@ -1116,6 +1116,14 @@ class QnpProtocol(Protocol):
         if self.circuits.pop(key, None) is None:
             return
         c.phase = _CLOSED
+        if c.creates:
+            # its standing link requests: withdrawn, so that the link makes no
+            # more pairs for it (those being made still come and are freed)
+            downstream = c.path[c.index + 1]
+            for create_id in c.creates:
+                out.append(Submit(CancelCreate(create_id, downstream), to=self.link_service))
+            c.creates.clear()
+            c.outstanding = 0
         freed = []
         for side in (_LEFT, _RIGHT):
             nb = c.neighbour(side)

@@ -51,7 +51,9 @@ from qstack.core.protocol import (
     Deliver, Fail, OperationDone, Protocol, QuantumOp, SendMessage, Submit, on, on_message,
 )
 from qstack.core.states import State, Transitions
-from qstack.link.service import CreateRequest, LinkErr, LinkExpire, LinkOk, Release
+from qstack.link.service import (
+    CancelCreate, CreateRequest, LinkErr, LinkExpire, LinkOk, Release,
+)
 from qstack.physical.ops import Discard, Gate, Measure
 
 from .messages import PurifyMeasure, PurifyReply, PurifySetup
@@ -238,6 +240,13 @@ class PurifyProtocol(Protocol):
     @on(Release)
     def _on_release(self, ev: Release, now_ns: int) -> list:
         # a passed-through or purified pair: both carry the link layer's ent_id
+        return [Submit(ev, to=self.lower)]
+
+    @on(CancelCreate)
+    def _on_cancel(self, ev: CancelCreate, now_ns: int) -> list:
+        # a passed-through request, or the raw request a session has standing
+        # (same create id): withdrawn below. A session itself runs on; its
+        # late outputs are freed by the layer above as before.
         return [Submit(ev, to=self.lower)]
 
     def _chain(self, ops: list, then: Any, out: list) -> None:
