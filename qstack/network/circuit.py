@@ -209,7 +209,6 @@ class _Circuit:
     creates: dict = field(default_factory=dict)
     credit: int = 1                  # this node's window on the downstream link (_recredit)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
-    outstanding: int = 0             # link-layer requests in flight on the downstream link
     # repeater flow control (specs/network.md, "Flow control"): downstream
     # pairs swapped here whose Track has not passed yet (they still hold credit)
     untracked: int = 0
@@ -223,6 +222,11 @@ class _Circuit:
 
     def __post_init__(self) -> None:
         self.n_links = len(self.path) - 1
+
+    @property
+    def outstanding(self) -> int:
+        """Link-layer pairs asked for on the downstream link and not yet served."""
+        return sum(self.creates.values())
 
     def neighbour(self, side: int) -> str | None:
         i = self.index - 1 if side == _LEFT else self.index + 1
@@ -576,25 +580,25 @@ class QnpProtocol(Protocol):
         if c.busy:
             held += sum(1 for k in c.busy if k[0] == _RIGHT)
         credit = c.credit
+        outstanding = sum(c.creates.values())
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
-            room = min(credit, c.number - c.delivered) - c.outstanding - held
+            room = min(credit, c.number - c.delivered) - outstanding - held
         else:
             # a repeater: a downstream pair holds credit from its request until
             # the Track of the end-to-end pair it became part of has passed
             # here (or it is lost); never more live pairs than pairs still needed
             room = min(credit - c.untracked,
-                       c.number - (c.requested - c.lost)) - c.outstanding - held
+                       c.number - (c.requested - c.lost)) - outstanding - held
         if room <= 0:
             return
-        if c.outstanding and (not self._top_up or 2 * room < credit):
+        if outstanding and (not self._top_up or 2 * room < credit):
             # a request is standing: the link is busy for this circuit; top it
             # up only with a batch worth a request (purify: one at a time)
             return
         create_id = _CREATE_ID_BASE | self._next_create_id
         self._next_create_id = (self._next_create_id + 1) % _CREATE_ID_BASE
         c.creates[create_id] = room
-        c.outstanding += room
         c.requested += room
         out.append(Submit(CreateRequest(
             remote=c.path[c.index + 1], number=room, min_fidelity=c.link_fidelity[c.index],
@@ -664,7 +668,6 @@ class QnpProtocol(Protocol):
                 left = creates[cid]
             if left is not None:
                 # one pair of a standing request served (its credit now held)
-                c.outstanding -= 1
                 if left > 1:
                     creates[cid] = left - 1
                 else:
@@ -696,7 +699,6 @@ class QnpProtocol(Protocol):
             return []
         # the request ends: all the credit of its pairs not served comes back
         unserved = c.creates.pop(err.create_id, 0)
-        c.outstanding -= unserved
         c.lost += unserved
         out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
@@ -1123,7 +1125,6 @@ class QnpProtocol(Protocol):
             for create_id in c.creates:
                 out.append(Submit(CancelCreate(create_id, downstream), to=self.link_service))
             c.creates.clear()
-            c.outstanding = 0
         freed = []
         for side in (_LEFT, _RIGHT):
             nb = c.neighbour(side)
