@@ -217,7 +217,7 @@ def check_a_crash_and_a_restart_are_told(h: Harness) -> None:
         news = [(what, peer, r) for _, what, peer, r in h.probe(n).seen
                 if what in ("LinkDown", "PeerDown", "LinkUp", "PeerUp")]
         assert news == [("LinkDown", "b", None), ("PeerDown", "b", None),
-                        ("LinkUp", "b", None), ("PeerUp", "b", True)]
+                        ("LinkUp", "b", None), ("PeerUp", "b", True)], (n, news)
 
 
 def check_a_link_down_and_a_session_reset_are_told(h: Harness) -> None:
