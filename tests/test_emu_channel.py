@@ -273,6 +273,37 @@ def test_a_vanished_peer_is_gone_at_once():
     run(main)
 
 
+def test_a_channel_whose_owner_is_cancelled_closes_its_socket_at_once():
+    """A daemon cancelled in-process (the driver suite's crash) must look to
+    its peers like a killed process: the socket closes when the nursery that
+    runs the channel is cancelled, not when the garbage collector finds it.
+    (A late close of an old connection once broke a restarted peer's new
+    session.) The garbage collector is off, so only the channel can close it."""
+    import gc
+
+    async def main():
+        ends = Ends()
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, ends)
+            with trio.CancelScope() as owner:
+                async with trio.open_nursery() as owned:
+                    channel = await open_channel(HOST, port, name="client", kind="node",
+                                                 secret=SECRET, nursery=owned)
+                    await channel.send(Blob(1, 1, b"x"))
+                    owner.cancel()
+            assert channel.closed
+            with trio.fail_after(1):
+                await ends.closed.wait()
+            assert ends.codes == [ErrorCode.EMU_PEER_GONE]
+            nursery.cancel_scope.cancel()
+
+    gc.disable()
+    try:
+        run(main, mock=True)
+    finally:
+        gc.enable()
+
+
 def test_concurrent_senders_never_interleave_frames():
     senders, per_sender = 4, 60
 

@@ -248,12 +248,23 @@ class Channel:
 
     async def _background(self) -> None:
         """Read the socket and tick the keepalive clock until the channel closes."""
-        with self._scope:
-            if self._error is not None:
-                return
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._ticker)
-                await self._reader()
+        try:
+            with self._scope:
+                if self._error is not None:
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._ticker)
+                    await self._reader()
+        finally:
+            if self._error is None:
+                # cancelled from outside (its owner's nursery is going away):
+                # close the socket now, as a dying process's kernel would,
+                # rather than whenever the garbage collector finds it -- a
+                # peer must not see an old connection end after a new one began
+                self._error = ChannelClosed(ErrorCode.EMU_CLOSED, "the owner went away")
+                self._arrived.unpark_all()
+                self._drained.unpark_all()
+                await trio.aclose_forcefully(self._stream)
 
     async def _reader(self) -> None:
         session, stream, queue = self._session, self._stream, self._queue

@@ -519,7 +519,10 @@ class NodeDaemon(RuntimeDriver):
             log.info("%s: connection from %s ended: %s", self.name, src, err)
         finally:
             peer.incoming.discard(ch)
-        self._peer_down(peer)
+        if peer.boot == first.boot:
+            # (a connection from an earlier boot that ends late -- a half-open
+            # socket noticed by its keepalive -- says nothing of the new one)
+            self._peer_down(peer)
 
     # ------------------------------------------------------------------ applications
     def _indication(self, ev: Any) -> None:
