@@ -124,6 +124,8 @@ BATCH = 50
 LINK = """formalism = "bd"
 [defaults.node]
 memory = {memory}
+communication_qubits = {parallel}
+transport_window = {window}
 t1_s = "inf"
 t2_s = "inf"
 [defaults.link]
@@ -136,10 +138,13 @@ pair_fidelity = 1.0
 """
 
 
-def line_network(path: Path, n: int, memory: int = 2 * BATCH + 8) -> Path:
-    """A line of ``n`` nodes n0 -- n1 -- ... (alice, bob for n = 2) as a TOML file."""
+def line_network(path: Path, n: int, memory: int = 2 * BATCH + 8, parallel: int = 1,
+                 window: int = 4) -> Path:
+    """A line of ``n`` nodes n0 -- n1 -- ... (alice, bob for n = 2) as a TOML
+    file; ``parallel``: each node's generation processes per link;
+    ``window``: each node's transport receive window (items)."""
     names = ["alice", "bob"] if n == 2 else [f"n{i}" for i in range(n)]
-    text = LINK.format(memory=memory)
+    text = LINK.format(memory=memory, parallel=parallel, window=window)
     text += "".join(f"[nodes.{x}]\n" for x in names)
     text += "".join(f'[[links]]\nnodes = ["{a}", "{b}"]\n' for a, b in zip(names, names[1:]))
     path.write_text(text)
@@ -180,8 +185,7 @@ def epr_apps(n: int, measured: bool):
                 if measured:
                     mine += bytes(await sock.create_epr(k, measure="Z"))
                 else:
-                    for q in await sock.create_epr(k):
-                        mine.append(await q.measure("Z"))
+                    mine += bytes(await ctx.measure_all(await sock.create_epr(k), "Z"))
             theirs = await sock.recv()
             wall = time.perf_counter() - start
         return wall, sum(x == y for x, y in zip(mine, theirs))
@@ -194,30 +198,39 @@ def epr_apps(n: int, measured: bool):
             if measured:
                 out += bytes(await sock.recv_epr(k, measure="Z"))
             else:
-                for q in await sock.recv_epr(k):
-                    out.append(await q.measure("Z"))
+                out += bytes(await ctx.measure_all(await sock.recv_epr(k), "Z"))
         await sock.send(bytes(out))
         await sock.close()
 
     return alice, bob
 
 
-def teleport_apps(n: int):
+def teleport_apps(n: int, in_flight: int = 1):
+    """Alice teleports ``n`` six-state qubits to bob, ``in_flight`` at a time
+    (that many trio tasks sending on one socket, as a trio program may: the
+    socket keeps their order); bob measures each in its own basis."""
     bases = ("Z", "X", "Y")
 
     async def alice(ctx):
         async with await ctx.connect("bob", PORT) as sock:
             start = time.perf_counter()
-            for i in range(n):
-                k = i % 6
-                q = ctx.qubit()
-                if k % 2:
-                    q.x()
-                if k // 2:
-                    q.h()
-                    if k // 2 == 2:
-                        q.s()
-                await sock.send_qubit(q, metadata=bytes([k]))
+            todo = iter(range(n))
+
+            async def sender() -> None:
+                for i in todo:
+                    k = i % 6
+                    q = ctx.qubit()
+                    if k % 2:
+                        q.x()
+                    if k // 2:
+                        q.h()
+                        if k // 2 == 2:
+                            q.s()
+                    await sock.send_qubit(q, metadata=bytes([k]))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(in_flight):
+                    nursery.start_soon(sender)
             right = int.from_bytes(await sock.recv(), "big")
             return time.perf_counter() - start, right
 
@@ -232,6 +245,12 @@ def teleport_apps(n: int):
         await sock.close()
 
     return alice, bob
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -254,12 +273,20 @@ def bench_network(pairs: int = 2000, teleports: int = 1000, big: int = 50) -> di
                     ("epr_kept", epr_apps(pairs, False), pairs),
                     ("epr_measured", epr_apps(pairs, True), pairs),
                     ("teleports", teleport_apps(teleports), teleports)):
+                before = {name: _cpu_s(pid) for name, pid in run2.pids.items()}
+                app_cpu = time.process_time()
                 (wall, right), _ = trio.run(_pair, run2, alice, bob)
+                app_cpu = time.process_time() - app_cpu
                 out[f"{key}_per_s"] = round(n / wall, 1)
                 out[f"{key}_right"] = f"{right}/{n}"
+                cpu = {name: _cpu_s(pid) - before[name] for name, pid in run2.pids.items()}
+                cpu["apps"] = app_cpu
+                out[f"{key}_cpu_us_per_item"] = {name: round(c / n * 1e6, 1)
+                                                 for name, c in sorted(cpu.items())}
+                out[f"{key}_cpu_us_per_item"]["total"] = round(sum(cpu.values()) / n * 1e6, 1)
         finally:
             net_down(run2)
-        for n in (3, big):
+        for n in (3, big) if big else ():      # (big = 0: pairs and teleports only)
             start = time.perf_counter()
             run_n = net_up(line_network(tmp / f"line{n}.toml", n, memory=8), tmp / f"l{n}.json",
                            timeout_s=120)

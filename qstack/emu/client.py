@@ -25,6 +25,7 @@ import numpy as np
 import trio
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.emu.channel import forward
 from qstack.emu.clock import model_now_ns
 from qstack.emu.messages import (
     APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, AppQkdResult, AppWelcome, PhysResult,
@@ -188,6 +189,21 @@ class EmuRuntime(TransportRuntime):
             raise QStackError(as_code(result.code), result.detail)
         return result.value
 
+    async def outcomes(self, ops: list) -> list:
+        """All of ``ops`` sent at once, in order: one round trip for the lot."""
+        futures = []
+        for op in ops:
+            request = self._request_id()
+            fut = TrioFuture()
+            self._waiting[request] = fut
+            self._send(op_to_wire(op, request, queued=True))
+            futures.append(fut)
+        results: list[PhysResult] = [await fut for fut in futures]
+        self._raise_alloc_failure()
+        if results:
+            await self._until(max(r.done_ns for r in results))
+        return [r.value if r.ok else QStackError(as_code(r.code), r.detail) for r in results]
+
     async def settle(self) -> None:
         result = await self._ask(lambda r: PhysSettle(r))
         self._raise_alloc_failure()
@@ -203,8 +219,7 @@ class EmuRuntime(TransportRuntime):
 
         async def writer() -> None:
             try:
-                async for msg in self._outbox_recv:
-                    await self.channel.send(msg)
+                await forward(self._outbox_recv, self.channel)
             except gone as err:
                 self.closed = self.closed or _as_error(err)
                 inner.cancel_scope.cancel()

@@ -53,6 +53,7 @@ from qstack.core.messages import Message
 from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverable
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
 from qstack.emu import profiling
+from qstack.emu.channel import forward
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     APP_REF_BITS, CHOSEN_REF_BASE, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
@@ -466,8 +467,7 @@ class NodeDaemon(RuntimeDriver):
         end the connection's tasks: a broken connection is not the daemon's
         end)."""
         try:
-            async for msg in peer.queue_recv:
-                await ch.send(msg)
+            await forward(peer.queue_recv, ch)
         except _CLOSED as exc:
             log.info("%s: sending to %s failed: %s", self.name, peer.name, exc)
         scope.cancel()
@@ -680,8 +680,7 @@ class NodeDaemon(RuntimeDriver):
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
                     try:
-                        async for out in app.out_recv:
-                            await ch.send(out)
+                        await forward(app.out_recv, ch)
                     except _CLOSED as err:    # it stopped reading, or went away
                         log.info("%s: application %d: %s", self.name, app.app_id, err)
                     inner.cancel_scope.cancel()
@@ -827,8 +826,7 @@ class NodeDaemon(RuntimeDriver):
             self.physics_send = send
 
             async def physics_writer() -> None:
-                async for msg in recv:
-                    await physics.send(msg)
+                await forward(recv, physics)
 
             async def physics_reader() -> None:
                 try:

@@ -46,6 +46,7 @@ import trio
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message
 from qstack.emu import profiling
+from qstack.emu.channel import forward
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysCensus, PhysCensusQuery, PhysDiscard,
@@ -369,8 +370,7 @@ async def _serve_node(server: PhysicsServer, ch: Any) -> None:
     log.info("node %s attached", name)
 
     async def writer() -> None:
-        async for msg in recv:
-            await ch.send(msg)
+        await forward(recv, ch)
 
     try:
         async with trio.open_nursery() as nursery:
