@@ -132,10 +132,11 @@ def test_teleport_over_the_repeater_is_right_with_two_f_plus_one_over_three(net)
     assert within(out["bob"]["right"], n, (2 * F_SWAP + 1) / 3)
 
 
-@pytest.mark.parametrize("measured", [False, True], ids=["kept", "measured"])
-def test_epr_pairs_are_correlated_as_werner_pairs(net, measured):
+@pytest.mark.parametrize("measured, together", [(False, False), (True, False), (False, True)],
+                         ids=["kept", "measured", "measure_all"])
+def test_epr_pairs_are_correlated_as_werner_pairs(net, measured, together):
     n = 80
-    counts = emulate(E.epr_apps(n, measured), net)["alice"]
+    counts = emulate(E.epr_apps(n, measured, together=together), net)["alice"]
     assert counts["Z"][1] + counts["X"][1] == n
     for basis in ("Z", "X"):      # alice -- bob over the repeater: a swapped pair
         equal, total = counts[basis]
