@@ -202,3 +202,30 @@ def test_the_emulation_runtime_sends_every_measurement_before_the_first_answer()
             assert isinstance(out[1], QStackError) and out[1].code == ErrorCode.QUBIT_UNAVAILABLE
 
     trio.run(main)
+
+
+def test_the_physics_server_answers_an_applications_gates_only_when_they_fail():
+    """specs/emulation.md §5: queued PhysAllocate / PhysGate / PhysDiscard are
+    answered only if they fail; a protocol's (not queued), and every
+    measurement and settle, always."""
+    from qstack.config import network_from_dict
+    from qstack.emu.clock import RealClock
+    from qstack.emu.messages import (CHOSEN_REF_BASE, PhysAllocate, PhysDiscard, PhysGate,
+                                     PhysSettle)
+    from qstack.emu.physics import PhysicsServer
+
+    spec = network_from_dict({"nodes": ["a", "b"], "links": [["a", "b"]]})
+    server = PhysicsServer(spec, RealClock(time.monotonic_ns()))
+    ref = CHOSEN_REF_BASE + 5
+    assert server.handle("a", PhysAllocate(1, ref, queued=True)) is None
+    assert server.handle("a", PhysGate(2, "h", (ref,), (), queued=True)) is None
+    failed = server.handle("a", PhysGate(3, "h", (ref + 1,), (), queued=True))
+    assert not failed.ok and failed.code == int(ErrorCode.QUBIT_UNAVAILABLE)
+    assert server.handle("a", PhysGate(4, "z", (ref,), (), queued=False)).ok   # a protocol's
+    assert server.handle("a", PhysSettle(5)).ok
+    assert server.handle("a", PhysMeasure(6, ref, "X", queued=True)).value == 1   # |->
+    ref2 = CHOSEN_REF_BASE + 6
+    assert server.handle("a", PhysAllocate(7, ref2, queued=True)) is None
+    assert server.handle("a", PhysDiscard(8, ref2, queued=True)) is None
+    assert not server.handle("a", PhysDiscard(9, ref2, queued=True)).ok        # gone already
+    assert server.census()["engine"] == 0
