@@ -5,6 +5,7 @@ concurrent senders, back-pressure. Timing tests run on trio's MockClock
 (autojump), so they assert the bound in trio's virtual seconds, never wall
 time."""
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -511,6 +512,35 @@ def _counting_writes(channel):
     return calls
 
 
+class _Collect:
+    """A server handler that keeps every message that arrives."""
+
+    def __init__(self):
+        self.got = []
+
+    async def __call__(self, channel):
+        async for msg in channel:
+            self.got.append(msg)
+
+    async def until(self, n):
+        with trio.fail_after(10):
+            while len(self.got) < n:
+                await trio.sleep(0.005)
+
+
+@asynccontextmanager
+async def _collecting(name):
+    """A channel to a server that collects: ``(channel, collector, nursery)``."""
+    collect = _Collect()
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, collect)
+        ch = await open_channel(HOST, port, name=name, kind="app", secret=SECRET,
+                                nursery=nursery)
+        yield ch, collect, nursery
+        await ch.aclose()
+        nursery.cancel_scope.cancel()
+
+
 @settings(max_examples=20, deadline=None)
 @given(sizes=st.lists(st.one_of(st.integers(0, 300), st.just(150_000)), min_size=1,
                       max_size=MAX_BATCH + 40))
@@ -521,83 +551,42 @@ def test_forward_writes_everything_queued_in_one_write_per_batch_in_order(sizes)
     msgs = [Blob(1, i, b"x" * size) for i, size in enumerate(sizes)]
 
     async def main():
-        got = []
-        done = trio.Event()
-
-        async def collect(channel):
-            async for msg in channel:
-                got.append(msg)
-                if len(got) == len(msgs):
-                    done.set()
-
-        async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, collect)
-            ch = await open_channel(HOST, port, name="batch", kind="app", secret=SECRET,
-                                    nursery=nursery)
+        async with _collecting("batch") as (ch, collect, _nursery):
             writes = _counting_writes(ch)
             send, recv = trio.open_memory_channel(float("inf"))
             for msg in msgs:                      # all queued before the writer runs
                 send.send_nowait(msg)
             send.close()
             await forward(recv, ch)
-            await done.wait()
-            assert got == msgs
+            await collect.until(len(msgs))
+            assert collect.got == msgs
             assert writes[0] == -(-len(msgs) // MAX_BATCH)
-            await ch.aclose()
-            nursery.cancel_scope.cancel()
     run(main)
 
 
 def test_forward_sends_what_comes_later_in_later_writes_in_order():
     async def main():
-        got = []
-        done = trio.Event()
-
-        async def collect(channel):
-            async for msg in channel:
-                got.append(msg.seq)
-                if len(got) == 30:
-                    done.set()
-
-        async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, collect)
-            ch = await open_channel(HOST, port, name="batch", kind="app", secret=SECRET,
-                                    nursery=nursery)
+        async with _collecting("bursts") as (ch, collect, nursery):
             send, recv = trio.open_memory_channel(float("inf"))
             nursery.start_soon(forward, recv, ch)
             for burst in range(3):           # three bursts, the writer waiting between
                 for i in range(10):
                     send.send_nowait(Blob(2, burst * 10 + i, b""))
                 await trio.testing.wait_all_tasks_blocked()
-            await done.wait()
-            assert got == list(range(30))
-            await ch.aclose()
-            nursery.cancel_scope.cancel()
+            await collect.until(30)
+            assert [m.seq for m in collect.got] == list(range(30))
     run(main)
 
 
 def test_send_many_writes_what_comes_before_a_message_it_cannot_encode_then_raises():
     async def main():
-        got = []
-
-        async def collect(channel):
-            async for msg in channel:
-                got.append(msg.seq)
-
-        async with trio.open_nursery() as nursery:
-            port = await start_server(nursery, collect)
-            ch = await open_channel(HOST, port, name="bad", kind="app", secret=SECRET,
-                                    nursery=nursery)
+        async with _collecting("bad") as (ch, collect, _nursery):
             with pytest.raises(QStackError) as info:
                 await ch.send_many([Blob(3, 0, b""), Blob(3, 1, b""), "not a message",
                                     Blob(3, 2, b"")])
             assert info.value.code == ErrorCode.BAD_FIELD
             assert not ch.closed                   # as send: the channel goes on
             await ch.send(Blob(3, 3, b""))
-            with trio.fail_after(5):
-                while len(got) < 3:
-                    await trio.sleep(0.01)
-            assert got == [0, 1, 3]
-            await ch.aclose()
-            nursery.cancel_scope.cancel()
+            await collect.until(3)
+            assert [m.seq for m in collect.got] == [0, 1, 3]
     run(main)
