@@ -16,10 +16,12 @@ import time
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qstack.core.errors import ErrorCode, QStackError
-from qstack.emu.client import EmuRuntime
-from qstack.emu.messages import AppWelcome, PhysMeasure, PhysResult
+from qstack.emu.client import EmuRuntime, merge_consumed
+from qstack.emu.messages import AppConsumed, AppWelcome, PhysMeasure, PhysResult, PhysSettle, WConn
 from qstack.physical.ops import Measure
 from qstack.sim.apps import SimRuntime
 from qstack.transport.socket import NodeContext
@@ -210,8 +212,7 @@ def test_the_physics_server_answers_an_applications_gates_only_when_they_fail():
     measurement and settle, always."""
     from qstack.config import network_from_dict
     from qstack.emu.clock import RealClock
-    from qstack.emu.messages import (CHOSEN_REF_BASE, PhysAllocate, PhysDiscard, PhysGate,
-                                     PhysSettle)
+    from qstack.emu.messages import CHOSEN_REF_BASE, PhysAllocate, PhysDiscard, PhysGate
     from qstack.emu.physics import PhysicsServer
 
     spec = network_from_dict({"nodes": ["a", "b"], "links": [["a", "b"]]})
@@ -229,3 +230,34 @@ def test_the_physics_server_answers_an_applications_gates_only_when_they_fail():
     assert server.handle("a", PhysDiscard(8, ref2, queued=True)) is None
     assert not server.handle("a", PhysDiscard(9, ref2, queued=True)).ok        # gone already
     assert server.census()["engine"] == 0
+
+
+# ---------------------------------------------------------------- the window's news, joined
+
+_CONNS = [WConn(5, "bob", 7), WConn(6, "bob", 7)]
+
+
+@given(st.lists(st.one_of(st.tuples(st.just("c"), st.integers(0, 1), st.integers(1, 5)),
+                          st.tuples(st.just("s"), st.integers(1, 100), st.just(0))),
+                max_size=40))
+def test_merged_consumed_say_the_same_in_the_same_order(items):
+    """Invariants of merge_consumed: every other message keeps its place
+    relative to the rest; between two of them, each connection's total count
+    is the same; no two AppConsumed of one connection stay side by side."""
+    batch = [AppConsumed(_CONNS[a], b) if kind == "c" else PhysSettle(a)
+             for kind, a, b in items]
+    out = merge_consumed(batch)
+
+    def segments(msgs):
+        segs, cur = [], {}
+        for m in msgs:
+            if m.__class__ is AppConsumed:
+                cur[m.conn] = cur.get(m.conn, 0) + m.count
+            else:
+                segs.append((cur, m))
+                cur = {}
+        return segs + [(cur, None)]
+
+    assert segments(out) == segments(batch)
+    assert all(not (x.__class__ is y.__class__ is AppConsumed and x.conn == y.conn)
+               for x, y in zip(out, out[1:]))

@@ -26,6 +26,7 @@ import collections
 import logging
 import os
 import socket
+from typing import Callable
 
 import trio
 
@@ -355,12 +356,15 @@ class Channel:
                     return
 
 
-async def forward(queue: trio.MemoryReceiveChannel, channel: Channel) -> None:
+async def forward(queue: trio.MemoryReceiveChannel, channel: Channel,
+                  merge: Callable[[list], list] | None = None) -> None:
     """Send what arrives on ``queue`` over ``channel``, in order, until
     ``queue`` closes. Each wake-up takes every message queued by then (at
     most :data:`MAX_BATCH`) and writes them with one :meth:`Channel.send_many`:
     messages produced while the event loop handled one burst of input leave
-    together. Raises what :meth:`Channel.send_many` raises."""
+    together. ``merge`` (optional) rewrites each batch before it is sent (it
+    may join messages that say the same thing twice). Raises what
+    :meth:`Channel.send_many` raises."""
     batch: list = []
     async for msg in queue:
         batch.append(msg)
@@ -370,7 +374,7 @@ async def forward(queue: trio.MemoryReceiveChannel, channel: Channel) -> None:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         out, batch = batch, []
-        await channel.send_many(out)
+        await channel.send_many(out if merge is None or len(out) < 2 else merge(out))
 
 
 async def _handshake(stream: trio.abc.Stream, session: Session) -> list[Message]:

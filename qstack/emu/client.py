@@ -29,8 +29,8 @@ from qstack.core.errors import ErrorCode, QStackError
 from qstack.emu.channel import forward
 from qstack.emu.clock import model_now_ns
 from qstack.emu.messages import (
-    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, QUIET, QUIET_CONFIRM_EVERY, AppQkdResult,
-    AppWelcome, PhysResult, PhysSettle, as_code, event_from_wire, op_to_wire,
+    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, QUIET, QUIET_CONFIRM_EVERY, AppConsumed,
+    AppQkdResult, AppWelcome, PhysResult, PhysSettle, as_code, event_from_wire, op_to_wire,
     qkd_request_to_wire, qkd_result_from_wire, request_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
@@ -38,7 +38,10 @@ from qstack.physical.ops import Allocate
 from qstack.transport.runtime import TransportRuntime
 from qstack.transport.socket import NodeContext, TransportClient
 
-__all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app"]
+__all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app", "merge_consumed"]
+
+#: The largest count one ``AppConsumed`` carries (its field's limit).
+MAX_CONSUMED = 1 << 31
 
 
 
@@ -243,7 +246,7 @@ class EmuRuntime(TransportRuntime):
 
         async def writer() -> None:
             try:
-                await forward(self._outbox_recv, self.channel)
+                await forward(self._outbox_recv, self.channel, merge=merge_consumed)
             except gone as err:
                 self.closed = self.closed or _as_error(err)
                 inner.cancel_scope.cancel()
@@ -305,6 +308,22 @@ class EmuRuntime(TransportRuntime):
 
     async def aclose(self) -> None:
         await self.channel.aclose()
+
+
+def merge_consumed(batch: list) -> list:
+    """``batch`` with each run of ``AppConsumed`` of one connection, one right
+    after the other, joined into one (their counts added): the daemon's
+    transport moves the window by the sum either way, and a batch of pairs
+    taken at once tells it once. Nothing else changes place."""
+    out: list = []
+    for msg in batch:
+        last = out[-1] if out else None
+        if msg.__class__ is AppConsumed and last.__class__ is AppConsumed \
+                and last.conn == msg.conn and last.count + msg.count <= MAX_CONSUMED:
+            out[-1] = AppConsumed(msg.conn, last.count + msg.count)
+        else:
+            out.append(msg)
+    return out
 
 
 def _ignore(err: Any) -> None:

@@ -61,8 +61,8 @@ from qstack.emu.messages import (
     FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
     PhysAllocate, PhysDiscard, PhysLinkState, PhysNodeState, PhysPulseBlock, PhysPulseRecord, PhysQuery,
     PhysReport, PhysResult, PhysSettle, QUIET, QUIET_CONFIRM_EVERY, StatusQuery, as_code,
-    event_to_wire, op_to_wire, pulse_record_from_wire, request_from_wire, AppQkdRequest, qkd_request_from_wire,
-    qkd_result_to_wire,
+    event_to_wire, op_to_wire, pulse_record_from_wire, request_from_wire, AppQkdRequest,
+    qkd_request_from_wire, qkd_result_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \

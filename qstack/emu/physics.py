@@ -22,9 +22,9 @@ node daemons (``specs/wire.md`` § "Emulation messages"):
   with ``PhysResult`` carrying ``done_ns`` (when the hardware finishes: the
   asker treats the operation as done then); an application's (``queued``)
   allocation, gate or discard is answered only if it failed (``QUIET``).
-  Operations marked ``queued`` (an application's) start when the node's previous queued operation has
-  finished, as the simulator's ``SimRuntime`` does; ``PhysSettle`` answers
-  with the time they all have;
+  Operations marked ``queued`` (an application's) start when the node's
+  previous queued operation has finished, as the simulator's ``SimRuntime``
+  does; ``PhysSettle`` answers with the time they all have;
 * a node may only name its own qubits: another node's qubit, or one that
   does not exist, fails with ``QUBIT_UNAVAILABLE``;
 * a daemon whose connection ends (its process died, or it stopped) is a

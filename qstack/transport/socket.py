@@ -813,7 +813,8 @@ class NodeContext:
         seen: set = set()
         for q in qubits:
             if not isinstance(q, Qubit):
-                raise QStackError(ErrorCode.BAD_FIELD, f"measure_all: expected Qubits, got {show(q)}")
+                raise QStackError(ErrorCode.BAD_FIELD,
+                                  f"measure_all: expected Qubits, got {show(q)}")
             q._check()
             if q._ctx is not self:
                 raise QStackError(ErrorCode.INVALID_PARAMETER,
