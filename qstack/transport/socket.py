@@ -188,6 +188,7 @@ class Qubit:
         The outcome reflects every operation called before on this node. If
         one of this context's queued operations failed, its error is raised
         instead (the measurement, queued after it, was still carried out)."""
+        self._check()                    # (a consumed qubit is refused before its basis)
         return (await self._ctx.measure_all((self,), basis))[0]
 
     def _failed(self, err: QStackError) -> None:
