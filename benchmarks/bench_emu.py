@@ -28,12 +28,29 @@ state must come out right: the physics' own error is zero, and ``*_right``
 counts the results that do (six-state teleports measured in their own
 basis; EPR halves measured in the same basis by both ends must agree).
 
-Figures:
+The nodes' hardware multiplexes: ``communication_qubits = 8`` generation
+processes per link (``PARALLEL``; memories with several modes, as atomic
+ensembles and rare-earth crystals have), so the link keeps 8 attempts under
+way; a node with one (``m = 1``) is measured too (the ``*_m1`` figures).
+Each node's transport window is 64 items (``WINDOW``, ``transport_window``;
+the default is 4), so a batch of 50 pairs is one request to the network
+layer rather than one per pair the receiver takes.
+
+Figures (each with ``*_right`` and ``*_cpu_us_per_item``: the CPU time,
+user + system, each process spent per item -- ``physics``, ``alice``,
+``bob`` (the daemons, from /proc), ``apps`` (this process, both
+applications) and their ``total``, in microseconds. The machine may be
+shared: the rates follow its load, the CPU time per item much less):
 
 * ``epr_kept_per_s``: pairs delivered as qubits (``create_epr`` /
-  ``recv_epr``, batches of ``BATCH``), then measured by both ends;
+  ``recv_epr``, batches of ``BATCH``), each batch then measured by both
+  ends with ``ctx.measure_all`` (one round trip for the batch);
 * ``epr_measured_per_s``: pairs measured at once (``measure="Z"``);
-* ``teleports_per_s``: qubits teleported alice -> bob and measured by bob;
+* ``teleports_per_s``: qubits teleported alice -> bob, ``IN_FLIGHT`` under
+  way at once (that many trio tasks sending on one socket), each measured
+  by bob; ``teleports_one_at_a_time_per_s``: one after the other (each
+  ``send_qubit`` returns when bob's node acknowledged it);
+* the same three with ``_m1``: one generation process per link;
 * ``net_up_3_s`` / ``net_up_50_s``: wall time of ``net_up`` until every
   daemon answers (a 3-node line, a 50-node line), and ``rss_mb_per_daemon``
   (resident memory of each daemon of the 50-node network, mean and max,
@@ -41,9 +58,10 @@ Figures:
 
 Targets (issue 19): >= 2000 EPR pairs/s, >= 500 teleports/s, ``net up`` of 3
 nodes < 2 s. ``QSTACK_EMU_PROFILE=DIR`` makes each daemon and the physics
-server write a cProfile to DIR (see qstack/emu/profiling.py).
+server write a cProfile to DIR (see qstack/emu/profiling.py;
+``QSTACK_EMU_PROFILE_CLOCK=cpu`` profiles CPU time).
 
-    python -m benchmarks.bench_emu --network [PAIRS TELEPORTS NODES]
+    python -m benchmarks.bench_emu --network [PAIRS TELEPORTS NODES]   # NODES 0: no net up
 """
 from __future__ import annotations
 
@@ -120,10 +138,21 @@ def bench_channel(messages: int = 100_000) -> dict:
 
 
 PORT = 5
+#: pairs an application asks for (and measures) at once
 BATCH = 50
+#: generation processes per link of the benchmark's nodes (``communication_qubits``):
+#: multiplexed memories, each process holding one slot from its attempt to its herald
+PARALLEL = 8
+#: each node's transport receive window (``transport_window``, items): a batch
+#: of pairs is one request to the network (the memory, 108 slots, holds it)
+WINDOW = 64
+#: teleports alice keeps under way at once (trio tasks on one socket)
+IN_FLIGHT = 8
 LINK = """formalism = "bd"
 [defaults.node]
 memory = {memory}
+communication_qubits = {parallel}
+transport_window = {window}
 t1_s = "inf"
 t2_s = "inf"
 [defaults.link]
@@ -136,10 +165,13 @@ pair_fidelity = 1.0
 """
 
 
-def line_network(path: Path, n: int, memory: int = 2 * BATCH + 8) -> Path:
-    """A line of ``n`` nodes n0 -- n1 -- ... (alice, bob for n = 2) as a TOML file."""
+def line_network(path: Path, n: int, memory: int = 2 * BATCH + 8, parallel: int = 1,
+                 window: int = 4) -> Path:
+    """A line of ``n`` nodes n0 -- n1 -- ... (alice, bob for n = 2) as a TOML
+    file; ``parallel``: each node's generation processes per link;
+    ``window``: each node's transport receive window (items)."""
     names = ["alice", "bob"] if n == 2 else [f"n{i}" for i in range(n)]
-    text = LINK.format(memory=memory)
+    text = LINK.format(memory=memory, parallel=parallel, window=window)
     text += "".join(f"[nodes.{x}]\n" for x in names)
     text += "".join(f'[[links]]\nnodes = ["{a}", "{b}"]\n' for a, b in zip(names, names[1:]))
     path.write_text(text)
@@ -180,8 +212,7 @@ def epr_apps(n: int, measured: bool):
                 if measured:
                     mine += bytes(await sock.create_epr(k, measure="Z"))
                 else:
-                    for q in await sock.create_epr(k):
-                        mine.append(await q.measure("Z"))
+                    mine += bytes(await ctx.measure_all(await sock.create_epr(k), "Z"))
             theirs = await sock.recv()
             wall = time.perf_counter() - start
         return wall, sum(x == y for x, y in zip(mine, theirs))
@@ -194,30 +225,39 @@ def epr_apps(n: int, measured: bool):
             if measured:
                 out += bytes(await sock.recv_epr(k, measure="Z"))
             else:
-                for q in await sock.recv_epr(k):
-                    out.append(await q.measure("Z"))
+                out += bytes(await ctx.measure_all(await sock.recv_epr(k), "Z"))
         await sock.send(bytes(out))
         await sock.close()
 
     return alice, bob
 
 
-def teleport_apps(n: int):
+def teleport_apps(n: int, in_flight: int = 1):
+    """Alice teleports ``n`` six-state qubits to bob, ``in_flight`` at a time
+    (that many trio tasks sending on one socket, as a trio program may: the
+    socket keeps their order); bob measures each in its own basis."""
     bases = ("Z", "X", "Y")
 
     async def alice(ctx):
         async with await ctx.connect("bob", PORT) as sock:
             start = time.perf_counter()
-            for i in range(n):
-                k = i % 6
-                q = ctx.qubit()
-                if k % 2:
-                    q.x()
-                if k // 2:
-                    q.h()
-                    if k // 2 == 2:
-                        q.s()
-                await sock.send_qubit(q, metadata=bytes([k]))
+            todo = iter(range(n))
+
+            async def sender() -> None:
+                for i in todo:
+                    k = i % 6
+                    q = ctx.qubit()
+                    if k % 2:
+                        q.x()
+                    if k // 2:
+                        q.h()
+                        if k // 2 == 2:
+                            q.s()
+                    await sock.send_qubit(q, metadata=bytes([k]))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(in_flight):
+                    nursery.start_soon(sender)
             right = int.from_bytes(await sock.recv(), "big")
             return time.perf_counter() - start, right
 
@@ -234,6 +274,12 @@ def teleport_apps(n: int):
     return alice, bob
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -241,25 +287,45 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _items(run2, out: dict, key: str, apps: tuple, n: int) -> None:
+    """Run ``apps`` (alice, bob) once on the network of ``run2``: the rate,
+    the share right, and the CPU time per item of every process into ``out``."""
+    before = {name: _cpu_s(pid) for name, pid in run2.pids.items()}
+    app_cpu = time.process_time()
+    (wall, right), _ = trio.run(_pair, run2, *apps)
+    app_cpu = time.process_time() - app_cpu
+    out[f"{key}_per_s"] = round(n / wall, 1)
+    out[f"{key}_right"] = f"{right}/{n}"
+    cpu = {name: _cpu_s(pid) - before[name] for name, pid in run2.pids.items()}
+    cpu["apps"] = app_cpu
+    per = {name: round(c / n * 1e6, 1) for name, c in sorted(cpu.items())}
+    per["total"] = round(sum(cpu.values()) / n * 1e6, 1)
+    out[f"{key}_cpu_us_per_item"] = per
+
+
 def bench_network(pairs: int = 2000, teleports: int = 1000, big: int = 50) -> dict:
     """Pairs, teleports, net up and memory of a network of processes; see the module doc."""
     from qstack.emu.launcher import net_down, net_up
 
-    out: dict = {"targets": {"epr_per_s": 2000, "teleports_per_s": 500, "net_up_3_s": 2.0}}
+    out: dict = {"targets": {"epr_per_s": 2000, "teleports_per_s": 500, "net_up_3_s": 2.0},
+                 "setup": {"communication_qubits": PARALLEL, "transport_window": WINDOW,
+                           "batch": BATCH, "teleports_in_flight": IN_FLIGHT}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        run2 = net_up(line_network(tmp / "two.toml", 2), tmp / "two.json")
-        try:
-            for key, (alice, bob), n in (
-                    ("epr_kept", epr_apps(pairs, False), pairs),
-                    ("epr_measured", epr_apps(pairs, True), pairs),
-                    ("teleports", teleport_apps(teleports), teleports)):
-                (wall, right), _ = trio.run(_pair, run2, alice, bob)
-                out[f"{key}_per_s"] = round(n / wall, 1)
-                out[f"{key}_right"] = f"{right}/{n}"
-        finally:
-            net_down(run2)
-        for n in (3, big):
+        for suffix, m in (("", PARALLEL), ("_m1", 1)):
+            run2 = net_up(line_network(tmp / f"two{m}.toml", 2, parallel=m, window=WINDOW),
+                          tmp / f"two{m}.json")
+            try:
+                _items(run2, out, f"epr_kept{suffix}", epr_apps(pairs, False), pairs)
+                _items(run2, out, f"epr_measured{suffix}", epr_apps(pairs, True), pairs)
+                _items(run2, out, f"teleports{suffix}", teleport_apps(teleports, IN_FLIGHT),
+                       teleports)
+                if not suffix:
+                    one = max(1, teleports // 4)
+                    _items(run2, out, "teleports_one_at_a_time", teleport_apps(one, 1), one)
+            finally:
+                net_down(run2)
+        for n in (3, big) if big else ():      # (big = 0: pairs and teleports only)
             start = time.perf_counter()
             run_n = net_up(line_network(tmp / f"line{n}.toml", n, memory=8), tmp / f"l{n}.json",
                            timeout_s=120)

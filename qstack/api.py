@@ -185,7 +185,8 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
         else:
             protos = [ideal.protocol(name)]
             below = "network.ideal"
-        protos.append(TeleportTransport(name, network=below))
+        protos.append(TeleportTransport(name, network=below,
+                                        window=spec.nodes[name].transport_window))
         if qkd:
             from qstack.app.qkd.bb84 import QkdProtocol
 

@@ -47,6 +47,10 @@ Node keys (:class:`qstack.physical.device.NodeHardware`):
 * ``communication_qubits``: entanglement generation processes the node runs
   at once on each of its links, an integer in 1..65535 (default 1).
 
+and one key of the node's software (:class:`NodeSpec`): ``transport_window``,
+the receive window of its transport connections, an integer in 1..65535
+items (default 4; ``specs/transport.md`` §4).
+
 Link keys: ``nodes`` (two names), ``scheme``, ``length_km`` (>= 0),
 ``loss_db_per_km`` (>= 0), ``detector_efficiency`` and ``dark_count_prob``
 (probabilities; schemes with a midpoint detector), ``classical_delay_ns``
@@ -171,10 +175,12 @@ def wire_limits() -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A node: its name and hardware."""
+    """A node: its name and hardware; ``transport_window``: the receive
+    window of its transport connections (items, ``specs/transport.md`` §4)."""
 
     name: str
     hardware: NodeHardware = field(default_factory=NodeHardware)
+    transport_window: int = 4
 
 
 @dataclass(frozen=True)
@@ -491,7 +497,13 @@ _NODE_KEYS: dict[str, tuple[str, _Kind]] = {
     "communication_qubits": ("communication_qubits",
                              _Int(1, 65535, "an integer in 1..65535 (generation processes "
                                   "per link)")),
+    # the receive window of the node's transport connections (items): how
+    # many items a sender may have ahead of what the application took
+    "transport_window": ("transport_window",
+                         _Int(1, 65535, "an integer in 1..65535 (items)")),
 }
+#: node keys that set the node's software (NodeSpec fields), not its hardware
+_NODE_SOFTWARE = ("transport_window",)
 
 _HW_DEFAULT = NodeHardware()
 
@@ -521,7 +533,7 @@ def _node_table(ctx: _Context, table: dict, path: tuple) -> dict[str, _Given]:
 
 def _node_hardware(ctx: _Context, name: str, defaults: dict[str, _Given],
                    own: dict[str, _Given]) -> NodeHardware:
-    given = {**defaults, **own}
+    given = {k: v for k, v in {**defaults, **own}.items() if k not in _NODE_SOFTWARE}
     hw = {k: v[0] for k, v in given.items()}
     t1 = hw.get("t1_ns", _HW_DEFAULT.t1_ns)
     t2 = hw.get("t2_ns", _HW_DEFAULT.t2_ns)
@@ -923,9 +935,11 @@ def network_from_dict(data: dict, source: str = "", text: str | None = None) -> 
         raise ctx.bad(("nodes",), "a list of names or a table of node tables", raw_nodes)
     if not node_tables:
         raise ctx.error(("nodes",), "expected at least one node")
-    nodes = {name: NodeSpec(name, _node_hardware(ctx, name, node_defaults,
-                                                 _node_table(ctx, table, path)))
-             for name, (table, path) in node_tables.items()}
+    nodes = {}
+    for name, (table, path) in node_tables.items():
+        own = _node_table(ctx, table, path)
+        software = {k: v[0] for k, v in {**node_defaults, **own}.items() if k in _NODE_SOFTWARE}
+        nodes[name] = NodeSpec(name, _node_hardware(ctx, name, node_defaults, own), **software)
 
     raw_links = data.get("links", [])
     if not isinstance(raw_links, list):

@@ -57,10 +57,11 @@ def teleport_apps(n: int, src: str = "alice", dst: str = "bob") -> dict:
 
 
 def epr_apps(n: int, measured: bool, a: str = "alice", b: str = "bob",
-             batch: int = 10) -> dict:
+             batch: int = 10, together: bool = False) -> dict:
     """``a`` creates ``n`` EPR pairs with ``b`` in batches of ``batch``; both
     measure batch k's halves in Z (k even) or X (k odd): kept and measured
-    with ``Qubit.measure``, or, ``measured``, by ``create_epr(measure=...)``
+    with ``Qubit.measure`` (``together``: a batch at once with
+    ``ctx.measure_all``), or, ``measured``, by ``create_epr(measure=...)``
     and ``recv_epr(measure=...)``. ``b`` sends its outcomes back; ``a``
     returns the counts of equal outcomes per basis ``{"Z": [equal, total],
     "X": [...]}``. For a Werner pair of fidelity F (Phi+), P(equal) =
@@ -74,6 +75,9 @@ def epr_apps(n: int, measured: bool, a: str = "alice", b: str = "bob",
             for basis, size in sizes:
                 if measured:
                     mine += [(basis, x) for x in await sock.create_epr(size, measure=basis)]
+                elif together:
+                    halves = await sock.create_epr(size)
+                    mine += [(basis, x) for x in await ctx.measure_all(halves, basis)]
                 else:
                     for q in await sock.create_epr(size):
                         mine.append((basis, await q.measure(basis)))
@@ -90,6 +94,8 @@ def epr_apps(n: int, measured: bool, a: str = "alice", b: str = "bob",
         for basis, size in sizes:
             if measured:
                 out += bytes(await sock.recv_epr(size, measure=basis))
+            elif together:
+                out += bytes(await ctx.measure_all(await sock.recv_epr(size), basis))
             else:
                 for q in await sock.recv_epr(size):
                     out.append(await q.measure(basis))

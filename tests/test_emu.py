@@ -132,10 +132,11 @@ def test_teleport_over_the_repeater_is_right_with_two_f_plus_one_over_three(net)
     assert within(out["bob"]["right"], n, (2 * F_SWAP + 1) / 3)
 
 
-@pytest.mark.parametrize("measured", [False, True], ids=["kept", "measured"])
-def test_epr_pairs_are_correlated_as_werner_pairs(net, measured):
+@pytest.mark.parametrize("measured, together", [(False, False), (True, False), (False, True)],
+                         ids=["kept", "measured", "measure_all"])
+def test_epr_pairs_are_correlated_as_werner_pairs(net, measured, together):
     n = 80
-    counts = emulate(E.epr_apps(n, measured), net)["alice"]
+    counts = emulate(E.epr_apps(n, measured, together=together), net)["alice"]
     assert counts["Z"][1] + counts["X"][1] == n
     for basis in ("Z", "X"):      # alice -- bob over the repeater: a swapped pair
         equal, total = counts[basis]
@@ -230,3 +231,35 @@ def test_example_teleport_measured_both_ways(net):
     # bob measures along each state's own direction: outcome 0 with the fidelity
     assert same_rate(sim.count(0), n, emu.count(0), n)
     assert within(emu.count(0), n, (2 * F_SWAP + 1) / 3)
+
+
+def test_gates_are_answered_only_when_they_fail(net):
+    """An application's allocations and gates come back only as failures
+    (specs/emulation.md §5); a later answer confirms the ones before, so the
+    application keeps nothing for them, and a failure is still raised."""
+    from qstack.core.errors import ErrorCode, QStackError
+    from qstack.emu.messages import CHOSEN_REF_BASE
+    from qstack.physical.ops import Gate
+
+    async def app(ctx):
+        rt = ctx.runtime
+        qs = [ctx.qubit() for _ in range(30)]
+        for q in qs:
+            q.x()
+            q.h()
+            q.h()
+        kept = len(rt._waiting)                  # one failure callback per allocation and gate
+        bits = await ctx.measure_all(qs)
+        left = len(rt._waiting), len(rt._quiet)  # confirmed by the measurements' answers
+        # a gate on a qubit that is not there: its failure comes back
+        rt.enqueue(Gate("x", (CHOSEN_REF_BASE + (1 << 40),)), ctx._op_failed)
+        q = ctx.qubit()
+        with pytest.raises(QStackError) as info:
+            await q.measure()
+        return kept, bits, left, info.value.code, len(rt._waiting), len(rt._quiet)
+
+    kept, bits, left, code, waiting, quiet = trio.run(run_app, app, "alice", net)
+    assert kept == 30 * 4 and bits == [1] * 30
+    assert left == (0, 0)
+    assert code == ErrorCode.QUBIT_UNAVAILABLE
+    assert (waiting, quiet) == (0, 0)

@@ -5,15 +5,19 @@ concurrent senders, back-pressure. Timing tests run on trio's MockClock
 (autojump), so they assert the bound in trio's virtual seconds, never wall
 time."""
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qstack.core.errors import ErrorCode
+from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message, limits, message
-from qstack.emu.channel import ChannelClosed, accept_channel, open_channel, serve_channels
+from qstack.emu.channel import (MAX_BATCH, ChannelClosed, accept_channel, forward, open_channel,
+                                serve_channels)
 from qstack.emu.wire import ErrorFrame, FrameReader, Session, encode_frame
 from qstack.physical.messages import StationCancel
 
@@ -492,3 +496,97 @@ def test_a_failing_handler_ends_its_connection_only(caplog):
     with caplog.at_level(logging.ERROR, logger="qstack.emu"):
         run(main)
     assert any("handler failed" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- batched writes
+
+def _counting_writes(channel):
+    """Count ``channel``'s socket writes (``calls[0]``)."""
+    calls = [0]
+    write = channel._write
+
+    async def counted(data, limit_s=None):
+        calls[0] += 1
+        await write(data, limit_s)
+    channel._write = counted
+    return calls
+
+
+class _Collect:
+    """A server handler that keeps every message that arrives."""
+
+    def __init__(self):
+        self.got = []
+
+    async def __call__(self, channel):
+        async for msg in channel:
+            self.got.append(msg)
+
+    async def until(self, n):
+        with trio.fail_after(10):
+            while len(self.got) < n:
+                await trio.sleep(0.005)
+
+
+@asynccontextmanager
+async def _collecting(name):
+    """A channel to a server that collects: ``(channel, collector, nursery)``."""
+    collect = _Collect()
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, collect)
+        ch = await open_channel(HOST, port, name=name, kind="app", secret=SECRET,
+                                nursery=nursery)
+        yield ch, collect, nursery
+        await ch.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.one_of(st.integers(0, 300), st.just(150_000)), min_size=1,
+                      max_size=MAX_BATCH + 40))
+def test_forward_writes_everything_queued_in_one_write_per_batch_in_order(sizes):
+    """What is queued when ``forward`` wakes leaves in ceil(n / MAX_BATCH)
+    writes (large frames included: a write the socket takes in part is
+    finished by the slow path), and arrives whole and in order."""
+    msgs = [Blob(1, i, b"x" * size) for i, size in enumerate(sizes)]
+
+    async def main():
+        async with _collecting("batch") as (ch, collect, _nursery):
+            writes = _counting_writes(ch)
+            send, recv = trio.open_memory_channel(float("inf"))
+            for msg in msgs:                      # all queued before the writer runs
+                send.send_nowait(msg)
+            send.close()
+            await forward(recv, ch)
+            await collect.until(len(msgs))
+            assert collect.got == msgs
+            assert writes[0] == -(-len(msgs) // MAX_BATCH)
+    run(main)
+
+
+def test_forward_sends_what_comes_later_in_later_writes_in_order():
+    async def main():
+        async with _collecting("bursts") as (ch, collect, nursery):
+            send, recv = trio.open_memory_channel(float("inf"))
+            nursery.start_soon(forward, recv, ch)
+            for burst in range(3):           # three bursts, the writer waiting between
+                for i in range(10):
+                    send.send_nowait(Blob(2, burst * 10 + i, b""))
+                await trio.testing.wait_all_tasks_blocked()
+            await collect.until(30)
+            assert [m.seq for m in collect.got] == list(range(30))
+    run(main)
+
+
+def test_send_many_writes_what_comes_before_a_message_it_cannot_encode_then_raises():
+    async def main():
+        async with _collecting("bad") as (ch, collect, _nursery):
+            with pytest.raises(QStackError) as info:
+                await ch.send_many([Blob(3, 0, b""), Blob(3, 1, b""), "not a message",
+                                    Blob(3, 2, b"")])
+            assert info.value.code == ErrorCode.BAD_FIELD
+            assert not ch.closed                   # as send: the channel goes on
+            await ch.send(Blob(3, 3, b""))
+            await collect.until(3)
+            assert [m.seq for m in collect.got] == [0, 1, 3]
+    run(main)

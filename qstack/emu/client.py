@@ -18,6 +18,7 @@ here, unchanged.
 """
 from __future__ import annotations
 
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
@@ -25,18 +26,22 @@ import numpy as np
 import trio
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.emu.channel import forward
 from qstack.emu.clock import model_now_ns
 from qstack.emu.messages import (
-    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, AppQkdResult, AppWelcome, PhysResult,
-    PhysSettle, as_code, event_from_wire, op_to_wire, qkd_request_to_wire, qkd_result_from_wire,
-    request_to_wire,
+    APP_REF_BITS, CHOSEN_REF_BASE, INDICATIONS, QUIET, QUIET_CONFIRM_EVERY, AppConsumed,
+    AppQkdResult, AppWelcome, PhysResult, PhysSettle, as_code, event_from_wire, op_to_wire,
+    qkd_request_to_wire, qkd_result_from_wire, request_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.ops import Allocate
 from qstack.transport.runtime import TransportRuntime
 from qstack.transport.socket import NodeContext, TransportClient
 
-__all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app"]
+__all__ = ["EmuRuntime", "TrioFuture", "connect", "run_app", "merge_consumed"]
+
+#: The largest count one ``AppConsumed`` carries (its field's limit).
+MAX_CONSUMED = 1 << 31
 
 
 
@@ -94,6 +99,7 @@ class EmuRuntime(TransportRuntime):
         self._callbacks: list[Callable[[Any], None]] = []
         self._requests = 0
         self._waiting: dict[int, Any] = {}       # request -> future or failed-callback
+        self._quiet: deque[int] = deque()         # QUIET requests not confirmed yet
         self._refs = 0
         self._alloc_failures: list[QStackError] = []
         self._outbox_send, self._outbox_recv = trio.open_memory_channel(float("inf"))
@@ -158,17 +164,31 @@ class EmuRuntime(TransportRuntime):
             raise QStackError(ErrorCode.MEMORY_FULL, "this application made 2**24 qubits")
         self._refs += 1
         ref = CHOSEN_REF_BASE + (self.app_id << APP_REF_BITS) + self._refs
-        request = self._request_id()
-        self._waiting[request] = self._alloc_failures.append
-        self._send(op_to_wire(Allocate(), request, queued=True, chosen_ref=ref))
+        self._send_unawaited(op_to_wire(Allocate(), self._request_id(), queued=True,
+                                        chosen_ref=ref), self._alloc_failures.append)
         return ref
 
     def enqueue(self, op: Any, failed: Callable[[Any], None] | None = None) -> None:
-        request = self._request_id()
-        self._waiting[request] = failed if failed is not None else (lambda err: None)
-        self._send(op_to_wire(op, request, queued=True))
+        self._send_unawaited(op_to_wire(op, self._request_id(), queued=True),
+                             failed if failed is not None else _ignore)
+
+    def _send_unawaited(self, msg: Any, failed: Callable[[Any], None]) -> None:
+        """Send an operation nobody waits for; ``failed(err)`` if it fails.
+        A QUIET one is answered only if it fails (``specs/emulation.md`` §4):
+        its callback is dropped when an awaited answer after it comes back."""
+        self._waiting[msg.request] = failed
+        self._send(msg)
+        if msg.__class__ in QUIET:
+            self._quiet.append(msg.request)
+            if len(self._quiet) % QUIET_CONFIRM_EVERY == 0:
+                # a long run of them: an answer (nobody awaits) that confirms them
+                request = self._request_id()
+                self._waiting[request] = TrioFuture()
+                self._send(PhysSettle(request))
 
     async def _ask(self, msg_for: Callable[[int], Any]) -> PhysResult:
+        """Send ``msg_for(request)`` (an operation answered in any case) and
+        wait for its answer."""
         request = self._request_id()
         fut = TrioFuture()
         self._waiting[request] = fut
@@ -181,12 +201,35 @@ class EmuRuntime(TransportRuntime):
             raise self._alloc_failures.pop(0)
 
     async def outcome(self, op: Any) -> Any:
-        result = await self._ask(lambda r: op_to_wire(op, r, queued=True))
+        (value,) = await self.outcomes([op])
+        if isinstance(value, QStackError):
+            raise value
+        return value
+
+    async def outcomes(self, ops: list) -> list:
+        """All of ``ops`` sent at once, in order: one round trip for the lot."""
+        asked = []
+        for op in ops:
+            msg = op_to_wire(op, self._request_id(), queued=True)
+            failure: list = []
+            if msg.__class__ in QUIET:
+                # answered only if it fails: a settle after it is the answer to wait for
+                self._send_unawaited(msg, failure.append)
+                msg = PhysSettle(self._request_id())
+            fut = TrioFuture()
+            self._waiting[msg.request] = fut
+            self._send(msg)
+            asked.append((fut, failure))
+        results = []
+        for fut, failure in asked:
+            result: PhysResult = await fut
+            results.append(failure[0] if failure else result)
         self._raise_alloc_failure()
-        await self._until(result.done_ns)
-        if not result.ok:
-            raise QStackError(as_code(result.code), result.detail)
-        return result.value
+        done = [r.done_ns for r in results if isinstance(r, PhysResult)]
+        if done:
+            await self._until(max(done))
+        return [r if isinstance(r, QStackError) else
+                r.value if r.ok else QStackError(as_code(r.code), r.detail) for r in results]
 
     async def settle(self) -> None:
         result = await self._ask(lambda r: PhysSettle(r))
@@ -203,8 +246,7 @@ class EmuRuntime(TransportRuntime):
 
         async def writer() -> None:
             try:
-                async for msg in self._outbox_recv:
-                    await self.channel.send(msg)
+                await forward(self._outbox_recv, self.channel, merge=merge_consumed)
             except gone as err:
                 self.closed = self.closed or _as_error(err)
                 inner.cancel_scope.cancel()
@@ -231,6 +273,11 @@ class EmuRuntime(TransportRuntime):
             if waiter is None:
                 return
             if isinstance(waiter, TrioFuture):
+                # answers to awaited operations come in request order: the
+                # QUIET operations before this one succeeded
+                quiet = self._quiet
+                while quiet and quiet[0] < msg.request:
+                    self._waiting.pop(quiet.popleft(), None)
                 waiter.set_result(msg)
             elif not msg.ok:
                 waiter(QStackError(as_code(msg.code), msg.detail))
@@ -261,6 +308,26 @@ class EmuRuntime(TransportRuntime):
 
     async def aclose(self) -> None:
         await self.channel.aclose()
+
+
+def merge_consumed(batch: list) -> list:
+    """``batch`` with each run of ``AppConsumed`` of one connection, one right
+    after the other, joined into one (their counts added): the daemon's
+    transport moves the window by the sum either way, and a batch of pairs
+    taken at once tells it once. Nothing else changes place."""
+    out: list = []
+    for msg in batch:
+        last = out[-1] if out else None
+        if msg.__class__ is AppConsumed and last.__class__ is AppConsumed \
+                and last.conn == msg.conn and last.count + msg.count <= MAX_CONSUMED:
+            out[-1] = AppConsumed(msg.conn, last.count + msg.count)
+        else:
+            out.append(msg)
+    return out
+
+
+def _ignore(err: Any) -> None:
+    """The failure callback of an operation whose failure nobody asked to hear."""
 
 
 def _as_error(err: BaseException) -> QStackError:

@@ -39,6 +39,7 @@ recorded as ``INTERNAL_ERROR``; the daemon goes on serving.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import logging
 import random
@@ -53,14 +54,15 @@ from qstack.core.messages import Message
 from qstack.core.protocol import LinkDown, LinkUp, PeerDown, PeerUp, Undeliverable
 from qstack.core.runtime import NodeRuntime, RuntimeDriver
 from qstack.emu import profiling
+from qstack.emu.channel import forward
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     APP_REF_BITS, CHOSEN_REF_BASE, MAX_REPORTED_FAILURES, OPS, REQUESTS, AppWelcome,
     FailuresQuery, FailuresReport, NodeBoot, NodeFault, NodeLinkState, NodeStatus,
     PhysAllocate, PhysDiscard, PhysLinkState, PhysNodeState, PhysPulseBlock, PhysPulseRecord, PhysQuery,
-    PhysReport, PhysResult, PhysSettle, StatusQuery, as_code, event_to_wire, op_to_wire,
-    pulse_record_from_wire, request_from_wire, AppQkdRequest, qkd_request_from_wire,
-    qkd_result_to_wire,
+    PhysReport, PhysResult, PhysSettle, QUIET, QUIET_CONFIRM_EVERY, StatusQuery, as_code,
+    event_to_wire, op_to_wire, pulse_record_from_wire, request_from_wire, AppQkdRequest,
+    qkd_request_from_wire, qkd_result_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.messages import StationCancel, StationEntangle, StationHerald, key_from_wire, \
@@ -160,6 +162,8 @@ class NodeDaemon(RuntimeDriver):
         self._requests = 0
         # request -> what to do with its answer
         self._pending: dict[int, tuple] = {}
+        # requests of applications' QUIET operations not confirmed yet (in order)
+        self._quiet: collections.deque[int] = collections.deque()
         self._pulse_parts: dict[int, list] = {}    # request -> PhysPulseRecord frames so far
         self._qkd_owner: dict[int, tuple[_App, int]] = {}   # QkdRequest id -> (app, its id)
         self._qkd_unclaimed: list = []             # receive-side results no app was there for
@@ -315,6 +319,10 @@ class NodeDaemon(RuntimeDriver):
             self.nursery.start_soon(self._link_state, msg.a, msg.b, msg.up)
             return
         if cls is PhysResult:
+            quiet = self._quiet
+            while quiet and quiet[0] < msg.request:
+                # answered in request order: the quiet ones before it succeeded
+                self._pending.pop(quiet.popleft(), None)
             what = self._pending.pop(msg.request, None)
             if what is None:
                 return
@@ -466,8 +474,7 @@ class NodeDaemon(RuntimeDriver):
         end the connection's tasks: a broken connection is not the daemon's
         end)."""
         try:
-            async for msg in peer.queue_recv:
-                await ch.send(msg)
+            await forward(peer.queue_recv, ch)
         except _CLOSED as exc:
             log.info("%s: sending to %s failed: %s", self.name, peer.name, exc)
         scope.cancel()
@@ -635,6 +642,13 @@ class NodeDaemon(RuntimeDriver):
             fwd = dataclasses.replace(msg, request=request)
             if cls is not PhysSettle:
                 fwd = dataclasses.replace(fwd, queued=True)
+            if cls in QUIET:            # answered only if it fails
+                self._quiet.append(request)
+                if len(self._quiet) % QUIET_CONFIRM_EVERY == 0:
+                    # a long run of them: a settle of ours, whose answer confirms them
+                    self._to_physics(fwd)
+                    fwd = PhysSettle(self._request(("proto", "daemon", None,
+                                                    self.runtime.incarnation)))
             self._to_physics(fwd)
             return
         raise QStackError(ErrorCode.UNEXPECTED_EVENT,
@@ -680,8 +694,7 @@ class NodeDaemon(RuntimeDriver):
             async with trio.open_nursery() as inner:
                 async def writer() -> None:
                     try:
-                        async for out in app.out_recv:
-                            await ch.send(out)
+                        await forward(app.out_recv, ch)
                     except _CLOSED as err:    # it stopped reading, or went away
                         log.info("%s: application %d: %s", self.name, app.app_id, err)
                     inner.cancel_scope.cancel()
@@ -827,8 +840,7 @@ class NodeDaemon(RuntimeDriver):
             self.physics_send = send
 
             async def physics_writer() -> None:
-                async for msg in recv:
-                    await physics.send(msg)
+                await forward(recv, physics)
 
             async def physics_reader() -> None:
                 try:

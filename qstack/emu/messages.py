@@ -579,6 +579,14 @@ def event_from_wire(msg: Message) -> Any:
 INDICATIONS = frozenset({AppDone, AppFailed, AppIncoming, AppQubitArrived, AppEprArrived,
                          AppDataArrived, AppPeerClosed, AppLost})
 OPS = frozenset({PhysAllocate, PhysGate, PhysMeasure, PhysBellMeasure, PhysDiscard, PhysSettle})
+#: Operations that, ``queued`` (an application's), are answered only when
+#: they fail: nobody waits for their outcome, and the physics server answers
+#: a node in request order, so any later answer says they succeeded
+#: (``specs/emulation.md`` §5).
+QUIET = frozenset({PhysAllocate, PhysGate, PhysDiscard})
+#: After this many QUIET operations not confirmed yet, the sender asks for an
+#: answer that confirms them (a ``PhysSettle``): what it keeps for them stays bounded.
+QUIET_CONFIRM_EVERY = 4096
 
 
 def op_to_wire(op: Any, request: int, ref_of: Any = _ref, queued: bool = False,

@@ -20,10 +20,11 @@ node daemons (``specs/wire.md`` § "Emulation messages"):
 * ``PhysAllocate``, ``PhysGate``, ``PhysMeasure``, ``PhysBellMeasure``,
   ``PhysDiscard`` run on the node's device at once and are answered at once
   with ``PhysResult`` carrying ``done_ns`` (when the hardware finishes: the
-  asker treats the operation as done then). Operations marked ``queued``
-  (an application's) start when the node's previous queued operation has
-  finished, as the simulator's ``SimRuntime`` does; ``PhysSettle`` answers
-  with the time they all have;
+  asker treats the operation as done then); an application's (``queued``)
+  allocation, gate or discard is answered only if it failed (``QUIET``).
+  Operations marked ``queued`` (an application's) start when the node's
+  previous queued operation has finished, as the simulator's ``SimRuntime``
+  does; ``PhysSettle`` answers with the time they all have;
 * a node may only name its own qubits: another node's qubit, or one that
   does not exist, fails with ``QUBIT_UNAVAILABLE``;
 * a daemon whose connection ends (its process died, or it stopped) is a
@@ -46,11 +47,12 @@ import trio
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.messages import Message
 from qstack.emu import profiling
+from qstack.emu.channel import forward
 from qstack.emu.clock import RealClock
 from qstack.emu.messages import (
     CHOSEN_REF_BASE, PhysAllocate, PhysBellMeasure, PhysCensus, PhysCensusQuery, PhysDiscard,
     PhysGate, PhysLinkState, PhysMeasure, PhysNodeState, PhysQuery, PhysReport, PhysResult,
-    PhysPulseBlock, PhysSettle, op_from_wire, pulse_record_to_wire,
+    PhysPulseBlock, PhysSettle, QUIET, op_from_wire, pulse_record_to_wire,
 )
 from qstack.emu.runfile import RunFile, channel_api
 from qstack.physical.device import QuantumDevice
@@ -174,7 +176,15 @@ class PhysicsServer:
         raise QStackError(ErrorCode.UNEXPECTED_EVENT,
                           f"the physics server does not take {cls.__name__}")
 
-    def _op(self, node: _NodeState, msg: Message) -> PhysResult:
+    def _op(self, node: _NodeState, msg: Message) -> PhysResult | None:
+        """Carry out one operation; its answer (None: a queued QUIET one that
+        succeeded, which is not answered)."""
+        answer = self._carry_out(node, msg)
+        if answer.ok and msg.queued and msg.__class__ in QUIET:
+            return None
+        return answer
+
+    def _carry_out(self, node: _NodeState, msg: Message) -> PhysResult:
         self.stats["ops"] += 1
         now = self.clock.now
         try:
@@ -369,8 +379,7 @@ async def _serve_node(server: PhysicsServer, ch: Any) -> None:
     log.info("node %s attached", name)
 
     async def writer() -> None:
-        async for msg in recv:
-            await ch.send(msg)
+        await forward(recv, ch)
 
     try:
         async with trio.open_nursery() as nursery:

@@ -4,7 +4,10 @@ For finding the emulation's hot paths (``benchmarks/bench_emu.py``): with
 the variable set, :func:`run` runs the process's trio main function under
 :mod:`cProfile` and writes ``DIR/<what>-<pid>.prof`` when the process ends,
 by SIGTERM (``qstack net down``) too. Read them with ``python -m pstats``.
-Without it, :func:`run` is ``trio.run``.
+Without it, :func:`run` is ``trio.run``. The profile's clock is wall time;
+``QSTACK_EMU_PROFILE_CLOCK=cpu`` makes it the process's CPU time (where the
+CPU goes, leaving out the waits in ``epoll`` and the time other processes
+ran).
 """
 from __future__ import annotations
 
@@ -34,7 +37,10 @@ def run(what: str, fn: Callable[..., Any], *args: Any) -> None:
 
     # SIGTERM (net down) must end the run through Python, so that the profile is written
     signal.signal(signal.SIGTERM, stop)
-    prof = cProfile.Profile()
+    import time
+
+    cpu = os.environ.get("QSTACK_EMU_PROFILE_CLOCK") == "cpu"
+    prof = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
     prof.enable()
     try:
         trio.run(fn, *args)

@@ -121,6 +121,23 @@ class TransportRuntime(ABC):
         return its outcome once it has finished (raising the ``QStackError``
         it failed with)."""
 
+    async def outcomes(self, ops: list) -> list:
+        """Queue ``ops`` in order (after everything queued before) and return
+        each one's outcome, or the ``QStackError`` it failed with, once the
+        last has finished. A failure of one does not stop the others. This
+        default awaits :meth:`outcome` for each in turn; a driver for which
+        each answer is a round trip sends them all first. An error that is
+        not one operation's (the node is down) is raised."""
+        from qstack.core.errors import QStackError
+
+        out: list = []
+        for op in ops:
+            try:
+                out.append(await self.outcome(op))
+            except QStackError as err:
+                out.append(err)
+        return out
+
     @abstractmethod
     async def settle(self) -> None:
         """Wait until the local operations queued so far have been carried

@@ -188,21 +188,13 @@ class Qubit:
         The outcome reflects every operation called before on this node. If
         one of this context's queued operations failed, its error is raised
         instead (the measurement, queued after it, was still carried out)."""
-        self._check()
-        basis = check_basis(basis)
-        ctx = self._ctx
-        self._gone = "measured"          # at once: later calls see it consumed
-        try:
-            outcome = await ctx.runtime.outcome(Measure(self._ref, basis))
-        except QStackError as err:
-            # gone from memory meanwhile; otherwise (node down, past the end
-            # of time) not measured: still the caller's
-            self._gone = "lost" if err.code == ErrorCode.QUBIT_UNAVAILABLE else ""
-            ctx._raise_op_failure()      # an earlier failure comes first
-            raise
-        if ctx._op_failures_seen != len(ctx.op_failures):
-            ctx._raise_op_failure()
-        return int(outcome)
+        self._check()                    # (a consumed qubit is refused before its basis)
+        return (await self._ctx.measure_all((self,), basis))[0]
+
+    def _failed(self, err: QStackError) -> None:
+        # gone from memory meanwhile; otherwise (node down, past the end of
+        # time) not measured: still the caller's
+        self._gone = "lost" if err.code == ErrorCode.QUBIT_UNAVAILABLE else ""
 
     def peek(self) -> Any:
         """This qubit's density matrix (2x2 numpy array) now, left undisturbed.
@@ -627,7 +619,7 @@ class QSocket:
                   for ev in self._client.take_epr(token)]
         if measure is None:
             return halves
-        return [await q.measure(measure) for q in halves]
+        return await self._ctx.measure_all(halves, measure)
 
     async def recv_epr(self, number: int = 1, *, measure: Any = None,
                        timeout_ns: int | None = None) -> list:
@@ -640,14 +632,20 @@ class QSocket:
         conn = self._need_conn()
         queue = self._client.conn_queues(conn).eprs
         deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
-        out = []
+        out: list = []
+        held: list = []         # halves taken, to be measured together
         for _ in range(number):
+            if held and not queue.items:     # nothing more at hand: measure what is
+                out += await self._ctx.measure_all(held, measure)
+                held = []
             left = None if deadline is None else max(0, deadline - rt.now_ns())
             ev = await queue.get(rt, left, "EPR pair")
             if isinstance(ev, BaseException):
                 raise ev
             q = Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
-            out.append(q if measure is None else await q.measure(measure))
+            (out if measure is None else held).append(q)
+        if held:
+            out += await self._ctx.measure_all(held, measure)
         return out
 
     # -------------------------------------------------------- classical bytes
@@ -800,6 +798,51 @@ class NodeContext:
         await self.runtime.settle()
         if self._op_failures_seen != len(self.op_failures):
             self._raise_op_failure()
+
+    async def measure_all(self, qubits: Any, basis: Any = "Z") -> list[int]:
+        """Measure every qubit of ``qubits`` (this node's, each once) in
+        ``basis``, in that order, as :meth:`Qubit.measure` would one after
+        the other; their outcomes (0 or 1) once the last readout has
+        finished. The measurements are queued together, so a driver whose
+        qubits live elsewhere (the emulation's physics server) waits one
+        round trip for all of them rather than one each. A bad basis or
+        qubit is refused before anything is measured; if a measurement
+        fails, the others are still carried out and the first failure is
+        raised (its qubit as :meth:`Qubit.measure` leaves it)."""
+        basis = check_basis(basis)
+        qubits = list(qubits)
+        seen: set = set()
+        for q in qubits:
+            if not isinstance(q, Qubit):
+                raise QStackError(ErrorCode.BAD_FIELD,
+                                  f"measure_all: expected Qubits, got {show(q)}")
+            q._check()
+            if q._ctx is not self:
+                raise QStackError(ErrorCode.INVALID_PARAMETER,
+                                  f"measure_all: {q!r} is not this application's")
+            if id(q) in seen:
+                raise QStackError(ErrorCode.INVALID_PARAMETER, f"measure_all: {q!r} twice")
+            seen.add(id(q))
+        for q in qubits:
+            q._gone = "measured"         # at once: later calls see it consumed
+        try:
+            results = await self.runtime.outcomes([Measure(q._ref, basis) for q in qubits])
+        except QStackError as err:       # (the node is down: nothing was measured)
+            for q in qubits:
+                q._failed(err)
+            self._raise_op_failure()     # an earlier failure comes first
+            raise
+        failure = None
+        for q, res in zip(qubits, results):
+            if isinstance(res, QStackError):
+                q._failed(res)
+                failure = failure or res
+        if failure is not None:
+            self._raise_op_failure()
+            raise failure
+        if self._op_failures_seen != len(self.op_failures):
+            self._raise_op_failure()
+        return [int(res) for res in results]
 
     @property
     def now_ns(self) -> int:
