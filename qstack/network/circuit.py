@@ -98,6 +98,7 @@ from .theory import werner_swap
 __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
 _LEFT, _RIGHT = 0, 1
+_NESTED = int(SwapStrategy.NESTED)     # (compared once per swap: a plain int)
 _MISSING = object()
 
 
@@ -577,8 +578,9 @@ class QnpProtocol(Protocol):
         if c.phase is not _ACTIVE or c.index >= c.n_links:
             return
         held = len(c.held[_RIGHT])
-        if c.busy:
-            held += sum(1 for k in c.busy if k[0] == _RIGHT)
+        for side, _seq in c.busy:       # (pairs in a BSM right now: a few at most)
+            if side == _RIGHT:
+                held += 1
         credit = c.credit
         outstanding = sum(c.creates.values())
         if c.index == 0:
@@ -685,9 +687,10 @@ class QnpProtocol(Protocol):
         elif c.index < c.n_links:
             if c.cutoff_ns:
                 out.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
-        parked = c.early.pop((side, p.seq), None)
-        if parked:
-            self._replay(parked, now_ns, out)
+        if c.early:
+            parked = c.early.pop((side, p.seq), None)
+            if parked:
+                self._replay(parked, now_ns, out)
         if 0 < c.index < c.n_links:
             self._try_swap(c, now_ns, out)
         return out
@@ -744,7 +747,7 @@ class QnpProtocol(Protocol):
         """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
         while left and right:
-            if c.strategy == SwapStrategy.NESTED:
+            if c.strategy == _NESTED:
                 pl = next((p for p in left.values() if p.far == c.lo), None)
                 pr = next((p for p in right.values() if p.far == c.hi), None)
                 if pl is None or pr is None:
@@ -771,7 +774,7 @@ class QnpProtocol(Protocol):
         c.swaps[(_LEFT, pl.seq)] = (_RIGHT, pr.seq, pr.bell ^ m, pr.fidelity, pr.created_ns)
         c.swaps[(_RIGHT, pr.seq)] = (_LEFT, pl.seq, pl.bell ^ m, pl.fidelity, pl.created_ns)
         c.untracked += 1
-        if c.strategy == SwapStrategy.NESTED:
+        if c.strategy == _NESTED:
             out.append(SendMessage(c.path[c.index - 1],
                                    SegmentNotice(c.cid, c.head, pl.seq, pr.far)))
             out.append(SendMessage(c.path[c.index + 1],

@@ -20,6 +20,7 @@ Times are in nanoseconds.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -109,9 +110,21 @@ def t1t2_rates(t_ns: float, t1_ns: float, t2_ns: float) -> tuple[float, float]:
     the total coherence decay ``exp(-t/T2)``. That needs ``T2 <= 2 T1``.
     ``inf`` means "no decay" for either time. All times in nanoseconds.
     """
-    t, t1, t2 = float(t_ns), float(t1_ns), float(t2_ns)
+    t = float(t_ns)
     if not t >= 0.0 or math.isinf(t):
         raise InvalidParameterError(f"wait time must be a finite number of ns >= 0, got {t_ns!r}")
+    # (called on every operation on a stored qubit: the rates of a memory are
+    # checked and computed once, _decay_rates)
+    inv_t1, inv_tphi = _decay_rates(t1_ns, t2_ns)
+    gamma = -math.expm1(-t * inv_t1)
+    p_deph = -math.expm1(-t * inv_tphi)
+    return gamma, p_deph
+
+
+@functools.lru_cache(maxsize=256)
+def _decay_rates(t1_ns: float, t2_ns: float) -> tuple[float, float]:
+    """``(1/T1, 1/T_phi)`` (per ns) of a memory, checked (see :func:`t1t2_rates`)."""
+    t1, t2 = float(t1_ns), float(t2_ns)
     if not t1 > 0.0:
         raise InvalidParameterError(f"T1 must be > 0 ns (inf for no relaxation), got {t1_ns!r}")
     if not t2 > 0.0:
@@ -125,10 +138,7 @@ def t1t2_rates(t_ns: float, t1_ns: float, t2_ns: float) -> tuple[float, float]:
             f"T2 = {t2_ns} ns exceeds 2*T1 = {2 * t1} ns: no physical memory has T2 > 2*T1 "
             "(relaxation alone already dephases at rate 1/(2*T1))"
         )
-    inv_tphi = max(inv_tphi, 0.0)
-    gamma = -math.expm1(-t * inv_t1)
-    p_deph = -math.expm1(-t * inv_tphi)
-    return gamma, p_deph
+    return inv_t1, max(inv_tphi, 0.0)
 
 
 def t1t2_decay(t_ns: float, t1_ns: float, t2_ns: float) -> list[np.ndarray]:

@@ -853,8 +853,15 @@ class QuantumEngine:
         Correct outcome ``m = (x << 1) | z`` by applying X if x, then Z if z, to
         either remote half. Otherwise groups are merged and projected exactly.
         """
-        ga = self._group(a)
-        gb = self._group(b)
+        where = self._where
+        try:      # (once per swap: _group's usual case inline)
+            ga = where[a.id] if a.engine is self else None
+            gb = where[b.id] if b.engine is self else None
+        except (KeyError, AttributeError):
+            ga = None
+        if ga is None or gb is None:
+            ga = self._group(a)          # raises the defined error
+            gb = self._group(b)
         if a.id == b.id:
             raise QubitError(f"bsm needs two different qubits, got {a!r} twice")
         u = self.rng.random()
@@ -870,11 +877,16 @@ class QuantumEngine:
                 pa = ma[1] if ma[0] == a.id else ma[0]
                 pb = mb[1] if mb[0] == b.id else mb[0]
                 new = swap_bell_diagonal(ga.bd, gb.bd, outcome)
-                self._groups.discard(ga)
-                self._groups.discard(gb)
+                groups = self._groups
+                groups.discard(ga)
+                groups.discard(gb)
                 self._forget(a.id)
                 self._forget(b.id)
-                self._add_group([pa, pb], bd=new)
+                # (the repeater's hot path: _add_group inline)
+                g = _Group([pa, pb], None, new, None)
+                groups.add(g)
+                where[pa] = g
+                where[pb] = g
                 return outcome
             # Both halves of the same bd pair: Bell states are exchange
             # symmetric up to sign, so the order of a and b does not matter.

@@ -383,7 +383,11 @@ class PyHeraldingStation:
 
     def _herald_both(self, r0: _Request, r1: _Request, herald0: Herald, herald1: Herald) -> None:
         # both ends' heralds in one event; an end whose request ended meanwhile
-        # (its herald_event cleared by _drop_herald) is skipped
+        # (its herald_event cleared by _drop_herald) is skipped. The twins let
+        # go of each other first: the pairing matters only while the event
+        # waits, and a cycle left behind would be freed by the garbage
+        # collector, not at once (millions per run on long chains)
+        r0.twin = r1.twin = None
         if r0.herald_event is not None:
             self._herald(r0, herald0)
         if r1.herald_event is not None:
@@ -395,6 +399,8 @@ class PyHeraldingStation:
         event = req.herald_event
         req.herald_event = None
         twin = req.twin
+        if twin is not None:
+            req.twin = twin.twin = None      # (no cycle left behind)
         if twin is None or twin.herald_event is not event:
             self.clock.cancel(event)
 

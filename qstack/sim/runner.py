@@ -19,6 +19,7 @@ simulated time, and awaiting one raises a clear ``TypeError`` in the task.
 """
 from __future__ import annotations
 
+import gc
 import types
 from collections import deque
 from collections.abc import Coroutine
@@ -394,6 +395,11 @@ class _Deadline:
         self.task.cancel(self)
 
 
+#: The garbage collector's youngest-generation threshold while a simulation
+#: runs (net allocations between young collections; see :meth:`Simulator.run`).
+GC_YOUNG_THRESHOLD = 10_000
+
+
 class Simulator:
     """A deterministic discrete-event simulation: clock, events, randomness, tasks.
 
@@ -469,8 +475,26 @@ class Simulator:
 
         In strict mode, afterwards raises the exception of the first task
         that failed unobserved (the task is then no longer listed).
+
+        While it runs, the garbage collector's youngest generation is
+        collected every ``GC_YOUNG_THRESHOLD`` net allocations instead of
+        every 700 (Python's default; restored afterwards). A run allocates
+        and frees millions of short-lived objects (events, actions, messages)
+        that reference counting frees at once: the collector, started every
+        700 of them, finds almost nothing, yet every tenth young collection
+        goes through the older generations and, every so often, through the
+        whole network's state (most of the collector's time on a chain of
+        1,000 nodes, ~7 % of the run; ~1.5 % with this threshold). Objects
+        in reference cycles are still collected, a little later.
         """
-        fired = self._kernel_base.run(self, until_ns, stop_when, max_events)
+        threshold = gc.get_threshold()
+        if threshold[0] and threshold[0] < GC_YOUNG_THRESHOLD:
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
+        try:
+            fired = self._kernel_base.run(self, until_ns, stop_when, max_events)
+        finally:
+            if gc.get_threshold()[0] == GC_YOUNG_THRESHOLD:
+                gc.set_threshold(*threshold)
         if self.strict and self.failed_tasks:
             task = self.failed_tasks[0]
             error = task.exception()  # marks it retrieved, unlisting it
