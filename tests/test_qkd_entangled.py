@@ -7,8 +7,8 @@ Werner states: Werner, PRA 40, 4277 (1989)); the end-to-end F after one swap
 of Werner links is F1 F2 + (1 - F1)(1 - F2)/3 (tests/closed_forms.py).
 
 The many-seed property (identical keys or an abort with its reason) runs the
-two ends over an in-memory socket pair whose EPR halves are sampled from the
-same closed form (fast); the fidelity sweep runs through the whole stack
+two ends over an in-memory socket pair whose measured pairs are sampled from
+the same closed form (fast); the fidelity sweep runs through the whole stack
 under qstack.simulate, with a repeater between the ends.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import qstack
 from qstack.app.qkd import entangled as ent
 from qstack.app.qkd._common import QKDError
 from qstack.core.errors import ErrorCode
+from qstack.network.service import MD_BASIS_SETS
 
 from .closed_forms import werner_swap
 
@@ -56,12 +57,11 @@ class _Pair:
         return x if same else 1 - x
 
 
-class _Half:
-    def __init__(self, pair: _Pair) -> None:
-        self.pair = pair
+class _Rec:
+    """One end's record of a measured pair, as the socket gives it."""
 
-    async def measure(self, basis) -> int:
-        return self.pair.measure(basis[0])
+    def __init__(self, pair: tuple, setting: int, outcome: int) -> None:
+        self.pair, self.setting, self.outcome = pair, setting, outcome
 
 
 class _Ctx:
@@ -83,15 +83,20 @@ class _Sock:
     async def recv(self, timeout_ns=None) -> bytes:
         return await self._rd.receive()
 
-    async def create_epr(self, number, timeout_ns=None):
-        halves = []
-        for _ in range(number):
+    async def measure_pairs(self, number, bases, timeout_ns=None):
+        """The network's measure-directly records, sampled: each end's
+        setting drawn from its list of the basis set, the pair's statistics
+        those of a Werner pair (the far end's record goes down the channel)."""
+        head, tail = MD_BASIS_SETS[bases]
+        mine = []
+        for i in range(number):
             p = _Pair(self.w, self.rng)
-            halves.append(_Half(p))
-            await self._se.send(_Half(p))
-        return halves
+            a, b = int(self.rng.integers(len(head))), int(self.rng.integers(len(tail)))
+            mine.append(_Rec(("a", 1, i), a, p.measure(head[a])))
+            await self._se.send(_Rec(("a", 1, i), b, p.measure(tail[b])))
+        return mine
 
-    async def recv_epr(self, number, timeout_ns=None):
+    async def recv_measured(self, number, timeout_ns=None):
         return [await self._re.receive() for _ in range(number)]
 
 
