@@ -180,3 +180,46 @@ def test_a_wait_that_gave_up_does_not_swallow_the_next_result():
                 cb(QkdResult(True, "receive", "alice", 1))
 
     trio.run(main)
+
+
+MD_NET = Path(__file__).resolve().parent / "emu_md.toml"
+MD_APPS = Path(__file__).resolve().parent / "emu_md_apps.py"
+
+
+def test_bbm92_over_measure_directly_pairs_under_qstack_run_gives_keys_that_agree(tmp_path):
+    """The same application file under ``qstack run`` (three daemons, a physics
+    server, two application processes: the MeasurePairs / PairMeasured app
+    wire) and under ``qstack.simulate``: both ends' keys agree in each, and the
+    QBER of the test bits is that of the Werner pair through one repeater,
+    2(1 - F)/3 with F = 0.99^2 + 0.01^2/3 (0.0133; ~1500 test bits: within
+    4 sigma = 0.012)."""
+    import runpy
+
+    f = 0.99 * 0.99 + 0.01 * 0.01 / 3
+    q_want = 2 * (1 - f) / 3
+    with running(MD_NET, tmp_path, SEED) as run:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        procs = {node: subprocess.Popen(
+            [sys.executable, "-m", "qstack.cli", "run", "--run", run.path, node, str(MD_APPS)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for node in ("bob", "alice")}
+        out = {}
+        try:
+            for node, proc in procs.items():
+                stdout, stderr = proc.communicate(timeout=300)
+                assert proc.returncode == 0, (node, stdout, stderr)
+                assert stdout.startswith(f"{node}: "), stdout
+                out[node] = ast.literal_eval(stdout[len(node) + 2:].strip())
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    sim = api.simulate(MD_NET, runpy.run_path(str(MD_APPS))["APPS"], seed=SEED, until_s=600)
+    sim.raise_errors()
+    for a, b in ((out["alice"], out["bob"]), (sim.results["alice"], sim.results["bob"])):
+        assert a["ok"] and b["ok"], (a, b)
+        assert a["key_bits"] > 0 and a["key_sha256"] == b["key_sha256"]
+        assert a["pairs"] == b["pairs"] == 10_000 and a["sifted"] == b["sifted"]
+        sigma = math.sqrt(q_want * (1 - q_want) / (0.3 * a["sifted"]))
+        assert abs(a["qber"] - q_want) <= 4 * sigma, (a["qber"], q_want)
