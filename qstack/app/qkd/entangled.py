@@ -100,8 +100,15 @@ class EntangledConfig:
     where the asymptotic BBM92 rate 1 - 2h(Q) ends). ``s_min``: E91 aborts when
     S is not above it (2: the local bound). ``eps_sec``, ``eps_cor``: the
     composable security parameters. ``batch``: pairs asked of the network in
-    one measure-directly request (each sets up a circuit; at most 65535).
-    ``timeout_ns``: each socket wait, ns (None: no limit)."""
+    one request (each sets up a circuit; at most 65535).
+    ``timeout_ns``: each socket wait, ns (None: no limit). ``pairs_from``:
+    "measure-directly" (the default: the network's measure-directly
+    stream) or "kept": the transport's kept end-to-end pairs, each half
+    measured by the application as it arrives, in an angle drawn from
+    ``ctx.rng`` (what a network layer without the measure-directly service,
+    e.g. ``network_layer="ideal"``, offers, and the comparison of
+    ``benchmarks/bench_mdqkd.py``); the initiator then holds up to
+    ``batch`` halves at once, so ``batch`` must fit its memory."""
 
     test_fraction: float = 0.2
     qber_max: float = 0.11
@@ -110,6 +117,7 @@ class EntangledConfig:
     eps_cor: float = 1e-15
     batch: int = 65535
     timeout_ns: int | None = None
+    pairs_from: str = "measure-directly"
 
     def __post_init__(self) -> None:
         check_prob("EntangledConfig.test_fraction", self.test_fraction, open_low=True, open_high=True)
@@ -117,6 +125,9 @@ class EntangledConfig:
         check_prob("EntangledConfig.eps_sec", self.eps_sec, open_low=True, open_high=True)
         check_prob("EntangledConfig.eps_cor", self.eps_cor, open_low=True, open_high=True)
         check_pos_int("EntangledConfig.batch", self.batch)
+        if self.pairs_from not in ("measure-directly", "kept"):
+            raise QKDError(ErrorCode.BAD_FIELD, "EntangledConfig.pairs_from: expected "
+                           f"'measure-directly' or 'kept', got {self.pairs_from!r}")
         if self.batch > 65535:
             raise QKDError(ErrorCode.OUT_OF_RANGE,
                            f"EntangledConfig.batch: at most 65535 pairs a request, got {self.batch}")
@@ -255,6 +266,30 @@ async def _measure_pairs(sock: Any, pairs: int, initiator: bool, bases: str,
     return choice, out, ids.digest()
 
 
+async def _measure_kept(ctx: Any, sock: Any, pairs: int, initiator: bool, bases: str,
+                        cfg: EntangledConfig) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """The quantum phase over kept pairs (``pairs_from="kept"``): each half
+    measured by the application as soon as it has it, at an angle of its list
+    of ``bases`` drawn from ``ctx.rng``; the same return as
+    :func:`_measure_pairs`, with the digest of no ids (the socket's halves
+    carry none: both ends' digests are equal, the transport's order binds
+    them)."""
+    angles = MD_BASIS_SETS[bases][0 if initiator else 1]
+    choice = ctx.rng.integers(0, len(angles), size=pairs).astype(np.uint8)
+    out = np.zeros(pairs, dtype=np.uint8)
+    ids = hashlib.sha256()
+    i = 0
+    while i < pairs:
+        if initiator:
+            halves = await sock.create_epr(min(cfg.batch, pairs - i), timeout_ns=cfg.timeout_ns)
+        else:
+            halves = await sock.recv_epr(1, timeout_ns=cfg.timeout_ns)
+        for q in halves:
+            out[i] = await q.measure((angles[choice[i]], 0.0))
+            i += 1
+    return choice, out, ids.digest()
+
+
 def _sift(protocol: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Positions whose bases give key bits."""
     if protocol == "bbm92":
@@ -274,7 +309,12 @@ async def _run(protocol: str, ctx: Any, sock: Any, pairs: int, initiator: bool,
     role = "initiator" if initiator else "receiver"
     peer = sock.conn.remote if getattr(sock, "conn", None) is not None else ""
     res = EntangledResult(protocol, role, peer, pairs=pairs)
-    choice, bits, digest = await _measure_pairs(sock, pairs, initiator, BASIS_SET[protocol], cfg)
+    if cfg.pairs_from == "kept":
+        choice, bits, digest = await _measure_kept(ctx, sock, pairs, initiator,
+                                                   BASIS_SET[protocol], cfg)
+    else:
+        choice, bits, digest = await _measure_pairs(sock, pairs, initiator, BASIS_SET[protocol],
+                                                    cfg)
     t = cfg.timeout_ns
     rng = ctx.rng
     if initiator:
