@@ -298,3 +298,24 @@ def test_measure_pairs_refuses_an_unknown_basis_set():
     res = qstack.simulate(_net(2, 1.0), {"alice": alice, "bob": bob}, seed=1, until_s=10)
     res.raise_errors()
     assert res.results["alice"] == int(qstack.core.errors.ErrorCode.INVALID_PARAMETER)
+
+
+def test_the_ideal_network_layer_refuses_measure_directly_and_the_socket_says_so():
+    async def alice(ctx):
+        async with await ctx.connect("bob", 5) as sock:
+            with pytest.raises(qstack.transport.socket.TransportError) as exc:
+                await sock.measure_pairs(3)
+            await sock.send(b"done")
+            return int(exc.value.code), exc.value.detail
+
+    async def bob(ctx):
+        sock = await ctx.listen(5).accept()
+        await sock.recv()
+        await sock.close()
+
+    res = qstack.simulate(_net(2, 1.0), {"alice": alice, "bob": bob}, seed=1, until_s=10,
+                          network_layer="ideal")
+    res.raise_errors()
+    code, detail = res.results["alice"]
+    assert code == int(qstack.core.errors.ErrorCode.TRANSPORT_NO_PAIR)
+    assert "measure-directly" in detail
