@@ -45,21 +45,6 @@ def chain(n_nodes: int) -> dict:
             "nodes": nodes, "links": [[a, b] for a, b in zip(nodes, nodes[1:])]}
 
 
-class _Peak:
-    """Peak slots (stored + reserved) a device used, checked after every change."""
-
-    def __init__(self, device) -> None:
-        self.peak = 0
-        for name in ("reserve", "store"):
-            orig = getattr(device, name)
-
-            def wrapped(*args, _orig=orig, **kw):
-                out = _orig(*args, **kw)
-                self.peak = max(self.peak, device.used_slots)
-                return out
-            setattr(device, name, wrapped)
-
-
 def _config(mode: str) -> ent.EntangledConfig:
     return ent.EntangledConfig(test_fraction=0.2, eps_sec=1e-6, pairs_from=mode,
                                batch=KEPT_BATCH if mode == "kept" else 65535)
@@ -109,13 +94,12 @@ def _bbm92_apps(mode: str) -> dict:
 def _run(n_nodes: int, apps: dict) -> tuple[dict, float, dict]:
     spec = network_from_dict(chain(n_nodes))
     net = build_network(spec, seed=SEED)
-    peaks = {name: _Peak(net.node(name).device) for name in ("alice", "bob")}
     w0 = time.perf_counter()
     run = run_apps(net, apps, until_ns=3_600 * 10 ** 9)
     wall = time.perf_counter() - w0
     if run.errors:
         raise RuntimeError(f"benchmark run failed: {run.errors}")
-    return run.results, wall, {k: p.peak for k, p in peaks.items()}
+    return run.results, wall, {k: net.node(k).device.peak_slots for k in ("alice", "bob")}
 
 
 def run() -> dict:

@@ -495,8 +495,9 @@ class TeleportTransport(Protocol):
         self._enqueue(st, op, req.timeout_ns, now_ns, out)
         return out
 
-    @on(svc.CreateEpr)
-    def _create_epr(self, req: svc.CreateEpr, now_ns: int) -> list[Action]:
+    @on(svc.CreateEpr, svc.MeasurePairs)
+    def _create_pairs(self, req: svc.CreateEpr | svc.MeasurePairs, now_ns: int) -> list[Action]:
+        """EPR pairs (``CreateEpr``) or measure-directly pairs (``MeasurePairs``)."""
         out: list = []
         req = self._checked(req, now_ns, out)
         if req is None:
@@ -504,22 +505,12 @@ class TeleportTransport(Protocol):
         st = self._open_state(req.conn, req.token, None, out)
         if st is None:
             return out
-        op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
-                 min_fidelity=req.min_fidelity, metadata=req.metadata)
-        self._enqueue(st, op, req.timeout_ns, now_ns, out)
-        return out
-
-    @on(svc.MeasurePairs)
-    def _measure_pairs(self, req: svc.MeasurePairs, now_ns: int) -> list[Action]:
-        out: list = []
-        req = self._checked(req, now_ns, out)
-        if req is None:
-            return out
-        st = self._open_state(req.conn, req.token, None, out)
-        if st is None:
-            return out
-        op = _Op("measured", req.token, now_ns, need=req.number, number=req.number,
-                 min_fidelity=req.min_fidelity, bases=req.bases)
+        if req.__class__ is svc.CreateEpr:
+            op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
+                     min_fidelity=req.min_fidelity, metadata=req.metadata)
+        else:
+            op = _Op("measured", req.token, now_ns, need=req.number, number=req.number,
+                     min_fidelity=req.min_fidelity, bases=req.bases)
         self._enqueue(st, op, req.timeout_ns, now_ns, out)
         return out
 
