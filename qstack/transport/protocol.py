@@ -690,44 +690,34 @@ class TeleportTransport(Protocol):
         self._top_up(st, now_ns, need, out)
         self._md_top_up(st, now_ns, out)
 
-    def _needed(self, st: _ConnState) -> int:
-        """Pairs the queue needs for the items the far end's window admits
-        (the head excluded while it is being measured: its pair is taken)."""
+    @staticmethod
+    def _admitted(st: _ConnState):
+        """(op, pairs it needs now) for each pair-needing item of the queue,
+        in order, as far as the far end's window admits (the head excluded
+        while it is being measured: its pair is taken)."""
         room = st.tx_limit - st.tx_seq
-        need = 0
         for i, op in enumerate(st.queue):
             if room <= 0:
                 break
-            if i == 0 and st.busy:
-                room -= 1
-                continue
-            if op.kind == "data":
-                room -= 1
-            else:
-                n = min(op.need, room)
-                if op.kind != "measured":      # (those come from _md_top_up)
-                    need += n
-                room -= n
-        return need
-
-    def _md_wanted(self, st: _ConnState) -> tuple[str, int, int]:
-        """The basis set of the first measure-directly item the far end's
-        window admits, how many of its pairs the queue needs now (items of
-        that set in a row from it) and the longest time left of those items
-        (0: one has no limit)."""
-        room = st.tx_limit - st.tx_seq
-        bases, need, max_time = "", 0, -1
-        for i, op in enumerate(st.queue):
-            if room <= 0:
-                break
-            if i == 0 and st.busy:
-                room -= 1
-                continue
-            if op.kind == "data":
+            if (i == 0 and st.busy) or op.kind == "data":
                 room -= 1
                 continue
             n = min(op.need, room)
             room -= n
+            yield op, n
+
+    def _needed(self, st: _ConnState) -> int:
+        """Kept pairs the queue needs for the items the far end's window
+        admits (measure-directly pairs: :meth:`_md_wanted`)."""
+        return sum(n for op, n in self._admitted(st) if op.kind != "measured")
+
+    def _md_wanted(self, st: _ConnState) -> tuple[str, int, int]:
+        """The basis set of the first measure-directly item the far end's
+        window admits, how many of its pairs the queue needs now (items of
+        that set in a row from it) and the latest deadline of those items
+        (0: one has no limit)."""
+        bases, need, max_time = "", 0, -1
+        for op, n in self._admitted(st):
             if op.kind != "measured" or not n:
                 continue
             if bases and op.bases != bases:

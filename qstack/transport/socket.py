@@ -644,20 +644,27 @@ class QSocket:
         far end creates (Phi+), or their outcomes measured in ``measure``."""
         number = _number(number)
         measure = _basis(measure)
-        rt = self._ctx.runtime
-        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
-        conn = self._need_conn()
-        queue = self._client.conn_queues(conn).eprs
-        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
         out = []
-        for _ in range(number):
-            left = None if deadline is None else max(0, deadline - rt.now_ns())
-            ev = await queue.get(rt, left, "EPR pair")
-            if isinstance(ev, BaseException):
-                raise ev
+        async for ev in self._arrivals("eprs", number, timeout_ns, "EPR pair"):
             q = Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
             out.append(q if measure is None else await q.measure(measure))
         return out
+
+    async def _arrivals(self, queue_name: str, number: int, timeout_ns: int | None, what: str):
+        """The next ``number`` items of this connection's ``queue_name``
+        queue, one at a time, all within ``timeout_ns`` (a loss in their
+        place raised)."""
+        rt = self._ctx.runtime
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
+        conn = self._need_conn()
+        queue = getattr(self._client.conn_queues(conn), queue_name)
+        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
+        for _ in range(number):
+            left = None if deadline is None else max(0, deadline - rt.now_ns())
+            ev = await queue.get(rt, left, what)
+            if isinstance(ev, BaseException):
+                raise ev
+            yield ev
 
     # -------------------------------------------------------- measure-directly pairs
     async def measure_pairs(self, number: int = 1, *, bases: str = "ZX",
@@ -693,19 +700,7 @@ class QSocket:
         """This end's records of the next ``number`` (1..65535) pairs the far
         end measures directly (:meth:`measure_pairs`), in item order."""
         number = _number(number)
-        rt = self._ctx.runtime
-        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
-        conn = self._need_conn()
-        queue = self._client.conn_queues(conn).measured
-        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
-        out = []
-        for _ in range(number):
-            left = None if deadline is None else max(0, deadline - rt.now_ns())
-            ev = await queue.get(rt, left, "measured pair")
-            if isinstance(ev, BaseException):
-                raise ev
-            out.append(ev)
-        return out
+        return [ev async for ev in self._arrivals("measured", number, timeout_ns, "measured pair")]
 
     # -------------------------------------------------------- classical bytes
     async def send(self, data: bytes) -> None:
