@@ -10,8 +10,8 @@ statistics are those of the end-to-end pair because the swaps and the ends'
 measurements act on different qubits (they commute), and the tail folds the
 frame into its outcome (service.fold_frame, checked exactly below).
 
-Invariants (hypothesis over chain lengths, seeds, cut-offs and a link going
-down): no end holds a memory slot longer than one measurement, so an end's
+Invariants (hypothesis over chain lengths, seeds, cut-offs, swap strategies
+and a link going down): no end holds a memory slot longer than one measurement, so an end's
 peak occupancy is bounded by its link's generation processes (reserved
 attempt slots plus the pairs being measured: 2 per process), whatever the
 chain's length; every pair is delivered at most once at each end, with the
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import qstack
 from qstack.network.service import (
-    MD_BASIS_SETS, NetRequest, NetRequestType, fold_frame,
+    MD_BASIS_SETS, NetRequest, NetRequestType, SwapStrategy, fold_frame,
 )
 from qstack.sim.chain import build_chain
 
@@ -183,13 +183,14 @@ def _watch(net, names):
 @given(n_nodes=st.integers(2, 8), seed=st.integers(0, 10_000),
        cutoff_us=st.sampled_from([0, 30, 80, 300]),
        down=st.one_of(st.none(), st.tuples(st.integers(0, 6), st.integers(50, 4000))),
-       bases=st.sampled_from(sorted(MD_BASIS_SETS)))
+       bases=st.sampled_from(sorted(MD_BASIS_SETS)),
+       strategy=st.sampled_from(list(SwapStrategy)))
 def test_ends_hold_no_memory_and_pairs_come_once_at_both_ends(n_nodes, seed, cutoff_us, down,
-                                                              bases):
+                                                              bases, strategy):
     net, names, ends = build_chain(n_nodes, fidelity=0.97, seed=seed, slots=8)
     peaks = _watch(net, names)
     net.submit(names[0], NetRequest(names[-1], number=300, type=_D, measure_basis=bases,
-                                    correct=True, cutoff_ns=cutoff_us * 1000),
+                                    correct=True, cutoff_ns=cutoff_us * 1000, strategy=strategy),
                to="network.qnp")
     if down is not None:
         link, at_us = down
