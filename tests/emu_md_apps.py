@@ -18,8 +18,24 @@ def _summary(r):
             "pairs": r.pairs, "sifted": r.sifted, "qber": r.qber}
 
 
+async def _connect(ctx):
+    """Connect to bob's port 5, again while it is refused: under ``qstack run``
+    bob's application is a process of its own and may not listen yet."""
+    from qstack.core.errors import ErrorCode
+    from qstack.transport.socket import TransportError
+
+    for _ in range(200):
+        try:
+            return await ctx.connect("bob", 5)
+        except TransportError as err:
+            if err.code != ErrorCode.TRANSPORT_CONNECTION_REFUSED:
+                raise
+            await ctx.sleep(50_000_000)
+    return await ctx.connect("bob", 5)
+
+
 async def alice(ctx):
-    async with await ctx.connect("bob", 5) as sock:
+    async with await _connect(ctx) as sock:
         return _summary(await ent.bbm92(ctx, sock, PAIRS, initiator=True, config=CONFIG))
 
 

@@ -116,7 +116,8 @@ def _run_apps(network: Path, apps: Path, tmp_path, timeout_s: float) -> dict:
         procs = {node: _qstack_run(run, node, apps) for node in ("bob", "alice")}
         out = {}
         try:
-            for node, proc in procs.items():
+            # (alice's first: if it fails, bob would wait for it to the timeout)
+            for node, proc in reversed(procs.items()):
                 stdout, stderr = proc.communicate(timeout=timeout_s)
                 assert proc.returncode == 0, (node, stdout, stderr)
                 assert stdout.startswith(f"{node}: "), stdout
