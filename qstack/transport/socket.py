@@ -644,8 +644,17 @@ class QSocket:
         far end creates (Phi+), or their outcomes measured in ``measure``."""
         number = _number(number)
         measure = _basis(measure)
+        rt = self._ctx.runtime
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
+        conn = self._need_conn()
+        queue = self._client.conn_queues(conn).eprs
+        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
         out = []
-        async for ev in self._arrivals("eprs", number, timeout_ns, "EPR pair"):
+        for _ in range(number):
+            left = None if deadline is None else max(0, deadline - rt.now_ns())
+            ev = await queue.get(rt, left, "EPR pair")
+            if isinstance(ev, BaseException):
+                raise ev
             q = Qubit(self._ctx, ev.qubit, ev.metadata, ev.fidelity)
             out.append(q if measure is None else await q.measure(measure))
         return out
