@@ -180,7 +180,7 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
                 protos.append(PurifyProtocol(name, raw[name], seed=seed))
                 link_service = PurifyProtocol.name
             protos.append(QnpProtocol(name, topo, purify=purify, link_service=link_service,
-                                       num_qubits=hardware.num_qubits))
+                                       num_qubits=hardware.num_qubits, seed=seed))
             below = "network.qnp"
         else:
             protos = [ideal.protocol(name)]

@@ -226,7 +226,7 @@ class KmsSpec:
     test_fraction: float = 0.5
     eps_sec: float = 1e-6
     eps_cor: float = 1e-15
-    batch: int = 16
+    batch: int = 65535
     protocol: str = "bbm92"
     pulses: int = 10_000_000
     finite: bool = True

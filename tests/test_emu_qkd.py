@@ -102,20 +102,23 @@ def test_a_qkd_result_crosses_the_app_wire_whole_nan_and_long_keys_included():
     assert back.estimate.phase_error == 0.02 and back.code is None
 
 
-def _qstack_run(run, node: str) -> subprocess.Popen:
+def _qstack_run(run, node: str, apps: Path = APPS) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "qstack.cli", "run", "--run", run.path, node,
-                             str(APPS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             str(apps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
 
 
-def test_decoy_bb84_under_qstack_run_gives_both_ends_the_simulators_key(tmp_path):
-    with running(NET, tmp_path, SEED) as run:
-        procs = {node: _qstack_run(run, node) for node in ("bob", "alice")}
+def _run_apps(network: Path, apps: Path, tmp_path, timeout_s: float) -> dict:
+    """``qstack run`` of bob's and alice's applications of ``apps`` against
+    ``network`` up in real processes: what each printed, as a Python value."""
+    with running(network, tmp_path, SEED) as run:
+        procs = {node: _qstack_run(run, node, apps) for node in ("bob", "alice")}
         out = {}
         try:
-            for node, proc in procs.items():
-                stdout, stderr = proc.communicate(timeout=120)
+            # (alice's first: if it fails, bob would wait for it to the timeout)
+            for node, proc in reversed(procs.items()):
+                stdout, stderr = proc.communicate(timeout=timeout_s)
                 assert proc.returncode == 0, (node, stdout, stderr)
                 assert stdout.startswith(f"{node}: "), stdout
                 out[node] = ast.literal_eval(stdout[len(node) + 2:].strip())
@@ -124,6 +127,11 @@ def test_decoy_bb84_under_qstack_run_gives_both_ends_the_simulators_key(tmp_path
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+    return out
+
+
+def test_decoy_bb84_under_qstack_run_gives_both_ends_the_simulators_key(tmp_path):
+    out = _run_apps(NET, APPS, tmp_path, 120)
     a, b = out["alice"], out["bob"]
     assert a["ok"] and b["ok"], (a, b)
     assert a["key_bits"] > 0 and a["key_sha256"] == b["key_sha256"]
@@ -180,3 +188,29 @@ def test_a_wait_that_gave_up_does_not_swallow_the_next_result():
                 cb(QkdResult(True, "receive", "alice", 1))
 
     trio.run(main)
+
+
+MD_NET = Path(__file__).resolve().parent / "emu_md.toml"
+MD_APPS = Path(__file__).resolve().parent / "emu_md_apps.py"
+
+
+def test_bbm92_over_measure_directly_pairs_under_qstack_run_gives_keys_that_agree(tmp_path):
+    """The same application file under ``qstack run`` (three daemons, a physics
+    server, two application processes: the MeasurePairs / PairMeasured app
+    wire) and under ``qstack.simulate``: both ends' keys agree in each, and the
+    QBER of the test bits is that of the Werner pair through one repeater,
+    2(1 - F)/3 with F = 0.99^2 + 0.01^2/3 (0.0133; ~1500 test bits: within
+    4 sigma = 0.012)."""
+    import runpy
+
+    f = 0.99 * 0.99 + 0.01 * 0.01 / 3
+    q_want = 2 * (1 - f) / 3
+    out = _run_apps(MD_NET, MD_APPS, tmp_path, 300)
+    sim = api.simulate(MD_NET, runpy.run_path(str(MD_APPS))["APPS"], seed=SEED, until_s=600)
+    sim.raise_errors()
+    for a, b in ((out["alice"], out["bob"]), (sim.results["alice"], sim.results["bob"])):
+        assert a["ok"] and b["ok"], (a, b)
+        assert a["key_bits"] > 0 and a["key_sha256"] == b["key_sha256"]
+        assert a["pairs"] == b["pairs"] == 10_000 and a["sifted"] == b["sifted"]
+        sigma = math.sqrt(q_want * (1 - q_want) / (0.3 * a["sifted"]))
+        assert abs(a["qber"] - q_want) <= 4 * sigma, (a["qber"], q_want)

@@ -7,9 +7,10 @@ Werner states: Werner, PRA 40, 4277 (1989)); the end-to-end F after one swap
 of Werner links is F1 F2 + (1 - F1)(1 - F2)/3 (tests/closed_forms.py).
 
 The many-seed property (identical keys or an abort with its reason) runs the
-two ends over an in-memory socket pair whose EPR halves are sampled from the
-same closed form (fast); the fidelity sweep runs through the whole stack
-under qstack.simulate, with a repeater between the ends.
+two ends over an in-memory socket pair whose measured pairs are sampled from
+the same closed form (fast); the fidelity sweep runs through the whole stack
+under qstack.simulate, over the network's measure-directly pairs with one, two
+or four repeaters between the ends.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import qstack
 from qstack.app.qkd import entangled as ent
 from qstack.app.qkd._common import QKDError
 from qstack.core.errors import ErrorCode
+from qstack.network.service import MD_BASIS_SETS
 
 from .closed_forms import werner_swap
 
@@ -56,12 +58,11 @@ class _Pair:
         return x if same else 1 - x
 
 
-class _Half:
-    def __init__(self, pair: _Pair) -> None:
-        self.pair = pair
+class _Rec:
+    """One end's record of a measured pair, as the socket gives it."""
 
-    async def measure(self, basis) -> int:
-        return self.pair.measure(basis[0])
+    def __init__(self, pair: tuple, setting: int, outcome: int) -> None:
+        self.pair, self.setting, self.outcome = pair, setting, outcome
 
 
 class _Ctx:
@@ -83,15 +84,20 @@ class _Sock:
     async def recv(self, timeout_ns=None) -> bytes:
         return await self._rd.receive()
 
-    async def create_epr(self, number, timeout_ns=None):
-        halves = []
-        for _ in range(number):
+    async def measure_pairs(self, number, bases, timeout_ns=None):
+        """The network's measure-directly records, sampled: each end's
+        setting drawn from its list of the basis set, the pair's statistics
+        those of a Werner pair (the far end's record goes down the channel)."""
+        head, tail = MD_BASIS_SETS[bases]
+        mine = []
+        for i in range(number):
             p = _Pair(self.w, self.rng)
-            halves.append(_Half(p))
-            await self._se.send(_Half(p))
-        return halves
+            a, b = int(self.rng.integers(len(head))), int(self.rng.integers(len(tail)))
+            mine.append(_Rec(("a", 1, i), a, p.measure(head[a])))
+            await self._se.send(_Rec(("a", 1, i), b, p.measure(tail[b])))
+        return mine
 
-    async def recv_epr(self, number, timeout_ns=None):
+    async def recv_measured(self, number, timeout_ns=None):
         return [await self._re.receive() for _ in range(number)]
 
 
@@ -172,18 +178,27 @@ def test_bad_config_refused():
 
 # ---------------------------------------------------------------- through the stack
 
-def chain(link_fidelity: float) -> dict:
-    """alice - repeater - bob, 5 km links making Werner pairs of
+def chain(link_fidelity: float, repeaters: int = 1) -> dict:
+    """alice - repeater(s) - bob, 5 km links making Werner pairs of
     ``link_fidelity`` (sender-receiver scheme, no false heralds), memories
-    that do not decay: the end-to-end pairs are Werner pairs of F1 F2 + ..."""
+    that do not decay: the end-to-end pairs are Werner pairs of F1 F2 + ...
+    folded over the links."""
+    nodes = ["alice"] + [f"repeater{i}" for i in range(repeaters)] + ["bob"]
     return {
         "formalism": "bd",
         "defaults": {"node": {"memory": 40, "t1_s": "inf", "t2_s": "inf"},
                      "link": {"scheme": "sender-receiver", "length_km": 5,
                               "false_herald_prob": 0.0, "pair_fidelity": link_fidelity}},
-        "nodes": ["alice", "repeater", "bob"],
-        "links": [["alice", "repeater"], ["repeater", "bob"]],
+        "nodes": nodes,
+        "links": [[a, b] for a, b in zip(nodes, nodes[1:])],
     }
+
+
+def folded(link_f: float, repeaters: int) -> float:
+    f = link_f
+    for _ in range(repeaters):
+        f = werner_swap(f, link_f)
+    return f
 
 
 def apps(protocol: str, pairs: int, config=None) -> dict:
@@ -206,12 +221,14 @@ def apps(protocol: str, pairs: int, config=None) -> dict:
 CFG = ent.EntangledConfig(test_fraction=0.5, eps_sec=1e-6)
 
 
-@pytest.mark.parametrize("link_f,pairs", [(0.97, 1200), (0.9, 1200)])
-def test_bbm92_qber_follows_werner_across_a_repeater(link_f, pairs):
-    res = qstack.simulate(chain(link_f), apps("bbm92", pairs, CFG), seed=11, until_s=600)
+@pytest.mark.parametrize("link_f,pairs,repeaters", [(0.97, 1200, 1), (0.9, 1200, 1),
+                                                    (0.98, 1200, 2), (0.99, 1200, 4)])
+def test_bbm92_qber_follows_werner_across_repeaters(link_f, pairs, repeaters):
+    res = qstack.simulate(chain(link_f, repeaters), apps("bbm92", pairs, CFG), seed=11,
+                          until_s=600)
     res.raise_errors()
     a, b = res.results["alice"], res.results["bob"]
-    f = werner_swap(link_f, link_f)
+    f = folded(link_f, repeaters)
     q = werner_qber(f)
     # binomial standard error of the test bits; 4 sigma (+ 1e-9 for q = 0)
     sigma = math.sqrt(q * (1 - q) / a.test_bits)
@@ -221,12 +238,14 @@ def test_bbm92_qber_follows_werner_across_a_repeater(link_f, pairs):
         assert np.array_equal(a.key, b.key) and a.key.size > 0
 
 
-@pytest.mark.parametrize("link_f,seed", [(1.0, 5), (0.93, 6), (0.75, 7)])
-def test_e91_chsh_follows_werner_across_a_repeater(link_f, seed):
-    res = qstack.simulate(chain(link_f), apps("e91", 1200, CFG), seed=seed, until_s=600)
+@pytest.mark.parametrize("link_f,seed,repeaters", [(1.0, 5, 1), (0.93, 6, 1), (0.75, 7, 1),
+                                                   (0.96, 8, 2), (0.98, 9, 4)])
+def test_e91_chsh_follows_werner_across_repeaters(link_f, seed, repeaters):
+    res = qstack.simulate(chain(link_f, repeaters), apps("e91", 1200, CFG), seed=seed,
+                          until_s=600)
     res.raise_errors()
     a, b = res.results["alice"], res.results["bob"]
-    f = werner_swap(link_f, link_f)
+    f = folded(link_f, repeaters)
     s_want = werner_s(f)
     e = (4 * f - 1) / 3 * math.sqrt(0.5)            # |E| of each CHSH setting
     # S sums four means of +-1 outcomes: variance sum (1 - E^2)/n_i; 4 sigma

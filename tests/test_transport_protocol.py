@@ -597,3 +597,58 @@ def test_pair_id_memory_stays_bounded_in_a_long_run():
         t.handle(NetExpire(PairId("alice", 2, i), "alice"), now)
         t.handle(MessageReceived("alice", PairRelease(("alice", 3, i))), now)
         assert len(t.expired) <= 10 and len(t.released) <= 10
+
+
+# ---------------------------------------------------------------- measure-directly pairs
+
+def md_ok(rid, seq, setting, outcome, initiator=True, remote="bob"):
+    return NetOk(rid, PairId("alice", 1, seq), remote, 0, 0.9, 0, outcome=outcome,
+                 setting=setting, initiator=initiator)
+
+
+def test_measure_pairs_asks_for_type_d_and_streams_records_with_headers():
+    from qstack.network.service import NetRequestType
+    from qstack.transport.messages import MeasuredHeader
+
+    t, conn = opened()
+    acts = t.handle(svc.MeasurePairs(7, conn, number=2, bases="E91"), 0)
+    (sub,) = of(acts, Submit)
+    req = sub.request
+    assert (req.type, req.measure_basis, req.correct, req.number) == (
+        NetRequestType.MEASURE_DIRECTLY, "E91", True, 2)
+    acts = t.handle(md_ok(req.request_id, 0, 2, 1), 10)
+    (hdr,) = sent(acts, MeasuredHeader)
+    assert (hdr.seq, hdr.pair, hdr.bases) == (0, ("alice", 1, 0), "E91")
+    (rec,) = delivered(acts, svc.PairMeasured)
+    assert (rec.setting, rec.outcome, rec.initiator, rec.token) == (2, 1, True, 7)
+    assert not of(acts, QuantumOp)                  # no qubit, nothing to free
+    t.handle(md_ok(req.request_id, 1, 0, 0), 20)
+    assert not delivered(t.handle(ack(conn, 0), 30), svc.Done)
+    assert delivered(t.handle(ack(conn, 1), 31), svc.Done) == [svc.Done(7, 2)]
+
+
+def test_a_measured_pair_binds_to_its_header_and_a_kept_header_does_not_take_it():
+    from qstack.transport.messages import MeasuredHeader
+
+    t, conn = served()
+    acts = t.handle(MessageReceived("alice", MeasuredHeader(49152, 7, 0, ("alice", 1, 0), 0,
+                                                            "ZX")), 10)
+    assert not delivered(acts, svc.PairMeasured)
+    acts = t.handle(md_ok(99, 0, 1, 1, initiator=False, remote="alice"), 20)
+    (rec,) = delivered(acts, svc.PairMeasured)
+    assert (rec.seq, rec.pair, rec.setting, rec.outcome, rec.initiator) == (
+        0, ("alice", 1, 0), 1, 1, False)
+    # an EprHeader naming a measured pair: the item is lost, not delivered as a qubit
+    t.handle(MessageReceived("alice", EprHeader(49152, 7, 1, ("alice", 1, 1), 0)), 30)
+    acts = t.handle(md_ok(99, 1, 0, 0, initiator=False, remote="alice"), 40)
+    (lost,) = delivered(acts, svc.Lost)
+    assert (lost.seq, lost.code) == (1, ErrorCode.TRANSPORT_HEADER_MISMATCH)
+    assert not of(acts, QuantumOp)
+
+
+def test_a_bad_basis_set_is_refused_before_anything_changes():
+    t, conn = opened()
+    acts = t.handle(svc.MeasurePairs(7, conn, number=2, bases="XY"), 0)
+    assert not of(acts, Submit)
+    (f,) = delivered(acts, svc.Failed)
+    assert f.code == ErrorCode.INVALID_PARAMETER

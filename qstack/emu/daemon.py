@@ -563,7 +563,7 @@ class NodeDaemon(RuntimeDriver):
                     self._discard(ev.qubit)
                     return
                 app.qubits.add(ev.qubit)
-            if cls is svc.EprArrived and ev.token is not None:
+            if (cls is svc.EprArrived or cls is svc.PairMeasured) and ev.token is not None:
                 owner = self._token_owner.get(ev.token)
                 if owner is not None:
                     ev = dataclasses.replace(ev, token=owner[1])

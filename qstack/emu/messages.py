@@ -33,6 +33,7 @@ from qstack.transport import service as svc
 __all__ = [
     "WConn", "WPair", "AppWelcome", "AppListen", "AppUnlisten", "AppAccept", "AppConsumed",
     "AppConnect", "AppSendQubit", "AppCreateEpr", "AppSendBytes", "AppClose", "AppAbort",
+    "AppMeasurePairs", "AppPairMeasured",
     "AppDone", "AppFailed", "AppIncoming", "AppQubitArrived", "AppEprArrived", "AppDataArrived",
     "AppPeerClosed", "AppLost", "PhysAllocate", "PhysGate", "PhysMeasure", "PhysBellMeasure",
     "PhysDiscard", "PhysSettle", "PhysResult", "PhysQuery", "PhysReport", "PhysLinkState",
@@ -183,6 +184,19 @@ class AppAbort(Message):
     code: int = field(default=int(ErrorCode.TRANSPORT_ABORTED), metadata=_CODE)
 
 
+@message("emu.app", 0x062D)
+@dataclass(frozen=True, slots=True)
+class AppMeasurePairs(Message):
+    """``MeasurePairs``: ``number`` measure-directly pairs in basis set ``bases``."""
+
+    token: int = field(metadata=_U63)
+    conn: WConn
+    number: int = field(default=1, metadata=limits(1, 65535))
+    bases: str = field(default="ZX", metadata=limits(max_len=8))
+    min_fidelity: float = field(default=0.0, metadata=_FID)
+    timeout_ns: Optional[int] = field(default=None, metadata=_TIMEOUT)
+
+
 # ---------------------------------------------------------------- indications (daemon -> app)
 
 @message("emu.app", 0x0630)
@@ -235,6 +249,22 @@ class AppEprArrived(Message):
     initiator: bool
     token: Optional[int] = field(default=None, metadata=_U63)
     metadata: bytes = field(default=b"", metadata=_META)
+
+
+@message("emu.app", 0x063B)
+@dataclass(frozen=True, slots=True)
+class AppPairMeasured(Message):
+    """``PairMeasured``: this end's ``setting`` and ``outcome`` of
+    measure-directly pair ``pair``, item ``seq`` of ``conn``."""
+
+    conn: WConn
+    seq: int = field(metadata=_U63)
+    pair: WPair
+    setting: int = field(metadata=limits(0, 255))
+    outcome: int = field(metadata=limits(0, 1))
+    fidelity: float = field(metadata=_FID)
+    initiator: bool
+    token: Optional[int] = field(default=None, metadata=_U63)
 
 
 @message("emu.app", 0x0635)
@@ -463,6 +493,9 @@ def request_to_wire(req: Any) -> Message:
     if cls is svc.CreateEpr:
         return AppCreateEpr(req.token, _conn(req.conn), req.number, req.min_fidelity,
                             req.timeout_ns, req.metadata)
+    if cls is svc.MeasurePairs:
+        return AppMeasurePairs(req.token, _conn(req.conn), req.number, req.bases,
+                               req.min_fidelity, req.timeout_ns)
     if cls is svc.SendBytes:
         return AppSendBytes(req.token, _conn(req.conn), req.data)
     if cls is svc.Close:
@@ -491,6 +524,9 @@ def request_from_wire(msg: Message) -> Any:
     if cls is AppCreateEpr:
         return svc.CreateEpr(msg.token, _unconn(msg.conn), msg.number, msg.min_fidelity,
                              msg.timeout_ns, msg.metadata)
+    if cls is AppMeasurePairs:
+        return svc.MeasurePairs(msg.token, _unconn(msg.conn), msg.number, msg.bases,
+                                msg.min_fidelity, msg.timeout_ns)
     if cls is AppSendBytes:
         return svc.SendBytes(msg.token, _unconn(msg.conn), msg.data)
     if cls is AppClose:
@@ -501,7 +537,7 @@ def request_from_wire(msg: Message) -> Any:
 
 
 REQUESTS = frozenset({AppListen, AppUnlisten, AppAccept, AppConsumed, AppConnect, AppSendQubit,
-                      AppCreateEpr, AppSendBytes, AppClose, AppAbort})
+                      AppCreateEpr, AppSendBytes, AppClose, AppAbort, AppMeasurePairs})
 
 
 def _opt_ref(q: Any) -> int | None:
@@ -535,6 +571,11 @@ def event_to_wire(ev: Any) -> Message | None:
         return AppEprArrived(_conn(ev.conn), ev.seq, _ref(ev.qubit),
                              min(1.0, max(0.0, float(ev.fidelity))), WPair(p[0], p[1], p[2]),
                              bool(ev.initiator), ev.token, ev.metadata)
+    if cls is svc.PairMeasured:
+        p = ev.pair
+        return AppPairMeasured(_conn(ev.conn), ev.seq, WPair(p[0], p[1], p[2]), int(ev.setting),
+                               int(ev.outcome), min(1.0, max(0.0, float(ev.fidelity))),
+                               bool(ev.initiator), ev.token)
     if cls is svc.DataArrived:
         return AppDataArrived(_conn(ev.conn), ev.seq, ev.data)
     if cls is svc.PeerClosed:
@@ -566,6 +607,10 @@ def event_from_wire(msg: Message) -> Any:
         return svc.EprArrived(_unconn(msg.conn), msg.seq, msg.qubit, msg.fidelity,
                               (msg.pair.head, msg.pair.circuit_id, msg.pair.seq),
                               msg.initiator, msg.token, msg.metadata)
+    if cls is AppPairMeasured:
+        return svc.PairMeasured(_unconn(msg.conn), msg.seq,
+                                (msg.pair.head, msg.pair.circuit_id, msg.pair.seq), msg.setting,
+                                msg.outcome, msg.fidelity, msg.initiator, msg.token)
     if cls is AppDataArrived:
         return svc.DataArrived(_unconn(msg.conn), msg.seq, msg.data)
     if cls is AppPeerClosed:
@@ -577,7 +622,7 @@ def event_from_wire(msg: Message) -> Any:
 
 
 INDICATIONS = frozenset({AppDone, AppFailed, AppIncoming, AppQubitArrived, AppEprArrived,
-                         AppDataArrived, AppPeerClosed, AppLost})
+                         AppDataArrived, AppPeerClosed, AppLost, AppPairMeasured})
 OPS = frozenset({PhysAllocate, PhysGate, PhysMeasure, PhysBellMeasure, PhysDiscard, PhysSettle})
 #: Operations that, ``queued`` (an application's), are answered only when
 #: they fail: nobody waits for their outcome, and the physics server answers
@@ -718,6 +763,10 @@ VECTOR_EXAMPLES = {
     "app_create_epr": AppCreateEpr(token=4, conn=_C, number=2, min_fidelity=0.8,
                                    timeout_ns=None, metadata=b""),
     "app_send_bytes": AppSendBytes(token=5, conn=_C, data=b"hello"),
+    "app_measure_pairs": AppMeasurePairs(token=8, conn=_C, number=1000, bases="E91",
+                                         min_fidelity=0.0, timeout_ns=None),
+    "app_pair_measured": AppPairMeasured(conn=_C, seq=3, pair=WPair("alice", 1, 3), setting=2,
+                                         outcome=1, fidelity=0.91, initiator=False, token=None),
     "app_close": AppClose(token=6, conn=_C),
     "app_abort": AppAbort(token=7, conn=_C, code=int(ErrorCode.TRANSPORT_ABORTED)),
     "app_incoming": AppIncoming(port=7, conn=_C),

@@ -69,6 +69,7 @@ Times in integer nanoseconds.
 from __future__ import annotations
 
 import bisect
+import random
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -91,7 +92,8 @@ from .messages import (
 from .linkstate import LinkStateDB
 from .routing import RoutingError, Topology
 from .service import (
-    NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
+    MD_BASIS_SETS, NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId,
+    SwapStrategy, fold_frame,
 )
 from .theory import werner_swap
 
@@ -100,6 +102,7 @@ __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 _LEFT, _RIGHT = 0, 1
 _NESTED = int(SwapStrategy.NESTED)     # (compared once per swap: a plain int)
 _MISSING = object()
+_MD = NetRequestType.MEASURE_DIRECTLY
 
 
 #: Times a request's circuit is re-opened after sessions broke on the way.
@@ -169,6 +172,9 @@ class _Pair:
     far: int                 # path position of the segment's other end
     held_since: int
     ent_id: Any = None       # the link layer's id, to Release the pair when it leaves
+    # type D at an end: (setting, outcome) of this end's measurement, taken as
+    # soon as the link delivered the pair (qubit None: its slot is free)
+    meas: tuple | None = None
 
 
 @dataclass(slots=True)
@@ -275,6 +281,20 @@ class _Finish:
         self.rest = rest
 
 
+class _MdMeasure:
+    """An end's measurement of a type-D link pair ``pair`` (held on ``side``
+    of circuit ``(head, cid)``) at ``setting`` of its basis set."""
+
+    __slots__ = ("head", "cid", "side", "pair", "setting")
+
+    def __init__(self, head: str, cid: int, side: int, pair: _Pair, setting: int) -> None:
+        self.head = head
+        self.cid = cid
+        self.side = side
+        self.pair = pair
+        self.setting = setting
+
+
 class _Ignored:
     """An operation whose answer is expected and ignored (a Discard of a
     qubit the application may have used already)."""
@@ -329,6 +349,7 @@ class QnpProtocol(Protocol):
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
+    ``seed``: of this node's stream of measure-directly basis choices.
     """
 
     name = "network.qnp"
@@ -336,8 +357,11 @@ class QnpProtocol(Protocol):
     def __init__(self, node: str, topology: Topology | None = None, *,
                  link_service: str = "link.egp", default_cutoff_ns: int = 0,
                  window: int | str = "auto", purify: bool = False, link_max_time_ns: int = 0,
-                 link_retry_ns: int = 1_000_000, num_qubits: int | None = None) -> None:
+                 link_retry_ns: int = 1_000_000, num_qubits: int | None = None,
+                 seed: int | str = 1) -> None:
         super().__init__(node)
+        # the ends' basis draws of measure-directly circuits (one stream per node)
+        self._basis_rng = random.Random(f"{seed}:{node}:qnp.md")
         #: this node's link-state database: its own view of the topology
         self.linkstate = LinkStateDB(node, topology) if topology is not None else None
         self.link_service = link_service
@@ -528,6 +552,8 @@ class QnpProtocol(Protocol):
             why = f"{src} is not the node before {self.node} on the path"
         elif len(s.link_labels) != idx:
             why = f"{len(s.link_labels)} link labels for the {idx} links passed"
+        elif s.type == _MD and s.measure_basis not in MD_BASIS_SETS:
+            why = f"no measure-directly basis set {s.measure_basis!r}"
         if why is not None:
             return [SendMessage(src, CircuitConfirm(s.circuit_id, s.head, False,
                                                     int(ErrorCode.NET_REJECTED),
@@ -678,8 +704,11 @@ class QnpProtocol(Protocol):
         far = c.index - 1 if side == _LEFT else c.index + 1
         p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
                   ok.ent_id)
-        c.held[side][p.seq] = p
         out: list = []
+        if c.type == _MD and (c.index == 0 or c.index == c.n_links):
+            self._md_measure(c, side, p, out)
+            return out
+        c.held[side][p.seq] = p
         if c.index == 0:
             # the head starts the pair's Track towards the tail
             out.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
@@ -793,6 +822,68 @@ class QnpProtocol(Protocol):
             out.extend(self._on_track(c.path[c.index - 1], t, now_ns))
         self._refill(c, now_ns, out)
 
+    # ---------------------------------------------------------------- measure directly
+    def _md_measure(self, c: _Circuit, side: int, p: _Pair, out: list) -> None:
+        """An end of a type-D circuit got link pair ``p``: it measures its half
+        at once, at an angle drawn from its basis set (this node's seeded
+        stream), and the link layer forgets the pair (the measurement frees
+        the slot). Messages about the pair wait for the outcome (a Track at
+        the tail, a SegmentExpire), those that came before the OK too."""
+        angles = MD_BASIS_SETS[c.basis][0 if c.index == 0 else 1]
+        setting = self._basis_rng.randrange(len(angles))
+        key = (side, p.seq)
+        c.busy[key] = c.early.pop(key, None) or []
+        out.append(Submit(Release(p.ent_id, c.neighbour(side)), to=self.link_service))
+        out.append(self.start_op(Measure(p.qubit, (angles[setting], 0.0)),
+                                 _MdMeasure(c.head, c.cid, side, p, setting)))
+
+    def _md_measured(self, ctx: _MdMeasure, outcome: Any, now_ns: int) -> list:
+        """The outcome of :meth:`_md_measure`: the pair is held as a record
+        (setting, outcome) until its end-to-end record settles it; the head
+        starts its Track only now, so a half lost in the measurement breaks
+        the segment like any other end's lost half and no delivered pair is
+        ever taken back (no PairLost on type D)."""
+        c = self.circuits.get((ctx.head, ctx.cid))
+        if c is None:
+            return []            # (the circuit ended meanwhile: nothing is held)
+        p, side = ctx.pair, ctx.side
+        key = (side, p.seq)
+        parked = c.busy.pop(key, None)
+        out: list = []
+        if parked is None:
+            return out
+        if isinstance(outcome, BaseException):
+            c.gone[key] = None
+            out.append(SendMessage(c.neighbour(side), SegmentExpire(c.cid, c.head, p.seq,
+                                                                    "measurement failed")))
+            if parked:
+                self._replay(parked, now_ns, out)
+            self._refill(c, now_ns, out)
+            return out
+        p.qubit = None
+        p.meas = (ctx.setting, int(outcome))
+        c.held[side][p.seq] = p
+        if parked:
+            self._replay(parked, now_ns, out)
+        if c.index == 0 and p.seq in c.held[side]:
+            out.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+                                                    p.created_ns)))
+        return out
+
+    def _md_fields(self, c: _Circuit, p: _Pair, bell: int) -> dict:
+        """A type-D end's NetOk fields for pair ``p`` in Bell state ``bell``:
+        the tail of a ``correct`` circuit folds the frame into its outcome
+        and setting (:func:`~qstack.network.service.fold_frame`)."""
+        tail = c.index == c.n_links
+        angles = MD_BASIS_SETS[c.basis][1 if tail else 0]
+        setting, outcome = p.meas
+        if c.correct:
+            if tail and bell:
+                setting, outcome = fold_frame(angles, setting, outcome, bell)
+            bell = 0
+        return {"bell_index": bell, "outcome": outcome, "setting": setting,
+                "basis": (angles[setting], 0.0), "qubit": None}
+
     # ---------------------------------------------------------------- segment messages
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
@@ -847,10 +938,13 @@ class QnpProtocol(Protocol):
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
         prev = c.path[c.index - 1]
-        out.append(Submit(Release(p.ent_id, prev), to=self.link_service))
+        md = p.meas is not None       # (type D: measured at once, released then)
+        if not md:
+            out.append(Submit(Release(p.ent_id, prev), to=self.link_service))
         if not accept:
             self.stats["rejected"] += 1
-            out.append(QuantumOp(None, Discard(p.qubit)))
+            if not md:
+                out.append(QuantumOp(None, Discard(p.qubit)))
             out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
                                                   t.fidelity, t.created_ns)))
             return
@@ -859,7 +953,10 @@ class QnpProtocol(Protocol):
         c.delivered += 1
         bell = t.bell_index
         ops: list = []
-        if c.correct and bell:
+        if md:
+            fields = self._md_fields(c, p, bell)
+            bell = fields["bell_index"]
+        elif c.correct and bell:
             if bell & 2:
                 ops.append(Gate("x", (p.qubit,)))
             if bell & 1:
@@ -869,6 +966,8 @@ class QnpProtocol(Protocol):
                    bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
                    app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
                    initiator=False, path=c.path)
+        if md:
+            ok = replace(ok, **fields)
         # until the head settles it, a PairLost may still take this pair back
         recent = c.recent
         recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
@@ -915,7 +1014,8 @@ class QnpProtocol(Protocol):
             return out
         _, p = info
         del c.held[_RIGHT][p.seq]
-        if p.qubit is None:
+        md = p.meas is not None       # (type D: measured at once, released then)
+        if p.qubit is None and not md:
             # lost here while its Track was on the way: the pair is lost at both
             # ends; if the tail delivered it, it takes it back. The PairLost goes
             # out before the Track of any pair asked for now (FIFO links).
@@ -925,15 +1025,16 @@ class QnpProtocol(Protocol):
                                                            "head's half expired")))
             self._refill(c, now_ns, out)
             return out
-        release = Submit(Release(p.ent_id, c.path[1]), to=self.link_service)
         if not m.accepted:
             self._refill(c, now_ns, out)
-            out.append(release)
-            out.append(QuantumOp(None, Discard(p.qubit)))
+            if not md:
+                out.append(Submit(Release(p.ent_id, c.path[1]), to=self.link_service))
+                out.append(QuantumOp(None, Discard(p.qubit)))
             return out
         r = self.requests.get(c.request_id)
         c.delivered += 1
-        out.append(release)
+        if not md:
+            out.append(Submit(Release(p.ent_id, c.path[1]), to=self.link_service))
         self._refill(c, now_ns, out)
         idx = m.pair_seq
         if r is not None:
@@ -944,6 +1045,8 @@ class QnpProtocol(Protocol):
                    remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
                    created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
                    request_done=done, initiator=True, path=c.path)
+        if md:
+            ok = replace(ok, **self._md_fields(c, p, m.bell_index))
         self._finish_pair(c, ok, [], now_ns, out)
         if done:
             self._finish_request(r, None, "", out)
@@ -1227,6 +1330,8 @@ class QnpProtocol(Protocol):
                     self._replay(parked, now_ns, out)
             self._refill(c, now_ns, out)
             return out
+        if kind is _MdMeasure:
+            return self._md_measured(ctx, outcome, now_ns)
         if kind is _Finish:
             if isinstance(outcome, BaseException):
                 return [Fail(ErrorCode.QUBIT_UNAVAILABLE, str(outcome))]

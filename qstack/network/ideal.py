@@ -42,7 +42,7 @@ from qstack.core.protocol import (
 from qstack.physical.ops import CancelEntangle, Discard, Entangle
 
 from .messages import IdealClose, IdealExpire, IdealOpen
-from .service import NetCancel, NetErr, NetExpire, NetOk, NetRequest, PairId
+from .service import NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId
 
 __all__ = ["IdealNetProtocol", "ExpirePair", "NAME"]
 
@@ -125,6 +125,11 @@ class IdealNetProtocol(Protocol):
             detail = "refused (injected)"
         if code is None and (self.node, rid) in self.opens:
             code, detail = ErrorCode.NET_REJECTED, f"request id {rid} in use"
+        if code is None and req.type == NetRequestType.MEASURE_DIRECTLY:
+            # (its virtual link delivers kept pairs: the transport would get a
+            # qubit where it asked for an outcome)
+            code, detail = (ErrorCode.NET_REJECTED,
+                            "the ideal network layer has no measure-directly service")
         if code is not None:
             return [Deliver(NetErr(rid, req.destination, ErrorCode(code), detail, req.app_tag))]
         deadline = now_ns + req.max_time_ns if req.max_time_ns else _NEVER

@@ -69,7 +69,7 @@ class CircuitSetup(Message):
     link_labels: tuple[int, ...] = field(metadata=limits(0, 65535, max_len=1024))
     strategy: int = field(metadata=limits(0, 1))
     cutoff_ns: int = field(metadata=_U64)
-    type: int = field(metadata=limits(0, 1))
+    type: int = field(metadata=limits(0, 2))
     measure_basis: str = field(metadata=limits(max_len=8))
     app_tag: int = field(metadata=_U32)
     correct: bool = False

@@ -26,6 +26,7 @@ fidelity to the Bell state named by ``bell_index``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -35,15 +36,61 @@ from qstack.core.protocol import fast_init
 
 __all__ = [
     "NetRequestType", "SwapStrategy", "PairId", "NetRequest", "NetOk", "NetErr", "NetExpire",
-    "NetCancel",
+    "NetCancel", "MD_BASIS_SETS", "fold_frame",
 ]
 
 
 class NetRequestType(IntEnum):
-    """K: keep the end-to-end pair in memory; M: measure it at both ends on arrival."""
+    """K: keep the end-to-end pair in memory; M: measure it at both ends on
+    arrival; D: measure directly (the ends measure their half of each link
+    pair as soon as the link delivers it, in a basis drawn per pair from the
+    request's basis set, :data:`MD_BASIS_SETS`; no memory is held at the ends
+    while the pair is swapped through; ``specs/network.md`` "Measure directly")."""
 
     KEEP = 0
     MEASURE = 1
+    MEASURE_DIRECTLY = 2
+
+
+#: Basis sets of measure-directly (D) requests, by the name a request gives
+#: in ``measure_basis``: (the head's angles, the tail's angles), each angle
+#: theta (rad) from +Z towards +X in the X-Z plane (phi = 0). The tail folds
+#: the pair's Pauli frame into its outcome (:func:`fold_frame`): an X maps
+#: theta to pi - theta, a Z to -theta, so every tail set is closed under
+#: theta -> pi - theta (mod pi): the frame maps it onto itself. "ZX" is
+#: BBM92's (Bennett, Brassard, Mermin 1992); "E91" Ekert's (1991) in its
+#: CHSH form: the head 0, pi/4, pi/2, the tail pi/4, pi/2, 3pi/4.
+MD_BASIS_SETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "Z": ((0.0,), (0.0,)),
+    "X": ((math.pi / 2,), (math.pi / 2,)),
+    "ZX": ((0.0, math.pi / 2), (0.0, math.pi / 2)),
+    "E91": ((0.0, math.pi / 4, math.pi / 2), (math.pi / 4, math.pi / 2, 3 * math.pi / 4)),
+}
+
+
+def fold_frame(angles: tuple[float, ...], setting: int, outcome: int,
+               bell_index: int) -> tuple[int, int]:
+    """The setting and outcome a measurement of angle ``angles[setting]``
+    on one half of a pair in Bell state ``bell_index`` = (x << 1) | z (the
+    state (I (x) X^x Z^z)|Phi+>) would have given on Phi+: measuring
+    O(theta) = cos(theta) Z + sin(theta) X on P|Phi+> is measuring
+    P O(theta) P on Phi+, and X O(theta) X = O(pi - theta), Z O(theta) Z =
+    O(-theta), with O(theta + pi) = -O(theta) (a flipped outcome). Returns
+    (the index in ``angles`` of the effective angle, the outcome); raises
+    ``ValueError`` if ``angles`` is not closed under the frame."""
+    theta = angles[setting]
+    if bell_index & 2:
+        theta = math.pi - theta
+    if bell_index & 1:
+        theta = -theta
+    theta %= 2 * math.pi
+    if theta >= math.pi - 1e-9:
+        theta -= math.pi
+        outcome ^= 1
+    for i, a in enumerate(angles):
+        if abs(a - theta) < 1e-9:
+            return i, outcome
+    raise ValueError(f"basis set {angles} is not closed under the Pauli frame (angle {theta})")
 
 
 class SwapStrategy(IntEnum):
@@ -84,8 +131,10 @@ class NetRequest:
     least this (the circuit derives per-link targets from it; ``NetErr``
     ``NET_UNREACHABLE_FIDELITY`` if no path can). ``max_time_ns``: the request
     fails with ``NET_TIMEOUT`` if not done within this many nanoseconds (0: no
-    limit). ``type``: keep (K) or measure (M). ``measure_basis`` (type M):
-    "Z", "X", "Y" or "random" (uniform over Z/X per pair and end).
+    limit). ``type``: keep (K), measure (M) or measure directly (D).
+    ``measure_basis`` (type M): "Z", "X", "Y" or "random" (uniform over Z/X
+    per pair and end); (type D) the name of a basis set in
+    :data:`MD_BASIS_SETS`.
     ``request_id``: the caller's tag, chosen by the protocol when None.
     ``app_tag``: opaque to the network layer, delivered with every pair at both
     ends (the transport layer puts its port there). ``strategy``: swap
@@ -121,7 +170,11 @@ class NetRequest:
             raise ValueError(f"min_fidelity must be in [0, 1], got {self.min_fidelity}")
         if self.max_time_ns < 0 or self.cutoff_ns < 0:
             raise ValueError("max_time_ns and cutoff_ns must be >= 0")
-        if self.measure_basis not in ("Z", "X", "Y", "random"):
+        if self.type == NetRequestType.MEASURE_DIRECTLY:
+            if self.measure_basis not in MD_BASIS_SETS:
+                raise ValueError(f"measure_basis of a measure-directly request must be one of "
+                                 f"{sorted(MD_BASIS_SETS)}, got {self.measure_basis!r}")
+        elif self.measure_basis not in ("Z", "X", "Y", "random"):
             raise ValueError(f"measure_basis must be Z, X, Y or random, got {self.measure_basis!r}")
 
 
@@ -137,7 +190,11 @@ class NetOk:
     ``created_ns``: when the oldest link pair in it was made. ``path``: the
     nodes from head to tail. For type K ``qubit`` is this end's qubit
     reference; for type M ``outcome`` (0/1) and ``basis`` are this end's
-    measurement. ``initiator``: True at the end that submitted the request.
+    measurement; for type D ``outcome``, ``basis`` (the angle pair (theta,
+    0.0)) and ``setting`` (its index in this end's set of
+    :data:`MD_BASIS_SETS`): at the tail of a ``correct`` request the frame
+    folded in (:func:`fold_frame`; both ends then report ``bell_index`` 0).
+    ``initiator``: True at the end that submitted the request.
     """
 
     request_id: int
@@ -154,6 +211,7 @@ class NetOk:
     request_done: bool = False
     initiator: bool = True
     path: tuple[str, ...] = ()
+    setting: int = -1
 
 
 @fast_init

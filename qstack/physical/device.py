@@ -143,6 +143,9 @@ class QuantumDevice:
         self.rng = rng
         self._last_update: dict[Any, int] = {}   # stored qubit -> time its decay is applied to
         self._reserved = 0
+        #: the most slots in use at once (stored or reserved) since this
+        #: device was made: what a node's memory had to hold
+        self.peak_slots = 0
         # hot-path copies of hardware figures (NodeHardware is frozen)
         self._slots = hardware.num_qubits
         self._decays = hardware.decays
@@ -163,9 +166,12 @@ class QuantumDevice:
 
     def reserve(self) -> bool:
         """Reserve a slot for a qubit that will arrive (e.g. a heralded pair)."""
-        if len(self._last_update) + self._reserved >= self._slots:
+        used = len(self._last_update) + self._reserved
+        if used >= self._slots:
             return False
         self._reserved += 1
+        if used >= self.peak_slots:
+            self.peak_slots = used + 1
         return True
 
     def release_reservation(self) -> None:
@@ -182,6 +188,10 @@ class QuantumDevice:
         elif self.free_slots <= 0:
             raise QStackError(ErrorCode.MEMORY_FULL, f"{self.node}: all {self.hw.num_qubits} "
                                                      "memory slots are in use")
+        else:
+            used = len(self._last_update) + self._reserved + 1
+            if used > self.peak_slots:
+                self.peak_slots = used
         self._last_update[qubit] = since_ns
 
     def reset(self) -> None:

@@ -171,6 +171,21 @@ _BELL_CONJ = BELL_BASIS.conj()
 _MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
 _MAXMIX1.setflags(write=False)   # shared by every lone half of a discarded bd pair
 _KET0_DM = np.array([[1, 0], [0, 0]], dtype=np.complex128)
+
+#: The Bell-diagonal coefficients of one Bell state, by index (a Pauli frame).
+_ONE_HOT = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+
+def _pauli_mix(lam: Sequence[float], rho: np.ndarray) -> np.ndarray:
+    """sum_k lam_k P_k rho P_k^dagger over the four Bell-index Paulis, written
+    out: for rho = [[a, b], [c, d]] Z gives [[a, -b], [-c, d]], X [[d, c],
+    [b, a]] and XZ [[d, -c], [-b, a]] (a 2x2 in scalars: no matrix products)."""
+    (a, b), (c, d) = rho.tolist()
+    l0, l1, l2, l3 = lam
+    same, flip = l0 + l1, l2 + l3
+    keep, cross = l0 - l1, l2 - l3
+    return np.array([[same * a + flip * d, keep * b + cross * c],
+                     [keep * c + cross * b, same * d + flip * a]], dtype=np.complex128)
 _ZERO1 = np.zeros((2, 2), dtype=np.complex128)
 _ZERO1.setflags(write=False)    # a template, only ever copied
 
@@ -819,6 +834,22 @@ class QuantumEngine:
         """
         kets = _basis_kets(basis)
         g = self._group(q)
+        if g.bd is not None and g.pol is None:
+            # Half of a Bell-diagonal pair (measure-directly ends): each outcome
+            # has probability 1/2 (the half's marginal is I/2) and leaves the
+            # partner in sum_k lam_k P_k |v*><v*| P_k^dagger, |v> the outcome's
+            # ket (on Phi+, <v| on one half leaves |v*> on the other). The same
+            # single draw and threshold as the dm path: the same outcomes.
+            u = self.rng.random()
+            outcome = 0 if u < 0.5 else 1
+            v = kets[outcome]
+            w = v.conj()
+            members = g.members
+            partner = members[1] if members[0] == q.id else members[0]
+            self._groups.discard(g)
+            self._add_group([partner], _pauli_mix(g.bd.as_tuple(), np.outer(w, w.conj())))
+            self._add_group([q.id], np.outer(v, v.conj()))
+            return outcome
         if g.bd is not None:
             self._to_dm(g)
         n = len(g.members)
@@ -895,6 +926,13 @@ class QuantumEngine:
             self._forget(a.id)
             self._forget(b.id)
             return outcome
+        lone = None
+        if ga.bd is None and gb.bd is not None and gb.pol is None and len(ga.members) == 1:
+            lone, pair, via = ga, gb, b
+        elif gb.bd is None and ga.bd is not None and ga.pol is None and len(gb.members) == 1:
+            lone, pair, via = gb, ga, a
+        if lone is not None:
+            return self._teleport(lone, pair, a, b, via, u)
         g, (pa_, pb_) = self._gather([a, b])
         n = len(g.members)
         if n == 2:
@@ -921,6 +959,26 @@ class QuantumEngine:
             g.members.remove(qid)
             self._forget(qid)
         g.rho = rest
+        return outcome
+
+    def _teleport(self, lone: _Group, pair: _Group, a: Qubit, b: Qubit, via: Qubit,
+                  u: float) -> int:
+        """:meth:`bsm` of a qubit alone in its group (``lone``, e.g. the partner
+        of a half measured at once) with half ``via`` of the Bell-diagonal
+        pair ``pair``: a teleportation. Exact: the outcome is uniform (the
+        half's marginal is I/2 whatever the lone state), and outcome m =
+        (x << 1) | z leaves the pair's far half in sum_k lam_k P_k Q rho Q^dagger
+        P_k^dagger, Q = X^x Z^z (what the correction X then Z undoes on Phi+)."""
+        outcome = int(u * 4.0)
+        rho = _pauli_mix(_ONE_HOT[outcome], lone.rho)
+        members = pair.members
+        far = members[1] if members[0] == via.id else members[0]
+        out = _pauli_mix(pair.bd.as_tuple(), rho)
+        self._groups.discard(lone)
+        self._groups.discard(pair)
+        self._forget(a.id)
+        self._forget(b.id)
+        self._add_group([far], out)
         return outcome
 
     def _bsm_polarised(self, ga: _Group, gb: _Group, a: Qubit, b: Qubit, u: float) -> int:

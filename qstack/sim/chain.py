@@ -127,7 +127,7 @@ def _build(names, edges, end_nodes, formalism, seed, check_wire, fidelity, p, sl
     net = SimNetwork(seed=seed, formalism=formalism, check_wire=check_wire)
     hw = hardware or NodeHardware(num_qubits=slots, t1_ns=t1_ns, t2_ns=t2_ns)
     # the QNP's window follows the memory (window "auto", unless told otherwise)
-    qnp_options = {"num_qubits": hw.num_qubits, **(qnp_options or {})}
+    qnp_options = {"num_qubits": hw.num_qubits, "seed": seed, **(qnp_options or {})}
     model = model or SimplePairModel(p, fidelity, CYCLE_NS, HERALD_NS, DELAY_NS)
     topo = Topology()
     for name in names:

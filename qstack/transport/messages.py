@@ -20,6 +20,7 @@ from qstack.core.messages import Message, limits, message
 
 __all__ = [
     "Syn", "SynAck", "Rst", "Fin", "QubitHeader", "EprHeader", "Data", "PairRelease", "Ack",
+    "MeasuredHeader",
     "Window", "VECTOR_EXAMPLES", "PROTOCOL", "MAX_METADATA",
 ]
 
@@ -159,6 +160,21 @@ class Window(Message):
     limit: int = field(metadata=_SEQ)
 
 
+@message(PROTOCOL, 0x040B)
+@dataclass(frozen=True, slots=True)
+class MeasuredHeader(Message):
+    """Item ``seq``: the receiver's measurement of its half of the
+    measure-directly pair ``pair`` (network type D, basis set ``bases``) is
+    an item of this connection; both ends deliver it as item ``seq``."""
+
+    src_port: int = field(metadata=_PORT)
+    dst_port: int = field(metadata=_PORT)
+    seq: int = field(metadata=_SEQ)
+    pair: tuple[str, int, int] = field(metadata=_PAIR)
+    sent_ns: int = field(metadata=_TIME)
+    bases: str = field(default="ZX", metadata=limits(max_len=8))
+
+
 _P = ("alice", 3, 17)
 
 #: One example of every message, written to ``specs/vectors/transport/``.
@@ -174,4 +190,5 @@ VECTOR_EXAMPLES = {
     "ack": Ack(7, 49152, 0, 0, 5),
     "ack_lost": Ack(7, 49152, 1, int(ErrorCode.NET_CIRCUIT_TORN_DOWN), 6),
     "window": Window(7, 49152, 8),
+    "measured_header": MeasuredHeader(49152, 7, 3, ("alice", 3, 20), 2_500_000, "E91"),
 }

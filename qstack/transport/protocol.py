@@ -57,7 +57,8 @@ from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequ
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
-    PROTOCOL, Ack, Data, EprHeader, Fin, PairRelease, QubitHeader, Rst, Syn, SynAck, Window,
+    PROTOCOL, Ack, Data, EprHeader, Fin, MeasuredHeader, PairRelease, QubitHeader, Rst, Syn,
+    SynAck, Window,
 )
 
 __all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS", "Phase",
@@ -161,6 +162,10 @@ class _Recent:
         return iter(self._until)
 
 
+#: The kind of item each header announces.
+_HEADER_KIND = {QubitHeader: "qubit", EprHeader: "epr", MeasuredHeader: "measured"}
+
+
 @dataclass(slots=True)
 class _Pair:
     """An end-to-end pair this node holds one half of."""
@@ -171,6 +176,11 @@ class _Pair:
     fidelity: float
     remote: str
     expired: bool = False
+    # a measure-directly pair (no qubit): this end's setting and outcome, and
+    # the basis set it was measured from
+    setting: int = -1
+    outcome: int | None = None
+    bases: str = ""
 
 
 @dataclass(slots=True)
@@ -178,7 +188,7 @@ class _Op:
     """A send request: waiting in a connection's queue, then (qubits and EPR
     pairs) waiting for the far end's acknowledgements."""
 
-    kind: str                  # "qubit", "epr" or "data"
+    kind: str                  # "qubit", "epr", "measured" or "data"
     token: int
     started_ns: int
     need: int = 0              # pairs still wanted
@@ -192,16 +202,18 @@ class _Op:
     acked: int = 0             # ... acknowledged as delivered
     value: Any = None          # what Done will carry
     ended: bool = False        # answered (Done or Failed)
+    bases: str = ""            # "measured": the basis set
 
 
 @dataclass(slots=True)
 class _Rx:
     """An item received (by header or data message), waiting for its turn."""
 
-    kind: str                  # "qubit", "epr", "data"
+    kind: str                  # "qubit", "epr", "measured", "data"
     msg: Any
     ready: bool = False
     qubit: Any = None
+    measured: tuple | None = None   # "measured": (setting, outcome)
     fidelity: float = 0.0
     code: ErrorCode | None = None
     detail: str = ""
@@ -219,6 +231,8 @@ class _ConnState:
     pool: deque = field(default_factory=deque)    # pairs held for the queue
     expected: int = 0          # pairs still to come from requests in flight
     busy: bool = False         # a Bell measurement of the head item is in flight
+    md_pool: deque = field(default_factory=deque)  # measure-directly pairs held for the queue
+    md_expected: dict = field(default_factory=dict)  # basis set -> such pairs still to come
     retry_pending: bool = False
     unacked: dict = field(default_factory=dict)   # seq -> (message, _Op | None)
     # receiving
@@ -293,6 +307,7 @@ class TeleportTransport(Protocol):
         self.conns: dict[svc.Conn, _ConnState] = {}
         self.listening: dict[int, int] = {}         # port -> backlog
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
+        self._md_requests: dict[int, str] = {}   # measure-directly request id -> basis set
         self.remote_pairs: dict[tuple, _Pair] = {}             # unbound, far-end initiated
         self.headers: dict[tuple, tuple[svc.Conn, int]] = {}   # unbound headers -> (conn, seq)
         # Pair ids remembered for bind_timeout_ns at most (specs/transport.md §5):
@@ -480,8 +495,9 @@ class TeleportTransport(Protocol):
         self._enqueue(st, op, req.timeout_ns, now_ns, out)
         return out
 
-    @on(svc.CreateEpr)
-    def _create_epr(self, req: svc.CreateEpr, now_ns: int) -> list[Action]:
+    @on(svc.CreateEpr, svc.MeasurePairs)
+    def _create_pairs(self, req: svc.CreateEpr | svc.MeasurePairs, now_ns: int) -> list[Action]:
+        """EPR pairs (``CreateEpr``) or measure-directly pairs (``MeasurePairs``)."""
         out: list = []
         req = self._checked(req, now_ns, out)
         if req is None:
@@ -489,8 +505,12 @@ class TeleportTransport(Protocol):
         st = self._open_state(req.conn, req.token, None, out)
         if st is None:
             return out
-        op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
-                 min_fidelity=req.min_fidelity, metadata=req.metadata)
+        if req.__class__ is svc.CreateEpr:
+            op = _Op("epr", req.token, now_ns, need=req.number, number=req.number,
+                     min_fidelity=req.min_fidelity, metadata=req.metadata)
+        else:
+            op = _Op("measured", req.token, now_ns, need=req.number, number=req.number,
+                     min_fidelity=req.min_fidelity, bases=req.bases)
         self._enqueue(st, op, req.timeout_ns, now_ns, out)
         return out
 
@@ -540,7 +560,7 @@ class TeleportTransport(Protocol):
                 keep.append(op)   # already measured: its header must still go out
             elif op.kind == "data" and not peer_gone:
                 keep.append(op)   # classical bytes are never dropped by a close
-            elif op.kind == "epr" and op.made:
+            elif op.kind in ("epr", "measured") and op.made:
                 # partly sent: the rest cannot go; it ends once the sent ones are acknowledged
                 op.need = 0
                 op.number = op.made
@@ -625,15 +645,27 @@ class TeleportTransport(Protocol):
                 st.busy = True
                 out.append(self.start_op(BellMeasure(op.qubit, pair.qubit),
                                          _Measuring(conn, op, pair)))
-            else:  # epr
-                while st.pool and op.need and st.tx_seq < st.tx_limit:
-                    pair = st.pool.popleft()
-                    msg = EprHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
-                                    op.started_ns, op.metadata)
+            else:  # epr, or measured (measure-directly pairs: no qubit, an outcome)
+                measured = op.kind == "measured"
+                pool = st.md_pool if measured else st.pool
+                while pool and op.need and st.tx_seq < st.tx_limit:
+                    pair = pool.popleft()
+                    if measured:
+                        if pair.bases != op.bases:
+                            self._release(pair, out)     # (of an earlier request's set)
+                            continue
+                        msg = MeasuredHeader(conn.local_port, conn.remote_port, st.tx_seq,
+                                             pair.pid, op.started_ns, op.bases)
+                        arrived = svc.PairMeasured(conn, st.tx_seq, pair.pid, pair.setting,
+                                                   pair.outcome, pair.fidelity, True, op.token)
+                    else:
+                        msg = EprHeader(conn.local_port, conn.remote_port, st.tx_seq, pair.pid,
+                                        op.started_ns, op.metadata)
+                        arrived = svc.EprArrived(conn, st.tx_seq, pair.qubit, pair.fidelity,
+                                                 pair.pid, True, op.token, op.metadata)
                     out.append(SendMessage(conn.remote, msg))
                     st.unacked[st.tx_seq] = (msg, op)
-                    out.append(Deliver(svc.EprArrived(conn, st.tx_seq, pair.qubit, pair.fidelity,
-                                                      pair.pid, True, op.token, op.metadata)))
+                    out.append(Deliver(arrived))
                     st.tx_seq += 1
                     op.need -= 1
                     op.made += 1
@@ -656,25 +688,83 @@ class TeleportTransport(Protocol):
         need = self._needed(st)
         self._release_surplus(st, need, out)
         self._top_up(st, now_ns, need, out)
+        self._md_top_up(st, now_ns, out)
 
-    def _needed(self, st: _ConnState) -> int:
-        """Pairs the queue needs for the items the far end's window admits
-        (the head excluded while it is being measured: its pair is taken)."""
+    @staticmethod
+    def _admitted(st: _ConnState):
+        """(op, pairs it needs now) for each pair-needing item of the queue,
+        in order, as far as the far end's window admits (the head excluded
+        while it is being measured: its pair is taken)."""
         room = st.tx_limit - st.tx_seq
-        need = 0
         for i, op in enumerate(st.queue):
             if room <= 0:
                 break
-            if i == 0 and st.busy:
+            if (i == 0 and st.busy) or op.kind == "data":
                 room -= 1
                 continue
-            if op.kind == "data":
-                room -= 1
-            else:
-                n = min(op.need, room)
-                need += n
-                room -= n
-        return need
+            n = min(op.need, room)
+            room -= n
+            yield op, n
+
+    def _needed(self, st: _ConnState) -> int:
+        """Kept pairs the queue needs for the items the far end's window
+        admits (measure-directly pairs: :meth:`_md_wanted`)."""
+        return sum(n for op, n in self._admitted(st) if op.kind != "measured")
+
+    def _md_wanted(self, st: _ConnState) -> tuple[str, int, int]:
+        """The basis set of the first measure-directly item the far end's
+        window admits, how many of its pairs the queue needs now (items of
+        that set in a row from it) and the latest deadline of those items
+        (0: one has no limit)."""
+        bases, need, max_time = "", 0, -1
+        for op, n in self._admitted(st):
+            if op.kind != "measured" or not n:
+                continue
+            if bases and op.bases != bases:
+                break
+            bases = op.bases
+            need += n
+            if op.deadline_ns is None:
+                max_time = 0
+            elif max_time != 0:
+                max_time = max(max_time, op.deadline_ns)
+        return bases, need, max_time
+
+    def _md_top_up(self, st: _ConnState, now_ns: int, out: list) -> None:
+        """Hold just the measure-directly pairs the queue needs (a surplus,
+        or pairs of another basis set, go back to the far end with a
+        PairRelease) and ask the network for the rest: one type-D request,
+        the far end folding the Pauli frame into its outcomes (``correct``)."""
+        if not st.md_pool and not any(op.kind == "measured" for op in st.queue):
+            return
+        bases, need, deadline = self._md_wanted(st)
+        pool = st.md_pool
+        if any(p.bases != bases for p in pool):
+            keep = deque(p for p in pool if p.bases == bases)
+            for p in pool:
+                if p.bases != bases:
+                    self._release(p, out)
+            st.md_pool = pool = keep
+        while len(pool) > need:
+            self._release(pool.pop(), out)
+        deficit = need - len(pool) - st.md_expected.get(bases, 0)
+        if deficit <= 0 or st.retry_pending:
+            return
+        max_time = 0 if deadline == 0 else deadline - now_ns
+        if deadline != 0 and max_time <= 0:
+            return   # the deadlines fire now and fail the items
+        wanting = [op for op in st.queue if op.kind == "measured" and op.need]
+        self._next_req = (self._next_req + 1) & 0xFFFF
+        rid = self._req_base | self._next_req
+        self.requests[rid] = (st.conn, deficit)
+        self._md_requests[rid] = bases
+        st.md_expected[bases] = st.md_expected.get(bases, 0) + deficit
+        self.stats["pairs_requested"] += deficit
+        out.append(Submit(NetRequest(
+            st.conn.remote, number=min(deficit, 65535),
+            min_fidelity=max(op.min_fidelity for op in wanting), max_time_ns=max_time,
+            type=NetRequestType.MEASURE_DIRECTLY, measure_basis=bases, request_id=rid,
+            app_tag=st.conn.local_port, correct=True), to=self.network))
 
     def _release_surplus(self, st: _ConnState, need: int | None, out: list) -> None:
         extra = len(st.pool) - (self._needed(st) if need is None else need)
@@ -684,7 +774,7 @@ class TeleportTransport(Protocol):
     def _release(self, pair: _Pair, out: list) -> None:
         """Give up a pair we initiated: free our half, tell the far end."""
         self.stats["pairs_released"] += 1
-        if not pair.expired:
+        if not pair.expired and pair.qubit is not None:
             out.append(self.start_op(Discard(pair.qubit), _DISCARD))
         if pair.remote not in self.peers_down:
             out.append(SendMessage(pair.remote, PairRelease(pair.pid)))
@@ -720,35 +810,47 @@ class TeleportTransport(Protocol):
     def _net_ok(self, ok: NetOk, now_ns: int) -> list[Action]:
         out: list = []
         pid = pair_key(ok.pair_id)
-        if ok.qubit is None:
-            # A measure-directly pair is of no use to the transport (it asks for K only).
+        measured = ok.qubit is None and ok.outcome is not None and ok.setting >= 0
+        if ok.qubit is None and not measured:
+            # A type-M pair is of no use to the transport (it asks for K and D only).
             out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"pair {pid} came without a qubit", context=ok))
             return out
         pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
+        if measured:
+            # (a measure-directly pair: its outcome, with the frame folded in at the tail)
+            pair.setting, pair.outcome = int(ok.setting), int(ok.outcome)
         if ok.initiator:
             entry = self.requests.get(ok.request_id)
             st = None
             if entry is not None:
                 conn, remaining = entry
                 remaining -= 1
+                bases = self._md_requests.get(ok.request_id)
                 if remaining <= 0 or ok.request_done:
                     del self.requests[ok.request_id]
+                    self._md_requests.pop(ok.request_id, None)
                 else:
                     self.requests[ok.request_id] = (conn, remaining)
                 st = self.conns.get(conn)
                 if st is not None:
-                    st.expected = max(0, st.expected - 1)
+                    if bases is None:
+                        st.expected = max(0, st.expected - 1)
+                    else:
+                        pair.bases = bases
+                        st.md_expected[bases] = max(0, st.md_expected.get(bases, 0) - 1)
             # (the far end takes new items while OPEN, PENDING or CLOSING)
-            if st is None or st.phase is _SYN_SENT or st.phase is _PEER_CLOSED:
+            if st is None or st.phase is _SYN_SENT or st.phase is _PEER_CLOSED \
+                    or measured != bool(pair.bases):
                 self._release(pair, out)
             else:
-                st.pool.append(pair)
+                (st.md_pool if measured else st.pool).append(pair)
                 self._pump(st, now_ns, out)
             return out
         # A pair the far end asked for: bind it to its header, or wait for it.
         if self.released.take(pid, now_ns):
-            out.append(self.start_op(Discard(ok.qubit), _DISCARD))
+            if ok.qubit is not None:
+                out.append(self.start_op(Discard(ok.qubit), _DISCARD))
             return out
         waiting = self.headers.pop(pid, None)
         if waiting is not None:
@@ -779,10 +881,14 @@ class TeleportTransport(Protocol):
             return out
         self.stats["net_errors"] += 1
         conn, remaining = entry
+        bases = self._md_requests.pop(err.request_id, None)
         st = self.conns.get(conn)
         if st is None:
             return out
-        st.expected = max(0, st.expected - remaining)
+        if bases is None:
+            st.expected = max(0, st.expected - remaining)
+        else:
+            st.md_expected[bases] = max(0, st.md_expected.get(bases, 0) - remaining)
         code = ErrorCode(err.code)
         if code in _PERMANENT:
             for op in [op for i, op in enumerate(st.queue)
@@ -816,11 +922,13 @@ class TeleportTransport(Protocol):
                        f"pair {pid} expired: {exp.reason}", now_ns, out)
             return out
         for st in self.conns.values():
-            for pair in st.pool:
-                if pair.pid == pid:
-                    st.pool.remove(pair)
-                    self._top_up(st, now_ns, None, out)
-                    return out
+            for pool in (st.pool, st.md_pool):
+                for pair in pool:
+                    if pair.pid == pid:
+                        pool.remove(pair)
+                        self._top_up(st, now_ns, None, out)
+                        self._md_top_up(st, now_ns, out)
+                        return out
         for ctx in self._ops.values():     # (the pending operations' contexts)
             if ctx.__class__ is _Measuring and ctx.pair.pid == pid:
                 ctx.pair.expired = True   # the measurement will fail; the qubit stays
@@ -920,10 +1028,12 @@ class TeleportTransport(Protocol):
             if st is not None:
                 st.retry_pending = False
                 self._top_up(st, now_ns, None, out)
+                self._md_top_up(st, now_ns, out)
         elif kind == "pair":
             pair = self.remote_pairs.pop(arg, None)
             if pair is not None:
-                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+                if pair.qubit is not None:
+                    out.append(self.start_op(Discard(pair.qubit), _DISCARD))
                 out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                                 f"pair {arg} from {pair.remote}: no header within "
                                 f"{self.bind_timeout_ns} ns, discarded"))
@@ -1100,8 +1210,9 @@ class TeleportTransport(Protocol):
             st.rx_seen = seq + 1
         return st
 
-    @on_message(QubitHeader, EprHeader)
-    def _on_header(self, src: str, msg: QubitHeader | EprHeader, now_ns: int) -> list[Action]:
+    @on_message(QubitHeader, EprHeader, MeasuredHeader)
+    def _on_header(self, src: str, msg: QubitHeader | EprHeader | MeasuredHeader,
+                   now_ns: int) -> list[Action]:
         out: list = []
         pid = tuple(msg.pair)
         if pid[0] != src:
@@ -1119,7 +1230,7 @@ class TeleportTransport(Protocol):
             # Nobody will take this item: free the pair now or when it comes.
             self._drop_remote_pair(pid, now_ns, out)
             return out
-        kind = "qubit" if isinstance(msg, QubitHeader) else "epr"
+        kind = _HEADER_KIND[msg.__class__]
         item = _Rx(kind, msg)
         st.rx_items[msg.seq] = item
         if self.expired.take(pid, now_ns):
@@ -1170,14 +1281,28 @@ class TeleportTransport(Protocol):
         pair = self.remote_pairs.pop(pid, None)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
-            out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+            if pair.qubit is not None:
+                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
         elif not self.expired.take(pid, now_ns):
             self.released.add(pid, now_ns + self.bind_timeout_ns)
 
     def _bind(self, st: _ConnState, seq: int, item: _Rx, pair: _Pair, now_ns: int,
               out: list) -> None:
+        if (item.kind == "measured") != (pair.outcome is not None):
+            # a measured pair named by a qubit's or EPR pair's header, or the
+            # reverse: the two ends disagree on what the pair is for
+            if pair.qubit is not None:
+                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+            self._lose(st.conn, seq, ErrorCode.TRANSPORT_HEADER_MISMATCH,
+                       f"pair {pair.pid} does not match its {item.kind} header", now_ns, out)
+            return
         item.qubit = pair.qubit
         item.fidelity = pair.fidelity
+        if item.kind == "measured":
+            item.measured = (pair.setting, pair.outcome)
+            item.ready = True
+            self._deliver_ready(st, now_ns, out)
+            return
         if item.kind == "qubit":
             bsm = (int(item.msg.m_x) << 1) | int(item.msg.m_z)
             gate = correction_gate(bsm, pair.bell_index)
@@ -1228,6 +1353,13 @@ class TeleportTransport(Protocol):
                 self.deliveries.append(("qubit", latency, item.fidelity))
                 out.append(Deliver(svc.QubitArrived(conn, seq, item.qubit, msg.metadata,
                                                     item.fidelity, latency)))
+            elif item.kind == "measured":
+                self.stats["epr_received"] += 1
+                latency = max(0, now_ns - msg.sent_ns)
+                self.deliveries.append(("measured", latency, item.fidelity))
+                setting, outcome = item.measured
+                out.append(Deliver(svc.PairMeasured(conn, seq, tuple(msg.pair), setting, outcome,
+                                                    item.fidelity, False, None)))
             elif item.kind == "epr":
                 self.stats["epr_received"] += 1
                 latency = max(0, now_ns - msg.sent_ns)
@@ -1244,7 +1376,7 @@ class TeleportTransport(Protocol):
         for seq, item in st.rx_items.items():
             if item.qubit is not None:
                 out.append(self.start_op(Discard(item.qubit), _DISCARD))
-            elif item.kind in ("qubit", "epr"):
+            elif item.kind in ("qubit", "epr", "measured"):
                 pid = tuple(item.msg.pair)
                 if self.headers.pop(pid, None) is not None:
                     out.append(CancelTimer(("header", pid)))
@@ -1298,6 +1430,8 @@ class TeleportTransport(Protocol):
         self.conns.pop(st.conn, None)
         while st.pool:
             self._release(st.pool.popleft(), out)
+        while st.md_pool:
+            self._release(st.md_pool.popleft(), out)
         self._discard_rx(st, False, now_ns, out)
 
     # ------------------------------------------------------------ the far end's session

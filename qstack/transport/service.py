@@ -26,12 +26,14 @@ from typing import Any
 from qstack.core.args import bytes_arg, float_arg, int_arg, name_arg, show, timeout_arg
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import fast_init
+from qstack.network.service import MD_BASIS_SETS
 from qstack.transport.messages import MAX_METADATA, Data
 
 __all__ = [
     "Conn", "Listen", "Unlisten", "Accept", "Consumed", "Connect", "SendQubit", "CreateEpr",
-    "SendBytes", "Close", "Abort",
+    "SendBytes", "Close", "Abort", "MeasurePairs",
     "Done", "Failed", "Incoming", "QubitArrived", "EprArrived", "DataArrived", "PeerClosed",
+    "PairMeasured",
     "Lost", "check_request", "MAX_METADATA", "MAX_DATA",
 ]
 
@@ -147,6 +149,26 @@ class CreateEpr:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class MeasurePairs:
+    """Measure ``number`` end-to-end pairs with the far end of ``conn``
+    directly: the network's measure-directly service (type D) in basis set
+    ``bases`` (a name of :data:`qstack.network.service.MD_BASIS_SETS`; this
+    end, which asks, draws from the set's first list, the far end from its
+    second). No memory is held at either end: each end measures its half of
+    each link pair as the link delivers it. Each pair is delivered at both
+    ends as a :class:`PairMeasured` with the same ``seq`` and ``pair``, then
+    ``Done`` (value: the number made) once the far end has them all."""
+
+    token: int
+    conn: Conn
+    number: int = 1
+    bases: str = "ZX"
+    min_fidelity: float = 0.0
+    timeout_ns: int | None = None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class SendBytes:
     """Send classical ``data`` (at most 65536 bytes) in order with the other
     items; ``Done`` when sent (the receive window allowing)."""
@@ -245,6 +267,26 @@ class EprArrived:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class PairMeasured:
+    """Item ``seq`` of ``conn``: this end's measurement of measure-directly
+    pair ``pair``: ``setting`` (the index of its angle in this end's list of
+    the basis set) and ``outcome`` (0/1), the Pauli frame folded in at the
+    far end of the request (as if measured on Phi+). ``fidelity``: the
+    network's estimate. ``initiator`` is True at the end that asked for it
+    (``token`` set there)."""
+
+    conn: Conn
+    seq: int
+    pair: tuple
+    setting: int
+    outcome: int
+    fidelity: float
+    initiator: bool
+    token: int | None = None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class DataArrived:
     """Item ``seq`` of ``conn``: classical bytes."""
 
@@ -335,6 +377,19 @@ def _check_create_epr(req: CreateEpr, now_ns: int) -> CreateEpr:
                    metadata=metadata)
 
 
+def _check_measure_pairs(req: MeasurePairs, now_ns: int) -> MeasurePairs:
+    _conn(req.conn)
+    number = int_arg("number", req.number, 1, 65535)
+    fidelity = _fidelity(req.min_fidelity)
+    timeout = timeout_arg("timeout_ns", req.timeout_ns, now_ns)
+    if not isinstance(req.bases, str) or req.bases not in MD_BASIS_SETS:
+        raise QStackError(ErrorCode.INVALID_PARAMETER,
+                          f"bases: expected one of {sorted(MD_BASIS_SETS)}, got {show(req.bases)}")
+    if number is req.number and fidelity is req.min_fidelity and timeout is req.timeout_ns:
+        return req
+    return replace(req, number=number, min_fidelity=fidelity, timeout_ns=timeout)
+
+
 def _check_send_bytes(req: SendBytes, now_ns: int) -> SendBytes:
     _conn(req.conn)
     data = bytes_arg("data", req.data, MAX_DATA)
@@ -348,6 +403,7 @@ def _check_close(req: Close, now_ns: int) -> Close:
 
 _CHECKS = {Listen: _check_listen, Unlisten: _check_listen, Connect: _check_connect,
            SendQubit: _check_send_qubit, CreateEpr: _check_create_epr,
+           MeasurePairs: _check_measure_pairs,
            SendBytes: _check_send_bytes, Close: _check_close}
 
 

@@ -42,6 +42,7 @@ from qstack.core.args import (
 )
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.runtime import NodeDown, NodeUp
+from qstack.network.service import MD_BASIS_SETS
 from qstack.physical.ops import Discard, Gate, Measure, check_angle, check_basis
 from qstack.transport import service as svc
 from qstack.transport.runtime import TransportRuntime
@@ -273,12 +274,13 @@ class _Queue:
 
 
 class _ConnQueues:
-    __slots__ = ("qubits", "eprs", "data", "closed", "ended")
+    __slots__ = ("qubits", "eprs", "data", "measured", "closed", "ended")
 
     def __init__(self, on_take: Callable[[], None] | None = None) -> None:
         self.qubits = _Queue(on_take)
         self.eprs = _Queue(on_take)
         self.data = _Queue(on_take)
+        self.measured = _Queue(on_take)
         self.closed = False
         #: how the far end ended the connection (its PeerClosed), if it did
         self.ended: TransportError | None = None
@@ -347,7 +349,7 @@ class TransportClient:
         if q is None:
             q = self._conns[conn] = _ConnQueues(lambda: self.tell(svc.Consumed(conn, 1)))
             if self.down is not None:
-                for queue in (q.qubits, q.eprs, q.data):
+                for queue in (q.qubits, q.eprs, q.data, q.measured):
                     queue.close(self.down)
         return q
 
@@ -384,12 +386,19 @@ class TransportClient:
                 self._epr_made.setdefault(ev.token, []).append(ev)
             else:
                 self.conn_queues(ev.conn).eprs.put(ev)
+        elif kind is svc.PairMeasured:
+            if ev.initiator and ev.token is not None:
+                self._epr_made.setdefault(ev.token, []).append(ev)
+            else:
+                self.conn_queues(ev.conn).measured.put(ev)
         elif kind is svc.DataArrived:
             self.conn_queues(ev.conn).data.put(ev.data)
         elif kind is svc.Lost:
             queues = self.conn_queues(ev.conn)
-            # The loss surfaces where the lost item would have: recv_epr or recv_qubit.
-            queue = queues.eprs if ev.kind == "epr" else queues.qubits
+            # The loss surfaces where the lost item would have: recv_epr, recv_qubit
+            # or recv_measured.
+            queue = (queues.eprs if ev.kind == "epr" else
+                     queues.measured if ev.kind == "measured" else queues.qubits)
             queue.put(TransportError(ev.code, f"{ev.kind} {ev.seq} of {ev.conn} was lost: "
                                               f"{ev.detail}"))
         elif kind is svc.PeerClosed:
@@ -398,7 +407,7 @@ class TransportClient:
             code = ev.code if ev.code is not None else ErrorCode.TRANSPORT_CLOSED
             detail = ev.detail or f"{ev.conn.remote} closed the connection"
             q.ended = TransportError(code, detail)
-            for queue in (q.qubits, q.eprs, q.data):
+            for queue in (q.qubits, q.eprs, q.data, q.measured):
                 queue.close(TransportError(code, detail))
 
     def take_epr(self, token: int) -> list:
@@ -421,7 +430,7 @@ class TransportClient:
             q.close(self.down)
         for q in list(self._conns.values()):
             q.closed = True
-            for queue in (q.qubits, q.eprs, q.data):
+            for queue in (q.qubits, q.eprs, q.data, q.measured):
                 queue.close(self.down)
 
     def node_up(self) -> None:
@@ -647,6 +656,58 @@ class QSocket:
         if held:
             out += await self._ctx.measure_all(held, measure)
         return out
+
+    async def _arrivals(self, queue_name: str, number: int, timeout_ns: int | None, what: str):
+        """The next ``number`` items of this connection's ``queue_name``
+        queue, one at a time, all within ``timeout_ns`` (a loss in their
+        place raised)."""
+        rt = self._ctx.runtime
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, rt.now_ns(), error=TransportError)
+        conn = self._need_conn()
+        queue = getattr(self._client.conn_queues(conn), queue_name)
+        deadline = None if timeout_ns is None else rt.now_ns() + timeout_ns
+        for _ in range(number):
+            left = None if deadline is None else max(0, deadline - rt.now_ns())
+            ev = await queue.get(rt, left, what)
+            if isinstance(ev, BaseException):
+                raise ev
+            yield ev
+
+    # -------------------------------------------------------- measure-directly pairs
+    async def measure_pairs(self, number: int = 1, *, bases: str = "ZX",
+                            min_fidelity: float = 0.0, timeout_ns: int | None = None) -> list:
+        """Measure ``number`` (1..65535) end-to-end pairs with the far end
+        directly (the network's measure-directly service): each end measures
+        its half of every link pair as the link delivers it, in an angle
+        drawn per pair from its list of the basis set ``bases`` ("ZX": Z, X
+        at both ends; "E91": 0, pi/4, pi/2 here, pi/4, pi/2, 3pi/4 at the
+        far end; "Z"; "X"), so no qubit is held at either end while the pair
+        is swapped through the repeaters. Returns this end's
+        :class:`~qstack.transport.service.PairMeasured` records (``pair``,
+        ``setting``, ``outcome``, ``fidelity``) in item order; the far end
+        gets its own, the same pairs in the same order, from
+        :meth:`recv_measured` (its outcomes with the Pauli frame folded in,
+        as if the pairs were Phi+). On ``TRANSPORT_NO_PAIR`` the records
+        made are in the error's ``qubits``."""
+        number = _number(number)
+        min_fidelity = _fidelity(min_fidelity)
+        if not isinstance(bases, str) or bases not in MD_BASIS_SETS:
+            raise TransportError(ErrorCode.INVALID_PARAMETER,
+                                 f"bases: expected one of {sorted(MD_BASIS_SETS)}, "
+                                 f"got {show(bases)}")
+        timeout_ns = timeout_arg("timeout_ns", timeout_ns, self._ctx.now_ns, error=TransportError)
+        conn = self._need_conn(sending=True)
+        await self._ctx._settle()
+        token, fut = self._client.request(lambda t: svc.MeasurePairs(t, conn, number, bases,
+                                                                     min_fidelity, timeout_ns))
+        await self._ctx.runtime.wait(fut, None)
+        return self._client.take_epr(token)
+
+    async def recv_measured(self, number: int = 1, *, timeout_ns: int | None = None) -> list:
+        """This end's records of the next ``number`` (1..65535) pairs the far
+        end measures directly (:meth:`measure_pairs`), in item order."""
+        number = _number(number)
+        return [ev async for ev in self._arrivals("measured", number, timeout_ns, "measured pair")]
 
     # -------------------------------------------------------- classical bytes
     async def send(self, data: bytes) -> None:

@@ -2,14 +2,23 @@
 
 Both run as application functions over one connected :class:`~qstack.transport.socket.QSocket`
 (the same code under ``qstack.simulate`` and the emulation). The quantum
-phase uses the transport's end-to-end EPR pairs (Phi+, the network's Pauli
-frame corrected by the transport); each end measures every half as soon as
-it has it, in a basis drawn per pair from its own seeded stream
-(``ctx.rng``), so the initiator holds at most ``batch`` halves and the
-receiver one. The classical phase is a sequence of messages over the same
-socket (``sock.send``/``sock.recv``; ``specs/qkd-entangled.md``):
+phase takes its raw key from the network's measure-directly service through
+the transport (:meth:`~qstack.transport.socket.QSocket.measure_pairs` at the
+initiator, :meth:`~qstack.transport.socket.QSocket.recv_measured` at the
+receiver; ``specs/network.md`` "Measure directly"): each end measures its
+half of every link pair as soon as its link delivers it, in a basis the
+network layer draws per pair from its seeded stream out of the protocol's
+basis set ("ZX" for BBM92, "E91" for E91), and the receiver's outcomes come
+with the Pauli frame of the swaps folded in. No half is held by the
+application and no memory is held at the ends while a pair is swapped
+through the repeaters; both ends get the same pairs in the same order (the
+transport binds each to one item sequence number at both ends). The
+classical phase is a sequence of messages over the same socket
+(``sock.send``/``sock.recv``; ``specs/qkd-entangled.md``):
 
-1. receiver -> initiator: its bases; 2. initiator -> receiver: its bases and
+1. receiver -> initiator: its bases (and a digest of the pair ids it got,
+   which the initiator compares with its own: a mismatch aborts with
+   ``"pairs do not match"``); 2. initiator -> receiver: its bases and
    the test subset of the sifted positions (a ``test_fraction`` of them, drawn
    by the initiator); 3. receiver -> initiator: its outcomes on the test
    positions (and, E91, on the CHSH positions); 4. initiator -> receiver: the
@@ -23,7 +32,7 @@ socket (``sock.send``/``sock.recv``; ``specs/qkd-entangled.md``):
 
 Both ends return an :class:`EntangledResult` with the same fields and, when
 ``ok``, identical keys; otherwise ``ok`` is False and ``reason`` says why
-(``"QBER too high"``, ``"no Bell violation"`` (E91: S <= ``s_min``),
+(``"pairs do not match"``, ``"QBER too high"``, ``"no Bell violation"`` (E91: S <= ``s_min``),
 ``"no sifted key"``, ``"verification failed"``, ``"no secret key"``).
 
 Bases. BBM92 (Bennett, Brassard, Mermin, PRL 68, 557 (1992)): Z or X at both
@@ -47,6 +56,7 @@ the length.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +65,7 @@ import msgpack
 import numpy as np
 
 from qstack.core.errors import ErrorCode
+from qstack.network.service import MD_BASIS_SETS
 from qstack.physical.qkd import binary_entropy
 
 from ._common import QKDError, check_pos_int, check_prob
@@ -65,10 +76,15 @@ from .verification import VerifyTag, check_tag, make_tag
 __all__ = ["EntangledConfig", "EntangledResult", "bbm92", "e91", "key_length",
            "finite_size_mu", "chsh_value", "BBM92_BASES", "E91_INITIATOR", "E91_RECEIVER"]
 
-#: Measurement directions as Bloch angles (theta from +Z, phi = 0: towards +X).
-BBM92_BASES = ((0.0, 0.0), (math.pi / 2, 0.0))                                   # Z, X
-E91_INITIATOR = ((0.0, 0.0), (math.pi / 4, 0.0), (math.pi / 2, 0.0))            # 0, pi/4, pi/2
-E91_RECEIVER = ((math.pi / 4, 0.0), (math.pi / 2, 0.0), (3 * math.pi / 4, 0.0))  # pi/4, pi/2, 3pi/4
+#: Measurement directions as Bloch angles (theta from +Z, phi = 0: towards +X),
+#: indexed by the settings the network reports (its basis sets
+#: :data:`qstack.network.service.MD_BASIS_SETS` "ZX" and "E91").
+BBM92_BASES = tuple((a, 0.0) for a in MD_BASIS_SETS["ZX"][0])     # Z, X
+E91_INITIATOR = tuple((a, 0.0) for a in MD_BASIS_SETS["E91"][0])  # 0, pi/4, pi/2
+E91_RECEIVER = tuple((a, 0.0) for a in MD_BASIS_SETS["E91"][1])   # pi/4, pi/2, 3pi/4
+
+#: The network's basis set each protocol measures from.
+BASIS_SET = {"bbm92": "ZX", "e91": "E91"}
 
 #: Largest piece of one message (the socket's limit is 65536 bytes; one byte
 #: says whether more pieces follow).
@@ -83,17 +99,25 @@ class EntangledConfig:
     QBER, in (0, 1). ``qber_max``: abort above this test error rate (11 %:
     where the asymptotic BBM92 rate 1 - 2h(Q) ends). ``s_min``: E91 aborts when
     S is not above it (2: the local bound). ``eps_sec``, ``eps_cor``: the
-    composable security parameters. ``batch``: pairs the initiator asks for
-    at once (its memory holds that many halves at most). ``timeout_ns``: each
-    socket wait, ns (None: no limit)."""
+    composable security parameters. ``batch``: pairs asked of the network in
+    one request (each sets up a circuit; at most 65535).
+    ``timeout_ns``: each socket wait, ns (None: no limit). ``pairs_from``:
+    "measure-directly" (the default: the network's measure-directly
+    stream) or "kept": the transport's kept end-to-end pairs, each half
+    measured by the application as it arrives, in an angle drawn from
+    ``ctx.rng`` (what a network layer without the measure-directly service,
+    e.g. ``network_layer="ideal"``, offers, and the comparison of
+    ``benchmarks/bench_mdqkd.py``); the initiator then holds up to
+    ``batch`` halves at once, so ``batch`` must fit its memory."""
 
     test_fraction: float = 0.2
     qber_max: float = 0.11
     s_min: float = 2.0
     eps_sec: float = 1e-10
     eps_cor: float = 1e-15
-    batch: int = 16
+    batch: int = 65535
     timeout_ns: int | None = None
+    pairs_from: str = "measure-directly"
 
     def __post_init__(self) -> None:
         check_prob("EntangledConfig.test_fraction", self.test_fraction, open_low=True, open_high=True)
@@ -101,6 +125,12 @@ class EntangledConfig:
         check_prob("EntangledConfig.eps_sec", self.eps_sec, open_low=True, open_high=True)
         check_prob("EntangledConfig.eps_cor", self.eps_cor, open_low=True, open_high=True)
         check_pos_int("EntangledConfig.batch", self.batch)
+        if self.pairs_from not in ("measure-directly", "kept"):
+            raise QKDError(ErrorCode.BAD_FIELD, "EntangledConfig.pairs_from: expected "
+                           f"'measure-directly' or 'kept', got {self.pairs_from!r}")
+        if self.batch > 65535:
+            raise QKDError(ErrorCode.OUT_OF_RANGE,
+                           f"EntangledConfig.batch: at most 65535 pairs a request, got {self.batch}")
         if not isinstance(self.s_min, (int, float)) or math.isnan(self.s_min):
             raise QKDError(ErrorCode.BAD_FIELD, f"EntangledConfig.s_min: expected a number, got {self.s_min!r}")
 
@@ -213,11 +243,41 @@ def _arr(obj: dict, key: str, dtype: Any, n: int | None = None) -> np.ndarray:
 
 # ---------------------------------------------------------------- the two ends
 
-async def _measure_pairs(ctx: Any, sock: Any, pairs: int, initiator: bool, bases: tuple,
-                         cfg: EntangledConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The quantum phase: ``pairs`` EPR halves measured at once in random bases."""
-    choice = ctx.rng.integers(0, len(bases), size=pairs).astype(np.uint8)
+async def _measure_pairs(sock: Any, pairs: int, initiator: bool, bases: str,
+                         cfg: EntangledConfig) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """The quantum phase: ``pairs`` measure-directly pairs in basis set
+    ``bases``. Returns this end's settings (indices in its list of the set),
+    outcomes and a digest of the pair ids in order (to compare the two ends'
+    lists)."""
+    choice = np.zeros(pairs, dtype=np.uint8)
     out = np.zeros(pairs, dtype=np.uint8)
+    ids = hashlib.sha256()
+    i = 0
+    while i < pairs:
+        n = min(cfg.batch, pairs - i)
+        if initiator:
+            recs = await sock.measure_pairs(n, bases=bases, timeout_ns=cfg.timeout_ns)
+        else:
+            recs = await sock.recv_measured(n, timeout_ns=cfg.timeout_ns)
+        for r in recs:
+            choice[i], out[i] = r.setting, r.outcome
+            ids.update(repr(tuple(r.pair)).encode())
+            i += 1
+    return choice, out, ids.digest()
+
+
+async def _measure_kept(ctx: Any, sock: Any, pairs: int, initiator: bool, bases: str,
+                        cfg: EntangledConfig) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """The quantum phase over kept pairs (``pairs_from="kept"``): each half
+    measured by the application as soon as it has it, at an angle of its list
+    of ``bases`` drawn from ``ctx.rng``; the same return as
+    :func:`_measure_pairs`, with the digest of no ids (the socket's halves
+    carry none: both ends' digests are equal, the transport's order binds
+    them)."""
+    angles = MD_BASIS_SETS[bases][0 if initiator else 1]
+    choice = ctx.rng.integers(0, len(angles), size=pairs).astype(np.uint8)
+    out = np.zeros(pairs, dtype=np.uint8)
+    ids = hashlib.sha256()
     i = 0
     while i < pairs:
         if initiator:
@@ -225,9 +285,9 @@ async def _measure_pairs(ctx: Any, sock: Any, pairs: int, initiator: bool, bases
         else:
             halves = await sock.recv_epr(1, timeout_ns=cfg.timeout_ns)
         for q in halves:
-            out[i] = await q.measure(bases[choice[i]])
+            out[i] = await q.measure((angles[choice[i]], 0.0))
             i += 1
-    return choice, out
+    return choice, out, ids.digest()
 
 
 def _sift(protocol: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -249,15 +309,17 @@ async def _run(protocol: str, ctx: Any, sock: Any, pairs: int, initiator: bool,
     role = "initiator" if initiator else "receiver"
     peer = sock.conn.remote if getattr(sock, "conn", None) is not None else ""
     res = EntangledResult(protocol, role, peer, pairs=pairs)
-    if protocol == "bbm92":
-        mine_bases = BBM92_BASES
+    if cfg.pairs_from == "kept":
+        choice, bits, digest = await _measure_kept(ctx, sock, pairs, initiator,
+                                                   BASIS_SET[protocol], cfg)
     else:
-        mine_bases = E91_INITIATOR if initiator else E91_RECEIVER
-    choice, bits = await _measure_pairs(ctx, sock, pairs, initiator, mine_bases, cfg)
+        choice, bits, digest = await _measure_pairs(sock, pairs, initiator, BASIS_SET[protocol],
+                                                    cfg)
     t = cfg.timeout_ns
     rng = ctx.rng
     if initiator:
-        theirs = _arr(await _recv(sock, t, "bases"), "b", np.uint8, pairs)
+        msg = await _recv(sock, t, "bases")
+        theirs = _arr(msg, "b", np.uint8, pairs)
         a, b = choice, theirs
         sift = _sift(protocol, a, b)
         test = np.sort(rng.choice(sift.size, size=int(round(cfg.test_fraction * sift.size)),
@@ -276,7 +338,9 @@ async def _run(protocol: str, ctx: Any, sock: Any, pairs: int, initiator: bool,
         if protocol == "e91":
             res.chsh, res.chsh_counts = chsh_value(a[chsh_pos], b[chsh_pos], bits[chsh_pos], y_chsh)
         # (E91's own test, the Bell violation, comes first)
-        if protocol == "e91" and not res.chsh > cfg.s_min:
+        if msg.get("ids") != digest:
+            reason = "pairs do not match"
+        elif protocol == "e91" and not res.chsh > cfg.s_min:
             reason = "no Bell violation"
         elif key_pos.size == 0 or test_pos.size == 0:
             reason = "no sifted key"
@@ -320,7 +384,7 @@ async def _run(protocol: str, ctx: Any, sock: Any, pairs: int, initiator: bool,
         return res
 
     # ---- the receiver
-    await _send(sock, {"t": "bases", "b": choice.tobytes()})
+    await _send(sock, {"t": "bases", "b": choice.tobytes(), "ids": digest})
     msg = await _recv(sock, t, "sift")
     a, b = _arr(msg, "b", np.uint8, pairs), choice
     sift = _sift(protocol, a, b)
