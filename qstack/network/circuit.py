@@ -94,6 +94,7 @@ from .service import (
     NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId, SwapStrategy,
 )
 from .theory import werner_swap
+from .service import NetTopUp
 
 __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
@@ -107,6 +108,11 @@ MAX_REOPENS = 16
 #: The window ``window="auto"`` gives when the memory is known: the memory
 #: share of each link (``QnpProtocol.link_share``) then decides, up to this.
 MAX_AUTO_WINDOW = 64
+
+#: The pairs a standing request's circuit is set up for (the most
+#: ``CircuitSetup.number`` allows): its head delivers only what the request's
+#: allowance admits, then opens a new circuit when these are used up.
+STANDING_CIRCUIT_PAIRS = 65535
 
 #: Link-layer create ids the QNP chooses (to name its standing requests) are
 #: taken from the upper half of the EGP's range, ``2**30 .. 2**31 - 1``; the
@@ -244,6 +250,7 @@ class _Request:
     started_ns: int = 0
     failed_links: set = field(default_factory=set)
     reopens: int = 0                 # circuits re-opened after a session broke on the way
+    allowed: int = 0                 # pairs it may deliver in all (standing: raised by NetTopUp)
 
 
 # ---------------------------------------------------------------- pending operations
@@ -426,7 +433,7 @@ class QnpProtocol(Protocol):
         if rid in self.requests:
             self._err(req, rid, ErrorCode.NET_REJECTED, f"request id {rid} in use", out)
             return out
-        r = _Request(req=req, request_id=rid, started_ns=now_ns)
+        r = _Request(req=req, request_id=rid, started_ns=now_ns, allowed=req.number)
         if req.destination == self.node:
             self._err(req, rid, ErrorCode.NET_NO_ROUTE, "destination is this node", out)
             return out
@@ -442,6 +449,20 @@ class QnpProtocol(Protocol):
         r = self.requests.get(ev.request_id)
         if r is not None:
             self._finish_request(r, ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled", out)
+        return out
+
+    @on(NetTopUp)
+    def _net_top_up(self, ev: NetTopUp, now_ns: int) -> list:
+        """A standing request may deliver ``ev.number`` pairs more: its circuit
+        (if one is up) asks its link for them at once."""
+        out: list = []
+        r = self.requests.get(ev.request_id)
+        if r is None or not r.req.standing:
+            return out
+        r.allowed += ev.number
+        c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
+        if c is not None:
+            self._refill(c, now_ns, out)
         return out
 
     def _open_circuit(self, r: _Request, now_ns: int, out: list) -> None:
@@ -460,7 +481,10 @@ class QnpProtocol(Protocol):
         label = self._free_label(route.path[1])
         setup = CircuitSetup(
             circuit_id=cid, head=self.node, path=route.path, request_id=r.request_id,
-            number=req.number - r.delivered, min_fidelity=req.min_fidelity,
+            # (a standing request's circuit takes what the tail accepts; the
+            # head keeps to the allowance, and opens another circuit after it)
+            number=STANDING_CIRCUIT_PAIRS if req.standing else req.number - r.delivered,
+            min_fidelity=req.min_fidelity,
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
@@ -584,6 +608,10 @@ class QnpProtocol(Protocol):
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(credit, c.number - c.delivered) - outstanding - held
+            r = self.requests.get(c.request_id)
+            if r is not None and r.req.standing:
+                # a standing request: no more than its allowance still to deliver
+                room = min(room, r.allowed - r.delivered - outstanding - held)
         else:
             # a repeater: a downstream pair holds credit from its request until
             # the Track of the end-to-end pair it became part of has passed
@@ -931,12 +959,21 @@ class QnpProtocol(Protocol):
         r = self.requests.get(c.request_id)
         c.delivered += 1
         out.append(release)
-        self._refill(c, now_ns, out)
         idx = m.pair_seq
         if r is not None:
-            r.delivered += 1
+            r.delivered += 1     # (before the refill: a standing request's room counts it)
             idx = r.delivered - 1
-        done = r is not None and r.delivered >= r.req.number
+        self._refill(c, now_ns, out)
+        if r is not None and r.req.standing:
+            done = False
+            if c.delivered >= c.number:
+                # the circuit gave all the tail accepts: the request goes on over a new one
+                out.append(SendMessage(c.path[1], CircuitTeardown(c.cid, c.head, 0, "", "", "")))
+                self._drop(c, out)
+                r.circuit = None
+                self._open_circuit(r, now_ns, out)
+        else:
+            done = r is not None and r.delivered >= r.req.number
         ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
                    remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
                    created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,

@@ -54,6 +54,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
+from qstack.network.service import NetCancel, NetTopUp
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
@@ -62,6 +63,12 @@ from qstack.transport.messages import (
 
 __all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS", "Phase",
            "TRANSITIONS"]
+
+#: How long a connection keeps its standing network request open with no
+#: pair wanted (ns): longer than the usual pause between an application's
+#: sends, so a busy connection keeps one circuit; short enough that an idle
+#: one soon stops holding a circuit (and a repeater's memory share).
+STANDING_IDLE_NS = 10_000_000
 
 #: Ports a connecting socket is given when it names none (as in TCP/IP).
 EPHEMERAL_PORTS = range(49152, 65536)
@@ -220,6 +227,10 @@ class _ConnState:
     expected: int = 0          # pairs still to come from requests in flight
     busy: bool = False         # a Bell measurement of the head item is in flight
     retry_pending: bool = False
+    standing: int | None = None    # the id of its standing network request, if one is open
+    standing_fidelity: float = 0.0  # ... and the fidelity it asks for
+    idle_since: int | None = None   # since when the standing request has had nothing to do
+    idle_timer: bool = False        # an ("idle", conn) timer is pending
     unacked: dict = field(default_factory=dict)   # seq -> (message, _Op | None)
     # receiving
     rx_next: int = 0           # every item below is delivered (or lost)
@@ -276,20 +287,26 @@ class TeleportTransport(Protocol):
     items the application of a connection may have received and not yet taken
     (the receive window). ``peer_timeout_ns``: how long a connection waits
     for a broken session with its far end to come back before it ends with
-    ``TRANSPORT_RESET``. Times in nanoseconds.
+    ``TRANSPORT_RESET``. ``standing_idle_ns``: if not None, a connection asks
+    for its pairs in one standing network request (``NetRequest(standing=True)``,
+    topped up with ``NetTopUp``; the network layer below must serve them), which
+    it cancels once it has wanted no pair for this long; None: one request per
+    top-up (specs/transport.md §4). Times in nanoseconds.
     """
 
     name = PROTOCOL
 
     def __init__(self, node: str, network: str | None = None,
                  bind_timeout_ns: int = 10_000_000_000, retry_ns: int = 100_000,
-                 window: int = 4, peer_timeout_ns: int = 1_000_000_000) -> None:
+                 window: int = 4, peer_timeout_ns: int = 1_000_000_000,
+                 standing_idle_ns: int | None = None) -> None:
         super().__init__(node)
         self.network = network
         self.bind_timeout_ns = int(bind_timeout_ns)
         self.retry_ns = int(retry_ns)
         self.window = max(1, int(window))
         self.peer_timeout_ns = int(peer_timeout_ns)
+        self.standing_idle_ns = None if standing_idle_ns is None else int(standing_idle_ns)
         self.conns: dict[svc.Conn, _ConnState] = {}
         self.listening: dict[int, int] = {}         # port -> backlog
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
@@ -692,9 +709,16 @@ class TeleportTransport(Protocol):
     def _top_up(self, st: _ConnState, now_ns: int, need: int | None, out: list) -> None:
         """Ask the network for the pairs the queue needs and nobody asked for
         (``need``: :meth:`_needed`, if the caller has it)."""
+        if need is None:
+            need = self._needed(st)
+        if st.standing is not None:
+            if need:
+                st.idle_since = None
+            elif st.idle_since is None:
+                self._idle(st, now_ns, out)
         if st.retry_pending:
             return
-        deficit = (self._needed(st) if need is None else need) - len(st.pool) - st.expected
+        deficit = need - len(st.pool) - st.expected
         if deficit <= 0:
             return
         wanting = [op for op in st.queue if op.need]
@@ -704,16 +728,50 @@ class TeleportTransport(Protocol):
             max_time = max(op.deadline_ns for op in wanting) - now_ns
             if max_time <= 0:
                 return   # the deadlines fire now and fail the items
+        deficit = min(deficit, 65535)
+        min_fidelity = max(op.min_fidelity for op in wanting)
+        standing = self.standing_idle_ns is not None
+        if st.standing is not None:
+            if min_fidelity <= st.standing_fidelity:
+                # the standing request's circuit serves these too
+                rid = st.standing
+                conn, remaining = self.requests[rid]
+                self.requests[rid] = (conn, remaining + deficit)
+                st.expected += deficit
+                self.stats["pairs_requested"] += deficit
+                out.append(Submit(NetTopUp(rid, deficit), to=self.network))
+                return
+            self._end_standing(st, out)      # its pairs are too poor for these items
         self._next_req = (self._next_req + 1) & 0xFFFF
         rid = self._req_base | self._next_req
         self.requests[rid] = (st.conn, deficit)
         st.expected += deficit
         self.stats["pairs_requested"] += deficit
-        req = NetRequest(st.conn.remote, number=min(deficit, 65535),
-                         min_fidelity=max(op.min_fidelity for op in wanting),
+        if standing:
+            # items have their own deadlines: the standing request has none
+            st.standing, st.standing_fidelity, st.idle_since = rid, min_fidelity, None
+            max_time = 0
+        req = NetRequest(st.conn.remote, number=deficit, min_fidelity=min_fidelity,
                          max_time_ns=max_time, type=NetRequestType.KEEP, request_id=rid,
-                         app_tag=st.conn.local_port)
+                         app_tag=st.conn.local_port, standing=standing)
         out.append(Submit(req, to=self.network))
+
+    def _idle(self, st: _ConnState, now_ns: int, out: list) -> None:
+        """The standing request of ``st`` has nothing to do from ``now_ns``: it
+        is cancelled if that lasts ``standing_idle_ns`` (one timer at a time)."""
+        st.idle_since = now_ns
+        if not st.idle_timer:
+            st.idle_timer = True
+            out.append(StartTimer(("idle", st.conn), self.standing_idle_ns))
+
+    def _end_standing(self, st: _ConnState, out: list) -> None:
+        """Cancel the standing request of ``st``: pairs it still brings are
+        not expected any more (they arrive for no request and are released)."""
+        entry = self.requests.pop(st.standing, None)
+        if entry is not None:
+            st.expected = max(0, st.expected - entry[1])
+        out.append(Submit(NetCancel(st.standing), to=self.network))
+        st.standing = st.idle_since = None
 
     # ------------------------------------------------------------ the network layer
     @on(NetOk)
@@ -732,11 +790,12 @@ class TeleportTransport(Protocol):
             if entry is not None:
                 conn, remaining = entry
                 remaining -= 1
-                if remaining <= 0 or ok.request_done:
+                st = self.conns.get(conn)
+                if ok.request_done or (remaining <= 0 and (
+                        st is None or st.standing != ok.request_id)):
                     del self.requests[ok.request_id]
                 else:
                     self.requests[ok.request_id] = (conn, remaining)
-                st = self.conns.get(conn)
                 if st is not None:
                     st.expected = max(0, st.expected - 1)
             # (the far end takes new items while OPEN, PENDING or CLOSING)
@@ -783,6 +842,8 @@ class TeleportTransport(Protocol):
         if st is None:
             return out
         st.expected = max(0, st.expected - remaining)
+        if st.standing == err.request_id:
+            st.standing = st.idle_since = None
         code = ErrorCode(err.code)
         if code in _PERMANENT:
             for op in [op for i, op in enumerate(st.queue)
@@ -915,6 +976,17 @@ class TeleportTransport(Protocol):
                                  f"no answer from {arg.remote}:{arg.remote_port}", None, out)
                 self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)",
                                     now_ns, out)
+        elif kind == "idle":
+            st = self.conns.get(arg)
+            if st is not None:
+                st.idle_timer = False
+                if st.standing is not None and st.idle_since is not None:
+                    left = st.idle_since + self.standing_idle_ns - now_ns
+                    if left <= 0:
+                        self._end_standing(st, out)
+                    else:      # busy meanwhile, idle again since: wait the rest
+                        st.idle_timer = True
+                        out.append(StartTimer(("idle", arg), left))
         elif kind == "retry":
             st = self.conns.get(arg)
             if st is not None:
@@ -1296,6 +1368,8 @@ class TeleportTransport(Protocol):
     def _drop(self, st: _ConnState, now_ns: int, out: list) -> None:
         """Forget a connection, giving up the pairs it holds."""
         self.conns.pop(st.conn, None)
+        if st.standing is not None:
+            self._end_standing(st, out)
         while st.pool:
             self._release(st.pool.popleft(), out)
         self._discard_rx(st, False, now_ns, out)
