@@ -597,3 +597,67 @@ def test_pair_id_memory_stays_bounded_in_a_long_run():
         t.handle(NetExpire(PairId("alice", 2, i), "alice"), now)
         t.handle(MessageReceived("alice", PairRelease(("alice", 3, i))), now)
         assert len(t.expired) <= 10 and len(t.released) <= 10
+
+
+# ---------------------------------------------------------------- standing requests
+
+def test_a_connection_keeps_one_standing_request_tops_it_up_and_cancels_it_when_idle():
+    """specs/transport.md §4 "Standing requests": the first deficit opens a
+    standing NetRequest, later ones top it up (no new request, no new
+    circuit); idle for standing_idle_ns, it is cancelled, and a pair it still
+    brings is released."""
+    from qstack.network.service import NetCancel, NetTopUp
+
+    t = TeleportTransport("alice", standing_idle_ns=1000)
+    acts = t.handle(svc.Connect(1, "bob", 7), 0)
+    (syn,) = sent(acts, Syn)
+    acts = t.handle(MessageReceived("bob", SynAck(7, syn.src_port, 8)), 10)
+    (done,) = delivered(acts, svc.Done)
+    conn = done.value
+    acts = t.handle(svc.SendQubit(2, conn, "q1", timeout_ns=50_000), 20)
+    (req,) = [a.request for a in of(acts, Submit)]
+    assert isinstance(req, NetRequest) and req.standing and req.number == 1
+    assert req.max_time_ns == 0          # the item's own deadline fails it, not the network
+    acts = t.handle(svc.SendQubit(3, conn, "q2"), 30)
+    assert [a.request for a in of(acts, Submit)] == [NetTopUp(req.request_id, 1)]
+    # both pairs come; the queue then wants none: the idle timer starts
+    (bsm,) = of(t.handle(ok(req.request_id, 0, "p0"), 40), QuantumOp)
+    assert not of(t.handle(ok(req.request_id, 1, "p1"), 45), StartTimer)    # q2 wants it
+    acts = t.handle(OperationDone(bsm.op_id, 0), 50)     # q1 measured; q2's measurement starts
+    assert sent(acts, QubitHeader) and of(acts, QuantumOp) and not of(acts, Submit)
+    timers = [a for a in of(acts, StartTimer) if a.key[0] == "idle"]
+    assert timers == [StartTimer(("idle", conn), 1000)]
+    # a new item before the timer fires keeps the request (topped up again)
+    acts = t.handle(svc.SendQubit(4, conn, "q3"), 500)
+    assert [a.request for a in of(acts, Submit)] == [NetTopUp(req.request_id, 1)]
+    acts = t.handle(TimerFired(("idle", conn)), 1050)
+    assert not of(acts, Submit)
+    acts = t.handle(svc.Close(5, conn), 1100)    # the waiting item fails, the queue is idle
+    assert any(isinstance(e, svc.Failed) and e.token == 4 for e in delivered(acts))
+    acts = t.handle(TimerFired(("idle", conn)), 1200)       # idle only since 1100
+    assert not of(acts, Submit)
+    (again,) = [a for a in of(acts, StartTimer) if a.key[0] == "idle"]
+    acts = t.handle(TimerFired(again.key), 1100 + 1000)
+    assert [a.request for a in of(acts, Submit)] == [NetCancel(req.request_id)]
+    # the pair it was still making comes after the cancel: released
+    acts = t.handle(ok(req.request_id, 2, "p2"), 2200)
+    assert sent(acts, PairRelease) == [PairRelease(("alice", 1, 2))]
+
+
+def test_a_standing_request_is_cancelled_when_its_connection_goes_and_after_its_error():
+    from qstack.network.service import NetCancel
+
+    t = TeleportTransport("alice", standing_idle_ns=10**6)
+    acts = t.handle(svc.Connect(1, "bob", 7), 0)
+    (syn,) = sent(acts, Syn)
+    conn = delivered(t.handle(MessageReceived("bob", SynAck(7, syn.src_port, 8)), 10),
+                     svc.Done)[0].value
+    (req,) = [a.request for a in of(t.handle(svc.SendQubit(2, conn, "q1"), 20), Submit)]
+    # a transient error ends it: the retry opens a new standing request
+    t.handle(NetErr(req.request_id, "bob", ErrorCode.NET_TIMEOUT), 30)
+    acts = t.handle(TimerFired(("retry", conn)), 30 + t.retry_ns)
+    (req2,) = [a.request for a in of(acts, Submit)]
+    assert req2.standing and req2.request_id != req.request_id
+    # the connection reset: the request is cancelled with it
+    acts = t.handle(MessageReceived("bob", Rst(7, conn.local_port, 407, "reset")), 40)
+    assert [a.request for a in of(acts, Submit)] == [NetCancel(req2.request_id)]
