@@ -8,7 +8,8 @@ becomes part of an end-to-end pair, so the counts below are exact."""
 from __future__ import annotations
 
 from qstack.core.errors import ErrorCode
-from qstack.network import circuit
+from qstack.core.protocol import Fail, MessageReceived
+from qstack.network.messages import CircuitTopUp
 from qstack.network.service import NetCancel, NetRequest, NetTopUp
 from qstack.sim.chain import build_chain
 
@@ -43,6 +44,11 @@ def test_a_standing_request_delivers_its_allowance_over_one_circuit_and_waits():
     assert len({ok.pair_id.circuit_id for ok in head.oks}) == 1
     assert sorted(ok.pair_id for ok in head.oks) == sorted(ok.pair_id for ok in tail.oks)
     assert qnp.stats["link_pairs"] == 5
+    # the repeater knows the allowance too (CircuitTopUp): it asked for no pair
+    # beyond it, and holds none
+    (mid,) = [n for n in net.nodes if n not in (a, z)]
+    (c,) = net.node(mid).protocols["network.qnp"].circuits.values()
+    assert (c.requested, c.number, len(c.held[0]), len(c.held[1])) == (5, 5, 0, 0)
     # cancelled: the head is answered with NetErr, the circuit is gone at every node
     net.submit(a, NetCancel(9), to="network.qnp")
     net.run(until_ns=net.now_ns + LONG)
@@ -58,16 +64,12 @@ def test_a_top_up_of_a_request_that_is_not_standing_changes_nothing():
     assert len(head.oks) == len(tail.oks) == 2 and head.oks[-1].request_done
 
 
-def test_a_standing_request_goes_on_over_a_new_circuit_when_one_is_used_up(monkeypatch):
-    # (a circuit takes 65535 pairs; three here, so that the change shows)
-    monkeypatch.setattr(circuit, "STANDING_CIRCUIT_PAIRS", 3)
+def test_a_top_up_from_a_node_that_is_not_the_one_before_is_refused():
     net, a, z, head, tail = _chain()
-    net.submit(a, NetRequest(z, number=5, request_id=3, standing=True), to="network.qnp")
-    _run_until(net, head, tail, 5)
-    assert len(head.oks) == len(tail.oks) == 5
-    assert not head.errors and not tail.errors and not net.errors
-    circuits = [ok.pair_id.circuit_id for ok in head.oks]
-    assert len(set(circuits)) == 2 and circuits.count(circuits[0]) == 3
-    assert sorted(ok.pair_id for ok in head.oks) == sorted(ok.pair_id for ok in tail.oks)
-    # pair_index runs on across the circuits (the request's count)
-    assert [ok.pair_index for ok in head.oks] == [0, 1, 2, 3, 4]
+    net.submit(a, NetRequest(z, number=1, request_id=3, standing=True), to="network.qnp")
+    _run_until(net, head, tail, 1)
+    tail_qnp = net.node(z).protocols["network.qnp"]
+    (c,) = tail_qnp.circuits.values()
+    acts = tail_qnp.handle(MessageReceived(a, CircuitTopUp(c.cid, c.head, 4)), net.now_ns)
+    assert [f.code for f in acts if isinstance(f, Fail)] == [ErrorCode.NET_UNKNOWN_CIRCUIT]
+    assert c.number == 1

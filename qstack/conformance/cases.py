@@ -35,7 +35,7 @@ from qstack.emu.wire import (
 )
 from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec
 from qstack.network.messages import (
-    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, PairDone, PairLost,
+    CircuitConfirm, CircuitSetup, CircuitTeardown, CircuitTopUp, LinkStateAd, PairDone, PairLost,
     SegmentExpire, SegmentNotice, Track,
 )
 from qstack.transport.messages import (
@@ -969,6 +969,35 @@ async def _pair_lost_backwards(h: Harness) -> None:
             if got:
                 raise CaseFailed(f"the PairLost from {tail} dropped",
                                  f"passed on to {node}: {describe(got[0])}")
+
+
+@case("network/2/18", "a repeater forwards a CircuitTopUp from the previous hop at once to "
+                      "the next hop, unchanged")
+async def _top_up_forwarded(h: Harness) -> None:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
+        mark = h.inboxes[tail].mark()
+        more = CircuitTopUp(s.circuit_id, head, 3)
+        await h.send(head, more)
+        got = await h.inboxes[tail].expect(mark, _about(s, (CircuitTopUp,)),
+                                           f"the CircuitTopUp passed on to {tail}", h.timeout_s)
+        if got != more:
+            raise CaseFailed(describe(more), describe(got))
+
+
+@case("network/2/19", "a CircuitTopUp from the next hop (against the path's direction) is "
+                      "ignored (NET_UNKNOWN_CIRCUIT recorded), not forwarded")
+async def _top_up_backwards(h: Harness) -> None:
+    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
+        fmark = await h.fail_mark()
+        hmark = h.inboxes[head].mark()
+        await h.send(tail, CircuitTopUp(s.circuit_id, head, 3))
+        await h.expect_failure(fmark, ErrorCode.NET_UNKNOWN_CIRCUIT,
+                               f"a CircuitTopUp from {tail}, the next hop")
+        await _barrier(h, tail)
+        got = [m for m in h.inboxes[head].after(hmark) if _about(s, (CircuitTopUp,))(m)]
+        if got:
+            raise CaseFailed(f"the CircuitTopUp from {tail} dropped",
+                             f"passed on to {head}: {describe(got[0])}")
 
 
 @case("network/2/16", "the tail ignores a PairLost for a pair it did not deliver: nothing "

@@ -95,6 +95,7 @@ from .service import (
 )
 from .theory import werner_swap
 from .service import NetTopUp
+from .messages import CircuitTopUp
 
 __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
@@ -108,11 +109,6 @@ MAX_REOPENS = 16
 #: The window ``window="auto"`` gives when the memory is known: the memory
 #: share of each link (``QnpProtocol.link_share``) then decides, up to this.
 MAX_AUTO_WINDOW = 64
-
-#: The pairs a standing request's circuit is set up for (the most
-#: ``CircuitSetup.number`` allows): its head delivers only what the request's
-#: allowance admits, then opens a new circuit when these are used up.
-STANDING_CIRCUIT_PAIRS = 65535
 
 #: Link-layer create ids the QNP chooses (to name its standing requests) are
 #: taken from the upper half of the EGP's range, ``2**30 .. 2**31 - 1``; the
@@ -293,7 +289,8 @@ _IGNORED = _Ignored()
 #: Messages that may still arrive for a circuit this node has already
 #: forgotten (torn down or finished); any other message naming an unknown
 #: circuit is answered with ``Fail(NET_UNKNOWN_CIRCUIT)``.
-_LATE = frozenset({CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice, PairLost})
+_LATE = frozenset({CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice, PairLost,
+                   CircuitTopUp})
 
 
 class QnpProtocol(Protocol):
@@ -461,12 +458,21 @@ class QnpProtocol(Protocol):
             return out
         r.allowed += ev.number
         c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
-        if c is not None:
-            self._refill(c, now_ns, out)
+        if c is None:
+            # (none: its allowance was used up when it had to be re-opened)
+            self._open_circuit(r, now_ns, out)
+            return out
+        # the circuit's nodes learn it before any Track of the pairs it allows
+        # (FIFO links; a CircuitTopUp never waits on the way, a Track may)
+        c.number += ev.number
+        out.append(SendMessage(c.path[1], CircuitTopUp(c.cid, c.head, ev.number)))
+        self._refill(c, now_ns, out)
         return out
 
     def _open_circuit(self, r: _Request, now_ns: int, out: list) -> None:
         req = r.req
+        if r.allowed <= r.delivered:
+            return     # a standing request with nothing allowed: opened at its next top-up
         if self.topology is None:
             self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology", out)
             return
@@ -481,10 +487,7 @@ class QnpProtocol(Protocol):
         label = self._free_label(route.path[1])
         setup = CircuitSetup(
             circuit_id=cid, head=self.node, path=route.path, request_id=r.request_id,
-            # (a standing request's circuit takes what the tail accepts; the
-            # head keeps to the allowance, and opens another circuit after it)
-            number=STANDING_CIRCUIT_PAIRS if req.standing else req.number - r.delivered,
-            min_fidelity=req.min_fidelity,
+            number=r.allowed - r.delivered, min_fidelity=req.min_fidelity,
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
@@ -608,10 +611,6 @@ class QnpProtocol(Protocol):
         if c.index == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(credit, c.number - c.delivered) - outstanding - held
-            r = self.requests.get(c.request_id)
-            if r is not None and r.req.standing:
-                # a standing request: no more than its allowance still to deliver
-                room = min(room, r.allowed - r.delivered - outstanding - held)
         else:
             # a repeater: a downstream pair holds credit from its request until
             # the Track of the end-to-end pair it became part of has passed
@@ -964,16 +963,8 @@ class QnpProtocol(Protocol):
             r.delivered += 1     # (before the refill: a standing request's room counts it)
             idx = r.delivered - 1
         self._refill(c, now_ns, out)
-        if r is not None and r.req.standing:
-            done = False
-            if c.delivered >= c.number:
-                # the circuit gave all the tail accepts: the request goes on over a new one
-                out.append(SendMessage(c.path[1], CircuitTeardown(c.cid, c.head, 0, "", "", "")))
-                self._drop(c, out)
-                r.circuit = None
-                self._open_circuit(r, now_ns, out)
-        else:
-            done = r is not None and r.delivered >= r.req.number
+        # (a standing request is open until cancelled)
+        done = r is not None and r.delivered >= r.req.number and not r.req.standing
         ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
                    remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
                    created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
@@ -1034,6 +1025,24 @@ class QnpProtocol(Protocol):
             # the way (and the breaking end) can forget the segment
             out.append(SendMessage(src, m))
             self._expire_local(c, side, p.seq, m.reason, now_ns, False, out)
+        return out
+
+    @on_message(CircuitTopUp)
+    def _on_top_up(self, src: str, m: CircuitTopUp, now_ns: int) -> list:
+        """A standing request's circuit may deliver ``m.number`` pairs more:
+        passed on towards the tail; a repeater asks its link for its part."""
+        out: list = []
+        c = self._named(m, out)
+        if c is None or c.index == 0 or self._side_of(c, src) != _LEFT:
+            if c is not None:
+                out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                                f"CircuitTopUp of {c.head}/{c.cid} from {src}, which is not the "
+                                f"node before {self.node} on it: ignored"))
+            return out
+        c.number += m.number
+        if c.index < c.n_links:
+            out.append(SendMessage(c.path[c.index + 1], m))
+            self._refill(c, now_ns, out)
         return out
 
     @on_message(PairLost)
