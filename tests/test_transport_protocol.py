@@ -154,8 +154,9 @@ def test_pairs_go_to_the_head_of_the_queue_whatever_request_they_answer():
     assert qop.op == BellMeasure("Q2", "A1")
     acts = t.handle(OperationDone(qop.op_id, 1), 30)
     assert sent(acts, QubitHeader)[0].seq == 1
-    assert [d.token for d in delivered(t.handle(ack(conn, 1), 40), svc.Done)] == [6]
-    assert [d.token for d in delivered(t.handle(ack(conn, 0), 41), svc.Done)] == [5]
+    # an Ack with code 0 is cumulative: item 1's settles item 0 too, in order
+    assert [d.token for d in delivered(t.handle(ack(conn, 1), 40), svc.Done)] == [5, 6]
+    assert not delivered(t.handle(ack(conn, 0), 41))          # (a late one: nothing left)
 
 
 def test_expired_pair_is_replaced_before_the_teleportation():
@@ -661,3 +662,131 @@ def test_a_standing_request_is_cancelled_when_its_connection_goes_and_after_its_
     # the connection reset: the request is cancelled with it
     acts = t.handle(MessageReceived("bob", Rst(7, conn.local_port, 407, "reset")), 40)
     assert [a.request for a in of(acts, Submit)] == [NetCancel(req2.request_id)]
+
+
+# ---------------------------------------------------------------- cumulative acknowledgements
+
+@st.composite
+def ack_runs(draw):
+    """A run of qubit and data items alice -> bob (bob holding cumulative
+    acknowledgements), every pair of the network reaching the two ends in
+    any order, some expiring at bob before their header came, operations
+    answered in any order, held acknowledgements' timers firing at any time."""
+    kinds = draw(st.lists(st.sampled_from(["qubit", "qubit", "data"]), min_size=1, max_size=8))
+    choices = draw(st.lists(st.integers(0, 10**6), min_size=400, max_size=400))
+    expire = draw(st.lists(st.booleans(), min_size=16, max_size=16))
+    return kinds, choices, expire
+
+
+@settings(max_examples=150, deadline=None)
+@given(ack_runs())
+def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
+    """specs/transport.md §5: whatever the order of events, every send is
+    answered once; a qubit's Done iff bob delivered it, its Failed (no
+    qubit) iff bob found it lost; nothing stays unacknowledged; and bob
+    never sends more Acks than items."""
+    kinds, choices, expire = run
+    alice = TeleportTransport("alice", window=8)
+    bob = TeleportTransport("bob", window=8, ack_delay_ns=500)
+    bob.handle(svc.Listen(1, 7), 0)
+    wires = {"alice": [], "bob": []}          # FIFO messages towards each node
+    pending = []                              # (node, event) not yet fed: pairs, op answers
+    timers = {"alice": set(), "bob": set()}   # held-ack timers only ("ack", conn)
+    answers, got, acks = {}, {}, [0]
+    pair_no = [0]
+    clock = [0]
+
+    def feed(node, event):
+        clock[0] += 1
+        t = alice if node == "alice" else bob
+        other = "bob" if node == "alice" else "alice"
+        for a in t.handle(event, clock[0]):
+            if isinstance(a, SendMessage):
+                if isinstance(a.msg, Ack):
+                    acks[0] += 1
+                wires[other].append(a.msg)
+            elif isinstance(a, QuantumOp) and a.op_id is not None:
+                outcome = (pair_no[0] + len(pending)) % 4 if isinstance(a.op, BellMeasure) else None
+                pending.append((node, OperationDone(a.op_id, outcome)))
+            elif isinstance(a, StartTimer) and a.key[0] == "ack":
+                timers[node].add(a.key)
+            elif isinstance(a, Submit) and isinstance(a.request, NetRequest):
+                for _ in range(a.request.number):
+                    pid = PairId("alice", 4, pair_no[0])
+                    pending.append(("alice", NetOk(a.request.request_id, pid, "bob", pair_no[0] % 4,
+                                                   0.9, 0, qubit=f"a{pair_no[0]}")))
+                    gone = expire[pair_no[0] % len(expire)]
+                    pending.append(("bob", NetExpire(pid, "alice") if gone else
+                                    NetOk(a.request.request_id, pid, "alice", pair_no[0] % 4, 0.9, 0,
+                                          qubit=f"b{pair_no[0]}", initiator=False,
+                                          app_tag=a.request.app_tag)))
+                    pair_no[0] += 1
+            elif isinstance(a, Deliver):
+                e = a.event
+                if isinstance(e, (svc.Done, svc.Failed)) and node == "alice":
+                    assert e.token not in answers, "answered twice"
+                    answers[e.token] = e
+                elif isinstance(e, svc.Incoming):
+                    pending.append(("bob", svc.Accept(2, e.conn)))
+                elif isinstance(e, (svc.QubitArrived, svc.DataArrived, svc.Lost)):
+                    got[e.seq] = e
+                    pending.append(("bob", svc.Consumed(e.conn, 1)))
+
+    feed("alice", svc.Connect(1, "bob", 7))
+    conn = None
+    sent_items = 0
+    for c in choices:
+        live = [k for k in ("alice", "bob") if wires[k]] + (["op"] if pending else []) \
+            + (["timer"] if timers["bob"] else [])
+        if conn is not None and sent_items < len(kinds):
+            live.append("send")
+        if not live:
+            break
+        what = live[c % len(live)]
+        if what == "send":
+            token = 10 + sent_items
+            if kinds[sent_items] == "qubit":
+                feed("alice", svc.SendQubit(token, conn, f"Q{sent_items}"))
+            else:
+                feed("alice", svc.SendBytes(token, conn, bytes([sent_items])))
+            sent_items += 1
+        elif what == "op":
+            node, ev = pending.pop(c % len(pending))
+            feed(node, ev)
+        elif what == "timer":
+            key = sorted(timers["bob"], key=repr)[0]
+            timers["bob"].discard(key)
+            feed("bob", TimerFired(key))
+        else:
+            msg = wires[what].pop(0)
+            src = "bob" if what == "alice" else "alice"
+            feed(what, MessageReceived(src, msg))
+        if conn is None and 1 in answers:
+            conn = answers.pop(1).value
+    # drain: everything left arrives, held acknowledgements' timers fire
+    for _ in range(10_000):
+        if wires["bob"]:
+            feed("bob", MessageReceived("alice", wires["bob"].pop(0)))
+        elif wires["alice"]:
+            feed("alice", MessageReceived("bob", wires["alice"].pop(0)))
+        elif pending:
+            feed(*pending.pop(0))
+        elif timers["bob"]:
+            key = timers["bob"].pop()
+            feed("bob", TimerFired(key))
+        else:
+            break
+    items = {10 + i: kind for i, kind in enumerate(kinds[:sent_items])}
+    assert set(answers) == set(items)
+    for token, kind in items.items():
+        seq = token - 10
+        ans, arrived = answers[token], got.get(seq)
+        if kind == "data":
+            assert isinstance(ans, svc.Done) and isinstance(arrived, svc.DataArrived)
+        elif isinstance(arrived, svc.QubitArrived):
+            assert isinstance(ans, svc.Done)
+        else:
+            assert isinstance(arrived, svc.Lost) and isinstance(ans, svc.Failed)
+            assert ans.qubit is None and ans.code == arrived.code
+    assert all(not s.unacked for s in alice.conns.values())
+    assert acks[0] <= len(items)

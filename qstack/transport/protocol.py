@@ -70,6 +70,12 @@ __all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS"
 #: one soon stops holding a circuit (and a repeater's memory share).
 STANDING_IDLE_NS = 10_000_000
 
+#: The longest a receiver holds a cumulative acknowledgement (ns) while it
+#: expects more items of the connection (specs/transport.md §5): a safety
+#: bound, for an expected item that does not come (a pair released, a
+#: header lost); a burst's last item is acknowledged at once.
+ACK_DELAY_NS = 1_000_000
+
 #: Ports a connecting socket is given when it names none (as in TCP/IP).
 EPHEMERAL_PORTS = range(49152, 65536)
 
@@ -178,6 +184,7 @@ class _Pair:
     fidelity: float
     remote: str
     expired: bool = False
+    tag: int = 0               # the far end's port (NetOk.app_tag), for a pair it asked for
 
 
 @dataclass(slots=True)
@@ -241,6 +248,9 @@ class _ConnState:
     rx_consumed: int = 0       # items the application took
     rx_window: int = 0         # items it may hold (0 until accepted)
     rx_advertised: int = 0     # the last limit told to the far end
+    ack_seq: int = -1          # the highest item delivered and not yet acknowledged ...
+    ack_count: int = 0         # ... and how many such items (one cumulative Ack settles them)
+    ack_timer: bool = False    # an ("ack", conn) timer is pending
     peer_closed: bool = False  # PeerClosed delivered
     suspended: bool = False    # the session with the far end is down
 
@@ -291,7 +301,10 @@ class TeleportTransport(Protocol):
     for its pairs in one standing network request (``NetRequest(standing=True)``,
     topped up with ``NetTopUp``; the network layer below must serve them), which
     it cancels once it has wanted no pair for this long; None: one request per
-    top-up (specs/transport.md §4). Times in nanoseconds.
+    top-up (specs/transport.md §4). ``ack_delay_ns``: if not None, items
+    delivered while more of the connection are expected are acknowledged
+    together, by one cumulative ``Ack``, at most this long after the first
+    (specs/transport.md §5); None: each at once. Times in nanoseconds.
     """
 
     name = PROTOCOL
@@ -299,7 +312,7 @@ class TeleportTransport(Protocol):
     def __init__(self, node: str, network: str | None = None,
                  bind_timeout_ns: int = 10_000_000_000, retry_ns: int = 100_000,
                  window: int = 4, peer_timeout_ns: int = 1_000_000_000,
-                 standing_idle_ns: int | None = None) -> None:
+                 standing_idle_ns: int | None = None, ack_delay_ns: int | None = None) -> None:
         super().__init__(node)
         self.network = network
         self.bind_timeout_ns = int(bind_timeout_ns)
@@ -307,10 +320,14 @@ class TeleportTransport(Protocol):
         self.window = max(1, int(window))
         self.peer_timeout_ns = int(peer_timeout_ns)
         self.standing_idle_ns = None if standing_idle_ns is None else int(standing_idle_ns)
+        self.ack_delay_ns = None if ack_delay_ns is None else int(ack_delay_ns)
+        #: held acknowledgements go out once this many items wait for one
+        self.ack_every = max(1, self.window // 2)
         self.conns: dict[svc.Conn, _ConnState] = {}
         self.listening: dict[int, int] = {}         # port -> backlog
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
         self.remote_pairs: dict[tuple, _Pair] = {}             # unbound, far-end initiated
+        self._coming: dict[tuple, int] = {}   # (remote, its port) -> such pairs (items to come)
         self.headers: dict[tuple, tuple[svc.Conn, int]] = {}   # unbound headers -> (conn, seq)
         # Pair ids remembered for bind_timeout_ns at most (specs/transport.md §5):
         self.released = _Recent()   # told to drop before arrival
@@ -568,6 +585,7 @@ class TeleportTransport(Protocol):
                               out)
         st.queue = keep
         # what was received and not delivered is discarded: the application closed
+        self._flush_ack(st, out)
         self._discard_rx(st, True, now_ns, out)
         self._pump(st, now_ns, out)
         out.append(Deliver(svc.Done(req.token)))
@@ -783,7 +801,8 @@ class TeleportTransport(Protocol):
             out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"pair {pid} came without a qubit", context=ok))
             return out
-        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
+        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote,
+                     False, ok.app_tag)
         if ok.initiator:
             entry = self.requests.get(ok.request_id)
             st = None
@@ -821,8 +840,29 @@ class TeleportTransport(Protocol):
                 self._bind(st, seq, item, pair, now_ns, out)
         else:
             self.remote_pairs[pid] = pair
+            key = (pair.remote, pair.tag)
+            self._coming[key] = self._coming.get(key, 0) + 1
             out.append(StartTimer(("pair", pid), self.bind_timeout_ns))
         return out
+
+    def _take_remote(self, pid: tuple, now_ns: int, out: list | None) -> _Pair | None:
+        """Take the unbound pair ``pid`` (None if not held). ``out``: the pair
+        is not bound to an item (dropped): an acknowledgement held for its
+        item is reconsidered; None: it is being bound (the delivery decides)."""
+        pair = self.remote_pairs.pop(pid, None)
+        if pair is not None:
+            key = (pair.remote, pair.tag)
+            left = self._coming[key] - 1
+            if left:
+                self._coming[key] = left
+            else:
+                del self._coming[key]
+                if out is not None:
+                    for st in self.conns.values():
+                        if st.ack_count and st.conn.remote == pair.remote \
+                                and st.conn.remote_port == pair.tag:
+                            self._ack_due(st, out)
+        return pair
 
     @on(NetErr)
     def _net_err(self, err: NetErr, now_ns: int) -> list[Action]:
@@ -866,7 +906,7 @@ class TeleportTransport(Protocol):
         pid = pair_key(exp.pair_id)
         self.stats["pairs_expired"] += 1
         if pid in self.remote_pairs:
-            del self.remote_pairs[pid]
+            self._take_remote(pid, now_ns, out)
             out.append(CancelTimer(("pair", pid)))
             self.expired.add(pid, now_ns + self.bind_timeout_ns)
             return out
@@ -976,6 +1016,11 @@ class TeleportTransport(Protocol):
                                  f"no answer from {arg.remote}:{arg.remote_port}", None, out)
                 self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)",
                                     now_ns, out)
+        elif kind == "ack":
+            st = self.conns.get(arg)
+            if st is not None:
+                st.ack_timer = False
+                self._flush_ack(st, out)
         elif kind == "idle":
             st = self.conns.get(arg)
             if st is not None:
@@ -993,7 +1038,7 @@ class TeleportTransport(Protocol):
                 st.retry_pending = False
                 self._top_up(st, now_ns, None, out)
         elif kind == "pair":
-            pair = self.remote_pairs.pop(arg, None)
+            pair = self._take_remote(arg, now_ns, out)
             if pair is not None:
                 out.append(self.start_op(Discard(pair.qubit), _DISCARD))
                 out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
@@ -1108,20 +1153,28 @@ class TeleportTransport(Protocol):
             return out
         if msg.limit > st.tx_limit:
             st.tx_limit = msg.limit
-        entry = st.unacked.pop(msg.seq, None)
-        if entry is not None:
-            _msg, op = entry
-            if op is not None:
-                if msg.code == 0:
+        unacked = st.unacked
+        if msg.code:
+            # one item lost (its acknowledgement came before any that covers later items)
+            entry = unacked.pop(msg.seq, None)
+            if entry is not None and entry[1] is not None:
+                code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
+                self._fail_op(entry[1], code, f"item {msg.seq} was lost at {src} after it was "
+                                              "sent", True, out)
+        else:
+            # cumulative: every item up to seq not yet settled was delivered
+            # (unacked holds the items in the order of their numbers)
+            while unacked:
+                seq = next(iter(unacked))
+                if seq > msg.seq:
+                    break
+                op = unacked.pop(seq)[1]
+                if op is not None:
                     op.acked += 1
                     if op.kind == "qubit":
                         self.stats["qubits_sent"] += 1
                     if op.acked >= op.number and not op.need:
                         self._finish_op(op, out)
-                else:
-                    code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
-                    self._fail_op(op, code, f"item {msg.seq} was lost at {src} after it was "
-                                            "sent", True, out)
         self._pump(st, now_ns, out)
         return out
 
@@ -1198,7 +1251,7 @@ class TeleportTransport(Protocol):
             self._lose(st.conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired",
                        now_ns, out)
             return out
-        pair = self.remote_pairs.pop(pid, None)
+        pair = self._take_remote(pid, now_ns, None)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
             self._bind(st, msg.seq, item, pair, now_ns, out)
@@ -1230,6 +1283,8 @@ class TeleportTransport(Protocol):
 
     # ------------------------------------------------------------ receiving
     def _ack(self, st: _ConnState, seq: int, code: int, out: list) -> None:
+        if st.ack_count and seq != st.ack_seq:
+            self._flush_ack(st, out)    # (acknowledgements leave in the order of the items)
         conn = st.conn
         limit = self._limit(st)
         if limit > st.rx_advertised:
@@ -1239,7 +1294,7 @@ class TeleportTransport(Protocol):
                                                     st.rx_advertised)))
 
     def _drop_remote_pair(self, pid: tuple, now_ns: int, out: list) -> None:
-        pair = self.remote_pairs.pop(pid, None)
+        pair = self._take_remote(pid, now_ns, out)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
             out.append(self.start_op(Discard(pair.qubit), _DISCARD))
@@ -1290,7 +1345,11 @@ class TeleportTransport(Protocol):
                 self._ack(st, seq, int(item.code), out)
                 out.append(Deliver(svc.Lost(conn, seq, item.code, item.detail, item.kind)))
                 continue
-            self._ack(st, seq, 0, out)
+            if self.ack_delay_ns is None:
+                self._ack(st, seq, 0, out)
+            else:
+                st.ack_seq = seq
+                st.ack_count += 1
             if item.kind == "data":
                 self.stats["bytes_received"] += len(msg.payload)
                 out.append(Deliver(svc.DataArrived(conn, seq, msg.payload)))
@@ -1306,9 +1365,32 @@ class TeleportTransport(Protocol):
                 self.deliveries.append(("epr", latency, item.fidelity))
                 out.append(Deliver(svc.EprArrived(conn, seq, item.qubit, item.fidelity,
                                                   tuple(msg.pair), False, None, msg.metadata)))
+        if st.ack_count:
+            self._ack_due(st, out)
         if st.rx_fin is not None and st.rx_next >= st.rx_fin and not st.peer_closed:
             st.peer_closed = True
             out.append(Deliver(svc.PeerClosed(conn)))
+
+    def _ack_due(self, st: _ConnState, out: list) -> None:
+        """Items of ``st`` were delivered and not yet acknowledged: one
+        cumulative ``Ack`` now, unless more of its items are expected (held
+        unbound here: headers waiting for pairs, corrections under way, or
+        pairs its far end asked for waiting for their headers) and fewer than
+        ``ack_every`` wait; then at the latest after ``ack_delay_ns``."""
+        conn = st.conn
+        if st.ack_count < self.ack_every and (
+                st.rx_items or (conn.remote, conn.remote_port) in self._coming):
+            if not st.ack_timer:
+                st.ack_timer = True
+                out.append(StartTimer(("ack", conn), self.ack_delay_ns))
+            return
+        self._flush_ack(st, out)
+
+    def _flush_ack(self, st: _ConnState, out: list) -> None:
+        """Send the cumulative ``Ack`` of the items delivered and not yet acknowledged."""
+        if st.ack_count:
+            st.ack_count = 0
+            self._ack(st, st.ack_seq, 0, out)
 
     def _discard_rx(self, st: _ConnState, ack: bool, now_ns: int, out: list) -> None:
         """Items received and not delivered are dropped (the application
@@ -1383,6 +1465,7 @@ class TeleportTransport(Protocol):
             self.conns.clear()
             self.requests.clear()
             self.remote_pairs.clear()
+            self._coming.clear()
             self.headers.clear()
             self.released.clear()
             self.expired.clear()
