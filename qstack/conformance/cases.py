@@ -947,14 +947,22 @@ async def _nothing_about(h: Harness, s: CircuitSetup, marks: dict, fmark: int,
 @case("network/2/14", "a repeater forwards a PairLost from the previous hop at once to the "
                       "next hop, unchanged")
 async def _pair_lost_forwarded(h: Harness) -> None:
+    await _forwarded_unchanged(h, lambda s, head: PairLost(s.circuit_id, head, 3,
+                                                           "head's half expired"))
+
+
+async def _forwarded_unchanged(h: Harness, make: Callable) -> None:
+    """On a circuit through the target, the message ``make(setup, head)``
+    from the previous hop is passed on to the next hop as it is."""
     async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
         mark = h.inboxes[tail].mark()
-        lost = PairLost(s.circuit_id, head, 3, "head's half expired")
-        await h.send(head, lost)
-        got = await h.inboxes[tail].expect(mark, _about(s, (PairLost,)),
-                                           f"the PairLost passed on to {tail}", h.timeout_s)
-        if got != lost:
-            raise CaseFailed(describe(lost), describe(got))
+        msg = make(s, head)
+        await h.send(head, msg)
+        got = await h.inboxes[tail].expect(mark, _about(s, (type(msg),)),
+                                           f"the {type(msg).__name__} passed on to {tail}",
+                                           h.timeout_s)
+        if got != msg:
+            raise CaseFailed(describe(msg), describe(got))
 
 
 @case("network/2/15", "a PairLost against the path's direction (from the next hop) is not "
@@ -974,14 +982,7 @@ async def _pair_lost_backwards(h: Harness) -> None:
 @case("network/2/18", "a repeater forwards a CircuitTopUp from the previous hop at once to "
                       "the next hop, unchanged")
 async def _top_up_forwarded(h: Harness) -> None:
-    async with _on_repeater_circuit(h) as (head, tail, s, _fwd):
-        mark = h.inboxes[tail].mark()
-        more = CircuitTopUp(s.circuit_id, head, 3)
-        await h.send(head, more)
-        got = await h.inboxes[tail].expect(mark, _about(s, (CircuitTopUp,)),
-                                           f"the CircuitTopUp passed on to {tail}", h.timeout_s)
-        if got != more:
-            raise CaseFailed(describe(more), describe(got))
+    await _forwarded_unchanged(h, lambda s, head: CircuitTopUp(s.circuit_id, head, 3))
 
 
 @case("network/2/19", "a CircuitTopUp from the next hop (against the path's direction) is "
