@@ -668,11 +668,12 @@ def test_a_standing_request_is_cancelled_when_its_connection_goes_and_after_its_
 
 @st.composite
 def ack_runs(draw):
-    """A run of qubit and data items alice -> bob (bob holding cumulative
-    acknowledgements), every pair of the network reaching the two ends in
+    """A run of qubit, data and EPR items (1-3 pairs a request) alice -> bob
+    (bob holding cumulative acknowledgements of EPR items), every pair of the network reaching the two ends in
     any order, some expiring at bob before their header came, operations
     answered in any order, held acknowledgements' timers firing at any time."""
-    kinds = draw(st.lists(st.sampled_from(["qubit", "qubit", "data"]), min_size=1, max_size=8))
+    kinds = draw(st.lists(st.sampled_from(["qubit", "data", "epr1", "epr2", "epr3"]), min_size=1,
+                          max_size=6))
     choices = draw(st.lists(st.integers(0, 10**6), min_size=400, max_size=400))
     expire = draw(st.lists(st.booleans(), min_size=16, max_size=16))
     return kinds, choices, expire
@@ -684,7 +685,7 @@ def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
     """specs/transport.md §5: whatever the order of events, every send is
     answered once; a qubit's Done iff bob delivered it, its Failed (no
     qubit) iff bob found it lost; nothing stays unacknowledged; and bob
-    never sends more Acks than items."""
+    never sends more Acks than items (one per pair of an EPR request)."""
     kinds, choices, expire = run
     alice = TeleportTransport("alice", window=8)
     bob = TeleportTransport("bob", window=8, ack_delay_ns=500)
@@ -728,7 +729,8 @@ def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
                     answers[e.token] = e
                 elif isinstance(e, svc.Incoming):
                     pending.append(("bob", svc.Accept(2, e.conn)))
-                elif isinstance(e, (svc.QubitArrived, svc.DataArrived, svc.Lost)):
+                elif isinstance(e, (svc.QubitArrived, svc.DataArrived, svc.EprArrived, svc.Lost)) \
+                        and node == "bob":
                     got[e.seq] = e
                     pending.append(("bob", svc.Consumed(e.conn, 1)))
 
@@ -747,6 +749,8 @@ def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
             token = 10 + sent_items
             if kinds[sent_items] == "qubit":
                 feed("alice", svc.SendQubit(token, conn, f"Q{sent_items}"))
+            elif kinds[sent_items].startswith("epr"):
+                feed("alice", svc.CreateEpr(token, conn, number=int(kinds[sent_items][3])))
             else:
                 feed("alice", svc.SendBytes(token, conn, bytes([sent_items])))
             sent_items += 1
@@ -778,9 +782,20 @@ def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
             break
     items = {10 + i: kind for i, kind in enumerate(kinds[:sent_items])}
     assert set(answers) == set(items)
+    seq = 0
     for token, kind in items.items():
-        seq = token - 10
-        ans, arrived = answers[token], got.get(seq)
+        ans = answers[token]
+        if kind.startswith("epr"):
+            arrived = [got.get(s) for s in range(seq, seq + int(kind[3]))]
+            seq += len(arrived)
+            if all(isinstance(a, svc.EprArrived) for a in arrived):
+                assert isinstance(ans, svc.Done) and ans.value == len(arrived)
+            else:
+                lost = [a for a in arrived if isinstance(a, svc.Lost)]
+                assert lost and isinstance(ans, svc.Failed) and ans.code == lost[0].code
+            continue
+        arrived = got.get(seq)
+        seq += 1
         if kind == "data":
             assert isinstance(ans, svc.Done) and isinstance(arrived, svc.DataArrived)
         elif isinstance(arrived, svc.QubitArrived):
@@ -789,4 +804,4 @@ def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
             assert isinstance(arrived, svc.Lost) and isinstance(ans, svc.Failed)
             assert ans.qubit is None and ans.code == arrived.code
     assert all(not s.unacked for s in alice.conns.values())
-    assert acks[0] <= len(items)
+    assert acks[0] <= seq        # (seq: the items sent, one per pair of an EPR request)

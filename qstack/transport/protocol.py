@@ -301,8 +301,8 @@ class TeleportTransport(Protocol):
     for its pairs in one standing network request (``NetRequest(standing=True)``,
     topped up with ``NetTopUp``; the network layer below must serve them), which
     it cancels once it has wanted no pair for this long; None: one request per
-    top-up (specs/transport.md §4). ``ack_delay_ns``: if not None, items
-    delivered while more of the connection are expected are acknowledged
+    top-up (specs/transport.md §4). ``ack_delay_ns``: if not None, EPR
+    items delivered while more of the connection are expected are acknowledged
     together, by one cumulative ``Ack``, at most this long after the first
     (specs/transport.md §5); None: each at once. Times in nanoseconds.
     """
@@ -1345,7 +1345,9 @@ class TeleportTransport(Protocol):
                 self._ack(st, seq, int(item.code), out)
                 out.append(Deliver(svc.Lost(conn, seq, item.code, item.detail, item.kind)))
                 continue
-            if self.ack_delay_ns is None:
+            if self.ack_delay_ns is None or item.kind != "epr":
+                # (a qubit's or bytes' own send is answered by its Ack: at once,
+                # covering any held before it; an EPR request's by its last)
                 self._ack(st, seq, 0, out)
             else:
                 st.ack_seq = seq
