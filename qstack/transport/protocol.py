@@ -426,7 +426,11 @@ class TeleportTransport(Protocol):
         st = self.conns.get(req.conn)
         if st is not None and req.count > 0:
             st.rx_consumed += req.count
-            if st.rx_seen >= st.rx_advertised:
+            if st.ack_count:
+                # the held acknowledgement carries the new limit now: the
+                # sender may be waiting for it (its window used up)
+                self._flush_ack(st, out)
+            elif st.rx_seen >= st.rx_advertised:
                 # the far end used all its credit: tell it at once (otherwise
                 # the next Ack carries the new limit)
                 self._advertise(st, out)
