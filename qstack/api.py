@@ -164,7 +164,7 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
                for name in spec.nodes} if purify else None
 
     def stack(name: str) -> list:
-        from qstack.transport.protocol import TeleportTransport
+        from qstack.transport.protocol import ACK_DELAY_NS, STANDING_IDLE_NS, TeleportTransport
 
         hardware = spec.nodes[name].hardware
         if network_layer == "qnp":
@@ -186,7 +186,10 @@ def node_stacks(network: Any, seed: int = 1, network_layer: str = "qnp",
             protos = [ideal.protocol(name)]
             below = "network.ideal"
         protos.append(TeleportTransport(name, network=below,
-                                        window=spec.nodes[name].transport_window))
+                                        window=spec.nodes[name].transport_window,
+                                        # (the QNP serves standing requests)
+                                        standing_idle_ns=STANDING_IDLE_NS if below == "network.qnp"
+                                        else None, ack_delay_ns=ACK_DELAY_NS))
         if qkd:
             from qstack.app.qkd.bb84 import QkdProtocol
 

@@ -154,8 +154,9 @@ def test_pairs_go_to_the_head_of_the_queue_whatever_request_they_answer():
     assert qop.op == BellMeasure("Q2", "A1")
     acts = t.handle(OperationDone(qop.op_id, 1), 30)
     assert sent(acts, QubitHeader)[0].seq == 1
-    assert [d.token for d in delivered(t.handle(ack(conn, 1), 40), svc.Done)] == [6]
-    assert [d.token for d in delivered(t.handle(ack(conn, 0), 41), svc.Done)] == [5]
+    # an Ack with code 0 is cumulative: item 1's settles item 0 too, in order
+    assert [d.token for d in delivered(t.handle(ack(conn, 1), 40), svc.Done)] == [5, 6]
+    assert not delivered(t.handle(ack(conn, 0), 41))          # (a late one: nothing left)
 
 
 def test_expired_pair_is_replaced_before_the_teleportation():
@@ -652,3 +653,210 @@ def test_a_bad_basis_set_is_refused_before_anything_changes():
     assert not of(acts, Submit)
     (f,) = delivered(acts, svc.Failed)
     assert f.code == ErrorCode.INVALID_PARAMETER
+
+
+# ---------------------------------------------------------------- standing requests
+
+def test_a_connection_keeps_one_standing_request_tops_it_up_and_cancels_it_when_idle():
+    """specs/transport.md §4 "Standing requests": the first deficit opens a
+    standing NetRequest, later ones top it up (no new request, no new
+    circuit); idle for standing_idle_ns, it is cancelled, and a pair it still
+    brings is released."""
+    from qstack.network.service import NetCancel, NetTopUp
+
+    t = TeleportTransport("alice", standing_idle_ns=1000)
+    acts = t.handle(svc.Connect(1, "bob", 7), 0)
+    (syn,) = sent(acts, Syn)
+    acts = t.handle(MessageReceived("bob", SynAck(7, syn.src_port, 8)), 10)
+    (done,) = delivered(acts, svc.Done)
+    conn = done.value
+    acts = t.handle(svc.SendQubit(2, conn, "q1", timeout_ns=50_000), 20)
+    (req,) = [a.request for a in of(acts, Submit)]
+    assert isinstance(req, NetRequest) and req.standing and req.number == 1
+    assert req.max_time_ns == 0          # the item's own deadline fails it, not the network
+    acts = t.handle(svc.SendQubit(3, conn, "q2"), 30)
+    assert [a.request for a in of(acts, Submit)] == [NetTopUp(req.request_id, 1)]
+    # both pairs come; the queue then wants none: the idle timer starts
+    (bsm,) = of(t.handle(ok(req.request_id, 0, "p0"), 40), QuantumOp)
+    assert not of(t.handle(ok(req.request_id, 1, "p1"), 45), StartTimer)    # q2 wants it
+    acts = t.handle(OperationDone(bsm.op_id, 0), 50)     # q1 measured; q2's measurement starts
+    assert sent(acts, QubitHeader) and of(acts, QuantumOp) and not of(acts, Submit)
+    timers = [a for a in of(acts, StartTimer) if a.key[0] == "idle"]
+    assert timers == [StartTimer(("idle", conn), 1000)]
+    # a new item before the timer fires keeps the request (topped up again)
+    acts = t.handle(svc.SendQubit(4, conn, "q3"), 500)
+    assert [a.request for a in of(acts, Submit)] == [NetTopUp(req.request_id, 1)]
+    acts = t.handle(TimerFired(("idle", conn)), 1050)
+    assert not of(acts, Submit)
+    acts = t.handle(svc.Close(5, conn), 1100)    # the waiting item fails, the queue is idle
+    assert any(isinstance(e, svc.Failed) and e.token == 4 for e in delivered(acts))
+    acts = t.handle(TimerFired(("idle", conn)), 1200)       # idle only since 1100
+    assert not of(acts, Submit)
+    (again,) = [a for a in of(acts, StartTimer) if a.key[0] == "idle"]
+    acts = t.handle(TimerFired(again.key), 1100 + 1000)
+    assert [a.request for a in of(acts, Submit)] == [NetCancel(req.request_id)]
+    # the pair it was still making comes after the cancel: released
+    acts = t.handle(ok(req.request_id, 2, "p2"), 2200)
+    assert sent(acts, PairRelease) == [PairRelease(("alice", 1, 2))]
+
+
+def test_a_standing_request_is_cancelled_when_its_connection_goes_and_after_its_error():
+    from qstack.network.service import NetCancel
+
+    t = TeleportTransport("alice", standing_idle_ns=10**6)
+    acts = t.handle(svc.Connect(1, "bob", 7), 0)
+    (syn,) = sent(acts, Syn)
+    conn = delivered(t.handle(MessageReceived("bob", SynAck(7, syn.src_port, 8)), 10),
+                     svc.Done)[0].value
+    (req,) = [a.request for a in of(t.handle(svc.SendQubit(2, conn, "q1"), 20), Submit)]
+    # a transient error ends it: the retry opens a new standing request
+    t.handle(NetErr(req.request_id, "bob", ErrorCode.NET_TIMEOUT), 30)
+    acts = t.handle(TimerFired(("retry", conn)), 30 + t.retry_ns)
+    (req2,) = [a.request for a in of(acts, Submit)]
+    assert req2.standing and req2.request_id != req.request_id
+    # the connection reset: the request is cancelled with it
+    acts = t.handle(MessageReceived("bob", Rst(7, conn.local_port, 407, "reset")), 40)
+    assert [a.request for a in of(acts, Submit)] == [NetCancel(req2.request_id)]
+
+
+# ---------------------------------------------------------------- cumulative acknowledgements
+
+@st.composite
+def ack_runs(draw):
+    """A run of qubit, data and EPR items (1-3 pairs a request) alice -> bob
+    (bob holding cumulative acknowledgements of EPR items), every pair of the network reaching the two ends in
+    any order, some expiring at bob before their header came, operations
+    answered in any order, held acknowledgements' timers firing at any time."""
+    kinds = draw(st.lists(st.sampled_from(["qubit", "data", "epr1", "epr2", "epr3"]), min_size=1,
+                          max_size=6))
+    choices = draw(st.lists(st.integers(0, 10**6), min_size=400, max_size=400))
+    expire = draw(st.lists(st.booleans(), min_size=16, max_size=16))
+    return kinds, choices, expire
+
+
+@settings(max_examples=150, deadline=None)
+@given(ack_runs())
+def test_cumulative_acks_settle_every_item_once_as_the_receiver_saw_it(run):
+    """specs/transport.md §5: whatever the order of events, every send is
+    answered once; a qubit's Done iff bob delivered it, its Failed (no
+    qubit) iff bob found it lost; nothing stays unacknowledged; and bob
+    never sends more Acks than items (one per pair of an EPR request)."""
+    kinds, choices, expire = run
+    alice = TeleportTransport("alice", window=8)
+    bob = TeleportTransport("bob", window=8, ack_delay_ns=500)
+    bob.handle(svc.Listen(1, 7), 0)
+    wires = {"alice": [], "bob": []}          # FIFO messages towards each node
+    pending = []                              # (node, event) not yet fed: pairs, op answers
+    timers = {"alice": set(), "bob": set()}   # held-ack timers only ("ack", conn)
+    answers, got, acks = {}, {}, [0]
+    pair_no = [0]
+    clock = [0]
+
+    def feed(node, event):
+        clock[0] += 1
+        t = alice if node == "alice" else bob
+        other = "bob" if node == "alice" else "alice"
+        for a in t.handle(event, clock[0]):
+            if isinstance(a, SendMessage):
+                if isinstance(a.msg, Ack):
+                    acks[0] += 1
+                wires[other].append(a.msg)
+            elif isinstance(a, QuantumOp) and a.op_id is not None:
+                outcome = (pair_no[0] + len(pending)) % 4 if isinstance(a.op, BellMeasure) else None
+                pending.append((node, OperationDone(a.op_id, outcome)))
+            elif isinstance(a, StartTimer) and a.key[0] == "ack":
+                timers[node].add(a.key)
+            elif isinstance(a, Submit) and isinstance(a.request, NetRequest):
+                for _ in range(a.request.number):
+                    pid = PairId("alice", 4, pair_no[0])
+                    pending.append(("alice", NetOk(a.request.request_id, pid, "bob", pair_no[0] % 4,
+                                                   0.9, 0, qubit=f"a{pair_no[0]}")))
+                    gone = expire[pair_no[0] % len(expire)]
+                    pending.append(("bob", NetExpire(pid, "alice") if gone else
+                                    NetOk(a.request.request_id, pid, "alice", pair_no[0] % 4, 0.9, 0,
+                                          qubit=f"b{pair_no[0]}", initiator=False,
+                                          app_tag=a.request.app_tag)))
+                    pair_no[0] += 1
+            elif isinstance(a, Deliver):
+                e = a.event
+                if isinstance(e, (svc.Done, svc.Failed)) and node == "alice":
+                    assert e.token not in answers, "answered twice"
+                    answers[e.token] = e
+                elif isinstance(e, svc.Incoming):
+                    pending.append(("bob", svc.Accept(2, e.conn)))
+                elif isinstance(e, (svc.QubitArrived, svc.DataArrived, svc.EprArrived, svc.Lost)) \
+                        and node == "bob":
+                    got[e.seq] = e
+                    pending.append(("bob", svc.Consumed(e.conn, 1)))
+
+    feed("alice", svc.Connect(1, "bob", 7))
+    conn = None
+    sent_items = 0
+    for c in choices:
+        live = [k for k in ("alice", "bob") if wires[k]] + (["op"] if pending else []) \
+            + (["timer"] if timers["bob"] else [])
+        if conn is not None and sent_items < len(kinds):
+            live.append("send")
+        if not live:
+            break
+        what = live[c % len(live)]
+        if what == "send":
+            token = 10 + sent_items
+            if kinds[sent_items] == "qubit":
+                feed("alice", svc.SendQubit(token, conn, f"Q{sent_items}"))
+            elif kinds[sent_items].startswith("epr"):
+                feed("alice", svc.CreateEpr(token, conn, number=int(kinds[sent_items][3])))
+            else:
+                feed("alice", svc.SendBytes(token, conn, bytes([sent_items])))
+            sent_items += 1
+        elif what == "op":
+            node, ev = pending.pop(c % len(pending))
+            feed(node, ev)
+        elif what == "timer":
+            key = sorted(timers["bob"], key=repr)[0]
+            timers["bob"].discard(key)
+            feed("bob", TimerFired(key))
+        else:
+            msg = wires[what].pop(0)
+            src = "bob" if what == "alice" else "alice"
+            feed(what, MessageReceived(src, msg))
+        if conn is None and 1 in answers:
+            conn = answers.pop(1).value
+    # drain: everything left arrives, held acknowledgements' timers fire
+    for _ in range(10_000):
+        if wires["bob"]:
+            feed("bob", MessageReceived("alice", wires["bob"].pop(0)))
+        elif wires["alice"]:
+            feed("alice", MessageReceived("bob", wires["alice"].pop(0)))
+        elif pending:
+            feed(*pending.pop(0))
+        elif timers["bob"]:
+            key = timers["bob"].pop()
+            feed("bob", TimerFired(key))
+        else:
+            break
+    items = {10 + i: kind for i, kind in enumerate(kinds[:sent_items])}
+    assert set(answers) == set(items)
+    seq = 0
+    for token, kind in items.items():
+        ans = answers[token]
+        if kind.startswith("epr"):
+            arrived = [got.get(s) for s in range(seq, seq + int(kind[3]))]
+            seq += len(arrived)
+            if all(isinstance(a, svc.EprArrived) for a in arrived):
+                assert isinstance(ans, svc.Done) and ans.value == len(arrived)
+            else:
+                lost = [a for a in arrived if isinstance(a, svc.Lost)]
+                assert lost and isinstance(ans, svc.Failed) and ans.code == lost[0].code
+            continue
+        arrived = got.get(seq)
+        seq += 1
+        if kind == "data":
+            assert isinstance(ans, svc.Done) and isinstance(arrived, svc.DataArrived)
+        elif isinstance(arrived, svc.QubitArrived):
+            assert isinstance(ans, svc.Done)
+        else:
+            assert isinstance(arrived, svc.Lost) and isinstance(ans, svc.Failed)
+            assert ans.qubit is None and ans.code == arrived.code
+    assert all(not s.unacked for s in alice.conns.values())
+    assert acks[0] <= seq        # (seq: the items sent, one per pair of an EPR request)

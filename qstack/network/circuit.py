@@ -86,14 +86,14 @@ from qstack.link.service import (
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
 from .messages import (
-    CircuitConfirm, CircuitSetup, CircuitTeardown, LinkStateAd, PairDone, PairLost,
-    SegmentExpire, SegmentNotice, Track,
+    CircuitConfirm, CircuitSetup, CircuitTeardown, CircuitTopUp, LinkStateAd, PairDone,
+    PairLost, SegmentExpire, SegmentNotice, Track,
 )
 from .linkstate import LinkStateDB
 from .routing import RoutingError, Topology
 from .service import (
-    MD_BASIS_SETS, NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, PairId,
-    SwapStrategy, fold_frame,
+    MD_BASIS_SETS, NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, NetTopUp,
+    PairId, SwapStrategy, fold_frame,
 )
 from .theory import werner_swap
 
@@ -251,6 +251,7 @@ class _Request:
     started_ns: int = 0
     failed_links: set = field(default_factory=set)
     reopens: int = 0                 # circuits re-opened after a session broke on the way
+    allowed: int = 0                 # pairs it may deliver in all (standing: raised by NetTopUp)
 
 
 # ---------------------------------------------------------------- pending operations
@@ -307,7 +308,8 @@ _IGNORED = _Ignored()
 #: Messages that may still arrive for a circuit this node has already
 #: forgotten (torn down or finished); any other message naming an unknown
 #: circuit is answered with ``Fail(NET_UNKNOWN_CIRCUIT)``.
-_LATE = frozenset({CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice, PairLost})
+_LATE = frozenset({CircuitTeardown, SegmentExpire, PairDone, Track, SegmentNotice, PairLost,
+                   CircuitTopUp})
 
 
 class QnpProtocol(Protocol):
@@ -451,7 +453,7 @@ class QnpProtocol(Protocol):
         if rid in self.requests:
             self._err(req, rid, ErrorCode.NET_REJECTED, f"request id {rid} in use", out)
             return out
-        r = _Request(req=req, request_id=rid, started_ns=now_ns)
+        r = _Request(req=req, request_id=rid, started_ns=now_ns, allowed=req.number)
         if req.destination == self.node:
             self._err(req, rid, ErrorCode.NET_NO_ROUTE, "destination is this node", out)
             return out
@@ -469,8 +471,31 @@ class QnpProtocol(Protocol):
             self._finish_request(r, ErrorCode.NET_CIRCUIT_TORN_DOWN, "cancelled", out)
         return out
 
+    @on(NetTopUp)
+    def _net_top_up(self, ev: NetTopUp, now_ns: int) -> list:
+        """A standing request may deliver ``ev.number`` pairs more: its circuit
+        (if one is up) asks its link for them at once."""
+        out: list = []
+        r = self.requests.get(ev.request_id)
+        if r is None or not r.req.standing:
+            return out
+        r.allowed += ev.number
+        c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
+        if c is None:
+            # (none: its allowance was used up when it had to be re-opened)
+            self._open_circuit(r, now_ns, out)
+            return out
+        # the circuit's nodes learn it before any Track of the pairs it allows
+        # (FIFO links; a CircuitTopUp never waits on the way, a Track may)
+        c.number += ev.number
+        out.append(SendMessage(c.path[1], CircuitTopUp(c.cid, c.head, ev.number)))
+        self._refill(c, now_ns, out)
+        return out
+
     def _open_circuit(self, r: _Request, now_ns: int, out: list) -> None:
         req = r.req
+        if r.allowed <= r.delivered:
+            return     # a standing request with nothing allowed: opened at its next top-up
         if self.topology is None:
             self._finish_request(r, ErrorCode.NET_NO_ROUTE, "no topology", out)
             return
@@ -485,7 +510,7 @@ class QnpProtocol(Protocol):
         label = self._free_label(route.path[1])
         setup = CircuitSetup(
             circuit_id=cid, head=self.node, path=route.path, request_id=r.request_id,
-            number=req.number - r.delivered, min_fidelity=req.min_fidelity,
+            number=r.allowed - r.delivered, min_fidelity=req.min_fidelity,
             link_fidelity=route.link_fidelity, link_labels=(label,), strategy=int(req.strategy),
             cutoff_ns=req.cutoff_ns or self.default_cutoff_ns, type=int(req.type),
             measure_basis=req.measure_basis, app_tag=req.app_tag, correct=req.correct,
@@ -1035,12 +1060,13 @@ class QnpProtocol(Protocol):
         c.delivered += 1
         if not md:
             out.append(Submit(Release(p.ent_id, c.path[1]), to=self.link_service))
-        self._refill(c, now_ns, out)
         idx = m.pair_seq
         if r is not None:
-            r.delivered += 1
+            r.delivered += 1     # (before the refill: a standing request's room counts it)
             idx = r.delivered - 1
-        done = r is not None and r.delivered >= r.req.number
+        self._refill(c, now_ns, out)
+        # (a standing request is open until cancelled)
+        done = r is not None and r.delivered >= r.req.number and not r.req.standing
         ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, m.pair_seq),
                    remote=c.path[-1], bell_index=m.bell_index, fidelity=m.fidelity,
                    created_ns=m.created_ns, qubit=p.qubit, app_tag=c.app_tag, pair_index=idx,
@@ -1103,6 +1129,24 @@ class QnpProtocol(Protocol):
             # the way (and the breaking end) can forget the segment
             out.append(SendMessage(src, m))
             self._expire_local(c, side, p.seq, m.reason, now_ns, False, out)
+        return out
+
+    @on_message(CircuitTopUp)
+    def _on_top_up(self, src: str, m: CircuitTopUp, now_ns: int) -> list:
+        """A standing request's circuit may deliver ``m.number`` pairs more:
+        passed on towards the tail; a repeater asks its link for its part."""
+        out: list = []
+        c = self._named(m, out)
+        if c is None or c.index == 0 or self._side_of(c, src) != _LEFT:
+            if c is not None:
+                out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
+                                f"CircuitTopUp of {c.head}/{c.cid} from {src}, which is not the "
+                                f"node before {self.node} on it: ignored"))
+            return out
+        c.number += m.number
+        if c.index < c.n_links:
+            out.append(SendMessage(c.path[c.index + 1], m))
+            self._refill(c, now_ns, out)
         return out
 
     @on_message(PairLost)

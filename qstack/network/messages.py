@@ -29,7 +29,7 @@ from qstack.core.messages import Message, limits, message
 __all__ = [
     "CircuitSetup", "CircuitConfirm", "CircuitTeardown", "Track", "PairDone", "SegmentNotice",
     "SegmentExpire", "PairLost", "LinkEntry", "LinkStateAd", "IdealOpen", "IdealClose",
-    "IdealExpire", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
+    "IdealExpire", "CircuitTopUp", "PurifySetup", "PurifyMeasure", "PurifyReply", "KeyRelay",
     "KeyRelayAck", "VECTOR_EXAMPLES",
 ]
 
@@ -189,6 +189,19 @@ class PairLost(Message):
     reason: str = field(metadata=limits(max_len=64))
 
 
+@message("network.qnp", 0x030B)
+@dataclass(frozen=True, slots=True)
+class CircuitTopUp(Message):
+    """Head -> tail, hop by hop along the path: the circuit of a standing
+    request may deliver ``number`` pairs more (``specs/network.md`` "Standing
+    end-to-end requests"). Each node adds it to the circuit's ``number``; a
+    repeater asks its link for its part."""
+
+    circuit_id: int = field(metadata=_U32)
+    head: str = field(metadata=_NAME)
+    number: int = field(metadata=limits(1, 65535))
+
+
 # ------------------------------------------------------------------ network.purify
 
 @message("network.purify", 0x0310)
@@ -337,6 +350,7 @@ VECTOR_EXAMPLES = {
     "segment_notice": SegmentNotice(circuit_id=5, head="a", link_seq=9, far_end=4),
     "segment_expire": SegmentExpire(circuit_id=5, head="a", link_seq=9, reason="cutoff"),
     "pair_lost": PairLost(circuit_id=0x00010002, head="a", pair_seq=3, reason="link expired"),
+    "circuit_top_up": CircuitTopUp(circuit_id=0x00010002, head="a", number=5),
     "ideal_open": IdealOpen(request_id=5, number=3, app_tag=49152),
     "ideal_close": IdealClose(head="a", request_id=5, code=302),
     "ideal_expire": IdealExpire(head="a", request_id=5, seq=1, reason="test"),

@@ -36,7 +36,7 @@ from qstack.core.protocol import fast_init
 
 __all__ = [
     "NetRequestType", "SwapStrategy", "PairId", "NetRequest", "NetOk", "NetErr", "NetExpire",
-    "NetCancel", "MD_BASIS_SETS", "fold_frame",
+    "NetCancel", "NetTopUp", "MD_BASIS_SETS", "fold_frame",
 ]
 
 
@@ -144,6 +144,10 @@ class NetRequest:
     the Pauli frame. ``window`` (0..65535): the circuit's flow-control
     window, the most end-to-end pairs in flight at once (``specs/network.md``
     "Flow control"); 0: the head's configured one (``QnpProtocol(window=...)``).
+    ``standing``: a standing request (``specs/network.md`` "Standing end-to-end
+    requests"): ``number`` is only the first allowance, :class:`NetTopUp`
+    raises it, and the request (one circuit) stays open until ``NetCancel``
+    or an error, however many pairs it delivered.
     """
 
     destination: str
@@ -158,6 +162,7 @@ class NetRequest:
     cutoff_ns: int = 0
     correct: bool = False
     window: int = 0
+    standing: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or not 0 <= self.window <= 65535:
@@ -253,3 +258,19 @@ class NetCancel:
 
     request_id: int
     extra: dict = field(default_factory=dict, compare=False)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class NetTopUp:
+    """Submitted by the upper layer: the standing request ``request_id``
+    (``NetRequest(standing=True)``) may deliver ``number`` (1..65535) pairs
+    more, over the circuit that already serves it. Ignored for a request that
+    is not open here (it ended: its ``NetErr`` is on the way) or not standing."""
+
+    request_id: int
+    number: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.number <= 65535:
+            raise ValueError(f"number must be in 1..65535, got {self.number}")

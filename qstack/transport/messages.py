@@ -135,12 +135,15 @@ class PairRelease(Message):
     pair: tuple[str, int, int] = field(metadata=_PAIR)
 
 
-@message(PROTOCOL, 0x0409)
+@message(PROTOCOL, 0x0409, version=2)
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
-    """Item ``seq`` is settled at the receiver: delivered (``code`` 0) or lost
-    with ``code`` (a transport or network error code); the sender may now send
-    items up to ``limit - 1``."""
+    """Settled at the receiver: with ``code`` 0, every item up to ``seq`` not
+    yet acknowledged was delivered (cumulative, version 2); with another code
+    item ``seq`` alone was lost (a transport or network error code). The
+    receiver sends them in the order of the items, so a loss is always
+    acknowledged before an ``Ack`` that covers later items. The sender may
+    now send items up to ``limit - 1``."""
 
     src_port: int = field(metadata=_PORT)
     dst_port: int = field(metadata=_PORT)

@@ -54,6 +54,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
+from qstack.network.service import NetCancel, NetTopUp
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
@@ -63,6 +64,18 @@ from qstack.transport.messages import (
 
 __all__ = ["TeleportTransport", "pair_key", "correction_gate", "EPHEMERAL_PORTS", "Phase",
            "TRANSITIONS"]
+
+#: How long a connection keeps its standing network request open with no
+#: pair wanted (ns): longer than the usual pause between an application's
+#: sends, so a busy connection keeps one circuit; short enough that an idle
+#: one soon stops holding a circuit (and a repeater's memory share).
+STANDING_IDLE_NS = 10_000_000
+
+#: The longest a receiver holds a cumulative acknowledgement (ns) while it
+#: expects more items of the connection (specs/transport.md §5): a safety
+#: bound, for an expected item that does not come (a pair released, a
+#: header lost); a burst's last item is acknowledged at once.
+ACK_DELAY_NS = 1_000_000
 
 #: Ports a connecting socket is given when it names none (as in TCP/IP).
 EPHEMERAL_PORTS = range(49152, 65536)
@@ -176,6 +189,7 @@ class _Pair:
     fidelity: float
     remote: str
     expired: bool = False
+    tag: int = 0               # the far end's port (NetOk.app_tag), for a pair it asked for
     # a measure-directly pair (no qubit): this end's setting and outcome, and
     # the basis set it was measured from
     setting: int = -1
@@ -234,6 +248,10 @@ class _ConnState:
     md_pool: deque = field(default_factory=deque)  # measure-directly pairs held for the queue
     md_expected: dict = field(default_factory=dict)  # basis set -> such pairs still to come
     retry_pending: bool = False
+    standing: int | None = None    # the id of its standing network request, if one is open
+    standing_fidelity: float = 0.0  # ... and the fidelity it asks for
+    idle_since: int | None = None   # since when the standing request has had nothing to do
+    idle_timer: bool = False        # an ("idle", conn) timer is pending
     unacked: dict = field(default_factory=dict)   # seq -> (message, _Op | None)
     # receiving
     rx_next: int = 0           # every item below is delivered (or lost)
@@ -244,6 +262,9 @@ class _ConnState:
     rx_consumed: int = 0       # items the application took
     rx_window: int = 0         # items it may hold (0 until accepted)
     rx_advertised: int = 0     # the last limit told to the far end
+    ack_seq: int = -1          # the highest item delivered and not yet acknowledged ...
+    ack_count: int = 0         # ... and how many such items (one cumulative Ack settles them)
+    ack_timer: bool = False    # an ("ack", conn) timer is pending
     peer_closed: bool = False  # PeerClosed delivered
     suspended: bool = False    # the session with the far end is down
 
@@ -290,25 +311,38 @@ class TeleportTransport(Protocol):
     items the application of a connection may have received and not yet taken
     (the receive window). ``peer_timeout_ns``: how long a connection waits
     for a broken session with its far end to come back before it ends with
-    ``TRANSPORT_RESET``. Times in nanoseconds.
+    ``TRANSPORT_RESET``. ``standing_idle_ns``: if not None, a connection asks
+    for its pairs in one standing network request (``NetRequest(standing=True)``,
+    topped up with ``NetTopUp``; the network layer below must serve them), which
+    it cancels once it has wanted no pair for this long; None: one request per
+    top-up (specs/transport.md §4). ``ack_delay_ns``: if not None, EPR
+    items delivered while more of the connection are expected are acknowledged
+    together, by one cumulative ``Ack``, at most this long after the first
+    (specs/transport.md §5); None: each at once. Times in nanoseconds.
     """
 
     name = PROTOCOL
 
     def __init__(self, node: str, network: str | None = None,
                  bind_timeout_ns: int = 10_000_000_000, retry_ns: int = 100_000,
-                 window: int = 4, peer_timeout_ns: int = 1_000_000_000) -> None:
+                 window: int = 4, peer_timeout_ns: int = 1_000_000_000,
+                 standing_idle_ns: int | None = None, ack_delay_ns: int | None = None) -> None:
         super().__init__(node)
         self.network = network
         self.bind_timeout_ns = int(bind_timeout_ns)
         self.retry_ns = int(retry_ns)
         self.window = max(1, int(window))
         self.peer_timeout_ns = int(peer_timeout_ns)
+        self.standing_idle_ns = None if standing_idle_ns is None else int(standing_idle_ns)
+        self.ack_delay_ns = None if ack_delay_ns is None else int(ack_delay_ns)
+        #: held acknowledgements go out once this many items wait for one
+        self.ack_every = max(1, self.window // 2)
         self.conns: dict[svc.Conn, _ConnState] = {}
         self.listening: dict[int, int] = {}         # port -> backlog
         self.requests: dict[int, tuple[svc.Conn, int]] = {}   # request id -> (conn, remaining)
         self._md_requests: dict[int, str] = {}   # measure-directly request id -> basis set
         self.remote_pairs: dict[tuple, _Pair] = {}             # unbound, far-end initiated
+        self._coming: dict[tuple, int] = {}   # (remote, its port) -> such pairs (items to come)
         self.headers: dict[tuple, tuple[svc.Conn, int]] = {}   # unbound headers -> (conn, seq)
         # Pair ids remembered for bind_timeout_ns at most (specs/transport.md §5):
         self.released = _Recent()   # told to drop before arrival
@@ -407,7 +441,11 @@ class TeleportTransport(Protocol):
         st = self.conns.get(req.conn)
         if st is not None and req.count > 0:
             st.rx_consumed += req.count
-            if st.rx_seen >= st.rx_advertised:
+            if st.ack_count:
+                # the held acknowledgement carries the new limit now: the
+                # sender may be waiting for it (its window used up)
+                self._flush_ack(st, out)
+            elif st.rx_seen >= st.rx_advertised:
                 # the far end used all its credit: tell it at once (otherwise
                 # the next Ack carries the new limit)
                 self._advertise(st, out)
@@ -571,6 +609,7 @@ class TeleportTransport(Protocol):
                               out)
         st.queue = keep
         # what was received and not delivered is discarded: the application closed
+        self._flush_ack(st, out)
         self._discard_rx(st, True, now_ns, out)
         self._pump(st, now_ns, out)
         out.append(Deliver(svc.Done(req.token)))
@@ -782,9 +821,16 @@ class TeleportTransport(Protocol):
     def _top_up(self, st: _ConnState, now_ns: int, need: int | None, out: list) -> None:
         """Ask the network for the pairs the queue needs and nobody asked for
         (``need``: :meth:`_needed`, if the caller has it)."""
+        if need is None:
+            need = self._needed(st)
+        if st.standing is not None:
+            if need:
+                st.idle_since = None
+            elif st.idle_since is None:
+                self._idle(st, now_ns, out)
         if st.retry_pending:
             return
-        deficit = (self._needed(st) if need is None else need) - len(st.pool) - st.expected
+        deficit = need - len(st.pool) - st.expected
         if deficit <= 0:
             return
         wanting = [op for op in st.queue if op.need]
@@ -794,16 +840,50 @@ class TeleportTransport(Protocol):
             max_time = max(op.deadline_ns for op in wanting) - now_ns
             if max_time <= 0:
                 return   # the deadlines fire now and fail the items
+        deficit = min(deficit, 65535)
+        min_fidelity = max(op.min_fidelity for op in wanting)
+        standing = self.standing_idle_ns is not None
+        if st.standing is not None:
+            if min_fidelity <= st.standing_fidelity:
+                # the standing request's circuit serves these too
+                rid = st.standing
+                conn, remaining = self.requests[rid]
+                self.requests[rid] = (conn, remaining + deficit)
+                st.expected += deficit
+                self.stats["pairs_requested"] += deficit
+                out.append(Submit(NetTopUp(rid, deficit), to=self.network))
+                return
+            self._end_standing(st, out)      # its pairs are too poor for these items
         self._next_req = (self._next_req + 1) & 0xFFFF
         rid = self._req_base | self._next_req
         self.requests[rid] = (st.conn, deficit)
         st.expected += deficit
         self.stats["pairs_requested"] += deficit
-        req = NetRequest(st.conn.remote, number=min(deficit, 65535),
-                         min_fidelity=max(op.min_fidelity for op in wanting),
+        if standing:
+            # items have their own deadlines: the standing request has none
+            st.standing, st.standing_fidelity, st.idle_since = rid, min_fidelity, None
+            max_time = 0
+        req = NetRequest(st.conn.remote, number=deficit, min_fidelity=min_fidelity,
                          max_time_ns=max_time, type=NetRequestType.KEEP, request_id=rid,
-                         app_tag=st.conn.local_port)
+                         app_tag=st.conn.local_port, standing=standing)
         out.append(Submit(req, to=self.network))
+
+    def _idle(self, st: _ConnState, now_ns: int, out: list) -> None:
+        """The standing request of ``st`` has nothing to do from ``now_ns``: it
+        is cancelled if that lasts ``standing_idle_ns`` (one timer at a time)."""
+        st.idle_since = now_ns
+        if not st.idle_timer:
+            st.idle_timer = True
+            out.append(StartTimer(("idle", st.conn), self.standing_idle_ns))
+
+    def _end_standing(self, st: _ConnState, out: list) -> None:
+        """Cancel the standing request of ``st``: pairs it still brings are
+        not expected any more (they arrive for no request and are released)."""
+        entry = self.requests.pop(st.standing, None)
+        if entry is not None:
+            st.expected = max(0, st.expected - entry[1])
+        out.append(Submit(NetCancel(st.standing), to=self.network))
+        st.standing = st.idle_since = None
 
     # ------------------------------------------------------------ the network layer
     @on(NetOk)
@@ -816,7 +896,8 @@ class TeleportTransport(Protocol):
             out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                             f"pair {pid} came without a qubit", context=ok))
             return out
-        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote)
+        pair = _Pair(pid, ok.qubit, int(ok.bell_index), float(ok.fidelity), ok.remote,
+                     tag=ok.app_tag)
         if measured:
             # (a measure-directly pair: its outcome, with the frame folded in at the tail)
             pair.setting, pair.outcome = int(ok.setting), int(ok.outcome)
@@ -827,12 +908,13 @@ class TeleportTransport(Protocol):
                 conn, remaining = entry
                 remaining -= 1
                 bases = self._md_requests.get(ok.request_id)
-                if remaining <= 0 or ok.request_done:
+                st = self.conns.get(conn)
+                if ok.request_done or (remaining <= 0 and (
+                        st is None or st.standing != ok.request_id)):
                     del self.requests[ok.request_id]
                     self._md_requests.pop(ok.request_id, None)
                 else:
                     self.requests[ok.request_id] = (conn, remaining)
-                st = self.conns.get(conn)
                 if st is not None:
                     if bases is None:
                         st.expected = max(0, st.expected - 1)
@@ -864,8 +946,29 @@ class TeleportTransport(Protocol):
                 self._bind(st, seq, item, pair, now_ns, out)
         else:
             self.remote_pairs[pid] = pair
+            key = (pair.remote, pair.tag)
+            self._coming[key] = self._coming.get(key, 0) + 1
             out.append(StartTimer(("pair", pid), self.bind_timeout_ns))
         return out
+
+    def _take_remote(self, pid: tuple, now_ns: int, out: list | None) -> _Pair | None:
+        """Take the unbound pair ``pid`` (None if not held). ``out``: the pair
+        is not bound to an item (dropped): an acknowledgement held for its
+        item is reconsidered; None: it is being bound (the delivery decides)."""
+        pair = self.remote_pairs.pop(pid, None)
+        if pair is not None:
+            key = (pair.remote, pair.tag)
+            left = self._coming[key] - 1
+            if left:
+                self._coming[key] = left
+            else:
+                del self._coming[key]
+                if out is not None:
+                    for st in self.conns.values():
+                        if st.ack_count and st.conn.remote == pair.remote \
+                                and st.conn.remote_port == pair.tag:
+                            self._ack_due(st, out)
+        return pair
 
     @on(NetErr)
     def _net_err(self, err: NetErr, now_ns: int) -> list[Action]:
@@ -889,6 +992,8 @@ class TeleportTransport(Protocol):
             st.expected = max(0, st.expected - remaining)
         else:
             st.md_expected[bases] = max(0, st.md_expected.get(bases, 0) - remaining)
+        if st.standing == err.request_id:
+            st.standing = st.idle_since = None
         code = ErrorCode(err.code)
         if code in _PERMANENT:
             for op in [op for i, op in enumerate(st.queue)
@@ -911,7 +1016,7 @@ class TeleportTransport(Protocol):
         pid = pair_key(exp.pair_id)
         self.stats["pairs_expired"] += 1
         if pid in self.remote_pairs:
-            del self.remote_pairs[pid]
+            self._take_remote(pid, now_ns, out)
             out.append(CancelTimer(("pair", pid)))
             self.expired.add(pid, now_ns + self.bind_timeout_ns)
             return out
@@ -1023,6 +1128,22 @@ class TeleportTransport(Protocol):
                                  f"no answer from {arg.remote}:{arg.remote_port}", None, out)
                 self._reset_connect(st, f"{self.node} gave up connecting (no SynAck in time)",
                                     now_ns, out)
+        elif kind == "ack":
+            st = self.conns.get(arg)
+            if st is not None:
+                st.ack_timer = False
+                self._flush_ack(st, out)
+        elif kind == "idle":
+            st = self.conns.get(arg)
+            if st is not None:
+                st.idle_timer = False
+                if st.standing is not None and st.idle_since is not None:
+                    left = st.idle_since + self.standing_idle_ns - now_ns
+                    if left <= 0:
+                        self._end_standing(st, out)
+                    else:      # busy meanwhile, idle again since: wait the rest
+                        st.idle_timer = True
+                        out.append(StartTimer(("idle", arg), left))
         elif kind == "retry":
             st = self.conns.get(arg)
             if st is not None:
@@ -1030,7 +1151,7 @@ class TeleportTransport(Protocol):
                 self._top_up(st, now_ns, None, out)
                 self._md_top_up(st, now_ns, out)
         elif kind == "pair":
-            pair = self.remote_pairs.pop(arg, None)
+            pair = self._take_remote(arg, now_ns, out)
             if pair is not None:
                 if pair.qubit is not None:
                     out.append(self.start_op(Discard(pair.qubit), _DISCARD))
@@ -1146,20 +1267,28 @@ class TeleportTransport(Protocol):
             return out
         if msg.limit > st.tx_limit:
             st.tx_limit = msg.limit
-        entry = st.unacked.pop(msg.seq, None)
-        if entry is not None:
-            _msg, op = entry
-            if op is not None:
-                if msg.code == 0:
+        unacked = st.unacked
+        if msg.code:
+            # one item lost (its acknowledgement came before any that covers later items)
+            entry = unacked.pop(msg.seq, None)
+            if entry is not None and entry[1] is not None:
+                code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
+                self._fail_op(entry[1], code, f"item {msg.seq} was lost at {src} after it was "
+                                              "sent", True, out)
+        else:
+            # cumulative: every item up to seq not yet settled was delivered
+            # (unacked holds the items in the order of their numbers)
+            while unacked:
+                seq = next(iter(unacked))
+                if seq > msg.seq:
+                    break
+                op = unacked.pop(seq)[1]
+                if op is not None:
                     op.acked += 1
                     if op.kind == "qubit":
                         self.stats["qubits_sent"] += 1
                     if op.acked >= op.number and not op.need:
                         self._finish_op(op, out)
-                else:
-                    code = error_code(msg.code, ErrorCode.TRANSPORT_CLOSED)
-                    self._fail_op(op, code, f"item {msg.seq} was lost at {src} after it was "
-                                            "sent", True, out)
         self._pump(st, now_ns, out)
         return out
 
@@ -1237,7 +1366,7 @@ class TeleportTransport(Protocol):
             self._lose(st.conn, msg.seq, ErrorCode.NET_CIRCUIT_TORN_DOWN, f"pair {pid} expired",
                        now_ns, out)
             return out
-        pair = self.remote_pairs.pop(pid, None)
+        pair = self._take_remote(pid, now_ns, None)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
             self._bind(st, msg.seq, item, pair, now_ns, out)
@@ -1269,6 +1398,8 @@ class TeleportTransport(Protocol):
 
     # ------------------------------------------------------------ receiving
     def _ack(self, st: _ConnState, seq: int, code: int, out: list) -> None:
+        if st.ack_count and seq != st.ack_seq:
+            self._flush_ack(st, out)    # (acknowledgements leave in the order of the items)
         conn = st.conn
         limit = self._limit(st)
         if limit > st.rx_advertised:
@@ -1278,7 +1409,7 @@ class TeleportTransport(Protocol):
                                                     st.rx_advertised)))
 
     def _drop_remote_pair(self, pid: tuple, now_ns: int, out: list) -> None:
-        pair = self.remote_pairs.pop(pid, None)
+        pair = self._take_remote(pid, now_ns, out)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
             if pair.qubit is not None:
@@ -1343,7 +1474,13 @@ class TeleportTransport(Protocol):
                 self._ack(st, seq, int(item.code), out)
                 out.append(Deliver(svc.Lost(conn, seq, item.code, item.detail, item.kind)))
                 continue
-            self._ack(st, seq, 0, out)
+            if self.ack_delay_ns is None or item.kind != "epr":
+                # (a qubit's or bytes' own send is answered by its Ack: at once,
+                # covering any held before it; an EPR request's by its last)
+                self._ack(st, seq, 0, out)
+            else:
+                st.ack_seq = seq
+                st.ack_count += 1
             if item.kind == "data":
                 self.stats["bytes_received"] += len(msg.payload)
                 out.append(Deliver(svc.DataArrived(conn, seq, msg.payload)))
@@ -1366,9 +1503,32 @@ class TeleportTransport(Protocol):
                 self.deliveries.append(("epr", latency, item.fidelity))
                 out.append(Deliver(svc.EprArrived(conn, seq, item.qubit, item.fidelity,
                                                   tuple(msg.pair), False, None, msg.metadata)))
+        if st.ack_count:
+            self._ack_due(st, out)
         if st.rx_fin is not None and st.rx_next >= st.rx_fin and not st.peer_closed:
             st.peer_closed = True
             out.append(Deliver(svc.PeerClosed(conn)))
+
+    def _ack_due(self, st: _ConnState, out: list) -> None:
+        """Items of ``st`` were delivered and not yet acknowledged: one
+        cumulative ``Ack`` now, unless more of its items are expected (held
+        unbound here: headers waiting for pairs, corrections under way, or
+        pairs its far end asked for waiting for their headers) and fewer than
+        ``ack_every`` wait; then at the latest after ``ack_delay_ns``."""
+        conn = st.conn
+        if st.ack_count < self.ack_every and (
+                st.rx_items or (conn.remote, conn.remote_port) in self._coming):
+            if not st.ack_timer:
+                st.ack_timer = True
+                out.append(StartTimer(("ack", conn), self.ack_delay_ns))
+            return
+        self._flush_ack(st, out)
+
+    def _flush_ack(self, st: _ConnState, out: list) -> None:
+        """Send the cumulative ``Ack`` of the items delivered and not yet acknowledged."""
+        if st.ack_count:
+            st.ack_count = 0
+            self._ack(st, st.ack_seq, 0, out)
 
     def _discard_rx(self, st: _ConnState, ack: bool, now_ns: int, out: list) -> None:
         """Items received and not delivered are dropped (the application
@@ -1428,6 +1588,8 @@ class TeleportTransport(Protocol):
     def _drop(self, st: _ConnState, now_ns: int, out: list) -> None:
         """Forget a connection, giving up the pairs it holds."""
         self.conns.pop(st.conn, None)
+        if st.standing is not None:
+            self._end_standing(st, out)
         while st.pool:
             self._release(st.pool.popleft(), out)
         while st.md_pool:
@@ -1443,6 +1605,7 @@ class TeleportTransport(Protocol):
             self.conns.clear()
             self.requests.clear()
             self.remote_pairs.clear()
+            self._coming.clear()
             self.headers.clear()
             self.released.clear()
             self.expired.clear()
