@@ -53,8 +53,9 @@ from qstack.core.protocol import (
     StartTimer, Submit, TimerFired, Undeliverable, on, on_message,
 )
 from qstack.core.states import State, Transitions
-from qstack.network.service import NetErr, NetExpire, NetOk, NetRequest, NetRequestType
-from qstack.network.service import NetCancel, NetTopUp
+from qstack.network.service import (
+    NetCancel, NetErr, NetExpire, NetOk, NetRequest, NetRequestType, NetTopUp,
+)
 from qstack.physical.ops import BellMeasure, Discard, Gate
 from qstack.transport import service as svc
 from qstack.transport.messages import (
@@ -793,14 +794,10 @@ class TeleportTransport(Protocol):
         if deadline != 0 and max_time <= 0:
             return   # the deadlines fire now and fail the items
         wanting = [op for op in st.queue if op.kind == "measured" and op.need]
-        self._next_req = (self._next_req + 1) & 0xFFFF
-        rid = self._req_base | self._next_req
-        self.requests[rid] = (st.conn, deficit)
-        self._md_requests[rid] = bases
-        st.md_expected[bases] = st.md_expected.get(bases, 0) + deficit
-        self.stats["pairs_requested"] += deficit
+        deficit = min(deficit, 65535)
+        rid = self._new_request(st, deficit, bases)
         out.append(Submit(NetRequest(
-            st.conn.remote, number=min(deficit, 65535),
+            st.conn.remote, number=deficit,
             min_fidelity=max(op.min_fidelity for op in wanting), max_time_ns=max_time,
             type=NetRequestType.MEASURE_DIRECTLY, measure_basis=bases, request_id=rid,
             app_tag=st.conn.local_port, correct=True), to=self.network))
@@ -813,8 +810,8 @@ class TeleportTransport(Protocol):
     def _release(self, pair: _Pair, out: list) -> None:
         """Give up a pair we initiated: free our half, tell the far end."""
         self.stats["pairs_released"] += 1
-        if not pair.expired and pair.qubit is not None:
-            out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+        if not pair.expired:
+            self._discard(pair.qubit, out)
         if pair.remote not in self.peers_down:
             out.append(SendMessage(pair.remote, PairRelease(pair.pid)))
 
@@ -854,11 +851,7 @@ class TeleportTransport(Protocol):
                 out.append(Submit(NetTopUp(rid, deficit), to=self.network))
                 return
             self._end_standing(st, out)      # its pairs are too poor for these items
-        self._next_req = (self._next_req + 1) & 0xFFFF
-        rid = self._req_base | self._next_req
-        self.requests[rid] = (st.conn, deficit)
-        st.expected += deficit
-        self.stats["pairs_requested"] += deficit
+        rid = self._new_request(st, deficit, None)
         if standing:
             # items have their own deadlines: the standing request has none
             st.standing, st.standing_fidelity, st.idle_since = rid, min_fidelity, None
@@ -867,6 +860,27 @@ class TeleportTransport(Protocol):
                          max_time_ns=max_time, type=NetRequestType.KEEP, request_id=rid,
                          app_tag=st.conn.local_port, standing=standing)
         out.append(Submit(req, to=self.network))
+
+    def _new_request(self, st: _ConnState, number: int, bases: str | None) -> int:
+        """A fresh network request id for ``number`` pairs of ``st``, recorded
+        and counted as expected: kept pairs (``bases`` None) or
+        measure-directly pairs of the basis set ``bases``."""
+        self._next_req = (self._next_req + 1) & 0xFFFF
+        rid = self._req_base | self._next_req
+        self.requests[rid] = (st.conn, number)
+        if bases is None:
+            st.expected += number
+        else:
+            self._md_requests[rid] = bases
+            st.md_expected[bases] = st.md_expected.get(bases, 0) + number
+        self.stats["pairs_requested"] += number
+        return rid
+
+    def _discard(self, qubit: Any, out: list) -> None:
+        """Free a half this node holds (nothing for a measure-directly pair,
+        which holds no qubit)."""
+        if qubit is not None:
+            out.append(self.start_op(Discard(qubit), _DISCARD))
 
     def _idle(self, st: _ConnState, now_ns: int, out: list) -> None:
         """The standing request of ``st`` has nothing to do from ``now_ns``: it
@@ -931,8 +945,7 @@ class TeleportTransport(Protocol):
             return out
         # A pair the far end asked for: bind it to its header, or wait for it.
         if self.released.take(pid, now_ns):
-            if ok.qubit is not None:
-                out.append(self.start_op(Discard(ok.qubit), _DISCARD))
+            self._discard(ok.qubit, out)
             return out
         waiting = self.headers.pop(pid, None)
         if waiting is not None:
@@ -941,7 +954,7 @@ class TeleportTransport(Protocol):
             st = self.conns.get(conn)
             item = st.rx_items.get(seq) if st is not None else None
             if item is None:
-                out.append(self.start_op(Discard(ok.qubit), _DISCARD))
+                self._discard(ok.qubit, out)
             else:
                 self._bind(st, seq, item, pair, now_ns, out)
         else:
@@ -1153,8 +1166,7 @@ class TeleportTransport(Protocol):
         elif kind == "pair":
             pair = self._take_remote(arg, now_ns, out)
             if pair is not None:
-                if pair.qubit is not None:
-                    out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+                self._discard(pair.qubit, out)
                 out.append(Fail(ErrorCode.TRANSPORT_HEADER_MISMATCH,
                                 f"pair {arg} from {pair.remote}: no header within "
                                 f"{self.bind_timeout_ns} ns, discarded"))
@@ -1412,8 +1424,7 @@ class TeleportTransport(Protocol):
         pair = self._take_remote(pid, now_ns, out)
         if pair is not None:
             out.append(CancelTimer(("pair", pid)))
-            if pair.qubit is not None:
-                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+            self._discard(pair.qubit, out)
         elif not self.expired.take(pid, now_ns):
             self.released.add(pid, now_ns + self.bind_timeout_ns)
 
@@ -1422,8 +1433,7 @@ class TeleportTransport(Protocol):
         if (item.kind == "measured") != (pair.outcome is not None):
             # a measured pair named by a qubit's or EPR pair's header, or the
             # reverse: the two ends disagree on what the pair is for
-            if pair.qubit is not None:
-                out.append(self.start_op(Discard(pair.qubit), _DISCARD))
+            self._discard(pair.qubit, out)
             self._lose(st.conn, seq, ErrorCode.TRANSPORT_HEADER_MISMATCH,
                        f"pair {pair.pid} does not match its {item.kind} header", now_ns, out)
             return
@@ -1535,7 +1545,7 @@ class TeleportTransport(Protocol):
         closed: with ``ack`` the far end learns each was lost, ``TRANSPORT_CLOSED``)."""
         for seq, item in st.rx_items.items():
             if item.qubit is not None:
-                out.append(self.start_op(Discard(item.qubit), _DISCARD))
+                self._discard(item.qubit, out)
             elif item.kind in ("qubit", "epr", "measured"):
                 pid = tuple(item.msg.pair)
                 if self.headers.pop(pid, None) is not None:
