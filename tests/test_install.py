@@ -56,5 +56,7 @@ def test_sdist_installs_without_a_compiler_and_runs_on_the_twins(tmp_path):
     # statistical checks are tuned to the Cython kernel's random stream)
     for name in ("conftest.py", "test_experiments.py", "test_certify.py", "test_sim_kernel.py"):
         shutil.copy(ROOT / "tests" / name, tests / name)
+    # (deselected: the tests that read the checkout's README and examples/,
+    # which an installed package does not carry)
     _run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests),
-          "-k", "not cli_certify"], env=env, cwd=tmp_path)
+          "-k", "not cli_certify and not readme_experiment"], env=env, cwd=tmp_path)
