@@ -156,6 +156,7 @@ def test_bad_inputs_and_out_of_order_messages():
 def test_a_missing_kernel_is_none_unless_cython_is_required(monkeypatch):
     from qstack.core.kernels import load_kernel
     monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    monkeypatch.delenv("QSTACK_PURE_PYTHON", raising=False)    # (that one asks for the twins)
     assert load_kernel("qstack.app.qkd._no_such_kernel") is None
     monkeypatch.setenv("QSTACK_REQUIRE_CYTHON", "1")
     with pytest.raises(ImportError, match="QSTACK_REQUIRE_CYTHON"):
