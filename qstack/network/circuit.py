@@ -81,7 +81,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
-    CancelCreate, CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
+    CancelCreate, CreateRequest, CreateTopUp, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
@@ -211,9 +211,12 @@ class _Circuit:
     # `window` delivered pairs, the ones a PairLost may still name
     recent: dict = field(default_factory=dict)
     window: int = 1                  # the head's flow-control window (CircuitSetup)
-    # standing link-layer requests on the downstream link: create id -> pairs
-    # still to come (their sum is `outstanding`)
+    # link-layer requests on the downstream link: create id -> pairs still
+    # to come (their sum is `outstanding`)
     creates: dict = field(default_factory=dict)
+    # the create id of its standing link request (topped up as credit frees;
+    # kept in `creates`, at 0 when all its pairs came, until the circuit ends)
+    standing: int | None = None
     credit: int = 1                  # this node's window on the downstream link (_recredit)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -342,12 +345,17 @@ class QnpProtocol(Protocol):
     the smaller of it and its own.
 
     Standing link requests: a node asks its downstream link for all the
-    credit it has free in one ``CreateRequest(number=k)`` and, while that is
-    being served, tops it up only with batches of at least half its window
-    (and through ``network.purify``, whose sessions are one per label, not
-    at all until it is served), so the link layer gets about two requests per
-    window of pairs instead of one per pair. ``link_max_time_ns`` is per pair
-    (a request for ``k`` pairs gets ``k`` times it).
+    credit it has free in one ``CreateRequest(number=k, standing=True)``
+    and later adds the credit that frees to that same request
+    (``CreateTopUp``: a two-number ``QueueTopUp`` between the link's ends
+    instead of a new queue item each time), until the circuit ends here.
+    While pairs of it are still to come it is topped up only with a batch
+    of at least half the credit, so the link layer gets about two top-ups
+    per window of pairs instead of one per pair. Through ``network.purify``
+    (whose sessions are one per label), or with ``link_max_time_ns`` (per
+    pair: a request for ``k`` pairs gets ``k`` times it), requests are
+    plain: one for the free credit and, while it is served, another only
+    for such a batch (through purify: not until it is served).
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
@@ -381,6 +389,10 @@ class QnpProtocol(Protocol):
         self._crossing: dict[str, list] = {}
         # standing requests may be topped up while served (not through purify)
         self._top_up = link_service != "network.purify"
+        # one link request per circuit and link, topped up pair by pair
+        # (CreateTopUp), where the link layer offers it: not through purify,
+        # not with a time limit per pair
+        self._link_standing = self._top_up and not link_max_time_ns
         self._next_create_id = 0
         self.purify = purify
         self.link_max_time_ns = int(link_max_time_ns)
@@ -646,17 +658,27 @@ class QnpProtocol(Protocol):
         if room <= 0:
             return
         if outstanding and (not self._top_up or 2 * room < credit):
-            # a request is standing: the link is busy for this circuit; top it
-            # up only with a batch worth a request (purify: one at a time)
+            # pairs are still to come: the link is busy for this circuit; top
+            # it up only with a batch worth a message (purify: one at a time)
+            return
+        if c.standing is not None:
+            # the link request stands: it may make `room` pairs more
+            c.creates[c.standing] += room
+            c.requested += room
+            out.append(Submit(CreateTopUp(c.standing, c.path[c.index + 1], room),
+                              to=self.link_service))
             return
         create_id = _CREATE_ID_BASE | self._next_create_id
         self._next_create_id = (self._next_create_id + 1) % _CREATE_ID_BASE
         c.creates[create_id] = room
         c.requested += room
+        if self._link_standing:
+            c.standing = create_id
         out.append(Submit(CreateRequest(
             remote=c.path[c.index + 1], number=room, min_fidelity=c.link_fidelity[c.index],
             max_time_ns=self.link_max_time_ns * room, purpose_id=c.labels[c.index],
-            type=RequestType.KEEP, create_id=create_id), to=self.link_service))
+            type=RequestType.KEEP, create_id=create_id, standing=self._link_standing),
+            to=self.link_service))
 
     def link_share(self, peer: str) -> int | None:
         """The memory slots the circuits crossing the link to ``peer`` may
@@ -720,8 +742,8 @@ class QnpProtocol(Protocol):
                 cid = next(iter(creates))
                 left = creates[cid]
             if left is not None:
-                # one pair of a standing request served (its credit now held)
-                if left > 1:
+                # one pair of a request served (its credit now held)
+                if left > 1 or cid == c.standing:
                     creates[cid] = left - 1
                 else:
                     del creates[cid]
@@ -757,6 +779,8 @@ class QnpProtocol(Protocol):
         # the request ends: all the credit of its pairs not served comes back
         unserved = c.creates.pop(err.create_id, 0)
         c.lost += unserved
+        if err.create_id == c.standing:
+            c.standing = None
         out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
             self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
