@@ -217,7 +217,7 @@ class _Item:
     """One queue item (the same at both ends)."""
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
-                 "abort_code", "sent", "out", "ending", "cancelled", "standing")
+                 "abort_code", "sent", "out", "ending", "cancelled", "standing", "fair_key")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
@@ -231,6 +231,8 @@ class _Item:
         # its top-ups)
         self.limit = spec.number
         self.standing = spec.standing   # open until it is ended, whatever its count
+        # leader: the class its pairs are counted in for fairness (LinkState.served)
+        self.fair_key = (spec.priority, spec.purpose_id)
         self.abort_code: ErrorCode | None = None   # follower: aborted by the leader
         self.sent = 0           # leader: pair indices handed out (submitted at least once)
         self.out = 0            # leader: its Entangles outstanding
@@ -656,7 +658,7 @@ class EGP(Protocol):
             if item.sent >= item.limit:
                 continue             # every pair it still needs is being made
             w = self.weights.get(spec.purpose_id, 1.0)
-            key = (spec.priority, served.get((spec.priority, spec.purpose_id), 0) / w,
+            key = (spec.priority, served.get(item.fair_key, 0) / w,
                    spec.purpose_id, item.qid)
             if best_key is None or key < best_key:
                 best, best_key = item, key
@@ -679,8 +681,7 @@ class EGP(Protocol):
                 item = self._pick(link, now)
                 if item is None:
                     return
-            spec = item.spec
-            k = (spec.priority, spec.purpose_id)
+            k = item.fair_key
             served[k] = served.get(k, 0) + 1      # fairness counts pairs scheduled
             self._entangle(link, item, actions)
             if link.out >= link.m:
@@ -719,8 +720,7 @@ class EGP(Protocol):
         if reuse:
             heappush(link.free_seqs, key[3])
         if withdrawn:
-            spec = item.spec
-            k = (spec.priority, spec.purpose_id)
+            k = item.fair_key
             served = link.served
             served[k] -= 1
             if not served[k]:
@@ -892,7 +892,7 @@ class EGP(Protocol):
                     and item.sent < item.limit \
                     and (not spec.deadline_ns or now < spec.deadline_ns):
                 # fast path (one process): the only (or a consecutive) item continues
-                k = (spec.priority, spec.purpose_id)
+                k = item.fair_key
                 served = link.served
                 served[k] = served.get(k, 0) + 1
                 self._entangle(link, item, actions)

@@ -959,23 +959,33 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
+    def _take_swap(self, c: _Circuit, src: str, seq: int) -> tuple | None:
+        """The swap record of pair ``seq`` on the link to ``src``, taken out
+        (a Track or PairDone passes a swap once), or None if this node did
+        not swap it (then :meth:`_locate` says where it stands)."""
+        if not c.swaps:
+            return None
+        side = self._side_of(c, src)
+        return None if side is None else c.swaps.pop((side, seq), None)
+
     @on_message(Track)
     def _on_track(self, src: str, t: Track, now_ns: int) -> list:
         out: list = []
         c = self._named(t, out)
         if c is None:
             return out
-        where, info = self._locate(c, src, t.link_seq, t)
-        if where == "swapped":
-            side, (oside, oseq, xor, f_o, created_o) = info
-            del c.swaps[(side, t.link_seq)]
+        rec = self._take_swap(c, src, t.link_seq)
+        if rec is not None:
+            oside, oseq, xor, f_o, created_o = rec
             out.append(SendMessage(c.neighbour(oside), Track(
                 c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
                 min(t.created_ns, created_o))))
             # flow control: the downstream pair is now part of a tracked pair
             c.untracked -= 1
             self._refill(c, now_ns, out)
-        elif where == "held":
+            return out
+        where, info = self._locate(c, src, t.link_seq, t)
+        if where == "held":
             side, p = info
             if c.index < c.n_links:
                 c.waiting_track[p.seq] = t      # repeater: wait for the swap
@@ -1048,10 +1058,9 @@ class QnpProtocol(Protocol):
         c = self._named(m, out)
         if c is None:
             return out
-        where, info = self._locate(c, src, m.link_seq, m)
-        if where == "swapped":
-            side, (oside, oseq, *_rest) = info
-            del c.swaps[(side, m.link_seq)]
+        rec = self._take_swap(c, src, m.link_seq)
+        if rec is not None:
+            oside, oseq = rec[0], rec[1]
             if not m.accepted:
                 c.lost += 1
                 self._refill(c, now_ns, out)
@@ -1059,6 +1068,7 @@ class QnpProtocol(Protocol):
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
                 m.created_ns)))
             return out
+        where, info = self._locate(c, src, m.link_seq, m)
         if where != "held" or c.index != 0:
             return out
         _, p = info
