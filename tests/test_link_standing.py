@@ -25,41 +25,15 @@ from hypothesis import strategies as st
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import decode, encode
-from qstack.core.protocol import (
-    Deliver, Fail, LinkDown, MessageReceived, OperationDone, QuantumOp, SendMessage,
-)
+from qstack.core.protocol import Fail, LinkDown, MessageReceived, OperationDone
 from qstack.link.egp import EGP, Phase
 from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueTopUp
 from qstack.link.schemes import DoubleClickModel
 from qstack.link.service import CancelCreate, CreateRequest, CreateTopUp, LinkErr, LinkOk
 from qstack.physical.device import NodeHardware
-from qstack.physical.ops import CancelEntangle, Entangle, Herald
-from qstack.physical.pair_model import SimplePairModel
+from qstack.physical.ops import Herald
+from tests.test_link_cancel import MODEL, _entangles, _events, _msgs, _pair
 from tests.test_link_egp import build
-
-MODEL = SimplePairModel(0.5, 1.0, 1000, 500)
-
-
-def _pair(m):
-    a = EGP("a", {"b": MODEL}, num_qubits=8, parallel={"b": m})     # leader ("a" < "b")
-    b = EGP("b", {"a": MODEL}, num_qubits=8, parallel={"a": m})
-    return a, b
-
-
-def _entangles(acts):
-    return [x for x in acts if isinstance(x, QuantumOp) and isinstance(x.op, Entangle)]
-
-
-def _cancels(acts):
-    return [x for x in acts if isinstance(x, QuantumOp) and isinstance(x.op, CancelEntangle)]
-
-
-def _msgs(acts):
-    return [x.msg for x in acts if isinstance(x, SendMessage)]
-
-
-def _events(acts, kind):
-    return [x.event for x in acts if isinstance(x, Deliver) and isinstance(x.event, kind)]
 
 
 def _idle(egp, peer):

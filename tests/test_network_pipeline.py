@@ -53,13 +53,17 @@ from tests.netstack import inbox, stack_net
 from tests.test_network_pair_loss import _Hand
 
 
+def _submitted(h: _Hand, node: str, kind: type) -> list:
+    """The ``kind`` requests ``node`` submitted below so far (and forget them)."""
+    got = [a.request for a in h.up[node] if isinstance(a, Submit) and isinstance(a.request, kind)]
+    h.up[node] = [a for a in h.up[node] if not (isinstance(a, Submit)
+                                                and isinstance(a.request, kind))]
+    return got
+
+
 def _creates(h: _Hand, node: str) -> list:
     """The link requests ``node`` submitted so far (and forget them)."""
-    got = [a.request for a in h.up[node] if isinstance(a, Submit)
-           and isinstance(a.request, CreateRequest)]
-    h.up[node] = [a for a in h.up[node] if not (isinstance(a, Submit)
-                                                and isinstance(a.request, CreateRequest))]
-    return got
+    return _submitted(h, node, CreateRequest)
 
 
 def _deliver_one(h: _Hand) -> None:
@@ -84,11 +88,7 @@ def test_a_node_asks_for_its_whole_window_in_one_request():
 
 def _top_ups(h: _Hand, node: str) -> list:
     """The top-ups of link requests ``node`` submitted so far (and forget them)."""
-    got = [a.request for a in h.up[node] if isinstance(a, Submit)
-           and isinstance(a.request, CreateTopUp)]
-    h.up[node] = [a for a in h.up[node] if not (isinstance(a, Submit)
-                                                and isinstance(a.request, CreateTopUp))]
-    return got
+    return _submitted(h, node, CreateTopUp)
 
 
 def test_a_standing_link_request_is_topped_up_in_batches_of_half_the_window():

@@ -1120,13 +1120,8 @@ class EGP(Protocol):
         if item is None or not item.standing or item.cancelled or item.finished \
                 or item.ending is not None:
             return []          # unknown, not standing, ended or ending: nothing to add to
-        item.limit += number
         actions: list = [SendMessage(link.peer, QueueTopUp(item.qid, number))]
-        if link.leader:
-            if _can_submit(link):
-                self._schedule(link, now, actions)
-        else:
-            self._follow(link, actions)
+        self._allow_more(link, item, number, now, actions)
         return actions
 
     @on_message(QueueTopUp)
@@ -1145,14 +1140,20 @@ class EGP(Protocol):
             return [Fail(ErrorCode.UNEXPECTED_EVENT,
                          f"QueueTopUp for item {msg.qid} from {link.peer}, which did not "
                          "request it as a standing item")]
-        item.limit += msg.number
         actions: list = []
+        self._allow_more(link, item, msg.number, now, actions)
+        return actions
+
+    def _allow_more(self, link: LinkState, item: _Item, number: int, now: int,
+                    actions: list) -> None:
+        """Standing ``item`` may have ``number`` pairs more: the leader starts
+        them as processes are free, the follower keeps Entangles out for them."""
+        item.limit += number
         if link.leader:
             if _can_submit(link):
                 self._schedule(link, now, actions)
         else:
             self._follow(link, actions)
-        return actions
 
     @staticmethod
     def _own_item(link: LinkState, create_id: int) -> _Item | None:
