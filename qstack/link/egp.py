@@ -13,7 +13,11 @@ link of that node. ``specs/link.md`` is the normative description; in short:
   come up as :class:`~qstack.link.service.LinkOk` at **both** ends with the
   same entanglement id and Bell index; failures as
   :class:`~qstack.link.service.LinkErr` at the requesting end; lost pairs as
-  :class:`~qstack.link.service.LinkExpire` at both ends.
+  :class:`~qstack.link.service.LinkExpire` at both ends. A *standing*
+  request (``CreateRequest(standing=True)``) stays open after its pairs and
+  :class:`~qstack.link.service.CreateTopUp` adds to it (the ends tell each
+  other with :class:`~qstack.link.messages.QueueTopUp`), so a user that asks
+  for pairs a few at a time keeps one queue item, not one per few pairs.
 * **Leader and follower.** Of the two ends, the node with the
   lexicographically smaller name is the *leader*: it keeps the queue (a
   follower's CREATE reaches it as :class:`~qstack.link.messages.QueueRequest`),
