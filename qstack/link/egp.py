@@ -1104,7 +1104,7 @@ class EGP(Protocol):
     @on(CreateTopUp)
     def _on_top_up(self, ev: CreateTopUp, now: int) -> list:
         """The requester's standing request ``ev.create_id`` may make
-        ``ev.number`` pairs more (``specs/link.md`` §3, "Standing requests").
+        ``ev.number`` pairs more (``specs/link.md`` §4, "Standing requests").
         Either end tells the other (``QueueTopUp``; a follower whose
         ``QueueAdd`` has not come yet, when it comes); at the leader the link
         serves it at once."""

@@ -43,7 +43,7 @@ class CreateRequest:
     ``number`` pairs must be in memory at the same time. ``consecutive``: the
     OKs for this request are not interleaved with other requests'.
     ``standing``: the request stays open once its ``number`` pairs are made,
-    and :class:`CreateTopUp` lets it make more (``specs/link.md`` §3,
+    and :class:`CreateTopUp` lets it make more (``specs/link.md`` §4,
     "Standing requests"); it has no ``max_time_ns`` and is neither atomic
     nor consecutive.
     """
