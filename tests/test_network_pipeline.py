@@ -3,8 +3,10 @@ link requests, several end-to-end pairs in flight per circuit, and the rate
 they give.
 
 * By hand (sans I/O, three QnpProtocols n0 - n1 - n2): a node asks its
-  downstream link for all its free credit in one request, tops a standing
-  request up only in batches of at least half its window, never asks for
+  downstream link for all its free credit in one standing request and tops
+  it up (CreateTopUp) only in batches of at least half its window while
+  pairs of it are still to come (plain requests, with a time limit per
+  pair: a new request under the same rule), never asks for
   more than the circuit still needs, and gets all the unserved credit of a
   multi-pair request back on a LinkErr; windows: ``"auto"`` from the memory,
   an explicit integer, a request's own, the memory shared by circuits.
@@ -35,7 +37,7 @@ from hypothesis import strategies as st
 from qstack.core.errors import ErrorCode
 from qstack.core.faults import Fault
 from qstack.core.protocol import MessageReceived, StartTimer, Submit, TimerFired
-from qstack.link.service import CreateRequest, LinkErr
+from qstack.link.service import CancelCreate, CreateRequest, CreateTopUp, LinkErr
 from qstack.network.circuit import MAX_AUTO_WINDOW, QnpProtocol
 from qstack.network.messages import CircuitConfirm, CircuitSetup
 from qstack.network.routing import Topology
@@ -51,13 +53,17 @@ from tests.netstack import inbox, stack_net
 from tests.test_network_pair_loss import _Hand
 
 
+def _submitted(h: _Hand, node: str, kind: type) -> list:
+    """The ``kind`` requests ``node`` submitted below so far (and forget them)."""
+    got = [a.request for a in h.up[node] if isinstance(a, Submit) and isinstance(a.request, kind)]
+    h.up[node] = [a for a in h.up[node] if not (isinstance(a, Submit)
+                                                and isinstance(a.request, kind))]
+    return got
+
+
 def _creates(h: _Hand, node: str) -> list:
     """The link requests ``node`` submitted so far (and forget them)."""
-    got = [a.request for a in h.up[node] if isinstance(a, Submit)
-           and isinstance(a.request, CreateRequest)]
-    h.up[node] = [a for a in h.up[node] if not (isinstance(a, Submit)
-                                                and isinstance(a.request, CreateRequest))]
-    return got
+    return _submitted(h, node, CreateRequest)
 
 
 def _deliver_one(h: _Hand) -> None:
@@ -80,15 +86,50 @@ def test_a_node_asks_for_its_whole_window_in_one_request():
     assert not _creates(h, "n2")                       # the tail makes no link pairs
 
 
-def test_a_standing_request_is_topped_up_in_batches_of_half_the_window():
+def _top_ups(h: _Hand, node: str) -> list:
+    """The top-ups of link requests ``node`` submitted so far (and forget them)."""
+    return _submitted(h, node, CreateTopUp)
+
+
+def test_a_standing_link_request_is_topped_up_in_batches_of_half_the_window():
+    """One standing link request per circuit and link: credit that comes
+    back is added to it (CreateTopUp), in batches of half the window while
+    pairs of it are still to come; no new request per pair."""
     h = _Hand(number=10, window=4)
-    _creates(h, "n0")
+    for node in ("n0", "n1"):
+        (req,) = _creates(h, node)
+        assert req.standing and req.number == 4
+        assert h.c[node].standing == req.create_id
+    first = h.c["n0"].standing
+    _deliver_one(h)               # one credit back at the head, 3 pairs still to come
+    assert not _top_ups(h, "n0") and not _creates(h, "n0")
+    _deliver_one(h)               # two back: a batch worth a top-up
+    (up,) = _top_ups(h, "n0")
+    assert (up.create_id, up.remote, up.number) == (first, "n1", 2)
+    assert not _creates(h, "n0") and not _creates(h, "n1")
+    assert h.c["n0"].outstanding == 4 and h.c["n0"].creates == {first: 4}
+    for _ in range(4):            # the link serves all of it: no pair still to come
+        h.link_pair("n0", "n1")
+    assert h.c["n0"].creates == {first: 0}
+    h.feed("n0", NetCancel(h.c["n0"].request_id))    # the circuit ends: the request is withdrawn
+    (cancel,) = [a.request for a in h.up["n0"] if isinstance(a, Submit)
+                 and isinstance(a.request, CancelCreate)]
+    assert cancel.create_id == first
+
+
+def test_a_plain_request_is_topped_up_in_batches_of_half_the_window():
+    """With a time limit per link pair (``link_max_time_ns``) the link
+    requests are plain ones: another only for a batch of half the window."""
+    h = _Hand(number=10, window=4, link_max_time_ns=10**9)
+    (first,) = _creates(h, "n0")
+    assert not first.standing and first.max_time_ns == 4 * 10**9
     _deliver_one(h)               # one credit back at the head, 3 pairs still standing
     assert not _creates(h, "n0")
     _deliver_one(h)               # two back: a batch worth a request
     (req,) = _creates(h, "n0")
-    assert req.number == 2
+    assert req.number == 2 and not req.standing
     assert h.c["n0"].outstanding == 4 and sum(h.c["n0"].creates.values()) == 4
+    assert not _top_ups(h, "n0")
 
 
 def test_never_more_link_pairs_than_the_circuit_needs():

@@ -5,9 +5,9 @@ from qstack.link.schemes import (
     DoubleClickModel, MidpointSourceModel, SenderReceiverModel, SingleClickModel,
 )
 from qstack.link.service import (
-    CancelCreate, CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, RequestType,
+    CancelCreate, CreateRequest, CreateTopUp, EntanglementId, LinkErr, LinkExpire, LinkOk, RequestType,
 )
 
 __all__ = ["EGP", "Release", "SingleClickModel", "DoubleClickModel", "MidpointSourceModel",
            "SenderReceiverModel", "CreateRequest", "EntanglementId", "LinkErr", "LinkExpire",
-           "LinkOk", "RequestType", "CancelCreate"]
+           "LinkOk", "RequestType", "CancelCreate", "CreateTopUp"]

@@ -13,7 +13,11 @@ link of that node. ``specs/link.md`` is the normative description; in short:
   come up as :class:`~qstack.link.service.LinkOk` at **both** ends with the
   same entanglement id and Bell index; failures as
   :class:`~qstack.link.service.LinkErr` at the requesting end; lost pairs as
-  :class:`~qstack.link.service.LinkExpire` at both ends.
+  :class:`~qstack.link.service.LinkExpire` at both ends. A *standing*
+  request (``CreateRequest(standing=True)``) stays open after its pairs and
+  :class:`~qstack.link.service.CreateTopUp` adds to it (the ends tell each
+  other with :class:`~qstack.link.messages.QueueTopUp`), so a user that asks
+  for pairs a few at a time keeps one queue item, not one per few pairs.
 * **Leader and follower.** Of the two ends, the node with the
   lexicographically smaller name is the *leader*: it keeps the queue (a
   follower's CREATE reaches it as :class:`~qstack.link.messages.QueueRequest`),
@@ -79,17 +83,17 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.link.messages import (
-    BASES, Abort, Expire, QueueAdd, QueueReject, QueueRequest, QueueSpec,
+    BASES, Abort, Expire, QueueAdd, QueueReject, QueueRequest, QueueSpec, QueueTopUp,
 )
 from qstack.link.schemes import bell_fidelity, decayed_bell_fidelity
 from qstack.link.service import (
-    CancelCreate, CreateRequest, EntanglementId, LinkErr, LinkExpire, LinkOk, Release,
-    RequestType,
+    CancelCreate, CreateRequest, CreateTopUp, EntanglementId, LinkErr, LinkExpire, LinkOk,
+    Release, RequestType,
 )
 from qstack.physical.channels_kraus import t1t2_rates
 from qstack.physical.ops import CancelEntangle, Discard, Entangle, Measure
 
-__all__ = ["EGP", "Release", "CancelCreate", "LinkState", "Phase"]
+__all__ = ["EGP", "Release", "CancelCreate", "CreateTopUp", "LinkState", "Phase"]
 
 #: Deadline used for Entangle ops without a time limit, ns.
 _NO_DEADLINE = 1 << 62
@@ -148,7 +152,7 @@ class LinkState:
                  "next_qid", "seq", "out", "m", "waiting", "free_seqs", "follow_ctx", "served",
                  "delivered", "pending", "retries", "fid_cache", "param_cache", "capacity",
                  "last_goodness", "phase", "orphans", "link_down", "session_down", "bells",
-                 "measured", "cancelled")
+                 "measured", "cancelled", "topups")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
                  delay_ns: int | None = None, parallel: int = 1) -> None:
@@ -193,6 +197,9 @@ class LinkState:
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
         # follower: create ids of its requests cancelled before their QueueAdd came
         self.cancelled: set[int] = set()
+        # follower: create id -> pairs its standing request was topped up by
+        # before its QueueAdd came (sent to the leader when it comes)
+        self.topups: dict[int, int] = {}
         self.orphans: dict[int, list] = {}   # follower: qid -> heralds before its QueueAdd
         self.retries = 0
         # a new start: DOWN while the link or its session is down
@@ -214,7 +221,7 @@ class _Item:
     """One queue item (the same at both ends)."""
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
-                 "abort_code", "sent", "out", "ending", "cancelled")
+                 "abort_code", "sent", "out", "ending", "cancelled", "standing", "fair_key")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
@@ -224,7 +231,12 @@ class _Item:
         self.delivered = 0      # OKs delivered at this end
         self.finished = False
         self.local = local      # this end submitted the CREATE
-        self.limit = spec.number   # pairs it will have (fewer once aborted)
+        # pairs it will have (fewer once aborted; a standing item's grows with
+        # its top-ups)
+        self.limit = spec.number
+        self.standing = spec.standing   # open until it is ended, whatever its count
+        # leader: the class its pairs are counted in for fairness (LinkState.served)
+        self.fair_key = (spec.priority, spec.purpose_id)
         self.abort_code: ErrorCode | None = None   # follower: aborted by the leader
         self.sent = 0           # leader: pair indices handed out (submitted at least once)
         self.out = 0            # leader: its Entangles outstanding
@@ -439,7 +451,7 @@ class EGP(Protocol):
         spec = QueueSpec(cid, req.number, float(req.min_fidelity),
                          now + req.max_time_ns if req.max_time_ns else 0, req.purpose_id,
                          _REQUEST_TYPE[req.type], req.measure_basis, req.priority, req.atomic,
-                         req.consecutive or req.atomic, float(param))
+                         req.consecutive or req.atomic, float(param), req.standing)
         if not link.leader:
             link.pending[cid] = req
             return [SendMessage(link.peer, QueueRequest(spec))]
@@ -482,6 +494,11 @@ class EGP(Protocol):
             return [SendMessage(link.peer, QueueReject(-1, msg.spec.create_id,
                                                        int(ErrorCode.LINK_QUEUE_FULL),
                                                        "queue full"))]
+        if _bad_standing(msg.spec):
+            return [SendMessage(link.peer, QueueReject(-1, msg.spec.create_id,
+                                                       int(ErrorCode.LINK_UNSUPPORTED),
+                                                       "standing item with a deadline or "
+                                                       "consecutive"))]
         return self._leader_add(link, link.peer, msg.spec, now)
 
     @on_message(QueueAdd)
@@ -510,6 +527,8 @@ class EGP(Protocol):
             refuse = (ErrorCode.LINK_QUEUE_FULL, "queue full")
         elif spec.atomic and spec.number > self.num_qubits:
             refuse = (ErrorCode.LINK_NO_RESOURCES, "atomic request exceeds memory")
+        elif _bad_standing(spec):
+            refuse = (ErrorCode.LINK_UNSUPPORTED, "standing item with a deadline or consecutive")
         if refuse is None and msg.qid in link.items:
             return [Fail(ErrorCode.UNEXPECTED_EVENT, f"duplicate queue item {msg.qid}")]
         if refuse is not None:
@@ -525,9 +544,15 @@ class EGP(Protocol):
         if cancelled:
             item.cancelled = True
             actions.append(self._cancel_message(link, item))
+        elif local and link.topups:
+            extra = link.topups.pop(spec.create_id, 0)
+            if extra:
+                # topped up while its QueueAdd was on its way: the leader hears it now
+                item.limit += extra
+                actions.append(SendMessage(link.peer, QueueTopUp(msg.qid, extra)))
         for herald, _t in link.orphans.pop(msg.qid, ()):
             key = herald.key
-            if 0 <= key[2] < spec.number:
+            if _index_ok(item, key[2]):
                 self._pair_made(link, item, key[3], key[2], herald, now, actions)
             else:
                 actions.append(Fail(ErrorCode.UNEXPECTED_EVENT, f"herald for pair {key[2]} of "
@@ -543,6 +568,7 @@ class EGP(Protocol):
             return refused
         code = _link_code(msg.code)
         if msg.qid < 0:   # the leader refused our QueueRequest
+            link.topups.pop(msg.create_id, None)
             req = link.pending.pop(msg.create_id, None)
             if req is None:
                 link.cancelled.discard(msg.create_id)   # (cancelled meanwhile: silently)
@@ -591,7 +617,8 @@ class EGP(Protocol):
         item = link.items.get(msg.qid)
         if item is None:
             return []
-        item.limit = min(item.limit, msg.done)
+        # (a standing item may have made more pairs than this end was told of)
+        item.limit = msg.done if item.standing else min(item.limit, msg.done)
         item.abort_code = _link_code(msg.code)
         if item.done >= item.limit:
             self._drop_item(link, item, item.abort_code, "aborted by the leader", actions,
@@ -635,7 +662,7 @@ class EGP(Protocol):
             if item.sent >= item.limit:
                 continue             # every pair it still needs is being made
             w = self.weights.get(spec.purpose_id, 1.0)
-            key = (spec.priority, served.get((spec.priority, spec.purpose_id), 0) / w,
+            key = (spec.priority, served.get(item.fair_key, 0) / w,
                    spec.purpose_id, item.qid)
             if best_key is None or key < best_key:
                 best, best_key = item, key
@@ -658,8 +685,7 @@ class EGP(Protocol):
                 item = self._pick(link, now)
                 if item is None:
                     return
-            spec = item.spec
-            k = (spec.priority, spec.purpose_id)
+            k = item.fair_key
             served[k] = served.get(k, 0) + 1      # fairness counts pairs scheduled
             self._entangle(link, item, actions)
             if link.out >= link.m:
@@ -698,8 +724,7 @@ class EGP(Protocol):
         if reuse:
             heappush(link.free_seqs, key[3])
         if withdrawn:
-            spec = item.spec
-            k = (spec.priority, spec.purpose_id)
+            k = item.fair_key
             served = link.served
             served[k] -= 1
             if not served[k]:
@@ -713,7 +738,7 @@ class EGP(Protocol):
         whose QueueAdd is on its way); none once it knows of no such pair."""
         phase = link.phase
         if link.m == 1:                    # (one process: the usual case, kept short)
-            if link.items or link.orphans:
+            if link.orphans or _pairs_to_come(link):
                 if phase is _IDLE:
                     actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0),
                                                  link.follow_ctx))
@@ -851,7 +876,7 @@ class EGP(Protocol):
             del measured[next(iter(measured))]
         return [Deliver(LinkOk(spec.create_id, m.ent_id, m.peer, m.bell_index, m.goodness,
                                m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
-                               ndel == spec.number))]
+                               ndel == spec.number and not item.standing))]
 
     def _herald_ok(self, link: LinkState, item: _Item | None, key: tuple | None, h: Any,
                    now: int) -> list:
@@ -868,9 +893,10 @@ class EGP(Protocol):
                 return actions
             spec = item.spec
             if not item.finished and (spec.consecutive or len(link.items) == 1) \
+                    and item.sent < item.limit \
                     and (not spec.deadline_ns or now < spec.deadline_ns):
                 # fast path (one process): the only (or a consecutive) item continues
-                k = (spec.priority, spec.purpose_id)
+                k = item.fair_key
                 served = link.served
                 served[k] = served.get(k, 0) + 1
                 self._entangle(link, item, actions)
@@ -883,7 +909,7 @@ class EGP(Protocol):
         if item is None:
             # the leader's QueueAdd for it is still on its way: the pair waits
             link.orphans.setdefault(qid, []).append((h, now))
-        elif not 0 <= key[2] < item.spec.number:
+        elif not _index_ok(item, key[2]):
             actions.append(Fail(ErrorCode.UNEXPECTED_EVENT,
                                 f"herald for pair {key[2]} of item {qid} of "
                                 f"{item.spec.number} pairs"))
@@ -899,7 +925,9 @@ class EGP(Protocol):
         spec = item.spec
         peer = link.peer
         item.done = done = item.done + 1
-        if done >= item.limit:
+        if done >= item.limit and (not item.standing or item.abort_code is not None):
+            # (a standing item stays open at its count: its requester may add
+            # more; at the follower it ends after the pairs its Abort counts)
             item.finished = True
             del link.items[item.qid]
             if link.leader and spec.deadline_ns:
@@ -920,7 +948,7 @@ class EGP(Protocol):
             qubit = h.qubit
             actions.append(Deliver(LinkOk(spec.create_id, ent_id, peer, h.bell_index,
                                           goodness, now, spec.purpose_id, qubit, None, None,
-                                          index, ndel == spec.number)))
+                                          index, ndel == spec.number and not item.standing)))
             delivered = link.delivered
             delivered[seq] = (qubit, ent_id, spec.purpose_id)
             if len(delivered) > link.capacity:
@@ -1054,10 +1082,10 @@ class EGP(Protocol):
         if not link.leader and cid in link.pending:
             # no QueueAdd yet: the leader's, when it comes, is answered then
             del link.pending[cid]
+            link.topups.pop(cid, None)
             link.cancelled.add(cid)
             return []
-        item = next((it for it in link.items.values()
-                     if it.local and it.spec.create_id == cid), None)
+        item = self._own_item(link, cid)
         if item is None or item.cancelled or item.finished:
             return []          # unknown, finished or cancelled already
         item.cancelled = True
@@ -1071,6 +1099,73 @@ class EGP(Protocol):
             if _can_submit(link):
                 self._schedule(link, now, actions)
         return actions
+
+    # ------------------------------------------------------------ standing requests
+    @on(CreateTopUp)
+    def _on_top_up(self, ev: CreateTopUp, now: int) -> list:
+        """The requester's standing request ``ev.create_id`` may make
+        ``ev.number`` pairs more (``specs/link.md`` §4, "Standing requests").
+        Either end tells the other (``QueueTopUp``; a follower whose
+        ``QueueAdd`` has not come yet, when it comes); at the leader the link
+        serves it at once."""
+        link = self.links.get(ev.remote)
+        number = ev.number
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+            return [Fail(ErrorCode.LINK_UNSUPPORTED,
+                         f"top-up of create {ev.create_id}: number must be 1..65535, "
+                         f"got {number!r}")]
+        if link is None or link.phase is _DOWN:
+            return []          # (down: the request has failed already)
+        cid = ev.create_id
+        if not link.leader and cid in link.pending:
+            link.topups[cid] = link.topups.get(cid, 0) + number
+            return []
+        item = self._own_item(link, cid)
+        if item is None or not item.standing or item.cancelled or item.finished \
+                or item.ending is not None:
+            return []          # unknown, not standing, ended or ending: nothing to add to
+        actions: list = [SendMessage(link.peer, QueueTopUp(item.qid, number))]
+        self._allow_more(link, item, number, now, actions)
+        return actions
+
+    @on_message(QueueTopUp)
+    def _on_queue_top_up(self, src: str, msg: QueueTopUp, now: int) -> list:
+        """The other end's standing item ``msg.qid`` may have ``msg.number``
+        pairs more: at the leader the follower's own request (served at
+        once), at the follower the leader's (it keeps more Entangles out).
+        One for an item that has ended is late: ignored."""
+        link, refused = self._link_from(src, msg)
+        if refused:
+            return refused
+        item = link.items.get(msg.qid)
+        if item is None or item.finished or item.ending is not None or item.cancelled:
+            return []
+        if not item.standing or item.origin != link.peer:
+            return [Fail(ErrorCode.UNEXPECTED_EVENT,
+                         f"QueueTopUp for item {msg.qid} from {link.peer}, which did not "
+                         "request it as a standing item")]
+        actions: list = []
+        self._allow_more(link, item, msg.number, now, actions)
+        return actions
+
+    def _allow_more(self, link: LinkState, item: _Item, number: int, now: int,
+                    actions: list) -> None:
+        """Standing ``item`` may have ``number`` pairs more: the leader starts
+        them as processes are free, the follower keeps Entangles out for them."""
+        item.limit += number
+        if link.leader:
+            if _can_submit(link):
+                self._schedule(link, now, actions)
+        else:
+            self._follow(link, actions)
+
+    @staticmethod
+    def _own_item(link: LinkState, create_id: int) -> _Item | None:
+        """This end's queued item for its request ``create_id``, if any."""
+        for item in link.items.values():
+            if item.local and item.spec.create_id == create_id:
+                return item
+        return None
 
     @staticmethod
     def _cancel_message(link: LinkState, item: _Item) -> SendMessage:
@@ -1206,11 +1301,32 @@ def _invalid(req: CreateRequest, cid: int) -> str:
         known = False
     if not known:
         return f"unknown request type {req.type!r}"
+    if req.standing and (req.max_time_ns or req.atomic or req.consecutive):
+        return "a standing request has no max_time_ns and is neither atomic nor consecutive"
     return ""
+
+
+def _bad_standing(spec: QueueSpec) -> bool:
+    """A standing queue item with a deadline or pairs in a row (refused)."""
+    return spec.standing and (spec.deadline_ns != 0 or spec.consecutive)
+
+
+def _index_ok(item: _Item, index: int) -> bool:
+    """``index`` may name a pair of ``item`` (a standing item's have no upper bound)."""
+    return 0 <= index and (index < item.spec.number or item.standing)
 
 
 _REQUEST_TYPES = frozenset(int(t) for t in RequestType)
 _REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without the enum call
+
+
+def _pairs_to_come(link: LinkState) -> bool:
+    """Follower: some item it knows of may still get a pair (an open standing
+    item only while its top-ups allow more than it got)."""
+    for item in link.items.values():
+        if item.limit > item.done:
+            return True
+    return False
 
 
 def _can_submit(link: LinkState) -> bool:

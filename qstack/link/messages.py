@@ -1,6 +1,6 @@
 """Wire messages of the entanglement generation protocol (EGP), protocol ``link.egp``.
 
-Type codes 0x0200-0x0206 (0x0200 is only ever nested); ``specs/link.md`` is the normative description
+Type codes 0x0200-0x0207 (0x0200 is only ever nested); ``specs/link.md`` is the normative description
 (fields, ranges, which end sends what, and when). Of a link's two ends the
 one whose name sorts first is the **leader** (it keeps the queue and decides
 which item each pair serves), the other the **follower**. All times are
@@ -14,7 +14,7 @@ from qstack.core.messages import Message, limits, message
 from qstack.link.service import RequestType
 
 __all__ = ["QueueSpec", "QueueAdd", "QueueReject", "QueueRequest", "Abort",
-           "Expire", "VECTOR_EXAMPLES", "BASES"]
+           "Expire", "QueueTopUp", "VECTOR_EXAMPLES", "BASES"]
 
 #: Values of ``measure_basis`` on the wire.
 BASES = ("Z", "X", "Y", "random")
@@ -24,13 +24,15 @@ _INT32 = limits(0, 2**31 - 1)
 _TIME = limits(0, 2**62)
 
 
-@message("link.egp", 0x0200)
+@message("link.egp", 0x0200, version=2)
 @dataclass(frozen=True, slots=True)
 class QueueSpec(Message):
     """What a queue item asks for (nested in :class:`QueueAdd` / :class:`QueueRequest`).
 
     ``param`` is the scheme parameter the originating end chose (alpha for
-    single-click); ``deadline_ns`` 0 means none.
+    single-click); ``deadline_ns`` 0 means none. ``standing`` (version 2):
+    the item stays open after ``number`` pairs, its requester adds more
+    (:class:`QueueTopUp`); it has no deadline and is not consecutive.
     """
 
     create_id: int = field(metadata=_INT32)
@@ -44,13 +46,14 @@ class QueueSpec(Message):
     atomic: bool
     consecutive: bool
     param: float = field(metadata=limits(0.0, 1.0))
+    standing: bool = False
 
     def __post_init__(self) -> None:
         if self.measure_basis not in BASES:
             raise ValueError(f"measure_basis must be one of {BASES}, got {self.measure_basis!r}")
 
 
-@message("link.egp", 0x0201, version=2)
+@message("link.egp", 0x0201, version=3)
 @dataclass(frozen=True, slots=True)
 class QueueAdd(Message):
     """Leader -> follower: item ``qid`` joins the queue.
@@ -59,7 +62,8 @@ class QueueAdd(Message):
     entanglement ids). The follower answers only to refuse
     (:class:`QueueReject`). Version 2: no start time (the leader decides
     which item each pair serves and the heralds name it, so no end waits for
-    a time at which both would know the item).
+    a time at which both would know the item). Version 3: the spec's
+    ``standing``.
     """
 
     qid: int = field(metadata=_INT32)
@@ -81,26 +85,28 @@ class QueueReject(Message):
     detail: str = field(metadata=limits(max_len=256))
 
 
-@message("link.egp", 0x0204)
+@message("link.egp", 0x0204, version=2)
 @dataclass(frozen=True, slots=True)
 class QueueRequest(Message):
-    """Follower -> leader: please add this request (the follower's own CREATE) to the queue."""
+    """Follower -> leader: please add this request (the follower's own CREATE)
+    to the queue. Version 2: the spec's ``standing``."""
 
     spec: QueueSpec
 
 
-@message("link.egp", 0x0205, version=2)
+@message("link.egp", 0x0205, version=3)
 @dataclass(frozen=True, slots=True)
 class Abort(Message):
     """Leader -> follower: item ``qid`` ends with ``code`` after ``done`` pairs
     (the follower still delivers those it has not had the herald of yet).
     Follower -> leader with ``qid`` = -1: the follower's memory stayed full
     through its retries; the leader aborts the item it is attempting.
-    Version 2: ``done`` replaces a time."""
+    Version 2: ``done`` replaces a time; version 3: ``done`` up to 2**31 - 1
+    (a standing item may make more than 65535 pairs)."""
 
     qid: int = field(metadata=limits(-1, 2**31 - 1))
     code: int = field(metadata=limits(200, 299))
-    done: int = field(metadata=limits(0, 65535))
+    done: int = field(metadata=_INT32)
 
 
 @message("link.egp", 0x0206)
@@ -113,12 +119,30 @@ class Expire(Message):
     reason: str = field(metadata=limits(max_len=64))
 
 
+@message("link.egp", 0x0207)
+@dataclass(frozen=True, slots=True)
+class QueueTopUp(Message):
+    """The standing item ``qid`` may have ``number`` pairs more: from its
+    requesting follower to the leader (the follower's ``CreateTopUp``); from
+    the leader to the follower when the leader requested it and the link
+    runs more than one generation process (the follower then keeps as many
+    Entangles out as pairs may come; with one it keeps one out while the
+    item is open, and is not told)."""
+
+    qid: int = field(metadata=_INT32)
+    number: int = field(metadata=limits(1, 65535))
+
+
 _SPEC = QueueSpec(create_id=7, number=3, min_fidelity=0.8, deadline_ns=2_000_000, purpose_id=4,
                   type=RequestType.KEEP, measure_basis="Z", priority=1, atomic=False,
                   consecutive=True, param=0.1)
 _SPEC_M = QueueSpec(create_id=8, number=1000, min_fidelity=0.0, deadline_ns=0, purpose_id=9,
                     type=RequestType.MEASURE, measure_basis="random", priority=0, atomic=False,
                     consecutive=False, param=0.05)
+_SPEC_STANDING = QueueSpec(create_id=2**30 + 5, number=4, min_fidelity=0.9, deadline_ns=0,
+                           purpose_id=32768, type=RequestType.KEEP, measure_basis="Z",
+                           priority=1, atomic=False, consecutive=False, param=0.0,
+                           standing=True)
 
 #: One example per message class; ``python -m qstack.core.vectors write`` turns
 #: them into ``specs/vectors/link/*.json``.
@@ -128,6 +152,9 @@ VECTOR_EXAMPLES = {
     "queue_add_measure": QueueAdd(qid=13, origin="bob", spec=_SPEC_M),
     "queue_reject": QueueReject(qid=12, create_id=7, code=208, detail="queue full"),
     "queue_request": QueueRequest(spec=_SPEC_M),
+    "queue_request_standing": QueueRequest(spec=_SPEC_STANDING),
+    "queue_top_up": QueueTopUp(qid=12, number=4),
     "abort": Abort(qid=12, code=205, done=2),
+    "abort_standing": Abort(qid=12, code=210, done=100_000),
     "expire": Expire(seq=42, reason="cutoff"),
 }

@@ -42,6 +42,10 @@ class CreateRequest:
     as BB84-like protocols want). ``priority``: 0 is highest. ``atomic``: all
     ``number`` pairs must be in memory at the same time. ``consecutive``: the
     OKs for this request are not interleaved with other requests'.
+    ``standing``: the request stays open once its ``number`` pairs are made,
+    and :class:`CreateTopUp` lets it make more (``specs/link.md`` §4,
+    "Standing requests"); it has no ``max_time_ns`` and is neither atomic
+    nor consecutive.
     """
 
     remote: str
@@ -55,6 +59,21 @@ class CreateRequest:
     atomic: bool = False
     consecutive: bool = False
     create_id: int | None = None   # set by the caller to correlate, or chosen by the EGP
+    standing: bool = False
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class CreateTopUp:
+    """Submitted from above by the end that made the standing request
+    ``create_id`` (with neighbour ``remote``): it may make ``number``
+    (1..65535) pairs more. A top-up of an unknown, ended or cancelled
+    request does nothing (its ``LinkErr``, if any, returns every pair not
+    made; a cancelled request gets none)."""
+
+    create_id: int
+    remote: str
+    number: int = 1
 
 
 @fast_init

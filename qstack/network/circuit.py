@@ -81,7 +81,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
-    CancelCreate, CreateRequest, LinkErr, LinkExpire, LinkOk, Release, RequestType,
+    CancelCreate, CreateRequest, CreateTopUp, LinkErr, LinkExpire, LinkOk, Release, RequestType,
 )
 from qstack.physical.ops import BellMeasure, Discard, Gate, Measure
 
@@ -211,9 +211,12 @@ class _Circuit:
     # `window` delivered pairs, the ones a PairLost may still name
     recent: dict = field(default_factory=dict)
     window: int = 1                  # the head's flow-control window (CircuitSetup)
-    # standing link-layer requests on the downstream link: create id -> pairs
-    # still to come (their sum is `outstanding`)
+    # link-layer requests on the downstream link: create id -> pairs still
+    # to come (their sum is `outstanding`)
     creates: dict = field(default_factory=dict)
+    # the create id of its standing link request (topped up as credit frees;
+    # kept in `creates`, at 0 when all its pairs came, until the circuit ends)
+    standing: int | None = None
     credit: int = 1                  # this node's window on the downstream link (_recredit)
     waiting_track: dict = field(default_factory=dict)   # left seq -> Track held at a repeater
     # repeater flow control (specs/network.md, "Flow control"): downstream
@@ -342,12 +345,17 @@ class QnpProtocol(Protocol):
     the smaller of it and its own.
 
     Standing link requests: a node asks its downstream link for all the
-    credit it has free in one ``CreateRequest(number=k)`` and, while that is
-    being served, tops it up only with batches of at least half its window
-    (and through ``network.purify``, whose sessions are one per label, not
-    at all until it is served), so the link layer gets about two requests per
-    window of pairs instead of one per pair. ``link_max_time_ns`` is per pair
-    (a request for ``k`` pairs gets ``k`` times it).
+    credit it has free in one ``CreateRequest(number=k, standing=True)``
+    and later adds the credit that frees to that same request
+    (``CreateTopUp``: a two-number ``QueueTopUp`` between the link's ends
+    instead of a new queue item each time), until the circuit ends here.
+    While pairs of it are still to come it is topped up only with a batch
+    of at least half the credit, so the link layer gets about two top-ups
+    per window of pairs instead of one per pair. Through ``network.purify``
+    (whose sessions are one per label), or with ``link_max_time_ns`` (per
+    pair: a request for ``k`` pairs gets ``k`` times it), requests are
+    plain: one for the free credit and, while it is served, another only
+    for such a batch (through purify: not until it is served).
 
     ``link_retry_ns``: after the link layer refuses a request at once (queue
     full, no resources, out of memory), the wait before asking again (ns).
@@ -381,6 +389,10 @@ class QnpProtocol(Protocol):
         self._crossing: dict[str, list] = {}
         # standing requests may be topped up while served (not through purify)
         self._top_up = link_service != "network.purify"
+        # one link request per circuit and link, topped up pair by pair
+        # (CreateTopUp), where the link layer offers it: not through purify,
+        # not with a time limit per pair
+        self._link_standing = self._top_up and not link_max_time_ns
         self._next_create_id = 0
         self.purify = purify
         self.link_max_time_ns = int(link_max_time_ns)
@@ -646,17 +658,27 @@ class QnpProtocol(Protocol):
         if room <= 0:
             return
         if outstanding and (not self._top_up or 2 * room < credit):
-            # a request is standing: the link is busy for this circuit; top it
-            # up only with a batch worth a request (purify: one at a time)
+            # pairs are still to come: the link is busy for this circuit; top
+            # it up only with a batch worth a message (purify: one at a time)
+            return
+        if c.standing is not None:
+            # the link request stands: it may make `room` pairs more
+            c.creates[c.standing] += room
+            c.requested += room
+            out.append(Submit(CreateTopUp(c.standing, c.path[c.index + 1], room),
+                              to=self.link_service))
             return
         create_id = _CREATE_ID_BASE | self._next_create_id
         self._next_create_id = (self._next_create_id + 1) % _CREATE_ID_BASE
         c.creates[create_id] = room
         c.requested += room
+        if self._link_standing:
+            c.standing = create_id
         out.append(Submit(CreateRequest(
             remote=c.path[c.index + 1], number=room, min_fidelity=c.link_fidelity[c.index],
             max_time_ns=self.link_max_time_ns * room, purpose_id=c.labels[c.index],
-            type=RequestType.KEEP, create_id=create_id), to=self.link_service))
+            type=RequestType.KEEP, create_id=create_id, standing=self._link_standing),
+            to=self.link_service))
 
     def link_share(self, peer: str) -> int | None:
         """The memory slots the circuits crossing the link to ``peer`` may
@@ -720,8 +742,8 @@ class QnpProtocol(Protocol):
                 cid = next(iter(creates))
                 left = creates[cid]
             if left is not None:
-                # one pair of a standing request served (its credit now held)
-                if left > 1:
+                # one pair of a request served (its credit now held)
+                if left > 1 or cid == c.standing:
                     creates[cid] = left - 1
                 else:
                     del creates[cid]
@@ -757,6 +779,8 @@ class QnpProtocol(Protocol):
         # the request ends: all the credit of its pairs not served comes back
         unserved = c.creates.pop(err.create_id, 0)
         c.lost += unserved
+        if err.create_id == c.standing:
+            c.standing = None
         out: list = []
         if err.code in (ErrorCode.LINK_UNSUPPORTED, ErrorCode.LINK_NO_TIME):
             self._teardown_here(c, ErrorCode.NET_UNREACHABLE_FIDELITY,
@@ -935,23 +959,33 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
+    def _take_swap(self, c: _Circuit, src: str, seq: int) -> tuple | None:
+        """The swap record of pair ``seq`` on the link to ``src``, taken out
+        (a Track or PairDone passes a swap once), or None if this node did
+        not swap it (then :meth:`_locate` says where it stands)."""
+        if not c.swaps:
+            return None
+        side = self._side_of(c, src)
+        return None if side is None else c.swaps.pop((side, seq), None)
+
     @on_message(Track)
     def _on_track(self, src: str, t: Track, now_ns: int) -> list:
         out: list = []
         c = self._named(t, out)
         if c is None:
             return out
-        where, info = self._locate(c, src, t.link_seq, t)
-        if where == "swapped":
-            side, (oside, oseq, xor, f_o, created_o) = info
-            del c.swaps[(side, t.link_seq)]
+        rec = self._take_swap(c, src, t.link_seq)
+        if rec is not None:
+            oside, oseq, xor, f_o, created_o = rec
             out.append(SendMessage(c.neighbour(oside), Track(
                 c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
                 min(t.created_ns, created_o))))
             # flow control: the downstream pair is now part of a tracked pair
             c.untracked -= 1
             self._refill(c, now_ns, out)
-        elif where == "held":
+            return out
+        where, info = self._locate(c, src, t.link_seq, t)
+        if where == "held":
             side, p = info
             if c.index < c.n_links:
                 c.waiting_track[p.seq] = t      # repeater: wait for the swap
@@ -1024,10 +1058,9 @@ class QnpProtocol(Protocol):
         c = self._named(m, out)
         if c is None:
             return out
-        where, info = self._locate(c, src, m.link_seq, m)
-        if where == "swapped":
-            side, (oside, oseq, *_rest) = info
-            del c.swaps[(side, m.link_seq)]
+        rec = self._take_swap(c, src, m.link_seq)
+        if rec is not None:
+            oside, oseq = rec[0], rec[1]
             if not m.accepted:
                 c.lost += 1
                 self._refill(c, now_ns, out)
@@ -1035,6 +1068,7 @@ class QnpProtocol(Protocol):
                 m.circuit_id, m.head, oseq, m.accepted, m.pair_seq, m.bell_index, m.fidelity,
                 m.created_ns)))
             return out
+        where, info = self._locate(c, src, m.link_seq, m)
         if where != "held" or c.index != 0:
             return out
         _, p = info
