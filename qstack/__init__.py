@@ -27,6 +27,11 @@ a trio program::
         print(await bob(ctx))
 """
 from qstack._version import __version__
+from qstack import _compiled
+
+# before any protocol module is imported: QSTACK_PURE_PYTHON=1 (or a .py edited
+# after its build) runs a compiled module's own source (qstack/_compiled.py)
+_compiled.install()
 
 
 def _warn_if_pure_python() -> None:

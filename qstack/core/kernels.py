@@ -14,7 +14,7 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["load_kernel", "pure_python", "require_cython"]
+__all__ = ["compiled_modules", "load_kernel", "pure_python", "require_cython"]
 
 
 def pure_python() -> bool:
@@ -40,3 +40,23 @@ def load_kernel(module: str) -> ModuleType | None:
             raise ImportError(f"{module} (Cython kernel) is not built but QSTACK_REQUIRE_CYTHON=1; "
                               "build it with `pip install -e .`") from None
         return None
+
+
+def compiled_modules() -> dict[str, bool]:
+    """Every qstack module compiled from its own ``.py`` source (setup.py's
+    ``COMPILED_PY``) that is built here -> True when importing it gives the
+    compiled build, False when it gives the source (``QSTACK_PURE_PYTHON=1``,
+    or the ``.py`` was edited after the build: see :mod:`qstack._compiled`)."""
+    from pathlib import Path
+
+    import qstack
+    from qstack._compiled import compiled_stems, source_instead
+
+    root = Path(qstack.__file__).parent
+    found = {}
+    for directory in sorted({root, *(p.parent for p in root.rglob("*.py"))}):
+        package = ".".join(("qstack", *directory.relative_to(root).parts))
+        for stem, extension in compiled_stems(str(directory)).items():
+            found[f"{package}.{stem}"] = source_instead(str(directory / f"{stem}.py"),
+                                                        extension) is None
+    return dict(sorted(found.items()))

@@ -1,0 +1,119 @@
+"""Which build of a protocol module runs: the compiled one or its own source.
+
+A few per-pair modules (setup.py's ``COMPILED_PY``: the EGP, the QNP, the
+engine, ...) are compiled by Cython from their unchanged ``.py`` source, and
+the extension module lands beside the ``.py`` (``egp.py`` and
+``egp.cpython-311-x86_64-linux-gnu.so``). CPython imports the extension when
+both are there. This finder, put first on ``sys.meta_path`` by
+``import qstack``, sends such a module to its ``.py`` instead when
+
+* ``QSTACK_PURE_PYTHON=1`` (the switch that runs everything as plain Python:
+  the kernels' twins, and these modules' source), or
+* the ``.py`` was changed after the extension was built (its mtime is later by
+  more than :data:`STALE_AFTER_S`): the edit runs, not a stale build, with one
+  warning saying how to rebuild; with ``QSTACK_REQUIRE_CYTHON=1`` (``make``,
+  CI) that is an ImportError instead.
+
+For every other module, and for a built module whose build is current, it
+does nothing (the normal import machinery finds the extension). See
+docs/compiled-runtime.md, "Protocols compiled from their own source".
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import warnings
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
+from typing import Sequence
+
+__all__ = ["SourceFirstFinder", "install", "compiled_stems", "source_instead"]
+
+#: A ``.py`` newer than its extension by more than this (seconds) is an edit
+#: made after the build. Not 0: installing a wheel writes the ``.py`` just
+#: after the extension beside it.
+STALE_AFTER_S = 2.0
+
+_PREFIX = "qstack."
+
+
+def compiled_stems(directory: str) -> dict[str, str]:
+    """Module stem -> extension path, for every ``stem.py`` in ``directory``
+    with an extension module of the same stem beside it."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        for suffix in EXTENSION_SUFFIXES:
+            if name.endswith(suffix):
+                stem = name[: -len(suffix)]
+                if stem + ".py" in names:
+                    found[stem] = os.path.join(directory, name)
+                break
+    return found
+
+
+def source_instead(source: str, extension: str) -> str | None:
+    """Why the module compiled to ``extension`` must run from ``source``
+    ("pure" or "stale"), or None when the extension is the one to import."""
+    if os.environ.get("QSTACK_PURE_PYTHON") == "1":
+        return "pure"
+    try:
+        if os.stat(source).st_mtime > os.stat(extension).st_mtime + STALE_AFTER_S:
+            return "stale"
+    except OSError:
+        return None
+    return None
+
+
+class SourceFirstFinder:
+    """Meta-path finder: a compiled qstack module from its ``.py`` when
+    :func:`source_instead` says so; otherwise it leaves the import alone."""
+
+    def __init__(self) -> None:
+        self._stems: dict[str, dict[str, str]] = {}     # directory -> compiled_stems
+        self.warned: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: object = None) -> ModuleSpec | None:
+        if not fullname.startswith(_PREFIX) or not path:
+            return None
+        stem = fullname.rpartition(".")[2]
+        for directory in path:
+            stems = self._stems.get(directory)
+            if stems is None:
+                stems = self._stems[directory] = compiled_stems(directory)
+            extension = stems.get(stem)
+            if extension is None:
+                continue
+            source = os.path.join(directory, stem + ".py")
+            why = source_instead(source, extension)
+            if why is None:
+                return None
+            if why == "stale":
+                self._stale(fullname, source)
+            return importlib.util.spec_from_file_location(fullname, source)
+        return None
+
+    def _stale(self, fullname: str, source: str) -> None:
+        hint = "rebuild with `make install` (or `pip install -e .`)"
+        if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
+            raise ImportError(f"{fullname}: {source} was changed after its compiled module was "
+                              f"built and QSTACK_REQUIRE_CYTHON=1; {hint}")
+        if fullname not in self.warned:
+            self.warned.add(fullname)
+            warnings.warn(f"{fullname}: {source} was changed after its compiled module was "
+                          f"built: running the source (same results, slower); {hint}",
+                          RuntimeWarning, stacklevel=2)
+
+
+def install() -> SourceFirstFinder:
+    """Put the finder first on ``sys.meta_path`` (once) and return it."""
+    for finder in sys.meta_path:
+        if isinstance(finder, SourceFirstFinder):
+            return finder
+    finder = SourceFirstFinder()
+    sys.meta_path.insert(0, finder)
+    return finder

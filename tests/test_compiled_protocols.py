@@ -1,0 +1,144 @@
+"""Protocol modules compiled from their own, unchanged source (setup.py's
+``COMPILED_PY``; docs/compiled-runtime.md, "Protocols compiled from their own
+source").
+
+What must hold: every listed module is built (``make`` builds with
+``QSTACK_REQUIRE_CYTHON=1``) and imported compiled; ``QSTACK_PURE_PYTHON=1``
+imports its ``.py`` instead, as does a ``.py`` edited after the build (one
+warning; an ImportError under ``QSTACK_REQUIRE_CYTHON=1``); an exception in
+compiled protocol code names the ``.py`` file and line. That the compiled
+and the source modules give the same numbers (fidelities, events, messages,
+quantum operations on chains and the transport bench) is checked by
+tests/test_core_runtime_twins.py, whose runs with and without the switch now
+differ in these modules too.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+import pytest
+
+from qstack._compiled import STALE_AFTER_S, SourceFirstFinder
+from qstack.core.kernels import compiled_modules, pure_python
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _listed() -> list[str]:
+    """setup.py's COMPILED_PY, as dotted module names (read, not run)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED_PY":
+            return [".".join(Path(p).with_suffix("").parts) for p in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py has no COMPILED_PY")
+
+
+BUILT = bool(compiled_modules()) or os.environ.get("QSTACK_REQUIRE_CYTHON") == "1"
+needs_build = pytest.mark.skipif(not BUILT, reason="the compiled protocol modules are not built")
+
+_IMPORT = """
+import importlib, json
+from qstack.core.kernels import compiled_modules
+names = %r
+print(json.dumps({"report": compiled_modules(),
+                  "files": {n: importlib.import_module(n).__file__ for n in names}}))
+"""
+
+
+def _import_in_subprocess(pure: str) -> dict:
+    env = dict(os.environ, QSTACK_PURE_PYTHON=pure, PYTHONPATH=str(ROOT))
+    env.pop("QSTACK_REQUIRE_CYTHON", None)
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                           _IMPORT % (_listed(),)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@needs_build
+def test_every_listed_module_is_built_and_imported_compiled():
+    out = _import_in_subprocess("0")
+    listed = _listed()
+    assert sorted(out["report"]) == sorted(listed)       # built: no more, no fewer
+    assert all(out["report"].values())
+    for name, file in out["files"].items():
+        assert file.endswith(tuple(EXTENSION_SUFFIXES)), (name, file)
+
+
+@needs_build
+def test_the_pure_python_switch_imports_every_listed_module_from_its_source():
+    out = _import_in_subprocess("1")
+    assert sorted(out["report"]) == sorted(_listed())
+    assert not any(out["report"].values())
+    for name, file in out["files"].items():
+        assert file == str(ROOT / Path(*name.split("."))) + ".py", (name, file)
+
+
+def test_a_module_runs_compiled_only_while_its_build_is_newer_than_its_source(
+        tmp_path, monkeypatch):
+    """The finder on a made-up package directory: a ``.py`` with an (unloaded,
+    dummy) extension beside it, their mtimes set by hand."""
+    monkeypatch.delenv("QSTACK_PURE_PYTHON", raising=False)
+    monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    source = tmp_path / "mod.py"
+    source.write_text("X = 1\n")
+    extension = tmp_path / f"mod{EXTENSION_SUFFIXES[0]}"
+    extension.write_bytes(b"")
+    (tmp_path / "plain.py").write_text("Y = 2\n")
+    built = time.time() - 100
+
+    def finder(source_after_build_s: float) -> SourceFirstFinder:
+        os.utime(extension, (built, built))
+        os.utime(source, (built + source_after_build_s,) * 2)
+        return SourceFirstFinder()
+
+    path = [str(tmp_path)]
+    # not a qstack module, or a qstack module with no build: left to the normal finders
+    assert finder(50).find_spec("other.mod", path) is None
+    assert finder(50).find_spec("qstack.fake.plain", path) is None
+    # the build is current (a wheel writes the .py just after the extension)
+    assert finder(-50).find_spec("qstack.fake.mod", path) is None
+    assert finder(STALE_AFTER_S / 2).find_spec("qstack.fake.mod", path) is None
+    # the .py was edited after the build: the source runs, with one warning
+    f = finder(50)
+    with pytest.warns(RuntimeWarning, match="changed after its compiled module was built"):
+        spec = f.find_spec("qstack.fake.mod", path)
+    assert spec.origin == str(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f.find_spec("qstack.fake.mod", path).origin == str(source)   # warned once
+    # ... which a build that must be compiled refuses
+    monkeypatch.setenv("QSTACK_REQUIRE_CYTHON", "1")
+    with pytest.raises(ImportError, match="make install"):
+        finder(50).find_spec("qstack.fake.mod", path)
+    # the switch: the source, with no warning, even where the build is current
+    monkeypatch.setenv("QSTACK_PURE_PYTHON", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finder(-50).find_spec("qstack.fake.mod", path).origin == str(source)
+
+
+def test_an_error_in_protocol_code_names_the_source_file_and_line():
+    """Compiled or not, the traceback has a frame in link/egp.py at the line
+    that failed (Cython records the .py file and line of each frame)."""
+    from qstack.link.egp import EGP
+
+    egp = EGP.__new__(EGP)
+    with pytest.raises(AttributeError) as info:
+        egp._pair_made(None, None, 0, 0, None, 0, [])       # no item: item.spec fails
+    frame = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert Path(frame.filename).as_posix().endswith("qstack/link/egp.py")
+    lines = (ROOT / "qstack" / "link" / "egp.py").read_text().splitlines()
+    assert lines[frame.lineno - 1].strip() == "spec = item.spec"
+    assert frame.name.endswith("_pair_made")
+    compiled = compiled_modules().get("qstack.link.egp", False)
+    assert compiled is (not pure_python() and BUILT)
