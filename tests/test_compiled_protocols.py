@@ -128,17 +128,18 @@ def test_a_module_runs_compiled_only_while_its_build_is_newer_than_its_source(
 
 
 def test_an_error_in_protocol_code_names_the_source_file_and_line():
-    """Compiled or not, the traceback has a frame in link/egp.py at the line
-    that failed (Cython records the .py file and line of each frame)."""
-    from qstack.link.egp import EGP
+    """Compiled or not, the traceback has a frame in network/circuit.py at the
+    line that failed (Cython records the .py file and line of each frame)."""
+    from qstack.network.circuit import QnpProtocol
 
-    egp = EGP.__new__(EGP)
+    qnp = QnpProtocol.__new__(QnpProtocol)              # never initialised
     with pytest.raises(AttributeError) as info:
-        egp._pair_made(None, None, 0, 0, None, 0, [])       # no item: item.spec fails
+        qnp._circuit_of(None)                           # self._by_label is missing
     frame = traceback.extract_tb(info.value.__traceback__)[-1]
-    assert Path(frame.filename).as_posix().endswith("qstack/link/egp.py")
-    lines = (ROOT / "qstack" / "link" / "egp.py").read_text().splitlines()
-    assert lines[frame.lineno - 1].strip() == "spec = item.spec"
-    assert frame.name.endswith("_pair_made")
-    compiled = compiled_modules().get("qstack.link.egp", False)
+    assert Path(frame.filename).as_posix().endswith("qstack/network/circuit.py")
+    lines = (ROOT / "qstack" / "network" / "circuit.py").read_text().splitlines()
+    assert lines[frame.lineno - 1].strip() == \
+        "key = self._by_label.get((ev.remote, ev.purpose_id))"
+    assert frame.name.endswith("_circuit_of")
+    compiled = compiled_modules().get("qstack.network.circuit", False)
     assert compiled is (not pure_python() and BUILT)
