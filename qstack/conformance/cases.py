@@ -33,7 +33,9 @@ from qstack.emu.wire import (
     MAX_FRAME_BYTES, Challenge, ErrorFrame, Goodbye, Hello, Keepalive, Proof, Welcome,
     encode_frame, handshake_proof,
 )
-from qstack.link.messages import Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec
+from qstack.link.messages import (
+    Abort, QueueAdd, QueueReject, QueueRequest, QueueSpec, QueueTopUp,
+)
 from qstack.network.messages import (
     CircuitConfirm, CircuitSetup, CircuitTeardown, CircuitTopUp, LinkStateAd, PairDone, PairLost,
     SegmentExpire, SegmentNotice, Track,
@@ -517,10 +519,12 @@ async def _node_name_refused(h: Harness, name: str, what: str) -> None:
 
 # ================================================================ link layer
 
-def _spec(create_id=1, number=1, atomic=False, min_fidelity=0.5):
+def _spec(create_id=1, number=1, atomic=False, min_fidelity=0.5, standing=False,
+          consecutive=None):
     return QueueSpec(create_id=create_id, number=number, min_fidelity=min_fidelity,
                      deadline_ns=0, purpose_id=0, type=0, measure_basis="Z", priority=0,
-                     atomic=atomic, consecutive=atomic, param=0.1)
+                     atomic=atomic, consecutive=atomic if consecutive is None else consecutive,
+                     param=0.1, standing=standing)
 
 
 @case("link/2/1", "a link message from a node that is not a neighbour is refused "
@@ -669,6 +673,41 @@ async def _follower_abort(h: Harness) -> None:
     if got.code != int(ErrorCode.LINK_OUT_OF_MEMORY) or got.done != 0:
         raise CaseFailed(f"Abort(qid={add.qid}, code=LINK_OUT_OF_MEMORY 205, done=0)",
                          describe(got))
+
+
+@case("link/4/10", "a standing QueueRequest for pairs in a row is refused with "
+                   "QueueReject(-1, LINK_UNSUPPORTED), not queued")
+async def _standing_consecutive_refused(h: Harness) -> None:
+    node = h.need("follower")
+    inbox = h.inboxes[node]
+    mark = inbox.mark()
+    await h.send(node, QueueRequest(_spec(create_id=33, standing=True, consecutive=True)))
+    got = await inbox.expect(
+        mark, lambda m: isinstance(m, (QueueReject, QueueAdd)) and (
+            m.create_id if isinstance(m, QueueReject) else m.spec.create_id) == 33,
+        "QueueReject(-1, create_id=33, LINK_UNSUPPORTED)", h.timeout_s)
+    if isinstance(got, QueueAdd):
+        await h.send(node, QueueReject(got.qid, 33, int(ErrorCode.LINK_REJECTED), "done"))
+    if not isinstance(got, QueueReject) or got.qid != -1 \
+            or got.code != int(ErrorCode.LINK_UNSUPPORTED):
+        raise CaseFailed("QueueReject(qid=-1, create_id=33, code=LINK_UNSUPPORTED 200)",
+                         describe(got))
+
+
+@case("link/4/11", "a QueueTopUp for an item its sender did not request as standing is an "
+                   "unexpected event (recorded); the item is unchanged and the leader's "
+                   "Abort ends it")
+async def _top_up_not_standing(h: Harness) -> None:
+    node = h.need("leader")
+    inbox = h.inboxes[node]
+    imark = inbox.mark()
+    mark = await h.fail_mark()
+    await h.send(node, QueueAdd(105, node, _spec(create_id=17)), QueueTopUp(105, 3))
+    await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT,
+                           "a QueueTopUp for qid 105, not a standing item")
+    await h.send(node, Abort(105, int(ErrorCode.LINK_TIMEOUT), 0))
+    if any(isinstance(m, QueueReject) and m.qid == 105 for m in inbox.after(imark)):
+        raise CaseFailed("no QueueReject for an acceptable QueueAdd", "a QueueReject")
 
 
 # ================================================================ network layer
