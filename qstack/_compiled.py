@@ -1,9 +1,9 @@
 """Which build of a protocol module runs: the compiled one or its own source.
 
-A few per-pair modules (setup.py's ``COMPILED_PY``: the EGP, the QNP, the
-engine, ...) are compiled by Cython from their unchanged ``.py`` source, and
-the extension module lands beside the ``.py`` (``egp.py`` and
-``egp.cpython-311-x86_64-linux-gnu.so``). CPython imports the extension when
+A few per-pair modules (setup.py's ``COMPILED_PY``: the QNP, the engine,
+the device, ...) are compiled by Cython from their unchanged ``.py`` source, and
+the extension module lands beside the ``.py`` (``circuit.py`` and
+``circuit.cpython-311-x86_64-linux-gnu.so``). CPython imports the extension when
 both are there. This finder, put first on ``sys.meta_path`` by
 ``import qstack``, sends such a module to its ``.py`` instead when
 
@@ -58,6 +58,8 @@ def compiled_stems(directory: str) -> dict[str, str]:
 def source_instead(source: str, extension: str) -> str | None:
     """Why the module compiled to ``extension`` must run from ``source``
     ("pure" or "stale"), or None when the extension is the one to import."""
+    # (the switch is read here, not through qstack.core.kernels: importing
+    # qstack.core would import a compiled module before this finder is in place)
     if os.environ.get("QSTACK_PURE_PYTHON") == "1":
         return "pure"
     try:

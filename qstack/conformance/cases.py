@@ -25,6 +25,7 @@ import trio
 
 from qstack.conformance.harness import CaseFailed, Harness, RawConn, describe
 from qstack.core.errors import ErrorCode
+from qstack.core.messages import Message
 from qstack.emu.messages import (
     AppAccept, AppClose, AppConnect, AppDataArrived, AppDone, AppFailed, AppIncoming, AppListen,
     AppPeerClosed, AppSendBytes, NodeBoot, NodeStatus, StatusQuery,
@@ -598,16 +599,22 @@ async def _queueadd_atomic_too_big(h: Harness) -> None:
 @case("link/4/6", "a QueueAdd repeating a known qid is an unexpected event (recorded); "
                   "the leader's Abort then ends the item")
 async def _queueadd_duplicate(h: Harness) -> None:
+    add = QueueAdd(104, h.need("leader"), _spec(create_id=16))
+    await _unexpected_after_add(h, add, add, "a second QueueAdd for qid 104")
+
+
+async def _unexpected_after_add(h: Harness, add: QueueAdd, then: Message, what: str) -> None:
+    """The leader's acceptable ``add`` followed by ``then``, which the target
+    records as an unexpected event (``what``); the leader's Abort ends the
+    item, and the ``add`` itself is never refused (silence is consent)."""
     node = h.need("leader")
     inbox = h.inboxes[node]
     imark = inbox.mark()
     mark = await h.fail_mark()
-    add = QueueAdd(104, node, _spec(create_id=16))
-    await h.send(node, add, add)
-    await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT, "a second QueueAdd for qid 104")
-    await h.send(node, Abort(104, int(ErrorCode.LINK_TIMEOUT), 0))
-    # silence is consent: the first QueueAdd is not refused
-    if any(isinstance(m, QueueReject) and m.qid == 104 for m in inbox.after(imark)):
+    await h.send(node, add, then)
+    await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT, what)
+    await h.send(node, Abort(add.qid, int(ErrorCode.LINK_TIMEOUT), 0))
+    if any(isinstance(m, QueueReject) and m.qid == add.qid for m in inbox.after(imark)):
         raise CaseFailed("no QueueReject for an acceptable QueueAdd", "a QueueReject")
 
 
@@ -698,16 +705,8 @@ async def _standing_consecutive_refused(h: Harness) -> None:
                    "unexpected event (recorded); the item is unchanged and the leader's "
                    "Abort ends it")
 async def _top_up_not_standing(h: Harness) -> None:
-    node = h.need("leader")
-    inbox = h.inboxes[node]
-    imark = inbox.mark()
-    mark = await h.fail_mark()
-    await h.send(node, QueueAdd(105, node, _spec(create_id=17)), QueueTopUp(105, 3))
-    await h.expect_failure(mark, ErrorCode.UNEXPECTED_EVENT,
-                           "a QueueTopUp for qid 105, not a standing item")
-    await h.send(node, Abort(105, int(ErrorCode.LINK_TIMEOUT), 0))
-    if any(isinstance(m, QueueReject) and m.qid == 105 for m in inbox.after(imark)):
-        raise CaseFailed("no QueueReject for an acceptable QueueAdd", "a QueueReject")
+    await _unexpected_after_add(h, QueueAdd(105, h.need("leader"), _spec(create_id=17)),
+                                QueueTopUp(105, 3), "a QueueTopUp for qid 105, not a standing item")
 
 
 # ================================================================ network layer
