@@ -57,7 +57,7 @@ class Runtime:
 class Link:
     """``app.qkd`` on alice -- bob, scripted: block b (1, 2, ...) ends
     BLOCK_S after alice asks; ``plan[b]`` says what becomes of it: "lost"
-    (bob's result never comes), "late" (ANSWER_S + 10 s after alice's),
+    (bob's result never comes), "late" (ANSWER_S + BLOCK_S / 2 after alice's),
     "early" (bob's 0.5 s before alice's), "twice" (bob's delivered two
     times), "abort" (aborted at alice's end, a key at bob's). ``plan[0] =
     "stale"``: at once, bob gets a result of a block 99 no run names (as a
@@ -104,7 +104,7 @@ class Link:
         if what == "twice":
             self.bob.deliver(received)
         elif what == "late":
-            await trio.sleep(ANSWER_S + 10)
+            await trio.sleep(ANSWER_S + BLOCK_S / 2)   # (after bob gave up, before block b + 1)
             self.bob.deliver(received)
 
 
@@ -187,21 +187,23 @@ def settle(plan: dict[int, str], bob_starts_s: float = 0.0, seed: int = 1):
     return out[0], taken, logs
 
 
+#: plan, bob's runs' start (s), the blocks refused at both ends, the results
+#: bob drops (a block no run names, logged)
 CASES = {
-    "in step": ({}, 0.0, set()),
-    "bob's first result before its runs start": ({}, 5 * BLOCK_S, set()),
-    "a result lost": ({2: "lost"}, 0.0, {2}),
-    "a result later than the KMEs wait": ({2: "late"}, 0.0, {2}),
-    "a result before the other end's": ({3: "early"}, 0.0, set()),
-    "a result replayed": ({2: "twice"}, 0.0, set()),
-    "a block aborted at one end": ({4: "abort"}, 0.0, {4}),
-    "a stale result first": ({0: "stale"}, 0.0, set()),
+    "in step": ({}, 0.0, set(), set()),
+    "bob's first result before its runs start": ({}, 5 * BLOCK_S, set(), set()),
+    "a result lost": ({2: "lost"}, 0.0, {2}, set()),
+    "a result later than the KMEs wait": ({2: "late"}, 0.0, {2}, {2}),
+    "a result before the other end's": ({3: "early"}, 0.0, set(), set()),
+    "a result replayed": ({2: "twice"}, 0.0, set(), {2}),
+    "a block aborted at one end": ({4: "abort"}, 0.0, {4}, set()),
+    "a stale result first": ({0: "stale"}, 0.0, set(), {99}),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_both_stores_take_in_the_same_blocks(case):
-    plan, bob_starts_s, refused = CASES[case]
+    plan, bob_starts_s, refused, dropped = CASES[case]
     qkd, taken, logs = settle(plan, bob_starts_s)
     assert qkd.blocks == BLOCKS
     # run n is app.qkd block n + 1 (alice asks for one block at a time)
@@ -212,6 +214,8 @@ def test_both_stores_take_in_the_same_blocks(case):
         for b in refused:
             assert any(line.startswith(f"kms: {node}-{peer} block {b - 1}: no key (")
                        for line in logs[node]), logs[node]
-    if plan.get(0) == "stale":      # (dropped when run 0 names block 1, logged)
-        assert "kms: bob-alice: app.qkd block 99's result dropped (no run of KME alice " \
+    assert {int(line.split()[4][:-2]) for line in logs["bob"] if "result dropped" in line} \
+        == dropped
+    for b in dropped:
+        assert f"kms: bob-alice: app.qkd block {b}'s result dropped (no run of KME alice " \
                "names it)" in logs["bob"], logs["bob"]
