@@ -35,12 +35,16 @@ run's log directory, under ``kms/``.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
+import hashlib
 import inspect
 import ipaddress
 import json
+import math
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -323,14 +327,83 @@ def apps_for(stores: dict[str, KeyStore]) -> dict[str, KmsApp]:
 BBM92_PORT = 18_014
 CONTROL_PORT = 18_214
 #: How long a master KME waits for the slave KME's answer to a reservation,
-#: and a slave KME for the key material a reservation names (s).
+#: a slave KME for the key material a reservation names, and the second node
+#: of a pair for its own end's result of a run the first node names (s).
 ANSWER_S = 20.0
+
+
+class _Signal:
+    """Wakes every task waiting on it each time it fires (then renews itself)."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def _wait_for(signal: _Signal, find: Callable[[], Any], timeout_s: float | None) -> Any:
+    """The first value of ``find()`` other than None, tried now and each time
+    ``signal`` fires; None after ``timeout_s`` seconds (None: no limit)."""
+    with trio.move_on_after(math.inf if timeout_s is None else timeout_s):
+        while True:
+            value = find()
+            if value is not None:
+                return value
+            await signal.wait()
+    return None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One end's outcome of a run: ``ok``; ``key`` (whole bytes, empty unless
+    ok); ``qber``; ``reason`` (why no key); ``qkd_block``: decoy BB84, the
+    block id the first node's ``app.qkd`` gave it (0: no block started),
+    which the second node's result of the same block carries."""
+
+    ok: bool
+    key: bytes
+    qber: float
+    reason: str
+    qkd_block: int | None = None
+
+    @property
+    def has_key(self) -> bool:
+        return self.ok and bool(self.key)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.key if self.ok else b"").hexdigest()
+
+
+def _decoy_outcome(res: Any) -> _Outcome:
+    key = np.packbits(res.key).tobytes()[: res.key_length // 8] if res.ok else b""  # whole bytes
+    return _Outcome(res.ok, key, res.qber_test, res.reason, res.block_id)
+
+
+def _agree(mine: _Outcome, theirs: dict | None, late: str) -> tuple[bool, str]:
+    """Whether a run's key goes in the store, given this end's outcome and the
+    other end's ``block`` message (None: ``late`` says why there is none),
+    and if not, why."""
+    if not mine.has_key:
+        return False, mine.reason or "no key"
+    if theirs is None:
+        return False, late
+    if not theirs.get("ok"):
+        return False, f"the other end has no key ({theirs.get('detail') or 'it aborted'})"
+    if theirs.get("sha256") != mine.sha256:
+        return False, "the other end's key differs"
+    return True, ""
 
 
 class PairLink:
     """One KME's side of a ``[kms] links`` pair: this node ``node`` and the
     ``peer`` node, pair number ``index`` (``initiator``: this node is the
-    pair's first, which starts the BBM92 runs and opens the control
+    pair's first, which starts the QKD runs and opens the control
     connection). Everything between the two KMEs goes over the emulation's
     own authenticated channels: transport sockets between the two KME
     applications, through the nodes' daemons (``specs/kms.md`` §4):
@@ -340,10 +413,13 @@ class PairLink:
       ``refill`` message): BBM92 on transport port ``BBM92_PORT + index``, or
       decoy BB84 over the link (``[kms] protocol = "decoy-bb84"``: the first
       node's ``app.qkd`` starts a block, the second's takes part by itself);
-    * on ``CONTROL_PORT + index``, JSON messages: ``block`` (a run's outcome
-      and its key's SHA-256: both KMEs take a block in only when both ends
-      have it, the same), ``reserve`` (a master KME's reservation) answered
-      by ``answer``, and ``refill``.
+    * on ``CONTROL_PORT + index``, JSON messages: per run n, the first
+      node's ``block`` (its outcome, its key's SHA-256 and, decoy BB84, the
+      ``app.qkd`` block id, which names the second node's result of that
+      block: never the next result to come), the second's ``block`` in
+      answer, and the first's ``taken``, the one decision both stores follow
+      (the key goes in at both ends or at neither); ``reserve`` (a master
+      KME's reservation) answered by ``answer``; and ``refill``.
     """
 
     def __init__(self, node: str, peer: str, index: int, initiator: bool, store: KeyStore,
@@ -354,13 +430,29 @@ class PairLink:
         self.log = log
         self.out_send, self.out_recv = trio.open_memory_channel(float("inf"))
         self.answers: dict[int, list] = {}         # reservation number -> [event, answer]
-        self.blocks: dict[int, dict] = {}           # block id -> the peer's "block" message
-        self.block_arrived = trio.Event()
-        self.material = trio.Event()                # set (and renewed) on each block taken in
-        self.refill_asked = trio.Event()            # (first node) set as the peer asks for a run
-        self.refill_at = -1                         # ... with this many blocks in at its end
+        self.material = _Signal()                   # fires on each block taken in
+        self.refill_asked = _Signal()               # (first node) fires as the peer asks for a run
+        self.refill_at = -1                         # ... with this many runs in at its end
         self.next_reservation = 0
-        self.blocks_in = 0                          # runs finished (taken in or not)
+        self.blocks_in = 0                          # runs settled (taken in or not)
+        # first node: the run it waits for the answer of, and that answer
+        self.settling = -1
+        self.answered: dict[int, dict] = {}
+        self.answer_arrived = _Signal()
+        # second node: the first's "block" messages not settled yet (in
+        # order), its "taken" ones, and this end's own results: decoy
+        # BB84, app.qkd's receive-side results in arrival order; BBM92,
+        # run number -> outcome
+        self.announced: collections.deque[dict] = collections.deque()
+        self.announce_arrived = _Signal()
+        self.verdicts: dict[int, dict] = {}
+        self.verdict_arrived = _Signal()
+        self.received: list = []
+        self.own: dict[int, _Outcome] = {}
+        self.own_arrived = _Signal()
+
+    def _tag(self, n: int | None = None) -> str:
+        return f"kms: {self.node}-{self.peer}" + ("" if n is None else f" block {n}")
 
     # ------------------------------------------------------------ reservations
     async def reserve(self, r: Reservation) -> None:
@@ -425,15 +517,44 @@ class PairLink:
                         box[1] = msg
                         box[0].set()
                 elif kind == "block":
-                    self.blocks[int(msg["block"])] = msg
-                    self.block_arrived.set()
-                    self.block_arrived = trio.Event()
+                    self._block_message(msg)
+                elif kind == "taken":            # (second node)
+                    self.verdicts[int(msg["block"])] = msg
+                    self.verdict_arrived.fire()
                 elif kind == "refill":           # (asked with that many blocks in)
                     self.refill_at = max(self.refill_at, int(msg.get("blocks", -1)))
-                    self.refill_asked.set()
-                    self.refill_asked = trio.Event()
+                    self.refill_asked.fire()
+
+    def _block_message(self, msg: dict) -> None:
+        n = int(msg["block"])
+        if not self.initiator:
+            self.announced.append(msg)
+            self.announce_arrived.fire()
+        elif n == self.settling:
+            self.answered[n] = msg
+            self.answer_arrived.fire()
+        else:
+            # (it came after this end decided: its "taken" refused the run)
+            self.log(f"{self._tag(n)}: the other end's outcome came too late (dropped; "
+                     f"the block was refused at both ends)")
 
     # ------------------------------------------------------------ key material
+    def open(self, ctx: Any) -> None:
+        """Keep, from now on, this node's receive-side results of decoy-BB84
+        blocks from the peer (second node, ``protocol = "decoy-bb84"``).
+        Called before the first await after connecting: the daemon hands a
+        result to the applications attached when its block ends (the first
+        to attach gets those that ended before), and one that no callback
+        keeps is gone."""
+        if self.spec.kms.protocol == "decoy-bb84" and not self.initiator:
+            from qstack.app.qkd.bb84 import QkdResult
+
+            def kept(ev: Any) -> None:
+                if isinstance(ev, QkdResult) and ev.role == "receive" and ev.peer == self.peer:
+                    self.received.append(ev)
+                    self.own_arrived.fire()
+            ctx.runtime.subscribe(kept)
+
     def _low(self) -> bool:
         return self.store.stored_bytes(self.peer) * 8 < self.spec.kms.refill_bits
 
@@ -455,37 +576,40 @@ class PairLink:
                 await self.refill_asked.wait()
 
     async def feed(self, ctx: Any) -> None:
-        """Run QKD with the peer, block after block, while a store runs low."""
-        run_block = (self._decoy_runner if self.spec.kms.protocol == "decoy-bb84"
-                     else self._bbm92_runner)(ctx)
-        block = 0
-        async with trio.open_nursery() as nursery:
-            if not self.initiator:
-                nursery.start_soon(self._refill_asks)
+        """Run QKD with the peer, run after run, while a store runs low, each
+        run settled with the other KME (:meth:`open` first, at the second
+        node of a decoy-BB84 pair)."""
+        decoy = self.spec.kms.protocol == "decoy-bb84"
+        if self.initiator:
+            run = (self._decoy_runner if decoy else self._bbm92_runner)(ctx)
+            n = 0
             while True:
-                if self.initiator:
-                    await self._wait_until_low()
-                await self._take_in(block, *await run_block())
-                block += 1
+                await self._wait_until_low()
+                await self._settle_first(n, await run())
+                n += 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._refill_asks)
+            if not decoy:
+                nursery.start_soon(self._bbm92_second, ctx)
+            while True:
+                msg = await _wait_for(self.announce_arrived,
+                                      lambda: self.announced.popleft() if self.announced else None,
+                                      None)
+                await self._settle_second(msg)
 
     def _decoy_runner(self, ctx: Any) -> Callable:
-        """One decoy-BB84 block over the link: (ok, key bytes, QBER, reason)."""
+        """(first node) One decoy-BB84 block over the link: its :class:`_Outcome`."""
         from qstack.app.qkd import api as qkd
 
         kms = self.spec.kms
 
-        async def run() -> tuple:
-            if self.initiator:
-                res = await qkd.bb84(ctx, self.peer, kms.pulses, finite=kms.finite,
-                                     eps_sec=kms.eps_sec, eps_cor=kms.eps_cor)
-            else:
-                res = await qkd.bb84_receive(ctx, self.peer)
-            key = np.packbits(res.key).tobytes()[: res.key_length // 8] if res.ok else b""
-            return res.ok, key, res.qber_test, res.reason
+        async def run() -> _Outcome:
+            return _decoy_outcome(await qkd.bb84(ctx, self.peer, kms.pulses, finite=kms.finite,
+                                                 eps_sec=kms.eps_sec, eps_cor=kms.eps_cor))
         return run
 
     def _bbm92_runner(self, ctx: Any) -> Callable:
-        """One BBM92 run over a socket of its own: (ok, key bytes, QBER, reason)."""
+        """One BBM92 run over a socket of its own: its :class:`_Outcome`."""
         from qstack.app.qkd.entangled import EntangledConfig, bbm92
 
         kms = self.spec.kms
@@ -494,40 +618,97 @@ class PairLink:
         port = BBM92_PORT + self.index
         listener = None if self.initiator else ctx.listen(port)
 
-        async def run() -> tuple:
+        async def run() -> _Outcome:
             sock = await (_connect(ctx, self.peer, port) if self.initiator
                           else listener.accept())
             res = await bbm92(ctx, sock, kms.pairs, initiator=self.initiator, config=cfg)
             await sock.close()
             key = res.key_bytes()[: res.key_length // 8] if res.ok else b""  # whole bytes
-            return res.ok, key, res.qber, res.reason
+            return _Outcome(res.ok, key, res.qber, res.reason)
         return run
 
-    async def _take_in(self, block: int, ok: bool, key: bytes, qber: float, reason: str) -> None:
-        """Block ``block``'s ``key`` (whole bytes) goes in the store if both
-        ends have it, the same."""
-        import hashlib
+    async def _bbm92_second(self, ctx: Any) -> None:
+        """(second node) BBM92 runs as the first node opens them (one
+        connection each, in order): each outcome kept under its number."""
+        run = self._bbm92_runner(ctx)
+        n = 0
+        while True:
+            self.own[n] = await run()
+            self.own_arrived.fire()
+            n += 1
 
-        key = key if ok else b""
-        digest = hashlib.sha256(key).hexdigest()
-        self.out_send.send_nowait({"t": "block", "block": block, "ok": bool(ok and key),
-                                   "sha256": digest})
-        with trio.move_on_after(ANSWER_S):
-            while block not in self.blocks:
-                await self.block_arrived.wait()
-        theirs = self.blocks.pop(block, None)
+    def _received(self, block_id: int) -> Any:
+        """(second node) This end's result of ``app.qkd`` block ``block_id``
+        (None: not here yet); results that came before it are of blocks no
+        run will name (a block before this KME, one the first node gave up
+        on): dropped, logged."""
+        for i, res in enumerate(self.received):
+            if res.block_id == block_id:
+                for old in self.received[:i]:
+                    self.log(f"{self._tag()}: app.qkd block {old.block_id}'s result dropped "
+                             f"(no run of KME {self.peer} names it)")
+                del self.received[: i + 1]
+                return res
+        return None
+
+    async def _own_outcome(self, msg: dict) -> _Outcome:
+        """(second node) This end's outcome of the run the first node's
+        ``block`` message ``msg`` names, waited for up to :data:`ANSWER_S`."""
+        n = int(msg["block"])
+        if self.spec.kms.protocol == "decoy-bb84":
+            bid = int(msg.get("qkd_block") or 0)
+            if bid == 0:
+                return _Outcome(False, b"", math.nan, "no block was started")
+            res = await _wait_for(self.own_arrived, lambda: self._received(bid), ANSWER_S)
+            return (_decoy_outcome(res) if res is not None else
+                    _Outcome(False, b"", math.nan, f"no result of app.qkd block {bid} here "
+                                                    f"within {ANSWER_S:g} s"))
+        out = await _wait_for(self.own_arrived, lambda: self.own.pop(n, None), ANSWER_S)
+        return out or _Outcome(False, b"", math.nan, f"no run {n} here within {ANSWER_S:g} s")
+
+    async def _settle_first(self, n: int, mine: _Outcome) -> None:
+        """(first node) Run ``n``: its outcome to the other KME, that one's
+        answer, and the decision (``taken``) both ends follow."""
+        self.settling = n
+        msg = {"t": "block", "block": n, "ok": mine.has_key, "sha256": mine.sha256,
+               "detail": mine.reason}
+        if mine.qkd_block is not None:
+            msg["qkd_block"] = mine.qkd_block
+        self.out_send.send_nowait(msg)
+        # (the second node waits up to ANSWER_S for its own result first)
+        theirs = await _wait_for(self.answer_arrived, lambda: self.answered.pop(n, None),
+                                 2 * ANSWER_S)
+        self.settling = -1
+        take, why = _agree(mine, theirs, f"KME {self.peer} did not answer within "
+                                         f"{2 * ANSWER_S:g} s")
+        self.out_send.send_nowait({"t": "taken", "block": n, "ok": take, "detail": why})
+        self._conclude(n, mine, take, why)
+
+    async def _settle_second(self, first: dict) -> None:
+        """(second node) The run the first node's ``block`` message ``first``
+        names: this end's outcome in answer, then its ``taken``."""
+        n = int(first["block"])
+        mine = await self._own_outcome(first)
+        self.out_send.send_nowait({"t": "block", "block": n, "ok": mine.has_key,
+                                   "sha256": mine.sha256, "detail": mine.reason})
+        # (no time limit: the first node answers every "block" it sent with a
+        # "taken", and deciding alone could leave the two stores different)
+        verdict = await _wait_for(self.verdict_arrived, lambda: self.verdicts.pop(n, None), None)
+        take, why = _agree(mine, first, "")
+        if not verdict.get("ok"):
+            take, why = False, why or f"KME {self.peer} refused it: {verdict.get('detail')}"
+        elif not take:      # (cannot be: the first node compared the same two digests)
+            self.log(f"{self._tag(n)}: KME {self.peer} took it in, this end not ({why})")
+        self._conclude(n, mine, take, why)
+
+    def _conclude(self, n: int, mine: _Outcome, take: bool, why: str) -> None:
         self.blocks_in += 1
-        if ok and key and theirs is not None and theirs["ok"] and theirs["sha256"] == digest:
-            self.store.add_material(self.peer, block, key)
-            self.material.set()
-            self.material = trio.Event()
-            self.log(f"kms: {self.node}-{self.peer} block {block}: {8 * len(key)} bits "
-                     f"(QBER {qber:.4f})")
+        if take:
+            self.store.add_material(self.peer, n, mine.key)
+            self.material.fire()
+            self.log(f"{self._tag(n)}: {8 * len(mine.key)} bits (QBER {mine.qber:.4f})")
         else:
-            why = (reason or "no key") if not (ok and key) else \
-                "the other end has no such block" if theirs is None else \
-                "the other end's key differs or it aborted"
-            self.log(f"kms: {self.node}-{self.peer} block {block}: no key ({why})")
+            self.log(f"{self._tag(n)}: no key ({why})")
 
 
 def _reservation_dict(r: Reservation) -> dict:
@@ -574,6 +755,8 @@ async def run_kme(run_path: str, node: str, *,
         await link.reserve(r)
 
     async with qstack.connect(node, run, app=f"kme-{node}") as ctx:
+        for link in links.values():
+            link.open(ctx)              # (at once: before a result can come and go)
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_kme, KmsApp(store, deliver), run.kms["ports"][node],
                                 run.kms["certs"], node)

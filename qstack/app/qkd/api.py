@@ -91,6 +91,10 @@ async def bb84(ctx: Any, peer: str, pulses: int, *, finite: bool = True, eps_sec
 
 async def bb84_receive(ctx: Any, peer: str, timeout_ns: int | None = None) -> QkdResult:
     """Bob's side: the result of the next block neighbour ``peer`` starts with
-    this node (the node's ``app.qkd`` takes part by itself; this waits)."""
+    this node (the node's ``app.qkd`` takes part by itself; this waits).
+    Results are kept from this context's first call of :func:`bb84` or
+    :func:`bb84_receive` on: one that reached the application before is not
+    seen (an application that must see every block subscribes to
+    ``ctx.runtime`` on connecting, as the emulation's KMS does)."""
     c = _client(ctx)
     return await c.wait(lambda ev: ev.role == "receive" and ev.peer == peer, timeout_ns)
