@@ -220,6 +220,34 @@ class QuantumDevice:
                 self._attempt_dephasing(qubit, last, now_ns)
             self._last_update[qubit] = now_ns
 
+    def bell_fidelity_now(self, qubit: Any, other: "QuantumDevice", other_qubit: Any,
+                          bell_index: int, now_ns: int) -> float:
+        """Fidelity to Bell state ``bell_index`` (0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-)
+        at ``now_ns`` of the pair of ``qubit`` (stored here) and ``other_qubit``
+        (stored in ``other``, which may be this device): the value
+        :meth:`update` on both halves and the engine's ``bell_fidelity`` would
+        give, read without changing the state (each half's decay since its
+        last update stays pending, as for any idle qubit). With per-attempt
+        dephasing at either end both halves are brought up to date first."""
+        last = self._last_update.get(qubit)
+        last_other = other._last_update.get(other_qubit)
+        if last is None or last_other is None:
+            bad, dev = (qubit, self) if last is None else (other_qubit, other)
+            raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
+                              f"{dev.node}: qubit {show(bad)} is not in this node's memory")
+        if (self._dephases and self._attempt_runs) or (other._dephases and other._attempt_runs):
+            self.update(qubit, now_ns)
+            other.update(other_qubit, now_ns)
+            return self.engine.bell_fidelity(qubit, other_qubit, bell_index)
+        wait = now_ns - last if self._decays and now_ns > last else 0
+        wait_other = now_ns - last_other if other._decays and now_ns > last_other else 0
+        if not wait and not wait_other:
+            return self.engine.bell_fidelity(qubit, other_qubit, bell_index)
+        hw, ohw = self.hw, other.hw
+        return self.engine.decayed_bell_fidelity(qubit, other_qubit, bell_index, wait,
+                                                 wait_other, hw.t1_ns, hw.t2_ns, ohw.t1_ns,
+                                                 ohw.t2_ns)
+
     # ------------------------------------------------------------ attempts
     def add_attempts(self, now_ns: int, first_ns: int, cycle_ns: int,
                      count: int) -> list[int] | None:

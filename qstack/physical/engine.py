@@ -623,6 +623,41 @@ class QuantumEngine:
         v = _BELL_KETS[bell_index]
         return float(np.real(np.vdot(v, rho @ v)))
 
+    def decayed_bell_fidelity(self, a: Qubit, b: Qubit, bell_index: int, wait_a_ns: float,
+                              wait_b_ns: float, t1_ns: float, t2_ns: float,
+                              t1_b_ns: float | None = None, t2_b_ns: float | None = None) -> float:
+        """What :meth:`bell_fidelity` would read after :meth:`memory_decay` of
+        ``a`` over ``wait_a_ns`` and of ``b`` over ``wait_b_ns`` (ns; T1/T2 of
+        ``a``'s memory, of ``b``'s if ``t1_b_ns``/``t2_b_ns`` are given), without
+        changing the state. Without relaxation (T1 = inf) the decay is a Z flip
+        on each half (probability p/2, :func:`channels_kraus.t1t2_rates`): two
+        flips leave every Bell state as it is and one maps Bell state B to B^1,
+        so F = (1 - q) F_B + q F_{B^1} with q the probability of exactly one
+        flip; with relaxation the channels act on a copy of the pair's state."""
+        if bell_index not in (0, 1, 2, 3):
+            raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
+        t1b = t1_ns if t1_b_ns is None else t1_b_ns
+        t2b = t2_ns if t2_b_ns is None else t2_b_ns
+        gamma_a, p_a = _ck.t1t2_rates(wait_a_ns, t1_ns, t2_ns)
+        gamma_b, p_b = _ck.t1t2_rates(wait_b_ns, t1b, t2b)
+        if gamma_a == 0.0 and gamma_b == 0.0:
+            qa = 0.5 * p_a
+            qb = 0.5 * p_b
+            q = qa + qb - 2.0 * qa * qb
+            f = self.bell_fidelity(a, b, bell_index)
+            if q == 0.0:
+                return f
+            return (1.0 - q) * f + q * self.bell_fidelity(a, b, bell_index ^ 1)
+        rho = self.density_matrix([a, b])       # a fresh array: the state is not touched
+        for pos, ops in ((0, _ck.t1t2_decay(wait_a_ns, t1_ns, t2_ns)),
+                         (1, _ck.t1t2_decay(wait_b_ns, t1b, t2b))):
+            out = _sandwich(rho, 2, ops[0], [pos])
+            for k in ops[1:]:
+                out += _sandwich(rho, 2, k, [pos])
+            rho = out
+        v = _BELL_KETS[bell_index]
+        return float(np.real(np.vdot(v, rho @ v)))
+
     # -- gates --------------------------------------------------------------
     def apply(self, u: np.ndarray, qubits: Sequence[Qubit] | Qubit) -> None:
         """Apply a unitary on 1..n qubits (first listed = most significant); merges their groups."""
