@@ -432,6 +432,28 @@ def test_memory_decay_on_bd_pair(t1):
     assert (eng.bell_diagonal_of(a) is None) == math.isfinite(t1)
 
 
+def test_pair_bell_fidelity_and_discard_of_a_half_match_the_general_formulas():
+    # A random two-qubit state (a pair that is its whole group): bell_fidelity
+    # in either order equals <B|rho|B>, and discarding either half leaves the
+    # partial trace of rho
+    rng = np.random.default_rng(7)
+    m = rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4))
+    rho = m @ m.conj().T
+    rho /= np.trace(rho).real
+    eng = QuantumEngine(0)
+    for k in range(4):
+        a, b = eng.from_density_matrix(rho)
+        v = st.bell_state(k)
+        want = float(np.real(np.vdot(v, rho @ v)))
+        assert eng.bell_fidelity(a, b, k) == pytest.approx(want, abs=ATOL)
+        assert eng.bell_fidelity(b, a, k) == pytest.approx(want, abs=ATOL)
+    for gone, kept in ((0, [1]), (1, [0])):
+        pair = eng.from_density_matrix(rho)
+        eng.discard(pair[gone])
+        np.testing.assert_allclose(eng.density_matrix(pair[1 - gone]),
+                                   st._ptrace(rho, 2, kept), atol=ATOL)
+
+
 @pytest.mark.parametrize("formalism", ["bd", "dm"])
 @pytest.mark.parametrize("t1", [math.inf, 3000.0])
 def test_decayed_bell_fidelity_reads_without_decaying(formalism, t1):

@@ -619,6 +619,17 @@ class QuantumEngine:
             return ga.bd.fidelity(bell_index)
         if bell_index not in (0, 1, 2, 3):
             raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
+        if len(ga.members) == 2 and a.id != b.id and self._group(b) is ga:
+            # the pair is its whole group: four entries of its matrix (every
+            # Bell state is symmetric or antisymmetric under swapping the two
+            # halves, so their order does not matter), e.g. <Phi+-|rho|Phi+-> =
+            # (rho_00 + rho_33) / 2 +- Re rho_03
+            r = ga.rho
+            if bell_index < 2:
+                diag, off = r[0, 0].real + r[3, 3].real, r[0, 3].real
+            else:
+                diag, off = r[1, 1].real + r[2, 2].real, r[1, 2].real
+            return float(0.5 * diag + off if bell_index & 1 == 0 else 0.5 * diag - off)
         rho = self.density_matrix([a, b])
         v = _BELL_KETS[bell_index]
         return float(np.real(np.vdot(v, rho @ v)))
@@ -1099,8 +1110,14 @@ class QuantumEngine:
             del self._where[q.id]
             return
         n = len(members)
-        keep = [i for i in range(n) if i != pos]
-        g.rho = _ptrace(g.rho, n, keep)
+        rho = g.rho
+        if n == 2:
+            # one half of a pair (once per pair and end): the partial trace as
+            # two slices, rho_kept[i, j] = sum_k rho[(i k), (j k)] (kept qubit
+            # first) or rho[(k i), (k j)]
+            g.rho = rho[0::2, 0::2] + rho[1::2, 1::2] if pos == 1 else rho[:2, :2] + rho[2:, 2:]
+        else:
+            g.rho = _ptrace(rho, n, [i for i in range(n) if i != pos])
         del members[pos]
         del self._where[q.id]
 
