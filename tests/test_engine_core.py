@@ -506,6 +506,12 @@ def test_device_bell_fidelity_now_equals_update_then_read(t1_s):
     dev_a.update(a, now)
     dev_b.update(b, now)
     assert got == pytest.approx(eng.bell_fidelity(a, b, 3), abs=ATOL)
+    # update() is memory_decay with the device's T1/T2 over the wait
+    c, d = eng.bell_pair(3, 0.93, "bd")
+    eng.memory_decay(c, now - 1_000, hw_a.t1_ns, hw_a.t2_ns)
+    eng.memory_decay(d, now - 50_000_000, hw_b.t1_ns, hw_b.t2_ns)
+    np.testing.assert_allclose(eng.density_matrix([a, b]), eng.density_matrix([c, d]),
+                               atol=ATOL)
     # once up to date there is nothing pending: the same value again
     assert dev_a.bell_fidelity_now(a, dev_b, b, 3, now) == pytest.approx(got, abs=ATOL)
     c = eng.qubit()

@@ -17,6 +17,7 @@ import numpy as np
 
 from qstack.core.args import MAX_DURATION_NS, show
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.physical.channels_kraus import _decay_rates
 from qstack.physical.ops import (
     SINGLE_QUBIT_GATES, TWO_QUBIT_GATES, Allocate, BellMeasure, Discard, Gate, Measure,
     check_angle, check_basis,
@@ -149,6 +150,7 @@ class QuantumDevice:
         # hot-path copies of hardware figures (NodeHardware is frozen)
         self._slots = hardware.num_qubits
         self._decays = hardware.decays
+        self._rates: tuple | None = None     # (1/T1, 1/T_phi), per ns, at the first decay
         #: entangling attempts made at this node, [first_ns, cycle_ns, count]
         #: each (attempts at first + k cycle, k < count); only kept when the
         #: hardware dephases stored qubits per attempt
@@ -215,7 +217,16 @@ class QuantumDevice:
                               f"{self.node}: qubit {show(qubit)} is not in this node's memory")
         if now_ns > last:
             if self._decays:
-                self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
+                # (once per stored qubit used: this memory's rates, checked once;
+                # the same numbers as channels_kraus.t1t2_rates)
+                rates = self._rates
+                if rates is None:
+                    rates = self._rates = _decay_rates(self.hw.t1_ns, self.hw.t2_ns)
+                wait = now_ns - last
+                inv_t1, inv_tphi = rates
+                self.engine._decay(qubit, -math.expm1(-wait * inv_t1) if inv_t1 else 0.0,
+                                   -math.expm1(-wait * inv_tphi), wait, self.hw.t1_ns,
+                                   self.hw.t2_ns)
             if self._dephases and self._attempt_runs:
                 self._attempt_dephasing(qubit, last, now_ns)
             self._last_update[qubit] = now_ns

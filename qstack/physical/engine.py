@@ -649,11 +649,16 @@ class QuantumEngine:
             raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
         t1b = t1_ns if t1_b_ns is None else t1_b_ns
         t2b = t2_ns if t2_b_ns is None else t2_b_ns
-        gamma_a, p_a = _ck.t1t2_rates(wait_a_ns, t1_ns, t2_ns)
-        gamma_b, p_b = _ck.t1t2_rates(wait_b_ns, t1b, t2b)
-        if gamma_a == 0.0 and gamma_b == 0.0:
-            qa = 0.5 * p_a
-            qb = 0.5 * p_b
+        if not (0.0 <= wait_a_ns < math.inf and 0.0 <= wait_b_ns < math.inf):
+            raise ValueError(f"waits must be finite numbers of ns >= 0, got {wait_a_ns!r}, "
+                             f"{wait_b_ns!r}")
+        # (once per pair read: the memories' rates, checked and cached, not t1t2_rates)
+        inv_t1_a, inv_tphi_a = _ck._decay_rates(t1_ns, t2_ns)
+        inv_t1_b, inv_tphi_b = _ck._decay_rates(t1b, t2b)
+        if inv_t1_a == 0.0 and inv_t1_b == 0.0:
+            # Z flips with probability p/2, p = 1 - exp(-t / T_phi) (t1t2_rates)
+            qa = -0.5 * math.expm1(-wait_a_ns * inv_tphi_a)
+            qb = -0.5 * math.expm1(-wait_b_ns * inv_tphi_b)
             q = qa + qb - 2.0 * qa * qb
             f = self.bell_fidelity(a, b, bell_index)
             if q == 0.0:
@@ -854,6 +859,13 @@ class QuantumEngine:
         ``T2 > 2*T1`` raises ``InvalidParameterError`` (a ValueError); T1 or T2 may be ``math.inf``.
         """
         gamma, p = _ck.t1t2_rates(wait_ns, t1_ns, t2_ns)
+        self._decay(q, gamma, p, wait_ns, t1_ns, t2_ns)
+
+    def _decay(self, q: Qubit, gamma: float, p: float, wait_ns: float, t1_ns: float,
+               t2_ns: float) -> None:
+        """:meth:`memory_decay` once its ``(gamma, p)`` are known (``t1t2_rates``
+        of the same wait and times, checked by the caller: a device works its
+        memory's rates out once, not per qubit update)."""
         if gamma == 0.0 and p == 0.0:
             self._group(q)  # still refuse dead qubits
             return
