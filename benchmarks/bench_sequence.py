@@ -183,23 +183,15 @@ RECORDED = {
 
 # ------------------------------------------------------------------ qstack side
 
-class _Free:
-    """For a PairEnd: discard this qubit (its pair's fidelity was read)."""
-
-    __slots__ = ("qubit",)
-
-    def __init__(self, qubit) -> None:
-        self.qubit = qubit
-
-
 class PairEnd(Protocol):
     """Top of an end node's stack: once both ends hold an end-to-end pair,
     reads the fidelity of the state the two qubits share with the Bell state
-    announced (the engine's after memory decay up to now, not the protocol's
-    estimate) and how long since the herald of its oldest link pair, then
-    frees both qubits. ``book`` is
-    shared by the two ends: ``{"half": {}, "pairs": [(fidelity, wait_ns)], "net": the
-    SimNetwork}``."""
+    announced (the engine's, after each half's memory decay up to now; not
+    the protocol's estimate) and how long since the herald of its oldest link
+    pair, then frees both qubits: its own with a ``Discard`` action, the
+    other end's on that node's device (the second end to hear is the one
+    that reads; the first only waits). ``book`` is shared by the two ends:
+    ``{"half": {}, "pairs": [(fidelity, wait_ns)], "net": the SimNetwork}``."""
 
     name = "bench.pair_end"
 
@@ -210,22 +202,20 @@ class PairEnd(Protocol):
 
     @on(NetOk)
     def _ok(self, ev: NetOk, now_ns: int):
-        first = self.book["half"].pop(ev.pair_id, None)
+        book = self.book
+        first = book["half"].pop(ev.pair_id, None)
         if first is None:
-            self.book["half"][ev.pair_id] = (self.node, ev)
+            book["half"][ev.pair_id] = (self.node, ev)
             return None
         node, other = first
-        net = self.book["net"]
-        # the memories decay lazily: bring both halves up to now before reading
-        net.nodes[node].device.update(other.qubit, now_ns)
-        net.nodes[self.node].device.update(ev.qubit, now_ns)
-        f = net.engine.bell_fidelity(ev.qubit, other.qubit, ev.bell_index)
-        self.book["pairs"].append((f, now_ns - min(ev.created_ns, other.created_ns)))
-        net.feed(node, self.name, _Free(other.qubit))
-        return [QuantumOp(None, Discard(ev.qubit))]
-
-    @on(_Free)
-    def _free(self, ev: _Free, now_ns: int):
+        nodes = book["net"].nodes
+        here, there = nodes[self.node].device, nodes[node].device
+        # the memories decay lazily: the read includes both halves' decay up to now
+        f = here.bell_fidelity_now(ev.qubit, there, other.qubit, ev.bell_index, now_ns)
+        book["pairs"].append((f, now_ns - min(ev.created_ns, other.created_ns)))
+        _, failed = there.execute(Discard(other.qubit), now_ns)
+        if failed is not None:
+            self.errors.append(failed)
         return [QuantumOp(None, Discard(ev.qubit))]
 
     @on(NetErr)

@@ -432,6 +432,93 @@ def test_memory_decay_on_bd_pair(t1):
     assert (eng.bell_diagonal_of(a) is None) == math.isfinite(t1)
 
 
+def test_pair_bell_fidelity_and_discard_of_a_half_match_the_general_formulas():
+    # A random two-qubit state (a pair that is its whole group): bell_fidelity
+    # in either order equals <B|rho|B>, and discarding either half leaves the
+    # partial trace of rho
+    rng = np.random.default_rng(7)
+    m = rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4))
+    rho = m @ m.conj().T
+    rho /= np.trace(rho).real
+    eng = QuantumEngine(0)
+    for k in range(4):
+        a, b = eng.from_density_matrix(rho)
+        v = st.bell_state(k)
+        want = float(np.real(np.vdot(v, rho @ v)))
+        assert eng.bell_fidelity(a, b, k) == pytest.approx(want, abs=ATOL)
+        assert eng.bell_fidelity(b, a, k) == pytest.approx(want, abs=ATOL)
+    for gone, kept in ((0, [1]), (1, [0])):
+        pair = eng.from_density_matrix(rho)
+        eng.discard(pair[gone])
+        np.testing.assert_allclose(eng.density_matrix(pair[1 - gone]),
+                                   st._ptrace(rho, 2, kept), atol=ATOL)
+
+
+@pytest.mark.parametrize("formalism", ["bd", "dm"])
+@pytest.mark.parametrize("t1", [math.inf, 3000.0])
+def test_decayed_bell_fidelity_reads_without_decaying(formalism, t1):
+    # decayed_bell_fidelity equals memory_decay on both halves then
+    # bell_fidelity (every Bell index, unequal waits, a Werner pair), and the
+    # state it read is unchanged. Without T1 also the closed form: a Werner
+    # pair of fidelity F dephased with total coherence factor
+    # c = exp(-(ta + tb)/T2) has F' = F - (1 - c)/2 (F - (1-F)/3).
+    ta, tb, t2, f0 = 300.0, 800.0, 1200.0, 0.9
+    eng = QuantumEngine(0)
+    for bell in range(4):
+        a, b = eng.bell_pair(bell, f0, formalism)
+        before = eng.density_matrix([a, b])
+        got = [eng.decayed_bell_fidelity(a, b, k, ta, tb, t1, t2) for k in range(4)]
+        np.testing.assert_allclose(eng.density_matrix([a, b]), before, atol=0.0)
+        eng.memory_decay(a, ta, t1, t2)
+        eng.memory_decay(b, tb, t1, t2)
+        want = [eng.bell_fidelity(a, b, k) for k in range(4)]
+        np.testing.assert_allclose(got, want, atol=ATOL)
+        if math.isinf(t1):
+            c = math.exp(-(ta + tb) / t2)
+            assert got[bell] == pytest.approx(f0 - (1 - c) / 2 * (f0 - (1 - f0) / 3), abs=ATOL)
+    # the other memory's own T1/T2, and the order of the halves
+    a, b = eng.bell_pair(2, f0, formalism)
+    got = eng.decayed_bell_fidelity(b, a, 2, tb, ta, 5000.0, 4000.0, t1, t2)
+    eng.memory_decay(b, tb, 5000.0, 4000.0)
+    eng.memory_decay(a, ta, t1, t2)
+    assert got == pytest.approx(eng.bell_fidelity(b, a, 2), abs=ATOL)
+    with pytest.raises(ValueError):
+        eng.decayed_bell_fidelity(a, b, 4, ta, tb, t1, t2)
+
+
+@pytest.mark.parametrize("t1_s", [math.inf, 2.0])
+def test_device_bell_fidelity_now_equals_update_then_read(t1_s):
+    # QuantumDevice.bell_fidelity_now: the fidelity update() on both halves
+    # (stored at different times, on two devices with their own T2) and
+    # bell_fidelity would read, the devices' bookkeeping left as it was
+    from qstack.physical.device import NodeHardware, QuantumDevice
+    eng = QuantumEngine(0)
+    hw_a = NodeHardware(num_qubits=2, t1_ns=t1_s * 1e9, t2_ns=1e9)
+    hw_b = NodeHardware(num_qubits=2, t1_ns=math.inf, t2_ns=0.5e9)
+    dev_a = QuantumDevice("a", eng, hw_a, np.random.default_rng(1))
+    dev_b = QuantumDevice("b", eng, hw_b, np.random.default_rng(2))
+    a, b = eng.bell_pair(3, 0.93, "bd")
+    dev_a.store(a, 1_000)
+    dev_b.store(b, 50_000_000)
+    now = 300_000_000
+    got = dev_a.bell_fidelity_now(a, dev_b, b, 3, now)
+    assert got == pytest.approx(dev_b.bell_fidelity_now(b, dev_a, a, 3, now), abs=ATOL)
+    dev_a.update(a, now)
+    dev_b.update(b, now)
+    assert got == pytest.approx(eng.bell_fidelity(a, b, 3), abs=ATOL)
+    # update() is memory_decay with the device's T1/T2 over the wait
+    c, d = eng.bell_pair(3, 0.93, "bd")
+    eng.memory_decay(c, now - 1_000, hw_a.t1_ns, hw_a.t2_ns)
+    eng.memory_decay(d, now - 50_000_000, hw_b.t1_ns, hw_b.t2_ns)
+    np.testing.assert_allclose(eng.density_matrix([a, b]), eng.density_matrix([c, d]),
+                               atol=ATOL)
+    # once up to date there is nothing pending: the same value again
+    assert dev_a.bell_fidelity_now(a, dev_b, b, 3, now) == pytest.approx(got, abs=ATOL)
+    c = eng.qubit()
+    with pytest.raises(Exception, match="not in this node's memory"):
+        dev_a.bell_fidelity_now(c, dev_b, b, 3, now)
+
+
 def test_apply_kraus_checks_and_acts():
     eng = QuantumEngine(0)
     a, b = eng.qubit(), eng.qubit()

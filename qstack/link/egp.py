@@ -152,15 +152,17 @@ class LinkState:
                  "next_qid", "seq", "out", "m", "waiting", "free_seqs", "follow_ctx", "served",
                  "delivered", "pending", "retries", "fid_cache", "param_cache", "capacity",
                  "last_goodness", "phase", "orphans", "link_down", "session_down", "bells",
-                 "measured", "cancelled", "topups")
+                 "measured", "cancelled", "topups", "follow_op")
 
     def __init__(self, peer: str, model: Any, side: int, leader: bool, capacity: int,
                  delay_ns: int | None = None, parallel: int = 1) -> None:
         self.peer = peer
         #: generation processes run at once (Entangles outstanding at most)
         self.m = max(1, min(int(parallel), capacity))
-        # the context of every follower Entangle (see EGP._on_done)
+        # the context of every follower Entangle (see EGP._on_done), and the
+        # Entangle itself (immutable, the same for every one: made once)
         self.follow_ctx = (self, None, None)
+        self.follow_op = Entangle(peer, None, _NO_DEADLINE, 0.0, 0)
         self.model = model
         self.side = side
         self.leader = leader
@@ -740,25 +742,38 @@ class EGP(Protocol):
         if link.m == 1:                    # (one process: the usual case, kept short)
             if link.orphans or _pairs_to_come(link):
                 if phase is _IDLE:
-                    actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0),
-                                                 link.follow_ctx))
+                    actions.append(self.start_op(link.follow_op, link.follow_ctx))
                     link.out = 1
                     link.phase = _ATTEMPTING          # (IDLE, submit)
             elif phase is not _IDLE and phase is not _DOWN:
                 self._withdraw(link, actions)
             return
+        m = link.m
         if link.orphans:
-            wanted = link.m
+            wanted = m
         else:
-            wanted = min(link.m, sum(max(0, it.limit - it.done) for it in link.items.values()))
+            # (once per pair: a loop, not a generator, and no more than m counted)
+            wanted = 0
+            for it in link.items.values():
+                left = it.limit - it.done
+                if left > 0:
+                    wanted += left
+                    if wanted >= m:
+                        wanted = m
+                        break
         if wanted:
             if phase is _BACKOFF or phase is _DOWN:
                 return                        # the retry timer follows again
-            ctx = link.follow_ctx
-            while link.out < wanted:
-                actions.append(self.start_op(Entangle(link.peer, None, _NO_DEADLINE, 0.0, 0), ctx))
-                link.out += 1
-                link.phase = TRANSITIONS.next(link.phase, "submit")
+            out = link.out
+            if out < wanted:
+                ctx = link.follow_ctx
+                op = link.follow_op
+                start_op = self.start_op
+                while out < wanted:
+                    actions.append(start_op(op, ctx))
+                    out += 1
+                link.out = out
+                link.phase = _MOVES[phase, "submit"]      # (IDLE or ATTEMPTING: both allowed)
         elif phase is not _IDLE and phase is not _DOWN:
             self._withdraw(link, actions)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from qstack.core.args import MAX_DURATION_NS, show
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.physical.channels_kraus import _decay_rates
 from qstack.physical.ops import (
     SINGLE_QUBIT_GATES, TWO_QUBIT_GATES, Allocate, BellMeasure, Discard, Gate, Measure,
     check_angle, check_basis,
@@ -149,6 +150,7 @@ class QuantumDevice:
         # hot-path copies of hardware figures (NodeHardware is frozen)
         self._slots = hardware.num_qubits
         self._decays = hardware.decays
+        self._rates: tuple | None = None     # (1/T1, 1/T_phi), per ns, at the first decay
         #: entangling attempts made at this node, [first_ns, cycle_ns, count]
         #: each (attempts at first + k cycle, k < count); only kept when the
         #: hardware dephases stored qubits per attempt
@@ -215,10 +217,47 @@ class QuantumDevice:
                               f"{self.node}: qubit {show(qubit)} is not in this node's memory")
         if now_ns > last:
             if self._decays:
-                self.engine.memory_decay(qubit, now_ns - last, self.hw.t1_ns, self.hw.t2_ns)
+                # (once per stored qubit used: this memory's rates, checked once;
+                # the same numbers as channels_kraus.t1t2_rates)
+                rates = self._rates
+                if rates is None:
+                    rates = self._rates = _decay_rates(self.hw.t1_ns, self.hw.t2_ns)
+                wait = now_ns - last
+                inv_t1, inv_tphi = rates
+                self.engine._decay(qubit, -math.expm1(-wait * inv_t1) if inv_t1 else 0.0,
+                                   -math.expm1(-wait * inv_tphi), wait, self.hw.t1_ns,
+                                   self.hw.t2_ns)
             if self._dephases and self._attempt_runs:
                 self._attempt_dephasing(qubit, last, now_ns)
             self._last_update[qubit] = now_ns
+
+    def bell_fidelity_now(self, qubit: Any, other: "QuantumDevice", other_qubit: Any,
+                          bell_index: int, now_ns: int) -> float:
+        """Fidelity to Bell state ``bell_index`` (0 Phi+, 1 Phi-, 2 Psi+, 3 Psi-)
+        at ``now_ns`` of the pair of ``qubit`` (stored here) and ``other_qubit``
+        (stored in ``other``, which may be this device): the value
+        :meth:`update` on both halves and the engine's ``bell_fidelity`` would
+        give, read without changing the state (each half's decay since its
+        last update stays pending, as for any idle qubit). With per-attempt
+        dephasing at either end both halves are brought up to date first."""
+        last = self._last_update.get(qubit)
+        last_other = other._last_update.get(other_qubit)
+        if last is None or last_other is None:
+            bad, dev = (qubit, self) if last is None else (other_qubit, other)
+            raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
+                              f"{dev.node}: qubit {show(bad)} is not in this node's memory")
+        if (self._dephases and self._attempt_runs) or (other._dephases and other._attempt_runs):
+            self.update(qubit, now_ns)
+            other.update(other_qubit, now_ns)
+            return self.engine.bell_fidelity(qubit, other_qubit, bell_index)
+        wait = now_ns - last if self._decays and now_ns > last else 0
+        wait_other = now_ns - last_other if other._decays and now_ns > last_other else 0
+        if not wait and not wait_other:
+            return self.engine.bell_fidelity(qubit, other_qubit, bell_index)
+        hw, ohw = self.hw, other.hw
+        return self.engine.decayed_bell_fidelity(qubit, other_qubit, bell_index, wait,
+                                                 wait_other, hw.t1_ns, hw.t2_ns, ohw.t1_ns,
+                                                 ohw.t2_ns)
 
     # ------------------------------------------------------------ attempts
     def add_attempts(self, now_ns: int, first_ns: int, cycle_ns: int,

@@ -619,7 +619,58 @@ class QuantumEngine:
             return ga.bd.fidelity(bell_index)
         if bell_index not in (0, 1, 2, 3):
             raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
+        if len(ga.members) == 2 and a.id != b.id and self._group(b) is ga:
+            # the pair is its whole group: four entries of its matrix (every
+            # Bell state is symmetric or antisymmetric under swapping the two
+            # halves, so their order does not matter), e.g. <Phi+-|rho|Phi+-> =
+            # (rho_00 + rho_33) / 2 +- Re rho_03
+            r = ga.rho
+            if bell_index < 2:
+                diag, off = r[0, 0].real + r[3, 3].real, r[0, 3].real
+            else:
+                diag, off = r[1, 1].real + r[2, 2].real, r[1, 2].real
+            return float(0.5 * diag + off if bell_index & 1 == 0 else 0.5 * diag - off)
         rho = self.density_matrix([a, b])
+        v = _BELL_KETS[bell_index]
+        return float(np.real(np.vdot(v, rho @ v)))
+
+    def decayed_bell_fidelity(self, a: Qubit, b: Qubit, bell_index: int, wait_a_ns: float,
+                              wait_b_ns: float, t1_ns: float, t2_ns: float,
+                              t1_b_ns: float | None = None, t2_b_ns: float | None = None) -> float:
+        """What :meth:`bell_fidelity` would read after :meth:`memory_decay` of
+        ``a`` over ``wait_a_ns`` and of ``b`` over ``wait_b_ns`` (ns; T1/T2 of
+        ``a``'s memory, of ``b``'s if ``t1_b_ns``/``t2_b_ns`` are given), without
+        changing the state. Without relaxation (T1 = inf) the decay is a Z flip
+        on each half (probability p/2, :func:`channels_kraus.t1t2_rates`): two
+        flips leave every Bell state as it is and one maps Bell state B to B^1,
+        so F = (1 - q) F_B + q F_{B^1} with q the probability of exactly one
+        flip; with relaxation the channels act on a copy of the pair's state."""
+        if bell_index not in (0, 1, 2, 3):
+            raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
+        t1b = t1_ns if t1_b_ns is None else t1_b_ns
+        t2b = t2_ns if t2_b_ns is None else t2_b_ns
+        if not (0.0 <= wait_a_ns < math.inf and 0.0 <= wait_b_ns < math.inf):
+            raise ValueError(f"waits must be finite numbers of ns >= 0, got {wait_a_ns!r}, "
+                             f"{wait_b_ns!r}")
+        # (once per pair read: the memories' rates, checked and cached, not t1t2_rates)
+        inv_t1_a, inv_tphi_a = _ck._decay_rates(t1_ns, t2_ns)
+        inv_t1_b, inv_tphi_b = _ck._decay_rates(t1b, t2b)
+        if inv_t1_a == 0.0 and inv_t1_b == 0.0:
+            # Z flips with probability p/2, p = 1 - exp(-t / T_phi) (t1t2_rates)
+            qa = -0.5 * math.expm1(-wait_a_ns * inv_tphi_a)
+            qb = -0.5 * math.expm1(-wait_b_ns * inv_tphi_b)
+            q = qa + qb - 2.0 * qa * qb
+            f = self.bell_fidelity(a, b, bell_index)
+            if q == 0.0:
+                return f
+            return (1.0 - q) * f + q * self.bell_fidelity(a, b, bell_index ^ 1)
+        rho = self.density_matrix([a, b])       # a fresh array: the state is not touched
+        for pos, ops in ((0, _ck.t1t2_decay(wait_a_ns, t1_ns, t2_ns)),
+                         (1, _ck.t1t2_decay(wait_b_ns, t1b, t2b))):
+            out = _sandwich(rho, 2, ops[0], [pos])
+            for k in ops[1:]:
+                out += _sandwich(rho, 2, k, [pos])
+            rho = out
         v = _BELL_KETS[bell_index]
         return float(np.real(np.vdot(v, rho @ v)))
 
@@ -808,6 +859,13 @@ class QuantumEngine:
         ``T2 > 2*T1`` raises ``InvalidParameterError`` (a ValueError); T1 or T2 may be ``math.inf``.
         """
         gamma, p = _ck.t1t2_rates(wait_ns, t1_ns, t2_ns)
+        self._decay(q, gamma, p, wait_ns, t1_ns, t2_ns)
+
+    def _decay(self, q: Qubit, gamma: float, p: float, wait_ns: float, t1_ns: float,
+               t2_ns: float) -> None:
+        """:meth:`memory_decay` once its ``(gamma, p)`` are known (``t1t2_rates``
+        of the same wait and times, checked by the caller: a device works its
+        memory's rates out once, not per qubit update)."""
         if gamma == 0.0 and p == 0.0:
             self._group(q)  # still refuse dead qubits
             return
@@ -1064,8 +1122,14 @@ class QuantumEngine:
             del self._where[q.id]
             return
         n = len(members)
-        keep = [i for i in range(n) if i != pos]
-        g.rho = _ptrace(g.rho, n, keep)
+        rho = g.rho
+        if n == 2:
+            # one half of a pair (once per pair and end): the partial trace as
+            # two slices, rho_kept[i, j] = sum_k rho[(i k), (j k)] (kept qubit
+            # first) or rho[(k i), (k j)]
+            g.rho = rho[0::2, 0::2] + rho[1::2, 1::2] if pos == 1 else rho[:2, :2] + rho[2:, 2:]
+        else:
+            g.rho = _ptrace(rho, n, [i for i in range(n) if i != pos])
         del members[pos]
         del self._where[q.id]
 
