@@ -210,10 +210,10 @@ cdef class Maker:
     field the slow check or None. ``Cls(...)`` reaches it without a Python
     frame through :func:`call_through`."""
 
-    cdef object cls
+    cdef SlotWriter writer           # (where each field's slot is)
     cdef _Type* tp
     cdef Py_ssize_t n
-    cdef Py_ssize_t* offsets
+    cdef Py_ssize_t* offsets         # (the writer's)
     cdef tuple names
     cdef tuple defaults
     cdef tuple factories
@@ -233,16 +233,14 @@ cdef class Maker:
 
     def __cinit__(self, cls, names, defaults, required, factories, tests, slow, post, qualname):
         cdef Py_ssize_t i
-        cdef _MemberDescr* descr
         names = tuple(names)
         self.n = len(names)
         if self.n > _MAX_FIELDS:
             raise TypeError(f"{cls.__name__}: more than {_MAX_FIELDS} fields")
-        if not isinstance(cls, type) or cls.__new__ is not object.__new__ \
-                or getattr(cls, "__abstractmethods__", None):
-            raise TypeError(f"{cls!r}: not a plain class built by object.__new__")
+        self.writer = SlotWriter(cls, names)     # (TypeError if it cannot write cls)
+        self.offsets = self.writer.offsets
+        self.tp = self.writer.tp
         n = max(1, self.n)
-        self.offsets = <Py_ssize_t*>PyMem_Malloc(n * sizeof(Py_ssize_t))
         self.required = <char*>PyMem_Malloc(n)
         self.kinds = <char*>PyMem_Malloc(n)
         self.optional = <char*>PyMem_Malloc(n)
@@ -251,19 +249,12 @@ cdef class Maker:
         self.flo = <double*>PyMem_Malloc(n * sizeof(double))
         self.fhi = <double*>PyMem_Malloc(n * sizeof(double))
         self.maxlen = <Py_ssize_t*>PyMem_Malloc(n * sizeof(Py_ssize_t))
-        if (self.offsets == NULL or self.required == NULL or self.kinds == NULL
+        if (self.required == NULL or self.kinds == NULL
                 or self.optional == NULL or self.ilo == NULL or self.ihi == NULL
                 or self.flo == NULL or self.fhi == NULL or self.maxlen == NULL):
             raise MemoryError()
         aux = []
-        for i, name in enumerate(names):
-            d = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
-            if type(d) is not types.MemberDescriptorType:
-                raise TypeError(f"{cls.__name__}.{name} is not a slot")
-            descr = <_MemberDescr*>d
-            if descr.d_member.type != _T_OBJECT_EX or descr.d_member.flags & _READONLY:
-                raise TypeError(f"{cls.__name__}.{name} is not a writable object slot")
-            self.offsets[i] = descr.d_member.offset
+        for i in range(self.n):
             self.required[i] = bool(required[i])
             kind, a, b, opt = tests[i]
             self.kinds[i] = kind
@@ -282,8 +273,6 @@ cdef class Maker:
             elif kind != K_NONE and kind != K_BOOL and kind != K_SLOW:
                 raise ValueError(f"unknown field test kind {kind}")
             aux.append(a)
-        self.cls = cls
-        self.tp = <_Type*>cls
         self.names = tuple(str(x) for x in names)
         self.defaults = tuple(defaults)
         self.factories = tuple(factories)
@@ -297,7 +286,6 @@ cdef class Maker:
             raise ValueError("one default, factory, test and slow check per field")
 
     def __dealloc__(self):
-        PyMem_Free(self.offsets)
         PyMem_Free(self.required)
         PyMem_Free(self.kinds)
         PyMem_Free(self.optional)
