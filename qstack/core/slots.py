@@ -15,7 +15,10 @@ their slots instead, in one of two interchangeable ways:
 
 With the extension, :func:`call_through` also lets ``Record(...)`` call the
 generated constructor directly (the class's vectorcall slot), so protocol
-code builds records plainly at the cost of a constructor function.
+code builds records plainly at the cost of a constructor function; and
+:func:`c_maker` gives that constructor in C (``_slots.Maker``: the
+arguments bound, the fields tested and written, ``__post_init__`` run,
+without a Python frame), the generated Python function being its twin.
 
 Both make the same object; ``tests/test_core_fast_constructor.py`` builds
 every message and record class both ways and compares.
