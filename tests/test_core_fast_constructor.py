@@ -235,3 +235,61 @@ def test_call_through_is_not_inherited_and_refuses_builtin_types():
     assert type(sub) is Sub and (sub.x, sub.y) == (1, 5)
     with pytest.raises(TypeError):
         call_through(int, lambda: 0)
+
+
+# ---------------------------------------------------------------- the C constructors (Maker)
+
+def _outcome(fn, *args, **kwargs):
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except Exception as exc:        # (the very error is what is compared)
+        return (type(exc), str(exc))
+
+
+@needs_cython
+@pytest.mark.parametrize("args, kwargs", [
+    ((1, "a", 2, 3, 0.5, 7), {}),
+    ((1, "a", 2, 4, 0.5, 7), {}),                    # bell index out of range
+    ((1, "a", 2, 3, float("nan"), 7), {}),           # NaN fidelity
+    ((1, "a", 2, 3, 1, 7), {}),                      # an int for a float field
+    ((1, "a", -2, 3, 0.5, 7), {}),                   # below the minimum
+    ((1, "a", 1 << 70, 3, 0.5, 7), {}),              # beyond int64
+    ((True, "a", 2, 3, 0.5, 7), {}),                 # a bool for an int field
+    ((1, "x" * 65, 2, 3, 0.5, 7), {}),               # name too long
+    ((1, 7, 2, 3, 0.5, 7), {}),                      # wrong type
+    ((1, "a", 2, 3, 0.5), {"created_ns": 7}),
+    ((), {"circuit_id": 1, "head": "a", "link_seq": 2, "bell_index": 3, "fidelity": 0.5,
+          "created_ns": 7}),
+    ((1, "a", 2, 3, 0.5), {}),                       # missing
+    ((1, "a", 2, 3, 0.5, 7), {"head": "b"}),         # twice
+    ((1, "a", 2, 3, 0.5, 7), {"other": 1}),          # unknown
+    ((1, "a", 2, 3, 0.5, 7, 8), {}),                 # too many
+])
+def test_c_message_constructor_accepts_and_refuses_as_the_python_one(args, kwargs):
+    """The C constructor (``Maker``) and the generated Python function (its
+    twin): the same message for valid input, the same error for invalid."""
+    from qstack.network.messages import Track
+
+    c_made = _outcome(message_constructor(Track, False, True), *args, **kwargs)
+    py_made = _outcome(message_constructor(Track, False, False), *args, **kwargs)
+    if c_made[0] == "ok":
+        assert py_made[0] == "ok"
+        _same(c_made[1], py_made[1])
+        _same(c_made[1], Track(*args, **kwargs))
+    else:
+        assert c_made[0] is py_made[0]
+        if c_made[0] is not TypeError:      # (argument errors: same type, own wording)
+            assert c_made[1] == py_made[1]
+
+
+@needs_cython
+def test_c_message_constructor_runs_post_init_unless_checked():
+    from qstack.core.errors import EncodeError
+    from qstack.link.messages import QueueSpec
+    from qstack.link.service import RequestType
+
+    bad = (7, 3, 0.8, 0, 2, RequestType.KEEP, "W", 1, False, False, 0.05)
+    for compiled in (True, False):
+        with pytest.raises(EncodeError):
+            message_constructor(QueueSpec, False, compiled)(*bad)
+        assert message_constructor(QueueSpec, True, compiled)(*bad).measure_basis == "W"

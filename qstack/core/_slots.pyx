@@ -157,4 +157,267 @@ def call_through(cls, make):
     if not callable(make):
         raise TypeError("make must be callable")
     _makers[cls] = make
-    (<_CallType*>cls).tp_vectorcall = _call_maker
+    if type(make) is Maker:
+        (<_CallType*>cls).tp_vectorcall = <vectorcallfunc>_call_made
+    else:
+        (<_CallType*>cls).tp_vectorcall = _call_maker
+
+
+# ---------------------------------------------------------------- Maker: a generated constructor in C
+
+cdef extern from "Python.h":
+    PyObject** _tuple_items "PySequence_Fast_ITEMS"(object)
+    Py_ssize_t _vc_nargs "PyVectorcall_NARGS"(size_t)
+    long long _as_ll "PyLong_AsLongLongAndOverflow"(PyObject*, int*) except? -1
+    double _as_double "PyFloat_AS_DOUBLE"(PyObject*)
+    Py_ssize_t _str_len "PyUnicode_GET_LENGTH"(PyObject*)
+    Py_ssize_t _bytes_len "PyBytes_GET_SIZE"(PyObject*)
+    int _str_eq "PyUnicode_Compare"(PyObject*, PyObject*) except? -1
+    bint _is_str "PyUnicode_CheckExact"(PyObject*)
+
+# field test kinds (Maker); what each accepts is exactly what the generated
+# Python test of qstack.core.messages._fast_test accepts
+cdef enum:
+    K_NONE = 0      # no test (records)
+    K_INT = 1       # exact int within [ilo, ihi]
+    K_FLOAT = 2     # exact float within [flo, fhi] (NaN fails)
+    K_BOOL = 3      # exact bool
+    K_STR = 4       # exact str of at most maxlen characters
+    K_BYTES = 5     # exact bytes of at most maxlen bytes
+    K_CLASS = 6     # exactly of class aux[i]
+    K_PY = 7        # aux[i](value) is true
+    K_SLOW = 8      # always the slow check
+
+cdef enum:
+    _MAX_FIELDS = 64
+
+cdef object _REQUIRED = object()
+
+
+cdef class Maker:
+    """A generated constructor in C: builds instances of ``cls`` with fields
+    ``names`` from the call's arguments as the Python function
+    ``def make(<names with defaults>): <checks>; o = new(...); <post>``
+    that :mod:`qstack.core.messages` and :func:`qstack.core.protocol.fast_init`
+    generate does (the pure-Python twin): the same parameters, defaults and
+    default factories, the same checks (a field's fast test, and for a value
+    that fails it the field's slow check, which accepts it or raises), the
+    same object; then ``post(obj)`` if given.
+
+    ``defaults``: per field the default value or ``None`` with ``required``
+    true; ``factories``: per field a default factory or None; ``tests``: per
+    field ``(kind, a, b, optional)`` (see the kinds above), ``slow``: per
+    field the slow check or None. ``Cls(...)`` reaches it without a Python
+    frame through :func:`call_through`."""
+
+    cdef SlotWriter writer           # (where each field's slot is)
+    cdef _Type* tp
+    cdef Py_ssize_t n
+    cdef Py_ssize_t* offsets         # (the writer's)
+    cdef tuple names
+    cdef tuple defaults
+    cdef tuple factories
+    cdef tuple aux
+    cdef tuple slow
+    cdef object post
+    cdef object qualname
+    cdef bint any_factory
+    cdef char* required
+    cdef char* kinds
+    cdef char* optional
+    cdef long long* ilo
+    cdef long long* ihi
+    cdef double* flo
+    cdef double* fhi
+    cdef Py_ssize_t* maxlen
+
+    def __cinit__(self, cls, names, defaults, required, factories, tests, slow, post, qualname):
+        cdef Py_ssize_t i
+        names = tuple(names)
+        self.n = len(names)
+        if self.n > _MAX_FIELDS:
+            raise TypeError(f"{cls.__name__}: more than {_MAX_FIELDS} fields")
+        self.writer = SlotWriter(cls, names)     # (TypeError if it cannot write cls)
+        self.offsets = self.writer.offsets
+        self.tp = self.writer.tp
+        n = max(1, self.n)
+        self.required = <char*>PyMem_Malloc(n)
+        self.kinds = <char*>PyMem_Malloc(n)
+        self.optional = <char*>PyMem_Malloc(n)
+        self.ilo = <long long*>PyMem_Malloc(n * sizeof(long long))
+        self.ihi = <long long*>PyMem_Malloc(n * sizeof(long long))
+        self.flo = <double*>PyMem_Malloc(n * sizeof(double))
+        self.fhi = <double*>PyMem_Malloc(n * sizeof(double))
+        self.maxlen = <Py_ssize_t*>PyMem_Malloc(n * sizeof(Py_ssize_t))
+        if (self.required == NULL or self.kinds == NULL
+                or self.optional == NULL or self.ilo == NULL or self.ihi == NULL
+                or self.flo == NULL or self.fhi == NULL or self.maxlen == NULL):
+            raise MemoryError()
+        aux = []
+        for i in range(self.n):
+            self.required[i] = bool(required[i])
+            kind, a, b, opt = tests[i]
+            self.kinds[i] = kind
+            self.optional[i] = bool(opt)
+            self.ilo[i] = self.ihi[i] = 0
+            self.flo[i] = self.fhi[i] = 0.0
+            self.maxlen[i] = 0
+            if kind == K_INT:
+                self.ilo[i], self.ihi[i] = a, b
+            elif kind == K_FLOAT:
+                self.flo[i], self.fhi[i] = a, b
+            elif kind == K_STR or kind == K_BYTES:
+                self.maxlen[i] = a
+            elif kind == K_CLASS or kind == K_PY:
+                pass
+            elif kind != K_NONE and kind != K_BOOL and kind != K_SLOW:
+                raise ValueError(f"unknown field test kind {kind}")
+            aux.append(a)
+        self.names = tuple(str(x) for x in names)
+        self.defaults = tuple(defaults)
+        self.factories = tuple(factories)
+        self.any_factory = any(f is not None for f in self.factories)
+        self.aux = tuple(aux)
+        self.slow = tuple(slow)
+        self.post = post
+        self.qualname = qualname
+        if not (len(self.defaults) == len(self.factories) == len(self.slow) == self.n
+                and len(required) == len(tests) == self.n):
+            raise ValueError("one default, factory, test and slow check per field")
+
+    def __dealloc__(self):
+        PyMem_Free(self.required)
+        PyMem_Free(self.kinds)
+        PyMem_Free(self.optional)
+        PyMem_Free(self.ilo)
+        PyMem_Free(self.ihi)
+        PyMem_Free(self.flo)
+        PyMem_Free(self.fhi)
+        PyMem_Free(self.maxlen)
+
+    @property
+    def __qualname__(self):
+        return self.qualname
+
+    @property
+    def __name__(self):
+        return self.qualname
+
+    def __repr__(self):
+        return f"<Maker {self.qualname}>"
+
+    cdef bint _fast(self, Py_ssize_t i, object v) except -1:
+        # the field's fast test (see the kinds); False: the slow check decides
+        cdef int kind = self.kinds[i]
+        cdef int overflow = 0
+        cdef long long x
+        cdef double d
+        if kind == K_NONE:
+            return True
+        if self.optional[i] and v is None:
+            return True
+        if kind == K_INT:
+            if type(v) is not int:
+                return False
+            x = _as_ll(<PyObject*>v, &overflow)
+            return overflow == 0 and self.ilo[i] <= x <= self.ihi[i]
+        if kind == K_FLOAT:
+            if type(v) is not float:
+                return False
+            d = _as_double(<PyObject*>v)
+            return self.flo[i] <= d <= self.fhi[i]
+        if kind == K_BOOL:
+            return type(v) is bool
+        if kind == K_STR:
+            return type(v) is str and _str_len(<PyObject*>v) <= self.maxlen[i]
+        if kind == K_BYTES:
+            return type(v) is bytes and _bytes_len(<PyObject*>v) <= self.maxlen[i]
+        if kind == K_CLASS:
+            return type(v) is self.aux[i]
+        if kind == K_PY:
+            return bool(self.aux[i](v))
+        return False
+
+    cdef object _call(self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+        cdef PyObject* vals[_MAX_FIELDS]
+        cdef Py_ssize_t i, j, nkw
+        cdef PyObject* key
+        cdef PyObject* o
+        cdef PyObject** slot
+        cdef list made = None
+        if nargs > self.n:
+            raise TypeError(f"{self.qualname}() takes {self.n} positional arguments but "
+                            f"{nargs} were given")
+        for i in range(self.n):
+            vals[i] = args[i] if i < nargs else NULL
+        if kwnames != NULL:
+            nkw = PyTuple_GET_SIZE(<object>kwnames)
+            for j in range(nkw):
+                key = PyTuple_GET_ITEM(<object>kwnames, j)
+                i = self._index(key)
+                if i < 0:
+                    raise TypeError(f"{self.qualname}() got an unexpected keyword argument "
+                                    f"{<object>key!r}")
+                if vals[i] != NULL:
+                    raise TypeError(f"{self.qualname}() got multiple values for argument "
+                                    f"{<object>key!r}")
+                vals[i] = args[nargs + j]
+        for i in range(self.n):
+            if vals[i] == NULL:
+                if self.required[i]:
+                    missing = [self.names[k] for k in range(self.n)
+                               if vals[k] == NULL and self.required[k]]
+                    raise TypeError(f"{self.qualname}() missing {len(missing)} required "
+                                    f"positional argument{'s' if len(missing) > 1 else ''}: "
+                                    + ", ".join(repr(m) for m in missing))
+                if self.factories[i] is None:
+                    vals[i] = PyTuple_GET_ITEM(self.defaults, i)
+        for i in range(self.n):
+            if vals[i] != NULL and not self._fast(i, <object>vals[i]):
+                self.slow[i](<object>vals[i])
+        if self.any_factory:
+            made = []
+            for i in range(self.n):
+                if vals[i] == NULL:
+                    value = self.factories[i]()
+                    made.append(value)
+                    vals[i] = <PyObject*>value
+        o = self.tp.tp_alloc(self.tp, 0)
+        if o == NULL:
+            raise MemoryError()
+        obj = <object>o          # (a second reference: the allocation's is given up below)
+        Py_DECREF(obj)
+        for i in range(self.n):
+            Py_XINCREF(vals[i])
+            slot = <PyObject**>((<char*>o) + self.offsets[i])
+            slot[0] = vals[i]
+        if self.post is not None:
+            self.post(obj)
+        return obj
+
+    cdef Py_ssize_t _index(self, PyObject* key) except -2:
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            if PyTuple_GET_ITEM(self.names, i) == key:
+                return i
+        if _is_str(key):
+            for i in range(self.n):
+                if _str_eq(PyTuple_GET_ITEM(self.names, i), key) == 0:
+                    return i
+        return -1
+
+    def __call__(self, *args, **kwargs):
+        if not kwargs:
+            return self._call(_tuple_items(args), PyTuple_GET_SIZE(args), NULL)
+        both = args + tuple(kwargs.values())
+        names = tuple(kwargs)
+        return self._call(_tuple_items(both), PyTuple_GET_SIZE(args), <PyObject*>names)
+
+
+cdef PyObject* _call_made(PyObject* cls, PyObject* const* args, size_t nargsf,
+                          PyObject* kwnames) except NULL:
+    # the class's tp_vectorcall when its maker is a Maker: Cls(...) in C
+    cdef PyObject* make = _dict_get(<PyObject*>_makers, cls)
+    result = (<Maker>make)._call(<PyObject**>args, _vc_nargs(nargsf), kwnames)
+    Py_XINCREF(<PyObject*>result)
+    return <PyObject*>result

@@ -40,7 +40,7 @@ import msgpack
 
 from qstack.core.args import show
 from qstack.core.errors import DecodeError, EncodeError, ErrorCode
-from qstack.core.slots import call_through, setter_source
+from qstack.core.slots import c_maker, call_through, setter_source
 
 __all__ = [
     "Message",
@@ -468,7 +468,60 @@ def _compile(cls: type, compiled: bool | None = None) -> dict:
     for fn in ("make", "make_checked", "raw", "to_body", "from_values"):
         ns[fn].__qualname__ = ns[fn].__name__ = f"{fn}_{cls.__name__}"
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    # the same two constructors in C where the extension is built (no Python
+    # frame per message): same parameters, tests, slow checks and __post_init__
+    fields = dataclasses.fields(cls)
+    spec = dict(
+        names=[f.name for f in fields],
+        defaults=[None if f.default is dataclasses.MISSING else f.default for f in fields],
+        required=[f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                  for f in fields],
+        factories=[None if f.default_factory is dataclasses.MISSING else f.default_factory
+                   for f in fields],
+        tests=[_c_test(fc.tp, fc, ns, f"_k{i}") for i, fc in enumerate(cls._FIELDS)],
+        slow=[fc.check for fc in cls._FIELDS], compiled=compiled)
+    if post:
+        exec("def _c_post(_qo):\n" + post, ns)
+    made = c_maker(cls, post=ns.get("_c_post"), qualname=cls.__qualname__, **spec)
+    if made is not None:
+        ns["make"] = made
+        ns["make_checked"] = c_maker(cls, qualname=f"make_checked_{cls.__name__}", **spec)
     return ns
+
+
+#: Field test kinds of the C constructor (``qstack/core/_slots.pyx``, ``Maker``).
+_K_INT, _K_FLOAT, _K_BOOL, _K_STR, _K_BYTES, _K_CLASS, _K_PY, _K_SLOW = range(1, 9)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _c_test(tp: Any, fc: _FieldCodec, ns: dict, key: str) -> tuple:
+    """``(kind, a, b, optional)``: the C constructor's test of a field, true
+    for exactly the values :func:`_fast_test`'s expression is true for
+    (scalars in C, anything else through that expression as a function)."""
+    optional, inner = _is_optional(tp)
+    if isinstance(inner, type) and issubclass(inner, (Message, IntEnum)):
+        return (_K_CLASS, inner, None, optional)
+    if inner is bool:
+        return (_K_BOOL, None, None, optional)
+    if inner in (str, bytes):
+        return (_K_STR if inner is str else _K_BYTES, int(fc.len_limit(inner)), None, optional)
+    if inner in (int, float):
+        lo, hi = _literal(fc.min), _literal(fc.max)
+        if (fc.min is not None and lo is None) or (fc.max is not None and hi is None):
+            return (_K_SLOW, None, None, optional)
+        if inner is int and all(type(b) is int for b in (fc.min, fc.max) if b is not None):
+            lo_i = _I64[0] if fc.min is None else fc.min
+            hi_i = _I64[1] if fc.max is None else fc.max
+            # (an int outside int64 goes to the slow check, so clamping is exact)
+            if lo_i <= _I64[1] and hi_i >= _I64[0]:
+                return (_K_INT, max(lo_i, _I64[0]), min(hi_i, _I64[1]), optional)
+        if inner is float and all(type(b) is float or (type(b) is int and abs(b) <= 1 << 53)
+                                  for b in (fc.min, fc.max) if b is not None):
+            return (_K_FLOAT, -math.inf if fc.min is None else float(fc.min),
+                    math.inf if fc.max is None else float(fc.max), optional)
+    expr = _fast_test(tp, "_v", fc, ns, key)
+    exec(f"def {key}_py(_v):\n    return {expr}\n", ns)
+    return (_K_PY, ns[f"{key}_py"], None, False)
 
 
 def _wire_source(cls: type, ns: dict) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
-from qstack.core.slots import call_through, setter_source
+from qstack.core.slots import c_maker, call_through, setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -369,6 +369,17 @@ def _slot_fields(cls: type, checked: bool = False) -> tuple[list, dict] | None:
     return names, ns
 
 
+def _c_maker(cls: type, names: list, ns: dict, post, qualname: str,
+             compiled: bool | None) -> Callable | None:
+    """The C twin (:func:`qstack.core.slots.c_maker`) of the ``make`` that
+    :func:`_setters` and :func:`_signature` generate for these fields, or None."""
+    return c_maker(cls, [n for _, n, _ in names],
+                   [None if kind == 2 else ns.get(f"_d{i}") for i, _, kind in names],
+                   [kind == 0 for _, _, kind in names],
+                   [ns[f"_f{i}"] if kind == 2 else None for i, _, kind in names],
+                   post=post, qualname=qualname, compiled=compiled)
+
+
 def _signature(names: list) -> str:
     return ", ".join(f"{n}=_d{i}" if kind else n for i, n, kind in names)
 
@@ -402,6 +413,9 @@ def fast_constructor(cls: type, *, checked: bool = False,
     if spec is None:
         return cls
     names, ns = spec
+    made = _c_maker(cls, names, ns, None, f"make_{cls.__name__}", compiled)
+    if made is not None:
+        return made          # (in C: no Python frame per object)
     body = _setters(cls, names, "o", ns, True, compiled)
     exec(f"def make({_signature(names)}):\n{body}    return o\n", ns)
     make = ns["make"]
@@ -434,7 +448,9 @@ def fast_init(cls: type) -> type:
          f"    return o\n", ns)
     ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = ns["__init__"]
-    call_through(cls, ns["make"])
+    # Record(...) in C where the extension is built (the generated make otherwise)
+    made = _c_maker(cls, names, ns, cls.__post_init__ if post else None, cls.__qualname__, None)
+    call_through(cls, made if made is not None else ns["make"])
     return cls
 
 

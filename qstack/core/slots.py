@@ -15,7 +15,10 @@ their slots instead, in one of two interchangeable ways:
 
 With the extension, :func:`call_through` also lets ``Record(...)`` call the
 generated constructor directly (the class's vectorcall slot), so protocol
-code builds records plainly at the cost of a constructor function.
+code builds records plainly at the cost of a constructor function; and
+:func:`c_maker` gives that constructor in C (``_slots.Maker``: the
+arguments bound, the fields tested and written, ``__post_init__`` run,
+without a Python frame), the generated Python function being its twin.
 
 Both make the same object; ``tests/test_core_fast_constructor.py`` builds
 every message and record class both ways and compares.
@@ -26,19 +29,20 @@ from typing import Callable
 
 from qstack.core.kernels import pure_python, require_cython
 
-__all__ = ["HAVE_CYTHON", "setter_source", "call_through"]
+__all__ = ["HAVE_CYTHON", "setter_source", "call_through", "c_maker", "NO_TEST"]
 
 try:  # the Cython twin, built by setup.py
     if pure_python():
         raise ImportError("QSTACK_PURE_PYTHON=1")
     from qstack.core._slots import SlotWriter  # type: ignore[import-not-found]
+    from qstack.core._slots import Maker
     from qstack.core._slots import call_through as _call_through
     HAVE_CYTHON = True
 except ImportError:  # pragma: no cover - depends on the build
     if require_cython():
         raise ImportError("QSTACK_REQUIRE_CYTHON=1 but qstack.core._slots is not built; "
                           "build it with `pip install -e .`") from None
-    SlotWriter = _call_through = None
+    SlotWriter = Maker = _call_through = None
     HAVE_CYTHON = False
 
 
@@ -76,6 +80,38 @@ def setter_source(cls: type, fields: list[tuple[str, str]], obj: str, ns: dict, 
     return "".join(lines)
 
 
+#: A field test (:func:`c_maker`) that accepts every value: records check nothing.
+NO_TEST = (0, None, None, False)
+
+
+def c_maker(cls: type, names: list, defaults: list, required: list, factories: list,
+            tests: list | None = None, slow: list | None = None, post: Callable | None = None,
+            qualname: str = "", compiled: bool | None = None) -> Callable | None:
+    """The constructor of ``cls`` in C (the Cython ``Maker``), doing what the
+    generated Python constructor ``make`` does (same parameters ``names``
+    with their ``defaults`` / ``factories``, same field tests and slow
+    checks, then ``post(obj)``), without a Python frame per object; or None
+    where it is not built, ``compiled`` is False, or it cannot write ``cls``
+    (the generated Python function then serves: the pure-Python twin).
+    ``tests``: per field ``(kind, a, b, optional)`` (``_slots.pyx``), None:
+    no test; ``slow``: per field the check that decides a value the test
+    did not pass. The tests build every message and record both ways."""
+    if compiled is False or Maker is None:
+        if compiled:
+            raise ImportError("qstack.core._slots is not built")
+        return None
+    n = len(names)
+    try:
+        return Maker(cls, names, defaults, required, factories,
+                     tests if tests is not None else [NO_TEST] * n,
+                     slow if slow is not None else [None] * n, post,
+                     qualname or f"make_{cls.__name__}")
+    except TypeError:
+        if compiled:
+            raise
+        return None
+
+
 def call_through(cls: type, make: Callable) -> None:
     """Let ``cls(...)`` be ``make(...)``, a generated constructor that builds
     the same object as ``object.__new__`` and ``cls.__init__`` would (checks
@@ -84,7 +120,8 @@ def call_through(cls: type, make: Callable) -> None:
     constructor function does. Without it (the pure-Python twin) nothing
     changes: ``cls(...)`` runs ``cls.__init__``, which does the same."""
     if _call_through is not None:
-        make.__qualname__ = cls.__qualname__   # (errors name the class, as __init__'s do)
+        if Maker is None or not isinstance(make, Maker):
+            make.__qualname__ = cls.__qualname__   # (errors name the class, as __init__'s do)
         _call_through(cls, make)
 
 

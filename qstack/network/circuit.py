@@ -77,7 +77,8 @@ from typing import Any
 from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
-    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on, on_message,
+    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, fast_init, on,
+    on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
@@ -157,6 +158,7 @@ TRANSITIONS = Transitions("circuit", {
 })
 
 
+@fast_init               # (made twice per link pair: its fields set through its slots)
 @dataclass(slots=True)
 class _Pair:
     """A link pair this node holds for a circuit (one qubit of it). At the
@@ -638,15 +640,17 @@ class QnpProtocol(Protocol):
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
         """Ask the link layer for downstream pairs up to the window: the free
         credit in one standing request (topped up in batches, see the class)."""
-        if c.phase is not _ACTIVE or c.index >= c.n_links:
+        idx = c.index
+        if c.phase is not _ACTIVE or idx >= c.n_links:
             return
         held = len(c.held[_RIGHT])
         for side, _seq in c.busy:       # (pairs in a BSM right now: a few at most)
             if side == _RIGHT:
                 held += 1
         credit = c.credit
-        outstanding = sum(c.creates.values())
-        if c.index == 0:
+        creates = c.creates
+        outstanding = sum(creates.values())
+        if idx == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(credit, c.number - c.delivered) - outstanding - held
         else:
@@ -661,11 +665,12 @@ class QnpProtocol(Protocol):
             # pairs are still to come: the link is busy for this circuit; top
             # it up only with a batch worth a message (purify: one at a time)
             return
-        if c.standing is not None:
+        standing = c.standing
+        if standing is not None:
             # the link request stands: it may make `room` pairs more
-            c.creates[c.standing] += room
+            creates[standing] += room
             c.requested += room
-            out.append(Submit(CreateTopUp(c.standing, c.path[c.index + 1], room),
+            out.append(Submit(CreateTopUp(standing, c.path[idx + 1], room),
                               to=self.link_service))
             return
         create_id = _CREATE_ID_BASE | self._next_create_id
@@ -731,6 +736,8 @@ class QnpProtocol(Protocol):
                 return []
             return [Submit(Release(ok.ent_id, ok.remote), to=self.link_service),
                     QuantumOp(None, Discard(ok.qubit))]
+        idx = c.index           # (read once: each attribute read costs, compiled or not)
+        n_links = c.n_links
         side = self._side_of(c, ok.remote)
         if side == _RIGHT:
             creates = c.creates
@@ -748,26 +755,27 @@ class QnpProtocol(Protocol):
                 else:
                     del creates[cid]
             self.stats["link_pairs"] += 1
-        far = c.index - 1 if side == _LEFT else c.index + 1
-        p = _Pair(ok.ent_id.seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns, far, now_ns,
-                  ok.ent_id)
+        ent_id = ok.ent_id
+        seq = ent_id.seq
+        p = _Pair(seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns,
+                  idx - 1 if side == _LEFT else idx + 1, now_ns, ent_id)
         out: list = []
-        if c.type == _MD and (c.index == 0 or c.index == c.n_links):
+        if c.type == _MD and (idx == 0 or idx == n_links):
             self._md_measure(c, side, p, out)
             return out
-        c.held[side][p.seq] = p
-        if c.index == 0:
+        c.held[side][seq] = p
+        if idx == 0:
             # the head starts the pair's Track towards the tail
-            out.append(SendMessage(c.path[1], Track(c.cid, c.head, p.seq, p.bell, p.fidelity,
+            out.append(SendMessage(c.path[1], Track(c.cid, c.head, seq, p.bell, p.fidelity,
                                                     p.created_ns)))
-        elif c.index < c.n_links:
+        elif idx < n_links:
             if c.cutoff_ns:
-                out.append(StartTimer(("qnp.cut", c.head, c.cid, side, p.seq), c.cutoff_ns))
+                out.append(StartTimer(("qnp.cut", c.head, c.cid, side, seq), c.cutoff_ns))
         if c.early:
-            parked = c.early.pop((side, p.seq), None)
+            parked = c.early.pop((side, seq), None)
             if parked:
                 self._replay(parked, now_ns, out)
-        if 0 < c.index < c.n_links:
+        if 0 < idx < n_links:
             self._try_swap(c, now_ns, out)
         return out
 
@@ -824,8 +832,9 @@ class QnpProtocol(Protocol):
     def _try_swap(self, c: _Circuit, now_ns: int, out: list) -> None:
         """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
+        nested = c.strategy == _NESTED
         while left and right:
-            if c.strategy == _NESTED:
+            if nested:
                 pl = next((p for p in left.values() if p.far == c.lo), None)
                 pr = next((p for p in right.values() if p.far == c.hi), None)
                 if pl is None or pr is None:
@@ -833,13 +842,16 @@ class QnpProtocol(Protocol):
             else:
                 pl = next(iter(left.values()))
                 pr = next(iter(right.values()))
-            del left[pl.seq]
-            del right[pr.seq]
+            sl, sr = pl.seq, pr.seq
+            del left[sl]
+            del right[sr]
             # both pairs leave the link layer's care (no cut-off, no expiry)
-            out.append(Submit(Release(pl.ent_id, c.path[c.index - 1]), to=self.link_service))
-            out.append(Submit(Release(pr.ent_id, c.path[c.index + 1]), to=self.link_service))
-            c.busy[(_LEFT, pl.seq)] = []
-            c.busy[(_RIGHT, pr.seq)] = []
+            path, idx, below = c.path, c.index, self.link_service
+            out.append(Submit(Release(pl.ent_id, path[idx - 1]), to=below))
+            out.append(Submit(Release(pr.ent_id, path[idx + 1]), to=below))
+            busy = c.busy
+            busy[(_LEFT, sl)] = []
+            busy[(_RIGHT, sr)] = []
             if c.cutoff_ns:
                 out.append(CancelTimer(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
                 out.append(CancelTimer(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
@@ -849,26 +861,27 @@ class QnpProtocol(Protocol):
     def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int,
                  out: list) -> None:
         self.stats["swaps"] += 1
-        c.swaps[(_LEFT, pl.seq)] = (_RIGHT, pr.seq, pr.bell ^ m, pr.fidelity, pr.created_ns)
-        c.swaps[(_RIGHT, pr.seq)] = (_LEFT, pl.seq, pl.bell ^ m, pl.fidelity, pl.created_ns)
+        sl, sr = pl.seq, pr.seq
+        swaps = c.swaps
+        swaps[(_LEFT, sl)] = (_RIGHT, sr, pr.bell ^ m, pr.fidelity, pr.created_ns)
+        swaps[(_RIGHT, sr)] = (_LEFT, sl, pl.bell ^ m, pl.fidelity, pl.created_ns)
         c.untracked += 1
+        path, idx = c.path, c.index
         if c.strategy == _NESTED:
-            out.append(SendMessage(c.path[c.index - 1],
-                                   SegmentNotice(c.cid, c.head, pl.seq, pr.far)))
-            out.append(SendMessage(c.path[c.index + 1],
-                                   SegmentNotice(c.cid, c.head, pr.seq, pl.far)))
+            out.append(SendMessage(path[idx - 1], SegmentNotice(c.cid, c.head, sl, pr.far)))
+            out.append(SendMessage(path[idx + 1], SegmentNotice(c.cid, c.head, sr, pl.far)))
         # messages that waited for the BSM now pass
         busy = c.busy
-        parked = busy.pop((_LEFT, pl.seq), None)
+        parked = busy.pop((_LEFT, sl), None)
         if parked:
             self._replay(parked, now_ns, out)
-        parked = busy.pop((_RIGHT, pr.seq), None)
+        parked = busy.pop((_RIGHT, sr), None)
         if parked:
             self._replay(parked, now_ns, out)
-        t = c.waiting_track.pop(pl.seq, None)
+        t = c.waiting_track.pop(sl, None)
         if t is not None:
             # the Track that waited here for the swap passes now
-            out.extend(self._on_track(c.path[c.index - 1], t, now_ns))
+            out.extend(self._on_track(path[idx - 1], t, now_ns))
         self._refill(c, now_ns, out)
 
     # ---------------------------------------------------------------- measure directly
@@ -977,7 +990,8 @@ class QnpProtocol(Protocol):
         rec = self._take_swap(c, src, t.link_seq)
         if rec is not None:
             oside, oseq, xor, f_o, created_o = rec
-            out.append(SendMessage(c.neighbour(oside), Track(
+            # (a swap record is a repeater's: both neighbours are on the path)
+            out.append(SendMessage(c.path[c.index - 1 if oside == _LEFT else c.index + 1], Track(
                 c.cid, c.head, oseq, t.bell_index ^ xor, werner_swap(t.fidelity, f_o),
                 min(t.created_ns, created_o))))
             # flow control: the downstream pair is now part of a tracked pair
