@@ -36,7 +36,7 @@ cdef class DriverCore:
     def _send_action(self, node, protocol, action, now):
         cdef object msg = action.msg
         cdef object dst = action.dst
-        cdef object data, src, link, sim, arrive, last
+        cdef object data, src, link, sim, arrive, last, batch
         cdef int side
         cdef dict stats = self.stats
         if self.check_wire:
@@ -56,19 +56,34 @@ cdef class DriverCore:
             if self.jitter_ns:
                 arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
             last = link.last_arrival
-            if arrive < last[side]:
+            if arrive <= last[side]:
                 arrive = last[side]            # FIFO per direction
+                batch = link.batch[side]
+                if batch is not None and sim.next_seq == link.batch_seq[side]:
+                    # rides along with the message before it (see the twin)
+                    (<list> batch).append(msg)
+                    return
             last[side] = arrive
-            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
-                            msg)
+            batch = [msg]
+            link.batch[side] = batch
+            link.batch_seq[side] = sim.schedule_at(
+                arrive, self._arrive_link, link, side, link.epoch, node, link.ends[side ^ 1],
+                batch).seq + 1
             return
         self._send_far(node, protocol, dst, msg)
 
-    def _arrive_link(self, link, epoch, src, dst, msg):
+    def _arrive_link(self, link, side, epoch, src, dst, list msgs):
+        cdef object name, now, msg
+        cdef list batches = link.batch
+        if batches[side] is msgs:
+            batches[side] = None               # (fired: nothing more rides along)
         if link.epoch != epoch:
-            self.stats["messages_lost"] += 1
+            self.stats["messages_lost"] += len(msgs)
             return
-        dst.message(src.name, msg, self.sim.now)
+        name = src.name
+        now = self.sim.now
+        for msg in msgs:
+            dst.message(name, msg, now)
 
     def _op_action(self, node, protocol, action, now):
         cdef object op_id = action.op_id
