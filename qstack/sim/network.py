@@ -73,12 +73,26 @@ class SimNode(NodeRuntime):
         self.device = device
 
 
-class SimLink:
+class PyLinkCore:
+    """The fields of a :class:`SimLink` the driver's hot path reads: the
+    pure-Python twin of the compiled ``qstack.sim._driver.LinkCore`` (typed
+    fields there, read in C)."""
+
+    __slots__ = ("a", "b", "classical_delay_ns", "up", "station", "ends", "epoch",
+                 "last_arrival", "batch", "batch_seq")
+
+
+# the compiled driver core and link fields when built (and not
+# QSTACK_PURE_PYTHON=1), else the twins (PyLinkCore above, PyDriverCore below)
+_compiled = load_kernel("qstack.sim._driver")
+LinkCore = _compiled.LinkCore if _compiled is not None else PyLinkCore
+
+
+class SimLink(LinkCore):  # type: ignore[valid-type,misc]
     """A link between neighbours ``a`` (side 0) and ``b`` (side 1): its
     station (``None`` for a classical-only link) and its classical channel."""
 
-    __slots__ = ("a", "b", "model", "classical_delay_ns", "up", "station", "ends", "epoch",
-                 "last_arrival", "batch", "batch_seq", "qkd", "pulses")
+    __slots__ = ("model", "qkd", "pulses")
 
     def __init__(self, a: str, b: str, model: HeraldedPairModel | None,
                  classical_delay_ns: int) -> None:
@@ -224,7 +238,6 @@ class PyDriverCore:
 
 
 # the compiled core when built (and not QSTACK_PURE_PYTHON=1), else the twin above
-_compiled = load_kernel("qstack.sim._driver")
 DriverCore = _compiled.DriverCore if _compiled is not None else PyDriverCore
 HAVE_CYTHON = _compiled is not None
 
