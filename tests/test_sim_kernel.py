@@ -573,6 +573,18 @@ def test_next_event_time_skips_cancelled_events(backend):
     assert sim.next_event_time == 9 and sim.pending == 1
 
 
+def test_next_seq_is_the_seq_the_next_event_gets(backend):
+    sim = Simulator(seed=1, backend=backend)
+    start = sim.next_seq
+    first = sim.schedule(5, lambda: None)
+    assert first.seq == start and sim.next_seq == first.seq + 1
+    sim.cancel(first)                      # (cancelling schedules nothing)
+    assert sim.next_seq == first.seq + 1
+    assert sim.schedule_at(3, lambda: None).seq == first.seq + 1
+    sim.run()
+    assert sim.next_seq == first.seq + 2   # (firing schedules nothing)
+
+
 def test_simulator_with_pending_tasks_is_garbage_collected(backend):
     # Tasks and their wake-up events form reference cycles through the
     # simulator; the collector must be able to see (and free) them.

@@ -170,6 +170,32 @@ def test_messages_timers_and_unknown_protocol():
     assert net.errors[-1].code == ErrorCode.UNKNOWN_TYPE
 
 
+def test_messages_sent_at_one_instant_share_one_event_in_order():
+    # Messages one node sends a neighbour at one instant, with nothing else
+    # scheduled in between, arrive in one kernel event, in their order (as
+    # their own events would have fired: back to back); anything scheduled
+    # in between ends the batch, so the order of events never changes.
+    net = make_net()
+    send = net.node("a")._run[SendMessage]
+    later = []
+    for text in ("1", "2"):
+        send("test.pair", SendMessage("b", Note(text)), net.now_ns)
+    net.sim.schedule(7_000, lambda: later.append(list(net.node("b").protocol("test.pair").notes)))
+    send("test.pair", SendMessage("b", Note("3")), net.now_ns)
+    fired = net.run()
+    notes = net.node("b").protocol("test.pair").notes
+    assert notes == [(7_000, "a", "1"), (7_000, "a", "2"), (7_000, "a", "3")]
+    assert later == [notes[:2]]          # the event in between fired between them
+    assert fired == 3 and net.stats["messages"] == 3
+    # messages in flight are lost with their link's epoch; one sent after
+    # that (same instant, nothing scheduled since) travels on its own
+    send("test.pair", SendMessage("b", Note("lost")), net.now_ns)
+    net.link("a", "b").new_epoch()
+    send("test.pair", SendMessage("b", Note("4")), net.now_ns)
+    net.run()
+    assert notes[3:] == [(14_000, "a", "4")] and net.stats["messages_lost"] == 1
+
+
 def test_same_seed_same_run():
     def trace(seed):
         net = make_net(seed=seed)

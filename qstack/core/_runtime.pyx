@@ -8,7 +8,9 @@ a dict of bound methods (one Python call each); here the node's state lives
 in typed fields and the actions that stay in the node (``Deliver``,
 ``Submit``, ``StartTimer``, ``CancelTimer``, ``Fail``) are carried out by C
 calls, switched on the action's class. What leaves the node (``SendMessage``,
-``QuantumOp``) still goes to the executors in ``_run`` (the driver's).
+``QuantumOp``) goes to the driver: by a C call when the driver is a compiled
+``DriverHooks`` (the simulator's ``DriverCore``, ``hooks``), else through
+the executors in ``_run`` (the driver's).
 
 Same semantics as the twin, action by action; ``tests/test_core_runtime_twins.py``
 drives both with the same events and compares what each carried out, and
@@ -18,8 +20,8 @@ stack, crash, restart, ``record``).
 """
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
-    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, StartTimer, Submit,
-    TimerFired, fast_constructor,
+    CancelTimer, Deliver, Fail, MessageReceived, OperationDone, QuantumOp, SendMessage,
+    StartTimer, Submit, TimerFired, fast_constructor,
 )
 
 cdef object _received = fast_constructor(MessageReceived)
@@ -30,32 +32,34 @@ cdef object _Submit = Submit
 cdef object _StartTimer = StartTimer
 cdef object _CancelTimer = CancelTimer
 cdef object _Fail = Fail
+cdef object _SendMessage = SendMessage
+cdef object _QuantumOp = QuantumOp
 cdef object _UNKNOWN_TYPE = ErrorCode.UNKNOWN_TYPE
 cdef object _UNEXPECTED_EVENT = ErrorCode.UNEXPECTED_EVENT
 
 
+cdef class DriverHooks:
+    """Base of a compiled driver that carries out a node's ``SendMessage`` and
+    ``QuantumOp`` itself (``qstack.sim._driver.DriverCore``): the core calls
+    it in C instead of through the executors of ``_run``. The node uses it
+    when its ``hooks`` is set (``NodeRuntime.__init__``: when the driver is one)."""
+
+    cdef int send_c(self, RuntimeCore node, object protocol, object action,
+                    object now) except -1:
+        node._run[type(action)](protocol, action, now)
+        return 0
+
+    cdef int op_c(self, RuntimeCore node, object protocol, object action,
+                  object now) except -1:
+        node._run[type(action)](protocol, action, now)
+        return 0
+
+
 cdef class RuntimeCore:
     """The compiled hot path of a node runtime (see the module doc). Its
-    fields are those ``NodeRuntime.__init__`` sets; they are public, so the
-    Python code of ``NodeRuntime`` and the drivers reads and writes them as
-    plain attributes."""
-
-    cdef public object name
-    cdef public object driver
-    cdef public object failures
-    cdef public object stack_factory
-    cdef public dict protocols
-    cdef public list stack
-    cdef public list inbox
-    cdef public list listeners
-    cdef public dict timers
-    cdef public bint up
-    cdef public object incarnation
-    cdef public dict _handlers
-    cdef public dict _on_message
-    cdef public dict above
-    cdef public dict below
-    cdef public dict _run
+    fields (declared in ``_runtime.pxd``) are those ``NodeRuntime.__init__``
+    sets; they are public, so the Python code of ``NodeRuntime`` and the
+    drivers reads and writes them as plain attributes."""
 
     # ------------------------------------------------------------------ events in
     def feed(self, protocol, event, now):
@@ -86,13 +90,16 @@ cdef class RuntimeCore:
 
     def message(self, src, msg, now):
         """Message ``msg`` from node ``src`` arrived (see the twin's doc)."""
+        self.message_c(src, msg, now)
+
+    cdef int message_c(self, object src, object msg, object now) except -1:
         cdef object entry
         cdef object protocol
         cdef object handler
         cdef object proto
         cdef object actions
         if not self.up:
-            return
+            return 0
         entry = self._on_message.get(type(msg))
         if entry is None:
             protocol = msg.PROTOCOL
@@ -104,10 +111,11 @@ cdef class RuntimeCore:
         handler = (<tuple> entry)[1]
         if handler is None:
             self._feed(protocol, _received(src, msg), now)
-            return
+            return 0
         actions = handler(src, msg, now)
         if actions:
             self._carry_out(protocol, actions, now)
+        return 0
 
     def op_done(self, protocol, op_id, outcome, now):
         """The quantum operation ``op_id`` of ``protocol`` finished."""
@@ -135,6 +143,10 @@ cdef class RuntimeCore:
                 self._cancel_timer_c(protocol, action, now)
             elif cls is _Submit:
                 self._submit_c(protocol, action, now)
+            elif cls is _SendMessage and self.hooks is not None:
+                self.hooks.send_c(self, protocol, action, now)
+            elif cls is _QuantumOp and self.hooks is not None:
+                self.hooks.op_c(self, protocol, action, now)
             else:   # SendMessage, QuantumOp (the driver's executors), Fail
                 self._run[cls](protocol, action, now)
         return 0

@@ -275,6 +275,11 @@ class RuntimeBody:
         # A driver may carry messages and operations out itself, called as
         # ``fn(protocol, action, now)`` (one call less per action on its hot path)
         self._run.update(driver.executors(self))
+        if _compiled is not None and isinstance(self, _compiled.RuntimeCore) \
+                and isinstance(driver, _compiled.DriverHooks):
+            # a compiled driver core: the compiled runtime core hands it
+            # those two actions in C (no executor call between)
+            self.hooks = driver
         if stack_factory is not None:
             for proto in stack_factory():
                 self.add(proto)

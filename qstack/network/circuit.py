@@ -245,6 +245,19 @@ class _Circuit:
         return self.path[i] if 0 <= i < len(self.path) else None
 
 
+def _side_of(c: _Circuit, src: str) -> int | None:
+    """Which side of circuit ``c`` at this node neighbour ``src`` is on
+    (``_LEFT``: towards the head), or None if it is not next to this node on it.
+    (A module function: called per message and link pair, it costs less
+    than a method.)"""
+    idx = c.index
+    if idx > 0 and c.path[idx - 1] == src:
+        return _LEFT
+    if idx < c.n_links and c.path[idx + 1] == src:
+        return _RIGHT
+    return None
+
+
 @dataclass(slots=True)
 class _Request:
     """A request at its head, across the circuits that serve it (re-routing)."""
@@ -424,13 +437,7 @@ class QnpProtocol(Protocol):
         r = req.req if isinstance(req, _Request) else req
         out.append(Deliver(NetErr(rid, r.destination, code, detail, r.app_tag)))
 
-    @staticmethod
-    def _side_of(c: _Circuit, src: str) -> int | None:
-        if c.index > 0 and c.path[c.index - 1] == src:
-            return _LEFT
-        if c.index < c.n_links and c.path[c.index + 1] == src:
-            return _RIGHT
-        return None
+    _side_of = staticmethod(_side_of)
 
     def _circuit_of(self, ev: Any) -> _Circuit | None:
         """The circuit a link-layer event (LinkOk, LinkErr, LinkExpire) belongs
@@ -618,7 +625,7 @@ class QnpProtocol(Protocol):
         c = self._named(m, out)
         if c is None:
             return out
-        if not TRANSITIONS.allows(c.phase, "Confirm") or self._side_of(c, src) != _RIGHT:
+        if not TRANSITIONS.allows(c.phase, "Confirm") or _side_of(c, src) != _RIGHT:
             # (a second Confirm, or one from a node that is not the next hop)
             return [Fail(ErrorCode.UNEXPECTED_EVENT,
                          f"CircuitConfirm of {c.head}/{c.cid} from {src} in phase "
@@ -738,7 +745,7 @@ class QnpProtocol(Protocol):
                     QuantumOp(None, Discard(ok.qubit))]
         idx = c.index           # (read once: each attribute read costs, compiled or not)
         n_links = c.n_links
-        side = self._side_of(c, ok.remote)
+        side = _side_of(c, ok.remote)
         if side == _RIGHT:
             creates = c.creates
             cid = ok.create_id
@@ -810,7 +817,7 @@ class QnpProtocol(Protocol):
         c = self._circuit_of(ev)
         if c is None:
             return []
-        side = self._side_of(c, ev.remote)
+        side = _side_of(c, ev.remote)
         if side is None:
             return []
         # The link layer has discarded its qubit and forgotten the pair (no
@@ -951,7 +958,7 @@ class QnpProtocol(Protocol):
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
         ("swapped", record), ("held", pair), ("broken", (side, tombstone)),
         ("wait", None) or ("gone", None)."""
-        side = self._side_of(c, src)
+        side = _side_of(c, src)
         if side is None:
             return "gone", None
         key = (side, seq)
@@ -978,7 +985,7 @@ class QnpProtocol(Protocol):
         not swap it (then :meth:`_locate` says where it stands)."""
         if not c.swaps:
             return None
-        side = self._side_of(c, src)
+        side = _side_of(c, src)
         return None if side is None else c.swaps.pop((side, seq), None)
 
     @on_message(Track)
@@ -1185,7 +1192,7 @@ class QnpProtocol(Protocol):
         passed on towards the tail; a repeater asks its link for its part."""
         out: list = []
         c = self._named(m, out)
-        if c is None or c.index == 0 or self._side_of(c, src) != _LEFT:
+        if c is None or c.index == 0 or _side_of(c, src) != _LEFT:
             if c is not None:
                 out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
                                 f"CircuitTopUp of {c.head}/{c.cid} from {src}, which is not the "
@@ -1201,7 +1208,7 @@ class QnpProtocol(Protocol):
     def _on_pair_lost(self, src: str, m: PairLost, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
-        if c is None or c.index == 0 or self._side_of(c, src) != _LEFT:
+        if c is None or c.index == 0 or _side_of(c, src) != _LEFT:
             return out
         if c.index < c.n_links:
             # the end-to-end pair our downstream pair went into is lost
@@ -1254,7 +1261,7 @@ class QnpProtocol(Protocol):
                    out: list) -> None:
         """Circuit ``c`` is torn down by ``m`` from ``src`` (this node itself
         for the head's own teardown)."""
-        side = self._side_of(c, src)
+        side = _side_of(c, src)
         if side is None and src != self.node:
             # only the circuit's own nodes tear it down, each to its neighbours on it
             out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,

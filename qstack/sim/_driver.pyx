@@ -9,6 +9,7 @@ The same code as the twin, line for line; keep the two in step.
 ``tests/test_core_runtime_twins.py`` and ``tests/test_sim_speed.py`` run the
 simulator both ways (``QSTACK_PURE_PYTHON=1``) and require the same numbers.
 """
+from qstack.core._runtime cimport DriverHooks, RuntimeCore
 from qstack.core.errors import QStackError
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import OperationDone, fast_constructor
@@ -21,9 +22,27 @@ cdef dict _NO_LINKS = {}
 cdef object _Entangle = Entangle
 
 
-cdef class DriverCore:
+cdef class LinkCore:
+    """The fields of a ``SimLink`` that the hot path reads, typed (C access
+    here; plain attributes for Python). ``network.PyLinkCore`` is the twin."""
+
+    cdef public object a
+    cdef public object b
+    cdef public object classical_delay_ns
+    cdef public object up
+    cdef public object station
+    cdef public tuple ends
+    cdef public object epoch
+    cdef public list last_arrival
+    cdef public list batch
+    cdef public list batch_seq
+
+
+cdef class DriverCore(DriverHooks):
     """The compiled hot path of ``SimNetwork`` (see the module doc); its fields
-    are public, set by ``SimNetwork.__init__`` as plain attributes."""
+    are public, set by ``SimNetwork.__init__`` as plain attributes. A node's
+    compiled runtime core hands it ``SendMessage`` and ``QuantumOp`` in C
+    (``send_c``, ``op_c``; ``_send_action`` / ``_op_action`` for Python)."""
 
     cdef public object sim
     cdef public bint check_wire
@@ -32,11 +51,19 @@ cdef class DriverCore:
     cdef public set _down_sessions
     cdef public object jitter_ns
     cdef public object _jitter_rng
+    cdef object _arrive_cb           # (bound methods made once, not per event)
+    cdef object _op_done_cb
 
     def _send_action(self, node, protocol, action, now):
+        self.send_c(node, protocol, action, now)
+
+    cdef int send_c(self, RuntimeCore node, object protocol, object action,
+                    object now) except -1:
         cdef object msg = action.msg
         cdef object dst = action.dst
-        cdef object data, src, link, sim, arrive, last
+        cdef object data, src, sim, arrive, last_side, batch
+        cdef LinkCore link
+        cdef list last
         cdef int side
         cdef dict stats = self.stats
         if self.check_wire:
@@ -50,30 +77,55 @@ cdef class DriverCore:
         if link is not None and link.up:       # the common case: a neighbour
             if self._down_sessions and frozenset((src, dst)) in self._down_sessions:
                 self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
-                return
+                return 0
             side = 0 if src == link.a else 1
             arrive = sim.now + link.classical_delay_ns
             if self.jitter_ns:
                 arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
             last = link.last_arrival
-            if arrive < last[side]:
-                arrive = last[side]            # FIFO per direction
+            last_side = last[side]
+            if arrive <= last_side:
+                arrive = last_side             # FIFO per direction
+                batch = link.batch[side]
+                if batch is not None and sim.next_seq == link.batch_seq[side]:
+                    # rides along with the message before it (see the twin)
+                    (<list> batch).append(msg)
+                    return 0
             last[side] = arrive
-            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
-                            msg)
-            return
+            batch = [msg]
+            link.batch[side] = batch
+            if self._arrive_cb is None:
+                self._arrive_cb = self._arrive_link
+            link.batch_seq[side] = sim.schedule_at(
+                arrive, self._arrive_cb, link, side, link.epoch, node, link.ends[side ^ 1],
+                batch).seq + 1
+            return 0
         self._send_far(node, protocol, dst, msg)
+        return 0
 
-    def _arrive_link(self, link, epoch, src, dst, msg):
+    def _arrive_link(self, LinkCore link, int side, epoch, RuntimeCore src, RuntimeCore dst,
+                     list msgs):
+        cdef object name, now, msg
+        cdef list batches = link.batch
+        if batches[side] is msgs:
+            batches[side] = None               # (fired: nothing more rides along)
         if link.epoch != epoch:
-            self.stats["messages_lost"] += 1
+            self.stats["messages_lost"] += len(msgs)
             return
-        dst.message(src.name, msg, self.sim.now)
+        name = src.name
+        now = self.sim.now
+        for msg in msgs:
+            dst.message_c(name, msg, now)
 
     def _op_action(self, node, protocol, action, now):
+        self.op_c(node, protocol, action, now)
+
+    cdef int op_c(self, RuntimeCore node, object protocol, object action,
+                  object now) except -1:
         cdef object op_id = action.op_id
         cdef object op = action.op
-        cdef object cls, link, sim, duration, outcome
+        cdef object cls, sim, duration, outcome
+        cdef LinkCore link
         self.stats["quantum_ops"] += 1
         cls = type(op)
         if cls is _Entangle:
@@ -83,30 +135,34 @@ cdef class DriverCore:
             if op_id is not None and link is not None and link.station is not None:
                 link.station.submit(0 if node is link.ends[0] else 1,
                                     (node, protocol, op_id, node.incarnation), op)
-                return
+                return 0
             self._entangle(node, protocol, op_id, op)
-            return
+            return 0
         if cls not in _DEVICE_OPS:
             self._op_other(node, protocol, op_id, op)
-            return
+            return 0
         sim = self.sim
         duration, outcome = node.device.execute(op, sim.now)
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
             if isinstance(outcome, QStackError):
                 node.record(protocol, outcome.code, outcome.detail, sim.now)
-            return
-        sim.schedule(duration, self._op_done, node, node.incarnation, protocol, op_id, outcome)
+            return 0
+        if self._op_done_cb is None:
+            self._op_done_cb = self._op_done
+        sim.schedule(duration, self._op_done_cb, node, node.incarnation, protocol, op_id, outcome)
+        return 0
 
-    def _op_done(self, node, incarnation, protocol, op_id, outcome):
+    def _op_done(self, RuntimeCore node, incarnation, protocol, op_id, outcome):
         if node.incarnation == incarnation:
-            node.feed(protocol, _done(op_id, outcome), self.sim.now)
+            node._feed(protocol, _done(op_id, outcome), self.sim.now)
 
     def _herald_arrives(self, side, ref, herald):
         # the stations' deliver callback: ref is what _entangle submitted
-        node, protocol, op_id, incarnation = <tuple> ref
-        if node.incarnation == incarnation:
-            node.feed(protocol, _done(op_id, herald), self.sim.now)
+        cdef RuntimeCore node
+        node = <RuntimeCore?> (<tuple> ref)[0]
+        if node.incarnation == (<tuple> ref)[3]:
+            node._feed((<tuple> ref)[1], _done((<tuple> ref)[2], herald), self.sim.now)
 
     def set_timer(self, node, protocol, key, at_ns):
         """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""

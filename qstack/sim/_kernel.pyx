@@ -332,6 +332,11 @@ cdef class CyEventKernel:
         return self._size - self._dead
 
     @property
+    def next_seq(self):
+        """The ``seq`` the next scheduled event will get (see ``PyEventKernel.next_seq``)."""
+        return self._next_seq
+
+    @property
     def next_event_time(self):
         """Time in nanoseconds of the next live event, or ``None`` if idle."""
         cdef HeapEntry entry

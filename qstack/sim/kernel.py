@@ -197,6 +197,13 @@ class PyEventKernel:
         return len(self._heap) - self._dead
 
     @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next scheduled event will get: an event's ``seq + 1``
+        while nothing was scheduled after it (the driver adds a message to
+        the event carrying the one sent just before it on the same link)."""
+        return self._next_seq
+
+    @property
     def next_event_time(self) -> int | None:
         """Time in nanoseconds of the next live event, or ``None`` if idle."""
         heap = self._heap

@@ -73,12 +73,26 @@ class SimNode(NodeRuntime):
         self.device = device
 
 
-class SimLink:
+class PyLinkCore:
+    """The fields of a :class:`SimLink` the driver's hot path reads: the
+    pure-Python twin of the compiled ``qstack.sim._driver.LinkCore`` (typed
+    fields there, read in C)."""
+
+    __slots__ = ("a", "b", "classical_delay_ns", "up", "station", "ends", "epoch",
+                 "last_arrival", "batch", "batch_seq")
+
+
+# the compiled driver core and link fields when built (and not
+# QSTACK_PURE_PYTHON=1), else the twins (PyLinkCore above, PyDriverCore below)
+_compiled = load_kernel("qstack.sim._driver")
+LinkCore = _compiled.LinkCore if _compiled is not None else PyLinkCore
+
+
+class SimLink(LinkCore):  # type: ignore[valid-type,misc]
     """A link between neighbours ``a`` (side 0) and ``b`` (side 1): its
     station (``None`` for a classical-only link) and its classical channel."""
 
-    __slots__ = ("a", "b", "model", "classical_delay_ns", "up", "station", "ends", "epoch",
-                 "last_arrival", "qkd", "pulses")
+    __slots__ = ("model", "qkd", "pulses")
 
     def __init__(self, a: str, b: str, model: HeraldedPairModel | None,
                  classical_delay_ns: int) -> None:
@@ -91,11 +105,21 @@ class SimLink:
         self.ends: tuple = ()
         self.epoch = 0                 # bumped when messages in flight over it are lost
         self.last_arrival = [0, 0]     # FIFO: latest arrival scheduled, per direction
+        # per direction: the messages of the last arrival event scheduled (None
+        # once it fired) and the kernel's next seq just after it was scheduled
+        self.batch: list = [None, None]
+        self.batch_seq = [-1, -1]
         self.qkd = None                # its QkdLinkModel (PulseBlock), if it has one
         self.pulses = None             # its PulseStation, made on the first PulseBlock
 
     def side_of(self, node: str) -> int:
         return 0 if node == self.a else 1
+
+    def new_epoch(self) -> None:
+        """Messages in flight over the link are lost (a fault): what is sent
+        from now on travels in new events."""
+        self.epoch += 1
+        self.batch = [None, None]
 
     @property
     def pairs_heralded(self) -> int:
@@ -136,20 +160,36 @@ class PyDriverCore:
             if self.jitter_ns:
                 arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
             last = link.last_arrival
-            if arrive < last[side]:
+            if arrive <= last[side]:
                 arrive = last[side]            # FIFO per direction
+                batch = link.batch[side]
+                if batch is not None and sim.next_seq == link.batch_seq[side]:
+                    # the event carrying this direction's last message arrives
+                    # then too and nothing was scheduled since: the message
+                    # rides along, delivered right after it as its own event
+                    # would have been (one kernel event less, same order)
+                    batch.append(msg)
+                    return
             last[side] = arrive
-            sim.schedule_at(arrive, self._arrive_link, link, link.epoch, node, link.ends[side ^ 1],
-                            msg)
+            batch = [msg]
+            link.batch[side] = batch
+            link.batch_seq[side] = sim.schedule_at(
+                arrive, self._arrive_link, link, side, link.epoch, node, link.ends[side ^ 1],
+                batch).seq + 1
             return
         self._send_far(node, protocol, dst, msg)
 
-    def _arrive_link(self, link: SimLink, epoch: int, src: SimNode, dst: SimNode,
-                     msg: Any) -> None:
+    def _arrive_link(self, link: SimLink, side: int, epoch: int, src: SimNode, dst: SimNode,
+                     msgs: list) -> None:
+        # the messages sent from side ``side`` that arrive now, in their order
+        if link.batch[side] is msgs:
+            link.batch[side] = None            # (fired: nothing more rides along)
         if link.epoch != epoch:
-            self.stats["messages_lost"] += 1
+            self.stats["messages_lost"] += len(msgs)
             return
-        dst.message(src.name, msg, self.sim.now)
+        name, now = src.name, self.sim.now
+        for msg in msgs:
+            dst.message(name, msg, now)
 
     def _op_action(self, node: SimNode, protocol: str, action: QuantumOp, now: int) -> None:
         op_id = action.op_id
@@ -198,7 +238,6 @@ class PyDriverCore:
 
 
 # the compiled core when built (and not QSTACK_PURE_PYTHON=1), else the twin above
-_compiled = load_kernel("qstack.sim._driver")
 DriverCore = _compiled.DriverCore if _compiled is not None else PyDriverCore
 HAVE_CYTHON = _compiled is not None
 
@@ -610,7 +649,7 @@ class SimNetwork(DriverCore, RuntimeDriver):  # type: ignore[valid-type,misc]
                 link.station.drop_side(link.side_of(name))
             if link.pulses is not None:
                 link.pulses.drop(name)
-            link.epoch += 1
+            link.new_epoch()
         for link in self._virtual.get(name, _NO_LINKS).values():
             link.station.drop_side(link.side_of(name))
         node.crash()                # (its listeners, the socket API, are told)
@@ -685,7 +724,7 @@ class SimNetwork(DriverCore, RuntimeDriver):  # type: ignore[valid-type,misc]
         self._topology_changed()
         ends_up = link.ends[0].up and link.ends[1].up
         if not up:
-            link.epoch += 1
+            link.new_epoch()
             if ends_up:
                 for x, y in ((link.a, link.b), (link.b, link.a)):
                     self._notify(x, LinkDown(y))
@@ -709,7 +748,7 @@ class SimNetwork(DriverCore, RuntimeDriver):  # type: ignore[valid-type,misc]
         self._epochs[pair] = self._epochs.get(pair, 0) + 1
         link = self._adj.get(a, _NO_LINKS).get(b)
         if link is not None:
-            link.epoch += 1
+            link.new_epoch()
         if not (self.nodes[a].up and self.nodes[b].up):
             return
         self._notify(a, PeerDown(b))
