@@ -21,6 +21,35 @@ cdef object _FOLLOW = None
 cdef object _herald = fast_constructor(Herald)
 
 
+cdef class BlockUniforms:
+    """Typed twin of ``heralding.BlockUniforms`` (the station's generator as
+    the link model sees it: ``random()`` from blocks of ATTEMPT_BLOCK)."""
+
+    cdef public object gen
+    cdef list _block
+    cdef Py_ssize_t _next
+
+    def __init__(self, gen):
+        self.gen = gen
+        self._block = []
+        self._next = 0
+
+    def random(self, size=None, dtype=None, out=None):
+        """A uniform double in [0, 1) (with arguments: ``gen.random(...)``)."""
+        cdef Py_ssize_t i
+        if size is None and dtype is None and out is None:
+            i = self._next
+            if i == len(self._block):
+                self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
+                i = 0
+            self._next = i + 1
+            return self._block[i]
+        return self.gen.random(size, "d" if dtype is None else dtype, out)
+
+    def __getattr__(self, name):
+        return getattr(self.gen, name)
+
+
 cdef class _Request:
     """One end's pending ``Entangle`` (typed: see the Python twin's ``_Request``)."""
 
@@ -54,6 +83,7 @@ cdef class HeraldingStation:
     same arguments, same behaviour)."""
 
     cdef public object ends, model, engine, devices, clock, deliver, rng, attempts_rng, formalism
+    cdef public BlockUniforms _uniforms
     cdef public object classical_delay_ns, pairs_heralded, attempts
     cdef public bint up
     cdef public tuple _keyed, _follow
@@ -71,6 +101,7 @@ cdef class HeraldingStation:
         self.clock = clock
         self.deliver = deliver
         self.rng = rng
+        self._uniforms = BlockUniforms(rng)
         self.attempts_rng = attempts_rng
         self.formalism = formalism
         self.classical_delay_ns = int(classical_delay_ns)
@@ -225,7 +256,7 @@ cdef class HeraldingStation:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(self.model.sample_bell_index(self.rng))
+                bell_index = int(self.model.sample_bell_index(self._uniforms))
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
