@@ -78,6 +78,19 @@ cdef class _Request:
                 f"matched={self.partner is not None})")
 
 
+cdef _Request _new_request(side, ref, op):
+    """``_Request(side, ref, op)`` without the type call's argument parsing
+    (one per pair and end; the fields a new object does not already hold)."""
+    cdef _Request req = _Request.__new__(_Request)
+    req.side = side
+    req.ref = ref
+    req.key = op.key
+    req.deadline = op.deadline_ns
+    req.param = op.param
+    req.start = op.start_ns
+    return req
+
+
 cdef class HeraldingStation:
     """The heralding entity of a link (typed twin of ``heralding.PyHeraldingStation``;
     same arguments, same behaviour)."""
@@ -135,7 +148,7 @@ cdef class HeraldingStation:
             clock.schedule_at(clock.now, self.deliver, side, ref,
                               Herald(False, reason="memory full"))
             return
-        req = _Request(side, ref, op)
+        req = _new_request(side, ref, op)
         other = 1 - side
         # A request is free to match while it has no partner and no pair: one
         # whose pair is made waits only for its herald (its partner may have
