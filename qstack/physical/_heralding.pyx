@@ -59,35 +59,30 @@ cdef class _Request:
     cdef public bint started
 
     def __init__(self, side, ref, op):
-        self.side = side
-        self.ref = ref
-        self.key = op.key
-        self.deadline = op.deadline_ns
-        self.param = op.param
-        self.start = op.start_ns
-        self.partner = None
-        self.deadline_event = None
-        self.herald_event = None
-        self.qubit = None
-        self.started = False
-        self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
-        self.twin = None        # the other end's request when one event carries both heralds
+        # (the other fields start as None / False: partner, deadline_event,
+        # herald_event, qubit, started, runs (attempt runs recorded at both
+        # ends), twin (the other end's request when one event carries both))
+        _fill_request(self, side, ref, op)
 
     def __repr__(self):
         return (f"_Request(side={self.side}, key={self.key!r}, "
                 f"matched={self.partner is not None})")
 
 
-cdef _Request _new_request(side, ref, op):
-    """``_Request(side, ref, op)`` without the type call's argument parsing
-    (one per pair and end; the fields a new object does not already hold)."""
-    cdef _Request req = _Request.__new__(_Request)
+cdef inline void _fill_request(_Request req, side, ref, op) except *:
     req.side = side
     req.ref = ref
     req.key = op.key
     req.deadline = op.deadline_ns
     req.param = op.param
     req.start = op.start_ns
+
+
+cdef _Request _new_request(side, ref, op):
+    """``_Request(side, ref, op)`` without the type call's argument parsing
+    (one per pair and end; the fields a new object does not already hold)."""
+    cdef _Request req = _Request.__new__(_Request)
+    _fill_request(req, side, ref, op)
     return req
 
 
