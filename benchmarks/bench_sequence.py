@@ -203,9 +203,13 @@ class PairEnd(Protocol):
     @on(NetOk)
     def _ok(self, ev: NetOk, now_ns: int):
         book = self.book
-        first = book["half"].pop(ev.pair_id, None)
+        # (keyed by the id's fields: a tuple hashes in C, the dataclass's
+        # generated __hash__ and __eq__ are Python calls)
+        pid = ev.pair_id
+        key = (pid.head, pid.circuit_id, pid.seq)
+        first = book["half"].pop(key, None)
         if first is None:
-            book["half"][ev.pair_id] = (self.node, ev)
+            book["half"][key] = (self.node, ev)
             return None
         node, other = first
         nodes = book["net"].nodes

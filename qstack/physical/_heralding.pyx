@@ -21,6 +21,35 @@ cdef object _FOLLOW = None
 cdef object _herald = fast_constructor(Herald)
 
 
+cdef class BlockUniforms:
+    """Typed twin of ``heralding.BlockUniforms`` (the station's generator as
+    the link model sees it: ``random()`` from blocks of ATTEMPT_BLOCK)."""
+
+    cdef public object gen
+    cdef list _block
+    cdef Py_ssize_t _next
+
+    def __init__(self, gen):
+        self.gen = gen
+        self._block = []
+        self._next = 0
+
+    def random(self, size=None, dtype=None, out=None):
+        """A uniform double in [0, 1) (with arguments: ``gen.random(...)``)."""
+        cdef Py_ssize_t i
+        if size is None and dtype is None and out is None:
+            i = self._next
+            if i == len(self._block):
+                self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
+                i = 0
+            self._next = i + 1
+            return self._block[i]
+        return self.gen.random(size, "d" if dtype is None else dtype, out)
+
+    def __getattr__(self, name):
+        return getattr(self.gen, name)
+
+
 cdef class _Request:
     """One end's pending ``Entangle`` (typed: see the Python twin's ``_Request``)."""
 
@@ -30,23 +59,31 @@ cdef class _Request:
     cdef public bint started
 
     def __init__(self, side, ref, op):
-        self.side = side
-        self.ref = ref
-        self.key = op.key
-        self.deadline = op.deadline_ns
-        self.param = op.param
-        self.start = op.start_ns
-        self.partner = None
-        self.deadline_event = None
-        self.herald_event = None
-        self.qubit = None
-        self.started = False
-        self.runs = None        # attempt runs recorded at both ends (per-attempt dephasing)
-        self.twin = None        # the other end's request when one event carries both heralds
+        # (the other fields start as None / False: partner, deadline_event,
+        # herald_event, qubit, started, runs (attempt runs recorded at both
+        # ends), twin (the other end's request when one event carries both))
+        _fill_request(self, side, ref, op)
 
     def __repr__(self):
         return (f"_Request(side={self.side}, key={self.key!r}, "
                 f"matched={self.partner is not None})")
+
+
+cdef inline void _fill_request(_Request req, side, ref, op) except *:
+    req.side = side
+    req.ref = ref
+    req.key = op.key
+    req.deadline = op.deadline_ns
+    req.param = op.param
+    req.start = op.start_ns
+
+
+cdef _Request _new_request(side, ref, op):
+    """``_Request(side, ref, op)`` without the type call's argument parsing
+    (one per pair and end; the fields a new object does not already hold)."""
+    cdef _Request req = _Request.__new__(_Request)
+    _fill_request(req, side, ref, op)
+    return req
 
 
 cdef class HeraldingStation:
@@ -54,6 +91,7 @@ cdef class HeraldingStation:
     same arguments, same behaviour)."""
 
     cdef public object ends, model, engine, devices, clock, deliver, rng, attempts_rng, formalism
+    cdef public BlockUniforms _uniforms
     cdef public object classical_delay_ns, pairs_heralded, attempts
     cdef public bint up
     cdef public tuple _keyed, _follow
@@ -71,6 +109,7 @@ cdef class HeraldingStation:
         self.clock = clock
         self.deliver = deliver
         self.rng = rng
+        self._uniforms = BlockUniforms(rng)
         self.attempts_rng = attempts_rng
         self.formalism = formalism
         self.classical_delay_ns = int(classical_delay_ns)
@@ -104,7 +143,7 @@ cdef class HeraldingStation:
             clock.schedule_at(clock.now, self.deliver, side, ref,
                               Herald(False, reason="memory full"))
             return
-        req = _Request(side, ref, op)
+        req = _new_request(side, ref, op)
         other = 1 - side
         # A request is free to match while it has no partner and no pair: one
         # whose pair is made waits only for its herald (its partner may have
@@ -225,7 +264,7 @@ cdef class HeraldingStation:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(self.model.sample_bell_index(self.rng))
+                bell_index = int(self.model.sample_bell_index(self._uniforms))
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)

@@ -303,8 +303,8 @@ class QuantumDevice:
     def free(self, qubit: Any, discard: bool = True) -> None:
         """Free ``qubit``'s slot (tracing it out of the engine if ``discard``)."""
         self._last_update.pop(qubit, None)
-        if discard and qubit.alive:
-            self.engine.discard(qubit)
+        if discard:
+            self.engine.drop(qubit)
 
     # ------------------------------------------------------------ operations
     def execute(self, op: Any, now_ns: int) -> tuple[int, Any]:
@@ -413,8 +413,7 @@ class QuantumDevice:
         if self._last_update.pop(qubit, _ABSENT) is _ABSENT:
             raise QStackError(ErrorCode.QUBIT_UNAVAILABLE,
                               f"{self.node}: qubit {show(qubit)} is not in memory")
-        if qubit.alive:
-            self.engine.discard(qubit)
+        self.engine.drop(qubit)          # (nothing if it was consumed already)
         return _DONE_NOW
 
 

@@ -36,6 +36,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 
 from qstack.core.errors import ErrorCode, QStackError
+from qstack.core.slots import c_maker
 
 from . import channels_kraus as _ck
 from . import gates as _g
@@ -300,6 +301,15 @@ class Qubit:
     def density_matrix(self) -> np.ndarray: return self.engine.density_matrix([self])
 
 
+# A heralded pair makes two qubit handles and their group: built in C where
+# qstack.core.slots' Maker is (it writes the slots as __init__ does, without
+# a Python call per object), else by the classes themselves (the twin).
+_make_qubit = c_maker(Qubit, ["id", "engine"], [None, None], [True, True], [None, None],
+                      qualname="make_Qubit") or Qubit
+_make_group = c_maker(_Group, ["members", "rho", "bd", "pol"], [None] * 4, [True] * 4,
+                      [None] * 4, qualname="make__Group") or _Group
+
+
 class QuantumEngine:
     """Owns the quantum state of every qubit it created.
 
@@ -537,12 +547,12 @@ class QuantumEngine:
                 # the hot path of every heralded link: _create_bd inlined
                 qid = self._next_id
                 self._next_id = qid + 2
-                a = Qubit(qid, self)
-                b = Qubit(qid + 1, self)
+                a = _make_qubit(qid, self)
+                b = _make_qubit(qid + 1, self)
                 handles = self._handles
                 handles[qid] = a
                 handles[qid + 1] = b
-                g = _Group([qid, qid + 1], None, bd, prepared.pol)
+                g = _make_group([qid, qid + 1], None, bd, prepared.pol)
                 self._groups.add(g)
                 where = self._where
                 where[qid] = g
@@ -660,6 +670,13 @@ class QuantumEngine:
             qa = -0.5 * math.expm1(-wait_a_ns * inv_tphi_a)
             qb = -0.5 * math.expm1(-wait_b_ns * inv_tphi_b)
             q = qa + qb - 2.0 * qa * qb
+            ga = self._group(a)
+            bd = ga.bd
+            if bd is not None and self._group(b) is ga and a.id != b.id:
+                # a Bell-diagonal pair (the usual read): both fidelities are
+                # two of its four coefficients, one group look-up for both
+                f = bd.fidelity(bell_index)
+                return f if q == 0.0 else (1.0 - q) * f + q * bd.fidelity(bell_index ^ 1)
             f = self.bell_fidelity(a, b, bell_index)
             if q == 0.0:
                 return f
@@ -1086,11 +1103,48 @@ class QuantumEngine:
 
     def discard(self, q: Qubit) -> None:
         """Trace ``q`` out; any later use of ``q`` raises :class:`QubitError`."""
+        if not self._drop_fast(q):
+            self._remove(q)
+            self._forget(q.id)
+
+    def drop(self, q: Qubit) -> bool:
+        """Trace ``q`` out if it is alive (:meth:`discard`); False, and
+        nothing done, if it was discarded or consumed already."""
+        if self._drop_fast(q):
+            return True
+        if not q.alive:
+            return False
         self._remove(q)
+        self._forget(q.id)
+        return True
+
+    def _drop_fast(self, q: Qubit) -> bool:
+        """The usual discards (once per pair and end), with fewer look-ups
+        than :meth:`_remove`: ``q`` alone in its group, or one half of a
+        Bell-diagonal pair without polarisation (the other half is left
+        maximally mixed, as :meth:`_remove` leaves it). False, and nothing
+        done, for anything else."""
+        if q.__class__ is not Qubit or q.engine is not self:
+            return False
         qid = q.id
+        where = self._where
+        g = where.get(qid)
+        if g is None:
+            return False
+        members = g.members
+        if len(members) == 1:
+            self._groups.discard(g)
+        elif g.bd is not None and g.pol is None:
+            g.members = [members[1] if members[0] == qid else members[0]]
+            g.bd = None
+            g.rho = _MAXMIX1
+        else:
+            return False
+        del where[qid]
         self._handles.pop(qid, None)
         if self._labels:
             self._labels.pop(qid, None)
+        return True
 
     def _remove(self, q: Qubit) -> None:
         g = self._where.get(q.id) if q.__class__ is Qubit and q.engine is self else None

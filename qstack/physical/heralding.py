@@ -49,7 +49,8 @@ from qstack.core.kernels import load_kernel
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
 
-__all__ = ["HeraldingStation", "PyHeraldingStation", "NEVER_NS", "ATTEMPT_BLOCK", "HAVE_CYTHON"]
+__all__ = ["HeraldingStation", "PyHeraldingStation", "BlockUniforms", "NEVER_NS",
+           "ATTEMPT_BLOCK", "HAVE_CYTHON"]
 
 #: Deadlines at or beyond this (ns, ~146 simulated years) mean "none": no event.
 NEVER_NS = 1 << 62
@@ -98,6 +99,39 @@ def shared_heralded_state(model: Any, param: float, bell_index: int, formalism: 
     return value
 
 
+class BlockUniforms:
+    """The station's random generator as a link model sees it (the ``rng`` of
+    ``sample_bell_index``): :meth:`random` gives the generator's next uniform
+    double from a block of :data:`ATTEMPT_BLOCK` drawn in one numpy call, not
+    one numpy call per pair (numpy's ``random(n)`` yields exactly the doubles
+    ``n`` calls of ``random()`` give, so a model that draws with ``random()``
+    draws the same numbers). Every other attribute is the generator's own: a
+    model that uses other methods draws from the same generator, with the same
+    distribution, though not in the order of one call per pair."""
+
+    __slots__ = ("gen", "_block", "_next")
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+        self._block: list = []
+        self._next = 0
+
+    def random(self, size: Any = None, dtype: Any = None, out: Any = None) -> Any:
+        """A uniform double in [0, 1) (with arguments: ``gen.random(...)``)."""
+        if size is None and dtype is None and out is None:
+            i = self._next
+            block = self._block
+            if i == len(block):
+                block = self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
+                i = 0
+            self._next = i + 1
+            return block[i]
+        return self.gen.random(size, "d" if dtype is None else dtype, out)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gen, name)
+
+
 class _Request:
     """One end's pending ``Entangle``. A plain slotted class: one is made per
     pair and end, so construction is on the hot path."""
@@ -140,7 +174,8 @@ class PyHeraldingStation:
             side 0 first (memory slots are reserved and pairs stored there).
         clock: schedules the station's own events (see the module doc).
         deliver: ``deliver(side, ref, herald)`` hands a herald to the end that asked.
-        rng: numpy Generator for the announced Bell index.
+        rng: numpy Generator for the announced Bell index (the model draws
+            from it through a :class:`BlockUniforms`).
         attempts_rng: numpy Generator for the attempt counts (its own stream,
             so the heralds' timing does not depend on the Bell indices drawn).
         formalism: "bd" (pairs held as Bell-diagonal coefficients and local
@@ -160,6 +195,7 @@ class PyHeraldingStation:
         self.clock = clock
         self.deliver = deliver
         self.rng = rng
+        self._uniforms = BlockUniforms(rng)
         self.attempts_rng = attempts_rng
         self.formalism = formalism
         self.classical_delay_ns = int(classical_delay_ns)
@@ -311,7 +347,7 @@ class PyHeraldingStation:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(self.model.sample_bell_index(self.rng))
+                bell_index = int(self.model.sample_bell_index(self._uniforms))
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
