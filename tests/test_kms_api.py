@@ -117,3 +117,53 @@ def test_error_paths(certs):
             with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
                 await anon.get(f"{urls['alice']}/sae-b/status")
     serve(certs, os.urandom(256), body)
+
+
+def _tls(certs, sae: str, sock):
+    """``sock`` (connected) wrapped in TLS with ``sae``'s certificate, handshake done."""
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    ctx.load_cert_chain(str(certs / f"{sae}.pem"), str(certs / f"{sae}.key"))
+    return ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _get_status(tls, url: str) -> int:
+    """GET ``url`` (HTTP/1.1, keep-alive) over the TLS socket ``tls``: the status code."""
+    host_port, path = url.split("://", 1)[1].split("/", 1)
+    tls.sendall(f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_one_client_port_towards_two_kmes(certs):
+    # Linux gives one ephemeral port to connections towards different servers
+    # at once; the KMEs of a process must still tell their callers apart (a
+    # client-address-only registry let sae-x's handshake at bob overwrite
+    # sae-a's identity at alice: a 401 for sae-a).
+    import socket
+
+    def port(url: str) -> int:
+        return int(url.split(":")[2].split("/")[0])
+
+    async def body(urls, stores):
+        def both() -> tuple[int, int]:
+            socks = [socket.socket() for _ in range(2)]
+            for s in socks:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            socks[0].bind(("127.0.0.1", 0))
+            socks[1].bind(socks[0].getsockname())
+            for s, kme in zip(socks, ("alice", "bob")):
+                s.connect(("127.0.0.1", port(urls[kme])))
+            assert socks[0].getsockname() == socks[1].getsockname()
+            # sae-a's handshake at alice first, then sae-x's at bob (its answer
+            # read, so bob has filed it), then sae-a asks alice
+            with _tls(certs, "sae-a", socks[0]) as a, _tls(certs, "sae-x", socks[1]) as x:
+                x_status = _get_status(x, f"{urls['bob']}/sae-a/status")
+                return _get_status(a, f"{urls['alice']}/sae-b/status"), x_status
+        # both callers are attached where they ask, with a slave at the other KME
+        assert await trio.to_thread.run_sync(both) == (200, 200)
+    serve(certs, os.urandom(256), body)

@@ -62,11 +62,19 @@ _PREFIX = "/api/v1/keys/"
 # ---------------------------------------------------------------- client identity
 # hypercorn gives an ASGI application no TLS details; its trio TCP server is
 # replaced by a subclass that reads the verified client certificate's common
-# name after the handshake and files it under the connection's client
-# address, which the ASGI scope carries ("client"). The subclass changes
-# nothing else (plain-TCP connections pass through untouched).
+# name after the handshake and files it under the connection's two
+# addresses, server and client, which the ASGI scope carries ("server",
+# "client"). Both are needed: the registry is shared by every KME of the
+# process, and Linux hands one ephemeral client port to connections towards
+# different servers at once. The subclass changes nothing else (plain-TCP
+# connections pass through untouched).
 
 _PEER_CN: dict[tuple, str] = {}
+
+
+def _connection_key(server: Any, client: Any) -> tuple:
+    """The registry key of a connection from its (host, port) pairs."""
+    return (tuple(server or ()), tuple(client or ()))
 _PATCHED = False
 
 
@@ -86,11 +94,12 @@ def _install_identity() -> None:
                     with trio.fail_after(self.config.ssl_handshake_timeout):
                         await stream.do_handshake()
                     cert = stream.getpeercert()
-                    peer = stream.transport_stream.socket.getpeername()
+                    sock = stream.transport_stream.socket
+                    server, peer = sock.getsockname(), sock.getpeername()
                     cn = next((v for rdn in (cert or {}).get("subject", ())
                                for k, v in rdn if k == "commonName"), None)
                     if cn is not None:
-                        key = (peer[0], peer[1])
+                        key = _connection_key(server[:2], peer[:2])
                         _PEER_CN[key] = cn
                 except (trio.BrokenResourceError, trio.TooSlowError, OSError):
                     return          # the handshake failed (no or a bad certificate)
@@ -118,7 +127,8 @@ class KmsApp:
                  identity: Callable[[dict], str | None] | None = None) -> None:
         self.store = store
         self.deliver = deliver
-        self.identity = identity or (lambda scope: _PEER_CN.get(tuple(scope.get("client") or ())))
+        self.identity = identity or (lambda scope: _PEER_CN.get(
+            _connection_key(scope.get("server"), scope.get("client"))))
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
