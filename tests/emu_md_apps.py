@@ -8,7 +8,7 @@ import numpy as np
 
 from qstack.app.qkd import entangled as ent
 
-PAIRS = 10_000
+PAIRS = 5_000
 CONFIG = ent.EntangledConfig(test_fraction=0.3, eps_sec=1e-4, batch=5000)
 
 

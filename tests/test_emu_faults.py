@@ -163,7 +163,10 @@ def stream_apps(sent: dict, received: dict, state: dict, duration_ns: int | None
                 while True:
                     q = await sock.recv_qubit()
                     state["bob_got"] = state.get("bob_got", 0) + 1
-                    received.setdefault(q.metadata, []).append(await q.measure("Z"))
+                    # measured first: bob is cancelled when alice ends, and a
+                    # cancelled measurement must not leave an empty record
+                    bit_measured = await q.measure("Z")
+                    received.setdefault(q.metadata, []).append(bit_measured)
             except TransportError as err:
                 assert isinstance(err.code, ErrorCode)
                 state.setdefault("bob_errors", []).append(err.code)

@@ -110,7 +110,8 @@ def run_scenario(names, links, conns, faults, jitter, seed):
                 sock = await ctx.listen(port).accept(timeout_ns=10**9)
                 while True:
                     q = await sock.recv_qubit()
-                    received.setdefault(q.metadata, []).append(await q.measure("Z"))
+                    measured = await q.measure("Z")     # first: a crash may stop it
+                    received.setdefault(q.metadata, []).append(measured)
             except TransportError as err:
                 return err.code.name
 

@@ -347,6 +347,35 @@ def test_a_run_whose_memory_stays_full_stops_with_a_stall_error():
     assert 5 * 10**9 <= res.end_ns <= 3 * 5 * 10**9
 
 
+def test_a_stall_after_a_long_sleep_is_found_without_a_check_every_period():
+    """The watchdog looks one period after the first sleeper wakes rather
+    than every period of the sleep: alice sleeps 1,000 simulated seconds (2 x
+    10^5 stall periods of 5 ms), then fills bob's memory as above. The stall is
+    still reported soon after the wake, and the run costs a few
+    thousand events, not 10^5 watchdog checks."""
+    n, sleep_ns, stall_ns = 12, 10**12, 5 * 10**6
+
+    async def alice(ctx):
+        await ctx.sleep(sleep_ns)
+        async with await ctx.connect("bob", 7) as sock:
+            for _ in range(n):
+                await sock.send_qubit(ctx.qubit())
+
+    async def bob(ctx):
+        sock = await ctx.listen(7).accept(timeout_ns=2 * sleep_ns)
+        return [await sock.recv_qubit() for _ in range(n)]
+
+    res = api.simulate({"nodes": ["alice", "bob"], "links": [["alice", "bob"]]},
+                       {"alice": alice, "bob": bob}, seed=1, stall_s=stall_ns / 1e9)
+    assert set(res.errors) == {"alice", "bob"}
+    assert all(isinstance(e, TimeoutError) and "stalled" in str(e) for e in res.errors.values())
+    # after the wake: the connection and eight sends (some ms), then the stall
+    # is seen within two periods
+    assert sleep_ns < res.end_ns <= sleep_ns + 100 * 10**6, res.end_ns
+    assert res.net.sim.events_fired < 20_000, res.net.sim.events_fired
+    assert res.metrics["qubits_delivered"] < n           # bob's memory is full
+
+
 def test_a_sleeping_application_is_not_a_stall():
     async def sleeper(ctx):
         await ctx.sleep(20 * 10**9)      # 20 s, longer than the stall window

@@ -171,21 +171,28 @@ class _Watchdog:
     def _progress(self) -> int:
         return sum(t.steps for t in self.tasks)
 
-    def arm(self) -> None:
+    def arm(self, delay_ns: int | None = None) -> None:
         self.last = self._progress()
-        self.sim.schedule(self.period, self._check)
+        self.sim.schedule(self.period if delay_ns is None else delay_ns, self._check)
 
     def _check(self) -> None:
         live = [t for t in self.tasks if not t.done()]
         if not live:
             return
         # Only parked tasks can stall; a sleeping one will wake by itself.
-        parked = all(t.waiting_on is not None for t in live)
-        if parked and self._progress() == self.last:
+        wakes = [t.wakes_at_ns for t in live if t.waiting_on is None]
+        if not wakes and self._progress() == self.last:
             self.run.stalled = True
             return
         if self.sim.pending > 0:      # otherwise the run ends idle (a deadlock) by itself
-            self.arm()
+            # Nothing can stall before the first sleeper wakes: look one period
+            # after that, not every period of a long sleep (a sleep to the end
+            # of simulated time would otherwise cost 10^7 checks).
+            first_wake = min((w for w in wakes if w is not None), default=None)
+            if first_wake is not None and first_wake - self.sim.now > self.period:
+                self.arm(first_wake - self.sim.now + self.period)
+            else:
+                self.arm()
 
 
 #: Default of :func:`run_apps`'s ``stall_ns``: 300 simulated seconds.

@@ -308,6 +308,13 @@ class SimTask(SimFuture):
         return True
 
     @property
+    def wakes_at_ns(self) -> int | None:
+        """When this task is next stepped (simulated time, ns), if it is
+        sleeping or due; None while it is parked on a future or done."""
+        wakeup = self._wakeup
+        return None if wakeup is None else wakeup.time
+
+    @property
     def waiting_on(self) -> SimFuture | None:
         """The future this task is parked on, if any (for debugging deadlocks)."""
         return self._waiting_on
