@@ -70,12 +70,14 @@ _PREFIX = "/api/v1/keys/"
 # connections pass through untouched).
 
 _PEER_CN: dict[tuple, str] = {}
+_PATCHED = False
 
 
 def _connection_key(server: Any, client: Any) -> tuple:
-    """The registry key of a connection from its (host, port) pairs."""
-    return (tuple(server or ()), tuple(client or ()))
-_PATCHED = False
+    """The registry key of a connection from its server and client
+    addresses, socket or ASGI form alike: (host, port) of each (an IPv6
+    socket address's flow info and scope id left out, as in the scope)."""
+    return (tuple(server or ())[:2], tuple(client or ())[:2])
 
 
 def _install_identity() -> None:
@@ -99,7 +101,7 @@ def _install_identity() -> None:
                     cn = next((v for rdn in (cert or {}).get("subject", ())
                                for k, v in rdn if k == "commonName"), None)
                     if cn is not None:
-                        key = _connection_key(server[:2], peer[:2])
+                        key = _connection_key(server, peer)
                         _PEER_CN[key] = cn
                 except (trio.BrokenResourceError, trio.TooSlowError, OSError):
                     return          # the handshake failed (no or a bad certificate)
