@@ -72,6 +72,13 @@ class OptionalBuildExt(build_ext):
 
     _errors = (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError)
 
+    def finalize_options(self):
+        super().finalize_options()
+        # The C compiles are independent and take most of an install (gcc -O3
+        # on ~400k lines of generated C): one per core unless -j says otherwise.
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def run(self):
         self.skipped = []
         try:
@@ -101,6 +108,8 @@ setup(
         _extensions(),
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
-    ) + cythonize(_source_extensions(), language_level=3, compiler_directives=PY_DIRECTIVES),
+        nthreads=os.cpu_count() or 1,
+    ) + cythonize(_source_extensions(), language_level=3, compiler_directives=PY_DIRECTIVES,
+                  nthreads=os.cpu_count() or 1),
     package_data={"qstack": ["py.typed"]},
 )

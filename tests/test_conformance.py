@@ -21,6 +21,10 @@ from qstack.conformance import CASES, runner
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.emu import launcher
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = ROOT / "specs" / "conformance" / "network.toml"
 ABSENT = ("alice", "tester", "mallory")

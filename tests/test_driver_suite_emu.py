@@ -36,6 +36,10 @@ from qstack.emu.runfile import RunFile
 from qstack.physical.pair_model import SimplePairModel
 from tests import driver_suite as suite
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 TIME_SCALE = 5000.0
 MAX_WAIT_S = 1.5
 

@@ -36,6 +36,10 @@ from qstack.emu.client import run_app
 from qstack.emu.launcher import alive, net_down, net_status, net_up
 from tests import emu_apps as E
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 LINE = Path(__file__).resolve().parent / "emu_line.toml"
 F = 0.9

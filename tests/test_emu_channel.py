@@ -21,6 +21,10 @@ from qstack.emu.channel import (MAX_BATCH, ChannelClosed, accept_channel, forwar
 from qstack.emu.wire import ErrorFrame, FrameReader, Session, encode_frame
 from qstack.physical.messages import StationCancel
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 SECRET = b"network secret 0123456789abcdef!"
 HOST = "127.0.0.1"
 FAST = {"keepalive_s": 0.1, "dead_after_s": 0.4}      # tick 0.05 s

@@ -37,6 +37,10 @@ from qstack.emu.launcher import alive, net_census, net_down, net_fault, net_stat
 from qstack.transport.socket import TransportError
 from tests.test_emu import until_listening
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = """\
 formalism = "bd"

@@ -15,6 +15,10 @@ from qstack.app import multipartite as mp, secret_sharing as qss
 from tests.test_emu import emulate, running, within
 from tests.test_examples import EXAMPLES, load
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 GROUP = EXAMPLES / "group.toml"
 F = 0.95
 

@@ -38,6 +38,10 @@ from qstack.physical.qkdlink import PulseStation
 
 from .test_emu import running
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 NET = Path(__file__).resolve().parent / "qkd_emu.toml"
 APPS = Path(__file__).resolve().parent / "emu_qkd_apps.py"

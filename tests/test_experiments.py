@@ -22,6 +22,10 @@ from qstack.experiments.store import TaskStore
 from qstack.experiments.sweep import run_sweep
 from qstack.experiments.table import summarise, t_quantile
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 
 NET = """

@@ -16,6 +16,10 @@ import trio
 from qstack.app.qkd.keystore import KeyStore
 from qstack.emu.kms import apps_for, make_certs, serve_kme
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 SAES = {"sae-a": "alice", "sae-b": "bob", "sae-x": "bob"}
 
 

@@ -23,6 +23,10 @@ from qstack.app.qkd.entangled import EntangledConfig
 from .test_emu import _run_all, running, same_rate
 from .test_qkd_entangled import apps
 
+# real processes, sockets or wall-clock timeouts: `make test` runs these alone, not beside
+# the parallel workers that take the rest of the suite
+pytestmark = pytest.mark.realtime
+
 NET = Path(__file__).resolve().parent / "kms_line.toml"
 F = 0.98
 
