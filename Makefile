@@ -27,13 +27,14 @@ PURE_TESTS := tests/test_core_runtime_twins.py tests/test_physical_heralding_twi
 	tests/test_network_swap.py tests/test_transport_protocol.py tests/test_driver_suite.py \
 	tests/test_faults.py tests/test_link_schemes.py tests/test_network_rates.py tests/test_sim_gc.py \
 	tests/test_compiled_protocols.py tests/test_physical_hot_paths.py
-# The suite but its real-time tests runs on one worker per core (pytest-xdist);
+# The suite but its real-time tests runs on one worker per core (pytest-xdist,
+# each file on one worker, in order, its module fixtures made once);
 # the real-time ones (emulated nodes as processes, TLS servers, wall-clock
 # timeouts) run after it, alone, so no other test's load skews their timing.
 test: $(STAMP)
-	QSTACK_REQUIRE_CYTHON=1 $(PY) -m pytest -n auto -m "not realtime"
+	QSTACK_REQUIRE_CYTHON=1 $(PY) -m pytest -n auto --dist loadfile -m "not realtime"
 	QSTACK_REQUIRE_CYTHON=1 $(PY) -m pytest -m realtime
-	QSTACK_PURE_PYTHON=1 $(PY) -m pytest -q -n auto $(PURE_TESTS)
+	QSTACK_PURE_PYTHON=1 $(PY) -m pytest -q -n auto --dist loadfile $(PURE_TESTS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --out benchmarks/results.json
