@@ -2,8 +2,10 @@
 divide the difference in instruction counts by the difference in work.
 
 Wall time on a shared or loaded machine says little; instruction counts do
-not depend on the load (repeated runs agree to about 2%: random paths
-differ between sizes). Needs valgrind. Compare two checkouts, e.g. before and
+not depend on the load. The workload runs with one OpenBLAS thread: numpy's
+thread pool otherwise spins beside it and its instructions are counted
+(a few % apart between runs of the same build); with one, the count at a
+size repeats to a few thousand instructions in billions. Needs valgrind. Compare two checkouts, e.g. before and
 after a change:
 
     python3 benchmarks/icount.py . chain30 20 60
@@ -39,7 +41,12 @@ def count(n):
                         os.path.join(repo, ".venv/bin/python"), "-c",
                         ("import gc; gc.disable(); " if no_gc else "") + code.replace("N", str(n))
                         + ("; gc.collect()" if no_gc else "")],
-                       cwd=repo, check=True, capture_output=True, env=dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=repo))
+                       cwd=repo, check=True, capture_output=True,
+                       # one BLAS thread: numpy's OpenBLAS pool spins, and its
+                       # instructions (blas_thread_server) landed in the count,
+                       # a few % apart between runs of the same build
+                       env=dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=repo,
+                                OPENBLAS_NUM_THREADS="1"))
         txt = open(out).read()
         m = re.search(r"^summary:\s*(\d+)", txt, re.M) or re.search(r"^totals:\s*(\d+)", txt, re.M)
         return int(m.group(1))

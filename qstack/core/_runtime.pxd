@@ -1,6 +1,12 @@
 # The compiled runtime core's declarations, for the simulator driver
 # (qstack/sim/_driver.pyx) to reach a node's fields and its hot path in C.
 
+cdef class EventCallback:
+    """A kernel event's callback that the compiled kernel fires by a C call."""
+    cdef readonly str name           # (its __qualname__: the method it stands for)
+    cdef int fire(self, tuple args) except -1
+
+
 cdef class DriverHooks:
     """What a compiled driver carries out for a node directly: its messages
     and quantum operations (a C call each, no executor object between)."""
@@ -8,6 +14,9 @@ cdef class DriverHooks:
                     object now) except -1
     cdef int op_c(self, RuntimeCore node, object protocol, object action,
                   object now) except -1
+    # its heralding stations' deliver callback, ``_herald_arrives`` (a station
+    # made with that bound method calls this instead: qstack/physical/_heralding.pyx)
+    cdef int herald_c(self, object side, object ref, object herald) except -1
 
 
 cdef class RuntimeCore:

@@ -38,6 +38,27 @@ cdef object _UNKNOWN_TYPE = ErrorCode.UNKNOWN_TYPE
 cdef object _UNEXPECTED_EVENT = ErrorCode.UNEXPECTED_EVENT
 
 
+cdef class EventCallback:
+    """A callback for the event kernel that the compiled kernel
+    (``qstack/sim/_kernel.pyx``) fires by a C call, ``fire(args)``, instead
+    of ``callback(*args)`` (a Python call and its argument parsing, once per
+    event); anything else calls it as a function. Subclasses stand for one
+    method of one object (``qstack/sim/_driver.pyx``, the heralding
+    station) and take its name in traces (``__qualname__``). Here, in the
+    core, so that both the kernel and the stations (which must not import
+    the simulator) can see it."""
+
+    @property
+    def __qualname__(self):
+        return self.name
+
+    def __call__(self, *args):
+        self.fire(args)
+
+    cdef int fire(self, tuple args) except -1:
+        raise NotImplementedError
+
+
 cdef class DriverHooks:
     """Base of a compiled driver that carries out a node's ``SendMessage`` and
     ``QuantumOp`` itself (``qstack.sim._driver.DriverCore``): the core calls
@@ -52,6 +73,10 @@ cdef class DriverHooks:
     cdef int op_c(self, RuntimeCore node, object protocol, object action,
                   object now) except -1:
         node._run[type(action)](protocol, action, now)
+        return 0
+
+    cdef int herald_c(self, object side, object ref, object herald) except -1:
+        self._herald_arrives(side, ref, herald)
         return 0
 
 

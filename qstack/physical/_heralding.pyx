@@ -10,6 +10,8 @@ Keep the two in step: a change to one is a change to the other.
 """
 from collections import deque
 
+from qstack.core._runtime cimport DriverHooks, EventCallback
+
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
 
@@ -25,9 +27,7 @@ cdef class BlockUniforms:
     """Typed twin of ``heralding.BlockUniforms`` (the station's generator as
     the link model sees it: ``random()`` from blocks of ATTEMPT_BLOCK)."""
 
-    cdef public object gen
-    cdef list _block
-    cdef Py_ssize_t _next
+    # (fields in _heralding.pxd)
 
     def __init__(self, gen):
         self.gen = gen
@@ -53,10 +53,7 @@ cdef class BlockUniforms:
 cdef class _Request:
     """One end's pending ``Entangle`` (typed: see the Python twin's ``_Request``)."""
 
-    cdef public object side, ref, key, deadline, param, start, deadline_event, herald_event
-    cdef public object qubit, runs
-    cdef public _Request partner, twin
-    cdef public bint started
+    # (fields in _heralding.pxd)
 
     def __init__(self, side, ref, op):
         # (the other fields start as None / False: partner, deadline_event,
@@ -90,14 +87,7 @@ cdef class HeraldingStation:
     """The heralding entity of a link (typed twin of ``heralding.PyHeraldingStation``;
     same arguments, same behaviour)."""
 
-    cdef public object ends, model, engine, devices, clock, deliver, rng, attempts_rng, formalism
-    cdef public BlockUniforms _uniforms
-    cdef public object classical_delay_ns, pairs_heralded, attempts
-    cdef public bint up
-    cdef public tuple _keyed, _follow
-    cdef public dict _numbers, _states, _blocks
-    cdef public object _model_seen
-    cdef public bint _dephasing
+    # (fields in _heralding.pxd)
 
     def __init__(self, ends, model, engine, devices,
                  clock, deliver, rng,
@@ -110,6 +100,7 @@ cdef class HeraldingStation:
         self.deliver = deliver
         self.rng = rng
         self._uniforms = BlockUniforms(rng)
+        self._herald_both_cb = _HeraldBoth(self)
         self.attempts_rng = attempts_rng
         self.formalism = formalism
         self.classical_delay_ns = int(classical_delay_ns)
@@ -130,19 +121,34 @@ cdef class HeraldingStation:
         self._dephasing = any(getattr(getattr(d, "hw", None), "attempt_dephasing_prob", 0.0) > 0
                               for d in self.devices)
 
+    @property
+    def deliver(self):
+        return self._deliver
+
+    @deliver.setter
+    def deliver(self, deliver):
+        self._deliver = deliver
+        owner = getattr(deliver, "__self__", None)
+        self._hooks = owner if isinstance(owner, DriverHooks) \
+            and deliver == getattr(owner, "_herald_arrives", None) else None
+
     # ------------------------------------------------------------------ requests
     def submit(self, side, ref, op):
         """End ``side`` asks for a pair (``op``); ``ref`` comes back with its herald."""
+        self.submit_c(side, ref, op)
+
+    cdef int submit_c(self, object side, object ref, object op) except -1:
+        # (the compiled driver calls this directly, once per pair and end)
         cdef _Request req, partner, cand
         clock = self.clock
         if not self.up:
-            clock.schedule_at(clock.now, self.deliver, side, ref,
+            clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="link down"))
-            return
+            return 0
         if not self.devices[side].reserve():
-            clock.schedule_at(clock.now, self.deliver, side, ref,
+            clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="memory full"))
-            return
+            return 0
         req = _new_request(side, ref, op)
         other = 1 - side
         # A request is free to match while it has no partner and no pair: one
@@ -160,9 +166,9 @@ cdef class HeraldingStation:
             if key in keyed:
                 # a second submission for a key this end is still waiting on
                 self.devices[side].release_reservation()
-                clock.schedule_at(clock.now, self.deliver, side, ref,
+                clock.schedule_at(clock.now, self._deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
-                return
+                return 0
             partner = self._keyed[other].get(key)
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
@@ -180,16 +186,17 @@ cdef class HeraldingStation:
         if partner is None:
             if req.deadline < NEVER_NS:
                 self._arm_deadline(req)
-            return
+            return 0
         self._match(req, partner)
+        return 0
 
-    cdef _arm_deadline(self, req: _Request):
+    cdef _arm_deadline(self, _Request req):
         if req.deadline < NEVER_NS and req.deadline_event is None:
             clock = self.clock
             req.deadline_event = clock.schedule_at(max(req.deadline, clock.now),
                                                    self._deadline, req)
 
-    cdef _unlist(self, req: _Request):
+    cdef _unlist(self, _Request req):
         """Take ``req`` out of the lists."""
         if req.key is _FOLLOW:
             try:
@@ -199,7 +206,7 @@ cdef class HeraldingStation:
         else:
             self._keyed[req.side].pop(req.key, None)
 
-    cdef _forget(self, req: _Request):
+    cdef _forget(self, _Request req):
         """``req`` is answered: remove it wherever it is listed."""
         self._unlist(req)
         if req.deadline_event is not None:
@@ -233,7 +240,7 @@ cdef class HeraldingStation:
                                                                self.formalism, self.engine)
         return cached
 
-    cdef _match(self, a: _Request, b: _Request):
+    cdef _match(self, _Request a, _Request b):
         """Two requests matched: draw the first successful attempt and schedule
         both heralds, or let the deadlines answer if none comes in time."""
         cdef _Request r0, r1
@@ -290,7 +297,7 @@ cdef class HeraldingStation:
                     # to back would (nothing can fire between them)
                     r0.twin, r1.twin = r1, r0
                     r0.herald_event = r1.herald_event = clock.schedule_at(
-                        h0, self._herald_both, r0, r1, herald0, herald1)
+                        h0, self._herald_both_cb, r0, r1, herald0, herald1)
                     return
                 r0.herald_event = clock.schedule_at(h0, self._herald, r0, herald0)
                 r1.herald_event = clock.schedule_at(h1, self._herald, r1, herald1)
@@ -305,14 +312,14 @@ cdef class HeraldingStation:
             if r.deadline < NEVER_NS:
                 self._arm_deadline(r)
 
-    cdef _record_attempts(self, r0: _Request, r1: _Request, first, cycle,
+    cdef _record_attempts(self, _Request r0, _Request r1, first, cycle,
                          count):
         """Tell both ends' devices of the attempts (their stored qubits dephase)."""
         now = self.clock.now
         runs = tuple(dev.add_attempts(now, first, cycle, count) for dev in self.devices)
         r0.runs = r1.runs = runs
 
-    cdef _stop_attempts(self, req: _Request):
+    cdef _stop_attempts(self, _Request req):
         """Attempts for ``req`` end now (cancelled, link or peer down)."""
         if req.runs is not None:
             now = self.clock.now
@@ -323,6 +330,9 @@ cdef class HeraldingStation:
                 req.partner.runs = None
 
     def _herald(self, req: _Request, herald):
+        self._herald_c(req, herald)
+
+    cdef _herald_c(self, _Request req, herald):
         # (once per pair and end: _forget inlined; a matched request has no deadline event)
         req.herald_event = None
         if req.key is _FOLLOW:
@@ -332,9 +342,15 @@ cdef class HeraldingStation:
         partner = req.partner
         if partner is not None:        # this end is settled: unlink the pair
             req.partner = partner.partner = None
-        self.deliver(req.side, req.ref, herald)
+        if self._hooks is not None:
+            self._hooks.herald_c(req.side, req.ref, herald)
+        else:
+            self._deliver(req.side, req.ref, herald)
 
     def _herald_both(self, r0: _Request, r1: _Request, herald0, herald1):
+        self._herald_both_c(r0, r1, herald0, herald1)
+
+    cdef _herald_both_c(self, _Request r0, _Request r1, herald0, herald1):
         # both ends' heralds in one event; an end whose request ended meanwhile
         # (its herald_event cleared by _drop_herald) is skipped. The twins let
         # go of each other first: the pairing matters only while the event
@@ -342,11 +358,11 @@ cdef class HeraldingStation:
         # collector, not at once (millions per run on long chains)
         r0.twin = r1.twin = None
         if r0.herald_event is not None:
-            self._herald(r0, herald0)
+            self._herald_c(r0, herald0)
         if r1.herald_event is not None:
-            self._herald(r1, herald1)
+            self._herald_c(r1, herald1)
 
-    cdef _drop_herald(self, req: _Request):
+    cdef _drop_herald(self, _Request req):
         """``req`` no longer waits for its herald: cancel its event, unless it
         is shared with the other end's request, which still waits for it."""
         event = req.herald_event
@@ -368,7 +384,7 @@ cdef class HeraldingStation:
             partner.started = False
             # the partner goes on waiting for another match (or its own deadline)
             self._arm_deadline(partner)
-        self.deliver(req.side, req.ref, Herald(False, reason=reason))
+        self._deliver(req.side, req.ref, Herald(False, reason=reason))
 
     # ------------------------------------------------------------------ withdrawal
     def cancel(self, side, key):
@@ -398,10 +414,10 @@ cdef class HeraldingStation:
             partner.partner = None
             partner.started = False
             self._arm_deadline(partner)
-        clock.schedule_at(clock.now, self.deliver, side, req.ref,
+        clock.schedule_at(clock.now, self._deliver, side, req.ref,
                           Herald(False, reason="cancelled"))
 
-    cdef _end(self, req: _Request, reason, delay):
+    cdef _end(self, _Request req, reason, delay):
         """Answer ``req`` with a failure now (+``delay``), freeing what it holds."""
         self._stop_attempts(req)
         self._forget(req)
@@ -416,7 +432,7 @@ cdef class HeraldingStation:
         else:
             dev.release_reservation()
         clock = self.clock
-        clock.schedule_at(clock.now + delay, self.deliver, req.side, req.ref,
+        clock.schedule_at(clock.now + delay, self._deliver, req.side, req.ref,
                           Herald(False, reason=reason))
 
     # ------------------------------------------------------------------ faults
@@ -450,3 +466,18 @@ cdef class HeraldingStation:
             req.partner = None
             if partner is not None:
                 self._end(partner, "peer down", 0)
+
+
+cdef class _HeraldBoth(EventCallback):
+    """``station._herald_both`` as a kernel event the compiled kernel fires in C."""
+    cdef HeraldingStation station
+
+    def __init__(self, HeraldingStation station):
+        self.station = station
+        self.name = "HeraldingStation._herald_both"
+
+    cdef int fire(self, tuple args) except -1:
+        if len(args) != 4:
+            raise TypeError(f"_herald_both takes 4 arguments ({len(args)} given)")
+        self.station._herald_both_c(<_Request?> args[0], <_Request?> args[1], args[2], args[3])
+        return 0

@@ -9,7 +9,9 @@ The same code as the twin, line for line; keep the two in step.
 ``tests/test_core_runtime_twins.py`` and ``tests/test_sim_speed.py`` run the
 simulator both ways (``QSTACK_PURE_PYTHON=1``) and require the same numbers.
 """
-from qstack.core._runtime cimport DriverHooks, RuntimeCore
+from qstack.core._runtime cimport DriverHooks, EventCallback, RuntimeCore
+from qstack.physical._heralding cimport HeraldingStation
+from qstack.sim._kernel cimport CyEventHandle, CyEventKernel
 from qstack.core.errors import QStackError
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import OperationDone, fast_constructor
@@ -44,15 +46,47 @@ cdef class DriverCore(DriverHooks):
     compiled runtime core hands it ``SendMessage`` and ``QuantumOp`` in C
     (``send_c``, ``op_c``; ``_send_action`` / ``_op_action`` for Python)."""
 
-    cdef public object sim
+    cdef object _sim
+    # ``sim`` when it is the compiled kernel with its own scheduling methods
+    # (not overridden): scheduled on and read in C, else None (the twin
+    # kernel, or a subclass that overrides them: Python calls, as before)
+    cdef CyEventKernel _ck
     cdef public bint check_wire
     cdef public dict stats
     cdef public dict _adj
     cdef public set _down_sessions
     cdef public object jitter_ns
     cdef public object _jitter_rng
-    cdef object _arrive_cb           # (bound methods made once, not per event)
+    cdef object _arrive_cb           # (EventCallbacks made once, not per event)
     cdef object _op_done_cb
+
+    @property
+    def sim(self):
+        return self._sim
+
+    @sim.setter
+    def sim(self, sim):
+        self._sim = sim
+        cls = type(sim)
+        self._ck = sim if isinstance(sim, CyEventKernel) \
+            and cls.schedule is CyEventKernel.schedule \
+            and cls.schedule_at is CyEventKernel.schedule_at \
+            and cls.cancel is CyEventKernel.cancel else None
+
+    cdef inline object _now(self):
+        return self._ck.now if self._ck is not None else self._sim.now
+
+    cdef inline object _at(self, object time_ns, object callback, tuple args):
+        # sim.schedule_at(time_ns, callback, *args), a C call on the compiled kernel
+        if self._ck is not None:
+            return self._ck.schedule_at_c(time_ns, callback, args)
+        return self._sim.schedule_at(time_ns, callback, *args)
+
+    cdef inline object _after(self, object delay_ns, object callback, tuple args):
+        # sim.schedule(delay_ns, callback, *args), likewise
+        if self._ck is not None:
+            return self._ck.schedule_c(delay_ns, callback, args)
+        return self._sim.schedule(delay_ns, callback, *args)
 
     def _send_action(self, node, protocol, action, now):
         self.send_c(node, protocol, action, now)
@@ -61,7 +95,7 @@ cdef class DriverCore(DriverHooks):
                     object now) except -1:
         cdef object msg = action.msg
         cdef object dst = action.dst
-        cdef object data, src, sim, arrive, last_side, batch
+        cdef object data, src, arrive, last_side, batch, next_seq
         cdef LinkCore link
         cdef list last
         cdef int side
@@ -71,7 +105,6 @@ cdef class DriverCore(DriverHooks):
             stats["message_bytes"] += len(data)
             msg = decode(data)
         stats["messages"] += 1
-        sim = self.sim
         src = node.name
         link = (<dict> self._adj.get(src, _NO_LINKS)).get(dst)
         if link is not None and link.up:       # the common case: a neighbour
@@ -79,7 +112,7 @@ cdef class DriverCore(DriverHooks):
                 self._undeliverable(node, protocol, dst, msg, f"the session with {dst} is down")
                 return 0
             side = 0 if src == link.a else 1
-            arrive = sim.now + link.classical_delay_ns
+            arrive = self._now() + link.classical_delay_ns
             if self.jitter_ns:
                 arrive += int(self._jitter_rng.integers(0, self.jitter_ns + 1))
             last = link.last_arrival
@@ -87,7 +120,8 @@ cdef class DriverCore(DriverHooks):
             if arrive <= last_side:
                 arrive = last_side             # FIFO per direction
                 batch = link.batch[side]
-                if batch is not None and sim.next_seq == link.batch_seq[side]:
+                next_seq = self._ck._next_seq if self._ck is not None else self._sim.next_seq
+                if batch is not None and next_seq == link.batch_seq[side]:
                     # rides along with the message before it (see the twin)
                     (<list> batch).append(msg)
                     return 0
@@ -95,27 +129,32 @@ cdef class DriverCore(DriverHooks):
             batch = [msg]
             link.batch[side] = batch
             if self._arrive_cb is None:
-                self._arrive_cb = self._arrive_link
-            link.batch_seq[side] = sim.schedule_at(
-                arrive, self._arrive_cb, link, side, link.epoch, node, link.ends[side ^ 1],
-                batch).seq + 1
+                self._arrive_cb = _ArriveLink(self)
+            link.batch_seq[side] = self._at(
+                arrive, self._arrive_cb,
+                (link, side, link.epoch, node, link.ends[side ^ 1], batch)).seq + 1
             return 0
         self._send_far(node, protocol, dst, msg)
         return 0
 
     def _arrive_link(self, LinkCore link, int side, epoch, RuntimeCore src, RuntimeCore dst,
                      list msgs):
+        self._arrive_c(link, side, epoch, src, dst, msgs)
+
+    cdef int _arrive_c(self, LinkCore link, int side, object epoch, RuntimeCore src,
+                       RuntimeCore dst, list msgs) except -1:
         cdef object name, now, msg
         cdef list batches = link.batch
         if batches[side] is msgs:
             batches[side] = None               # (fired: nothing more rides along)
         if link.epoch != epoch:
             self.stats["messages_lost"] += len(msgs)
-            return
+            return 0
         name = src.name
-        now = self.sim.now
+        now = self._now()
         for msg in msgs:
             dst.message_c(name, msg, now)
+        return 0
 
     def _op_action(self, node, protocol, action, now):
         self.op_c(node, protocol, action, now)
@@ -124,7 +163,7 @@ cdef class DriverCore(DriverHooks):
                   object now) except -1:
         cdef object op_id = action.op_id
         cdef object op = action.op
-        cdef object cls, sim, duration, outcome
+        cdef object cls, t, duration, outcome, station
         cdef LinkCore link
         self.stats["quantum_ops"] += 1
         cls = type(op)
@@ -133,46 +172,97 @@ cdef class DriverCore(DriverHooks):
             # link's pair must not come from a physical link between the two)
             link = None if op.virtual else (<dict> self._adj.get(node.name, _NO_LINKS)).get(op.peer)
             if op_id is not None and link is not None and link.station is not None:
-                link.station.submit(0 if node is link.ends[0] else 1,
-                                    (node, protocol, op_id, node.incarnation), op)
+                station = link.station
+                if type(station) is HeraldingStation:    # (the compiled one: a C call)
+                    (<HeraldingStation> station).submit_c(
+                        0 if node is link.ends[0] else 1,
+                        (node, protocol, op_id, node.incarnation), op)
+                else:
+                    station.submit(0 if node is link.ends[0] else 1,
+                                   (node, protocol, op_id, node.incarnation), op)
                 return 0
             self._entangle(node, protocol, op_id, op)
             return 0
         if cls not in _DEVICE_OPS:
             self._op_other(node, protocol, op_id, op)
             return 0
-        sim = self.sim
-        duration, outcome = node.device.execute(op, sim.now)
+        t = self._now()
+        duration, outcome = node.device.execute(op, t)
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
             if isinstance(outcome, QStackError):
-                node.record(protocol, outcome.code, outcome.detail, sim.now)
+                node.record(protocol, outcome.code, outcome.detail, self._now())
             return 0
         if self._op_done_cb is None:
-            self._op_done_cb = self._op_done
-        sim.schedule(duration, self._op_done_cb, node, node.incarnation, protocol, op_id, outcome)
+            self._op_done_cb = _OpDone(self)
+        self._after(duration, self._op_done_cb, (node, node.incarnation, protocol, op_id, outcome))
         return 0
 
     def _op_done(self, RuntimeCore node, incarnation, protocol, op_id, outcome):
+        self._op_done_c(node, incarnation, protocol, op_id, outcome)
+
+    cdef int _op_done_c(self, RuntimeCore node, object incarnation, object protocol,
+                        object op_id, object outcome) except -1:
         if node.incarnation == incarnation:
-            node._feed(protocol, _done(op_id, outcome), self.sim.now)
+            node._feed(protocol, _done(op_id, outcome), self._now())
+        return 0
 
     def _herald_arrives(self, side, ref, herald):
         # the stations' deliver callback: ref is what _entangle submitted
+        self.herald_c(side, ref, herald)
+
+    cdef int herald_c(self, object side, object ref, object herald) except -1:
+        # (the compiled stations call this directly)
         cdef RuntimeCore node
         node = <RuntimeCore?> (<tuple> ref)[0]
         if node.incarnation == (<tuple> ref)[3]:
-            node._feed((<tuple> ref)[1], _done((<tuple> ref)[2], herald), self.sim.now)
+            node._feed((<tuple> ref)[1], _done((<tuple> ref)[2], herald), self._now())
+        return 0
 
     def set_timer(self, node, protocol, key, at_ns):
         """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
         self.stats["timers"] += 1
-        return self.sim.schedule_at(at_ns, self._timer_fired, node, protocol, key)
+        return self._at(at_ns, self._timer_fired, (node, protocol, key))
 
     def _timer_fired(self, node, protocol, key):
         # the handle is the node's current one unless it was cancelled (then
         # this event would not fire): look it up rather than carry it along
-        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self.sim.now)
+        node.fire_timer(protocol, key, node.timers.get((protocol, key)), self._now())
 
     def cancel_timer(self, handle):
-        self.sim.cancel(handle)
+        if self._ck is not None and type(handle) is CyEventHandle:
+            self._ck.cancel_c(<CyEventHandle> handle)
+        else:
+            self._sim.cancel(handle)
+
+
+# The kernel events of the driver's hot path, fired by the compiled kernel in
+# C (EventCallback); named in traces as the methods they stand for.
+
+cdef class _ArriveLink(EventCallback):
+    cdef DriverCore driver
+
+    def __init__(self, DriverCore driver):
+        self.driver = driver
+        self.name = "DriverCore._arrive_link"
+
+    cdef int fire(self, tuple args) except -1:
+        if len(args) != 6:
+            raise TypeError(f"_arrive_link takes 6 arguments ({len(args)} given)")
+        return self.driver._arrive_c(<LinkCore?> args[0], args[1], args[2],
+                                     <RuntimeCore?> args[3], <RuntimeCore?> args[4],
+                                     <list?> args[5])
+
+
+cdef class _OpDone(EventCallback):
+    cdef DriverCore driver
+
+    def __init__(self, DriverCore driver):
+        self.driver = driver
+        self.name = "DriverCore._op_done"
+
+    cdef int fire(self, tuple args) except -1:
+        if len(args) != 5:
+            raise TypeError(f"_op_done takes 5 arguments ({len(args)} given)")
+        return self.driver._op_done_c(<RuntimeCore?> args[0], args[1], args[2], args[3],
+                                      args[4])

@@ -31,18 +31,14 @@ cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int64_t
 
+from qstack.core._runtime cimport EventCallback
+
 from operator import index as _as_index
 
 # Must match kernel.COMPACT_MIN_DEAD so that both twins compact at the same
 # moments (compaction is invisible in traces, but keep them alike anyway).
 cdef enum:
     COMPACT_MIN_DEAD = 256
-
-
-cdef struct HeapEntry:
-    int64_t time
-    int64_t seq
-    Py_ssize_t slot
 
 
 cdef inline bint entry_before(HeapEntry a, HeapEntry b) noexcept nogil:
@@ -71,16 +67,66 @@ cdef int64_t as_ns(value, str what) except? -1:
         ) from None
 
 
+# -- heap primitives (module functions, not methods: inlined C, no vtable)
+
+cdef inline void _sift_up(CyEventKernel self, Py_ssize_t pos, HeapEntry entry) noexcept nogil:
+    # Move the hole at ``pos`` towards the root until ``entry`` fits.
+    cdef HeapEntry* heap = self._heap
+    cdef Py_ssize_t parent
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if entry_before(entry, heap[parent]):
+            heap[pos] = heap[parent]
+            pos = parent
+        else:
+            break
+    heap[pos] = entry
+
+cdef inline void _sift_down_from(CyEventKernel self, Py_ssize_t pos, HeapEntry entry) noexcept nogil:
+    # heapq's trick: walk the hole down to a leaf always taking the smaller
+    # child (one comparison per level), then sift ``entry`` up from there.
+    # The replacement usually belongs near the bottom, so this does fewer
+    # comparisons than the textbook sift-down.
+    cdef HeapEntry* heap = self._heap
+    cdef Py_ssize_t size = self._size
+    cdef Py_ssize_t start = pos
+    cdef Py_ssize_t child = 2 * pos + 1
+    cdef Py_ssize_t parent
+    while child < size:
+        if child + 1 < size and entry_before(heap[child + 1], heap[child]):
+            child += 1
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    while pos > start:
+        parent = (pos - 1) >> 1
+        if entry_before(entry, heap[parent]):
+            heap[pos] = heap[parent]
+            pos = parent
+        else:
+            break
+    heap[pos] = entry
+
+cdef inline HeapEntry _pop_top(CyEventKernel self) noexcept nogil:
+    cdef HeapEntry top = self._heap[0]
+    self._size -= 1
+    if self._size > 0:
+        _sift_down_from(self, 0, self._heap[self._size])
+    return top
+
+
+cdef inline bint _has_fired(CyEventKernel self, CyEventHandle handle) noexcept:
+    # Events fire in increasing (time, seq) order and every pending event
+    # sorts after the last one fired, so "fired" is a comparison with the
+    # clock, valid for any handle of this kernel that was not cancelled.
+    return handle.time < self.now or (handle.time == self.now and handle.seq <= self._last_seq)
+
+
 @cython.final
 @cython.auto_pickle(False)
 cdef class CyEventHandle:
-    """A scheduled event of the Cython kernel (see ``kernel.EventHandle``)."""
-
-    cdef readonly int64_t time
-    cdef readonly int64_t seq
-    cdef readonly bint cancelled
-    cdef Py_ssize_t slot
-    cdef int64_t kernel_id
+    """A scheduled event of the Cython kernel (see ``kernel.EventHandle``;
+    fields in ``_kernel.pxd``)."""
 
     def __repr__(self):
         state = " cancelled" if self.cancelled else ""
@@ -95,24 +141,7 @@ cdef class CyEventKernel:
     runner and random streams.
     """
 
-    cdef HeapEntry* _heap
-    cdef Py_ssize_t _size
-    cdef Py_ssize_t _capacity
-    cdef list _calls                 # callback, args, callback, args, ... by slot
-    cdef char* _slot_cancelled
-    cdef Py_ssize_t _slot_count      # slots ever created (len(_calls) // 2)
-    cdef Py_ssize_t _slot_capacity   # allocated length of _slot_cancelled
-    cdef Py_ssize_t* _free_slots
-    cdef Py_ssize_t _free_count
-    cdef Py_ssize_t _free_capacity
-    cdef int64_t _next_seq
-    cdef int64_t _last_seq           # seq of the last event fired
-    cdef Py_ssize_t _dead
-    cdef int64_t _kernel_id
-    cdef bint _stopping              # stop() was called during the run in progress
-    cdef readonly int64_t now
-    cdef public int64_t events_fired
-    cdef public object trace
+    # (fields in _kernel.pxd)
 
     def __cinit__(self, *args, **kwargs):
         # Subclasses may take constructor arguments; the kernel needs none.
@@ -195,51 +224,6 @@ cdef class CyEventKernel:
         self._free_count += 1
         return 0
 
-    cdef inline void _sift_up(self, Py_ssize_t pos, HeapEntry entry) noexcept nogil:
-        # Move the hole at ``pos`` towards the root until ``entry`` fits.
-        cdef HeapEntry* heap = self._heap
-        cdef Py_ssize_t parent
-        while pos > 0:
-            parent = (pos - 1) >> 1
-            if entry_before(entry, heap[parent]):
-                heap[pos] = heap[parent]
-                pos = parent
-            else:
-                break
-        heap[pos] = entry
-
-    cdef inline void _sift_down_from(self, Py_ssize_t pos, HeapEntry entry) noexcept nogil:
-        # heapq's trick: walk the hole down to a leaf always taking the smaller
-        # child (one comparison per level), then sift ``entry`` up from there.
-        # The replacement usually belongs near the bottom, so this does fewer
-        # comparisons than the textbook sift-down.
-        cdef HeapEntry* heap = self._heap
-        cdef Py_ssize_t size = self._size
-        cdef Py_ssize_t start = pos
-        cdef Py_ssize_t child = 2 * pos + 1
-        cdef Py_ssize_t parent
-        while child < size:
-            if child + 1 < size and entry_before(heap[child + 1], heap[child]):
-                child += 1
-            heap[pos] = heap[child]
-            pos = child
-            child = 2 * pos + 1
-        while pos > start:
-            parent = (pos - 1) >> 1
-            if entry_before(entry, heap[parent]):
-                heap[pos] = heap[parent]
-                pos = parent
-            else:
-                break
-        heap[pos] = entry
-
-    cdef inline HeapEntry _pop_top(self) noexcept nogil:
-        cdef HeapEntry top = self._heap[0]
-        self._size -= 1
-        if self._size > 0:
-            self._sift_down_from(0, self._heap[self._size])
-        return top
-
     # -- scheduling -----------------------------------------------------------
 
     cdef CyEventHandle _push(self, int64_t time, object callback, tuple args):
@@ -256,11 +240,18 @@ cdef class CyEventKernel:
         handle.slot = entry.slot
         handle.kernel_id = self._kernel_id
         self._size += 1
-        self._sift_up(self._size - 1, entry)
+        _sift_up(self, self._size - 1, entry)
         return handle
 
     def schedule(self, delay_ns, callback, *args):
         """Call ``callback(*args)`` ``delay_ns`` nanoseconds from now (int >= 0)."""
+        return self.schedule_c(delay_ns, callback, args)
+
+    def schedule_at(self, time_ns, callback, *args):
+        """Call ``callback(*args)`` at absolute simulated time ``time_ns``."""
+        return self.schedule_at_c(time_ns, callback, args)
+
+    cdef CyEventHandle schedule_c(self, object delay_ns, object callback, tuple args):
         cdef int64_t delay
         if type(delay_ns) is int:
             delay = delay_ns
@@ -270,23 +261,20 @@ cdef class CyEventKernel:
             raise ValueError(f"delay_ns must be >= 0, got {delay_ns}")
         return self._push(self.now + delay, callback, args)
 
-    def schedule_at(self, time_ns, callback, *args):
-        """Call ``callback(*args)`` at absolute simulated time ``time_ns``."""
-        cdef int64_t time = as_ns(time_ns, "time_ns")
+    cdef CyEventHandle schedule_at_c(self, object time_ns, object callback, tuple args):
+        cdef int64_t time
+        if type(time_ns) is int:
+            time = time_ns
+        else:
+            time = as_ns(time_ns, "time_ns")
         if time < self.now:
             raise ValueError(f"time_ns={time_ns} is in the past (now={self.now})")
         return self._push(time, callback, args)
 
-    cdef inline bint _has_fired(self, CyEventHandle handle) noexcept:
-        # Events fire in increasing (time, seq) order and every pending event
-        # sorts after the last one fired, so "fired" is a comparison with the
-        # clock, valid for any handle of this kernel that was not cancelled.
-        return handle.time < self.now or (handle.time == self.now and handle.seq <= self._last_seq)
-
     def is_pending(self, CyEventHandle handle not None):
         """True if the event is still waiting to fire (neither fired nor cancelled)."""
         self._check_owner(handle)
-        return not handle.cancelled and not self._has_fired(handle)
+        return not handle.cancelled and not _has_fired(self, handle)
 
     cdef int _check_owner(self, CyEventHandle handle) except -1:
         if handle.kernel_id != self._kernel_id:
@@ -295,14 +283,21 @@ cdef class CyEventKernel:
 
     def cancel(self, CyEventHandle handle not None):
         """Cancel a scheduled event; a no-op if it already fired or was cancelled."""
+        self.cancel_c(handle)
+
+    cdef int cancel_c(self, CyEventHandle handle) except -1:
+        if handle is None:
+            raise TypeError("Argument 'handle' has incorrect type (expected "
+                            "qstack.sim._kernel.CyEventHandle, got NoneType)")
         self._check_owner(handle)
-        if handle.cancelled or self._has_fired(handle):
-            return
+        if handle.cancelled or _has_fired(self, handle):
+            return 0
         handle.cancelled = True
         self._slot_cancelled[handle.slot] = 1
         self._dead += 1
         if self._dead >= COMPACT_MIN_DEAD and 2 * self._dead > self._size:
             self._compact()
+        return 0
 
     cdef int _compact(self) except -1:
         cdef Py_ssize_t read, write = 0
@@ -320,7 +315,7 @@ cdef class CyEventKernel:
         # Floyd's heapify: sift down every internal node, bottom-up.
         i = self._size // 2 - 1
         while i >= 0:
-            self._sift_down_from(i, self._heap[i])
+            _sift_down_from(self, i, self._heap[i])
             i -= 1
         return 0
 
@@ -341,7 +336,7 @@ cdef class CyEventKernel:
         """Time in nanoseconds of the next live event, or ``None`` if idle."""
         cdef HeapEntry entry
         while self._size and self._slot_cancelled[self._heap[0].slot]:
-            entry = self._pop_top()
+            entry = _pop_top(self)
             self._release_slot(entry.slot)
             self._dead -= 1
         if self._size == 0:
@@ -391,7 +386,7 @@ cdef class CyEventKernel:
         while self._size:
             if has_until and self._heap[0].time > until:
                 break
-            entry = self._pop_top()
+            entry = _pop_top(self)
             slot = entry.slot
             if self._slot_cancelled[slot]:
                 self._release_slot(slot)
@@ -406,7 +401,10 @@ cdef class CyEventKernel:
             self.events_fired += 1
             if trace is not None:
                 trace.append((entry.time, entry.seq, callback_name(callback)))
-            callback(*args)
+            if isinstance(callback, EventCallback):
+                (<EventCallback> callback).fire(args)     # (a C call)
+            else:
+                callback(*args)
             if self._stopping:
                 self._stopping = False
                 reached_horizon = False
