@@ -69,11 +69,13 @@ cdef int64_t as_ns(value, str what) except? -1:
 
 # -- heap primitives (module functions, not methods: inlined C, no vtable)
 
-cdef inline void _sift_up(CyEventKernel self, Py_ssize_t pos, HeapEntry entry) noexcept nogil:
-    # Move the hole at ``pos`` towards the root until ``entry`` fits.
+cdef inline void _sift_up(CyEventKernel self, Py_ssize_t pos, HeapEntry entry,
+                          Py_ssize_t start=0) noexcept nogil:
+    # Move the hole at ``pos`` towards ``start`` (the root unless told) until
+    # ``entry`` fits.
     cdef HeapEntry* heap = self._heap
     cdef Py_ssize_t parent
-    while pos > 0:
+    while pos > start:
         parent = (pos - 1) >> 1
         if entry_before(entry, heap[parent]):
             heap[pos] = heap[parent]
@@ -91,21 +93,13 @@ cdef inline void _sift_down_from(CyEventKernel self, Py_ssize_t pos, HeapEntry e
     cdef Py_ssize_t size = self._size
     cdef Py_ssize_t start = pos
     cdef Py_ssize_t child = 2 * pos + 1
-    cdef Py_ssize_t parent
     while child < size:
         if child + 1 < size and entry_before(heap[child + 1], heap[child]):
             child += 1
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
-    while pos > start:
-        parent = (pos - 1) >> 1
-        if entry_before(entry, heap[parent]):
-            heap[pos] = heap[parent]
-            pos = parent
-        else:
-            break
-    heap[pos] = entry
+    _sift_up(self, pos, entry, start)
 
 cdef inline HeapEntry _pop_top(CyEventKernel self) noexcept nogil:
     cdef HeapEntry top = self._heap[0]
