@@ -163,7 +163,8 @@ cdef class DriverCore(DriverHooks):
                   object now) except -1:
         cdef object op_id = action.op_id
         cdef object op = action.op
-        cdef object cls, t, duration, outcome, station
+        cdef object cls, t, duration, outcome, station, ref
+        cdef int side
         cdef LinkCore link
         self.stats["quantum_ops"] += 1
         cls = type(op)
@@ -173,13 +174,12 @@ cdef class DriverCore(DriverHooks):
             link = None if op.virtual else (<dict> self._adj.get(node.name, _NO_LINKS)).get(op.peer)
             if op_id is not None and link is not None and link.station is not None:
                 station = link.station
+                side = 0 if node is link.ends[0] else 1
+                ref = (node, protocol, op_id, node.incarnation)
                 if type(station) is HeraldingStation:    # (the compiled one: a C call)
-                    (<HeraldingStation> station).submit_c(
-                        0 if node is link.ends[0] else 1,
-                        (node, protocol, op_id, node.incarnation), op)
+                    (<HeraldingStation> station).submit_c(side, ref, op)
                 else:
-                    station.submit(0 if node is link.ends[0] else 1,
-                                   (node, protocol, op_id, node.incarnation), op)
+                    station.submit(side, ref, op)
                 return 0
             self._entangle(node, protocol, op_id, op)
             return 0
@@ -191,7 +191,7 @@ cdef class DriverCore(DriverHooks):
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
             if isinstance(outcome, QStackError):
-                node.record(protocol, outcome.code, outcome.detail, self._now())
+                node.record(protocol, outcome.code, outcome.detail, t)
             return 0
         if self._op_done_cb is None:
             self._op_done_cb = _OpDone(self)

@@ -58,7 +58,9 @@ def callback_name(callback):
     return type(callback).__qualname__
 
 
-cdef int64_t as_ns(value, str what) except? -1:
+cdef inline int64_t as_ns(value, str what) except? -1:
+    if type(value) is int:             # (the common case, per scheduled event: no call)
+        return value
     try:
         return _as_index(value)
     except TypeError:
@@ -246,21 +248,13 @@ cdef class CyEventKernel:
         return self.schedule_at_c(time_ns, callback, args)
 
     cdef CyEventHandle schedule_c(self, object delay_ns, object callback, tuple args):
-        cdef int64_t delay
-        if type(delay_ns) is int:
-            delay = delay_ns
-        else:
-            delay = as_ns(delay_ns, "delay_ns")
+        cdef int64_t delay = as_ns(delay_ns, "delay_ns")
         if delay < 0:
             raise ValueError(f"delay_ns must be >= 0, got {delay_ns}")
         return self._push(self.now + delay, callback, args)
 
     cdef CyEventHandle schedule_at_c(self, object time_ns, object callback, tuple args):
-        cdef int64_t time
-        if type(time_ns) is int:
-            time = time_ns
-        else:
-            time = as_ns(time_ns, "time_ns")
+        cdef int64_t time = as_ns(time_ns, "time_ns")
         if time < self.now:
             raise ValueError(f"time_ns={time_ns} is in the past (now={self.now})")
         return self._push(time, callback, args)
