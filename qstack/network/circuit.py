@@ -1,3 +1,6 @@
+# cython: nonecheck=True
+# (compiled: a typed record read through a name that is None raises the
+# AttributeError plain Python raises, instead of reading memory that is not one)
 """End-to-end entanglement over a chain of repeaters: circuits with swapping.
 
 After Kozlowski, Dahlberg, Lago-Rivera, de Riedmatten, Wehner, "Designing a
@@ -74,10 +77,15 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+try:
+    import cython
+except ImportError:              # (Cython is a build tool, not a dependency)
+    from qstack._cython_shadow import cython
+
 from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
-    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, fast_init, on,
+    QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on,
     on_message,
 )
 from qstack.core.states import State, Transitions
@@ -158,8 +166,12 @@ TRANSITIONS = Transitions("circuit", {
 })
 
 
-@fast_init               # (made twice per link pair: its fields set through its slots)
-@dataclass(slots=True)
+# The records a circuit keeps (_Pair, _Circuit, _Request, _Swap) are extension
+# types where this module is compiled (circuit.pxd declares their fields), and
+# the hot methods below name their types (@cython.locals), so that their
+# fields are read as C struct members. (Hence no slots=True, which Cython
+# refuses on an extension dataclass: it has no __dict__ anyway.)
+@dataclass
 class _Pair:
     """A link pair this node holds for a circuit (one qubit of it). At the
     head, ``qubit`` is None once the half was lost while its Track is on the
@@ -179,7 +191,7 @@ class _Pair:
     meas: tuple | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class _Circuit:
     cid: int
     head: str
@@ -245,6 +257,7 @@ class _Circuit:
         return self.path[i] if 0 <= i < len(self.path) else None
 
 
+@cython.locals(c=_Circuit, idx=cython.Py_ssize_t)
 def _side_of(c: _Circuit, src: str) -> int | None:
     """Which side of circuit ``c`` at this node neighbour ``src`` is on
     (``_LEFT``: towards the head), or None if it is not next to this node on it.
@@ -258,7 +271,7 @@ def _side_of(c: _Circuit, src: str) -> int | None:
     return None
 
 
-@dataclass(slots=True)
+@dataclass
 class _Request:
     """A request at its head, across the circuits that serve it (re-routing)."""
 
@@ -493,6 +506,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on(NetTopUp)
+    @cython.locals(c=_Circuit, r=_Request)
     def _net_top_up(self, ev: NetTopUp, now_ns: int) -> list:
         """A standing request may deliver ``ev.number`` pairs more: its circuit
         (if one is up) asks its link for them at once."""
@@ -644,6 +658,7 @@ class QnpProtocol(Protocol):
         self._refill(c, now_ns, out)
         return out
 
+    @cython.locals(c=_Circuit, idx=cython.Py_ssize_t)
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
         """Ask the link layer for downstream pairs up to the window: the free
         credit in one standing request (topped up in batches, see the class)."""
@@ -710,6 +725,7 @@ class QnpProtocol(Protocol):
             share = min(share, other // max(1, topo.graph.degree(peer)))
         return max(1, share)
 
+    @cython.locals(c=_Circuit)
     def _recredit(self, peer: str) -> None:
         """Set the credit of each circuit whose downstream link goes to
         ``peer`` (the circuits crossing that link changed): the circuit's
@@ -735,6 +751,7 @@ class QnpProtocol(Protocol):
 
     # ---------------------------------------------------------------- link layer
     @on(LinkOk)
+    @cython.locals(c=_Circuit, p=_Pair, idx=cython.Py_ssize_t, n_links=cython.Py_ssize_t)
     def _link_ok(self, ok: LinkOk, now_ns: int) -> list:
         c = self._circuit_of(ok)
         if c is None or c.phase is not _ACTIVE:
@@ -787,6 +804,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on(LinkErr)
+    @cython.locals(c=_Circuit)
     def _link_err(self, err: LinkErr, now_ns: int) -> list:
         c = self._circuit_of(err)
         if c is None:
@@ -813,6 +831,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on(LinkExpire)
+    @cython.locals(c=_Circuit, p=_Pair)
     def _link_expire(self, ev: LinkExpire, now_ns: int) -> list:
         c = self._circuit_of(ev)
         if c is None:
@@ -836,14 +855,16 @@ class QnpProtocol(Protocol):
         return out
 
     # ---------------------------------------------------------------- swapping
+    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t, left=dict, right=dict)
     def _try_swap(self, c: _Circuit, now_ns: int, out: list) -> None:
         """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
         nested = c.strategy == _NESTED
+        lo, hi = c.lo, c.hi     # (nested: the segment's ends; read here, not in the generators)
         while left and right:
             if nested:
-                pl = next((p for p in left.values() if p.far == c.lo), None)
-                pr = next((p for p in right.values() if p.far == c.hi), None)
+                pl = next((p for p in left.values() if p.far == lo), None)
+                pr = next((p for p in right.values() if p.far == hi), None)
                 if pl is None or pr is None:
                     break
             else:
@@ -865,6 +886,7 @@ class QnpProtocol(Protocol):
             out.append(self.start_op(BellMeasure(pl.qubit, pr.qubit),
                                      _Swap(c.head, c.cid, pl, pr)))
 
+    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t)
     def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int,
                  out: list) -> None:
         self.stats["swaps"] += 1
@@ -892,6 +914,7 @@ class QnpProtocol(Protocol):
         self._refill(c, now_ns, out)
 
     # ---------------------------------------------------------------- measure directly
+    @cython.locals(c=_Circuit, p=_Pair)
     def _md_measure(self, c: _Circuit, side: int, p: _Pair, out: list) -> None:
         """An end of a type-D circuit got link pair ``p``: it measures its half
         at once, at an angle drawn from its basis set (this node's seeded
@@ -906,6 +929,7 @@ class QnpProtocol(Protocol):
         out.append(self.start_op(Measure(p.qubit, (angles[setting], 0.0)),
                                  _MdMeasure(c.head, c.cid, side, p, setting)))
 
+    @cython.locals(c=_Circuit, p=_Pair)
     def _md_measured(self, ctx: _MdMeasure, outcome: Any, now_ns: int) -> list:
         """The outcome of :meth:`_md_measure`: the pair is held as a record
         (setting, outcome) until its end-to-end record settles it; the head
@@ -939,6 +963,7 @@ class QnpProtocol(Protocol):
                                                     p.created_ns)))
         return out
 
+    @cython.locals(c=_Circuit, p=_Pair)
     def _md_fields(self, c: _Circuit, p: _Pair, bell: int) -> dict:
         """A type-D end's NetOk fields for pair ``p`` in Bell state ``bell``:
         the tail of a ``correct`` circuit folds the frame into its outcome
@@ -954,6 +979,7 @@ class QnpProtocol(Protocol):
                 "basis": (angles[setting], 0.0), "qubit": None}
 
     # ---------------------------------------------------------------- segment messages
+    @cython.locals(c=_Circuit, p=_Pair)
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
         ("swapped", record), ("held", pair), ("broken", (side, tombstone)),
@@ -979,6 +1005,7 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
+    @cython.locals(c=_Circuit)
     def _take_swap(self, c: _Circuit, src: str, seq: int) -> tuple | None:
         """The swap record of pair ``seq`` on the link to ``src``, taken out
         (a Track or PairDone passes a swap once), or None if this node did
@@ -989,6 +1016,7 @@ class QnpProtocol(Protocol):
         return None if side is None else c.swaps.pop((side, seq), None)
 
     @on_message(Track)
+    @cython.locals(c=_Circuit, p=_Pair)
     def _on_track(self, src: str, t: Track, now_ns: int) -> list:
         out: list = []
         c = self._named(t, out)
@@ -1014,6 +1042,7 @@ class QnpProtocol(Protocol):
                 self._tail_decide(c, p, t, now_ns, out)
         return out
 
+    @cython.locals(c=_Circuit, p=_Pair)
     def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int, out: list) -> None:
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
@@ -1057,6 +1086,7 @@ class QnpProtocol(Protocol):
                                               t.fidelity, t.created_ns)))
         self._finish_pair(c, ok, ops, now_ns, out)
 
+    @cython.locals(c=_Circuit)
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
         """Run ``ops`` (corrections) then, for type M, the measurement; deliver ``ok``."""
         if c.type == NetRequestType.MEASURE:
@@ -1074,6 +1104,7 @@ class QnpProtocol(Protocol):
             out.append(self.start_op(ops[0], _Finish(ok, tuple(ops[1:]))))
 
     @on_message(PairDone)
+    @cython.locals(c=_Circuit, p=_Pair, r=_Request)
     def _on_pair_done(self, src: str, m: PairDone, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
@@ -1134,6 +1165,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on_message(SegmentNotice)
+    @cython.locals(c=_Circuit, p=_Pair)
     def _on_notice(self, src: str, m: SegmentNotice, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
@@ -1151,6 +1183,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on_message(SegmentExpire)
+    @cython.locals(c=_Circuit, p=_Pair)
     def _on_expire(self, src: str, m: SegmentExpire, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
@@ -1187,6 +1220,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on_message(CircuitTopUp)
+    @cython.locals(c=_Circuit)
     def _on_top_up(self, src: str, m: CircuitTopUp, now_ns: int) -> list:
         """A standing request's circuit may deliver ``m.number`` pairs more:
         passed on towards the tail; a repeater asks its link for its part."""
@@ -1205,6 +1239,7 @@ class QnpProtocol(Protocol):
         return out
 
     @on_message(PairLost)
+    @cython.locals(c=_Circuit)
     def _on_pair_lost(self, src: str, m: PairLost, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
@@ -1227,6 +1262,7 @@ class QnpProtocol(Protocol):
         out.append(Deliver(NetExpire(PairId(c.head, c.cid, m.pair_seq), c.head, m.reason)))
         return out
 
+    @cython.locals(c=_Circuit, p=_Pair)
     def _expire_local(self, c: _Circuit, side: int, seq: int, reason: str, now_ns: int,
                       notify: bool, out: list) -> None:
         """Discard held pair ``seq``; with ``notify`` tell the segment's other end."""
@@ -1250,6 +1286,7 @@ class QnpProtocol(Protocol):
 
     # ---------------------------------------------------------------- teardown
     @on_message(CircuitTeardown)
+    @cython.locals(c=_Circuit)
     def _on_teardown(self, src: str, m: CircuitTeardown, now_ns: int) -> list:
         out: list = []
         c = self._named(m, out)
@@ -1257,6 +1294,7 @@ class QnpProtocol(Protocol):
             self._torn_down(c, src, m, now_ns, out)
         return out
 
+    @cython.locals(c=_Circuit, r=_Request)
     def _torn_down(self, c: _Circuit, src: str, m: CircuitTeardown, now_ns: int,
                    out: list) -> None:
         """Circuit ``c`` is torn down by ``m`` from ``src`` (this node itself
@@ -1298,6 +1336,7 @@ class QnpProtocol(Protocol):
                                       error_code(m.code, ErrorCode.NET_CIRCUIT_TORN_DOWN), m.detail,
                                       c.app_tag, initiator=False)))
 
+    @cython.locals(c=_Circuit)
     def _teardown_here(self, c: _Circuit, code: ErrorCode, detail: str, now_ns: int,
                        failed: tuple[str, str] | None, out: list) -> None:
         """Tear circuit ``c`` down from this node, in both directions
@@ -1317,6 +1356,7 @@ class QnpProtocol(Protocol):
             out.append(Deliver(NetErr(c.request_id, c.head, code, detail, c.app_tag,
                                       initiator=False)))
 
+    @cython.locals(c=_Circuit, p=_Pair, c2=_Circuit)
     def _drop(self, c: _Circuit, out: list) -> None:
         """Forget circuit ``c`` here, freeing every qubit it holds."""
         key = (c.head, c.cid)
@@ -1360,6 +1400,7 @@ class QnpProtocol(Protocol):
             if c2 is not None:
                 self._refill(c2, 0, out)
 
+    @cython.locals(r=_Request, c=_Circuit)
     def _finish_request(self, r: _Request, code: ErrorCode | None, detail: str,
                         out: list) -> None:
         """End request ``r`` at the head: error (``code``) or complete (None)."""
@@ -1376,6 +1417,7 @@ class QnpProtocol(Protocol):
 
     # ================================================================ timers, ops, peers
     @on(TimerFired)
+    @cython.locals(c=_Circuit, r=_Request)
     def _timer(self, ev: TimerFired, now_ns: int) -> list:
         key = ev.key
         kind = key[0]
@@ -1402,15 +1444,17 @@ class QnpProtocol(Protocol):
         return out
 
     @on(OperationDone)
+    @cython.locals(sw=_Swap, c=_Circuit, pl=_Pair, pr=_Pair, p=_Pair)
     def _op_done(self, ev: OperationDone, now_ns: int) -> list:
         ctx = self.take_op(ev.op_id)
         kind = ctx.__class__
         outcome = ev.outcome
         if kind is _Swap:
-            c = self.circuits.get((ctx.head, ctx.cid))
+            sw = ctx             # (typed: its fields read in C)
+            c = self.circuits.get((sw.head, sw.cid))
             if c is None:
                 return []
-            pl, pr = ctx.left, ctx.right
+            pl, pr = sw.left, sw.right
             out: list = []
             if not isinstance(outcome, BaseException):
                 self._swapped(c, pl, pr, int(outcome), now_ns, out)
@@ -1495,6 +1539,7 @@ class QnpProtocol(Protocol):
         # anything else: LinkDown / PeerDown settle the circuits through that neighbour
         return out
 
+    @cython.locals(c=_Circuit)
     def _teardown_through(self, peer: str, why: str, now_ns: int, failed: bool,
                           out: list) -> None:
         for c in list(self.circuits.values()):

@@ -1,0 +1,78 @@
+# The QNP's per-circuit records as extension types (augmenting circuit.py,
+# which stays the one source): where a method of the compiled circuit.py
+# types a name with @cython.locals, its fields are read as C struct members
+# instead of by generic attribute look-up (docs/compiled-runtime.md, "Typed
+# protocol state: the QNP").
+#
+# The fields MUST be declared in the order of circuit.py's dataclass fields:
+# Cython's dataclass takes its __init__ argument order from here
+# (tests/test_qnp_typed.py checks it). ``object`` wherever a value may be
+# None, a big int or any other type; C types only where the value is always
+# a small integer (the path position and link count).
+
+cdef class _Pair:
+    cdef public object seq
+    cdef public object qubit
+    cdef public object bell
+    cdef public object fidelity
+    cdef public object created_ns
+    cdef public object far
+    cdef public object held_since
+    cdef public object ent_id
+    cdef public object meas
+
+
+cdef class _Circuit:
+    cdef public object cid
+    cdef public object head
+    cdef public object path
+    cdef public Py_ssize_t index
+    cdef public object request_id
+    cdef public object number
+    cdef public object min_fidelity
+    cdef public object link_fidelity
+    cdef public object strategy
+    cdef public object cutoff_ns
+    cdef public object type
+    cdef public object basis
+    cdef public object app_tag
+    cdef public object correct
+    cdef public object labels
+    cdef public object phase
+    cdef public tuple held
+    cdef public dict swaps
+    cdef public dict busy
+    cdef public dict early
+    cdef public dict gone
+    cdef public dict recent
+    cdef public object window
+    cdef public dict creates
+    cdef public object standing
+    cdef public object credit
+    cdef public dict waiting_track
+    cdef public object untracked
+    cdef public object requested
+    cdef public object lost
+    cdef public object delivered
+    cdef public object done_seq
+    cdef public object lo
+    cdef public object hi
+    cdef public Py_ssize_t n_links
+
+
+cdef class _Request:
+    cdef public object req
+    cdef public object request_id
+    cdef public object delivered
+    cdef public object circuit
+    cdef public object started_ns
+    cdef public object failed_links
+    cdef public object reopens
+    cdef public object allowed
+
+
+cdef class _Swap:
+    cdef public object head
+    cdef public object cid
+    cdef public _Pair left
+    cdef public _Pair right
