@@ -477,6 +477,7 @@ class EGP(Protocol):
         return actions
 
     # ------------------------------------------------------------ queue messages
+    @cython.locals(link=LinkState)
     def _link_from(self, src: str, msg: Any) -> tuple[LinkState | None, list | None]:
         """The link a message came over, or the Fail that refuses it: from a
         node that is no neighbour, or over a link that is down (sent before it
@@ -1051,6 +1052,7 @@ class EGP(Protocol):
         self._settle(link, item, now, actions)
         return actions
 
+    @cython.locals(link=LinkState, item=_Item)
     def _settle(self, link: LinkState, item: _Item, now: int, actions: list) -> None:
         """Leader, after an Entangle of ``item`` answered without a pair: end
         the item if it was ending and this was its last, then fill the link."""
@@ -1131,6 +1133,7 @@ class EGP(Protocol):
 
     # ------------------------------------------------------------ standing requests
     @on(CreateTopUp)
+    @cython.locals(link=LinkState, item=_Item)
     def _on_top_up(self, ev: CreateTopUp, now: int) -> list:
         """The requester's standing request ``ev.create_id`` may make
         ``ev.number`` pairs more (``specs/link.md`` §4, "Standing requests").
@@ -1158,6 +1161,7 @@ class EGP(Protocol):
         return actions
 
     @on_message(QueueTopUp)
+    @cython.locals(link=LinkState, item=_Item)
     def _on_queue_top_up(self, src: str, msg: QueueTopUp, now: int) -> list:
         """The other end's standing item ``msg.qid`` may have ``msg.number``
         pairs more: at the leader the follower's own request (served at
@@ -1177,6 +1181,7 @@ class EGP(Protocol):
         self._allow_more(link, item, msg.number, now, actions)
         return actions
 
+    @cython.locals(link=LinkState, item=_Item)
     def _allow_more(self, link: LinkState, item: _Item, number: int, now: int,
                     actions: list) -> None:
         """Standing ``item`` may have ``number`` pairs more: the leader starts
@@ -1189,6 +1194,7 @@ class EGP(Protocol):
             self._follow(link, actions)
 
     @staticmethod
+    @cython.locals(link=LinkState, item=_Item)
     def _own_item(link: LinkState, create_id: int) -> _Item | None:
         """This end's queued item for its request ``create_id``, if any."""
         for item in link.items.values():
