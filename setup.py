@@ -35,6 +35,7 @@ ROOT = Path(__file__).parent
 #: compiled, made a single link's run slower: it is not listed).
 COMPILED_PY = [
     "qstack/core/protocol.py",
+    "qstack/link/egp.py",
     "qstack/network/circuit.py",
     "qstack/physical/bell_diagonal.py",
     "qstack/physical/device.py",

@@ -76,6 +76,11 @@ import random
 from heapq import heappop, heappush
 from typing import Any, Mapping
 
+try:
+    import cython
+except ImportError:              # (Cython is a build tool, not a dependency)
+    from qstack._cython_shadow import cython
+
 from qstack.core.errors import ErrorCode, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
@@ -472,6 +477,7 @@ class EGP(Protocol):
         return actions
 
     # ------------------------------------------------------------ queue messages
+    @cython.locals(link=LinkState)
     def _link_from(self, src: str, msg: Any) -> tuple[LinkState | None, list | None]:
         """The link a message came over, or the Fail that refuses it: from a
         node that is no neighbour, or over a link that is down (sent before it
@@ -646,6 +652,7 @@ class EGP(Protocol):
         return actions
 
     # ------------------------------------------------------------ the leader's scheduler
+    @cython.locals(link=LinkState, item=_Item)
     def _pick(self, link: LinkState, now: int) -> _Item | None:
         """The item the next pair serves (None: none may have one now)."""
         best = None
@@ -670,6 +677,7 @@ class EGP(Protocol):
                 best, best_key = item, key
         return best
 
+    @cython.locals(link=LinkState, item=_Item)
     def _schedule(self, link: LinkState, now: int, actions: list) -> None:
         """The leader's link can take more Entangles (``_can_submit``): start
         pairs for the items that want them, up to m outstanding."""
@@ -693,6 +701,7 @@ class EGP(Protocol):
             if link.out >= link.m:
                 return
 
+    @cython.locals(link=LinkState, item=_Item)
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
         """Leader: submit the Entangle for ``item``'s next pair. Its key
         ``("egp", qid, pair index, seq)`` names the pair at both ends."""
@@ -705,6 +714,7 @@ class EGP(Protocol):
         item.sent = index + 1
         self._resubmit(link, item, ("egp", item.qid, index, seq), actions)
 
+    @cython.locals(link=LinkState, item=_Item)
     def _resubmit(self, link: LinkState, item: _Item, key: tuple, actions: list) -> None:
         """Leader: submit ``key``'s Entangle (the first time, or again after a
         full memory or the follower's cancel: the same pair, the same number)."""
@@ -718,6 +728,7 @@ class EGP(Protocol):
         except KeyError:
             TRANSITIONS.next(link.phase, "submit")      # raises the defined error
 
+    @cython.locals(link=LinkState, item=_Item)
     def _unused(self, link: LinkState, item: _Item, key: tuple, withdrawn: bool,
                 reuse: bool = True) -> None:
         """Leader: ``key``'s Entangle will not be submitted again: its pair
@@ -733,6 +744,7 @@ class EGP(Protocol):
                 del served[k]
 
     # ------------------------------------------------------------ the follower
+    @cython.locals(link=LinkState)
     def _follow(self, link: LinkState, actions: list) -> None:
         """Follower: keep Entangles that follow the leader's outstanding, as
         many as the leader may have (up to m, at most the pairs of the items
@@ -860,6 +872,7 @@ class EGP(Protocol):
 
     # ------------------------------------------------------------ operation results
     @on(OperationDone)
+    @cython.locals(link=LinkState, item=_Item)
     def _on_done(self, ev: OperationDone, now: int) -> list:
         ctx = self.take_op(ev.op_id)
         if ctx is None:
@@ -893,6 +906,7 @@ class EGP(Protocol):
                                m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
                                ndel == spec.number and not item.standing))]
 
+    @cython.locals(link=LinkState, item=_Item)
     def _herald_ok(self, link: LinkState, item: _Item | None, key: tuple | None, h: Any,
                    now: int) -> list:
         link.retries = 0
@@ -934,6 +948,7 @@ class EGP(Protocol):
         self._follow(link, actions)
         return actions
 
+    @cython.locals(link=LinkState, item=_Item)
     def _pair_made(self, link: LinkState, item: _Item, seq: int, index: int, h: Any, now: int,
                    actions: list) -> None:
         """Pair ``seq`` of the link, ``item``'s pair ``index``: deliver it (K) or measure it (M)."""
@@ -1037,6 +1052,7 @@ class EGP(Protocol):
         self._settle(link, item, now, actions)
         return actions
 
+    @cython.locals(link=LinkState, item=_Item)
     def _settle(self, link: LinkState, item: _Item, now: int, actions: list) -> None:
         """Leader, after an Entangle of ``item`` answered without a pair: end
         the item if it was ending and this was its last, then fill the link."""
@@ -1117,6 +1133,7 @@ class EGP(Protocol):
 
     # ------------------------------------------------------------ standing requests
     @on(CreateTopUp)
+    @cython.locals(link=LinkState, item=_Item)
     def _on_top_up(self, ev: CreateTopUp, now: int) -> list:
         """The requester's standing request ``ev.create_id`` may make
         ``ev.number`` pairs more (``specs/link.md`` §4, "Standing requests").
@@ -1144,6 +1161,7 @@ class EGP(Protocol):
         return actions
 
     @on_message(QueueTopUp)
+    @cython.locals(link=LinkState, item=_Item)
     def _on_queue_top_up(self, src: str, msg: QueueTopUp, now: int) -> list:
         """The other end's standing item ``msg.qid`` may have ``msg.number``
         pairs more: at the leader the follower's own request (served at
@@ -1163,6 +1181,7 @@ class EGP(Protocol):
         self._allow_more(link, item, msg.number, now, actions)
         return actions
 
+    @cython.locals(link=LinkState, item=_Item)
     def _allow_more(self, link: LinkState, item: _Item, number: int, now: int,
                     actions: list) -> None:
         """Standing ``item`` may have ``number`` pairs more: the leader starts
@@ -1175,6 +1194,7 @@ class EGP(Protocol):
             self._follow(link, actions)
 
     @staticmethod
+    @cython.locals(link=LinkState, item=_Item)
     def _own_item(link: LinkState, create_id: int) -> _Item | None:
         """This end's queued item for its request ``create_id``, if any."""
         for item in link.items.values():
@@ -1190,6 +1210,7 @@ class EGP(Protocol):
 
     # ------------------------------------------------------------ release, the link's state
     @on(Release)
+    @cython.locals(link=LinkState)
     def _on_release(self, ev: Release, now: int) -> list:
         link = self.links.get(ev.remote)
         if link is None or link.delivered.pop(ev.ent_id.seq, None) is None:
@@ -1326,6 +1347,7 @@ def _bad_standing(spec: QueueSpec) -> bool:
     return spec.standing and (spec.deadline_ns != 0 or spec.consecutive)
 
 
+@cython.locals(item=_Item)
 def _index_ok(item: _Item, index: int) -> bool:
     """``index`` may name a pair of ``item`` (a standing item's have no upper bound)."""
     return 0 <= index and (index < item.spec.number or item.standing)
@@ -1335,6 +1357,7 @@ _REQUEST_TYPES = frozenset(int(t) for t in RequestType)
 _REQUEST_TYPE = {int(t): t for t in RequestType}      # RequestType(x) without the enum call
 
 
+@cython.locals(link=LinkState, item=_Item)
 def _pairs_to_come(link: LinkState) -> bool:
     """Follower: some item it knows of may still get a pair (an open standing
     item only while its top-ups allow more than it got)."""
@@ -1344,6 +1367,7 @@ def _pairs_to_come(link: LinkState) -> bool:
     return False
 
 
+@cython.locals(link=LinkState)
 def _can_submit(link: LinkState) -> bool:
     """The link may take another Entangle now: not down, no retry waiting,
     fewer than m out."""
@@ -1351,6 +1375,7 @@ def _can_submit(link: LinkState) -> bool:
     return phase is _IDLE or (phase is _ATTEMPTING and link.out < link.m)
 
 
+@cython.locals(link=LinkState)
 def _maybe_back(link: LinkState) -> None:
     """The link and the session with its peer both up again: the link starts
     afresh (both ends from qid 0, seq 0)."""

@@ -1,0 +1,104 @@
+"""The records a compiled protocol module declares as extension types (an
+augmenting ``.pxd`` beside the ``.py``, docs/compiled-runtime.md, "Typed
+protocol state") must name exactly the attributes the ``.py`` gives them.
+
+Compiled, an attribute the ``.pxd`` lacks is an AttributeError at run time
+and one it has but the ``.py`` dropped is dead weight; in plain Python
+neither shows. This test reads both files, so a mismatch fails on every
+machine, compiled or not, and names the class and the attribute.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PXDS = sorted(p for p in (ROOT / "qstack").rglob("*.pxd") if p.with_suffix(".py").exists())
+
+
+def pxd_classes(pxd: Path) -> dict[str, set[str]]:
+    """cdef class name -> the attribute names it declares (``cdef public ...``)."""
+    classes: dict[str, set[str]] = {}
+    current = None
+    for line in pxd.read_text().splitlines():
+        code = line.split("#", 1)[0].rstrip()
+        m = re.match(r"cdef class (\w+)", code)
+        if m:
+            current = classes.setdefault(m.group(1), set())
+            continue
+        m = re.match(r"\s+cdef (?:public |readonly )?(.+)", code)
+        if m and current is not None and "(" not in m.group(1):
+            # "<type> a, b, c": the names after the type
+            decl = m.group(1)
+            first, *rest = [part.strip() for part in decl.split(",")]
+            names = [first.split()[-1]] + rest
+            current.update(names)
+        elif code and not code.startswith((" ", "\t")):
+            current = None
+    return classes
+
+
+def py_attributes(cls: ast.ClassDef) -> tuple[set[str], set[str]]:
+    """(declared, assigned): the class's declared attributes (``__slots__``,
+    or a dataclass's annotated fields) and every ``self.<name> = ...`` in its
+    methods."""
+    declared: set[str] = set()
+    for stmt in cls.body:
+        if isinstance(stmt, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__slots__" for t in stmt.targets):
+            declared.update(ast.literal_eval(stmt.value))
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            declared.add(stmt.target.id)
+    assigned: set[str] = set()
+    for node in ast.walk(cls):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for t in targets:
+            for sub in ast.walk(t):
+                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
+                        and sub.value.id == "self":
+                    assigned.add(sub.attr)
+    return declared, assigned
+
+
+CASES = [(pxd, name) for pxd in PXDS for name in pxd_classes(pxd)]
+
+
+def test_the_compiled_protocol_modules_have_their_declarations():
+    # (the EGP's records are typed; the test below must have something to check)
+    assert any(p.name == "egp.pxd" for p in PXDS)
+
+
+@pytest.mark.parametrize("pxd,name", CASES, ids=[f"{p.stem}.{n}" for p, n in CASES])
+def test_pxd_declares_what_the_py_gives(pxd, name):
+    tree = ast.parse(pxd.with_suffix(".py").read_text())
+    found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+    assert found, f"{pxd.name} declares class {name}, which {pxd.stem}.py does not define"
+    declared, assigned = py_attributes(found[0])
+    in_pxd = pxd_classes(pxd)[name]
+    assert in_pxd == declared, (
+        f"{name}: {pxd.name} and {pxd.stem}.py disagree; only in the .pxd: "
+        f"{sorted(in_pxd - declared)}, only in the .py: {sorted(declared - in_pxd)}")
+    assert assigned <= in_pxd, (
+        f"{name}: {pxd.stem}.py sets {sorted(assigned - in_pxd)}, which {pxd.name} "
+        f"does not declare (compiled, that is an AttributeError)")
+
+
+def test_the_check_sees_a_missing_declaration(tmp_path):
+    """A .pxd that lacks an attribute the .py sets is caught."""
+    py = tmp_path / "rec.py"
+    py.write_text("class R:\n    __slots__ = ('a', 'b')\n"
+                  "    def __init__(self):\n        self.a = 1\n        self.b = 2\n"
+                  "        self.c = 3\n")
+    pxd = tmp_path / "rec.pxd"
+    pxd.write_text("cdef class R:\n    cdef public object a\n    cdef public int b\n")
+    cls = ast.parse(py.read_text()).body[0]
+    declared, assigned = py_attributes(cls)
+    assert pxd_classes(pxd)["R"] == {"a", "b"} == declared
+    assert assigned - pxd_classes(pxd)["R"] == {"c"}
