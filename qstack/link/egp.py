@@ -1,3 +1,6 @@
+# cython: nonecheck=True
+# (compiled: a typed record read through a name that is None raises the
+# AttributeError plain Python raises, instead of reading memory that is not one)
 """The entanglement generation protocol (EGP): the link layer's one protocol, ``link.egp``.
 
 After Dahlberg et al., "A link layer protocol for quantum networks",
