@@ -3,9 +3,11 @@ augmenting ``.pxd`` beside the ``.py``, docs/compiled-runtime.md, "Typed
 protocol state") must name exactly the attributes the ``.py`` gives them.
 
 Compiled, an attribute the ``.pxd`` lacks is an AttributeError at run time
-and one it has but the ``.py`` dropped is dead weight; in plain Python
-neither shows. This test reads both files, so a mismatch fails on every
-machine, compiled or not, and names the class and the attribute.
+and one it has but the ``.py`` dropped is dead weight; for a dataclass the
+``.pxd``'s order is also its ``__init__``'s argument order, so another order
+binds positional arguments to the wrong fields. In plain Python none of this
+shows. This test reads both files, so a mismatch fails on every machine,
+compiled or not, and names the class and the attribute.
 """
 from __future__ import annotations
 
@@ -19,15 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PXDS = sorted(p for p in (ROOT / "qstack").rglob("*.pxd") if p.with_suffix(".py").exists())
 
 
-def pxd_classes(pxd: Path) -> dict[str, set[str]]:
-    """cdef class name -> the attribute names it declares (``cdef public ...``)."""
-    classes: dict[str, set[str]] = {}
+def pxd_classes(pxd: Path) -> dict[str, list[str]]:
+    """cdef class name -> the attribute names it declares (``cdef public ...``),
+    in the ``.pxd``'s order."""
+    classes: dict[str, list[str]] = {}
     current = None
     for line in pxd.read_text().splitlines():
         code = line.split("#", 1)[0].rstrip()
         m = re.match(r"cdef class (\w+)", code)
         if m:
-            current = classes.setdefault(m.group(1), set())
+            current = classes.setdefault(m.group(1), [])
             continue
         m = re.match(r"\s+cdef (?:public |readonly )?(.+)", code)
         if m and current is not None and "(" not in m.group(1):
@@ -35,23 +38,29 @@ def pxd_classes(pxd: Path) -> dict[str, set[str]]:
             decl = m.group(1)
             first, *rest = [part.strip() for part in decl.split(",")]
             names = [first.split()[-1]] + rest
-            current.update(names)
+            current.extend(names)
         elif code and not code.startswith((" ", "\t")):
             current = None
     return classes
 
 
-def py_attributes(cls: ast.ClassDef) -> tuple[set[str], set[str]]:
-    """(declared, assigned): the class's declared attributes (``__slots__``,
-    or a dataclass's annotated fields) and every ``self.<name> = ...`` in its
-    methods."""
-    declared: set[str] = set()
+def is_dataclass(cls: ast.ClassDef) -> bool:
+    """``cls`` is decorated ``@dataclass`` (or ``@dataclass(...)``)."""
+    return any(getattr(d.func if isinstance(d, ast.Call) else d, "id", None) == "dataclass"
+               for d in cls.decorator_list)
+
+
+def py_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
+    """(declared, assigned): the class's declared attributes in the ``.py``'s
+    order (``__slots__``, or a dataclass's annotated fields) and every
+    ``self.<name> = ...`` in its methods."""
+    declared: list[str] = []
     for stmt in cls.body:
         if isinstance(stmt, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "__slots__" for t in stmt.targets):
-            declared.update(ast.literal_eval(stmt.value))
+            declared.extend(ast.literal_eval(stmt.value))
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            declared.add(stmt.target.id)
+            declared.append(stmt.target.id)
     assigned: set[str] = set()
     for node in ast.walk(cls):
         targets = []
@@ -81,10 +90,14 @@ def test_pxd_declares_what_the_py_gives(pxd, name):
     found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
     assert found, f"{pxd.name} declares class {name}, which {pxd.stem}.py does not define"
     declared, assigned = py_attributes(found[0])
-    in_pxd = pxd_classes(pxd)[name]
-    assert in_pxd == declared, (
+    order = pxd_classes(pxd)[name]
+    in_pxd, in_py = set(order), set(declared)
+    assert in_pxd == in_py, (
         f"{name}: {pxd.name} and {pxd.stem}.py disagree; only in the .pxd: "
-        f"{sorted(in_pxd - declared)}, only in the .py: {sorted(declared - in_pxd)}")
+        f"{sorted(in_pxd - in_py)}, only in the .py: {sorted(in_py - in_pxd)}")
+    if is_dataclass(found[0]):
+        # (Cython's extension dataclass takes its __init__ order from the .pxd)
+        assert order == declared, f"{name}: {pxd.name} declares the fields in another order"
     assert assigned <= in_pxd, (
         f"{name}: {pxd.stem}.py sets {sorted(assigned - in_pxd)}, which {pxd.name} "
         f"does not declare (compiled, that is an AttributeError)")
@@ -100,5 +113,5 @@ def test_the_check_sees_a_missing_declaration(tmp_path):
     pxd.write_text("cdef class R:\n    cdef public object a\n    cdef public int b\n")
     cls = ast.parse(py.read_text()).body[0]
     declared, assigned = py_attributes(cls)
-    assert pxd_classes(pxd)["R"] == {"a", "b"} == declared
-    assert assigned - pxd_classes(pxd)["R"] == {"c"}
+    assert pxd_classes(pxd)["R"] == ["a", "b"] == declared
+    assert assigned - set(pxd_classes(pxd)["R"]) == {"c"}
