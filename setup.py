@@ -28,11 +28,11 @@ ROOT = Path(__file__).parent
 
 
 #: Modules compiled from their own, unchanged .py source: the per-pair path of
-#: a repeater chain (the QNP, the protocol base, the state engine and the
-#: device), where compiling them cut the CPU time of a chain run by 13-24 %
+#: a repeater chain (the EGP, the QNP, the protocol base, the state engine and
+#: the device), where compiling them cut the CPU time of a chain run by 13-24 %
 #: (docs/compiled-runtime.md, "Protocols compiled from their own source").
-#: Measured one by one; list a module only if compiling it pays (the EGP,
-#: compiled, made a single link's run slower: it is not listed).
+#: Measured one by one; list a module only if compiling it pays (the EGP pays
+#: only with its records typed, link/egp.pxd: "Typed protocol state").
 COMPILED_PY = [
     "qstack/core/protocol.py",
     "qstack/link/egp.py",
