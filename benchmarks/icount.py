@@ -14,7 +14,9 @@ after a change:
 usage: icount.py REPO WORKLOAD N1 N2 [nogc]
 WORKLOAD: link (pairs on one link) | chain10 | chain30 (end-to-end pairs on a
 chain of 10 / 30 nodes) | transport (teleported qubits, full stack) | ideal
-(teleported qubits over the ideal network layer).
+(teleported qubits over the ideal network layer) | seq2bd | seq9 (end-to-end
+pairs on bench_sequence's SeQUeNCe-matched two nodes, Bell-diagonal, and
+chain of 9).
 
 ``nogc``: the cyclic garbage collector off during the workload and one full
 collection after it (which frees, and so counts, whatever garbage in
@@ -33,6 +35,11 @@ code = {
  "chain30": "from benchmarks.bench_network import chain_run as f; f(30, pairs=N)",
  "transport": "from benchmarks.bench_transport import teleport_run as f; f(N, 'bd')",
  "ideal": "from benchmarks.bench_transport import teleport_run as f; f(N, 'bd', 'ideal')",
+ # the SeQUeNCe-matched workloads of bench_sequence (10 processes per link, window auto)
+ "seq2bd": "from benchmarks.bench_sequence import WORKLOADS as W, Hardware as H, qstack_run as f; "
+           "f(W[0], H(), N, 10, 'auto')",
+ "seq9": "from benchmarks.bench_sequence import WORKLOADS as W, Hardware as H, qstack_run as f; "
+         "f(W[4], H(), N, 10, 'auto')",
 }[work]
 def count(n):
     with tempfile.TemporaryDirectory() as d:

@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """The quantum state engine: qubit handles over per-group density matrices.
 
 Every qubit belongs to exactly one *group*, the smallest set of qubits whose
@@ -34,6 +35,11 @@ import math
 from typing import Iterable, Sequence, Union
 
 import numpy as np
+
+try:
+    import cython
+except ImportError:              # (Cython is a build tool, not a dependency)
+    from qstack._cython_shadow import cython
 
 from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.slots import c_maker
@@ -538,6 +544,7 @@ class QuantumEngine:
         frozen.setflags(write=False)
         return PreparedPair(formalism, None, frozen)
 
+    @cython.locals(g=_Group)
     def new_pair(self, prepared: "PreparedPair",
                  labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
         """A new pair in the state of ``prepared`` (see :meth:`prepare_pair`)."""
@@ -644,6 +651,7 @@ class QuantumEngine:
         v = _BELL_KETS[bell_index]
         return float(np.real(np.vdot(v, rho @ v)))
 
+    @cython.locals(ga=_Group)
     def decayed_bell_fidelity(self, a: Qubit, b: Qubit, bell_index: int, wait_a_ns: float,
                               wait_b_ns: float, t1_ns: float, t2_ns: float,
                               t1_b_ns: float | None = None, t2_b_ns: float | None = None) -> float:
@@ -1118,6 +1126,7 @@ class QuantumEngine:
         self._forget(q.id)
         return True
 
+    @cython.locals(g=_Group)
     def _drop_fast(self, q: Qubit) -> bool:
         """The usual discards (once per pair and end), with fewer look-ups
         than :meth:`_remove`: ``q`` alone in its group, or one half of a
