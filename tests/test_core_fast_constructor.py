@@ -237,6 +237,37 @@ def test_call_through_is_not_inherited_and_refuses_builtin_types():
         call_through(int, lambda: 0)
 
 
+@needs_cython
+def test_call_through_reaches_the_maker_each_class_has_now():
+    """``Cls(...)`` reaches the maker registered last for ``Cls``: for many
+    classes at once (more than the C table of Maker classes holds, so some
+    are found in the dict instead) and after a class's maker changes from a
+    Maker to a Python function and back."""
+    from qstack.core._slots import call_through
+    from qstack.core.slots import c_maker
+
+    def python_make(cls):
+        def make(x):
+            obj = object.__new__(cls)
+            object.__setattr__(obj, "x", x + 1000)      # (tells the makers apart)
+            return obj
+        return make
+
+    classes = [dataclasses.make_dataclass(f"Rec{k}", [("x", int)], frozen=True, slots=True)
+               for k in range(500)]
+    for cls in classes:
+        call_through(cls, c_maker(cls, ["x"], [None], [True], [None], compiled=True))
+    assert [cls(k).x for k, cls in enumerate(classes)] == list(range(500))
+    for cls in classes[::7]:
+        call_through(cls, python_make(cls))
+    assert [cls(k).x for k, cls in enumerate(classes)] == [
+        k + 1000 if k % 7 == 0 else k for k in range(500)]
+    for cls in classes[::14]:
+        call_through(cls, c_maker(cls, ["x"], [None], [True], [None], compiled=True))
+    assert [cls(k).x for k, cls in enumerate(classes)] == [
+        k if k % 14 == 0 else k + 1000 if k % 7 == 0 else k for k in range(500)]
+
+
 # ---------------------------------------------------------------- the C constructors (Maker)
 
 def _outcome(fn, *args, **kwargs):

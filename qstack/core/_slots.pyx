@@ -132,8 +132,30 @@ cdef class SlotWriter:
 
 # ---------------------------------------------------------------- Record(...) as fast as make(...)
 
-# class -> the function that builds its instances (see call_through)
+# class -> the function that builds its instances (see call_through); it
+# holds a reference to each, so the table below may keep plain pointers
 cdef dict _makers = {}
+
+# The same for the classes whose maker is a Maker, looked up by the class's
+# address (open addressing, linear probing; entries are never removed, only
+# updated): Cls(...) is on every pair's path many times, and a dict look-up
+# of a type object costs more than the construction's own checks.
+cdef enum:
+    _FAST_SIZE = 512        # (a power of two; a few dozen classes use a Maker)
+
+cdef PyObject* _fast_cls[_FAST_SIZE]
+cdef PyObject* _fast_make[_FAST_SIZE]
+
+
+cdef inline Py_ssize_t _fast_slot(PyObject* cls) noexcept:
+    # cls's entry, or the free entry where it would go; -1 if the table is full
+    cdef size_t i = (<size_t>cls >> 4) & (_FAST_SIZE - 1)
+    cdef Py_ssize_t n
+    for n in range(_FAST_SIZE):
+        if _fast_cls[i] == cls or _fast_cls[i] == NULL:
+            return i
+        i = (i + 1) & (_FAST_SIZE - 1)
+    return -1
 
 
 cdef PyObject* _call_maker(PyObject* cls, PyObject* const* args, size_t nargsf,
@@ -157,6 +179,10 @@ def call_through(cls, make):
     if not callable(make):
         raise TypeError("make must be callable")
     _makers[cls] = make
+    cdef Py_ssize_t i = _fast_slot(<PyObject*>cls)
+    if i >= 0:              # (a full table: _call_made asks the dict)
+        _fast_cls[i] = <PyObject*>cls
+        _fast_make[i] = <PyObject*>make if type(make) is Maker else NULL
     if type(make) is Maker:
         (<_CallType*>cls).tp_vectorcall = <vectorcallfunc>_call_made
     else:
@@ -417,7 +443,12 @@ cdef class Maker:
 cdef PyObject* _call_made(PyObject* cls, PyObject* const* args, size_t nargsf,
                           PyObject* kwnames) except NULL:
     # the class's tp_vectorcall when its maker is a Maker: Cls(...) in C
-    cdef PyObject* make = _dict_get(<PyObject*>_makers, cls)
+    cdef Py_ssize_t i = _fast_slot(cls)
+    cdef PyObject* make = NULL
+    if i >= 0 and _fast_cls[i] == cls:
+        make = _fast_make[i]
+    if make == NULL:
+        make = _dict_get(<PyObject*>_makers, cls)
     result = (<Maker>make)._call(<PyObject**>args, _vc_nargs(nargsf), kwnames)
     Py_XINCREF(<PyObject*>result)
     return <PyObject*>result
