@@ -92,22 +92,29 @@ cdef class RuntimeCore:
         self._feed(protocol, event, now)
 
     cdef int _feed(self, object protocol, object event, object now) except -1:
-        cdef object key
-        cdef object handler
+        cdef object tp
+        cdef object by_type
+        cdef object handler = None
         cdef object proto
         cdef object actions
         if not self.up:
             return 0
-        key = (protocol, type(event))
-        handler = self._handlers.get(key)
+        # (two look-ups by keys whose hashes are cached, not a tuple built,
+        # hashed and compared per event)
+        tp = type(event)
+        by_type = self._handlers.get(protocol)
+        if by_type is not None:
+            handler = (<dict> by_type).get(tp)
         if handler is None:
             proto = self.protocols.get(protocol)
             if proto is None:
                 self.record(protocol, _UNKNOWN_TYPE,
                             f"no protocol {protocol!r} on {self.name}", now)
                 return 0
-            handler = proto.handler_for(type(event))
-            self._handlers[key] = handler
+            handler = proto.handler_for(tp)
+            if by_type is None:
+                by_type = self._handlers[protocol] = {}
+            (<dict> by_type)[tp] = handler
         actions = handler(event, now)
         if actions:
             self._carry_out(protocol, actions, now)

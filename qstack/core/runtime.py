@@ -124,14 +124,14 @@ class PyRuntimeCore:
         if not self.up:
             return
         try:
-            handler = self._handlers[protocol, event.__class__]
+            handler = self._handlers[protocol][event.__class__]
         except KeyError:
             proto = self.protocols.get(protocol)
             if proto is None:
                 self.record(protocol, ErrorCode.UNKNOWN_TYPE,
                             f"no protocol {protocol!r} on {self.name}", now)
                 return
-            handler = self._handlers[protocol, event.__class__] = \
+            handler = self._handlers.setdefault(protocol, {})[event.__class__] = \
                 proto.handler_for(event.__class__)
         actions = handler(event, now)
         if actions:
@@ -256,8 +256,8 @@ class RuntimeBody:
         self.timers: dict[tuple[str, Hashable], Any] = {}
         self.up = True
         self.incarnation = 0        # restarts so far
-        # (protocol name, event type) -> the protocol's handler (Protocol.handler_for)
-        self._handlers: dict[tuple[str, type], Callable] = {}
+        # protocol name -> {event type -> the protocol's handler} (Protocol.handler_for)
+        self._handlers: dict[str, dict[type, Callable]] = {}
         # message type -> (protocol name, its handler for that type or None),
         # see Protocol.message_handler_for
         self._on_message: dict[type, tuple[str, Callable | None]] = {}
