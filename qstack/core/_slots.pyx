@@ -142,16 +142,18 @@ cdef dict _makers = {}
 # of a type object costs more than the construction's own checks.
 cdef enum:
     _FAST_SIZE = 512        # (a power of two; a few dozen classes use a Maker)
+    _FAST_PROBES = 32       # (then the dict: a crowded table costs no long scans)
 
 cdef PyObject* _fast_cls[_FAST_SIZE]
 cdef PyObject* _fast_make[_FAST_SIZE]
 
 
 cdef inline Py_ssize_t _fast_slot(PyObject* cls) noexcept:
-    # cls's entry, or the free entry where it would go; -1 if the table is full
+    # cls's entry, or the free entry where it would go; -1 if neither is
+    # within _FAST_PROBES entries of its place
     cdef size_t i = (<size_t>cls >> 4) & (_FAST_SIZE - 1)
     cdef Py_ssize_t n
-    for n in range(_FAST_SIZE):
+    for n in range(_FAST_PROBES):
         if _fast_cls[i] == cls or _fast_cls[i] == NULL:
             return i
         i = (i + 1) & (_FAST_SIZE - 1)
@@ -180,7 +182,7 @@ def call_through(cls, make):
         raise TypeError("make must be callable")
     _makers[cls] = make
     cdef Py_ssize_t i = _fast_slot(<PyObject*>cls)
-    if i >= 0:              # (a full table: _call_made asks the dict)
+    if i >= 0:              # (else _call_made asks the dict)
         _fast_cls[i] = <PyObject*>cls
         _fast_make[i] = <PyObject*>make if type(make) is Maker else NULL
     if type(make) is Maker:

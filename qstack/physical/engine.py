@@ -307,9 +307,12 @@ class Qubit:
     def density_matrix(self) -> np.ndarray: return self.engine.density_matrix([self])
 
 
-# A heralded pair makes two qubit handles and their group: built in C where
-# qstack.core.slots' Maker is (it writes the slots as __init__ does, without
-# a Python call per object), else by the classes themselves (the twin).
+# A heralded pair makes two qubit handles and their group. Compiled, they are
+# extension types (engine.pxd) built by their own __init__ in C; run from
+# this source (QSTACK_PURE_PYTHON=1, or an edit since the build) they are
+# slotted classes, built in C where qstack.core.slots' Maker is (it writes
+# the slots as __init__ does, without a Python call per object), else by the
+# classes themselves.
 _make_qubit = c_maker(Qubit, ["id", "engine"], [None, None], [True, True], [None, None],
                       qualname="make_Qubit") or Qubit
 _make_group = c_maker(_Group, ["members", "rho", "bd", "pol"], [None] * 4, [True] * 4,
