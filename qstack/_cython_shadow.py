@@ -13,8 +13,10 @@ Such a module starts with::
     except ImportError:              # (Cython is a build tool, not a dependency)
         from qstack._cython_shadow import cython
 
-With Cython installed, ``import cython`` finds Cython's own shadow module;
-without it, this one: the decorators return the function unchanged and the
+(The import sits in each such module, not in one shared helper, because
+Cython recognises ``@cython.locals`` only through the compiled module's own
+``import cython``.) With Cython installed, ``import cython`` finds Cython's
+own shadow module; without it, this one: the decorators return the function unchanged and the
 type names are the Python types, so the source runs as plain Python.
 """
 from __future__ import annotations

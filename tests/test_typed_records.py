@@ -1,6 +1,7 @@
-"""The records a compiled protocol module declares as extension types (an
-augmenting ``.pxd`` beside the ``.py``, docs/compiled-runtime.md, "Typed
-protocol state") must name exactly the attributes the ``.py`` gives them.
+"""The classes a compiled module declares as extension types (an augmenting
+``.pxd`` beside the ``.py``: the EGP's and the QNP's records, the engine and
+the device; docs/compiled-runtime.md, "Typed protocol state", "Typed device
+and engine") must name exactly the attributes the ``.py`` gives them.
 
 Compiled, an attribute the ``.pxd`` lacks is an AttributeError at run time
 and one it has but the ``.py`` dropped is dead weight; for a dataclass the
@@ -76,6 +77,13 @@ def py_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
     return declared, assigned
 
 
+def class_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
+    """:func:`py_attributes`, where a plain class (no ``__slots__``, not a
+    dataclass) declares what its methods set."""
+    declared, assigned = py_attributes(cls)
+    return (declared or sorted(assigned)), assigned
+
+
 CASES = [(pxd, name) for pxd in PXDS for name in pxd_classes(pxd)]
 
 
@@ -89,11 +97,7 @@ def test_pxd_declares_what_the_py_gives(pxd, name):
     tree = ast.parse(pxd.with_suffix(".py").read_text())
     found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
     assert found, f"{pxd.name} declares class {name}, which {pxd.stem}.py does not define"
-    declared, assigned = py_attributes(found[0])
-    if not declared:
-        # a plain class (no __slots__, not a dataclass): its attributes are
-        # what its methods set
-        declared = sorted(assigned)
+    declared, assigned = class_attributes(found[0])
     order = pxd_classes(pxd)[name]
     in_pxd, in_py = set(order), set(declared)
     assert in_pxd == in_py, (
@@ -119,3 +123,17 @@ def test_the_check_sees_a_missing_declaration(tmp_path):
     declared, assigned = py_attributes(cls)
     assert pxd_classes(pxd)["R"] == ["a", "b"] == declared
     assert assigned - set(pxd_classes(pxd)["R"]) == {"c"}
+
+
+def test_the_check_sees_a_plain_class_missing_a_declaration(tmp_path):
+    """For a class without ``__slots__`` the attributes its methods set are
+    what its .pxd must declare; one it lacks is caught."""
+    py = tmp_path / "plain.py"
+    py.write_text("class P:\n    def __init__(self):\n        self.a = 1\n"
+                  "    def grow(self):\n        self.b = 2\n")
+    pxd = tmp_path / "plain.pxd"
+    pxd.write_text("cdef class P:\n    cdef public object a\n")
+    declared, assigned = class_attributes(ast.parse(py.read_text()).body[0])
+    assert declared == ["a", "b"] and assigned == {"a", "b"}
+    assert set(declared) - set(pxd_classes(pxd)["P"]) == {"b"}
+

@@ -1,4 +1,6 @@
 # cython: nonecheck=True
+# (compiled: a typed group read through a name that is None raises the
+# AttributeError plain Python raises, instead of reading memory that is not one)
 """The quantum state engine: qubit handles over per-group density matrices.
 
 Every qubit belongs to exactly one *group*, the smallest set of qubits whose
