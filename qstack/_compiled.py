@@ -12,7 +12,10 @@ both are there. This finder, put first on ``sys.meta_path`` by
 * the ``.py`` was changed after the extension was built (its mtime is later by
   more than :data:`STALE_AFTER_S`): the edit runs, not a stale build, with one
   warning saying how to rebuild; with ``QSTACK_REQUIRE_CYTHON=1`` (``make``,
-  CI) that is an ImportError instead.
+  CI) that is an ImportError instead; or
+* a module its ``.pxd`` cimports (``from qstack.core.protocol cimport
+  Protocol``) runs from its source, as above: the extension was built against
+  that module's compiled types and cannot import without them.
 
 For every other module, and for a built module whose build is current, it
 does nothing (the normal import machinery finds the extension). See
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import warnings
 from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 from typing import Sequence
 
-__all__ = ["SourceFirstFinder", "install", "compiled_stems", "source_instead"]
+__all__ = ["SourceFirstFinder", "cimported", "install", "compiled_stems", "source_instead"]
 
 #: A ``.py`` newer than its extension by more than this (seconds) is an edit
 #: made after the build. Not 0: installing a wheel writes the ``.py`` just
@@ -70,13 +74,53 @@ def source_instead(source: str, extension: str) -> str | None:
     return None
 
 
+def cimported(pxd: str) -> list[str]:
+    """The qstack modules the ``.pxd`` at ``pxd`` cimports from (none if there
+    is no such file)."""
+    try:
+        with open(pxd, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return []
+    return re.findall(r"^\s*from\s+(qstack(?:\.\w+)+)\s+cimport\b", text, re.M)
+
+
 class SourceFirstFinder:
     """Meta-path finder: a compiled qstack module from its ``.py`` when
-    :func:`source_instead` says so; otherwise it leaves the import alone."""
+    :func:`source_instead` says so, or when a module it cimports runs from
+    its ``.py``; otherwise it leaves the import alone. ``root``: the
+    directory of the ``qstack`` package (where cimported modules are found)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: str | None = None) -> None:
         self._stems: dict[str, dict[str, str]] = {}     # directory -> compiled_stems
         self.warned: set[str] = set()
+        self._root = root or os.path.dirname(os.path.abspath(__file__))
+
+    def _compiled_stems(self, directory: str) -> dict[str, str]:
+        stems = self._stems.get(directory)
+        if stems is None:
+            stems = self._stems[directory] = compiled_stems(directory)
+        return stems
+
+    def why_source(self, fullname: str, source: str, extension: str,
+                   _seen: frozenset = frozenset()) -> tuple[str, str] | None:
+        """(why, module) when ``fullname`` must run from ``source``: its own
+        :func:`source_instead` reason, or ("cimports", the module it cimports
+        that runs from its source); None to import ``extension``."""
+        why = source_instead(source, extension)
+        if why is not None:
+            return why, fullname
+        for dep in cimported(source[:-3] + ".pxd"):
+            if dep == fullname or dep in _seen:
+                continue
+            *package, stem = dep.split(".")[1:]
+            directory = os.path.join(self._root, *package)
+            dep_extension = self._compiled_stems(directory).get(stem)
+            if dep_extension is None or self.why_source(
+                    dep, os.path.join(directory, stem + ".py"), dep_extension,
+                    _seen | {fullname}) is not None:
+                return "cimports", dep
+        return None
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: object = None) -> ModuleSpec | None:
@@ -84,31 +128,28 @@ class SourceFirstFinder:
             return None
         stem = fullname.rpartition(".")[2]
         for directory in path:
-            stems = self._stems.get(directory)
-            if stems is None:
-                stems = self._stems[directory] = compiled_stems(directory)
-            extension = stems.get(stem)
+            extension = self._compiled_stems(directory).get(stem)
             if extension is None:
                 continue
             source = os.path.join(directory, stem + ".py")
-            why = source_instead(source, extension)
-            if why is None:
+            found = self.why_source(fullname, source, extension)
+            if found is None:
                 return None
-            if why == "stale":
-                self._stale(fullname, source)
+            if found[0] == "stale":
+                self._stale(fullname, f"{source} was changed after its compiled module was built")
+            elif found[0] == "cimports":
+                self._stale(fullname, f"it cimports {found[1]}, which runs from its source")
             return importlib.util.spec_from_file_location(fullname, source)
         return None
 
-    def _stale(self, fullname: str, source: str) -> None:
+    def _stale(self, fullname: str, why: str) -> None:
         hint = "rebuild with `make install` (or `pip install -e .`)"
         if os.environ.get("QSTACK_REQUIRE_CYTHON") == "1":
-            raise ImportError(f"{fullname}: {source} was changed after its compiled module was "
-                              f"built and QSTACK_REQUIRE_CYTHON=1; {hint}")
+            raise ImportError(f"{fullname}: {why} and QSTACK_REQUIRE_CYTHON=1; {hint}")
         if fullname not in self.warned:
             self.warned.add(fullname)
-            warnings.warn(f"{fullname}: {source} was changed after its compiled module was "
-                          f"built: running the source (same results, slower); {hint}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{fullname}: {why}: running the source (same results, slower); "
+                          f"{hint}", RuntimeWarning, stacklevel=2)
 
 
 def install() -> SourceFirstFinder:

@@ -77,18 +77,25 @@ def _patch_circuits(faults: set[str]) -> None:
     from qstack.network import circuit
     from qstack.network.messages import SegmentExpire
 
-    qnp = circuit.QnpProtocol
+    base = circuit.QnpProtocol
+
+    # (a subclass that the stack builder finds under the module's name, not
+    # patches of QnpProtocol: compiled, it is an extension type, whose
+    # methods cannot be replaced; api.py imports it when it builds a stack)
+    class BrokenQnp(base):
+        pass
+
     if "late" in faults:
         circuit._LATE = frozenset()             # (read at each message: the module global)
     if "pairlost" in faults:
-        on_lost = qnp._on_pair_lost
+        on_lost = base._on_pair_lost
 
         def any_side(self, src, m, now_ns):
             c = self.circuits.get((m.head, m.circuit_id))
             if c is not None and 0 < c.index < c.n_links:
                 return [SendMessage(c.path[c.index + 1], m)]
             return on_lost(self, src, m, now_ns)
-        qnp._on_pair_lost = any_side
+        BrokenQnp._on_pair_lost = any_side
     if "early" in faults:
         def answering(handler):
             def wrapped(self, src, m, now_ns):
@@ -101,7 +108,8 @@ def _patch_circuits(faults: set[str]) -> None:
                 return out
             return wrapped
         for name in ("_on_track", "_on_pair_done", "_on_notice", "_on_expire"):
-            setattr(qnp, name, answering(getattr(qnp, name)))
+            setattr(BrokenQnp, name, answering(getattr(base, name)))
+    circuit.QnpProtocol = BrokenQnp
 
 
 def main(argv: list[str]) -> int:

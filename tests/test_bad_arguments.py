@@ -619,7 +619,6 @@ def test_a_protocol_that_raises_on_a_call_gives_the_app_a_qstack_error(monkeypat
         raise _Boom("listen is broken")
 
     monkeypatch.setattr(TeleportTransport, "_listen", broken)
-    monkeypatch.setattr(TeleportTransport, "_resolved", {})   # forget cached handlers
 
     async def bob(ctx):
         err = refused_now(lambda: ctx.listen(7))

@@ -127,6 +127,47 @@ def test_a_module_runs_compiled_only_while_its_build_is_newer_than_its_source(
         assert finder(-50).find_spec("qstack.fake.mod", path).origin == str(source)
 
 
+def test_a_module_runs_from_source_when_a_module_it_cimports_does(tmp_path, monkeypatch):
+    """A made-up package: ``fake/low.py`` and ``fake/high.py`` each with an
+    (unloaded, dummy) extension, ``high.pxd`` cimporting from low. When low
+    runs from its source (edited since the build, or never built), high must
+    too: its extension was built against low's compiled types (the EGP and
+    the QNP cimport the protocol base)."""
+    monkeypatch.delenv("QSTACK_PURE_PYTHON", raising=False)
+    monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    package = tmp_path / "qstack" / "fake"
+    package.mkdir(parents=True)
+    built = time.time() - 100
+    files = {}
+    for stem in ("low", "high"):
+        files[stem] = (package / f"{stem}.py", package / f"{stem}{EXTENSION_SUFFIXES[0]}")
+        files[stem][0].write_text("X = 1\n")
+        files[stem][1].write_bytes(b"")
+    (package / "high.pxd").write_text("from qstack.fake.low cimport Base\n\n"
+                                      "cdef class High(Base):\n    pass\n")
+
+    def finder(low_after_build_s: float) -> SourceFirstFinder:
+        for source, extension in files.values():
+            if extension.exists():
+                os.utime(extension, (built, built))
+            os.utime(source, (built - 50,) * 2)
+        os.utime(files["low"][0], (built + low_after_build_s,) * 2)
+        return SourceFirstFinder(root=str(tmp_path / "qstack"))
+
+    path = [str(package)]
+    assert finder(-50).find_spec("qstack.fake.high", path) is None       # both current
+    f = finder(50)                                                       # low edited
+    with pytest.warns(RuntimeWarning, match="cimports qstack.fake.low"):
+        spec = f.find_spec("qstack.fake.high", path)
+    assert spec.origin == str(files["high"][0])
+    files["low"][1].unlink()                                             # low never built
+    with pytest.warns(RuntimeWarning, match="cimports qstack.fake.low"):
+        assert finder(-50).find_spec("qstack.fake.high", path).origin == str(files["high"][0])
+    monkeypatch.setenv("QSTACK_REQUIRE_CYTHON", "1")
+    with pytest.raises(ImportError, match="cimports qstack.fake.low"):
+        finder(-50).find_spec("qstack.fake.high", path)
+
+
 def test_an_error_in_protocol_code_names_the_source_file_and_line():
     """Compiled or not, the traceback has a frame in network/circuit.py at the
     line that failed (Cython records the .py file and line of each frame)."""

@@ -324,3 +324,53 @@ def test_c_message_constructor_runs_post_init_unless_checked():
         with pytest.raises(EncodeError):
             message_constructor(QueueSpec, False, compiled)(*bad)
         assert message_constructor(QueueSpec, True, compiled)(*bad).measure_basis == "W"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mixed:
+    a: object
+    b: object = 5
+    c: list = dataclasses.field(default_factory=list)
+    d: object = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plain:
+    a: object
+    b: object = "b"
+    c: object = None
+
+
+@needs_cython
+@pytest.mark.parametrize("cls", [_Mixed, _Plain])
+def test_the_makers_short_path_builds_what_the_long_one_does(cls):
+    """A positional call with nothing to check takes ``Maker``'s short path
+    (``_slots.pyx``, ``_call``) once every field after the arguments has a
+    plain default (``_Mixed``: from 3 arguments, its factory field given;
+    ``_Plain``: from 1). Every number of arguments, positional or by keyword,
+    builds the object the pure-Python constructor builds: the given values
+    themselves, the defaults, a fresh list from the factory; too few or too
+    many raise the same TypeError."""
+    compiled = fast_constructor(cls, compiled=True)
+    pure = fast_constructor(cls, compiled=False)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = [object(), object(), [], object()][:len(names)]
+    for n in range(len(names) + 2):
+        args = values[:n]
+        kwargs = dict(zip(names, args))
+        for call_args, call_kwargs in ((args, {}), ((), kwargs), (args[:1], dict(list(kwargs.items())[1:]))):
+            try:
+                expected = pure(*call_args, **call_kwargs)
+            except TypeError as exc:
+                with pytest.raises(TypeError) as got:
+                    compiled(*call_args, **call_kwargs)
+                assert str(got.value).split("(")[1] == str(exc).split("(")[1]
+                continue
+            made = compiled(*call_args, **call_kwargs)
+            assert type(made) is cls
+            for name in names:
+                got, want = getattr(made, name), getattr(expected, name)
+                if cls is _Mixed and name == "c" and n < 3:
+                    assert got == want == [] and got is not want     # (a fresh one each)
+                else:
+                    assert got is want, (cls.__name__, n, name)       # the same object

@@ -31,7 +31,8 @@ def test_the_pxd_types_the_four_records_in_the_dataclasses_order():
     # (that a .pxd declares each record's fields in the .py's order, whatever
     # the build: tests/test_typed_records.py; here: the classes imported)
     pxd = pxd_classes(PXD)
-    assert set(pxd) == {"_Pair", "_Circuit", "_Request", "_Swap"}
+    # (and the protocol itself: tests/test_protocol_typed.py)
+    assert set(pxd) == {"_Pair", "_Circuit", "_Request", "_Swap", "QnpProtocol"}
     for cls in (_Pair, _Circuit, _Request):
         assert [f.name for f in dataclasses.fields(cls)] == pxd[cls.__name__]
 

@@ -24,7 +24,8 @@ PXDS = sorted(p for p in (ROOT / "qstack").rglob("*.pxd") if p.with_suffix(".py"
 
 def pxd_classes(pxd: Path) -> dict[str, list[str]]:
     """cdef class name -> the attribute names it declares (``cdef public ...``),
-    in the ``.pxd``'s order."""
+    in the ``.pxd``'s order. The layout slots ``__dict__`` and ``__weakref__``
+    are not attributes the ``.py`` sets, and are left out."""
     classes: dict[str, list[str]] = {}
     current = None
     for line in pxd.read_text().splitlines():
@@ -39,10 +40,29 @@ def pxd_classes(pxd: Path) -> dict[str, list[str]]:
             decl = m.group(1)
             first, *rest = [part.strip() for part in decl.split(",")]
             names = [first.split()[-1]] + rest
-            current.extend(names)
+            current.extend(n for n in names if not (n.startswith("__") and n.endswith("__")))
         elif code and not code.startswith((" ", "\t")):
             current = None
     return classes
+
+
+def pxd_bases(pxd: Path) -> dict[str, str]:
+    """cdef class name -> the name of its cdef base class, for those with one
+    (``cdef class EGP(Protocol)``)."""
+    return {m.group(1): m.group(2) for m in
+            re.finditer(r"^cdef class (\w+)\((\w+)\)", pxd.read_text(), re.M)}
+
+
+def inherited(name: str) -> set[str]:
+    """The attributes class ``name`` has from its cdef base classes, declared
+    in any ``.pxd`` (a protocol's from ``core/protocol.pxd``)."""
+    bases = {k: v for p in PXDS for k, v in pxd_bases(p).items()}
+    declared = {k: v for p in PXDS for k, v in pxd_classes(p).items()}
+    out: set[str] = set()
+    while name in bases:
+        name = bases[name]
+        out |= set(declared.get(name, ()))
+    return out
 
 
 def is_dataclass(cls: ast.ClassDef) -> bool:
@@ -57,6 +77,8 @@ def py_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
     ``self.<name> = ...`` in its methods."""
     declared: list[str] = []
     for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign) and "ClassVar" in ast.unparse(stmt.annotation):
+            continue         # a class attribute, not an instance's
         if isinstance(stmt, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "__slots__" for t in stmt.targets):
             declared.extend(ast.literal_eval(stmt.value))
@@ -77,11 +99,13 @@ def py_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
     return declared, assigned
 
 
-def class_attributes(cls: ast.ClassDef) -> tuple[list[str], set[str]]:
+def class_attributes(cls: ast.ClassDef, base: set[str] = frozenset()
+                     ) -> tuple[list[str], set[str]]:
     """:func:`py_attributes`, where a plain class (no ``__slots__``, not a
-    dataclass) declares what its methods set."""
+    dataclass) declares what its methods set, but for the attributes ``base``
+    that it has from a base class declared elsewhere."""
     declared, assigned = py_attributes(cls)
-    return (declared or sorted(assigned)), assigned
+    return (declared or sorted(assigned - base)), assigned
 
 
 CASES = [(pxd, name) for pxd in PXDS for name in pxd_classes(pxd)]
@@ -97,7 +121,8 @@ def test_pxd_declares_what_the_py_gives(pxd, name):
     tree = ast.parse(pxd.with_suffix(".py").read_text())
     found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
     assert found, f"{pxd.name} declares class {name}, which {pxd.stem}.py does not define"
-    declared, assigned = class_attributes(found[0])
+    base = inherited(name)
+    declared, assigned = class_attributes(found[0], base)
     order = pxd_classes(pxd)[name]
     in_pxd, in_py = set(order), set(declared)
     assert in_pxd == in_py, (
@@ -106,8 +131,8 @@ def test_pxd_declares_what_the_py_gives(pxd, name):
     if is_dataclass(found[0]):
         # (Cython's extension dataclass takes its __init__ order from the .pxd)
         assert order == declared, f"{name}: {pxd.name} declares the fields in another order"
-    assert assigned <= in_pxd, (
-        f"{name}: {pxd.stem}.py sets {sorted(assigned - in_pxd)}, which {pxd.name} "
+    assert assigned <= in_pxd | base, (
+        f"{name}: {pxd.stem}.py sets {sorted(assigned - in_pxd - base)}, which {pxd.name} "
         f"does not declare (compiled, that is an AttributeError)")
 
 
@@ -137,3 +162,17 @@ def test_the_check_sees_a_plain_class_missing_a_declaration(tmp_path):
     assert declared == ["a", "b"] and assigned == {"a", "b"}
     assert set(declared) - set(pxd_classes(pxd)["P"]) == {"b"}
 
+
+
+def test_a_protocol_class_is_checked_with_what_its_base_declares(tmp_path):
+    """A compiled protocol's .pxd declares its own attributes; those its base
+    declares (``core/protocol.pxd``) may be set in its methods without being
+    declared again, and a class attribute (``ClassVar``) is no field."""
+    py = tmp_path / "proto.py"
+    py.write_text("from typing import ClassVar\nclass P(Protocol):\n"
+                  "    name: ClassVar[str] = 'x'\n    def __init__(self, node):\n"
+                  "        self.node = node\n        self.own = 1\n")
+    declared, assigned = class_attributes(ast.parse(py.read_text()).body[1], {"node"})
+    assert declared == ["own"] and assigned == {"node", "own"}
+    assert "node" in inherited("EGP") and "node" in inherited("QnpProtocol")
+    assert "__dict__" not in pxd_classes(ROOT / "qstack/core/protocol.pxd")["Protocol"]

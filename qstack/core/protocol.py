@@ -37,7 +37,7 @@ __all__ = [
     "MessageReceived", "TimerFired", "OperationDone", "PeerDown", "PeerUp", "LinkDown",
     "LinkUp", "Undeliverable", "Started",
     "SendMessage", "StartTimer", "CancelTimer", "QuantumOp", "Deliver", "Submit", "Fail",
-    "fast_constructor", "fast_init",
+    "fast_constructor", "fast_init", "handlers_of", "message_handlers_of",
 ]
 
 
@@ -209,6 +209,7 @@ def on_message(*message_types: type) -> Callable:
 
     def mark(fn: Callable) -> Callable:
         fn.__qstack_messages__ = message_types
+        _MARKED.setdefault(_where_defined(fn), {})["__qstack_messages__"] = message_types
         return fn
 
     return mark
@@ -219,9 +220,22 @@ def on(*event_types: type) -> Callable:
 
     def mark(fn: Callable) -> Callable:
         fn.__qstack_handles__ = event_types
+        _MARKED.setdefault(_where_defined(fn), {})["__qstack_handles__"] = event_types
         return fn
 
     return mark
+
+
+#: (module, qualified name) of every method marked by on / on_message -> its
+#: marks. A class's registry is built on its first use (below); a handler
+#: replaced on its class before that by an unmarked function (a patch, as
+#: tests and tools do) is still the handler of what the original was marked
+#: for, as when the registries were built with the class.
+_MARKED: dict[tuple[str, str], dict[str, tuple]] = {}
+
+
+def _where_defined(fn: Callable) -> tuple[str, str]:
+    return getattr(fn, "__module__", None) or "", getattr(fn, "__qualname__", None) or ""
 
 
 class Protocol:
@@ -230,30 +244,15 @@ class Protocol:
     (the most specific registered base class wins).
 
     ``node`` is the name of the node this instance runs on.
+
+    Compiled, this is an extension type (``protocol.pxd``): a protocol
+    compiled with its own ``.pxd`` (the EGP, the QNP) reads its fields as C
+    struct members and takes no attribute its ``.pxd`` does not declare; a
+    Python subclass has an instance ``__dict__`` and sets whatever attributes
+    it likes, as of a plain class.
     """
 
     name: ClassVar[str] = ""
-    _handlers: ClassVar[dict[type, str]] = {}
-    _resolved: ClassVar[dict[type, str | None]] = {}
-    #: message type -> the name of its handler (registered with :func:`on_message`)
-    _message_handlers: ClassVar[dict[type, str]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        handlers: dict[type, str] = {}
-        messages: dict[type, str] = {}
-        for klass in reversed(cls.__mro__):
-            for attr, fn in vars(klass).items():
-                for tp in getattr(fn, "__qstack_handles__", ()):
-                    handlers[tp] = attr
-                for tp in getattr(fn, "__qstack_messages__", ()):
-                    messages[tp] = attr
-        if messages and MessageReceived not in handlers:
-            handlers[MessageReceived] = "_dispatch_message"
-        cls._handlers = handlers
-        cls._message_handlers = messages
-        # event type -> handler name (None: no handler), resolved on first use
-        cls._resolved: dict[type, str | None] = {}
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -265,7 +264,7 @@ class Protocol:
     def _dispatch_message(self, ev: "MessageReceived", now_ns: int) -> list | None:
         """``MessageReceived``: the handler registered for the message's type
         (:func:`on_message`), or ``Fail(UNKNOWN_TYPE)``."""
-        attr = self._message_handlers.get(ev.msg.__class__)
+        attr = _registry(self.__class__)[1].get(ev.msg.__class__)
         if attr is None:
             return [Fail(ErrorCode.UNKNOWN_TYPE,
                          f"{self.name} on {self.node} got {type(ev.msg).__name__}")]
@@ -286,10 +285,11 @@ class Protocol:
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""
         tp = event.__class__
+        cls = self.__class__
         try:
-            attr = self._resolved[tp]
+            attr = _registry(cls)[2][tp]
         except KeyError:
-            attr = self._resolve(tp)
+            attr = _resolve(cls, tp)
         if attr is not None:
             return getattr(self, attr)(event, now_ns) or []
         if tp in _NEWS:
@@ -297,12 +297,6 @@ class Protocol:
         return [Fail(ErrorCode.UNEXPECTED_EVENT,
                      f"{type(self).__name__} on {self.node} has no handler for "
                      f"{type(event).__name__}", context=event)]
-
-    @classmethod
-    def _resolve(cls, tp: type) -> str | None:
-        attr = next((cls._handlers[k] for k in tp.__mro__ if k in cls._handlers), None)
-        cls._resolved[tp] = attr
-        return attr
 
     def handler_for(self, event_type: type) -> Callable[[Any, int], list[Action] | None]:
         """What a driver may call for events of ``event_type`` instead of
@@ -313,9 +307,10 @@ class Protocol:
         handle = self.handle
         if getattr(handle, "__func__", None) is not Protocol.handle:
             return handle      # a subclass (or the instance) has its own handle
-        attr = self._resolved.get(event_type, _MISSING)
+        cls = self.__class__
+        attr = _registry(cls)[2].get(event_type, _MISSING)
         if attr is _MISSING:
-            attr = self._resolve(event_type)
+            attr = _resolve(cls, event_type)
         return getattr(self, attr) if attr is not None else handle
 
     def message_handler_for(self, message_type: type) -> Callable[[str, Any, int], Any] | None:
@@ -326,8 +321,63 @@ class Protocol:
         dispatch = self.handler_for(MessageReceived)
         if getattr(dispatch, "__func__", None) is not Protocol._dispatch_message:
             return None      # its own handle, or its own MessageReceived handler
-        attr = self._message_handlers.get(message_type)
+        attr = _registry(self.__class__)[1].get(message_type)
         return getattr(self, attr) if attr is not None else None
+
+
+# The handler registries live here, keyed by protocol class and built on a
+# class's first use, not as class attributes set by ``__init_subclass__``: a
+# compiled protocol is an extension type, which Cython makes without calling
+# ``__init_subclass__`` (and refuses it in an extension class) and whose
+# class attributes cannot be set. (A plain dict: protocol classes live as
+# long as the program, but for the few a test makes.)
+_REGISTRIES: dict[type, tuple[dict, dict, dict]] = {}
+
+
+def _registry(cls: type) -> tuple[dict[type, str], dict[type, str], dict[type, str | None]]:
+    """Protocol class ``cls``'s (event type -> handler name registered with
+    :func:`on`, message type -> handler name registered with
+    :func:`on_message`, event type -> resolved handler name or None, filled
+    as events come): the methods of its whole MRO, a subclass's winning."""
+    try:
+        return _REGISTRIES[cls]
+    except KeyError:
+        pass
+    handlers: dict[type, str] = {}
+    messages: dict[type, str] = {}
+    for klass in reversed(cls.__mro__):
+        where = klass.__module__, klass.__qualname__
+        for attr, fn in vars(klass).items():
+            marks = _MARKED.get((where[0], f"{where[1]}.{attr}"), {})
+            for tp in getattr(fn, "__qstack_handles__", marks.get("__qstack_handles__", ())):
+                handlers[tp] = attr
+            for tp in getattr(fn, "__qstack_messages__", marks.get("__qstack_messages__", ())):
+                messages[tp] = attr
+    if messages and MessageReceived not in handlers:
+        handlers[MessageReceived] = "_dispatch_message"
+    registry = _REGISTRIES[cls] = (handlers, messages, {})
+    return registry
+
+
+def _resolve(cls: type, tp: type) -> str | None:
+    """The name of ``cls``'s handler for events of type ``tp`` (the most
+    specific registered base class of ``tp``), or None; remembered."""
+    handlers, _, resolved = _registry(cls)
+    attr = next((handlers[k] for k in tp.__mro__ if k in handlers), None)
+    resolved[tp] = attr
+    return attr
+
+
+def handlers_of(cls: type) -> dict[type, str]:
+    """Event type -> the name of its handler registered with :func:`on` in
+    protocol class ``cls`` (its bases' too). Do not change the dict."""
+    return _registry(cls)[0]
+
+
+def message_handlers_of(cls: type) -> dict[type, str]:
+    """Message type -> the name of its handler registered with
+    :func:`on_message` in protocol class ``cls`` (its bases' too)."""
+    return _registry(cls)[1]
 
 
 #: Events every protocol of a node is given (the driver's news of the node's

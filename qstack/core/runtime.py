@@ -39,7 +39,7 @@ from qstack.core.errors import ErrorCode
 from qstack.core.kernels import load_kernel
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, PeerDown, Protocol, QuantumOp,
-    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor,
+    SendMessage, Started, StartTimer, Submit, TimerFired, fast_constructor, handlers_of,
 )
 
 __all__ = ["NodeRuntime", "RuntimeDriver", "FailRecord", "NodeDown", "NodeUp", "PyRuntimeCore",
@@ -324,7 +324,7 @@ class RuntimeBody:
     def start(self, now: int) -> None:
         """Feed ``Started`` to every protocol that handles it."""
         for name in list(self.protocols):
-            if Started in type(self.protocols[name])._handlers:
+            if Started in handlers_of(type(self.protocols[name])):
                 self.feed(name, Started(), now)
 
     def _send_message(self, protocol: str, action: SendMessage, now: int) -> None:

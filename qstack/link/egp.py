@@ -231,12 +231,20 @@ class _Item:
     """One queue item (the same at both ends)."""
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
-                 "abort_code", "sent", "out", "ending", "cancelled", "standing", "fair_key")
+                 "abort_code", "sent", "out", "ending", "cancelled", "standing", "fair_key",
+                 "create_id", "purpose_id", "number", "param", "keep")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
         self.origin = origin
         self.spec = spec
+        # the spec's fields every pair reads, copied (the spec is immutable):
+        # compiled, reads of the typed item, not attribute look-ups of the spec
+        self.create_id = spec.create_id
+        self.purpose_id = spec.purpose_id
+        self.number = spec.number
+        self.param = spec.param
+        self.keep = spec.type is _KEEP
         self.done = 0           # pairs heralded
         self.delivered = 0      # OKs delivered at this end
         self.finished = False
@@ -680,7 +688,7 @@ class EGP(Protocol):
                 best, best_key = item, key
         return best
 
-    @cython.locals(link=LinkState, item=_Item)
+    @cython.locals(item=_Item)
     def _schedule(self, link: LinkState, now: int, actions: list) -> None:
         """The leader's link can take more Entangles (``_can_submit``): start
         pairs for the items that want them, up to m outstanding."""
@@ -704,7 +712,6 @@ class EGP(Protocol):
             if link.out >= link.m:
                 return
 
-    @cython.locals(link=LinkState, item=_Item)
     def _entangle(self, link: LinkState, item: _Item, actions: list) -> None:
         """Leader: submit the Entangle for ``item``'s next pair. Its key
         ``("egp", qid, pair index, seq)`` names the pair at both ends."""
@@ -717,7 +724,6 @@ class EGP(Protocol):
         item.sent = index + 1
         self._resubmit(link, item, ("egp", item.qid, index, seq), actions)
 
-    @cython.locals(link=LinkState, item=_Item)
     def _resubmit(self, link: LinkState, item: _Item, key: tuple, actions: list) -> None:
         """Leader: submit ``key``'s Entangle (the first time, or again after a
         full memory or the follower's cancel: the same pair, the same number)."""
@@ -747,7 +753,6 @@ class EGP(Protocol):
                 del served[k]
 
     # ------------------------------------------------------------ the follower
-    @cython.locals(link=LinkState)
     def _follow(self, link: LinkState, actions: list) -> None:
         """Follower: keep Entangles that follow the leader's outstanding, as
         many as the leader may have (up to m, at most the pairs of the items
@@ -909,7 +914,6 @@ class EGP(Protocol):
                                m.created_ns, spec.purpose_id, None, outcome, m.basis, m.index,
                                ndel == spec.number and not item.standing))]
 
-    @cython.locals(link=LinkState, item=_Item)
     def _herald_ok(self, link: LinkState, item: _Item | None, key: tuple | None, h: Any,
                    now: int) -> list:
         link.retries = 0
@@ -951,7 +955,6 @@ class EGP(Protocol):
         self._follow(link, actions)
         return actions
 
-    @cython.locals(link=LinkState, item=_Item)
     def _pair_made(self, link: LinkState, item: _Item, seq: int, index: int, h: Any, now: int,
                    actions: list) -> None:
         """Pair ``seq`` of the link, ``item``'s pair ``index``: deliver it (K) or measure it (M)."""
@@ -968,7 +971,7 @@ class EGP(Protocol):
         origin = item.origin
         ent_id = EntanglementId(origin, self.node if origin == peer else peer, seq)
         wait = now - h.emitted_ns
-        param = spec.param
+        param = item.param
         bell = h.bell_index
         last = link.last_goodness[bell]
         if last[1] == wait and last[0] == param:
@@ -976,14 +979,15 @@ class EGP(Protocol):
         else:
             goodness = self._fidelity_after(link, param, wait, bell)
             link.last_goodness[bell] = (param, wait, goodness)
-        if spec.type is _KEEP:
+        if item.keep:
             item.delivered = ndel = item.delivered + 1
             qubit = h.qubit
-            actions.append(Deliver(LinkOk(spec.create_id, ent_id, peer, h.bell_index,
-                                          goodness, now, spec.purpose_id, qubit, None, None,
-                                          index, ndel == spec.number and not item.standing)))
+            purpose_id = item.purpose_id
+            actions.append(Deliver(LinkOk(item.create_id, ent_id, peer, bell,
+                                          goodness, now, purpose_id, qubit, None, None,
+                                          index, ndel == item.number and not item.standing)))
             delivered = link.delivered
-            delivered[seq] = (qubit, ent_id, spec.purpose_id)
+            delivered[seq] = (qubit, ent_id, purpose_id)
             if len(delivered) > link.capacity:
                 del delivered[next(iter(delivered))]
             if self.cutoff_ns is not None:
@@ -993,7 +997,7 @@ class EGP(Protocol):
             if basis == "random":
                 basis = "X" if self.rng.random() < 0.5 else "Z"
             actions.append(self.start_op(Measure(h.qubit, basis),
-                                         _Measuring(link.peer, item, ent_id, h.bell_index,
+                                         _Measuring(link.peer, item, ent_id, bell,
                                                     goodness, now, basis, index)))
         if item.finished and item.abort_code is not None and item.local \
                 and not item.cancelled:
@@ -1184,7 +1188,6 @@ class EGP(Protocol):
         self._allow_more(link, item, msg.number, now, actions)
         return actions
 
-    @cython.locals(link=LinkState, item=_Item)
     def _allow_more(self, link: LinkState, item: _Item, number: int, now: int,
                     actions: list) -> None:
         """Standing ``item`` may have ``number`` pairs more: the leader starts
@@ -1350,7 +1353,6 @@ def _bad_standing(spec: QueueSpec) -> bool:
     return spec.standing and (spec.deadline_ns != 0 or spec.consecutive)
 
 
-@cython.locals(item=_Item)
 def _index_ok(item: _Item, index: int) -> bool:
     """``index`` may name a pair of ``item`` (a standing item's have no upper bound)."""
     return 0 <= index and (index < item.spec.number or item.standing)
@@ -1370,7 +1372,6 @@ def _pairs_to_come(link: LinkState) -> bool:
     return False
 
 
-@cython.locals(link=LinkState)
 def _can_submit(link: LinkState) -> bool:
     """The link may take another Entangle now: not down, no retry waiting,
     fewer than m out."""

@@ -10,6 +10,9 @@
 # None, a big int or any other type; C types only where the value is always
 # a small integer (the path position and link count).
 
+from qstack.core.protocol cimport Protocol
+
+
 cdef class _Pair:
     cdef public object seq
     cdef public object qubit
@@ -76,3 +79,31 @@ cdef class _Swap:
     cdef public object cid
     cdef public _Pair left
     cdef public _Pair right
+
+
+# The protocol itself (its base is an extension type, core/protocol.pxd): its
+# own fields are C struct members in every method (`self` is typed there).
+# A Python subclass still sets any attribute it likes (the base's __dict__).
+cdef class QnpProtocol(Protocol):
+    cdef public object _basis_rng, linkstate, link_service, default_cutoff_ns, window
+    cdef public object num_qubits, purify, link_max_time_ns, link_retry_ns
+    cdef public object _next_create_id, _next_cid, _next_rid, _cid_base
+    cdef public bint _top_up, _link_standing
+    cdef public dict _crossing, circuits, requests, _by_label, _labels_used, _next_label, stats
+
+    # The methods a pair passes through, called from one another: C calls
+    # (a Python subclass may still override them). Their record arguments
+    # are typed here, not with @cython.locals (Cython refuses both). Not
+    # _try_swap: its generator expressions are closures, which a cpdef
+    # function cannot hold.
+    cpdef _circuit_of(self, ev)
+    cpdef _named(self, m, out)
+    cpdef _take_swap(self, _Circuit c, src, seq)
+    cpdef _locate(self, _Circuit c, src, seq, msg)
+    cpdef _finish_pair(self, _Circuit c, ok, ops, now_ns, out)
+    cpdef _tail_decide(self, _Circuit c, _Pair p, t, now_ns, out)
+    cpdef _refill(self, _Circuit c, now_ns, out)
+    cpdef _swapped(self, _Circuit c, _Pair pl, _Pair pr, m, now_ns, out)
+
+
+cpdef _side_of(_Circuit c, src)

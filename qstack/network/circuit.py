@@ -86,7 +86,7 @@ from qstack.core.errors import ErrorCode, QStackError, error_code
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, LinkDown, LinkUp, OperationDone, PeerDown, PeerUp, Protocol,
     QuantumOp, SendMessage, StartTimer, Submit, TimerFired, Undeliverable, on,
-    on_message,
+    message_handlers_of, on_message,
 )
 from qstack.core.states import State, Transitions
 from qstack.link.service import (
@@ -257,7 +257,7 @@ class _Circuit:
         return self.path[i] if 0 <= i < len(self.path) else None
 
 
-@cython.locals(c=_Circuit, idx=cython.Py_ssize_t)
+@cython.locals(idx=cython.Py_ssize_t)
 def _side_of(c: _Circuit, src: str) -> int | None:
     """Which side of circuit ``c`` at this node neighbour ``src`` is on
     (``_LEFT``: towards the head), or None if it is not next to this node on it.
@@ -591,7 +591,7 @@ class QnpProtocol(Protocol):
     def _replay(self, parked: list, now_ns: int, out: list) -> None:
         """Handle now the messages that waited (for the link layer's OK of
         the pair they name, or for its BSM's outcome), in their order."""
-        handlers = self._message_handlers
+        handlers = message_handlers_of(self.__class__)
         for src, msg in parked:
             acts = getattr(self, handlers[msg.__class__])(src, msg, now_ns)
             if acts:
@@ -658,7 +658,7 @@ class QnpProtocol(Protocol):
         self._refill(c, now_ns, out)
         return out
 
-    @cython.locals(c=_Circuit, idx=cython.Py_ssize_t)
+    @cython.locals(idx=cython.Py_ssize_t)
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
         """Ask the link layer for downstream pairs up to the window: the free
         credit in one standing request (topped up in batches, see the class)."""
@@ -886,7 +886,7 @@ class QnpProtocol(Protocol):
             out.append(self.start_op(BellMeasure(pl.qubit, pr.qubit),
                                      _Swap(c.head, c.cid, pl, pr)))
 
-    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t)
+    @cython.locals(idx=cython.Py_ssize_t)
     def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int,
                  out: list) -> None:
         self.stats["swaps"] += 1
@@ -979,7 +979,7 @@ class QnpProtocol(Protocol):
                 "basis": (angles[setting], 0.0), "qubit": None}
 
     # ---------------------------------------------------------------- segment messages
-    @cython.locals(c=_Circuit, p=_Pair)
+    @cython.locals(p=_Pair)
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
         ("swapped", record), ("held", pair), ("broken", (side, tombstone)),
@@ -1005,7 +1005,6 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
-    @cython.locals(c=_Circuit)
     def _take_swap(self, c: _Circuit, src: str, seq: int) -> tuple | None:
         """The swap record of pair ``seq`` on the link to ``src``, taken out
         (a Track or PairDone passes a swap once), or None if this node did
@@ -1042,7 +1041,6 @@ class QnpProtocol(Protocol):
                 self._tail_decide(c, p, t, now_ns, out)
         return out
 
-    @cython.locals(c=_Circuit, p=_Pair)
     def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int, out: list) -> None:
         del c.held[_LEFT][p.seq]
         accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
@@ -1086,7 +1084,6 @@ class QnpProtocol(Protocol):
                                               t.fidelity, t.created_ns)))
         self._finish_pair(c, ok, ops, now_ns, out)
 
-    @cython.locals(c=_Circuit)
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
         """Run ``ops`` (corrections) then, for type M, the measurement; deliver ``ok``."""
         if c.type == NetRequestType.MEASURE:
