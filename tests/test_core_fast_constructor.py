@@ -358,7 +358,8 @@ def test_the_makers_short_path_builds_what_the_long_one_does(cls):
     for n in range(len(names) + 2):
         args = values[:n]
         kwargs = dict(zip(names, args))
-        for call_args, call_kwargs in ((args, {}), ((), kwargs), (args[:1], dict(list(kwargs.items())[1:]))):
+        mixed = (args[:1], dict(list(kwargs.items())[1:]))     # (first positional, rest by name)
+        for call_args, call_kwargs in ((args, {}), ((), kwargs), mixed):
             try:
                 expected = pure(*call_args, **call_kwargs)
             except TypeError as exc:

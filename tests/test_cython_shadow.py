@@ -19,8 +19,9 @@ def test_type_names_are_python_types():
 
 def test_the_typed_protocols_run_without_cython():
     """With ``import cython`` failing (Cython not installed), the typed
-    modules (the EGP, the QNP, the engine, the Bell-diagonal states) import the stand-in and run a chain as plain Python,
-    with the same numbers as with Cython's own shadow module."""
+    modules (the EGP, the QNP, the engine, the Bell-diagonal states) import the
+    stand-in and run a chain as plain Python, with the same numbers as with
+    Cython's own shadow module."""
     import os
     import subprocess
     import sys
@@ -38,7 +39,8 @@ def test_the_typed_protocols_run_without_cython():
         "import qstack.link.egp as egp, qstack.network.circuit as circuit\n"
         "import qstack.physical.engine as engine, qstack.physical.bell_diagonal as bd\n"
         "from qstack._cython_shadow import cython as shim\n"
-        "assert all(m.cython is shim for m in (egp, circuit, engine, bd)) == (sys.argv[1] == 'hide')\n"
+        "typed = (egp, circuit, engine, bd)\n"
+        "assert all(m.cython is shim for m in typed) == (sys.argv[1] == 'hide')\n"
         "from benchmarks.bench_network import chain_run\n"
         "r = chain_run(6, pairs=20)\n"
         "print(r['events'], r['messages'], r['sim_time_ms'], r['mean_fidelity'])\n")
