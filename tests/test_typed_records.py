@@ -56,12 +56,10 @@ def pxd_bases(pxd: Path) -> dict[str, str]:
 def inherited(name: str) -> set[str]:
     """The attributes class ``name`` has from its cdef base classes, declared
     in any ``.pxd`` (a protocol's from ``core/protocol.pxd``)."""
-    bases = {k: v for p in PXDS for k, v in pxd_bases(p).items()}
-    declared = {k: v for p in PXDS for k, v in pxd_classes(p).items()}
     out: set[str] = set()
-    while name in bases:
-        name = bases[name]
-        out |= set(declared.get(name, ()))
+    while name in ALL_BASES:
+        name = ALL_BASES[name]
+        out |= set(ALL_DECLARED.get(name, ()))
     return out
 
 
@@ -109,6 +107,9 @@ def class_attributes(cls: ast.ClassDef, base: set[str] = frozenset()
 
 
 CASES = [(pxd, name) for pxd in PXDS for name in pxd_classes(pxd)]
+#: every .pxd's cdef classes: name -> its cdef base, name -> its attributes
+ALL_BASES = {k: v for p in PXDS for k, v in pxd_bases(p).items()}
+ALL_DECLARED = {k: v for p in PXDS for k, v in pxd_classes(p).items()}
 
 
 def test_the_compiled_protocol_modules_have_their_declarations():

@@ -285,11 +285,7 @@ class Protocol:
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""
         tp = event.__class__
-        cls = self.__class__
-        try:
-            attr = _registry(cls)[2][tp]
-        except KeyError:
-            attr = _resolve(cls, tp)
+        attr = _resolve(self.__class__, tp)
         if attr is not None:
             return getattr(self, attr)(event, now_ns) or []
         if tp in _NEWS:
@@ -307,10 +303,7 @@ class Protocol:
         handle = self.handle
         if getattr(handle, "__func__", None) is not Protocol.handle:
             return handle      # a subclass (or the instance) has its own handle
-        cls = self.__class__
-        attr = _registry(cls)[2].get(event_type, _MISSING)
-        if attr is _MISSING:
-            attr = _resolve(cls, event_type)
+        attr = _resolve(self.__class__, event_type)
         return getattr(self, attr) if attr is not None else handle
 
     def message_handler_for(self, message_type: type) -> Callable[[str, Any, int], Any] | None:
@@ -363,8 +356,9 @@ def _resolve(cls: type, tp: type) -> str | None:
     """The name of ``cls``'s handler for events of type ``tp`` (the most
     specific registered base class of ``tp``), or None; remembered."""
     handlers, _, resolved = _registry(cls)
-    attr = next((handlers[k] for k in tp.__mro__ if k in handlers), None)
-    resolved[tp] = attr
+    attr = resolved.get(tp, _MISSING)
+    if attr is _MISSING:
+        attr = resolved[tp] = next((handlers[k] for k in tp.__mro__ if k in handlers), None)
     return attr
 
 

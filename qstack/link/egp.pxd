@@ -34,7 +34,8 @@ cdef class _Measuring:
 
 # The protocol itself (its base is an extension type, core/protocol.pxd): its
 # own fields are C struct members in every method (`self` is typed there).
-# A Python subclass still sets any attribute it likes (the base's __dict__).
+# A Python subclass has its own __dict__ and sets any attribute it likes;
+# the compiled class takes only what is declared here.
 cdef class EGP(Protocol):
     cdef public object t1_ns, t2_ns, num_qubits, cutoff_ns, max_queue, max_memory_retries
     cdef public object memory_backoff_max_ns, rng, _next_create

@@ -83,7 +83,8 @@ cdef class _Swap:
 
 # The protocol itself (its base is an extension type, core/protocol.pxd): its
 # own fields are C struct members in every method (`self` is typed there).
-# A Python subclass still sets any attribute it likes (the base's __dict__).
+# A Python subclass has its own __dict__ and sets any attribute it likes;
+# the compiled class takes only what is declared here.
 cdef class QnpProtocol(Protocol):
     cdef public object _basis_rng, linkstate, link_service, default_cutoff_ns, window
     cdef public object num_qubits, purify, link_max_time_ns, link_retry_ns
