@@ -17,6 +17,12 @@ both are there. This finder, put first on ``sys.meta_path`` by
   Protocol``) runs from its source, as above: the extension was built against
   that module's compiled types and cannot import without them.
 
+A ``.pyx`` kernel (an extension with no ``.py`` beside it: its pure-Python
+twin is another module, chosen by :func:`~qstack.core.kernels.load_kernel`)
+whose ``.pxd`` or ``.pyx`` cimports such a module, directly or through
+another kernel, cannot import either: the finder raises ImportError for
+it, and ``load_kernel`` warns and gives its twin.
+
 For every other module, and for a built module whose build is current, it
 does nothing (the normal import machinery finds the extension). See
 docs/compiled-runtime.md, "Protocols compiled from their own source".
@@ -41,9 +47,11 @@ STALE_AFTER_S = 2.0
 _PREFIX = "qstack."
 
 
-def compiled_stems(directory: str) -> dict[str, str]:
+def compiled_stems(directory: str, kernels: bool = False) -> dict[str, str]:
     """Module stem -> extension path, for every ``stem.py`` in ``directory``
-    with an extension module of the same stem beside it."""
+    with an extension module of the same stem beside it; with ``kernels``,
+    for every extension module without a ``.py`` instead (a ``.pyx``
+    kernel, whose pure-Python twin is another module)."""
     try:
         names = set(os.listdir(directory))
     except OSError:
@@ -53,7 +61,7 @@ def compiled_stems(directory: str) -> dict[str, str]:
         for suffix in EXTENSION_SUFFIXES:
             if name.endswith(suffix):
                 stem = name[: -len(suffix)]
-                if stem + ".py" in names:
+                if (stem + ".py" in names) is not kernels:
                     found[stem] = os.path.join(directory, name)
                 break
     return found
@@ -75,14 +83,20 @@ def source_instead(source: str, extension: str) -> str | None:
 
 
 def cimported(pxd: str) -> list[str]:
-    """The qstack modules the ``.pxd`` at ``pxd`` cimports from (none if there
-    is no such file)."""
+    """The qstack modules the ``.pxd`` (or ``.pyx``) at ``pxd`` cimports from
+    (none if there is no such file)."""
     try:
         with open(pxd, encoding="utf-8") as f:
             text = f.read()
     except OSError:
         return []
     return re.findall(r"^\s*from\s+(qstack(?:\.\w+)+)\s+cimport\b", text, re.M)
+
+
+def _kernel_files(directory: str, stem: str) -> list[str]:
+    """Where a kernel's cimports are written: its ``.pxd`` and its ``.pyx``
+    (a ``.pyx`` cimports what it alone uses, the driver the station)."""
+    return [os.path.join(directory, stem + ".pxd"), os.path.join(directory, stem + ".pyx")]
 
 
 class SourceFirstFinder:
@@ -93,6 +107,7 @@ class SourceFirstFinder:
 
     def __init__(self, root: str | None = None) -> None:
         self._stems: dict[str, dict[str, str]] = {}     # directory -> compiled_stems
+        self._kernels: dict[str, dict[str, str]] = {}   # directory -> the kernels there
         self.warned: set[str] = set()
         self._root = root or os.path.dirname(os.path.abspath(__file__))
 
@@ -106,21 +121,43 @@ class SourceFirstFinder:
                    _seen: frozenset = frozenset()) -> tuple[str, str] | None:
         """(why, module) when ``fullname`` must run from ``source``: its own
         :func:`source_instead` reason, or ("cimports", the module it cimports
-        that runs from its source); None to import ``extension``."""
+        that runs from its source), or ("kernel", the kernel it cimports that
+        cannot import); None to import ``extension``."""
         why = source_instead(source, extension)
         if why is not None:
             return why, fullname
-        for dep in cimported(source[:-3] + ".pxd"):
+        return self._cimports_source(fullname, [source[:-3] + ".pxd"], _seen)
+
+    def _cimports_source(self, fullname: str, files: list[str],
+                         _seen: frozenset = frozenset()) -> tuple[str, str] | None:
+        """("cimports", module) when ``files`` (the ``.pxd``, and for a kernel
+        its ``.pyx``, of ``fullname``) cimport a compiled qstack module that
+        runs from its source (or is not built); ("kernel", module) when they
+        cimport a kernel that cannot import for that reason."""
+        for dep in [dep for path in files for dep in cimported(path)]:
             if dep == fullname or dep in _seen:
                 continue
             *package, stem = dep.split(".")[1:]
             directory = os.path.join(self._root, *package)
             dep_extension = self._compiled_stems(directory).get(stem)
-            if dep_extension is None or self.why_source(
-                    dep, os.path.join(directory, stem + ".py"), dep_extension,
-                    _seen | {fullname}) is not None:
-                return "cimports", dep
+            if dep_extension is not None:
+                if self.why_source(dep, os.path.join(directory, stem + ".py"), dep_extension,
+                                   _seen | {fullname}) is not None:
+                    return "cimports", dep
+            elif stem in self._kernel_stems(directory):
+                # another kernel: importable unless what it cimports runs from source
+                if self._cimports_source(dep, _kernel_files(directory, stem),
+                                         _seen | {fullname}) is not None:
+                    return "kernel", dep
+            else:
+                return "cimports", dep          # not built at all
         return None
+
+    def _kernel_stems(self, directory: str) -> dict[str, str]:
+        kernels = self._kernels.get(directory)
+        if kernels is None:
+            kernels = self._kernels[directory] = compiled_stems(directory, kernels=True)
+        return kernels
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: object = None) -> ModuleSpec | None:
@@ -130,6 +167,7 @@ class SourceFirstFinder:
         for directory in path:
             extension = self._compiled_stems(directory).get(stem)
             if extension is None:
+                self._check_kernel(fullname, directory, stem)
                 continue
             source = os.path.join(directory, stem + ".py")
             found = self.why_source(fullname, source, extension)
@@ -137,10 +175,29 @@ class SourceFirstFinder:
                 return None
             if found[0] == "stale":
                 self._stale(fullname, f"{source} was changed after its compiled module was built")
-            elif found[0] == "cimports":
-                self._stale(fullname, f"it cimports {found[1]}, which runs from its source")
+            elif found[0] in ("cimports", "kernel"):
+                self._stale(fullname, f"it cimports {found[1]}, which runs from its source"
+                            if found[0] == "cimports" else
+                            f"it cimports {found[1]}, which cannot import")
             return importlib.util.spec_from_file_location(fullname, source)
         return None
+
+    def _check_kernel(self, fullname: str, directory: str, stem: str) -> None:
+        """A kernel (an extension with no ``.py``: its twin is another module)
+        whose ``.pxd`` or ``.pyx`` cimports a module that runs from its source
+        cannot import (it was built against that module's compiled types): an
+        ImportError saying so, which :func:`~qstack.core.kernels.load_kernel`
+        turns into its warning (or, under ``QSTACK_REQUIRE_CYTHON=1``, its
+        error) and the kernel's pure-Python twin."""
+        if stem not in self._kernel_stems(directory):
+            return
+        found = self._cimports_source(fullname, _kernel_files(directory, stem))
+        if found is not None:
+            # (load_kernel turns this into the warning, or the error under
+            # QSTACK_REQUIRE_CYTHON=1, and gives the twin)
+            raise ImportError(f"{fullname}: it cimports {found[1]}, which " + (
+                "cannot import either" if found[0] == "kernel" else "runs from its source"),
+                name=fullname)
 
     def _stale(self, fullname: str, why: str) -> None:
         hint = "rebuild with `make install` (or `pip install -e .`)"

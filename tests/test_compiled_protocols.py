@@ -168,6 +168,72 @@ def test_a_module_runs_from_source_when_a_module_it_cimports_does(tmp_path, monk
         finder(-50).find_spec("qstack.fake.high", path)
 
 
+def test_a_kernel_that_cimports_a_module_running_from_source_gives_way_to_its_twin(
+        tmp_path, monkeypatch):
+    """A made-up package: ``fake/low.py`` with an (unloaded, dummy) extension,
+    and two kernels (extensions with no ``.py``): ``_k1`` cimports low (as
+    the heralding station cimports the device), ``_k2`` cimports ``_k1`` (as
+    the driver cimports the station). While low's build is current the
+    finder leaves both alone; when low runs from its source (edited, or
+    ``QSTACK_PURE_PYTHON=1``), importing either is an ImportError that says
+    why, which ``load_kernel`` turns into the twin (next test)."""
+    monkeypatch.delenv("QSTACK_PURE_PYTHON", raising=False)
+    monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    package = tmp_path / "qstack" / "fake"
+    package.mkdir(parents=True)
+    built = time.time() - 100
+    low_py, low_ext = package / "low.py", package / f"low{EXTENSION_SUFFIXES[0]}"
+    low_py.write_text("X = 1\n")
+    for path in (low_ext, package / f"_k1{EXTENSION_SUFFIXES[0]}",
+                 package / f"_k2{EXTENSION_SUFFIXES[0]}"):
+        path.write_bytes(b"")
+        os.utime(path, (built, built))
+    # _k1 says it in its .pxd, _k2 in its .pyx
+    (package / "_k1.pxd").write_text("from qstack.fake.low cimport Base\n\n"
+                                     "cdef class K1:\n    cdef Base base\n")
+    (package / "_k2.pyx").write_text("from qstack.fake._k1 cimport K1\n")
+
+    def finder(low_after_build_s: float) -> SourceFirstFinder:
+        os.utime(low_py, (built + low_after_build_s,) * 2)
+        return SourceFirstFinder(root=str(tmp_path / "qstack"))
+
+    path = [str(package)]
+    f = finder(-50)                                                      # low current
+    assert f.find_spec("qstack.fake._k1", path) is None
+    assert f.find_spec("qstack.fake._k2", path) is None
+    for kernel, why in (("_k1", "qstack.fake.low, which runs from its source"),
+                        ("_k2", "qstack.fake._k1, which cannot import either")):
+        with pytest.raises(ImportError, match=f"cimports {why}"):
+            finder(50).find_spec(f"qstack.fake.{kernel}", path)          # low edited
+    monkeypatch.setenv("QSTACK_PURE_PYTHON", "1")
+    with pytest.raises(ImportError, match="cimports qstack.fake.low"):
+        finder(-50).find_spec("qstack.fake._k1", path)
+
+
+def test_a_built_kernel_that_cannot_import_warns_and_gives_its_twin(tmp_path, monkeypatch):
+    """``load_kernel``: a kernel that is not built is None, quietly; one that
+    is built but fails to import (here it imports a name that is gone, as
+    the driver once did) is None with a warning that says why, never a
+    silent fallback; under ``QSTACK_REQUIRE_CYTHON=1`` both are errors."""
+    from qstack.core.kernels import load_kernel
+
+    monkeypatch.delenv("QSTACK_PURE_PYTHON", raising=False)
+    monkeypatch.delenv("QSTACK_REQUIRE_CYTHON", raising=False)
+    (tmp_path / "qstack_fake_broken_kernel.py").write_text(
+        "from qstack.physical.device import _NO_SUCH_TABLE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_kernel("qstack_fake_no_such_kernel") is None
+    with pytest.warns(RuntimeWarning, match="cannot be imported .*_NO_SUCH_TABLE.*twin"):
+        assert load_kernel("qstack_fake_broken_kernel") is None
+    monkeypatch.setenv("QSTACK_REQUIRE_CYTHON", "1")
+    with pytest.raises(ImportError, match="_NO_SUCH_TABLE.*QSTACK_REQUIRE_CYTHON=1"):
+        load_kernel("qstack_fake_broken_kernel")
+    with pytest.raises(ImportError, match="is not built but QSTACK_REQUIRE_CYTHON=1"):
+        load_kernel("qstack_fake_no_such_kernel")
+
+
 def test_an_error_in_protocol_code_names_the_source_file_and_line():
     """Compiled or not, the traceback has a frame in network/circuit.py at the
     line that failed (Cython records the .py file and line of each frame)."""

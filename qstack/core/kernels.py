@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from types import ModuleType
 
 __all__ = ["compiled_modules", "load_kernel", "pure_python", "require_cython"]
@@ -30,15 +31,25 @@ def require_cython() -> bool:
 
 def load_kernel(module: str) -> ModuleType | None:
     """The compiled module ``module`` (dotted name), or None if it is not built
-    (or ``QSTACK_PURE_PYTHON=1``)."""
+    (or ``QSTACK_PURE_PYTHON=1``). A kernel that is built but cannot be
+    imported (it imports a name that is gone, or it cimports a module that
+    runs from its source: :mod:`qstack._compiled`) is None too, with a
+    RuntimeWarning that says why: the twin then serves, never silently.
+    Under ``QSTACK_REQUIRE_CYTHON=1`` either case is an ImportError."""
     if pure_python():
         return None
     try:
         return importlib.import_module(module)
-    except ImportError:
+    except ImportError as exc:
+        not_built = isinstance(exc, ModuleNotFoundError) and exc.name == module
+        why = "is not built" if not_built else f"cannot be imported ({exc})"
         if require_cython():
-            raise ImportError(f"{module} (Cython kernel) is not built but QSTACK_REQUIRE_CYTHON=1; "
+            raise ImportError(f"{module} (Cython kernel) {why} but QSTACK_REQUIRE_CYTHON=1; "
                               "build it with `pip install -e .`") from None
+        if not not_built:
+            warnings.warn(f"{module} (Cython kernel) {why}: running its pure-Python twin "
+                          "(same results, slower); rebuild with `make install` "
+                          "(or `pip install -e .`)", RuntimeWarning, stacklevel=2)
         return None
 
 

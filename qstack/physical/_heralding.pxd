@@ -1,6 +1,11 @@
 # The compiled heralding station's declarations, so that the simulator's
 # compiled driver (qstack/sim/_driver.pyx) submits Entangles by a C call.
+# The station calls the compiled device and engine in C (their cpdef
+# methods); where those run from source, this kernel cannot import and its
+# pure-Python twin serves (qstack/_compiled.py).
 from qstack.core._runtime cimport DriverHooks
+from qstack.physical.device cimport QuantumDevice
+from qstack.physical.engine cimport QuantumEngine
 
 
 cdef class BlockUniforms:

@@ -23,6 +23,33 @@ cdef object _FOLLOW = None
 cdef object _herald = fast_constructor(Herald)
 
 
+# The station's calls of a device and of the engine: a C call (cpdef) when
+# they are the compiled classes (or a subclass: an override is still
+# called), by name for anything else (a stand-in in a test).
+cdef inline object _reserve(dev):
+    if isinstance(dev, QuantumDevice):
+        return (<QuantumDevice> dev).reserve()
+    return dev.reserve()
+
+
+cdef inline object _release_reservation(dev):
+    if isinstance(dev, QuantumDevice):
+        return (<QuantumDevice> dev).release_reservation()
+    return dev.release_reservation()
+
+
+cdef inline object _store(dev, qubit, since_ns):
+    if isinstance(dev, QuantumDevice):
+        return (<QuantumDevice> dev).store(qubit, since_ns, True)
+    return dev.store(qubit, since_ns, reserved=True)
+
+
+cdef inline object _new_pair(engine, prepared):
+    if isinstance(engine, QuantumEngine):
+        return (<QuantumEngine> engine).new_pair(prepared)
+    return engine.new_pair(prepared)
+
+
 cdef class BlockUniforms:
     """Typed twin of ``heralding.BlockUniforms`` (the station's generator as
     the link model sees it: ``random()`` from blocks of ATTEMPT_BLOCK)."""
@@ -145,7 +172,7 @@ cdef class HeraldingStation:
             clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="link down"))
             return 0
-        if not self.devices[side].reserve():
+        if not _reserve(self.devices[side]):
             clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="memory full"))
             return 0
@@ -165,7 +192,7 @@ cdef class HeraldingStation:
             keyed = self._keyed[side]
             if key in keyed:
                 # a second submission for a key this end is still waiting on
-                self.devices[side].release_reservation()
+                _release_reservation(self.devices[side])
                 clock.schedule_at(clock.now, self._deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
                 return 0
@@ -275,14 +302,14 @@ cdef class HeraldingStation:
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
-                qa, qb = self.engine.new_pair(prepared)
+                qa, qb = _new_pair(self.engine, prepared)
                 if self._dephasing:
                     self._record_attempts(r0, r1, first, cycle, attempts)
                 self.attempts += attempts
                 self.pairs_heralded += 1
                 dev0, dev1 = self.devices
-                dev0.store(qa, emitted, reserved=True)
-                dev1.store(qb, emitted, reserved=True)
+                _store(dev0, qa, emitted)
+                _store(dev1, qb, emitted)
                 r0.qubit, r1.qubit = qa, qb
                 r0.started = r1.started = True
                 for r in (r0, r1):
@@ -378,7 +405,7 @@ cdef class HeraldingStation:
         partner = req.partner
         self._forget(req)
         reason = "deadline" if req.started else "peer absent"
-        self.devices[req.side].release_reservation()
+        _release_reservation(self.devices[req.side])
         if partner is not None:
             partner.partner = None
             partner.started = False
@@ -409,7 +436,7 @@ cdef class HeraldingStation:
                 self._end(partner, "cancelled", self.classical_delay_ns)
             return
         self._forget(req)
-        self.devices[side].release_reservation()
+        _release_reservation(self.devices[side])
         if partner is not None:
             partner.partner = None
             partner.started = False
@@ -430,7 +457,7 @@ cdef class HeraldingStation:
             if req.qubit is not None:
                 dev.free(req.qubit)
         else:
-            dev.release_reservation()
+            _release_reservation(dev)
         clock = self.clock
         clock.schedule_at(clock.now + delay, self._deliver, req.side, req.ref,
                           Herald(False, reason=reason))

@@ -116,10 +116,9 @@ class BellDiagonal:
     @classmethod
     def _trusted(cls, c: tuple) -> "BellDiagonal":
         # Internal constructor for results of exact coefficient maths: skips
-        # validation, which would otherwise dominate the cost of a swap.
-        obj = object.__new__(cls)
-        obj._c = c
-        return obj
+        # validation, which would otherwise dominate the cost of a swap (a
+        # subclass, if anyone makes one, is built and checked by its __init__).
+        return _from_coeffs(c) if cls is BellDiagonal else cls(c)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -208,7 +207,7 @@ class BellDiagonal:
             _check_side(side)
         if pauli not in _PAULI_IDS:
             _check_index("pauli", pauli)
-        return BellDiagonal._trusted(_permute(self._c, PAULI_TO_BELL_MASK[pauli]))
+        return _from_coeffs(_permute(self._c, PAULI_TO_BELL_MASK[pauli]))
 
     def pauli_channel(self, side: int, px: float, py: float, pz: float) -> "BellDiagonal":
         """Apply X, Y, Z with probabilities px, py, pz to qubit ``side``."""
@@ -221,15 +220,19 @@ class BellDiagonal:
             raise ValueError(f"px + py + pz must be <= 1, got {px + py + pz!r}")
         return self._pauli_unchecked(px, py, pz)
 
+    @cython.locals(pi=cython.double,
+                   c0=cython.double, c1=cython.double, c2=cython.double, c3=cython.double)
     def _pauli_unchecked(self, px: float, py: float, pz: float) -> "BellDiagonal":
         """:meth:`pauli_channel` for probabilities the caller has already checked
-        (the engine's noise and memory decay, once per operation on a hot path)."""
+        (the engine's noise and memory decay, once per operation on a hot path;
+        compiled, in C doubles, the same operations in the same order as
+        Python's floats)."""
         pi = 1.0 - px - py - pz
         if pi < 0.0:
             pi = 0.0     # rounding: px + py + pz may exceed 1 by ~1e-12
         c0, c1, c2, c3 = self._c
         # out[b] = pI c[b] + pX c[b^2] + pY c[b^3] + pZ c[b^1]
-        return BellDiagonal._trusted((
+        return _from_coeffs((
             pi * c0 + px * c2 + py * c3 + pz * c1,
             pi * c1 + px * c3 + py * c2 + pz * c0,
             pi * c2 + px * c0 + py * c1 + pz * c3,
@@ -267,6 +270,16 @@ class BellDiagonal:
         return swap_average(self, other)
 
 
+
+@cython.locals(obj=BellDiagonal)
+def _from_coeffs(c: tuple) -> BellDiagonal:
+    """A :class:`BellDiagonal` with coefficients ``c`` (a tuple of four floats
+    from exact coefficient maths), unchecked: :meth:`BellDiagonal._trusted`
+    for this class, a C call where compiled (once per swap and memory decay)."""
+    obj = BellDiagonal.__new__(BellDiagonal)
+    obj._c = c
+    return obj
+
 def swap_average(a: BellDiagonal, b: BellDiagonal) -> BellDiagonal:
     """Outer-pair state after swapping ``a`` and ``b`` and correcting the BSM outcome.
 
@@ -275,7 +288,7 @@ def swap_average(a: BellDiagonal, b: BellDiagonal) -> BellDiagonal:
     ``F1 F2 + (1-F1)(1-F2)/3``. The correction for outcome ``m`` is the Pauli
     ``X^x Z^z`` (``m = (x << 1) | z``) on either outer qubit.
     """
-    return BellDiagonal._trusted(_xor_conv(a._c, b._c))
+    return _from_coeffs(_xor_conv(a._c, b._c))
 
 
 def swap_bell_diagonal(a: BellDiagonal, b: BellDiagonal, bsm_outcome: int) -> BellDiagonal:
@@ -287,7 +300,7 @@ def swap_bell_diagonal(a: BellDiagonal, b: BellDiagonal, bsm_outcome: int) -> Be
     """
     if bsm_outcome not in _PAULI_IDS:
         _check_index("bsm_outcome", bsm_outcome)
-    return BellDiagonal._trusted(_permute(_xor_conv(a._c, b._c), bsm_outcome))
+    return _from_coeffs(_permute(_xor_conv(a._c, b._c), bsm_outcome))
 
 
 # ---------------------------------------------------------------------------
@@ -370,7 +383,7 @@ def decay_polarised(bd: BellDiagonal, pol: tuple | None, side: int, gamma: float
     # round-off may leave -1e-17 where a coefficient is exactly 0
     if c[0] < 0.0 or c[1] < 0.0 or c[2] < 0.0 or c[3] < 0.0:
         c = tuple(v if v > 0.0 else 0.0 for v in c)
-    return BellDiagonal._trusted(c), (za, zb)
+    return _from_coeffs(c), (za, zb)
 
 
 def swap_outcome_probs(z_a1: float, z_b0: float) -> tuple[float, float, float, float]:
@@ -436,7 +449,7 @@ def _swap_polarised(a: BellDiagonal, za0: float, za1: float, b: BellDiagonal, zb
         c = tuple(v if v > 0.0 else 0.0 for v in c)
     z0 = (za0 + az * dz * zb0) * inv
     z1 = (zb1 + za1 * dz * bz) * inv
-    return BellDiagonal._trusted(c), (None if z0 == 0.0 and z1 == 0.0 else (z0, z1))
+    return _from_coeffs(c), (None if z0 == 0.0 and z1 == 0.0 else (z0, z1))
 
 
 #: Largest element (absolute value) of the part of a density matrix outside the

@@ -5,12 +5,18 @@
 # them) instead of looking each name up in a dict. Plain Python reads them as
 # before. docs/compiled-runtime.md, "Typed device and engine".
 #
-# Every field stays `object` or a container type: the values are Python's
-# (ids are ints used as dict keys, states are numpy arrays or BellDiagonal).
+# Every field stays `object` or a container type (ids are ints used as dict
+# keys, density matrices numpy arrays), except a group's Bell-diagonal state,
+# typed so that its fidelity and Pauli maps are C calls.
+
+from qstack.physical.bell_diagonal cimport BellDiagonal
+
 
 cdef class _Group:
     cdef public list members
-    cdef public object rho, bd, pol
+    # (typed: the engine calls a pair's fidelity and Pauli maps in C)
+    cdef public BellDiagonal bd
+    cdef public object rho, pol
 
 
 cdef class Qubit:
@@ -22,6 +28,22 @@ cdef class QuantumEngine:
     cdef public dict _where, _handles, _labels
     cdef public set _groups
 
+    # The methods every link pair, swap and memory read passes through, cpdef:
+    # the device, the heralding station and the engine itself call them in C
+    # (a Python subclass still overrides them, and the compiled callers call
+    # the override). docs/compiled-runtime.md, "Typed physical layer".
+    cpdef _forget(self, qid)
+    cpdef _group(self, q)
+    cpdef new_pair(self, prepared, labels=*)
+    cpdef bell_fidelity(self, a, b, bell_index=*)
+    cpdef decayed_bell_fidelity(self, a, b, bell_index, wait_a_ns, wait_b_ns, t1_ns, t2_ns,
+                                t1_b_ns=*, t2_b_ns=*)
+    cpdef _decay(self, q, gamma, p, wait_ns, t1_ns, t2_ns)
+    cpdef bsm(self, a, b)
+    cpdef drop(self, q)
+    cpdef _drop_fast(self, q)
+
 
 cdef class PreparedPair:
-    cdef public object formalism, bd, rho, pol
+    cdef public BellDiagonal bd
+    cdef public object formalism, rho, pol

@@ -15,11 +15,11 @@ from qstack.sim._kernel cimport CyEventHandle, CyEventKernel
 from qstack.core.errors import QStackError
 from qstack.core.messages import decode, encode
 from qstack.core.protocol import OperationDone, fast_constructor
-from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
+from qstack.physical.device import DEVICE_OPS
 from qstack.physical.ops import Entangle
 
 cdef object _done = fast_constructor(OperationDone)
-cdef frozenset _DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
+cdef frozenset _DEVICE_OPS = DEVICE_OPS
 cdef dict _NO_LINKS = {}
 cdef object _Entangle = Entangle
 

@@ -46,7 +46,7 @@ from qstack.core.protocol import (
 )
 from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
 from qstack.physical.device import NodeHardware, QuantumDevice
-from qstack.physical.device import _HANDLERS as _DEVICE_HANDLERS
+from qstack.physical.device import DEVICE_OPS as _DEVICE_OPS
 from qstack.physical.heralding import HeraldingStation
 from qstack.physical.ops import CancelEntangle, Entangle, Herald, PulseBlock, PulseRecord
 from qstack.physical.pair_model import HeraldedPairModel
@@ -55,7 +55,6 @@ from qstack.sim.runner import Simulator
 __all__ = ["SimNetwork", "SimNode", "SimLink", "FailRecord", "Fault"]
 
 #: Operation types the node's device carries out itself (no link involved).
-_DEVICE_OPS = frozenset(_DEVICE_HANDLERS)
 _NO_LINKS: dict = {}
 
 _done = fast_constructor(OperationDone)
