@@ -534,3 +534,27 @@ def test_apply_kraus_checks_and_acts():
     eng.apply_kraus(kraus, [a, b])
     expected = (1 - p) * np.kron(np.diag([0.3, 0.7]), np.diag([1, 0])) + p * np.eye(4) / 4
     np.testing.assert_allclose(eng.density_matrix([a, b]), expected, atol=ATOL)
+
+
+def test_the_engine_draws_the_uniforms_one_call_each_would_give():
+    # The engine draws its uniforms in blocks (numpy's random(n) yields the
+    # doubles n calls of random() give): every draw, across block edges,
+    # equals a per-call draw from a generator with the same seed, and a
+    # generator assigned later starts its own stream from its start.
+    from qstack.physical.engine import UNIFORM_BLOCK
+
+    eng = QuantumEngine(np.random.default_rng(5))
+    ref = np.random.default_rng(5)
+    for _ in range(UNIFORM_BLOCK + 10):
+        assert eng._uniform() == ref.random()
+    eng.rng = np.random.default_rng(6)
+    ref = np.random.default_rng(6)
+    assert [eng._uniform() for _ in range(3)] == [ref.random() for _ in range(3)]
+    # a swap of two Bell-diagonal pairs takes one draw: outcome int(4 u)
+    eng = QuantumEngine(np.random.default_rng(7))
+    ref = np.random.default_rng(7)
+    pairs = [eng.bell_pair(0, 0.9, "bd") for _ in range(40)]
+    right = pairs[0][1]
+    for a, b in pairs[1:]:
+        assert eng.bsm(right, a) == int(ref.random() * 4.0)
+        right = b

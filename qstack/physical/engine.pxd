@@ -27,11 +27,15 @@ cdef class QuantumEngine:
     cdef public object rng, _next_id
     cdef public dict _where, _handles, _labels
     cdef public set _groups
+    cdef public list _uniforms
+    cdef public Py_ssize_t _next_uniform
+    cdef public object _uniforms_of
 
     # The methods every link pair, swap and memory read passes through, cpdef:
     # the device, the heralding station and the engine itself call them in C
     # (a Python subclass still overrides them, and the compiled callers call
     # the override). docs/compiled-runtime.md, "Typed physical layer".
+    cpdef _uniform(self)
     cpdef _forget(self, qid)
     cpdef _group(self, q)
     cpdef new_pair(self, prepared, labels=*)

@@ -175,6 +175,9 @@ _BASES = {
     "X": (np.array([_R2, _R2], dtype=np.complex128), np.array([_R2, -_R2], dtype=np.complex128)),
     "Y": (np.array([_R2, 1j * _R2], dtype=np.complex128), np.array([_R2, -1j * _R2], dtype=np.complex128)),
 }
+#: Uniforms the engine draws from its generator per numpy call (``_uniform``).
+UNIFORM_BLOCK = 1024
+
 _BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
 _BELL_CONJ = BELL_BASIS.conj()
 _MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
@@ -332,6 +335,11 @@ class QuantumEngine:
         if rng is None or isinstance(rng, (int, np.integer)):
             rng = np.random.default_rng(rng)
         self.rng = rng
+        # uniforms drawn from rng in blocks (see _uniform); _uniforms_of: the
+        # generator the block came from (a new rng assigned starts a new one)
+        self._uniforms: list = []
+        self._next_uniform = 0
+        self._uniforms_of = None
         self._where: dict[int, _Group] = {}
         self._groups: set[_Group] = set()
         self._handles: dict[int, Qubit] = {}
@@ -367,6 +375,23 @@ class QuantumEngine:
         for m in members:
             where[m] = g
         return g
+
+    def _uniform(self) -> float:
+        """The next uniform double in [0, 1) from ``rng``, for a measurement
+        or a swap. Drawn in blocks of :data:`UNIFORM_BLOCK`, one numpy call
+        per block instead of one per draw: numpy's ``random(n)`` yields
+        exactly the doubles ``n`` calls of ``random()`` give, so every
+        outcome is the one a draw per call would give (as the heralding
+        station's ``BlockUniforms``). Only a caller that also draws from the
+        same generator itself would see the stream shifted."""
+        i = self._next_uniform
+        block = self._uniforms
+        if i == len(block) or self._uniforms_of is not self.rng:
+            self._uniforms_of = self.rng
+            block = self._uniforms = self.rng.random(UNIFORM_BLOCK).tolist()
+            i = 0
+        self._next_uniform = i + 1
+        return block[i]
 
     def _forget(self, qid: int) -> None:
         self._where.pop(qid, None)
@@ -928,7 +953,7 @@ class QuantumEngine:
             # partner in sum_k lam_k P_k |v*><v*| P_k^dagger, |v> the outcome's
             # ket (on Phi+, <v| on one half leaves |v*> on the other). The same
             # single draw and threshold as the dm path: the same outcomes.
-            u = self.rng.random()
+            u = self._uniform()
             outcome = 0 if u < 0.5 else 1
             v = kets[outcome]
             w = v.conj()
@@ -941,7 +966,7 @@ class QuantumEngine:
         if g.bd is not None:
             self._to_dm(g)
         n = len(g.members)
-        u = self.rng.random()
+        u = self._uniform()
         if n == 1:
             rho = g.rho
             v0 = kets[0]
@@ -983,7 +1008,7 @@ class QuantumEngine:
             gb = self._group(b)
         if a.id == b.id:
             raise QubitError(f"bsm needs two different qubits, got {a!r} twice")
-        u = self.rng.random()
+        u = self._uniform()
         if ga.bd is not None and gb.bd is not None:
             if ga is not gb:
                 if ga.pol is not None or gb.pol is not None:
