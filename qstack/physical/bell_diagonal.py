@@ -270,7 +270,6 @@ class BellDiagonal:
         return swap_average(self, other)
 
 
-
 @cython.locals(obj=BellDiagonal)
 def _from_coeffs(c: tuple) -> BellDiagonal:
     """A :class:`BellDiagonal` with coefficients ``c`` (a tuple of four floats
@@ -279,6 +278,7 @@ def _from_coeffs(c: tuple) -> BellDiagonal:
     obj = BellDiagonal.__new__(BellDiagonal)
     obj._c = c
     return obj
+
 
 def swap_average(a: BellDiagonal, b: BellDiagonal) -> BellDiagonal:
     """Outer-pair state after swapping ``a`` and ``b`` and correcting the BSM outcome.

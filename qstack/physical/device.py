@@ -451,5 +451,6 @@ def _gate_params(name: str, params: Any) -> tuple:
                           f"gate 'u': expected a finite 2x2 unitary matrix, got {show(params[0])}")
     return (u,)
 
+
 #: The operations :meth:`QuantumDevice.execute` carries out.
 DEVICE_OPS = frozenset((Allocate, Gate, Measure, BellMeasure, Discard))
