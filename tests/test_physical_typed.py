@@ -153,3 +153,21 @@ def test_the_compiled_physical_classes_are_extension_types():
     dev = _device(QuantumEngine(np.random.default_rng(1)))
     with pytest.raises(TypeError):
         dev.engine = object()                           # typed: the device calls it in C
+
+
+def test_the_memory_rates_kept_per_pair_of_times_are_the_checked_ones():
+    # decayed_bell_fidelity reads a memory's (1/T1, 1/T_phi) from a plain dict
+    # kept per (T1, T2): the same numbers as channels_kraus's checked function,
+    # impossible times still refused (and never kept), the dict bounded.
+    from qstack.physical import engine as eng_mod
+    from qstack.physical.channels_kraus import InvalidParameterError, _decay_rates
+
+    for t1, t2 in ((math.inf, 1e9), (2e9, 1e9), (1e9, 2e9), (math.inf, math.inf)):
+        assert eng_mod._memory_rates(t1, t2) == _decay_rates(t1, t2)
+        assert eng_mod._memory_rates(t1, t2) == _decay_rates(t1, t2)     # (kept)
+    with pytest.raises(InvalidParameterError):
+        eng_mod._memory_rates(1e9, 3e9)          # T2 > 2 T1: no physical memory
+    assert (1e9, 3e9) not in eng_mod._RATES
+    for k in range(300):
+        eng_mod._memory_rates(math.inf, 1e6 + k)
+    assert len(eng_mod._RATES) <= 256

@@ -174,6 +174,8 @@ class BellDiagonal:
 
     def fidelity(self, bell_index: int = PHI_PLUS) -> float:
         """Fidelity to the Bell state ``bell_index``: its coefficient."""
+        if type(bell_index) is int and 0 <= bell_index <= 3:    # (the usual call)
+            return self._c[bell_index]
         return self._c[_check_index("bell_index", bell_index)]
 
     def to_density_matrix(self) -> np.ndarray:

@@ -51,3 +51,6 @@ cdef class QuantumEngine:
 cdef class PreparedPair:
     cdef public BellDiagonal bd
     cdef public object formalism, rho, pol
+
+
+cpdef tuple _memory_rates(t1_ns, t2_ns)

@@ -178,6 +178,27 @@ _BASES = {
 #: Uniforms the engine draws from its generator per numpy call (``_uniform``).
 UNIFORM_BLOCK = 1024
 
+# (read once per pair's fidelity read: module globals, not math's attributes)
+_INF = math.inf
+_expm1 = math.expm1
+#: (T1, T2) in ns -> ``channels_kraus._decay_rates`` of them (``_memory_rates``)
+_RATES: dict = {}
+
+
+def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
+    """``(1/T1, 1/T_phi)`` per ns of a memory, checked
+    (:func:`channels_kraus._decay_rates`), kept per pair of times in a plain
+    dict: a look-up per fidelity read instead of the LRU cache's call.
+    Cleared past 256 pairs of times (a sweep over many memories)."""
+    key = (t1_ns, t2_ns)
+    rates = _RATES.get(key)
+    if rates is None:
+        rates = _ck._decay_rates(t1_ns, t2_ns)     # raises for impossible times
+        if len(_RATES) >= 256:
+            _RATES.clear()
+        _RATES[key] = rates
+    return rates
+
 _BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
 _BELL_CONJ = BELL_BASIS.conj()
 _MAXMIX1 = np.eye(2, dtype=np.complex128) / 2
@@ -697,16 +718,16 @@ class QuantumEngine:
             raise ValueError(f"bell_index must be 0..3, got {bell_index!r}")
         t1b = t1_ns if t1_b_ns is None else t1_b_ns
         t2b = t2_ns if t2_b_ns is None else t2_b_ns
-        if not (0.0 <= wait_a_ns < math.inf and 0.0 <= wait_b_ns < math.inf):
+        if not (0.0 <= wait_a_ns < _INF and 0.0 <= wait_b_ns < _INF):
             raise ValueError(f"waits must be finite numbers of ns >= 0, got {wait_a_ns!r}, "
                              f"{wait_b_ns!r}")
-        # (once per pair read: the memories' rates, checked and cached, not t1t2_rates)
-        inv_t1_a, inv_tphi_a = _ck._decay_rates(t1_ns, t2_ns)
-        inv_t1_b, inv_tphi_b = _ck._decay_rates(t1b, t2b)
+        # (once per pair read: the memories' rates, checked and kept, not t1t2_rates)
+        inv_t1_a, inv_tphi_a = _memory_rates(t1_ns, t2_ns)
+        inv_t1_b, inv_tphi_b = _memory_rates(t1b, t2b)
         if inv_t1_a == 0.0 and inv_t1_b == 0.0:
             # Z flips with probability p/2, p = 1 - exp(-t / T_phi) (t1t2_rates)
-            qa = -0.5 * math.expm1(-wait_a_ns * inv_tphi_a)
-            qb = -0.5 * math.expm1(-wait_b_ns * inv_tphi_b)
+            qa = -0.5 * _expm1(-wait_a_ns * inv_tphi_a)
+            qb = -0.5 * _expm1(-wait_b_ns * inv_tphi_b)
             q = qa + qb - 2.0 * qa * qb
             ga = self._group(a)
             bd = ga.bd
