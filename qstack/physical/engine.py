@@ -175,6 +175,7 @@ _BASES = {
     "X": (np.array([_R2, _R2], dtype=np.complex128), np.array([_R2, -_R2], dtype=np.complex128)),
     "Y": (np.array([_R2, 1j * _R2], dtype=np.complex128), np.array([_R2, -1j * _R2], dtype=np.complex128)),
 }
+
 #: Uniforms the engine draws from its generator per numpy call (``_uniform``).
 UNIFORM_BLOCK = 1024
 
@@ -198,6 +199,7 @@ def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
             _RATES.clear()
         _RATES[key] = rates
     return rates
+
 
 _BELL_KETS = [np.ascontiguousarray(BELL_BASIS[:, b]) for b in range(4)]
 _BELL_CONJ = BELL_BASIS.conj()
