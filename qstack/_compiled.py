@@ -99,6 +99,14 @@ def _kernel_files(directory: str, stem: str) -> list[str]:
     return [os.path.join(directory, stem + ".pxd"), os.path.join(directory, stem + ".pyx")]
 
 
+def _cimport_why(found: tuple[str, str]) -> str:
+    """Why a module cannot use its extension, for a ("cimports" | "kernel",
+    module) answer of :meth:`SourceFirstFinder.why_source`."""
+    why, module = found
+    return f"it cimports {module}, which " + (
+        "runs from its source" if why == "cimports" else "cannot import either")
+
+
 class SourceFirstFinder:
     """Meta-path finder: a compiled qstack module from its ``.py`` when
     :func:`source_instead` says so, or when a module it cimports runs from
@@ -106,15 +114,15 @@ class SourceFirstFinder:
     directory of the ``qstack`` package (where cimported modules are found)."""
 
     def __init__(self, root: str | None = None) -> None:
-        self._stems: dict[str, dict[str, str]] = {}     # directory -> compiled_stems
-        self._kernels: dict[str, dict[str, str]] = {}   # directory -> the kernels there
+        # (directory, kernels) -> compiled_stems(directory, kernels)
+        self._stems: dict[tuple[str, bool], dict[str, str]] = {}
         self.warned: set[str] = set()
         self._root = root or os.path.dirname(os.path.abspath(__file__))
 
-    def _compiled_stems(self, directory: str) -> dict[str, str]:
-        stems = self._stems.get(directory)
+    def _compiled_stems(self, directory: str, kernels: bool = False) -> dict[str, str]:
+        stems = self._stems.get((directory, kernels))
         if stems is None:
-            stems = self._stems[directory] = compiled_stems(directory)
+            stems = self._stems[directory, kernels] = compiled_stems(directory, kernels)
         return stems
 
     def why_source(self, fullname: str, source: str, extension: str,
@@ -144,7 +152,7 @@ class SourceFirstFinder:
                 if self.why_source(dep, os.path.join(directory, stem + ".py"), dep_extension,
                                    _seen | {fullname}) is not None:
                     return "cimports", dep
-            elif stem in self._kernel_stems(directory):
+            elif stem in self._compiled_stems(directory, kernels=True):
                 # another kernel: importable unless what it cimports runs from source
                 if self._cimports_source(dep, _kernel_files(directory, stem),
                                          _seen | {fullname}) is not None:
@@ -152,12 +160,6 @@ class SourceFirstFinder:
             else:
                 return "cimports", dep          # not built at all
         return None
-
-    def _kernel_stems(self, directory: str) -> dict[str, str]:
-        kernels = self._kernels.get(directory)
-        if kernels is None:
-            kernels = self._kernels[directory] = compiled_stems(directory, kernels=True)
-        return kernels
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: object = None) -> ModuleSpec | None:
@@ -175,10 +177,8 @@ class SourceFirstFinder:
                 return None
             if found[0] == "stale":
                 self._stale(fullname, f"{source} was changed after its compiled module was built")
-            elif found[0] in ("cimports", "kernel"):
-                self._stale(fullname, f"it cimports {found[1]}, which runs from its source"
-                            if found[0] == "cimports" else
-                            f"it cimports {found[1]}, which cannot import")
+            elif found[0] != "pure":        # (the twins asked for: no warning)
+                self._stale(fullname, _cimport_why(found))
             return importlib.util.spec_from_file_location(fullname, source)
         return None
 
@@ -189,15 +189,11 @@ class SourceFirstFinder:
         ImportError saying so, which :func:`~qstack.core.kernels.load_kernel`
         turns into its warning (or, under ``QSTACK_REQUIRE_CYTHON=1``, its
         error) and the kernel's pure-Python twin."""
-        if stem not in self._kernel_stems(directory):
+        if stem not in self._compiled_stems(directory, kernels=True):
             return
         found = self._cimports_source(fullname, _kernel_files(directory, stem))
         if found is not None:
-            # (load_kernel turns this into the warning, or the error under
-            # QSTACK_REQUIRE_CYTHON=1, and gives the twin)
-            raise ImportError(f"{fullname}: it cimports {found[1]}, which " + (
-                "cannot import either" if found[0] == "kernel" else "runs from its source"),
-                name=fullname)
+            raise ImportError(f"{fullname}: {_cimport_why(found)}", name=fullname)
 
     def _stale(self, fullname: str, why: str) -> None:
         hint = "rebuild with `make install` (or `pip install -e .`)"

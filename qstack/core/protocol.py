@@ -264,7 +264,7 @@ class Protocol:
     def _dispatch_message(self, ev: "MessageReceived", now_ns: int) -> list | None:
         """``MessageReceived``: the handler registered for the message's type
         (:func:`on_message`), or ``Fail(UNKNOWN_TYPE)``."""
-        attr = _registry(self.__class__)[1].get(ev.msg.__class__)
+        attr = message_handlers_of(self.__class__).get(ev.msg.__class__)
         if attr is None:
             return [Fail(ErrorCode.UNKNOWN_TYPE,
                          f"{self.name} on {self.node} got {type(ev.msg).__name__}")]
@@ -314,7 +314,7 @@ class Protocol:
         dispatch = self.handler_for(MessageReceived)
         if getattr(dispatch, "__func__", None) is not Protocol._dispatch_message:
             return None      # its own handle, or its own MessageReceived handler
-        attr = _registry(self.__class__)[1].get(message_type)
+        attr = message_handlers_of(self.__class__).get(message_type)
         return getattr(self, attr) if attr is not None else None
 
 

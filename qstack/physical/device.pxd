@@ -17,7 +17,7 @@ cdef class QuantumDevice:
     cdef public bint _decays, _dephases
 
     # The methods of every link pair and swap, cpdef (called in C by the
-    # heralding station and the simulator's driver; a Python subclass still
+    # device itself and the heralding station; a Python subclass still
     # overrides them). docs/compiled-runtime.md, "Typed physical layer".
     cpdef reserve(self)
     cpdef release_reservation(self)

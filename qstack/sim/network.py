@@ -45,8 +45,8 @@ from qstack.core.protocol import (
     SendMessage, Undeliverable, fast_constructor,
 )
 from qstack.core.runtime import FailRecord, NodeRuntime, RuntimeDriver
-from qstack.physical.device import NodeHardware, QuantumDevice
 from qstack.physical.device import DEVICE_OPS as _DEVICE_OPS
+from qstack.physical.device import NodeHardware, QuantumDevice
 from qstack.physical.heralding import HeraldingStation
 from qstack.physical.ops import CancelEntangle, Entangle, Herald, PulseBlock, PulseRecord
 from qstack.physical.pair_model import HeraldedPairModel
