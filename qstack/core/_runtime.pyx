@@ -18,6 +18,7 @@ runs a chain both ways. ``NodeRuntime`` (``runtime.py``) derives from this
 class when it is built, and holds everything that is not hot (building the
 stack, crash, restart, ``record``).
 """
+from qstack.core._slots cimport slot_field, slot_offset
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import (
     CancelTimer, Deliver, Fail, MessageReceived, OperationDone, QuantumOp, SendMessage,
@@ -27,15 +28,23 @@ from qstack.core.protocol import (
 cdef object _received = fast_constructor(MessageReceived)
 cdef object _done = fast_constructor(OperationDone)
 cdef object _fired = fast_constructor(TimerFired)
-cdef object _Deliver = Deliver
-cdef object _Submit = Submit
-cdef object _StartTimer = StartTimer
-cdef object _CancelTimer = CancelTimer
-cdef object _Fail = Fail
-cdef object _SendMessage = SendMessage
-cdef object _QuantumOp = QuantumOp
+cdef type _Deliver = Deliver
+cdef type _Submit = Submit
+cdef type _StartTimer = StartTimer
+cdef type _CancelTimer = CancelTimer
+cdef type _Fail = Fail
+cdef type _SendMessage = SendMessage
+cdef type _QuantumOp = QuantumOp
 cdef object _UNKNOWN_TYPE = ErrorCode.UNKNOWN_TYPE
 cdef object _UNEXPECTED_EVENT = ErrorCode.UNEXPECTED_EVENT
+# where the actions carried out here keep their fields (read in C: _slots.pxd)
+cdef Py_ssize_t _DELIVER_TO = slot_offset(Deliver, "to")
+cdef Py_ssize_t _DELIVER_EVENT = slot_offset(Deliver, "event")
+cdef Py_ssize_t _SUBMIT_TO = slot_offset(Submit, "to")
+cdef Py_ssize_t _SUBMIT_REQUEST = slot_offset(Submit, "request")
+cdef Py_ssize_t _START_KEY = slot_offset(StartTimer, "key")
+cdef Py_ssize_t _START_DELAY = slot_offset(StartTimer, "delay_ns")
+cdef Py_ssize_t _CANCEL_KEY = slot_offset(CancelTimer, "key")
 
 
 cdef class EventCallback:
@@ -184,48 +193,48 @@ cdef class RuntimeCore:
         return 0
 
     cdef int _start_timer_c(self, object protocol, object action, object now) except -1:
-        cdef object key = action.key
+        cdef object key = slot_field(action, _StartTimer, _START_KEY, "key")
         cdef object tk = (protocol, key)
         cdef object driver = self.driver
         cdef object old = self.timers.get(tk)
         cdef object delay
         if old is not None:
             driver.cancel_timer(old)
-        delay = action.delay_ns
+        delay = slot_field(action, _StartTimer, _START_DELAY, "delay_ns")
         self.timers[tk] = driver.set_timer(self, protocol, key,
                                            now + int(delay) if delay > 0 else now)
         return 0
 
     cdef int _cancel_timer_c(self, object protocol, object action, object now) except -1:
-        cdef object handle = self.timers.pop((protocol, action.key), None)
+        cdef object handle = self.timers.pop(
+            (protocol, slot_field(action, _CancelTimer, _CANCEL_KEY, "key")), None)
         if handle is not None:
             self.driver.cancel_timer(handle)
         return 0
 
     cdef int _deliver_c(self, object protocol, object action, object now) except -1:
-        cdef object to = action.to
-        cdef object event
+        cdef object to = slot_field(action, _Deliver, _DELIVER_TO, "to")
+        cdef object event = slot_field(action, _Deliver, _DELIVER_EVENT, "event")
         cdef object listener
         if to is None:
             to = self.above.get(protocol)
         if to is not None:
-            self._feed(to, action.event, now)
+            self._feed(to, event, now)
             return 0
-        event = action.event
         self.inbox.append((now, event))
         for listener in list(self.listeners):
             listener(event)
         return 0
 
     cdef int _submit_c(self, object protocol, object action, object now) except -1:
-        cdef object to = action.to
+        cdef object to = slot_field(action, _Submit, _SUBMIT_TO, "to")
         if to is None:
             to = self.below.get(protocol)
             if to is None:
                 self.record(protocol, _UNEXPECTED_EVENT,
                             f"{protocol} has no layer below on {self.name}", now)
                 return 0
-        self._feed(to, action.request, now)
+        self._feed(to, slot_field(action, _Submit, _SUBMIT_REQUEST, "request"), now)
         return 0
 
     # the same, as Python methods (NodeRuntime's ``_run`` table names them)

@@ -130,6 +130,28 @@ cdef class SlotWriter:
         self._write(<PyObject*>obj, args, 1)
 
 
+# ---------------------------------------------------------------- reading a field in C
+
+cdef Py_ssize_t slot_offset(type cls, str name) except -1:
+    """Where instances of ``cls`` keep field ``name`` (an object slot of
+    ``cls`` or a base), for ``slot_field`` (``_slots.pxd``); TypeError if it
+    is not an object slot (a property, a class attribute, a ``__dict__`` entry)."""
+    cdef _MemberDescr* descr
+    d = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+    if type(d) is not types.MemberDescriptorType:
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    descr = <_MemberDescr*>d
+    if descr.d_member.type != _T_OBJECT_EX:
+        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
+    return descr.d_member.offset
+
+
+def read_slot(obj, cls, name):
+    """``slot_field(obj, cls, slot_offset(cls, name), name)``, from Python:
+    what the kernels read, for the test that compares it with ``getattr``."""
+    return slot_field(obj, cls, slot_offset(cls, name), name)
+
+
 # ---------------------------------------------------------------- Record(...) as fast as make(...)
 
 # class -> the function that builds its instances (see call_through); it

@@ -11,6 +11,7 @@ Keep the two in step: a change to one is a change to the other.
 from collections import deque
 
 from qstack.core._runtime cimport DriverHooks, EventCallback
+from qstack.core._slots cimport slot_field, slot_offset
 
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
@@ -93,13 +94,21 @@ cdef class _Request:
                 f"matched={self.partner is not None})")
 
 
+# where an Entangle keeps the fields a request copies (read in C: _slots.pxd)
+cdef type _Entangle = Entangle
+cdef Py_ssize_t _ENTANGLE_KEY = slot_offset(Entangle, "key")
+cdef Py_ssize_t _ENTANGLE_DEADLINE = slot_offset(Entangle, "deadline_ns")
+cdef Py_ssize_t _ENTANGLE_PARAM = slot_offset(Entangle, "param")
+cdef Py_ssize_t _ENTANGLE_START = slot_offset(Entangle, "start_ns")
+
+
 cdef inline void _fill_request(_Request req, side, ref, op) except *:
     req.side = side
     req.ref = ref
-    req.key = op.key
-    req.deadline = op.deadline_ns
-    req.param = op.param
-    req.start = op.start_ns
+    req.key = slot_field(op, _Entangle, _ENTANGLE_KEY, "key")
+    req.deadline = slot_field(op, _Entangle, _ENTANGLE_DEADLINE, "deadline_ns")
+    req.param = slot_field(op, _Entangle, _ENTANGLE_PARAM, "param")
+    req.start = slot_field(op, _Entangle, _ENTANGLE_START, "start_ns")
 
 
 cdef _Request _new_request(side, ref, op):

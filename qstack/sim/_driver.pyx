@@ -10,18 +10,28 @@ The same code as the twin, line for line; keep the two in step.
 simulator both ways (``QSTACK_PURE_PYTHON=1``) and require the same numbers.
 """
 from qstack.core._runtime cimport DriverHooks, EventCallback, RuntimeCore
+from qstack.core._slots cimport slot_field, slot_offset
 from qstack.physical._heralding cimport HeraldingStation
 from qstack.sim._kernel cimport CyEventHandle, CyEventKernel
 from qstack.core.errors import QStackError
 from qstack.core.messages import decode, encode
-from qstack.core.protocol import OperationDone, fast_constructor
+from qstack.core.protocol import OperationDone, QuantumOp, SendMessage, fast_constructor
 from qstack.physical.device import DEVICE_OPS
 from qstack.physical.ops import Entangle
 
 cdef object _done = fast_constructor(OperationDone)
 cdef frozenset _DEVICE_OPS = DEVICE_OPS
 cdef dict _NO_LINKS = {}
-cdef object _Entangle = Entangle
+cdef type _Entangle = Entangle
+cdef type _SendMessage = SendMessage
+cdef type _QuantumOp = QuantumOp
+# where they keep the fields read here, per message and operation (in C: _slots.pxd)
+cdef Py_ssize_t _SEND_MSG = slot_offset(SendMessage, "msg")
+cdef Py_ssize_t _SEND_DST = slot_offset(SendMessage, "dst")
+cdef Py_ssize_t _OP_ID = slot_offset(QuantumOp, "op_id")
+cdef Py_ssize_t _OP_OP = slot_offset(QuantumOp, "op")
+cdef Py_ssize_t _ENTANGLE_VIRTUAL = slot_offset(Entangle, "virtual")
+cdef Py_ssize_t _ENTANGLE_PEER = slot_offset(Entangle, "peer")
 
 
 cdef class LinkCore:
@@ -93,8 +103,8 @@ cdef class DriverCore(DriverHooks):
 
     cdef int send_c(self, RuntimeCore node, object protocol, object action,
                     object now) except -1:
-        cdef object msg = action.msg
-        cdef object dst = action.dst
+        cdef object msg = slot_field(action, _SendMessage, _SEND_MSG, "msg")
+        cdef object dst = slot_field(action, _SendMessage, _SEND_DST, "dst")
         cdef object data, src, arrive, last_side, batch, next_seq
         cdef LinkCore link
         cdef list last
@@ -161,8 +171,8 @@ cdef class DriverCore(DriverHooks):
 
     cdef int op_c(self, RuntimeCore node, object protocol, object action,
                   object now) except -1:
-        cdef object op_id = action.op_id
-        cdef object op = action.op
+        cdef object op_id = slot_field(action, _QuantumOp, _OP_ID, "op_id")
+        cdef object op = slot_field(action, _QuantumOp, _OP_OP, "op")
         cdef object cls, t, duration, outcome, station, ref
         cdef int side
         cdef LinkCore link
@@ -171,7 +181,9 @@ cdef class DriverCore(DriverHooks):
         if cls is _Entangle:
             # (once per pair and end: _entangle's usual case inline; a virtual
             # link's pair must not come from a physical link between the two)
-            link = None if op.virtual else (<dict> self._adj.get(node.name, _NO_LINKS)).get(op.peer)
+            link = None if slot_field(op, _Entangle, _ENTANGLE_VIRTUAL, "virtual") else \
+                (<dict> self._adj.get(node.name, _NO_LINKS)).get(
+                    slot_field(op, _Entangle, _ENTANGLE_PEER, "peer"))
             if op_id is not None and link is not None and link.station is not None:
                 station = link.station
                 side = 0 if node is link.ends[0] else 1
