@@ -23,9 +23,9 @@ cdef class LinkState:
 
 cdef class _Item:
     cdef public object qid, origin, spec, done, delivered, limit, abort_code, sent
-    cdef public object ending, fair_key, create_id, purpose_id, number, param
+    cdef public object ending, fair_key, create_id, purpose_id, number, param, deadline_ns
     cdef public Py_ssize_t out
-    cdef public bint finished, local, cancelled, standing, keep
+    cdef public bint finished, local, cancelled, standing, keep, consecutive
 
 
 cdef class _Measuring:

@@ -232,7 +232,8 @@ class _Item:
 
     __slots__ = ("qid", "origin", "spec", "done", "delivered", "finished", "local", "limit",
                  "abort_code", "sent", "out", "ending", "cancelled", "standing", "fair_key",
-                 "create_id", "purpose_id", "number", "param", "keep")
+                 "create_id", "purpose_id", "number", "param", "keep", "deadline_ns",
+                 "consecutive")
 
     def __init__(self, qid: int, origin: str, spec: QueueSpec, local: bool) -> None:
         self.qid = qid
@@ -245,6 +246,8 @@ class _Item:
         self.number = spec.number
         self.param = spec.param
         self.keep = spec.type is _KEEP
+        self.deadline_ns = spec.deadline_ns     # (read by the scheduler per pair)
+        self.consecutive = spec.consecutive
         self.done = 0           # pairs heralded
         self.delivered = 0      # OKs delivered at this end
         self.finished = False
@@ -673,9 +676,9 @@ class EGP(Protocol):
             spec = item.spec
             if item.finished or item.ending is not None:
                 continue
-            if spec.deadline_ns and now >= spec.deadline_ns:
+            if item.deadline_ns and now >= item.deadline_ns:
                 continue            # its deadline timer ends it
-            if spec.consecutive and item.sent:
+            if item.consecutive and item.sent:
                 # an unfinished consecutive/atomic item runs on; its pairs may
                 # run in parallel, no other item's between them
                 return item if item.sent < item.limit else None
@@ -698,7 +701,7 @@ class EGP(Protocol):
             if len(items) == 1:
                 # one item (a repeater chain's usual case): nothing to choose between
                 item = next(iter(items.values()))
-                deadline = item.spec.deadline_ns
+                deadline = item.deadline_ns
                 if item.finished or (deadline and now >= deadline) or item.sent >= item.limit \
                         or item.ending is not None:
                     return
@@ -788,9 +791,12 @@ class EGP(Protocol):
             if out < wanted:
                 ctx = link.follow_ctx
                 op = link.follow_op
-                start_op = self.start_op
+                # (``self.start_op(...)`` each time, not the method bound once:
+                # compiled, that is a C call; Cython 3.3 turns a bound cpdef
+                # method into a wrapper that calls it without its override
+                # flag, an argument the C compiler warns is missing)
                 while out < wanted:
-                    actions.append(start_op(op, ctx))
+                    actions.append(self.start_op(op, ctx))
                     out += 1
                 link.out = out
                 link.phase = _MOVES[phase, "submit"]      # (IDLE or ATTEMPTING: both allowed)
@@ -927,10 +933,9 @@ class EGP(Protocol):
                 if link.phase is not _BACKOFF:   # (else the retry timer submits again)
                     self._schedule(link, now, actions)
                 return actions
-            spec = item.spec
-            if not item.finished and (spec.consecutive or len(link.items) == 1) \
+            if not item.finished and (item.consecutive or len(link.items) == 1) \
                     and item.sent < item.limit \
-                    and (not spec.deadline_ns or now < spec.deadline_ns):
+                    and (not item.deadline_ns or now < item.deadline_ns):
                 # fast path (one process): the only (or a consecutive) item continues
                 k = item.fair_key
                 served = link.served
@@ -1093,7 +1098,7 @@ class EGP(Protocol):
             return
         item.finished = True
         if link.leader:
-            if item.spec.deadline_ns:
+            if item.deadline_ns:
                 actions.append(CancelTimer(("deadline", link.peer, item.qid)))
             if tell_peer:
                 actions.append(SendMessage(link.peer, Abort(item.qid, int(code), item.done)))

@@ -15,6 +15,8 @@ cdef class QuantumDevice:
     cdef public list _attempt_runs
     cdef public Py_ssize_t _reserved, _slots
     cdef public bint _decays, _dephases
+    # hot-path copies of the (frozen) hardware's figures, as in the .py
+    cdef public object _t1_ns, _t2_ns, _bsm_ns, _gate_2q_depolar, _measure_flip_prob
 
     # The methods of every link pair and swap, cpdef (called in C by the
     # device itself and the heralding station; a Python subclass still

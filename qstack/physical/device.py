@@ -150,6 +150,11 @@ class QuantumDevice:
         # hot-path copies of hardware figures (NodeHardware is frozen)
         self._slots = hardware.num_qubits
         self._decays = hardware.decays
+        self._t1_ns, self._t2_ns = hardware.t1_ns, hardware.t2_ns
+        # (a swap's: bsm_ns is a property that adds three durations)
+        self._bsm_ns = hardware.bsm_ns
+        self._gate_2q_depolar = hardware.gate_2q_depolar
+        self._measure_flip_prob = hardware.measure_flip_prob
         self._rates: tuple | None = None     # (1/T1, 1/T_phi), per ns, at the first decay
         #: entangling attempts made at this node, [first_ns, cycle_ns, count]
         #: each (attempts at first + k cycle, k < count); only kept when the
@@ -221,12 +226,12 @@ class QuantumDevice:
                 # the same numbers as channels_kraus.t1t2_rates)
                 rates = self._rates
                 if rates is None:
-                    rates = self._rates = _decay_rates(self.hw.t1_ns, self.hw.t2_ns)
+                    rates = self._rates = _decay_rates(self._t1_ns, self._t2_ns)
                 wait = now_ns - last
                 inv_t1, inv_tphi = rates
                 self.engine._decay(qubit, -math.expm1(-wait * inv_t1) if inv_t1 else 0.0,
-                                   -math.expm1(-wait * inv_tphi), wait, self.hw.t1_ns,
-                                   self.hw.t2_ns)
+                                   -math.expm1(-wait * inv_tphi), wait, self._t1_ns,
+                                   self._t2_ns)
             if self._dephases and self._attempt_runs:
                 self._attempt_dephasing(qubit, last, now_ns)
             self._last_update[qubit] = now_ns
@@ -254,10 +259,9 @@ class QuantumDevice:
         wait_other = now_ns - last_other if other._decays and now_ns > last_other else 0
         if not wait and not wait_other:
             return self.engine.bell_fidelity(qubit, other_qubit, bell_index)
-        hw, ohw = self.hw, other.hw
         return self.engine.decayed_bell_fidelity(qubit, other_qubit, bell_index, wait,
-                                                 wait_other, hw.t1_ns, hw.t2_ns, ohw.t1_ns,
-                                                 ohw.t2_ns)
+                                                 wait_other, self._t1_ns, self._t2_ns,
+                                                 other._t1_ns, other._t2_ns)
 
     # ------------------------------------------------------------ attempts
     def add_attempts(self, now_ns: int, first_ns: int, cycle_ns: int,
@@ -407,15 +411,15 @@ class QuantumDevice:
                               "a Bell-state measurement of a qubit with itself")
         self.update(a, now_ns)
         self.update(b, now_ns)
-        if self.hw.gate_2q_depolar:
-            self.engine.depolarize(a, self.hw.gate_2q_depolar)
-            self.engine.depolarize(b, self.hw.gate_2q_depolar)
+        if self._gate_2q_depolar:
+            self.engine.depolarize(a, self._gate_2q_depolar)
+            self.engine.depolarize(b, self._gate_2q_depolar)
         index = self.engine.bsm(a, b)
-        if self.hw.measure_flip_prob:
+        if self._measure_flip_prob:
             index = (self._readout(index >> 1) << 1) | self._readout(index & 1)
         self._last_update.pop(a, None)
         self._last_update.pop(b, None)
-        return self.hw.bsm_ns, index
+        return self._bsm_ns, index
 
     def _discard(self, op: Discard, now_ns: int) -> tuple[int, Any]:
         qubit = op.qubit
