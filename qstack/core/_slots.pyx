@@ -272,7 +272,13 @@ cdef class Maker:
     cdef object post
     cdef object qualname
     cdef bint any_factory
+    cdef bint checks                 # (some field has a test: not every kind "none")
     cdef Py_ssize_t fast_min         # (see _call's first lines)
+    # the keyword names of the last call that had some, and the field each
+    # names: a call site passes the same interned names every time (NetOk's
+    # thirteen, twice per end-to-end pair), so they are matched once
+    cdef tuple kw_names
+    cdef Py_ssize_t kw_index[_MAX_FIELDS]
     cdef char* required
     cdef char* kinds
     cdef char* optional
@@ -340,7 +346,8 @@ cdef class Maker:
         # message's fields are checked), and every field after them has a
         # plain default (no required field, no factory). n + 1: never.
         self.fast_min = self.n + 1
-        if all(self.kinds[i] == K_NONE for i in range(self.n)):
+        self.checks = not all(self.kinds[i] == K_NONE for i in range(self.n))
+        if not self.checks:
             self.fast_min = 0
             for i in range(self.n):
                 if self.required[i] or self.factories[i] is not None:
@@ -403,6 +410,7 @@ cdef class Maker:
         cdef PyObject* vals[_MAX_FIELDS]
         cdef Py_ssize_t i, j, nkw
         cdef PyObject* key
+        cdef bint same
         cdef list made = None
         if kwnames == NULL and self.fast_min <= nargs <= self.n:
             # the short path (most calls on the hot path: positional, nothing
@@ -417,16 +425,27 @@ cdef class Maker:
             vals[i] = args[i] if i < nargs else NULL
         if kwnames != NULL:
             nkw = PyTuple_GET_SIZE(<object>kwnames)
+            same = self._same_kw_names(kwnames, nkw)
+            if not same:
+                self.kw_names = None        # (kw_index is rewritten below)
             for j in range(nkw):
                 key = PyTuple_GET_ITEM(<object>kwnames, j)
-                i = self._index(key)
-                if i < 0:
-                    raise TypeError(f"{self.qualname}() got an unexpected keyword argument "
-                                    f"{<object>key!r}")
+                if same:
+                    i = self.kw_index[j]
+                else:
+                    i = self._index(key)
+                    if i < 0:
+                        raise TypeError(f"{self.qualname}() got an unexpected keyword "
+                                        f"argument {<object>key!r}")
                 if vals[i] != NULL:
                     raise TypeError(f"{self.qualname}() got multiple values for argument "
                                     f"{<object>key!r}")
                 vals[i] = args[nargs + j]
+                if not same:
+                    # (j < n: the j keywords before it named j distinct fields)
+                    self.kw_index[j] = i
+            if not same:
+                self.kw_names = <tuple>kwnames
         for i in range(self.n):
             if vals[i] == NULL:
                 if self.required[i]:
@@ -437,9 +456,10 @@ cdef class Maker:
                                     + ", ".join(repr(m) for m in missing))
                 if self.factories[i] is None:
                     vals[i] = PyTuple_GET_ITEM(self.defaults, i)
-        for i in range(self.n):
-            if vals[i] != NULL and not self._fast(i, <object>vals[i]):
-                self.slow[i](<object>vals[i])
+        if self.checks:
+            for i in range(self.n):
+                if vals[i] != NULL and not self._fast(i, <object>vals[i]):
+                    self.slow[i](<object>vals[i])
         if self.any_factory:
             made = []
             for i in range(self.n):
@@ -465,6 +485,18 @@ cdef class Maker:
         if self.post is not None:
             self.post(obj)
         return obj
+
+    cdef bint _same_kw_names(self, PyObject* kwnames, Py_ssize_t nkw) noexcept:
+        # the same names as the last keyword call, in the same order (the
+        # very same string objects: kw_names holds them, so none was freed
+        # and another made at its address)
+        cdef Py_ssize_t j
+        if self.kw_names is None or PyTuple_GET_SIZE(self.kw_names) != nkw:
+            return False
+        for j in range(nkw):
+            if PyTuple_GET_ITEM(self.kw_names, j) != PyTuple_GET_ITEM(<object>kwnames, j):
+                return False
+        return True
 
     cdef Py_ssize_t _index(self, PyObject* key) except -2:
         cdef Py_ssize_t i
