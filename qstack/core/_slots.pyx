@@ -53,6 +53,20 @@ cdef enum:
     _READONLY = 1
 
 
+cdef _MemberDescr* _object_slot(type cls, str name) except NULL:
+    """The descriptor of object slot ``name`` of ``cls`` (or a base), found as
+    an attribute look-up finds it (first in the MRO); TypeError if it is not
+    an object slot (a property, a class attribute, a ``__dict__`` entry). The
+    class's dictionary keeps the descriptor alive."""
+    d = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+    if type(d) is not types.MemberDescriptorType:
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    cdef _MemberDescr* descr = <_MemberDescr*>d
+    if descr.d_member.type != _T_OBJECT_EX:
+        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
+    return descr
+
+
 cdef class SlotWriter:
     """Writes the fields ``names`` of instances of ``cls`` straight into their
     slots: ``new(*values)`` makes an instance (as ``object.__new__(cls)``
@@ -79,11 +93,8 @@ cdef class SlotWriter:
             raise MemoryError()
         cdef _MemberDescr* descr
         for i, name in enumerate(names):
-            d = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
-            if type(d) is not types.MemberDescriptorType:
-                raise TypeError(f"{cls.__name__}.{name} is not a slot")
-            descr = <_MemberDescr*>d
-            if descr.d_member.type != _T_OBJECT_EX or descr.d_member.flags & _READONLY:
+            descr = _object_slot(cls, name)
+            if descr.d_member.flags & _READONLY:
                 raise TypeError(f"{cls.__name__}.{name} is not a writable object slot")
             self.offsets[i] = descr.d_member.offset
         self.n = len(names)
@@ -135,15 +146,8 @@ cdef class SlotWriter:
 cdef Py_ssize_t slot_offset(type cls, str name) except -1:
     """Where instances of ``cls`` keep field ``name`` (an object slot of
     ``cls`` or a base), for ``slot_field`` (``_slots.pxd``); TypeError if it
-    is not an object slot (a property, a class attribute, a ``__dict__`` entry)."""
-    cdef _MemberDescr* descr
-    d = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
-    if type(d) is not types.MemberDescriptorType:
-        raise TypeError(f"{cls.__name__}.{name} is not a slot")
-    descr = <_MemberDescr*>d
-    if descr.d_member.type != _T_OBJECT_EX:
-        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
-    return descr.d_member.offset
+    is not an object slot."""
+    return _object_slot(cls, name).d_member.offset
 
 
 def read_slot(obj, cls, name):

@@ -391,7 +391,7 @@ class QuantumDevice:
         return duration, None
 
     def _readout(self, bit: int) -> int:
-        if self.hw.measure_flip_prob and self.rng.random() < self.hw.measure_flip_prob:
+        if self._measure_flip_prob and self.rng.random() < self._measure_flip_prob:
             return bit ^ 1
         return bit
 
