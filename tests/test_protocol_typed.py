@@ -142,6 +142,44 @@ def test_an_override_of_a_cpdef_method_is_what_the_compiled_protocol_calls(monke
     assert "Entangle" in started
 
 
+def test_an_override_of_start_op_serves_every_entangle_of_a_multiplexed_link(monkeypatch):
+    """With several generation processes per link the follower keeps m
+    Entangles out in a loop (``EGP._follow``). Compiled, that loop once
+    called a bound ``start_op`` through a wrapper that dropped the cpdef
+    method's override flag (gcc warned of the pointer type), so a subclass's
+    override could be skipped. Every Entangle at every node goes through the
+    override: at least one per link pair at each of its ends."""
+    import collections
+
+    import tests.netstack
+    from tests.netstack import inbox, stack_net
+
+    started = collections.Counter()
+
+    class Watched(EGP):
+        def start_op(self, op, context):
+            if type(op).__name__ == "Entangle":
+                started[self.node] += 1
+            return super().start_op(op, context)
+
+    monkeypatch.setattr(tests.netstack, "EGP", Watched)
+    names = ["n0", "n1", "n2"]
+    model = SimplePairModel(0.3, 0.95, 1_000, 1_000, 1_000)
+    hw = NodeHardware(num_qubits=8, communication_qubits=4, t1_ns=math.inf, t2_ns=math.inf)
+    topo = Topology.chain(3, fidelity=0.95, rate_hz=1e3)
+    net, _ = stack_net(names, {("n0", "n1"): model, ("n1", "n2"): model},
+                       lambda n: [QnpProtocol(n, topo, num_qubits=8)], hardware=hw, sink=True)
+    net.submit("n0", NetRequest("n2", number=20), to="network.qnp")
+    net.run()
+    assert len(inbox(net, "n0", NetOk)) == 20 and not net.errors
+    assert all(egp.links[peer].m == 4 for name in names
+               for egp in [net.nodes[name].protocols["link.egp"]] for peer in egp.links)
+    for name in names:
+        heralded = sum(link.pairs_heralded for ends, link in net.links.items()
+                       if name in ends)
+        assert started[name] >= heralded > 0, (name, started[name], heralded)
+
+
 def test_a_handler_patched_before_the_class_is_first_used_is_still_its_handler(monkeypatch):
     """The registries are built on a class's first use, not with the class. A
     handler replaced on its class before then by an unmarked function (as the
