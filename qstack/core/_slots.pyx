@@ -156,6 +156,125 @@ def read_slot(obj, cls, name):
     return slot_field(obj, cls, slot_offset(cls, name), name)
 
 
+# ---------------------------------------------------------------- obj.field as fast as a slot read
+
+# A compiled module reads ``record.field`` through the type's tp_getattro, the
+# generic look-up (the MRO's type cache, the slot's descriptor, its getter:
+# about a hundred machine instructions), where CPython's interpreter keeps an
+# inline cache per read. read_through gives a record class a tp_getattro that
+# first looks the name up among the class's field names (by address, in a
+# small table: the names are interned, as every attribute name in compiled
+# code is) and reads that slot; anything else (another name, an equal but not interned name, an
+# empty slot, a subclass) goes to the generic look-up, so every read gives
+# the same value or raises the same error.
+
+cdef extern from "Python.h":
+    ctypedef PyObject* (*getattrofunc)(PyObject*, PyObject*)
+
+    ctypedef struct _AttrType "PyTypeObject":
+        getattrofunc tp_getattro
+
+    PyObject* _generic_getattr "PyObject_GenericGetAttr"(PyObject*, PyObject*)
+    void _incref "Py_INCREF"(PyObject*)
+    PyObject* _type_of "(PyObject*)Py_TYPE"(PyObject*)
+
+cdef enum:
+    _READ_SIZE = 512        # (a power of two; each record class takes one entry)
+    _READ_PROBES = 32
+    _READ_FIELDS = 32       # (a class with more fields keeps the generic look-up)
+
+cdef enum:
+    _READ_BUCKETS = 64      # (a power of two: a field's bucket is (its name's address >> 4) mod 64)
+    _NO_FIELD = -1
+    _SHARED = -2            # (two fields' names fall in the bucket: compare them all)
+
+ctypedef struct _Reader:
+    PyObject* cls                       # (held in _read_classes: never freed)
+    Py_ssize_t n
+    PyObject* names[_READ_FIELDS]       # (interned; held in _read_classes)
+    Py_ssize_t offsets[_READ_FIELDS]
+    signed char bucket[_READ_BUCKETS]   # the field whose name falls here, _NO_FIELD or _SHARED
+
+cdef _Reader _readers[_READ_SIZE]
+cdef dict _read_classes = {}            # class -> its interned field names
+
+
+cdef PyObject* _read_field(PyObject* obj, PyObject* name) noexcept:
+    # the tp_getattro of the classes read_through registered
+    cdef PyObject* cls = _type_of(obj)
+    cdef size_t i = (<size_t>cls >> 4) & (_READ_SIZE - 1)
+    cdef Py_ssize_t probe, k
+    cdef PyObject* value
+    cdef _Reader* reader
+    for probe in range(_READ_PROBES):
+        reader = &_readers[i]
+        if reader.cls == cls:
+            k = reader.bucket[(<size_t>name >> 4) & (_READ_BUCKETS - 1)]
+            if k == _SHARED:
+                for k in range(reader.n):
+                    if reader.names[k] == name:
+                        break
+                else:
+                    break
+            elif k == _NO_FIELD or reader.names[k] != name:
+                break
+            value = (<PyObject**>((<char*>obj) + reader.offsets[k]))[0]
+            if value != NULL:
+                _incref(value)
+                return value
+            break               # (an empty slot: the generic look-up raises)
+        if reader.cls == NULL:
+            break
+        i = (i + 1) & (_READ_SIZE - 1)
+    return _generic_getattr(obj, name)
+
+
+def read_through(cls, names):
+    """Let ``obj.<name>`` for the fields ``names`` of ``cls`` (object slots)
+    read the slot directly from any code (a C read in place of the generic
+    look-up; see above). TypeError if ``cls`` is not a class defined in
+    Python with the generic attribute look-up, or a name is not an object
+    slot of it; then nothing changes. Registering a class again is allowed
+    and changes nothing."""
+    import sys
+    if not isinstance(cls, type) or not (<_CallType*>cls).tp_flags & _HEAPTYPE:
+        raise TypeError(f"{cls!r}: only classes defined in Python")
+    if cls in _read_classes:
+        return
+    if (<_AttrType*>cls).tp_getattro != _generic_getattr:
+        raise TypeError(f"{cls.__name__} has its own attribute look-up")
+    interned = tuple(sys.intern(str(n)) for n in names)
+    if len(interned) > _READ_FIELDS:
+        raise TypeError(f"{cls.__name__}: more than {_READ_FIELDS} fields")
+    offsets = [_object_slot(cls, n).d_member.offset for n in interned]
+    cdef size_t i = (<size_t><PyObject*>cls >> 4) & (_READ_SIZE - 1)
+    cdef Py_ssize_t probe, k
+    for probe in range(_READ_PROBES):
+        if _readers[i].cls == NULL:
+            break
+        i = (i + 1) & (_READ_SIZE - 1)
+    else:
+        raise TypeError(f"{cls.__name__}: the readers' table is full here")
+    _read_classes[cls] = interned       # (keeps the class and the names alive)
+    _readers[i].n = len(interned)
+    cdef size_t b
+    for b in range(_READ_BUCKETS):
+        _readers[i].bucket[b] = _NO_FIELD
+    for k in range(len(interned)):
+        _readers[i].names[k] = <PyObject*>interned[k]
+        _readers[i].offsets[k] = offsets[k]
+        b = (<size_t><PyObject*>interned[k] >> 4) & (_READ_BUCKETS - 1)
+        _readers[i].bucket[b] = k if _readers[i].bucket[b] == _NO_FIELD else _SHARED
+    _readers[i].cls = <PyObject*>cls
+    (<_AttrType*>cls).tp_getattro = _read_field
+
+
+def reads_through(cls):
+    """True if ``cls``'s instances are read by :func:`read_through`'s look-up."""
+    return isinstance(cls, type) and cls in _read_classes \
+        and (<_AttrType*>cls).tp_getattro == _read_field
+
+
 # ---------------------------------------------------------------- Record(...) as fast as make(...)
 
 # class -> the function that builds its instances (see call_through); it

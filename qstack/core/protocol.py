@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar, Hashable
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
-from qstack.core.slots import c_maker, call_through, setter_source
+from qstack.core.slots import c_maker, call_through, read_through, setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -495,6 +495,8 @@ def fast_init(cls: type) -> type:
     # Record(...) in C where the extension is built (the generated make otherwise)
     made = _c_maker(cls, names, ns, cls.__post_init__ if post else None, cls.__qualname__, None)
     call_through(cls, made if made is not None else ns["make"])
+    # record.field read from its slot in compiled code, not by the generic look-up
+    read_through(cls, [name for _, name, _ in names])
     return cls
 
 
