@@ -39,3 +39,9 @@ class cython:                         # noqa: N801 (it stands in for the module)
         """``@cython.locals(name=type, ...)``: declares C types of a function's
         arguments and locals to the compiler; in plain Python, nothing."""
         return lambda function: function
+
+    @staticmethod
+    def cast(_type, value, typecheck=False):
+        """``cython.cast(type, value)``: tells the compiler ``value`` is of
+        ``type`` (a C cast); in plain Python, ``value`` itself."""
+        return value

@@ -28,6 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Hashable
 
+try:
+    import cython
+except ImportError:              # (Cython is a build tool, not a dependency)
+    from qstack._cython_shadow import cython
+
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
 from qstack.core.slots import c_maker, call_through, read_through, setter_source
@@ -280,7 +285,10 @@ class Protocol:
     def take_op(self, op_id: int) -> Any:
         """The context of the pending operation ``op_id`` (forgotten now), or
         None if it is not (or no longer) pending."""
-        return self._ops.pop(op_id, None)
+        ops = self._ops
+        if type(ops) is dict:     # (compiled: the dict's pop in C, not a method look-up)
+            return cython.cast(dict, ops).pop(op_id, None)
+        return ops.pop(op_id, None)
 
     def handle(self, event: Any, now_ns: int) -> list[Action]:
         """Feed one event at time ``now_ns`` (nanoseconds); return the actions."""

@@ -205,7 +205,7 @@ cdef class HeraldingStation:
                 clock.schedule_at(clock.now, self._deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
                 return 0
-            partner = self._keyed[other].get(key)
+            partner = (<dict> self._keyed[other]).get(key)
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
             if partner is None:
@@ -240,7 +240,7 @@ cdef class HeraldingStation:
             except ValueError:
                 pass
         else:
-            self._keyed[req.side].pop(req.key, None)
+            (<dict> self._keyed[req.side]).pop(req.key, None)
 
     cdef _forget(self, _Request req):
         """``req`` is answered: remove it wherever it is listed."""
@@ -374,7 +374,7 @@ cdef class HeraldingStation:
         if req.key is _FOLLOW:
             self._follow[req.side].remove(req)
         else:
-            self._keyed[req.side].pop(req.key, None)
+            (<dict> self._keyed[req.side]).pop(req.key, None)
         partner = req.partner
         if partner is not None:        # this end is settled: unlink the pair
             req.partner = partner.partner = None
@@ -432,7 +432,7 @@ cdef class HeraldingStation:
             follows = self._follow[side]
             req = follows[0] if follows else None
         else:
-            req = self._keyed[side].get(key)
+            req = (<dict> self._keyed[side]).get(key)
         if req is None:
             return
         partner = req.partner

@@ -1010,6 +1010,7 @@ class QuantumEngine:
         self._add_group([q.id], np.outer(kets[outcome], kets[outcome].conj()))
         return outcome
 
+    @cython.locals(ga=_Group, gb=_Group, qa=Qubit, qb=Qubit)
     def bsm(self, a: Qubit, b: Qubit) -> int:
         """Bell-state measurement of (a, b); returns the Bell index of the projected state. Consumes a and b.
 
@@ -1021,15 +1022,20 @@ class QuantumEngine:
         either remote half. Otherwise groups are merged and projected exactly.
         """
         where = self._where
-        try:      # (once per swap: _group's usual case inline)
-            ga = where[a.id] if a.engine is self else None
-            gb = where[b.id] if b.engine is self else None
-        except (KeyError, AttributeError):
-            ga = None
+        if type(a) is Qubit and type(b) is Qubit:
+            # (once per swap: _group's usual case inline; compiled, the
+            # handles' and groups' fields are read in C)
+            qa, qb = a, b
+            ida, idb = qa.id, qb.id
+            ga = where.get(ida) if qa.engine is self else None
+            gb = where.get(idb) if qb.engine is self else None
+        else:
+            ga = gb = None
         if ga is None or gb is None:
             ga = self._group(a)          # raises the defined error
             gb = self._group(b)
-        if a.id == b.id:
+            ida, idb = a.id, b.id
+        if ida == idb:
             raise QubitError(f"bsm needs two different qubits, got {a!r} twice")
         u = self._uniform()
         if ga.bd is not None and gb.bd is not None:
@@ -1041,14 +1047,14 @@ class QuantumEngine:
                 # give the same outcomes from the same seed.
                 outcome = int(u * 4.0)
                 ma, mb = ga.members, gb.members
-                pa = ma[1] if ma[0] == a.id else ma[0]
-                pb = mb[1] if mb[0] == b.id else mb[0]
+                pa = ma[1] if ma[0] == ida else ma[0]
+                pb = mb[1] if mb[0] == idb else mb[0]
                 new = swap_bell_diagonal(ga.bd, gb.bd, outcome)
                 groups = self._groups
                 groups.discard(ga)
                 groups.discard(gb)
-                self._forget(a.id)
-                self._forget(b.id)
+                self._forget(ida)
+                self._forget(idb)
                 # (the repeater's hot path: _add_group inline)
                 g = _Group([pa, pb], None, new, None)
                 groups.add(g)
@@ -1059,8 +1065,8 @@ class QuantumEngine:
             # symmetric up to sign, so the order of a and b does not matter.
             outcome = _sample(ga.bd.as_tuple(), u)
             self._groups.discard(ga)
-            self._forget(a.id)
-            self._forget(b.id)
+            self._forget(ida)
+            self._forget(idb)
             return outcome
         lone = None
         if ga.bd is None and gb.bd is not None and gb.pol is None and len(ga.members) == 1:
@@ -1077,8 +1083,8 @@ class QuantumEngine:
             probs = np.real(np.sum(_BELL_CONJ * (g.rho @ BELL_BASIS), axis=0))
             outcome = _sample(probs.tolist(), u)
             self._groups.discard(g)
-            self._forget(a.id)
-            self._forget(b.id)
+            self._forget(ida)
+            self._forget(idb)
             return outcome
         # Move a, b to the front once; the reduced state and the projection
         # are then plain reshapes and matrix products.
@@ -1091,7 +1097,7 @@ class QuantumEngine:
         t = np.matmul(v.conj(), r.reshape(4, m_dim * 4 * m_dim))
         rest = np.matmul(v, t.reshape(m_dim, 4, m_dim))
         rest /= rest.trace().real
-        for qid in (a.id, b.id):
+        for qid in (ida, idb):
             g.members.remove(qid)
             self._forget(qid)
         g.rho = rest
