@@ -179,12 +179,15 @@ cdef extern from "Python.h":
     PyObject* _type_of "(PyObject*)Py_TYPE"(PyObject*)
 
 cdef enum:
-    _READ_SIZE = 512        # (a power of two; each record class takes one entry)
+    _READ_SIZE_BITS = 9
+    _READ_SIZE = 512        # (2 ** _READ_SIZE_BITS; each record class takes one entry)
     _READ_PROBES = 32
     _READ_FIELDS = 32       # (a class with more fields keeps the generic look-up)
 
 cdef enum:
-    _READ_BUCKETS = 64      # (a power of two: a field's bucket is (its name's address >> 4) mod 64)
+    _READ_BUCKET_BITS = 6   # (64 buckets: a field's bucket is the top 6 bits of its
+                            # name's address times the class's odd multiplier)
+    _READ_BUCKETS = 64
     _NO_FIELD = -1
     _SHARED = -2            # (two fields' names fall in the bucket: compare them all)
 
@@ -193,7 +196,18 @@ ctypedef struct _Reader:
     Py_ssize_t n
     PyObject* names[_READ_FIELDS]       # (interned; held in _read_classes)
     Py_ssize_t offsets[_READ_FIELDS]
+    size_t mult                         # (chosen so that no two names share a bucket, if one does)
     signed char bucket[_READ_BUCKETS]   # the field whose name falls here, _NO_FIELD or _SHARED
+
+
+cdef inline size_t _bucket_of(size_t address, size_t mult) noexcept:
+    return (address * mult) >> (8 * sizeof(size_t) - _READ_BUCKET_BITS)
+
+
+cdef inline size_t _class_index(PyObject* cls) noexcept:
+    # (the top bits of the address times the golden ratio: classes allocated
+    # near each other spread over the table)
+    return (<size_t>cls * <size_t>0x9E3779B97F4A7C15ULL) >> (8 * sizeof(size_t) - _READ_SIZE_BITS)
 
 cdef _Reader _readers[_READ_SIZE]
 cdef dict _read_classes = {}            # class -> its interned field names
@@ -202,14 +216,14 @@ cdef dict _read_classes = {}            # class -> its interned field names
 cdef PyObject* _read_field(PyObject* obj, PyObject* name) noexcept:
     # the tp_getattro of the classes read_through registered
     cdef PyObject* cls = _type_of(obj)
-    cdef size_t i = (<size_t>cls >> 4) & (_READ_SIZE - 1)
+    cdef size_t i = _class_index(cls)
     cdef Py_ssize_t probe, k
     cdef PyObject* value
     cdef _Reader* reader
     for probe in range(_READ_PROBES):
         reader = &_readers[i]
         if reader.cls == cls:
-            k = reader.bucket[(<size_t>name >> 4) & (_READ_BUCKETS - 1)]
+            k = reader.bucket[_bucket_of(<size_t>name, reader.mult)]
             if k == _SHARED:
                 for k in range(reader.n):
                     if reader.names[k] == name:
@@ -247,7 +261,7 @@ def read_through(cls, names):
     if len(interned) > _READ_FIELDS:
         raise TypeError(f"{cls.__name__}: more than {_READ_FIELDS} fields")
     offsets = [_object_slot(cls, n).d_member.offset for n in interned]
-    cdef size_t i = (<size_t><PyObject*>cls >> 4) & (_READ_SIZE - 1)
+    cdef size_t i = _class_index(<PyObject*>cls)
     cdef Py_ssize_t probe, k
     for probe in range(_READ_PROBES):
         if _readers[i].cls == NULL:
@@ -255,15 +269,27 @@ def read_through(cls, names):
         i = (i + 1) & (_READ_SIZE - 1)
     else:
         raise TypeError(f"{cls.__name__}: the readers' table is full here")
+    # an odd multiplier under which the names' buckets differ (the first of
+    # a fixed sequence; names allocated near each other often share low bits)
+    cdef size_t mult = 0, trial
+    cdef size_t golden = <size_t>0x9E3779B97F4A7C15ULL
+    for probe in range(256):
+        trial = (golden + <size_t>probe * <size_t>0x632BE59BD9B4E01AULL) | 1
+        if len({_bucket_of(<size_t><PyObject*>n, trial) for n in interned}) == len(interned):
+            mult = trial
+            break
+    if mult == 0:
+        mult = golden           # (then some buckets are shared)
     _read_classes[cls] = interned       # (keeps the class and the names alive)
     _readers[i].n = len(interned)
+    _readers[i].mult = mult
     cdef size_t b
     for b in range(_READ_BUCKETS):
         _readers[i].bucket[b] = _NO_FIELD
     for k in range(len(interned)):
         _readers[i].names[k] = <PyObject*>interned[k]
         _readers[i].offsets[k] = offsets[k]
-        b = (<size_t><PyObject*>interned[k] >> 4) & (_READ_BUCKETS - 1)
+        b = _bucket_of(<size_t><PyObject*>interned[k], mult)
         _readers[i].bucket[b] = k if _readers[i].bucket[b] == _NO_FIELD else _SHARED
     _readers[i].cls = <PyObject*>cls
     (<_AttrType*>cls).tp_getattro = _read_field
