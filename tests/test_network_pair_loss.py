@@ -54,11 +54,13 @@ def _circuit_state_left(circuits) -> list:
     """Per-pair state still held by the circuits (after completion: none)."""
     left = []
     for c in circuits:
-        for attr in ("early", "swaps", "busy", "waiting_track", "gone"):
+        for attr in ("early", "waiting_track", "gone"):
             if getattr(c, attr, None):
                 left.append((c.path[c.index], attr, dict(getattr(c, attr))))
-        if c.held[0] or c.held[1]:
-            left.append((c.path[c.index], "held", c.held))
+        for attr in ("held", "swaps", "busy"):          # (per side: two dicts)
+            per_side = getattr(c, attr)
+            if per_side[0] or per_side[1]:
+                left.append((c.path[c.index], attr, per_side))
     return left
 
 
@@ -85,8 +87,9 @@ def _track_passed_first_repeater(net, names) -> bool:
     if len(c.held[1]) != 1:
         return False
     (seq,) = c.held[1].keys()
-    return any(rec[0] == 0 and rec[1] == seq for (side, _), rec in c1.swaps.items()
-               if side == 1) and (0, seq) not in c1.swaps
+    # (the repeater's swap records, per side: seq -> (other side, other seq, ...))
+    return any(rec[0] == 0 and rec[1] == seq for rec in c1.swaps[1].values()) \
+        and seq not in c1.swaps[0]
 
 
 @pytest.mark.parametrize("when", ["track_passed_first_repeater", "tail_delivered"])

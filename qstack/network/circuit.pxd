@@ -43,8 +43,8 @@ cdef class _Circuit:
     cdef public object labels
     cdef public object phase
     cdef public tuple held
-    cdef public dict swaps
-    cdef public dict busy
+    cdef public tuple swaps
+    cdef public tuple busy
     cdef public dict early
     cdef public dict gone
     cdef public dict recent

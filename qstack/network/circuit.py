@@ -211,10 +211,12 @@ class _Circuit:
     phase: "CircuitPhase" = None     # set on install (TRANSITIONS below)
     # pairs held unswapped, per side, oldest first (dict keeps insertion order)
     held: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
-    # (side, seq) -> (other side, other seq, bell xor, other fidelity, other created)
-    swaps: dict = field(default_factory=dict)
-    # (side, seq) of pairs in a BSM right now -> messages waiting for the outcome
-    busy: dict = field(default_factory=dict)
+    # swapped pairs, per side: seq -> (other side, other seq, bell xor, other
+    # fidelity, other created)
+    swaps: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
+    # pairs in a BSM (or a type-D measurement) right now, per side: seq ->
+    # messages waiting for the outcome
+    busy: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
     # (side, seq) -> messages that arrived before the link layer's OK
     early: dict = field(default_factory=dict)
     # broken segments: (side, seq) -> (other side, other seq) or None, until
@@ -665,10 +667,7 @@ class QnpProtocol(Protocol):
         idx = c.index
         if c.phase is not _ACTIVE or idx >= c.n_links:
             return
-        held = len(c.held[_RIGHT])
-        for side, _seq in c.busy:       # (pairs in a BSM right now: a few at most)
-            if side == _RIGHT:
-                held += 1
+        held = len(c.held[_RIGHT]) + len(c.busy[_RIGHT])    # (busy: in a BSM right now)
         credit = c.credit
         creates = c.creates
         outstanding = sum(creates.values())
@@ -855,7 +854,8 @@ class QnpProtocol(Protocol):
         return out
 
     # ---------------------------------------------------------------- swapping
-    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t, left=dict, right=dict)
+    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t, left=dict, right=dict,
+                   busy_left=dict, busy_right=dict)
     def _try_swap(self, c: _Circuit, now_ns: int, out: list) -> None:
         """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
@@ -877,34 +877,35 @@ class QnpProtocol(Protocol):
             path, idx, below = c.path, c.index, self.link_service
             out.append(Submit(Release(pl.ent_id, path[idx - 1]), to=below))
             out.append(Submit(Release(pr.ent_id, path[idx + 1]), to=below))
-            busy = c.busy
-            busy[(_LEFT, sl)] = []
-            busy[(_RIGHT, sr)] = []
+            busy_left, busy_right = c.busy
+            busy_left[sl] = []
+            busy_right[sr] = []
             if c.cutoff_ns:
                 out.append(CancelTimer(("qnp.cut", c.head, c.cid, _LEFT, pl.seq)))
                 out.append(CancelTimer(("qnp.cut", c.head, c.cid, _RIGHT, pr.seq)))
             out.append(self.start_op(BellMeasure(pl.qubit, pr.qubit),
                                      _Swap(c.head, c.cid, pl, pr)))
 
-    @cython.locals(idx=cython.Py_ssize_t)
+    @cython.locals(idx=cython.Py_ssize_t, swaps_left=dict, swaps_right=dict, busy_left=dict,
+                   busy_right=dict)
     def _swapped(self, c: _Circuit, pl: _Pair, pr: _Pair, m: int, now_ns: int,
                  out: list) -> None:
         self.stats["swaps"] += 1
         sl, sr = pl.seq, pr.seq
-        swaps = c.swaps
-        swaps[(_LEFT, sl)] = (_RIGHT, sr, pr.bell ^ m, pr.fidelity, pr.created_ns)
-        swaps[(_RIGHT, sr)] = (_LEFT, sl, pl.bell ^ m, pl.fidelity, pl.created_ns)
+        swaps_left, swaps_right = c.swaps
+        swaps_left[sl] = (_RIGHT, sr, pr.bell ^ m, pr.fidelity, pr.created_ns)
+        swaps_right[sr] = (_LEFT, sl, pl.bell ^ m, pl.fidelity, pl.created_ns)
         c.untracked += 1
         path, idx = c.path, c.index
         if c.strategy == _NESTED:
             out.append(SendMessage(path[idx - 1], SegmentNotice(c.cid, c.head, sl, pr.far)))
             out.append(SendMessage(path[idx + 1], SegmentNotice(c.cid, c.head, sr, pl.far)))
         # messages that waited for the BSM now pass
-        busy = c.busy
-        parked = busy.pop((_LEFT, sl), None)
+        busy_left, busy_right = c.busy
+        parked = busy_left.pop(sl, None)
         if parked:
             self._replay(parked, now_ns, out)
-        parked = busy.pop((_RIGHT, sr), None)
+        parked = busy_right.pop(sr, None)
         if parked:
             self._replay(parked, now_ns, out)
         t = c.waiting_track.pop(sl, None)
@@ -923,8 +924,7 @@ class QnpProtocol(Protocol):
         the tail, a SegmentExpire), those that came before the OK too."""
         angles = MD_BASIS_SETS[c.basis][0 if c.index == 0 else 1]
         setting = self._basis_rng.randrange(len(angles))
-        key = (side, p.seq)
-        c.busy[key] = c.early.pop(key, None) or []
+        c.busy[side][p.seq] = c.early.pop((side, p.seq), None) or []
         out.append(Submit(Release(p.ent_id, c.neighbour(side)), to=self.link_service))
         out.append(self.start_op(Measure(p.qubit, (angles[setting], 0.0)),
                                  _MdMeasure(c.head, c.cid, side, p, setting)))
@@ -941,7 +941,7 @@ class QnpProtocol(Protocol):
             return []            # (the circuit ended meanwhile: nothing is held)
         p, side = ctx.pair, ctx.side
         key = (side, p.seq)
-        parked = c.busy.pop(key, None)
+        parked = c.busy[side].pop(p.seq, None)
         out: list = []
         if parked is None:
             return out
@@ -987,16 +987,17 @@ class QnpProtocol(Protocol):
         side = _side_of(c, src)
         if side is None:
             return "gone", None
-        key = (side, seq)
-        rec = c.swaps.get(key)
+        rec = c.swaps[side].get(seq)
         if rec is not None:
             return "swapped", (side, rec)
         p = c.held[side].get(seq)
         if p is not None:
             return "held", (side, p)
-        if key in c.busy:
-            c.busy[key].append((src, msg))
+        parked = c.busy[side].get(seq)
+        if parked is not None:
+            parked.append((src, msg))
             return "wait", None
+        key = (side, seq)
         rec = c.gone.get(key, _MISSING)
         if rec is not _MISSING:
             return "broken", (side, rec)     # the segment is broken here
@@ -1005,14 +1006,19 @@ class QnpProtocol(Protocol):
         c.early.setdefault(key, []).append((src, msg))
         return "wait", None
 
+    @cython.locals(of_side=dict)
     def _take_swap(self, c: _Circuit, src: str, seq: int) -> tuple | None:
         """The swap record of pair ``seq`` on the link to ``src``, taken out
         (a Track or PairDone passes a swap once), or None if this node did
         not swap it (then :meth:`_locate` says where it stands)."""
-        if not c.swaps:
+        swaps = c.swaps
+        if not (swaps[0] or swaps[1]):
             return None
         side = _side_of(c, src)
-        return None if side is None else c.swaps.pop((side, seq), None)
+        if side is None:
+            return None
+        of_side = swaps[side]
+        return of_side.pop(seq, None)
 
     @on_message(Track)
     @cython.locals(c=_Circuit, p=_Pair)
@@ -1191,11 +1197,11 @@ class QnpProtocol(Protocol):
             side, (oside, oseq, *_rest) = info
             # the segment is broken: its downstream pair is lost, and if the
             # Track had not passed yet its credit comes back
-            if (_LEFT, m.link_seq if side == _LEFT else oseq) in c.swaps:
+            if (m.link_seq if side == _LEFT else oseq) in c.swaps[_LEFT]:
                 c.untracked -= 1
             c.lost += 1
-            c.swaps.pop((side, m.link_seq), None)
-            c.swaps.pop((oside, oseq), None)
+            c.swaps[side].pop(m.link_seq, None)
+            c.swaps[oside].pop(oseq, None)
             # the answer will come back from the far side: pass it on to here
             c.gone[(oside, oseq)] = (side, m.link_seq)
             out.append(SendMessage(c.neighbour(oside), replace(m, link_seq=oseq)))
@@ -1464,8 +1470,8 @@ class QnpProtocol(Protocol):
                 out.append(SendMessage(c.neighbour(side),
                                        SegmentExpire(c.cid, c.head, p.seq, "bsm failed")))
             # messages that waited for the outcome meet the broken segments
-            for key in ((_LEFT, pl.seq), (_RIGHT, pr.seq)):
-                parked = c.busy.pop(key, None)
+            for side, p in ((_LEFT, pl), (_RIGHT, pr)):
+                parked = c.busy[side].pop(p.seq, None)
                 if parked:
                     self._replay(parked, now_ns, out)
             self._refill(c, now_ns, out)
