@@ -246,7 +246,7 @@ def test_an_error_in_protocol_code_names_the_source_file_and_line():
     assert Path(frame.filename).as_posix().endswith("qstack/network/circuit.py")
     lines = (ROOT / "qstack" / "network" / "circuit.py").read_text().splitlines()
     assert lines[frame.lineno - 1].strip() == \
-        "key = self._by_label.get((ev.remote, ev.purpose_id))"
+        "labels = self._by_label.get(ev.remote)"
     assert frame.name.endswith("_circuit_of")
     compiled = compiled_modules().get("qstack.network.circuit", False)
     assert compiled is (not pure_python() and BUILT)

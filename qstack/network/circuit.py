@@ -429,8 +429,10 @@ class QnpProtocol(Protocol):
         self.link_retry_ns = int(link_retry_ns)
         self.circuits: dict[tuple[str, int], _Circuit] = {}
         self.requests: dict[int, _Request] = {}
-        # (neighbour, purpose label) -> circuit key, for LinkOk from either side
-        self._by_label: dict[tuple[str, int], tuple[str, int]] = {}
+        # neighbour -> purpose label -> the circuit held here that uses it on
+        # the link to that neighbour, for LinkOk from either side (a string
+        # and an int looked up, not a tuple built and hashed per link pair)
+        self._by_label: dict[str, dict[int, _Circuit]] = {}
         self._labels_used: dict[str, set[int]] = {}
         self._next_label: dict[str, int] = {}
         self._next_cid = 1
@@ -457,8 +459,8 @@ class QnpProtocol(Protocol):
     def _circuit_of(self, ev: Any) -> _Circuit | None:
         """The circuit a link-layer event (LinkOk, LinkErr, LinkExpire) belongs
         to, by its neighbour and purpose label; None if gone or not ours."""
-        key = self._by_label.get((ev.remote, ev.purpose_id))
-        return self.circuits.get(key) if key else None
+        labels = self._by_label.get(ev.remote)
+        return None if labels is None else labels.get(ev.purpose_id)
 
     def _free_label(self, peer: str) -> int:
         """A label for a new circuit's pairs on the link to ``peer``, chosen by
@@ -569,11 +571,11 @@ class QnpProtocol(Protocol):
         self.circuits[(s.head, s.circuit_id)] = c
         key = (s.head, s.circuit_id)
         if idx > 0:
-            self._by_label[(s.path[idx - 1], s.link_labels[idx - 1])] = key
+            self._by_label.setdefault(s.path[idx - 1], {})[s.link_labels[idx - 1]] = c
             bisect.insort(self._crossing.setdefault(s.path[idx - 1], []), key)
             self._recredit(s.path[idx - 1])
         if idx < c.n_links:
-            self._by_label[(s.path[idx + 1], s.link_labels[idx])] = key
+            self._by_label.setdefault(s.path[idx + 1], {})[s.link_labels[idx]] = c
             bisect.insort(self._crossing.setdefault(s.path[idx + 1], []), key)
             self._recredit(s.path[idx + 1])
         return c
@@ -1393,8 +1395,14 @@ class QnpProtocol(Protocol):
                 if c.cutoff_ns and 0 < c.index < c.n_links:
                     out.append(CancelTimer(("qnp.cut", c.head, c.cid, side, p.seq)))
             c.held[side].clear()
-        # labels stay mapped until late link-layer OKs have been discarded: the
-        # mapping points at a circuit that is no longer in self.circuits.
+        # its labels no longer name it: late link-layer answers for them find
+        # no circuit (their pairs are freed), until a new circuit takes the label
+        for side in (_LEFT, _RIGHT):
+            link = c.index - 1 + side           # (the link on that side)
+            if 0 <= link < c.n_links and link < len(c.labels):
+                labels = self._by_label.get(c.neighbour(side))
+                if labels is not None and labels.get(c.labels[link]) is c:
+                    del labels[c.labels[link]]
         if c.index < c.n_links:
             self._labels_used.get(c.path[c.index + 1], set()).discard(c.labels[c.index])
         # the circuits that shared a link with it may use its part of the memory now
