@@ -456,6 +456,7 @@ class QnpProtocol(Protocol):
 
     _side_of = staticmethod(_side_of)
 
+    @cython.locals(labels=dict)
     def _circuit_of(self, ev: Any) -> _Circuit | None:
         """The circuit a link-layer event (LinkOk, LinkErr, LinkExpire) belongs
         to, by its neighbour and purpose label; None if gone or not ours."""
@@ -981,7 +982,7 @@ class QnpProtocol(Protocol):
                 "basis": (angles[setting], 0.0), "qubit": None}
 
     # ---------------------------------------------------------------- segment messages
-    @cython.locals(p=_Pair)
+    @cython.locals(p=_Pair, of_side=dict, parked=list)
     def _locate(self, c: _Circuit, src: str, seq: int, msg: Any) -> tuple[str, Any]:
         """Where a segment message about pair ``seq`` on the link to ``src`` stands here:
         ("swapped", record), ("held", pair), ("broken", (side, tombstone)),
@@ -989,13 +990,16 @@ class QnpProtocol(Protocol):
         side = _side_of(c, src)
         if side is None:
             return "gone", None
-        rec = c.swaps[side].get(seq)
+        of_side = c.swaps[side]         # (a typed local: compiled, each get is a C call)
+        rec = of_side.get(seq)
         if rec is not None:
             return "swapped", (side, rec)
-        p = c.held[side].get(seq)
+        of_side = c.held[side]
+        p = of_side.get(seq)
         if p is not None:
             return "held", (side, p)
-        parked = c.busy[side].get(seq)
+        of_side = c.busy[side]
+        parked = of_side.get(seq)
         if parked is not None:
             parked.append((src, msg))
             return "wait", None

@@ -186,18 +186,20 @@ _expm1 = math.expm1
 _RATES: dict = {}
 
 
+@cython.locals(known=dict)
 def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
     """``(1/T1, 1/T_phi)`` per ns of a memory, checked
     (:func:`channels_kraus._decay_rates`), kept per pair of times in a plain
     dict: a look-up per fidelity read instead of the LRU cache's call.
     Cleared past 256 pairs of times (a sweep over many memories)."""
     key = (t1_ns, t2_ns)
-    rates = _RATES.get(key)
+    known = _RATES          # (typed: compiled, its get is a C call, not a bound method made)
+    rates = known.get(key)
     if rates is None:
         rates = _ck._decay_rates(t1_ns, t2_ns)     # raises for impossible times
-        if len(_RATES) >= 256:
-            _RATES.clear()
-        _RATES[key] = rates
+        if len(known) >= 256:
+            known.clear()
+        known[key] = rates
     return rates
 
 
@@ -421,12 +423,20 @@ class QuantumEngine:
         self._handles.pop(qid, None)
         self._labels.pop(qid, None)
 
+    @cython.locals(handle=Qubit)
     def _group(self, q: Qubit) -> _Group:
-        try:
-            if q.engine is self:
-                return self._where[q.id]
-        except (KeyError, AttributeError):
-            pass
+        if type(q) is Qubit:
+            handle = q          # (typed: compiled, its fields are read in C)
+            if handle.engine is self:
+                g = self._where.get(handle.id)
+                if g is not None:
+                    return g
+        else:
+            try:
+                if q.engine is self:
+                    return self._where[q.id]
+            except (KeyError, AttributeError):
+                pass
         if not isinstance(q, Qubit):
             raise TypeError(f"expected a Qubit, got {type(q).__name__}")
         if q.engine is not self:
@@ -1186,15 +1196,19 @@ class QuantumEngine:
         return True
 
     @cython.locals(g=_Group)
+    @cython.locals(handle=Qubit, g=_Group)
     def _drop_fast(self, q: Qubit) -> bool:
         """The usual discards (once per pair and end), with fewer look-ups
         than :meth:`_remove`: ``q`` alone in its group, or one half of a
         Bell-diagonal pair without polarisation (the other half is left
         maximally mixed, as :meth:`_remove` leaves it). False, and nothing
         done, for anything else."""
-        if q.__class__ is not Qubit or q.engine is not self:
+        if type(q) is not Qubit:
             return False
-        qid = q.id
+        handle = q              # (typed: compiled, its fields are read in C)
+        if handle.engine is not self:
+            return False
+        qid = handle.id
         where = self._where
         g = where.get(qid)
         if g is None:
