@@ -14,15 +14,16 @@ from hypothesis import strategies as st
 
 from qstack.core.messages import registry
 from qstack.core.protocol import (
-    CancelTimer, Deliver, MessageReceived, OperationDone, QuantumOp, SendMessage, StartTimer,
-    Submit, TimerFired,
+    Deliver, OperationDone, QuantumOp, SendMessage, Submit, TimerFired,
 )
 from qstack.core.slots import HAVE_CYTHON, read_through
 from qstack.core.vectors import import_all_messages
-from qstack.link.service import CreateRequest, CreateTopUp, EntanglementId, LinkOk, Release
-from qstack.network.service import NetOk, PairId
-from qstack.physical.ops import BellMeasure, Discard, Entangle, Herald
+from qstack.link.service import CreateTopUp, EntanglementId, LinkOk, Release
+from qstack.network.service import NetOk
+from qstack.physical.ops import BellMeasure, Herald
 from tests.strategies import message_strategy
+from tests.test_core_slot_read import RECORDS as KERNEL_RECORDS
+from tests.test_core_slot_read import LoudDeliver
 
 pytestmark = pytest.mark.skipif(not HAVE_CYTHON, reason="qstack.core._slots not built")
 
@@ -30,15 +31,10 @@ import_all_messages()
 MESSAGES = sorted(registry().values(), key=lambda c: c.TYPE_CODE)
 GENERIC = object.__getattribute__
 
-RECORDS = [
-    Deliver(OperationDone(1, "x"), to="link.egp"), Deliver(TimerFired("k")),
-    Submit(CreateRequest("bob", number=2)), Submit(TimerFired(3), to="network.qnp"),
-    StartTimer(("retry", 4), 1_000), CancelTimer("k"),
-    SendMessage("bob", b"payload"), QuantumOp(7, Discard(3)), QuantumOp(None, Discard(4)),
-    Entangle("bob", ("egp", 1, 0), 10_000),
-    Herald(True, qubit=3, bell_index=2, attempts=7), Herald(False, reason="deadline"),
-    MessageReceived("a", b"m"), OperationDone(2, None), TimerFired(("t", 1)),
-    EntanglementId("a", "b", 5), PairId("a", 1, 2), BellMeasure(1, 2),
+# the records the kernels read (test_core_slot_read's) and the others a pair's
+# protocols read most
+RECORDS = KERNEL_RECORDS + [
+    OperationDone(2, None), TimerFired(("t", 1)), BellMeasure(1, 2),
     Release(EntanglementId("a", "b", 5), "b"), CreateTopUp(3, "b", 2),
     LinkOk(1, EntanglementId("a", "b", 5), "b", 2, 0.9, 10, qubit=4),
 ]
@@ -102,14 +98,6 @@ def test_an_empty_slot_raises_what_the_generic_look_up_raises(cls):
 
 
 def test_a_subclass_is_read_the_generic_way_with_its_own_fields():
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class LoudDeliver(Deliver):
-        volume: int = 11
-
-        @property
-        def loud(self):
-            return self.volume
-
     ev = TimerFired("k")
     sub = LoudDeliver(ev, "app", 3)
     for name in ("event", "to", "volume", "loud", "no_such_field"):

@@ -62,15 +62,17 @@ def test_every_field_of_a_message_reads_as_getattr(cls, data):
         assert _read(msg, cls, f.name) is getattr(msg, f.name)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoudDeliver(Deliver):
+    """A subclass of a record with a field and a property of its own."""
+    volume: int = 11
+
+    @property
+    def loud(self):
+        return self.volume
+
+
 def test_a_subclass_or_another_class_is_read_the_generic_way():
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class LoudDeliver(Deliver):
-        volume: int = 11
-
-        @property
-        def loud(self):
-            return self.volume
-
     ev = TimerFired("k")
     sub = LoudDeliver(ev, "app", 3)
     assert _read(sub, Deliver, "event") is ev and _read(sub, Deliver, "to") == "app"
