@@ -3,6 +3,7 @@ the kernel's ``stop()``, one event for both heralds of a link pair, and a
 chain stopped by its ends rather than by a check after every event."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,45 @@ def test_pure_python_switch_puts_every_kernel_on_its_twin():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False"] * 6 + ["_PySimulator", "PyRuntimeCore", "True"]
+
+
+# ------------------------------------------------------------------ the driver's counters
+
+_COUNTS_SCRIPT = """
+import json
+from qstack.network.service import NetRequest
+from qstack.sim.chain import build_chain
+net, names, ends = build_chain(4, stop_after=6)
+net.submit(names[0], NetRequest(names[-1], number=6), to="network.qnp")
+seen = []
+def sample():
+    s = net.stats
+    seen.append((net.sim.events_fired, s["messages"], s["quantum_ops"], s["timers"]))
+    return False
+net.run(until_ns=10**13, stop_when=sample)
+print(json.dumps({"seen": seen, "stats": net.stats}))
+"""
+
+
+def test_the_drivers_counters_read_mid_run_equal_the_twins():
+    """The compiled driver counts messages and quantum operations in C and
+    adds them to ``stats`` when it is read: read after every event of a run,
+    the counters equal the pure-Python twin's (which counts in the dict)."""
+    root = Path(__file__).resolve().parents[1]
+    runs = []
+    for pure in (False, True):
+        env = dict(os.environ, PYTHONPATH=str(root))
+        env.pop("QSTACK_PURE_PYTHON", None)
+        if pure:
+            env["QSTACK_PURE_PYTHON"] = "1"
+        proc = subprocess.run([sys.executable, "-c", _COUNTS_SCRIPT], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout))
+    compiled, twin = runs
+    assert compiled == twin
+    assert compiled["stats"]["messages"] > 0 and compiled["stats"]["quantum_ops"] > 0
+    # counters only grow (the run's last events, after the last reading, add to them)
+    final = [compiled["stats"][k] for k in ("messages", "quantum_ops", "timers")]
+    readings = compiled["seen"] + [[compiled["seen"][-1][0]] + final]
+    assert all(a <= b for x, y in zip(readings, readings[1:]) for a, b in zip(x, y))

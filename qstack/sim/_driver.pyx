@@ -62,13 +62,36 @@ cdef class DriverCore(DriverHooks):
     # kernel, or a subclass that overrides them: Python calls, as before)
     cdef CyEventKernel _ck
     cdef public bint check_wire
-    cdef public dict stats
+    cdef dict _stats
+    # the two counters every link pair moves several times, kept in C and
+    # added to ``stats`` whenever it is read (so every read is exact)
+    cdef Py_ssize_t _n_messages, _n_quantum_ops
     cdef public dict _adj
     cdef public set _down_sessions
     cdef public object jitter_ns
     cdef public object _jitter_rng
     cdef object _arrive_cb           # (EventCallbacks made once, not per event)
     cdef object _op_done_cb
+
+    @property
+    def stats(self):
+        """The driver's counters (a dict): messages, quantum_ops, timers, ..."""
+        self._flush_counts()
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats):
+        self._n_messages = self._n_quantum_ops = 0
+        self._stats = stats
+
+    cdef int _flush_counts(self) except -1:
+        if self._n_messages:
+            self._stats["messages"] += self._n_messages
+            self._n_messages = 0
+        if self._n_quantum_ops:
+            self._stats["quantum_ops"] += self._n_quantum_ops
+            self._n_quantum_ops = 0
+        return 0
 
     @property
     def sim(self):
@@ -109,12 +132,11 @@ cdef class DriverCore(DriverHooks):
         cdef LinkCore link
         cdef list last
         cdef int side
-        cdef dict stats = self.stats
         if self.check_wire:
             data = encode(msg)
-            stats["message_bytes"] += len(data)
+            self._stats["message_bytes"] += len(data)
             msg = decode(data)
-        stats["messages"] += 1
+        self._n_messages += 1
         src = node.name
         link = (<dict> self._adj.get(src, _NO_LINKS)).get(dst)
         if link is not None and link.up:       # the common case: a neighbour
@@ -158,7 +180,7 @@ cdef class DriverCore(DriverHooks):
         if batches[side] is msgs:
             batches[side] = None               # (fired: nothing more rides along)
         if link.epoch != epoch:
-            self.stats["messages_lost"] += len(msgs)
+            self._stats["messages_lost"] += len(msgs)
             return 0
         name = src.name
         now = self._now()
@@ -176,7 +198,7 @@ cdef class DriverCore(DriverHooks):
         cdef object cls, t, duration, outcome, station, ref
         cdef int side
         cdef LinkCore link
-        self.stats["quantum_ops"] += 1
+        self._n_quantum_ops += 1
         cls = type(op)
         if cls is _Entangle:
             # (once per pair and end: _entangle's usual case inline; a virtual
@@ -233,7 +255,7 @@ cdef class DriverCore(DriverHooks):
 
     def set_timer(self, node, protocol, key, at_ns):
         """(driver) Wake ``node`` for timer ``key`` of ``protocol`` at ``at_ns``."""
-        self.stats["timers"] += 1
+        self._stats["timers"] += 1
         return self._at(at_ns, self._timer_fired, (node, protocol, key))
 
     def _timer_fired(self, node, protocol, key):
