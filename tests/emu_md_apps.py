@@ -8,8 +8,8 @@ import numpy as np
 
 from qstack.app.qkd import entangled as ent
 
-PAIRS = 5_000
-CONFIG = ent.EntangledConfig(test_fraction=0.3, eps_sec=1e-4, batch=5000)
+PAIRS = 3_000
+CONFIG = ent.EntangledConfig(test_fraction=0.3, eps_sec=1e-4, batch=3000)
 
 
 def _summary(r):

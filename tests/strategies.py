@@ -1,6 +1,7 @@
 """Hypothesis strategies derived from message declarations (shared by the fuzz tests)."""
 from __future__ import annotations
 
+import functools
 import sys
 import typing
 from enum import IntEnum
@@ -49,8 +50,13 @@ def _examples_of(cls: type[Message]) -> list[Message]:
     return found
 
 
+@functools.cache
 def message_strategy(cls: type[Message]) -> st.SearchStrategy:
     """Valid instances of ``cls``.
+
+    Made once per class (strategies are immutable): building one scans every
+    loaded module for listed examples, which cost more than the draws when the
+    fuzz tests made it afresh for each example.
 
     Messages with cross-field rules reject most fully random field sets, so
     besides fully random instances this also draws a listed example with some
