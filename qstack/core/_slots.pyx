@@ -301,6 +301,195 @@ def reads_through(cls):
         and (<_AttrType*>cls).tp_getattro == _read_field
 
 
+# ---------------------------------------------------------------- a record's memory, reused
+
+# A record lives for one event or one message, and CPython's generic
+# allocation and deallocation of an instance of a class defined in Python
+# (PyType_GenericAlloc; subtype_dealloc, which walks the class and its bases
+# for slots, a __dict__, weak references and finalizers) cost about 400
+# machine instructions a record: about a tenth of the work per pair.
+# recycle_through gives a record class the deallocator CPython's own
+# tuples have (untrack, the trashcan against deep recursion, clear the
+# slots, keep the memory on the class's free list) and an allocator that
+# takes from that list, so the next record of the class reuses the memory.
+# Nothing else changes: the instance, its refcount, its class's refcount
+# and the garbage collector's tracking are what the generic functions give.
+
+cdef extern from *:
+    """
+    /* set by the module to _release: the slots cleared, the memory kept or freed */
+    static void (*__qs_release)(PyObject *) = NULL;
+
+    /* A recycled record class's tp_dealloc; called too by a subclass's
+       subtype_dealloc (which cleared the subclass's own slots) as its base's. */
+    static void __qs_recycle_dealloc(PyObject *o) {
+        PyObject_GC_UnTrack(o);
+        Py_TRASHCAN_BEGIN(o, __qs_recycle_dealloc)
+        __qs_release(o);
+        Py_TRASHCAN_END
+    }
+    """
+    void (*_release_hook "__qs_release")(PyObject*) noexcept
+    void _recycle_dealloc "__qs_recycle_dealloc"(PyObject*) noexcept
+
+cdef extern from "Python.h":
+    ctypedef void (*destructor)(PyObject*)
+    ctypedef void (*freefunc)(void*)
+
+    ctypedef struct _LifeType "PyTypeObject":
+        Py_ssize_t tp_basicsize
+        Py_ssize_t tp_itemsize
+        destructor tp_dealloc
+        allocfunc tp_alloc
+        freefunc tp_free
+        void* tp_finalize
+        void* tp_del
+        Py_ssize_t tp_dictoffset
+        Py_ssize_t tp_weaklistoffset
+        unsigned long tp_flags
+        PyObject* tp_base "tp_base"
+
+    PyObject* _generic_alloc "PyType_GenericAlloc"(_Type*, Py_ssize_t)
+    void _gc_del "PyObject_GC_Del"(void*)
+    PyObject* _object_init "PyObject_Init"(PyObject*, _Type*)
+    void _gc_track "PyObject_GC_Track"(void*)
+    void _decref "Py_DECREF"(PyObject*)
+    long _HAVE_GC "Py_TPFLAGS_HAVE_GC"
+
+cdef enum:
+    _FREE_CAP = 32          # (instances kept per class; a pair's path makes one or two of each)
+    _SLOTS_MAX = 64
+
+ctypedef struct _Recycler:
+    PyObject* cls                       # (held in _recycled: never freed)
+    Py_ssize_t nslots
+    Py_ssize_t slots[_SLOTS_MAX]        # every object slot of the class and its bases
+    Py_ssize_t nfree
+    PyObject* free[_FREE_CAP]           # untracked, every slot empty, no reference to the class
+
+cdef _Recycler _recyclers[_READ_SIZE]   # (probed from _class_index, as _readers)
+cdef dict _recycled = {}                # class -> its entry's index
+
+
+cdef inline _Recycler* _recycler_of(PyObject* cls) noexcept:
+    cdef size_t i = _class_index(cls)
+    cdef Py_ssize_t probe
+    for probe in range(_READ_PROBES):
+        if _recyclers[i].cls == cls:
+            return &_recyclers[i]
+        if _recyclers[i].cls == NULL:
+            return NULL
+        i = (i + 1) & (_READ_SIZE - 1)
+    return NULL
+
+
+cdef PyObject* _recycle_alloc(_Type* tp, Py_ssize_t nitems) noexcept:
+    # the recycled class's tp_alloc (a subclass gets PyType_GenericAlloc)
+    cdef _Recycler* r = _recycler_of(<PyObject*>tp)
+    cdef PyObject* o
+    if r != NULL and r.nfree > 0 and nitems == 0:
+        r.nfree -= 1
+        o = r.free[r.nfree]
+        _object_init(o, tp)         # (its class, a reference to the class, refcount 1)
+        _gc_track(o)                # (as PyType_GenericAlloc: tracked, every slot empty)
+        return o
+    return _generic_alloc(tp, nitems)
+
+
+cdef void _release(PyObject* o) noexcept:
+    cdef PyObject* tp = _type_of(o)
+    cdef PyObject* cls = tp
+    cdef _Recycler* r = _recycler_of(cls)
+    cdef Py_ssize_t k
+    cdef PyObject** slot
+    cdef PyObject* value
+    while r == NULL:                # a subclass's instance: its recycled base's slots
+        cls = (<_LifeType*>cls).tp_base
+        r = _recycler_of(cls)
+    for k in range(r.nslots):
+        slot = <PyObject**>((<char*>o) + r.slots[k])
+        value = slot[0]
+        if value != NULL:
+            slot[0] = NULL
+            _decref(value)
+    if cls == tp and r.nfree < _FREE_CAP:
+        r.free[r.nfree] = o
+        r.nfree += 1
+    else:
+        (<_LifeType*>tp).tp_free(o)
+    _decref(tp)                     # (every heap type's deallocator gives up its instance's reference)
+
+_release_hook = _release
+
+
+def recycle_through(cls):
+    """Reuse the memory of ``cls``'s instances (see above). TypeError, and
+    nothing changes, unless ``cls`` is a class defined in Python whose
+    instances are nothing but object slots (its own and its bases', every
+    base defined in Python but ``object``): no ``__dict__``, no weak
+    references, no ``__del__``, the generic allocation and deallocation.
+    Registering a class again changes nothing."""
+    if not isinstance(cls, type) or not (<_CallType*>cls).tp_flags & _HEAPTYPE:
+        raise TypeError(f"{cls!r}: only classes defined in Python")
+    if cls in _recycled:
+        return
+    cdef _LifeType* tp = <_LifeType*>cls
+    if not tp.tp_flags & _HAVE_GC or tp.tp_alloc != <allocfunc>_generic_alloc \
+            or tp.tp_free != <freefunc>_gc_del or tp.tp_itemsize != 0:
+        raise TypeError(f"{cls.__name__}: not the generic allocation")
+    if tp.tp_dictoffset != 0 or tp.tp_weaklistoffset != 0 or tp.tp_finalize != NULL \
+            or tp.tp_del != NULL:
+        raise TypeError(f"{cls.__name__}: a __dict__, weak references or a finalizer")
+    mro = cls.__mro__
+    bases = mro[:len(mro) - 1]
+    if mro[len(mro) - 1] is not object or any(
+            not (<_CallType*>k).tp_flags & _HEAPTYPE
+            or (<_LifeType*>k).tp_dealloc != tp.tp_dealloc for k in bases):
+        raise TypeError(f"{cls.__name__}: a base not defined in Python")
+    offsets = []
+    cdef _MemberDescr* descr
+    for k in bases:
+        for v in vars(k).values():
+            if type(v) is types.MemberDescriptorType:
+                descr = <_MemberDescr*>v
+                if descr.d_member.type != _T_OBJECT_EX or descr.d_member.flags & _READONLY:
+                    raise TypeError(f"{cls.__name__}: a slot that is not an object's")
+                offsets.append(descr.d_member.offset)
+    # nothing in an instance but its header and these slots: a cleared one is as new
+    if len(set(offsets)) != len(offsets) or len(offsets) > _SLOTS_MAX \
+            or tp.tp_basicsize != <Py_ssize_t>sizeof(PyObject) + len(offsets) * <Py_ssize_t>sizeof(PyObject*):
+        raise TypeError(f"{cls.__name__}: its layout is not its slots")
+    cdef size_t i = _class_index(<PyObject*>cls)
+    cdef Py_ssize_t probe
+    for probe in range(_READ_PROBES):
+        if _recyclers[i].cls == NULL:
+            break
+        i = (i + 1) & (_READ_SIZE - 1)
+    else:
+        raise TypeError(f"{cls.__name__}: the recyclers' table is full here")
+    _recycled[cls] = i                  # (keeps the class alive: the entry's pointer stays valid)
+    _recyclers[i].nslots = len(offsets)
+    for probe in range(len(offsets)):
+        _recyclers[i].slots[probe] = offsets[probe]
+    _recyclers[i].nfree = 0
+    _recyclers[i].cls = <PyObject*>cls
+    tp.tp_alloc = <allocfunc>_recycle_alloc
+    tp.tp_dealloc = <destructor>_recycle_dealloc
+
+
+def recycles(cls):
+    """True if ``cls``'s instances are allocated and freed by
+    :func:`recycle_through`'s functions."""
+    return isinstance(cls, type) and cls in _recycled \
+        and (<_LifeType*>cls).tp_dealloc == <destructor>_recycle_dealloc
+
+
+def recycled_count(cls):
+    """How many freed instances of ``cls`` wait on its free list (0 if none or not recycled)."""
+    cdef _Recycler* r = _recycler_of(<PyObject*>cls) if isinstance(cls, type) else NULL
+    return 0 if r == NULL else r.nfree
+
+
 # ---------------------------------------------------------------- Record(...) as fast as make(...)
 
 # class -> the function that builds its instances (see call_through); it

@@ -40,7 +40,7 @@ import msgpack
 
 from qstack.core.args import show
 from qstack.core.errors import DecodeError, EncodeError, ErrorCode
-from qstack.core.slots import c_maker, call_through, read_through, setter_source
+from qstack.core.slots import c_maker, call_through, read_through, recycle_through, setter_source
 
 __all__ = [
     "Message",
@@ -633,6 +633,7 @@ def _install_checks(cls: type) -> None:
     cls.__init__ = ns["__init__"]
     call_through(cls, ns["make"])      # Message(...) is make(...)
     read_through(cls, [f.name for f in cls._FIELDS])   # msg.field: a slot read in compiled code
+    recycle_through(cls)               # a message's memory reused by the next of its class
     cls._qstack_ctors = {"make": ns["make"], "make_checked": ns["make_checked"],
                          "raw": ns["raw"], "post_init": hasattr(cls, "__post_init__")}
     cls._to_body = staticmethod(ns["to_body"])

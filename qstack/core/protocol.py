@@ -35,7 +35,7 @@ except ImportError:              # (Cython is a build tool, not a dependency)
 
 from qstack.core.errors import ErrorCode
 from qstack.core.messages import Message, message_constructor
-from qstack.core.slots import c_maker, call_through, read_through, setter_source
+from qstack.core.slots import c_maker, call_through, read_through, recycle_through, setter_source
 
 __all__ = [
     "Event", "Action", "Protocol", "on",
@@ -505,6 +505,8 @@ def fast_init(cls: type) -> type:
     call_through(cls, made if made is not None else ns["make"])
     # record.field read from its slot in compiled code, not by the generic look-up
     read_through(cls, [name for _, name, _ in names])
+    # its memory reused: a record lives for one event, and a pair makes dozens
+    recycle_through(cls)
     return cls
 
 

@@ -10,6 +10,8 @@ Keep the two in step: a change to one is a change to the other.
 """
 from collections import deque
 
+cimport cython
+
 from qstack.core._runtime cimport DriverHooks, EventCallback
 from qstack.core._slots cimport slot_field, slot_offset
 
@@ -78,6 +80,7 @@ cdef class BlockUniforms:
         return getattr(self.gen, name)
 
 
+@cython.freelist(16)
 cdef class _Request:
     """One end's pending ``Entangle`` (typed: see the Python twin's ``_Request``)."""
 

@@ -118,6 +118,7 @@ cdef inline bint _has_fired(CyEventKernel self, CyEventHandle handle) noexcept:
     return handle.time < self.now or (handle.time == self.now and handle.seq <= self._last_seq)
 
 
+@cython.freelist(16)
 @cython.final
 @cython.auto_pickle(False)
 cdef class CyEventHandle:
