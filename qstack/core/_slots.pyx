@@ -191,55 +191,97 @@ cdef enum:
     _NO_FIELD = -1
     _SHARED = -2            # (two fields' names fall in the bucket: compare them all)
 
-ctypedef struct _Reader:
-    PyObject* cls                       # (held in _read_classes: never freed)
+cdef enum:
+    _FREE_CAP = 32          # (freed instances kept per recycled class; a pair makes one or two of each)
+    _SLOTS_MAX = 64
+
+# One entry per registered class, for read_through and recycle_through both
+# (open addressing from _class_index, linear probing; entries are never
+# removed): the reader's part is valid where ``reads``, the recycler's where
+# ``recycles``.
+ctypedef struct _Entry:
+    PyObject* cls                       # (held in _read_classes or _recycled: never freed)
+    bint reads
     Py_ssize_t n
     PyObject* names[_READ_FIELDS]       # (interned; held in _read_classes)
     Py_ssize_t offsets[_READ_FIELDS]
     size_t mult                         # (chosen so that no two names share a bucket, if one does)
     signed char bucket[_READ_BUCKETS]   # the field whose name falls here, _NO_FIELD or _SHARED
+    bint recycles
+    Py_ssize_t nslots
+    Py_ssize_t slots[_SLOTS_MAX]        # every object slot of the class and its bases
+    Py_ssize_t nfree
+    PyObject* free[_FREE_CAP]           # untracked, every slot empty, no reference to the class
 
 
 cdef inline size_t _bucket_of(size_t address, size_t mult) noexcept:
     return (address * mult) >> (8 * sizeof(size_t) - _READ_BUCKET_BITS)
 
 
+cdef extern from *:
+    """
+    #define __QS_GOLDEN ((size_t)0x9E3779B97F4A7C15ULL)  /* 2**64 / the golden ratio, odd */
+    """
+    size_t _GOLDEN "__QS_GOLDEN"
+
+
 cdef inline size_t _class_index(PyObject* cls) noexcept:
     # (the top bits of the address times the golden ratio: classes allocated
     # near each other spread over the table)
-    return (<size_t>cls * <size_t>0x9E3779B97F4A7C15ULL) >> (8 * sizeof(size_t) - _READ_SIZE_BITS)
+    return (<size_t>cls * _GOLDEN) >> (8 * sizeof(size_t) - _READ_SIZE_BITS)
 
-cdef _Reader _readers[_READ_SIZE]
+cdef _Entry _entries[_READ_SIZE]
 cdef dict _read_classes = {}            # class -> its interned field names
+
+
+cdef inline _Entry* _entry_of(PyObject* cls) noexcept:
+    # cls's entry, or NULL
+    cdef size_t i = _class_index(cls)
+    cdef Py_ssize_t probe
+    for probe in range(_READ_PROBES):
+        if _entries[i].cls == cls:
+            return &_entries[i]
+        if _entries[i].cls == NULL:
+            return NULL
+        i = (i + 1) & (_READ_SIZE - 1)
+    return NULL
+
+
+cdef _Entry* _entry_for(type cls) except NULL:
+    # cls's entry, or a free one claimed for it (TypeError if none is near its place)
+    cdef size_t i = _class_index(<PyObject*>cls)
+    cdef Py_ssize_t probe
+    for probe in range(_READ_PROBES):
+        if _entries[i].cls == <PyObject*>cls:
+            return &_entries[i]
+        if _entries[i].cls == NULL:
+            _entries[i].cls = <PyObject*>cls     # (reads and recycles still False)
+            return &_entries[i]
+        i = (i + 1) & (_READ_SIZE - 1)
+    raise TypeError(f"{cls.__name__}: the classes' table is full here")
 
 
 cdef PyObject* _read_field(PyObject* obj, PyObject* name) noexcept:
     # the tp_getattro of the classes read_through registered
-    cdef PyObject* cls = _type_of(obj)
-    cdef size_t i = _class_index(cls)
-    cdef Py_ssize_t probe, k
+    cdef _Entry* reader = _entry_of(_type_of(obj))
+    cdef Py_ssize_t k
     cdef PyObject* value
-    cdef _Reader* reader
-    for probe in range(_READ_PROBES):
-        reader = &_readers[i]
-        if reader.cls == cls:
-            k = reader.bucket[_bucket_of(<size_t>name, reader.mult)]
-            if k == _SHARED:
-                for k in range(reader.n):
-                    if reader.names[k] == name:
-                        break
-                else:
+    if reader != NULL and reader.reads:
+        k = reader.bucket[_bucket_of(<size_t>name, reader.mult)]
+        if k == _SHARED:
+            for k in range(reader.n):
+                if reader.names[k] == name:
                     break
-            elif k == _NO_FIELD or reader.names[k] != name:
-                break
+            else:
+                k = _NO_FIELD
+        elif k != _NO_FIELD and reader.names[k] != name:
+            k = _NO_FIELD
+        if k != _NO_FIELD:
             value = (<PyObject**>((<char*>obj) + reader.offsets[k]))[0]
             if value != NULL:
                 _incref(value)
                 return value
-            break               # (an empty slot: the generic look-up raises)
-        if reader.cls == NULL:
-            break
-        i = (i + 1) & (_READ_SIZE - 1)
+            # (an empty slot: the generic look-up raises)
     return _generic_getattr(obj, name)
 
 
@@ -261,37 +303,30 @@ def read_through(cls, names):
     if len(interned) > _READ_FIELDS:
         raise TypeError(f"{cls.__name__}: more than {_READ_FIELDS} fields")
     offsets = [_object_slot(cls, n).d_member.offset for n in interned]
-    cdef size_t i = _class_index(<PyObject*>cls)
-    cdef Py_ssize_t probe, k
-    for probe in range(_READ_PROBES):
-        if _readers[i].cls == NULL:
-            break
-        i = (i + 1) & (_READ_SIZE - 1)
-    else:
-        raise TypeError(f"{cls.__name__}: the readers' table is full here")
     # an odd multiplier under which the names' buckets differ (the first of
     # a fixed sequence; names allocated near each other often share low bits)
     cdef size_t mult = 0, trial
-    cdef size_t golden = <size_t>0x9E3779B97F4A7C15ULL
+    cdef Py_ssize_t probe, k
     for probe in range(256):
-        trial = (golden + <size_t>probe * <size_t>0x632BE59BD9B4E01AULL) | 1
+        trial = (_GOLDEN + <size_t>probe * <size_t>0x632BE59BD9B4E01AULL) | 1
         if len({_bucket_of(<size_t><PyObject*>n, trial) for n in interned}) == len(interned):
             mult = trial
             break
     if mult == 0:
-        mult = golden           # (then some buckets are shared)
+        mult = _GOLDEN          # (then some buckets are shared)
+    cdef _Entry* e = _entry_for(cls)
     _read_classes[cls] = interned       # (keeps the class and the names alive)
-    _readers[i].n = len(interned)
-    _readers[i].mult = mult
+    e.n = len(interned)
+    e.mult = mult
     cdef size_t b
     for b in range(_READ_BUCKETS):
-        _readers[i].bucket[b] = _NO_FIELD
+        e.bucket[b] = _NO_FIELD
     for k in range(len(interned)):
-        _readers[i].names[k] = <PyObject*>interned[k]
-        _readers[i].offsets[k] = offsets[k]
+        e.names[k] = <PyObject*>interned[k]
+        e.offsets[k] = offsets[k]
         b = _bucket_of(<size_t><PyObject*>interned[k], mult)
-        _readers[i].bucket[b] = k if _readers[i].bucket[b] == _NO_FIELD else _SHARED
-    _readers[i].cls = <PyObject*>cls
+        e.bucket[b] = k if e.bucket[b] == _NO_FIELD else _SHARED
+    e.reads = True
     (<_AttrType*>cls).tp_getattro = _read_field
 
 
@@ -347,7 +382,7 @@ cdef extern from "Python.h":
         Py_ssize_t tp_dictoffset
         Py_ssize_t tp_weaklistoffset
         unsigned long tp_flags
-        PyObject* tp_base "tp_base"
+        _Type* tp_base
 
     PyObject* _generic_alloc "PyType_GenericAlloc"(_Type*, Py_ssize_t)
     void _gc_del "PyObject_GC_Del"(void*)
@@ -356,38 +391,14 @@ cdef extern from "Python.h":
     void _decref "Py_DECREF"(PyObject*)
     long _HAVE_GC "Py_TPFLAGS_HAVE_GC"
 
-cdef enum:
-    _FREE_CAP = 32          # (instances kept per class; a pair's path makes one or two of each)
-    _SLOTS_MAX = 64
-
-ctypedef struct _Recycler:
-    PyObject* cls                       # (held in _recycled: never freed)
-    Py_ssize_t nslots
-    Py_ssize_t slots[_SLOTS_MAX]        # every object slot of the class and its bases
-    Py_ssize_t nfree
-    PyObject* free[_FREE_CAP]           # untracked, every slot empty, no reference to the class
-
-cdef _Recycler _recyclers[_READ_SIZE]   # (probed from _class_index, as _readers)
-cdef dict _recycled = {}                # class -> its entry's index
-
-
-cdef inline _Recycler* _recycler_of(PyObject* cls) noexcept:
-    cdef size_t i = _class_index(cls)
-    cdef Py_ssize_t probe
-    for probe in range(_READ_PROBES):
-        if _recyclers[i].cls == cls:
-            return &_recyclers[i]
-        if _recyclers[i].cls == NULL:
-            return NULL
-        i = (i + 1) & (_READ_SIZE - 1)
-    return NULL
+cdef dict _recycled = {}                # recycled classes (keeps each alive: its entry's pointer stays valid)
 
 
 cdef PyObject* _recycle_alloc(_Type* tp, Py_ssize_t nitems) noexcept:
     # the recycled class's tp_alloc (a subclass gets PyType_GenericAlloc)
-    cdef _Recycler* r = _recycler_of(<PyObject*>tp)
+    cdef _Entry* r = _entry_of(<PyObject*>tp)
     cdef PyObject* o
-    if r != NULL and r.nfree > 0 and nitems == 0:
+    if r != NULL and r.recycles and r.nfree > 0 and nitems == 0:
         r.nfree -= 1
         o = r.free[r.nfree]
         _object_init(o, tp)         # (its class, a reference to the class, refcount 1)
@@ -399,13 +410,13 @@ cdef PyObject* _recycle_alloc(_Type* tp, Py_ssize_t nitems) noexcept:
 cdef void _release(PyObject* o) noexcept:
     cdef PyObject* tp = _type_of(o)
     cdef PyObject* cls = tp
-    cdef _Recycler* r = _recycler_of(cls)
+    cdef _Entry* r = _entry_of(cls)
     cdef Py_ssize_t k
     cdef PyObject** slot
     cdef PyObject* value
-    while r == NULL:                # a subclass's instance: its recycled base's slots
-        cls = (<_LifeType*>cls).tp_base
-        r = _recycler_of(cls)
+    while r == NULL or not r.recycles:  # a subclass's instance: its recycled base's slots
+        cls = <PyObject*>(<_LifeType*>cls).tp_base
+        r = _entry_of(cls)
     for k in range(r.nslots):
         slot = <PyObject**>((<char*>o) + r.slots[k])
         value = slot[0]
@@ -459,20 +470,14 @@ def recycle_through(cls):
     if len(set(offsets)) != len(offsets) or len(offsets) > _SLOTS_MAX \
             or tp.tp_basicsize != <Py_ssize_t>sizeof(PyObject) + len(offsets) * <Py_ssize_t>sizeof(PyObject*):
         raise TypeError(f"{cls.__name__}: its layout is not its slots")
-    cdef size_t i = _class_index(<PyObject*>cls)
-    cdef Py_ssize_t probe
-    for probe in range(_READ_PROBES):
-        if _recyclers[i].cls == NULL:
-            break
-        i = (i + 1) & (_READ_SIZE - 1)
-    else:
-        raise TypeError(f"{cls.__name__}: the recyclers' table is full here")
-    _recycled[cls] = i                  # (keeps the class alive: the entry's pointer stays valid)
-    _recyclers[i].nslots = len(offsets)
-    for probe in range(len(offsets)):
-        _recyclers[i].slots[probe] = offsets[probe]
-    _recyclers[i].nfree = 0
-    _recyclers[i].cls = <PyObject*>cls
+    cdef _Entry* e = _entry_for(cls)
+    _recycled[cls] = True
+    e.nslots = len(offsets)
+    cdef Py_ssize_t j
+    for j in range(len(offsets)):
+        e.slots[j] = offsets[j]
+    e.nfree = 0
+    e.recycles = True
     tp.tp_alloc = <allocfunc>_recycle_alloc
     tp.tp_dealloc = <destructor>_recycle_dealloc
 
@@ -486,8 +491,8 @@ def recycles(cls):
 
 def recycled_count(cls):
     """How many freed instances of ``cls`` wait on its free list (0 if none or not recycled)."""
-    cdef _Recycler* r = _recycler_of(<PyObject*>cls) if isinstance(cls, type) else NULL
-    return 0 if r == NULL else r.nfree
+    cdef _Entry* r = _entry_of(<PyObject*>cls) if isinstance(cls, type) else NULL
+    return 0 if r == NULL or not r.recycles else r.nfree
 
 
 # ---------------------------------------------------------------- Record(...) as fast as make(...)
