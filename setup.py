@@ -49,7 +49,12 @@ PY_DIRECTIVES = {"annotation_typing": False}
 #: arithmetic on doubles rounds as Python's floats do, operation by operation,
 #: and a compiled module gives its twin's numbers on every CPU (x86-64's
 #: baseline has no FMA; aarch64's has, and GCC contracts by default).
-C_FLAGS = ["-O3", "-ffp-contract=off"]
+#: No debug information (-g0 after the interpreter's own -g): the machine code
+#: is the same (objdump -d of egp.o both ways), and gcc takes 20-29 % less
+#: time (egp.c 71 s -> 57 s, circuit.c 77 s -> 55 s, back to back on a 2-core
+#: VM); the symbols stay, so profilers still name each function (drop -g0
+#: here to step through one in gdb).
+C_FLAGS = ["-O3", "-ffp-contract=off", "-g0"]
 
 
 def _extensions():
