@@ -1195,7 +1195,6 @@ class QuantumEngine:
         self._forget(q.id)
         return True
 
-    @cython.locals(g=_Group)
     @cython.locals(handle=Qubit, g=_Group)
     def _drop_fast(self, q: Qubit) -> bool:
         """The usual discards (once per pair and end), with fewer look-ups
