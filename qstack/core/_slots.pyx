@@ -391,7 +391,7 @@ cdef extern from "Python.h":
     void _decref "Py_DECREF"(PyObject*)
     long _HAVE_GC "Py_TPFLAGS_HAVE_GC"
 
-cdef dict _recycled = {}                # recycled classes (keeps each alive: its entry's pointer stays valid)
+cdef set _recycled = set()              # recycled classes (keeps each alive: its entry's pointer stays valid)
 
 
 cdef PyObject* _recycle_alloc(_Type* tp, Py_ssize_t nitems) noexcept:
@@ -471,7 +471,7 @@ def recycle_through(cls):
             or tp.tp_basicsize != <Py_ssize_t>sizeof(PyObject) + len(offsets) * <Py_ssize_t>sizeof(PyObject*):
         raise TypeError(f"{cls.__name__}: its layout is not its slots")
     cdef _Entry* e = _entry_for(cls)
-    _recycled[cls] = True
+    _recycled.add(cls)
     e.nslots = len(offsets)
     cdef Py_ssize_t j
     for j in range(len(offsets)):
