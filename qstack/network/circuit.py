@@ -111,7 +111,11 @@ __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 _LEFT, _RIGHT = 0, 1
 _NESTED = int(SwapStrategy.NESTED)     # (compared once per swap: a plain int)
 _MISSING = object()
+# (module constants: an Enum class's attribute read goes through EnumType's
+# __getattr__ hook, several hundred instructions, on every pair)
 _MD = NetRequestType.MEASURE_DIRECTLY
+_KEEP_TYPE = NetRequestType.KEEP
+_MEASURE_TYPE = NetRequestType.MEASURE
 
 
 #: Times a request's circuit is re-opened after sessions broke on the way.
@@ -1089,7 +1093,7 @@ class QnpProtocol(Protocol):
             ok = replace(ok, **fields)
         # until the head settles it, a PairLost may still take this pair back
         recent = c.recent
-        recent[seq] = p.qubit if c.type == NetRequestType.KEEP else None
+        recent[seq] = p.qubit if c.type == _KEEP_TYPE else None
         if len(recent) > c.window:
             del recent[next(iter(recent))]
         out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
@@ -1098,7 +1102,7 @@ class QnpProtocol(Protocol):
 
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
         """Run ``ops`` (corrections) then, for type M, the measurement; deliver ``ok``."""
-        if c.type == NetRequestType.MEASURE:
+        if c.type == _MEASURE_TYPE:
             basis = c.basis
             if basis == "random":
                 # deterministic per pair and end, so runs are reproducible
