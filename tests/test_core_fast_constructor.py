@@ -410,3 +410,45 @@ def test_the_makers_remembered_keywords_build_what_the_python_constructor_does(c
             # the same words, naming the same keyword (too many positional
             # arguments: Python says "from 1 to 4", the Maker "4")
             assert c_made[1] == py_made[1]
+
+
+@needs_cython
+def test_a_maker_is_called_through_vectorcall_as_through_tp_call():
+    """``Maker`` takes the vectorcall protocol (PEP 590: ``maker(...)`` passes
+    the caller's argument array, no tuple or keyword dict is built), set on
+    the type by ``_slots.pyx`` since Cython gives ``__call__`` only tp_call.
+    Both ways build the same object, or raise the same error, for valid and
+    invalid calls, positional and by keyword; and neither keeps a reference
+    to an argument (an object stored in a field is held by that field only)."""
+    import sys
+
+    from qstack.core.slots import Maker
+    from qstack.network.messages import Track
+
+    assert Maker.__flags__ & (1 << 11)      # Py_TPFLAGS_HAVE_VECTORCALL
+    maker = message_constructor(Track, False, True)
+    assert type(maker) is Maker
+    through_tp_call = type(maker).__call__  # (the slot wrapper calls tp_call)
+    calls = [((1, "a", 2, 3, 0.5, 7), {}), ((1, "a", 2, 3, 0.5), {"created_ns": 7}),
+             ((), {"circuit_id": 1, "head": "a", "link_seq": 2, "bell_index": 3,
+                   "fidelity": 0.5, "created_ns": 7}),
+             ((1, "a", 2, 4, 0.5, 7), {}), ((1, "a", 2, 3, 0.5), {}),
+             ((1, "a", 2, 3, 0.5, 7), {"head": "b"}), ((1, "a", 2, 3, 0.5, 7, 8), {})]
+    for args, kwargs in calls:
+        by_vector = _outcome(maker, *args, **kwargs)
+        by_tuple = _outcome(through_tp_call, maker, *args, **kwargs)
+        assert by_vector[0] == by_tuple[0]
+        if by_vector[0] == "ok":
+            _same(by_vector[1], by_tuple[1])
+        else:
+            assert by_vector[1] == by_tuple[1]
+    record = fast_constructor(_Plain, compiled=True)
+    value = object()
+    before = sys.getrefcount(value)
+    made = [record(value) for _ in range(100)]
+    assert sys.getrefcount(value) == before + 100 and all(m.a is value for m in made)
+    del made
+    for _ in range(100):
+        with pytest.raises(TypeError):
+            record(value, 1, 2, 3)
+    assert sys.getrefcount(value) == before

@@ -40,12 +40,14 @@ cdef extern from "Python.h":
 
     ctypedef struct _CallType "PyTypeObject":
         vectorcallfunc tp_vectorcall
+        Py_ssize_t tp_vectorcall_offset
         unsigned long tp_flags
 
     PyObject* _vectorcall "PyObject_Vectorcall"(PyObject*, PyObject* const*, size_t, PyObject*)
     PyObject* _dict_get "PyDict_GetItem"(PyObject*, PyObject*)
     void _set_error "PyErr_SetString"(PyObject*, const char*)
     long _HEAPTYPE "Py_TPFLAGS_HEAPTYPE"
+    unsigned long _HAVE_VECTORCALL "Py_TPFLAGS_HAVE_VECTORCALL"
 
 # structmember.h: a __slots__ entry is an object member (T_OBJECT_EX) that may be written
 cdef enum:
@@ -622,6 +624,7 @@ cdef class Maker:
     # thirteen, twice per end-to-end pair), so they are matched once
     cdef tuple kw_names
     cdef Py_ssize_t kw_index[_MAX_FIELDS]
+    cdef vectorcallfunc vc           # (make(...) without an args tuple: see _maker_vectorcall)
     cdef char* required
     cdef char* kinds
     cdef char* optional
@@ -633,6 +636,9 @@ cdef class Maker:
 
     def __cinit__(self, cls, names, defaults, required, factories, tests, slow, post, qualname):
         cdef Py_ssize_t i
+        self.vc = <vectorcallfunc>_maker_vectorcall
+        if not _maker_vectorcall_on:
+            _vectorcall_makers(self)
         names = tuple(names)
         self.n = len(names)
         if self.n > _MAX_FIELDS:
@@ -858,6 +864,35 @@ cdef class Maker:
         both = args + tuple(kwargs.values())
         names = tuple(kwargs)
         return self._call(_tuple_items(both), PyTuple_GET_SIZE(args), <PyObject*>names)
+
+
+# A Maker is called directly where a module keeps fast_constructor(Cls) as a
+# name (``_done(op_id, outcome)``, ``_herald(...)``): several per pair. Through
+# tp_call (``__call__``) each such call builds an argument tuple and an empty
+# keyword dict, and CPython's tp_call bridge checks the result: about 400
+# instructions more than the construction. The vectorcall protocol (PEP 590)
+# passes the caller's argument array as it is, as ``Cls(...)`` already does
+# through _call_made. Cython gives a cdef class's ``__call__`` only tp_call,
+# so the offset of the instance's ``vc`` field and the flag are set on the type
+# here, before the first Maker exists (no call can have taken the other path).
+cdef bint _maker_vectorcall_on = False
+
+
+cdef void _vectorcall_makers(Maker first) noexcept:
+    global _maker_vectorcall_on
+    cdef _CallType* tp = <_CallType*>Maker
+    tp.tp_vectorcall_offset = <Py_ssize_t>(<char*>&first.vc - <char*><PyObject*>first)
+    tp.tp_flags |= _HAVE_VECTORCALL
+    _maker_vectorcall_on = True
+
+
+cdef PyObject* _maker_vectorcall(PyObject* make, PyObject* const* args, size_t nargsf,
+                                 PyObject* kwnames) except NULL:
+    # make(...): the same _call as __call__ (the keyword values follow the
+    # positional ones in args, as __call__ arranges them)
+    result = (<Maker>make)._call(<PyObject**>args, _vc_nargs(nargsf), kwnames)
+    Py_XINCREF(<PyObject*>result)
+    return <PyObject*>result
 
 
 cdef PyObject* _call_made(PyObject* cls, PyObject* const* args, size_t nargsf,
