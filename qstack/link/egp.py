@@ -691,7 +691,7 @@ class EGP(Protocol):
                 best, best_key = item, key
         return best
 
-    @cython.locals(item=_Item)
+    @cython.locals(item=_Item, items=dict)
     def _schedule(self, link: LinkState, now: int, actions: list) -> None:
         """The leader's link can take more Entangles (``_can_submit``): start
         pairs for the items that want them, up to m outstanding."""
@@ -700,7 +700,8 @@ class EGP(Protocol):
         while True:
             if len(items) == 1:
                 # one item (a repeater chain's usual case): nothing to choose between
-                item = next(iter(items.values()))
+                for item in items.values():     # (the one; compiled: no view, no iterator)
+                    break
                 deadline = item.deadline_ns
                 if item.finished or (deadline and now >= deadline) or item.sent >= item.limit \
                         or item.ending is not None:

@@ -667,7 +667,7 @@ class QnpProtocol(Protocol):
         self._refill(c, now_ns, out)
         return out
 
-    @cython.locals(idx=cython.Py_ssize_t)
+    @cython.locals(idx=cython.Py_ssize_t, creates=dict)
     def _refill(self, c: _Circuit, now_ns: int, out: list) -> None:
         """Ask the link layer for downstream pairs up to the window: the free
         credit in one standing request (topped up in batches, see the class)."""
@@ -677,7 +677,9 @@ class QnpProtocol(Protocol):
         held = len(c.held[_RIGHT]) + len(c.busy[_RIGHT])    # (busy: in a BSM right now)
         credit = c.credit
         creates = c.creates
-        outstanding = sum(creates.values())
+        outstanding = 0
+        for left in creates.values():   # (compiled: no view, no iterator)
+            outstanding += left
         if idx == 0:
             # the head: no more pairs in flight than pairs still to deliver
             room = min(credit, c.number - c.delivered) - outstanding - held
