@@ -877,8 +877,11 @@ class QnpProtocol(Protocol):
                 if pl is None or pr is None:
                     break
             else:
-                pl = next(iter(left.values()))
-                pr = next(iter(right.values()))
+                # the oldest held pair of each side (compiled: no view, no iterator)
+                for pl in left.values():
+                    break
+                for pr in right.values():
+                    break
             sl, sr = pl.seq, pr.seq
             del left[sl]
             del right[sr]
