@@ -94,9 +94,7 @@ cdef class QnpProtocol(Protocol):
 
     # The methods a pair passes through, called from one another: C calls
     # (a Python subclass may still override them). Their record arguments
-    # are typed here, not with @cython.locals (Cython refuses both). Not
-    # _try_swap: its generator expressions are closures, which a cpdef
-    # function cannot hold.
+    # are typed here, not with @cython.locals (Cython refuses both).
     cpdef _circuit_of(self, ev)
     cpdef _named(self, m, out)
     cpdef _take_swap(self, _Circuit c, src, seq)
@@ -105,6 +103,8 @@ cdef class QnpProtocol(Protocol):
     cpdef _tail_decide(self, _Circuit c, _Pair p, t, now_ns, out)
     cpdef _refill(self, _Circuit c, now_ns, out)
     cpdef _swapped(self, _Circuit c, _Pair pl, _Pair pr, m, now_ns, out)
+    cpdef _try_swap(self, _Circuit c, now_ns, out)
 
 
 cpdef _side_of(_Circuit c, src)
+cpdef _held_towards(dict held, far)

@@ -277,6 +277,16 @@ def _side_of(c: _Circuit, src: str) -> int | None:
     return None
 
 
+@cython.locals(p=_Pair)
+def _held_towards(held: dict, far: int) -> _Pair | None:
+    """The oldest pair in ``held`` whose far end is node index ``far``, or None
+    (a nested swap joins only pairs that span its two sub-segments)."""
+    for p in held.values():
+        if p.far == far:
+            return p
+    return None
+
+
 @dataclass
 class _Request:
     """A request at its head, across the circuits that serve it (re-routing)."""
@@ -863,17 +873,17 @@ class QnpProtocol(Protocol):
         return out
 
     # ---------------------------------------------------------------- swapping
-    @cython.locals(c=_Circuit, pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t, left=dict, right=dict,
+    @cython.locals(pl=_Pair, pr=_Pair, idx=cython.Py_ssize_t, left=dict, right=dict,
                    busy_left=dict, busy_right=dict)
     def _try_swap(self, c: _Circuit, now_ns: int, out: list) -> None:
         """A repeater: swap held pairs, one from each side, while it can."""
         left, right = c.held
         nested = c.strategy == _NESTED
-        lo, hi = c.lo, c.hi     # (nested: the segment's ends; read here, not in the generators)
+        lo, hi = c.lo, c.hi     # (nested: the segment's ends)
         while left and right:
             if nested:
-                pl = next((p for p in left.values() if p.far == lo), None)
-                pr = next((p for p in right.values() if p.far == hi), None)
+                pl = _held_towards(left, lo)
+                pr = _held_towards(right, hi)
                 if pl is None or pr is None:
                     break
             else:
