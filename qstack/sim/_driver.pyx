@@ -12,6 +12,7 @@ simulator both ways (``QSTACK_PURE_PYTHON=1``) and require the same numbers.
 from qstack.core._runtime cimport DriverHooks, EventCallback, RuntimeCore
 from qstack.core._slots cimport slot_field, slot_offset
 from qstack.physical._heralding cimport HeraldingStation
+from qstack.physical.device cimport QuantumDevice
 from qstack.sim._kernel cimport CyEventHandle, CyEventKernel
 from qstack.core.errors import QStackError
 from qstack.core.messages import decode, encode
@@ -195,7 +196,7 @@ cdef class DriverCore(DriverHooks):
                   object now) except -1:
         cdef object op_id = slot_field(action, _QuantumOp, _OP_ID, "op_id")
         cdef object op = slot_field(action, _QuantumOp, _OP_OP, "op")
-        cdef object cls, t, duration, outcome, station, ref
+        cdef object cls, t, duration, outcome, station, ref, device
         cdef int side
         cdef LinkCore link
         self._n_quantum_ops += 1
@@ -221,7 +222,11 @@ cdef class DriverCore(DriverHooks):
             self._op_other(node, protocol, op_id, op)
             return 0
         t = self._now()
-        duration, outcome = node.device.execute(op, t)
+        device = node.device
+        if isinstance(device, QuantumDevice):      # (the compiled device: a C call)
+            duration, outcome = (<QuantumDevice> device).execute(op, t)
+        else:
+            duration, outcome = device.execute(op, t)
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
             if isinstance(outcome, QStackError):
