@@ -11,6 +11,7 @@ from their own source (setup.py's COMPILED_PY) as that source
 (docs/compiled-runtime.md)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -207,6 +208,7 @@ def test_the_python_core_carries_out_every_action_kind():
 
 
 _CHAIN = """
+import dataclasses
 import json
 from benchmarks.bench_network import chain_run
 from benchmarks.bench_transport import teleport_run
@@ -242,3 +244,64 @@ def test_runs_give_the_same_numbers_compiled_and_on_the_twins():
     assert len(compiled[0]) == len(compiled[1]) > 3
     assert compiled == [[True] * len(compiled[0]), [False] * len(compiled[1])]
     assert out[0] == out[1]
+
+
+# ---------------------------------------------------------------- the compiled core's handler cache
+
+_EVENTS = [dataclasses.make_dataclass(f"_E{j}", [("n", int)], frozen=True) for j in range(12)]
+_NAMES = [f"t.p{i}" for i in range(12)]      # (one string object per name, used again and again)
+
+
+def _logging_protocol(i: int, log: list, generation: int) -> Protocol:
+    """Protocol ``t.p{i}`` with one handler per event class, each logging
+    (its generation, i, the class's number, n)."""
+    ns = {"name": _NAMES[i], "BESIDE": True}
+    for j, ev_cls in enumerate(_EVENTS):
+        def handler(self, ev, now_ns, j=j):
+            log.append((generation, i, j, ev.n))
+        ns[f"_e{j}"] = on(ev_cls)(handler)
+    return type(f"_P{i}", (Protocol,), ns)("a")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("feed"), st.integers(0, 11), st.integers(0, 11), st.booleans()),
+    st.tuples(st.just("replace"), st.integers(0, 11), st.just(0), st.just(False)),
+    st.tuples(st.just("crash"), st.just(0), st.just(0), st.just(False))), max_size=150))
+def test_every_event_reaches_the_handler_the_stack_has_now(script):
+    """The compiled core keeps the handler of each (protocol name, event
+    class) last seen in a 64-entry direct-mapped cache (``_runtime.pyx``,
+    ``_feed``), keyed by the two objects' addresses. 144 pairs of 12
+    protocols and 12 event classes overflow it and collide in it; names are
+    given as the interned string or as an equal string built afresh (a
+    different object); a protocol replaced in the stack, or a node crashed
+    and restarted, must be reached anew, never through a stale entry. Every
+    event reaches the handler of the protocol in the stack now, on both cores."""
+    for node_cls in [PyNode] + ([_cy_node_class()] if HAVE_CYTHON else []):
+        log: list = []
+        node = node_cls("a", Recorder())
+        generation = [0] * 12
+        for i in range(12):
+            node.add(_logging_protocol(i, log, 0))
+        expected = []
+        for n, (kind, i, j, fresh) in enumerate(script):
+            if kind == "feed":
+                name = "".join(["t.p", str(i)]) if fresh else _NAMES[i]
+                node.feed(name, _EVENTS[j](n), n)
+                expected.append((generation[i], i, j, n))
+            elif kind == "replace":
+                generation[i] += 1
+                node.protocols[_NAMES[i]] = _logging_protocol(i, log, generation[i])
+                node._restack()
+            else:
+                node.crash()
+                node.restart(n)
+        assert log == expected, node_cls
+
+
+def _cy_node_class():
+    from qstack.core._runtime import RuntimeCore
+
+    class CyNode(RuntimeBody, RuntimeCore):
+        pass
+    return CyNode

@@ -37,6 +37,7 @@ cdef class RuntimeCore:
     cdef public dict below
     cdef public dict _run
     cdef public DriverHooks hooks
+    cdef list _hc                    # (the handler cache of _feed; None: empty)
 
     cdef int _feed(self, object protocol, object event, object now) except -1
     cdef int message_c(self, object src, object msg, object now) except -1

@@ -117,6 +117,10 @@ class PyRuntimeCore:
     docs/compiled-runtime.md). It relies on the attributes
     :class:`NodeRuntime` sets up and on its ``record`` method."""
 
+    def _forget_handlers(self) -> None:
+        """The stack changed: every handler found so far is forgotten."""
+        self._handlers.clear()
+
     # ------------------------------------------------------------------ events in
     def feed(self, protocol: str, event: Any, now: int) -> None:
         """Give ``event`` to ``protocol`` at ``now`` and carry out its actions
@@ -300,7 +304,7 @@ class RuntimeBody:
 
     def _restack(self) -> None:
         stack = self.stack
-        self._handlers.clear()
+        self._forget_handlers()
         self._on_message.clear()
         self.above = {p: (stack[i + 1] if i + 1 < len(stack) else None)
                       for i, p in enumerate(stack)}
@@ -359,7 +363,7 @@ class RuntimeBody:
         for handle in self.timers.values():
             self.driver.cancel_timer(handle)
         self.timers.clear()
-        self._handlers.clear()
+        self._forget_handlers()
         self._on_message.clear()
         self.up = True
         self.incarnation += 1
