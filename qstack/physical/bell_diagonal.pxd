@@ -18,3 +18,6 @@ cpdef tuple _xor_conv(tuple a, tuple b)
 cpdef tuple _permute(tuple c, m)
 cpdef _check_index(name, v, hi=*)
 cpdef BellDiagonal _from_coeffs(tuple c)
+# (the engine's swap calls it in C; the states stay untyped arguments, read as
+# attributes: a None or another object raises, as in the source)
+cpdef swap_bell_diagonal(a, b, bsm_outcome)

@@ -9,7 +9,7 @@
 # keys, density matrices numpy arrays), except a group's Bell-diagonal state,
 # typed so that its fidelity and Pauli maps are C calls.
 
-from qstack.physical.bell_diagonal cimport BellDiagonal
+from qstack.physical.bell_diagonal cimport BellDiagonal, swap_bell_diagonal
 
 
 cdef class _Group:

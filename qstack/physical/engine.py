@@ -401,6 +401,7 @@ class QuantumEngine:
             where[m] = g
         return g
 
+    @cython.locals(i=cython.Py_ssize_t, block=list)
     def _uniform(self) -> float:
         """The next uniform double in [0, 1) from ``rng``, for a measurement
         or a swap. Drawn in blocks of :data:`UNIFORM_BLOCK`, one numpy call
