@@ -37,6 +37,11 @@ COMPILED_PY = [
     "qstack/core/protocol.py",
     "qstack/link/egp.py",
     "qstack/network/circuit.py",
+    # (the closed forms: the QNP's werner_swap runs once per swap, interpreted
+    # ~1,200 instructions, compiled a C function's call)
+    "qstack/network/theory.py",
+    # (SimplePairModel.sample_bell_index: once per link pair, from the station)
+    "qstack/physical/pair_model.py",
     "qstack/physical/bell_diagonal.py",
     "qstack/physical/device.py",
     "qstack/physical/engine.py",
