@@ -130,6 +130,7 @@ cdef class DriverCore(DriverHooks):
         cdef object msg = slot_field(action, _SendMessage, _SEND_MSG, "msg")
         cdef object dst = slot_field(action, _SendMessage, _SEND_DST, "dst")
         cdef object data, src, arrive, last_side, batch, next_seq
+        cdef tuple args
         cdef LinkCore link
         cdef list last
         cdef int side
@@ -163,9 +164,11 @@ cdef class DriverCore(DriverHooks):
             link.batch[side] = batch
             if self._arrive_cb is None:
                 self._arrive_cb = _ArriveLink(self)
-            link.batch_seq[side] = self._at(
-                arrive, self._arrive_cb,
-                (link, side, link.epoch, node, link.ends[side ^ 1], batch)).seq + 1
+            args = (link, side, link.epoch, node, link.ends[side ^ 1], batch)
+            if self._ck is not None:        # (the handle's seq read in C)
+                link.batch_seq[side] = self._ck.schedule_at_c(arrive, self._arrive_cb, args).seq + 1
+            else:
+                link.batch_seq[side] = self._sim.schedule_at(arrive, self._arrive_cb, *args).seq + 1
             return 0
         self._send_far(node, protocol, dst, msg)
         return 0
