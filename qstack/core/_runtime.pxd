@@ -17,6 +17,10 @@ cdef class DriverHooks:
     # its heralding stations' deliver callback, ``_herald_arrives`` (a station
     # made with that bound method calls this instead: qstack/physical/_heralding.pyx)
     cdef int herald_c(self, object side, object ref, object herald) except -1
+    # ``clock.schedule_at(time_ns, callback, *args)`` for a station whose
+    # deliver callback is this driver's: a C call when ``clock`` is the
+    # driver's own compiled kernel
+    cdef object at_c(self, object clock, object time_ns, object callback, tuple args)
 
 
 cdef class RuntimeCore:

@@ -94,6 +94,9 @@ cdef class DriverHooks:
         self._herald_arrives(side, ref, herald)
         return 0
 
+    cdef object at_c(self, object clock, object time_ns, object callback, tuple args):
+        return clock.schedule_at(time_ns, callback, *args)
+
 
 cdef class RuntimeCore:
     """The compiled hot path of a node runtime (see the module doc). Its

@@ -335,8 +335,13 @@ cdef class HeraldingStation:
                     # both, side 0 first, exactly as two events scheduled back
                     # to back would (nothing can fire between them)
                     r0.twin, r1.twin = r1, r0
-                    r0.herald_event = r1.herald_event = clock.schedule_at(
-                        h0, self._herald_both_cb, r0, r1, herald0, herald1)
+                    if self._hooks is not None:     # (the driver's kernel: a C call)
+                        event = self._hooks.at_c(clock, h0, self._herald_both_cb,
+                                                 (r0, r1, herald0, herald1))
+                    else:
+                        event = clock.schedule_at(h0, self._herald_both_cb, r0, r1,
+                                                  herald0, herald1)
+                    r0.herald_event = r1.herald_event = event
                     return
                 r0.herald_event = clock.schedule_at(h0, self._herald, r0, herald0)
                 r1.herald_event = clock.schedule_at(h1, self._herald, r1, herald1)

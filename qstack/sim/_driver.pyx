@@ -249,6 +249,12 @@ cdef class DriverCore(DriverHooks):
             node._feed(protocol, _done(op_id, outcome), self._now())
         return 0
 
+    cdef object at_c(self, object clock, object time_ns, object callback, tuple args):
+        # (a station's herald event: on the compiled kernel, a C call)
+        if clock is self._sim and self._ck is not None:
+            return self._ck.schedule_at_c(time_ns, callback, args)
+        return clock.schedule_at(time_ns, callback, *args)
+
     def _herald_arrives(self, side, ref, herald):
         # the stations' deliver callback: ref is what _entangle submitted
         self.herald_c(side, ref, herald)
