@@ -757,6 +757,7 @@ class EGP(Protocol):
                 del served[k]
 
     # ------------------------------------------------------------ the follower
+    @cython.locals(it=_Item)
     def _follow(self, link: LinkState, actions: list) -> None:
         """Follower: keep Entangles that follow the leader's outstanding, as
         many as the leader may have (up to m, at most the pairs of the items
