@@ -8,7 +8,6 @@ request scripts and requires the same heralds at the same times.
 
 Keep the two in step: a change to one is a change to the other.
 """
-from collections import deque
 
 cimport cython
 
@@ -24,6 +23,17 @@ ATTEMPT_BLOCK = 1024
 
 cdef object _FOLLOW = None
 cdef object _herald = fast_constructor(Herald)
+
+
+cdef inline bint _unfollow(list follows, object req) except -1:
+    # take req out of a side's followers (the oldest first, as a deque's
+    # remove); False if it is not there
+    cdef Py_ssize_t i
+    for i in range(len(follows)):
+        if follows[i] is req:
+            del follows[i]
+            return True
+    return False
 
 
 # The station's calls of a device and of the engine: a C call (cpdef) when
@@ -149,7 +159,9 @@ cdef class HeraldingStation:
         self.attempts = 0
         # per side: keyed requests by key, and followers in submission order
         self._keyed = ({}, {})
-        self._follow = (deque(), deque())
+        # (lists, typed in C: appended to, walked oldest first and taken from
+        # once per pair; a deque's methods are Python method calls here)
+        self._follow = ([], [])
         # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
         self._numbers = {}
         self._states = {}
@@ -212,14 +224,14 @@ cdef class HeraldingStation:
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
             if partner is None:
-                for cand in self._follow[other]:   # the oldest free follower
+                for cand in <list> self._follow[other]:   # the oldest free follower
                     if cand.partner is None and cand.qubit is None:
                         partner = cand
                         break
         # every request stays listed until answered (cancel finds it there);
         # ``partner`` tells whether it is matched
         if key is _FOLLOW:
-            self._follow[side].append(req)
+            (<list> self._follow[side]).append(req)
         else:
             self._keyed[side][key] = req
         if partner is None:
@@ -238,10 +250,7 @@ cdef class HeraldingStation:
     cdef _unlist(self, _Request req):
         """Take ``req`` out of the lists."""
         if req.key is _FOLLOW:
-            try:
-                self._follow[req.side].remove(req)
-            except ValueError:
-                pass
+            _unfollow(<list> self._follow[req.side], req)
         else:
             (<dict> self._keyed[req.side]).pop(req.key, None)
 
@@ -380,7 +389,8 @@ cdef class HeraldingStation:
         # (once per pair and end: _forget inlined; a matched request has no deadline event)
         req.herald_event = None
         if req.key is _FOLLOW:
-            self._follow[req.side].remove(req)
+            if not _unfollow(<list> self._follow[req.side], req):
+                raise ValueError("a heralded follower that was not listed")
         else:
             (<dict> self._keyed[req.side]).pop(req.key, None)
         partner = req.partner

@@ -42,7 +42,6 @@ reference, given back unchanged). Times are integer nanoseconds.
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable
 
 from qstack.core.kernels import load_kernel
@@ -205,7 +204,7 @@ class PyHeraldingStation:
         self.attempts = 0
         # per side: keyed requests by key, and followers in submission order
         self._keyed: tuple[dict, dict] = ({}, {})
-        self._follow: tuple[deque, deque] = (deque(), deque())
+        self._follow: tuple[list, list] = ([], [])    # (oldest first; lists as in the compiled twin)
         # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
         self._numbers: dict = {}
         self._states: dict = {}
