@@ -50,6 +50,12 @@ def _qnp(net, name):
     return net.nodes[name].protocols["network.qnp"]
 
 
+def _index_of_circuits(qnp) -> dict:
+    """The QNP's index of its circuits by head and id, flattened: it must be
+    its ``circuits`` exactly (the two are kept together)."""
+    return {(head, cid): c for head, by_cid in qnp._by_head.items() for cid, c in by_cid.items()}
+
+
 def _circuit_state_left(circuits) -> list:
     """Per-pair state still held by the circuits (after completion: none)."""
     left = []
@@ -138,7 +144,7 @@ def test_head_pair_lost_after_its_track_left(when):
     assert len(tail.oks) == pairs + 1
     # nothing left behind: circuits gone, no parked messages or records,
     # only the delivered halves in memory
-    assert all(not _qnp(net, x).circuits for x in names)
+    assert all(not _qnp(net, x).circuits and not _qnp(net, x)._by_head for x in names)
     assert _circuit_state_left(circuits) == []
     assert net.engine.num_live_qubits == 2 * pairs
 
@@ -168,6 +174,7 @@ def test_link_cutoff_at_both_ends_loses_pairs_on_the_way_and_still_completes(str
                                     strategy=strategy), to="network.qnp")
     net.run(until_ns=10**10, stop_when=lambda: all(_qnp(net, x).circuits for x in names))
     circuits = [next(iter(_qnp(net, x).circuits.values())) for x in names]
+    assert all(_index_of_circuits(_qnp(net, x)) == _qnp(net, x).circuits for x in names)
     net.run(until_ns=10**10,
             stop_when=lambda: len(head.oks) >= pairs and len(tail.live()) >= pairs)
     net.run(until_ns=net.sim.now + 10**8)

@@ -91,11 +91,13 @@ cdef class QnpProtocol(Protocol):
     cdef public object _next_create_id, _next_cid, _next_rid, _cid_base
     cdef public bint _top_up, _link_standing
     cdef public dict _crossing, circuits, requests, _by_label, _labels_used, _next_label, stats
+    cdef public dict _by_head
 
     # The methods a pair passes through, called from one another: C calls
     # (a Python subclass may still override them). Their record arguments
     # are typed here, not with @cython.locals (Cython refuses both).
     cpdef _circuit_of(self, ev)
+    cpdef _circuit(self, head, cid)
     cpdef _named(self, m, out)
     cpdef _take_swap(self, _Circuit c, src, seq)
     cpdef _locate(self, _Circuit c, src, seq, msg)

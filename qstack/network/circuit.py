@@ -442,6 +442,10 @@ class QnpProtocol(Protocol):
         self.link_max_time_ns = int(link_max_time_ns)
         self.link_retry_ns = int(link_retry_ns)
         self.circuits: dict[tuple[str, int], _Circuit] = {}
+        # the same circuits by head, then circuit id: a message names its
+        # circuit by both, and two look-ups by a str and an int cost a third
+        # of one by a tuple built, hashed and compared (several per link pair)
+        self._by_head: dict[str, dict[int, _Circuit]] = {}
         self.requests: dict[int, _Request] = {}
         # neighbour -> purpose label -> the circuit held here that uses it on
         # the link to that neighbour, for LinkOk from either side (a string
@@ -584,6 +588,7 @@ class QnpProtocol(Protocol):
             c.lo, c.hi = nested_spans(c.n_links)[idx]
         c.phase = CircuitPhase.SETUP if idx == 0 else CircuitPhase.INSTALLED
         self.circuits[(s.head, s.circuit_id)] = c
+        self._by_head.setdefault(s.head, {})[s.circuit_id] = c
         key = (s.head, s.circuit_id)
         if idx > 0:
             self._by_label.setdefault(s.path[idx - 1], {})[s.link_labels[idx - 1]] = c
@@ -596,12 +601,18 @@ class QnpProtocol(Protocol):
         return c
 
     # ================================================================ messages
+    @cython.locals(by_cid=dict)
+    def _circuit(self, head: str, cid: int) -> _Circuit | None:
+        """The circuit ``(head, cid)`` held here, or None."""
+        by_cid = self._by_head.get(head)
+        return None if by_cid is None else by_cid.get(cid)
+
     def _named(self, m: Any, out: list) -> _Circuit | None:
         """The circuit message ``m`` names (every message but CircuitSetup and
         LinkStateAd names one), or None if this node does not hold it: late
         traffic of a circuit already gone is dropped silently, anything else
         is answered with ``Fail(NET_UNKNOWN_CIRCUIT)`` in ``out``."""
-        c = self.circuits.get((m.head, m.circuit_id))
+        c = self._circuit(m.head, m.circuit_id)
         if c is None and m.__class__ not in _LATE:
             out.append(Fail(ErrorCode.NET_UNKNOWN_CIRCUIT,
                             f"{type(m).__name__} for unknown circuit {m.head}/{m.circuit_id}"))
@@ -1390,6 +1401,10 @@ class QnpProtocol(Protocol):
         key = (c.head, c.cid)
         if self.circuits.pop(key, None) is None:
             return
+        by_cid = self._by_head[c.head]
+        del by_cid[c.cid]
+        if not by_cid:
+            del self._by_head[c.head]
         c.phase = _CLOSED
         if c.creates:
             # its standing link requests: withdrawn, so that the link makes no
@@ -1485,7 +1500,7 @@ class QnpProtocol(Protocol):
         outcome = ev.outcome
         if kind is _Swap:
             sw = ctx             # (typed: its fields read in C)
-            c = self.circuits.get((sw.head, sw.cid))
+            c = self._circuit(sw.head, sw.cid)
             if c is None:
                 return []
             pl, pr = sw.left, sw.right
@@ -1611,6 +1626,7 @@ class QnpProtocol(Protocol):
         """This node was reset in place (its memory and timers are gone):
         forget every circuit, request and pending operation."""
         self.circuits.clear()
+        self._by_head.clear()
         self.requests.clear()
         self._by_label.clear()
         self._crossing.clear()
