@@ -136,28 +136,25 @@ cdef class RuntimeCore:
         if hc is not None and PyList_GET_ITEM(hc, i) == <PyObject*>protocol \
                 and PyList_GET_ITEM(hc, i + 1) == <PyObject*>tp:
             handler = <object>PyList_GET_ITEM(hc, i + 2)
-            actions = handler(event, now)
-            if actions:
-                self._carry_out(protocol, actions, now)
-            return 0
-        by_type = self._handlers.get(protocol)
-        if by_type is not None:
-            handler = (<dict> by_type).get(tp)
-        if handler is None:
-            proto = self.protocols.get(protocol)
-            if proto is None:
-                self.record(protocol, _UNKNOWN_TYPE,
-                            f"no protocol {protocol!r} on {self.name}", now)
-                return 0
-            handler = proto.handler_for(tp)
-            if by_type is None:
-                by_type = self._handlers[protocol] = {}
-            (<dict> by_type)[tp] = handler
-        if hc is None:
-            hc = self._hc = [None] * (3 * _HC_SIZE)
-        hc[i] = protocol
-        hc[i + 1] = tp
-        hc[i + 2] = handler
+        else:
+            by_type = self._handlers.get(protocol)
+            if by_type is not None:
+                handler = (<dict> by_type).get(tp)
+            if handler is None:
+                proto = self.protocols.get(protocol)
+                if proto is None:
+                    self.record(protocol, _UNKNOWN_TYPE,
+                                f"no protocol {protocol!r} on {self.name}", now)
+                    return 0
+                handler = proto.handler_for(tp)
+                if by_type is None:
+                    by_type = self._handlers[protocol] = {}
+                (<dict> by_type)[tp] = handler
+            if hc is None:
+                hc = self._hc = [None] * (3 * _HC_SIZE)
+            hc[i] = protocol
+            hc[i + 1] = tp
+            hc[i + 2] = handler
         actions = handler(event, now)
         if actions:
             self._carry_out(protocol, actions, now)
