@@ -130,7 +130,7 @@ cdef class DriverCore(DriverHooks):
         cdef object msg = slot_field(action, _SendMessage, _SEND_MSG, "msg")
         cdef object dst = slot_field(action, _SendMessage, _SEND_DST, "dst")
         cdef object data, src, arrive, last_side, batch, next_seq
-        cdef tuple args
+        cdef object handle
         cdef LinkCore link
         cdef list last
         cdef int side
@@ -164,11 +164,12 @@ cdef class DriverCore(DriverHooks):
             link.batch[side] = batch
             if self._arrive_cb is None:
                 self._arrive_cb = _ArriveLink(self)
-            args = (link, side, link.epoch, node, link.ends[side ^ 1], batch)
-            if self._ck is not None:        # (the handle's seq read in C)
-                link.batch_seq[side] = self._ck.schedule_at_c(arrive, self._arrive_cb, args).seq + 1
+            handle = self._at(arrive, self._arrive_cb,
+                              (link, side, link.epoch, node, link.ends[side ^ 1], batch))
+            if self._ck is not None:        # (the compiled kernel's handle: its seq read in C)
+                link.batch_seq[side] = (<CyEventHandle> handle).seq + 1
             else:
-                link.batch_seq[side] = self._sim.schedule_at(arrive, self._arrive_cb, *args).seq + 1
+                link.batch_seq[side] = handle.seq + 1
             return 0
         self._send_far(node, protocol, dst, msg)
         return 0
@@ -250,9 +251,9 @@ cdef class DriverCore(DriverHooks):
         return 0
 
     cdef object at_c(self, object clock, object time_ns, object callback, tuple args):
-        # (a station's herald event: on the compiled kernel, a C call)
-        if clock is self._sim and self._ck is not None:
-            return self._ck.schedule_at_c(time_ns, callback, args)
+        # (a station's herald event: on this driver's clock, as _at schedules)
+        if clock is self._sim:
+            return self._at(time_ns, callback, args)
         return clock.schedule_at(time_ns, callback, *args)
 
     def _herald_arrives(self, side, ref, herald):
