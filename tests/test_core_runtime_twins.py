@@ -121,7 +121,8 @@ class PyNode(RuntimeBody, PyRuntimeCore):
     pass
 
 
-def _nodes():
+def _node_classes() -> list:
+    """The node on each core there is: the twin's, and the compiled one's where built."""
     classes = [PyNode]
     if HAVE_CYTHON:
         from qstack.core._runtime import RuntimeCore
@@ -129,8 +130,12 @@ def _nodes():
         class CyNode(RuntimeBody, RuntimeCore):
             pass
         classes.append(CyNode)
+    return classes
+
+
+def _nodes():
     nodes = []
-    for cls in classes:
+    for cls in _node_classes():
         node = cls("a", Recorder())
         node.add(Low("a"))
         node.add(High("a"))
@@ -277,7 +282,7 @@ def test_every_event_reaches_the_handler_the_stack_has_now(script):
     different object); a protocol replaced in the stack, or a node crashed
     and restarted, must be reached anew, never through a stale entry. Every
     event reaches the handler of the protocol in the stack now, on both cores."""
-    for node_cls in [PyNode] + ([_cy_node_class()] if HAVE_CYTHON else []):
+    for node_cls in _node_classes():
         log: list = []
         node = node_cls("a", Recorder())
         generation = [0] * 12
@@ -298,10 +303,3 @@ def test_every_event_reaches_the_handler_the_stack_has_now(script):
                 node.restart(n)
         assert log == expected, node_cls
 
-
-def _cy_node_class():
-    from qstack.core._runtime import RuntimeCore
-
-    class CyNode(RuntimeBody, RuntimeCore):
-        pass
-    return CyNode
