@@ -538,7 +538,7 @@ class QnpProtocol(Protocol):
         if r is None or not r.req.standing:
             return out
         r.allowed += ev.number
-        c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
+        c = self._circuit(self.node, r.circuit) if r.circuit is not None else None
         if c is None:
             # (none: its allowance was used up when it had to be re-opened)
             self._open_circuit(r, now_ns, out)
@@ -969,7 +969,7 @@ class QnpProtocol(Protocol):
         starts its Track only now, so a half lost in the measurement breaks
         the segment like any other end's lost half and no delivered pair is
         ever taken back (no PairLost on type D)."""
-        c = self.circuits.get((ctx.head, ctx.cid))
+        c = self._circuit(ctx.head, ctx.cid)
         if c is None:
             return []            # (the circuit ended meanwhile: nothing is held)
         p, side = ctx.pair, ctx.side
@@ -1456,7 +1456,7 @@ class QnpProtocol(Protocol):
         self.requests.pop(r.request_id, None)
         if r.req.max_time_ns:
             out.append(CancelTimer(("qnp.req", r.request_id)))
-        c = self.circuits.get((self.node, r.circuit)) if r.circuit is not None else None
+        c = self._circuit(self.node, r.circuit) if r.circuit is not None else None
         if c is not None:
             msg = CircuitTeardown(c.cid, c.head, int(code or 0), detail[:256], "", "")
             out.append(SendMessage(c.path[1], msg))
@@ -1473,7 +1473,7 @@ class QnpProtocol(Protocol):
         out: list = []
         if kind == "qnp.cut":
             _, head, cid, side, seq = key
-            c = self.circuits.get((head, cid))
+            c = self._circuit(head, cid)
             if c is not None and seq in c.held[side]:
                 self.stats["cutoffs"] += 1
                 self._expire_local(c, side, seq, "cutoff", now_ns, True, out)
@@ -1482,7 +1482,7 @@ class QnpProtocol(Protocol):
             if r is not None and r.circuit is None:
                 self._open_circuit(r, now_ns, out)
         elif kind == "qnp.retry":
-            c = self.circuits.get((key[1], key[2]))
+            c = self._circuit(key[1], key[2])
             if c is not None:
                 self._refill(c, now_ns, out)
         elif kind == "qnp.req":
@@ -1581,7 +1581,7 @@ class QnpProtocol(Protocol):
         if isinstance(m, CircuitSetup):
             # the next hop cannot be reached (its session is down): the circuit
             # cannot form; tear it down towards the head, which tries again later
-            c = self.circuits.get((m.head, m.circuit_id))
+            c = self._circuit(m.head, m.circuit_id)
             if c is not None:
                 self._teardown_here(c, ErrorCode.NET_CIRCUIT_TORN_DOWN,
                                     f"{ev.dst} unreachable from {self.node}", now_ns, None, out)
