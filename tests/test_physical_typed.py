@@ -171,3 +171,13 @@ def test_the_memory_rates_kept_per_pair_of_times_are_the_checked_ones():
     for k in range(300):
         eng_mod._memory_rates(math.inf, 1e6 + k)
     assert len(eng_mod._RATES) <= 256
+    # the last pair read is answered without its key: memories read in turn
+    # (and times given as ints, which skip that shortcut) still get their own
+    pairs = [(math.inf, 1e9), (2e9, 1e9), (math.inf, 1e9), (1e9, 1e9), (2e9, 1e9),
+             (2_000_000_000, 1_000_000_000), (math.inf, 1e9)]
+    for t1, t2 in pairs + pairs[::-1]:
+        assert eng_mod._memory_rates(t1, t2) == _decay_rates(t1, t2)
+    with pytest.raises(InvalidParameterError):   # right after a kept pair: still checked
+        eng_mod._memory_rates(1e9, 3e9)
+    with pytest.raises(InvalidParameterError):
+        eng_mod._memory_rates(math.nan, 1e9)

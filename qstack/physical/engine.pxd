@@ -54,3 +54,5 @@ cdef class PreparedPair:
 
 
 cpdef tuple _memory_rates(t1_ns, t2_ns)
+cdef double _last_t1, _last_t2
+cdef tuple _last_rates
