@@ -348,6 +348,14 @@ def _ratio(a, b) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _spread(runs: dict[str, list], key: str) -> list | None:
+    """[lowest, highest] over the repeats of qstack's ``key`` over SeQUeNCe's
+    in the same repeat (the two runs made back to back)."""
+    ratios = [_ratio(q.get(key), s.get(key)) for q, s in zip(runs["qstack"], runs["sequence"])]
+    ratios = [r for r in ratios if r is not None]
+    return [min(ratios), max(ratios)] if ratios else None
+
+
 def run(repeats: int = 3, processes_per_link: int = 10, window: int | str = "auto",
         only: tuple[str, ...] = (), pairs_scale: float = 1.0, hw: Hardware = Hardware()) -> dict:
     """The side-by-side comparison: medians of ``repeats`` interleaved runs."""
@@ -390,6 +398,10 @@ def run(repeats: int = 3, processes_per_link: int = 10, window: int | str = "aut
             # steadier than wall time on a busy machine: what the work costs, not the wait for a core
             "ratio_pairs_per_cpu_s": _ratio(q["pairs_per_cpu_s"], s.get("pairs_per_cpu_s")),
             "ratio_pairs_per_sim_s": _ratio(q["pairs_per_sim_s"], s.get("pairs_per_sim_s")),
+            # each repeat's own ratio (its qstack run over the SeQUeNCe run beside
+            # it), lowest and highest: how far one run's ratio may be from the median
+            "ratio_pairs_per_wall_s_range": _spread(runs[wl.key], "pairs_per_wall_s") if py
+            else None,
             "ratio_note": ATTEMPT_NOTE,
         }
     return out
@@ -411,13 +423,18 @@ def table(res: dict) -> str:
     lines.append("pairs per wall / CPU / simulated second, link attempts per pair, CPU s, fidelity")
     lines.append(f"{'workload':8} " + " ".join(f"{side + ' ' + title:>10}" for title, _, _ in columns
                                               for side in "qS")
-                 + f" {'Werner':>8} {'wall x':>7} {'cpu x':>7} {'sim x':>7}")
+                 + f" {'Werner':>8} {'wall x':>7} {'cpu x':>7} {'sim x':>7} {'wall x range':>15}")
     for key, w in res["workloads"].items():
         q, s = w["qstack"], dict(w["sequence"], fidelity_mean=w["sequence"].get("fid_true_mean"))
         cells = " ".join(f"{fmt(side.get(k), spec):>10}" for _, k, spec in columns for side in (q, s))
         lines.append(f"{key:8} {cells} {fmt(q['werner_formula'], '8.5f')} "
                      + " ".join(f"{fmt(w[k], '.2f'):>7}" for k in (
-                         "ratio_pairs_per_wall_s", "ratio_pairs_per_cpu_s", "ratio_pairs_per_sim_s")))
+                         "ratio_pairs_per_wall_s", "ratio_pairs_per_cpu_s", "ratio_pairs_per_sim_s"))
+                     + " " + format(" - ".join(fmt(x, ".1f") for x in
+                                               w.get("ratio_pairs_per_wall_s_range") or ()) or "-",
+                                    ">15"))
+    lines.append("wall x: ratio of the medians; wall x range: the lowest and highest ratio of "
+                 "one repeat's two runs, made back to back")
     lines.append(f"ratio: {cfg['note_beside_ratio']}")
     return "\n".join(lines)
 

@@ -124,7 +124,28 @@ def test_sequence_side_is_skipped_cleanly_when_absent(monkeypatch, tmp_path):
         assert w["sequence_figures"] == "recorded (peer README)"
         assert w["sequence"]["pairs_per_wall_s"] == B.RECORDED[key][0]
         assert w["ratio_pairs_per_wall_s"] > 0 and "geometric draw" in w["ratio_note"]
+        assert w["ratio_pairs_per_wall_s_range"] is None     # (no runs of its own to pair)
     assert "recorded" in B.table(res)
+
+
+def test_each_repeats_ratio_pairs_the_two_runs_made_back_to_back(monkeypatch):
+    # a stand-in SeQUeNCe whose rate doubles each run: the median ratio is
+    # the medians' ratio, the range each repeat's own (its qstack run over
+    # the SeQUeNCe run right after it)
+    rates = iter([100.0, 200.0, 400.0])
+    monkeypatch.setattr(B, "sequence_python", lambda: ("stand-in", "measured here"))
+    monkeypatch.setattr(B, "sequence_run", lambda py, wl: {
+        "pairs_per_wall_s": next(rates), "pairs_per_cpu_s": None, "pairs_per_sim_s": None})
+    res = B.run(repeats=3, only=("2bd",), pairs_scale=0.005)
+    w = res["workloads"]["2bd"]
+    assert w["sequence"]["pairs_per_wall_s"] == 200.0
+    assert w["ratio_pairs_per_wall_s"] == B._ratio(w["qstack"]["pairs_per_wall_s"], 200.0)
+    lo, hi = w["ratio_pairs_per_wall_s_range"]
+    assert lo <= w["ratio_pairs_per_wall_s"] <= hi and 0 < lo < hi
+    assert B._spread({"qstack": [{"r": 300.0}, {"r": 100.0}], "sequence": [{"r": 2.0}, {"r": 4.0}]},
+                     "r") == [25.0, 150.0]
+    assert B._spread({"qstack": [{"r": 1.0}], "sequence": [{"r": None}]}, "r") is None
+    assert f"{lo:.1f} - {hi:.1f}" in B.table(res)
 
 
 def test_sequence_side_runs_when_present():
