@@ -181,7 +181,10 @@ UNIFORM_BLOCK = 1024
 
 # (read once per pair's fidelity read: module globals, not math's attributes)
 _INF = math.inf
-_expm1 = math.expm1
+if not cython.compiled:
+    # (compiled, the .pxd names C's expm1: the function math.expm1 itself calls)
+    _c_expm1 = math.expm1
+
 #: (T1, T2) in ns -> ``channels_kraus._decay_rates`` of them (``_memory_rates``)
 _RATES: dict = {}
 #: The last (T1, T2) read and its rates: most reads are of the one memory type a
@@ -754,8 +757,8 @@ class QuantumEngine:
         inv_t1_b, inv_tphi_b = _memory_rates(t1b, t2b)
         if inv_t1_a == 0.0 and inv_t1_b == 0.0:
             # Z flips with probability p/2, p = 1 - exp(-t / T_phi) (t1t2_rates)
-            qa = -0.5 * _expm1(-wa * inv_tphi_a)
-            qb = -0.5 * _expm1(-wb * inv_tphi_b)
+            qa = -0.5 * _c_expm1(-wa * inv_tphi_a)
+            qb = -0.5 * _c_expm1(-wb * inv_tphi_b)
             q = qa + qb - 2.0 * qa * qb
             ga = self._group(a)
             bd = ga.bd
