@@ -191,32 +191,36 @@ class PairEnd(Protocol):
     pair, then frees both qubits: its own with a ``Discard`` action, the
     other end's on that node's device (the second end to hear is the one
     that reads; the first only waits). ``book`` is shared by the two ends:
-    ``{"half": {}, "pairs": [(fidelity, wait_ns)], "net": the SimNetwork}``."""
+    ``{"half": {}, "pairs": [(fidelity, wait_ns)]}``; ``device`` is this
+    node's, set by :func:`build` once the network exists."""
 
     name = "bench.pair_end"
 
     def __init__(self, node: str, book: dict) -> None:
         super().__init__(node)
         self.book = book
+        # (the shared records and the devices held here, not looked up in
+        # ``book`` and the network per pair: the benchmark measures the stack)
+        self.half: dict = book["half"]
+        self.pairs: list = book["pairs"]
+        self.device = None
         self.errors: list = []
 
     @on(NetOk)
     def _ok(self, ev: NetOk, now_ns: int):
-        book = self.book
         # (keyed by the id's fields: a tuple hashes in C, the dataclass's
         # generated __hash__ and __eq__ are Python calls)
         pid = ev.pair_id
         key = (pid.head, pid.circuit_id, pid.seq)
-        first = book["half"].pop(key, None)
+        first = self.half.pop(key, None)
         if first is None:
-            book["half"][key] = (self.node, ev)
+            self.half[key] = (self, ev)
             return None
-        node, other = first
-        nodes = book["net"].nodes
-        here, there = nodes[self.node].device, nodes[node].device
+        end, other = first
+        there = end.device
         # the memories decay lazily: the read includes both halves' decay up to now
-        f = here.bell_fidelity_now(ev.qubit, there, other.qubit, ev.bell_index, now_ns)
-        book["pairs"].append((f, now_ns - min(ev.created_ns, other.created_ns)))
+        f = self.device.bell_fidelity_now(ev.qubit, there, other.qubit, ev.bell_index, now_ns)
+        self.pairs.append((f, now_ns - min(ev.created_ns, other.created_ns)))
         _, failed = there.execute(Discard(other.qubit), now_ns)
         if failed is not None:
             self.errors.append(failed)
@@ -248,6 +252,8 @@ def build(wl: Workload, hw: Hardware, processes_per_link: int = 1, window: int |
         hardware=hw.node_hardware(processes_per_link, t2_s),
         consumer=lambda node: PairEnd(node, book), qnp_options={"window": window})
     book["net"] = net
+    for name, end in ends.items():
+        end.device = net.nodes[name].device
     return net, names, ends, book
 
 
