@@ -18,6 +18,38 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux; ``platform``'s
+    otherwise, which on Linux says only ``x86_64``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def reference_loops_per_s(loops: int = 20_000, best_of: int = 5) -> float:
+    """Passes per second of a fixed pure-Python loop (a dict's values
+    incremented by key, 100 per pass; no qstack code), the best of
+    ``best_of`` timings of ``loops`` passes: the interpreter's speed on this
+    machine now, recorded with the figures so that two result files from
+    different machines, or one machine on different days, can be set side by
+    side (a qstack rate over this one moves with qstack, not with the host)."""
+    counts = {i: 0 for i in range(100)}
+    keys = list(counts)
+    best = float("inf")
+    for _ in range(best_of):
+        start = time.perf_counter()
+        for _ in range(loops):
+            for k in keys:
+                counts[k] += 1
+        best = min(best, time.perf_counter() - start)
+    return round(loops / best, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(HERE / "results.json"))
@@ -33,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_before": round(os.getloadavg()[0], 2),
+        # (measured before and after the benchmarks: a host that slowed
+        # meanwhile shows as two different figures)
+        "reference_loops_per_s_before": reference_loops_per_s(),
         "benchmarks": {},
     }
     for name in names:
@@ -44,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["_wall_s"] = round(time.perf_counter() - start, 2)
         results["benchmarks"][name] = figures
         print(json.dumps(figures, indent=2), flush=True)
+    results["reference_loops_per_s_after"] = reference_loops_per_s()
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
