@@ -57,5 +57,4 @@ cpdef tuple _memory_rates(t1_ns, t2_ns)
 # (C's expm1 on C doubles, the function math.expm1 calls: the same numbers)
 cdef extern from "math.h":
     double _c_expm1 "expm1"(double x) nogil
-cdef double _last_t1, _last_t2
-cdef tuple _last_rates
+cdef tuple _last_read

@@ -187,23 +187,24 @@ if not cython.compiled:
 
 #: (T1, T2) in ns -> ``channels_kraus._decay_rates`` of them (``_memory_rates``)
 _RATES: dict = {}
-#: The last (T1, T2) read and its rates: most reads are of the one memory type a
-#: network has, answered by two compares of floats without building the key
-_last_t1: float = math.nan
-_last_t2: float = math.nan
-_last_rates: tuple = ()
+#: The last (T1, T2) read and its rates, ``(T1, T2, rates)``: most reads are of
+#: the one memory type a network has, answered by two compares of floats
+#: without building the key (one tuple, replaced whole: a reader in another
+#: thread never sees one pair's times with another's rates)
+_last_read: tuple = (math.nan, math.nan, ())
 
 
-@cython.locals(known=dict)
+@cython.locals(known=dict, last=tuple)
 def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
     """``(1/T1, 1/T_phi)`` per ns of a memory, checked
     (:func:`channels_kraus._decay_rates`), kept per pair of times in a plain
     dict: a look-up per fidelity read instead of the LRU cache's call.
     Cleared past 256 pairs of times (a sweep over many memories)."""
-    global _last_t1, _last_t2, _last_rates
+    global _last_read
+    last = _last_read
     # (only floats take the shortcut: any other value goes through the check)
-    if type(t1_ns) is float and type(t2_ns) is float and t1_ns == _last_t1 and t2_ns == _last_t2:
-        return _last_rates
+    if type(t1_ns) is float and type(t2_ns) is float and t1_ns == last[0] and t2_ns == last[1]:
+        return last[2]
     key = (t1_ns, t2_ns)
     known = _RATES          # (typed: compiled, its get is a C call, not a bound method made)
     rates = known.get(key)
@@ -213,7 +214,7 @@ def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
             known.clear()
         known[key] = rates
     if type(t1_ns) is float and type(t2_ns) is float:
-        _last_t1, _last_t2, _last_rates = t1_ns, t2_ns, rates
+        _last_read = (t1_ns, t2_ns, rates)
     return rates
 
 
