@@ -198,7 +198,6 @@ class PairEnd(Protocol):
 
     def __init__(self, node: str, book: dict) -> None:
         super().__init__(node)
-        self.book = book
         # (the shared records and the devices held here, not looked up in
         # ``book`` and the network per pair: the benchmark measures the stack)
         self.half: dict = book["half"]
@@ -251,7 +250,6 @@ def build(wl: Workload, hw: Hardware, processes_per_link: int = 1, window: int |
         wl.nodes, wl.formalism, seed, fidelity=hw.raw_fidelity, model=hw.link_model(wl.rounds),
         hardware=hw.node_hardware(processes_per_link, t2_s),
         consumer=lambda node: PairEnd(node, book), qnp_options={"window": window})
-    book["net"] = net
     for name, end in ends.items():
         end.device = net.nodes[name].device
     return net, names, ends, book
