@@ -587,9 +587,9 @@ class QnpProtocol(Protocol):
         if s.strategy == SwapStrategy.NESTED and 0 < idx < c.n_links:
             c.lo, c.hi = nested_spans(c.n_links)[idx]
         c.phase = CircuitPhase.SETUP if idx == 0 else CircuitPhase.INSTALLED
-        self.circuits[(s.head, s.circuit_id)] = c
-        self._by_head.setdefault(s.head, {})[s.circuit_id] = c
         key = (s.head, s.circuit_id)
+        self.circuits[key] = c
+        self._by_head.setdefault(s.head, {})[s.circuit_id] = c
         if idx > 0:
             self._by_label.setdefault(s.path[idx - 1], {})[s.link_labels[idx - 1]] = c
             bisect.insort(self._crossing.setdefault(s.path[idx - 1], []), key)

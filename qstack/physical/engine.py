@@ -194,7 +194,7 @@ _RATES: dict = {}
 _last_read: tuple = (math.nan, math.nan, ())
 
 
-@cython.locals(known=dict, last=tuple)
+@cython.locals(known=dict, last=tuple, floats=cython.bint)
 def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
     """``(1/T1, 1/T_phi)`` per ns of a memory, checked
     (:func:`channels_kraus._decay_rates`), kept per pair of times in a plain
@@ -202,8 +202,10 @@ def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
     Cleared past 256 pairs of times (a sweep over many memories)."""
     global _last_read
     last = _last_read
-    # (only floats take the shortcut: any other value goes through the check)
-    if type(t1_ns) is float and type(t2_ns) is float and t1_ns == last[0] and t2_ns == last[1]:
+    # (only floats take the shortcut and are kept for it: any other value
+    # goes through the check)
+    floats = type(t1_ns) is float and type(t2_ns) is float
+    if floats and t1_ns == last[0] and t2_ns == last[1]:
         return last[2]
     key = (t1_ns, t2_ns)
     known = _RATES          # (typed: compiled, its get is a C call, not a bound method made)
@@ -213,7 +215,7 @@ def _memory_rates(t1_ns: float, t2_ns: float) -> tuple:
         if len(known) >= 256:
             known.clear()
         known[key] = rates
-    if type(t1_ns) is float and type(t2_ns) is float:
+    if floats:
         _last_read = (t1_ns, t2_ns, rates)
     return rates
 
