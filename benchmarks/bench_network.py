@@ -56,7 +56,7 @@ import time
 from qstack.core.protocol import QuantumOp, on
 from qstack.network.service import NetOk, NetRequest
 from qstack.network.theory import (
-    chain_fidelity, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
+    chain_fidelity, credit_settle_ns, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
 )
 from qstack.physical.ops import Discard
 from qstack.physical.pair_model import SimplePairModel
@@ -155,13 +155,13 @@ def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict
     qnp = net.nodes[names[0]].protocols["network.qnp"]
     w = min(qnp.window, qnp.link_share(names[1]))      # the head's credit
     t_pair = link_pair_time_ns(SEQ_P, SEQ_HOP_NS, SEQ_HOP_NS)
-    round_trip = 2 * (n - 1) * SEQ_HOP_NS
+    settle = credit_settle_ns([SEQ_HOP_NS] * (n - 1))
     seq_rate, seq_fid = SEQUENCE_FIGURES.get(n, (None, None))
     return {
         "nodes": n, "window": w, "pairs": pairs,
         "pairs_per_sim_s": round((pairs - 1) / (end.times[-1] - end.times[0]) * 1e9),
-        "bound_pairs_per_sim_s": round(pipelined_rate_bound([t_pair] * (n - 1), w, round_trip)),
-        "mva_pairs_per_sim_s": round(pipelined_rate_mva(t_pair, w, round_trip)),
+        "bound_pairs_per_sim_s": round(pipelined_rate_bound([t_pair] * (n - 1), w, settle)),
+        "mva_pairs_per_sim_s": round(pipelined_rate_mva(t_pair, w, settle)),
         "link_pairs_per_sim_s": round(1e9 / t_pair),
         "mean_fidelity": round(sum(end.fidelities) / pairs, 5),
         "werner_formula": round(chain_fidelity([SEQ_F] * (n - 1)), 5),

@@ -192,20 +192,22 @@ def test_link_cutoff_at_both_ends_loses_pairs_on_the_way_and_still_completes(str
 # ---------------------------------------------------------------- by hand (sans I/O)
 
 class _Hand:
-    """Three QnpProtocols n0 (head) - n1 - n2 (tail) driven by hand: the test
-    decides when each message arrives."""
+    """QnpProtocols n0 (head) - n1 - ... (tail), three by default, driven by
+    hand: the test decides when each message arrives."""
 
-    def __init__(self, number: int = 2, request: dict | None = None, **qnp) -> None:
-        topo = Topology.chain(3)
-        self.p = {n: QnpProtocol(n, topo, **qnp) for n in ("n0", "n1", "n2")}
+    def __init__(self, number: int = 2, request: dict | None = None, nodes: int = 3,
+                 **qnp) -> None:
+        topo = Topology.chain(nodes)
+        names = [f"n{i}" for i in range(nodes)]
+        self.p = {n: QnpProtocol(n, topo, **qnp) for n in names}
         self.now = 0
         self.queue: list = []            # (src, dst, msg) sent, not yet delivered
         self.up: dict = {n: [] for n in self.p}   # Deliver / Submit / QuantumOp per node
-        self.feed("n0", NetRequest("n2", number=number, **(request or {})))
+        self.feed("n0", NetRequest(names[-1], number=number, **(request or {})))
         while self.queue:                # setup and confirm
             self.step()
         self.c = {n: next(iter(q.circuits.values())) for n, q in self.p.items()}
-        self.seq = {"n0-n1": 0, "n1-n2": 0}
+        self.seq = {f"{a}-{b}": 0 for a, b in zip(names, names[1:])}
 
     def feed(self, node, event):
         self.now += 1

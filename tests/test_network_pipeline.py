@@ -45,7 +45,7 @@ from qstack.network.service import (
     NetCancel, NetErr, NetExpire, NetOk, NetRequest, SwapStrategy,
 )
 from qstack.network.theory import (
-    chain_fidelity, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
+    chain_fidelity, credit_settle_ns, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
 )
 from qstack.physical.device import NodeHardware
 from qstack.physical.pair_model import SimplePairModel
@@ -246,20 +246,21 @@ def chain_run(n: int, window: int, strategy=SwapStrategy.ASAP, t2_ns: float = ma
 def test_rate_rises_with_the_window_to_the_link_rate_as_the_closed_forms_say(n):
     t_pair = link_pair_time_ns(P, HOP_NS, HOP_NS)
     link_rate = 1e9 / t_pair
-    round_trip = 2 * (n - 1) * HOP_NS
+    settle = credit_settle_ns([HOP_NS] * (n - 1))     # one link: no Track, d; else 2 d (n-1)
     werner = chain_fidelity([F] * (n - 1))
     rates = {}
     for w in (1, 2, 4, SLOTS // 2):     # the last: what the memory allows
         rate, pairs = chain_run(n, w)
         rates[w] = rate
-        bound = pipelined_rate_bound([t_pair] * (n - 1), w, round_trip)
+        bound = pipelined_rate_bound([t_pair] * (n - 1), w, settle)
         # the bound (Little's law on the head's credit; the link rate) holds,
         # up to 3 standard errors of the measured rate
         assert rate <= bound * (1 + 3 * SIGMA), (w, rate, bound)
         # and the mean-value estimate is met within 25%: it leaves out the
         # Tracks' waits at repeaters for their own link pairs (up to 15% on
-        # these chains) and the rate is measured to 3 sigma (~10%)
-        assert rate >= 0.75 * pipelined_rate_mva(t_pair, w, round_trip), (w, rate)
+        # these chains), on one link at window 1 the link layer's top-up trip
+        # (a hop per pair, 17% here), and the rate is measured to 3 sigma (~10%)
+        assert rate >= 0.75 * pipelined_rate_mva(t_pair, w, settle), (w, rate)
         # every pair is the Werner product (no decay, exact Bell-diagonal algebra)
         assert all(p.bell_head == p.bell_tail and abs(p.fidelity - werner) < 1e-9
                    for p in pairs)

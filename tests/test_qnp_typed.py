@@ -73,6 +73,7 @@ def test_a_record_that_is_none_raises_attribute_error_not_a_crash():
                  lambda: qnp._try_swap(None, 0, []),
                  lambda: circuit._side_of(None, "b"),
                  lambda: qnp._tail_decide(_Circuit(1, "a", ("a", "b"), 1, 1, 1, 0.5, (0.9,), 0,
-                                                   0, 0, "Z", 0, False), None, None, 0, [])):
+                                                   0, 0, "Z", 0, False), None, 0, 0.9, 0, 0,
+                                                  [])):
         with pytest.raises(AttributeError, match="NoneType"):
             call()

@@ -1057,6 +1057,31 @@ async def _pair_lost_unknown_pair(h: Harness) -> None:
                          "the repeat was accepted: the circuit was gone")
 
 
+@case("network/2/20", "the tail of a one-link circuit drops a Track (it decides on its own "
+                      "link pair): UNEXPECTED_EVENT recorded, nothing answered, the circuit stands")
+async def _one_link_track(h: Harness) -> None:
+    node = h.need("neighbour")
+    s = await _tail_circuit(h, node)
+    fmark = await h.fail_mark()
+    mark = h.inboxes[node].mark()
+    await h.send(node, _segment_msgs(s, 100)["Track"])
+    _code, _proto, detail = await h.expect_failure(
+        fmark, ErrorCode.UNEXPECTED_EVENT, "the Track of a one-link circuit dropped")
+    if f"{s.head}/{s.circuit_id}" not in detail:
+        raise CaseFailed(f"the failure names circuit {s.head}/{s.circuit_id}", detail)
+    await _barrier(h, node)
+    kinds = (Track, PairDone, SegmentNotice, SegmentExpire, PairLost, CircuitTeardown)
+    got = [m for m in h.inboxes[node].after(mark) if _about(s, kinds)(m)]
+    if got:
+        raise CaseFailed("nothing answered to the Track", describe(got[0]))
+    imark = h.inboxes[node].mark()
+    await h.send(node, s)                       # the circuit stands: a repeat is refused
+    got_confirm = await _confirm(h, node, imark, s.circuit_id, "the circuit still stands")
+    if got_confirm.accepted:
+        raise CaseFailed("the circuit still held (the repeated setup refused)",
+                         "the repeat was accepted: the circuit was gone")
+
+
 @case("network/2/17", "segment messages about a link pair whose link-layer OK has not come "
                       "yet wait for it: neither answered nor refused")
 async def _segment_waits(h: Harness) -> None:

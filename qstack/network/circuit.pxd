@@ -102,7 +102,7 @@ cdef class QnpProtocol(Protocol):
     cpdef _take_swap(self, _Circuit c, src, seq)
     cpdef _locate(self, _Circuit c, src, seq, msg)
     cpdef _finish_pair(self, _Circuit c, ok, ops, now_ns, out)
-    cpdef _tail_decide(self, _Circuit c, _Pair p, t, now_ns, out)
+    cpdef _tail_decide(self, _Circuit c, _Pair p, bell, fidelity, created_ns, now_ns, out)
     cpdef _refill(self, _Circuit c, now_ns, out)
     cpdef _swapped(self, _Circuit c, _Pair pl, _Pair pr, m, now_ns, out)
     cpdef _try_swap(self, _Circuit c, now_ns, out)

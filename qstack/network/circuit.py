@@ -19,7 +19,8 @@ each link's share of both ends' slots, divided among the circuits crossing
 it), and a node asks its link for the free credit in one standing request,
 topped up in batches, rather than one request per pair; with a window of
 w the circuit delivers up to ``min(link rate, w / (pair time + round
-trip))`` pairs per second (:func:`qstack.network.theory.pipelined_rate_bound`).
+trip))`` pairs per second (:func:`qstack.network.theory.pipelined_rate_bound`;
+on one link the one-way delay instead of the round trip: see below).
 
 Pauli-frame tracking, no corrections on the way: the state of a swapped
 segment is ``B_(b1 ^ b2 ^ m)`` for link pairs in ``B_b1``, ``B_b2`` and BSM
@@ -36,7 +37,11 @@ corrects its qubit to Phi+, delivers its :class:`~qstack.network.service.NetOk`
 and sends :class:`~qstack.network.messages.PairDone` back along the same
 segment so the head delivers the same pair id and Bell state. Physical
 correction is thus needed only at delivery, and only if asked
-(``NetRequest.correct``).
+(``NetRequest.correct``). On a circuit of one link (types K and M) there is
+no Track: the tail's own link-layer OK carries what it would (the Bell
+state both ends hold, a goodness and time of its herald), so the tail
+decides on it at once and the PairDone gives the head the pair's values
+(a round trip less per pair; ``specs/network.md``, "One link").
 
 Messages about a segment (Track forward; PairDone, SegmentExpire,
 SegmentNotice either way) are forwarded through the repeaters by their swap
@@ -816,11 +821,14 @@ class QnpProtocol(Protocol):
         if c.type == _MD and (idx == 0 or idx == n_links):
             self._md_measure(c, side, p, out)
             return out
-        c.held[side][seq] = p
+        held = c.held[side]
+        held[seq] = p
         if idx == 0:
-            # the head starts the pair's Track towards the tail
-            out.append(SendMessage(c.path[1], Track(c.cid, c.head, seq, p.bell, p.fidelity,
-                                                    p.created_ns)))
+            if n_links > 1:
+                # the head starts the pair's Track towards the tail (one link:
+                # the tail decides on its own OK for the pair, see below)
+                out.append(SendMessage(c.path[1], Track(c.cid, c.head, seq, p.bell,
+                                                        p.fidelity, p.created_ns)))
         elif idx < n_links:
             if c.cutoff_ns:
                 out.append(StartTimer(("qnp.cut", c.head, c.cid, side, seq), c.cutoff_ns))
@@ -830,6 +838,12 @@ class QnpProtocol(Protocol):
                 self._replay(parked, now_ns, out)
         if 0 < idx < n_links:
             self._try_swap(c, now_ns, out)
+        elif n_links == 1 and idx == 1 and seq in held:
+            # One link: the tail's OK carries what a Track would (the head's
+            # would carry the same Bell state; each end's goodness and time is
+            # its herald's), so the tail decides now and its PairDone gives the
+            # head the pair's values (specs/network.md, "One link").
+            self._tail_decide(c, p, p.bell, p.fidelity, p.created_ns, now_ns, out)
         return out
 
     @on(LinkErr)
@@ -875,9 +889,10 @@ class QnpProtocol(Protocol):
             return []
         p.qubit = None
         if c.index == 0:
-            # The head sent this pair's Track when it got it: the pair is on its
-            # way and only its PairDone (or a SegmentExpire from ahead) settles
-            # it; keep the pair (and its credit) until then.
+            # The head sent this pair's Track when it got it (one link: the
+            # tail decides on its own OK): the pair is on its way and only its
+            # PairDone (or a SegmentExpire from ahead) settles it; keep the
+            # pair (and its credit) until then.
             return []
         out: list = []
         self._expire_local(c, side, ev.ent_id.seq, "link expired", now_ns, True, out)
@@ -1063,6 +1078,14 @@ class QnpProtocol(Protocol):
         c = self._named(t, out)
         if c is None:
             return out
+        if c.n_links == 1 and c.type != _MD:
+            # one link of type K or M: the tail decided on its own link-layer
+            # OK (or will), so a Track names nothing to settle; taking it would
+            # leave it waiting for an OK already used
+            out.append(Fail(ErrorCode.UNEXPECTED_EVENT,
+                            f"Track for pair {t.link_seq} of one-link circuit {c.head}/{c.cid} "
+                            f"from {src}: its tail decides on its own link pair; dropped"))
+            return out
         rec = self._take_swap(c, src, t.link_seq)
         if rec is not None:
             oside, oseq, xor, f_o, created_o = rec
@@ -1080,12 +1103,17 @@ class QnpProtocol(Protocol):
             if c.index < c.n_links:
                 c.waiting_track[p.seq] = t      # repeater: wait for the swap
             else:
-                self._tail_decide(c, p, t, now_ns, out)
+                self._tail_decide(c, p, t.bell_index, t.fidelity, t.created_ns, now_ns, out)
         return out
 
-    def _tail_decide(self, c: _Circuit, p: _Pair, t: Track, now_ns: int, out: list) -> None:
+    def _tail_decide(self, c: _Circuit, p: _Pair, bell: int, fidelity: float, created_ns: int,
+                     now_ns: int, out: list) -> None:
+        """The tail settles held pair ``p``, in Bell state ``bell`` with estimated
+        ``fidelity``, its oldest link pair heralded at ``created_ns`` (what its
+        Track says, or on one link its own OK): accepted, it is delivered here
+        and the PairDone tells the head; refused, both ends discard it."""
         del c.held[_LEFT][p.seq]
-        accept = c.delivered < c.number and t.fidelity + 1e-9 >= c.min_fidelity
+        accept = c.delivered < c.number and fidelity + 1e-9 >= c.min_fidelity
         prev = c.path[c.index - 1]
         md = p.meas is not None       # (type D: measured at once, released then)
         if not md:
@@ -1094,13 +1122,12 @@ class QnpProtocol(Protocol):
             self.stats["rejected"] += 1
             if not md:
                 out.append(QuantumOp(None, Discard(p.qubit)))
-            out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, t.bell_index,
-                                                  t.fidelity, t.created_ns)))
+            out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, False, 0, bell, fidelity,
+                                                  created_ns)))
             return
         seq = c.done_seq
         c.done_seq += 1
         c.delivered += 1
-        bell = t.bell_index
         ops: list = []
         if md:
             fields = self._md_fields(c, p, bell)
@@ -1112,7 +1139,7 @@ class QnpProtocol(Protocol):
                 ops.append(Gate("z", (p.qubit,)))
             bell = 0
         ok = NetOk(request_id=c.request_id, pair_id=PairId(c.head, c.cid, seq), remote=c.head,
-                   bell_index=bell, fidelity=t.fidelity, created_ns=t.created_ns, qubit=p.qubit,
+                   bell_index=bell, fidelity=fidelity, created_ns=created_ns, qubit=p.qubit,
                    app_tag=c.app_tag, pair_index=seq, request_done=c.delivered >= c.number,
                    initiator=False, path=c.path)
         if md:
@@ -1123,7 +1150,7 @@ class QnpProtocol(Protocol):
         if len(recent) > c.window:
             del recent[next(iter(recent))]
         out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
-                                              t.fidelity, t.created_ns)))
+                                              fidelity, created_ns)))
         self._finish_pair(c, ok, ops, now_ns, out)
 
     def _finish_pair(self, c: _Circuit, ok: NetOk, ops: list, now_ns: int, out: list) -> None:
