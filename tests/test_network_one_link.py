@@ -224,3 +224,35 @@ def test_one_link_head_halves_lost_on_the_stack_are_taken_back_and_the_request_c
     assert all(not _qnp(net, x).circuits for x in names)
     assert _circuit_state_left(circuits) == []
     assert net.engine.num_live_qubits == 2 * pairs
+
+
+def test_one_link_through_purification_both_ends_agree_at_the_closed_form():
+    """network.purify between the EGP and the QNP on one link: the tail
+    decides on purify's LinkOk (its goodness the closed form's), the head on
+    the PairDone; both report the same pairs and fidelity, and the state they
+    hold is k DEJMPS rounds of Werner(0.8) (Deutsch et al. 1996;
+    tests/closed_forms.py), to 1e-9 (exact density-matrix arithmetic)."""
+    from tests.closed_forms import dejmps
+    from tests.test_network_stack import Keeper
+
+    number = 4
+    net, names, ends = build_chain(2, "dm", seed=4, fidelity=0.8, p=0.2, slots=16,
+                                   consumer=Keeper, purify=True)
+    head, tail = ends[names[0]], ends[names[1]]
+    net.submit(names[0], NetRequest(names[1], number=number, min_fidelity=0.9),
+               to="network.qnp")
+    net.run(until_ns=10**10, stop_when=lambda: len(head.oks) >= number
+            and len(tail.oks) >= number)
+    assert not head.errors and not tail.errors and net.errors == []
+    assert [ok.pair_id for ok in head.oks] == [ok.pair_id for ok in tail.oks]
+    rounds = net.nodes[names[0]].protocols["network.purify"].rounds_for(0.8, 0.9)
+    assert rounds >= 1
+    e = 0.2 / 3
+    c = [0.8, e, e, e]
+    for _ in range(rounds):
+        c, _p = dejmps(c)
+    for a, b in zip(head.oks, tail.oks):
+        assert a.bell_index == b.bell_index == 0
+        actual = net.engine.bell_fidelity(a.qubit, b.qubit, 0)
+        assert actual == pytest.approx(c[0], abs=1e-9)
+        assert a.fidelity == b.fidelity >= 0.9
