@@ -26,21 +26,29 @@ pytestmark = pytest.mark.skipif(not heralding.HAVE_CYTHON,
 
 
 class _Model(SimplePairModel):
-    def __init__(self, p, delays):
-        super().__init__(p, 0.97, 1_000, bell_index=None)
+    """``rule``: "thresholds" (the station draws the Bell index itself, by the
+    model's thresholds), "asked" (the model declares none: the station calls
+    ``sample_bell_index`` per pair), "fixed" (always Psi+, nothing drawn)."""
+
+    def __init__(self, p, delays, rule="thresholds"):
+        super().__init__(p, 0.97, 1_000, bell_index=2 if rule == "fixed" else None)
         self.delays = delays
+        self.rule = rule
 
     def herald_delay_ns(self, side: int) -> int:
         return self.delays[side]
 
+    def bell_index_thresholds(self):
+        return None if self.rule == "asked" else super().bell_index_thresholds()
 
-def _run(cls, script, p, delays, dephasing):
+
+def _run(cls, script, p, delays, dephasing, rule="thresholds"):
     sim = Simulator(seed=5)
     eng = QuantumEngine(np.random.default_rng(3))
     hw = NodeHardware(num_qubits=3, t2_ns=math.inf, attempt_dephasing_prob=dephasing)
     devs = tuple(QuantumDevice(n, eng, hw, np.random.default_rng(i)) for i, n in enumerate("ab"))
     got = []
-    station = cls(("a", "b"), _Model(p, delays), eng, devs, sim,
+    station = cls(("a", "b"), _Model(p, delays, rule), eng, devs, sim,
                   lambda side, ref, h: got.append((sim.now, side, ref, h.ok, h.reason, h.key,
                                                    h.bell_index, h.attempts, h.emitted_ns,
                                                    h.fidelity_estimate)),
@@ -72,10 +80,22 @@ step = st.tuples(st.integers(0, 60_000),
 
 @settings(max_examples=120, deadline=None)
 @given(st.lists(step, max_size=30), st.sampled_from([0.05, 0.3, 1.0]),
-       st.sampled_from([(4_000, 4_000), (1_000, 6_000), (0, 0)]), st.sampled_from([0.0, 0.01]))
-def test_compiled_station_equals_its_reference(script, p, delays, dephasing):
-    assert _run(PyHeraldingStation, script, p, delays, dephasing) == \
-        _run(heralding.HeraldingStation, script, p, delays, dephasing)
+       st.sampled_from([(4_000, 4_000), (1_000, 6_000), (0, 0)]), st.sampled_from([0.0, 0.01]),
+       st.sampled_from(["thresholds", "asked", "fixed"]))
+def test_compiled_station_equals_its_reference(script, p, delays, dephasing, rule):
+    assert _run(PyHeraldingStation, script, p, delays, dephasing, rule) == \
+        _run(heralding.HeraldingStation, script, p, delays, dephasing, rule)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(step, max_size=30), st.sampled_from([0.3, 1.0]))
+def test_the_stations_own_draw_of_a_bell_index_is_the_models(script, p):
+    """A model's thresholds let the station draw the Bell index itself: the
+    heralds are those it gives when the station asks the model per pair
+    (same stream, same uniform, same index), in both twins."""
+    for cls in (PyHeraldingStation, heralding.HeraldingStation):
+        assert _run(cls, script, p, (4_000, 4_000), 0.0, "thresholds") == \
+            _run(cls, script, p, (4_000, 4_000), 0.0, "asked")
 
 
 def test_the_twins_share_their_constants():

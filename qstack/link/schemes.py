@@ -775,6 +775,9 @@ class MidpointSourceModel(_Span):
     def heralded_bell_indices(self) -> tuple[int, ...]:
         return (self.bell_index,)
 
+    def bell_index_thresholds(self) -> int:
+        return self.bell_index          # (always this one, nothing drawn)
+
     def cycle_ns(self, param: float = 0.0) -> int:
         period = 1e9 / self.source.pulse_rate_hz
         return self._memo("cycle", lambda: max(1, int(round(
@@ -887,6 +890,9 @@ class SenderReceiverModel(_Span):
 
     def heralded_bell_indices(self) -> tuple[int, ...]:
         return (self.bell_index,)
+
+    def bell_index_thresholds(self) -> int:
+        return self.bell_index          # (always this one, nothing drawn)
 
     def cycle_ns(self, param: float = 0.0) -> int:
         return int(self.attempt_ns) + 2 * self.classical_delay_ns

@@ -12,6 +12,7 @@ cdef class BlockUniforms:
     cdef public object gen
     cdef list _block
     cdef Py_ssize_t _next
+    cdef double next_c(self) except? -1.0
 
 
 cdef class _Request:
@@ -35,11 +36,17 @@ cdef class HeraldingStation:
     cdef public dict _numbers, _states, _blocks
     cdef public object _model_seen
     cdef public bint _dephasing
+    # the model's Bell-index rule (pair_model.bell_index_rule): ask it per pair,
+    # or a fixed index, or thresholds for one uniform drawn here
+    cdef bint _bell_call
+    cdef int _bell_fixed
+    cdef double _bell_t0, _bell_t1, _bell_t2
 
     cdef int submit_c(self, object side, object ref, object op) except -1
     cdef _arm_deadline(self, _Request req)
     cdef _unlist(self, _Request req)
     cdef _forget(self, _Request req)
+    cdef _set_bell_rule(self)
     cdef _figures(self, param)
     cdef _match(self, _Request a, _Request b)
     cdef _record_attempts(self, _Request r0, _Request r1, first, cycle, count)

@@ -16,6 +16,7 @@ from qstack.core._slots cimport slot_field, slot_offset
 
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
+from qstack.physical.pair_model import bell_index_rule
 
 # (the same values as heralding.py's; the twin test checks them)
 NEVER_NS = 1 << 62
@@ -85,6 +86,20 @@ cdef class BlockUniforms:
             self._next = i + 1
             return self._block[i]
         return self.gen.random(size, "d" if dtype is None else dtype, out)
+
+    cdef double next_c(self) except? -1.0:
+        """The next uniform double, as :meth:`random` gives it (the station's
+        own draw of a Bell index)."""
+        cdef Py_ssize_t i = self._next
+        if i == len(self._block):
+            self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
+            i = 0
+        self._next = i + 1
+        return <double> self._block[i]
+
+    def next_uniform(self):
+        """The next uniform double (the Python twin's name for it)."""
+        return self.next_c()
 
     def __getattr__(self, name):
         return getattr(self.gen, name)
@@ -168,6 +183,7 @@ cdef class HeraldingStation:
         # p -> [pre-drawn attempt counts, next index]
         self._blocks = {}
         self._model_seen = model
+        self._set_bell_rule()
         # some end's stored qubits dephase with each attempt (NodeHardware.attempt_dephasing_prob)
         self._dephasing = any(getattr(getattr(d, "hw", None), "attempt_dephasing_prob", 0.0) > 0
                               for d in self.devices)
@@ -262,12 +278,20 @@ cdef class HeraldingStation:
             req.deadline_event = None
 
     # ------------------------------------------------------------------ attempts
+    cdef _set_bell_rule(self):
+        """How the model draws a herald's Bell index (``bell_index_rule``)."""
+        rule = bell_index_rule(self.model)
+        self._bell_call = rule is None
+        if rule is not None:
+            self._bell_fixed, self._bell_t0, self._bell_t1, self._bell_t2 = rule
+
     cdef _figures(self, param):
         if self._model_seen is not self.model:      # the model was replaced: recompute
             self._numbers.clear()
             self._states.clear()
             self._blocks.clear()
             self._model_seen = self.model
+            self._set_bell_rule()
         nums = self._numbers.get(param)
         if nums is None:
             model = self.model
@@ -319,7 +343,15 @@ cdef class HeraldingStation:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(self.model.sample_bell_index(self._uniforms))
+                if self._bell_call:
+                    bell_index = int(self.model.sample_bell_index(self._uniforms))
+                elif self._bell_fixed >= 0:
+                    bell_index = self._bell_fixed    # (the model's fixed index: nothing drawn)
+                else:
+                    # the model's own draw, made here: one uniform against its thresholds
+                    u = self._uniforms.next_c()
+                    bell_index = 0 if u < self._bell_t0 else 1 if u < self._bell_t1 else \
+                        2 if u < self._bell_t2 else 3
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)

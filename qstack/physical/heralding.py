@@ -47,6 +47,7 @@ from typing import Any, Callable
 from qstack.core.kernels import load_kernel
 from qstack.core.protocol import fast_constructor
 from qstack.physical.ops import Entangle, Herald
+from qstack.physical.pair_model import bell_index_rule
 
 __all__ = ["HeraldingStation", "PyHeraldingStation", "BlockUniforms", "NEVER_NS",
            "ATTEMPT_BLOCK", "HAVE_CYTHON"]
@@ -126,6 +127,17 @@ class BlockUniforms:
             self._next = i + 1
             return block[i]
         return self.gen.random(size, "d" if dtype is None else dtype, out)
+
+    def next_uniform(self) -> float:
+        """The next uniform double, as :meth:`random` gives it (the station's
+        own draw of a Bell index, ``bell_index_rule``)."""
+        i = self._next
+        block = self._block
+        if i == len(block):
+            block = self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
+            i = 0
+        self._next = i + 1
+        return block[i]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gen, name)
@@ -211,6 +223,8 @@ class PyHeraldingStation:
         # p -> [pre-drawn attempt counts, next index]
         self._blocks: dict = {}
         self._model_seen = model
+        # how the model draws a herald's Bell index (None: ask it per pair)
+        self._bell_rule = bell_index_rule(model)
         # some end's stored qubits dephase with each attempt (NodeHardware.attempt_dephasing_prob)
         self._dephasing = any(getattr(getattr(d, "hw", None), "attempt_dephasing_prob", 0.0) > 0
                               for d in self.devices)
@@ -297,6 +311,7 @@ class PyHeraldingStation:
             self._states.clear()
             self._blocks.clear()
             self._model_seen = self.model
+            self._bell_rule = bell_index_rule(self.model)
         nums = self._numbers.get(param)
         if nums is None:
             model = self.model
@@ -346,7 +361,16 @@ class PyHeraldingStation:
             h0 = emitted + d0
             h1 = emitted + d1
             if h0 <= dl0 and h1 <= dl1:
-                bell_index = int(self.model.sample_bell_index(self._uniforms))
+                rule = self._bell_rule
+                if rule is None:
+                    bell_index = int(self.model.sample_bell_index(self._uniforms))
+                elif rule[0] >= 0:
+                    bell_index = rule[0]         # (the model's fixed index: nothing drawn)
+                else:
+                    # the model's own draw, made here: one uniform against its thresholds
+                    u = self._uniforms.next_uniform()
+                    bell_index = 0 if u < rule[1] else 1 if u < rule[2] else 2 if u < rule[3] \
+                        else 3
                 cached = self._states.get((param, bell_index))
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)

@@ -40,6 +40,45 @@ class HeraldedPairModel(Protocol):
         user of the model that needs it assumes all four when it is missing
         (with a finite T1 the fidelity after memory decay depends on it)."""
 
+    def bell_index_thresholds(self) -> int | tuple[float, float, float] | None:
+        """How :meth:`sample_bell_index` draws, when it is one of two simple
+        forms. Optional (missing, or None: the station calls
+        :meth:`sample_bell_index` for every pair):
+
+        * an ``int``: it returns that index always, drawing nothing;
+        * ``(t0, t1, t2)``, ascending in [0, 1]: it draws one ``u =
+          rng.random()`` and returns the first ``i`` with ``u < t_i``
+          (3 if none).
+
+        The station then draws the index itself, from the same stream: the
+        same numbers, without a Python call per pair. Read once per model,
+        like the model's other figures (:func:`bell_index_rule`)."""
+
+
+def bell_index_rule(model: object) -> tuple[int, float, float, float] | None:
+    """A station's rule for ``model``'s Bell index (from the model's optional
+    :meth:`HeraldedPairModel.bell_index_thresholds`): ``(index, 0, 0, 0)``
+    for a fixed index, ``(-1, t0, t1, t2)`` for one uniform draw against
+    thresholds, None to call ``sample_bell_index`` per pair. Raises
+    ValueError for an answer of neither form."""
+    get = getattr(model, "bell_index_thresholds", None)
+    rule = None if get is None else get()
+    if rule is None:
+        return None
+    if isinstance(rule, (int, np.integer)) and not isinstance(rule, bool):
+        if not 0 <= rule <= 3:
+            raise ValueError(f"bell_index_thresholds: index {rule} is not a Bell index 0..3")
+        return (int(rule), 0.0, 0.0, 0.0)
+    try:
+        t0, t1, t2 = (float(t) for t in rule)
+    except (TypeError, ValueError):
+        raise ValueError(f"bell_index_thresholds: expected an index or three thresholds, "
+                         f"got {rule!r}") from None
+    if not 0.0 <= t0 <= t1 <= t2 <= 1.0:
+        raise ValueError(f"bell_index_thresholds: expected 0 <= t0 <= t1 <= t2 <= 1, "
+                         f"got {rule!r}")
+    return (-1, t0, t1, t2)
+
 
 class SimplePairModel:
     """An abstract heralded link: Werner pairs of a fixed fidelity, heralded
@@ -91,3 +130,7 @@ class SimplePairModel:
 
     def heralded_bell_indices(self) -> tuple[int, ...]:
         return (0, 1, 2, 3) if self.bell_index is None else (self.bell_index,)
+
+    def bell_index_thresholds(self) -> int | tuple[float, float, float]:
+        # int(4 u) = i exactly when i/4 <= u < (i+1)/4 (4 u is exact in binary)
+        return (0.25, 0.5, 0.75) if self.bell_index is None else self.bell_index
