@@ -15,11 +15,13 @@ import pytest
 from qstack.core.errors import ErrorCode
 from qstack.core.protocol import Deliver, Fail, MessageReceived, OperationDone, QuantumOp, Submit
 from qstack.link.service import EntanglementId, LinkExpire, LinkOk, Release
-from qstack.network.messages import PairDone, PairLost, Track
+from qstack.network.messages import Track
 from qstack.network.service import NetExpire, NetOk, NetRequest, NetRequestType
 from qstack.physical.ops import Discard, Measure
 from qstack.sim.chain import build_chain
-from tests.test_network_pair_loss import Recorder, _circuit_state_left, _Hand, _qnp
+from tests.test_network_pair_loss import (
+    Recorder, _Hand, _qnp, complete_with_losses_taken_back, start_circuit,
+)
 
 
 def _sent(h: _Hand) -> list:
@@ -208,21 +210,8 @@ def test_one_link_head_halves_lost_on_the_stack_are_taken_back_and_the_request_c
     net.jitter_ns = hop
     for name in names:
         net.nodes[name].protocols["link.egp"].cutoff_ns = hop + hop // 2
-    head, tail = ends[names[0]], ends[names[-1]]
-    net.submit(names[0], NetRequest(names[-1], number=pairs, max_time_ns=10**10),
-               to="network.qnp")
-    net.run(until_ns=10**10, stop_when=lambda: all(_qnp(net, x).circuits for x in names))
-    circuits = [next(iter(_qnp(net, x).circuits.values())) for x in names]
-    net.run(until_ns=10**11,
-            stop_when=lambda: len(head.oks) >= pairs and len(tail.live()) >= pairs)
-    net.run(until_ns=net.sim.now + 10**8)
-    assert not head.errors and not tail.errors
-    assert len(head.oks) == pairs and len(tail.live()) == pairs
-    assert {ok.pair_id for ok in head.oks} == {ok.pair_id for ok in tail.live()}
-    lost = _qnp(net, names[0]).stats["lost"]
-    assert lost > 0 and len(tail.expired) == lost == len(tail.oks) - pairs
-    assert all(not _qnp(net, x).circuits for x in names)
-    assert _circuit_state_left(circuits) == []
+    circuits = start_circuit(net, names, pairs, max_time_ns=10**10)
+    complete_with_losses_taken_back(net, names, ends, pairs, circuits)
     assert net.engine.num_live_qubits == 2 * pairs
 
 

@@ -169,19 +169,30 @@ def test_link_cutoff_at_both_ends_loses_pairs_on_the_way_and_still_completes(str
         egp = net.nodes[name].protocols["link.egp"]
         assert isinstance(egp, EGP)
         egp.cutoff_ns = 90_000      # ~ the round trip of a pair over 4 links of 10 us
-    head, tail = ends[names[0]], ends[names[-1]]
-    net.submit(names[0], NetRequest(names[-1], number=pairs, max_time_ns=10**9,
-                                    strategy=strategy), to="network.qnp")
-    net.run(until_ns=10**10, stop_when=lambda: all(_qnp(net, x).circuits for x in names))
-    circuits = [next(iter(_qnp(net, x).circuits.values())) for x in names]
+    circuits = start_circuit(net, names, pairs, max_time_ns=10**9, strategy=strategy)
     assert all(_index_of_circuits(_qnp(net, x)) == _qnp(net, x).circuits for x in names)
-    net.run(until_ns=10**10,
+    complete_with_losses_taken_back(net, names, ends, pairs, circuits)
+
+
+def start_circuit(net, names, pairs: int, **request) -> list:
+    """Ask the head for ``pairs`` to the tail; run until every node holds the
+    circuit; its record at each node, head first."""
+    net.submit(names[0], NetRequest(names[-1], number=pairs, **request), to="network.qnp")
+    net.run(until_ns=10**10, stop_when=lambda: all(_qnp(net, x).circuits for x in names))
+    return [next(iter(_qnp(net, x).circuits.values())) for x in names]
+
+
+def complete_with_losses_taken_back(net, names, ends, pairs: int, circuits: list) -> None:
+    """Run the request to its end and check it: exactly ``pairs`` pairs, the
+    same at both ends; some were lost at the head after the tail delivered
+    them and were taken back there (NetExpire); nothing left in the circuits."""
+    head, tail = ends[names[0]], ends[names[-1]]
+    net.run(until_ns=10**11,
             stop_when=lambda: len(head.oks) >= pairs and len(tail.live()) >= pairs)
     net.run(until_ns=net.sim.now + 10**8)
     assert not head.errors and not tail.errors
     assert len(head.oks) == pairs and len(tail.live()) == pairs
     assert {ok.pair_id for ok in head.oks} == {ok.pair_id for ok in tail.live()}
-    # pairs were lost at the head after the tail delivered them: taken back there
     lost = _qnp(net, names[0]).stats["lost"]
     assert lost > 0 and len(tail.expired) == lost == len(tail.oks) - pairs
     assert {e.pair_id for e in tail.expired} <= {ok.pair_id for ok in tail.oks}

@@ -77,14 +77,8 @@ cdef class BlockUniforms:
 
     def random(self, size=None, dtype=None, out=None):
         """A uniform double in [0, 1) (with arguments: ``gen.random(...)``)."""
-        cdef Py_ssize_t i
         if size is None and dtype is None and out is None:
-            i = self._next
-            if i == len(self._block):
-                self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
-                i = 0
-            self._next = i + 1
-            return self._block[i]
+            return self.next_c()
         return self.gen.random(size, "d" if dtype is None else dtype, out)
 
     cdef double next_c(self) except? -1.0:

@@ -119,13 +119,7 @@ class BlockUniforms:
     def random(self, size: Any = None, dtype: Any = None, out: Any = None) -> Any:
         """A uniform double in [0, 1) (with arguments: ``gen.random(...)``)."""
         if size is None and dtype is None and out is None:
-            i = self._next
-            block = self._block
-            if i == len(block):
-                block = self._block = self.gen.random(ATTEMPT_BLOCK).tolist()
-                i = 0
-            self._next = i + 1
-            return block[i]
+            return self.next_uniform()
         return self.gen.random(size, "d" if dtype is None else dtype, out)
 
     def next_uniform(self) -> float:
