@@ -41,6 +41,13 @@ class cython:                         # noqa: N801 (it stands in for the module)
         return lambda function: function
 
     @staticmethod
+    def cfunc(function):
+        """``@cython.cfunc``: makes a module function a C function, called from
+        the compiled module without a Python call; in plain Python, the
+        function itself."""
+        return function
+
+    @staticmethod
     def cast(_type, value, typecheck=False):
         """``cython.cast(type, value)``: tells the compiler ``value`` is of
         ``type`` (a C cast); in plain Python, ``value`` itself."""

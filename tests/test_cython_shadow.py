@@ -8,6 +8,7 @@ def test_locals_returns_the_function_itself():
         return x + 1
 
     assert cython.locals(x=cython.int)(f) is f
+    assert cython.cfunc(f) is f
     assert f(1) == 2
 
 

@@ -64,6 +64,14 @@ class Transitions:
     def allows(self, state: Enum, cause: str) -> bool:
         return (state, cause) in self.table
 
+    def by_cause(self, cause: str) -> dict[Enum, Enum]:
+        """``{state: next}`` for the moves ``cause`` makes: the table's rows for
+        one cause, for a move made once per pair (``moves[state]``: one
+        look-up of an identity-hashed state, no key tuple built and hashed).
+        A state it lacks raises ``KeyError``; :meth:`next` then names the
+        move that is not allowed."""
+        return {state: nxt for (state, c), nxt in self.table.items() if c == cause}
+
     def causes(self) -> list[str]:
         return sorted({cause for _, cause in self.table})
 

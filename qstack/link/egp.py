@@ -148,9 +148,11 @@ TRANSITIONS = Transitions("link", {
     (_BACKOFF, "restart"): _IDLE, (_DOWN, "restart"): _IDLE,
 })
 _HERALD_DOWN = frozenset({"link down", "peer down"})
-#: the table itself, for the moves made once per pair (a dict lookup instead of
-#: a call; a move it lacks still raises through TRANSITIONS.next)
-_MOVES = TRANSITIONS.table
+#: the moves made once per pair, by cause (a dict look-up instead of a call,
+#: keyed by the state alone; a move it lacks still raises through TRANSITIONS.next)
+_ON_SUBMIT = TRANSITIONS.by_cause("submit")
+_ON_HERALD = TRANSITIONS.by_cause("herald")
+_ON_HERALD_MORE = TRANSITIONS.by_cause("herald, more out")
 
 
 class LinkState:
@@ -737,7 +739,7 @@ class EGP(Protocol):
         item.out += 1
         link.out += 1
         try:
-            link.phase = _MOVES[link.phase, "submit"]
+            link.phase = _ON_SUBMIT[link.phase]
         except KeyError:
             TRANSITIONS.next(link.phase, "submit")      # raises the defined error
 
@@ -801,7 +803,7 @@ class EGP(Protocol):
                     actions.append(self.start_op(op, ctx))
                     out += 1
                 link.out = out
-                link.phase = _MOVES[phase, "submit"]      # (IDLE or ATTEMPTING: both allowed)
+                link.phase = _ON_SUBMIT[phase]      # (IDLE or ATTEMPTING: both allowed)
         elif phase is not _IDLE and phase is not _DOWN:
             self._withdraw(link, actions)
 
@@ -825,7 +827,7 @@ class EGP(Protocol):
         taken = 0
         if link.out and outstanding:
             ops = self._ops
-            for op_id in [i for i, ctx in ops.items() if ctx.__class__ is tuple
+            for op_id in [i for i, ctx in ops.items() if type(ctx) is tuple
                           and ctx[0] is link and (item is None or ctx[1] is item)]:
                 _, it, key = ops.pop(op_id)         # its "cancelled" answer is then ignored
                 taken += 1
@@ -893,11 +895,11 @@ class EGP(Protocol):
         ctx = self.take_op(ev.op_id)
         if ctx is None:
             return None
-        if ctx.__class__ is tuple:           # an Entangle: its herald
+        if type(ctx) is tuple:           # an Entangle: its herald
             link, item, key = ctx
             link.out = out = link.out - 1
             try:
-                link.phase = _MOVES[link.phase, "herald, more out" if out else "herald"]
+                link.phase = (_ON_HERALD_MORE if out else _ON_HERALD)[link.phase]
             except KeyError:
                 TRANSITIONS.next(link.phase, "herald")  # raises the defined error
             h = ev.outcome
@@ -1288,7 +1290,7 @@ class EGP(Protocol):
             self._expire(link, entry, reason, actions)
         unanswered: dict[int, _Item] = {}
         for op_id in [i for i, ctx in self._ops.items()
-                      if ctx.__class__ is _Measuring and ctx.peer == link.peer]:
+                      if type(ctx) is _Measuring and ctx.peer == link.peer]:
             item = self.take_op(op_id).item   # measurements in flight: their pairs are gone too
             if item.local and item.done >= item.spec.number and not item.cancelled:
                 # (no LinkErr sent for it)

@@ -200,6 +200,26 @@ class _Pair:
     meas: tuple | None = None
 
 
+@cython.cfunc
+@cython.locals(p=_Pair)
+def _new_pair(seq: Any, qubit: Any, bell: Any, fidelity: Any, created_ns: Any, far: Any,
+              held_since: Any, ent_id: Any) -> _Pair:
+    """``_Pair(seq, qubit, bell, fidelity, created_ns, far, held_since, ent_id)``
+    (made once per link pair and end: compiled, a C call that sets the
+    fields, not a type call that parses nine arguments)."""
+    p = _Pair.__new__(_Pair)
+    p.seq = seq
+    p.qubit = qubit
+    p.bell = bell
+    p.fidelity = fidelity
+    p.created_ns = created_ns
+    p.far = far
+    p.held_since = held_since
+    p.ent_id = ent_id
+    p.meas = None
+    return p
+
+
 @dataclass
 class _Circuit:
     cid: int
@@ -815,8 +835,8 @@ class QnpProtocol(Protocol):
             self.stats["link_pairs"] += 1
         ent_id = ok.ent_id
         seq = ent_id.seq
-        p = _Pair(seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns,
-                  idx - 1 if side == _LEFT else idx + 1, now_ns, ent_id)
+        p = _new_pair(seq, ok.qubit, ok.bell_index, ok.goodness, ok.created_ns,
+                      idx - 1 if side == _LEFT else idx + 1, now_ns, ent_id)
         out: list = []
         if c.type == _MD and (idx == 0 or idx == n_links):
             self._md_measure(c, side, p, out)
@@ -1523,7 +1543,7 @@ class QnpProtocol(Protocol):
     @cython.locals(sw=_Swap, c=_Circuit, pl=_Pair, pr=_Pair, p=_Pair)
     def _op_done(self, ev: OperationDone, now_ns: int) -> list:
         ctx = self.take_op(ev.op_id)
-        kind = ctx.__class__
+        kind = type(ctx)
         outcome = ev.outcome
         if kind is _Swap:
             sw = ctx             # (typed: its fields read in C)

@@ -171,7 +171,7 @@ cdef class HeraldingStation:
         # (lists, typed in C: appended to, walked oldest first and taken from
         # once per pair; a deque's methods are Python method calls here)
         self._follow = ([], [])
-        # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
+        # param -> (p, cycle, herald delay side 0, side 1); param -> per Bell index (prepared, fidelity)
         self._numbers = {}
         self._states = {}
         # p -> [pre-drawn attempt counts, next index]
@@ -201,6 +201,7 @@ cdef class HeraldingStation:
     cdef int submit_c(self, object side, object ref, object op) except -1:
         # (the compiled driver calls this directly, once per pair and end)
         cdef _Request req, partner, cand
+        cdef dict theirs
         clock = self.clock
         if not self.up:
             clock.schedule_at(clock.now, self._deliver, side, ref,
@@ -223,14 +224,18 @@ cdef class HeraldingStation:
                     partner = cand
                     break
         else:
-            keyed = self._keyed[side]
-            if key in keyed:
-                # a second submission for a key this end is still waiting on
+            # listed at once (every request stays listed until answered: cancel
+            # finds it there), in one look-up of the key: a key this end is
+            # still waiting on is a second submission, and is not listed
+            if (<dict> self._keyed[side]).setdefault(key, req) is not req:
                 _release_reservation(self.devices[side])
                 clock.schedule_at(clock.now, self._deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
                 return 0
-            partner = (<dict> self._keyed[other]).get(key)
+            theirs = self._keyed[other]
+            # (a link protocol keys at one end only, as the EGP's leader does:
+            # the other end's keyed requests are then none, and not looked up)
+            partner = theirs.get(key) if theirs else None
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
             if partner is None:
@@ -238,12 +243,9 @@ cdef class HeraldingStation:
                     if cand.partner is None and cand.qubit is None:
                         partner = cand
                         break
-        # every request stays listed until answered (cancel finds it there);
         # ``partner`` tells whether it is matched
         if key is _FOLLOW:
             (<list> self._follow[side]).append(req)
-        else:
-            self._keyed[side][key] = req
         if partner is None:
             if req.deadline < NEVER_NS:
                 self._arm_deadline(req)
@@ -297,13 +299,21 @@ cdef class HeraldingStation:
 
     def _heralded_state(self, param, bell_index):
         """(prepared pair, fidelity to the announced Bell state), computed once
-        per (param, Bell index): the heralded state is deterministic."""
-        key = (param, bell_index)
-        cached = self._states.get(key)
+        per (param, Bell index): the heralded state is deterministic. Kept per
+        param as a list by Bell index (``_match`` reads it without building
+        and hashing a key tuple per pair)."""
+        from qstack.physical.heralding import shared_heralded_state
+        per = self._states.get(param)
+        if per is None:
+            per = self._states[param] = [None, None, None, None]
+        if not 0 <= bell_index < 4:
+            # (not a Bell index: the model's own check says so)
+            return shared_heralded_state(self.model, param, bell_index, self.formalism,
+                                         self.engine)
+        cached = per[bell_index]
         if cached is None:
-            from qstack.physical.heralding import shared_heralded_state
-            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
-                                                               self.formalism, self.engine)
+            cached = per[bell_index] = shared_heralded_state(self.model, param, bell_index,
+                                                             self.formalism, self.engine)
         return cached
 
     cdef _match(self, _Request a, _Request b):
@@ -346,7 +356,8 @@ cdef class HeraldingStation:
                     u = self._uniforms.next_c()
                     bell_index = 0 if u < self._bell_t0 else 1 if u < self._bell_t1 else \
                         2 if u < self._bell_t2 else 3
-                cached = self._states.get((param, bell_index))
+                per = self._states.get(param)
+                cached = per[bell_index] if per is not None and 0 <= bell_index < 4 else None
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
                 qa, qb = _new_pair(self.engine, prepared)

@@ -366,6 +366,23 @@ _make_group = c_maker(_Group, ["members", "rho", "bd", "pol"], [None] * 4, [True
                       [None] * 4, qualname="make__Group") or _Group
 
 
+class PreparedPair:
+    """A validated two-qubit state ready to instantiate (:meth:`QuantumEngine.prepare_pair`).
+
+    ``bd`` and ``pol`` (the local polarisations (za, zb), None for none) when
+    held in the bd formalism, else ``rho`` (read-only).
+    """
+
+    __slots__ = ("formalism", "bd", "rho", "pol")
+
+    def __init__(self, formalism: str, bd: BellDiagonal | None, rho: np.ndarray | None,
+                 pol: tuple | None = None) -> None:
+        self.formalism = formalism
+        self.bd = bd
+        self.rho = rho
+        self.pol = pol
+
+
 class QuantumEngine:
     """Owns the quantum state of every qubit it created.
 
@@ -625,11 +642,17 @@ class QuantumEngine:
         frozen.setflags(write=False)
         return PreparedPair(formalism, None, frozen)
 
-    @cython.locals(g=_Group)
+    @cython.locals(g=_Group, pp=PreparedPair)
     def new_pair(self, prepared: "PreparedPair",
                  labels: Sequence[str] | None = None) -> tuple[Qubit, Qubit]:
         """A new pair in the state of ``prepared`` (see :meth:`prepare_pair`)."""
-        bd = prepared.bd
+        if type(prepared) is PreparedPair:
+            pp = prepared           # (compiled: its fields read in C, not looked up)
+            bd = pp.bd
+            pol = pp.pol
+        else:
+            bd = prepared.bd
+            pol = prepared.pol if bd is not None else None
         if bd is not None:
             if labels is None:
                 # the hot path of every heralded link: _create_bd inlined
@@ -640,13 +663,13 @@ class QuantumEngine:
                 handles = self._handles
                 handles[qid] = a
                 handles[qid + 1] = b
-                g = _make_group([qid, qid + 1], None, bd, prepared.pol)
+                g = _make_group([qid, qid + 1], None, bd, pol)
                 self._groups.add(g)
                 where = self._where
                 where[qid] = g
                 where[qid + 1] = g
                 return a, b
-            a, b = self._create_bd(bd, labels, prepared.pol)
+            a, b = self._create_bd(bd, labels, pol)
         else:
             a, b = self._create(prepared.rho.copy(), 2, labels)
         return a, b
@@ -735,7 +758,7 @@ class QuantumEngine:
     @cython.locals(ga=_Group, bd=BellDiagonal, wa=cython.double, wb=cython.double,
                    qa=cython.double, qb=cython.double, q=cython.double, f=cython.double,
                    inv_t1_a=cython.double, inv_tphi_a=cython.double,
-                   inv_t1_b=cython.double, inv_tphi_b=cython.double)
+                   inv_t1_b=cython.double, inv_tphi_b=cython.double, ha=Qubit, hb=Qubit)
     def decayed_bell_fidelity(self, a: Qubit, b: Qubit, bell_index: int, wait_a_ns: float,
                               wait_b_ns: float, t1_ns: float, t2_ns: float,
                               t1_b_ns: float | None = None, t2_b_ns: float | None = None) -> float:
@@ -765,11 +788,18 @@ class QuantumEngine:
             q = qa + qb - 2.0 * qa * qb
             ga = self._group(a)
             bd = ga.bd
-            if bd is not None and self._group(b) is ga and a.id != b.id:
-                # a Bell-diagonal pair (the usual read): both fidelities are
-                # two of its four coefficients, one group look-up for both
-                f = bd.fidelity(bell_index)
-                return f if q == 0.0 else (1.0 - q) * f + q * bd.fidelity(bell_index ^ 1)
+            if bd is not None and self._group(b) is ga:
+                if type(a) is Qubit and type(b) is Qubit:
+                    ha = a          # (typed: compiled, their ids are read in C)
+                    hb = b
+                    two = ha.id != hb.id
+                else:
+                    two = a.id != b.id
+                if two:
+                    # a Bell-diagonal pair (the usual read): both fidelities are
+                    # two of its four coefficients, one group look-up for both
+                    f = bd.fidelity(bell_index)
+                    return f if q == 0.0 else (1.0 - q) * f + q * bd.fidelity(bell_index ^ 1)
             f = self.bell_fidelity(a, b, bell_index)
             if q == 0.0:
                 return f
@@ -1294,19 +1324,3 @@ class QuantumEngine:
         for q in qubits:
             self.discard(q)
 
-
-class PreparedPair:
-    """A validated two-qubit state ready to instantiate (:meth:`QuantumEngine.prepare_pair`).
-
-    ``bd`` and ``pol`` (the local polarisations (za, zb), None for none) when
-    held in the bd formalism, else ``rho`` (read-only).
-    """
-
-    __slots__ = ("formalism", "bd", "rho", "pol")
-
-    def __init__(self, formalism: str, bd: BellDiagonal | None, rho: np.ndarray | None,
-                 pol: tuple | None = None) -> None:
-        self.formalism = formalism
-        self.bd = bd
-        self.rho = rho
-        self.pol = pol

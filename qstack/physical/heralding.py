@@ -211,7 +211,7 @@ class PyHeraldingStation:
         # per side: keyed requests by key, and followers in submission order
         self._keyed: tuple[dict, dict] = ({}, {})
         self._follow: tuple[list, list] = ([], [])    # (oldest first; lists as in the compiled twin)
-        # param -> (p, cycle, herald delay side 0, side 1); (param, bell) -> (prepared, fidelity)
+        # param -> (p, cycle, herald delay side 0, side 1); param -> per Bell index (prepared, fidelity)
         self._numbers: dict = {}
         self._states: dict = {}
         # p -> [pre-drawn attempt counts, next index]
@@ -248,14 +248,18 @@ class PyHeraldingStation:
                     partner = cand
                     break
         else:
-            keyed = self._keyed[side]
-            if key in keyed:
-                # a second submission for a key this end is still waiting on
+            # listed at once (every request stays listed until answered: cancel
+            # finds it there), in one look-up of the key: a key this end is
+            # still waiting on is a second submission, and is not listed
+            if self._keyed[side].setdefault(key, req) is not req:
                 self.devices[side].release_reservation()
                 clock.schedule_at(clock.now, self.deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
                 return
-            partner = self._keyed[other].get(key)
+            theirs = self._keyed[other]
+            # (a link protocol keys at one end only, as the EGP's leader does:
+            # the other end's keyed requests are then none, and not looked up)
+            partner = theirs.get(key) if theirs else None
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
             if partner is None:
@@ -263,12 +267,9 @@ class PyHeraldingStation:
                     if cand.partner is None and cand.qubit is None:
                         partner = cand
                         break
-        # every request stays listed until answered (cancel finds it there);
         # ``partner`` tells whether it is matched
         if key is _FOLLOW:
             self._follow[side].append(req)
-        else:
-            self._keyed[side][key] = req
         if partner is None:
             if req.deadline < NEVER_NS:
                 self._arm_deadline(req)
@@ -317,12 +318,20 @@ class PyHeraldingStation:
 
     def _heralded_state(self, param: float, bell_index: int) -> tuple:
         """(prepared pair, fidelity to the announced Bell state), computed once
-        per (param, Bell index): the heralded state is deterministic."""
-        key = (param, bell_index)
-        cached = self._states.get(key)
+        per (param, Bell index): the heralded state is deterministic. Kept per
+        param as a list by Bell index (``_match`` reads it without building
+        and hashing a key tuple per pair)."""
+        per = self._states.get(param)
+        if per is None:
+            per = self._states[param] = [None, None, None, None]
+        if not 0 <= bell_index < 4:
+            # (not a Bell index: the model's own check says so)
+            return shared_heralded_state(self.model, param, bell_index, self.formalism,
+                                         self.engine)
+        cached = per[bell_index]
         if cached is None:
-            cached = self._states[key] = shared_heralded_state(self.model, param, bell_index,
-                                                               self.formalism, self.engine)
+            cached = per[bell_index] = shared_heralded_state(self.model, param, bell_index,
+                                                             self.formalism, self.engine)
         return cached
 
     def _match(self, a: _Request, b: _Request) -> None:
@@ -365,7 +374,8 @@ class PyHeraldingStation:
                     u = self._uniforms.next_uniform()
                     bell_index = 0 if u < rule[1] else 1 if u < rule[2] else 2 if u < rule[3] \
                         else 3
-                cached = self._states.get((param, bell_index))
+                per = self._states.get(param)
+                cached = per[bell_index] if per is not None and 0 <= bell_index < 4 else None
                 prepared, fid = cached if cached is not None else \
                     self._heralded_state(param, bell_index)
                 qa, qb = self.engine.new_pair(prepared)

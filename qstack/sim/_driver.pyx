@@ -233,7 +233,9 @@ cdef class DriverCore(DriverHooks):
             duration, outcome = device.execute(op, t)
         if op_id is None:
             # fire and forget: nobody waits for the answer, only a failure is kept
-            if isinstance(outcome, QStackError):
+            # (None, a discard's answer, is no error: told apart without the
+            # class check, which for None looks its __class__ up)
+            if outcome is not None and isinstance(outcome, QStackError):
                 node.record(protocol, outcome.code, outcome.detail, t)
             return 0
         if self._op_done_cb is None:
