@@ -41,6 +41,12 @@ class cython:                         # noqa: N801 (it stands in for the module)
         return lambda function: function
 
     @staticmethod
+    def declare(_type=None, value=None):
+        """``name = cython.declare(type, value)``: a module or local variable
+        of C type ``type``; in plain Python, ``value`` itself."""
+        return value
+
+    @staticmethod
     def cfunc(function):
         """``@cython.cfunc``: makes a module function a C function, called from
         the compiled module without a Python call; in plain Python, the

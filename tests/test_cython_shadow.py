@@ -9,6 +9,7 @@ def test_locals_returns_the_function_itself():
 
     assert cython.locals(x=cython.int)(f) is f
     assert cython.cfunc(f) is f
+    assert cython.declare(cython.int, 7) == 7
     assert f(1) == 2
 
 

@@ -102,3 +102,21 @@ def test_the_twins_share_their_constants():
     from qstack.physical import _heralding
     assert (_heralding.NEVER_NS, _heralding.ATTEMPT_BLOCK) == \
         (heralding.NEVER_NS, heralding.ATTEMPT_BLOCK)
+
+
+@pytest.mark.parametrize("side", [2, -1])
+def test_a_side_that_is_not_an_end_of_the_link_is_refused_alike(side):
+    """A link has sides 0 and 1: both twins refuse any other with the same
+    IndexError, before a memory slot is reserved or anything is listed (the
+    compiled station indexes its ends' lists in C, unchecked past that)."""
+    for cls in (PyHeraldingStation, heralding.HeraldingStation):
+        sim = Simulator(seed=5)
+        eng = QuantumEngine(np.random.default_rng(3))
+        hw = NodeHardware(num_qubits=3, t2_ns=math.inf)
+        devs = tuple(QuantumDevice(n, eng, hw, np.random.default_rng(i))
+                     for i, n in enumerate("ab"))
+        station = cls(("a", "b"), _Model(0.5, (1_000, 1_000)), eng, devs, sim,
+                      lambda *_: None, np.random.default_rng(1), np.random.default_rng(2))
+        with pytest.raises(IndexError, match="sides 0 and 1"):
+            station.submit(side, 0, Entangle("b", None, 1 << 62, 0.0))
+        assert station.pending() == 0 and [d.free_slots for d in devs] == [3, 3]

@@ -113,7 +113,10 @@ from .theory import werner_swap
 
 __all__ = ["QnpProtocol", "nested_spans", "MAX_AUTO_WINDOW"]
 
-_LEFT, _RIGHT = 0, 1
+# a circuit's two sides at a node (compiled: C constants, so that c.held[_LEFT]
+# is a C index into the tuple, not a look-up by a Python int)
+_LEFT = cython.declare(cython.Py_ssize_t, 0)
+_RIGHT = cython.declare(cython.Py_ssize_t, 1)
 _NESTED = int(SwapStrategy.NESTED)     # (compared once per swap: a plain int)
 _MISSING = object()
 # (module constants: an Enum class's attribute read goes through EnumType's

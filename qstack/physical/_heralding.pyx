@@ -202,24 +202,29 @@ cdef class HeraldingStation:
         # (the compiled driver calls this directly, once per pair and end)
         cdef _Request req, partner, cand
         cdef dict theirs
+        cdef Py_ssize_t s, o
         clock = self.clock
+        # (the sides as C indices: the lists of each end are tuples of two)
+        s = side
+        if s != 0 and s != 1:
+            raise IndexError(f"side {side!r}: the ends of a link are sides 0 and 1")
+        o = 1 - s
         if not self.up:
             clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="link down"))
             return 0
-        if not _reserve(self.devices[side]):
+        if not _reserve(self.devices[s]):
             clock.schedule_at(clock.now, self._deliver, side, ref,
                               Herald(False, reason="memory full"))
             return 0
         req = _new_request(side, ref, op)
-        other = 1 - side
         # A request is free to match while it has no partner and no pair: one
         # whose pair is made waits only for its herald (its partner may have
         # heard already).
         key = req.key
         if key is _FOLLOW:
             partner = None
-            for cand in self._keyed[other].values():    # the oldest free keyed request
+            for cand in (<dict> self._keyed[o]).values():    # the oldest free keyed request
                 if cand.partner is None and cand.qubit is None:
                     partner = cand
                     break
@@ -227,25 +232,25 @@ cdef class HeraldingStation:
             # listed at once (every request stays listed until answered: cancel
             # finds it there), in one look-up of the key: a key this end is
             # still waiting on is a second submission, and is not listed
-            if (<dict> self._keyed[side]).setdefault(key, req) is not req:
-                _release_reservation(self.devices[side])
+            if (<dict> self._keyed[s]).setdefault(key, req) is not req:
+                _release_reservation(self.devices[s])
                 clock.schedule_at(clock.now, self._deliver, side, ref,
                                   Herald(False, reason="duplicate key"))
                 return 0
-            theirs = self._keyed[other]
+            theirs = self._keyed[o]
             # (a link protocol keys at one end only, as the EGP's leader does:
             # the other end's keyed requests are then none, and not looked up)
             partner = theirs.get(key) if theirs else None
             if partner is not None and (partner.partner is not None or partner.qubit is not None):
                 partner = None          # (matched with a follower already)
             if partner is None:
-                for cand in <list> self._follow[other]:   # the oldest free follower
+                for cand in <list> self._follow[o]:   # the oldest free follower
                     if cand.partner is None and cand.qubit is None:
                         partner = cand
                         break
         # ``partner`` tells whether it is matched
         if key is _FOLLOW:
-            (<list> self._follow[side]).append(req)
+            (<list> self._follow[s]).append(req)
         if partner is None:
             if req.deadline < NEVER_NS:
                 self._arm_deadline(req)
@@ -320,6 +325,7 @@ cdef class HeraldingStation:
         """Two requests matched: draw the first successful attempt and schedule
         both heralds, or let the deadlines answer if none comes in time."""
         cdef _Request r0, r1
+        cdef Py_ssize_t bi
         a.partner = b
         b.partner = a
         r0, r1 = (a, b) if a.side == 0 else (b, a)
@@ -341,8 +347,9 @@ cdef class HeraldingStation:
             block = blocks.get(p)
             if block is None or block[1] == ATTEMPT_BLOCK:
                 block = blocks[p] = [self.attempts_rng.geometric(p, ATTEMPT_BLOCK).tolist(), 0]
-            attempts = block[0][block[1]]
-            block[1] += 1
+            bi = (<list> block)[1]        # (a C index into the list of counts)
+            attempts = (<list> (<list> block)[0])[bi]
+            (<list> block)[1] = bi + 1
             emitted = first + (attempts - 1) * cycle
             h0 = emitted + d0
             h1 = emitted + d1
@@ -424,12 +431,13 @@ cdef class HeraldingStation:
 
     cdef _herald_c(self, _Request req, herald):
         # (once per pair and end: _forget inlined; a matched request has no deadline event)
+        cdef Py_ssize_t s = req.side      # (0 or 1: submit_c checked it)
         req.herald_event = None
         if req.key is _FOLLOW:
-            if not _unfollow(<list> self._follow[req.side], req):
+            if not _unfollow(<list> self._follow[s], req):
                 raise ValueError("a heralded follower that was not listed")
         else:
-            (<dict> self._keyed[req.side]).pop(req.key, None)
+            (<dict> self._keyed[s]).pop(req.key, None)
         partner = req.partner
         if partner is not None:        # this end is settled: unlink the pair
             req.partner = partner.partner = None

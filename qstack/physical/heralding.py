@@ -227,6 +227,8 @@ class PyHeraldingStation:
     def submit(self, side: int, ref: Any, op: Entangle) -> None:
         """End ``side`` asks for a pair (``op``); ``ref`` comes back with its herald."""
         clock = self.clock
+        if side != 0 and side != 1:
+            raise IndexError(f"side {side!r}: the ends of a link are sides 0 and 1")
         if not self.up:
             clock.schedule_at(clock.now, self.deliver, side, ref,
                               Herald(False, reason="link down"))
