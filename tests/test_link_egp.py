@@ -270,7 +270,7 @@ def test_scheduler_strict_priority_then_weighted_purposes():
     for _ in range(60):
         item = egp._pick(link, 0)
         order.append(item.spec.create_id)
-        k = (item.spec.priority, item.spec.purpose_id)
+        k = item.fair_key            # (the class the scheduler counts the pair in)
         link.served[k] = link.served.get(k, 0) + 1
         item.done += 1
         if item.done == item.spec.number:

@@ -624,6 +624,11 @@ cdef class Maker:
     # thirteen, twice per end-to-end pair), so they are matched once
     cdef tuple kw_names
     cdef Py_ssize_t kw_index[_MAX_FIELDS]
+    # the number of positional arguments of the last keyword call that
+    # succeeded with kw_names, -1 for none: a call with as many and the same
+    # names gives every required field, and each field once (that call did),
+    # so a class with nothing to check or make takes the short path below
+    cdef Py_ssize_t kw_nargs
     cdef vectorcallfunc vc           # (make(...) without an args tuple: see _maker_vectorcall)
     cdef char* required
     cdef char* kinds
@@ -637,6 +642,7 @@ cdef class Maker:
     def __cinit__(self, cls, names, defaults, required, factories, tests, slow, post, qualname):
         cdef Py_ssize_t i
         self.vc = <vectorcallfunc>_maker_vectorcall
+        self.kw_nargs = -1
         if not _maker_vectorcall_on:
             _vectorcall_makers(self)
         names = tuple(names)
@@ -767,6 +773,18 @@ cdef class Maker:
             for i in range(self.n):
                 vals[i] = args[i] if i < nargs else PyTuple_GET_ITEM(self.defaults, i)
             return self._build(vals)
+        if kwnames != NULL and nargs == self.kw_nargs \
+                and self._same_kw_names(kwnames, PyTuple_GET_SIZE(<object>kwnames)):
+            # the short path of a keyword call site (NetOk's thirteen names,
+            # twice per end-to-end pair): the last call's field for each name
+            nkw = PyTuple_GET_SIZE(<object>kwnames)
+            for i in range(nargs, self.n):
+                vals[i] = PyTuple_GET_ITEM(self.defaults, i)
+            for i in range(nargs):
+                vals[i] = args[i]
+            for j in range(nkw):
+                vals[self.kw_index[j]] = args[nargs + j]
+            return self._build(vals)
         if nargs > self.n:
             raise TypeError(f"{self.qualname}() takes {self.n} positional arguments but "
                             f"{nargs} were given")
@@ -775,6 +793,7 @@ cdef class Maker:
         if kwnames != NULL:
             nkw = PyTuple_GET_SIZE(<object>kwnames)
             same = self._same_kw_names(kwnames, nkw)
+            self.kw_nargs = -1              # (set again once this call has succeeded)
             if not same:
                 self.kw_names = None        # (kw_index is rewritten below)
             for j in range(nkw):
@@ -816,7 +835,10 @@ cdef class Maker:
                     value = self.factories[i]()
                     made.append(value)
                     vals[i] = <PyObject*>value
-        return self._build(vals)       # (made keeps the factories' values alive until then)
+        obj = self._build(vals)        # (made keeps the factories' values alive until then)
+        if kwnames != NULL and not self.checks and not self.any_factory:
+            self.kw_nargs = nargs      # (the short path above serves its like from now on)
+        return obj
 
     cdef object _build(self, PyObject** vals):
         # a new instance with the n values in its slots, then post(obj)

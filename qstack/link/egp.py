@@ -203,7 +203,7 @@ class LinkState:
         self.out = 0                 # Entangles outstanding (at most m)
         # leader: (item, key) of Entangles refused for a full memory, resubmitted on retry
         self.waiting: list[tuple] = []
-        self.served: dict[tuple[int, int], int] = {}
+        self.served: dict[int, int] = {}     # pairs scheduled per _Item.fair_key
         self.delivered: dict[int, tuple] = {}   # seq -> (qubit, ent_id, purpose)
         self.measured: dict[int, tuple] = {}    # type M: seq -> (ent_id, purpose), the latest
         self.pending: dict[int, CreateRequest] = {}   # follower's requests awaiting QueueAdd
@@ -259,7 +259,10 @@ class _Item:
         self.limit = spec.number
         self.standing = spec.standing   # open until it is ended, whatever its count
         # leader: the class its pairs are counted in for fairness (LinkState.served)
-        self.fair_key = (spec.priority, spec.purpose_id)
+        # (one int for (priority, purpose id), both bounded by QueueSpec's
+        # limits: counted once per pair, and an int hashes in a few
+        # instructions where a tuple hashes each of its items)
+        self.fair_key = spec.priority << 16 | spec.purpose_id
         self.abort_code: ErrorCode | None = None   # follower: aborted by the leader
         self.sent = 0           # leader: pair indices handed out (submitted at least once)
         self.out = 0            # leader: its Entangles outstanding

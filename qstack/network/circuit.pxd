@@ -48,6 +48,7 @@ cdef class _Circuit:
     cdef public dict early
     cdef public dict gone
     cdef public dict recent
+    cdef public object recent_low
     cdef public object window
     cdef public dict creates
     cdef public object standing

@@ -258,6 +258,9 @@ class _Circuit:
     # tail: pair_seq -> this end's qubit (None for type M) of the last
     # `window` delivered pairs, the ones a PairLost may still name
     recent: dict = field(default_factory=dict)
+    # no key of `recent` is below it (its keys are pair seqs given in turn,
+    # some taken out since: its oldest is found from here, not by an iterator)
+    recent_low: int = 0
     window: int = 1                  # the head's flow-control window (CircuitSetup)
     # link-layer requests on the downstream link: create id -> pairs still
     # to come (their sum is `outstanding`)
@@ -1171,7 +1174,12 @@ class QnpProtocol(Protocol):
         recent = c.recent
         recent[seq] = p.qubit if c.type == _KEEP_TYPE else None
         if len(recent) > c.window:
-            del recent[next(iter(recent))]
+            # the oldest (the smallest seq: they are given in turn)
+            low = c.recent_low
+            while low not in recent:
+                low += 1
+            del recent[low]
+            c.recent_low = low + 1
         out.append(SendMessage(prev, PairDone(c.cid, c.head, p.seq, True, seq, bell,
                                               fidelity, created_ns)))
         self._finish_pair(c, ok, ops, now_ns, out)
