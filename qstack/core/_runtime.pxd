@@ -21,6 +21,9 @@ cdef class DriverHooks:
     # deliver callback is this driver's: a C call when ``clock`` is the
     # driver's own compiled kernel
     cdef object at_c(self, object clock, object time_ns, object callback, tuple args)
+    # ``clock.now`` for such a station (a C read when ``clock`` is the
+    # driver's own compiled kernel)
+    cdef object now_c(self, object clock)
 
 
 cdef class RuntimeCore:

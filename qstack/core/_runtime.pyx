@@ -97,6 +97,9 @@ cdef class DriverHooks:
     cdef object at_c(self, object clock, object time_ns, object callback, tuple args):
         return clock.schedule_at(time_ns, callback, *args)
 
+    cdef object now_c(self, object clock):
+        return clock.now
+
 
 cdef class RuntimeCore:
     """The compiled hot path of a node runtime (see the module doc). Its

@@ -337,7 +337,8 @@ cdef class HeraldingStation:
             nums = self._figures(param)
         p, cycle, d0, d1 = nums
         clock = self.clock
-        first = max(clock.now, r0.start, r1.start)   # the first attempt
+        now = self._hooks.now_c(clock) if self._hooks is not None else clock.now
+        first = max(now, r0.start, r1.start)   # the first attempt
         dl0, dl1 = r0.deadline, r1.deadline
         if p > 0:
             # Skip-ahead: the index of the first successful attempt is geometric

@@ -252,6 +252,12 @@ cdef class DriverCore(DriverHooks):
             node._feed(protocol, _done(op_id, outcome), self._now())
         return 0
 
+    cdef object now_c(self, object clock):
+        # (a station's clock.now: this driver's kernel read in C)
+        if clock is self._sim:
+            return self._now()
+        return clock.now
+
     cdef object at_c(self, object clock, object time_ns, object callback, tuple args):
         # (a station's herald event: on this driver's clock, as _at schedules)
         if clock is self._sim:
