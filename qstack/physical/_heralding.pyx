@@ -308,13 +308,13 @@ cdef class HeraldingStation:
         param as a list by Bell index (``_match`` reads it without building
         and hashing a key tuple per pair)."""
         from qstack.physical.heralding import shared_heralded_state
-        per = self._states.get(param)
-        if per is None:
-            per = self._states[param] = [None, None, None, None]
         if not 0 <= bell_index < 4:
             # (not a Bell index: the model's own check says so)
             return shared_heralded_state(self.model, param, bell_index, self.formalism,
                                          self.engine)
+        per = self._states.get(param)
+        if per is None:
+            per = self._states[param] = [None, None, None, None]
         cached = per[bell_index]
         if cached is None:
             cached = per[bell_index] = shared_heralded_state(self.model, param, bell_index,
