@@ -27,7 +27,8 @@ PURE_TESTS := tests/test_core_runtime_twins.py tests/test_physical_heralding_twi
 	tests/test_network_swap.py tests/test_transport_protocol.py tests/test_driver_suite.py \
 	tests/test_faults.py tests/test_link_schemes.py tests/test_network_rates.py tests/test_sim_gc.py \
 	tests/test_compiled_protocols.py tests/test_physical_hot_paths.py tests/test_qnp_typed.py \
-	tests/test_protocol_typed.py tests/test_physical_typed.py tests/test_network_one_link.py
+	tests/test_protocol_typed.py tests/test_physical_typed.py tests/test_network_one_link.py \
+	tests/test_sim_probe.py
 # The suite but its real-time tests runs on one worker per core (pytest-xdist,
 # each file on one worker, in order, its module fixtures made once);
 # the real-time ones (emulated nodes as processes, TLS servers, wall-clock

@@ -45,6 +45,9 @@ COMPILED_PY = [
     "qstack/physical/bell_diagonal.py",
     "qstack/physical/device.py",
     "qstack/physical/engine.py",
+    # (the simulator's pair probe: once per end per delivered pair; interpreted,
+    # about a sixth of a two-node link's instructions per pair)
+    "qstack/sim/probe.py",
 ]
 #: Their directives keep Python's semantics exactly: annotations stay
 #: annotations (not C types that would reject None or convert ints), and

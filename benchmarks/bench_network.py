@@ -53,15 +53,14 @@ import argparse
 import json
 import time
 
-from qstack.core.protocol import QuantumOp, on
-from qstack.network.service import NetOk, NetRequest
+from qstack.network.service import NetRequest
 from qstack.network.theory import (
     chain_fidelity, credit_settle_ns, link_pair_time_ns, pipelined_rate_bound, pipelined_rate_mva,
 )
-from qstack.physical.ops import Discard
 from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.chain import LINK_FIDELITY as F_LINK
-from qstack.sim.chain import ChainEnd, build_chain
+from qstack.sim.chain import build_chain
+from qstack.sim.probe import PairLedger, PairProbe, bind_probes
 
 #: SeQUeNCe's chain hardware (see the module doc): success probability per
 #: attempt, Werner fidelity, attempt cycle = herald delay = classical delay (ns),
@@ -103,55 +102,19 @@ def chain_run(n: int, pairs: int = 1000, formalism: str = "bd", seed: int = 1,
     }
 
 
-class _Free:
-    """For a :class:`_PairFidelity` end: discard this qubit (its pair was measured)."""
-
-    __slots__ = ("qubit",)
-
-    def __init__(self, qubit) -> None:
-        self.qubit = qubit
-
-
-class _PairFidelity(ChainEnd):
-    """A chain end that records, once both ends have a pair, the engine's
-    fidelity of its state (to the Bell state announced) and the time, then
-    frees both halves. Subclassed per run (:func:`sequence_chain_run`) for
-    fresh class-level records shared by the two ends."""
-
-    net = None        # the network whose engine holds the pairs
-    halves: dict = {}
-    fidelities: list = []
-    times: list = []
-
-    @on(NetOk)
-    def _ok(self, ev: NetOk, now_ns: int):
-        self.oks.append(ev)
-        other = self.halves.pop(ev.pair_id, None)
-        if other is None:
-            self.halves[ev.pair_id] = ev
-            return None
-        self.fidelities.append(self.net.engine.bell_fidelity(ev.qubit, other.qubit,
-                                                             ev.bell_index))
-        self.times.append(now_ns)
-        self.net.feed(ev.remote, self.name, _Free(other.qubit))   # the other end's half
-        return [QuantumOp(None, Discard(ev.qubit))]
-
-    @on(_Free)
-    def _free(self, ev: _Free, now_ns: int):
-        return [QuantumOp(None, Discard(ev.qubit))]
-
-
 def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict:
     """End-to-end pairs per simulated second on SeQUeNCe's hardware (module doc)."""
     model = SimplePairModel(SEQ_P, SEQ_F, SEQ_HOP_NS, SEQ_HOP_NS, SEQ_HOP_NS, bell_index=None)
-    end = type("End", (_PairFidelity,), {"halves": {}, "fidelities": [], "times": []})
+    ledger = PairLedger()
     net, names, ends = build_chain(n, seed=seed, model=model, slots=SEQ_SLOTS, t2_ns=SEQ_T2_NS,
-                                   qnp_options={"window": window}, consumer=end, fidelity=SEQ_F)
-    end.net = net
+                                   qnp_options={"window": window}, fidelity=SEQ_F,
+                                   consumer=lambda node: PairProbe(node, ledger))
+    bind_probes(net, ends)
     net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
-    net.run(until_ns=10**13, stop_when=lambda: len(end.times) >= pairs)
-    if len(end.times) != pairs or net.errors or any(e.errors for e in ends.values()):
-        raise RuntimeError(f"chain of {n}: {len(end.times)}/{pairs} pairs")
+    net.run(until_ns=10**13)
+    if len(ledger.pairs) != pairs or net.errors or ledger.errors:
+        raise RuntimeError(f"chain of {n}: {len(ledger.pairs)}/{pairs} pairs")
+    times = ledger.read_times_ns()
     qnp = net.nodes[names[0]].protocols["network.qnp"]
     w = min(qnp.window, qnp.link_share(names[1]))      # the head's credit
     t_pair = link_pair_time_ns(SEQ_P, SEQ_HOP_NS, SEQ_HOP_NS)
@@ -159,11 +122,11 @@ def sequence_chain_run(n: int, window, pairs: int = 2000, seed: int = 1) -> dict
     seq_rate, seq_fid = SEQUENCE_FIGURES.get(n, (None, None))
     return {
         "nodes": n, "window": w, "pairs": pairs,
-        "pairs_per_sim_s": round((pairs - 1) / (end.times[-1] - end.times[0]) * 1e9),
+        "pairs_per_sim_s": round((pairs - 1) / (times[-1] - times[0]) * 1e9),
         "bound_pairs_per_sim_s": round(pipelined_rate_bound([t_pair] * (n - 1), w, settle)),
         "mva_pairs_per_sim_s": round(pipelined_rate_mva(t_pair, w, settle)),
         "link_pairs_per_sim_s": round(1e9 / t_pair),
-        "mean_fidelity": round(sum(end.fidelities) / pairs, 5),
+        "mean_fidelity": round(sum(ledger.fidelities()) / pairs, 5),
         "werner_formula": round(chain_fidelity([SEQ_F] * (n - 1)), 5),
         "sequence_pairs_per_sim_s": seq_rate, "sequence_fidelity": seq_fid,
     }

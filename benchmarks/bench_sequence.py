@@ -73,16 +73,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qstack.core.protocol import Protocol, QuantumOp, on
-from qstack.network.service import NetErr, NetOk, NetRequest
+from qstack.network.service import NetRequest
 from qstack.network.theory import chain_fidelity
 from qstack.physical.device import NodeHardware
 from qstack.physical.fibre import FibreChannel
-from qstack.physical.ops import Discard
 from qstack.physical.optics import LinearOpticsBSM
 from qstack.physical.pair_model import SimplePairModel
 from qstack.sim.chain import build_chain
 from qstack.sim.network import SimNetwork
+from qstack.sim.probe import PairLedger, PairProbe, bind_probes
 
 PEER_DIR = Path("/work/shared/peers/sequence")
 #: SeQUeNCe's Python when ``QSTACK_SEQUENCE_PY`` is unset (a scratch venv outside the repo)
@@ -183,53 +182,6 @@ RECORDED = {
 
 # ------------------------------------------------------------------ qstack side
 
-class PairEnd(Protocol):
-    """Top of an end node's stack: once both ends hold an end-to-end pair,
-    reads the fidelity of the state the two qubits share with the Bell state
-    announced (the engine's, after each half's memory decay up to now; not
-    the protocol's estimate) and how long since the herald of its oldest link
-    pair, then frees both qubits: its own with a ``Discard`` action, the
-    other end's on that node's device (the second end to hear is the one
-    that reads; the first only waits). ``book`` is shared by the two ends:
-    ``{"half": {}, "pairs": [(fidelity, wait_ns)]}``; ``device`` is this
-    node's, set by :func:`build` once the network exists."""
-
-    name = "bench.pair_end"
-
-    def __init__(self, node: str, book: dict) -> None:
-        super().__init__(node)
-        # (the shared records and the devices held here, not looked up in
-        # ``book`` and the network per pair: the benchmark measures the stack)
-        self.half: dict = book["half"]
-        self.pairs: list = book["pairs"]
-        self.device = None
-        self.errors: list = []
-
-    @on(NetOk)
-    def _ok(self, ev: NetOk, now_ns: int):
-        # (keyed by the id's fields: a tuple hashes in C, the dataclass's
-        # generated __hash__ and __eq__ are Python calls)
-        pid = ev.pair_id
-        key = (pid.head, pid.circuit_id, pid.seq)
-        first = self.half.pop(key, None)
-        if first is None:
-            self.half[key] = (self, ev)
-            return None
-        end, other = first
-        there = end.device
-        # the memories decay lazily: the read includes both halves' decay up to now
-        f = self.device.bell_fidelity_now(ev.qubit, there, other.qubit, ev.bell_index, now_ns)
-        self.pairs.append((f, now_ns - min(ev.created_ns, other.created_ns)))
-        _, failed = there.execute(Discard(other.qubit), now_ns)
-        if failed is not None:
-            self.errors.append(failed)
-        return [QuantumOp(None, Discard(ev.qubit))]
-
-    @on(NetErr)
-    def _err(self, ev: NetErr, now_ns: int):
-        self.errors.append(ev)
-
-
 def decayed_werner_bound(fidelity: float, n_links: int, wait_ns: float, t2_s: float) -> float:
     """Lowest end-to-end fidelity dephasing can leave: the 2 n_links qubits of a
     Bell-diagonal chain each waited at most ``wait_ns``; Z errors commute with
@@ -242,17 +194,17 @@ def decayed_werner_bound(fidelity: float, n_links: int, wait_ns: float, t2_s: fl
 
 
 def build(wl: Workload, hw: Hardware, processes_per_link: int = 1, window: int | str = 1,
-          seed: int = 1, t2_s: float | None = None) -> tuple[SimNetwork, list[str], dict, dict]:
+          seed: int = 1, t2_s: float | None = None) -> tuple[SimNetwork, list[str], dict, PairLedger]:
     """The chain of ``wl`` on the real stack (:func:`~qstack.sim.chain.build_chain`
-    with this hardware): ``(net, names, ends, book)``."""
-    book: dict = {"half": {}, "pairs": []}
+    with this hardware) with a :class:`~qstack.sim.probe.PairProbe` at both ends:
+    ``(net, names, ends, ledger)``."""
+    ledger = PairLedger()
     net, names, ends = build_chain(
         wl.nodes, wl.formalism, seed, fidelity=hw.raw_fidelity, model=hw.link_model(wl.rounds),
         hardware=hw.node_hardware(processes_per_link, t2_s),
-        consumer=lambda node: PairEnd(node, book), qnp_options={"window": window})
-    for name, end in ends.items():
-        end.device = net.nodes[name].device
-    return net, names, ends, book
+        consumer=lambda node: PairProbe(node, ledger), qnp_options={"window": window})
+    bind_probes(net, ends)
+    return net, names, ends, ledger
 
 
 def qstack_run(wl: Workload, hw: Hardware = Hardware(), pairs: int | None = None,
@@ -262,16 +214,16 @@ def qstack_run(wl: Workload, hw: Hardware = Hardware(), pairs: int | None = None
     chain; figures as a dict (times in s, rates per s)."""
     pairs = wl.pairs if pairs is None else pairs
     t2 = hw.t2_s if t2_s is None else t2_s
-    net, names, ends, book = build(wl, hw, processes_per_link, window, seed, t2)
+    net, names, ends, ledger = build(wl, hw, processes_per_link, window, seed, t2)
     net.submit(names[0], NetRequest(names[-1], number=pairs), to="network.qnp")
     w0, c0 = time.perf_counter(), time.process_time()
     net.run()
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    got = len(book["pairs"])
-    errors = [e for end in ends.values() for e in end.errors] + list(net.errors)
+    got = len(ledger.pairs)
+    errors = ledger.errors + list(net.errors)
     if got != pairs or errors:
         raise RuntimeError(f"{wl.key}: {got}/{pairs} pairs, errors {errors[:3]}")
-    fids = [f for f, _ in book["pairs"]]
+    fids = ledger.fidelities()
     n_links = wl.nodes - 1
     werner = chain_fidelity([hw.raw_fidelity] * n_links)
     attempts = sum(lk.attempts for lk in net.links.values())
@@ -291,7 +243,7 @@ def qstack_run(wl: Workload, hw: Hardware = Hardware(), pairs: int | None = None
         # the lowest fidelity T2 decay allows for the longest wait seen (closed form)
         # (a qubit exists from its emission, one herald delay before its link pair's herald)
         "werner_decayed_bound": round(decayed_werner_bound(
-            werner, n_links, max(w for _, w in book["pairs"])
+            werner, n_links, max(ledger.ages_ns())
             + max(lk.model.herald_delay_ns(0) for lk in net.links.values()), t2), 6),
     }
 

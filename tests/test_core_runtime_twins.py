@@ -216,18 +216,23 @@ _CHAIN = """
 import dataclasses
 import json
 from benchmarks.bench_network import chain_run
+from benchmarks.bench_sequence import WORKLOADS, Hardware, qstack_run
 from benchmarks.bench_transport import teleport_run
 from qstack.core.runtime import HAVE_CYTHON
 from qstack.physical import heralding
 from qstack.sim import network
 keep = ("events", "sim_time_ms", "mean_fidelity", "messages", "quantum_ops", "sim_time_s",
-        "fidelity_mean", "qubits", "link_pairs", "bit_error_rate")
+        "fidelity_mean", "fidelity_min", "link_attempts", "qubits", "link_pairs",
+        "bit_error_rate")
 from qstack.core.kernels import compiled_modules
 out = {"compiled": [HAVE_CYTHON, heralding.HAVE_CYTHON, network.HAVE_CYTHON,
                     *compiled_modules().values()]}   # (the protocols compiled from their source)
 for name, r in (("chain", chain_run(8, pairs=40)), ("wire", chain_run(4, pairs=10, check_wire=True)),
                 ("dm", chain_run(4, pairs=10, formalism="dm")),
-                ("teleport", teleport_run(10, "bd")), ("ideal", teleport_run(20, "bd", "ideal"))):
+                ("teleport", teleport_run(10, "bd")), ("ideal", teleport_run(20, "bd", "ideal")),
+                # (multiplexed links, pipelined circuit, T2, the pair probe reading each pair)
+                ("seq2", qstack_run(WORKLOADS[0], Hardware(), 200, 10, "auto")),
+                ("seq5", qstack_run(WORKLOADS[3], Hardware(), 40, 10, "auto"))):
     out[name] = {k: v for k, v in r.items() if k in keep}
 print(json.dumps(out))
 """
@@ -235,8 +240,9 @@ print(json.dumps(out))
 
 @needs_cython
 def test_runs_give_the_same_numbers_compiled_and_on_the_twins():
-    """Chains (bd, dm, with the wire check) and teleportation (full stack and
-    the ideal network layer): every compiled piece against its twin at once."""
+    """Chains (bd, dm, with the wire check), teleportation (full stack and
+    the ideal network layer) and two SeQUeNCe-matched workloads read by the
+    pair probe: every compiled piece against its twin at once."""
     out = []
     for pure in ("0", "1"):
         env = dict(os.environ, QSTACK_PURE_PYTHON=pure, PYTHONPATH=str(ROOT))
