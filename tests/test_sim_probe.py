@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qstack.network.service import NetErr, NetRequest
+from qstack.core.errors import ErrorCode, QStackError
+from qstack.network.service import NetErr, NetRequest, NetRequestType
 from qstack.network.theory import chain_fidelity
-from qstack.core.errors import ErrorCode
 from qstack.sim.chain import HERALD_NS, LINK_FIDELITY, ChainEnd, build_chain
 from qstack.sim.probe import PairLedger, PairProbe, bind_probes
 
@@ -77,6 +77,18 @@ def test_a_failed_request_lands_in_the_ledgers_errors():
     assert not ledger.pairs and not ledger.waiting
     assert [type(e) for e in ledger.errors] == [NetErr]
     assert ledger.errors[0].code == ErrorCode.NET_UNREACHABLE_FIDELITY
+
+
+def test_a_pair_delivered_measured_stops_the_run_with_a_defined_error():
+    ledger = PairLedger()
+    net, names, ends = build_chain(2, consumer=lambda node: PairProbe(node, ledger))
+    bind_probes(net, ends)
+    net.submit(names[0], NetRequest(names[-1], number=2, type=NetRequestType.MEASURE),
+               to="network.qnp")
+    with pytest.raises(QStackError, match="reads kept pairs") as err:
+        net.run()
+    assert err.value.code == ErrorCode.INVALID_PARAMETER
+    assert not ledger.pairs
 
 
 def test_bind_probes_refuses_an_end_that_is_not_a_probe():

@@ -37,6 +37,7 @@ try:
 except ImportError:              # (Cython is a build tool, not a dependency)
     from qstack._cython_shadow import cython
 
+from qstack.core.errors import ErrorCode, QStackError
 from qstack.core.protocol import Protocol, QuantumOp, on
 from qstack.network.service import NetErr, NetOk
 from qstack.physical.device import QuantumDevice
@@ -86,7 +87,9 @@ class PairProbe(Protocol):
     and the pair's age into the shared ``ledger``, then frees both qubits:
     its own with a ``Discard`` action, the first end's on that node's device
     (the first end only waits). :func:`bind_probes` gives each probe its
-    node's device once the network is built."""
+    node's device once the network is built. It reads kept pairs (type K):
+    a pair delivered measured (type M or D) has no qubit to read, and its
+    NetOk raises ``QStackError(INVALID_PARAMETER)``, which stops the run."""
 
     name = "sim.pair_probe"
 
@@ -105,6 +108,12 @@ class PairProbe(Protocol):
         # (keyed by the id's fields: a tuple hashes in C, the dataclass's
         # generated __hash__ and __eq__ are Python calls)
         pid = ev.pair_id
+        qubit = ev.qubit
+        if qubit is None:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"{self.node}: a PairProbe reads kept pairs (NetRequest type K); "
+                              f"pair {pid.head}/{pid.circuit_id}/{pid.seq} came measured, "
+                              f"with no qubit")
         key = (pid.head, pid.circuit_id, pid.seq)
         first = self.waiting.pop(key, None)
         if first is None:
@@ -112,13 +121,12 @@ class PairProbe(Protocol):
             return None
         there, other = first
         # the memories decay lazily: the read includes both halves' decay up to now
-        fidelity = self.device.bell_fidelity_now(ev.qubit, there, other.qubit, ev.bell_index,
-                                                 now_ns)
+        fidelity = self.device.bell_fidelity_now(qubit, there, other.qubit, ev.bell_index, now_ns)
         self.pairs.append((fidelity, now_ns - min(ev.created_ns, other.created_ns), now_ns))
         _, failed = there.execute(Discard(other.qubit), now_ns)
         if failed is not None:
             self.errors.append(failed)
-        return [QuantumOp(None, Discard(ev.qubit))]
+        return [QuantumOp(None, Discard(qubit))]
 
     @on(NetErr)
     def _err(self, ev: NetErr, now_ns: int):
