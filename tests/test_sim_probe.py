@@ -91,6 +91,15 @@ def test_a_pair_delivered_measured_stops_the_run_with_a_defined_error():
     assert not ledger.pairs
 
 
+def test_a_probe_that_was_never_bound_stops_the_run_with_a_defined_error():
+    ledger = PairLedger()
+    net, names, ends = build_chain(2, consumer=lambda node: PairProbe(node, ledger))
+    net.submit(names[0], NetRequest(names[-1], number=1), to="network.qnp")
+    with pytest.raises(QStackError, match="bind_probes") as err:
+        net.run()
+    assert err.value.code == ErrorCode.INVALID_PARAMETER
+
+
 def test_bind_probes_refuses_an_end_that_is_not_a_probe():
     net, names, ends = build_chain(2, consumer=ChainEnd)
     with pytest.raises(TypeError, match="is not a PairProbe"):

@@ -54,10 +54,10 @@ class PairLedger:
     halves share with the Bell state the network announced, at the time the
     second end heard (``read_ns``, simulated ns); the age is that time minus
     the herald time (``created_ns``) of the older half's oldest link pair,
-    in ns. ``errors``: every
-    ``NetErr`` either end received, and every failure to free the far half.
-    ``waiting``: the pairs only one end has heard of so far, by pair id
-    ``(head, circuit_id, seq)``: that end's device and its ``NetOk``."""
+    in ns. ``errors``: every ``NetErr`` either end received, and every
+    failure to free the far half. ``waiting``: the pairs only one end has
+    heard of so far, by pair id ``(head, circuit_id, seq)``: that end's
+    device and its ``NetOk``."""
 
     __slots__ = ("waiting", "pairs", "errors")
 
@@ -87,9 +87,10 @@ class PairProbe(Protocol):
     and the pair's age into the shared ``ledger``, then frees both qubits:
     its own with a ``Discard`` action, the first end's on that node's device
     (the first end only waits). :func:`bind_probes` gives each probe its
-    node's device once the network is built. It reads kept pairs (type K):
-    a pair delivered measured (type M or D) has no qubit to read, and its
-    NetOk raises ``QStackError(INVALID_PARAMETER)``, which stops the run."""
+    node's device once the network is built. It reads kept pairs (type K).
+    Two mistakes stop the run with ``QStackError(INVALID_PARAMETER)`` at
+    the first NetOk they meet: a probe never bound, and a pair delivered
+    measured (type M or D), which has no qubit to read."""
 
     name = "sim.pair_probe"
 
@@ -103,11 +104,16 @@ class PairProbe(Protocol):
         self.device: Any = None
 
     @on(NetOk)
-    @cython.locals(there=QuantumDevice)
+    @cython.locals(device=QuantumDevice, there=QuantumDevice)
     def _ok(self, ev: NetOk, now_ns: int):
         # (keyed by the id's fields: a tuple hashes in C, the dataclass's
         # generated __hash__ and __eq__ are Python calls)
         pid = ev.pair_id
+        device = self.device
+        if device is None:
+            raise QStackError(ErrorCode.INVALID_PARAMETER,
+                              f"{self.node}: this PairProbe has no device: call "
+                              f"bind_probes(net, ends) once the network is built")
         qubit = ev.qubit
         if qubit is None:
             raise QStackError(ErrorCode.INVALID_PARAMETER,
@@ -117,11 +123,11 @@ class PairProbe(Protocol):
         key = (pid.head, pid.circuit_id, pid.seq)
         first = self.waiting.pop(key, None)
         if first is None:
-            self.waiting[key] = (self.device, ev)
+            self.waiting[key] = (device, ev)
             return None
         there, other = first
         # the memories decay lazily: the read includes both halves' decay up to now
-        fidelity = self.device.bell_fidelity_now(qubit, there, other.qubit, ev.bell_index, now_ns)
+        fidelity = device.bell_fidelity_now(qubit, there, other.qubit, ev.bell_index, now_ns)
         self.pairs.append((fidelity, now_ns - min(ev.created_ns, other.created_ns), now_ns))
         _, failed = there.execute(Discard(other.qubit), now_ns)
         if failed is not None:
