@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from qstack._version import __version__
+from qstack.appfile import load_apps, one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,7 +184,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         else:
             ex = executors.PoolExecutor(jobs)
     except ConfigError as exc:
-        print(f"qstack sweep: {_one_line(exc.detail)}", file=sys.stderr)
+        print(f"qstack sweep: {one_line(exc.detail)}", file=sys.stderr)
         return 2
     print(f"{args.experiment}: {len(exp.points)} points x {len(exp.seeds)} seeds, metric "
           f"{exp.metric}, on {ex.name}; results in {exp.out_dir}")
@@ -206,7 +207,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     except ConfigError as exc:
-        print(f"qstack sweep: {_one_line(exc.detail)}", file=sys.stderr)
+        print(f"qstack sweep: {one_line(exc.detail)}", file=sys.stderr)
         return 2
     finally:
         ex.close()
@@ -232,7 +233,7 @@ def run_certify(args: argparse.Namespace) -> int:
         ends = [e for e in args.ends.split(",") if e] if args.ends else None
         report = certify.certify(spec, ends=ends, rounds=args.rounds)
     except QStackError as exc:
-        print(f"qstack certify: {_one_line(exc.detail)}", file=sys.stderr)
+        print(f"qstack certify: {one_line(exc.detail)}", file=sys.stderr)
         return 2
     print(certify.format_report(report))
     if args.json:
@@ -319,7 +320,7 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if args.plot:
                 qkdtool.pyplot()             # matplotlib is the [plot] extra
     except ConfigError as exc:
-        print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
+        print(f"qstack qkd: {one_line(exc)}", file=sys.stderr)
         return 2
     if args.qkd_command == "run":
         ra, rb, wall = qkdtool.run_block(spec, a, b, pulses, args.finite, args.seed,
@@ -338,7 +339,7 @@ def run_qkd(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         rows = _sweep_with_progress(args, key, values, pulses, sizes, between)
     except ConfigError as exc:
-        print(f"qstack qkd: {_one_line(exc)}", file=sys.stderr)
+        print(f"qstack qkd: {one_line(exc)}", file=sys.stderr)
         return 2
     if args.csv:
         qkdtool.write_csv(rows, key, args.csv, sizes)
@@ -489,64 +490,6 @@ _seed.__name__ = "integer >= 0"               # argparse names the type in its m
 _seconds.__name__ = "number of seconds > 0"
 
 
-def load_apps(path: str, nodes: object = None) -> dict:
-    """The ``APPS`` dict of the Python file ``path`` ({node: async fn(ctx)}).
-
-    Any failure to get it (no file, a syntax error, an exception at import,
-    no APPS, or APPS naming a node not in ``nodes`` or holding something
-    other than async functions) raises :class:`ConfigError` with a one-line
-    message that names the file and, where there is one, the line."""
-    import inspect
-    import runpy
-
-    from qstack.core.errors import ConfigError
-
-    try:
-        namespace = runpy.run_path(path, run_name="__qstack_app__")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such application file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except SyntaxError as exc:
-        raise ConfigError(f"{exc.filename or path}:{exc.lineno}: {type(exc).__name__}: "
-                          f"{exc.msg}") from None
-    except (Exception, SystemExit) as exc:  # the application's own code raised at import
-        raise ConfigError(f"{_app_line(path, exc)}: {type(exc).__name__} while importing: "
-                          f"{_one_line(exc)}") from None
-    apps = namespace.get("APPS")
-    if not isinstance(apps, dict) or not apps:
-        raise ConfigError(f"{path}: expected a module-level APPS = {{node: async def fn(ctx)}}, "
-                          f"got {'none' if apps is None else type(apps).__name__}")
-    for node, fns in apps.items():
-        if nodes is not None and node not in nodes:
-            raise ConfigError(f"{path}: APPS[{node!r}]: no such node in the network (nodes: "
-                              f"{', '.join(map(str, nodes))})")
-        for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
-            if not inspect.iscoroutinefunction(fn):
-                raise ConfigError(f"{path}: APPS[{node!r}]: expected an async def function "
-                                  f"taking the node context, got {fn!r}")
-    return apps
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _app_line(path: str, exc: BaseException) -> str:
-    """``path:line`` of the deepest frame of ``exc`` in the file ``path``."""
-    import os
-
-    line = None
-    tb = exc.__traceback__
-    target = os.path.abspath(path)
-    while tb is not None:
-        if os.path.abspath(tb.tb_frame.f_code.co_filename) == target:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return f"{path}:{line}" if line else path
-
-
 def run_sim(args: argparse.Namespace) -> int:
     """``qstack sim``: 0 when every application returned, 1 when one failed,
     2 on bad input (the network or application file), with a one-line reason."""
@@ -563,7 +506,7 @@ def run_sim(args: argparse.Namespace) -> int:
                               network_layer=args.network_layer,
                               purify=args.purify, qkd=args.qkd)
     except QStackError as exc:
-        print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",
+        print(f"qstack sim: error {int(exc.code)} {exc.code.name}: {one_line(exc.detail)}",
               file=sys.stderr)
         return 2
     print(f"network {args.network}: {len(spec.nodes)} nodes, {len(spec.links)} links, "
@@ -609,7 +552,7 @@ def run_net(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return 1
         except QStackError as exc:
             print(f"qstack net up: error {int(exc.code)} {exc.code.name}: "
-                  f"{_one_line(exc.detail)}", file=sys.stderr)
+                  f"{one_line(exc.detail)}", file=sys.stderr)
             return 2
         up = len(run.nodes) - len(run.absent)
         print(f"network {args.network}: {up} node{'s' if up != 1 else ''} up on "
@@ -693,7 +636,7 @@ def run_app_file(args: argparse.Namespace) -> int:
     try:
         apps = load_apps(args.app, run.nodes)
     except QStackError as exc:
-        print(f"qstack run: error {int(exc.code)} {exc.code.name}: {_one_line(exc.detail)}",
+        print(f"qstack run: error {int(exc.code)} {exc.code.name}: {one_line(exc.detail)}",
               file=sys.stderr)
         return 2
     fns = apps.get(args.node)
@@ -715,7 +658,7 @@ def run_app_file(args: argparse.Namespace) -> int:
         print(f"{args.node}: FAILED {type(exc).__name__}: {exc}")
         return 1
     except Exception as exc:      # the application's own exception
-        print(f"{args.node}: FAILED {type(exc).__name__}: {_one_line(exc)}")
+        print(f"{args.node}: FAILED {type(exc).__name__}: {one_line(exc)}")
         return 1
     text = repr(result)
     print(f"{args.node}: {text if len(text) <= 2000 else text[:1997] + '...'}")

@@ -222,7 +222,7 @@ def _qkd(spec: dict) -> dict:
 
 
 def _app(spec: dict) -> dict:
-    from qstack.cli import load_apps
+    from qstack.appfile import load_apps
     from qstack.config import network_from_dict
 
     net = network_from_dict(spec["network"])
