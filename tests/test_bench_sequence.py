@@ -15,6 +15,7 @@ import math
 import pytest
 
 from benchmarks import bench_sequence as B
+from qstack.network.service import NetRequest
 from qstack.network.theory import chain_fidelity
 
 HW = B.Hardware()
@@ -104,6 +105,21 @@ def test_multiplexed_pipelined_chain_keeps_the_formula_and_runs_faster_in_model_
     assert abs(fast["fidelity_min"] - chain_fidelity([HW.raw_fidelity] * 4)) < FID_TOL
     assert abs(fast["fidelity_mean"] - chain_fidelity([HW.raw_fidelity] * 4)) < FID_TOL
     assert fast["pairs_per_sim_s"] > 2 * slow["pairs_per_sim_s"]
+
+
+@pytest.mark.parametrize("wl", B.WORKLOADS, ids=lambda wl: wl.key)
+def test_the_matched_configuration_ends_with_every_pair_read_and_every_slot_free(wl):
+    """Ten processes per link and the auto window: the link layer makes
+    pairs ahead of the circuit's use, and none may be left over. After the
+    run every end-to-end pair was read once by the probe, none waits for its
+    other end, no qubit lives in the engine and no memory slot is in use."""
+    net, names, ends, ledger = B.build(wl, HW, 10, "auto", seed=3)
+    net.submit(names[0], NetRequest(names[-1], number=30), to="network.qnp")
+    net.run()
+    assert len(ledger.pairs) == 30 and not ledger.waiting and not ledger.errors
+    assert not net.errors
+    assert net.engine.num_live_qubits == 0
+    assert all(net.nodes[name].device.used_slots == 0 for name in names)
 
 
 def test_sequence_side_is_skipped_cleanly_when_absent(monkeypatch, tmp_path):
