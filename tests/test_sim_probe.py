@@ -100,6 +100,12 @@ def test_a_probe_that_was_never_bound_stops_the_run_with_a_defined_error():
     assert err.value.code == ErrorCode.INVALID_PARAMETER
 
 
+def test_a_probe_takes_only_a_pair_ledger():
+    # (compiled, its ledger field is typed; the source checks the same)
+    with pytest.raises(TypeError, match="must be a PairLedger"):
+        PairProbe("n0000", {"waiting": {}, "pairs": [], "errors": []})
+
+
 def test_bind_probes_refuses_an_end_that_is_not_a_probe():
     net, names, ends = build_chain(2, consumer=ChainEnd)
     with pytest.raises(TypeError, match="is not a PairProbe"):

@@ -13,8 +13,7 @@ cdef class PairLedger:
 
 
 cdef class PairProbe(Protocol):
-    cdef public object ledger
+    # typed: its containers are read as C struct members
+    cdef public PairLedger ledger
     # typed: bell_fidelity_now and execute are the device's cpdef methods, C calls
     cdef public QuantumDevice device
-    cdef public dict waiting
-    cdef public list pairs, errors

@@ -96,15 +96,13 @@ class PairProbe(Protocol):
 
     def __init__(self, node: str, ledger: PairLedger) -> None:
         super().__init__(node)
+        if not isinstance(ledger, PairLedger):
+            raise TypeError(f"{node}: ledger must be a PairLedger, got {type(ledger).__name__}")
         self.ledger = ledger
-        # (the ledger's containers held here: read once per end per pair)
-        self.waiting: dict = ledger.waiting
-        self.pairs: list = ledger.pairs
-        self.errors: list = ledger.errors
         self.device: Any = None
 
     @on(NetOk)
-    @cython.locals(device=QuantumDevice, there=QuantumDevice)
+    @cython.locals(device=QuantumDevice, there=QuantumDevice, ledger=PairLedger)
     def _ok(self, ev: NetOk, now_ns: int):
         # (keyed by the id's fields: a tuple hashes in C, the dataclass's
         # generated __hash__ and __eq__ are Python calls)
@@ -120,23 +118,24 @@ class PairProbe(Protocol):
                               f"{self.node}: a PairProbe reads kept pairs (NetRequest type K); "
                               f"pair {pid.head}/{pid.circuit_id}/{pid.seq} came measured, "
                               f"with no qubit")
+        ledger = self.ledger
         key = (pid.head, pid.circuit_id, pid.seq)
-        first = self.waiting.pop(key, None)
+        first = ledger.waiting.pop(key, None)
         if first is None:
-            self.waiting[key] = (device, ev)
+            ledger.waiting[key] = (device, ev)
             return None
         there, other = first
         # the memories decay lazily: the read includes both halves' decay up to now
         fidelity = device.bell_fidelity_now(qubit, there, other.qubit, ev.bell_index, now_ns)
-        self.pairs.append((fidelity, now_ns - min(ev.created_ns, other.created_ns), now_ns))
+        ledger.pairs.append((fidelity, now_ns - min(ev.created_ns, other.created_ns), now_ns))
         _, failed = there.execute(Discard(other.qubit), now_ns)
         if failed is not None:
-            self.errors.append(failed)
+            ledger.errors.append(failed)
         return [QuantumOp(None, Discard(qubit))]
 
     @on(NetErr)
     def _err(self, ev: NetErr, now_ns: int):
-        self.errors.append(ev)
+        self.ledger.errors.append(ev)
 
 
 def bind_probes(net: Any, probes: dict) -> None:
