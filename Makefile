@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.qstack-installed
 SOURCES := $(shell find qstack -name '*.py' -o -name '*.pyx' -o -name '*.pxd') setup.py pyproject.toml requirements-dev.txt
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench pgo install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --out benchmarks/results.json
+
+# The kernels rebuilt profile-guided, in place (setup.py, QSTACK_PGO): built to
+# count, trained on the per-pair paths, rebuilt with the counts. About three
+# builds' time; `make bench` after it measures that build. The next edit of a
+# source rebuilds the plain way (`make test`, `make demo`).
+pgo: $(STAMP)
+	QSTACK_PGO=generate QSTACK_REQUIRE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force
+	rm -rf build/pgo-profile
+	QSTACK_REQUIRE_CYTHON=1 $(PY) -m benchmarks.pgo_train || \
+	  { $(PY) setup.py -q build_ext --inplace --force; exit 1; }   # (no counting kernels left behind)
+	QSTACK_PGO=use QSTACK_REQUIRE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force || \
+	  { $(PY) setup.py -q build_ext --inplace --force; exit 1; }
+	touch build/pgo/profile-guided    # (benchmarks/run.py: which build it measured)
 
 clean:
 	rm -rf build $(VENV)

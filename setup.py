@@ -64,6 +64,29 @@ PY_DIRECTIVES = {"annotation_typing": False}
 #: here to step through one in gdb).
 C_FLAGS = ["-O3", "-ffp-contract=off", "-g0"]
 
+#: Profile-guided optimisation (``make pgo``, docs/compiled-runtime.md,
+#: "Profile-guided builds"): ``QSTACK_PGO=generate`` builds kernels that
+#: count their branches and calls as they run, ``benchmarks/pgo_train.py``
+#: runs them on the per-pair paths, and ``QSTACK_PGO=use`` rebuilds with
+#: those counts, so gcc lays the hot paths out together and the cold ones
+#: apart. The code means the same (no flag here changes what any arithmetic
+#: computes: -ffp-contract=off stays); what is not trained is optimised as
+#: without a profile (-fprofile-partial-training). The counts live in
+#: ``PGO_DIR``, named by object file: both builds compile into ``PGO_TEMP``.
+PGO_DIR = ROOT / "build" / "pgo-profile"
+PGO_TEMP = ROOT / "build" / "pgo"
+PGO_FLAGS = {
+    "": [],
+    "generate": [f"-fprofile-generate={PGO_DIR}", "-fprofile-update=single"],
+    "use": [f"-fprofile-use={PGO_DIR}", "-fprofile-partial-training", "-Wno-missing-profile"],
+}
+PGO_MODE = os.environ.get("QSTACK_PGO", "")
+if PGO_MODE not in PGO_FLAGS:
+    sys.exit(f"setup.py: QSTACK_PGO={PGO_MODE!r}: expected 'generate', 'use' or unset")
+C_FLAGS = C_FLAGS + PGO_FLAGS[PGO_MODE]
+#: (the profiling runtime, libgcov, is linked by the same flags)
+LINK_FLAGS = PGO_FLAGS[PGO_MODE]
+
 
 def _extensions():
     exts = []
@@ -76,13 +99,15 @@ def _extensions():
                 include_dirs=[numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=C_FLAGS,
+                extra_link_args=LINK_FLAGS,
             )
         )
     return exts
 
 
 def _source_extensions():
-    return [Extension(".".join(Path(py).with_suffix("").parts), [py], extra_compile_args=C_FLAGS)
+    return [Extension(".".join(Path(py).with_suffix("").parts), [py], extra_compile_args=C_FLAGS,
+                      extra_link_args=LINK_FLAGS)
             for py in COMPILED_PY]
 
 
@@ -93,6 +118,14 @@ class OptionalBuildExt(build_ext):
 
     def finalize_options(self):
         super().finalize_options()
+        if PGO_MODE:
+            # both builds of a profile-guided build compile to the same object
+            # files: gcc finds each one's counts by the object's path
+            self.build_temp = str(PGO_TEMP)
+            if PGO_MODE == "use" and not any(PGO_DIR.rglob("*.gcda")):
+                sys.exit(f"setup.py: QSTACK_PGO=use: no profile in {PGO_DIR}; build with "
+                         "QSTACK_PGO=generate and run benchmarks/pgo_train.py first "
+                         "(`make pgo` does all three)")
         # The C compiles are independent and take most of an install (gcc -O3
         # on ~400k lines of generated C): one per core unless -j says otherwise.
         if not self.parallel:

@@ -50,6 +50,24 @@ def reference_loops_per_s(loops: int = 20_000, best_of: int = 5) -> float:
     return round(loops / best, 1)
 
 
+#: written by ``make pgo`` right after its profile-guided build
+PGO_MARKER = HERE.parent / "build" / "pgo" / "profile-guided"
+
+
+def kernels_build(repo: Path = HERE.parent) -> str:
+    """Which build of the compiled kernels of checkout ``repo`` runs:
+    ``"profile-guided"`` (``make pgo``: its marker is as new as every
+    extension in ``qstack/``, so no plain build replaced one since),
+    ``"plain"``, or ``"none"`` (no extension: the pure-Python twins)."""
+    built = [p.stat().st_mtime for p in (repo / "qstack").rglob("*.so")]
+    if not built:
+        return "none"
+    marker = repo / PGO_MARKER.relative_to(HERE.parent)
+    if marker.exists() and marker.stat().st_mtime >= max(built):
+        return "profile-guided"
+    return "plain"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(HERE / "results.json"))
@@ -67,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "kernels_build": kernels_build(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_before": round(os.getloadavg()[0], 2),
         # (measured before and after the benchmarks: a host that slowed
