@@ -45,13 +45,13 @@ bench: $(STAMP)
 # count, trained on the per-pair paths, rebuilt with the counts. About three
 # builds' time; `make bench` after it measures that build. The next edit of a
 # source rebuilds the plain way (`make test`, `make demo`).
+# (a failed step rebuilds the plain kernels before it fails: no counting ones left behind)
+BUILD_KERNELS := QSTACK_REQUIRE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force
 pgo: $(STAMP)
-	QSTACK_PGO=generate QSTACK_REQUIRE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force
+	QSTACK_PGO=generate $(BUILD_KERNELS)
 	rm -rf build/pgo-profile
-	QSTACK_REQUIRE_CYTHON=1 $(PY) -m benchmarks.pgo_train || \
-	  { $(PY) setup.py -q build_ext --inplace --force; exit 1; }   # (no counting kernels left behind)
-	QSTACK_PGO=use QSTACK_REQUIRE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force || \
-	  { $(PY) setup.py -q build_ext --inplace --force; exit 1; }
+	QSTACK_REQUIRE_CYTHON=1 $(PY) -m benchmarks.pgo_train || { $(BUILD_KERNELS); exit 1; }
+	QSTACK_PGO=use $(BUILD_KERNELS) || { $(BUILD_KERNELS); exit 1; }
 	touch build/pgo/profile-guided    # (benchmarks/run.py: which build it measured)
 
 clean:

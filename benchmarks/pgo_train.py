@@ -4,8 +4,8 @@ kernels built with ``QSTACK_PGO=generate``, which write their branch and call
 counts when the process ends. ``QSTACK_PGO=use`` then rebuilds the kernels
 with those counts.
 
-What it runs, about 10 s of CPU on a 2 GHz core (a profile needs the paths'
-proportions, not long runs):
+What it runs, about 5 s on a 2 GHz core with the counting kernels (a
+profile needs the paths' proportions, not long runs):
 
 * repeater chains, Bell-diagonal: 30 nodes (300 pairs) and 200 nodes (40),
   the work per link pair of ``bench_network``'s 1,000-node chain;
@@ -58,10 +58,8 @@ def train() -> dict:
     for n, pairs, formalism in ((30, 300, "bd"), (200, 40, "bd"), (10, 200, "dm")):
         done[f"chain{n}_{formalism}"] = chain_run(n, pairs=pairs, formalism=formalism)["pairs"]
     for w in WORKLOADS:
-        qstack_run(w, Hardware(), 300, 10, "auto")
-        done[f"sequence_{w.key}"] = 300
-    teleport_run(200, "bd")
-    done["teleport_bd"] = 200
+        done[f"sequence_{w.key}"] = qstack_run(w, Hardware(), 300, 10, "auto")["pairs"]
+    done["teleport_bd"] = teleport_run(200, "bd")["qubits"]
     return done
 
 
